@@ -1,0 +1,375 @@
+"""Chat types: the OpenAI wire format the gateway speaks to its clients, decoded with msgspec.
+
+A request is decoded twice from one parse: into typed structs (validated, with field-level errors)
+and kept as the raw dict, so fields the gateway does not model pass through untouched to
+OpenAI-compatible upstreams. Responses and stream chunks are the normalized form every adapter
+produces, encoded back to exactly OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct, field
+
+from proxy.errors import InvalidRequest
+
+# ---------------------------------------------------------------------------------------------
+# Request
+
+
+class ImageURL(Struct, frozen=True):
+    """``image_url`` of an image part: a data URL or an http(s) address."""
+
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class TextPart(Struct, frozen=True, tag_field="type", tag="text"):
+    """A text content part."""
+
+    text: str
+
+
+class ImagePart(Struct, frozen=True, tag_field="type", tag="image_url"):
+    """An image content part."""
+
+    image_url: ImageURL
+
+
+class InputAudio(Struct, frozen=True):
+    """Base64 audio of an ``input_audio`` part."""
+
+    data: str
+    format: str
+
+
+class AudioPart(Struct, frozen=True, tag_field="type", tag="input_audio"):
+    """An audio content part."""
+
+    input_audio: InputAudio
+
+
+class FileRef(Struct, frozen=True):
+    """Inline or uploaded file of a ``file`` part."""
+
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+
+
+class FilePart(Struct, frozen=True, tag_field="type", tag="file"):
+    """A file content part."""
+
+    file: FileRef
+
+
+class RefusalPart(Struct, frozen=True, tag_field="type", tag="refusal"):
+    """A refusal part, only on assistant turns."""
+
+    refusal: str
+
+
+ContentPart = TextPart | ImagePart | AudioPart | FilePart | RefusalPart
+
+
+class FunctionCall(Struct, frozen=True):
+    """A function call as the model made it: ``arguments`` is a JSON string."""
+
+    name: str
+    arguments: str
+
+
+class ToolCall(Struct, frozen=True):
+    """A tool call on an assistant turn."""
+
+    id: str
+    function: FunctionCall
+    type: Literal["function"] = "function"
+
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+class Message(Struct, frozen=True):
+    """One conversation turn; which fields matter depends on ``role``."""
+
+    role: Role
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    reasoning_content: str | None = None
+
+
+class StreamOptions(Struct, frozen=True):
+    """``stream_options`` of a streaming request."""
+
+    include_usage: bool | None = None
+    include_obfuscation: bool | None = None
+
+
+class FunctionDef(Struct, frozen=True):
+    """A tool's function declaration."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(Struct, frozen=True):
+    """A tool the model may call."""
+
+    function: FunctionDef
+    type: Literal["function"] = "function"
+
+
+Unit = Annotated[float, Meta(ge=0, le=1)]
+Penalty = Annotated[float, Meta(ge=-2, le=2)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+
+
+class ChatBody(Struct, frozen=True):
+    """The typed view of a ``POST /v1/chat/completions`` body (unknown fields are ignored here)."""
+
+    model: str
+    messages: Annotated[list[Message], Meta(min_length=1)]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
+    top_p: Unit | None = None
+    max_tokens: PositiveInt | None = None
+    max_completion_tokens: PositiveInt | None = None
+    stop: str | Annotated[list[str], Meta(max_length=4)] | None = None
+    n: Annotated[int, Meta(ge=1, le=128)] | None = None
+    seed: int | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+    reasoning_effort: str | None = None
+    user: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A validated chat request: the typed body plus the raw dict for pass-through."""
+
+    body: ChatBody
+    raw: dict[str, Any]
+    has_images: bool
+
+    @property
+    def model(self) -> str:
+        """The model name the client asked for."""
+        return self.body.model
+
+    @property
+    def stream(self) -> bool:
+        """Whether the client wants SSE."""
+        return self.body.stream
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether the client asked for the final usage chunk of a stream."""
+        opts = self.body.stream_options
+        return bool(opts and opts.include_usage)
+
+
+_json_decode = msgspec.json.Decoder().decode
+_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def _param_of(error: msgspec.ValidationError) -> tuple[str, str | None]:
+    """Split msgspec's "... - at `$.messages[0].role`" into a message and an OpenAI param."""
+    text = str(error)
+    match = _PATH.search(text)
+    if match is None:
+        return text, None
+    param = match.group("path").lstrip(".")
+    return f"{text[: match.start()]} at '{param}'", param or None
+
+
+def decode_chat_request(body: bytes) -> ChatRequest:
+    """Parse and validate a chat body; each failure is an InvalidRequest naming the field."""
+    try:
+        raw = _json_decode(body)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    if "model" not in raw:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model")
+    if "messages" not in raw:
+        raise InvalidRequest("Missing required parameter: 'messages'.", param="messages")
+    try:
+        typed = msgspec.convert(raw, ChatBody)
+    except msgspec.ValidationError as exc:
+        message, param = _param_of(exc)
+        raise InvalidRequest(f"Invalid request: {message}", param=param) from None
+    if not typed.model:
+        raise InvalidRequest("'model' must not be empty.", param="model")
+    if typed.stream_options is not None and not typed.stream:
+        raise InvalidRequest(
+            "'stream_options' is only allowed when 'stream' is true.", param="stream_options"
+        )
+    return ChatRequest(typed, raw, _has_images(typed))
+
+
+def _has_images(body: ChatBody) -> bool:
+    for message in body.messages:
+        if isinstance(message.content, list):
+            for part in message.content:
+                if isinstance(part, ImagePart):
+                    return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Response and stream chunks (normalized: every adapter produces these)
+
+
+class PromptTokensDetails(Struct, omit_defaults=True):
+    """Breakdown of prompt tokens; ``cached_tokens`` is a subset of ``prompt_tokens``."""
+
+    cached_tokens: int = 0
+
+
+class CompletionTokensDetails(Struct, omit_defaults=True):
+    """Breakdown of completion tokens; ``reasoning_tokens`` is a subset of ``completion_tokens``."""
+
+    reasoning_tokens: int = 0
+
+
+class Usage(Struct):
+    """Token usage in OpenAI's meaning (completion includes reasoning, prompt includes cached)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens served from the provider's cache."""
+        details = self.prompt_tokens_details
+        return details.cached_tokens if details else 0
+
+    @property
+    def reasoning_tokens(self) -> int:
+        """Completion tokens spent on reasoning."""
+        details = self.completion_tokens_details
+        return details.reasoning_tokens if details else 0
+
+
+class FunctionCallDelta(Struct, omit_defaults=True):
+    """A fragment of a function call in a stream."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(Struct, omit_defaults=True):
+    """A fragment of a tool call in a stream, keyed by ``index``."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta | None = None
+
+
+class Delta(Struct, omit_defaults=True):
+    """What one chunk adds to a choice."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    reasoning_content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+
+
+class ChunkChoice(Struct):
+    """One choice of a stream chunk."""
+
+    index: int = 0
+    delta: Delta = field(default_factory=Delta)
+    logprobs: Any = None
+    finish_reason: str | None = None
+
+
+class ChatChunk(Struct, kw_only=True):
+    """One ``chat.completion.chunk``: the unit of a stream."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice] = field(default_factory=list)
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+
+
+class ResponseToolCall(Struct):
+    """A complete tool call in a non-streaming response."""
+
+    id: str
+    function: FunctionCall
+    type: Literal["function"] = "function"
+
+
+class ResponseMessage(Struct):
+    """The assistant message of a non-streaming choice."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    reasoning_content: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ResponseToolCall] | None = None
+
+
+class Choice(Struct):
+    """One choice of a non-streaming response."""
+
+    index: int = 0
+    message: ResponseMessage = field(default_factory=ResponseMessage)
+    logprobs: Any = None
+    finish_reason: str | None = None
+
+
+class ChatResponse(Struct, kw_only=True):
+    """A ``chat.completion``."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice] = field(default_factory=list)
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+
+
+class ModelCard(Struct):
+    """One entry of ``GET /v1/models``."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "system"
+
+
+class ModelList(Struct):
+    """The body of ``GET /v1/models``."""
+
+    data: list[ModelCard]
+    object: Literal["list"] = "list"

@@ -1,0 +1,142 @@
+"""Gateway errors and their one wire shape: ``{"error": {message, type, param, code}}``.
+
+Errors are exceptions inside the gateway and become values exactly once, at the HTTP edge, through
+:meth:`GatewayError.to_body`. Each subclass fixes the status and ``type`` of design §4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+import msgspec
+
+
+class ErrorDetail(msgspec.Struct, frozen=True):
+    """The inner object of an OpenAI error body."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(msgspec.Struct, frozen=True):
+    """An OpenAI error body, also sent as one SSE event when a stream fails after it started."""
+
+    error: ErrorDetail
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway answers on purpose; never raised itself."""
+
+    status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def detail(self) -> ErrorDetail:
+        """The error as the inner object of the wire shape."""
+        return ErrorDetail(self.message, self.error_type, self.param, self.code)
+
+    def to_body(self) -> bytes:
+        """The JSON body sent to the client."""
+        return _encode(ErrorBody(self.detail()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.status}, {self.message!r}, code={self.code!r})"
+
+
+class InvalidRequest(GatewayError):
+    """400: bad JSON, wrong field types, unsupported parameter."""
+
+    status = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationFailed(GatewayError):
+    """401: missing, unknown or revoked API key, inactive client."""
+
+    status = 401
+    error_type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    """403: the caller is known but not allowed."""
+
+    status = 403
+    error_type = "permission_error"
+
+
+class NotFound(GatewayError):
+    """404: unknown model or resource."""
+
+    status = 404
+    error_type = "not_found_error"
+
+
+class ModelNotFound(NotFound):
+    """404 for a model name no route matches."""
+
+    default_code = "model_not_found"
+
+
+class RequestTooLarge(GatewayError):
+    """413: the body is over ``server.max_body_bytes``."""
+
+    status = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    """429: a rate limit was hit, here or upstream; carries ``retry-after``."""
+
+    status = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class UpstreamError(GatewayError):
+    """502: the upstream failed or answered something that is not its protocol."""
+
+    status = 502
+    error_type = "upstream_error"
+
+
+class UpstreamUnavailable(GatewayError):
+    """503: breaker open, provider disabled or overloaded, gateway shutting down."""
+
+    status = 503
+    error_type = "upstream_unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    """504: the upstream deadline passed."""
+
+    status = 504
+    error_type = "upstream_timeout"
+
+
+class InternalError(GatewayError):
+    """500: a bug. Answered with the request id so the log line can be found."""
+
+    status = 500
+    error_type = "server_error"

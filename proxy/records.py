@@ -1,0 +1,42 @@
+"""The one record logged per call, whatever its outcome (design §3 step 7, ``llm_requests``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+Status = Literal["ok", "error", "cancelled"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What happened to one ``/v1`` call; token counts are None when the upstream did not say."""
+
+    request_id: str
+    ts_ms: int
+    client_id: str | None
+    provider: str | None
+    model: str
+    upstream_model: str | None
+    stream: bool
+    status: Status
+    http_status: int
+    error_type: str | None = None
+    error_message: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cached_tokens: int | None = None
+    total_tokens: int | None = None
+    cost_usd: float | None = None
+    has_images: bool = False
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    overhead_ms: float = 0.0
+    request_body: str | None = None
+    response_body: str | None = None
+
+    @property
+    def has_usage(self) -> bool:
+        """Whether the upstream reported token counts (an unpriced call has none)."""
+        return self.prompt_tokens is not None or self.completion_tokens is not None

@@ -1,0 +1,89 @@
+"""Model routing (design §6): which provider serves a model name, and under which upstream name."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Collection, Mapping
+
+from proxy.errors import ModelNotFound, UpstreamUnavailable
+
+# Longest prefixes first is not needed: no prefix here is a prefix of another provider's.
+PREFIXES: tuple[tuple[str, str], ...] = (
+    ("gpt-", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+    ("chatgpt-", "openai"),
+    ("gemini-", "gemini"),
+    ("deepseek-", "deepseek"),
+    ("grok-", "grok"),
+    ("mock", "mock"),
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AliasTarget:
+    """Where an alias points: a provider, its upstream model, and the alias's own fallbacks."""
+
+    provider: str
+    model: str
+    fallbacks: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Route:
+    """A resolved model: the provider to call, the name it knows, and the alias used (if any)."""
+
+    provider: str
+    upstream_model: str
+    alias: str | None = None
+
+
+class Router:
+    """Resolves client model names; pure, rebuilt whenever aliases or providers change."""
+
+    def __init__(
+        self,
+        *,
+        aliases: Mapping[str, AliasTarget],
+        providers: Collection[str],
+        enabled: Collection[str],
+        local_models: Callable[[], Collection[str]] = frozenset,
+    ) -> None:
+        self._aliases = dict(aliases)
+        self._providers = frozenset(providers)
+        self._enabled = frozenset(enabled)
+        # Ollama's model list changes at run time (pulls), so it is asked for, not copied.
+        self._local_models = local_models
+
+    @property
+    def aliases(self) -> Mapping[str, AliasTarget]:
+        """The aliases, for ``GET /v1/models``."""
+        return self._aliases
+
+    def resolve(self, model: str) -> Route:
+        """Route ``model`` or raise 404 (unknown) / 503 (provider disabled)."""
+        target = self._aliases.get(model)
+        if target is not None:
+            return self._checked(Route(target.provider, target.model, model), model)
+        provider, slash, rest = model.partition("/")
+        if slash and provider in self._providers and rest:
+            return self._checked(Route(provider, rest), model)
+        for prefix, name in PREFIXES:
+            if model.startswith(prefix):
+                return self._checked(Route(name, model), model)
+        if "ollama" in self._enabled and model in self._local_models():
+            return Route("ollama", model)
+        raise ModelNotFound(
+            f"The model '{model}' does not exist or is not routed by this gateway.", param="model"
+        )
+
+    def _checked(self, route: Route, asked: str) -> Route:
+        if route.provider not in self._enabled:
+            raise UpstreamUnavailable(
+                f"The model '{asked}' is served by provider '{route.provider}', which is not "
+                "enabled on this gateway.",
+                param="model",
+                code="provider_disabled",
+            )
+        return route

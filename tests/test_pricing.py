@@ -1,0 +1,68 @@
+"""Pricing: genai-prices tables, overrides, and NULL (never 0) for what is unknown."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.pricing import PriceOverride, Pricer, TokenCounts
+
+TOKENS = TokenCounts(prompt=1000, completion=500, cached=200)
+
+
+def test_table_price_bills_cached_tokens_at_the_cached_rate() -> None:
+    cost = Pricer().cost(provider="openai", upstream_model="gpt-4o-mini", alias=None, tokens=TOKENS)
+    # 800 × 0.15 + 200 × 0.075 + 500 × 0.60, per million
+    assert cost == pytest.approx(0.000435)
+
+
+def test_unknown_usage_is_unpriced_not_free() -> None:
+    assert (
+        Pricer().cost(provider="openai", upstream_model="gpt-4o", alias=None, tokens=None) is None
+    )
+
+
+def test_unknown_model_is_unpriced() -> None:
+    cost = Pricer().cost(
+        provider="openai", upstream_model="my-finetune-xyz", alias=None, tokens=TOKENS
+    )
+    assert cost is None
+
+
+def test_self_hosted_and_mock_are_free() -> None:
+    for provider in ("ollama", "mock"):
+        assert (
+            Pricer().cost(provider=provider, upstream_model="x", alias=None, tokens=TOKENS) == 0.0
+        )
+
+
+def test_alias_override_wins_then_upstream_model_override() -> None:
+    pricer = Pricer(
+        {"fast": PriceOverride(1.0, 2.0, 0.5), "gpt-4o-mini": PriceOverride(10.0, 20.0)}
+    )
+    by_alias = pricer.cost(
+        provider="openai", upstream_model="gpt-4o-mini", alias="fast", tokens=TOKENS
+    )
+    assert by_alias == pytest.approx((800 * 1.0 + 200 * 0.5 + 500 * 2.0) / 1e6)
+    by_model = pricer.cost(
+        provider="openai", upstream_model="gpt-4o-mini", alias=None, tokens=TOKENS
+    )
+    # No cached price: cached tokens are billed as input.
+    assert by_model == pytest.approx((1000 * 10.0 + 500 * 20.0) / 1e6)
+
+
+def test_override_prices_an_otherwise_unknown_model() -> None:
+    pricer = Pricer({"my-finetune-xyz": PriceOverride(3.0, 6.0)})
+    cost = pricer.cost(
+        provider="openai", upstream_model="my-finetune-xyz", alias=None, tokens=TOKENS
+    )
+    assert cost == pytest.approx((1000 * 3.0 + 500 * 6.0) / 1e6)
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [("gemini", "gemini-2.5-flash"), ("deepseek", "deepseek-chat"), ("grok", "grok-4")],
+)
+def test_every_keyed_provider_has_table_prices(provider: str, model: str) -> None:
+    cost = Pricer().cost(provider=provider, upstream_model=model, alias=None, tokens=TOKENS)
+    assert cost is not None
+    assert cost > 0

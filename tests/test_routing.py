@@ -1,0 +1,65 @@
+"""Model routing (design §6)."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.errors import ModelNotFound, UpstreamUnavailable
+from proxy.routing import AliasTarget, Route, Router
+
+ALL = ("openai", "gemini", "deepseek", "grok", "ollama", "mock")
+
+
+def router(enabled: tuple[str, ...] = ALL, local: frozenset[str] = frozenset()) -> Router:
+    return Router(
+        aliases={"fast": AliasTarget("openai", "gpt-4o-mini", ("gemini-2.5-flash",))},
+        providers=ALL,
+        enabled=enabled,
+        local_models=lambda: local,
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "route"),
+    [
+        ("fast", Route("openai", "gpt-4o-mini", "fast")),
+        ("ollama/llama3.2", Route("ollama", "llama3.2")),
+        ("gemini/gemini-2.5-pro", Route("gemini", "gemini-2.5-pro")),
+        ("gpt-4o", Route("openai", "gpt-4o")),
+        ("o3-mini", Route("openai", "o3-mini")),
+        ("chatgpt-4o-latest", Route("openai", "chatgpt-4o-latest")),
+        ("gemini-2.5-flash", Route("gemini", "gemini-2.5-flash")),
+        ("deepseek-chat", Route("deepseek", "deepseek-chat")),
+        ("grok-4.3", Route("grok", "grok-4.3")),
+        ("mock", Route("mock", "mock")),
+    ],
+)
+def test_routes(model: str, route: Route) -> None:
+    assert router().resolve(model) == route
+
+
+def test_alias_wins_over_prefix() -> None:
+    r = Router(
+        aliases={"gpt-4o": AliasTarget("gemini", "gemini-2.5-pro")}, providers=ALL, enabled=ALL
+    )
+    assert r.resolve("gpt-4o").provider == "gemini"
+
+
+def test_local_ollama_models_route_last() -> None:
+    assert router(local=frozenset({"llama3.2"})).resolve("llama3.2") == Route("ollama", "llama3.2")
+
+
+def test_unknown_model_is_404() -> None:
+    with pytest.raises(ModelNotFound) as caught:
+        router().resolve("llama3.2")
+    assert caught.value.code == "model_not_found"
+
+
+def test_slash_with_unknown_provider_is_not_a_provider() -> None:
+    with pytest.raises(ModelNotFound):
+        router().resolve("meta/llama")
+
+
+def test_disabled_provider_is_503() -> None:
+    with pytest.raises(UpstreamUnavailable):
+        router(enabled=("mock",)).resolve("gpt-4o")
