@@ -1,0 +1,793 @@
+"""A fake OpenAI Chat Completions upstream: real HTTP on 127.0.0.1, scripted behaviours."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import trio
+
+from .asgi_server import CutConnection, Receive, Scope, Send, serve_asgi
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "MODELS",
+    "UNKNOWN_MODEL",
+    "Behaviour",
+    "CutStream",
+    "Echo",
+    "ErrorReply",
+    "FakeOpenAI",
+    "Garbage",
+    "MidStreamError",
+    "Received",
+    "Stall",
+    "StallMidStream",
+    "ToolCalls",
+    "bad_key",
+    "insufficient_quota",
+    "overloaded",
+    "rate_limited",
+    "server_error",
+    "unsupported_max_tokens",
+]
+
+DEFAULT_API_KEY = "sk-upstream-test-key"
+UNKNOWN_MODEL = "does-not-exist"
+SYSTEM_FINGERPRINT = "fp_fake0openai"
+MODELS: tuple[tuple[str, int], ...] = (
+    ("gpt-4o", 1715367049),
+    ("gpt-4o-mini", 1721172741),
+    ("o3-mini", 1737146383),
+)
+RATE_LIMIT_HEADERS: Mapping[str, str] = {
+    "x-ratelimit-limit-requests": "10000",
+    "x-ratelimit-limit-tokens": "30000000",
+    "x-ratelimit-remaining-requests": "9999",
+    "x-ratelimit-remaining-tokens": "29999990",
+    "x-ratelimit-reset-requests": "6ms",
+    "x-ratelimit-reset-tokens": "0s",
+}
+_DEFAULT_ERROR_TYPES = {429: "requests", 500: "server_error", 503: "service_unavailable_error"}
+_DEFAULT_ERROR_MESSAGES = {
+    400: "Invalid request.",
+    401: "Incorrect API key provided.",
+    403: "Country, region, or territory not supported.",
+    404: "The requested resource does not exist.",
+    429: "Rate limit reached. Please try again later.",
+    500: "The server had an error while processing your request. Sorry about that!",
+    503: "The server is overloaded or not ready yet.",
+}
+_ID_ALPHABET = string.ascii_letters + string.digits
+_NO_KEY_MESSAGE = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization header "
+    "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank "
+    "username) if you're accessing the API from your browser and are prompted for a username and "
+    "password. You can obtain an API key from https://platform.openai.com/account/api-keys."
+)
+_BAD_JSON_MESSAGE = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+    "your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not "
+    "valid JSON.)"
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Behaviours
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Echo:
+    """Answer normally (the default): `text`, or "echo: " + the last user message."""
+
+    text: str | None = None
+    chunks: int | None = None
+    reasoning: str | None = None
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    finish_reason: str = "stop"
+    delay_s: float = 0.0
+    chunk_interval_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCalls:
+    """Answer with one function tool call whose arguments stream in `fragments` pieces."""
+
+    name: str = "get_weather"
+    arguments: str = '{"city":"Paris"}'
+    fragments: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """Answer with an OpenAI error body (or `raw_body` verbatim); type/message default by status."""
+
+    status: int
+    message: str | None = None
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    raw_body: bytes | None = None
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class CutStream:
+    """Start a 200 answer, send `after_chunks` content chunks, then drop the connection mid-body."""
+
+    after_chunks: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class MidStreamError:
+    """Stream `after_chunks` content chunks, then `data: {"error": …}` and end without [DONE]."""
+
+    after_chunks: int = 2
+    message: str = "The server had an error while processing your request."
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """Send nothing for `seconds`, then answer like Echo()."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StallMidStream:
+    """Stream `after_chunks` content chunks, stall for `seconds`, then finish like Echo()."""
+
+    after_chunks: int = 1
+    seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Garbage:
+    """Answer with a body that is not the OpenAI protocol."""
+
+    body: bytes = b"<html>oops</html>"
+    status: int = 200
+    content_type: str = "text/html"
+
+
+Behaviour = (
+    Echo | ToolCalls | ErrorReply | CutStream | MidStreamError | Stall | StallMidStream | Garbage
+)
+
+
+def rate_limited(retry_after: str = "3", *, model: str = "gpt-4o") -> ErrorReply:
+    """A 429 requests-per-minute rate limit with retry-after and exhausted x-ratelimit headers."""
+    return ErrorReply(
+        429,
+        message=(
+            f"Rate limit reached for {model} in organization org-fake on requests per min (RPM): "
+            f"Limit 60, Used 60, Requested 1. Please try again in {retry_after}s. Visit "
+            "https://platform.openai.com/account/rate-limits to learn more."
+        ),
+        type="requests",
+        code="rate_limit_exceeded",
+        headers={
+            "retry-after": retry_after,
+            "x-ratelimit-limit-requests": "60",
+            "x-ratelimit-limit-tokens": "150000",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-remaining-tokens": "149984",
+            "x-ratelimit-reset-requests": f"{retry_after}s",
+            "x-ratelimit-reset-tokens": "6m0s",
+        },
+    )
+
+
+def insufficient_quota() -> ErrorReply:
+    """A 429 out-of-credits error (not retryable)."""
+    return ErrorReply(
+        429,
+        message=(
+            "You exceeded your current quota, please check your plan and billing details. For more "
+            "information on this error, read the docs: "
+            "https://platform.openai.com/docs/guides/error-codes/api-errors."
+        ),
+        type="insufficient_quota",
+        code="insufficient_quota",
+    )
+
+
+def server_error() -> ErrorReply:
+    """A 500 server_error."""
+    return ErrorReply(
+        500,
+        message=(
+            "The server had an error while processing your request. Sorry about that! You can "
+            "retry your request, or contact us through our help center at help.openai.com if the "
+            "error persists."
+        ),
+        type="server_error",
+    )
+
+
+def overloaded(retry_after: str | None = None) -> ErrorReply:
+    """A 503 server_is_overloaded, optionally with a retry-after header."""
+    return ErrorReply(
+        503,
+        message="The server is overloaded or not ready yet.",
+        type="service_unavailable_error",
+        code="server_is_overloaded",
+        headers={} if retry_after is None else {"retry-after": retry_after},
+    )
+
+
+def bad_key(key: str = "sk-wrong-key") -> ErrorReply:
+    """A 401 invalid_api_key, worded like OpenAI."""
+    return ErrorReply(
+        401,
+        message=_incorrect_key_message(key),
+        type="invalid_request_error",
+        code="invalid_api_key",
+    )
+
+
+def unsupported_max_tokens() -> ErrorReply:
+    """A 400 unsupported_parameter for `max_tokens`, as reasoning models answer."""
+    return ErrorReply(
+        400,
+        message=(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead."
+        ),
+        type="invalid_request_error",
+        code="unsupported_parameter",
+        param="max_tokens",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One request as the fake saw it."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: Any
+    raw: bytes
+
+
+@dataclass(slots=True)
+class _Call:
+    """Per-request data shared by the response writers."""
+
+    model: str
+    stream: bool
+    include_usage: bool
+    include_obfuscation: bool
+    prompt_tokens: int
+    last_user_text: str
+    id: str = field(default_factory=lambda: "chatcmpl-" + _random_id(29))
+    created: int = field(default_factory=lambda: int(time.time()))
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class _Reply:
+    """Wraps ASGI send; marks itself finished just before the last body message goes out."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.finished = False
+
+    async def start(self, status: int, headers: Mapping[str, str]) -> None:
+        """Send the status line and headers."""
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        await self._send({"type": "http.response.start", "status": status, "headers": raw})
+
+    async def write(self, data: bytes) -> None:
+        """Send a piece of the body; more follows."""
+        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end(self, data: bytes = b"") -> None:
+        """Send the last piece of the body."""
+        self.finished = True
+        await self._send({"type": "http.response.body", "body": data, "more_body": False})
+
+    async def full(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        """Send a complete response with a content-length."""
+        await self.start(status, {**headers, "content-length": str(len(body))})
+        await self.end(body)
+
+
+class FakeOpenAI:
+    """A scripted OpenAI upstream served over real HTTP; see the behaviour classes."""
+
+    def __init__(self, *, api_key: str = DEFAULT_API_KEY) -> None:
+        self.api_key = api_key
+        self.base_url = ""  # "http://127.0.0.1:PORT/v1" once running
+        self.received: list[Received] = []  # every request, recorded before it is answered
+        self.disconnects = 0  # chat responses whose client left before the last body message
+        self._queue: deque[Behaviour] = deque()
+
+    def enqueue(self, *behaviours: Behaviour) -> None:
+        """Use these behaviours, in order, for the next chat completion calls; then Echo()."""
+        self._queue.extend(behaviours)
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; started() reports base_url ("http://127.0.0.1:PORT/v1")."""
+        async with trio.open_nursery() as nursery:
+            url: str = await nursery.start(serve_asgi, self._app)
+            self.base_url = url + "/v1"
+            task_status.started(self.base_url)
+
+    # -- ASGI -----------------------------------------------------------------------------------
+
+    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The raw ASGI3 entry point."""
+        if scope["type"] != "http":
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            raw += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        try:
+            body = msgspec.json.decode(raw) if raw else None
+        except msgspec.DecodeError:
+            body = None
+        method, path = scope["method"], scope["path"]
+        self.received.append(
+            Received(method, path, scope["query_string"].decode("latin-1"), headers, body, raw)
+        )
+        reply = _Reply(send)
+
+        auth_error = self._check_auth(headers.get("authorization"))
+        if auth_error is not None:
+            await _send_error(reply, auth_error)
+        elif method == "POST" and path == "/v1/chat/completions":
+            await self._chat(reply, receive, body)
+        elif method == "GET" and path == "/v1/models":
+            data = [_model_object(name, created) for name, created in MODELS]
+            await reply.full(200, _json_headers(), _encode({"object": "list", "data": data}))
+        elif method == "GET" and path.startswith("/v1/models/"):
+            wanted = path.removeprefix("/v1/models/")
+            found = [_model_object(n, c) for n, c in MODELS if n == wanted]
+            if found:
+                await reply.full(200, _json_headers(), _encode(found[0]))
+            else:
+                await _send_error(reply, _model_not_found(wanted))
+        else:
+            await _send_error(
+                reply,
+                ErrorReply(
+                    404, message=f"Invalid URL ({method} {path})", type="invalid_request_error"
+                ),
+            )
+
+    def _check_auth(self, authorization: str | None) -> ErrorReply | None:
+        """Return the 401 OpenAI gives for this Authorization header, or None if it is valid."""
+        if authorization is None or not authorization.startswith("Bearer "):
+            return ErrorReply(
+                401, message=_NO_KEY_MESSAGE, type="invalid_request_error", code="invalid_api_key"
+            )
+        given = authorization.removeprefix("Bearer ").strip()
+        if given != self.api_key:
+            return bad_key(given)
+        return None
+
+    async def _chat(self, reply: _Reply, receive: Receive, body: Any) -> None:
+        """Handle POST /v1/chat/completions: validate, pick a behaviour, answer it."""
+        if not isinstance(body, dict):
+            await _send_error(reply, ErrorReply(400, _BAD_JSON_MESSAGE, "invalid_request_error"))
+            return
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            message = "you must provide a model parameter"
+            await _send_error(reply, ErrorReply(400, message, "invalid_request_error"))
+            return
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            error = ErrorReply(
+                400,
+                "Missing required parameter: 'messages'.",
+                "invalid_request_error",
+                code="missing_required_parameter",
+                param="messages",
+            )
+            await _send_error(reply, error)
+            return
+        if model == UNKNOWN_MODEL:
+            await _send_error(reply, _model_not_found(model))
+            return
+
+        options = body.get("stream_options") or {}
+        call = _Call(
+            model=model,
+            stream=body.get("stream") is True,
+            include_usage=bool(options.get("include_usage")),
+            include_obfuscation=options.get("include_obfuscation") is not False,
+            prompt_tokens=sum(_words(_message_text(m)) for m in messages if isinstance(m, dict)),
+            last_user_text=_last_user_text(messages),
+        )
+        behaviour = self._queue.popleft() if self._queue else Echo()
+
+        cut = False
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_disconnect, receive, reply, nursery.cancel_scope)
+            cut = await _answer(reply, call, behaviour)
+            nursery.cancel_scope.cancel()
+        if cut:
+            raise CutConnection
+
+    async def _watch_disconnect(
+        self, receive: Receive, reply: _Reply, scope: trio.CancelScope
+    ) -> None:
+        """Count and stop a response whose client goes away before its last body message."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not reply.finished:
+            self.disconnects += 1
+            scope.cancel()
+
+
+# ---------------------------------------------------------------------------------------------
+# Answers
+# ---------------------------------------------------------------------------------------------
+
+
+async def _answer(reply: _Reply, call: _Call, behaviour: Behaviour) -> bool:
+    """Answer one chat completion; True means the caller must drop the connection."""
+    match behaviour:
+        case Echo():
+            await trio.sleep(behaviour.delay_s)
+            await _answer_echo(reply, call, behaviour)
+        case Stall(seconds=seconds):
+            await trio.sleep(seconds)
+            await _answer_echo(reply, call, Echo())
+        case ToolCalls():
+            await _answer_tool_calls(reply, call, behaviour)
+        case ErrorReply():
+            await _send_error(reply, behaviour)
+        case Garbage(body=body, status=status, content_type=content_type):
+            await reply.full(status, {**_common_headers(call), "content-type": content_type}, body)
+        case CutStream(after_chunks=n):
+            await _answer_cut(reply, call, n)
+            return True
+        case MidStreamError(after_chunks=n, message=message):
+            if not call.stream:
+                await _send_error(reply, ErrorReply(500, message, "server_error"))
+            else:
+                await _start_stream(reply, call)
+                for piece in _padded_pieces(call, n)[:n]:
+                    await reply.write(_sse(_chunk(call, {"content": piece})))
+                error = {"message": message, "type": "server_error", "param": None, "code": None}
+                await reply.end(_sse({"error": error}))
+        case StallMidStream(after_chunks=n, seconds=seconds):
+            if not call.stream:
+                await trio.sleep(seconds)
+                await _answer_echo(reply, call, Echo())
+            else:
+                pieces = _padded_pieces(call, n)
+                await _start_stream(reply, call)
+                for i, piece in enumerate(pieces):
+                    if i == n:
+                        await trio.sleep(seconds)
+                    await reply.write(_sse(_chunk(call, {"content": piece})))
+                await _finish_stream(reply, call, "stop", _usage(call, "".join(pieces)))
+    return False
+
+
+async def _answer_echo(reply: _Reply, call: _Call, echo: Echo) -> None:
+    """Answer with text (and optional DeepSeek-style reasoning_content), streamed or not."""
+    text = echo.text if echo.text is not None else "echo: " + call.last_user_text
+    usage = _usage(call, text, echo.cached_tokens, echo.reasoning_tokens)
+    if not call.stream:
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if echo.reasoning is not None:
+            message["reasoning_content"] = echo.reasoning
+        message |= {"refusal": None, "annotations": []}
+        await _send_completion(reply, call, message, echo.finish_reason, usage)
+        return
+    await _start_stream(reply, call)
+    for piece in _word_pieces(echo.reasoning or ""):
+        await trio.sleep(echo.chunk_interval_s)
+        await reply.write(_sse(_chunk(call, {"content": None, "reasoning_content": piece})))
+    pieces = _split(text, echo.chunks) if echo.chunks is not None else _word_pieces(text)
+    for piece in pieces:
+        await trio.sleep(echo.chunk_interval_s)
+        await reply.write(_sse(_chunk(call, {"content": piece})))
+    await _finish_stream(reply, call, echo.finish_reason, usage)
+
+
+async def _answer_tool_calls(reply: _Reply, call: _Call, tool: ToolCalls) -> None:
+    """Answer with one function call; streamed arguments arrive in fragments keyed by index."""
+    call_id = "call_" + _random_id(24)
+    usage = _usage(call, tool.arguments)
+    if not call.stream:
+        function = {"name": tool.name, "arguments": tool.arguments}
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": call_id, "type": "function", "function": function}],
+            "refusal": None,
+            "annotations": [],
+        }
+        await _send_completion(reply, call, message, "tool_calls", usage)
+        return
+    await reply.start(200, _stream_headers(call))
+    header = {
+        "index": 0,
+        "id": call_id,
+        "type": "function",
+        "function": {"name": tool.name, "arguments": ""},
+    }
+    first = {"role": "assistant", "content": None, "tool_calls": [header]}
+    await reply.write(_sse(_chunk(call, first)))
+    for fragment in _split(tool.arguments, tool.fragments):
+        delta = {"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]}
+        await reply.write(_sse(_chunk(call, delta)))
+    await _finish_stream(reply, call, "tool_calls", usage)
+
+
+async def _answer_cut(reply: _Reply, call: _Call, after_chunks: int) -> None:
+    """Send part of an answer; the caller then drops the connection mid-body."""
+    reply.finished = True  # the server, not the client, ends this one
+    if call.stream:
+        await _start_stream(reply, call)
+        for piece in _padded_pieces(call, after_chunks)[:after_chunks]:
+            await reply.write(_sse(_chunk(call, {"content": piece})))
+        return
+    # Non-stream: promise a full JSON body by content-length, then deliver only half of it.
+    text = "echo: " + call.last_user_text
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": text,
+        "refusal": None,
+        "annotations": [],
+    }
+    body = _encode(_completion(call, message, "stop", _usage(call, text)))
+    headers = {**_json_headers(call), "content-length": str(len(body))}
+    await reply.start(200, headers)
+    await reply.write(body[: len(body) // 2])
+
+
+async def _send_completion(
+    reply: _Reply, call: _Call, message: dict[str, Any], finish: str, usage: dict[str, Any]
+) -> None:
+    """Send a non-streaming chat.completion body."""
+    await reply.full(200, _json_headers(call), _encode(_completion(call, message, finish, usage)))
+
+
+async def _start_stream(reply: _Reply, call: _Call) -> None:
+    """Send the SSE headers and the first chunk carrying the assistant role."""
+    await reply.start(200, _stream_headers(call))
+    first = {"role": "assistant", "content": "", "refusal": None}
+    await reply.write(_sse(_chunk(call, first)))
+
+
+async def _finish_stream(reply: _Reply, call: _Call, finish: str, usage: dict[str, Any]) -> None:
+    """Send the finish chunk, the usage chunk if asked for, and [DONE]."""
+    await reply.write(_sse(_chunk(call, {}, finish)))
+    if call.include_usage:
+        chunk = _chunk(call, {})
+        chunk["choices"] = []
+        chunk["usage"] = usage
+        await reply.write(_sse(chunk))
+    await reply.end(b"data: [DONE]\n\n")
+
+
+async def _send_error(reply: _Reply, error: ErrorReply) -> None:
+    """Send an OpenAI error response (or the raw body verbatim)."""
+    if error.raw_body is not None:
+        body = error.raw_body
+    else:
+        payload = {
+            "message": error.message or _DEFAULT_ERROR_MESSAGES.get(error.status, "Error."),
+            "type": error.type or _DEFAULT_ERROR_TYPES.get(error.status, "invalid_request_error"),
+            "param": error.param,
+            "code": error.code,
+        }
+        body = _encode({"error": payload})
+    headers = {**_common_headers(None), "content-type": error.content_type, **error.headers}
+    await reply.full(error.status, headers, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bodies, headers, tokens
+# ---------------------------------------------------------------------------------------------
+
+
+def _completion(
+    call: _Call, message: dict[str, Any], finish: str, usage: dict[str, Any]
+) -> dict[str, Any]:
+    """A chat.completion body."""
+    return {
+        "id": call.id,
+        "object": "chat.completion",
+        "created": call.created,
+        "model": call.model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": usage,
+        "service_tier": "default",
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+    }
+
+
+def _chunk(call: _Call, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    """A chat.completion.chunk with one choice."""
+    chunk: dict[str, Any] = {
+        "id": call.id,
+        "object": "chat.completion.chunk",
+        "created": call.created,
+        "model": call.model,
+        "service_tier": "default",
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        "usage": None,
+    }
+    if call.include_obfuscation:
+        chunk["obfuscation"] = secrets.token_urlsafe(6)
+    return chunk
+
+
+def _usage(
+    call: _Call, answer: str, cached_tokens: int = 0, reasoning_tokens: int = 0
+) -> dict[str, Any]:
+    """Usage: prompt = words in all messages, completion = answer words + reasoning_tokens."""
+    completion = _words(answer) + reasoning_tokens
+    return {
+        "prompt_tokens": call.prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": call.prompt_tokens + completion,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": reasoning_tokens,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _model_object(name: str, created: int) -> dict[str, Any]:
+    """One entry of GET /v1/models."""
+    return {"id": name, "object": "model", "created": created, "owned_by": "system"}
+
+
+def _model_not_found(model: str) -> ErrorReply:
+    """The 404 OpenAI gives for an unknown model."""
+    return ErrorReply(
+        404,
+        message=f"The model `{model}` does not exist or you do not have access to it.",
+        type="invalid_request_error",
+        code="model_not_found",
+    )
+
+
+def _incorrect_key_message(key: str) -> str:
+    """OpenAI's wording for a wrong key, with the key masked the way OpenAI masks it."""
+    masked = key[:3] + "*" * max(len(key) - 7, 0) + key[-4:] if len(key) > 8 else key
+    return (
+        f"Incorrect API key provided: {masked}. You can find your API key at "
+        "https://platform.openai.com/account/api-keys."
+    )
+
+
+def _common_headers(call: _Call | None) -> dict[str, str]:
+    """Headers on every OpenAI answer: request id, processing time, version, rate limits."""
+    elapsed = 0 if call is None else int((time.monotonic() - call.started_at) * 1000)
+    return {
+        "x-request-id": "req_" + secrets.token_hex(16),
+        "openai-processing-ms": str(elapsed),
+        "openai-version": "2020-10-01",
+        "openai-organization": "org-fake",
+        **RATE_LIMIT_HEADERS,
+    }
+
+
+def _json_headers(call: _Call | None = None) -> dict[str, str]:
+    """Headers for a JSON answer."""
+    return {**_common_headers(call), "content-type": "application/json"}
+
+
+def _stream_headers(call: _Call) -> dict[str, str]:
+    """Headers for an SSE answer."""
+    return {
+        **_common_headers(call),
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache",
+    }
+
+
+def _encode(obj: Any) -> bytes:
+    """Compact JSON."""
+    return msgspec.json.encode(obj)
+
+
+def _sse(obj: Any) -> bytes:
+    """One SSE event: `data: <json>` and a blank line."""
+    return b"data: " + _encode(obj) + b"\n\n"
+
+
+def _random_id(length: int) -> str:
+    """Random letters and digits, like OpenAI's ids."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+def _words(text: str) -> int:
+    """Deterministic token count: whitespace-separated words."""
+    return len(text.split())
+
+
+def _message_text(message: Mapping[str, Any]) -> str:
+    """All text of one message: a string content or its text parts, space-joined."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text" and "text" in part
+        )
+    return ""
+
+
+def _last_user_text(messages: list[Any]) -> str:
+    """Text of the last user message, or "" if there is none."""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _message_text(message)
+    return ""
+
+
+def _word_pieces(text: str) -> list[str]:
+    """Split into one piece per word, each word keeping its leading whitespace (like tokens)."""
+    pieces = re.findall(r"\s*\S+", text)
+    tail = text[len("".join(pieces)) :]
+    if tail:
+        if pieces:
+            pieces[-1] += tail
+        else:
+            pieces = [tail]
+    return pieces
+
+
+def _split(text: str, n: int) -> list[str]:
+    """Split into `n` near-equal pieces (fewer if the text is shorter); [] for empty text."""
+    if not text:
+        return []
+    n = max(1, min(n, len(text)))
+    size, extra = divmod(len(text), n)
+    pieces, start = [], 0
+    for i in range(n):
+        end = start + size + (1 if i < extra else 0)
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
+def _padded_pieces(call: _Call, at_least: int) -> list[str]:
+    """Word pieces of the echo answer, padded with " more" so there are more than `at_least`."""
+    pieces = _word_pieces("echo: " + call.last_user_text)
+    while len(pieces) <= at_least:
+        pieces.append(" more")
+    return pieces
