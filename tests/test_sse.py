@@ -51,9 +51,10 @@ def test_unterminated_event_is_not_a_clean_end() -> None:
 
 def test_endless_line_is_refused() -> None:
     decoder = SSEDecoder(max_line_bytes=1000)
+    for _ in range(10):
+        decoder.feed(b"x" * 100)
     with pytest.raises(SSEError):
-        for _ in range(20):
-            decoder.feed(b"x" * 100)
+        decoder.feed(b"x" * 100)
 
 
 def test_invalid_utf8_is_refused() -> None:
