@@ -1,0 +1,89 @@
+"""The adapter contract: what the generic ProviderActor needs from one upstream's protocol.
+
+Adapters are pure: they build requests as bytes and parse bytes into our normalized types. The
+actor owns every socket, deadline and retry, so one actor implementation serves every upstream.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Mapping
+
+import msgspec
+
+from proxy.chat import ChatChunk, ChatRequest, ChatResponse
+from proxy.errors import GatewayError, UpstreamError
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    """One HTTP request to an upstream, relative to the provider's base URL."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes | None = None
+
+
+class ChunkParser(abc.ABC):
+    """Turns an upstream's streamed bytes into chunks; one instance per call."""
+
+    @abc.abstractmethod
+    def feed(self, data: bytes) -> list[ChatChunk]:
+        """Chunks completed by ``data``; raises a GatewayError for an in-stream error event."""
+
+    @abc.abstractmethod
+    def finish(self) -> list[ChatChunk]:
+        """The upstream closed the body: the last chunks, or UpstreamError if it was cut short."""
+
+
+class WireAdapter(abc.ABC):
+    """One upstream protocol, configured for one provider (its name and credentials)."""
+
+    def __init__(self, provider: str, api_key: str | None) -> None:
+        self.provider = provider
+        self._api_key = api_key
+
+    @abc.abstractmethod
+    def chat_call(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
+        """The upstream request for a chat call (streaming when ``request.stream``)."""
+
+    @abc.abstractmethod
+    def parse_response(self, body: bytes, upstream_model: str) -> ChatResponse:
+        """A complete non-streaming answer; raises UpstreamError when it is not the protocol."""
+
+    @abc.abstractmethod
+    def chunk_parser(self, upstream_model: str) -> ChunkParser:
+        """A parser for one streamed answer."""
+
+    @abc.abstractmethod
+    def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
+        """The gateway error for an upstream's non-2xx answer."""
+
+    @abc.abstractmethod
+    def models_call(self) -> UpstreamCall:
+        """The request that lists the upstream's models."""
+
+    @abc.abstractmethod
+    def parse_models(self, body: bytes) -> list[str]:
+        """Model ids from the answer to :meth:`models_call`."""
+
+    @property
+    @abc.abstractmethod
+    def fallback_models(self) -> tuple[str, ...]:
+        """Models listed when the upstream cannot be asked."""
+
+
+def malformed(provider: str, what: str, exc: Exception | str) -> UpstreamError:
+    """The error for an upstream answer that is not its protocol."""
+    detail = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    return UpstreamError(f"Upstream {provider} answered a malformed {what}: {detail}")
+
+
+def decode_json(provider: str, what: str, body: bytes) -> object:
+    """Parse any JSON, mapping garbage to UpstreamError."""
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise malformed(provider, what, exc) from None

@@ -1,0 +1,196 @@
+"""The OpenAI Chat Completions protocol, spoken to OpenAI and to OpenAI-compatible upstreams.
+
+The request body is the client's own dict with the model renamed, so parameters the gateway does
+not model still reach the upstream. Streams always ask for usage (we log it); whether the client
+sees the usage chunk is decided by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from proxy.chat import ChatChunk, ChatRequest, ChatResponse
+from proxy.errors import GatewayError, UpstreamError
+from proxy.providers.base import ChunkParser, UpstreamCall, WireAdapter, decode_json, malformed
+from proxy.providers.upstream_errors import map_status
+from proxy.sse import SSEDecoder, SSEError
+
+_encode = msgspec.json.Encoder().encode
+_decode_chunk = msgspec.json.Decoder(ChatChunk).decode
+_decode_response = msgspec.json.Decoder(ChatResponse).decode
+
+
+class _ModelEntry(msgspec.Struct):
+    id: str
+
+
+class _ModelsBody(msgspec.Struct):
+    data: list[_ModelEntry]
+
+
+_decode_models = msgspec.json.Decoder(_ModelsBody).decode
+
+OPENAI_MODELS = (
+    "gpt-4o",
+    "gpt-4o-mini",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-5",
+    "gpt-5-mini",
+    "o3",
+    "o4-mini",
+)
+
+
+class OpenAICompatAdapter(WireAdapter):
+    """OpenAI's wire format; ``flavor`` selects the per-provider differences."""
+
+    def __init__(
+        self,
+        provider: str,
+        api_key: str | None,
+        *,
+        flavor: str = "openai",
+        fallback_models: tuple[str, ...] = OPENAI_MODELS,
+    ) -> None:
+        super().__init__(provider, api_key)
+        self._flavor = flavor
+        self._fallback_models = fallback_models
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        self._headers = headers
+        self._stream_headers = {**headers, "accept": "text/event-stream"}
+
+    @property
+    def fallback_models(self) -> tuple[str, ...]:
+        """Models listed when the upstream cannot be asked."""
+        return self._fallback_models
+
+    def chat_call(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
+        """The client's body with our model name, usage always requested on streams."""
+        body: dict[str, Any] = dict(request.raw)
+        body["model"] = upstream_model
+        if self._flavor == "openai" and "max_tokens" in body:
+            # OpenAI deprecated max_tokens and reasoning models reject it; the new name means
+            # the same bound (including reasoning), so translating loses nothing.
+            max_tokens = body.pop("max_tokens")
+            body.setdefault("max_completion_tokens", max_tokens)
+        if request.stream:
+            options = dict(body.get("stream_options") or {})
+            options["include_usage"] = True
+            body["stream_options"] = options
+            return UpstreamCall("POST", "/chat/completions", self._stream_headers, _encode(body))
+        return UpstreamCall("POST", "/chat/completions", self._headers, _encode(body))
+
+    def parse_response(self, body: bytes, upstream_model: str) -> ChatResponse:
+        """A ``chat.completion`` body."""
+        try:
+            return _decode_response(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise malformed(self.provider, "response", exc) from None
+
+    def chunk_parser(self, upstream_model: str) -> ChunkParser:
+        """A parser for one SSE stream of ``chat.completion.chunk`` events."""
+        return OpenAIChunkParser(self.provider)
+
+    def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
+        """An OpenAI error body (or anything else) mapped by status."""
+        message, code, param = error_fields(body)
+        return map_status(
+            self.provider,
+            status,
+            message or f"HTTP {status}",
+            headers=headers,
+            code=code,
+            param=param,
+        )
+
+    def models_call(self) -> UpstreamCall:
+        """``GET /models``."""
+        return UpstreamCall("GET", "/models", self._headers)
+
+    def parse_models(self, body: bytes) -> list[str]:
+        """Ids of ``{"data": [{"id": ...}]}``."""
+        try:
+            return [entry.id for entry in _decode_models(body).data]
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise malformed(self.provider, "model list", exc) from None
+
+
+def error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
+    """``(message, code, param)`` of an error body: OpenAI's shape, xAI's string, or text."""
+    try:
+        parsed = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        text = body[:500].decode(errors="replace").strip()
+        return (text or None), None, None
+    if isinstance(parsed, dict):
+        error = parsed.get("error")
+        if isinstance(error, dict):
+            message = error.get("message")
+            code = error.get("code")
+            param = error.get("param")
+            return (
+                str(message) if message is not None else None,
+                str(code) if code is not None else None,
+                str(param) if param is not None else None,
+            )
+        if isinstance(error, str):
+            return error, None, None
+    return body[:500].decode(errors="replace"), None, None
+
+
+class OpenAIChunkParser(ChunkParser):
+    """SSE ``data:`` events of chunks, an optional in-stream error, and ``[DONE]``."""
+
+    def __init__(self, provider: str) -> None:
+        self._provider = provider
+        self._sse = SSEDecoder()
+        self._done = False
+
+    def feed(self, data: bytes) -> list[ChatChunk]:
+        """Chunks completed by ``data``."""
+        try:
+            events = self._sse.feed(data)
+        except SSEError as exc:
+            raise malformed(self._provider, "stream", exc) from None
+        chunks: list[ChatChunk] = []
+        for event in events:
+            if self._done:
+                continue
+            if event.data == "[DONE]":
+                self._done = True
+                continue
+            payload = event.data.encode()
+            try:
+                chunks.append(_decode_chunk(payload))
+            except msgspec.ValidationError as exc:
+                # An error event has no chunk fields; only then is it worth a second parse.
+                raise self._stream_error(payload, exc) from None
+            except msgspec.DecodeError as exc:
+                raise malformed(self._provider, "stream event", exc) from None
+        return chunks
+
+    def finish(self) -> list[ChatChunk]:
+        """The stream ended: fine only after ``[DONE]``."""
+        self._sse.close()
+        if not self._done:
+            raise UpstreamError(
+                f"Upstream {self._provider} ended the stream before it was complete.",
+                code="upstream_stream_cut",
+            )
+        return []
+
+    def _stream_error(self, payload: bytes, exc: Exception) -> GatewayError:
+        parsed = decode_json(self._provider, "stream event", payload)
+        if isinstance(parsed, dict) and "error" in parsed:
+            message, code, _ = error_fields(payload)
+            return UpstreamError(
+                f"Upstream {self._provider} failed mid-stream: {message or 'unknown error'}",
+                code=code,
+            )
+        return malformed(self._provider, "stream event", exc)

@@ -1,0 +1,34 @@
+"""Which adapter speaks for which provider."""
+
+from __future__ import annotations
+
+from proxy.config import ProviderConfig
+from proxy.providers.base import WireAdapter
+from proxy.providers.openai_compat import OpenAICompatAdapter
+
+DEEPSEEK_MODELS = ("deepseek-chat", "deepseek-reasoner")
+GROK_MODELS = ("grok-4.3", "grok-4.20-0309-reasoning", "grok-4.20-0309-non-reasoning")
+IN_PROCESS = "in-process"
+
+
+class UnsupportedProvider(LookupError):
+    """This build has no adapter for the provider."""
+
+
+def adapter_for(provider: ProviderConfig) -> WireAdapter | None:
+    """The wire adapter for ``provider``; None for the in-process ``mock`` provider."""
+    match provider.name:
+        case "openai":
+            return OpenAICompatAdapter("openai", provider.api_key)
+        case "deepseek":
+            return OpenAICompatAdapter(
+                "deepseek", provider.api_key, flavor="deepseek", fallback_models=DEEPSEEK_MODELS
+            )
+        case "grok":
+            return OpenAICompatAdapter(
+                "grok", provider.api_key, flavor="grok", fallback_models=GROK_MODELS
+            )
+        case "mock":
+            return None
+        case name:
+            raise UnsupportedProvider(f"no adapter for provider {name!r} in this version")
