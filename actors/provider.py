@@ -1,0 +1,380 @@
+"""ProviderActor: one per enabled upstream, owning its HTTP client, concurrency and statistics.
+
+Calls run in the caller's task against resources the actor owns (client, limiter). That keeps a
+client disconnect structural: cancelling the request's scope cancels the upstream read right there,
+with no relay between tasks, and saves two task switches per streamed chunk. The actor's task owns
+the lifecycle: it opens the client before it reports started and closes it after the server stopped.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from time import perf_counter
+from typing import cast
+
+import httpx
+import trio
+
+from proxy.chat import ChatChunk, ChatRequest, ChatResponse
+from proxy.config import ProviderConfig
+from proxy.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from proxy.providers.base import ChunkParser, UpstreamCall, WireAdapter
+from proxy.providers.mock import MOCK_MODELS, mock_chunks, mock_response
+
+log = logging.getLogger("llm_proxy.provider")
+
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a non-streaming answer larger than this is not a chat reply
+MAX_ERROR_BYTES = 64 * 1024  # enough for any error body; the rest is noise
+MODELS_TTL_S = 600.0
+
+
+@dataclasses.dataclass(slots=True)
+class CallTiming:
+    """Seconds spent waiting on the upstream during one call (the rest is gateway overhead)."""
+
+    upstream_s: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProviderStatistics:
+    """A snapshot for health and metrics."""
+
+    name: str
+    in_flight: int
+    waiting: int
+    calls: int
+    errors: int
+    max_concurrency: int
+
+
+class ChunkStream(abc.ABC):
+    """The chunks of one streaming call, pulled by the caller."""
+
+    def __aiter__(self) -> ChunkStream:
+        return self
+
+    @abc.abstractmethod
+    async def __anext__(self) -> ChatChunk:
+        """The next chunk; StopAsyncIteration at a clean end, GatewayError on failure."""
+
+
+class _Backend(abc.ABC):
+    @abc.abstractmethod
+    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
+        """The whole answer of a non-streaming call."""
+
+    @abc.abstractmethod
+    def open_stream(
+        self, request: ChatRequest, model: str, timing: CallTiming
+    ) -> AbstractAsyncContextManager[ChunkStream]:
+        """The chunks of one streaming call, open while the block runs."""
+
+    @abc.abstractmethod
+    async def list_models(self) -> list[str]:
+        """The upstream's model ids."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release what the backend holds."""
+
+
+class ProviderActor:
+    """One upstream provider: ``complete()``, ``stream()`` and ``models()`` for the front end."""
+
+    def __init__(self, config: ProviderConfig, adapter: WireAdapter | None) -> None:
+        self.name = config.name
+        self.config = config
+        self._adapter = adapter
+        self._limiter = trio.CapacityLimiter(config.max_concurrency)
+        self._closed = trio.Event()
+        self._backend: _Backend | None = None
+        self._calls = 0
+        self._errors = 0
+        self._models: list[str] | None = None
+        self._models_at = -MODELS_TTL_S
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open the upstream client, report started, serve until :meth:`close`."""
+        if self._adapter is None:
+            backend: _Backend = _MockBackend(self.config)
+        else:
+            backend = _HttpBackend(self.config, self._adapter)
+        self._backend = backend
+        try:
+            task_status.started()
+            await self._closed.wait()
+        finally:
+            self._backend = None
+            with trio.move_on_after(5, shield=True):
+                await backend.aclose()
+
+    def close(self) -> None:
+        """Stop: :meth:`run` closes the client and returns."""
+        self._closed.set()
+
+    def statistics(self) -> ProviderStatistics:
+        """Calls in flight and waiting for a slot, totals, errors."""
+        stats = self._limiter.statistics()
+        return ProviderStatistics(
+            self.name,
+            stats.borrowed_tokens,
+            stats.tasks_waiting,
+            self._calls,
+            self._errors,
+            int(self._limiter.total_tokens),
+        )
+
+    def _ready_backend(self) -> _Backend:
+        if self._backend is None:
+            raise UpstreamUnavailable(f"Provider {self.name} is not running.")
+        return self._backend
+
+    @contextmanager
+    def _counted(self) -> Iterator[None]:
+        self._calls += 1
+        try:
+            yield
+        except GatewayError as exc:
+            if exc.status >= 500:
+                self._errors += 1
+            raise
+
+    async def complete(
+        self, request: ChatRequest, upstream_model: str, timing: CallTiming
+    ) -> ChatResponse:
+        """One non-streaming call, bounded by the provider's timeout."""
+        backend = self._ready_backend()
+        with self._counted():
+            try:
+                with trio.fail_after(self.config.timeout_s):
+                    async with self._limiter:
+                        return await backend.complete(request, upstream_model, timing)
+            except trio.TooSlowError:
+                raise UpstreamTimeout(
+                    f"Upstream {self.name} did not answer within {self.config.timeout_s:g} s."
+                ) from None
+
+    @asynccontextmanager
+    async def stream(
+        self, request: ChatRequest, upstream_model: str, timing: CallTiming
+    ) -> AsyncIterator[ChunkStream]:
+        """A streaming call; leaving the block (or being cancelled) ends the upstream call."""
+        backend = self._ready_backend()
+        with self._counted():
+            async with (
+                self._limiter,
+                backend.open_stream(request, upstream_model, timing) as chunks,
+            ):
+                yield chunks
+
+    async def models(self) -> list[str]:
+        """The upstream's models, cached; the static list when it cannot be asked."""
+        now = trio.current_time()
+        if self._models is not None and now - self._models_at < MODELS_TTL_S:
+            return self._models
+        backend = self._ready_backend()
+        try:
+            with trio.fail_after(min(self.config.timeout_s, 10.0)):
+                models = await backend.list_models()
+        except (GatewayError, trio.TooSlowError) as exc:
+            log.warning("provider=%s listing models failed: %s", self.name, exc)
+            fallback = self._adapter.fallback_models if self._adapter else MOCK_MODELS
+            # Retry a failed listing sooner than a successful one is refreshed.
+            self._models, self._models_at = list(fallback), now - MODELS_TTL_S + 30
+            return self._models
+        self._models, self._models_at = models, now
+        return models
+
+
+class _HttpBackend(_Backend):
+    """Calls over httpx with explicit limits and per-phase timeouts."""
+
+    def __init__(self, config: ProviderConfig, adapter: WireAdapter) -> None:
+        self._name = config.name
+        self._adapter = adapter
+        # The pool is larger than the actor's concurrency limit so a request never queues inside
+        # httpcore, where cancellation under contention can leak a slot (httpcore #1093).
+        limits = httpx.Limits(
+            max_connections=config.max_concurrency + 16,
+            max_keepalive_connections=config.max_concurrency,
+            keepalive_expiry=30.0,
+        )
+        timeout = httpx.Timeout(
+            connect=config.connect_timeout_s,
+            read=config.timeout_s,
+            write=config.timeout_s,
+            pool=config.connect_timeout_s,
+        )
+        self._client = httpx.AsyncClient(
+            base_url=config.base_url.rstrip("/"),
+            limits=limits,
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _request(self, call: UpstreamCall) -> httpx.Request:
+        return self._client.build_request(
+            call.method, call.path, headers=dict(call.headers), content=call.body
+        )
+
+    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
+        call = self._adapter.chat_call(request, model)
+        started = perf_counter()
+        try:
+            with _transport_errors(self._name):
+                response = await self._client.send(self._request(call), stream=True)
+                try:
+                    limit = MAX_RESPONSE_BYTES if response.is_success else MAX_ERROR_BYTES
+                    body = await _read_capped(response, limit, self._name)
+                finally:
+                    await _close(response)
+        finally:
+            timing.upstream_s += perf_counter() - started
+        if not response.is_success:
+            raise self._adapter.map_error(response.status_code, response.headers, body)
+        return self._adapter.parse_response(body, model)
+
+    @asynccontextmanager
+    async def open_stream(
+        self, request: ChatRequest, model: str, timing: CallTiming
+    ) -> AsyncIterator[ChunkStream]:
+        call = self._adapter.chat_call(request, model)
+        started = perf_counter()
+        with _transport_errors(self._name):
+            response = await self._client.send(self._request(call), stream=True)
+            # aiter_raw is an async generator; closing it ourselves beats leaving it to the GC.
+            raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+            try:
+                if not response.is_success:
+                    body = await _read_capped(response, MAX_ERROR_BYTES, self._name)
+                    raise self._adapter.map_error(response.status_code, response.headers, body)
+                timing.upstream_s += perf_counter() - started
+                yield _HttpChunkStream(raw, self._adapter.chunk_parser(model), timing)
+            finally:
+                await _close(response, raw)
+
+    async def list_models(self) -> list[str]:
+        call = self._adapter.models_call()
+        with _transport_errors(self._name):
+            response = await self._client.send(self._request(call))
+        if not response.is_success:
+            raise self._adapter.map_error(response.status_code, response.headers, response.content)
+        return self._adapter.parse_models(response.content)
+
+
+class _HttpChunkStream(ChunkStream):
+    """Pulls raw bytes from the upstream and parses them into chunks on demand."""
+
+    def __init__(self, raw: AsyncIterator[bytes], parser: ChunkParser, timing: CallTiming) -> None:
+        self._raw = raw
+        self._parser = parser
+        self._timing = timing
+        self._ready: list[ChatChunk] = []
+        self._finished = False
+
+    async def __anext__(self) -> ChatChunk:
+        while not self._ready:
+            if self._finished:
+                raise StopAsyncIteration
+            started = perf_counter()
+            try:
+                data = await self._raw.__anext__()
+            except StopAsyncIteration:
+                self._finished = True
+                self._ready = self._parser.finish()
+                continue
+            finally:
+                self._timing.upstream_s += perf_counter() - started
+            self._ready = self._parser.feed(data)
+        chunk = self._ready[0]
+        del self._ready[0]
+        return chunk
+
+
+@contextmanager
+def _transport_errors(provider: str) -> Iterator[None]:
+    """httpx failures become gateway errors: timeouts 504, anything else on the wire 502."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        phase = type(exc).__name__.removesuffix("Timeout").lower() or "call"
+        raise UpstreamTimeout(f"Upstream {provider} timed out ({phase}).") from None
+    except httpx.RemoteProtocolError as exc:
+        raise UpstreamError(
+            f"Upstream {provider} broke the connection: {exc}", code="upstream_stream_cut"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise UpstreamError(
+            f"Upstream {provider} could not be reached: {type(exc).__name__}: {exc}",
+            code="upstream_connection_error",
+        ) from None
+
+
+async def _close(response: httpx.Response, raw: AsyncGenerator[bytes, None] | None = None) -> None:
+    """Release the connection even when the call was cancelled (a client went away)."""
+    with trio.move_on_after(5, shield=True):
+        if raw is not None:
+            await raw.aclose()
+        await response.aclose()
+
+
+async def _read_capped(response: httpx.Response, limit: int, provider: str) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for data in response.aiter_raw():
+        size += len(data)
+        if size > limit:
+            raise UpstreamError(f"Upstream {provider} answered more than {limit} bytes.")
+        parts.append(data)
+    return b"".join(parts)
+
+
+class _MockBackend(_Backend):
+    """Answers in-process after the configured latency."""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self._latency_s = config.latency_ms / 1000
+        self._chunk_count = config.chunk_count
+
+    async def _wait(self, timing: CallTiming) -> None:
+        started = perf_counter()
+        await trio.sleep(self._latency_s)
+        timing.upstream_s += perf_counter() - started
+
+    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
+        await self._wait(timing)
+        return mock_response(request, model, int(time.time()))
+
+    @asynccontextmanager
+    async def open_stream(
+        self, request: ChatRequest, model: str, timing: CallTiming
+    ) -> AsyncIterator[ChunkStream]:
+        await self._wait(timing)
+        yield _ListChunkStream(mock_chunks(request, model, int(time.time()), self._chunk_count))
+
+    async def list_models(self) -> list[str]:
+        return list(MOCK_MODELS)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class _ListChunkStream(ChunkStream):
+    def __init__(self, chunks: list[ChatChunk]) -> None:
+        self._chunks = iter(chunks)
+
+    async def __anext__(self) -> ChatChunk:
+        await trio.lowlevel.checkpoint()
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            raise StopAsyncIteration from None

@@ -1,0 +1,107 @@
+"""The RequestLogger: prices records, never drops one, and never waits on a slow subscriber."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import trio
+
+from actors.request_logger import RequestLogger
+from proxy.pricing import PriceOverride, Pricer
+from proxy.records import RequestRecord
+
+
+class SlowSink:
+    """A writer that accepts one batch at a time, when the test lets it."""
+
+    def __init__(self) -> None:
+        self.records: list[RequestRecord] = []
+        self.gate = trio.Semaphore(0)
+
+    async def write_requests(self, records: Sequence[RequestRecord]) -> None:
+        await self.gate.acquire()
+        self.records.extend(records)
+
+
+def record(n: int, **fields: object) -> RequestRecord:
+    base: dict[str, object] = {
+        "request_id": f"req_{n}",
+        "ts_ms": 1_700_000_000_000 + n,
+        "client_id": "c",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "upstream_model": "gpt-4o-mini",
+        "stream": False,
+        "status": "ok",
+        "http_status": 200,
+        "prompt_tokens": 1000,
+        "completion_tokens": 500,
+        "cached_tokens": 0,
+    }
+    base.update(fields)
+    return RequestRecord(**base)  # type: ignore[arg-type]
+
+
+async def test_full_inbox_makes_callers_wait_and_nothing_is_lost(
+    nursery: trio.Nursery,
+) -> None:
+    sink = SlowSink()
+    logger = RequestLogger(sink, Pricer(), inbox_size=4, max_batch=3)
+    await nursery.start(logger.run)
+    sent = 0
+
+    async def produce() -> None:
+        nonlocal sent
+        for n in range(40):
+            await logger.record(record(n))
+            sent += 1
+
+    nursery.start_soon(produce)
+    await trio.testing.wait_all_tasks_blocked()
+    assert sent < 40  # backpressure, not dropping
+    for _ in range(40):
+        sink.gate.release()
+        await trio.testing.wait_all_tasks_blocked()
+    logger.close()
+    with trio.fail_after(5):
+        while len(sink.records) < 40:
+            sink.gate.release()
+            await trio.sleep(0.01)
+    assert [r.request_id for r in sink.records] == [f"req_{n}" for n in range(40)]
+
+
+async def test_records_are_priced_with_alias_overrides(nursery: trio.Nursery) -> None:
+    sink = SlowSink()
+    logger = RequestLogger(sink, Pricer({"cheap": PriceOverride(1.0, 1.0)}))
+    await nursery.start(logger.run)
+    await logger.record(record(1), alias="cheap")
+    await logger.record(record(2))
+    await logger.record(record(3, prompt_tokens=None, completion_tokens=None))
+    for _ in range(3):
+        sink.gate.release()
+    logger.close()
+    with trio.fail_after(5):
+        while len(sink.records) < 3:
+            await trio.sleep(0.01)
+    costs = [r.cost_usd for r in sink.records]
+    assert costs[0] == 1500 / 1e6
+    assert costs[1] is not None
+    assert costs[1] > 0
+    assert costs[2] is None
+    assert logger.statistics().records == 3
+
+
+async def test_slow_subscriber_loses_events_not_the_logger(nursery: trio.Nursery) -> None:
+    sink = SlowSink()
+    logger = RequestLogger(sink, Pricer(), subscriber_queue=2)
+    await nursery.start(logger.run)
+    with logger.subscribe() as feed:
+        for n in range(10):
+            sink.gate.release()
+            await logger.record(record(n))
+        with trio.fail_after(5):
+            while len(sink.records) < 10:
+                await trio.sleep(0.01)
+        assert logger.statistics().events_dropped == 8
+        assert (await feed.receive()).request_id == "req_0"
+    logger.close()
