@@ -1,0 +1,57 @@
+"""The ASGI application served by hypercorn: ``/v1`` on the lean path, the rest on Quart-Trio."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, cast
+
+from quart import Response
+from quart_trio import QuartTrio
+
+from web.asgi import ASGIApp, Receive, Scope, Send
+from web.gateway import Gateway
+from web.v1 import v1_app
+
+
+def create_quart_app(gateway: Gateway) -> QuartTrio:
+    """The Quart-Trio app: health endpoints now, the dashboard API and UI later."""
+    app = QuartTrio("llm_proxy", static_folder=None)
+    # We enforce our own limits and deadlines; Quart's would silently cut long streams.
+    app.config.update(
+        MAX_CONTENT_LENGTH=gateway.config.server.max_body_bytes,
+        RESPONSE_TIMEOUT=None,
+        BODY_TIMEOUT=60,
+    )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "uptime_s": round(time.monotonic() - gateway.started_at, 3)}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        problems: list[str] = []
+        if gateway.draining:
+            problems.append("shutting down")
+        elif not gateway.ready:
+            problems.append("actors not started")
+        elif not await gateway.writer.check_writable():
+            problems.append("database not writable")
+        status = 503 if problems else 200
+        body = {"status": "unavailable" if problems else "ready", "problems": problems}
+        return cast(Response, await app.make_response((body, status)))
+
+    return app
+
+
+def create_app(gateway: Gateway) -> ASGIApp:
+    """Dispatch: ``/v1`` to the fast path, everything else (and the lifespan) to Quart."""
+    # Quart types its ASGI arguments with hypercorn's TypedDicts; ours are plain mappings.
+    quart_app = cast(ASGIApp, create_quart_app(gateway))
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (scope["path"] + "/").startswith("/v1/"):
+            await v1_app(gateway, scope, receive, send)
+        else:
+            await quart_app(scope, receive, send)
+
+    return app

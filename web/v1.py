@@ -1,0 +1,67 @@
+"""The ``/v1`` ASGI application: the OpenAI-compatible surface, dispatched without a framework."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import unquote
+
+from proxy.errors import GatewayError, InternalError, InvalidRequest, NotFound
+from web.asgi import JSON_TYPE, Receive, Scope, Send, send_body, send_error
+from web.gateway import Gateway
+from web.v1_chat import chat_completions, new_request_id
+from web.v1_models import authenticate, models_body
+
+log = logging.getLogger("llm_proxy.v1")
+
+
+class MethodNotAllowed(InvalidRequest):
+    """405 for a known path with the wrong method."""
+
+    status = 405
+
+
+async def v1_app(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    """Serve one ``/v1/...`` HTTP request."""
+    path: str = scope["path"]
+    method: str = scope["method"]
+    if path in ("/v1/chat/completions", "/v1/chat/completions/"):
+        if method == "POST":
+            await chat_completions(gateway, scope, receive, send)
+            return
+        await _small(gateway, scope, send, None, MethodNotAllowed(f"Use POST for {path}."))
+        return
+    if path == "/v1/models" or path.startswith("/v1/models/"):
+        model = unquote(path[len("/v1/models/") :]) if path.startswith("/v1/models/") else None
+        await _small(gateway, scope, send, model or None, None)
+        return
+    await _small(
+        gateway,
+        scope,
+        send,
+        None,
+        NotFound(f"Unknown path {path}: this gateway serves /v1/chat/completions and /v1/models."),
+    )
+
+
+async def _small(
+    gateway: Gateway, scope: Scope, send: Send, model: str | None, error: GatewayError | None
+) -> None:
+    """Answer a cheap, unlogged ``/v1`` request: the model list, or an error."""
+    headers = [
+        (b"x-request-id", new_request_id().encode()),
+        (b"x-llm-proxy-provider", b"none"),
+        (b"x-llm-proxy-overhead-ms", b"0"),
+    ]
+    try:
+        if error is not None:
+            raise error
+        if scope["method"] != "GET":
+            raise MethodNotAllowed(f"Use GET for {scope['path']}.")
+        authenticate(gateway, scope)
+        status, body = await models_body(gateway, model, headers)
+        await send_body(send, status, body, [JSON_TYPE, *headers])
+    except GatewayError as exc:
+        await send_error(send, exc, headers)
+    except Exception:
+        log.exception("unexpected error on %s", scope["path"])
+        await send_error(send, InternalError("The gateway hit an internal error."), headers)

@@ -1,0 +1,267 @@
+"""``POST /v1/chat/completions``: decode, authenticate, route, call, answer, log (design §3).
+
+One :class:`ChatCall` follows a request from its first byte to its log record, so every exit —
+success, an error before or after the first byte, a client that went away — logs exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from time import perf_counter
+
+import msgspec
+import trio
+
+from actors.provider import CallTiming, ChunkStream, ProviderActor
+from proxy.chat import ChatChunk, ChatRequest, ChatResponse, Usage, decode_chat_request
+from proxy.errors import ErrorBody, GatewayError, InternalError
+from proxy.records import RequestRecord, Status
+from proxy.routing import Route
+from proxy.sse import DONE, encode_event
+from web.asgi import (
+    JSON_TYPE,
+    SSE_HEADERS,
+    ClientGone,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    send_body,
+    send_error,
+    wait_disconnect,
+)
+from web.auth import bearer_key
+from web.gateway import Gateway
+
+log = logging.getLogger("llm_proxy.v1")
+
+_encode = msgspec.json.Encoder().encode
+CLIENT_CLOSED = 499  # nginx's status for "client closed the request": never sent, only logged
+RECORD_WAIT_S = 30.0
+
+
+def new_request_id() -> str:
+    """A unique id for one call, returned as ``x-request-id`` and stored with its record."""
+    return f"req_{secrets.token_hex(12)}"
+
+
+class ChatCall:
+    """The state of one chat call, from which its headers and its record are made."""
+
+    def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+        self.gateway = gateway
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.request_id = new_request_id()
+        self.started = perf_counter()
+        self.ts_ms = int(time.time() * 1000)
+        self.timing = CallTiming()
+        self.client_id: str | None = None
+        self.request: ChatRequest | None = None
+        self.route: Route | None = None
+        self.body: bytes = b""
+        self.usage: Usage | None = None
+        self.ttft_s: float | None = None
+        self.status: Status = "ok"
+        self.http_status = 200
+        self.error: GatewayError | None = None
+        self.response_started = False
+        self.response_text: str | None = None
+        self.client_gone = False
+        self._done = False
+
+    # -- entry point -------------------------------------------------------------------------
+
+    async def handle(self) -> None:
+        """Answer the call and log it, whatever happens."""
+        try:
+            await self._serve()
+        except ClientGone:
+            self._cancelled()
+        except trio.Cancelled:
+            # The server is shutting down past its grace period: the call was cut, not finished.
+            if not self._done:
+                self._cancelled()
+            raise
+        except GatewayError as exc:
+            await self._fail(exc)
+        except Exception:
+            log.exception("request_id=%s unexpected error", self.request_id)
+            await self._fail(
+                InternalError(f"The gateway hit an internal error (request id {self.request_id}).")
+            )
+        finally:
+            await self._log()
+
+    async def _serve(self) -> None:
+        gateway = self.gateway
+        key = bearer_key(header(self.scope, b"authorization"), header(self.scope, b"x-api-key"))
+        self.client_id = gateway.auth.authenticate(key)
+        self.body = await read_body(self.scope, self.receive, gateway.config.server.max_body_bytes)
+        self.request = request = decode_chat_request(self.body)
+        self.route = route = gateway.router.resolve(request.model)
+        actor = gateway.providers[route.provider]
+        # The call runs beside a watcher that cancels it when the client goes away, so an
+        # abandoned request stops costing upstream tokens at once.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_disconnect, nursery.cancel_scope)
+            try:
+                if request.stream:
+                    await self._stream(actor, request, route)
+                else:
+                    await self._complete(actor, request, route)
+            except GatewayError as exc:
+                await self._fail(exc)
+            nursery.cancel_scope.cancel()
+        if self.client_gone and not self._done:
+            self._cancelled()
+
+    async def _watch_disconnect(self, scope: trio.CancelScope) -> None:
+        await wait_disconnect(self.receive)
+        self.client_gone = True
+        scope.cancel()
+
+    # -- answers -----------------------------------------------------------------------------
+
+    def _headers(self) -> Headers:
+        provider = self.route.provider if self.route else "none"
+        overhead_ms = (perf_counter() - self.started - self.timing.upstream_s) * 1000
+        return [
+            (b"x-request-id", self.request_id.encode()),
+            (b"x-llm-proxy-provider", provider.encode()),
+            (b"x-llm-proxy-overhead-ms", f"{overhead_ms:.2f}".encode()),
+        ]
+
+    async def _complete(self, actor: ProviderActor, request: ChatRequest, route: Route) -> None:
+        response: ChatResponse = await actor.complete(request, route.upstream_model, self.timing)
+        self.usage = response.usage
+        self.ttft_s = perf_counter() - self.started
+        payload = _encode(response)
+        if self.gateway.config.logging.store_bodies:
+            self.response_text = payload.decode()
+        self._done = True
+        await send_body(self.send, 200, payload, [JSON_TYPE, *self._headers()])
+
+    async def _stream(self, actor: ProviderActor, request: ChatRequest, route: Route) -> None:
+        async with actor.stream(request, route.upstream_model, self.timing) as chunks:
+            # Headers wait for the first chunk, so a failure before it still gets a real status.
+            first = await _next_or_none(chunks)
+            self.ttft_s = perf_counter() - self.started
+            await self.send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [*SSE_HEADERS, *self._headers()],
+                }
+            )
+            self.response_started = True
+            keep_text = self.gateway.config.logging.store_bodies
+            pieces: list[str] = []
+            include_usage = request.include_usage
+            chunk = first
+            while chunk is not None:
+                if chunk.usage is not None:
+                    self.usage = chunk.usage
+                if keep_text:
+                    pieces.extend(c.delta.content for c in chunk.choices if c.delta.content)
+                # The upstream is always asked for usage; the client sees it only if it asked.
+                if chunk.choices or include_usage:
+                    await self.send(_event(_encode(chunk)))
+                chunk = await _next_or_none(chunks)
+            if keep_text:
+                self.response_text = "".join(pieces)
+        self._done = True
+        await self.send({"type": "http.response.body", "body": DONE, "more_body": False})
+
+    async def _fail(self, error: GatewayError) -> None:
+        self.error = error
+        self.status = "error"
+        self.http_status = error.status
+        self._done = True
+        if error.status >= 500:
+            log.warning("request_id=%s status=%d %s", self.request_id, error.status, error.message)
+        if self.response_started:
+            # The status line is gone; the error travels as an event and the stream ends
+            # without [DONE], so no client mistakes it for a complete answer.
+            payload = _encode(ErrorBody(error.detail()))
+            await self.send({"type": "http.response.body", "body": encode_event(payload)})
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            self.response_started = True
+            await send_error(self.send, error, self._headers())
+
+    def _cancelled(self) -> None:
+        self.status = "cancelled"
+        self.http_status = CLIENT_CLOSED
+        self._done = True
+
+    # -- the record --------------------------------------------------------------------------
+
+    def record(self) -> RequestRecord:
+        """The log record of this call as it ended."""
+        elapsed = perf_counter() - self.started
+        request, route, usage, error = self.request, self.route, self.usage, self.error
+        store = self.gateway.config.logging.store_bodies
+        return RequestRecord(
+            request_id=self.request_id,
+            ts_ms=self.ts_ms,
+            client_id=self.client_id,
+            provider=route.provider if route else None,
+            model=request.model if request else "",
+            upstream_model=route.upstream_model if route else None,
+            stream=request.stream if request else False,
+            status=self.status,
+            http_status=self.http_status,
+            error_type=error.error_type if error else None,
+            error_message=error.message if error else None,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            reasoning_tokens=usage.reasoning_tokens if usage else None,
+            cached_tokens=usage.cached_tokens if usage else None,
+            total_tokens=usage.total_tokens if usage else None,
+            has_images=request.has_images if request else False,
+            latency_ms=elapsed * 1000,
+            ttft_ms=self.ttft_s * 1000 if self.ttft_s is not None else None,
+            overhead_ms=max(elapsed - self.timing.upstream_s, 0.0) * 1000,
+            request_body=self.body.decode(errors="replace") if store and self.body else None,
+            response_body=self.response_text if store else None,
+        )
+
+    async def _log(self) -> None:
+        record = self.record()
+        alias = self.route.alias if self.route else None
+        logger = self.gateway.logger
+        try:
+            logger.record_nowait(record, alias=alias)
+            return
+        except trio.WouldBlock:
+            pass
+        # The logger is backed up: wait for it (shielded, since a cancelled request must still
+        # be logged), but not forever.
+        with trio.move_on_after(RECORD_WAIT_S, shield=True):
+            await logger.record(record, alias=alias)
+            return
+        log.error(
+            "request_id=%s the request log stayed full for %gs", self.request_id, RECORD_WAIT_S
+        )
+
+
+def _event(payload: bytes) -> dict[str, object]:
+    return {"type": "http.response.body", "body": encode_event(payload), "more_body": True}
+
+
+async def _next_or_none(chunks: ChunkStream) -> ChatChunk | None:
+    try:
+        return await chunks.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def chat_completions(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    """The ASGI handler."""
+    await ChatCall(gateway, scope, receive, send).handle()

@@ -1,0 +1,67 @@
+"""``GET /v1/models`` and ``GET /v1/models/{id}``: aliases plus each enabled provider's models."""
+
+from __future__ import annotations
+
+import msgspec
+import trio
+
+from proxy.chat import ModelCard, ModelList
+from proxy.errors import GatewayError
+from proxy.routing import Router
+from web.asgi import JSON_TYPE, Headers, Scope, header
+from web.auth import bearer_key
+from web.gateway import Gateway
+
+_encode = msgspec.json.Encoder().encode
+
+
+def authenticate(gateway: Gateway, scope: Scope) -> str | None:
+    """The client id of a request, or 401."""
+    key = bearer_key(header(scope, b"authorization"), header(scope, b"x-api-key"))
+    return gateway.auth.authenticate(key)
+
+
+def _routable_id(router: Router, provider: str, model: str) -> str:
+    """The name that routes back to ``provider``: bare when it does, else ``provider/model``."""
+    try:
+        route = router.resolve(model)
+    except GatewayError:
+        return f"{provider}/{model}"
+    return model if route.provider == provider and route.alias is None else f"{provider}/{model}"
+
+
+async def list_models(gateway: Gateway) -> ModelList:
+    """Aliases first, then every enabled provider's models, fetched concurrently."""
+    router = gateway.router
+    cards = [
+        ModelCard(id=name, owned_by=target.provider) for name, target in router.aliases.items()
+    ]
+    per_provider: dict[str, list[str]] = {}
+
+    async def fetch(name: str) -> None:
+        per_provider[name] = await gateway.providers[name].models()
+
+    async with trio.open_nursery() as nursery:
+        for name in gateway.providers:
+            nursery.start_soon(fetch, name)
+    for name in gateway.providers:
+        cards.extend(
+            ModelCard(id=_routable_id(router, name, model), owned_by=name)
+            for model in per_provider.get(name, [])
+        )
+    return ModelList(data=cards)
+
+
+async def models_body(gateway: Gateway, model: str | None, headers: Headers) -> tuple[int, bytes]:
+    """Status and body for the list, or for one model (404 when nothing routes it)."""
+    listing = await list_models(gateway)
+    if model is None:
+        return 200, _encode(listing)
+    for card in listing.data:
+        if card.id == model:
+            return 200, _encode(card)
+    route = gateway.router.resolve(model)  # raises 404 / 503 for what does not route
+    return 200, _encode(ModelCard(id=model, owned_by=route.provider))
+
+
+__all__ = ["JSON_TYPE", "authenticate", "list_models", "models_body"]
