@@ -1,0 +1,103 @@
+"""Shared fixtures: fake upstreams on real sockets, and the whole gateway started in-process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import trio
+
+from proxy import service
+from proxy.config import Config, parse_config
+from proxy.service import RunningService
+from storage import queries
+from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI
+
+CLIENT_KEY = "sk-client-test-key-0123456789abcdef"
+
+StartGateway = Callable[..., Awaitable[RunningService]]
+
+
+@pytest.fixture
+async def fake_openai(nursery: trio.Nursery) -> FakeOpenAI:
+    """A fake OpenAI upstream listening on 127.0.0.1."""
+    fake = FakeOpenAI()
+    await nursery.start(fake.run)
+    return fake
+
+
+def make_config(tmp_path: Path, data: Mapping[str, Any] | None = None) -> Config:
+    """A config on port 0 with its database under ``tmp_path``; ``data`` adds or replaces."""
+    base: dict[str, Any] = {
+        "server": {"port": 0, "database": str(tmp_path / "gateway.db"), "graceful_timeout_s": 5},
+        "auth": {"tokens": [CLIENT_KEY]},
+    }
+    for section, values in (data or {}).items():
+        if isinstance(values, dict) and isinstance(base.get(section), dict):
+            base[section] = {**base[section], **values}
+        else:
+            base[section] = values
+    return parse_config(base, source="test config", environ={})
+
+
+@pytest.fixture
+async def start_gateway(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[StartGateway]:
+    """Start the whole service in-process; stopped gracefully when the test ends."""
+    running: list[RunningService] = []
+
+    async def start(data: Mapping[str, Any] | None = None) -> RunningService:
+        config = make_config(tmp_path, data)
+        gateway: RunningService = await nursery.start(
+            partial(service.run, config, handle_signals=False)
+        )
+        running.append(gateway)
+        return gateway
+
+    try:
+        yield start
+    finally:
+        for gateway in running:
+            gateway.stop()
+
+
+@pytest.fixture
+async def gateway(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> RunningService:
+    """The gateway with its openai provider pointed at the fake upstream."""
+    return await start_gateway(
+        {
+            "providers": {
+                "openai": {
+                    "base_url": fake_openai.base_url,
+                    "api_key": DEFAULT_API_KEY,
+                    "timeout_s": 5,
+                }
+            },
+            "models": {"fast": {"provider": "openai", "model": "gpt-4o-mini"}},
+        }
+    )
+
+
+def sdk(gateway: RunningService, key: str = CLIENT_KEY) -> openai.AsyncOpenAI:
+    """The official OpenAI SDK pointed at the gateway, without retries."""
+    return openai.AsyncOpenAI(base_url=gateway.base_url + "/v1", api_key=key, max_retries=0)
+
+
+def http(gateway: RunningService) -> httpx.AsyncClient:
+    """A raw HTTP client for what the SDK will not send."""
+    return httpx.AsyncClient(base_url=gateway.base_url, timeout=10)
+
+
+async def logged(gateway: RunningService, count: int = 1) -> list[dict[str, object]]:
+    """The newest ``count`` request records, waiting (real clock) for them to be written."""
+    reads = gateway.gateway.reads
+    with trio.fail_after(10):
+        while True:
+            rows = await reads.run(partial(queries.recent_requests, limit=count))
+            if len(rows) >= count:
+                return rows
+            await trio.sleep(0.02)
