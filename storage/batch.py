@@ -1,0 +1,105 @@
+"""Write a batch of request records and their hourly rollup in one transaction (writer thread)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import apsw
+
+from proxy.records import RequestRecord
+from storage.rollup import UPSERT_USAGE_HOURLY, UsageRollup
+from storage.transaction import in_immediate_transaction
+
+__all__ = ["INSERT_REQUEST", "is_row_error", "request_row", "write_batch", "write_rows_one_by_one"]
+
+INSERT_REQUEST = """
+INSERT INTO llm_requests (
+    request_id, ts_ms, client_id, provider, model, upstream_model, stream, status, http_status,
+    error_type, error_message, prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens,
+    total_tokens, cost_usd, has_images, latency_ms, ttft_ms, overhead_ms, request_body,
+    response_body
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+# Errors that say "this row can never be stored", as opposed to "the database is unhappy right
+# now" (busy, I/O, disk full), which is worth retrying.
+_ROW_APSW_ERRORS = (apsw.ConstraintError, apsw.MismatchError, apsw.TooBigError, apsw.RangeError)
+
+
+def is_row_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a bad record rather than from the database."""
+    if isinstance(exc, _ROW_APSW_ERRORS):
+        return True
+    # TypeError, ValueError, OverflowError...: a field that cannot be bound or summed.
+    return isinstance(exc, Exception) and not isinstance(exc, apsw.Error)
+
+
+def request_row(record: RequestRecord) -> tuple[object, ...]:
+    """The ``INSERT_REQUEST`` parameters of one record."""
+    return (
+        record.request_id,
+        record.ts_ms,
+        record.client_id,
+        record.provider,
+        record.model,
+        record.upstream_model,
+        int(record.stream),
+        record.status,
+        record.http_status,
+        record.error_type,
+        record.error_message,
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.reasoning_tokens,
+        record.cached_tokens,
+        record.total_tokens,
+        record.cost_usd,
+        int(record.has_images),
+        record.latency_ms,
+        record.ttft_ms,
+        record.overhead_ms,
+        record.request_body,
+        record.response_body,
+    )
+
+
+def _insert_all(conn: apsw.Connection, records: Sequence[RequestRecord]) -> None:
+    """Insert the rows and upsert their rollup (inside the caller's transaction)."""
+    rollup = UsageRollup(records)
+    conn.executemany(INSERT_REQUEST, [request_row(record) for record in records])
+    conn.executemany(UPSERT_USAGE_HOURLY, rollup.rows())
+
+
+def write_batch(conn: apsw.Connection, records: Sequence[RequestRecord]) -> None:
+    """Store ``records`` and their usage_hourly rollup atomically. Blocking."""
+    in_immediate_transaction(conn, lambda c: _insert_all(c, records))
+
+
+def _insert_each(
+    conn: apsw.Connection, records: Sequence[RequestRecord]
+) -> list[tuple[RequestRecord, Exception]]:
+    """Insert rows under one savepoint each, skipping the ones that cannot be stored."""
+    rollup = UsageRollup()
+    rejected: list[tuple[RequestRecord, Exception]] = []
+    for record in records:
+        try:
+            with conn:  # a savepoint: undoes this row only
+                conn.execute(INSERT_REQUEST, request_row(record))
+                rollup.add(record)
+        except Exception as exc:
+            if not is_row_error(exc):
+                raise
+            rejected.append((record, exc))
+    conn.executemany(UPSERT_USAGE_HOURLY, rollup.rows())
+    return rejected
+
+
+def write_rows_one_by_one(
+    conn: apsw.Connection, records: Sequence[RequestRecord]
+) -> list[tuple[RequestRecord, Exception]]:
+    """Store every storable record in one transaction; return the rejected ones with their error.
+
+    The fallback after a batch failed on a bad row, so one bad record cannot block the rest.
+    Blocking.
+    """
+    return in_immediate_transaction(conn, lambda c: _insert_each(c, records))

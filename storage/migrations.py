@@ -1,0 +1,207 @@
+"""Migrations keyed on ``pragma user_version``: migration N brings the schema to version N."""
+
+from __future__ import annotations
+
+import logging
+
+import apsw
+
+__all__ = ["MIGRATIONS", "SchemaTooNewError", "migrate", "schema_version"]
+
+logger = logging.getLogger("llm_proxy.storage")
+
+# Timestamps are integer Unix milliseconds. Booleans are INTEGER 0/1. STRICT makes a wrongly typed
+# value an error at write time instead of a surprise at read time.
+_V1_SCHEMA = """
+CREATE TABLE users (
+    id                   INTEGER PRIMARY KEY,
+    username             TEXT    NOT NULL UNIQUE CHECK (length(username) > 0),
+    password_hash        TEXT    NOT NULL,
+    role                 TEXT    NOT NULL DEFAULT 'viewer' CHECK (role IN ('admin', 'viewer')),
+    display_name         TEXT    NOT NULL DEFAULT '',
+    must_change_password INTEGER NOT NULL DEFAULT 0 CHECK (must_change_password IN (0, 1)),
+    created_at           INTEGER NOT NULL,
+    updated_at           INTEGER NOT NULL,
+    last_login_at        INTEGER
+) STRICT;
+
+CREATE TABLE clients (
+    id                    TEXT    PRIMARY KEY NOT NULL CHECK (length(id) > 0),
+    name                  TEXT    NOT NULL,
+    description           TEXT    NOT NULL DEFAULT '',
+    is_active             INTEGER NOT NULL DEFAULT 1 CHECK (is_active IN (0, 1)),
+    -- NULL: use the configured default
+    rate_limit_per_minute INTEGER CHECK (rate_limit_per_minute >= 0),
+    tokens_per_minute     INTEGER CHECK (tokens_per_minute >= 0),
+    created_at            INTEGER NOT NULL,
+    updated_at            INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE client_tokens (
+    id           INTEGER PRIMARY KEY,
+    client_id    TEXT    NOT NULL REFERENCES clients (id) ON DELETE CASCADE,
+    -- hex SHA-256 of the key; the key itself is never stored
+    token_sha256 TEXT    NOT NULL UNIQUE CHECK (length(token_sha256) = 64),
+    prefix       TEXT    NOT NULL,
+    last4        TEXT    NOT NULL,
+    name         TEXT    NOT NULL DEFAULT '',
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at   INTEGER
+) STRICT;
+CREATE INDEX client_tokens_client_id ON client_tokens (client_id);
+
+-- No foreign key on client_id: the log outlives deleted clients and also holds static/anonymous
+-- callers.
+CREATE TABLE llm_requests (
+    id                INTEGER PRIMARY KEY,
+    request_id        TEXT    NOT NULL,
+    ts_ms             INTEGER NOT NULL,
+    client_id         TEXT,
+    provider          TEXT,
+    model             TEXT    NOT NULL,
+    upstream_model    TEXT,
+    stream            INTEGER NOT NULL CHECK (stream IN (0, 1)),
+    status            TEXT    NOT NULL CHECK (status IN ('ok', 'error', 'cancelled')),
+    http_status       INTEGER NOT NULL,
+    error_type        TEXT,
+    error_message     TEXT,
+    prompt_tokens     INTEGER,
+    completion_tokens INTEGER,
+    reasoning_tokens  INTEGER,
+    cached_tokens     INTEGER,
+    total_tokens      INTEGER,
+    -- NULL: unpriced, never 0
+    cost_usd          REAL,
+    has_images        INTEGER NOT NULL DEFAULT 0 CHECK (has_images IN (0, 1)),
+    latency_ms        REAL    NOT NULL DEFAULT 0,
+    ttft_ms           REAL,
+    overhead_ms       REAL    NOT NULL DEFAULT 0,
+    request_body      TEXT,
+    response_body     TEXT
+) STRICT;
+CREATE INDEX llm_requests_ts_ms ON llm_requests (ts_ms);
+CREATE INDEX llm_requests_client_ts_ms ON llm_requests (client_id, ts_ms);
+CREATE INDEX llm_requests_provider_ts_ms ON llm_requests (provider, ts_ms);
+CREATE INDEX llm_requests_model_ts_ms ON llm_requests (model, ts_ms);
+
+-- A missing client/provider is '' rather than NULL: NULLs never conflict in a key, so the upsert
+-- would add a row per call instead of updating one.
+CREATE TABLE usage_hourly (
+    hour_ms           INTEGER NOT NULL CHECK (hour_ms % 3600000 = 0),
+    client_id         TEXT    NOT NULL DEFAULT '',
+    provider          TEXT    NOT NULL DEFAULT '',
+    model             TEXT    NOT NULL,
+    requests          INTEGER NOT NULL DEFAULT 0,
+    errors            INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens  INTEGER NOT NULL DEFAULT 0,
+    cached_tokens     INTEGER NOT NULL DEFAULT 0,
+    -- NULL: no call in the bucket was priced
+    cost_usd          REAL,
+    latency_ms_sum    REAL    NOT NULL DEFAULT 0,
+    PRIMARY KEY (hour_ms, client_id, provider, model)
+) STRICT, WITHOUT ROWID;
+
+-- Dashboard overrides of the file config: NULL means "as configured". API keys never live here.
+CREATE TABLE provider_settings (
+    provider                 TEXT    PRIMARY KEY NOT NULL,
+    enabled                  INTEGER CHECK (enabled IN (0, 1)),
+    base_url                 TEXT,
+    default_model            TEXT,
+    max_concurrency          INTEGER CHECK (max_concurrency > 0),
+    credit_balance_usd       REAL,
+    low_credit_threshold_usd REAL CHECK (low_credit_threshold_usd >= 0),
+    updated_at               INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE model_settings (
+    model                 TEXT    PRIMARY KEY NOT NULL,
+    provider              TEXT,
+    upstream_model        TEXT,
+    enabled               INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    input_per_mtok        REAL CHECK (input_per_mtok >= 0),
+    output_per_mtok       REAL CHECK (output_per_mtok >= 0),
+    cached_input_per_mtok REAL CHECK (cached_input_per_mtok >= 0),
+    updated_at            INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE settings (
+    key        TEXT    PRIMARY KEY NOT NULL,
+    value_json TEXT    NOT NULL CHECK (json_valid(value_json)),
+    updated_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE audit_log (
+    id          INTEGER PRIMARY KEY,
+    ts_ms       INTEGER NOT NULL,
+    username    TEXT    NOT NULL,
+    action      TEXT    NOT NULL,
+    target      TEXT    NOT NULL DEFAULT '',
+    detail_json TEXT    NOT NULL DEFAULT '{}' CHECK (json_valid(detail_json))
+) STRICT;
+CREATE INDEX audit_log_ts_ms ON audit_log (ts_ms);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_SCHEMA,)
+"""SQL scripts in order; never edit a released one, append a new one."""
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was written by a newer llm-proxy than this one."""
+
+
+def schema_version(conn: apsw.Connection) -> int:
+    """Return the database's ``user_version``."""
+    return int(conn.pragma("user_version"))
+
+
+def _check_version(current: int, target: int) -> int:
+    """Return ``current``, or refuse a database from a newer llm-proxy."""
+    if current > target:
+        raise SchemaTooNewError(
+            f"database schema version {current} is newer than this llm-proxy knows ({target});"
+            " upgrade llm-proxy or restore a matching backup"
+        )
+    return current
+
+
+def _enable_incremental_vacuum(conn: apsw.Connection) -> None:
+    """Turn on incremental auto-vacuum while the database still has no tables."""
+    # The WAL switch at open already wrote page 1, so the setting only sticks after a VACUUM,
+    # which is instant on an empty file and impossible once tables exist.
+    (tables,) = conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()[0]
+    if tables != 0 or int(conn.pragma("auto_vacuum")) == 2:
+        return
+    conn.pragma("auto_vacuum", "INCREMENTAL")
+    conn.execute("VACUUM")
+
+
+def migrate(conn: apsw.Connection) -> int:
+    """Apply pending migrations, each with its version bump in one transaction; return the version.
+
+    Blocking: call it from a worker thread.
+    """
+    migrations = MIGRATIONS
+    target = len(migrations)
+    current = _check_version(schema_version(conn), target)
+    if current == 0:
+        _enable_incremental_vacuum(conn)
+    saved_mode = conn.transaction_mode
+    # IMMEDIATE takes the write lock up front, so two processes migrating at once serialize here
+    # and the second one sees the version the first one wrote.
+    conn.transaction_mode = "IMMEDIATE"
+    try:
+        while current < target:
+            with conn:
+                current = _check_version(schema_version(conn), target)
+                if current == target:
+                    break
+                conn.execute(migrations[current])
+                current += 1
+                conn.pragma("user_version", current)
+            logger.info("database migrated to schema version %d", current)
+    finally:
+        conn.transaction_mode = saved_mode
+    return current

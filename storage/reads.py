@@ -1,0 +1,74 @@
+"""A pool of read-only connections that run queries on worker threads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar, final
+
+import apsw
+import outcome
+import trio
+
+from storage.connection import open_connection
+from storage.transaction import rollback_quietly
+
+__all__ = ["ReadPool"]
+
+T = TypeVar("T")
+
+
+@final
+class ReadPool:
+    """Up to ``size`` concurrent reads, each on a read-only connection reused between calls."""
+
+    def __init__(self, path: str, *, size: int = 4, busy_timeout_ms: int = 5000) -> None:
+        if size < 1:
+            raise ValueError("size must be at least 1")
+        self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._limiter = trio.CapacityLimiter(size)
+        self._idle: list[apsw.Connection] = []
+        self._closed = False
+
+    async def run(self, fn: Callable[[apsw.Connection], T]) -> T:
+        """Run ``fn(conn)`` on a pooled read-only connection in a worker thread; return its result.
+
+        ``fn`` must finish its cursors (``fetchall()``) and must not return one: an unfinished
+        statement holds a read transaction that keeps the writer from checkpointing the WAL.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("the read pool is closed")
+        async with self._limiter:
+            idle = self._idle.pop() if self._idle else None
+            # Not abandoned on cancel: the connection must come back to the pool in a known state.
+            conn, result = await trio.to_thread.run_sync(self._call, idle, fn)
+            self._release(conn)
+        return result.unwrap()
+
+    def _release(self, conn: apsw.Connection) -> None:
+        """Return a connection to the pool, or close it if the pool closed meanwhile."""
+        if self._closed:
+            conn.close()
+        else:
+            self._idle.append(conn)
+
+    def close(self) -> None:
+        """Close the idle connections; a read still running closes its connection when done."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            # Cheap enough for the trio thread: a read-only connection never checkpoints on close.
+            conn.close()
+
+    def _call(
+        self, conn: apsw.Connection | None, fn: Callable[[apsw.Connection], T]
+    ) -> tuple[apsw.Connection, outcome.Outcome[T]]:
+        """Worker thread: open the connection if needed, run ``fn``, leave no transaction open."""
+        if conn is None:
+            conn = open_connection(self._path, readonly=True, busy_timeout_ms=self._busy_timeout_ms)
+        result = outcome.capture(fn, conn)
+        if isinstance(result, outcome.Value) and isinstance(result.value, apsw.Cursor):
+            result = outcome.Error(TypeError("a read must return data, not a live cursor"))
+        # An explicit BEGIN left open by fn would pin an old snapshot and starve checkpoints.
+        rollback_quietly(conn)
+        return conn, result

@@ -1,0 +1,425 @@
+"""The StorageWriter actor: the only task that writes to SQLite, in batches, on its own thread."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, final
+
+import apsw
+import outcome
+import trio
+
+from proxy.records import RequestRecord
+from storage.batch import is_row_error, write_batch, write_rows_one_by_one
+from storage.connection import open_connection
+from storage.migrations import migrate
+from storage.transaction import in_immediate_transaction
+
+__all__ = ["StorageWriter", "WriterStatistics"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("llm_proxy.storage")
+
+_BACKOFF_FIRST_S = 0.1
+_BACKOFF_MAX_S = 5.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriterStatistics:
+    """A snapshot of the writer for ``/metrics`` and health checks."""
+
+    queued: int
+    """Records accepted but not stored yet."""
+    rows_written: int
+    rows_rejected: int
+    """Records the database refused (constraint or type errors), logged and dropped."""
+    batches: int
+    last_batch_rows: int
+    last_flush_ms: float
+    max_flush_ms: float
+    write_errors: int
+    """Failed transaction attempts (each was retried)."""
+    checkpoints: int
+    closed: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Records:
+    """Records to store; ``enqueued_at`` starts the clock of the batch they open."""
+
+    records: tuple[RequestRecord, ...]
+    enqueued_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Job:
+    """A function to run in its own transaction, answered on a one-shot channel."""
+
+    fn: Callable[[apsw.Connection], Any]
+    reply: trio.MemorySendChannel[outcome.Outcome[Any]]
+    commit: bool
+
+
+_Message = _Records | _Job
+
+
+def _nothing(conn: apsw.Connection) -> None:
+    """A job that only proves the write lock can be taken."""
+
+
+@final
+class StorageWriter:
+    """The single SQLite writer: batches request records, runs dashboard writes in order."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        max_batch: int = 500,
+        max_delay_s: float = 0.05,
+        inbox_size: int = 8192,
+        idle_checkpoint_s: float = 5.0,
+        busy_timeout_ms: int = 5000,
+        shutdown_timeout_s: float = 10.0,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._path = path
+        self._max_batch = max_batch
+        self._max_delay_s = max_delay_s
+        self._idle_checkpoint_s = idle_checkpoint_s
+        self._busy_timeout_ms = busy_timeout_ms
+        self._shutdown_timeout_s = shutdown_timeout_s
+        # Bounded in messages; a message carries a sequence of records or one job.
+        self._send, self._receive = trio.open_memory_channel[_Message](inbox_size)
+        self._limiter = trio.CapacityLimiter(1)
+        self._conn: apsw.Connection | None = None
+        self._started = False
+        self._closed = False
+        self._pending: list[RequestRecord] = []
+        self._pending_deadline = math.inf
+        self._dirty = False
+        self._queued = 0
+        self._rows_written = 0
+        self._rows_rejected = 0
+        self._batches = 0
+        self._last_batch_rows = 0
+        self._last_flush_ms = 0.0
+        self._max_flush_ms = 0.0
+        self._write_errors = 0
+        self._checkpoints = 0
+
+    # --- facade -------------------------------------------------------------------------------
+
+    async def write_requests(self, records: Sequence[RequestRecord]) -> None:
+        """Queue records for storage, waiting while the inbox is full; never drops one.
+
+        Raises ``trio.ClosedResourceError`` after ``close()``.
+        """
+        batch = tuple(records)
+        if not batch:
+            await trio.lowlevel.checkpoint()
+            return
+        self._queued += len(batch)
+        try:
+            await self._send.send(_Records(batch, trio.current_time()))
+        except BaseException:
+            self._queued -= len(batch)
+            raise
+
+    def write_requests_nowait(self, records: Sequence[RequestRecord]) -> None:
+        """Queue records for storage; raise ``trio.WouldBlock`` when the inbox is full."""
+        batch = tuple(records)
+        if not batch:
+            return
+        self._send.send_nowait(_Records(batch, trio.current_time()))
+        self._queued += len(batch)
+
+    async def execute(self, fn: Callable[[apsw.Connection], T], *, timeout_s: float = 10.0) -> T:
+        """Run ``fn(conn)`` in its own IMMEDIATE transaction on the writer thread, return its value.
+
+        Runs after every record queued before it. ``fn``'s exception is re-raised here (its
+        transaction rolled back); ``trio.TooSlowError`` after ``timeout_s``, in which case a job
+        that had not started yet is skipped.
+        """
+        result = await self._call(fn, commit=True, timeout_s=timeout_s)
+        return result.unwrap()
+
+    async def check_writable(self, *, timeout_s: float = 2.0) -> bool:
+        """Whether the writer can take the write lock now (``BEGIN IMMEDIATE`` … ``ROLLBACK``)."""
+        try:
+            result = await self._call(_nothing, commit=False, timeout_s=timeout_s)
+            result.unwrap()
+        except Exception as exc:
+            logger.warning("database not writable: %r", exc)
+            return False
+        return True
+
+    def close(self) -> None:
+        """Stop accepting work; ``run()`` then stores everything already queued and returns."""
+        self._closed = True
+        self._send.close()
+
+    def statistics(self) -> WriterStatistics:
+        """Queue depth and write counters."""
+        return WriterStatistics(
+            queued=self._queued,
+            rows_written=self._rows_written,
+            rows_rejected=self._rows_rejected,
+            batches=self._batches,
+            last_batch_rows=self._last_batch_rows,
+            last_flush_ms=self._last_flush_ms,
+            max_flush_ms=self._max_flush_ms,
+            write_errors=self._write_errors,
+            checkpoints=self._checkpoints,
+            closed=self._closed,
+        )
+
+    async def _call(
+        self, fn: Callable[[apsw.Connection], T], *, commit: bool, timeout_s: float
+    ) -> outcome.Outcome[T]:
+        """Send a job and wait for its outcome, bounded by ``timeout_s``."""
+        reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome[T]](1)
+        # Closing our end on the way out tells the writer to skip a job nobody waits for.
+        with reply_receive, trio.fail_after(timeout_s):
+            await self._send.send(_Job(fn, reply_send, commit))
+            return await reply_receive.receive()
+
+    # --- the actor ------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open and migrate the database, then store what arrives until ``close()``."""
+        if self._started:
+            raise RuntimeError("StorageWriter.run() may only be called once")
+        self._started = True
+        try:
+            self._conn = await self._in_thread(self._open_sync)
+        except BaseException:
+            self.close()
+            self._take_queued()
+            if self._pending:
+                logger.error("%d records not stored: database unavailable", len(self._pending))
+            self._receive.close()
+            raise
+        try:
+            task_status.started()
+            await self._serve()
+        finally:
+            # Closing the send side first means nothing can slip into the inbox after the last
+            # drain; callers still sending get ClosedResourceError instead of silent loss.
+            self.close()
+            with trio.move_on_after(self._shutdown_timeout_s, shield=True):
+                await self._final_flush()
+            if self._pending:
+                logger.error(
+                    "%d records not stored: shutdown deadline of %.0f s passed",
+                    len(self._pending),
+                    self._shutdown_timeout_s,
+                )
+            self._receive.close()
+            with trio.move_on_after(self._shutdown_timeout_s, shield=True):
+                await self._in_thread(self._close_sync)
+
+    async def _serve(self) -> None:
+        """Batch records and run jobs in arrival order until the inbox closes."""
+        while True:
+            if self._pending:
+                message = await self._receive_until(self._pending_deadline)
+                if message is None:
+                    await self._flush_pending()
+                    continue
+            else:
+                message = await self._receive_idle()
+                if message is None:
+                    return
+            match message:
+                case _Records():
+                    if not self._pending:
+                        self._pending_deadline = message.enqueued_at + self._max_delay_s
+                    self._pending.extend(message.records)
+                    while len(self._pending) >= self._max_batch:
+                        await self._flush_one_batch()
+                case _Job():
+                    await self._flush_pending()
+                    await self._run_job(message)
+
+    async def _receive_or_none(self) -> _Message | None:
+        """The next message, or None once the inbox is closed and empty."""
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            return None
+
+    async def _receive_until(self, deadline: float) -> _Message | None:
+        """The next message if one arrives before ``deadline``; None on timeout or end."""
+        # Drain without waiting first: a batch gathers whatever queued up during the last flush,
+        # and a deadline already past then costs no sleep.
+        try:
+            return self._receive.receive_nowait()
+        except trio.WouldBlock:
+            pass
+        except trio.EndOfChannel:
+            return None
+        with trio.move_on_at(deadline):
+            return await self._receive_or_none()
+        return None
+
+    async def _receive_idle(self) -> _Message | None:
+        """Wait for work, checkpointing the WAL once the inbox stays idle after writes."""
+        if self._dirty:
+            with trio.move_on_after(self._idle_checkpoint_s):
+                return await self._receive_or_none()
+            await self._checkpoint(apsw.SQLITE_CHECKPOINT_PASSIVE)
+        return await self._receive_or_none()
+
+    async def _flush_pending(self) -> None:
+        """Store every pending record, in batches of at most ``max_batch``."""
+        while self._pending:
+            await self._flush_one_batch()
+
+    async def _flush_one_batch(self) -> None:
+        """Store the oldest ``max_batch`` pending records, retrying until they land."""
+        batch = self._pending[: self._max_batch]
+        await self._store(batch)
+        # Only now: a cancelled or failed store leaves the records pending for the final flush.
+        del self._pending[: len(batch)]
+        self._queued -= len(batch)
+        self._dirty = True
+
+    async def _store(self, batch: list[RequestRecord]) -> None:
+        """Write one batch in one transaction; back off and retry on database errors."""
+        conn = self._connection()
+        delay = _BACKOFF_FIRST_S
+        one_by_one = False
+        while True:
+            started = time.perf_counter()
+            try:
+                if one_by_one:
+                    rejected = await self._in_thread(
+                        functools.partial(write_rows_one_by_one, conn, batch)
+                    )
+                else:
+                    await self._in_thread(functools.partial(write_batch, conn, batch))
+                    rejected = []
+            except Exception as exc:
+                self._write_errors += 1
+                if not one_by_one and is_row_error(exc):
+                    logger.warning(
+                        "batch of %d records failed (%r); retrying row by row", len(batch), exc
+                    )
+                    one_by_one = True
+                    continue
+                logger.error(
+                    "writing %d records failed (%r); retrying in %.1f s",
+                    len(batch),
+                    exc,
+                    delay,
+                    exc_info=not isinstance(exc, apsw.Error),
+                )
+                await trio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+                continue
+            break
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        for record, error in rejected:
+            logger.error("request %s rejected, not stored: %r", record.request_id, error)
+        self._rows_rejected += len(rejected)
+        self._rows_written += len(batch) - len(rejected)
+        self._batches += 1
+        self._last_batch_rows = len(batch)
+        self._last_flush_ms = elapsed_ms
+        self._max_flush_ms = max(self._max_flush_ms, elapsed_ms)
+
+    async def _run_job(self, job: _Job) -> None:
+        """Run a job in its own transaction and answer its caller."""
+        with job.reply:
+            if job.reply.statistics().open_receive_channels == 0:
+                return  # the caller timed out or was cancelled before its turn
+            conn = self._connection()
+            result = await self._in_thread(
+                functools.partial(
+                    outcome.capture, in_immediate_transaction, conn, job.fn, commit=job.commit
+                )
+            )
+            self._dirty = self._dirty or job.commit
+            # BrokenResourceError: the caller left while the job ran.
+            with contextlib.suppress(trio.BrokenResourceError):
+                job.reply.send_nowait(result)
+
+    async def _checkpoint(self, mode: int) -> None:
+        """Copy the WAL back into the database file; a failure only costs WAL size."""
+        conn = self._connection()
+        try:
+            await self._in_thread(functools.partial(conn.wal_checkpoint, mode=mode))
+        except apsw.Error as exc:
+            logger.warning("WAL checkpoint failed: %r", exc)
+            return
+        self._checkpoints += 1
+        self._dirty = False
+
+    async def _final_flush(self) -> None:
+        """Store everything accepted, refresh planner statistics, then truncate the WAL."""
+        self._take_queued()
+        await self._flush_pending()
+        await self._in_thread(self._optimize_sync)
+        await self._checkpoint(apsw.SQLITE_CHECKPOINT_TRUNCATE)
+
+    def _take_queued(self) -> None:
+        """Move the records left in the inbox to the pending batch; refuse the jobs left."""
+        while True:
+            try:
+                message = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+            match message:
+                case _Records():
+                    self._pending.extend(message.records)
+                case _Job():
+                    with message.reply:
+                        error = trio.ClosedResourceError("storage writer stopped")
+                        with contextlib.suppress(trio.BrokenResourceError):
+                            message.reply.send_nowait(outcome.Error(error))
+
+    # --- on the writer thread --------------------------------------------------------------------
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        """Run blocking SQLite work on a worker thread, one call at a time."""
+        return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+
+    def _connection(self) -> apsw.Connection:
+        """The open write connection."""
+        if self._conn is None:
+            raise RuntimeError("the storage writer is not running")
+        return self._conn
+
+    def _open_sync(self) -> apsw.Connection:
+        """Open the write connection and bring the schema up to date."""
+        conn = open_connection(self._path, busy_timeout_ms=self._busy_timeout_ms)
+        try:
+            version = migrate(conn)
+            conn.transaction_mode = "IMMEDIATE"
+        except BaseException:
+            conn.close()
+            raise
+        logger.info("storage writer opened %s (schema version %d)", self._path, version)
+        return conn
+
+    def _optimize_sync(self) -> None:
+        """Run ``pragma optimize``, SQLite's advice before closing a long-lived connection."""
+        try:
+            self._connection().pragma("optimize")
+        except apsw.Error as exc:
+            logger.warning("pragma optimize failed: %r", exc)
+
+    def _close_sync(self) -> None:
+        """Close the write connection."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()

@@ -1,0 +1,314 @@
+"""The StorageWriter actor: batching, rollups, jobs, shutdown, retries (real clock, real SQLite)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import apsw
+import pytest
+import trio
+
+from proxy.records import RequestRecord
+from storage import StorageWriter, open_connection
+
+HOUR_MS = 3_600_000
+T0 = 1_700_000_000_000
+
+
+def make_record(i: int, **changes: object) -> RequestRecord:
+    record = RequestRecord(
+        request_id=f"req-{i}",
+        ts_ms=T0 + i * 1000,
+        client_id="client-a",
+        provider="openai",
+        model="gpt-4o-mini",
+        upstream_model="gpt-4o-mini-2024-07-18",
+        stream=False,
+        status="ok",
+        http_status=200,
+        prompt_tokens=10,
+        completion_tokens=5,
+        total_tokens=15,
+        cost_usd=0.001,
+        latency_ms=12.5,
+    )
+    return dataclasses.replace(record, **changes)
+
+
+@asynccontextmanager
+async def running_writer(path: Path, **options: object) -> AsyncIterator[StorageWriter]:
+    writer = StorageWriter(str(path), **options)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        try:
+            yield writer
+        finally:
+            writer.close()
+
+
+def query(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    conn = open_connection(str(path), readonly=True)
+    try:
+        return [tuple(row) for row in conn.execute(sql, params).fetchall()]
+    finally:
+        conn.close()
+
+
+async def test_records_appear_with_all_columns(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    full = make_record(
+        1,
+        stream=True,
+        status="error",
+        http_status=502,
+        error_type="upstream_error",
+        error_message="boom",
+        reasoning_tokens=3,
+        cached_tokens=2,
+        has_images=True,
+        ttft_ms=4.25,
+        overhead_ms=0.75,
+        request_body='{"model": "x"}',
+        response_body='{"id": "y"}',
+    )
+    bare = RequestRecord(
+        request_id="req-2",
+        ts_ms=T0,
+        client_id=None,
+        provider=None,
+        model="unknown",
+        upstream_model=None,
+        stream=False,
+        status="cancelled",
+        http_status=499,
+    )
+    async with running_writer(db) as writer:
+        await writer.write_requests([full, bare])
+    columns = [f.name for f in dataclasses.fields(RequestRecord)]
+    rows = query(db, f"SELECT {', '.join(columns)} FROM llm_requests ORDER BY request_id")
+    for record, row in zip([full, bare], rows, strict=True):
+        expected = dataclasses.astuple(record)
+        for name, want, got in zip(columns, expected, row, strict=True):
+            assert got == want, name
+    assert query(db, "SELECT stream, has_images FROM llm_requests ORDER BY request_id") == [
+        (1, 1),
+        (0, 0),
+    ]
+
+
+def burst() -> list[RequestRecord]:
+    clients = ["client-a", "client-b", None]
+    providers = ["openai", "gemini", None]
+    records = []
+    for i in range(2000):
+        priced = i % 5 != 0
+        records.append(
+            make_record(
+                i,
+                ts_ms=T0 + (i % 3) * HOUR_MS + i,
+                client_id=clients[i % 3],
+                provider=providers[i % 7 % 3],
+                model="unpriced-model" if i % 4 == 0 else "gpt-4o-mini",
+                status=["ok", "ok", "error", "cancelled"][i % 4],
+                prompt_tokens=i if i % 6 else None,
+                completion_tokens=2 * i,
+                reasoning_tokens=None if i % 2 else 1,
+                cached_tokens=i % 11,
+                cost_usd=None if i % 4 == 0 or not priced else i / 1000,
+                latency_ms=float(i % 97),
+            )
+        )
+    return records
+
+
+async def test_burst_is_written_in_few_batches_with_exact_rollups(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    records = burst()
+    async with running_writer(db) as writer:
+        for record in records:
+            writer.write_requests_nowait([record])
+        await writer.execute(lambda conn: None)  # runs after everything queued before it
+        stats = writer.statistics()
+    assert stats.rows_written == 2000
+    assert stats.batches <= math.ceil(2000 / 500) + 2
+    expected = query(
+        db,
+        """
+        SELECT ts_ms / 3600000 * 3600000, coalesce(client_id, ''), coalesce(provider, ''), model,
+               count(*), sum(status != 'ok'), sum(coalesce(prompt_tokens, 0)),
+               sum(coalesce(completion_tokens, 0)), sum(coalesce(reasoning_tokens, 0)),
+               sum(coalesce(cached_tokens, 0)), sum(cost_usd), sum(latency_ms)
+        FROM llm_requests GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        """,
+    )
+    rollup = query(
+        db,
+        """
+        SELECT hour_ms, client_id, provider, model, requests, errors, prompt_tokens,
+               completion_tokens, reasoning_tokens, cached_tokens, cost_usd, latency_ms_sum
+        FROM usage_hourly ORDER BY 1, 2, 3, 4
+        """,
+    )
+    assert len(rollup) == len(expected)
+    for got, want in zip(rollup, expected, strict=True):
+        assert got[:10] == want[:10]
+        assert got[10] == pytest.approx(want[10])
+        assert got[11] == pytest.approx(want[11])
+    unpriced = [row for row in rollup if row[3] == "unpriced-model"]
+    assert unpriced
+    assert all(row[10] is None for row in unpriced)
+    assert any(row[1] == "" for row in rollup)
+    assert any(row[2] == "" for row in rollup)
+    assert query(db, "SELECT sum(requests) FROM usage_hourly") == [(2000,)]
+
+
+async def test_execute_returns_a_value_and_rolls_back_on_error(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+
+    def insert(conn: apsw.Connection, key: str) -> int:
+        conn.execute(
+            "INSERT INTO settings (key, value_json, updated_at) VALUES (?, '{}', 0)", (key,)
+        )
+        return conn.changes()
+
+    def insert_then_fail(conn: apsw.Connection) -> None:
+        insert(conn, "doomed")
+        raise ValueError("nope")
+
+    async with running_writer(db) as writer:
+        assert await writer.execute(lambda conn: insert(conn, "kept")) == 1
+        with pytest.raises(ValueError, match="nope"):
+            await writer.execute(insert_then_fail)
+        with pytest.raises(apsw.ConstraintError):
+            await writer.execute(lambda conn: insert(conn, "kept"))
+        keys = await writer.execute(
+            lambda conn: conn.execute("SELECT key FROM settings").fetchall()
+        )
+    assert [tuple(row) for row in keys] == [("kept",)]
+    assert query(db, "SELECT key FROM settings") == [("kept",)]
+
+
+async def test_close_with_records_queued_loses_nothing_and_truncates_wal(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    # An idle reader keeps the WAL file from being deleted at close, so its size is observable.
+    reader = open_connection(str(db))
+    try:
+        async with running_writer(db) as writer:
+            for start in range(0, 5000, 100):
+                writer.write_requests_nowait([make_record(i) for i in range(start, start + 100)])
+            assert writer.statistics().queued == 5000
+            writer.close()
+            with pytest.raises(trio.ClosedResourceError):
+                await writer.write_requests([make_record(-1)])
+        stats = writer.statistics()
+        assert stats.closed
+        assert stats.queued == 0
+        assert stats.rows_written == 5000
+        assert stats.checkpoints >= 1
+        assert reader.execute("SELECT count(*) FROM llm_requests").fetchall() == [(5000,)]
+        assert os.path.getsize(f"{db}-wal") == 0
+    finally:
+        reader.close()
+
+
+async def test_cancelled_run_still_stores_what_was_accepted(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    writer = StorageWriter(str(db))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        for start in range(0, 1000, 10):
+            writer.write_requests_nowait([make_record(i) for i in range(start, start + 10)])
+        nursery.cancel_scope.cancel()
+    assert writer.statistics().rows_written == 1000
+    assert query(db, "SELECT count(*) FROM llm_requests") == [(1000,)]
+
+
+async def test_check_writable(tmp_path: Path) -> None:
+    async with running_writer(tmp_path / "w.db") as writer:
+        assert await writer.check_writable()
+    assert not await writer.check_writable()
+
+
+async def test_statistics_count_the_work(tmp_path: Path) -> None:
+    async with running_writer(tmp_path / "w.db", max_batch=50) as writer:
+        initial = writer.statistics()
+        assert (initial.queued, initial.rows_written, initial.batches) == (0, 0, 0)
+        await writer.write_requests([make_record(i) for i in range(120)])
+        await writer.execute(lambda conn: None)
+        stats = writer.statistics()
+        assert stats.rows_written == 120
+        assert stats.batches == 3
+        assert stats.last_batch_rows == 20
+        assert stats.queued == 0
+        assert 0 < stats.last_flush_ms <= stats.max_flush_ms
+        assert stats.write_errors == 0
+        assert stats.rows_rejected == 0
+        assert not stats.closed
+
+
+async def test_partial_batch_waits_at_most_max_delay(tmp_path: Path) -> None:
+    async with running_writer(tmp_path / "w.db", max_delay_s=0.05) as writer:
+        await writer.write_requests([make_record(1)])
+        with trio.fail_after(2):
+            while writer.statistics().rows_written < 1:
+                await trio.sleep(0.01)
+
+
+async def test_idle_inbox_triggers_a_checkpoint(tmp_path: Path) -> None:
+    async with running_writer(tmp_path / "w.db", idle_checkpoint_s=0.1) as writer:
+        await writer.write_requests([make_record(1)])
+        with trio.fail_after(5):
+            while writer.statistics().checkpoints < 1:
+                await trio.sleep(0.02)
+        assert writer.statistics().rows_written == 1
+
+
+async def test_nowait_raises_would_block_when_inbox_full(tmp_path: Path) -> None:
+    writer = StorageWriter(str(tmp_path / "w.db"), inbox_size=1)
+    writer.write_requests_nowait([make_record(1)])
+    with pytest.raises(trio.WouldBlock):
+        writer.write_requests_nowait([make_record(2)])
+    assert writer.statistics().queued == 1
+
+
+async def test_batch_on_locked_database_is_retried_until_it_lands(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    async with running_writer(db, busy_timeout_ms=20) as writer:
+        blocker = open_connection(str(db))
+        try:
+            await trio.to_thread.run_sync(blocker.execute, "BEGIN IMMEDIATE")
+            await writer.write_requests([make_record(i) for i in range(10)])
+            await trio.sleep(0.5)
+            assert writer.statistics().rows_written == 0
+            assert writer.statistics().write_errors >= 1
+            await trio.to_thread.run_sync(blocker.execute, "ROLLBACK")
+        finally:
+            blocker.close()
+        await writer.execute(lambda conn: None)
+        assert writer.statistics().rows_written == 10
+    assert query(db, "SELECT count(*) FROM llm_requests") == [(10,)]
+    assert query(db, "SELECT sum(requests) FROM usage_hourly") == [(10,)]
+
+
+async def test_bad_row_is_rejected_without_blocking_the_rest(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    records = [make_record(i) for i in range(5)]
+    records[2] = make_record(2, status="bogus")
+    async with running_writer(db) as writer:
+        await writer.write_requests(records)
+        await writer.execute(lambda conn: None)
+        stats = writer.statistics()
+    assert stats.rows_written == 4
+    assert stats.rows_rejected == 1
+    assert query(db, "SELECT request_id FROM llm_requests ORDER BY id") == [
+        ("req-0",),
+        ("req-1",),
+        ("req-3",),
+        ("req-4",),
+    ]
+    assert query(db, "SELECT sum(requests) FROM usage_hourly") == [(4,)]
