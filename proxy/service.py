@@ -95,6 +95,8 @@ def hypercorn_config(config: Config) -> hypercorn.config.Config:
     hc.bind = [f"{config.server.host}:{config.server.port}"]
     hc.graceful_timeout = config.server.graceful_timeout_s
     hc.accesslog = None
+    # hypercorn's own lines (bind, errors) go through our logging, in our format.
+    hc.errorlog = logging.getLogger("hypercorn.error")
     hc.keep_alive_timeout = 75
     hc.include_server_header = False
     return hc
