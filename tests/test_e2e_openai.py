@@ -16,6 +16,7 @@ from tests.fakes.openai_upstream import (
     Garbage,
     MidStreamError,
     Stall,
+    StallMidStream,
     ToolCalls,
     bad_key,
     rate_limited,
@@ -430,3 +431,28 @@ async def test_graceful_stop_flushes_every_record(start_gateway: StartGateway) -
         while gateway.gateway.writer.statistics().closed is False:
             await trio.sleep(0.02)
     assert gateway.gateway.writer.statistics().rows_written == 20
+
+
+async def test_client_gone_mid_stream_cancels_upstream_and_logs_cancelled(
+    gateway: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(StallMidStream(after_chunks=2, seconds=30))
+    async with (
+        http(gateway) as client,
+        client.stream(
+            "POST",
+            "/v1/chat/completions",
+            headers={"authorization": f"Bearer {CLIENT_KEY}"},
+            json={"model": "gpt-4o", "messages": HELLO, "stream": True},
+        ) as response,
+    ):
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                break  # the first chunk arrived; now hang up
+    (row,) = await logged(gateway)
+    assert row["status"] == "cancelled"
+    assert row["stream"] == 1
+    assert row["ttft_ms"] is not None
+    with trio.fail_after(5):
+        while fake_openai.disconnects == 0:
+            await trio.sleep(0.01)

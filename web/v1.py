@@ -58,8 +58,8 @@ async def _small(
         if scope["method"] != "GET":
             raise MethodNotAllowed(f"Use GET for {scope['path']}.")
         authenticate(gateway, scope)
-        status, body = await models_body(gateway, model, headers)
-        await send_body(send, status, body, [JSON_TYPE, *headers])
+        body = await models_body(gateway, model)
+        await send_body(send, 200, body, [JSON_TYPE, *headers])
     except GatewayError as exc:
         await send_error(send, exc, headers)
     except Exception:

@@ -83,11 +83,6 @@ class ChatCall:
             await self._serve()
         except ClientGone:
             self._cancelled()
-        except trio.Cancelled:
-            # The server is shutting down past its grace period: the call was cut, not finished.
-            if not self._done:
-                self._cancelled()
-            raise
         except GatewayError as exc:
             await self._fail(exc)
         except Exception:
@@ -95,6 +90,11 @@ class ChatCall:
             await self._fail(
                 InternalError(f"The gateway hit an internal error (request id {self.request_id}).")
             )
+        except BaseException:
+            # Cancelled from outside (shutdown past its grace period): cut, not finished.
+            if not self._done:
+                self._cancelled()
+            raise
         finally:
             await self._log()
 

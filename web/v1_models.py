@@ -8,7 +8,7 @@ import trio
 from proxy.chat import ModelCard, ModelList
 from proxy.errors import GatewayError
 from proxy.routing import Router
-from web.asgi import JSON_TYPE, Headers, Scope, header
+from web.asgi import Scope, header
 from web.auth import bearer_key
 from web.gateway import Gateway
 
@@ -52,16 +52,13 @@ async def list_models(gateway: Gateway) -> ModelList:
     return ModelList(data=cards)
 
 
-async def models_body(gateway: Gateway, model: str | None, headers: Headers) -> tuple[int, bytes]:
-    """Status and body for the list, or for one model (404 when nothing routes it)."""
+async def models_body(gateway: Gateway, model: str | None) -> bytes:
+    """The list, or one model (404 when nothing routes it)."""
     listing = await list_models(gateway)
     if model is None:
-        return 200, _encode(listing)
+        return _encode(listing)
     for card in listing.data:
         if card.id == model:
-            return 200, _encode(card)
+            return _encode(card)
     route = gateway.router.resolve(model)  # raises 404 / 503 for what does not route
-    return 200, _encode(ModelCard(id=model, owned_by=route.provider))
-
-
-__all__ = ["JSON_TYPE", "authenticate", "list_models", "models_body"]
+    return _encode(ModelCard(id=model, owned_by=route.provider))

@@ -8,7 +8,6 @@ from proxy.providers.openai_compat import OpenAICompatAdapter
 
 DEEPSEEK_MODELS = ("deepseek-chat", "deepseek-reasoner")
 GROK_MODELS = ("grok-4.3", "grok-4.20-0309-reasoning", "grok-4.20-0309-non-reasoning")
-IN_PROCESS = "in-process"
 
 
 class UnsupportedProvider(LookupError):
