@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from contextlib import AbstractAsyncContextManager
 
+import httpx
 import openai
 import pytest
 import trio
@@ -24,6 +26,22 @@ from tests.fakes.openai_upstream import (
 )
 
 HELLO = [{"role": "user", "content": "hello there gateway"}]
+
+
+def open_stream(client: httpx.AsyncClient) -> AbstractAsyncContextManager[httpx.Response]:
+    """A streaming chat call sent raw, to see the SSE bytes the SDK would hide."""
+    return client.stream(
+        "POST",
+        "/v1/chat/completions",
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        json={"model": "gpt-4o", "messages": HELLO, "stream": True},
+    )
+
+
+async def raw_stream(gateway: RunningService) -> tuple[httpx.Response, str]:
+    """The response and the whole body of a raw streaming call."""
+    async with http(gateway) as client, open_stream(client) as response:
+        return response, (await response.aread()).decode()
 
 
 async def test_non_streaming_call_is_answered_priced_and_logged(
@@ -100,17 +118,8 @@ async def test_stream_with_usage_forwards_the_usage_chunk(gateway: RunningServic
 
 
 async def test_stream_sse_framing_ends_with_done(gateway: RunningService) -> None:
-    async with (
-        http(gateway) as client,
-        client.stream(
-            "POST",
-            "/v1/chat/completions",
-            headers={"authorization": f"Bearer {CLIENT_KEY}"},
-            json={"model": "gpt-4o", "messages": HELLO, "stream": True},
-        ) as response,
-    ):
-        assert response.headers["content-type"].startswith("text/event-stream")
-        body = (await response.aread()).decode()
+    response, body = await raw_stream(gateway)
+    assert response.headers["content-type"].startswith("text/event-stream")
     events = [part for part in body.split("\n\n") if part]
     assert all(event.startswith("data: ") for event in events)
     assert events[-1] == "data: [DONE]"
@@ -313,17 +322,8 @@ async def test_stream_cut_by_upstream_ends_with_an_error_event_not_done(
     gateway: RunningService, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.enqueue(CutStream(after_chunks=2))
-    async with (
-        http(gateway) as client,
-        client.stream(
-            "POST",
-            "/v1/chat/completions",
-            headers={"authorization": f"Bearer {CLIENT_KEY}"},
-            json={"model": "gpt-4o", "messages": HELLO, "stream": True},
-        ) as response,
-    ):
-        assert response.status_code == 200
-        body = (await response.aread()).decode()
+    response, body = await raw_stream(gateway)
+    assert response.status_code == 200
     events = [part for part in body.split("\n\n") if part]
     assert "[DONE]" not in body
     error = json.loads(events[-1].removeprefix("data: "))["error"]
@@ -437,15 +437,7 @@ async def test_client_gone_mid_stream_cancels_upstream_and_logs_cancelled(
     gateway: RunningService, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.enqueue(StallMidStream(after_chunks=2, seconds=30))
-    async with (
-        http(gateway) as client,
-        client.stream(
-            "POST",
-            "/v1/chat/completions",
-            headers={"authorization": f"Bearer {CLIENT_KEY}"},
-            json={"model": "gpt-4o", "messages": HELLO, "stream": True},
-        ) as response,
-    ):
+    async with http(gateway) as client, open_stream(client) as response:
         async for line in response.aiter_lines():
             if line.startswith("data: "):
                 break  # the first chunk arrived; now hang up

@@ -9,6 +9,7 @@ import trio
 from actors.request_logger import RequestLogger
 from proxy.pricing import PriceOverride, Pricer
 from proxy.records import RequestRecord
+from tests.factories import make_record
 
 
 class SlowSink:
@@ -23,23 +24,17 @@ class SlowSink:
         self.records.extend(records)
 
 
-def record(n: int, **fields: object) -> RequestRecord:
-    base: dict[str, object] = {
+def record(n: int, **changes: object) -> RequestRecord:
+    # Token counts a price table knows: 1,000 in, 500 out, no cost yet.
+    priceable: dict[str, object] = {
         "request_id": f"req_{n}",
-        "ts_ms": 1_700_000_000_000 + n,
-        "client_id": "c",
-        "provider": "openai",
-        "model": "gpt-4o-mini",
         "upstream_model": "gpt-4o-mini",
-        "stream": False,
-        "status": "ok",
-        "http_status": 200,
         "prompt_tokens": 1000,
         "completion_tokens": 500,
         "cached_tokens": 0,
+        "cost_usd": None,
     }
-    base.update(fields)
-    return RequestRecord(**base)  # type: ignore[arg-type]
+    return make_record(n, **{**priceable, **changes})
 
 
 async def test_full_inbox_makes_callers_wait_and_nothing_is_lost(

@@ -15,29 +15,9 @@ import trio
 
 from proxy.records import RequestRecord
 from storage import StorageWriter, open_connection
+from tests.factories import T0, make_record
 
 HOUR_MS = 3_600_000
-T0 = 1_700_000_000_000
-
-
-def make_record(i: int, **changes: object) -> RequestRecord:
-    record = RequestRecord(
-        request_id=f"req-{i}",
-        ts_ms=T0 + i * 1000,
-        client_id="client-a",
-        provider="openai",
-        model="gpt-4o-mini",
-        upstream_model="gpt-4o-mini-2024-07-18",
-        stream=False,
-        status="ok",
-        http_status=200,
-        prompt_tokens=10,
-        completion_tokens=5,
-        total_tokens=15,
-        cost_usd=0.001,
-        latency_ms=12.5,
-    )
-    return dataclasses.replace(record, **changes)
 
 
 @asynccontextmanager
