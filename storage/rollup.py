@@ -31,9 +31,9 @@ ON CONFLICT (hour_ms, client_id, provider, model) DO UPDATE SET
 _Key = tuple[int, str, str, str]
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class _Sums:
-    """Running totals of one usage_hourly key."""
+    """Running totals of one usage_hourly key, in the column order of the upsert."""
 
     requests: int = 0
     errors: int = 0
@@ -43,6 +43,22 @@ class _Sums:
     cached_tokens: int = 0
     cost_usd: float | None = None
     latency_ms_sum: float = 0.0
+
+    def plus(self, record: RequestRecord) -> _Sums:
+        """These totals with ``record`` counted; built whole, so a bad record changes nothing."""
+        cost = self.cost_usd
+        if record.cost_usd is not None:
+            cost = (cost or 0.0) + record.cost_usd
+        return _Sums(
+            self.requests + 1,
+            self.errors + (record.status != "ok"),
+            self.prompt_tokens + (record.prompt_tokens or 0),
+            self.completion_tokens + (record.completion_tokens or 0),
+            self.reasoning_tokens + (record.reasoning_tokens or 0),
+            self.cached_tokens + (record.cached_tokens or 0),
+            cost,
+            self.latency_ms_sum + record.latency_ms,
+        )
 
 
 class UsageRollup:
@@ -63,41 +79,11 @@ class UsageRollup:
             record.provider or "",
             record.model,
         )
-        sums = self._sums.get(key) or _Sums()
-        # Every new value is computed before the first assignment, so a record that fails halfway
-        # leaves no partial count: the row-by-row fallback relies on that.
-        errors = sums.errors + (record.status != "ok")
-        prompt_tokens = sums.prompt_tokens + (record.prompt_tokens or 0)
-        completion_tokens = sums.completion_tokens + (record.completion_tokens or 0)
-        reasoning_tokens = sums.reasoning_tokens + (record.reasoning_tokens or 0)
-        cached_tokens = sums.cached_tokens + (record.cached_tokens or 0)
-        cost_usd = sums.cost_usd
-        if record.cost_usd is not None:
-            cost_usd = (cost_usd or 0.0) + record.cost_usd
-        latency_ms_sum = sums.latency_ms_sum + record.latency_ms
-        sums.requests += 1
-        sums.errors = errors
-        sums.prompt_tokens = prompt_tokens
-        sums.completion_tokens = completion_tokens
-        sums.reasoning_tokens = reasoning_tokens
-        sums.cached_tokens = cached_tokens
-        sums.cost_usd = cost_usd
-        sums.latency_ms_sum = latency_ms_sum
-        self._sums[key] = sums
+        self._sums[key] = self._sums.get(key, _EMPTY).plus(record)
 
     def rows(self) -> list[tuple[object, ...]]:
         """Parameters for ``UPSERT_USAGE_HOURLY``, one tuple per key."""
-        return [
-            (
-                *key,
-                s.requests,
-                s.errors,
-                s.prompt_tokens,
-                s.completion_tokens,
-                s.reasoning_tokens,
-                s.cached_tokens,
-                s.cost_usd,
-                s.latency_ms_sum,
-            )
-            for key, s in self._sums.items()
-        ]
+        return [(*key, *dataclasses.astuple(sums)) for key, sums in self._sums.items()]
+
+
+_EMPTY = _Sums()
