@@ -249,12 +249,12 @@ class CompletionTokensDetails(Struct, omit_defaults=True):
     reasoning_tokens: int = 0
 
 
-class Usage(Struct):
+class Usage(Struct, omit_defaults=True):
     """Token usage in OpenAI's meaning (completion includes reasoning, prompt includes cached)."""
 
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
 
@@ -327,21 +327,21 @@ class ResponseToolCall(Struct):
     type: Literal["function"] = "function"
 
 
-class ResponseMessage(Struct):
-    """The assistant message of a non-streaming choice."""
+class ResponseMessage(Struct, omit_defaults=True):
+    """The assistant message of a non-streaming choice; absent extras are left out like OpenAI."""
 
-    role: Literal["assistant"] = "assistant"
-    content: str | None = None
+    role: Literal["assistant"]
+    content: str | None
     reasoning_content: str | None = None
     refusal: str | None = None
     tool_calls: list[ResponseToolCall] | None = None
 
 
-class Choice(Struct):
+class Choice(Struct, kw_only=True):
     """One choice of a non-streaming response."""
 
     index: int = 0
-    message: ResponseMessage = field(default_factory=ResponseMessage)
+    message: ResponseMessage
     logprobs: Any = None
     finish_reason: str | None = None
 

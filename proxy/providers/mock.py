@@ -63,7 +63,9 @@ def mock_response(request: ChatRequest, model: str, created: int) -> ChatRespons
         id=_next_id(),
         created=created,
         model=model,
-        choices=[Choice(message=ResponseMessage(content=text), finish_reason="stop")],
+        choices=[
+            Choice(message=ResponseMessage(role="assistant", content=text), finish_reason="stop")
+        ],
         usage=usage_of(request, text),
         system_fingerprint="fp_mock",
     )
