@@ -13,7 +13,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta, Struct, field
+from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from proxy.errors import InvalidRequest
 
@@ -84,11 +84,12 @@ class FunctionCall(Struct, frozen=True):
 
 
 class ToolCall(Struct, frozen=True):
-    """A tool call on an assistant turn."""
+    """A tool call on an assistant turn; ``extra_content`` carries provider state to send back."""
 
     id: str
     function: FunctionCall
     type: Literal["function"] = "function"
+    extra_content: dict[str, Any] | None = None
 
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
@@ -257,6 +258,9 @@ class Usage(Struct, omit_defaults=True):
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
+    # DeepSeek's own cache counters: read by its adapter, then cleared (never sent to clients).
+    prompt_cache_hit_tokens: int | None = None
+    prompt_cache_miss_tokens: int | None = None
 
     @property
     def cached_tokens(self) -> int:
@@ -285,6 +289,9 @@ class ToolCallDelta(Struct, omit_defaults=True):
     id: str | None = None
     type: Literal["function"] | None = None
     function: FunctionCallDelta | None = None
+    # Provider state the client must send back unchanged on its next turn, in the shape of
+    # Gemini's own OpenAI-compatible endpoint: {"google": {"thought_signature": "..."}}.
+    extra_content: dict[str, Any] | UnsetType = UNSET
 
 
 class Delta(Struct, omit_defaults=True):
@@ -325,6 +332,8 @@ class ResponseToolCall(Struct):
     id: str
     function: FunctionCall
     type: Literal["function"] = "function"
+    # UNSET (left out of the JSON) unless the provider has state the client must send back.
+    extra_content: dict[str, Any] | UnsetType = UNSET
 
 
 class ResponseMessage(Struct, omit_defaults=True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Mapping
+from typing import ClassVar
 
 import msgspec
 
@@ -40,6 +41,13 @@ class ChunkParser(abc.ABC):
 
 class WireAdapter(abc.ABC):
     """One upstream protocol, configured for one provider (its name and credentials)."""
+
+    #: Whether remote image URLs must be fetched by the gateway and sent inline (as data URLs)
+    #: because the upstream cannot fetch them itself. The actor does that before chat_call.
+    needs_inline_images: ClassVar[bool] = False
+    #: Whether the models this upstream lists route to it by their plain names (a local server's
+    #: pulled models), so the actor keeps the list fresh instead of fetching it on demand.
+    routes_listed_models: ClassVar[bool] = False
 
     def __init__(self, provider: str, api_key: str | None) -> None:
         self.provider = provider
