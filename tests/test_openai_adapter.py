@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 
-from proxy.chat import decode_chat_request
+from proxy.chat import CompletionTokensDetails, PromptTokensDetails, Usage, decode_chat_request
 from proxy.errors import (
     InvalidRequest,
     ModelNotFound,
@@ -15,7 +16,7 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from proxy.providers.openai_compat import OpenAICompatAdapter
+from proxy.providers.openai_compat import OpenAICompatAdapter, normalize_usage
 
 ADAPTER = OpenAICompatAdapter("openai", "sk-upstream-secret-0000")
 
@@ -187,3 +188,84 @@ def test_models_list() -> None:
     assert ADAPTER.parse_models(body.encode()) == ["gpt-4o"]
     with pytest.raises(UpstreamError):
         ADAPTER.parse_models(b"{}")
+
+
+def test_deepseek_cache_counters_become_cached_tokens() -> None:
+    usage = Usage(
+        prompt_tokens=12,
+        completion_tokens=3,
+        total_tokens=15,
+        prompt_cache_hit_tokens=8,
+        prompt_cache_miss_tokens=4,
+    )
+    normalize_usage(usage)
+    assert usage.cached_tokens == 8
+    assert usage.prompt_cache_hit_tokens is None
+    assert b"prompt_cache" not in msgspec.json.encode(usage)
+
+
+def test_newer_deepseek_cached_tokens_win_over_counters() -> None:
+    usage = Usage(
+        prompt_tokens=12,
+        completion_tokens=3,
+        total_tokens=15,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=5),
+        prompt_cache_hit_tokens=8,
+    )
+    normalize_usage(usage)
+    assert usage.cached_tokens == 5
+
+
+def test_xai_reasoning_moves_into_completion_tokens_once() -> None:
+    usage = Usage(
+        prompt_tokens=26,
+        completion_tokens=168,
+        total_tokens=498,
+        completion_tokens_details=CompletionTokensDetails(reasoning_tokens=304),
+    )
+    normalize_usage(usage)
+    assert usage.completion_tokens == 472
+    normalize_usage(usage)  # already OpenAI's meaning: total = prompt + completion
+    assert usage.completion_tokens == 472
+
+
+def test_openai_usage_is_left_alone() -> None:
+    usage = Usage(
+        prompt_tokens=10,
+        completion_tokens=50,
+        total_tokens=60,
+        completion_tokens_details=CompletionTokensDetails(reasoning_tokens=40),
+    )
+    normalize_usage(usage)
+    assert usage.completion_tokens == 50
+
+
+def test_insufficient_system_resource_is_unavailable() -> None:
+    parser = ADAPTER.chunk_parser("deepseek-chat")
+    chunk = {
+        **CHUNK,
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "insufficient_system_resource"}],
+    }
+    with pytest.raises(UpstreamUnavailable):
+        parser.feed(sse(chunk))
+
+
+def test_keepalive_comments_and_blank_lines_are_skipped() -> None:
+    parser = ADAPTER.chunk_parser("deepseek-chat")
+    chunks = parser.feed(
+        b": keep-alive\n\n\n\n" + sse(CHUNK) + b": keep-alive\n\n" + sse(b"[DONE]")
+    )
+    assert len(chunks) == 1
+    assert parser.finish() == []
+
+
+def test_xai_string_error_for_a_bad_key_is_upstream_auth() -> None:
+    body = json.dumps(
+        {
+            "code": "Client specified an invalid argument",
+            "error": "Incorrect API key provided: xa***",
+        }
+    )
+    mapped = ADAPTER.map_error(400, {}, body.encode())
+    assert mapped.status == 502
+    assert mapped.code == "upstream_auth_failed"

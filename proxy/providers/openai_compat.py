@@ -7,18 +7,20 @@ sees the usage chunk is decided by the caller.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
-from proxy.chat import ChatChunk, ChatRequest, ChatResponse
-from proxy.errors import GatewayError, UpstreamError
+from proxy.chat import ChatChunk, ChatRequest, ChatResponse, PromptTokensDetails, Usage
+from proxy.errors import GatewayError, UpstreamError, UpstreamUnavailable
 from proxy.providers.base import ChunkParser, UpstreamCall, WireAdapter, decode_json, malformed
 from proxy.providers.upstream_errors import map_status
 from proxy.sse import SSEDecoder, SSEError
 
 _encode = msgspec.json.Encoder().encode
+_BAD_KEY = re.compile(r"\b(incorrect|invalid) api key", re.IGNORECASE)
 _decode_chunk = msgspec.json.Decoder(ChatChunk).decode
 _decode_response = msgspec.json.Decoder(ChatResponse).decode
 
@@ -87,11 +89,15 @@ class OpenAICompatAdapter(WireAdapter):
         return UpstreamCall("POST", "/chat/completions", self._headers, _encode(body))
 
     def parse_response(self, body: bytes, upstream_model: str) -> ChatResponse:
-        """A ``chat.completion`` body."""
+        """A ``chat.completion`` body (DeepSeek may pad it with leading blank lines)."""
         try:
-            return _decode_response(body)
+            response = _decode_response(body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise malformed(self.provider, "response", exc) from None
+        normalize_usage(response.usage)
+        for choice in response.choices:
+            check_finish(self.provider, choice.finish_reason)
+        return response
 
     def chunk_parser(self, upstream_model: str) -> ChunkParser:
         """A parser for one SSE stream of ``chat.completion.chunk`` events."""
@@ -100,6 +106,9 @@ class OpenAICompatAdapter(WireAdapter):
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
         """An OpenAI error body (or anything else) mapped by status."""
         message, code, param = error_fields(body)
+        if status == 400 and message and _BAD_KEY.search(message):
+            # xAI answers a wrong key with 400; it is the gateway's key, not the client's request.
+            status = 401
         return map_status(
             self.provider,
             status,
@@ -119,6 +128,36 @@ class OpenAICompatAdapter(WireAdapter):
             return [entry.id for entry in _decode_models(body).data]
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise malformed(self.provider, "model list", exc) from None
+
+
+def normalize_usage(usage: Usage | None) -> None:
+    """Bring an OpenAI-compatible upstream's usage to OpenAI's meaning, in place.
+
+    DeepSeek counts cache hits in ``prompt_cache_hit_tokens`` (older answers lack
+    ``cached_tokens``); xAI leaves reasoning out of ``completion_tokens`` (its total is
+    prompt + completion + reasoning), where OpenAI counts it in.
+    """
+    if usage is None:
+        return
+    hit = usage.prompt_cache_hit_tokens
+    if hit is not None:
+        if not usage.cached_tokens:
+            usage.prompt_tokens_details = PromptTokensDetails(cached_tokens=hit)
+        usage.prompt_cache_hit_tokens = usage.prompt_cache_miss_tokens = None
+    reasoning = usage.reasoning_tokens
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    if reasoning and usage.total_tokens == prompt + completion + reasoning:
+        usage.completion_tokens = completion + reasoning
+
+
+def check_finish(provider: str, finish_reason: str | None) -> None:
+    """DeepSeek ends an answer it could not complete with its own reason: that is an outage."""
+    if finish_reason == "insufficient_system_resource":
+        raise UpstreamUnavailable(
+            f"Upstream {provider} ran out of capacity and cut the answer short "
+            "(insufficient_system_resource).",
+            code="insufficient_system_resource",
+        )
 
 
 def error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
@@ -167,12 +206,16 @@ class OpenAIChunkParser(ChunkParser):
                 continue
             payload = event.data.encode()
             try:
-                chunks.append(_decode_chunk(payload))
+                chunk = _decode_chunk(payload)
             except msgspec.ValidationError as exc:
                 # An error event has no chunk fields; only then is it worth a second parse.
                 raise self._stream_error(payload, exc) from None
             except msgspec.DecodeError as exc:
                 raise malformed(self._provider, "stream event", exc) from None
+            normalize_usage(chunk.usage)
+            for choice in chunk.choices:
+                check_finish(self._provider, choice.finish_reason)
+            chunks.append(chunk)
         return chunks
 
     def finish(self) -> list[ChatChunk]:

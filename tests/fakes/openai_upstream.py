@@ -27,6 +27,7 @@ __all__ = [
     "FakeOpenAI",
     "Garbage",
     "MidStreamError",
+    "Raw",
     "Received",
     "Stall",
     "StallMidStream",
@@ -160,8 +161,26 @@ class Garbage:
     content_type: str = "text/html"
 
 
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """Answer with exactly these bytes, piece by piece (an OpenAI-compatible upstream's quirks)."""
+
+    parts: tuple[bytes, ...]
+    status: int = 200
+    content_type: str = "text/event-stream"
+    interval_s: float = 0.0
+
+
 Behaviour = (
-    Echo | ToolCalls | ErrorReply | CutStream | MidStreamError | Stall | StallMidStream | Garbage
+    Echo
+    | ToolCalls
+    | ErrorReply
+    | CutStream
+    | MidStreamError
+    | Stall
+    | StallMidStream
+    | Garbage
+    | Raw
 )
 
 
@@ -471,6 +490,12 @@ async def _answer(reply: _Reply, call: _Call, behaviour: Behaviour) -> bool:
         case CutStream(after_chunks=n):
             await _answer_cut(reply, call, n)
             return True
+        case Raw(parts=parts, status=status, content_type=content_type, interval_s=interval):
+            await reply.start(status, {**_common_headers(call), "content-type": content_type})
+            for part in parts:
+                await trio.sleep(interval)
+                await reply.write(part)
+            await reply.end()
         case MidStreamError(after_chunks=n, message=message):
             if not call.stream:
                 await _send_error(reply, ErrorReply(500, message, "server_error"))
