@@ -1,0 +1,581 @@
+"""A fake Ollama server (native API): real HTTP on 127.0.0.1, scripted behaviours.
+
+It speaks ``POST /api/chat`` the way Ollama does (reference §5.1): NDJSON streams of ``done:false``
+lines ending with a ``done:true`` metrics line (durations in ns, zero counts omitted), one JSON
+object for ``stream:false``, streaming when ``stream`` is missing, whole tool calls with argument
+objects, ``thinking``, ``{"error": "..."}`` bodies and a mid-stream error line; and
+``GET /api/tags`` in Ollama's exact shape.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import trio
+
+from .asgi_server import CutConnection, Receive, Scope, Send, serve_asgi
+from .openai_upstream import Received
+
+__all__ = [
+    "MODELS",
+    "VERSION",
+    "Behaviour",
+    "CutStream",
+    "ErrorReply",
+    "FakeOllama",
+    "Garbage",
+    "MidStreamError",
+    "Received",
+    "Reply",
+    "Stall",
+    "StallMidStream",
+    "ToolCalls",
+    "not_found_message",
+]
+
+VERSION = "0.12.6"
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    name: str
+    size: int
+    digest: str
+    family: str
+    parameter_size: str
+    quantization_level: str
+    modified_at: str
+
+
+MODELS: tuple[_Model, ...] = (
+    _Model(
+        "llama3.2:latest",
+        2019393189,
+        "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72",
+        "llama",
+        "3.2B",
+        "Q4_K_M",
+        "2025-07-01T09:14:05.123456789+02:00",
+    ),
+    _Model(
+        "qwen3:8b",
+        5225388164,
+        "500a1f067a9f782620b40bee6f7b0c89e17ae61f686b92c24933e4ca4b2b8b41",
+        "qwen3",
+        "8.2B",
+        "Q4_K_M",
+        "2025-06-12T17:37:44.706015396+02:00",
+    ),
+)
+
+_DEFAULT_ERROR_MESSAGES = {
+    400: "invalid request",
+    401: "unauthorized",
+    429: "too many requests, please try again later",
+    500: "llama runner process has terminated: exit status 2",
+    502: "upstream error: cloud model is unreachable",
+}
+
+
+def not_found_message(model: str) -> str:
+    """Ollama's 404 message for a model that has not been pulled."""
+    return f'model "{model}" not found, try pulling it first'
+
+
+# ---------------------------------------------------------------------------------------------
+# Behaviours
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer normally (the default): `text`, or "echo: " + the last user message.
+
+    `thinking` streams first (as Ollama's `message.thinking`); `prompt_cached` drops
+    `prompt_eval_count` from the final line, as Ollama's omitempty does when the prompt was cached.
+    """
+
+    text: str | None = None
+    thinking: str | None = None
+    chunks: int | None = None
+    done_reason: str = "stop"
+    prompt_cached: bool = False
+    delay_s: float = 0.0
+    chunk_interval_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCalls:
+    """Answer with whole tool calls (arguments as objects) on one `done:false` line."""
+
+    calls: tuple[tuple[str, dict[str, Any]], ...] = (("get_weather", {"city": "Paris"}),)
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """Answer `{"error": message}` with `status` (or `raw_body` verbatim)."""
+
+    status: int
+    message: str | None = None
+    raw_body: bytes | None = None
+    content_type: str = "application/json; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class MidStreamError:
+    """Stream `after_chunks` content lines, then an `{"error": ...}` line; the status stays 200."""
+
+    after_chunks: int = 2
+    message: str = "an error was encountered while running the model: unexpected EOF"
+
+
+@dataclass(frozen=True, slots=True)
+class CutStream:
+    """Start a 200 answer, send `after_chunks` content lines, then drop the connection."""
+
+    after_chunks: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Garbage:
+    """Answer with a body that is not Ollama's protocol."""
+
+    body: bytes = b"<html>oops</html>"
+    status: int = 200
+    content_type: str = "text/html"
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """Send nothing for `seconds`, then answer like Reply()."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class StallMidStream:
+    """Stream `after_chunks` content lines, stall for `seconds`, then finish like Reply()."""
+
+    after_chunks: int = 1
+    seconds: float = 30.0
+
+
+Behaviour = (
+    Reply | ToolCalls | ErrorReply | MidStreamError | CutStream | Garbage | Stall | StallMidStream
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Call:
+    """Per-request data shared by the response writers."""
+
+    model: str  # as the client named it: Ollama echoes that, not the resolved tag
+    stream: bool
+    prompt_tokens: int
+    last_user_text: str
+    started_ns: int = field(default_factory=time.perf_counter_ns)
+
+
+class _Reply:
+    """Wraps ASGI send; marks itself finished just before the last body message goes out."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.finished = False
+
+    async def start(self, status: int, headers: Mapping[str, str]) -> None:
+        """Send the status line and headers."""
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        await self._send({"type": "http.response.start", "status": status, "headers": raw})
+
+    async def write(self, data: bytes) -> None:
+        """Send a piece of the body; more follows."""
+        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end(self, data: bytes = b"") -> None:
+        """Send the last piece of the body."""
+        self.finished = True
+        await self._send({"type": "http.response.body", "body": data, "more_body": False})
+
+    async def full(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        """Send a complete response with a content-length."""
+        await self.start(status, {**headers, "content-length": str(len(body))})
+        await self.end(body)
+
+
+class FakeOllama:
+    """A scripted Ollama server over real HTTP; see the behaviour classes."""
+
+    def __init__(self, *, api_key: str | None = None) -> None:
+        self.api_key = api_key  # when set, a Bearer key is required (a proxy in front of Ollama)
+        self.base_url = ""  # "http://127.0.0.1:PORT" once running (Ollama has no /v1 here)
+        self.received: list[Received] = []  # every request, recorded before it is answered
+        self.disconnects = 0  # chat responses whose client left before the last body message
+        self._queue: deque[Behaviour] = deque()
+
+    def enqueue(self, *behaviours: Behaviour) -> None:
+        """Use these behaviours, in order, for the next chat calls; then Reply()."""
+        self._queue.extend(behaviours)
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; started() reports base_url ("http://127.0.0.1:PORT")."""
+        async with trio.open_nursery() as nursery:
+            self.base_url = await nursery.start(serve_asgi, self._app)
+            task_status.started(self.base_url)
+
+    # -- ASGI -----------------------------------------------------------------------------------
+
+    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The raw ASGI3 entry point."""
+        if scope["type"] != "http":
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            raw += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        try:
+            body = msgspec.json.decode(raw) if raw else None
+        except msgspec.DecodeError:
+            body = None
+        method, path = scope["method"], scope["path"]
+        self.received.append(
+            Received(method, path, scope["query_string"].decode("latin-1"), headers, body, raw)
+        )
+        reply = _Reply(send)
+
+        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+            await _send_error(reply, ErrorReply(401))
+        elif method == "POST" and path == "/api/chat":
+            await self._chat(reply, receive, raw, body)
+        elif method == "GET" and path == "/api/tags":
+            await reply.full(200, _JSON, _encode({"models": [_tag(m) for m in MODELS]}))
+        elif method == "GET" and path == "/api/version":
+            await reply.full(200, _JSON, _encode({"version": VERSION}))
+        elif method in ("GET", "HEAD") and path == "/":
+            await reply.full(200, _TEXT, b"Ollama is running")
+        else:
+            # Ollama's router answers unknown routes (including /v1 typos) in plain text.
+            await reply.full(404, _TEXT, b"404 page not found")
+
+    async def _chat(self, reply: _Reply, receive: Receive, raw: bytes, body: Any) -> None:
+        """Handle POST /api/chat: validate like Ollama, pick a behaviour, answer it."""
+        if not raw:
+            await _send_error(reply, ErrorReply(400, "missing request body"))
+            return
+        if not isinstance(body, dict):
+            message = "invalid character looking for beginning of value"
+            await _send_error(reply, ErrorReply(400, message))
+            return
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            await _send_error(reply, ErrorReply(400, "model is required"))
+            return
+        if _resolve(model) is None:
+            await _send_error(reply, ErrorReply(404, not_found_message(model)))
+            return
+        messages = body.get("messages") or []
+        if not messages:
+            # Ollama answers an empty conversation by loading the model, in one JSON object.
+            line = _line(model, {"role": "assistant", "content": ""}, done=True)
+            line["done_reason"] = "load"
+            await reply.full(200, _JSON, _encode(line))
+            return
+        call = _Call(
+            model=model,
+            # Ollama streams unless told not to.
+            stream=body.get("stream", True) is not False,
+            prompt_tokens=sum(_words(_text(m)) for m in messages if isinstance(m, dict)),
+            last_user_text=_last_user_text(messages),
+        )
+        behaviour = self._queue.popleft() if self._queue else Reply()
+
+        cut = False
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_disconnect, receive, reply, nursery.cancel_scope)
+            cut = await _answer(reply, call, behaviour)
+            nursery.cancel_scope.cancel()
+        if cut:
+            raise CutConnection
+
+    async def _watch_disconnect(
+        self, receive: Receive, reply: _Reply, scope: trio.CancelScope
+    ) -> None:
+        """Count and stop a response whose client goes away before its last body message."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not reply.finished:
+            self.disconnects += 1
+            scope.cancel()
+
+
+# ---------------------------------------------------------------------------------------------
+# Answers
+# ---------------------------------------------------------------------------------------------
+
+
+async def _answer(reply: _Reply, call: _Call, behaviour: Behaviour) -> bool:
+    """Answer one chat call; True means the caller must drop the connection."""
+    match behaviour:
+        case Reply():
+            await trio.sleep(behaviour.delay_s)
+            await _answer_text(reply, call, behaviour)
+        case Stall(seconds=seconds):
+            await trio.sleep(seconds)
+            await _answer_text(reply, call, Reply())
+        case ToolCalls():
+            await _answer_tool_calls(reply, call, behaviour)
+        case ErrorReply():
+            await _send_error(reply, behaviour)
+        case Garbage(body=body, status=status, content_type=content_type):
+            await reply.full(status, {"content-type": content_type}, body)
+        case CutStream(after_chunks=n):
+            await _answer_cut(reply, call, n)
+            return True
+        case MidStreamError(after_chunks=n, message=message):
+            if not call.stream:
+                await _send_error(reply, ErrorReply(500, message))
+            else:
+                await reply.start(200, _NDJSON)
+                for piece in _padded_pieces(call, n)[:n]:
+                    await reply.write(_ndjson(_line(call.model, _message(piece))))
+                await reply.end(_ndjson({"error": message}))
+        case StallMidStream(after_chunks=n, seconds=seconds):
+            if not call.stream:
+                await trio.sleep(seconds)
+                await _answer_text(reply, call, Reply())
+            else:
+                pieces = _padded_pieces(call, n)
+                await reply.start(200, _NDJSON)
+                for i, piece in enumerate(pieces):
+                    if i == n:
+                        await trio.sleep(seconds)
+                    await reply.write(_ndjson(_line(call.model, _message(piece))))
+                done = _done_line(call, "stop", _words("".join(pieces)), cached=False)
+                await reply.end(_ndjson(done))
+    return False
+
+
+async def _answer_text(reply: _Reply, call: _Call, behaviour: Reply) -> None:
+    """Answer with text (and optional thinking), streamed as NDJSON or as one object."""
+    text = behaviour.text if behaviour.text is not None else "echo: " + call.last_user_text
+    thinking = behaviour.thinking or ""
+    eval_count = _words(text) + _words(thinking)
+    if not call.stream:
+        message = _message(text)
+        if thinking:
+            message["thinking"] = thinking
+        final = _done_line(call, behaviour.done_reason, eval_count, behaviour.prompt_cached)
+        final["message"] = message
+        await reply.full(200, _JSON, _encode(final))
+        return
+    await reply.start(200, _NDJSON)
+    for piece in _word_pieces(thinking):
+        await trio.sleep(behaviour.chunk_interval_s)
+        await reply.write(_ndjson(_line(call.model, _message("", thinking=piece))))
+    pieces = _split(text, behaviour.chunks) if behaviour.chunks is not None else _word_pieces(text)
+    for piece in pieces:
+        await trio.sleep(behaviour.chunk_interval_s)
+        await reply.write(_ndjson(_line(call.model, _message(piece))))
+    done = _done_line(call, behaviour.done_reason, eval_count, behaviour.prompt_cached)
+    await reply.end(_ndjson(done))
+
+
+async def _answer_tool_calls(reply: _Reply, call: _Call, tools: ToolCalls) -> None:
+    """Answer with whole tool calls: Ollama sends them on one done:false line, then stop."""
+    tool_calls = [
+        {"function": {"index": i, "name": name, "arguments": arguments}}
+        for i, (name, arguments) in enumerate(tools.calls)
+    ]
+    # About four characters of arguments per token, like a real tokenizer on JSON.
+    eval_count = _words(tools.text) + sum(len(_encode(a)) // 4 + 1 for _, a in tools.calls)
+    message = _message(tools.text)
+    message["tool_calls"] = tool_calls
+    if not call.stream:
+        final = _done_line(call, "stop", eval_count, cached=False)
+        final["message"] = message
+        await reply.full(200, _JSON, _encode(final))
+        return
+    await reply.start(200, _NDJSON)
+    await reply.write(_ndjson(_line(call.model, message)))
+    await reply.end(_ndjson(_done_line(call, "stop", eval_count, cached=False)))
+
+
+async def _answer_cut(reply: _Reply, call: _Call, after_chunks: int) -> None:
+    """Send part of an answer; the caller then drops the connection mid-body."""
+    reply.finished = True  # the server, not the client, ends this one
+    if call.stream:
+        await reply.start(200, _NDJSON)
+        for piece in _padded_pieces(call, after_chunks)[:after_chunks]:
+            await reply.write(_ndjson(_line(call.model, _message(piece))))
+        return
+    # Non-stream: promise a full JSON body by content-length, then deliver only half of it.
+    text = "echo: " + call.last_user_text
+    final = _done_line(call, "stop", _words(text), cached=False)
+    final["message"] = _message(text)
+    body = _encode(final)
+    await reply.start(200, {**_JSON, "content-length": str(len(body))})
+    await reply.write(body[: len(body) // 2])
+
+
+async def _send_error(reply: _Reply, error: ErrorReply) -> None:
+    """Send Ollama's error body `{"error": "<string>"}` (or the raw body verbatim)."""
+    if error.raw_body is not None:
+        body = error.raw_body
+    else:
+        message = error.message or _DEFAULT_ERROR_MESSAGES.get(error.status, "error")
+        body = _encode({"error": message})
+    await reply.full(error.status, {"content-type": error.content_type}, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lines, models, tokens
+# ---------------------------------------------------------------------------------------------
+
+_JSON = {"content-type": "application/json; charset=utf-8"}
+_NDJSON = {"content-type": "application/x-ndjson"}
+_TEXT = {"content-type": "text/plain; charset=utf-8"}
+
+
+def _message(content: str, *, thinking: str | None = None) -> dict[str, Any]:
+    """An assistant message of a line."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if thinking:
+        message["thinking"] = thinking
+    return message
+
+
+def _line(model: str, message: dict[str, Any], *, done: bool = False) -> dict[str, Any]:
+    """One line of a chat answer."""
+    return {"model": model, "created_at": _now(), "message": message, "done": done}
+
+
+def _done_line(call: _Call, done_reason: str, eval_count: int, cached: bool) -> dict[str, Any]:
+    """The final line: done_reason and metrics, durations in nanoseconds, zero counts omitted."""
+    total = max(time.perf_counter_ns() - call.started_ns, 1_000)
+    line = _line(call.model, _message(""), done=True)
+    line["done_reason"] = done_reason
+    line["total_duration"] = total
+    line["load_duration"] = total // 10
+    if not cached:  # Go's omitempty: a cached prompt evaluated nothing, so both fields vanish
+        line["prompt_eval_count"] = call.prompt_tokens
+        line["prompt_eval_duration"] = total // 5
+    if eval_count:
+        line["eval_count"] = eval_count
+        line["eval_duration"] = total // 2
+    return line
+
+
+def _tag(model: _Model) -> dict[str, Any]:
+    """One entry of GET /api/tags, in Ollama's exact shape."""
+    return {
+        "name": model.name,
+        "model": model.name,
+        "modified_at": model.modified_at,
+        "size": model.size,
+        "digest": model.digest,
+        "details": {
+            "parent_model": "",
+            "format": "gguf",
+            "family": model.family,
+            "families": [model.family],
+            "parameter_size": model.parameter_size,
+            "quantization_level": model.quantization_level,
+        },
+    }
+
+
+def _resolve(name: str) -> _Model | None:
+    """The pulled model a name means; no tag means ":latest", as in Ollama."""
+    full = name if ":" in name else name + ":latest"
+    return next((m for m in MODELS if m.name == full), None)
+
+
+def _now() -> str:
+    """Ollama's created_at: RFC 3339 with nanoseconds, UTC."""
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond:06d}123Z"
+
+
+def _encode(obj: Any) -> bytes:
+    """Compact JSON."""
+    return msgspec.json.encode(obj)
+
+
+def _ndjson(obj: Any) -> bytes:
+    """One NDJSON line."""
+    return _encode(obj) + b"\n"
+
+
+def _words(text: str) -> int:
+    """Deterministic token count: whitespace-separated words."""
+    return len(text.split())
+
+
+def _text(message: Mapping[str, Any]) -> str:
+    """All text of one message: a string content (Ollama has no parts)."""
+    content = message.get("content")
+    return content if isinstance(content, str) else ""
+
+
+def _last_user_text(messages: list[Any]) -> str:
+    """Text of the last user message, or "" if there is none."""
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _text(message)
+    return ""
+
+
+def _word_pieces(text: str) -> list[str]:
+    """Split into one piece per word, each word keeping its leading whitespace (like tokens)."""
+    pieces = re.findall(r"\s*\S+", text)
+    tail = text[len("".join(pieces)) :]
+    if tail:
+        if pieces:
+            pieces[-1] += tail
+        else:
+            pieces = [tail]
+    return pieces
+
+
+def _split(text: str, n: int) -> list[str]:
+    """Split into `n` near-equal pieces (fewer if the text is shorter); [] for empty text."""
+    if not text:
+        return []
+    n = max(1, min(n, len(text)))
+    size, extra = divmod(len(text), n)
+    pieces, start = [], 0
+    for i in range(n):
+        end = start + size + (1 if i < extra else 0)
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
+def _padded_pieces(call: _Call, at_least: int) -> list[str]:
+    """Word pieces of the echo answer, padded with " more" so there are more than `at_least`."""
+    pieces = _word_pieces("echo: " + call.last_user_text)
+    while len(pieces) <= at_least:
+        pieces.append(" more")
+    return pieces
