@@ -23,6 +23,7 @@ import trio
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse
 from proxy.config import ProviderConfig
 from proxy.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from proxy.images import ImageFetcher, inline_remote_images
 from proxy.providers.base import ChunkParser, UpstreamCall, WireAdapter
 from proxy.providers.mock import MOCK_MODELS, mock_chunks, mock_response
 
@@ -30,7 +31,9 @@ log = logging.getLogger("llm_proxy.provider")
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a non-streaming answer larger than this is not a chat reply
 MAX_ERROR_BYTES = 64 * 1024  # enough for any error body; the rest is noise
-MODELS_TTL_S = 600.0
+MODELS_TTL_S = 600.0  # how long an upstream's model list is served from cache
+MODELS_RETRY_S = 30.0  # how soon a failed listing is tried again
+LOCAL_MODELS_REFRESH_S = 30.0  # polling period for lists whose names route (Ollama's)
 
 
 @dataclasses.dataclass(slots=True)
@@ -86,17 +89,26 @@ class _Backend(abc.ABC):
 class ProviderActor:
     """One upstream provider: ``complete()``, ``stream()`` and ``models()`` for the front end."""
 
-    def __init__(self, config: ProviderConfig, adapter: WireAdapter | None) -> None:
+    def __init__(
+        self,
+        config: ProviderConfig,
+        adapter: WireAdapter | None,
+        *,
+        images: ImageFetcher | None = None,
+    ) -> None:
         self.name = config.name
         self.config = config
         self._adapter = adapter
+        # Only upstreams that cannot fetch image URLs themselves get the gateway's fetcher.
+        self._images = images if adapter is not None and adapter.needs_inline_images else None
         self._limiter = trio.CapacityLimiter(config.max_concurrency)
         self._closed = trio.Event()
         self._backend: _Backend | None = None
         self._calls = 0
         self._errors = 0
         self._models: list[str] | None = None
-        self._models_at = -MODELS_TTL_S
+        self._models_expire = 0.0
+        self._listing_failed = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Open the upstream client, report started, serve until :meth:`close`."""
@@ -106,8 +118,12 @@ class ProviderActor:
             backend = _HttpBackend(self.config, self._adapter)
         self._backend = backend
         try:
-            task_status.started()
-            await self._closed.wait()
+            async with trio.open_nursery() as nursery:
+                if self._adapter is not None and self._adapter.routes_listed_models:
+                    nursery.start_soon(self._keep_models_fresh)
+                task_status.started()
+                await self._closed.wait()
+                nursery.cancel_scope.cancel()
         finally:
             self._backend = None
             with trio.move_on_after(5, shield=True):
@@ -144,11 +160,17 @@ class ProviderActor:
                 self._errors += 1
             raise
 
+    async def _inline_images(self, request: ChatRequest) -> ChatRequest:
+        if self._images is None or not request.has_images:
+            return request
+        return await inline_remote_images(request, self._images)
+
     async def complete(
         self, request: ChatRequest, upstream_model: str, timing: CallTiming
     ) -> ChatResponse:
         """One non-streaming call, bounded by the provider's timeout."""
         backend = self._ready_backend()
+        request = await self._inline_images(request)
         with self._counted():
             try:
                 with trio.fail_after(self.config.timeout_s):
@@ -165,6 +187,7 @@ class ProviderActor:
     ) -> AsyncIterator[ChunkStream]:
         """A streaming call; leaving the block (or being cancelled) ends the upstream call."""
         backend = self._ready_backend()
+        request = await self._inline_images(request)
         with self._counted():
             async with (
                 self._limiter,
@@ -172,22 +195,42 @@ class ProviderActor:
             ):
                 yield chunks
 
+    def known_models(self) -> list[str]:
+        """The last model list fetched, without waiting (empty before the first answer)."""
+        return self._models or []
+
+    async def _keep_models_fresh(self) -> None:
+        # Models that route by plain name (Ollama's) must be known before a call asks for them,
+        # and a model pulled a minute ago should route now: poll the cheap local list.
+        while True:
+            await self.refresh_models()
+            await trio.sleep(LOCAL_MODELS_REFRESH_S)
+
     async def models(self) -> list[str]:
         """The upstream's models, cached; the static list when it cannot be asked."""
-        now = trio.current_time()
-        if self._models is not None and now - self._models_at < MODELS_TTL_S:
+        if self._models is not None and trio.current_time() < self._models_expire:
             return self._models
+        return await self.refresh_models()
+
+    async def refresh_models(self) -> list[str]:
+        """Ask the upstream for its models now; on failure keep serving the static list."""
         backend = self._ready_backend()
+        now = trio.current_time()
         try:
             with trio.fail_after(min(self.config.timeout_s, 10.0)):
                 models = await backend.list_models()
         except (GatewayError, trio.TooSlowError) as exc:
-            log.warning("provider=%s listing models failed: %s", self.name, exc)
+            # Said once, not every poll: an enabled-by-default Ollama may simply not be running.
+            level = logging.DEBUG if self._listing_failed else logging.WARNING
+            log.log(level, "provider=%s listing models failed: %s", self.name, exc or "timeout")
+            self._listing_failed = True
             fallback = self._adapter.fallback_models if self._adapter else MOCK_MODELS
-            # Retry a failed listing sooner than a successful one is refreshed.
-            self._models, self._models_at = list(fallback), now - MODELS_TTL_S + 30
+            self._models, self._models_expire = list(fallback), now + MODELS_RETRY_S
             return self._models
-        self._models, self._models_at = models, now
+        if self._listing_failed:
+            log.info("provider=%s listing models works again", self.name)
+        self._listing_failed = False
+        self._models, self._models_expire = models, now + MODELS_TTL_S
         return models
 
 

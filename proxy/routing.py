@@ -72,8 +72,11 @@ class Router:
         for prefix, name in PREFIXES:
             if model.startswith(prefix):
                 return self._checked(Route(name, model), model)
-        if "ollama" in self._enabled and model in self._local_models():
-            return Route("ollama", model)
+        if "ollama" in self._enabled:
+            local = self._local_models()
+            # Ollama reads a name without a tag as ":latest", and lists it with the tag.
+            if model in local or (":" not in model and f"{model}:latest" in local):
+                return Route("ollama", model)
         raise ModelNotFound(
             f"The model '{model}' does not exist or is not routed by this gateway.", param="model"
         )

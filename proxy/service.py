@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, cast
 
+import httpx
 import hypercorn.config
 import hypercorn.trio
 import trio
@@ -23,8 +24,9 @@ import trio
 from actors.provider import ProviderActor
 from actors.request_logger import RequestLogger
 from proxy.config import KEYED_PROVIDERS, Config
+from proxy.images import ImageFetcher, ImagePolicy
 from proxy.pricing import PriceOverride, Pricer
-from proxy.providers.registry import UnsupportedProvider, adapter_for
+from proxy.providers.registry import adapter_for
 from proxy.routing import AliasTarget, Router
 from storage.reads import ReadPool
 from storage.writer import StorageWriter
@@ -57,16 +59,11 @@ def build_pricer(config: Config) -> Pricer:
     return Pricer(overrides)
 
 
-def build_providers(config: Config) -> dict[str, ProviderActor]:
-    """One actor per enabled provider this build can speak to."""
+def build_providers(config: Config, images: ImageFetcher) -> dict[str, ProviderActor]:
+    """One actor per enabled provider."""
     actors: dict[str, ProviderActor] = {}
     for provider in config.enabled_providers():
-        try:
-            adapter = adapter_for(provider)
-        except UnsupportedProvider as exc:
-            log.warning("provider=%s skipped: %s", provider.name, exc)
-            continue
-        actors[provider.name] = ProviderActor(provider, adapter)
+        actors[provider.name] = ProviderActor(provider, adapter_for(provider), images=images)
     if "mock" in actors and not any(config.providers[name].api_key for name in KEYED_PROVIDERS):
         log.info(
             "no upstream API key is configured: the mock provider is on (model 'mock' answers "
@@ -75,16 +72,28 @@ def build_providers(config: Config) -> dict[str, ProviderActor]:
     return actors
 
 
+FREE_PROVIDERS = frozenset({"mock", "ollama"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 def build_authenticator(config: Config, providers: dict[str, ProviderActor]) -> Authenticator:
     """Static keys from the config; anonymous calls only if allowed, or in demo mode."""
     allow_anonymous = config.auth.allow_anonymous
-    # Demo mode: no upstream key and no API key configured, so only the free in-process mock can
-    # answer. Letting a first `curl` through without a key costs nothing and risks nothing.
-    if not config.auth.tokens and set(providers) == {"mock"} and not allow_anonymous:
+    # Demo mode: no API key configured and only free, local providers (the in-process mock, a
+    # local Ollama) enabled, on a loopback address. Letting a first `curl` through without a key
+    # then costs nothing and exposes nothing that was not already open on this machine.
+    demo = (
+        not allow_anonymous
+        and not config.auth.tokens
+        and set(providers) <= FREE_PROVIDERS
+        and config.server.host in LOOPBACK_HOSTS
+    )
+    if demo:
         allow_anonymous = True
         log.warning(
-            "demo mode: only the mock provider is enabled and no API key is configured, so calls "
-            "without a key are accepted; configure a provider key or [auth] tokens to end it"
+            "demo mode: no API key is configured and only free local providers are enabled, so "
+            "calls without a key are accepted on %s; configure [auth] tokens to end it",
+            config.server.host,
         )
     return Authenticator(config.auth.tokens, allow_anonymous=allow_anonymous)
 
@@ -134,7 +143,17 @@ async def run(
     writer = StorageWriter(database)
     reads = ReadPool(database)
     logger = RequestLogger(writer, build_pricer(config))
-    providers = build_providers(config)
+    policy = ImagePolicy.from_config(config.images)
+    # One client for every image the gateway fetches on behalf of Gemini and Ollama; redirects
+    # are followed by the fetcher itself so that each hop is checked.
+    images_client = httpx.AsyncClient(
+        timeout=httpx.Timeout(policy.timeout_s),
+        limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+        follow_redirects=False,
+        trust_env=False,
+    )
+    providers = build_providers(config, ImageFetcher(images_client, policy))
+    ollama = providers.get("ollama")
     router = Router(
         aliases={
             name: AliasTarget(alias.provider, alias.model, alias.fallbacks)
@@ -142,6 +161,7 @@ async def run(
         },
         providers=config.providers.keys(),
         enabled=providers.keys(),
+        local_models=ollama.known_models if ollama is not None else frozenset,
     )
     gateway = Gateway(
         config=config,
@@ -161,6 +181,7 @@ async def run(
 
     try:
         async with AsyncExitStack() as actors:
+            await actors.enter_async_context(images_client)
             await actors.enter_async_context(_running(writer.run, writer.close))
             await actors.enter_async_context(_running(logger.run, logger.close))
             for actor in providers.values():

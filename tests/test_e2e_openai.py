@@ -367,7 +367,7 @@ async def test_error_before_the_first_chunk_gets_a_real_status(
 
 async def test_demo_mode_answers_without_a_key(start_gateway: StartGateway) -> None:
     gateway = await start_gateway({"auth": {"tokens": []}})
-    assert set(gateway.gateway.providers) == {"mock"}
+    assert "mock" in gateway.gateway.providers
     async with http(gateway) as raw:
         response = await raw.post("/v1/chat/completions", json={"model": "mock", "messages": HELLO})
     assert response.status_code == 200
@@ -448,3 +448,62 @@ async def test_client_gone_mid_stream_cancels_upstream_and_logs_cancelled(
     with trio.fail_after(5):
         while fake_openai.disconnects == 0:
             await trio.sleep(0.01)
+
+
+async def test_tool_call_round_trip_non_streaming(
+    gateway: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(ToolCalls(arguments='{"city":"Paris"}'))
+    client = sdk(gateway)
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    first = await client.chat.completions.create(model="gpt-4o", messages=HELLO, tools=tools)
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    assert choice.message.tool_calls is not None
+    call = choice.message.tool_calls[0]
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    follow_up = [
+        *HELLO,
+        choice.message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 18}'},
+    ]
+    await client.chat.completions.create(model="gpt-4o", messages=follow_up, tools=tools)
+    sent = fake_openai.received[-1].body
+    assert sent["tools"] == tools
+    assert sent["messages"][1]["tool_calls"][0]["id"] == call.id
+    assert sent["messages"][2] == {
+        "role": "tool",
+        "tool_call_id": call.id,
+        "content": '{"temp_c": 18}',
+    }
+
+
+async def test_models_fall_back_to_a_static_list_when_the_upstream_is_down(
+    start_gateway: StartGateway,
+) -> None:
+    with trio.socket.socket() as closed:
+        await closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    gateway = await start_gateway(
+        {
+            "providers": {
+                "deepseek": {
+                    "base_url": f"http://127.0.0.1:{port}",
+                    "api_key": "sk-x-000000000000",
+                    "connect_timeout_s": 1,
+                }
+            }
+        }
+    )
+    page = await sdk(gateway).models.list()
+    owners = {model.id: model.owned_by for model in page.data}
+    assert owners["deepseek-chat"] == "deepseek"

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from proxy.config import ProviderConfig
 from proxy.providers.base import WireAdapter
+from proxy.providers.gemini import GeminiAdapter
+from proxy.providers.ollama import OllamaAdapter
 from proxy.providers.openai_compat import OpenAICompatAdapter
 
 DEEPSEEK_MODELS = ("deepseek-chat", "deepseek-reasoner")
 GROK_MODELS = ("grok-4.3", "grok-4.20-0309-reasoning", "grok-4.20-0309-non-reasoning")
-
-
-class UnsupportedProvider(LookupError):
-    """This build has no adapter for the provider."""
 
 
 def adapter_for(provider: ProviderConfig) -> WireAdapter | None:
@@ -27,7 +25,11 @@ def adapter_for(provider: ProviderConfig) -> WireAdapter | None:
             return OpenAICompatAdapter(
                 "grok", provider.api_key, flavor="grok", fallback_models=GROK_MODELS
             )
+        case "gemini":
+            return GeminiAdapter("gemini", provider.api_key)
+        case "ollama":
+            return OllamaAdapter("ollama", provider.api_key)
         case "mock":
             return None
         case name:
-            raise UnsupportedProvider(f"no adapter for provider {name!r} in this version")
+            raise ValueError(f"unknown provider {name!r}")
