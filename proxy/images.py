@@ -31,6 +31,7 @@ import trio
 
 from proxy.chat import ChatRequest, ImagePart
 from proxy.config import ImagesConfig
+from proxy.data_url import parse_data_url
 from proxy.errors import InvalidRequest
 
 __all__ = [
@@ -42,9 +43,8 @@ __all__ = [
     "Resolver",
     "forbidden_reason",
     "inline_remote_images",
-    "is_data_url",
     "is_http_url",
-    "parse_data_url",
+    "parse_image_data_url",
     "resolve_host",
 ]
 
@@ -377,11 +377,6 @@ class ImageFetcher:
 _IMAGE_MIME = re.compile(r"image/[a-z0-9][a-z0-9!#$&^_.+-]*")
 
 
-def is_data_url(url: str) -> bool:
-    """Whether ``url`` is a ``data:`` URL (of any type, valid or not)."""
-    return url[:5].lower() == "data:"
-
-
 def is_http_url(url: str) -> bool:
     """Whether ``url`` is an ``http:`` or ``https:`` URL by its scheme."""
     return _scheme(url) in _DEFAULT_PORTS
@@ -393,26 +388,21 @@ def _scheme(url: str) -> str:
     return head.strip().lower() if sep else ""
 
 
-def parse_data_url(url: str) -> tuple[str, str]:
-    """Split a base64 image data URL into its MIME type and base64 text; ValueError if invalid."""
-    if not is_data_url(url):
-        raise ValueError("not a data URL")
-    header, sep, data = url[5:].partition(",")
-    if not sep:
-        raise ValueError("a data URL needs a comma before its data")
-    params = [p.strip().lower() for p in header.split(";")]
-    mime = params[0]
-    if not _IMAGE_MIME.fullmatch(mime):
-        raise ValueError(f"a data URL must have an image/* type, not {mime or 'none'!r}")
-    if len(params) < 2 or params[-1] != "base64":
+def parse_image_data_url(url: str) -> tuple[str, str]:
+    """The MIME type and base64 text of an image data URL; ValueError when it is not one."""
+    parsed = parse_data_url(url)
+    if not _IMAGE_MIME.fullmatch(parsed.media_type):
+        shown = parsed.media_type or "none"
+        raise ValueError(f"a data URL must have an image/* type, not {shown!r}")
+    if not parsed.is_base64:
         raise ValueError("a data URL must be base64-encoded (';base64,')")
-    if not data:
+    if not parsed.payload:
         raise ValueError("the data URL is empty")
     try:
-        binascii.a2b_base64(data, strict_mode=True)
+        binascii.a2b_base64(parsed.payload, strict_mode=True)
     except (binascii.Error, ValueError):
         raise ValueError("the data URL's base64 does not decode") from None
-    return mime, data
+    return parsed.media_type, parsed.payload
 
 
 def _decoded_size(data: str) -> int:
@@ -452,7 +442,7 @@ def _remote_urls(request: ChatRequest, policy: ImagePolicy) -> dict[str, list[Po
         scheme = _scheme(url)
         if scheme == "data":
             try:
-                _mime, data = parse_data_url(url)
+                _mime, data = parse_image_data_url(url)
             except ValueError as exc:
                 raise _part_error(position, str(exc)) from None
             size = _decoded_size(data)

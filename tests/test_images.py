@@ -23,6 +23,7 @@ import trio
 
 from proxy.chat import ChatRequest, ImagePart, decode_chat_request
 from proxy.config import ImagesConfig
+from proxy.data_url import is_data_url
 from proxy.errors import InvalidRequest
 from proxy.images import (
     ImageError,
@@ -31,8 +32,7 @@ from proxy.images import (
     IPAddress,
     forbidden_reason,
     inline_remote_images,
-    is_data_url,
-    parse_data_url,
+    parse_image_data_url,
 )
 from tests.fakes.image_server import CAT_PNG, FakeImageServer
 
@@ -157,10 +157,15 @@ def raw_urls_of(raw: dict[str, Any]) -> list[tuple[str, str | None]]:
 
 
 def test_parse_data_url_accepts_base64_images() -> None:
-    assert parse_data_url(CAT_DATA_URL) == ("image/png", CAT_B64)
-    assert parse_data_url(f"DATA:Image/PNG;BASE64,{CAT_B64}") == ("image/png", CAT_B64)
-    assert parse_data_url(f"data:image/webp;name=cat.webp;base64,{CAT_B64}")[0] == "image/webp"
-    assert parse_data_url("data:image/svg+xml;base64,PHN2Zy8+") == ("image/svg+xml", "PHN2Zy8+")
+    assert parse_image_data_url(CAT_DATA_URL) == ("image/png", CAT_B64)
+    assert parse_image_data_url(f"DATA:Image/PNG;BASE64,{CAT_B64}") == ("image/png", CAT_B64)
+    assert (
+        parse_image_data_url(f"data:image/webp;name=cat.webp;base64,{CAT_B64}")[0] == "image/webp"
+    )
+    assert parse_image_data_url("data:image/svg+xml;base64,PHN2Zy8+") == (
+        "image/svg+xml",
+        "PHN2Zy8+",
+    )
 
 
 @pytest.mark.parametrize(
@@ -180,7 +185,7 @@ def test_parse_data_url_accepts_base64_images() -> None:
 )
 def test_parse_data_url_rejects(url: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
-        parse_data_url(url)
+        parse_image_data_url(url)
 
 
 def test_is_data_url() -> None:

@@ -14,7 +14,8 @@ from typing import ClassVar
 import msgspec
 
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse
-from proxy.errors import GatewayError, UpstreamError
+from proxy.data_url import DataURL, is_data_url, parse_data_url
+from proxy.errors import GatewayError, InvalidRequest, UpstreamError
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,6 +82,20 @@ class WireAdapter(abc.ABC):
     @abc.abstractmethod
     def fallback_models(self) -> tuple[str, ...]:
         """Models listed when the upstream cannot be asked."""
+
+
+def inline_data(provider: str, url: str, param: str) -> DataURL:
+    """The data URL of a part an upstream needs inline; an address or a broken URL is a 400."""
+    if not is_data_url(url):
+        # The actor inlines remote images first, so an address here is one it was not given.
+        raise InvalidRequest(
+            f"Provider {provider} takes only inline data: '{param}' must be a data URL.",
+            param=param,
+        )
+    try:
+        return parse_data_url(url)
+    except ValueError as exc:
+        raise InvalidRequest(f"'{param}' is not a usable data URL: {exc}.", param=param) from None
 
 
 def malformed(provider: str, what: str, exc: Exception | str) -> UpstreamError:

@@ -10,7 +10,6 @@ unknown fields.
 
 from __future__ import annotations
 
-import base64
 import logging
 import math
 import secrets
@@ -49,7 +48,7 @@ from proxy.chat import (
     Usage,
 )
 from proxy.errors import GatewayError, InvalidRequest, UpstreamError
-from proxy.providers.base import ChunkParser, UpstreamCall, WireAdapter, malformed
+from proxy.providers.base import ChunkParser, UpstreamCall, WireAdapter, inline_data, malformed
 from proxy.providers.upstream_errors import map_status, retry_headers
 from proxy.sse import SSEDecoder, SSEError
 
@@ -468,21 +467,8 @@ def _user_parts(content: str | list[ContentPart] | None, where: str) -> list[dic
 
 def _data_url(url: str, param: str) -> dict[str, str]:
     """``inlineData`` from a data URL; Gemini cannot fetch addresses itself."""
-    if not url.startswith("data:"):
-        raise InvalidRequest(
-            f"Gemini needs inline data: '{param}' must be a data URL "
-            "(the gateway fetches http(s) image URLs before this point).",
-            param=param,
-        )
-    header, comma, payload = url[5:].partition(",")
-    if not comma:
-        raise InvalidRequest(f"'{param}' is not a valid data URL.", param=param)
-    mime_type, *params = header.split(";")
-    if "base64" in params:
-        data = payload
-    else:
-        data = base64.b64encode(urllib.parse.unquote_to_bytes(payload)).decode()
-    return {"mimeType": mime_type or "text/plain", "data": data}
+    data = inline_data("gemini", url, param)
+    return {"mimeType": data.media_type or "text/plain", "data": data.base64_payload()}
 
 
 def _audio(part: AudioPart, param: str) -> dict[str, str]:

@@ -9,12 +9,10 @@ generated tool-call ids, and ``thinking`` to ``reasoning_content``.
 
 from __future__ import annotations
 
-import base64
 import secrets
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
-from urllib.parse import unquote_to_bytes
 
 import msgspec
 from msgspec import Struct
@@ -43,7 +41,7 @@ from proxy.chat import (
     Usage,
 )
 from proxy.errors import GatewayError, InvalidRequest, UpstreamError
-from proxy.providers.base import ChunkParser, UpstreamCall, WireAdapter, malformed
+from proxy.providers.base import ChunkParser, UpstreamCall, WireAdapter, inline_data, malformed
 from proxy.providers.upstream_errors import map_status
 
 #: A streamed line longer than this is not a chat chunk; refusing it bounds our memory.
@@ -345,19 +343,7 @@ def content_of(i: int, content: str | list[ContentPart] | None) -> tuple[str, li
 
 def image_base64(url: str, param: str) -> str:
     """Raw base64 of a data URL (Ollama wants no ``data:`` prefix)."""
-    if not url.startswith("data:"):
-        # The actor inlines remote images before calling us; one reaching here was not fetched.
-        raise InvalidRequest(
-            "ollama accepts only inline images (data: URLs); this image URL was not inlined.",
-            param=param,
-        )
-    header, comma, payload = url.partition(",")
-    if not comma:
-        raise InvalidRequest("The image data URL has no ',' before its data.", param=param)
-    if header.endswith(";base64"):
-        return payload
-    # A percent-encoded data URL (e.g. an SVG): its bytes still have to reach Ollama as base64.
-    return base64.b64encode(unquote_to_bytes(payload)).decode("ascii")
+    return inline_data("ollama", url, param).base64_payload()
 
 
 def tool_calls_of(i: int, calls: Sequence[ToolCall]) -> list[OllamaToolCall]:
