@@ -16,6 +16,9 @@ from proxy import service
 from proxy.config import Config, parse_config
 from proxy.service import RunningService
 from storage import queries
+from tests.fakes.gemini_upstream import FakeGemini
+from tests.fakes.image_server import FakeImageServer
+from tests.fakes.ollama_upstream import FakeOllama
 from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI
 
 CLIENT_KEY = "sk-client-test-key-0123456789abcdef"
@@ -25,10 +28,34 @@ StartGateway = Callable[..., Awaitable[RunningService]]
 
 @pytest.fixture
 async def fake_openai(nursery: trio.Nursery) -> FakeOpenAI:
-    """A fake OpenAI upstream listening on 127.0.0.1."""
+    """A fake OpenAI (or DeepSeek, or xAI) upstream listening on 127.0.0.1."""
     fake = FakeOpenAI()
     await nursery.start(fake.run)
     return fake
+
+
+@pytest.fixture
+async def fake_gemini(nursery: trio.Nursery) -> FakeGemini:
+    """A fake Gemini upstream listening on 127.0.0.1."""
+    fake = FakeGemini()
+    await nursery.start(fake.run)
+    return fake
+
+
+@pytest.fixture
+async def fake_ollama(nursery: trio.Nursery) -> FakeOllama:
+    """A fake Ollama server listening on 127.0.0.1."""
+    fake = FakeOllama()
+    await nursery.start(fake.run)
+    return fake
+
+
+@pytest.fixture
+async def image_host(nursery: trio.Nursery) -> FakeImageServer:
+    """A web server with images (and broken ones) on 127.0.0.1."""
+    server = FakeImageServer()
+    await nursery.start(server.run)
+    return server
 
 
 def make_config(tmp_path: Path, data: Mapping[str, Any] | None = None) -> Config:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import openai
 import pytest
-import trio
 
 from proxy.service import RunningService
 from tests.conftest import StartGateway, logged, sdk
@@ -23,30 +22,23 @@ HELLO = [{"role": "user", "content": "Which is larger, 9.11 or 9.8?"}]
 
 
 @pytest.fixture
-async def fake_compat(nursery: trio.Nursery) -> FakeOpenAI:
-    fake = FakeOpenAI()
-    await nursery.start(fake.run)
-    return fake
-
-
-@pytest.fixture
-async def deepseek(start_gateway: StartGateway, fake_compat: FakeOpenAI) -> RunningService:
+async def deepseek(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> RunningService:
     return await start_gateway(
-        {"providers": {"deepseek": {"base_url": fake_compat.base_url, "api_key": DEFAULT_API_KEY}}}
+        {"providers": {"deepseek": {"base_url": fake_openai.base_url, "api_key": DEFAULT_API_KEY}}}
     )
 
 
 @pytest.fixture
-async def grok(start_gateway: StartGateway, fake_compat: FakeOpenAI) -> RunningService:
+async def grok(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> RunningService:
     return await start_gateway(
-        {"providers": {"grok": {"base_url": fake_compat.base_url, "api_key": DEFAULT_API_KEY}}}
+        {"providers": {"grok": {"base_url": fake_openai.base_url, "api_key": DEFAULT_API_KEY}}}
     )
 
 
 async def test_deepseek_stream_reasoning_keepalives_and_cache_hits(
-    deepseek: RunningService, fake_compat: FakeOpenAI
+    deepseek: RunningService, fake_openai: FakeOpenAI
 ) -> None:
-    fake_compat.enqueue(deepseek_stream())
+    fake_openai.enqueue(deepseek_stream())
     stream = await sdk(deepseek).chat.completions.create(
         model="deepseek-reasoner",
         messages=HELLO,
@@ -73,9 +65,9 @@ async def test_deepseek_stream_reasoning_keepalives_and_cache_hits(
 
 
 async def test_deepseek_blank_line_padding_and_reasoning_on_the_message(
-    deepseek: RunningService, fake_compat: FakeOpenAI
+    deepseek: RunningService, fake_openai: FakeOpenAI
 ) -> None:
-    fake_compat.enqueue(deepseek_completion())
+    fake_openai.enqueue(deepseek_completion())
     completion = await sdk(deepseek).chat.completions.create(
         model="deepseek-reasoner", messages=HELLO
     )
@@ -88,9 +80,9 @@ async def test_deepseek_blank_line_padding_and_reasoning_on_the_message(
 
 
 async def test_deepseek_keeps_reasoning_content_on_tool_call_turns(
-    deepseek: RunningService, fake_compat: FakeOpenAI
+    deepseek: RunningService, fake_openai: FakeOpenAI
 ) -> None:
-    fake_compat.enqueue(deepseek_completion(tool_call=True))
+    fake_openai.enqueue(deepseek_completion(tool_call=True))
     client = sdk(deepseek)
     first = await client.chat.completions.create(model="deepseek-reasoner", messages=HELLO)
     assistant = first.choices[0].message
@@ -101,16 +93,16 @@ async def test_deepseek_keeps_reasoning_content_on_tool_call_turns(
         {"role": "tool", "tool_call_id": "call_ds_1", "content": '{"temp_c": 18}'},
     ]
     await client.chat.completions.create(model="deepseek-reasoner", messages=follow_up)
-    sent = fake_compat.received[-1].body["messages"][1]
+    sent = fake_openai.received[-1].body["messages"][1]
     # DeepSeek answers 400 when reasoning is missing from a tool-call turn it made.
     assert sent["reasoning_content"] == "Compare 9.11 and 9.8."
     assert sent["tool_calls"][0]["id"] == "call_ds_1"
 
 
 async def test_deepseek_insufficient_system_resource_is_not_a_clean_end(
-    deepseek: RunningService, fake_compat: FakeOpenAI
+    deepseek: RunningService, fake_openai: FakeOpenAI
 ) -> None:
-    fake_compat.enqueue(deepseek_stream(finish="insufficient_system_resource"))
+    fake_openai.enqueue(deepseek_stream(finish="insufficient_system_resource"))
     stream = await sdk(deepseek).chat.completions.create(
         model="deepseek-chat", messages=HELLO, stream=True
     )
@@ -126,21 +118,21 @@ async def test_deepseek_insufficient_system_resource_is_not_a_clean_end(
 )
 async def test_deepseek_402_and_422(
     deepseek: RunningService,
-    fake_compat: FakeOpenAI,
+    fake_openai: FakeOpenAI,
     status: int,
     exception: type[openai.APIStatusError],
     gateway_status: int,
 ) -> None:
-    fake_compat.enqueue(deepseek_error(status, "Insufficient Balance"))
+    fake_openai.enqueue(deepseek_error(status, "Insufficient Balance"))
     with pytest.raises(exception) as caught:
         await sdk(deepseek).chat.completions.create(model="deepseek-chat", messages=HELLO)
     assert caught.value.status_code == gateway_status
 
 
 async def test_xai_completion_tokens_include_reasoning(
-    grok: RunningService, fake_compat: FakeOpenAI
+    grok: RunningService, fake_openai: FakeOpenAI
 ) -> None:
-    fake_compat.enqueue(xai_completion())
+    fake_openai.enqueue(xai_completion())
     completion = await sdk(grok).chat.completions.create(model="grok-4.3", messages=HELLO)
     usage = completion.usage
     assert usage is not None
@@ -153,8 +145,8 @@ async def test_xai_completion_tokens_include_reasoning(
     assert row["cost_usd"] is not None
 
 
-async def test_xai_stream_usage_normalised(grok: RunningService, fake_compat: FakeOpenAI) -> None:
-    fake_compat.enqueue(xai_stream())
+async def test_xai_stream_usage_normalised(grok: RunningService, fake_openai: FakeOpenAI) -> None:
+    fake_openai.enqueue(xai_stream())
     stream = await sdk(grok).chat.completions.create(
         model="grok-4.3", messages=HELLO, stream=True, stream_options={"include_usage": True}
     )
@@ -164,9 +156,9 @@ async def test_xai_stream_usage_normalised(grok: RunningService, fake_compat: Fa
 
 
 async def test_xai_bad_key_is_the_gateways_problem_not_the_clients(
-    grok: RunningService, fake_compat: FakeOpenAI
+    grok: RunningService, fake_openai: FakeOpenAI
 ) -> None:
-    fake_compat.enqueue(xai_bad_key())
+    fake_openai.enqueue(xai_bad_key())
     with pytest.raises(openai.InternalServerError) as caught:
         await sdk(grok).chat.completions.create(model="grok-4.3", messages=HELLO)
     assert caught.value.status_code == 502
@@ -174,9 +166,9 @@ async def test_xai_bad_key_is_the_gateways_problem_not_the_clients(
 
 
 async def test_xai_rejected_parameter_is_the_clients_400(
-    grok: RunningService, fake_compat: FakeOpenAI
+    grok: RunningService, fake_openai: FakeOpenAI
 ) -> None:
-    fake_compat.enqueue(xai_reasoning_effort_rejected())
+    fake_openai.enqueue(xai_reasoning_effort_rejected())
     with pytest.raises(openai.BadRequestError) as caught:
         await sdk(grok).chat.completions.create(
             model="grok-4.3", messages=HELLO, reasoning_effort="high"

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import trio
 
 from proxy.pricing import Pricer, TokenCounts
 from proxy.service import RunningService
@@ -55,14 +54,6 @@ PNG_DATA_URL = (
     "data:image/png;base64,"
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
-
-
-@pytest.fixture
-async def fake_gemini(nursery: trio.Nursery) -> FakeGemini:
-    """A fake Gemini upstream listening on 127.0.0.1."""
-    fake = FakeGemini()
-    await nursery.start(fake.run)
-    return fake
 
 
 def gemini_config(fake: FakeGemini, api_key: str = DEFAULT_API_KEY) -> dict[str, Any]:
@@ -410,10 +401,9 @@ async def test_image_data_url_is_sent_inline(
 
 
 async def test_remote_image_url_is_fetched_by_the_gateway_and_sent_inline(
-    start_gateway: StartGateway, fake_gemini: FakeGemini, nursery: trio.Nursery
+    start_gateway: StartGateway, fake_gemini: FakeGemini, image_host: FakeImageServer
 ) -> None:
-    images = FakeImageServer()
-    await nursery.start(images.run)
+    images = image_host
     config = gemini_config(fake_gemini)
     config["images"] = {"allow_private_networks": True}  # the image host is on loopback
     gateway = await start_gateway(config)

@@ -42,14 +42,6 @@ PNG = (
 
 
 @pytest.fixture
-async def fake_ollama(nursery: trio.Nursery) -> FakeOllama:
-    """A fake Ollama server listening on 127.0.0.1."""
-    fake = FakeOllama()
-    await nursery.start(fake.run)
-    return fake
-
-
-@pytest.fixture
 async def gateway(start_gateway: StartGateway, fake_ollama: FakeOllama) -> RunningService:
     """The gateway with its ollama provider pointed at the fake server."""
     return await start_gateway(
