@@ -252,7 +252,9 @@ class ImageFetcher:
                     raise ImageError("a redirect points to an invalid URL") from None
                 url = _remote_url(str(target))
             finally:
-                await response.aclose()
+                # Shielded: a cancelled fetch must still give its connection back.
+                with trio.move_on_after(2, shield=True):
+                    await response.aclose()
 
     async def _addresses(self, host: str, port: int) -> list[IPAddress]:
         """The addresses of ``host``, all checked; ImageError if any one is not allowed."""
