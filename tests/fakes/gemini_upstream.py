@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import msgspec
-import trio
 
-from .asgi_server import CutConnection, Receive, Scope, Send, serve_asgi
-from .openai_upstream import Received
+from .asgi_server import Receive, Received, ResponseWriter, ScriptedUpstream
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -330,80 +328,22 @@ class _Call:
         return self.sse or self.array
 
 
-class _Reply:
-    """Wraps ASGI send; marks itself finished just before the last body message goes out."""
+class FakeGemini(ScriptedUpstream[Behaviour]):
+    """A scripted Gemini upstream over real HTTP; generate calls answer Echo() if none is queued."""
 
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self.finished = False
-
-    async def start(self, status: int, headers: Mapping[str, str]) -> None:
-        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        await self._send({"type": "http.response.start", "status": status, "headers": raw})
-
-    async def write(self, data: bytes) -> None:
-        await self._send({"type": "http.response.body", "body": data, "more_body": True})
-
-    async def end(self, data: bytes = b"") -> None:
-        self.finished = True
-        await self._send({"type": "http.response.body", "body": data, "more_body": False})
-
-    async def full(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        await self.start(status, {**headers, "content-length": str(len(body))})
-        await self.end(body)
-
-
-class FakeGemini:
-    """A scripted Gemini upstream served over real HTTP; see the behaviour classes."""
+    url_suffix = "/v1beta"  # base_url is "http://127.0.0.1:PORT/v1beta" once running
 
     def __init__(self, *, api_key: str = DEFAULT_API_KEY) -> None:
+        super().__init__()
         self.api_key = api_key
-        self.base_url = ""  # "http://127.0.0.1:PORT/v1beta" once running
-        self.received: list[Received] = []  # every request, recorded before it is answered
-        self.disconnects = 0  # chat responses whose client left before the last body message
-        self._queue: deque[Behaviour] = deque()
 
-    def enqueue(self, *behaviours: Behaviour) -> None:
-        """Use these behaviours, in order, for the next generate calls; then Echo()."""
-        self._queue.extend(behaviours)
-
-    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; started() reports base_url ("http://127.0.0.1:PORT/v1beta")."""
-        async with trio.open_nursery() as nursery:
-            url: str = await nursery.start(serve_asgi, self._app)
-            self.base_url = url + "/v1beta"
-            task_status.started(self.base_url)
-
-    # -- ASGI -----------------------------------------------------------------------------------
-
-    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        raw = b""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            raw += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            key = name.decode("latin-1").lower()
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        try:
-            body = msgspec.json.decode(raw) if raw else None
-        except msgspec.DecodeError:
-            body = None
-        method, path = scope["method"], scope["path"]
-        query = scope["query_string"].decode("latin-1")
-        self.received.append(Received(method, path, query, headers, body, raw))
-        reply = _Reply(send)
-        params = _query(query)
+    async def _handle(self, request: Received, reply: ResponseWriter, receive: Receive) -> None:
+        """Route one request: the key first, then generate calls and the model list."""
+        method, path, body, raw = request.method, request.path, request.body, request.raw
+        params = _query(request.query)
 
         # Google also takes ?key=…; the gateway must not use it (keys stay out of URLs).
-        if headers.get("x-goog-api-key", params.get("key")) != self.api_key:
+        if request.headers.get("x-goog-api-key", params.get("key")) != self.api_key:
             await _send_error(reply, bad_key())
             return
         chat = _CHAT.match(path)
@@ -426,7 +366,7 @@ class FakeGemini:
 
     async def _generate(
         self,
-        reply: _Reply,
+        reply: ResponseWriter,
         receive: Receive,
         model: str,
         method: str,
@@ -456,24 +396,8 @@ class FakeGemini:
             image_tokens=image_tokens,
             last_user_text=_last_user_text(body["contents"]),
         )
-        behaviour = self._queue.popleft() if self._queue else Echo()
-        cut = False
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_disconnect, receive, reply, nursery.cancel_scope)
-            cut = await _answer(reply, call, behaviour)
-            nursery.cancel_scope.cancel()
-        if cut:
-            raise CutConnection
-
-    async def _watch_disconnect(
-        self, receive: Receive, reply: _Reply, scope: trio.CancelScope
-    ) -> None:
-        """Count and stop a response whose client goes away before its last body message."""
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        if not reply.finished:
-            self.disconnects += 1
-            scope.cancel()
+        behaviour = self.next_behaviour(Echo())
+        await self._answer_watched(reply, receive, partial(_answer, reply, call, behaviour))
 
 
 def _query(query: str) -> dict[str, str]:
@@ -555,7 +479,7 @@ def _is_object(container: Mapping[str, Any], key: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-async def _answer(reply: _Reply, call: _Call, behaviour: Behaviour) -> bool:
+async def _answer(reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> bool:
     """Answer one generate call; True means the caller must drop the connection."""
     match behaviour:
         case Echo():
@@ -600,7 +524,7 @@ async def _answer(reply: _Reply, call: _Call, behaviour: Behaviour) -> bool:
     return False
 
 
-async def _send_events(reply: _Reply, call: _Call, events: list[dict[str, Any]]) -> None:
+async def _send_events(reply: ResponseWriter, call: _Call, events: list[dict[str, Any]]) -> None:
     """Stream the events, or merge them into one response for generateContent."""
     if call.streaming:
         await _stream(reply, call, events)
@@ -609,7 +533,7 @@ async def _send_events(reply: _Reply, call: _Call, events: list[dict[str, Any]])
 
 
 async def _stream(
-    reply: _Reply,
+    reply: ResponseWriter,
     call: _Call,
     events: list[dict[str, Any]],
     *,
@@ -637,7 +561,7 @@ async def _stream(
     await reply.end(b"\n]" if elements else b"[]")
 
 
-async def _send_error(reply: _Reply, error: RpcError) -> None:
+async def _send_error(reply: ResponseWriter, error: RpcError) -> None:
     await reply.full(error.status_code, {"content-type": _JSON_TYPE}, _pretty(_error_body(error)))
 
 

@@ -21,9 +21,8 @@ from functools import partial
 from urllib.parse import parse_qs
 
 import trio
-from hypercorn.trio import serve
 
-from .asgi_server import Receive, Scope, Send, make_config, serve_asgi
+from .asgi_server import Receive, ResponseWriter, Scope, Send, make_config, serve_asgi
 
 __all__ = ["CAT_PNG", "FakeImageServer", "Seen", "make_png"]
 
@@ -80,37 +79,18 @@ class FakeImageServer:
         task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve until cancelled; started() reports the base URL. TLS with a cert and key."""
+        config = make_config()
+        if certfile is not None:
+            config.certfile = certfile
+            config.keyfile = keyfile
         async with trio.open_nursery() as nursery:
-            if certfile is None:
-                url: str = await nursery.start(serve_asgi, self._app)
-            else:
-                url = await nursery.start(partial(self._serve_tls, certfile, keyfile))
+            url: str = await nursery.start(partial(serve_asgi, self._app, config=config))
             self.base_url = url
             self.port = int(url.rsplit(":", 1)[1])
             task_status.started(url)
 
-    async def _serve_tls(
-        self,
-        certfile: str,
-        keyfile: str | None,
-        *,
-        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        # serve_asgi has no TLS option: the same hypercorn config, plus a certificate.
-        config = make_config()
-        config.certfile = certfile
-        config.keyfile = keyfile
-        async with trio.open_nursery() as nursery:
-            # hypercorn types ASGI scopes more narrowly than our plain-mapping app
-            run = partial(serve, self._app, config)  # type: ignore[arg-type]
-            binds: list[str] = await nursery.start(run)
-            task_status.started(binds[0])
-
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The raw ASGI3 entry point."""
-        if scope["type"] == "lifespan":  # only reached when serving TLS (serve_asgi answers it)
-            await _lifespan(receive, send)
-            return
         if scope["type"] != "http":
             return
         path: str = scope["path"]
@@ -119,22 +99,26 @@ class FakeImageServer:
         self.hits[path] += 1
         self.seen.append(Seen(path, query, headers))
         params = {k: v[0] for k, v in parse_qs(query).items()}
+        reply = ResponseWriter(send)
 
         if path == "/cat.png":
-            await _reply(send, 200, "image/png", CAT_PNG)
+            await reply.full(200, _PNG, CAT_PNG)
         elif path == "/big.png":
-            await _start(send, 200, [("content-type", "image/png")])
-            await _stream(send, self.big_png)
+            await reply.start(200, _PNG)
+            await _stream(reply, self.big_png)
         elif path == "/huge-declared":
-            await _start(send, 200, [("content-type", "image/png"), ("content-length", "9" * 12)])
-            await send({"type": "http.response.body", "body": CAT_PNG, "more_body": True})
+            await reply.start(200, {**_PNG, "content-length": "9" * 12})
+            await reply.write(CAT_PNG)
             while (await receive())["type"] != "http.disconnect":
                 pass
         elif path == "/page.html":
-            await _reply(send, 200, "text/html; charset=utf-8", b"<html>not an image</html>")
+            page = b"<html>not an image</html>"
+            await reply.full(200, {"content-type": "text/html; charset=utf-8"}, page)
         elif path == "/redirect" and "to" in params:
-            await _start(send, 302, [("location", params["to"])])
-            await send({"type": "http.response.body", "body": b""})
+            # A non-ASCII target goes out as its UTF-8 bytes (ResponseWriter encodes latin-1).
+            location = params["to"].encode().decode("latin-1")
+            await reply.start(302, {"location": location})
+            await reply.end()
         elif path == "/slow.png":
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -142,44 +126,19 @@ class FakeImageServer:
                 await trio.sleep(float(params.get("s", "5")))
             finally:
                 self.in_flight -= 1
-            await _reply(send, 200, "image/png", CAT_PNG)
+            await reply.full(200, _PNG, CAT_PNG)
         else:
-            await _reply(send, 404, "text/plain", b"not found")
+            await reply.full(404, {"content-type": "text/plain"}, b"not found")
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    """Complete hypercorn's startup and shutdown handshakes."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+_PNG = {"content-type": "image/png"}
 
 
-async def _start(send: Send, status: int, headers: list[tuple[str, str]]) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(k.encode(), v.encode()) for k, v in headers],
-        }
-    )
-
-
-async def _reply(send: Send, status: int, content_type: str, body: bytes) -> None:
-    headers = [("content-type", content_type), ("content-length", str(len(body)))]
-    await _start(send, status, headers)
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _stream(send: Send, body: bytes, size: int = 16_384) -> None:
+async def _stream(reply: ResponseWriter, body: bytes, size: int = 16_384) -> None:
     """Send ``body`` in pieces (chunked: no content-length); stop quietly if the client left."""
     try:
         for start in range(0, len(body), size):
-            piece = body[start : start + size]
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+            await reply.write(body[start : start + size])
+        await reply.end()
     except Exception:  # the client hung up after enough bytes: expected in size-cap tests
         return

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import msgspec
 import trio
 
-from .asgi_server import CutConnection, Receive, Scope, Send, serve_asgi
-from .openai_upstream import Received
+from .asgi_server import Receive, Received, ResponseWriter, ScriptedUpstream
 
 __all__ = [
     "MODELS",
@@ -189,86 +188,23 @@ class _Call:
     started_ns: int = field(default_factory=time.perf_counter_ns)
 
 
-class _Reply:
-    """Wraps ASGI send; marks itself finished just before the last body message goes out."""
+class FakeOllama(ScriptedUpstream[Behaviour]):
+    """A scripted Ollama server over real HTTP; chat calls answer Reply() when none is queued."""
 
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self.finished = False
-
-    async def start(self, status: int, headers: Mapping[str, str]) -> None:
-        """Send the status line and headers."""
-        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        await self._send({"type": "http.response.start", "status": status, "headers": raw})
-
-    async def write(self, data: bytes) -> None:
-        """Send a piece of the body; more follows."""
-        await self._send({"type": "http.response.body", "body": data, "more_body": True})
-
-    async def end(self, data: bytes = b"") -> None:
-        """Send the last piece of the body."""
-        self.finished = True
-        await self._send({"type": "http.response.body", "body": data, "more_body": False})
-
-    async def full(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        """Send a complete response with a content-length."""
-        await self.start(status, {**headers, "content-length": str(len(body))})
-        await self.end(body)
-
-
-class FakeOllama:
-    """A scripted Ollama server over real HTTP; see the behaviour classes."""
+    url_suffix = ""  # base_url is "http://127.0.0.1:PORT" once running (Ollama has no /v1 here)
 
     def __init__(self, *, api_key: str | None = None) -> None:
+        super().__init__()
         self.api_key = api_key  # when set, a Bearer key is required (a proxy in front of Ollama)
-        self.base_url = ""  # "http://127.0.0.1:PORT" once running (Ollama has no /v1 here)
-        self.received: list[Received] = []  # every request, recorded before it is answered
-        self.disconnects = 0  # chat responses whose client left before the last body message
-        self._queue: deque[Behaviour] = deque()
 
-    def enqueue(self, *behaviours: Behaviour) -> None:
-        """Use these behaviours, in order, for the next chat calls; then Reply()."""
-        self._queue.extend(behaviours)
-
-    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; started() reports base_url ("http://127.0.0.1:PORT")."""
-        async with trio.open_nursery() as nursery:
-            self.base_url = await nursery.start(serve_asgi, self._app)
-            task_status.started(self.base_url)
-
-    # -- ASGI -----------------------------------------------------------------------------------
-
-    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The raw ASGI3 entry point."""
-        if scope["type"] != "http":
-            return
-        raw = b""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            raw += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            key = name.decode("latin-1").lower()
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        try:
-            body = msgspec.json.decode(raw) if raw else None
-        except msgspec.DecodeError:
-            body = None
-        method, path = scope["method"], scope["path"]
-        self.received.append(
-            Received(method, path, scope["query_string"].decode("latin-1"), headers, body, raw)
-        )
-        reply = _Reply(send)
-
-        if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
+    async def _handle(self, request: Received, reply: ResponseWriter, receive: Receive) -> None:
+        """Route one request: the optional key first, then chat, tags, version and the root."""
+        method, path = request.method, request.path
+        authorization = request.headers.get("authorization")
+        if self.api_key is not None and authorization != f"Bearer {self.api_key}":
             await _send_error(reply, ErrorReply(401))
         elif method == "POST" and path == "/api/chat":
-            await self._chat(reply, receive, raw, body)
+            await self._chat(reply, receive, request.raw, request.body)
         elif method == "GET" and path == "/api/tags":
             await reply.full(200, _JSON, _encode({"models": [_tag(m) for m in MODELS]}))
         elif method == "GET" and path == "/api/version":
@@ -279,7 +215,7 @@ class FakeOllama:
             # Ollama's router answers unknown routes (including /v1 typos) in plain text.
             await reply.full(404, _TEXT, b"404 page not found")
 
-    async def _chat(self, reply: _Reply, receive: Receive, raw: bytes, body: Any) -> None:
+    async def _chat(self, reply: ResponseWriter, receive: Receive, raw: bytes, body: Any) -> None:
         """Handle POST /api/chat: validate like Ollama, pick a behaviour, answer it."""
         if not raw:
             await _send_error(reply, ErrorReply(400, "missing request body"))
@@ -309,25 +245,8 @@ class FakeOllama:
             prompt_tokens=sum(_words(_text(m)) for m in messages if isinstance(m, dict)),
             last_user_text=_last_user_text(messages),
         )
-        behaviour = self._queue.popleft() if self._queue else Reply()
-
-        cut = False
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_disconnect, receive, reply, nursery.cancel_scope)
-            cut = await _answer(reply, call, behaviour)
-            nursery.cancel_scope.cancel()
-        if cut:
-            raise CutConnection
-
-    async def _watch_disconnect(
-        self, receive: Receive, reply: _Reply, scope: trio.CancelScope
-    ) -> None:
-        """Count and stop a response whose client goes away before its last body message."""
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        if not reply.finished:
-            self.disconnects += 1
-            scope.cancel()
+        behaviour = self.next_behaviour(Reply())
+        await self._answer_watched(reply, receive, partial(_answer, reply, call, behaviour))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,7 +254,7 @@ class FakeOllama:
 # ---------------------------------------------------------------------------------------------
 
 
-async def _answer(reply: _Reply, call: _Call, behaviour: Behaviour) -> bool:
+async def _answer(reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> bool:
     """Answer one chat call; True means the caller must drop the connection."""
     match behaviour:
         case Reply():
@@ -377,7 +296,7 @@ async def _answer(reply: _Reply, call: _Call, behaviour: Behaviour) -> bool:
     return False
 
 
-async def _answer_text(reply: _Reply, call: _Call, behaviour: Reply) -> None:
+async def _answer_text(reply: ResponseWriter, call: _Call, behaviour: Reply) -> None:
     """Answer with text (and optional thinking), streamed as NDJSON or as one object."""
     text = behaviour.text if behaviour.text is not None else "echo: " + call.last_user_text
     thinking = behaviour.thinking or ""
@@ -402,7 +321,7 @@ async def _answer_text(reply: _Reply, call: _Call, behaviour: Reply) -> None:
     await reply.end(_ndjson(done))
 
 
-async def _answer_tool_calls(reply: _Reply, call: _Call, tools: ToolCalls) -> None:
+async def _answer_tool_calls(reply: ResponseWriter, call: _Call, tools: ToolCalls) -> None:
     """Answer with whole tool calls: Ollama sends them on one done:false line, then stop."""
     tool_calls = [
         {"function": {"index": i, "name": name, "arguments": arguments}}
@@ -422,7 +341,7 @@ async def _answer_tool_calls(reply: _Reply, call: _Call, tools: ToolCalls) -> No
     await reply.end(_ndjson(_done_line(call, "stop", eval_count, cached=False)))
 
 
-async def _answer_cut(reply: _Reply, call: _Call, after_chunks: int) -> None:
+async def _answer_cut(reply: ResponseWriter, call: _Call, after_chunks: int) -> None:
     """Send part of an answer; the caller then drops the connection mid-body."""
     reply.finished = True  # the server, not the client, ends this one
     if call.stream:
@@ -439,7 +358,7 @@ async def _answer_cut(reply: _Reply, call: _Call, after_chunks: int) -> None:
     await reply.write(body[: len(body) // 2])
 
 
-async def _send_error(reply: _Reply, error: ErrorReply) -> None:
+async def _send_error(reply: ResponseWriter, error: ErrorReply) -> None:
     """Send Ollama's error body `{"error": "<string>"}` (or the raw body verbatim)."""
     if error.raw_body is not None:
         body = error.raw_body

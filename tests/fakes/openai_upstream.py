@@ -6,15 +6,15 @@ import re
 import secrets
 import string
 import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import msgspec
 import trio
 
-from .asgi_server import CutConnection, Receive, Scope, Send, serve_asgi
+from .asgi_server import Receive, Received, ResponseWriter, ScriptedUpstream
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -274,18 +274,6 @@ def unsupported_max_tokens() -> ErrorReply:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
-    """One request as the fake saw it."""
-
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: Any
-    raw: bytes
-
-
 @dataclass(slots=True)
 class _Call:
     """Per-request data shared by the response writers."""
@@ -301,84 +289,19 @@ class _Call:
     started_at: float = field(default_factory=time.monotonic)
 
 
-class _Reply:
-    """Wraps ASGI send; marks itself finished just before the last body message goes out."""
+class FakeOpenAI(ScriptedUpstream[Behaviour]):
+    """A scripted OpenAI upstream over real HTTP; chat calls answer Echo() when none is queued."""
 
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self.finished = False
-
-    async def start(self, status: int, headers: Mapping[str, str]) -> None:
-        """Send the status line and headers."""
-        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        await self._send({"type": "http.response.start", "status": status, "headers": raw})
-
-    async def write(self, data: bytes) -> None:
-        """Send a piece of the body; more follows."""
-        await self._send({"type": "http.response.body", "body": data, "more_body": True})
-
-    async def end(self, data: bytes = b"") -> None:
-        """Send the last piece of the body."""
-        self.finished = True
-        await self._send({"type": "http.response.body", "body": data, "more_body": False})
-
-    async def full(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        """Send a complete response with a content-length."""
-        await self.start(status, {**headers, "content-length": str(len(body))})
-        await self.end(body)
-
-
-class FakeOpenAI:
-    """A scripted OpenAI upstream served over real HTTP; see the behaviour classes."""
+    url_suffix = "/v1"  # base_url is "http://127.0.0.1:PORT/v1" once running
 
     def __init__(self, *, api_key: str = DEFAULT_API_KEY) -> None:
+        super().__init__()
         self.api_key = api_key
-        self.base_url = ""  # "http://127.0.0.1:PORT/v1" once running
-        self.received: list[Received] = []  # every request, recorded before it is answered
-        self.disconnects = 0  # chat responses whose client left before the last body message
-        self._queue: deque[Behaviour] = deque()
 
-    def enqueue(self, *behaviours: Behaviour) -> None:
-        """Use these behaviours, in order, for the next chat completion calls; then Echo()."""
-        self._queue.extend(behaviours)
-
-    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; started() reports base_url ("http://127.0.0.1:PORT/v1")."""
-        async with trio.open_nursery() as nursery:
-            url: str = await nursery.start(serve_asgi, self._app)
-            self.base_url = url + "/v1"
-            task_status.started(self.base_url)
-
-    # -- ASGI -----------------------------------------------------------------------------------
-
-    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The raw ASGI3 entry point."""
-        if scope["type"] != "http":
-            return
-        raw = b""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            raw += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            key = name.decode("latin-1").lower()
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        try:
-            body = msgspec.json.decode(raw) if raw else None
-        except msgspec.DecodeError:
-            body = None
-        method, path = scope["method"], scope["path"]
-        self.received.append(
-            Received(method, path, scope["query_string"].decode("latin-1"), headers, body, raw)
-        )
-        reply = _Reply(send)
-
-        auth_error = self._check_auth(headers.get("authorization"))
+    async def _handle(self, request: Received, reply: ResponseWriter, receive: Receive) -> None:
+        """Route one request: auth first, then chat completions and the model list."""
+        method, path, body = request.method, request.path, request.body
+        auth_error = self._check_auth(request.headers.get("authorization"))
         if auth_error is not None:
             await _send_error(reply, auth_error)
         elif method == "POST" and path == "/v1/chat/completions":
@@ -412,7 +335,7 @@ class FakeOpenAI:
             return bad_key(given)
         return None
 
-    async def _chat(self, reply: _Reply, receive: Receive, body: Any) -> None:
+    async def _chat(self, reply: ResponseWriter, receive: Receive, body: Any) -> None:
         """Handle POST /v1/chat/completions: validate, pick a behaviour, answer it."""
         if not isinstance(body, dict):
             await _send_error(reply, ErrorReply(400, _BAD_JSON_MESSAGE, "invalid_request_error"))
@@ -446,25 +369,8 @@ class FakeOpenAI:
             prompt_tokens=sum(_words(_message_text(m)) for m in messages if isinstance(m, dict)),
             last_user_text=_last_user_text(messages),
         )
-        behaviour = self._queue.popleft() if self._queue else Echo()
-
-        cut = False
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_disconnect, receive, reply, nursery.cancel_scope)
-            cut = await _answer(reply, call, behaviour)
-            nursery.cancel_scope.cancel()
-        if cut:
-            raise CutConnection
-
-    async def _watch_disconnect(
-        self, receive: Receive, reply: _Reply, scope: trio.CancelScope
-    ) -> None:
-        """Count and stop a response whose client goes away before its last body message."""
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        if not reply.finished:
-            self.disconnects += 1
-            scope.cancel()
+        behaviour = self.next_behaviour(Echo())
+        await self._answer_watched(reply, receive, partial(_answer, reply, call, behaviour))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,7 +378,7 @@ class FakeOpenAI:
 # ---------------------------------------------------------------------------------------------
 
 
-async def _answer(reply: _Reply, call: _Call, behaviour: Behaviour) -> bool:
+async def _answer(reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> bool:
     """Answer one chat completion; True means the caller must drop the connection."""
     match behaviour:
         case Echo():
@@ -520,7 +426,7 @@ async def _answer(reply: _Reply, call: _Call, behaviour: Behaviour) -> bool:
     return False
 
 
-async def _answer_echo(reply: _Reply, call: _Call, echo: Echo) -> None:
+async def _answer_echo(reply: ResponseWriter, call: _Call, echo: Echo) -> None:
     """Answer with text (and optional DeepSeek-style reasoning_content), streamed or not."""
     text = echo.text if echo.text is not None else "echo: " + call.last_user_text
     usage = _usage(call, text, echo.cached_tokens, echo.reasoning_tokens)
@@ -542,7 +448,7 @@ async def _answer_echo(reply: _Reply, call: _Call, echo: Echo) -> None:
     await _finish_stream(reply, call, echo.finish_reason, usage)
 
 
-async def _answer_tool_calls(reply: _Reply, call: _Call, tool: ToolCalls) -> None:
+async def _answer_tool_calls(reply: ResponseWriter, call: _Call, tool: ToolCalls) -> None:
     """Answer with one function call; streamed arguments arrive in fragments keyed by index."""
     call_id = "call_" + _random_id(24)
     usage = _usage(call, tool.arguments)
@@ -572,7 +478,7 @@ async def _answer_tool_calls(reply: _Reply, call: _Call, tool: ToolCalls) -> Non
     await _finish_stream(reply, call, "tool_calls", usage)
 
 
-async def _answer_cut(reply: _Reply, call: _Call, after_chunks: int) -> None:
+async def _answer_cut(reply: ResponseWriter, call: _Call, after_chunks: int) -> None:
     """Send part of an answer; the caller then drops the connection mid-body."""
     reply.finished = True  # the server, not the client, ends this one
     if call.stream:
@@ -595,20 +501,22 @@ async def _answer_cut(reply: _Reply, call: _Call, after_chunks: int) -> None:
 
 
 async def _send_completion(
-    reply: _Reply, call: _Call, message: dict[str, Any], finish: str, usage: dict[str, Any]
+    reply: ResponseWriter, call: _Call, message: dict[str, Any], finish: str, usage: dict[str, Any]
 ) -> None:
     """Send a non-streaming chat.completion body."""
     await reply.full(200, _json_headers(call), _encode(_completion(call, message, finish, usage)))
 
 
-async def _start_stream(reply: _Reply, call: _Call) -> None:
+async def _start_stream(reply: ResponseWriter, call: _Call) -> None:
     """Send the SSE headers and the first chunk carrying the assistant role."""
     await reply.start(200, _stream_headers(call))
     first = {"role": "assistant", "content": "", "refusal": None}
     await reply.write(_sse(_chunk(call, first)))
 
 
-async def _finish_stream(reply: _Reply, call: _Call, finish: str, usage: dict[str, Any]) -> None:
+async def _finish_stream(
+    reply: ResponseWriter, call: _Call, finish: str, usage: dict[str, Any]
+) -> None:
     """Send the finish chunk, the usage chunk if asked for, and [DONE]."""
     await reply.write(_sse(_chunk(call, {}, finish)))
     if call.include_usage:
@@ -619,7 +527,7 @@ async def _finish_stream(reply: _Reply, call: _Call, finish: str, usage: dict[st
     await reply.end(b"data: [DONE]\n\n")
 
 
-async def _send_error(reply: _Reply, error: ErrorReply) -> None:
+async def _send_error(reply: ResponseWriter, error: ErrorReply) -> None:
     """Send an OpenAI error response (or the raw body verbatim)."""
     if error.raw_body is not None:
         body = error.raw_body
