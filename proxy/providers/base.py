@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Mapping
-from typing import ClassVar
+from collections.abc import Callable, Mapping
+from typing import ClassVar, TypeVar
 
 import msgspec
 
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse
 from proxy.data_url import DataURL, is_data_url, parse_data_url
 from proxy.errors import GatewayError, InvalidRequest, UpstreamError
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -102,6 +104,14 @@ def malformed(provider: str, what: str, exc: Exception | str) -> UpstreamError:
     """The error for an upstream answer that is not its protocol."""
     detail = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
     return UpstreamError(f"Upstream {provider} answered a malformed {what}: {detail}")
+
+
+def decode_as(decode: Callable[[bytes], T], provider: str, what: str, body: bytes) -> T:
+    """Parse ``body`` with a typed msgspec decoder, mapping garbage to UpstreamError."""
+    try:
+        return decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise malformed(provider, what, exc) from None
 
 
 def decode_json(provider: str, what: str, body: bytes) -> object:

@@ -48,7 +48,14 @@ from proxy.chat import (
     Usage,
 )
 from proxy.errors import GatewayError, InvalidRequest, UpstreamError
-from proxy.providers.base import ChunkParser, UpstreamCall, WireAdapter, inline_data, malformed
+from proxy.providers.base import (
+    ChunkParser,
+    UpstreamCall,
+    WireAdapter,
+    decode_as,
+    inline_data,
+    malformed,
+)
 from proxy.providers.upstream_errors import map_status, retry_headers
 from proxy.sse import SSEDecoder, SSEError
 
@@ -310,10 +317,7 @@ class GeminiAdapter(WireAdapter):
 
     def parse_models(self, body: bytes) -> list[str]:
         """Chat-capable models (``generateContent``), without the ``models/`` prefix."""
-        try:
-            page = _decode_models(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise malformed(self.provider, "model list", exc) from None
+        page = decode_as(_decode_models, self.provider, "model list", body)
         return [
             model.name.removeprefix("models/")
             for model in page.models
@@ -324,10 +328,7 @@ class GeminiAdapter(WireAdapter):
 
     def decode(self, body: bytes, what: str) -> _GenerateResponse:
         """One ``GenerateContentResponse`` (or error payload); garbage is an UpstreamError."""
-        try:
-            return _decode_reply(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise malformed(self.provider, what, exc) from None
+        return decode_as(_decode_reply, self.provider, what, body)
 
     def rpc_error(self, status: int, rpc: _RpcStatus, headers: Mapping[str, str]) -> GatewayError:
         """The gateway error for a Google RPC status answered with HTTP ``status``."""

@@ -41,7 +41,14 @@ from proxy.chat import (
     Usage,
 )
 from proxy.errors import GatewayError, InvalidRequest, UpstreamError
-from proxy.providers.base import ChunkParser, UpstreamCall, WireAdapter, inline_data, malformed
+from proxy.providers.base import (
+    ChunkParser,
+    UpstreamCall,
+    WireAdapter,
+    decode_as,
+    inline_data,
+    malformed,
+)
 from proxy.providers.upstream_errors import map_status
 
 #: A streamed line longer than this is not a chat chunk; refusing it bounds our memory.
@@ -211,18 +218,12 @@ class OllamaAdapter(WireAdapter):
 
     def parse_models(self, body: bytes) -> list[str]:
         """Names as Ollama lists them, tag included (``llama3.2:latest``)."""
-        try:
-            tags = _decode_tags(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise malformed(self.provider, "model list", exc) from None
+        tags = decode_as(_decode_tags, self.provider, "model list", body)
         return [model.name for model in tags.models or ()]
 
 
 def _decode(provider: str, what: str, data: bytes) -> OllamaLine:
-    try:
-        return _decode_line(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise malformed(provider, what, exc) from None
+    return decode_as(_decode_line, provider, what, data)
 
 
 def error_message(body: bytes) -> tuple[str | None, bool]:

@@ -15,7 +15,14 @@ import msgspec
 
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse, PromptTokensDetails, Usage
 from proxy.errors import GatewayError, UpstreamError, UpstreamUnavailable
-from proxy.providers.base import ChunkParser, UpstreamCall, WireAdapter, decode_json, malformed
+from proxy.providers.base import (
+    ChunkParser,
+    UpstreamCall,
+    WireAdapter,
+    decode_as,
+    decode_json,
+    malformed,
+)
 from proxy.providers.upstream_errors import map_status
 from proxy.sse import SSEDecoder, SSEError
 
@@ -90,10 +97,7 @@ class OpenAICompatAdapter(WireAdapter):
 
     def parse_response(self, body: bytes, upstream_model: str) -> ChatResponse:
         """A ``chat.completion`` body (DeepSeek may pad it with leading blank lines)."""
-        try:
-            response = _decode_response(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise malformed(self.provider, "response", exc) from None
+        response = decode_as(_decode_response, self.provider, "response", body)
         normalize_usage(response.usage)
         for choice in response.choices:
             check_finish(self.provider, choice.finish_reason)
@@ -124,10 +128,8 @@ class OpenAICompatAdapter(WireAdapter):
 
     def parse_models(self, body: bytes) -> list[str]:
         """Ids of ``{"data": [{"id": ...}]}``."""
-        try:
-            return [entry.id for entry in _decode_models(body).data]
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise malformed(self.provider, "model list", exc) from None
+        page = decode_as(_decode_models, self.provider, "model list", body)
+        return [entry.id for entry in page.data]
 
 
 def normalize_usage(usage: Usage | None) -> None:
