@@ -144,7 +144,48 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_ts_ms ON audit_log (ts_ms);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_SCHEMA,)
+# Version 2: a change counter for API keys. A running server polls one settings row to learn that
+# its key cache is stale, whichever process made the change (its own dashboard or the CLI).
+# last_used_at is deliberately not watched: the server itself updates it in batches. The WHEN
+# clauses skip updates that change nothing, e.g. re-revoking a key.
+_AUTH_GENERATION_BUMP = """
+    INSERT INTO settings (key, value_json, updated_at)
+    VALUES ('auth_generation', '1', CAST(unixepoch('subsec') * 1000 AS INTEGER))
+    ON CONFLICT (key) DO UPDATE SET
+        value_json = CAST(CAST(value_json AS INTEGER) + 1 AS TEXT),
+        updated_at = excluded.updated_at;
+"""
+
+# No initial row: a missing one reads as generation 0 and the first change creates it at 1.
+_V2_AUTH_GENERATION = f"""
+CREATE TRIGGER clients_auth_insert AFTER INSERT ON clients
+BEGIN {_AUTH_GENERATION_BUMP} END;
+
+CREATE TRIGGER clients_auth_delete AFTER DELETE ON clients
+BEGIN {_AUTH_GENERATION_BUMP} END;
+
+CREATE TRIGGER clients_auth_update
+AFTER UPDATE OF is_active, rate_limit_per_minute, tokens_per_minute ON clients
+WHEN old.is_active IS NOT new.is_active
+    OR old.rate_limit_per_minute IS NOT new.rate_limit_per_minute
+    OR old.tokens_per_minute IS NOT new.tokens_per_minute
+BEGIN {_AUTH_GENERATION_BUMP} END;
+
+CREATE TRIGGER client_tokens_auth_insert AFTER INSERT ON client_tokens
+BEGIN {_AUTH_GENERATION_BUMP} END;
+
+CREATE TRIGGER client_tokens_auth_delete AFTER DELETE ON client_tokens
+BEGIN {_AUTH_GENERATION_BUMP} END;
+
+CREATE TRIGGER client_tokens_auth_update
+AFTER UPDATE OF revoked_at, client_id, token_sha256 ON client_tokens
+WHEN old.revoked_at IS NOT new.revoked_at
+    OR old.client_id IS NOT new.client_id
+    OR old.token_sha256 IS NOT new.token_sha256
+BEGIN {_AUTH_GENERATION_BUMP} END;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_SCHEMA, _V2_AUTH_GENERATION)
 """SQL scripts in order; never edit a released one, append a new one."""
 
 
