@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
 from proxy import __version__
 from proxy.config import Config, ConfigError, load_config, render_config, with_overrides
+
+if TYPE_CHECKING:
+    import apsw
+
+T = TypeVar("T")
 
 LOG_FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
 
@@ -32,14 +40,61 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--config", help="TOML config file (default: $LLM_PROXY_CONFIG)")
 
+    _add_clients_parser(commands)
+
     commands.add_parser("version", help="print the version")
     return parser
+
+
+def _add_clients_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    # The shared options go on every action: argparse lets a subcommand's default overwrite a
+    # value given to its parent, so they cannot live on "clients" itself.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="TOML config file (default: $LLM_PROXY_CONFIG)")
+    common.add_argument("--database", help="SQLite file (overrides server.database)")
+
+    clients = commands.add_parser(
+        "clients",
+        help="manage API clients and their keys",
+        description="Manage API clients and their keys, also while the server runs.",
+    )
+    actions = clients.add_subparsers(dest="clients_command", required=True, metavar="ACTION")
+
+    create = actions.add_parser(
+        "create", parents=[common], help="create a client; prints its key once on stdout"
+    )
+    create.add_argument("name", metavar="NAME")
+    create.add_argument(
+        "--rpm", metavar="N", help="requests per minute (default: the configured default; 0: none)"
+    )
+    create.add_argument("--tpm", metavar="N", help="tokens per minute (default and 0: no limit)")
+    create.add_argument("--description", default="", metavar="TEXT")
+
+    actions.add_parser("list", parents=[common], help="one line per client")
+
+    keys = actions.add_parser("keys", parents=[common], help="one line per key of a client")
+    keys.add_argument("client_id", metavar="CLIENT_ID")
+
+    add_key = actions.add_parser(
+        "add-key", parents=[common], help="add a key to a client; prints it once on stdout"
+    )
+    add_key.add_argument("client_id", metavar="CLIENT_ID")
+    add_key.add_argument("--name", default="", metavar="TEXT", help="a label for the key")
+
+    revoke = actions.add_parser(
+        "revoke",
+        parents=[common],
+        help="revoke a key (a number), or deactivate a client and revoke all its keys",
+    )
+    revoke.add_argument("target", metavar="CLIENT_ID|KEY_ID")
 
 
 def _load(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
     if args.command == "serve":
         config = with_overrides(config, host=args.host, port=args.port, database=args.database)
+    elif args.command == "clients":
+        config = with_overrides(config, database=args.database)
     return config
 
 
@@ -65,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"# {config.source}: OK")
         print(render_config(config), end="")
         return 0
+    if args.command == "clients":
+        return _clients(args, config)
     setup_logging(config.server.log_level)
     from proxy import service  # the server's imports are only worth paying for when serving
 
@@ -73,6 +130,195 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C while shutting down
         return 130
     return 0
+
+
+# --- clients ------------------------------------------------------------------------------------
+
+
+class _UsageError(Exception):
+    """A bad command-line value; the message is printed as is."""
+
+
+def _error(message: str) -> int:
+    """Print a one-line error and return the exit status for it."""
+    print(f"llm-proxy: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
+def _clients(args: argparse.Namespace, config: Config) -> int:
+    """Run a ``clients`` action against the configured database, even beside a running server."""
+    import apsw  # only the commands that touch the database pay for it
+
+    from storage import SchemaTooNewError, migrate, open_connection
+
+    # Every failure surfaces as an exception printed in one line below; SQLite's own log (routed
+    # to Python logging by apsw's best practice) would only repeat it in several.
+    logging.basicConfig(level=logging.CRITICAL, stream=sys.stderr, force=True)
+    path = config.server.database
+    if path == ":memory:":
+        return _error("server.database is ':memory:': there are no stored clients to manage")
+    try:
+        # WAL lets this process write beside a running server; the long busy timeout waits out
+        # the server's write batches instead of failing.
+        conn = open_connection(path, busy_timeout_ms=10_000)
+    except apsw.Error as exc:
+        return _error(f"cannot open database {path}: {exc}")
+    try:
+        # A fresh install may create its first client before the first `serve`.
+        migrate(conn)
+        action = _CLIENT_ACTIONS[args.clients_command]
+        return action(conn, args)
+    except (_UsageError, LookupError, ValueError) as exc:
+        return _error(str(exc))
+    except (apsw.Error, SchemaTooNewError) as exc:
+        return _error(f"database {path}: {exc}")
+    finally:
+        conn.close()
+
+
+def _write(conn: apsw.Connection, fn: Callable[[apsw.Connection], T]) -> T:
+    """Run ``fn`` in its own ``BEGIN IMMEDIATE`` transaction, so lock waits happen at BEGIN."""
+    from storage.transaction import in_immediate_transaction
+
+    return in_immediate_transaction(conn, fn)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _iso(ms: int | None) -> str:
+    """A timestamp as ISO-8601 UTC to the second, or "never"."""
+    if ms is None:
+        return "never"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _limit(value: str | None, flag: str) -> int | None:
+    """A ``--rpm``/``--tpm`` value: None when not given, else a whole number >= 0."""
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise _UsageError(f"{flag} must be a whole number, got {value!r}") from None
+    if number < 0:
+        raise _UsageError(f"{flag} must not be negative, got {number}")
+    return number
+
+
+def _limits_text(rpm: int | None, tpm: int | None) -> str:
+    return f"rpm={'default' if rpm is None else rpm} tpm={'none' if tpm is None else tpm}"
+
+
+def _clients_create(conn: apsw.Connection, args: argparse.Namespace) -> int:
+    from storage import clients
+
+    rpm = _limit(args.rpm, "--rpm")
+    tpm = _limit(args.tpm, "--tpm")
+    client, token, plain = _write(
+        conn,
+        lambda c: clients.create_client(
+            c,
+            name=args.name,
+            description=args.description,
+            rate_limit_per_minute=rpm,
+            tokens_per_minute=tpm,
+            now_ms=_now_ms(),
+        ),
+    )
+    print(
+        f"created client {client.id} ({client.name})"
+        f" {_limits_text(client.rate_limit_per_minute, client.tokens_per_minute)}\n"
+        f"key {token.id}: {token.masked}\n"
+        "store the key now: it is not shown again",
+        file=sys.stderr,
+    )
+    # stdout carries the key alone, so `KEY=$(llm-proxy clients create NAME)` captures it.
+    print(plain)
+    return 0
+
+
+def _clients_list(conn: apsw.Connection, args: argparse.Namespace) -> int:
+    from storage import clients
+
+    rows = clients.list_clients(conn)
+    if not rows:
+        print("no clients")
+    for client in rows:
+        state = "active" if client.is_active else "inactive"
+        print(
+            f"{client.id} {client.name} {state}"
+            f" {_limits_text(client.rate_limit_per_minute, client.tokens_per_minute)}"
+            f" keys={client.key_count} last_used={_iso(client.last_used_at)}"
+        )
+    return 0
+
+
+def _clients_keys(conn: apsw.Connection, args: argparse.Namespace) -> int:
+    from storage import clients
+
+    rows = clients.list_keys(conn, args.client_id)
+    if not rows:
+        print("no keys")
+    for token in rows:
+        state = "active" if token.revoked_at is None else f"revoked={_iso(token.revoked_at)}"
+        line = (
+            f"{token.id} {token.masked} {state} created={_iso(token.created_at)}"
+            f" last_used={_iso(token.last_used_at)} {token.name}"
+        )
+        print(line.rstrip())
+    return 0
+
+
+def _clients_add_key(conn: apsw.Connection, args: argparse.Namespace) -> int:
+    from storage import clients
+
+    def add(c: apsw.Connection) -> tuple[clients.ClientRow, clients.TokenRow, str]:
+        token, plain = clients.add_key(c, args.client_id, name=args.name, now_ms=_now_ms())
+        return clients.get_client(c, args.client_id), token, plain
+
+    client, token, plain = _write(conn, add)
+    print(f"added key {token.id} ({token.masked}) to client {client.id}", file=sys.stderr)
+    if not client.is_active:
+        print(
+            f"note: client {client.id} is inactive: the key will not authenticate until it is"
+            " reactivated",
+            file=sys.stderr,
+        )
+    print("store the key now: it is not shown again", file=sys.stderr)
+    print(plain)
+    return 0
+
+
+def _clients_revoke(conn: apsw.Connection, args: argparse.Namespace) -> int:
+    from storage import clients
+
+    target: str = args.target
+    now_ms = _now_ms()
+    # Key ids are integers and client ids start with "cl_", so the two cannot be confused.
+    if target.isascii() and target.isdigit():
+        token = _write(conn, lambda c: clients.revoke_key(c, int(target), now_ms=now_ms))
+        if token.revoked_at == now_ms:
+            print(f"revoked key {token.id} ({token.masked}) of client {token.client_id}")
+        else:
+            print(
+                f"key {token.id} ({token.masked}) of client {token.client_id} was already"
+                f" revoked at {_iso(token.revoked_at)}"
+            )
+        return 0
+    revoked = _write(conn, lambda c: clients.revoke_client(c, target, now_ms=now_ms))
+    print(f"deactivated client {target} and revoked {revoked} key{'' if revoked == 1 else 's'}")
+    return 0
+
+
+_CLIENT_ACTIONS: dict[str, Callable[[apsw.Connection, argparse.Namespace], int]] = {
+    "create": _clients_create,
+    "list": _clients_list,
+    "keys": _clients_keys,
+    "add-key": _clients_add_key,
+    "revoke": _clients_revoke,
+}
 
 
 if __name__ == "__main__":
