@@ -1,0 +1,196 @@
+"""RateLimiter: per-client request and token buckets plus one global bucket (design §2, §3 step 3).
+
+Decisions are plain synchronous calls on the trio thread rather than messages to an inbox: no
+task can run between checking the buckets and taking from them, so N simultaneous requests
+against a budget of M let exactly M through, and a decision costs no channel round trip. The
+actor's own task only sweeps idle buckets, so memory stays bounded however many clients call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import trio
+
+from proxy.rate_limit import RateDecision, TokenBucket
+
+# Yield to other tasks every this many buckets, so a sweep over many clients never stalls requests.
+_SWEEP_BATCH = 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientLimits:
+    """One client's limits, as the caller resolved them (defaults applied); 0 = unlimited."""
+
+    requests_per_minute: int
+    tokens_per_minute: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RateLimiterStatistics:
+    """Per-client buckets held in memory (the global one is not counted) and decisions so far."""
+
+    buckets: int
+    allowed: int
+    denied: int
+
+
+class RateLimiter:
+    """Token buckets per client and for the whole gateway; answers at once, never queues."""
+
+    def __init__(self, *, global_requests_per_minute: int = 0, idle_s: float = 600.0) -> None:
+        self._global_rpm = global_requests_per_minute
+        self._global: TokenBucket | None = None  # made at the first decision, on trio's clock
+        self._idle_s = idle_s
+        self._requests: dict[str, TokenBucket] = {}
+        self._tokens: dict[str, TokenBucket] = {}
+        self._closed = trio.Event()
+        self._allowed = self._denied = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Sweep idle buckets periodically until :meth:`close`."""
+        task_status.started()
+        # Half the idle time between sweeps: an idle bucket lives at most 1.5 × idle_s.
+        while True:
+            with trio.move_on_after(self._idle_s / 2):
+                await self._closed.wait()
+                return
+            await self._sweep()
+
+    def close(self) -> None:
+        """Stop sweeping; :meth:`run` returns. Decisions keep working for requests still running."""
+        self._closed.set()
+
+    def acquire_nowait(self, client: str, limits: ClientLimits) -> RateDecision:
+        """Decide one request and, when allowed, take it from every bucket that applies."""
+        now = trio.current_time()
+        requests = self._bucket(self._requests, client, limits.requests_per_minute, now, keep=True)
+        tokens = self._bucket(self._tokens, client, limits.tokens_per_minute, now, keep=True)
+        decision = self._decide(now, requests, tokens)
+        if decision.allowed:
+            self._allowed += 1
+            for bucket in (requests, self._global):
+                if bucket is not None:
+                    bucket.take(now)  # cannot fail: _decide saw a whole token in each
+            reported = requests or self._global
+            if reported is not None:
+                decision = _report(reported, now)
+        else:
+            self._denied += 1
+        return decision
+
+    async def acquire(self, client: str, limits: ClientLimits) -> RateDecision:
+        """:meth:`acquire_nowait` plus a checkpoint; never waits for budget (a denial is a 429)."""
+        # Checkpoint before deciding and shield the one after, trio's rule for operations that
+        # succeed: a cancelled caller takes no budget, and a caller that took budget hears so.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        decision = self.acquire_nowait(client, limits)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return decision
+
+    def peek(self, client: str, limits: ClientLimits) -> RateDecision:
+        """The decision a request would get now, taking nothing (headers for GET /v1/models)."""
+        now = trio.current_time()
+        requests = self._bucket(self._requests, client, limits.requests_per_minute, now, keep=False)
+        tokens = self._bucket(self._tokens, client, limits.tokens_per_minute, now, keep=False)
+        return self._decide(now, requests, tokens)
+
+    def charge_tokens(self, client: str, limits: ClientLimits, tokens: int) -> None:
+        """Charge a finished call's tokens to the client's tokens-per-minute budget (may owe)."""
+        now = trio.current_time()
+        bucket = self._bucket(self._tokens, client, limits.tokens_per_minute, now, keep=True)
+        if bucket is not None and tokens > 0:
+            bucket.charge(now, tokens)
+
+    def statistics(self) -> RateLimiterStatistics:
+        """Buckets held and decisions since start."""
+        return RateLimiterStatistics(
+            buckets=len(self._requests) + len(self._tokens),
+            allowed=self._allowed,
+            denied=self._denied,
+        )
+
+    def _bucket(
+        self, table: dict[str, TokenBucket], client: str, per_minute: int, now: float, *, keep: bool
+    ) -> TokenBucket | None:
+        """The client's bucket under ``per_minute`` (created or resized), or None when unlimited.
+
+        With ``keep`` false nothing is stored, so a peek neither allocates nor changes a bucket.
+        """
+        if per_minute <= 0:
+            if keep:
+                table.pop(client, None)
+            return None
+        bucket = table.get(client)
+        if bucket is None:
+            bucket = TokenBucket.full(per_minute, now)
+        elif bucket.capacity != per_minute:
+            # An admin changed the limit since the last call.
+            bucket = bucket.resized(per_minute, now)
+        else:
+            return bucket
+        if keep:
+            table[client] = bucket
+        return bucket
+
+    def _decide(
+        self, now: float, requests: TokenBucket | None, tokens: TokenBucket | None
+    ) -> RateDecision:
+        """Allowed when every bucket can give one; takes nothing, so a denial burns no budget."""
+        if self._global is None and self._global_rpm > 0:
+            self._global = TokenBucket.full(self._global_rpm, now)
+        # A call may start while the client has at least one token of budget left; its real
+        # cost is charged afterwards, so the bucket can go into debt and block the next call.
+        waits = [
+            (bucket.seconds_until(now), reason, bucket)
+            for bucket, reason in (
+                (requests, "client requests"),
+                (tokens, "client tokens"),
+                (self._global, "global requests"),
+            )
+            if bucket is not None
+        ]
+        reported = requests or self._global
+        denials = [wait for wait in waits if wait[0] > 0]
+        if not denials:
+            return _report(reported, now) if reported is not None else _UNLIMITED
+        # The longest wait, so that a client retrying after retry-after is not denied again
+        # by another bucket.
+        retry_after, reason, denier = max(denials, key=lambda wait: wait[0])
+        # The headers describe request budgets: a token denial reports the requests bucket.
+        if denier is not tokens:
+            reported = denier
+        base = _report(reported, now) if reported is not None else _UNLIMITED
+        return dataclasses.replace(base, allowed=False, retry_after_s=retry_after, reason=reason)
+
+    async def _sweep(self) -> None:
+        """Drop buckets that are full and untouched for idle_s: a full bucket equals a new one."""
+        for table in (self._requests, self._tokens):
+            for n, (client, bucket) in enumerate(list(table.items())):
+                if n and n % _SWEEP_BATCH == 0:
+                    await trio.lowlevel.checkpoint()
+                now = trio.current_time()
+                if (
+                    table.get(client) is bucket  # not replaced (resized) while we yielded
+                    and now - bucket.updated >= self._idle_s
+                    and bucket.seconds_until_full(now) == 0
+                ):
+                    del table[client]
+
+
+_UNLIMITED = RateDecision(
+    allowed=True, limit=None, remaining=0, reset_s=0.0, retry_after_s=0.0, reason=None
+)
+
+
+def _report(bucket: TokenBucket, now: float) -> RateDecision:
+    """An allowing decision describing ``bucket`` as it stands at ``now``."""
+    return RateDecision(
+        allowed=True,
+        limit=round(bucket.capacity),
+        remaining=max(0, math.floor(bucket.available(now) + 1e-9)),
+        reset_s=bucket.seconds_until_full(now),
+        retry_after_s=0.0,
+        reason=None,
+    )

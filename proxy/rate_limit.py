@@ -1,0 +1,114 @@
+"""Token-bucket arithmetic for rate limits, and OpenAI's formats for the limit headers.
+
+Pure: the caller passes the time in, so the same code runs under trio's clock, a mock clock
+in tests, or plain numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Refill sums floats (elapsed * rate), so a bucket waited on for exactly the computed time may hold
+# 0.9999999999 tokens; the tolerance makes "wait seconds_until, then take" always succeed.
+_EPSILON = 1e-9
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """capacity = per-minute limit (the burst), refilled continuously at limit/60 per second."""
+
+    capacity: float
+    rate_per_s: float
+    tokens: float
+    updated: float
+
+    @classmethod
+    def full(cls, per_minute: int, now: float) -> TokenBucket:
+        """A bucket for a per-minute limit (> 0), holding its whole burst."""
+        if per_minute <= 0:
+            raise ValueError(f"a token bucket needs a positive limit, not {per_minute}")
+        burst = float(per_minute)
+        return cls(capacity=burst, rate_per_s=burst / 60.0, tokens=burst, updated=now)
+
+    def refill(self, now: float) -> None:
+        """Add what has dripped in since the last update (never above capacity)."""
+        if now > self.updated:
+            self.tokens = self.available(now)
+            self.updated = now
+
+    def available(self, now: float) -> float:
+        """Tokens in the bucket at ``now`` (negative while in debt), without changing it."""
+        elapsed = max(0.0, now - self.updated)
+        return min(self.capacity, self.tokens + elapsed * self.rate_per_s)
+
+    def take(self, now: float, amount: float = 1.0) -> bool:
+        """Take ``amount`` if it is all there; otherwise take nothing and say so."""
+        self.refill(now)
+        if self.tokens + _EPSILON < amount:
+            return False
+        self.tokens -= amount
+        return True
+
+    def charge(self, now: float, amount: float) -> None:
+        """Take ``amount`` unconditionally: a cost known only after the call may leave a debt."""
+        self.refill(now)
+        self.tokens -= amount
+
+    def seconds_until(self, now: float, amount: float = 1.0) -> float:
+        """Seconds until ``amount`` is available (0 if it is; infinite if above capacity)."""
+        missing = amount - self.available(now)
+        if missing <= _EPSILON:
+            return 0.0
+        if amount > self.capacity + _EPSILON:
+            return math.inf
+        return missing / self.rate_per_s
+
+    def seconds_until_full(self, now: float) -> float:
+        """Seconds until the bucket holds its whole burst again."""
+        missing = self.capacity - self.available(now)
+        return 0.0 if missing <= _EPSILON else missing / self.rate_per_s
+
+    def resized(self, per_minute: int, now: float) -> TokenBucket:
+        """The bucket under a new limit, with the same fraction of its burst used (or owed)."""
+        # Scaling keeps the fraction: a client that used half of 60 has used half of 600 after
+        # an admin raises its limit, instead of getting a fresh burst or losing its budget.
+        resized = TokenBucket.full(per_minute, now)
+        resized.tokens = self.available(now) * (resized.capacity / self.capacity)
+        return resized
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """The answer to one request against the rate limits, with what the headers report."""
+
+    allowed: bool
+    limit: int | None  # requests per minute of the bucket reported in headers; None = unlimited
+    remaining: int  # whole requests left after this decision
+    reset_s: float  # seconds until that bucket is full again
+    retry_after_s: float  # 0.0 when allowed; else seconds until a request would pass
+    reason: str | None  # when denied: "client requests", "client tokens" or "global requests"
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as OpenAI writes ``x-ratelimit-reset-*`` (Go style): "250ms", "1s", "6m0s"."""
+    # Rounded up to the millisecond: a client waiting the printed time must find the budget back.
+    # The small subtraction keeps float noise (59.9 * 1000 = 59900.000000000007) from adding 1 ms.
+    millis = math.ceil(seconds * 1000 - 1e-6) if seconds > 0 else 0
+    if millis < 1000:
+        return f"{millis}ms" if millis else "0s"
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, fraction = divmod(rest, 1000)
+    secs = f"{whole}.{fraction:03d}".rstrip("0") if fraction else str(whole)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def retry_after_header(seconds: float) -> str:
+    """The ``retry-after`` value: whole seconds, rounded up, at least 1."""
+    # At least 1: "retry-after: 0" makes SDKs retry in a tight loop against a budget still empty.
+    return str(max(1, math.ceil(seconds - _EPSILON)))
