@@ -14,14 +14,18 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from typing import Any, cast
 
 import httpx
 import hypercorn.config
 import hypercorn.trio
 import trio
+import trio.lowlevel
 
+from actors.client_directory import ClientDirectory
 from actors.provider import ProviderActor
+from actors.rate_limiter import ClientLimits, RateLimiter
 from actors.request_logger import RequestLogger
 from proxy.config import KEYED_PROVIDERS, Config
 from proxy.images import ImageFetcher, ImagePolicy
@@ -31,7 +35,6 @@ from proxy.routing import AliasTarget, Router
 from storage.reads import ReadPool
 from storage.writer import StorageWriter
 from web.app import create_app
-from web.asgi import ASGIApp
 from web.auth import Authenticator
 from web.gateway import Gateway
 
@@ -45,6 +48,7 @@ class RunningService:
     base_url: str
     gateway: Gateway
     stop: Callable[[], None]
+    stopped: trio.Event  # set once every actor has exited (records flushed, WAL checkpointed)
 
 
 def build_pricer(config: Config) -> Pricer:
@@ -76,26 +80,33 @@ FREE_PROVIDERS = frozenset({"mock", "ollama"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-def build_authenticator(config: Config, providers: dict[str, ProviderActor]) -> Authenticator:
-    """Static keys from the config; anonymous calls only if allowed, or in demo mode."""
-    allow_anonymous = config.auth.allow_anonymous
+def build_authenticator(
+    config: Config, providers: dict[str, ProviderActor], directory: ClientDirectory
+) -> Authenticator:
+    """Static keys from the config, client keys from the database, anonymous calls if allowed."""
     # Demo mode: no API key configured and only free, local providers (the in-process mock, a
     # local Ollama) enabled, on a loopback address. Letting a first `curl` through without a key
-    # then costs nothing and exposes nothing that was not already open on this machine.
+    # then costs nothing and exposes nothing that was not already open on this machine. It ends
+    # when the first client key is created.
     demo = (
-        not allow_anonymous
+        not config.auth.allow_anonymous
         and not config.auth.tokens
         and set(providers) <= FREE_PROVIDERS
         and config.server.host in LOOPBACK_HOSTS
     )
     if demo:
-        allow_anonymous = True
         log.warning(
             "demo mode: no API key is configured and only free local providers are enabled, so "
-            "calls without a key are accepted on %s; configure [auth] tokens to end it",
+            "calls without a key are accepted on %s until a client key is created",
             config.server.host,
         )
-    return Authenticator(config.auth.tokens, allow_anonymous=allow_anonymous)
+    return Authenticator(
+        config.auth.tokens,
+        allow_anonymous=config.auth.allow_anonymous,
+        default_limits=ClientLimits(config.limits.default_client_requests_per_minute),
+        directory=directory,
+        demo_mode=demo,
+    )
 
 
 def hypercorn_config(config: Config) -> hypercorn.config.Config:
@@ -124,12 +135,20 @@ async def _running(
             close()
 
 
-async def _stop_on_signal(stop: Callable[[], None]) -> None:
+async def _stop_on_signal(stop: Callable[[], None], shutdown: trio.Event) -> None:
+    """Call ``stop`` on SIGTERM or SIGINT; return once shutdown has begun, whatever began it."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            log.info("received %s: shutting down", signal.Signals(signum).name)
-            stop()
-            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_first_signal, signals, stop)
+            await shutdown.wait()
+            nursery.cancel_scope.cancel()
+
+
+async def _first_signal(signals: AsyncIterator[int], stop: Callable[[], None]) -> None:
+    async for signum in signals:
+        log.info("received %s: shutting down", signal.Signals(signum).name)
+        stop()
+        return
 
 
 async def run(
@@ -163,6 +182,10 @@ async def run(
         enabled=providers.keys(),
         local_models=ollama.known_models if ollama is not None else frozenset,
     )
+    directory = ClientDirectory(
+        reads, writer, default_requests_per_minute=config.limits.default_client_requests_per_minute
+    )
+    limiter = RateLimiter(global_requests_per_minute=config.limits.global_requests_per_minute)
     gateway = Gateway(
         config=config,
         router=router,
@@ -170,10 +193,13 @@ async def run(
         logger=logger,
         writer=writer,
         reads=reads,
-        auth=build_authenticator(config, providers),
+        auth=build_authenticator(config, providers, directory),
+        limiter=limiter,
+        directory=directory,
         started_at=time.monotonic(),
     )
     shutdown = trio.Event()
+    stopped = trio.Event()
 
     def stop() -> None:
         gateway.draining = True
@@ -184,37 +210,48 @@ async def run(
             await actors.enter_async_context(images_client)
             await actors.enter_async_context(_running(writer.run, writer.close))
             await actors.enter_async_context(_running(logger.run, logger.close))
+            await actors.enter_async_context(_running(directory.run, directory.close))
+            await actors.enter_async_context(_running(limiter.run, limiter.close))
             for actor in providers.values():
                 await actors.enter_async_context(_running(actor.run, actor.close))
             gateway.ready = True
             log.info("started: database=%s providers=%s", database, ",".join(providers) or "none")
             async with trio.open_nursery() as server:
-                if handle_signals:
-                    server.start_soon(_stop_on_signal, stop)
-                app = create_app(gateway)
                 binds: list[str] = await server.start(
-                    _serve, app, hypercorn_config(config), shutdown, server.cancel_scope
+                    _serve, gateway, hypercorn_config(config), shutdown
                 )
                 log.info("listening on %s", " ".join(binds))
-                task_status.started(RunningService(binds[0], gateway, stop))
+                if handle_signals:
+                    server.start_soon(_stop_on_signal, stop, shutdown)
+                task_status.started(RunningService(binds[0], gateway, stop, stopped))
             gateway.ready = False
             log.info("server stopped; closing actors")
     finally:
         reads.close()
+        stopped.set()
     log.info("shutdown complete")
 
 
 async def _serve(
-    app: ASGIApp,
+    gateway: Gateway,
     hc: hypercorn.config.Config,
     shutdown: trio.Event,
-    server_scope: trio.CancelScope,
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    # hypercorn returns once in-flight calls finished or its grace period ran out; the signal
-    # watcher is then all that is left in the server nursery.
-    await hypercorn.trio.serve(
-        cast(Any, app), hc, shutdown_trigger=shutdown.wait, task_status=task_status
-    )
-    server_scope.cancel()
+    """Serve until ``shutdown``, then until the requests being answered are done (or the grace
+    period ends); idle keep-alive connections are not waited for."""
+    async with trio.open_nursery() as nursery:
+        app = cast(Any, create_app(gateway))
+        binds = await nursery.start(
+            partial(hypercorn.trio.serve, app, hc, shutdown_trigger=shutdown.wait)
+        )
+        task_status.started(binds)
+        await shutdown.wait()
+        with trio.move_on_after(hc.graceful_timeout):
+            # Let hypercorn close its listeners first, so nothing new starts meanwhile.
+            await trio.lowlevel.checkpoint()
+            await gateway.in_flight.wait_idle()
+        if gateway.in_flight.count:
+            log.warning("grace period over: cutting %d requests", gateway.in_flight.count)
+        nursery.cancel_scope.cancel()

@@ -7,16 +7,23 @@ from typing import Any
 
 import pytest
 
+from actors.client_directory import ClientDirectory
 from actors.provider import ProviderActor
 from proxy.providers.registry import adapter_for
 from proxy.service import build_authenticator
+from storage.reads import ReadPool
+from storage.writer import StorageWriter
 from tests.conftest import make_config
 
 
 def anonymous_allowed(tmp_path: Path, data: dict[str, Any]) -> bool:
     config = make_config(tmp_path, data)
     providers = {p.name: ProviderActor(p, adapter_for(p)) for p in config.enabled_providers()}
-    return build_authenticator(config, providers).allow_anonymous
+    database = config.server.database
+    directory = ClientDirectory(
+        ReadPool(database), StorageWriter(database), default_requests_per_minute=60
+    )
+    return build_authenticator(config, providers, directory).allow_anonymous
 
 
 def test_demo_mode_on_loopback_with_free_providers(tmp_path: Path) -> None:

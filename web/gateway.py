@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from actors.client_directory import ClientDirectory
 from actors.provider import ProviderActor
+from actors.rate_limiter import RateLimiter
 from actors.request_logger import RequestLogger
 from proxy.config import Config
 from proxy.routing import Router
 from storage.reads import ReadPool
 from storage.writer import StorageWriter
 from web.auth import Authenticator
+from web.in_flight import InFlight
 
 
 @dataclasses.dataclass(slots=True)
@@ -25,6 +28,9 @@ class Gateway:
     writer: StorageWriter
     reads: ReadPool
     auth: Authenticator
+    limiter: RateLimiter
+    directory: ClientDirectory
     started_at: float
+    in_flight: InFlight = dataclasses.field(default_factory=InFlight)
     ready: bool = False
     draining: bool = False

@@ -8,6 +8,7 @@ from urllib.parse import unquote
 from proxy.errors import GatewayError, InternalError, InvalidRequest, NotFound
 from web.asgi import JSON_TYPE, Receive, Scope, Send, send_body, send_error
 from web.gateway import Gateway
+from web.limits import rate_limit_headers
 from web.v1_chat import chat_completions, new_request_id
 from web.v1_models import authenticate, models_body
 
@@ -57,7 +58,9 @@ async def _small(
             raise error
         if scope["method"] != "GET":
             raise MethodNotAllowed(f"Use GET for {scope['path']}.")
-        authenticate(gateway, scope)
+        caller = authenticate(gateway, scope)
+        # Listing models spends no request budget, but still says where the budget stands.
+        headers += rate_limit_headers(gateway.limiter.peek(caller.bucket, caller.limits))
         body = await models_body(gateway, model)
         await send_body(send, 200, body, [JSON_TYPE, *headers])
     except GatewayError as exc:

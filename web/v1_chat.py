@@ -34,8 +34,9 @@ from web.asgi import (
     send_error,
     wait_disconnect,
 )
-from web.auth import bearer_key
+from web.auth import Caller, bearer_key
 from web.gateway import Gateway
+from web.limits import rate_limit_headers, rate_limited
 
 log = logging.getLogger("llm_proxy.v1")
 
@@ -74,6 +75,8 @@ class ChatCall:
         self.response_text: str | None = None
         self.client_gone = False
         self._done = False
+        self.caller: Caller | None = None
+        self.rate_headers: Headers = []
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -101,7 +104,13 @@ class ChatCall:
     async def _serve(self) -> None:
         gateway = self.gateway
         key = bearer_key(header(self.scope, b"authorization"), header(self.scope, b"x-api-key"))
-        self.client_id = gateway.auth.authenticate(key)
+        caller = gateway.auth.authenticate(key)
+        self.client_id = caller.client_id
+        decision = await gateway.limiter.acquire(caller.bucket, caller.limits)
+        self.rate_headers = rate_limit_headers(decision)
+        if not decision.allowed:
+            raise rate_limited(decision, caller.bucket)
+        self.caller = caller
         self.body = await read_body(self.scope, self.receive, gateway.config.server.max_body_bytes)
         self.request = request = decode_chat_request(self.body)
         self.route = route = gateway.router.resolve(request.model)
@@ -135,6 +144,7 @@ class ChatCall:
             (b"x-request-id", self.request_id.encode()),
             (b"x-llm-proxy-provider", provider.encode()),
             (b"x-llm-proxy-overhead-ms", f"{overhead_ms:.2f}".encode()),
+            *self.rate_headers,
         ]
 
     async def _complete(self, actor: ProviderActor, request: ChatRequest, route: Route) -> None:
@@ -232,7 +242,13 @@ class ChatCall:
             response_body=self.response_text if store else None,
         )
 
+    def _charge_tokens(self) -> None:
+        caller, usage = self.caller, self.usage
+        if caller is not None and usage is not None and caller.limits.tokens_per_minute:
+            self.gateway.limiter.charge_tokens(caller.bucket, caller.limits, usage.total_tokens)
+
     async def _log(self) -> None:
+        self._charge_tokens()
         record = self.record()
         alias = self.route.alias if self.route else None
         logger = self.gateway.logger

@@ -9,14 +9,14 @@ from proxy.chat import ModelCard, ModelList
 from proxy.errors import GatewayError
 from proxy.routing import Router
 from web.asgi import Scope, header
-from web.auth import bearer_key
+from web.auth import Caller, bearer_key
 from web.gateway import Gateway
 
 _encode = msgspec.json.Encoder().encode
 
 
-def authenticate(gateway: Gateway, scope: Scope) -> str | None:
-    """The client id of a request, or 401."""
+def authenticate(gateway: Gateway, scope: Scope) -> Caller:
+    """The caller of a request, or 401."""
     key = bearer_key(header(scope, b"authorization"), header(scope, b"x-api-key"))
     return gateway.auth.authenticate(key)
 
