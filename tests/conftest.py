@@ -88,8 +88,12 @@ async def start_gateway(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[
     try:
         yield start
     finally:
+        # A graceful stop, as under SIGTERM, so every test also exercises the shutdown order.
         for gateway in running:
             gateway.stop()
+        with trio.move_on_after(15, shield=True):
+            for gateway in running:
+                await gateway.stopped.wait()
 
 
 @pytest.fixture

@@ -428,8 +428,7 @@ async def test_graceful_stop_flushes_every_record(start_gateway: StartGateway) -
             nursery.start_soon(call)
     gateway.stop()
     with trio.fail_after(10):
-        while gateway.gateway.writer.statistics().closed is False:
-            await trio.sleep(0.02)
+        await gateway.stopped.wait()
     assert gateway.gateway.writer.statistics().rows_written == 20
 
 
@@ -507,3 +506,31 @@ async def test_models_fall_back_to_a_static_list_when_the_upstream_is_down(
     page = await sdk(gateway).models.list()
     owners = {model.id: model.owned_by for model in page.data}
     assert owners["deepseek-chat"] == "deepseek"
+
+
+async def test_stop_waits_for_calls_in_flight_but_not_for_idle_connections(
+    start_gateway: StartGateway,
+) -> None:
+    gateway = await start_gateway({"providers": {"mock": {"latency_ms": 300}}})
+    client = sdk(gateway)
+    await client.chat.completions.create(model="mock", messages=HELLO)  # leaves a kept-alive socket
+    await gateway.gateway.in_flight.wait_idle()  # that call's handler has finished logging
+    answers: list[str] = []
+
+    async def slow_call() -> None:
+        stream = await client.chat.completions.create(model="mock", messages=HELLO, stream=True)
+        answers.append(
+            "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        )
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(slow_call)
+        with trio.fail_after(5):
+            while gateway.gateway.in_flight.count == 0:
+                await trio.sleep(0.005)
+        stopping = trio.current_time()
+        gateway.stop()
+        with trio.fail_after(4):  # well under the 5 s grace period of the test config
+            await gateway.stopped.wait()
+    assert answers == ["echo: hello there gateway"]
+    assert trio.current_time() - stopping < 2

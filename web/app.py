@@ -49,9 +49,13 @@ def create_app(gateway: Gateway) -> ASGIApp:
     quart_app = cast(ASGIApp, create_quart_app(gateway))
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (scope["path"] + "/").startswith("/v1/"):
-            await v1_app(gateway, scope, receive, send)
-        else:
-            await quart_app(scope, receive, send)
+        if scope["type"] != "http":
+            await quart_app(scope, receive, send)  # the lifespan, and WebSockets
+            return
+        with gateway.in_flight:
+            if (scope["path"] + "/").startswith("/v1/"):
+                await v1_app(gateway, scope, receive, send)
+            else:
+                await quart_app(scope, receive, send)
 
     return app
