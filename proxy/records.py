@@ -35,6 +35,8 @@ class RequestRecord:
     overhead_ms: float = 0.0
     request_body: str | None = None
     response_body: str | None = None
+    attempts: int = 1
+    failed_attempts: str | None = None  # JSON: the fallbacks' failures before the answer
 
     @property
     def has_usage(self) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from proxy.errors import ModelNotFound, UpstreamUnavailable
 
@@ -49,8 +49,10 @@ class Router:
         providers: Collection[str],
         enabled: Collection[str],
         local_models: Callable[[], Collection[str]] = frozenset,
+        fallbacks: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self._aliases = dict(aliases)
+        self._fallbacks = {model: tuple(names) for model, names in (fallbacks or {}).items()}
         self._providers = frozenset(providers)
         self._enabled = frozenset(enabled)
         # Ollama's model list changes at run time (pulls), so it is asked for, not copied.
@@ -80,6 +82,37 @@ class Router:
         raise ModelNotFound(
             f"The model '{model}' does not exist or is not routed by this gateway.", param="model"
         )
+
+    def resolve_chain(self, model: str) -> list[Route]:
+        """``model``'s route, then its fallbacks' (alias ``fallbacks`` first, then ``[fallbacks]``).
+
+        A fallback that does not route now (unknown, provider disabled) is skipped; a primary
+        whose provider is disabled is skipped too when a fallback can answer instead.
+        """
+        target = self._aliases.get(model)
+        names = [*(target.fallbacks if target else ()), *self._fallbacks.get(model, ())]
+        try:
+            chain = [self.resolve(model)]
+        except UpstreamUnavailable:
+            if not names:
+                raise
+            chain = []
+        for name in dict.fromkeys(names):
+            if name == model:
+                continue
+            try:
+                route = self.resolve(name)
+            except (ModelNotFound, UpstreamUnavailable):
+                continue
+            if route not in chain:
+                chain.append(route)
+        if not chain:
+            raise UpstreamUnavailable(
+                f"Neither the model '{model}' nor any of its fallbacks is served now.",
+                param="model",
+                code="provider_disabled",
+            )
+        return chain
 
     def _checked(self, route: Route, asked: str) -> Route:
         if route.provider not in self._enabled:

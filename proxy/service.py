@@ -181,6 +181,7 @@ async def run(
         providers=config.providers.keys(),
         enabled=providers.keys(),
         local_models=ollama.known_models if ollama is not None else frozenset,
+        fallbacks=config.fallbacks,
     )
     directory = ClientDirectory(
         reads, writer, default_requests_per_minute=config.limits.default_client_requests_per_minute

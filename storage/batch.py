@@ -17,8 +17,8 @@ INSERT INTO llm_requests (
     request_id, ts_ms, client_id, provider, model, upstream_model, stream, status, http_status,
     error_type, error_message, prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens,
     total_tokens, cost_usd, has_images, latency_ms, ttft_ms, overhead_ms, request_body,
-    response_body
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    response_body, attempts, failed_attempts
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 # Errors that say "this row can never be stored", as opposed to "the database is unhappy right
@@ -60,6 +60,8 @@ def request_row(record: RequestRecord) -> tuple[object, ...]:
         record.overhead_ms,
         record.request_body,
         record.response_body,
+        record.attempts,
+        record.failed_attempts,
     )
 
 

@@ -185,7 +185,15 @@ WHEN old.revoked_at IS NOT new.revoked_at
 BEGIN {_AUTH_GENERATION_BUMP} END;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_SCHEMA, _V2_AUTH_GENERATION)
+# Fallbacks: how many upstream calls a request took, and why the ones before the answer failed.
+_V3_ATTEMPTS = """
+ALTER TABLE llm_requests ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1 CHECK (attempts >= 1);
+-- NULL when the first attempt answered; else a JSON array of {provider, model, status, error}
+ALTER TABLE llm_requests ADD COLUMN failed_attempts TEXT
+    CHECK (failed_attempts IS NULL OR json_valid(failed_attempts));
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1_SCHEMA, _V2_AUTH_GENERATION, _V3_ATTEMPTS)
 """SQL scripts in order; never edit a released one, append a new one."""
 
 

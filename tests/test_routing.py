@@ -63,3 +63,36 @@ def test_slash_with_unknown_provider_is_not_a_provider() -> None:
 def test_disabled_provider_is_503() -> None:
     with pytest.raises(UpstreamUnavailable):
         router(enabled=("mock",)).resolve("gpt-4o")
+
+
+def chain_router(enabled: tuple[str, ...] = ALL) -> Router:
+    return Router(
+        aliases={"fast": AliasTarget("openai", "gpt-4o-mini", ("gemini-2.5-flash",))},
+        providers=ALL,
+        enabled=enabled,
+        fallbacks={"fast": ["deepseek-chat"], "gpt-4o": ["nope-model", "fast", "gpt-4o"]},
+    )
+
+
+def test_chain_is_alias_fallbacks_then_table_fallbacks() -> None:
+    assert chain_router().resolve_chain("fast") == [
+        Route("openai", "gpt-4o-mini", "fast"),
+        Route("gemini", "gemini-2.5-flash"),
+        Route("deepseek", "deepseek-chat"),
+    ]
+
+
+def test_chain_skips_unknown_self_and_disabled() -> None:
+    assert chain_router().resolve_chain("gpt-4o") == [
+        Route("openai", "gpt-4o"),
+        Route("openai", "gpt-4o-mini", "fast"),
+    ]
+    chain = chain_router(enabled=("openai", "deepseek")).resolve_chain("fast")
+    assert [route.provider for route in chain] == ["openai", "deepseek"]
+
+
+def test_chain_without_any_servable_model_is_503() -> None:
+    with pytest.raises(UpstreamUnavailable):
+        chain_router(enabled=("mock",)).resolve_chain("fast")
+    with pytest.raises(ModelNotFound):
+        chain_router().resolve_chain("no-such-model")

@@ -16,7 +16,7 @@ import trio
 
 from actors.provider import CallTiming, ChunkStream, ProviderActor
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse, Usage, decode_chat_request
-from proxy.errors import ErrorBody, GatewayError, InternalError
+from proxy.errors import ErrorBody, GatewayError, InternalError, RateLimited
 from proxy.records import RequestRecord, Status
 from proxy.routing import Route
 from proxy.sse import DONE, encode_event
@@ -77,6 +77,7 @@ class ChatCall:
         self._done = False
         self.caller: Caller | None = None
         self.rate_headers: Headers = []
+        self.failed_attempts: list[dict[str, object]] = []
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -113,22 +114,54 @@ class ChatCall:
         self.caller = caller
         self.body = await read_body(self.scope, self.receive, gateway.config.server.max_body_bytes)
         self.request = request = decode_chat_request(self.body)
-        self.route = route = gateway.router.resolve(request.model)
-        actor = gateway.providers[route.provider]
+        chain = gateway.router.resolve_chain(request.model)
+        self.route = chain[0]
         # The call runs beside a watcher that cancels it when the client goes away, so an
         # abandoned request stops costing upstream tokens at once.
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_disconnect, nursery.cancel_scope)
             try:
-                if request.stream:
-                    await self._stream(actor, request, route)
-                else:
-                    await self._complete(actor, request, route)
+                await self._call_chain(request, chain)
             except GatewayError as exc:
                 await self._fail(exc)
             nursery.cancel_scope.cancel()
         if self.client_gone and not self._done:
             self._cancelled()
+
+    async def _call_chain(self, request: ChatRequest, chain: list[Route]) -> None:
+        """Call the route, then its fallbacks while failures happen before the first byte."""
+        last = len(chain) - 1
+        for index, route in enumerate(chain):
+            self.route = route
+            actor = self.gateway.providers[route.provider]
+            try:
+                if request.stream:
+                    await self._stream(actor, request, route)
+                else:
+                    await self._complete(actor, request, route)
+                return
+            except GatewayError as exc:
+                if self.response_started or index == last or not _worth_a_fallback(exc):
+                    raise
+                self.failed_attempts.append(
+                    {
+                        "provider": route.provider,
+                        "model": route.upstream_model,
+                        "status": exc.status,
+                        "error": exc.message,
+                    }
+                )
+                following = chain[index + 1]
+                log.info(
+                    "request_id=%s %s/%s failed (%d %s); falling back to %s/%s",
+                    self.request_id,
+                    route.provider,
+                    route.upstream_model,
+                    exc.status,
+                    exc.code or exc.error_type,
+                    following.provider,
+                    following.upstream_model,
+                )
 
     async def _watch_disconnect(self, scope: trio.CancelScope) -> None:
         await wait_disconnect(self.receive)
@@ -240,6 +273,10 @@ class ChatCall:
             overhead_ms=max(elapsed - self.timing.upstream_s, 0.0) * 1000,
             request_body=self.body.decode(errors="replace") if store and self.body else None,
             response_body=self.response_text if store else None,
+            attempts=len(self.failed_attempts) + 1,
+            failed_attempts=_encode(self.failed_attempts).decode()
+            if self.failed_attempts
+            else None,
         )
 
     def _charge_tokens(self) -> None:
@@ -265,6 +302,11 @@ class ChatCall:
         log.error(
             "request_id=%s the request log stayed full for %gs", self.request_id, RECORD_WAIT_S
         )
+
+
+def _worth_a_fallback(error: GatewayError) -> bool:
+    """Upstream trouble another provider may not have: 5xx, timeouts, open breaker, 429."""
+    return error.status >= 500 or isinstance(error, RateLimited)
 
 
 def _event(payload: bytes) -> dict[str, object]:
