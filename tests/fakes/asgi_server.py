@@ -178,6 +178,10 @@ class ScriptedUpstream(ABC, Generic[B]):
         """Use these behaviours, in order, for the next scripted answers; then the default."""
         self._queue.extend(behaviours)
 
+    def clear(self) -> None:
+        """Forget the behaviours not used yet."""
+        self._queue.clear()
+
     def next_behaviour(self, default: B) -> B:
         """The next queued behaviour, or `default` once the queue is empty."""
         return self._queue.popleft() if self._queue else default
