@@ -4,15 +4,31 @@ Calls run in the caller's task against resources the actor owns (client, limiter
 client disconnect structural: cancelling the request's scope cancels the upstream read right there,
 with no relay between tasks, and saves two task switches per streamed chunk. The actor's task owns
 the lifecycle: it opens the client before it reports started and closes it after the server stopped.
+
+Each actor has a circuit breaker (:mod:`proxy.breaker`). What it counts:
+
+- failure: a 5xx-class error from the upstream (502 garbage or credentials it refuses, 503, 504),
+  a timeout, a connection error, a stream cut or stalled mid-way;
+- success: a non-streaming answer parsed, or a stream read to its clean end. Reaching the first
+  chunk is not enough, or an upstream that always breaks mid-stream would never open the breaker;
+- neither: the client's own 4xx, a 429 (the upstream is healthy, only busy), a cancelled call (the
+  client left), a failure before the upstream was asked (an image fetch, no free slot in time).
+
+Deadlines: a non-streaming call must answer within ``timeout_s``. A stream must produce its first
+chunk within ``timeout_s`` of the call and each next chunk within ``timeout_s`` of being asked for.
+Bytes that produce no chunk (keep-alive comments, blank lines) do not extend either deadline, unlike
+httpx's read timeout, which every received byte resets.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import enum
 import logging
+import math
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from time import perf_counter
 from typing import cast
@@ -20,6 +36,7 @@ from typing import cast
 import httpx
 import trio
 
+from proxy.breaker import BreakerState, CircuitBreaker
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse
 from proxy.config import ProviderConfig
 from proxy.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -53,6 +70,8 @@ class ProviderStatistics:
     calls: int
     errors: int
     max_concurrency: int
+    breaker_state: str
+    breaker_trips: int
 
 
 class ChunkStream(abc.ABC):
@@ -66,6 +85,24 @@ class ChunkStream(abc.ABC):
         """The next chunk; StopAsyncIteration at a clean end, GatewayError on failure."""
 
 
+class _JudgedStream(ChunkStream):
+    """Passes chunks through, telling the call how the stream ended for the breaker."""
+
+    def __init__(self, chunks: ChunkStream, call: _Call) -> None:
+        self._chunks = chunks
+        self._call = call
+
+    async def __anext__(self) -> ChatChunk:
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            self._call.outcome = _Outcome.SUCCESS
+            raise
+        except GatewayError as exc:
+            self._call.judge(exc)
+            raise
+
+
 class _Backend(abc.ABC):
     @abc.abstractmethod
     async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
@@ -73,9 +110,9 @@ class _Backend(abc.ABC):
 
     @abc.abstractmethod
     def open_stream(
-        self, request: ChatRequest, model: str, timing: CallTiming
+        self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
     ) -> AbstractAsyncContextManager[ChunkStream]:
-        """The chunks of one streaming call, open while the block runs."""
+        """The chunks of one streaming call, open while the block runs; the first by a deadline."""
 
     @abc.abstractmethod
     async def list_models(self) -> list[str]:
@@ -84,6 +121,28 @@ class _Backend(abc.ABC):
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Release what the backend holds."""
+
+
+class _Outcome(enum.Enum):
+    """What one call says about the upstream's health."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    NEUTRAL = "neutral"
+
+
+class _Call:
+    """One admitted call: whether it is the breaker's probe, and what it found out."""
+
+    __slots__ = ("outcome", "probe")
+
+    def __init__(self, probe: bool) -> None:
+        self.probe = probe
+        self.outcome = _Outcome.NEUTRAL
+
+    def judge(self, error: GatewayError) -> None:
+        """Set the outcome from an error the upstream caused: 5xx class fails, 4xx says nothing."""
+        self.outcome = _Outcome.FAILURE if error.status >= 500 else _Outcome.NEUTRAL
 
 
 class ProviderActor:
@@ -95,6 +154,7 @@ class ProviderActor:
         adapter: WireAdapter | None,
         *,
         images: ImageFetcher | None = None,
+        on_breaker_change: Callable[[str, str], None] | None = None,
     ) -> None:
         self.name = config.name
         self.config = config
@@ -102,6 +162,12 @@ class ProviderActor:
         # Only upstreams that cannot fetch image URLs themselves get the gateway's fetcher.
         self._images = images if adapter is not None and adapter.needs_inline_images else None
         self._limiter = trio.CapacityLimiter(config.max_concurrency)
+        self._breaker = CircuitBreaker(
+            failures=config.breaker_failures,
+            cooldown_s=config.breaker_cooldown_s,
+            on_change=self._breaker_changed,
+        )
+        self._on_breaker_change = on_breaker_change
         self._closed = trio.Event()
         self._backend: _Backend | None = None
         self._calls = 0
@@ -133,9 +199,15 @@ class ProviderActor:
         """Stop: :meth:`run` closes the client and returns."""
         self._closed.set()
 
+    @property
+    def breaker_state(self) -> str:
+        """The circuit breaker's state: ``closed``, ``open`` or ``half_open``."""
+        return self._breaker.state.value
+
     def statistics(self) -> ProviderStatistics:
-        """Calls in flight and waiting for a slot, totals, errors."""
+        """Calls in flight and waiting for a slot, totals, errors, the breaker."""
         stats = self._limiter.statistics()
+        breaker = self._breaker.statistics()
         return ProviderStatistics(
             self.name,
             stats.borrowed_tokens,
@@ -143,6 +215,8 @@ class ProviderActor:
             self._calls,
             self._errors,
             int(self._limiter.total_tokens),
+            breaker.state,
+            breaker.trips,
         )
 
     def _ready_backend(self) -> _Backend:
@@ -150,15 +224,77 @@ class ProviderActor:
             raise UpstreamUnavailable(f"Provider {self.name} is not running.")
         return self._backend
 
+    def _breaker_changed(self, old: BreakerState, new: BreakerState) -> None:
+        if new is BreakerState.OPEN:
+            why = (
+                "the probe call failed"
+                if old is BreakerState.HALF_OPEN
+                else f"{self.config.breaker_failures} consecutive failures"
+            )
+            log.warning(
+                "provider=%s circuit breaker open (%s); calls refused for %g s",
+                self.name,
+                why,
+                self.config.breaker_cooldown_s,
+            )
+        elif new is BreakerState.HALF_OPEN:
+            log.info(
+                "provider=%s circuit breaker half-open: one probe call goes through", self.name
+            )
+        else:
+            log.info("provider=%s circuit breaker closed: the upstream answers again", self.name)
+        if self._on_breaker_change is not None:
+            # A subscriber's bug must not fail the call that happened to change the state.
+            try:
+                self._on_breaker_change(self.name, new.value)
+            except Exception:
+                log.exception("provider=%s breaker change subscriber failed", self.name)
+
     @contextmanager
-    def _counted(self) -> Iterator[None]:
+    def _admitted(self) -> Iterator[_Call]:
+        """Ask the breaker, count the call, and tell the breaker its outcome at the end."""
+        now = trio.current_time()
+        if not self._breaker.allow(now):
+            retry_after = max(1, math.ceil(self._breaker.retry_after_s(now)))
+            raise UpstreamUnavailable(
+                f"Provider {self.name} is failing: circuit breaker open after repeated upstream "
+                f"failures; retry in {retry_after} s.",
+                code="circuit_open",
+                headers={"retry-after": str(retry_after)},
+            )
+        # Only the probe gets through a half-open breaker, so this call is it.
+        call = _Call(probe=self._breaker.state is BreakerState.HALF_OPEN)
         self._calls += 1
         try:
-            yield
+            yield call
         except GatewayError as exc:
             if exc.status >= 500:
                 self._errors += 1
             raise
+        finally:
+            if call.outcome is _Outcome.SUCCESS:
+                self._breaker.record_success(trio.current_time())
+            elif call.outcome is _Outcome.FAILURE:
+                self._breaker.record_failure(trio.current_time())
+            elif call.probe:
+                self._breaker.record_neutral()
+
+    @asynccontextmanager
+    async def _slot(self, deadline: float) -> AsyncIterator[None]:
+        """A concurrency slot, waited for until ``deadline`` (our capacity, not the upstream's)."""
+        try:
+            with trio.fail_at(deadline):
+                await self._limiter.acquire()
+        except trio.TooSlowError:
+            raise UpstreamTimeout(
+                f"Provider {self.name} had no free slot within {self.config.timeout_s:g} s "
+                f"({self.config.max_concurrency} calls in flight).",
+                code="provider_busy",
+            ) from None
+        try:
+            yield
+        finally:
+            self._limiter.release()
 
     async def _inline_images(self, request: ChatRequest) -> ChatRequest:
         if self._images is None or not request.has_images:
@@ -170,16 +306,23 @@ class ProviderActor:
     ) -> ChatResponse:
         """One non-streaming call, bounded by the provider's timeout."""
         backend = self._ready_backend()
-        request = await self._inline_images(request)
-        with self._counted():
-            try:
-                with trio.fail_after(self.config.timeout_s):
-                    async with self._limiter:
-                        return await backend.complete(request, upstream_model, timing)
-            except trio.TooSlowError:
-                raise UpstreamTimeout(
-                    f"Upstream {self.name} did not answer within {self.config.timeout_s:g} s."
-                ) from None
+        with self._admitted() as call:
+            request = await self._inline_images(request)
+            deadline = trio.current_time() + self.config.timeout_s
+            async with self._slot(deadline):
+                try:
+                    with trio.fail_at(deadline):
+                        response = await backend.complete(request, upstream_model, timing)
+                except trio.TooSlowError:
+                    call.outcome = _Outcome.FAILURE
+                    raise UpstreamTimeout(
+                        f"Upstream {self.name} did not answer within {self.config.timeout_s:g} s."
+                    ) from None
+                except GatewayError as exc:
+                    call.judge(exc)
+                    raise
+            call.outcome = _Outcome.SUCCESS
+            return response
 
     @asynccontextmanager
     async def stream(
@@ -187,13 +330,23 @@ class ProviderActor:
     ) -> AsyncIterator[ChunkStream]:
         """A streaming call; leaving the block (or being cancelled) ends the upstream call."""
         backend = self._ready_backend()
-        request = await self._inline_images(request)
-        with self._counted():
-            async with (
-                self._limiter,
-                backend.open_stream(request, upstream_model, timing) as chunks,
-            ):
-                yield chunks
+        with self._admitted() as call:
+            request = await self._inline_images(request)
+            deadline = trio.current_time() + self.config.timeout_s
+            async with self._slot(deadline):
+                opened = False
+                try:
+                    async with backend.open_stream(
+                        request, upstream_model, timing, deadline
+                    ) as chunks:
+                        opened = True
+                        yield _JudgedStream(chunks, call)
+                except GatewayError as exc:
+                    # Once open, only the stream's own errors judge the upstream (the stream
+                    # records them); an error of the caller's says nothing about it.
+                    if not opened:
+                        call.judge(exc)
+                    raise
 
     def known_models(self) -> list[str]:
         """The last model list fetched, without waiting (empty before the first answer)."""
@@ -239,6 +392,7 @@ class _HttpBackend(_Backend):
 
     def __init__(self, config: ProviderConfig, adapter: WireAdapter) -> None:
         self._name = config.name
+        self._timeout_s = config.timeout_s
         self._adapter = adapter
         # The pool is larger than the actor's concurrency limit so a request never queues inside
         # httpcore, where cancellation under contention can leak a slot (httpcore #1093).
@@ -288,20 +442,31 @@ class _HttpBackend(_Backend):
 
     @asynccontextmanager
     async def open_stream(
-        self, request: ChatRequest, model: str, timing: CallTiming
+        self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
     ) -> AsyncIterator[ChunkStream]:
         call = self._adapter.chat_call(request, model)
         started = perf_counter()
         with _transport_errors(self._name):
-            response = await self._client.send(self._request(call), stream=True)
+            # httpx's read timeout restarts with every byte, so the headers get our deadline too.
+            with _first_chunk_deadline(self._name, self._timeout_s, first_by):
+                response = await self._client.send(self._request(call), stream=True)
             # aiter_raw is an async generator; closing it ourselves beats leaving it to the GC.
             raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())
             try:
                 if not response.is_success:
-                    body = await _read_capped(response, MAX_ERROR_BYTES, self._name)
+                    with _first_chunk_deadline(self._name, self._timeout_s, first_by):
+                        body = await _read_capped(response, MAX_ERROR_BYTES, self._name)
                     raise self._adapter.map_error(response.status_code, response.headers, body)
                 timing.upstream_s += perf_counter() - started
-                yield _HttpChunkStream(raw, self._adapter.chunk_parser(model), timing)
+                parser = self._adapter.chunk_parser(model)
+                yield _HttpChunkStream(
+                    raw,
+                    parser,
+                    timing,
+                    name=self._name,
+                    timeout_s=self._timeout_s,
+                    first_by=first_by,
+                )
             finally:
                 await _close(response, raw)
 
@@ -317,30 +482,75 @@ class _HttpBackend(_Backend):
 class _HttpChunkStream(ChunkStream):
     """Pulls raw bytes from the upstream and parses them into chunks on demand."""
 
-    def __init__(self, raw: AsyncIterator[bytes], parser: ChunkParser, timing: CallTiming) -> None:
+    # The wait for a chunk, not for bytes, is bounded: the first by ``first_by``, each later one
+    # by ``timeout_s`` from the moment it is asked for, so keep-alive comments extend neither.
+
+    def __init__(
+        self,
+        raw: AsyncIterator[bytes],
+        parser: ChunkParser,
+        timing: CallTiming,
+        *,
+        name: str,
+        timeout_s: float,
+        first_by: float,
+    ) -> None:
         self._raw = raw
         self._parser = parser
         self._timing = timing
+        self._name = name
+        self._timeout_s = timeout_s
+        self._first_by: float | None = first_by
         self._ready: list[ChatChunk] = []
         self._finished = False
 
     async def __anext__(self) -> ChatChunk:
-        while not self._ready:
-            if self._finished:
+        if not self._ready:
+            if self._first_by is not None:
+                with _first_chunk_deadline(self._name, self._timeout_s, self._first_by):
+                    await self._fill()
+                self._first_by = None
+            else:
+                try:
+                    with trio.fail_after(self._timeout_s):
+                        await self._fill()
+                except trio.TooSlowError:
+                    raise UpstreamTimeout(
+                        f"Upstream {self._name} sent no data for {self._timeout_s:g} s "
+                        "(keep-alives do not count); the stream was cut."
+                    ) from None
+            if not self._ready:
                 raise StopAsyncIteration
+        chunk = self._ready[0]
+        del self._ready[0]
+        return chunk
+
+    async def _fill(self) -> None:
+        """Read until a chunk is ready or the upstream ended the body."""
+        while not self._ready and not self._finished:
             started = perf_counter()
             try:
                 data = await self._raw.__anext__()
             except StopAsyncIteration:
                 self._finished = True
                 self._ready = self._parser.finish()
-                continue
+                return
             finally:
                 self._timing.upstream_s += perf_counter() - started
             self._ready = self._parser.feed(data)
-        chunk = self._ready[0]
-        del self._ready[0]
-        return chunk
+
+
+@contextmanager
+def _first_chunk_deadline(provider: str, timeout_s: float, deadline: float) -> Iterator[None]:
+    """Bound the start of a stream (headers, then its first chunk) by one deadline."""
+    try:
+        with trio.fail_at(deadline):
+            yield
+    except trio.TooSlowError:
+        raise UpstreamTimeout(
+            f"Upstream {provider} sent no data within {timeout_s:g} s of the request "
+            "(keep-alives do not count)."
+        ) from None
 
 
 @contextmanager
@@ -399,8 +609,9 @@ class _MockBackend(_Backend):
 
     @asynccontextmanager
     async def open_stream(
-        self, request: ChatRequest, model: str, timing: CallTiming
+        self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
     ) -> AsyncIterator[ChunkStream]:
+        # In-process and deterministic: its configured latency is the whole story.
         await self._wait(timing)
         yield _ListChunkStream(mock_chunks(request, model, int(time.time()), self._chunk_count))
 
