@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Reinstall when the dependency list changes.
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test lint types pytest setup clean
+.PHONY: run test lint types pytest bench setup clean
 
 run: $(STAMP)
 	$(BIN)/llm-proxy serve
@@ -21,6 +21,12 @@ types: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q
+
+# Benchmarks print their figures against a baseline measured in the same run.
+bench: $(STAMP)
+	for bench in tests/bench/bench_*.py; do \
+		$(BIN)/python -m tests.bench.$$(basename $$bench .py) || exit 1; \
+	done
 
 setup: $(STAMP)
 

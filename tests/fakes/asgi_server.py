@@ -173,6 +173,7 @@ class ScriptedUpstream(ABC, Generic[B]):
         self.received: list[Received] = []  # every request, recorded before it is answered
         self.disconnects = 0  # answers whose client left before the last body message
         self._queue: deque[B] = deque()
+        self.disconnected_at: list[float] = []  # trio clock times the disconnects were seen
 
     def enqueue(self, *behaviours: B) -> None:
         """Use these behaviours, in order, for the next scripted answers; then the default."""
@@ -227,4 +228,5 @@ class ScriptedUpstream(ABC, Generic[B]):
             pass
         if not reply.finished:
             self.disconnects += 1
+            self.disconnected_at.append(trio.current_time())
             scope.cancel()
