@@ -140,3 +140,13 @@ class InternalError(GatewayError):
 
     status = 500
     error_type = "server_error"
+
+
+def shutting_down() -> UpstreamUnavailable:
+    """503 for a request that arrives (on a kept-alive connection) after shutdown began."""
+    return UpstreamUnavailable(
+        "The gateway is shutting down; retry in a moment.",
+        code="shutting_down",
+        # Close the kept-alive connection so the client's retry goes to a live listener.
+        headers={"retry-after": "1", "connection": "close"},
+    )

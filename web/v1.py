@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import unquote
 
-from proxy.errors import GatewayError, InternalError, InvalidRequest, NotFound
+from proxy.errors import GatewayError, InternalError, InvalidRequest, NotFound, shutting_down
 from web.asgi import JSON_TYPE, Receive, Scope, Send, send_body, send_error
 from web.gateway import Gateway
 from web.limits import rate_limit_headers
@@ -56,6 +56,8 @@ async def _small(
     try:
         if error is not None:
             raise error
+        if gateway.draining:
+            raise shutting_down()
         if scope["method"] != "GET":
             raise MethodNotAllowed(f"Use GET for {scope['path']}.")
         caller = authenticate(gateway, scope)

@@ -16,7 +16,14 @@ import trio
 
 from actors.provider import CallTiming, ChunkStream, ProviderActor
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse, Usage, decode_chat_request
-from proxy.errors import ErrorBody, GatewayError, InternalError, RateLimited
+from proxy.errors import (
+    ErrorBody,
+    GatewayError,
+    InternalError,
+    RateLimited,
+    UpstreamUnavailable,
+    shutting_down,
+)
 from proxy.records import RequestRecord, Status
 from proxy.routing import Route
 from proxy.sse import DONE, encode_event
@@ -95,15 +102,18 @@ class ChatCall:
                 InternalError(f"The gateway hit an internal error (request id {self.request_id}).")
             )
         except BaseException:
-            # Cancelled from outside (shutdown past its grace period): cut, not finished.
+            # Cancelled from outside: the grace period of a shutdown ran out. The answer was
+            # cut by us, not abandoned by the client, so it is an error the client is told of.
             if not self._done:
-                self._cancelled()
+                await self._cut_at_shutdown()
             raise
         finally:
             await self._log()
 
     async def _serve(self) -> None:
         gateway = self.gateway
+        if gateway.draining:
+            raise shutting_down()
         key = bearer_key(header(self.scope, b"authorization"), header(self.scope, b"x-api-key"))
         caller = gateway.auth.authenticate(key)
         self.client_id = caller.client_id
@@ -237,6 +247,21 @@ class ChatCall:
         else:
             self.response_started = True
             await send_error(self.send, error, self._headers())
+
+    async def _cut_at_shutdown(self) -> None:
+        error = UpstreamUnavailable(
+            "The gateway shut down before the answer was complete.", code="shutting_down"
+        )
+        self.error, self.status, self.http_status, self._done = error, "error", 503, True
+        # Shielded and brief: the connection may already be gone.
+        with trio.move_on_after(0.5, shield=True):
+            if self.response_started:
+                payload = _encode(ErrorBody(error.detail()))
+                await self.send({"type": "http.response.body", "body": encode_event(payload)})
+                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+            else:
+                self.response_started = True
+                await send_error(self.send, error, self._headers())
 
     def _cancelled(self) -> None:
         self.status = "cancelled"
