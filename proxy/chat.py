@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -205,8 +206,15 @@ def decode_chat_request(body: bytes) -> ChatRequest:
         raw = _json_decode(body)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest("The request body is not valid UTF-8.") from None
+    except RecursionError:
+        raise _too_deep() from None
     if not isinstance(raw, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    if json_depth(raw) > MAX_DEPTH:
+        # Deeper JSON is no chat request, and would exhaust the stack of whoever walks it next.
+        raise _too_deep()
     if "model" not in raw:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model")
     if "messages" not in raw:
@@ -225,6 +233,32 @@ def decode_chat_request(body: bytes) -> ChatRequest:
     return ChatRequest(typed, raw, _has_images(typed))
 
 
+MAX_DEPTH = 64
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(f"The request body is nested deeper than {MAX_DEPTH} levels.")
+
+
+def json_depth(value: object) -> int:
+    """How deeply ``value`` nests lists and objects, counted without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def _has_images(body: ChatBody) -> bool:
     for message in body.messages:
         if isinstance(message.content, list):
@@ -238,29 +272,34 @@ def _has_images(body: ChatBody) -> bool:
 # Response and stream chunks (normalized: every adapter produces these)
 
 
+# An upstream claiming more than this for one call is broken; bounding it keeps the sums in the
+# database within 64-bit integers.
+TokenCount = Annotated[int, Meta(ge=0, le=10**12)]
+
+
 class PromptTokensDetails(Struct, omit_defaults=True):
     """Breakdown of prompt tokens; ``cached_tokens`` is a subset of ``prompt_tokens``."""
 
-    cached_tokens: int = 0
+    cached_tokens: TokenCount = 0
 
 
 class CompletionTokensDetails(Struct, omit_defaults=True):
     """Breakdown of completion tokens; ``reasoning_tokens`` is a subset of ``completion_tokens``."""
 
-    reasoning_tokens: int = 0
+    reasoning_tokens: TokenCount = 0
 
 
 class Usage(Struct, omit_defaults=True):
     """Token usage in OpenAI's meaning (completion includes reasoning, prompt includes cached)."""
 
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
+    prompt_tokens: TokenCount
+    completion_tokens: TokenCount
+    total_tokens: TokenCount
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
     # DeepSeek's own cache counters: read by its adapter, then cleared (never sent to clients).
-    prompt_cache_hit_tokens: int | None = None
-    prompt_cache_miss_tokens: int | None = None
+    prompt_cache_hit_tokens: TokenCount | None = None
+    prompt_cache_miss_tokens: TokenCount | None = None
 
     @property
     def cached_tokens(self) -> int:

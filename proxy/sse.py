@@ -36,6 +36,7 @@ class SSEDecoder:
         self._max_line = max_line_bytes
         self._buffer = b""
         self._data: list[str] = []
+        self._data_size = 0
         self._event = ""
         # A CR at the end of one read may be the first half of a CRLF split across reads.
         self._pending_cr = False
@@ -81,6 +82,7 @@ class SSEDecoder:
             if self._data:
                 events.append(Event("\n".join(self._data), self._event))
             self._data = []
+            self._data_size = 0
             self._event = ""
             return
         if raw[0] == 0x3A:  # ":" starts a comment, e.g. a keep-alive
@@ -94,6 +96,10 @@ class SSEDecoder:
             value = value[1:]
         if name == "data":
             self._data.append(value)
+            self._data_size += len(value)
+            if self._data_size > self._max_line:
+                # Data lines without the blank line that ends an event would pile up forever.
+                raise SSEError(f"an event is larger than {self._max_line} bytes")
         elif name == "event":
             self._event = value
         # "id" and "retry" do not matter for one-shot LLM streams; unknown fields are ignored.

@@ -19,6 +19,10 @@ from proxy.errors import GatewayError, InvalidRequest, UpstreamError
 
 T = TypeVar("T")
 
+#: What msgspec raises for bytes that are not the JSON expected: bad syntax or shape (both
+#: ValueErrors, like invalid UTF-8 in a string) and nesting deeper than its recursion limit.
+UNREADABLE = (ValueError, RecursionError)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class UpstreamCall:
@@ -110,7 +114,7 @@ def decode_as(decode: Callable[[bytes], T], provider: str, what: str, body: byte
     """Parse ``body`` with a typed msgspec decoder, mapping garbage to UpstreamError."""
     try:
         return decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except UNREADABLE as exc:
         raise malformed(provider, what, exc) from None
 
 
@@ -118,5 +122,5 @@ def decode_json(provider: str, what: str, body: bytes) -> object:
     """Parse any JSON, mapping garbage to UpstreamError."""
     try:
         return msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
+    except UNREADABLE as exc:
         raise malformed(provider, what, exc) from None

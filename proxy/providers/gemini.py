@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from proxy.chat import (
+    MAX_DEPTH,
     AudioPart,
     ChatBody,
     ChatChunk,
@@ -46,9 +47,11 @@ from proxy.chat import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    json_depth,
 )
 from proxy.errors import GatewayError, InvalidRequest, UpstreamError
 from proxy.providers.base import (
+    UNREADABLE,
     ChunkParser,
     UpstreamCall,
     WireAdapter,
@@ -529,8 +532,10 @@ def _arguments(call: ToolCall, param: str) -> dict[str, Any]:
         return {}
     try:
         args = msgspec.json.decode(text)
-    except msgspec.DecodeError:
+    except UNREADABLE:
         raise InvalidRequest(f"'{param}' is not valid JSON.", param=param) from None
+    if json_depth(args) > MAX_DEPTH:
+        raise InvalidRequest(f"'{param}' is nested too deeply.", param=param)
     if not isinstance(args, dict):
         raise InvalidRequest(f"'{param}' must be a JSON object.", param=param)
     return args
@@ -568,8 +573,10 @@ def _response_object(message: Message, where: str) -> dict[str, Any]:
     text = "".join(part["text"] for part in _text_parts(message.content, where, "tool"))
     try:
         value = msgspec.json.decode(text)
-    except msgspec.DecodeError:
+    except UNREADABLE:
         return {"result": text}
+    if json_depth(value) > MAX_DEPTH:
+        return {"result": text}  # too deep to re-encode as an object: pass the text on
     return value if isinstance(value, dict) else {"result": value}
 
 
@@ -722,7 +729,7 @@ def _rpc_status(body: bytes) -> _RpcStatus | None:
     """The ``error`` of ``{"error": …}`` (or of ``[{"error": …}]``), None when it is not one."""
     try:
         parsed = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except UNREADABLE:
         return None
     if isinstance(parsed, list) and len(parsed) == 1:
         parsed = parsed[0]
@@ -758,7 +765,10 @@ def _retry_after(rpc: _RpcStatus) -> dict[str, str]:
                 seconds = float(delay[:-1])
             except ValueError:
                 continue
-            return {"retry-after": str(max(math.ceil(seconds), 0))}
+            if not math.isfinite(seconds):
+                continue
+            # A day is already longer than any client waits; a larger hint is noise.
+            return {"retry-after": str(min(max(math.ceil(seconds), 0), 86_400))}
     return {}
 
 

@@ -18,6 +18,7 @@ import msgspec
 from msgspec import Struct
 
 from proxy.chat import (
+    MAX_DEPTH,
     AudioPart,
     ChatBody,
     ChatChunk,
@@ -39,9 +40,11 @@ from proxy.chat import (
     ToolCall,
     ToolCallDelta,
     Usage,
+    json_depth,
 )
 from proxy.errors import GatewayError, InvalidRequest, UpstreamError
 from proxy.providers.base import (
+    UNREADABLE,
     ChunkParser,
     UpstreamCall,
     WireAdapter,
@@ -230,7 +233,7 @@ def error_message(body: bytes) -> tuple[str | None, bool]:
     """The message of an error body, and whether it was Ollama's JSON ``{"error": ...}``."""
     try:
         parsed = _decode_any(body)
-    except msgspec.DecodeError:
+    except UNREADABLE:
         text = body[:500].decode(errors="replace").strip()
         return text or None, False
     if isinstance(parsed, dict):
@@ -356,7 +359,9 @@ def tool_calls_of(i: int, calls: Sequence[ToolCall]) -> list[OllamaToolCall]:
         try:
             # Some clients send "" for a call without arguments.
             arguments = _decode_any(raw) if raw.strip() else {}
-        except msgspec.DecodeError as exc:
+            if json_depth(arguments) > MAX_DEPTH:
+                raise ValueError("nested too deeply")
+        except UNREADABLE as exc:
             raise InvalidRequest(
                 f"Tool call arguments are not valid JSON: {exc}", param=param
             ) from None

@@ -16,6 +16,7 @@ import msgspec
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse, PromptTokensDetails, Usage
 from proxy.errors import GatewayError, UpstreamError, UpstreamUnavailable
 from proxy.providers.base import (
+    UNREADABLE,
     ChunkParser,
     UpstreamCall,
     WireAdapter,
@@ -166,7 +167,7 @@ def error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
     """``(message, code, param)`` of an error body: OpenAI's shape, xAI's string, or text."""
     try:
         parsed = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except UNREADABLE:
         text = body[:500].decode(errors="replace").strip()
         return (text or None), None, None
     if isinstance(parsed, dict):
@@ -212,7 +213,7 @@ class OpenAIChunkParser(ChunkParser):
             except msgspec.ValidationError as exc:
                 # An error event has no chunk fields; only then is it worth a second parse.
                 raise self._stream_error(payload, exc) from None
-            except msgspec.DecodeError as exc:
+            except UNREADABLE as exc:
                 raise malformed(self._provider, "stream event", exc) from None
             normalize_usage(chunk.usage)
             for choice in chunk.choices:
