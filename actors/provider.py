@@ -48,6 +48,7 @@ log = logging.getLogger("llm_proxy.provider")
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a non-streaming answer larger than this is not a chat reply
 MAX_ERROR_BYTES = 64 * 1024  # enough for any error body; the rest is noise
+MAX_MODELS_BYTES = 8 * 1024 * 1024  # a model list; Ollama's is polled every 30 s
 MODELS_TTL_S = 600.0  # how long an upstream's model list is served from cache
 MODELS_RETRY_S = 30.0  # how soon a failed listing is tried again
 LOCAL_MODELS_REFRESH_S = 30.0  # polling period for lists whose names route (Ollama's)
@@ -413,6 +414,8 @@ class _HttpBackend(_Backend):
             timeout=timeout,
             follow_redirects=False,
             trust_env=False,
+            # We read raw bytes (and cap them): a compressed answer would arrive undecoded.
+            headers={"accept-encoding": "identity"},
         )
 
     async def aclose(self) -> None:
@@ -473,10 +476,15 @@ class _HttpBackend(_Backend):
     async def list_models(self) -> list[str]:
         call = self._adapter.models_call()
         with _transport_errors(self._name):
-            response = await self._client.send(self._request(call))
+            response = await self._client.send(self._request(call), stream=True)
+            try:
+                limit = MAX_MODELS_BYTES if response.is_success else MAX_ERROR_BYTES
+                body = await _read_capped(response, limit, self._name)
+            finally:
+                await _close(response)
         if not response.is_success:
-            raise self._adapter.map_error(response.status_code, response.headers, response.content)
-        return self._adapter.parse_models(response.content)
+            raise self._adapter.map_error(response.status_code, response.headers, body)
+        return self._adapter.parse_models(body)
 
 
 class _HttpChunkStream(ChunkStream):
@@ -586,6 +594,8 @@ async def _read_capped(response: httpx.Response, limit: int, provider: str) -> b
     async for data in response.aiter_raw():
         size += len(data)
         if size > limit:
+            # Drop the bytes now: the error's traceback keeps this frame alive until a GC cycle.
+            parts.clear()
             raise UpstreamError(f"Upstream {provider} answered more than {limit} bytes.")
         parts.append(data)
     return b"".join(parts)
