@@ -96,6 +96,8 @@ class ServerConfig:
     database: str = _opt("llm-proxy.db", _non_empty)  # absolute once parsed
     max_body_bytes: int = _opt(20_000_000, _positive)
     graceful_timeout_s: float = _opt(30.0, _positive)
+    # How long a client may take to send its request body (a slow or lying client holds a task).
+    body_timeout_s: float = _opt(60.0, _positive)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

@@ -98,6 +98,18 @@ class ModelNotFound(NotFound):
     default_code = "model_not_found"
 
 
+class RequestTimeout(GatewayError):
+    """408: the client did not send its request body in time."""
+
+    status = 408
+    error_type = "invalid_request_error"
+    default_code = "request_timeout"
+
+    # The connection is in an unknown state mid-body: end it with the answer.
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"connection": "close"})
+
+
 class RequestTooLarge(GatewayError):
     """413: the body is over ``server.max_body_bytes``."""
 

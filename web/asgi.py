@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from proxy.errors import GatewayError, RequestTooLarge
+import trio
+
+from proxy.errors import GatewayError, RequestTimeout, RequestTooLarge
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,8 +41,15 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body, or 413 as soon as it is known to be over ``limit``."""
+async def read_body(scope: Scope, receive: Receive, limit: int, timeout_s: float) -> bytes:
+    """The whole request body: 413 as soon as it is known to be over ``limit``, 408 when the
+    client has not sent it all within ``timeout_s``."""
+    with trio.move_on_after(timeout_s):
+        return await _read_body(scope, receive, limit)
+    raise RequestTimeout(f"The request body did not arrive within {timeout_s:g} s.")
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     declared = header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -75,8 +84,9 @@ async def wait_disconnect(receive: Receive) -> None:
 async def send_body(
     send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]]
 ) -> None:
-    """One complete response."""
-    await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+    """One complete response, with its length (HTTP/1.0 clients need it to see the end)."""
+    framing = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, *framing]})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 

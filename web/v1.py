@@ -6,7 +6,16 @@ import logging
 from urllib.parse import unquote
 
 from proxy.errors import GatewayError, InternalError, InvalidRequest, NotFound, shutting_down
-from web.asgi import JSON_TYPE, Receive, Scope, Send, send_body, send_error
+from web.asgi import (
+    JSON_TYPE,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_body,
+    send_error,
+)
 from web.gateway import Gateway
 from web.limits import rate_limit_headers
 from web.v1_chat import chat_completions, new_request_id
@@ -29,15 +38,16 @@ async def v1_app(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -
         if method == "POST":
             await chat_completions(gateway, scope, receive, send)
             return
-        await _small(gateway, scope, send, None, MethodNotAllowed(f"Use POST for {path}."))
+        await _small(gateway, scope, receive, send, None, MethodNotAllowed(f"Use POST for {path}."))
         return
     if path == "/v1/models" or path.startswith("/v1/models/"):
         model = unquote(path[len("/v1/models/") :]) if path.startswith("/v1/models/") else None
-        await _small(gateway, scope, send, model or None, None)
+        await _small(gateway, scope, receive, send, model or None, None)
         return
     await _small(
         gateway,
         scope,
+        receive,
         send,
         None,
         NotFound(f"Unknown path {path}: this gateway serves /v1/chat/completions and /v1/models."),
@@ -45,7 +55,12 @@ async def v1_app(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -
 
 
 async def _small(
-    gateway: Gateway, scope: Scope, send: Send, model: str | None, error: GatewayError | None
+    gateway: Gateway,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    model: str | None,
+    error: GatewayError | None,
 ) -> None:
     """Answer a cheap, unlogged ``/v1`` request: the model list, or an error."""
     headers = [
@@ -54,6 +69,10 @@ async def _small(
         (b"x-llm-proxy-overhead-ms", b"0"),
     ]
     try:
+        # Whatever the answer, the body is read first: answering while the client still sends
+        # races hypercorn's own answer to an incomplete body.
+        server = gateway.config.server
+        await read_body(scope, receive, server.max_body_bytes, server.body_timeout_s)
         if error is not None:
             raise error
         if gateway.draining:
@@ -65,6 +84,8 @@ async def _small(
         headers += rate_limit_headers(gateway.limiter.peek(caller.bucket, caller.limits))
         body = await models_body(gateway, model)
         await send_body(send, 200, body, [JSON_TYPE, *headers])
+    except ClientGone:
+        return
     except GatewayError as exc:
         await send_error(send, exc, headers)
     except Exception:

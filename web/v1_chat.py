@@ -114,6 +114,12 @@ class ChatCall:
         gateway = self.gateway
         if gateway.draining:
             raise shutting_down()
+        # The body is read before anything is answered: answering while the client is still
+        # sending races hypercorn's own error answer for an incomplete body (bad for both).
+        server = gateway.config.server
+        self.body = await read_body(
+            self.scope, self.receive, server.max_body_bytes, server.body_timeout_s
+        )
         key = bearer_key(header(self.scope, b"authorization"), header(self.scope, b"x-api-key"))
         caller = gateway.auth.authenticate(key)
         self.client_id = caller.client_id
@@ -122,7 +128,6 @@ class ChatCall:
         if not decision.allowed:
             raise rate_limited(decision, caller.bucket)
         self.caller = caller
-        self.body = await read_body(self.scope, self.receive, gateway.config.server.max_body_bytes)
         self.request = request = decode_chat_request(self.body)
         chain = gateway.router.resolve_chain(request.model)
         self.route = chain[0]
@@ -175,6 +180,10 @@ class ChatCall:
 
     async def _watch_disconnect(self, scope: trio.CancelScope) -> None:
         await wait_disconnect(self.receive)
+        if self._done:
+            # The answer is complete: this is hypercorn closing the connection after it (HTTP/1.0,
+            # "Connection: close"), not the client leaving. Cancelling now would cut that close.
+            return
         self.client_gone = True
         scope.cancel()
 
@@ -232,7 +241,8 @@ class ChatCall:
         await self.send({"type": "http.response.body", "body": DONE, "more_body": False})
 
     async def _fail(self, error: GatewayError) -> None:
-        self.error = error
+        # Without its traceback: the frames it holds would keep this call alive until a GC cycle.
+        self.error = error.with_traceback(None)
         self.status = "error"
         self.http_status = error.status
         self._done = True
@@ -242,7 +252,7 @@ class ChatCall:
             # The status line is gone; the error travels as an event and the stream ends
             # without [DONE], so no client mistakes it for a complete answer.
             payload = _encode(ErrorBody(error.detail()))
-            await self.send({"type": "http.response.body", "body": encode_event(payload)})
+            await self.send(_event(payload))
             await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         else:
             self.response_started = True
@@ -257,7 +267,7 @@ class ChatCall:
         with trio.move_on_after(0.5, shield=True):
             if self.response_started:
                 payload = _encode(ErrorBody(error.detail()))
-                await self.send({"type": "http.response.body", "body": encode_event(payload)})
+                await self.send(_event(payload))
                 await self.send({"type": "http.response.body", "body": b"", "more_body": False})
             else:
                 self.response_started = True
