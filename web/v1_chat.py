@@ -241,37 +241,33 @@ class ChatCall:
         await self.send({"type": "http.response.body", "body": DONE, "more_body": False})
 
     async def _fail(self, error: GatewayError) -> None:
-        # Without its traceback: the frames it holds would keep this call alive until a GC cycle.
-        self.error = error.with_traceback(None)
-        self.status = "error"
-        self.http_status = error.status
-        self._done = True
         if error.status >= 500:
             log.warning("request_id=%s status=%d %s", self.request_id, error.status, error.message)
-        if self.response_started:
-            # The status line is gone; the error travels as an event and the stream ends
-            # without [DONE], so no client mistakes it for a complete answer.
-            payload = _encode(ErrorBody(error.detail()))
-            await self.send(_event(payload))
-            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
-        else:
-            self.response_started = True
-            await send_error(self.send, error, self._headers())
+        await self._answer_error(error)
 
     async def _cut_at_shutdown(self) -> None:
         error = UpstreamUnavailable(
             "The gateway shut down before the answer was complete.", code="shutting_down"
         )
-        self.error, self.status, self.http_status, self._done = error, "error", 503, True
         # Shielded and brief: the connection may already be gone.
         with trio.move_on_after(0.5, shield=True):
-            if self.response_started:
-                payload = _encode(ErrorBody(error.detail()))
-                await self.send(_event(payload))
-                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
-            else:
-                self.response_started = True
-                await send_error(self.send, error, self._headers())
+            await self._answer_error(error)
+
+    async def _answer_error(self, error: GatewayError) -> None:
+        """Record ``error`` as the outcome and tell the client, before or after the first byte."""
+        # Without its traceback: the frames it holds would keep this call alive until a GC cycle.
+        self.error = error.with_traceback(None)
+        self.status = "error"
+        self.http_status = error.status
+        self._done = True
+        if self.response_started:
+            # The status line is gone; the error travels as an event and the stream ends
+            # without [DONE], so no client mistakes it for a complete answer.
+            await self.send(_event(_encode(ErrorBody(error.detail()))))
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            self.response_started = True
+            await send_error(self.send, error, self._headers())
 
     def _cancelled(self) -> None:
         self.status = "cancelled"
