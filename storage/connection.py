@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import apsw
@@ -15,6 +16,18 @@ _best_practice_lock = threading.Lock()
 _best_practice_applied = False
 
 
+class _SchemaChangeNotice(logging.Filter):
+    """Drops SQLite's notice that a statement was re-prepared after a schema change.
+
+    Another connection (the CLI's ``PRAGMA optimize`` on close, say) changing the schema makes
+    every cached statement here log SQLITE_SCHEMA once, with its whole SQL, before SQLite retries
+    it by itself: nothing failed, so nothing is worth a log line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "(17) SQLITE_SCHEMA" not in record.getMessage()
+
+
 def _apply_best_practice() -> None:
     """Install APSW's recommended connection hooks once per process."""
     global _best_practice_applied
@@ -22,6 +35,8 @@ def _apply_best_practice() -> None:
     with _best_practice_lock:
         if not _best_practice_applied:
             apsw.bestpractice.apply(apsw.bestpractice.recommended)
+            # APSW forwards SQLite's own log to the root logger.
+            logging.getLogger().addFilter(_SchemaChangeNotice())
             _best_practice_applied = True
 
 
