@@ -24,6 +24,9 @@ pytest: $(STAMP)
 
 # Benchmarks print their figures against a baseline measured in the same run.
 bench: $(STAMP)
+	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1 \
+		|| { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
+		|| echo "wrk could not be installed: bench_throughput falls back to a Python load generator"
 	for bench in tests/bench/bench_*.py; do \
 		$(BIN)/python -m tests.bench.$$(basename $$bench .py) || exit 1; \
 	done
