@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import time
 from collections.abc import Mapping
+from decimal import Decimal
 
 import genai_prices
 
@@ -23,6 +25,7 @@ GENAI_PROVIDER_IDS: Mapping[str, str] = {
     "grok": "x-ai",
 }
 FREE_PROVIDERS = frozenset({"ollama", "mock"})
+RATES_TTL_S = 60.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ class Pricer:
 
     def __init__(self, overrides: Mapping[str, PriceOverride] | None = None) -> None:
         self._overrides = dict(overrides or {})
+        self._rates: dict[tuple[str, str], tuple[float, PriceOverride | None]] = {}
 
     def with_overrides(self, overrides: Mapping[str, PriceOverride]) -> Pricer:
         """A pricer with these overrides replacing same-named ones (dashboard changes)."""
@@ -89,6 +93,9 @@ class Pricer:
         provider_id = GENAI_PROVIDER_IDS.get(provider)
         if provider_id is None or not _is_known(provider_id, upstream_model):
             return None
+        flat = self._flat_rates(provider_id, upstream_model)
+        if flat is not None:
+            return flat.cost(tokens)
         usage = genai_prices.Usage(
             input_tokens=tokens.prompt,
             cache_read_tokens=tokens.cached,
@@ -96,6 +103,39 @@ class Pricer:
         )
         calculation = genai_prices.calc_price(usage, upstream_model, provider_id=provider_id)
         return float(calculation.total_price)
+
+    def _flat_rates(self, provider_id: str, model: str) -> PriceOverride | None:
+        """The table's rates for ``model`` when they are flat (no tiers), cached briefly.
+
+        genai-prices costs ~65 µs a call in Decimal arithmetic; most models have one flat price,
+        which is the same sum in floats. Prices that change with the date or time of day are
+        picked afresh every minute; tiered prices always take the full calculation.
+        """
+        now = time.monotonic()
+        cached = self._rates.get((provider_id, model))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        price = genai_prices.calc_price(
+            genai_prices.Usage(input_tokens=1), model, provider_id=provider_id
+        ).model_price
+        rates = None
+        input_rate, output_rate, cached_rate = (
+            price.input_mtok,
+            price.output_mtok,
+            price.cache_read_mtok,
+        )
+        if (
+            isinstance(input_rate, Decimal)
+            and isinstance(output_rate, Decimal)
+            and (cached_rate is None or isinstance(cached_rate, Decimal))
+        ):
+            rates = PriceOverride(
+                float(input_rate),
+                float(output_rate),
+                float(cached_rate) if cached_rate is not None else None,
+            )
+        self._rates[(provider_id, model)] = (now + RATES_TTL_S, rates)
+        return rates
 
 
 @functools.lru_cache(maxsize=1024)

@@ -66,3 +66,31 @@ def test_every_keyed_provider_has_table_prices(provider: str, model: str) -> Non
     cost = Pricer().cost(provider=provider, upstream_model=model, alias=None, tokens=TOKENS)
     assert cost is not None
     assert cost > 0
+
+
+@pytest.mark.parametrize(
+    ("provider", "provider_id", "model"),
+    [
+        ("openai", "openai", "gpt-4o-mini"),
+        ("gemini", "google", "gemini-2.5-flash"),
+        ("gemini", "google", "gemini-2.5-pro"),  # tiered by prompt length: the full calculation
+        ("deepseek", "deepseek", "deepseek-chat"),
+        ("grok", "x-ai", "grok-4"),
+    ],
+)
+def test_cached_flat_rates_price_exactly_like_the_table(
+    provider: str, provider_id: str, model: str
+) -> None:
+    import genai_prices
+
+    pricer = Pricer()
+    for tokens in (TOKENS, TokenCounts(prompt=300_000, completion=10, cached=0)):
+        usage = genai_prices.Usage(
+            input_tokens=tokens.prompt,
+            cache_read_tokens=tokens.cached,
+            output_tokens=tokens.completion,
+        )
+        expected = float(genai_prices.calc_price(usage, model, provider_id=provider_id).total_price)
+        for _ in range(2):  # the first call fills the cache, the second uses it
+            cost = pricer.cost(provider=provider, upstream_model=model, alias=None, tokens=tokens)
+            assert cost == pytest.approx(expected, rel=1e-12)
