@@ -376,7 +376,15 @@ class ProviderActor:
         except (GatewayError, trio.TooSlowError) as exc:
             # Said once, not every poll: an enabled-by-default Ollama may simply not be running.
             level = logging.DEBUG if self._listing_failed else logging.WARNING
-            log.log(level, "provider=%s listing models failed: %s", self.name, exc or "timeout")
+            log.log(
+                level,
+                "provider=%s listing models failed: %s (retried every %g s; set "
+                "[providers.%s] enabled = false if it is not used)",
+                self.name,
+                exc or "timeout",
+                MODELS_RETRY_S,
+                self.name,
+            )
             self._listing_failed = True
             fallback = self._adapter.fallback_models if self._adapter else MOCK_MODELS
             self._models, self._models_expire = list(fallback), now + MODELS_RETRY_S
