@@ -9,7 +9,6 @@ objects, ``thinking``, ``{"error": "..."}`` bodies and a mid-stream error line; 
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import msgspec
 import trio
 
 from .asgi_server import Receive, Received, ResponseWriter, ScriptedUpstream
+from .text import padded_echo, split_evenly, word_count, word_pieces
 
 __all__ = [
     "MODELS",
@@ -242,7 +242,7 @@ class FakeOllama(ScriptedUpstream[Behaviour]):
             model=model,
             # Ollama streams unless told not to.
             stream=body.get("stream", True) is not False,
-            prompt_tokens=sum(_words(_text(m)) for m in messages if isinstance(m, dict)),
+            prompt_tokens=sum(word_count(_text(m)) for m in messages if isinstance(m, dict)),
             last_user_text=_last_user_text(messages),
         )
         behaviour = self.next_behaviour(Reply())
@@ -277,7 +277,7 @@ async def _answer(reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> b
                 await _send_error(reply, ErrorReply(500, message))
             else:
                 await reply.start(200, _NDJSON)
-                for piece in _padded_pieces(call, n)[:n]:
+                for piece in padded_echo(call.last_user_text, n)[:n]:
                     await reply.write(_ndjson(_line(call.model, _message(piece))))
                 await reply.end(_ndjson({"error": message}))
         case StallMidStream(after_chunks=n, seconds=seconds):
@@ -285,13 +285,13 @@ async def _answer(reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> b
                 await trio.sleep(seconds)
                 await _answer_text(reply, call, Reply())
             else:
-                pieces = _padded_pieces(call, n)
+                pieces = padded_echo(call.last_user_text, n)
                 await reply.start(200, _NDJSON)
                 for i, piece in enumerate(pieces):
                     if i == n:
                         await trio.sleep(seconds)
                     await reply.write(_ndjson(_line(call.model, _message(piece))))
-                done = _done_line(call, "stop", _words("".join(pieces)), cached=False)
+                done = _done_line(call, "stop", word_count("".join(pieces)), cached=False)
                 await reply.end(_ndjson(done))
     return False
 
@@ -300,7 +300,7 @@ async def _answer_text(reply: ResponseWriter, call: _Call, behaviour: Reply) -> 
     """Answer with text (and optional thinking), streamed as NDJSON or as one object."""
     text = behaviour.text if behaviour.text is not None else "echo: " + call.last_user_text
     thinking = behaviour.thinking or ""
-    eval_count = _words(text) + _words(thinking)
+    eval_count = word_count(text) + word_count(thinking)
     if not call.stream:
         message = _message(text)
         if thinking:
@@ -310,10 +310,12 @@ async def _answer_text(reply: ResponseWriter, call: _Call, behaviour: Reply) -> 
         await reply.full(200, _JSON, _encode(final))
         return
     await reply.start(200, _NDJSON)
-    for piece in _word_pieces(thinking):
+    for piece in word_pieces(thinking):
         await trio.sleep(behaviour.chunk_interval_s)
         await reply.write(_ndjson(_line(call.model, _message("", thinking=piece))))
-    pieces = _split(text, behaviour.chunks) if behaviour.chunks is not None else _word_pieces(text)
+    pieces = (
+        split_evenly(text, behaviour.chunks) if behaviour.chunks is not None else word_pieces(text)
+    )
     for piece in pieces:
         await trio.sleep(behaviour.chunk_interval_s)
         await reply.write(_ndjson(_line(call.model, _message(piece))))
@@ -328,7 +330,7 @@ async def _answer_tool_calls(reply: ResponseWriter, call: _Call, tools: ToolCall
         for i, (name, arguments) in enumerate(tools.calls)
     ]
     # About four characters of arguments per token, like a real tokenizer on JSON.
-    eval_count = _words(tools.text) + sum(len(_encode(a)) // 4 + 1 for _, a in tools.calls)
+    eval_count = word_count(tools.text) + sum(len(_encode(a)) // 4 + 1 for _, a in tools.calls)
     message = _message(tools.text)
     message["tool_calls"] = tool_calls
     if not call.stream:
@@ -346,12 +348,12 @@ async def _answer_cut(reply: ResponseWriter, call: _Call, after_chunks: int) -> 
     reply.finished = True  # the server, not the client, ends this one
     if call.stream:
         await reply.start(200, _NDJSON)
-        for piece in _padded_pieces(call, after_chunks)[:after_chunks]:
+        for piece in padded_echo(call.last_user_text, after_chunks)[:after_chunks]:
             await reply.write(_ndjson(_line(call.model, _message(piece))))
         return
     # Non-stream: promise a full JSON body by content-length, then deliver only half of it.
     text = "echo: " + call.last_user_text
-    final = _done_line(call, "stop", _words(text), cached=False)
+    final = _done_line(call, "stop", word_count(text), cached=False)
     final["message"] = _message(text)
     body = _encode(final)
     await reply.start(200, {**_JSON, "content-length": str(len(body))})
@@ -447,11 +449,6 @@ def _ndjson(obj: Any) -> bytes:
     return _encode(obj) + b"\n"
 
 
-def _words(text: str) -> int:
-    """Deterministic token count: whitespace-separated words."""
-    return len(text.split())
-
-
 def _text(message: Mapping[str, Any]) -> str:
     """All text of one message: a string content (Ollama has no parts)."""
     content = message.get("content")
@@ -464,37 +461,3 @@ def _last_user_text(messages: list[Any]) -> str:
         if isinstance(message, dict) and message.get("role") == "user":
             return _text(message)
     return ""
-
-
-def _word_pieces(text: str) -> list[str]:
-    """Split into one piece per word, each word keeping its leading whitespace (like tokens)."""
-    pieces = re.findall(r"\s*\S+", text)
-    tail = text[len("".join(pieces)) :]
-    if tail:
-        if pieces:
-            pieces[-1] += tail
-        else:
-            pieces = [tail]
-    return pieces
-
-
-def _split(text: str, n: int) -> list[str]:
-    """Split into `n` near-equal pieces (fewer if the text is shorter); [] for empty text."""
-    if not text:
-        return []
-    n = max(1, min(n, len(text)))
-    size, extra = divmod(len(text), n)
-    pieces, start = [], 0
-    for i in range(n):
-        end = start + size + (1 if i < extra else 0)
-        pieces.append(text[start:end])
-        start = end
-    return pieces
-
-
-def _padded_pieces(call: _Call, at_least: int) -> list[str]:
-    """Word pieces of the echo answer, padded with " more" so there are more than `at_least`."""
-    pieces = _word_pieces("echo: " + call.last_user_text)
-    while len(pieces) <= at_least:
-        pieces.append(" more")
-    return pieces

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import string
 import time
@@ -15,6 +14,7 @@ import msgspec
 import trio
 
 from .asgi_server import Receive, Received, ResponseWriter, ScriptedUpstream
+from .text import padded_echo, split_evenly, word_count, word_pieces
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -366,7 +366,9 @@ class FakeOpenAI(ScriptedUpstream[Behaviour]):
             stream=body.get("stream") is True,
             include_usage=bool(options.get("include_usage")),
             include_obfuscation=options.get("include_obfuscation") is not False,
-            prompt_tokens=sum(_words(_message_text(m)) for m in messages if isinstance(m, dict)),
+            prompt_tokens=sum(
+                word_count(_message_text(m)) for m in messages if isinstance(m, dict)
+            ),
             last_user_text=_last_user_text(messages),
         )
         behaviour = self.next_behaviour(Echo())
@@ -407,7 +409,7 @@ async def _answer(reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> b
                 await _send_error(reply, ErrorReply(500, message, "server_error"))
             else:
                 await _start_stream(reply, call)
-                for piece in _padded_pieces(call, n)[:n]:
+                for piece in padded_echo(call.last_user_text, n)[:n]:
                     await reply.write(_sse(_chunk(call, {"content": piece})))
                 error = {"message": message, "type": "server_error", "param": None, "code": None}
                 await reply.end(_sse({"error": error}))
@@ -416,7 +418,7 @@ async def _answer(reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> b
                 await trio.sleep(seconds)
                 await _answer_echo(reply, call, Echo())
             else:
-                pieces = _padded_pieces(call, n)
+                pieces = padded_echo(call.last_user_text, n)
                 await _start_stream(reply, call)
                 for i, piece in enumerate(pieces):
                     if i == n:
@@ -438,10 +440,10 @@ async def _answer_echo(reply: ResponseWriter, call: _Call, echo: Echo) -> None:
         await _send_completion(reply, call, message, echo.finish_reason, usage)
         return
     await _start_stream(reply, call)
-    for piece in _word_pieces(echo.reasoning or ""):
+    for piece in word_pieces(echo.reasoning or ""):
         await trio.sleep(echo.chunk_interval_s)
         await reply.write(_sse(_chunk(call, {"content": None, "reasoning_content": piece})))
-    pieces = _split(text, echo.chunks) if echo.chunks is not None else _word_pieces(text)
+    pieces = split_evenly(text, echo.chunks) if echo.chunks is not None else word_pieces(text)
     for piece in pieces:
         await trio.sleep(echo.chunk_interval_s)
         await reply.write(_sse(_chunk(call, {"content": piece})))
@@ -472,7 +474,7 @@ async def _answer_tool_calls(reply: ResponseWriter, call: _Call, tool: ToolCalls
     }
     first = {"role": "assistant", "content": None, "tool_calls": [header]}
     await reply.write(_sse(_chunk(call, first)))
-    for fragment in _split(tool.arguments, tool.fragments):
+    for fragment in split_evenly(tool.arguments, tool.fragments):
         delta = {"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]}
         await reply.write(_sse(_chunk(call, delta)))
     await _finish_stream(reply, call, "tool_calls", usage)
@@ -483,7 +485,7 @@ async def _answer_cut(reply: ResponseWriter, call: _Call, after_chunks: int) -> 
     reply.finished = True  # the server, not the client, ends this one
     if call.stream:
         await _start_stream(reply, call)
-        for piece in _padded_pieces(call, after_chunks)[:after_chunks]:
+        for piece in padded_echo(call.last_user_text, after_chunks)[:after_chunks]:
             await reply.write(_sse(_chunk(call, {"content": piece})))
         return
     # Non-stream: promise a full JSON body by content-length, then deliver only half of it.
@@ -585,7 +587,7 @@ def _usage(
     call: _Call, answer: str, cached_tokens: int = 0, reasoning_tokens: int = 0
 ) -> dict[str, Any]:
     """Usage: prompt = words in all messages, completion = answer words + reasoning_tokens."""
-    completion = _words(answer) + reasoning_tokens
+    completion = word_count(answer) + reasoning_tokens
     return {
         "prompt_tokens": call.prompt_tokens,
         "completion_tokens": completion,
@@ -665,11 +667,6 @@ def _random_id(length: int) -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
 
 
-def _words(text: str) -> int:
-    """Deterministic token count: whitespace-separated words."""
-    return len(text.split())
-
-
 def _message_text(message: Mapping[str, Any]) -> str:
     """All text of one message: a string content or its text parts, space-joined."""
     content = message.get("content")
@@ -690,37 +687,3 @@ def _last_user_text(messages: list[Any]) -> str:
         if isinstance(message, dict) and message.get("role") == "user":
             return _message_text(message)
     return ""
-
-
-def _word_pieces(text: str) -> list[str]:
-    """Split into one piece per word, each word keeping its leading whitespace (like tokens)."""
-    pieces = re.findall(r"\s*\S+", text)
-    tail = text[len("".join(pieces)) :]
-    if tail:
-        if pieces:
-            pieces[-1] += tail
-        else:
-            pieces = [tail]
-    return pieces
-
-
-def _split(text: str, n: int) -> list[str]:
-    """Split into `n` near-equal pieces (fewer if the text is shorter); [] for empty text."""
-    if not text:
-        return []
-    n = max(1, min(n, len(text)))
-    size, extra = divmod(len(text), n)
-    pieces, start = [], 0
-    for i in range(n):
-        end = start + size + (1 if i < extra else 0)
-        pieces.append(text[start:end])
-        start = end
-    return pieces
-
-
-def _padded_pieces(call: _Call, at_least: int) -> list[str]:
-    """Word pieces of the echo answer, padded with " more" so there are more than `at_least`."""
-    pieces = _word_pieces("echo: " + call.last_user_text)
-    while len(pieces) <= at_least:
-        pieces.append(" more")
-    return pieces
