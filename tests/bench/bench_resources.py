@@ -32,7 +32,14 @@ from storage.batch import INSERT_REQUEST, request_row
 from storage.connection import open_connection
 from storage.migrations import migrate
 from storage.writer import StorageWriter
-from tests.bench.bench_throughput import BODY, PATH, UPSTREAM_KEY, _stop, bench_server
+from tests.bench.bench_throughput import (
+    BODY,
+    PATH,
+    UPSTREAM_KEY,
+    _stop,
+    bench_server,
+    write_gateway_config,
+)
 from tests.bench.loadgen import LoadGenerator, LoadResult
 from tests.conftest import CLIENT_KEY
 from tests.factories import make_record
@@ -51,24 +58,6 @@ NOT_MEASURED = "not measured: needs a logging switch"
 # --- processes ----------------------------------------------------------------------------------
 
 
-def _write_config(upstream: str, directory: Path) -> Path:
-    config = directory / "bench.toml"
-    config.write_text(
-        "[server]\n"
-        'host = "127.0.0.1"\n'
-        "[auth]\n"
-        f'tokens = ["{CLIENT_KEY}"]\n'
-        "[limits]\n"
-        "default_client_requests_per_minute = 0\n"
-        "[providers.openai]\n"
-        f'base_url = "{upstream}/v1"\n'
-        f'api_key = "{UPSTREAM_KEY}"\n'
-        "[providers.ollama]\n"
-        "enabled = false\n"
-    )
-    return config
-
-
 @contextmanager
 def started(kind: str, upstream: str) -> Iterator[tuple[subprocess.Popen[bytes], str, float]]:
     """Spawn the gateway (fresh database) or the bare app; wait for its first 200.
@@ -79,7 +68,7 @@ def started(kind: str, upstream: str) -> Iterator[tuple[subprocess.Popen[bytes],
         directory = Path(name)
         log_path = directory / "server.log"
         if kind == "gateway":
-            config = _write_config(upstream, directory)
+            config = write_gateway_config(upstream, directory)
             command = [
                 sys.executable,
                 "-m",

@@ -65,9 +65,8 @@ def bench_server(kind: str) -> Iterator[str]:
             process.stdout.close()
 
 
-@contextmanager
-def gateway_process(upstream: str, directory: Path) -> Iterator[str]:
-    """Run ``llm-proxy serve`` on port 0 against ``upstream``; yield its base URL."""
+def write_gateway_config(upstream: str, directory: Path) -> Path:
+    """The gateway's bench config: openai at ``upstream``, a static key, no rate limits."""
     config = directory / "bench.toml"
     config.write_text(
         "[server]\n"
@@ -82,6 +81,13 @@ def gateway_process(upstream: str, directory: Path) -> Iterator[str]:
         "[providers.ollama]\n"
         "enabled = false\n"
     )
+    return config
+
+
+@contextmanager
+def gateway_process(upstream: str, directory: Path) -> Iterator[str]:
+    """Run ``llm-proxy serve`` on port 0 against ``upstream``; yield its base URL."""
+    config = write_gateway_config(upstream, directory)
     log_path = directory / "gateway.log"
     command = [
         sys.executable,
