@@ -14,6 +14,7 @@ from actors.rate_limiter import ClientLimits
 from proxy.config import mask_secret
 from proxy.errors import AuthenticationFailed
 from proxy.keys import key_digest
+from web.asgi import Scope, header
 
 STATIC_CLIENT = "static"
 ANONYMOUS = "anonymous"  # the rate-limit bucket shared by callers without a key
@@ -42,6 +43,11 @@ def bearer_key(authorization: bytes | None, api_key: bytes | None) -> str | None
     if api_key:
         return api_key.decode("latin-1").strip() or None
     return None
+
+
+def request_key(scope: Scope) -> str | None:
+    """The API key a request presents, if any."""
+    return bearer_key(header(scope, b"authorization"), header(scope, b"x-api-key"))
 
 
 class Authenticator:

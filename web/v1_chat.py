@@ -35,13 +35,12 @@ from web.asgi import (
     Receive,
     Scope,
     Send,
-    header,
     read_body,
     send_body,
     send_error,
     wait_disconnect,
 )
-from web.auth import Caller, bearer_key
+from web.auth import Caller, request_key
 from web.gateway import Gateway
 from web.limits import rate_limit_headers, rate_limited
 
@@ -120,8 +119,7 @@ class ChatCall:
         self.body = await read_body(
             self.scope, self.receive, server.max_body_bytes, server.body_timeout_s
         )
-        key = bearer_key(header(self.scope, b"authorization"), header(self.scope, b"x-api-key"))
-        caller = gateway.auth.authenticate(key)
+        caller = gateway.auth.authenticate(request_key(self.scope))
         self.client_id = caller.client_id
         decision = await gateway.limiter.acquire(caller.bucket, caller.limits)
         self.rate_headers = rate_limit_headers(decision)

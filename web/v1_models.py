@@ -8,8 +8,8 @@ import trio
 from proxy.chat import ModelCard, ModelList
 from proxy.errors import GatewayError
 from proxy.routing import Router
-from web.asgi import Scope, header
-from web.auth import Caller, bearer_key
+from web.asgi import Scope
+from web.auth import Caller, request_key
 from web.gateway import Gateway
 
 _encode = msgspec.json.Encoder().encode
@@ -17,8 +17,7 @@ _encode = msgspec.json.Encoder().encode
 
 def authenticate(gateway: Gateway, scope: Scope) -> Caller:
     """The caller of a request, or 401."""
-    key = bearer_key(header(scope, b"authorization"), header(scope, b"x-api-key"))
-    return gateway.auth.authenticate(key)
+    return gateway.auth.authenticate(request_key(scope))
 
 
 def _routable_id(router: Router, provider: str, model: str) -> str:
