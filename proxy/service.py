@@ -29,7 +29,7 @@ from actors.rate_limiter import ClientLimits, RateLimiter
 from actors.request_logger import RequestLogger
 from proxy.config import KEYED_PROVIDERS, Config
 from proxy.images import ImageFetcher, ImagePolicy
-from proxy.pricing import PriceOverride, Pricer
+from proxy.pricing import FREE_PROVIDERS, PriceOverride, Pricer
 from proxy.providers.registry import adapter_for
 from proxy.routing import AliasTarget, Router
 from storage.reads import ReadPool
@@ -76,7 +76,6 @@ def build_providers(config: Config, images: ImageFetcher) -> dict[str, ProviderA
     return actors
 
 
-FREE_PROVIDERS = frozenset({"mock", "ollama"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
