@@ -121,7 +121,8 @@ class ChatCall:
         )
         caller = gateway.auth.authenticate(request_key(self.scope))
         self.client_id = caller.client_id
-        decision = await gateway.limiter.acquire(caller.bucket, caller.limits)
+        # Synchronous: reading the body was this call's checkpoint, and a denial never waits.
+        decision = gateway.limiter.acquire_nowait(caller.bucket, caller.limits)
         self.rate_headers = rate_limit_headers(decision)
         if not decision.allowed:
             raise rate_limited(decision, caller.bucket)
