@@ -214,6 +214,8 @@ async def run(
             await actors.enter_async_context(_running(limiter.run, limiter.close))
             for actor in providers.values():
                 await actors.enter_async_context(_running(actor.run, actor.close))
+            hangups = gateway.hangups
+            await actors.enter_async_context(_running(hangups.run, hangups.close))
             gateway.ready = True
             log.info("started: database=%s providers=%s", database, ",".join(providers) or "none")
             async with trio.open_nursery() as server:

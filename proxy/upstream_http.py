@@ -74,8 +74,11 @@ class _Connection:
         """Whether the server spoke on an idle connection: an EOF (it closed it) or stray bytes."""
         if self.buffer:
             return True
+        # poll, not select: select cannot watch descriptors numbered 1024 and above.
+        poller = select.poll()
         try:
-            return bool(select.select([self.socket.fileno()], [], [], 0)[0])
+            poller.register(self.socket.fileno(), select.POLLIN)
+            return bool(poller.poll(0))
         except (OSError, ValueError):
             return True
 

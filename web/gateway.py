@@ -14,6 +14,7 @@ from proxy.routing import Router
 from storage.reads import ReadPool
 from storage.writer import StorageWriter
 from web.auth import Authenticator
+from web.hangups import HangupWatcher
 from web.in_flight import InFlight
 
 
@@ -32,5 +33,6 @@ class Gateway:
     directory: ClientDirectory
     started_at: float
     in_flight: InFlight = dataclasses.field(default_factory=InFlight)
+    hangups: HangupWatcher = dataclasses.field(default_factory=HangupWatcher)
     ready: bool = False
     draining: bool = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from functools import partial
 from time import perf_counter
 
 import msgspec
@@ -38,7 +39,6 @@ from web.asgi import (
     read_body,
     send_body,
     send_error,
-    wait_disconnect,
 )
 from web.auth import Caller, request_key
 from web.gateway import Gateway
@@ -130,15 +130,18 @@ class ChatCall:
         self.request = request = decode_chat_request(self.body)
         chain = gateway.router.resolve_chain(request.model)
         self.route = chain[0]
-        # The call runs beside a watcher that cancels it when the client goes away, so an
-        # abandoned request stops costing upstream tokens at once.
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_disconnect, nursery.cancel_scope)
+        # A client that hangs up cancels the call, so an abandoned request stops costing
+        # upstream tokens at once.
+        with (
+            trio.CancelScope() as scope,
+            gateway.hangups.watch(
+                self.receive, partial(self._hung_up, scope), at_once=request.stream
+            ),
+        ):
             try:
                 await self._call_chain(request, chain)
             except GatewayError as exc:
                 await self._fail(exc)
-            nursery.cancel_scope.cancel()
         if self.client_gone and not self._done:
             self._cancelled()
 
@@ -177,8 +180,7 @@ class ChatCall:
                     following.upstream_model,
                 )
 
-    async def _watch_disconnect(self, scope: trio.CancelScope) -> None:
-        await wait_disconnect(self.receive)
+    def _hung_up(self, scope: trio.CancelScope) -> None:
         if self._done:
             # The answer is complete: this is hypercorn closing the connection after it (HTTP/1.0,
             # "Connection: close"), not the client leaving. Cancelling now would cut that close.
