@@ -149,15 +149,20 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         except BaseException:
             self._slots.release()
             raise
-        stream = _ResponseBody(
-            self,
-            connection,
-            status,
-            headers,
-            keep_alive=keep_alive and not _asks_close(request.headers.raw),
-            head_only=request.method == "HEAD",
-            read_timeout=timeouts.get("read"),
-        )
+        try:
+            stream = _ResponseBody(
+                self,
+                connection,
+                status,
+                headers,
+                keep_alive=keep_alive and not _asks_close(request.headers.raw),
+                head_only=request.method == "HEAD",
+                read_timeout=timeouts.get("read"),
+            )
+        except BaseException:
+            connection.close()
+            self._slots.release()
+            raise
         return httpx.Response(
             status,
             headers=headers,
@@ -189,7 +194,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         except trio.TooSlowError:
             raise httpx.PoolTimeout("Timed out waiting for a free upstream connection.") from None
 
-    def _checkout(self, origin: Origin) -> _Connection | None:
+    def _checkout(self, origin: Origin, always_check: bool = False) -> _Connection | None:
         stack = self._idle.get(origin)
         now = trio.current_time()
         while stack:
@@ -199,7 +204,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             # A connection idle a moment ago is alive or, if not, the retry below covers it;
             # checking costs a system call, so only the ones idle for a while are checked.
             if idle < self._keepalive_expiry and (
-                idle < CHECK_IDLE_AFTER_S or not connection.dead_while_idle()
+                (idle < CHECK_IDLE_AFTER_S and not always_check) or not connection.dead_while_idle()
             ):
                 connection.reused = True
                 return connection
@@ -251,7 +256,8 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         """Send the request and read the answer's head, on a pooled or a new connection."""
         retried = False
         while True:
-            connection = self._checkout(origin)
+            # The one retry goes to a fresh connection: other idle ones may be just as dead.
+            connection = None if retried else self._checkout(origin, not isinstance(body, bytes))
             if connection is None:
                 connection = await self._connect(origin, timeouts.get("connect"))
             try:
@@ -453,7 +459,7 @@ def _serialize(request: httpx.Request) -> tuple[bytes, bytes | AsyncIterable[byt
         stream = request.stream
         assert isinstance(stream, AsyncIterable)
         body = stream
-        if not any(name.lower() == b"content-length" for name, _ in raw):
+        if not any(name.lower() in (b"content-length", b"transfer-encoding") for name, _ in raw):
             raw = [*raw, (b"Transfer-Encoding", b"chunked")]
     parts = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
     for name, value in raw:
@@ -518,6 +524,8 @@ async def _read_head(
                 raise _NothingReceived
             received = True
             buffer += data
+        if end > MAX_HEAD_BYTES:
+            raise httpx.RemoteProtocolError("The answer's headers are too large.")
         block = bytes(buffer[:end])
         del buffer[: end + 4]
         status, reason, headers, keep_alive = _parse_head(block)
