@@ -150,6 +150,22 @@ class _Call:
         self.outcome = _Outcome.FAILURE if error.status >= 500 else _Outcome.NEUTRAL
 
 
+class _Admission:
+    """The span of one admitted call (a class, not a generator: it runs on every call)."""
+
+    __slots__ = ("actor", "call")
+
+    def __init__(self, actor: ProviderActor, call: _Call) -> None:
+        self.actor = actor
+        self.call = call
+
+    def __enter__(self) -> _Call:
+        return self.call
+
+    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
+        self.actor._ended(self.call, error)
+
+
 class ProviderActor:
     """One upstream provider: ``complete()``, ``stream()`` and ``models()`` for the front end."""
 
@@ -255,8 +271,7 @@ class ProviderActor:
             except Exception:
                 log.exception("provider=%s breaker change subscriber failed", self.name)
 
-    @contextmanager
-    def _admitted(self) -> Iterator[_Call]:
+    def _admitted(self) -> _Admission:
         """Ask the breaker, count the call, and tell the breaker its outcome at the end."""
         now = trio.current_time()
         if not self._breaker.allow(now):
@@ -267,45 +282,43 @@ class ProviderActor:
                 code="circuit_open",
                 headers={"retry-after": str(retry_after)},
             )
-        # Only the probe gets through a half-open breaker, so this call is it.
-        call = _Call(probe=self._breaker.state is BreakerState.HALF_OPEN)
         self._calls += 1
-        try:
-            yield call
-        except GatewayError as exc:
-            if exc.status >= 500:
-                self._errors += 1
-            raise
-        finally:
-            if call.outcome is _Outcome.SUCCESS:
-                self._breaker.record_success(trio.current_time())
-            elif call.outcome is _Outcome.FAILURE:
-                self._breaker.record_failure(trio.current_time())
-            elif call.probe:
-                self._breaker.record_neutral()
+        # Only the probe gets through a half-open breaker, so this call is it.
+        return _Admission(self, _Call(probe=self._breaker.state is BreakerState.HALF_OPEN))
 
-    @asynccontextmanager
-    async def _slot(self, deadline: float) -> AsyncIterator[None]:
+    def _ended(self, call: _Call, error: BaseException | None) -> None:
+        if isinstance(error, GatewayError) and error.status >= 500:
+            self._errors += 1
+        if call.outcome is _Outcome.SUCCESS:
+            self._breaker.record_success(trio.current_time())
+        elif call.outcome is _Outcome.FAILURE:
+            self._breaker.record_failure(trio.current_time())
+        elif call.probe:
+            self._breaker.record_neutral()
+
+    async def _take_slot(self, deadline: float) -> None:
         """A concurrency slot, waited for until ``deadline`` (our capacity, not the upstream's)."""
         try:
             self._limiter.acquire_nowait()  # the common case, without a deadline's cancel scope
+            return
         except trio.WouldBlock:
-            await self._wait_for_slot(deadline)
-        try:
-            yield
-        finally:
-            self._limiter.release()
-
-    async def _wait_for_slot(self, deadline: float) -> None:
-        try:
-            with trio.fail_at(deadline):
-                await self._limiter.acquire()
-        except trio.TooSlowError:
+            pass
+        with trio.CancelScope(deadline=deadline) as waiting:
+            await self._limiter.acquire()
+        if waiting.cancelled_caught:
             raise UpstreamTimeout(
                 f"Provider {self.name} had no free slot within {self.config.timeout_s:g} s "
                 f"({self.config.max_concurrency} calls in flight).",
                 code="provider_busy",
-            ) from None
+            )
+
+    @asynccontextmanager
+    async def _slot(self, deadline: float) -> AsyncIterator[None]:
+        await self._take_slot(deadline)
+        try:
+            yield
+        finally:
+            self._limiter.release()
 
     async def _inline_images(self, request: ChatRequest) -> ChatRequest:
         if self._images is None or not request.has_images:
@@ -320,18 +333,20 @@ class ProviderActor:
         with self._admitted() as call:
             request = await self._inline_images(request)
             deadline = trio.current_time() + self.config.timeout_s
-            async with self._slot(deadline):
-                try:
-                    with trio.fail_at(deadline):
-                        response = await backend.complete(request, upstream_model, timing)
-                except trio.TooSlowError:
-                    call.outcome = _Outcome.FAILURE
-                    raise UpstreamTimeout(
-                        f"Upstream {self.name} did not answer within {self.config.timeout_s:g} s."
-                    ) from None
-                except GatewayError as exc:
-                    call.judge(exc)
-                    raise
+            await self._take_slot(deadline)
+            try:
+                with trio.CancelScope(deadline=deadline) as waiting:
+                    response = await backend.complete(request, upstream_model, timing)
+            except GatewayError as exc:
+                call.judge(exc)
+                raise
+            finally:
+                self._limiter.release()
+            if waiting.cancelled_caught:
+                call.outcome = _Outcome.FAILURE
+                raise UpstreamTimeout(
+                    f"Upstream {self.name} did not answer within {self.config.timeout_s:g} s."
+                )
             call.outcome = _Outcome.SUCCESS
             return response
 
@@ -464,7 +479,7 @@ class _HttpBackend(_Backend):
         call = self._adapter.chat_call(request, model)
         started = perf_counter()
         try:
-            with _transport_errors(self._name):
+            with _TransportErrors(self._name):
                 response = await self._send(call)
                 try:
                     limit = MAX_RESPONSE_BYTES if response.is_success else MAX_ERROR_BYTES
@@ -483,7 +498,7 @@ class _HttpBackend(_Backend):
     ) -> AsyncIterator[ChunkStream]:
         call = self._adapter.chat_call(request, model)
         started = perf_counter()
-        with _transport_errors(self._name):
+        with _TransportErrors(self._name):
             # The headers count against the first chunk's deadline (there is no read timeout).
             with _first_chunk_deadline(self._name, self._timeout_s, first_by):
                 response = await self._send(call)
@@ -507,7 +522,7 @@ class _HttpBackend(_Backend):
 
     async def list_models(self) -> list[str]:
         call = self._adapter.models_call()
-        with _transport_errors(self._name):
+        with _TransportErrors(self._name):
             response = await self._send(call)
             try:
                 limit = MAX_MODELS_BYTES if response.is_success else MAX_ERROR_BYTES
@@ -593,19 +608,31 @@ def _first_chunk_deadline(provider: str, timeout_s: float, deadline: float) -> I
         ) from None
 
 
-@contextmanager
-def _transport_errors(provider: str) -> Iterator[None]:
-    """httpx failures become gateway errors: timeouts 504, anything else on the wire 502."""
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        phase = type(exc).__name__.removesuffix("Timeout").lower() or "call"
-        raise UpstreamTimeout(f"Upstream {provider} timed out ({phase}).") from None
-    except httpx.RemoteProtocolError as exc:
-        raise UpstreamError(
-            f"Upstream {provider} broke the connection: {exc}", code="upstream_stream_cut"
-        ) from None
-    except httpx.HTTPError as exc:
+class _TransportErrors:
+    """httpx failures become gateway errors: timeouts 504, anything else on the wire 502.
+
+    A class rather than a ``@contextmanager`` generator: it wraps every upstream call.
+    """
+
+    __slots__ = ("provider",)
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if not isinstance(exc, httpx.HTTPError):
+            return
+        provider = self.provider
+        if isinstance(exc, httpx.TimeoutException):
+            phase = type(exc).__name__.removesuffix("Timeout").lower() or "call"
+            raise UpstreamTimeout(f"Upstream {provider} timed out ({phase}).") from None
+        if isinstance(exc, httpx.RemoteProtocolError):
+            raise UpstreamError(
+                f"Upstream {provider} broke the connection: {exc}", code="upstream_stream_cut"
+            ) from None
         raise UpstreamError(
             f"Upstream {provider} could not be reached: {type(exc).__name__}: {exc}",
             code="upstream_connection_error",
