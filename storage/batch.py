@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import apsw
+import msgspec
 
 from proxy.records import RequestRecord
 from storage.rollup import UPSERT_USAGE_HOURLY, UsageRollup
@@ -20,6 +21,19 @@ INSERT INTO llm_requests (
     response_body, attempts, failed_attempts
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+
+_COLUMNS = 25
+# The whole batch in one statement: its rows travel as one JSON array that SQLite unpacks itself.
+# Binding rows one by one would cost a GIL release and re-acquire per value (APSW lets go of the
+# GIL around every SQLite call), each a stall for the event loop thread, which wants it back at
+# once: at full load that was ~100 us of the loop's CPU per logged call.
+INSERT_REQUESTS_JSON = (
+    INSERT_REQUEST.split("VALUES", 1)[0]
+    + "SELECT "
+    + ", ".join(f"value ->> {i}" for i in range(_COLUMNS))
+    + " FROM json_each(?)"
+)
+_encode_rows = msgspec.json.Encoder().encode
 
 # Errors that say "this row can never be stored", as opposed to "the database is unhappy right
 # now" (busy, I/O, disk full), which is worth retrying.
@@ -68,7 +82,9 @@ def request_row(record: RequestRecord) -> tuple[object, ...]:
 def _insert_all(conn: apsw.Connection, records: Sequence[RequestRecord]) -> None:
     """Insert the rows and upsert their rollup (inside the caller's transaction)."""
     rollup = UsageRollup(records)
-    conn.executemany(INSERT_REQUEST, [request_row(record) for record in records])
+    # Bound as text: SQLite would read a BLOB as its binary JSONB format.
+    rows = _encode_rows([request_row(record) for record in records]).decode()
+    conn.execute(INSERT_REQUESTS_JSON, (rows,))
     conn.executemany(UPSERT_USAGE_HOURLY, rollup.rows())
 
 
