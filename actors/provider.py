@@ -43,7 +43,7 @@ from proxy.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamU
 from proxy.images import ImageFetcher, inline_remote_images
 from proxy.providers.base import ChunkParser, UpstreamCall, WireAdapter
 from proxy.providers.mock import MOCK_MODELS, mock_chunks, mock_response
-from proxy.upstream_http import UpstreamTransport, close_response, raw_stream
+from proxy.upstream_http import UpstreamTransport, build_request, close_response, raw_stream
 
 log = logging.getLogger("llm_proxy.provider")
 
@@ -55,7 +55,11 @@ MODELS_RETRY_S = 30.0  # how soon a failed listing is tried again
 LOCAL_MODELS_REFRESH_S = 30.0  # polling period for lists whose names route (Ollama's)
 KEEPALIVE_EXPIRY_S = 30.0  # an idle upstream connection is dropped after this
 MAX_CACHED_URLS = 1024
-_BASE_HEADERS = {"accept-encoding": "identity", "user-agent": f"llm-proxy/{__version__}"}
+# We read raw bytes (and cap them): a compressed answer would arrive undecoded.
+_BASE_HEADERS = (
+    (b"accept-encoding", b"identity"),
+    (b"user-agent", f"llm-proxy/{__version__}".encode()),
+)
 
 
 @dataclasses.dataclass(slots=True)
@@ -465,13 +469,9 @@ class _HttpBackend(_Backend):
         return url
 
     async def _send(self, call: UpstreamCall) -> httpx.Response:
-        request = httpx.Request(
-            call.method,
-            self._url(call.path),
-            # We read raw bytes (and cap them): a compressed answer would arrive undecoded.
-            headers={**_BASE_HEADERS, **call.headers},
-            content=call.body,
-            extensions=self._extensions,
+        headers = [*_BASE_HEADERS, *((k.encode(), v.encode()) for k, v in call.headers.items())]
+        request = build_request(
+            call.method, self._url(call.path), headers, call.body, self._extensions
         )
         return await self._transport.handle_async_request(request)
 

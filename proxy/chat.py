@@ -212,7 +212,8 @@ def decode_chat_request(body: bytes) -> ChatRequest:
         raise _too_deep() from None
     if not isinstance(raw, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    if json_depth(raw) > MAX_DEPTH:
+    # Nesting needs a bracket per level: a body with few brackets (most) cannot be too deep.
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and json_depth(raw) > MAX_DEPTH:
         # Deeper JSON is no chat request, and would exhaust the stack of whoever walks it next.
         raise _too_deep()
     if "model" not in raw:

@@ -441,6 +441,27 @@ def _chunk_size(line: bytes) -> int:
 # -- the request ----------------------------------------------------------------------------------
 
 
+def build_request(
+    method: str,
+    url: httpx.URL,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes | None,
+    extensions: dict[str, object],
+) -> httpx.Request:
+    """An ``httpx.Request`` for this transport, built without httpx's header normalisation
+    passes (~10 µs a call): ``headers`` are sent as given, after Host and Content-Length."""
+    framing = [(b"Host", url.netloc)]
+    if body is not None:
+        framing.append((b"Content-Length", b"%d" % len(body)))
+    return httpx.Request(
+        method,
+        url,
+        headers=framing + headers,
+        stream=httpx.ByteStream(body or b""),
+        extensions=extensions,
+    )
+
+
 def _origin(url: httpx.URL) -> Origin:
     scheme = url.raw_scheme
     if scheme not in _DEFAULT_PORTS:
@@ -453,10 +474,14 @@ def _origin(url: httpx.URL) -> Origin:
 def _serialize(request: httpx.Request) -> tuple[bytes, bytes | AsyncIterable[bytes]]:
     """The request head, and its body: bytes when known, else the stream to send chunked."""
     raw = request.headers.raw
+    stream: object = None
     try:
         body: bytes | AsyncIterable[bytes] = request.content
     except httpx.RequestNotRead:
         stream = request.stream
+    if isinstance(stream, httpx.ByteStream):
+        body = request.read()  # a request made by build_request: its body is bytes
+    elif stream is not None:
         assert isinstance(stream, AsyncIterable)
         body = stream
         if not any(name.lower() in (b"content-length", b"transfer-encoding") for name, _ in raw):
