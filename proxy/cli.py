@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -105,6 +106,21 @@ def setup_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+def raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one, as Go and nginx do.
+
+    Every call holds two descriptors (client and upstream connection), and the usual soft limit
+    of 1,024 (systemd's default too) would refuse connections at about 500 streams in flight.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            logging.getLogger("llm_proxy").warning("could not raise the open files limit: %s", exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -123,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "clients":
         return _clients(args, config)
     setup_logging(config.server.log_level)
+    raise_open_files_limit()
     from proxy import service  # the server's imports are only worth paying for when serving
 
     try:

@@ -131,6 +131,8 @@ class LoggingConfig:
 
     retention_days: int = _opt(90, _non_negative)
     store_bodies: bool = False
+    # false: no row per call in llm_requests (the hourly totals in usage_hourly are still kept)
+    record_requests: bool = True
     format: Literal["text", "json"] = "text"
 
 

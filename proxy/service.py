@@ -119,6 +119,9 @@ def hypercorn_config(config: Config) -> hypercorn.config.Config:
     hc.errorlog = logging.getLogger("hypercorn.error")
     hc.keep_alive_timeout = 75
     hc.include_server_header = False
+    # hypercorn's default of 100 drops connections when a burst of clients connects at once
+    # (their SYN is retried a second later); the kernel caps this at net.core.somaxconn.
+    hc.backlog = 2048
     return hc
 
 
@@ -159,7 +162,7 @@ async def run(
 ) -> None:
     """Run the gateway until SIGTERM/SIGINT (or ``RunningService.stop``), then shut down cleanly."""
     database = config.server.database
-    writer = StorageWriter(database)
+    writer = StorageWriter(database, record_requests=config.logging.record_requests)
     reads = ReadPool(database)
     logger = RequestLogger(writer, build_pricer(config))
     policy = ImagePolicy.from_config(config.images)

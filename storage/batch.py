@@ -79,22 +79,28 @@ def request_row(record: RequestRecord) -> tuple[object, ...]:
     )
 
 
-def _insert_all(conn: apsw.Connection, records: Sequence[RequestRecord]) -> None:
+def _insert_all(
+    conn: apsw.Connection, records: Sequence[RequestRecord], *, rows: bool = True
+) -> None:
     """Insert the rows and upsert their rollup (inside the caller's transaction)."""
     rollup = UsageRollup(records)
-    # Bound as text: SQLite would read a BLOB as its binary JSONB format.
-    rows = _encode_rows([request_row(record) for record in records]).decode()
-    conn.execute(INSERT_REQUESTS_JSON, (rows,))
+    if rows:
+        # Bound as text: SQLite would read a BLOB as its binary JSONB format.
+        text = _encode_rows([request_row(record) for record in records]).decode()
+        conn.execute(INSERT_REQUESTS_JSON, (text,))
     conn.executemany(UPSERT_USAGE_HOURLY, rollup.rows())
 
 
-def write_batch(conn: apsw.Connection, records: Sequence[RequestRecord]) -> None:
-    """Store ``records`` and their usage_hourly rollup atomically. Blocking."""
-    in_immediate_transaction(conn, lambda c: _insert_all(c, records))
+def write_batch(
+    conn: apsw.Connection, records: Sequence[RequestRecord], *, rows: bool = True
+) -> None:
+    """Store ``records`` (only their usage_hourly rollup when not ``rows``) atomically.
+    Blocking."""
+    in_immediate_transaction(conn, lambda c: _insert_all(c, records, rows=rows))
 
 
 def _insert_each(
-    conn: apsw.Connection, records: Sequence[RequestRecord]
+    conn: apsw.Connection, records: Sequence[RequestRecord], *, rows: bool = True
 ) -> list[tuple[RequestRecord, Exception]]:
     """Insert rows under one savepoint each, skipping the ones that cannot be stored."""
     rollup = UsageRollup()
@@ -102,7 +108,8 @@ def _insert_each(
     for record in records:
         try:
             with conn:  # a savepoint: undoes this row only
-                conn.execute(INSERT_REQUEST, request_row(record))
+                if rows:
+                    conn.execute(INSERT_REQUEST, request_row(record))
                 rollup.add(record)
         except Exception as exc:
             if not is_row_error(exc):
@@ -113,11 +120,11 @@ def _insert_each(
 
 
 def write_rows_one_by_one(
-    conn: apsw.Connection, records: Sequence[RequestRecord]
+    conn: apsw.Connection, records: Sequence[RequestRecord], *, rows: bool = True
 ) -> list[tuple[RequestRecord, Exception]]:
     """Store every storable record in one transaction; return the rejected ones with their error.
 
     The fallback after a batch failed on a bad row, so one bad record cannot block the rest.
     Blocking.
     """
-    return in_immediate_transaction(conn, lambda c: _insert_each(c, records))
+    return in_immediate_transaction(conn, lambda c: _insert_each(c, records, rows=rows))

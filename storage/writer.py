@@ -88,6 +88,7 @@ class StorageWriter:
         idle_checkpoint_s: float = 5.0,
         busy_timeout_ms: int = 5000,
         shutdown_timeout_s: float = 10.0,
+        record_requests: bool = True,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -97,6 +98,7 @@ class StorageWriter:
         self._idle_checkpoint_s = idle_checkpoint_s
         self._busy_timeout_ms = busy_timeout_ms
         self._shutdown_timeout_s = shutdown_timeout_s
+        self._rows = record_requests  # False: only the usage_hourly totals are written
         # Bounded in messages; a message carries a sequence of records or one job.
         self._send, self._receive = trio.open_memory_channel[_Message](inbox_size)
         self._limiter = trio.CapacityLimiter(1)
@@ -303,10 +305,12 @@ class StorageWriter:
             try:
                 if one_by_one:
                     rejected = await self._in_thread(
-                        functools.partial(write_rows_one_by_one, conn, batch)
+                        functools.partial(write_rows_one_by_one, conn, batch, rows=self._rows)
                     )
                 else:
-                    await self._in_thread(functools.partial(write_batch, conn, batch))
+                    await self._in_thread(
+                        functools.partial(write_batch, conn, batch, rows=self._rows)
+                    )
                     rejected = []
             except Exception as exc:
                 self._write_errors += 1

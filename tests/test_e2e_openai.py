@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 
 import httpx
 import openai
@@ -11,6 +12,7 @@ import pytest
 import trio
 
 from proxy.service import RunningService
+from storage import queries
 from tests.conftest import CLIENT_KEY, StartGateway, http, logged, sdk
 from tests.fakes.openai_upstream import (
     CutStream,
@@ -402,6 +404,18 @@ async def test_store_bodies_keeps_request_and_response(start_gateway: StartGatew
     (row,) = await logged(gateway)
     assert "hello there gateway" in str(row["request_body"])
     assert "echo: hello there gateway" in str(row["response_body"])
+
+
+async def test_record_requests_off_keeps_only_hourly_totals(start_gateway: StartGateway) -> None:
+    gateway = await start_gateway({"logging": {"record_requests": False}})
+    for _ in range(3):
+        await sdk(gateway).chat.completions.create(model="mock", messages=HELLO)
+    reads = gateway.gateway.reads
+    totals = partial(queries.usage_totals, since_ms=0, until_ms=2**62)
+    with trio.fail_after(10):
+        while (await reads.run(totals))["requests"] != 3:
+            await trio.sleep(0.02)
+    assert await reads.run(queries.count_requests) == 0
 
 
 # -- health ------------------------------------------------------------------------------------

@@ -292,3 +292,14 @@ async def test_bad_row_is_rejected_without_blocking_the_rest(tmp_path: Path) -> 
         ("req-4",),
     ]
     assert query(db, "SELECT sum(requests) FROM usage_hourly") == [(4,)]
+
+
+async def test_without_request_rows_only_the_hourly_totals_are_written(tmp_path: Path) -> None:
+    path = tmp_path / "totals.db"
+    writer = StorageWriter(str(path), record_requests=False)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        await writer.write_requests([make_record(i) for i in range(10)])
+        writer.close()
+    assert query(path, "SELECT count(*) FROM llm_requests") == [(0,)]
+    assert query(path, "SELECT sum(requests), sum(prompt_tokens) FROM usage_hourly") == [(10, 100)]

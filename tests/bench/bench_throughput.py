@@ -65,9 +65,12 @@ def bench_server(kind: str) -> Iterator[str]:
             process.stdout.close()
 
 
-def write_gateway_config(upstream: str, directory: Path) -> Path:
-    """The gateway's bench config: openai at ``upstream``, a static key, no rate limits."""
-    config = directory / "bench.toml"
+def write_gateway_config(
+    upstream: str, directory: Path, *, record_requests: bool = True, name: str = "bench"
+) -> Path:
+    """The gateway's bench config: openai at ``upstream`` (room for 1,024 calls at once), a
+    static key, no rate limits; ``record_requests`` is the request log's switch."""
+    config = directory / f"{name}.toml"
     config.write_text(
         "[server]\n"
         'host = "127.0.0.1"\n'
@@ -75,9 +78,12 @@ def write_gateway_config(upstream: str, directory: Path) -> Path:
         f'tokens = ["{CLIENT_KEY}"]\n'
         "[limits]\n"
         "default_client_requests_per_minute = 0\n"
+        "[logging]\n"
+        f"record_requests = {'true' if record_requests else 'false'}\n"
         "[providers.openai]\n"
         f'base_url = "{upstream}/v1"\n'
         f'api_key = "{UPSTREAM_KEY}"\n'
+        "max_concurrency = 1024\n"
         "[providers.ollama]\n"
         "enabled = false\n"
     )
@@ -85,10 +91,13 @@ def write_gateway_config(upstream: str, directory: Path) -> Path:
 
 
 @contextmanager
-def gateway_process(upstream: str, directory: Path) -> Iterator[str]:
+def gateway_process(
+    upstream: str, directory: Path, *, record_requests: bool = True
+) -> Iterator[str]:
     """Run ``llm-proxy serve`` on port 0 against ``upstream``; yield its base URL."""
-    config = write_gateway_config(upstream, directory)
-    log_path = directory / "gateway.log"
+    name = "bench" if record_requests else "bench-unlogged"
+    config = write_gateway_config(upstream, directory, record_requests=record_requests, name=name)
+    log_path = directory / f"{name}.log"
     command = [
         sys.executable,
         "-m",
@@ -99,7 +108,7 @@ def gateway_process(upstream: str, directory: Path) -> Iterator[str]:
         "--config",
         str(config),
         "--database",
-        str(directory / "gateway.db"),
+        str(directory / f"{name}.db"),
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
