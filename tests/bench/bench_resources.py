@@ -2,10 +2,8 @@
 
 - cold start: spawn to the first 200 on ``POST /v1/chat/completions`` (fresh temp database),
   median of 5; baseline: the bare hypercorn-trio app of ``servers.py``;
-- RSS (``VmRSS``, process and children): idle after start, and the peak while ``wrk`` drives 32
-  then 256 connections (sampled every 100 ms); baseline: the bare app under the same loads;
-- logging cost: gateway req/s at 32 connections with logging on; there is no switch to turn the
-  request log off, so the "off" figure is reported as not measured rather than emulated;
+- RSS (``VmRSS``, process and children) idle after the first 200; under load it is sampled by
+  ``bench_throughput`` during its points;
 - StorageWriter rows/s, in process: 50,000 records in lists of at most 500 (as the RequestLogger
   sends them), then a barrier job; baseline: one ``executemany`` INSERT of the same rows into the
   same schema on a raw APSW connection, in one transaction (the ceiling).
@@ -19,10 +17,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import trio
@@ -40,19 +37,15 @@ from tests.bench.bench_throughput import (
     bench_server,
     write_gateway_config,
 )
-from tests.bench.loadgen import LoadGenerator, LoadResult
+from tests.bench.rss import rss_mb
+from tests.bench.table import Figure, render
 from tests.conftest import CLIENT_KEY
 from tests.factories import make_record
 
 STARTS = 5
 START_TIMEOUT = 30.0
-LOAD_SECONDS = 5.0
-WARM_UP = 1.0
-LOADS = (32, 256)
-SAMPLE_EVERY = 0.1
 RECORDS = 50_000
 BATCH = 500
-NOT_MEASURED = "not measured: needs a logging switch"
 
 
 # --- processes ----------------------------------------------------------------------------------
@@ -139,80 +132,11 @@ def _poll_until_ok(url: str, key: str, process: subprocess.Popen[bytes], deadlin
 # --- RSS --------------------------------------------------------------------------------------
 
 
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants."""
-    pids, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        pids.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*/children"):
-            with suppress(OSError):
-                todo.extend(int(child) for child in task.read_text().split())
-    return pids
-
-
-def rss_mb(pid: int) -> float:
-    """VmRSS of ``pid`` and its descendants, in MB."""
-    total_kb = 0
-    for current in _tree(pid):
-        try:
-            text = Path(f"/proc/{current}/status").read_text()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            if line.startswith("VmRSS:"):
-                total_kb += int(line.split()[1])
-    return total_kb / 1024
-
-
-def peak_rss_during(pid: int, work: Callable[[], LoadResult]) -> tuple[float, LoadResult]:
-    """Run ``work`` while sampling RSS every 100 ms; return the peak and the work's result."""
-    peak = [rss_mb(pid)]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(SAMPLE_EVERY):
-            peak[0] = max(peak[0], rss_mb(pid))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        result = work()
-    finally:
-        stop.set()
-        sampler.join()
-    return max(peak[0], rss_mb(pid)), result
-
-
-def measure_rss(
-    kind: str, upstream: str, load: LoadGenerator
-) -> tuple[float, dict[int, float], dict[int, LoadResult]]:
-    """Idle RSS after start, then peak RSS and the load result at each concurrency."""
-    peaks: dict[int, float] = {}
-    results: dict[int, LoadResult] = {}
-    with started(kind, upstream) as (process, url, _):
+def idle_rss(kind: str, upstream: str) -> float:
+    """RSS half a second after the first 200 (under load: see bench_throughput)."""
+    with started(kind, upstream) as (process, _, _):
         time.sleep(0.5)
-        idle = rss_mb(process.pid)
-        key = CLIENT_KEY if kind == "gateway" else UPSTREAM_KEY
-        headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
-
-        for connections in LOADS:
-
-            def work(connections: int = connections) -> LoadResult:
-                result = None
-                for seconds in (WARM_UP, LOAD_SECONDS):
-                    result = load.run(
-                        url + PATH,
-                        connections=connections,
-                        seconds=seconds,
-                        body=BODY,
-                        headers=headers,
-                    )
-                assert result is not None
-                return result
-
-            peaks[connections], results[connections] = peak_rss_during(process.pid, work)
-    return idle, peaks, results
+        return rss_mb(process.pid)
 
 
 # --- StorageWriter ------------------------------------------------------------------------------
@@ -273,74 +197,52 @@ def measure_writer() -> tuple[float, float]:
 # --- the table ------------------------------------------------------------------------------------
 
 
-def main() -> None:
-    """Measure every figure with its baseline, print one table."""
-    load = LoadGenerator()
-    began = time.monotonic()
-    with ExitStack() as stack:
-        stack.callback(load.close)
-        upstream = stack.enter_context(bench_server("upstream"))
+def measure() -> list[Figure]:
+    """Measure every figure with its baseline."""
+    with bench_server("upstream") as upstream:
         cold: dict[str, list[float]] = {"gateway": [], "bare": []}
         for _ in range(STARTS):
             for kind in cold:
                 with started(kind, upstream) as (_, _, seconds):
                     cold[kind].append(seconds)
-        rss = {kind: measure_rss(kind, upstream, load) for kind in ("gateway", "bare")}
+        idle = {kind: idle_rss(kind, upstream) for kind in ("gateway", "bare")}
     writer, raw = measure_writer()
-    elapsed = time.monotonic() - began
-
-    g_idle, g_peaks, g_results = rss["gateway"]
-    b_idle, b_peaks, _ = rss["bare"]
     g_cold, b_cold = statistics.median(cold["gateway"]), statistics.median(cold["bare"])
-    rows: list[tuple[str, str, str, str, str]] = []
-
-    def row(what: str, gateway: float, baseline: float, fmt: str, target: str, ok: bool) -> None:
-        ratio = f"{gateway / baseline:.2f}x" if baseline else "-"
-        verdict = "meets" if ok else "MISSES"
-        rows.append(
-            (what, format(gateway, fmt), format(baseline, fmt), ratio, f"{target} {verdict}")
-        )
-
-    row("cold start to 1st 200, s (median/5)", g_cold, b_cold, ".3f", "<= 1.5 s", g_cold <= 1.5)
-    row("RSS idle, MB", g_idle, b_idle, ".1f", "<= 150 MB", g_idle <= 150)
-    for connections in LOADS:
-        peak = g_peaks[connections]
-        row(
-            f"RSS peak at {connections} conns, MB",
-            peak,
-            b_peaks[connections],
-            ".1f",
+    section = "resources"
+    return [
+        Figure(
+            section,
+            f"cold start to the first 200 (median of {STARTS})",
+            f"{g_cold:.2f} s",
+            f"{b_cold:.2f} s bare stack",
+            f"{g_cold / b_cold:.1f}x",
+            "<= 1.5 s",
+            g_cold <= 1.5,
+        ),
+        Figure(
+            section,
+            "RSS idle after the first call",
+            f"{idle['gateway']:.0f} MB",
+            f"{idle['bare']:.0f} MB bare stack",
+            "",
             "<= 150 MB",
-            peak <= 150,
-        )
-    rows.append(
-        (
-            "req/s at 32, logging on vs off",
-            f"{g_results[32].rps:.0f}",
-            NOT_MEASURED,
-            "-",
-            "cost <= 10% (unknown)",
-        )
-    )
-    row("StorageWriter rows/s vs raw APSW", writer, raw, ".0f", ">= 20,000", writer >= 20_000)
+            idle["gateway"] <= 150,
+        ),
+        Figure(
+            section,
+            f"StorageWriter rows/s ({RECORDS:,} in lists of {BATCH})",
+            f"{writer:,.0f}",
+            f"{raw:,.0f} raw executemany",
+            f"{writer / raw:.2f}x",
+            ">= 20,000",
+            writer >= 20_000,
+        ),
+    ]
 
-    print(
-        f"resources: cold start (median of {STARTS}), RSS (VmRSS incl. children, 100 ms samples, "
-        f"{WARM_UP:g} s warm-up + {LOAD_SECONDS:g} s per load), StorageWriter "
-        f"({RECORDS:,} records in lists of {BATCH}); load: {load.name}; whole bench {elapsed:.0f} s"
-    )
-    print(
-        "baselines: bare hypercorn-trio app (cold start, RSS); one raw APSW executemany "
-        "transaction (writer)"
-    )
-    print(f"{'measure':<37}{'gateway':>11}{'baseline':>38}{'ratio':>8}  target")
-    for what, gateway, baseline, ratio, target in rows:
-        print(f"{what:<37}{gateway:>11}{baseline:>38}{ratio:>8}  {target}")
-    headroom = writer / max(g_results[32].rps, 1e-9)
-    print(
-        f"gateway errors under load: {sum(r.errors for r in g_results.values())}; "
-        f"StorageWriter rows/s / gateway req/s at 32: {headroom:.0f}x (capacity, not a cost)"
-    )
+
+def main() -> None:
+    """Measure and print this bench's part of the table."""
+    print(render(measure()))
 
 
 if __name__ == "__main__":

@@ -1,16 +1,16 @@
 """Added latency and throughput of the gateway, against its baselines measured in the same run.
 
-Three servers, each in its own process: the fake upstream (raw asyncio), a bare hypercorn-trio
+Four servers, each in its own process: the fake upstream (raw asyncio), a bare hypercorn-trio
 ASGI app answering the same fixed JSON (the ceiling of our stack on this machine), and the gateway
-(``llm-proxy serve``, logging on) pointed at the fake upstream. ``wrk`` drives non-streaming
-``POST /v1/chat/completions`` at concurrency 1, 32 and 256.
+(``llm-proxy serve``) pointed at the fake upstream twice, with the request log on and off. ``wrk``
+drives non-streaming ``POST /v1/chat/completions`` at concurrency 1, 32 and 256 (logging off: 32
+only); RSS of the gateway and of the bare app is sampled every 100 ms during each point.
 Run: `make bench` (or `.venv/bin/python -m tests.bench.bench_throughput`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -18,9 +18,12 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
 
 from tests.bench.loadgen import LoadGenerator, LoadResult
+from tests.bench.rss import peak_rss_during
+from tests.bench.table import Figure, render
 from tests.conftest import CLIENT_KEY
 
 SECONDS = 5.0  # per measured point
@@ -33,6 +36,7 @@ BODY = json.dumps(
 ).encode()
 PATH = "/v1/chat/completions"
 START_TIMEOUT = 30.0
+PIDS: dict[str, int] = {}  # base URL -> pid of the processes started here, for RSS sampling
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -53,13 +57,17 @@ def bench_server(kind: str) -> Iterator[str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.bench.servers", kind], stdout=subprocess.PIPE
     )
+    url = ""
     try:
         assert process.stdout is not None
         line = process.stdout.readline().decode().strip()
         if not line.startswith("PORT "):
             raise RuntimeError(f"{kind} server did not start (said {line!r})")
-        yield f"http://127.0.0.1:{line.split()[1]}"
+        url = f"http://127.0.0.1:{line.split()[1]}"
+        PIDS[url] = process.pid
+        yield url
     finally:
+        PIDS.pop(url, None)
         _stop(process)
         if process.stdout is not None:
             process.stdout.close()
@@ -118,7 +126,11 @@ def gateway_process(
             for line in log_path.read_text(errors="replace").splitlines():
                 if "listening on http://" in line:
                     url = line.split("listening on ", 1)[1].split()[0]
-                    yield url
+                    PIDS[url] = process.pid
+                    try:
+                        yield url
+                    finally:
+                        PIDS.pop(url, None)
                     return
             if process.poll() is not None or time.monotonic() > deadline:
                 tail = log_path.read_text(errors="replace")[-2000:]
@@ -141,7 +153,7 @@ def check(url: str, key: str) -> None:
         raise RuntimeError(f"{url}: unexpected answer {answer!r}")
 
 
-def measure(load: LoadGenerator, url: str, key: str, connections: int) -> LoadResult:
+def measure_point(load: LoadGenerator, url: str, key: str, connections: int) -> LoadResult:
     """A warm-up, then one measured point."""
     headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
     for seconds in (WARM_UP, SECONDS):
@@ -151,66 +163,139 @@ def measure(load: LoadGenerator, url: str, key: str, connections: int) -> LoadRe
     return result
 
 
-def main() -> None:
-    """Start the three servers, measure every point, print one table."""
-    load = LoadGenerator()
+def measure(load: LoadGenerator | None = None) -> list[Figure]:
+    """Start the servers, measure every point with its baseline, return the figures."""
+    own = load is None
+    load = load or LoadGenerator()
     results: dict[tuple[str, int], LoadResult] = {}
-    started = time.monotonic()
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-") as directory:
-        stack.callback(load.close)
-        upstream = stack.enter_context(bench_server("upstream"))
-        bare = stack.enter_context(bench_server("bare"))
-        gateway = stack.enter_context(gateway_process(upstream, Path(directory)))
-        targets = (
-            ("fake upstream direct", upstream, UPSTREAM_KEY),
-            ("bare hypercorn-trio", bare, UPSTREAM_KEY),
-            ("gateway", gateway, CLIENT_KEY),
-        )
-        for _, url, key in targets:
-            check(url, key)
-        for connections in CONCURRENCIES:
-            for name, url, key in targets:
-                results[name, connections] = measure(load, url, key, connections)
-    elapsed = time.monotonic() - started
-
-    cores = os.cpu_count() or 0
-    print(
-        f"throughput: non-streaming POST {PATH}, gateway logging on; load: {load.name}, "
-        f"{SECONDS:g} s per point after a {WARM_UP:g} s warm-up; whole bench {elapsed:.0f} s"
-    )
-    print(
-        f"machine: {cores} cores shared by the load generator, the fake upstream, the bare app "
-        "and the gateway (one process each): read ratios, not absolute figures"
-    )
-    print(f"{'target':<22}{'conc':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
-    for connections in CONCURRENCIES:
-        for name, _, _ in targets:
-            r = results[name, connections]
-            print(
-                f"{name:<22}{connections:>6}{r.rps:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
-                f"{r.errors:>8}"
+    peaks: dict[tuple[str, int], float] = {}
+    try:
+        with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-") as directory:
+            upstream = stack.enter_context(bench_server("upstream"))
+            bare = stack.enter_context(bench_server("bare"))
+            logged = stack.enter_context(gateway_process(upstream, Path(directory)))
+            unlogged = stack.enter_context(
+                gateway_process(upstream, Path(directory), record_requests=False)
             )
-    direct, through = results["fake upstream direct", 1], results["gateway", 1]
-    added_p50 = through.p50_ms - direct.p50_ms
-    added_p99 = through.p99_ms - direct.p99_ms
-    verdict = "meets" if added_p50 <= 2.0 else "MISSES"
-    print(
-        f"added latency at concurrency 1 (gateway - direct): p50 {added_p50:.2f} ms, "
-        f"p99 {added_p99:.2f} ms; {verdict} the 2.0 ms p50 target"
-    )
-    shares = []
+            targets = {
+                "direct": (upstream, UPSTREAM_KEY),
+                "bare": (bare, UPSTREAM_KEY),
+                "gateway": (logged, CLIENT_KEY),
+                "unlogged": (unlogged, CLIENT_KEY),
+            }
+            for url, key in targets.values():
+                check(url, key)
+            for connections in CONCURRENCIES:
+                for name, (url, key) in targets.items():
+                    if name == "unlogged" and connections != 32:
+                        continue
+                    pid = PIDS.get(url)
+                    work = partial(measure_point, load, url, key, connections)
+                    if pid is None:
+                        results[name, connections] = work()
+                    else:
+                        peaks[name, connections], results[name, connections] = peak_rss_during(
+                            pid, work
+                        )
+    finally:
+        if own:
+            load.close()
+    return figures(results, peaks, load.name)
+
+
+def figures(
+    results: dict[tuple[str, int], LoadResult], peaks: dict[tuple[str, int], float], loader: str
+) -> list[Figure]:
+    """The table's rows from the measured points."""
+    section = f"non-streaming POST {PATH} ({loader}, {SECONDS:g} s per point)"
+    out: list[Figure] = []
+    direct, through = results["direct", 1], results["gateway", 1]
+    for label, gateway_ms, direct_ms, target in (
+        ("p50", through.p50_ms, direct.p50_ms, 2.0),
+        ("p99", through.p99_ms, direct.p99_ms, None),
+    ):
+        added = gateway_ms - direct_ms
+        out.append(
+            Figure(
+                section,
+                f"added latency {label} at concurrency 1",
+                f"{added:.2f} ms",
+                f"{direct_ms:.2f} ms direct",
+                f"{gateway_ms:.2f} ms through",
+                f"<= {target:.1f} ms" if target else "",
+                added <= target if target else None,
+            )
+        )
     for connections in CONCURRENCIES[1:]:
-        ceiling = results["bare hypercorn-trio", connections].rps
-        share = results["gateway", connections].rps / max(ceiling, 1e-9)
-        shares.append(f"{share:.0%} at {connections}")
-    c32 = results["gateway", 32].rps / max(results["bare hypercorn-trio", 32].rps, 1e-9)
-    verdict = "meets" if c32 >= 0.6 else "MISSES"
-    print(
-        f"gateway req/s / bare-stack ceiling: {', '.join(shares)}; {verdict} the 60% target at 32"
+        gateway, bare = results["gateway", connections], results["bare", connections]
+        share = gateway.rps / max(bare.rps, 1e-9)
+        out.append(
+            Figure(
+                section,
+                f"req/s at {connections} (logging on)",
+                f"{gateway.rps:.0f}",
+                f"{bare.rps:.0f} bare stack",
+                f"{share:.0%} of bare",
+                ">= 60% of bare" if connections == 32 else "",
+                share >= 0.6 if connections == 32 else None,
+            )
+        )
+        out.append(
+            Figure(
+                section,
+                f"p99 at {connections}",
+                f"{gateway.p99_ms:.1f} ms",
+                f"{bare.p99_ms:.1f} ms bare stack",
+            )
+        )
+    on, off = results["gateway", 32], results["unlogged", 32]
+    cost = 1 - on.rps / max(off.rps, 1e-9)
+    out.append(
+        Figure(
+            section,
+            "logging cost at 32 (req/s on vs off)",
+            f"{on.rps:.0f}",
+            f"{off.rps:.0f} logging off",
+            f"{cost:+.0%}",
+            "<= 10%",
+            cost <= 0.10,
+        )
     )
-    headroom = results["fake upstream direct", 32].rps / max(results["gateway", 32].rps, 1e-9)
-    verdict = "ok" if headroom >= 10 else "TOO SLOW: the upstream may be a bottleneck"
-    print(f"fake upstream req/s / gateway req/s at 32: {headroom:.1f}x ({verdict}; needs >= 10x)")
+    for connections in CONCURRENCIES[1:]:
+        if ("gateway", connections) in peaks:
+            peak = peaks["gateway", connections]
+            bare_peak = peaks.get(("bare", connections))
+            out.append(
+                Figure(
+                    section,
+                    f"RSS peak under load at {connections}",
+                    f"{peak:.0f} MB",
+                    f"{bare_peak:.0f} MB bare stack" if bare_peak else "",
+                    "",
+                    "<= 150 MB",
+                    peak <= 150,
+                )
+            )
+    errors = sum(r.errors for (name, _), r in results.items() if name in ("gateway", "unlogged"))
+    out.append(Figure(section, "errors under load", str(errors), "", "", "0", errors == 0))
+    headroom = results["direct", 32].rps / max(results["gateway", 32].rps, 1e-9)
+    out.append(
+        Figure(
+            section,
+            "fake upstream req/s / gateway req/s at 32",
+            f"{headroom:.0f}x",
+            f"{results['direct', 32].rps:.0f} direct",
+            "",
+            ">= 10x",
+            headroom >= 10,
+        )
+    )
+    return out
+
+
+def main() -> None:
+    """Measure and print this bench's part of the table."""
+    print(render(measure()))
 
 
 if __name__ == "__main__":
