@@ -10,7 +10,7 @@ import trio
 
 from proxy.service import RunningService
 from tests.conftest import CLIENT_KEY, StartGateway, logged, sdk
-from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI, StallMidStream
+from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI, Stall, StallMidStream
 
 HELLO = [{"role": "user", "content": "hello there gateway"}]
 BODY = {"model": "gpt-4o", "messages": HELLO, "stream": True}
@@ -97,3 +97,53 @@ async def test_a_thousand_cancellations_leak_no_pool_slot(
     assert answers == ["echo: hello there gateway"] * 20
     stats = gateway.gateway.providers["openai"].statistics()
     assert (stats.in_flight, stats.waiting) == (0, 0)
+
+
+async def test_hang_up_during_a_non_streaming_call_closes_the_upstream_call(
+    gateway: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    # Past the hang-up watcher's delay: the call is watched by then, as any long call is.
+    fake_openai.enqueue(Stall(seconds=30))
+    body = {"model": "gpt-4o", "messages": HELLO}
+    async with trio.open_nursery() as nursery:
+
+        async def call() -> None:
+            async with httpx.AsyncClient(base_url=gateway.base_url) as client:
+                await client.post("/v1/chat/completions", json=body, headers=HEADERS)
+
+        nursery.start_soon(call)
+        with trio.fail_after(5):
+            while not fake_openai.received:
+                await trio.sleep(0.001)
+        await trio.sleep(0.2)
+        nursery.cancel_scope.cancel()  # closes the client's connection
+    with trio.fail_after(2):
+        while fake_openai.disconnects == 0:
+            await trio.sleep(0.001)
+    (row,) = await logged(gateway)
+    assert (row["status"], row["http_status"], row["stream"]) == ("cancelled", 499, 0)
+    assert gateway.gateway.providers["openai"].statistics().in_flight == 0
+
+
+async def test_hang_up_early_in_a_non_streaming_call_is_noticed_within_the_delay(
+    gateway: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    # Before the watcher's delay: the sweeper hands the call a watcher when it comes due.
+    fake_openai.enqueue(Stall(seconds=30))
+    body = {"model": "gpt-4o", "messages": HELLO}
+    async with trio.open_nursery() as nursery:
+
+        async def call() -> None:
+            async with httpx.AsyncClient(base_url=gateway.base_url) as client:
+                await client.post("/v1/chat/completions", json=body, headers=HEADERS)
+
+        nursery.start_soon(call)
+        with trio.fail_after(5):
+            while not fake_openai.received:
+                await trio.sleep(0.001)
+        nursery.cancel_scope.cancel()
+    with trio.fail_after(2):
+        while fake_openai.disconnects == 0:
+            await trio.sleep(0.001)
+    (row,) = await logged(gateway)
+    assert row["status"] == "cancelled"
