@@ -6,6 +6,11 @@
 
 Both listen on 127.0.0.1 port 0 and print ``PORT <n>`` on stdout once listening; both answer
 ``POST /v1/chat/completions`` with the same fixed ``chat.completion`` body.
+
+The fake upstream also streams: a request body carrying ``"stream":true`` gets ``200``
+``text/event-stream`` (chunked) with :data:`STREAM_CHUNKS` ``chat.completion.chunk`` events
+:data:`STREAM_GAP_S` apart (the first at once), then a usage chunk (``choices: []``) and
+``data: [DONE]`` right after the last one, all precomputed and paced by loop timers.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import asyncio
 import json
 import sys
 from typing import Any
+
+STREAM_CHUNKS = 64  # chat.completion.chunk events per streamed answer, usage chunk not counted
+STREAM_GAP_S = 0.020  # seconds between two of them; the first goes out with the headers
 
 COMPLETION: bytes = json.dumps(
     {
@@ -61,25 +69,123 @@ def _response(status: bytes, body: bytes) -> bytes:
     return head + body
 
 
+def _stream_chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-bench0000000000000000000000",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "gpt-4o-2024-08-06",
+        "system_fingerprint": "fp_bench",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        "usage": None,
+    }
+
+
+def _http_chunk(payload: dict[str, Any] | str) -> bytes:
+    """One SSE ``data:`` event framed as one HTTP/1.1 chunk."""
+    data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+    event = b"data: " + data.encode() + b"\n\n"
+    return b"%x\r\n" % len(event) + event + b"\r\n"
+
+
+def _stream_events() -> tuple[bytes, ...]:
+    """The ``STREAM_CHUNKS`` framed events: role, content pieces, then ``finish_reason``."""
+    events = [_stream_chunk({"role": "assistant", "content": "", "refusal": None}, None)]
+    events += [_stream_chunk({"content": f" tok{i}"}, None) for i in range(1, STREAM_CHUNKS - 1)]
+    events.append(_stream_chunk({}, "stop"))
+    return tuple(_http_chunk(event) for event in events)
+
+
+_STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"content-type: text/event-stream; charset=utf-8\r\n"
+    b"cache-control: no-cache\r\n"
+    b"transfer-encoding: chunked\r\n\r\n"
+)
+_STREAM_EVENTS = _stream_events()
+_STREAM_TAIL = (
+    _http_chunk(
+        {
+            "id": "chatcmpl-bench0000000000000000000000",
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": "gpt-4o-2024-08-06",
+            "system_fingerprint": "fp_bench",
+            "choices": [],
+            "usage": {
+                "prompt_tokens": 9,
+                "completion_tokens": STREAM_CHUNKS - 2,
+                "total_tokens": 9 + STREAM_CHUNKS - 2,
+            },
+        }
+    )
+    + _http_chunk("[DONE]")
+    + b"0\r\n\r\n"
+)
 _COMPLETION_RESPONSE = _response(b"200 OK", COMPLETION)
 _MODELS_RESPONSE = _response(b"200 OK", MODELS)
 _NOT_FOUND = _response(b"404 Not Found", b'{"error":{"message":"not found"}}')
 
 
 class _UpstreamProtocol(asyncio.Protocol):
-    """One keep-alive connection: parse each request (Content-Length or chunked), answer."""
+    """One keep-alive connection: parse each request (Content-Length or chunked), answer.
+
+    A streamed answer is sent by a chain of ``call_at`` timers on an absolute schedule (start +
+    i * ``STREAM_GAP_S``, so lateness does not add up); requests pipelined behind it wait.
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
+        self.loop = asyncio.get_running_loop()
+        self.timer: asyncio.TimerHandle | None = None  # set while a stream is being sent
+        self.stream_start = 0.0
+        self.stream_next = 0  # index of the next event in _STREAM_EVENTS
+        self.close_after_stream = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while self._answer_one():
+        while self.timer is None and self._answer_one():
+            pass
+
+    def _start_stream(self, close: bool) -> None:
+        assert self.transport is not None
+        self.transport.write(_STREAM_HEAD + _STREAM_EVENTS[0])
+        self.close_after_stream = close
+        self.stream_start = self.loop.time()
+        self.stream_next = 1
+        self.timer = self.loop.call_at(self.stream_start + STREAM_GAP_S, self._send_next)
+
+    def _send_next(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        if transport.is_closing():
+            self.timer = None
+            return
+        index = self.stream_next
+        if index < STREAM_CHUNKS - 1:
+            transport.write(_STREAM_EVENTS[index])
+            self.stream_next = index + 1
+            self.timer = self.loop.call_at(
+                self.stream_start + (index + 1) * STREAM_GAP_S, self._send_next
+            )
+            return
+        transport.write(_STREAM_EVENTS[index])
+        transport.write(_STREAM_TAIL)
+        self.timer = None
+        if self.close_after_stream:
+            transport.close()
+            return
+        while self.timer is None and self._answer_one():  # requests pipelined meanwhile
             pass
 
     def _answer_one(self) -> bool:
@@ -110,10 +216,17 @@ class _UpstreamProtocol(asyncio.Protocol):
             rest = start + length
             if len(buffer) < rest:
                 return False
+        stream = (
+            buffer.find(b'"stream":true', start, rest) >= 0
+            or buffer.find(b'"stream": true', start, rest) >= 0
+        )
         del buffer[:rest]
         method, _, target = lines[0].partition(b" ")
         path = target.partition(b" ")[0].partition(b"?")[0]
         if method == b"post" and path == b"/v1/chat/completions":
+            if stream:
+                self._start_stream(close)
+                return False
             response = _COMPLETION_RESPONSE
         elif method == b"get" and path == b"/v1/models":
             response = _MODELS_RESPONSE
@@ -167,9 +280,14 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
     more = True
+    body = b""
     while more:
         message = await receive()
+        body += message.get("body", b"")
         more = message.get("more_body", False)
+    if b'"stream":true' in body or b'"stream": true' in body:
+        await _bare_stream(send)
+        return
     await send(
         {
             "type": "http.response.start",
@@ -181,6 +299,39 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": COMPLETION})
+
+
+def _unframe(chunked: bytes) -> bytes:
+    """The payload of HTTP/1.1 chunks: hypercorn frames what the bare app sends itself."""
+    payload, rest = b"", chunked
+    while rest:
+        size, _, rest = rest.partition(b"\r\n")
+        length = int(size, 16)
+        payload, rest = payload + rest[:length], rest[length + 2 :]
+    return payload
+
+
+_BARE_EVENTS = tuple(_unframe(event) for event in _STREAM_EVENTS)
+_BARE_TAIL = _unframe(_STREAM_TAIL)
+
+
+async def _bare_stream(send: Any) -> None:
+    """The streamed answer of the fake upstream, paced the same way, sent through hypercorn."""
+    import trio
+
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream; charset=utf-8")],
+        }
+    )
+    start = trio.current_time()
+    for index, event in enumerate(_BARE_EVENTS):
+        if index:
+            await trio.sleep_until(start + index * STREAM_GAP_S)
+        await send({"type": "http.response.body", "body": event, "more_body": True})
+    await send({"type": "http.response.body", "body": _BARE_TAIL, "more_body": False})
 
 
 def serve_bare() -> None:
@@ -195,6 +346,7 @@ def serve_bare() -> None:
     config.errorlog = None  # not even the "Running on" line: the bench prints one table
     config.keep_alive_timeout = 75
     config.include_server_header = False
+    config.backlog = 2048  # as the gateway's: a burst of 1,000 clients must not wait on SYN retries
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:

@@ -32,7 +32,7 @@ _COLUMNS = (
     ("metric", 44),
     ("gateway", 14),
     ("baseline", 24),
-    ("compare", 16),
+    ("compare", 22),
     ("target", 18),
     ("", 6),
 )

@@ -1,0 +1,39 @@
+"""``make bench``: every benchmark, one table, each figure beside its baseline from the same run.
+
+Run: `make bench` (or `.venv/bin/python -m tests.bench`); `-m tests.bench.bench_<name>` runs one.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tests.bench import bench_cancellation, bench_resources, bench_streaming, bench_throughput
+from tests.bench.loadgen import LoadGenerator
+from tests.bench.table import Figure, machine, render
+
+
+def main() -> None:
+    """Run the benches in turn (each starts and stops its own servers), print the table."""
+    began = time.monotonic()
+    load = LoadGenerator()
+    figures: list[Figure] = []
+    try:
+        figures += bench_throughput.measure(load)
+    finally:
+        load.close()
+    figures += bench_streaming.measure()
+    figures += bench_cancellation.measure()
+    figures += bench_resources.measure()
+    missed = [figure for figure in figures if figure.met is False]
+    print(f"llm-proxy benchmarks on {machine()}; load: {load.name}")
+    print("everything shares the machine's cores: read the ratios to the baselines, not the")
+    print("absolute figures, which move with the machine and with what else runs on it")
+    print(render(figures))
+    print(
+        f"{len(figures)} figures, {len(missed)} missed target(s); "
+        f"whole run {time.monotonic() - began:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
