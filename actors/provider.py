@@ -566,10 +566,10 @@ class _HttpChunkStream(ChunkStream):
                     await self._fill()
                 self._first_by = None
             else:
-                try:
-                    with trio.fail_after(self._timeout_s):
-                        await self._fill()
-                except trio.TooSlowError:
+                # A bare cancel scope: trio.fail_after wraps the same in a generator, per chunk.
+                with trio.CancelScope(deadline=trio.current_time() + self._timeout_s) as waiting:
+                    await self._fill()
+                if waiting.cancelled_caught:
                     raise UpstreamTimeout(
                         f"Upstream {self._name} sent no data for {self._timeout_s:g} s "
                         "(keep-alives do not count); the stream was cut."

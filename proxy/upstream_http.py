@@ -25,6 +25,7 @@ What it does, since upstreams are real servers on the internet:
 from __future__ import annotations
 
 import math
+import os
 import select
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator
@@ -53,11 +54,26 @@ class _NothingReceived(Exception):
 class _Connection:
     """One keep-alive connection and the bytes read from it but not yet consumed."""
 
-    __slots__ = ("buffer", "closed", "idle_since", "origin", "reused", "socket", "stream")
+    __slots__ = (
+        "buffer",
+        "closed",
+        "fileno",
+        "idle_since",
+        "origin",
+        "plain",
+        "reused",
+        "socket",
+        "stream",
+    )
 
     def __init__(self, stream: trio.abc.Stream, sock: trio.socket.SocketType, origin: Origin):
         self.stream = stream
+        # Plain TCP is read and written on its descriptor directly (TLS goes through its stream).
+        self.plain: trio.abc.Stream | None = (
+            stream if isinstance(stream, trio.SocketStream) else None
+        )
         self.socket = sock
+        self.fileno = sock.fileno()
         self.origin = origin
         self.buffer = bytearray()
         self.idle_since = 0.0
@@ -84,6 +100,10 @@ class _Connection:
 
     async def send(self, data: bytes, timeout: float | None) -> None:
         try:
+            if self.plain is not None:
+                data = data[self._write_now(data) :]
+                if not data:
+                    return
             if timeout is None:
                 await self.stream.send_all(data)
             else:
@@ -94,21 +114,41 @@ class _Connection:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise httpx.WriteError(_describe(exc)) from None
 
+    def _write_now(self, data: bytes) -> int:
+        """As much of ``data`` as the socket takes at once (all of it, nearly always)."""
+        try:
+            return os.write(self.fileno, data)
+        except BlockingIOError:
+            return 0
+
     async def receive(self, timeout: float | None) -> bytes:
         """The next bytes from the server; ``b""`` at its end of the connection."""
         # Without a timeout there is no cancel scope: callers that bound whole calls by their own
         # deadlines (the provider actors do) save one per read.
         try:
             if timeout is None:
-                data = await self.stream.receive_some(RECEIVE_SIZE)
+                data = await self._receive()
             else:
                 with trio.fail_after(timeout):
-                    data = await self.stream.receive_some(RECEIVE_SIZE)
+                    data = await self._receive()
         except trio.TooSlowError:
             raise httpx.ReadTimeout("Timed out waiting for the upstream.") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise httpx.ReadError(_describe(exc)) from None
         return data if isinstance(data, bytes) else bytes(data)
+
+    async def _receive(self) -> bytes | bytearray:
+        if self.plain is None:
+            return await self.stream.receive_some(RECEIVE_SIZE)
+        # A plain connection is read when it is readable, not tried first: the next bytes of an
+        # answer are nearly never there yet when they are asked for (a stream's next event, the
+        # head just after the request), and a failed read is a system call and a trio round.
+        while True:
+            await trio.lowlevel.wait_readable(self.socket)
+            try:
+                return os.read(self.fileno, RECEIVE_SIZE)
+            except BlockingIOError:
+                continue
 
 
 class UpstreamTransport(httpx.AsyncBaseTransport):
