@@ -230,7 +230,7 @@ def measure() -> list[Figure]:
         ),
         Figure(
             section,
-            f"StorageWriter rows/s ({RECORDS:,} in lists of {BATCH})",
+            f"StorageWriter rows/s ({RECORDS // 1000}k in lists of {BATCH})",
             f"{writer:,.0f}",
             f"{raw:,.0f} raw executemany",
             f"{writer / raw:.2f}x",
