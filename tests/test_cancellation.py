@@ -99,10 +99,11 @@ async def test_a_thousand_cancellations_leak_no_pool_slot(
     assert (stats.in_flight, stats.waiting) == (0, 0)
 
 
-async def test_hang_up_during_a_non_streaming_call_closes_the_upstream_call(
-    gateway: RunningService, fake_openai: FakeOpenAI
+async def abandon_a_stalled_call(
+    gateway: RunningService, fake_openai: FakeOpenAI, after_s: float
 ) -> None:
-    # Past the hang-up watcher's delay: the call is watched by then, as any long call is.
+    """Start a non-streaming call the upstream stalls, hang up ``after_s`` after it reached the
+    upstream, and wait (2 s at most) for the gateway to close the upstream call."""
     fake_openai.enqueue(Stall(seconds=30))
     body = {"model": "gpt-4o", "messages": HELLO}
     async with trio.open_nursery() as nursery:
@@ -115,11 +116,18 @@ async def test_hang_up_during_a_non_streaming_call_closes_the_upstream_call(
         with trio.fail_after(5):
             while not fake_openai.received:
                 await trio.sleep(0.001)
-        await trio.sleep(0.2)
+        await trio.sleep(after_s)
         nursery.cancel_scope.cancel()  # closes the client's connection
     with trio.fail_after(2):
         while fake_openai.disconnects == 0:
             await trio.sleep(0.001)
+
+
+async def test_hang_up_during_a_non_streaming_call_closes_the_upstream_call(
+    gateway: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    # Past the hang-up watcher's delay: the call is watched by then, as any long call is.
+    await abandon_a_stalled_call(gateway, fake_openai, after_s=0.2)
     (row,) = await logged(gateway)
     assert (row["status"], row["http_status"], row["stream"]) == ("cancelled", 499, 0)
     assert gateway.gateway.providers["openai"].statistics().in_flight == 0
@@ -129,21 +137,6 @@ async def test_hang_up_early_in_a_non_streaming_call_is_noticed_within_the_delay
     gateway: RunningService, fake_openai: FakeOpenAI
 ) -> None:
     # Before the watcher's delay: the sweeper hands the call a watcher when it comes due.
-    fake_openai.enqueue(Stall(seconds=30))
-    body = {"model": "gpt-4o", "messages": HELLO}
-    async with trio.open_nursery() as nursery:
-
-        async def call() -> None:
-            async with httpx.AsyncClient(base_url=gateway.base_url) as client:
-                await client.post("/v1/chat/completions", json=body, headers=HEADERS)
-
-        nursery.start_soon(call)
-        with trio.fail_after(5):
-            while not fake_openai.received:
-                await trio.sleep(0.001)
-        nursery.cancel_scope.cancel()
-    with trio.fail_after(2):
-        while fake_openai.disconnects == 0:
-            await trio.sleep(0.001)
+    await abandon_a_stalled_call(gateway, fake_openai, after_s=0)
     (row,) = await logged(gateway)
     assert row["status"] == "cancelled"

@@ -579,13 +579,7 @@ async def test_server_closing_all_idle_connections_at_once(serve: Serve) -> None
     server = await serve(answer_then_close_all)
     pool = UpstreamTransport(max_connections=4, max_keepalive_connections=4, keepalive_expiry=30)
     try:
-        held = [
-            await pool.handle_async_request(build("POST", f"{server.url}/", content=b"burst"))
-            for _ in range(2)
-        ]
-        for answer in held:
-            assert await read_all(answer) == b"answer to burst"
-        assert pool.idle_connections == 2
+        await open_two_idle_connections(pool, server.url, b"burst")
         for event in closed:
             await event.wait()
         await trio.sleep(0.05)
@@ -593,6 +587,16 @@ async def test_server_closing_all_idle_connections_at_once(serve: Serve) -> None
         assert body == b"answer to after"
     finally:
         await pool.aclose()
+
+
+async def open_two_idle_connections(pool: UpstreamTransport, url: str, body: bytes) -> None:
+    """Two requests held open at once, then read: two connections left idle in the pool."""
+    held = [
+        await pool.handle_async_request(build("POST", f"{url}/", content=body)) for _ in range(2)
+    ]
+    for answer in held:
+        assert await read_all(answer) == b"answer to " + body
+    assert pool.idle_connections == 2
 
 
 def drop_after(answered: int, *, connections: int) -> Handler:
@@ -659,13 +663,7 @@ async def test_retry_goes_to_a_fresh_connection_not_another_idle_one(serve: Serv
     server = await serve(drop_after(1, connections=2))
     pool = UpstreamTransport(max_connections=4, max_keepalive_connections=4, keepalive_expiry=30)
     try:
-        held = [
-            await pool.handle_async_request(build("POST", f"{server.url}/", content=b"warm"))
-            for _ in range(2)
-        ]
-        for answer in held:
-            assert await read_all(answer) == b"answer to warm"
-        assert pool.idle_connections == 2
+        await open_two_idle_connections(pool, server.url, b"warm")
         _, body = await fetch(pool, "POST", f"{server.url}/", content=b"after")
         assert body == b"answer to after"
         assert server.requests[-1].connection == 2
