@@ -1,0 +1,205 @@
+"""Online backups: ``VACUUM INTO`` a timestamped file, checked before it is reported.
+
+``backup_database`` must run on a connection that is *not* inside a transaction (SQLite refuses
+``VACUUM`` in one), so never hand it to ``StorageWriter.execute`` (which wraps every job in
+``BEGIN IMMEDIATE``) nor wrap it in ``BEGIN`` yourself. It only reads the database, so a read-only
+connection is the right one: in the server, ``await reads.run(partial(backup_database,
+database_path=path, now_ms=now))`` on the ``ReadPool``; in the CLI, a connection from
+``open_connection(path, readonly=True)``. In WAL mode the copy is a consistent snapshot taken
+while the writer goes on writing.
+
+The copy is written to a hidden temporary file, checked (``PRAGMA quick_check``), synced, and only
+then given its final name ``llm-proxy-YYYYmmdd-HHMMSS[-N].db`` (UTC), so ``list_backups`` never
+shows a half-written file and a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import logging
+import os
+import re
+import secrets
+import stat
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+import apsw
+
+__all__ = [
+    "BACKUP_DIRECTORY_NAME",
+    "BackupError",
+    "BackupResult",
+    "backup_database",
+    "backup_directory",
+    "list_backups",
+]
+
+logger = logging.getLogger("llm_proxy.storage")
+
+BACKUP_DIRECTORY_NAME = "backups"
+_NAME = re.compile(r"llm-proxy-(\d{8})-(\d{6})(?:-(\d+))?\.db")
+_MAX_SAME_SECOND = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    """A backup file."""
+
+    path: str
+    size_bytes: int
+    created_at_ms: int
+    """When it was taken; from ``list_backups``, to the second (from the file name)."""
+
+
+class BackupError(RuntimeError):
+    """The copy was made but failed its check; it has been removed."""
+
+
+def backup_directory(database_path: str) -> Path:
+    """Where backups of ``database_path`` go: a ``backups`` folder beside it."""
+    if not database_path or database_path == ":memory:":
+        raise ValueError(f"database path {database_path!r} has no directory to back up into")
+    return Path(database_path).absolute().parent / BACKUP_DIRECTORY_NAME
+
+
+def backup_database(conn: apsw.Connection, database_path: str, *, now_ms: int) -> BackupResult:
+    """Copy the database ``conn`` has open into a new, checked file in the backup directory.
+
+    Blocking, and possibly long for a large database: run it on a worker thread, on a connection
+    outside any transaction (see the module docstring). Raises on any failure, after removing
+    whatever it wrote.
+    """
+    if conn.in_transaction:
+        raise RuntimeError("backup_database cannot run inside a transaction (VACUUM INTO)")
+    directory = backup_directory(database_path)
+    _ensure_directory(directory)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now_ms // 1000))
+    # VACUUM INTO accepts an empty file as its target: creating it here makes it 0600 from the
+    # start and gives us a name no one else is using.
+    temp = _create_exclusive(directory / f".llm-proxy-{stamp}-{secrets.token_hex(4)}.db.tmp")
+    final: Path | None = None
+    try:
+        conn.execute("VACUUM INTO ?", (str(temp),))
+        _verify(temp, _user_version(conn))
+        _fsync(temp)
+        final = _reserve_name(directory, stamp)
+        os.replace(temp, final)
+    except BaseException:
+        _remove_quietly(temp)
+        if final is not None:
+            _remove_quietly(final)
+        raise
+    # The new name is durable once the directory is synced; some file systems cannot do that.
+    with contextlib.suppress(OSError):
+        _fsync(directory)
+    size = final.stat().st_size
+    logger.info("database backed up to %s (%d bytes)", final, size)
+    return BackupResult(path=str(final), size_bytes=size, created_at_ms=now_ms)
+
+
+def list_backups(database_path: str) -> list[BackupResult]:
+    """The backups in the backup directory, newest first; none if the directory is missing."""
+    directory = backup_directory(database_path)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    found: list[tuple[int, int, BackupResult]] = []
+    for name in names:
+        match = _NAME.fullmatch(name)
+        if match is None:
+            continue
+        day, clock, number = match.groups()
+        try:
+            created_s = calendar.timegm(time.strptime(day + clock, "%Y%m%d%H%M%S"))
+            info = (directory / name).lstat()
+        except (ValueError, OSError):
+            continue
+        # Symbolic links are not ours; an empty file is a name being claimed by a backup.
+        if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+            continue
+        result = BackupResult(str(directory / name), info.st_size, created_s * 1000)
+        found.append((created_s, int(number or 0), result))
+    found.sort(key=lambda entry: entry[:2], reverse=True)
+    return [result for _, _, result in found]
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _ensure_directory(directory: Path) -> None:
+    """Create ``directory`` private to its owner, unless it exists."""
+    try:
+        directory.mkdir(mode=0o700)
+    except FileExistsError:
+        if not directory.is_dir():
+            raise NotADirectoryError(f"{directory} exists and is not a directory") from None
+        return
+    os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+
+
+def _create_exclusive(path: Path) -> Path:
+    """Create ``path`` empty with mode 0600; FileExistsError if it exists."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # the mode given to open() is filtered by the umask too
+    finally:
+        os.close(fd)
+    return path
+
+
+def _reserve_name(directory: Path, stamp: str) -> Path:
+    """Claim the first free ``llm-proxy-<stamp>[-N].db`` by creating it empty."""
+    for number in range(_MAX_SAME_SECOND):
+        suffix = f"-{number}" if number else ""
+        try:
+            return _create_exclusive(directory / f"llm-proxy-{stamp}{suffix}.db")
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{directory}: {_MAX_SAME_SECOND} backups named for {stamp} already")
+
+
+def _user_version(conn: apsw.Connection) -> int:
+    return int(conn.pragma("user_version"))
+
+
+def _verify(path: Path, user_version: int) -> None:
+    """Open the copy read-only and check it; BackupError if it is not sound."""
+    # immutable=1: nothing else writes this file, so SQLite takes no locks and creates no -shm.
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro&immutable=1"
+    copy = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+    try:
+        result = [tuple(row) for row in copy.execute("PRAGMA quick_check").fetchall()]
+        copied_version = _user_version(copy)
+    finally:
+        copy.close()
+    if result != [("ok",)]:
+        raise BackupError(f"backup {path} failed its check: {result[:5]!r}")
+    if copied_version != user_version:
+        raise BackupError(
+            f"backup {path} has schema version {copied_version}, the database {user_version}"
+        )
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a directory's entries') data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: Path) -> None:
+    """Remove ``path`` and any journal SQLite left beside it; log what cannot be removed."""
+    for leftover in (path, Path(f"{path}-journal"), Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            leftover.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logger.warning("could not remove %s after a failed backup: %r", leftover, exc)
