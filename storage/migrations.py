@@ -193,7 +193,69 @@ ALTER TABLE llm_requests ADD COLUMN failed_attempts TEXT
     CHECK (failed_attempts IS NULL OR json_valid(failed_attempts));
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1_SCHEMA, _V2_AUTH_GENERATION, _V3_ATTEMPTS)
+# Version 4: a latency histogram per usage_hourly row, so the dashboard can estimate p95 from the
+# rollup. Bucket columns count calls with lower <= latency_ms < upper (storage.rollup keeps the
+# edges). Rows from before the upgrade are backfilled from the request log where it still holds
+# every call of the row (same count); the others keep zero counts and are left out of the p95
+# (retention pruned the log, or request rows were not recorded).
+_V4_LATENCY_HISTOGRAM = """
+ALTER TABLE usage_hourly ADD COLUMN latency_under_50ms       INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_hourly ADD COLUMN latency_50_to_100ms      INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_hourly ADD COLUMN latency_100_to_250ms     INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_hourly ADD COLUMN latency_250_to_500ms     INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_hourly ADD COLUMN latency_500_to_1000ms    INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_hourly ADD COLUMN latency_1000_to_2500ms   INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_hourly ADD COLUMN latency_2500_to_5000ms   INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_hourly ADD COLUMN latency_5000_to_10000ms  INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_hourly ADD COLUMN latency_10000_to_30000ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_hourly ADD COLUMN latency_30000_to_60000ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_hourly ADD COLUMN latency_60000ms_or_more  INTEGER NOT NULL DEFAULT 0;
+
+UPDATE usage_hourly AS u SET
+    latency_under_50ms = l.b0,
+    latency_50_to_100ms = l.b1,
+    latency_100_to_250ms = l.b2,
+    latency_250_to_500ms = l.b3,
+    latency_500_to_1000ms = l.b4,
+    latency_1000_to_2500ms = l.b5,
+    latency_2500_to_5000ms = l.b6,
+    latency_5000_to_10000ms = l.b7,
+    latency_10000_to_30000ms = l.b8,
+    latency_30000_to_60000ms = l.b9,
+    latency_60000ms_or_more = l.b10
+FROM (
+    SELECT ts_ms / 3600000 * 3600000 AS hour_ms,
+           coalesce(client_id, '') AS client_id,
+           coalesce(provider, '') AS provider,
+           model,
+           count(*) AS calls,
+           sum(latency_ms < 50) AS b0,
+           sum(latency_ms >= 50 AND latency_ms < 100) AS b1,
+           sum(latency_ms >= 100 AND latency_ms < 250) AS b2,
+           sum(latency_ms >= 250 AND latency_ms < 500) AS b3,
+           sum(latency_ms >= 500 AND latency_ms < 1000) AS b4,
+           sum(latency_ms >= 1000 AND latency_ms < 2500) AS b5,
+           sum(latency_ms >= 2500 AND latency_ms < 5000) AS b6,
+           sum(latency_ms >= 5000 AND latency_ms < 10000) AS b7,
+           sum(latency_ms >= 10000 AND latency_ms < 30000) AS b8,
+           sum(latency_ms >= 30000 AND latency_ms < 60000) AS b9,
+           sum(latency_ms >= 60000) AS b10
+    FROM llm_requests
+    GROUP BY 1, 2, 3, 4
+) AS l
+WHERE u.hour_ms = l.hour_ms
+    AND u.client_id = l.client_id
+    AND u.provider = l.provider
+    AND u.model = l.model
+    AND u.requests = l.calls;
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    _V1_SCHEMA,
+    _V2_AUTH_GENERATION,
+    _V3_ATTEMPTS,
+    _V4_LATENCY_HISTOGRAM,
+)
 """SQL scripts in order; never edit a released one, append a new one."""
 
 

@@ -2,30 +2,89 @@
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from collections.abc import Iterable
 
 from proxy.records import RequestRecord
 
-__all__ = ["HOUR_MS", "UPSERT_USAGE_HOURLY", "UsageRollup"]
+__all__ = [
+    "HOUR_MS",
+    "LATENCY_BUCKET_COLUMNS",
+    "LATENCY_BUCKET_EDGES_MS",
+    "UPSERT_USAGE_HOURLY",
+    "UsageRollup",
+    "latency_bucket",
+]
 
 HOUR_MS = 3_600_000
 
-UPSERT_USAGE_HOURLY = """
-INSERT INTO usage_hourly (
-    hour_ms, client_id, provider, model, requests, errors, prompt_tokens, completion_tokens,
-    reasoning_tokens, cached_tokens, cost_usd, latency_ms_sum
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+LATENCY_BUCKET_EDGES_MS: tuple[int, ...] = (
+    50,
+    100,
+    250,
+    500,
+    1000,
+    2500,
+    5000,
+    10000,
+    30000,
+    60000,
+)
+"""Upper edges (exclusive) of the latency histogram's buckets; a last bucket holds the rest.
+
+Bucket 0 counts calls under ``EDGES[0]``, bucket ``i`` those with ``EDGES[i-1] <= latency_ms <
+EDGES[i]``, the last one those of ``EDGES[-1]`` and more. Fixed by migration 4: changing them
+needs a new migration."""
+
+LATENCY_BUCKET_COLUMNS: tuple[str, ...] = (
+    "latency_under_50ms",
+    "latency_50_to_100ms",
+    "latency_100_to_250ms",
+    "latency_250_to_500ms",
+    "latency_500_to_1000ms",
+    "latency_1000_to_2500ms",
+    "latency_2500_to_5000ms",
+    "latency_5000_to_10000ms",
+    "latency_10000_to_30000ms",
+    "latency_30000_to_60000ms",
+    "latency_60000ms_or_more",
+)
+"""The ``usage_hourly`` columns of the buckets, in order (one more than there are edges)."""
+
+
+def latency_bucket(latency_ms: float) -> int:
+    """The index of the histogram bucket that counts a call of ``latency_ms``."""
+    return bisect.bisect_right(LATENCY_BUCKET_EDGES_MS, latency_ms)
+
+
+_BUCKETS = len(LATENCY_BUCKET_COLUMNS)
+_COLUMNS = (
+    "hour_ms",
+    "client_id",
+    "provider",
+    "model",
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "latency_ms_sum",
+    *LATENCY_BUCKET_COLUMNS,
+)
+_SET_SUMS = ",\n    ".join(
+    f"{name} = {name} + excluded.{name}" for name in _COLUMNS[4:] if name != "cost_usd"
+)
+
+UPSERT_USAGE_HOURLY = f"""
+INSERT INTO usage_hourly ({", ".join(_COLUMNS)})
+VALUES ({", ".join("?" * len(_COLUMNS))})
 ON CONFLICT (hour_ms, client_id, provider, model) DO UPDATE SET
-    requests = requests + excluded.requests,
-    errors = errors + excluded.errors,
-    prompt_tokens = prompt_tokens + excluded.prompt_tokens,
-    completion_tokens = completion_tokens + excluded.completion_tokens,
-    reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-    cached_tokens = cached_tokens + excluded.cached_tokens,
+    {_SET_SUMS},
     -- NULL + x is NULL: fall back to whichever side was priced, NULL only when neither was
-    cost_usd = coalesce(cost_usd + excluded.cost_usd, cost_usd, excluded.cost_usd),
-    latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum
+    cost_usd = coalesce(cost_usd + excluded.cost_usd, cost_usd, excluded.cost_usd)
 """
 
 _Key = tuple[int, str, str, str]
@@ -43,12 +102,16 @@ class _Sums:
     cached_tokens: int = 0
     cost_usd: float | None = None
     latency_ms_sum: float = 0.0
+    latency_buckets: tuple[int, ...] = (0,) * _BUCKETS
 
     def plus(self, record: RequestRecord) -> _Sums:
         """These totals with ``record`` counted; built whole, so a bad record changes nothing."""
         cost = self.cost_usd
         if record.cost_usd is not None:
             cost = (cost or 0.0) + record.cost_usd
+        bucket = latency_bucket(record.latency_ms)
+        buckets = list(self.latency_buckets)
+        buckets[bucket] += 1
         return _Sums(
             self.requests + 1,
             self.errors + (record.status != "ok"),
@@ -58,6 +121,21 @@ class _Sums:
             self.cached_tokens + (record.cached_tokens or 0),
             cost,
             self.latency_ms_sum + record.latency_ms,
+            tuple(buckets),
+        )
+
+    def row(self) -> tuple[object, ...]:
+        """The totals as upsert parameters, the histogram flattened into its columns."""
+        return (
+            self.requests,
+            self.errors,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.reasoning_tokens,
+            self.cached_tokens,
+            self.cost_usd,
+            self.latency_ms_sum,
+            *self.latency_buckets,
         )
 
 
@@ -83,7 +161,7 @@ class UsageRollup:
 
     def rows(self) -> list[tuple[object, ...]]:
         """Parameters for ``UPSERT_USAGE_HOURLY``, one tuple per key."""
-        return [(*key, *dataclasses.astuple(sums)) for key, sums in self._sums.items()]
+        return [(*key, *sums.row()) for key, sums in self._sums.items()]
 
 
 _EMPTY = _Sums()

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import time
 
-from tests.bench import bench_cancellation, bench_resources, bench_streaming, bench_throughput
+from tests.bench import (
+    bench_analytics,
+    bench_cancellation,
+    bench_resources,
+    bench_streaming,
+    bench_throughput,
+)
 from tests.bench.loadgen import LoadGenerator
 from tests.bench.table import Figure, machine, render
 
@@ -24,6 +30,7 @@ def main() -> None:
     figures += bench_streaming.measure()
     figures += bench_cancellation.measure()
     figures += bench_resources.measure()
+    figures += bench_analytics.measure()
     missed = [figure for figure in figures if figure.met is False]
     print(f"llm-proxy benchmarks on {machine()}; load: {load.name}")
     print("everything shares the machine's cores: read the ratios to the baselines, not the")
