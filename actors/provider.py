@@ -113,6 +113,27 @@ class _JudgedStream(ChunkStream):
 
 
 class _Backend(abc.ABC):
+    """How calls reach one upstream; counts the calls using it, so a replaced one is closed only
+    once they are done."""
+
+    def __init__(self) -> None:
+        self.users = 0
+        self._idle: trio.Event | None = None
+
+    def release(self) -> None:
+        """One call stopped using the backend."""
+        self.users -= 1
+        if not self.users and self._idle is not None:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no call uses the backend (only its replacement gets new ones)."""
+        if not self.users:
+            await trio.lowlevel.checkpoint()
+            return
+        self._idle = trio.Event()
+        await self._idle.wait()
+
     @abc.abstractmethod
     async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
         """The whole answer of a non-streaming call."""
@@ -157,16 +178,19 @@ class _Call:
 class _Admission:
     """The span of one admitted call (a class, not a generator: it runs on every call)."""
 
-    __slots__ = ("actor", "call")
+    __slots__ = ("actor", "backend", "call")
 
-    def __init__(self, actor: ProviderActor, call: _Call) -> None:
+    def __init__(self, actor: ProviderActor, call: _Call, backend: _Backend) -> None:
         self.actor = actor
         self.call = call
+        self.backend = backend
 
     def __enter__(self) -> _Call:
+        self.backend.users += 1
         return self.call
 
     def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
+        self.backend.release()
         self.actor._ended(self.call, error)
 
 
@@ -195,6 +219,8 @@ class ProviderActor:
         self._on_breaker_change = on_breaker_change
         self._closed = trio.Event()
         self._backend: _Backend | None = None
+        self._nursery: trio.Nursery | None = None
+        self.default_model_override: str | None = None
         self._calls = 0
         self._errors = 0
         self._models: list[str] | None = None
@@ -203,22 +229,78 @@ class ProviderActor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Open the upstream client, report started, serve until :meth:`close`."""
-        if self._adapter is None:
-            backend: _Backend = _MockBackend(self.config)
-        else:
-            backend = _HttpBackend(self.config, self._adapter)
-        self._backend = backend
+        self._backend = self._new_backend()
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 if self._adapter is not None and self._adapter.routes_listed_models:
                     nursery.start_soon(self._keep_models_fresh)
                 task_status.started()
                 await self._closed.wait()
                 nursery.cancel_scope.cancel()
         finally:
-            self._backend = None
+            self._nursery = None
+            backend, self._backend = self._backend, None
+            if backend is not None:
+                with trio.move_on_after(5, shield=True):
+                    await backend.aclose()
+
+    def _new_backend(self) -> _Backend:
+        if self._adapter is None:
+            return _MockBackend(self.config)
+        return _HttpBackend(self.config, self._adapter)
+
+    def reconfigure(
+        self, *, base_url: str | None = None, max_concurrency: int | None = None
+    ) -> None:
+        """Apply a new base URL or concurrency limit now (None: keep the current one).
+
+        New calls go to a new backend at once; calls already running finish on the old one,
+        which is closed when the last of them ends. A smaller limit lets running calls finish
+        and admits new ones only as slots free up.
+        """
+        config = self.config
+        if base_url is not None and base_url != config.base_url:
+            if self._adapter is None:
+                raise ValueError(f"provider {self.name} answers in-process: it has no base URL")
+            config = dataclasses.replace(config, base_url=base_url)
+            # Another upstream may serve other models: ask again rather than serve stale ones.
+            self._models_expire = 0.0
+        if max_concurrency is not None and max_concurrency != config.max_concurrency:
+            if max_concurrency < 1:
+                raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+            config = dataclasses.replace(config, max_concurrency=max_concurrency)
+            self._limiter.total_tokens = max_concurrency
+        if config is self.config:
+            return
+        self.config = config
+        old, nursery = self._backend, self._nursery
+        if old is None or nursery is None:
+            return  # not running: run() builds its backend from the new config
+        # The HTTP pool is sized from the concurrency limit, so either change needs a new one.
+        self._backend = self._new_backend()
+        nursery.start_soon(self._close_when_idle, old)
+
+    async def _close_when_idle(self, backend: _Backend) -> None:
+        """Close a replaced backend once the calls still using it are done (or at shutdown)."""
+        try:
+            await backend.wait_idle()
+        finally:
             with trio.move_on_after(5, shield=True):
                 await backend.aclose()
+
+    @property
+    def default_model(self) -> str | None:
+        """The model a test call uses: the dashboard's choice, else a known chat model."""
+        if self.default_model_override:
+            return self.default_model_override
+        # The adapter's short list holds chat models; an upstream's own list may start with
+        # anything (embeddings, images), so it is only the last resort (Ollama has no list).
+        fallback = self._adapter.fallback_models if self._adapter is not None else MOCK_MODELS
+        if fallback:
+            return fallback[0]
+        known = self.known_models()
+        return known[0] if known else None
 
     def close(self) -> None:
         """Stop: :meth:`run` closes the client and returns."""
@@ -275,7 +357,7 @@ class ProviderActor:
             except Exception:
                 log.exception("provider=%s breaker change subscriber failed", self.name)
 
-    def _admitted(self) -> _Admission:
+    def _admitted(self, backend: _Backend) -> _Admission:
         """Ask the breaker, count the call, and tell the breaker its outcome at the end."""
         now = trio.current_time()
         if not self._breaker.allow(now):
@@ -288,7 +370,7 @@ class ProviderActor:
             )
         self._calls += 1
         # Only the probe gets through a half-open breaker, so this call is it.
-        return _Admission(self, _Call(probe=self._breaker.state is BreakerState.HALF_OPEN))
+        return _Admission(self, _Call(probe=self._breaker.state is BreakerState.HALF_OPEN), backend)
 
     def _ended(self, call: _Call, error: BaseException | None) -> None:
         if isinstance(error, GatewayError) and error.status >= 500:
@@ -334,7 +416,7 @@ class ProviderActor:
     ) -> ChatResponse:
         """One non-streaming call, bounded by the provider's timeout."""
         backend = self._ready_backend()
-        with self._admitted() as call:
+        with self._admitted(backend) as call:
             request = await self._inline_images(request)
             deadline = trio.current_time() + self.config.timeout_s
             await self._take_slot(deadline)
@@ -360,7 +442,7 @@ class ProviderActor:
     ) -> AsyncIterator[ChunkStream]:
         """A streaming call; leaving the block (or being cancelled) ends the upstream call."""
         backend = self._ready_backend()
-        with self._admitted() as call:
+        with self._admitted(backend) as call:
             request = await self._inline_images(request)
             deadline = trio.current_time() + self.config.timeout_s
             async with self._slot(deadline):
@@ -399,6 +481,7 @@ class ProviderActor:
         """Ask the upstream for its models now; on failure keep serving the static list."""
         backend = self._ready_backend()
         now = trio.current_time()
+        backend.users += 1
         try:
             with trio.fail_after(min(self.config.timeout_s, 10.0)):
                 models = await backend.list_models()
@@ -418,6 +501,8 @@ class ProviderActor:
             fallback = self._adapter.fallback_models if self._adapter else MOCK_MODELS
             self._models, self._models_expire = list(fallback), now + MODELS_RETRY_S
             return self._models
+        finally:
+            backend.release()
         if self._listing_failed:
             log.info("provider=%s listing models works again", self.name)
         self._listing_failed = False
@@ -434,6 +519,7 @@ class _HttpBackend(_Backend):
     """
 
     def __init__(self, config: ProviderConfig, adapter: WireAdapter) -> None:
+        super().__init__()
         self._name = config.name
         self._timeout_s = config.timeout_s
         self._adapter = adapter
@@ -656,6 +742,7 @@ class _MockBackend(_Backend):
     """Answers in-process after the configured latency."""
 
     def __init__(self, config: ProviderConfig) -> None:
+        super().__init__()
         self._latency_s = config.latency_ms / 1000
         self._chunk_count = config.chunk_count
 

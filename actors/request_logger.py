@@ -3,13 +3,17 @@ and fans them out to live subscribers (dashboard feed, terminal monitor).
 
 Records are never dropped: when the inbox is full the caller waits. Subscribers are the opposite:
 a slow one loses events (counted) so that it can never slow the gateway.
+
+Prepaid credit: the cost of each priced call to a provider whose balance is tracked is added up
+here and debited by one writer job at a time, covering every call logged since the previous one,
+never a database write per call.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Protocol
 
@@ -19,6 +23,15 @@ from proxy.pricing import Pricer, TokenCounts
 from proxy.records import RequestRecord
 
 log = logging.getLogger("llm_proxy.logger")
+
+CREDIT_RETRY_S = 1.0
+
+CreditCrossing = tuple[str, float, float | None]
+"""A provider whose balance fell below its threshold: name, new balance, threshold (None: 0)."""
+DebitCredit = Callable[[Mapping[str, float]], Awaitable[Sequence[CreditCrossing]]]
+"""Subtracts each provider's charges from its balance; returns the providers that crossed."""
+LowCredit = Callable[[str, float, float | None], None]
+"""Told of a provider whose balance just fell below its threshold (must not block)."""
 
 
 class RecordSink(Protocol):
@@ -61,7 +74,8 @@ class RequestLogger:
         *,
         inbox_size: int = 4096,
         max_batch: int = 500,
-        subscriber_queue: int = 256,
+        # Above the largest batch, so a fast subscriber never loses part of a burst.
+        subscriber_queue: int = 1024,
     ) -> None:
         self._sink = sink
         self.pricer = pricer
@@ -73,25 +87,52 @@ class RequestLogger:
         self._prompt = self._completion = 0
         self._cost = 0.0
         self._dropped = 0
+        self._credit_tracked: frozenset[str] = frozenset()
+        self._charges: dict[str, float] = {}
+        self._charged = trio.Event()
+        self._debit: DebitCredit | None = None
+        self._on_low_credit: LowCredit | None = None
+        self._draining = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the inbox until :meth:`close`, then forward what is left and return."""
-        task_status.started()
-        async with self._receive:
-            async for first in self._receive:
-                batch = [self._account(first)]
-                while len(batch) < self._max_batch:
-                    try:
-                        batch.append(self._account(self._receive.receive_nowait()))
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                await self._sink.write_requests(batch)
-        for subscriber in list(self._subscribers):
-            subscriber.close()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._debit_credit)
+            task_status.started()
+            try:
+                async with self._receive:
+                    async for first in self._receive:
+                        batch = [self._account(first)]
+                        while len(batch) < self._max_batch:
+                            try:
+                                batch.append(self._account(self._receive.receive_nowait()))
+                            except (trio.WouldBlock, trio.EndOfChannel):
+                                break
+                        await self._sink.write_requests(batch)
+                for subscriber in list(self._subscribers):
+                    subscriber.close()
+            finally:
+                # The last charges are debited, then the credit task ends.
+                self._draining = True
+                self._charged.set()
 
     def close(self) -> None:
         """No more records: :meth:`run` drains the inbox into the writer and returns."""
         self._send.close()
+
+    def set_credit_ledger(self, debit: DebitCredit, on_low_credit: LowCredit) -> None:
+        """Where charges are debited, and who hears of a balance falling below its threshold."""
+        self._debit = debit
+        self._on_low_credit = on_low_credit
+
+    def track_credit(self, providers: Collection[str]) -> None:
+        """Charge the calls of these providers (those with a prepaid balance) from now on."""
+        self._credit_tracked = frozenset(providers)
+
+    @property
+    def credit_tracked(self) -> frozenset[str]:
+        """The providers whose calls are charged."""
+        return self._credit_tracked
 
     async def record(self, record: RequestRecord, *, alias: str | None = None) -> None:
         """Log one call; waits while the inbox is full."""
@@ -136,6 +177,11 @@ class RequestLogger:
         self._prompt += record.prompt_tokens or 0
         self._completion += record.completion_tokens or 0
         self._cost += record.cost_usd or 0.0
+        cost = record.cost_usd
+        if cost and record.provider in self._credit_tracked:
+            provider = record.provider
+            self._charges[provider] = self._charges.get(provider, 0.0) + cost
+            self._charged.set()
         for subscriber in list(self._subscribers):
             try:
                 subscriber.send_nowait(record)
@@ -166,3 +212,41 @@ class RequestLogger:
             log.exception("pricing failed for model %r", record.upstream_model)
             cost = None
         return dataclasses.replace(record, cost_usd=cost) if cost is not None else record
+
+    async def _debit_credit(self) -> None:
+        """Debit what was charged, one writer job at a time, until the logger has drained."""
+        while True:
+            await self._charged.wait()
+            self._charged = trio.Event()
+            charges, self._charges = self._charges, {}
+            if charges and self._debit is not None:
+                await self._settle(self._debit, charges)
+            if self._draining and not self._charges:
+                return
+
+    async def _settle(self, debit: DebitCredit, charges: dict[str, float]) -> None:
+        try:
+            crossed = await debit(charges)
+        except Exception:
+            if self._draining:
+                log.exception("debiting provider credit failed at shutdown; lost: %s", charges)
+                return
+            log.exception("debiting provider credit failed; retrying in %g s", CREDIT_RETRY_S)
+            for provider, cost in charges.items():
+                self._charges[provider] = self._charges.get(provider, 0.0) + cost
+            await trio.sleep(CREDIT_RETRY_S)
+            self._charged.set()
+            return
+        for provider, balance, threshold in crossed:
+            log.warning(
+                "provider=%s prepaid credit is low: balance %.4f USD fell below %.4f USD",
+                provider,
+                balance,
+                threshold or 0.0,
+            )
+            if self._on_low_credit is not None:
+                # A subscriber's bug must not stop the debits.
+                try:
+                    self._on_low_credit(provider, balance, threshold)
+                except Exception:
+                    log.exception("provider=%s low-credit subscriber failed", provider)

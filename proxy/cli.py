@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", help="TOML config file (default: $LLM_PROXY_CONFIG)")
 
     _add_clients_parser(commands)
+    _add_users_parser(commands)
 
     commands.add_parser("version", help="print the version")
     return parser
@@ -90,11 +91,30 @@ def _add_clients_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
     revoke.add_argument("target", metavar="CLIENT_ID|KEY_ID")
 
 
+def _add_users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="TOML config file (default: $LLM_PROXY_CONFIG)")
+    common.add_argument("--database", help="SQLite file (overrides server.database)")
+    users = commands.add_parser(
+        "users",
+        help="manage dashboard users",
+        description="Manage dashboard users, also while the server runs.",
+    )
+    actions = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    reset = actions.add_parser(
+        "reset-password",
+        parents=[common],
+        help="set a one-time password (printed once on stdout) that must be changed at sign-in",
+    )
+    reset.add_argument("username", metavar="USERNAME")
+    actions.add_parser("list", parents=[common], help="one line per user")
+
+
 def _load(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
     if args.command == "serve":
         config = with_overrides(config, host=args.host, port=args.port, database=args.database)
-    elif args.command == "clients":
+    elif args.command in ("clients", "users"):
         config = with_overrides(config, database=args.database)
     return config
 
@@ -138,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "clients":
         return _clients(args, config)
+    if args.command == "users":
+        return _users(args, config)
     setup_logging(config.server.log_level)
     raise_open_files_limit()
     from proxy import service  # the server's imports are only worth paying for when serving
@@ -164,6 +186,16 @@ def _error(message: str) -> int:
 
 def _clients(args: argparse.Namespace, config: Config) -> int:
     """Run a ``clients`` action against the configured database, even beside a running server."""
+    return _on_database(config, lambda conn: _CLIENT_ACTIONS[args.clients_command](conn, args))
+
+
+def _users(args: argparse.Namespace, config: Config) -> int:
+    """Run a ``users`` action against the configured database, even beside a running server."""
+    return _on_database(config, lambda conn: _USER_ACTIONS[args.users_command](conn, args))
+
+
+def _on_database(config: Config, action: Callable[[apsw.Connection], int]) -> int:
+    """Open the configured database (migrated), run ``action``, print its failure in one line."""
     import apsw  # only the commands that touch the database pay for it
 
     from storage import SchemaTooNewError, migrate, open_connection
@@ -173,7 +205,7 @@ def _clients(args: argparse.Namespace, config: Config) -> int:
     logging.basicConfig(level=logging.CRITICAL, stream=sys.stderr, force=True)
     path = config.server.database
     if path == ":memory:":
-        return _error("server.database is ':memory:': there are no stored clients to manage")
+        return _error("server.database is ':memory:': there is nothing stored to manage")
     try:
         # WAL lets this process write beside a running server; the long busy timeout waits out
         # the server's write batches instead of failing.
@@ -183,14 +215,54 @@ def _clients(args: argparse.Namespace, config: Config) -> int:
     try:
         # A fresh install may create its first client before the first `serve`.
         migrate(conn)
-        action = _CLIENT_ACTIONS[args.clients_command]
-        return action(conn, args)
+        return action(conn)
     except (_UsageError, LookupError, ValueError) as exc:
         return _error(str(exc))
     except (apsw.Error, SchemaTooNewError) as exc:
         return _error(f"database {path}: {exc}")
     finally:
         conn.close()
+
+
+def _users_reset_password(conn: apsw.Connection, args: argparse.Namespace) -> int:
+    from proxy.passwords import Passwords, generate_password
+    from storage import users
+
+    password = generate_password()
+    password_hash = Passwords().hash_now(password)
+    user = _write(
+        conn,
+        lambda c: users.set_password(
+            c,
+            args.username,
+            password_hash,
+            must_change_password=True,
+            now_ms=_now_ms(),
+        ),
+    )
+    print(
+        f"reset the password of {user.username} ({user.role}); it must be changed at the next "
+        "sign-in, and the user's open sessions end within seconds\n"
+        "pass the one-time password on now: it is not shown again",
+        file=sys.stderr,
+    )
+    print(password)  # stdout carries the password alone
+    return 0
+
+
+def _users_list(conn: apsw.Connection, args: argparse.Namespace) -> int:
+    from storage import users
+
+    for user in users.list_users(conn):
+        flags = " must-change-password" if user.must_change_password else ""
+        print(f"{user.username}\t{user.role}{flags}\t{user.display_name}")
+    return 0
+
+
+_USER_ACTIONS: dict[str, Callable[[apsw.Connection, argparse.Namespace], int]] = {
+    "reset-password": _users_reset_password,
+    "list": _users_list,
+}
 
 
 def _write(conn: apsw.Connection, fn: Callable[[apsw.Connection], T]) -> T:

@@ -98,6 +98,9 @@ class ServerConfig:
     graceful_timeout_s: float = _opt(30.0, _positive)
     # How long a client may take to send its request body (a slow or lying client holds a task).
     body_timeout_s: float = _opt(60.0, _positive)
+    # A client that stops reading is dropped after this long with unsent data (TCP_USER_TIMEOUT):
+    # hypercorn's socket writes cannot be cancelled, so it would otherwise hold a shutdown.
+    stalled_client_timeout_s: float = _opt(20.0, _positive)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

@@ -45,6 +45,23 @@ class PriceOverride:
     output_per_mtok: float | None = None
     cached_input_per_mtok: float | None = None
 
+    @property
+    def complete(self) -> bool:
+        """Whether it prices both directions."""
+        return self.input_per_mtok is not None and self.output_per_mtok is not None
+
+    def over(self, base: PriceOverride | None) -> PriceOverride:
+        """These prices, with the ones left unset taken from ``base``."""
+        if base is None:
+            return self
+        return PriceOverride(
+            base.input_per_mtok if self.input_per_mtok is None else self.input_per_mtok,
+            base.output_per_mtok if self.output_per_mtok is None else self.output_per_mtok,
+            base.cached_input_per_mtok
+            if self.cached_input_per_mtok is None
+            else self.cached_input_per_mtok,
+        )
+
     def cost(self, tokens: TokenCounts) -> float | None:
         """The call's cost, or None when this override does not price both directions."""
         if self.input_per_mtok is None or self.output_per_mtok is None:
@@ -61,15 +78,73 @@ class PriceOverride:
 
 
 class Pricer:
-    """Prices calls; overrides are looked up by alias first, then by upstream model name."""
+    """Prices calls; overrides are looked up by alias first, then by upstream model name.
+
+    Two layers of overrides: the config's (fixed) and the dashboard's (``model_settings``, set at
+    run time with :meth:`set_live_override`). A dashboard price wins field by field; a field it
+    leaves unset comes from the config's override, then from the price table.
+    """
 
     def __init__(self, overrides: Mapping[str, PriceOverride] | None = None) -> None:
         self._overrides = dict(overrides or {})
+        self._live: dict[str, PriceOverride] = {}
         self._rates: dict[tuple[str, str], tuple[float, PriceOverride | None]] = {}
 
     def with_overrides(self, overrides: Mapping[str, PriceOverride]) -> Pricer:
         """A pricer with these overrides replacing same-named ones (dashboard changes)."""
         return Pricer({**self._overrides, **overrides})
+
+    def set_live_override(self, model: str, override: PriceOverride | None) -> None:
+        """The dashboard's prices for ``model`` (alias or upstream name), from the next call on;
+        None, or an override without any price, removes them."""
+        if override is None or override == PriceOverride():
+            self._live.pop(model, None)
+        else:
+            self._live[model] = override
+
+    @property
+    def live_overrides(self) -> Mapping[str, PriceOverride]:
+        """The dashboard's prices, by model name."""
+        return self._live
+
+    @property
+    def config_overrides(self) -> Mapping[str, PriceOverride]:
+        """The config file's prices, by model name."""
+        return self._overrides
+
+    def rates(
+        self, *, provider: str, upstream_model: str, alias: str | None = None
+    ) -> PriceOverride | None:
+        """USD per million tokens a call would be billed now (cached filled in), for display;
+        None when the model is unpriced or its table price is tiered."""
+        for name in (alias, upstream_model):
+            override = self._override(name, provider, upstream_model) if name else None
+            if override is not None and override.complete:
+                return override.over(PriceOverride(cached_input_per_mtok=override.input_per_mtok))
+        table = self._table_rates(provider, upstream_model)
+        if table is None:
+            return None
+        return table.over(PriceOverride(cached_input_per_mtok=table.input_per_mtok))
+
+    def _override(self, name: str, provider: str, upstream_model: str) -> PriceOverride | None:
+        """The prices set for ``name``: the dashboard's over the config's (then the table's)."""
+        override = self._overrides.get(name)
+        live = self._live.get(name)
+        if live is None:
+            return override
+        merged = live.over(override)
+        if merged.complete:
+            return merged
+        return merged.over(self._table_rates(provider, upstream_model))
+
+    def _table_rates(self, provider: str, upstream_model: str) -> PriceOverride | None:
+        """Flat rates from the table (0 for free providers); None: unknown or tiered."""
+        if provider in FREE_PROVIDERS:
+            return PriceOverride(0.0, 0.0, 0.0)
+        provider_id = GENAI_PROVIDER_IDS.get(provider)
+        if provider_id is None or not _is_known(provider_id, upstream_model):
+            return None
+        return self._flat_rates(provider_id, upstream_model)
 
     def cost(
         self,
@@ -82,8 +157,15 @@ class Pricer:
         """USD for one call, or None when usage is unknown or no price is known for the model."""
         if tokens is None:
             return None
+        live = self._live
         for name in (alias, upstream_model):
-            override = self._overrides.get(name) if name else None
+            if not name:
+                continue
+            override = (
+                self._override(name, provider, upstream_model)
+                if live and name in live
+                else self._overrides.get(name)
+            )
             if override is not None:
                 priced = override.cost(tokens)
                 if priced is not None:

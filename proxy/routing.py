@@ -40,7 +40,11 @@ class Route:
 
 
 class Router:
-    """Resolves client model names; pure, rebuilt whenever aliases or providers change."""
+    """Resolves client model names.
+
+    Aliases are fixed at start; which providers and models are switched on changes at run time
+    (dashboard overrides), through :meth:`set_provider_enabled` and :meth:`set_model_enabled`.
+    """
 
     def __init__(
         self,
@@ -55,6 +59,7 @@ class Router:
         self._fallbacks = {model: tuple(names) for model, names in (fallbacks or {}).items()}
         self._providers = frozenset(providers)
         self._enabled = frozenset(enabled)
+        self._disabled_models: frozenset[str] = frozenset()
         # Ollama's model list changes at run time (pulls), so it is asked for, not copied.
         self._local_models = local_models
 
@@ -63,17 +68,48 @@ class Router:
         """The aliases, for ``GET /v1/models``."""
         return self._aliases
 
+    @property
+    def disabled_models(self) -> frozenset[str]:
+        """Model names switched off from the dashboard."""
+        return self._disabled_models
+
+    def is_enabled(self, provider: str) -> bool:
+        """Whether calls are routed to ``provider`` now."""
+        return provider in self._enabled
+
+    def set_provider_enabled(self, provider: str, enabled: bool) -> None:
+        """Route to ``provider`` again, or stop (its calls then answer 503 provider_disabled)."""
+        if provider not in self._providers:
+            raise ValueError(f"unknown provider {provider!r}")
+        # Replaced, never mutated: a resolve running elsewhere sees one set or the other.
+        self._enabled = self._enabled | {provider} if enabled else self._enabled - {provider}
+
+    def set_model_enabled(self, model: str, enabled: bool) -> None:
+        """Serve ``model`` again, or stop (its calls then answer 404 model_not_found)."""
+        if enabled:
+            self._disabled_models = self._disabled_models - {model}
+        else:
+            self._disabled_models = self._disabled_models | {model}
+
     def resolve(self, model: str) -> Route:
-        """Route ``model`` or raise 404 (unknown) / 503 (provider disabled)."""
+        """Route ``model`` or raise 404 (unknown or disabled) / 503 (provider disabled)."""
+        route = self.route_of(model)
+        if self._disabled_models:
+            self._check_model_enabled(route, model)
+        return self._checked(route, model)
+
+    def route_of(self, model: str) -> Route:
+        """Where ``model`` would go, whether or not its provider or the model is switched on;
+        404 when nothing routes it."""
         target = self._aliases.get(model)
         if target is not None:
-            return self._checked(Route(target.provider, target.model, model), model)
+            return Route(target.provider, target.model, model)
         provider, slash, rest = model.partition("/")
         if slash and provider in self._providers and rest:
-            return self._checked(Route(provider, rest), model)
+            return Route(provider, rest)
         for prefix, name in PREFIXES:
             if model.startswith(prefix):
-                return self._checked(Route(name, model), model)
+                return Route(name, model)
         if "ollama" in self._enabled:
             local = self._local_models()
             # Ollama reads a name without a tag as ":latest", and lists it with the tag.
@@ -113,6 +149,23 @@ class Router:
                 code="provider_disabled",
             )
         return chain
+
+    def model_enabled(self, route: Route, asked: str) -> bool:
+        """Whether neither the name asked nor the upstream model it reaches is switched off."""
+        disabled = self._disabled_models
+        return not (
+            asked in disabled
+            or route.upstream_model in disabled
+            or f"{route.provider}/{route.upstream_model}" in disabled
+        )
+
+    def _check_model_enabled(self, route: Route, asked: str) -> None:
+        # Switching a model off covers every name that reaches it: an alias, provider/model.
+        if not self.model_enabled(route, asked):
+            raise ModelNotFound(
+                f"The model '{asked}' is disabled on this gateway.",
+                param="model",
+            )
 
     def _checked(self, route: Route, asked: str) -> Route:
         if route.provider not in self._enabled:

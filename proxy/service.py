@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import logging
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -28,16 +29,22 @@ from actors.client_directory import ClientDirectory
 from actors.provider import ProviderActor
 from actors.rate_limiter import ClientLimits, RateLimiter
 from actors.request_logger import RequestLogger
+from actors.session_store import SessionStore, UserState
 from proxy.config import KEYED_PROVIDERS, Config
 from proxy.images import ImageFetcher, ImagePolicy
+from proxy.passwords import Passwords
 from proxy.pricing import FREE_PROVIDERS, PriceOverride, Pricer
 from proxy.providers.registry import adapter_for
 from proxy.routing import AliasTarget, Router
 from storage.reads import ReadPool
+from storage.users import list_users
 from storage.writer import StorageWriter
 from web.app import create_app
 from web.auth import Authenticator
+from web.events import EventHub
+from web.first_admin import ensure_first_admin
 from web.gateway import Gateway
+from web.live_settings import apply_stored_settings
 
 log = logging.getLogger("llm_proxy.service")
 
@@ -64,11 +71,20 @@ def build_pricer(config: Config) -> Pricer:
     return Pricer(overrides)
 
 
-def build_providers(config: Config, images: ImageFetcher) -> dict[str, ProviderActor]:
-    """One actor per enabled provider."""
+def build_providers(
+    config: Config, images: ImageFetcher, events: EventHub | None = None
+) -> dict[str, ProviderActor]:
+    """One actor per enabled provider; breaker changes are published on ``events``."""
+
+    def breaker_changed(name: str, state: str) -> None:
+        if events is not None:
+            events.publish({"type": "provider", "name": name, "state": state})
+
     actors: dict[str, ProviderActor] = {}
     for provider in config.enabled_providers():
-        actors[provider.name] = ProviderActor(provider, adapter_for(provider), images=images)
+        actors[provider.name] = ProviderActor(
+            provider, adapter_for(provider), images=images, on_breaker_change=breaker_changed
+        )
     if "mock" in actors and not any(config.providers[name].api_key for name in KEYED_PROVIDERS):
         log.info(
             "no upstream API key is configured: the mock provider is on (model 'mock' answers "
@@ -109,9 +125,31 @@ def build_authenticator(
     )
 
 
+class _HypercornConfig(hypercorn.config.Config):
+    """hypercorn's settings, with a send deadline on every accepted connection.
+
+    hypercorn writes to a client inside a shielded scope, so a peer that stopped reading (full
+    kernel buffers) holds that write, and with it a graceful shutdown, until TCP gives up — which
+    can take many minutes. TCP_USER_TIMEOUT on the listening socket (accepted sockets inherit it)
+    makes the kernel drop such a connection after ``stalled_client_timeout_s``.
+    """
+
+    stalled_client_timeout_s: float = 20.0
+
+    def create_sockets(self) -> Any:
+        sockets = super().create_sockets()
+        timeout_ms = int(self.stalled_client_timeout_s * 1000)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux only
+            for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
+        return sockets
+
+
 def hypercorn_config(config: Config) -> hypercorn.config.Config:
     """Hypercorn settings from ours: bind, grace period, no access log (we log every call)."""
-    hc = hypercorn.config.Config()
+    hc = _HypercornConfig()
+    hc.stalled_client_timeout_s = config.server.stalled_client_timeout_s
     hc.bind = [f"{config.server.host}:{config.server.port}"]
     hc.graceful_timeout = config.server.graceful_timeout_s
     hc.accesslog = None
@@ -154,10 +192,19 @@ async def _first_signal(signals: AsyncIterator[int], stop: Callable[[], None]) -
         return
 
 
+async def _user_states(reads: ReadPool) -> dict[str, UserState]:
+    users = await reads.run(list_users)
+    return {
+        user.username: UserState(user.role, user.must_change_password, user.password_hash)
+        for user in users
+    }
+
+
 async def run(
     config: Config,
     *,
     handle_signals: bool = True,
+    passwords: Passwords | None = None,
     task_status: trio.TaskStatus[RunningService] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gateway until SIGTERM/SIGINT (or ``RunningService.stop``), then shut down cleanly."""
@@ -174,7 +221,8 @@ async def run(
         follow_redirects=False,
         trust_env=False,
     )
-    providers = build_providers(config, ImageFetcher(images_client, policy))
+    events = EventHub()
+    providers = build_providers(config, ImageFetcher(images_client, policy), events)
     ollama = providers.get("ollama")
     router = Router(
         aliases={
@@ -190,6 +238,9 @@ async def run(
         reads, writer, default_requests_per_minute=config.limits.default_client_requests_per_minute
     )
     limiter = RateLimiter(global_requests_per_minute=config.limits.global_requests_per_minute)
+    sessions = SessionStore(config.dashboard.session_ttl_hours * 3600, partial(_user_states, reads))
+    # Its constructor hashes once (the dummy for unknown users): off the trio thread.
+    hasher = passwords if passwords is not None else await trio.to_thread.run_sync(Passwords)
     gateway = Gateway(
         config=config,
         router=router,
@@ -200,6 +251,9 @@ async def run(
         auth=build_authenticator(config, providers, directory),
         limiter=limiter,
         directory=directory,
+        sessions=sessions,
+        passwords=hasher,
+        events=events,
         started_at=time.monotonic(),
     )
     shutdown = trio.Event()
@@ -209,10 +263,15 @@ async def run(
         gateway.draining = True
         shutdown.set()
 
+    # The dashboard's recent-logs page reads the same lines stderr gets.
+    logging.getLogger().addHandler(gateway.log_buffer)
     try:
         async with AsyncExitStack() as actors:
             await actors.enter_async_context(images_client)
             await actors.enter_async_context(_running(writer.run, writer.close))
+            if config.dashboard.enabled:
+                await ensure_first_admin(writer, hasher, database, now_ms=int(time.time() * 1000))
+                await actors.enter_async_context(_running(sessions.run, sessions.close))
             await actors.enter_async_context(_running(logger.run, logger.close))
             await actors.enter_async_context(_running(directory.run, directory.close))
             await actors.enter_async_context(_running(limiter.run, limiter.close))
@@ -220,6 +279,8 @@ async def run(
                 await actors.enter_async_context(_running(actor.run, actor.close))
             hangups = gateway.hangups
             await actors.enter_async_context(_running(hangups.run, hangups.close))
+            # The dashboard's stored overrides, before the first call is served.
+            await apply_stored_settings(gateway)
             # Everything built so far (modules, the price table, config) lives as long as the
             # process: out of the collector's sight, full collections stop rescanning it (~30 ms
             # each, stalling every request in flight).
@@ -242,6 +303,7 @@ async def run(
             log.info("server stopped; closing actors")
     finally:
         reads.close()
+        logging.getLogger().removeHandler(gateway.log_buffer)
         stopped.set()
     log.info("shutdown complete")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import trio
 
 from proxy import service
 from proxy.config import Config, parse_config
+from proxy.passwords import Passwords
 from proxy.service import RunningService
 from storage import queries
 from tests.fakes.gemini_upstream import FakeGemini
@@ -80,7 +82,13 @@ async def start_gateway(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[
     async def start(data: Mapping[str, Any] | None = None) -> RunningService:
         config = make_config(tmp_path, data)
         gateway: RunningService = await nursery.start(
-            partial(service.run, config, handle_signals=False)
+            # argon2 with weak parameters: the server's real ones cost ~50 ms and 64 MiB a hash.
+            partial(
+                service.run,
+                config,
+                handle_signals=False,
+                passwords=Passwords.cheap_for_tests(),
+            )
         )
         running.append(gateway)
         return gateway
@@ -132,3 +140,52 @@ async def logged(gateway: RunningService, count: int = 1) -> list[dict[str, obje
             if len(rows) >= count:
                 return rows
             await trio.sleep(0.02)
+
+
+# -- the dashboard API -------------------------------------------------------------------------
+
+
+def initial_admin_password(gateway: RunningService) -> str:
+    """The one-time password the first start wrote next to the database."""
+    database = Path(gateway.gateway.config.server.database)
+    return (database.parent / "llm-proxy-initial-admin-password").read_text().strip()
+
+
+ADMIN_PASSWORD = "a-long-enough-admin-password"
+
+
+@asynccontextmanager
+async def signed_in(
+    gateway: RunningService, username: str = "admin", password: str | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client signed in (Bearer token) as ``username``; the first admin's one-time password is
+    changed to ``ADMIN_PASSWORD`` on the way."""
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+        await _sign_in(client, gateway, username, password)
+        yield client
+
+
+async def _sign_in(
+    client: httpx.AsyncClient, gateway: RunningService, username: str, password: str | None
+) -> None:
+    if password is None and username == "admin":
+        password = ADMIN_PASSWORD
+        first = await client.post(
+            "/api/auth/login",
+            json={"username": "admin", "password": initial_admin_password(gateway)},
+        )
+        if first.status_code == 200:
+            token = first.json()["token"]
+            changed = await client.post(
+                "/api/auth/change-password",
+                json={
+                    "current_password": initial_admin_password(gateway),
+                    "new_password": password,
+                },
+                headers={"authorization": f"Bearer {token}"},
+            )
+            assert changed.status_code == 200, changed.text
+    answer = await client.post("/api/auth/login", json={"username": username, "password": password})
+    assert answer.status_code == 200, answer.text
+    client.headers["authorization"] = f"Bearer {answer.json()['token']}"
+    client.cookies.clear()

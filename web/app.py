@@ -8,6 +8,7 @@ from typing import Any, cast
 from quart import Response
 from quart_trio import QuartTrio
 
+from web.api import register_api
 from web.asgi import ASGIApp, Receive, Scope, Send
 from web.gateway import Gateway
 from web.v1 import v1_app
@@ -40,6 +41,8 @@ def create_quart_app(gateway: Gateway) -> QuartTrio:
         body = {"status": "unavailable" if problems else "ready", "problems": problems}
         return cast(Response, await app.make_response((body, status)))
 
+    if gateway.config.dashboard.enabled:
+        register_api(app, gateway)
     return app
 
 

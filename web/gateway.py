@@ -9,13 +9,18 @@ from actors.client_directory import ClientDirectory
 from actors.provider import ProviderActor
 from actors.rate_limiter import RateLimiter
 from actors.request_logger import RequestLogger
+from actors.session_store import SessionStore
 from proxy.config import Config
+from proxy.login_throttle import LoginThrottle
+from proxy.passwords import Passwords
 from proxy.routing import Router
 from storage.reads import ReadPool
 from storage.writer import StorageWriter
 from web.auth import Authenticator
+from web.events import EventHub
 from web.hangups import HangupWatcher
 from web.in_flight import InFlight
+from web.log_buffer import LogBuffer
 
 
 @dataclasses.dataclass(slots=True)
@@ -31,7 +36,12 @@ class Gateway:
     auth: Authenticator
     limiter: RateLimiter
     directory: ClientDirectory
+    sessions: SessionStore
+    passwords: Passwords
     started_at: float
+    throttle: LoginThrottle = dataclasses.field(default_factory=LoginThrottle)
+    events: EventHub = dataclasses.field(default_factory=EventHub)
+    log_buffer: LogBuffer = dataclasses.field(default_factory=LogBuffer)
     in_flight: InFlight = dataclasses.field(default_factory=InFlight)
     hangups: HangupWatcher = dataclasses.field(default_factory=HangupWatcher)
     ready: bool = False

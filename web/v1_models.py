@@ -7,7 +7,7 @@ import trio
 
 from proxy.chat import ModelCard, ModelList
 from proxy.errors import GatewayError
-from proxy.routing import Router
+from proxy.routing import Route, Router
 from web.asgi import Scope
 from web.auth import Caller, request_key
 from web.gateway import Gateway
@@ -23,31 +23,36 @@ def authenticate(gateway: Gateway, scope: Scope) -> Caller:
 def _routable_id(router: Router, provider: str, model: str) -> str:
     """The name that routes back to ``provider``: bare when it does, else ``provider/model``."""
     try:
-        route = router.resolve(model)
+        route = router.route_of(model)  # switched-off models are filtered apart
     except GatewayError:
         return f"{provider}/{model}"
     return model if route.provider == provider and route.alias is None else f"{provider}/{model}"
 
 
 async def list_models(gateway: Gateway) -> ModelList:
-    """Aliases first, then every enabled provider's models, fetched concurrently."""
+    """Aliases first, then every provider's models, fetched concurrently; what is switched off
+    (a provider or a model, from the dashboard) is left out."""
     router = gateway.router
     cards = [
-        ModelCard(id=name, owned_by=target.provider) for name, target in router.aliases.items()
+        ModelCard(id=name, owned_by=target.provider)
+        for name, target in router.aliases.items()
+        if router.is_enabled(target.provider)
+        and router.model_enabled(Route(target.provider, target.model, name), name)
     ]
+    serving = [name for name in gateway.providers if router.is_enabled(name)]
     per_provider: dict[str, list[str]] = {}
 
     async def fetch(name: str) -> None:
         per_provider[name] = await gateway.providers[name].models()
 
     async with trio.open_nursery() as nursery:
-        for name in gateway.providers:
+        for name in serving:
             nursery.start_soon(fetch, name)
-    for name in gateway.providers:
-        cards.extend(
-            ModelCard(id=_routable_id(router, name, model), owned_by=name)
-            for model in per_provider.get(name, [])
-        )
+    for name in serving:
+        for model in per_provider.get(name, []):
+            card_id = _routable_id(router, name, model)
+            if router.model_enabled(Route(name, model), card_id):
+                cards.append(ModelCard(id=card_id, owned_by=name))
     return ModelList(data=cards)
 
 

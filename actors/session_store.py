@@ -1,0 +1,260 @@
+"""SessionStore: dashboard sessions in memory, with expiry, sliding refresh and revocation.
+
+A session is a 256-bit random token handed to the browser (cookie) or a script (Bearer). Only its
+SHA-256 is kept, so a memory dump holds no usable token. Sessions expire ``ttl`` after their last
+refresh; a session used past half its life is extended (sliding refresh), so an active admin is
+not logged out mid-task while an idle one is.
+
+Users change outside this process too (``llm-proxy users reset-password`` from the CLI, another
+admin's edit): every few seconds the store re-reads the users table and ends the sessions of a user
+who is gone or whose password changed, and picks up role and must-change-password changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final
+
+import trio
+
+log = logging.getLogger("llm_proxy.sessions")
+
+SWEEP_EVERY_S: Final = 60.0
+USERS_REFRESH_S: Final = 2.0
+MAX_SESSIONS: Final = 10_000
+MAX_SESSIONS_PER_USER: Final = 50
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserState:
+    """What a session needs to know of its user, as stored."""
+
+    role: str
+    must_change_password: bool
+    password_hash: str
+
+
+@dataclasses.dataclass(slots=True)
+class Session:
+    """One signed-in user."""
+
+    username: str
+    role: str
+    must_change_password: bool
+    created_at: float  # wall clock, seconds
+    expires_at: float
+    key: str  # SHA-256 of the token: identifies the session without being it
+    password_digest: str  # of the hash the user had when signing in
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the session may change things."""
+        return self.role == "admin"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionStatistics:
+    """Counters for health and metrics."""
+
+    active: int
+    created: int
+    expired: int
+    revoked: int
+
+
+UsersLoader = Callable[[], Awaitable[Mapping[str, UserState]]]
+
+
+def _key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _digest(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+class SessionStore:
+    """The sessions of the dashboard; ``run`` sweeps expired ones and follows user changes."""
+
+    def __init__(
+        self,
+        ttl_s: float,
+        load_users: UsersLoader,
+        *,
+        clock: Callable[[], float] | None = None,
+        users_refresh_s: float = USERS_REFRESH_S,
+    ) -> None:
+        import time
+
+        self._ttl = ttl_s
+        self._load_users = load_users
+        self._clock = clock or time.time
+        self._users_refresh_s = users_refresh_s
+        self._sessions: dict[str, Session] = {}
+        self._created = self._expired = self._revoked = 0
+        self._cancel = trio.CancelScope()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Sweep and follow the users table until :meth:`close`."""
+        with self._cancel:
+            task_status.started()
+            next_sweep = trio.current_time() + SWEEP_EVERY_S
+            while True:
+                await trio.sleep(self._users_refresh_s)
+                await self._follow_users()
+                if trio.current_time() >= next_sweep:
+                    self.sweep()
+                    next_sweep = trio.current_time() + SWEEP_EVERY_S
+
+    def close(self) -> None:
+        """Stop the background work; sessions end with the process."""
+        self._cancel.cancel()
+
+    # -- the facade ---------------------------------------------------------------------------
+
+    def create(
+        self, username: str, role: str, *, must_change_password: bool, password_hash: str
+    ) -> tuple[str, Session]:
+        """A new session for a user who just proved their password: (token, session)."""
+        self._make_room(username)
+        token = secrets.token_urlsafe(32)
+        now = self._clock()
+        session = Session(
+            username=username,
+            role=role,
+            must_change_password=must_change_password,
+            created_at=now,
+            expires_at=now + self._ttl,
+            key=_key(token),
+            password_digest=_digest(password_hash),
+        )
+        self._sessions[session.key] = session
+        self._created += 1
+        return token, session
+
+    def lookup(self, token: str) -> Session | None:
+        """The live session of ``token``, refreshed when past half its life; None otherwise."""
+        if not token or len(token) > 256:
+            return None
+        key = _key(token)
+        session = self._sessions.get(key)
+        if session is None:
+            return None
+        now = self._clock()
+        if now >= session.expires_at:
+            del self._sessions[key]
+            self._expired += 1
+            return None
+        if session.expires_at - now < self._ttl / 2:
+            session.expires_at = now + self._ttl
+        return session
+
+    def peek(self, token: str) -> Session | None:
+        """The live session of ``token`` without refreshing it: for checks that are not the
+        user's activity (an open live feed re-checking its session)."""
+        session = self._sessions.get(_key(token)) if token and len(token) <= 256 else None
+        if session is None or self._clock() >= session.expires_at:
+            return None
+        return session
+
+    def revoke(self, token: str) -> bool:
+        """End the session of ``token``; whether there was one."""
+        if self._sessions.pop(_key(token), None) is None:
+            return False
+        self._revoked += 1
+        return True
+
+    def end(self, session: Session) -> None:
+        """End ``session`` (signing out)."""
+        if self._sessions.pop(session.key, None) is not None:
+            self._revoked += 1
+
+    def revoke_user(self, username: str, *, keep: Session | None = None) -> int:
+        """End every session of ``username`` but ``keep``; how many ended."""
+        ended = [
+            key
+            for key, session in self._sessions.items()
+            if session.username.casefold() == username.casefold() and session is not keep
+        ]
+        for key in ended:
+            del self._sessions[key]
+        self._revoked += len(ended)
+        return len(ended)
+
+    def update_user(
+        self,
+        username: str,
+        *,
+        role: str | None = None,
+        must_change_password: bool | None = None,
+        password_hash: str | None = None,
+    ) -> None:
+        """Apply a change of the user to their live sessions."""
+        for session in self._sessions.values():
+            if session.username.casefold() != username.casefold():
+                continue
+            if role is not None:
+                session.role = role
+            if must_change_password is not None:
+                session.must_change_password = must_change_password
+            if password_hash is not None:
+                session.password_digest = _digest(password_hash)
+
+    def sweep(self) -> int:
+        """Drop expired sessions; how many."""
+        now = self._clock()
+        expired = [key for key, session in self._sessions.items() if now >= session.expires_at]
+        for key in expired:
+            del self._sessions[key]
+        self._expired += len(expired)
+        return len(expired)
+
+    def statistics(self) -> SessionStatistics:
+        """Live sessions and counters since start."""
+        return SessionStatistics(
+            active=len(self._sessions),
+            created=self._created,
+            expired=self._expired,
+            revoked=self._revoked,
+        )
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _make_room(self, username: str) -> None:
+        mine = [s for s in self._sessions.values() if s.username.casefold() == username.casefold()]
+        if len(mine) >= MAX_SESSIONS_PER_USER:
+            oldest = min(mine, key=lambda s: s.created_at)
+            del self._sessions[oldest.key]
+            self._revoked += 1
+        if len(self._sessions) >= MAX_SESSIONS:
+            self.sweep()
+        if len(self._sessions) >= MAX_SESSIONS:
+            oldest = min(self._sessions.values(), key=lambda s: s.expires_at)
+            del self._sessions[oldest.key]
+            self._revoked += 1
+
+    async def _follow_users(self) -> None:
+        if not self._sessions:
+            return
+        try:
+            users = await self._load_users()
+        except Exception:
+            log.exception("could not re-read the users; sessions kept as they are")
+            return
+        by_name = {name.casefold(): state for name, state in users.items()}
+        ended = 0
+        for key, session in list(self._sessions.items()):
+            state = by_name.get(session.username.casefold())
+            if state is None or _digest(state.password_hash) != session.password_digest:
+                del self._sessions[key]
+                ended += 1
+                continue
+            session.role = state.role
+            session.must_change_password = state.must_change_password
+        if ended:
+            self._revoked += ended
+            log.info("ended %d session(s) of deleted users or changed passwords", ended)

@@ -1,0 +1,220 @@
+"""The dashboard API's front door: first admin, sessions, roles, throttling, cookies, passwords."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+
+from proxy.service import RunningService
+from tests.conftest import ADMIN_PASSWORD, StartGateway, initial_admin_password, signed_in
+
+VIEWER_PASSWORD = "a-long-enough-viewer-password"
+
+
+@pytest.fixture
+async def dashboard(start_gateway: StartGateway) -> RunningService:
+    return await start_gateway()
+
+
+async def add_viewer(admin: httpx.AsyncClient, name: str = "vera") -> None:
+    made = await admin.post(
+        "/api/users", json={"username": name, "role": "viewer", "password": VIEWER_PASSWORD}
+    )
+    assert made.status_code == 201, made.text
+    assert "password" not in made.json()
+
+
+async def test_first_start_creates_an_admin_with_a_private_one_time_password(
+    dashboard: RunningService,
+) -> None:
+    database = Path(dashboard.gateway.config.server.database)
+    secret = database.parent / "llm-proxy-initial-admin-password"
+    assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
+    password = initial_admin_password(dashboard)
+    assert len(password) >= 20
+    async with httpx.AsyncClient(base_url=dashboard.base_url) as client:
+        login = await client.post(
+            "/api/auth/login", json={"username": "admin", "password": password}
+        )
+        assert login.status_code == 200
+        body = login.json()
+        assert body["user"] == {
+            "username": "admin",
+            "display_name": "Administrator",
+            "role": "admin",
+            "must_change_password": True,
+        }
+        bearer = {"authorization": f"Bearer {body['token']}"}
+        # Everything but status, change-password and logout waits for the new password.
+        blocked = await client.get("/api/users", headers=bearer)
+        assert blocked.status_code == 403
+        assert blocked.json()["error"]["code"] == "password_change_required"
+        status = await client.get("/api/auth/status", headers=bearer)
+        assert status.json()["session"]["must_change_password"] is True
+        weak = await client.post(
+            "/api/auth/change-password",
+            json={"current_password": password, "new_password": "short"},
+            headers=bearer,
+        )
+        assert weak.status_code == 400
+        assert weak.json()["error"]["code"] == "weak_password"
+        changed = await client.post(
+            "/api/auth/change-password",
+            json={"current_password": password, "new_password": ADMIN_PASSWORD},
+            headers=bearer,
+        )
+        assert changed.status_code == 200
+        assert (await client.get("/api/users", headers=bearer)).status_code == 200
+
+
+async def test_everything_under_api_needs_a_session(dashboard: RunningService) -> None:
+    async with httpx.AsyncClient(base_url=dashboard.base_url) as client:
+        for method, path in [
+            ("GET", "/api/users"),
+            ("POST", "/api/users"),
+            ("GET", "/api/auth/status"),
+            ("POST", "/api/auth/logout"),
+            ("GET", "/api/no-such-route"),
+            ("DELETE", "/api/users/admin"),
+        ]:
+            answer = await client.request(method, path)
+            assert answer.status_code == 401, (method, path)
+            assert answer.json()["error"]["type"] == "authentication_error"
+        forged = await client.get("/api/users", headers={"authorization": "Bearer made-up"})
+        assert forged.status_code == 401
+
+
+async def test_wrong_passwords_are_throttled_per_username(dashboard: RunningService) -> None:
+    async with httpx.AsyncClient(base_url=dashboard.base_url) as client:
+        for _ in range(5):
+            wrong = await client.post(
+                "/api/auth/login", json={"username": "admin", "password": "not it at all"}
+            )
+            assert wrong.status_code == 401
+            assert wrong.json()["error"]["code"] == "invalid_credentials"
+        throttled = await client.post(
+            "/api/auth/login",
+            json={"username": "admin", "password": initial_admin_password(dashboard)},
+        )
+    assert throttled.status_code == 429
+    assert int(throttled.headers["retry-after"]) > 0
+    assert throttled.json()["error"]["code"] == "login_throttled"
+
+
+async def test_unknown_users_and_wrong_passwords_get_the_same_answer(
+    dashboard: RunningService,
+) -> None:
+    async with httpx.AsyncClient(base_url=dashboard.base_url) as client:
+        unknown = await client.post("/api/auth/login", json={"username": "nobody", "password": "x"})
+        wrong = await client.post("/api/auth/login", json={"username": "admin", "password": "x"})
+    assert unknown.status_code == wrong.status_code == 401
+    assert unknown.json() == wrong.json()
+
+
+async def test_bad_login_bodies_are_400(dashboard: RunningService) -> None:
+    async with httpx.AsyncClient(base_url=dashboard.base_url) as client:
+        for content in (b"", b"{", b'{"username": "admin"}', b'{"username": 1, "password": "x"}'):
+            answer = await client.post("/api/auth/login", content=content)
+            assert answer.status_code == 400, content
+            assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_viewers_read_but_cannot_change(dashboard: RunningService) -> None:
+    async with signed_in(dashboard) as admin:
+        await add_viewer(admin)
+        async with signed_in(dashboard, "vera", VIEWER_PASSWORD) as viewer:
+            status = await viewer.get("/api/auth/status")
+            assert status.json()["session"]["role"] == "viewer"
+            refused = await viewer.post("/api/users", json={"username": "x", "role": "admin"})
+            assert refused.status_code == 403
+            assert refused.json()["error"]["code"] == "admin_required"
+            assert (await viewer.delete("/api/users/admin")).status_code == 403
+            assert (await viewer.get("/api/users")).status_code == 403
+            # Their own password is theirs to change.
+            changed = await viewer.post(
+                "/api/auth/change-password",
+                json={"current_password": VIEWER_PASSWORD, "new_password": VIEWER_PASSWORD + "!"},
+            )
+            assert changed.status_code == 200
+
+
+async def test_the_cookie_is_strict_and_cookie_mutations_need_our_origin(
+    dashboard: RunningService,
+) -> None:
+    async with signed_in(dashboard) as admin:
+        await add_viewer(admin, "cora")
+    async with httpx.AsyncClient(base_url=dashboard.base_url) as browser:
+        login = await browser.post(
+            "/api/auth/login", json={"username": "cora", "password": VIEWER_PASSWORD}
+        )
+        cookie = login.headers["set-cookie"].lower()
+        assert "httponly" in cookie
+        assert "samesite=strict" in cookie
+        assert "path=/" in cookie
+        assert "secure" not in cookie  # plain http here; https requests get Secure
+        assert (await browser.get("/api/auth/status")).status_code == 200  # reads: no Origin
+        new_password = {"current_password": VIEWER_PASSWORD, "new_password": "x" * 20}
+        foreign = await browser.post(
+            "/api/auth/change-password",
+            json=new_password,
+            headers={"origin": "https://evil.example"},
+        )
+        assert foreign.status_code == 403
+        assert foreign.json()["error"]["code"] == "bad_origin"
+        missing = await browser.post("/api/auth/change-password", json=new_password)
+        assert missing.status_code == 403
+        ours = await browser.post(
+            "/api/auth/change-password", json=new_password, headers={"origin": dashboard.base_url}
+        )
+        assert ours.status_code == 200
+
+
+async def test_changing_a_password_ends_the_users_other_sessions(
+    dashboard: RunningService,
+) -> None:
+    async with signed_in(dashboard) as admin:
+        await add_viewer(admin, "otto")
+    async with (
+        signed_in(dashboard, "otto", VIEWER_PASSWORD) as first,
+        signed_in(dashboard, "otto", VIEWER_PASSWORD) as second,
+    ):
+        changed = await first.post(
+            "/api/auth/change-password",
+            json={"current_password": VIEWER_PASSWORD, "new_password": "otto's brand new password"},
+        )
+        assert changed.json()["other_sessions_ended"] == 1
+        assert (await first.get("/api/auth/status")).status_code == 200
+        assert (await second.get("/api/auth/status")).status_code == 401
+
+
+async def test_logout_ends_the_session(dashboard: RunningService) -> None:
+    async with signed_in(dashboard) as admin:
+        assert (await admin.post("/api/auth/logout")).status_code == 200
+        assert (await admin.get("/api/auth/status")).status_code == 401
+
+
+async def test_users_are_managed_by_admins(dashboard: RunningService) -> None:
+    async with signed_in(dashboard) as admin:
+        made = await admin.post("/api/users", json={"username": "newbie", "role": "viewer"})
+        assert made.status_code == 201
+        one_time = made.json()["password"]
+        assert made.json()["must_change_password"] is True
+        duplicate = await admin.post("/api/users", json={"username": "NEWBIE"})
+        assert duplicate.status_code == 409
+        listed = (await admin.get("/api/users")).json()["data"]
+        assert {user["username"] for user in listed} == {"admin", "newbie"}
+        assert all("password_hash" not in user for user in listed)
+        promoted = await admin.put("/api/users/newbie", json={"role": "admin"})
+        assert promoted.json()["role"] == "admin"
+        assert (await admin.delete("/api/users/admin")).status_code == 400  # not yourself
+        assert (await admin.delete("/api/users/newbie")).status_code == 200
+        assert (await admin.delete("/api/users/newbie")).status_code == 404
+    async with httpx.AsyncClient(base_url=dashboard.base_url) as client:
+        gone = await client.post(
+            "/api/auth/login", json={"username": "newbie", "password": one_time}
+        )
+        assert gone.status_code == 401

@@ -1,0 +1,133 @@
+"""``/api/usage`` over real calls: totals, series, breakdowns, the log with its cursor, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+
+import httpx
+import pytest
+
+from proxy.service import RunningService
+from tests.conftest import StartGateway, logged, sdk, signed_in
+
+HELLO = [{"role": "user", "content": "hello there gateway"}]
+CALLS = 7
+
+
+@pytest.fixture
+async def used(start_gateway: StartGateway) -> RunningService:
+    """A gateway that answered ``CALLS`` calls of the mock model, one of them an error."""
+    gateway = await start_gateway()
+    client = sdk(gateway)
+    for _ in range(CALLS - 1):
+        await client.chat.completions.create(model="mock", messages=HELLO)
+    async with httpx.AsyncClient(base_url=gateway.base_url) as raw:
+        missing = await raw.post(
+            "/v1/chat/completions",
+            json={"model": "no-such-model", "messages": HELLO},
+            headers={"authorization": client.api_key and f"Bearer {client.api_key}"},
+        )
+        assert missing.status_code == 404
+    await logged(gateway, CALLS)
+    return gateway
+
+
+async def test_summary_and_breakdowns_count_the_calls(used: RunningService) -> None:
+    async with signed_in(used) as admin:
+        totals = (await admin.get("/api/usage/summary")).json()
+        assert totals["requests"] == CALLS
+        assert totals["errors"] == 1
+        assert totals["prompt_tokens"] > 0
+        assert totals["avg_latency_ms"] > 0
+        assert totals["p95_latency_ms"] is not None
+        models = (await admin.get("/api/usage/models")).json()["data"]
+        by_key = {row["key"]: row for row in models}
+        assert by_key["mock"]["requests"] == CALLS - 1
+        providers = (await admin.get("/api/usage/providers")).json()["data"]
+        assert {row["key"] for row in providers} >= {"mock"}
+        clients = (await admin.get("/api/usage/clients")).json()["data"]
+        assert sum(row["requests"] for row in clients) == CALLS
+        only_mock = (await admin.get("/api/usage/summary", params={"model": "mock"})).json()
+        assert (only_mock["requests"], only_mock["errors"]) == (CALLS - 1, 0)
+
+
+async def test_timeseries_by_hour_and_day(used: RunningService) -> None:
+    async with signed_in(used) as admin:
+        hourly = (await admin.get("/api/usage/timeseries", params={"group_by": "model"})).json()
+        assert hourly["bucket"] == "hour"
+        assert sum(point["requests"] for point in hourly["data"]) == CALLS
+        assert {point["group"] for point in hourly["data"]} == {"mock", "no-such-model"}
+        now = int(time.time() * 1000)
+        daily = await admin.get(
+            "/api/usage/timeseries",
+            params={
+                "bucket": "day",
+                "from": now - 30 * 86_400_000,
+                "to": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now / 1000 + 3600)),
+            },
+        )
+        assert daily.status_code == 200
+        (point,) = daily.json()["data"]
+        assert point["t_ms"] % 86_400_000 == 0
+
+
+async def test_the_request_log_pages_with_a_cursor(used: RunningService) -> None:
+    async with signed_in(used) as admin:
+        seen: list[int] = []
+        cursor = None
+        while True:
+            params: dict[str, str | int] = {"limit": 3}
+            if cursor:
+                params["cursor"] = cursor
+            page = (await admin.get("/api/usage/requests", params=params)).json()
+            seen += [row["id"] for row in page["data"]]
+            assert all("request_body" not in row for row in page["data"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert len(seen) == len(set(seen)) == CALLS
+        assert seen == sorted(seen, reverse=True)
+        errors = (await admin.get("/api/usage/requests", params={"status": "error"})).json()
+        (error,) = errors["data"]
+        assert error["model"] == "no-such-model"
+        detail = (await admin.get(f"/api/usage/requests/{error['id']}")).json()
+        assert detail["http_status"] == 404
+        assert "request_body" in detail
+        assert (await admin.get("/api/usage/requests/999999")).status_code == 404
+
+
+async def test_export_streams_every_call_as_csv_and_json(used: RunningService) -> None:
+    async with signed_in(used) as admin:
+        exported = await admin.get("/api/usage/export", params={"format": "csv"})
+        assert exported.status_code == 200
+        assert exported.headers["content-type"].startswith("text/csv")
+        assert "attachment" in exported.headers["content-disposition"]
+        rows = list(csv.DictReader(io.StringIO(exported.text)))
+        assert len(rows) == CALLS
+        assert {row["model"] for row in rows} == {"mock", "no-such-model"}
+        lines = (await admin.get("/api/usage/export", params={"format": "json"})).text.splitlines()
+        assert [json.loads(line)["ts_ms"] for line in lines] == sorted(
+            int(row["ts_ms"]) for row in rows
+        )
+
+
+async def test_bad_parameters_are_400s(used: RunningService) -> None:
+    async with signed_in(used) as admin:
+        for path, params in [
+            ("/api/usage/summary", {"from": "yesterday"}),
+            ("/api/usage/summary", {"from": 10, "to": 5}),
+            ("/api/usage/timeseries", {"bucket": "week"}),
+            ("/api/usage/timeseries", {"group_by": "color"}),
+            ("/api/usage/requests", {"limit": 0}),
+            ("/api/usage/requests", {"limit": "many"}),
+            ("/api/usage/requests", {"cursor": "!!not-a-cursor!!"}),
+            ("/api/usage/requests", {"status": "weird"}),
+            ("/api/usage/export", {"format": "xml"}),
+        ]:
+            answer = await admin.get(path, params=params)
+            assert answer.status_code == 400, (path, params, answer.text)
+            assert answer.json()["error"]["type"] == "invalid_request_error"
+        assert (await admin.get("/api/usage/colors")).status_code == 404

@@ -1,0 +1,118 @@
+"""SessionStore and LoginThrottle on a hand-moved clock."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import trio
+import trio.testing
+
+from actors.session_store import MAX_SESSIONS_PER_USER, SessionStore, UserState
+from proxy.login_throttle import LoginThrottle
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def store(clock: Clock, users: dict[str, UserState] | None = None) -> SessionStore:
+    async def load() -> Mapping[str, UserState]:
+        return users or {}
+
+    return SessionStore(3600.0, load, clock=clock, users_refresh_s=0.01)
+
+
+def test_tokens_are_long_random_and_only_their_digest_is_kept() -> None:
+    sessions = store(Clock())
+    token, session = sessions.create("ann", "admin", must_change_password=False, password_hash="h1")
+    assert len(token) >= 43  # 32 bytes, URL-safe base64
+    assert token not in session.key
+    assert sessions.lookup(token) is session
+    assert sessions.lookup(token + "x") is None
+    assert sessions.lookup("") is None
+
+
+def test_expiry_and_sliding_refresh() -> None:
+    clock = Clock()
+    sessions = store(clock)
+    token, session = sessions.create("ann", "viewer", must_change_password=False, password_hash="h")
+    clock.now += 1000  # under half the hour: no refresh
+    assert sessions.lookup(token) is session
+    assert session.expires_at == 1_000.0 + 3600
+    clock.now += 1000  # past half: extended a full hour from now
+    sessions.lookup(token)
+    assert session.expires_at == clock.now + 3600
+    clock.now += 3600
+    assert sessions.lookup(token) is None
+    assert sessions.statistics().expired == 1
+
+
+def test_revoke_all_for_a_user_keeps_one() -> None:
+    sessions = store(Clock())
+    tokens = [
+        sessions.create("Ann", "admin", must_change_password=False, password_hash="h")[0]
+        for _ in range(3)
+    ]
+    other, _ = sessions.create("bob", "admin", must_change_password=False, password_hash="h")
+    keep = sessions.lookup(tokens[0])
+    assert sessions.revoke_user("ann", keep=keep) == 2
+    assert sessions.lookup(tokens[0]) is keep
+    assert sessions.lookup(tokens[1]) is None
+    assert sessions.lookup(other) is not None
+
+
+def test_a_user_holds_a_bounded_number_of_sessions() -> None:
+    clock = Clock()
+    sessions = store(clock)
+    first, _ = sessions.create("ann", "admin", must_change_password=False, password_hash="h")
+    for _ in range(MAX_SESSIONS_PER_USER):
+        clock.now += 1
+        sessions.create("ann", "admin", must_change_password=False, password_hash="h")
+    assert sessions.lookup(first) is None
+    assert sessions.statistics().active == MAX_SESSIONS_PER_USER
+
+
+async def test_sessions_follow_changes_made_elsewhere() -> None:
+    users = {
+        "ann": UserState("admin", False, "hash-1"),
+        "bob": UserState("admin", False, "hash-2"),
+        "cid": UserState("viewer", False, "hash-3"),
+    }
+    sessions = store(Clock(), users)
+    ann, _ = sessions.create("ann", "admin", must_change_password=False, password_hash="hash-1")
+    bob, _ = sessions.create("bob", "admin", must_change_password=False, password_hash="hash-2")
+    cid, _ = sessions.create("cid", "viewer", must_change_password=False, password_hash="hash-3")
+    users["ann"] = UserState("admin", True, "hash-reset")  # the CLI reset her password
+    del users["bob"]  # deleted
+    users["cid"] = UserState("admin", False, "hash-3")  # promoted
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sessions.run)
+        await trio.sleep(0.1)
+        sessions.close()
+    assert sessions.lookup(ann) is None
+    assert sessions.lookup(bob) is None
+    promoted = sessions.lookup(cid)
+    assert promoted is not None
+    assert promoted.role == "admin"
+
+
+def test_throttle_counts_usernames_and_addresses_and_forgets_in_time() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(username_limit=3, address_limit=5, window_s=60, clock=clock)
+    for _ in range(3):
+        assert throttle.retry_after("Ann", "10.0.0.1") == 0
+        throttle.failed("ann", "10.0.0.1")
+    assert throttle.retry_after("ANN", "10.0.0.9") == 60  # per username, any address
+    assert throttle.retry_after("bob", "10.0.0.1") == 0  # the address has 3 of 5
+    throttle.failed("bob", "10.0.0.1")
+    throttle.failed("cid", "10.0.0.1")
+    assert throttle.retry_after("dan", "10.0.0.1") == 60  # per address, any username
+    clock.now += 61
+    assert throttle.retry_after("ann", "10.0.0.1") == 0
+    throttle.failed("eve", "10.0.0.2")
+    throttle.succeeded("eve")
+    assert throttle.retry_after("eve", "10.0.0.2") == 0

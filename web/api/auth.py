@@ -1,0 +1,285 @@
+"""``/api/auth``: sign in, sign out, who am I, change my password; ``/api/users`` (admins)."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Literal
+
+import msgspec
+from quart import Blueprint, Response, request
+
+from actors.session_store import Session
+from proxy.passwords import PasswordPolicyError, check_new_password, generate_password
+from storage.clients import UNCHANGED
+from storage.users import (
+    UserExists,
+    UserRow,
+    create_user,
+    delete_user,
+    get_user,
+    list_users,
+    record_login,
+    set_password,
+    update_user,
+)
+from web.api.common import ApiError, audit, gateway, json_response, now_ms, read_body, session
+from web.api.guard import SESSION_COOKIE
+
+auth = Blueprint("api_auth", __name__, url_prefix="/api")
+
+Role = Literal["admin", "viewer"]
+
+
+class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
+    username: str
+    password: str
+
+
+class ChangePasswordBody(msgspec.Struct, forbid_unknown_fields=True):
+    current_password: str
+    new_password: str
+
+
+class NewUserBody(msgspec.Struct, forbid_unknown_fields=True):
+    username: str
+    role: Role = "viewer"
+    display_name: str = ""
+    # None: a one-time password is generated, returned once, and must be changed at first login.
+    password: str | None = None
+
+
+class UserChangesBody(msgspec.Struct, forbid_unknown_fields=True):
+    role: Role | None = None
+    display_name: str | None = None
+    reset_password: bool = False
+
+
+def user_json(user: UserRow) -> dict[str, object]:
+    """A user as the API shows it: never the hash."""
+    return {
+        "username": user.username,
+        "display_name": user.display_name,
+        "role": user.role,
+        "must_change_password": user.must_change_password,
+        "created_at": user.created_at,
+        "updated_at": user.updated_at,
+        "last_login_at": user.last_login_at,
+    }
+
+
+def _session_json(current: Session) -> dict[str, object]:
+    return {
+        "username": current.username,
+        "role": current.role,
+        "must_change_password": current.must_change_password,
+        "expires_at": int(current.expires_at * 1000),
+    }
+
+
+# -- sign in and out -------------------------------------------------------------------------------
+
+
+@auth.post("/auth/login")
+async def login() -> Response:
+    body = await read_body(LoginBody)
+    gw = gateway()
+    address = request.remote_addr or "unknown"
+    wait = gw.throttle.retry_after(body.username, address)
+    if wait:
+        raise ApiError(
+            429,
+            f"Too many failed sign-ins; try again in {wait} s.",
+            code="login_throttled",
+            headers={"retry-after": str(wait)},
+        )
+    user = await gw.reads.run(partial(get_user, username=body.username))
+    if not await gw.passwords.verify(user.password_hash if user else None, body.password):
+        gw.throttle.failed(body.username, address)
+        raise ApiError(401, "Wrong username or password.", code="invalid_credentials")
+    assert user is not None
+    gw.throttle.succeeded(body.username)
+    stamp = now_ms()
+    password_hash = user.password_hash
+    if gw.passwords.needs_rehash(password_hash):
+        password_hash = await gw.passwords.hash(body.password)
+        await gw.writer.execute(
+            partial(
+                set_password,
+                username=user.username,
+                password_hash=password_hash,
+                must_change_password=user.must_change_password,
+                now_ms=stamp,
+            )
+        )
+    await gw.writer.execute(partial(record_login, username=user.username, now_ms=stamp))
+    token, current = gw.sessions.create(
+        user.username,
+        user.role,
+        must_change_password=user.must_change_password,
+        password_hash=password_hash,
+    )
+    answer = {
+        "token": token,
+        "expires_at": int(current.expires_at * 1000),
+        "user": {
+            "username": user.username,
+            "display_name": user.display_name,
+            "role": user.role,
+            "must_change_password": user.must_change_password,
+        },
+    }
+    response = json_response(answer)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(current.expires_at - time.time()),
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.scheme == "https",
+    )
+    return response
+
+
+@auth.post("/auth/logout")
+async def logout() -> Response:
+    gateway().sessions.end(session())
+    response = json_response({"status": "signed out"})
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Strict")
+    return response
+
+
+@auth.get("/auth/status")
+async def status() -> Response:
+    return json_response({"authenticated": True, "session": _session_json(session())})
+
+
+@auth.post("/auth/change-password")
+async def change_password() -> Response:
+    body = await read_body(ChangePasswordBody)
+    gw = gateway()
+    current = session()
+    user = await gw.reads.run(partial(get_user, username=current.username))
+    if user is None or not await gw.passwords.verify(user.password_hash, body.current_password):
+        raise ApiError(400, "The current password is wrong.", code="invalid_current_password")
+    try:
+        check_new_password(body.new_password, username=user.username, current=body.current_password)
+    except PasswordPolicyError as exc:
+        raise ApiError(400, str(exc), code="weak_password") from None
+    password_hash = await gw.passwords.hash(body.new_password)
+    await gw.writer.execute(
+        partial(
+            set_password,
+            username=user.username,
+            password_hash=password_hash,
+            must_change_password=False,
+            now_ms=now_ms(),
+        )
+    )
+    gw.sessions.update_user(user.username, must_change_password=False, password_hash=password_hash)
+    ended = gw.sessions.revoke_user(user.username, keep=current)
+    await audit("user.change_password", user.username, {"other_sessions_ended": ended})
+    return json_response({"status": "password changed", "other_sessions_ended": ended})
+
+
+# -- users (admins) --------------------------------------------------------------------------------
+
+
+@auth.get("/users")
+async def users() -> Response:
+    if not session().is_admin:
+        raise ApiError(403, "Only admins see the users.", code="admin_required")
+    rows = await gateway().reads.run(list_users)
+    return json_response({"data": [user_json(user) for user in rows]})
+
+
+@auth.post("/users")
+async def new_user() -> Response:
+    body = await read_body(NewUserBody)
+    gw = gateway()
+    one_time = body.password is None
+    password = body.password if body.password is not None else generate_password()
+    if not one_time:
+        try:
+            check_new_password(password, username=body.username)
+        except PasswordPolicyError as exc:
+            raise ApiError(400, str(exc), code="weak_password") from None
+    password_hash = await gw.passwords.hash(password)
+    try:
+        user = await gw.writer.execute(
+            partial(
+                create_user,
+                username=body.username,
+                password_hash=password_hash,
+                role=body.role,
+                display_name=body.display_name,
+                must_change_password=one_time,
+                now_ms=now_ms(),
+            )
+        )
+    except UserExists:
+        raise ApiError(409, f"A user named {body.username!r} exists.", code="user_exists") from None
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    await audit("user.create", user.username, {"role": user.role})
+    answer = user_json(user)
+    if one_time:
+        answer["password"] = password  # shown once; the user must change it at first sign-in
+    return json_response(answer, 201)
+
+
+@auth.put("/users/<username>")
+async def change_user(username: str) -> Response:
+    body = await read_body(UserChangesBody)
+    gw = gateway()
+    try:
+        user = await gw.writer.execute(
+            partial(
+                update_user,
+                username=username,
+                role=body.role if body.role is not None else UNCHANGED,
+                display_name=body.display_name if body.display_name is not None else UNCHANGED,
+                now_ms=now_ms(),
+            )
+        )
+    except LookupError:
+        raise ApiError(404, f"No user named {username!r}.", code="user_not_found") from None
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    answer = user_json(user)
+    changes: dict[str, object] = {k: v for k, v in msgspec.structs.asdict(body).items() if v}
+    if body.reset_password:
+        password = generate_password()
+        password_hash = await gw.passwords.hash(password)
+        user = await gw.writer.execute(
+            partial(
+                set_password,
+                username=user.username,
+                password_hash=password_hash,
+                must_change_password=True,
+                now_ms=now_ms(),
+            )
+        )
+        gw.sessions.revoke_user(user.username)
+        answer = user_json(user)
+        answer["password"] = password
+    gw.sessions.update_user(user.username, role=user.role)
+    await audit("user.update", user.username, changes)
+    return json_response(answer)
+
+
+@auth.delete("/users/<username>")
+async def remove_user(username: str) -> Response:
+    gw = gateway()
+    if username.casefold() == session().username.casefold():
+        raise ApiError(400, "You cannot delete yourself.", code="cannot_delete_self")
+    try:
+        await gw.writer.execute(partial(delete_user, username=username))
+    except LookupError:
+        raise ApiError(404, f"No user named {username!r}.", code="user_not_found") from None
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    ended = gw.sessions.revoke_user(username)
+    await audit("user.delete", username, {"sessions_ended": ended})
+    return json_response({"status": "deleted", "username": username})

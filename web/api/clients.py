@@ -1,0 +1,349 @@
+"""``/api/clients``: API clients, their keys (plain once, masked after) and their usage."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Annotated, Final
+
+import apsw
+import msgspec
+from msgspec import UNSET, UnsetType
+from quart import Blueprint, Response, request
+
+from storage.analytics import UsageFilter, breakdown, summary
+from storage.clients import (
+    UNCHANGED,
+    ClientRow,
+    TokenRow,
+    add_key,
+    create_client,
+    delete_client,
+    get_client,
+    list_clients,
+    list_keys,
+    revoke_key,
+    update_client,
+)
+from storage.queries import ClientUsage, client_usage
+from web.api.common import ApiError, audit, gateway, json_response, now_ms, read_body
+
+log = logging.getLogger("llm_proxy.api")
+
+clients = Blueprint("api_clients", __name__, url_prefix="/api")
+
+DAY_MS: Final = 24 * 3600 * 1000
+# Beyond SQLite's 64-bit integers a value would fail in the database rather than here.
+MAX_MS: Final = 2**53
+Limit = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
+
+
+class _NotThisClientsKey(LookupError):
+    """The key exists but belongs to another client: as unknown as a key that does not exist."""
+
+
+class NewClientBody(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    description: str = ""
+    rate_limit_per_minute: Limit | None = None
+    """None: the configured default; 0: unlimited."""
+    tokens_per_minute: Limit | None = None
+    key_name: str = ""
+    """A label for the first key."""
+
+
+class ClientChangesBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Only the fields sent change; ``null`` for a limit means "back to the default"."""
+
+    name: str | UnsetType = UNSET
+    description: str | UnsetType = UNSET
+    is_active: bool | UnsetType = UNSET
+    rate_limit_per_minute: Limit | UnsetType | None = UNSET
+    tokens_per_minute: Limit | UnsetType | None = UNSET
+
+
+class NewKeyBody(msgspec.Struct, forbid_unknown_fields=True):
+    name: str = ""
+
+
+# -- shapes ----------------------------------------------------------------------------------------
+
+
+def _usage_json(usage: ClientUsage | None) -> dict[str, object]:
+    if usage is None:
+        return {
+            "requests": 0,
+            "errors": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cost_usd": None,
+            "last_call_ms": None,
+        }
+    return {
+        "requests": usage.requests,
+        "errors": usage.errors,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cost_usd": usage.cost_usd,
+        "last_call_ms": usage.last_call_ms,
+    }
+
+
+def client_json(client: ClientRow) -> dict[str, object]:
+    """A client as the API shows it, with the limit that applies when it has none of its own."""
+    default_rpm = gateway().config.limits.default_client_requests_per_minute
+    rpm = client.rate_limit_per_minute
+    return {
+        "id": client.id,
+        "name": client.name,
+        "description": client.description,
+        "is_active": client.is_active,
+        "rate_limit_per_minute": rpm,
+        "effective_rate_limit_per_minute": default_rpm if rpm is None else rpm,
+        "tokens_per_minute": client.tokens_per_minute,
+        "created_at": client.created_at,
+        "updated_at": client.updated_at,
+        "key_count": client.key_count,
+        "last_used_at": client.last_used_at,
+    }
+
+
+def token_json(token: TokenRow) -> dict[str, object]:
+    """A key as listed: masked, never the plain key (it is not stored anyway)."""
+    return {
+        "id": token.id,
+        "client_id": token.client_id,
+        "masked": token.masked,
+        "name": token.name,
+        "created_at": token.created_at,
+        "last_used_at": token.last_used_at,
+        "revoked_at": token.revoked_at,
+        "revoked": token.revoked,
+    }
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _not_found(client_id: str) -> ApiError:
+    return ApiError(404, f"No client with id {client_id!r}.", code="client_not_found")
+
+
+def _query_ms(name: str, default: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_MS:
+        raise ApiError(
+            400, f"Query parameter {name!r} must be Unix milliseconds, got {raw[:40]!r}."
+        )
+    return value
+
+
+async def _refresh_keys() -> None:
+    """Make a key change effective for ``/v1`` now rather than at the directory's next poll."""
+    try:
+        await gateway().directory.refresh()
+    except Exception:
+        # The change is stored; the directory's own poll picks it up within a second.
+        log.warning("client directory refresh failed after a change", exc_info=True)
+
+
+def _list_with_usage(
+    conn: apsw.Connection, *, since_ms: int, until_ms: int
+) -> tuple[list[ClientRow], dict[str, ClientUsage]]:
+    rows = list_clients(conn)
+    usage = client_usage(conn, since_ms, until_ms)
+    return rows, {entry.client_id: entry for entry in usage if entry.client_id is not None}
+
+
+def _revoke_client_key(
+    conn: apsw.Connection, client_id: str, token_id: int, *, now_ms: int
+) -> TokenRow:
+    """Revoke ``token_id`` if it belongs to ``client_id``; LookupError otherwise."""
+    if not any(token.id == token_id for token in list_keys(conn, client_id)):
+        raise _NotThisClientsKey(token_id)
+    return revoke_key(conn, token_id, now_ms=now_ms)
+
+
+def _client_usage(
+    conn: apsw.Connection, client_id: str, *, since_ms: int, until_ms: int
+) -> dict[str, object]:
+    get_client(conn, client_id)  # LookupError when unknown
+    only = UsageFilter(client_id=client_id)
+    totals = summary(conn, since_ms, until_ms, only)
+    models = breakdown(conn, "model", since_ms, until_ms, only)
+    return {
+        "client_id": client_id,
+        **totals.to_json(),
+        "models": [row.to_json() for row in models],
+    }
+
+
+# -- clients ---------------------------------------------------------------------------------------
+
+
+@clients.get("/clients")
+async def list_all() -> Response:
+    until = now_ms()
+    rows, usage = await gateway().reads.run(
+        partial(_list_with_usage, since_ms=until - DAY_MS, until_ms=until)
+    )
+    data = [{**client_json(row), "usage_24h": _usage_json(usage.get(row.id))} for row in rows]
+    return json_response({"data": data})
+
+
+@clients.post("/clients")
+async def create() -> Response:
+    body = await read_body(NewClientBody)
+    try:
+        client, token, plain = await gateway().writer.execute(
+            partial(
+                create_client,
+                name=body.name,
+                description=body.description,
+                rate_limit_per_minute=body.rate_limit_per_minute,
+                tokens_per_minute=body.tokens_per_minute,
+                key_name=body.key_name,
+                now_ms=now_ms(),
+            )
+        )
+    except ValueError as exc:
+        raise ApiError(400, f"Invalid client: {exc}.") from None
+    await _refresh_keys()
+    await audit(
+        "client.create",
+        client.id,
+        {
+            "name": client.name,
+            "rate_limit_per_minute": client.rate_limit_per_minute,
+            "tokens_per_minute": client.tokens_per_minute,
+            "token_id": token.id,
+            "masked": token.masked,
+        },
+    )
+    # The plain key is returned this once: only its digest is stored.
+    return json_response({**client_json(client), "token": plain, "key": token_json(token)}, 201)
+
+
+@clients.get("/clients/<client_id>")
+async def show(client_id: str) -> Response:
+    try:
+        client = await gateway().reads.run(partial(get_client, client_id=client_id))
+    except LookupError:
+        raise _not_found(client_id) from None
+    return json_response(client_json(client))
+
+
+@clients.put("/clients/<client_id>")
+async def change(client_id: str) -> Response:
+    body = await read_body(ClientChangesBody)
+    sent = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not UNSET}
+    try:
+        client = await gateway().writer.execute(
+            partial(
+                update_client,
+                client_id=client_id,
+                now_ms=now_ms(),
+                name=None if body.name is UNSET else body.name,
+                description=None if body.description is UNSET else body.description,
+                is_active=None if body.is_active is UNSET else body.is_active,
+                rate_limit_per_minute=(
+                    UNCHANGED if body.rate_limit_per_minute is UNSET else body.rate_limit_per_minute
+                ),
+                tokens_per_minute=(
+                    UNCHANGED if body.tokens_per_minute is UNSET else body.tokens_per_minute
+                ),
+            )
+        )
+    except LookupError:
+        raise _not_found(client_id) from None
+    except ValueError as exc:
+        raise ApiError(400, f"Invalid change: {exc}.") from None
+    if sent:
+        await _refresh_keys()
+        await audit("client.update", client.id, sent)
+    return json_response(client_json(client))
+
+
+@clients.delete("/clients/<client_id>")
+async def remove(client_id: str) -> Response:
+    try:
+        await gateway().writer.execute(partial(delete_client, client_id=client_id))
+    except LookupError:
+        raise _not_found(client_id) from None
+    await _refresh_keys()
+    await audit("client.delete", client_id)
+    return json_response({"status": "deleted", "id": client_id})
+
+
+@clients.get("/clients/<client_id>/usage")
+async def usage(client_id: str) -> Response:
+    until = _query_ms("to", now_ms())
+    since = _query_ms("from", until - DAY_MS)
+    if since >= until:
+        raise ApiError(400, "The range is empty: 'from' must be before 'to'.")
+    try:
+        totals = await gateway().reads.run(
+            partial(_client_usage, client_id=client_id, since_ms=since, until_ms=until)
+        )
+    except LookupError:
+        raise _not_found(client_id) from None
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    return json_response(totals)
+
+
+# -- keys ------------------------------------------------------------------------------------------
+
+
+@clients.get("/clients/<client_id>/tokens")
+async def tokens(client_id: str) -> Response:
+    try:
+        rows = await gateway().reads.run(partial(list_keys, client_id=client_id))
+    except LookupError:
+        raise _not_found(client_id) from None
+    return json_response({"data": [token_json(row) for row in rows]})
+
+
+@clients.post("/clients/<client_id>/tokens")
+async def new_token(client_id: str) -> Response:
+    body = await read_body(NewKeyBody)
+    try:
+        token, plain = await gateway().writer.execute(
+            partial(add_key, client_id=client_id, name=body.name, now_ms=now_ms())
+        )
+    except LookupError:
+        raise _not_found(client_id) from None
+    except ValueError as exc:
+        raise ApiError(400, f"Invalid key: {exc}.") from None
+    await _refresh_keys()
+    await audit("client.token.create", client_id, {"token_id": token.id, "masked": token.masked})
+    # The plain key is returned this once: only its digest is stored.
+    return json_response({**token_json(token), "token": plain}, 201)
+
+
+@clients.delete("/clients/<client_id>/tokens/<token_id>")
+async def revoke_token(client_id: str, token_id: str) -> Response:
+    # Ids are SQLite rowids: anything else (or too long for 64 bits) names no key.
+    if not (token_id.isascii() and token_id.isdigit() and len(token_id) <= 18):
+        raise ApiError(404, f"No key with id {token_id!r}.", code="token_not_found")
+    try:
+        token = await gateway().writer.execute(
+            partial(
+                _revoke_client_key, client_id=client_id, token_id=int(token_id), now_ms=now_ms()
+            )
+        )
+    except _NotThisClientsKey:
+        raise ApiError(
+            404, f"Client {client_id!r} has no key with id {token_id}.", code="token_not_found"
+        ) from None
+    except LookupError:
+        raise _not_found(client_id) from None
+    await _refresh_keys()
+    await audit("client.token.revoke", client_id, {"token_id": token.id, "masked": token.masked})
+    return json_response(token_json(token))

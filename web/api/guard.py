@@ -1,0 +1,100 @@
+"""Deny by default: every ``/api`` request needs a session, except the routes listed public.
+
+The checks, in order: a session (Bearer token or the ``llm_proxy_session`` cookie), else 401; a user
+who must change their password may only see their status, change it or sign out (403
+``password_change_required``); a mutation carried by the cookie must come from this dashboard's
+own origin (403 ``bad_origin``: the cookie is SameSite=Strict already, this is the second lock);
+a mutation needs role ``admin`` (403 ``admin_required``), except signing out and changing one's
+own password.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from quart import Quart, g, request
+
+from actors.session_store import Session
+from web.api.common import ApiError, gateway
+
+SESSION_COOKIE: Final = "llm_proxy_session"
+PUBLIC: Final = frozenset({("POST", "/api/auth/login")})
+# What a user may do with any role, and while a password change is pending.
+SELF_SERVICE: Final = frozenset(
+    {
+        ("GET", "/api/auth/status"),
+        ("POST", "/api/auth/logout"),
+        ("POST", "/api/auth/change-password"),
+    }
+)
+_READS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def request_token(authorization: str | None, cookie: str | None) -> tuple[str | None, bool]:
+    """The session token a request carries (its Authorization header, else the session
+    cookie), and whether it came in the cookie."""
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip(), False
+    return (cookie, True) if cookie else (None, False)
+
+
+def same_origin(origin: str | None, scheme: str, host: str) -> bool:
+    """Whether an ``Origin`` header names this server as the request reached it."""
+    if not origin:
+        return False
+    expected = {f"{scheme}://{host}".lower()}
+    if scheme in ("ws", "wss"):
+        expected = {f"{'https' if scheme == 'wss' else 'http'}://{host}".lower()}
+    return origin.rstrip("/").lower() in expected
+
+
+def authenticate(token: str | None) -> Session:
+    """The live session of ``token``; ApiError 401 otherwise."""
+    found = gateway().sessions.lookup(token) if token else None
+    if found is None:
+        raise ApiError(
+            401,
+            "Sign in first: this needs a session (Authorization: Bearer <token>, or the "
+            "session cookie set by POST /api/auth/login).",
+            code="not_authenticated",
+        )
+    return found
+
+
+async def _guard() -> None:
+    path = request.path.rstrip("/") or "/"
+    if path != "/api" and not path.startswith("/api/"):
+        return
+    route = (request.method, path)
+    if route in PUBLIC:
+        return
+    token, via_cookie = request_token(
+        request.headers.get("authorization"), request.cookies.get(SESSION_COOKIE)
+    )
+    current = authenticate(token)
+    g.session = current
+    if current.must_change_password and route not in SELF_SERVICE:
+        raise ApiError(
+            403,
+            "Change your password first (POST /api/auth/change-password).",
+            code="password_change_required",
+        )
+    if request.method in _READS:
+        return
+    if via_cookie and not same_origin(request.headers.get("origin"), request.scheme, request.host):
+        raise ApiError(
+            403,
+            "Refused: a change made with the session cookie must come from this dashboard "
+            "(the Origin header does not match).",
+            code="bad_origin",
+        )
+    if route not in SELF_SERVICE and not current.is_admin:
+        raise ApiError(
+            403, "Your role (viewer) may read but not change anything.", code="admin_required"
+        )
+
+
+def install_guard(app: Quart) -> None:
+    """Run the guard before every request, so even an unknown ``/api`` path is denied first."""
+    app.before_request(_guard)

@@ -1,0 +1,355 @@
+"""``GET /api/ws``: the dashboard's live feed (design §8), one JSON text frame per event.
+
+Frames: ``hello`` first, then ``request`` for every logged call, ``metrics`` every few seconds,
+whatever the event hub publishes (``provider`` breaker changes, ``credit``) as is, and ``ping``.
+
+A socket only ever reads from bounded queues that the publishers fill without waiting; this
+connection's own outbox is bounded too, so a client that stops reading loses events (counted in
+its ``metrics``) while the gateway and every other socket go on at full speed.
+
+The guard runs only for HTTP requests: the handler authenticates itself, before the upgrade, and
+re-checks the session on every metrics tick so that a logout or a password change ends the feed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from functools import partial
+from typing import Final
+
+import apsw
+import msgspec
+import trio
+from quart import Blueprint, Response, websocket
+
+from actors.session_store import Session
+from proxy.records import RequestRecord
+from web.api.common import ApiError, now_ms
+from web.api.common import gateway as current_gateway
+from web.api.guard import SESSION_COOKIE, authenticate, request_token, same_origin
+from web.gateway import Gateway
+
+log = logging.getLogger("llm_proxy.api.live")
+
+live = Blueprint("api_live", __name__, url_prefix="/api")
+
+# Module constants rather than config: tests shorten them with monkeypatch.
+METRICS_EVERY_S: float = 5.0
+PING_EVERY_S: float = 30.0
+OUTBOX_SIZE: int = 256
+# How long a close frame may take to leave before the socket is abandoned to the server.
+CLOSE_WAIT_S: Final = 2.0
+WINDOW_S: Final = 60.0
+
+SESSION_ENDED: Final = 4401
+PASSWORD_CHANGE: Final = 4403
+GOING_AWAY: Final = 1001
+INTERNAL_ERROR: Final = 1011
+
+_URL_SECRETS: Final = frozenset({"token", "access_token", "session", "key", "api_key"})
+# Named one by one, not "every field but the bodies": a field added to the record later is shown
+# only once someone has decided it may be.
+SHOWN_FIELDS: Final = (
+    "request_id",
+    "ts_ms",
+    "client_id",
+    "provider",
+    "model",
+    "upstream_model",
+    "stream",
+    "status",
+    "http_status",
+    "error_type",
+    "error_message",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cached_tokens",
+    "total_tokens",
+    "cost_usd",
+    "has_images",
+    "latency_ms",
+    "ttft_ms",
+    "overhead_ms",
+    "attempts",
+)
+
+_encode = msgspec.json.Encoder().encode
+
+Message = Mapping[str, object]
+
+
+@live.websocket("/ws")
+async def feed() -> Response | None:
+    try:
+        token, current = _admit()
+    except ApiError as error:
+        # Returned before accept(): the client gets this status and JSON instead of an upgrade.
+        return error.response()
+    await websocket.accept()
+    connection = LiveFeed(current_gateway(), token, current)
+    try:
+        await connection.serve()
+    except Exception:
+        # Logged here once: the app's error handlers are written for HTTP requests.
+        log.exception("live feed of %s failed", current.username)
+        with trio.move_on_after(CLOSE_WAIT_S):
+            await connection.close(INTERNAL_ERROR, "internal error; see the gateway's log")
+    return None
+
+
+def _admit() -> tuple[str, Session]:
+    """The token and session of the socket being opened; ApiError (4xx) when it is refused."""
+    if current_gateway().draining:
+        raise ApiError(503, "The gateway is shutting down; reconnect in a moment.")
+    if _URL_SECRETS & set(websocket.args):
+        raise ApiError(
+            400,
+            "Send the session as 'Authorization: Bearer <token>' or the session cookie: a token "
+            "in the URL ends up in logs and browser history.",
+            code="token_in_url",
+        )
+    token, via_cookie = request_token(
+        websocket.headers.get("authorization"), websocket.cookies.get(SESSION_COOKIE)
+    )
+    # Browsers send cookies with a cross-site WebSocket handshake (no CORS applies): only the
+    # Origin tells this dashboard's page from another site's.
+    if via_cookie and not same_origin(
+        websocket.headers.get("origin"), websocket.scheme, websocket.host
+    ):
+        raise ApiError(
+            403,
+            "Refused: a live feed opened with the session cookie must come from this dashboard "
+            "(the Origin header does not match).",
+            code="bad_origin",
+        )
+    current = authenticate(token)
+    if current.must_change_password:
+        raise ApiError(
+            403,
+            "Change your password first (POST /api/auth/change-password).",
+            code="password_change_required",
+        )
+    assert token is not None  # authenticate() found a session for it
+    return token, current
+
+
+class LiveFeed:
+    """One open socket: pumps from the logger and the event hub, tickers, and the one sender."""
+
+    def __init__(self, gateway: Gateway, token: str, session: Session) -> None:
+        self._gateway = gateway
+        self._token = token
+        self._session = session
+        self._send, self._outbox = trio.open_memory_channel[str](OUTBOX_SIZE)
+        self._rates = RateWindow()
+        self._close_with: tuple[int, str] | None = None
+        self._closed = False
+        self.dropped = 0
+
+    async def serve(self) -> None:
+        """Feed the socket until the client leaves, the session ends or the server stops."""
+        gw = self._gateway
+        try:
+            with gw.logger.subscribe() as records, gw.events.subscribe() as events:
+                hello = {
+                    "type": "hello",
+                    "user": self._session.username,
+                    "role": self._session.role,
+                }
+                self._post(hello)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._deliver)
+                    nursery.start_soon(self._discard_input)
+                    nursery.start_soon(self._pump_records, records)
+                    nursery.start_soon(self._pump_events, events)
+                    nursery.start_soon(self._tick_metrics, nursery.cancel_scope)
+                    nursery.start_soon(self._tick_pings)
+            if self._close_with is not None:
+                with trio.move_on_after(CLOSE_WAIT_S):
+                    await self.close(*self._close_with)
+        finally:
+            if gw.draining:
+                # Cancelled by the server stopping: say so, so the page retries later instead of
+                # reporting an error. Shielded and short, so it never holds up the shutdown.
+                with trio.move_on_after(CLOSE_WAIT_S, shield=True):
+                    await self.close(GOING_AWAY, "the gateway is shutting down")
+
+    # -- the one task that writes to the socket ---------------------------------------------------
+
+    def _post(self, message: Message) -> None:
+        """Queue ``message`` for the client without waiting; a full outbox drops it (counted)."""
+        try:
+            text = _encode(message).decode()
+        except (TypeError, msgspec.EncodeError):
+            log.exception("live feed: cannot encode a %r event; skipped", message.get("type"))
+            return
+        try:
+            self._send.send_nowait(text)
+        except trio.WouldBlock:
+            self.dropped += 1
+
+    async def _deliver(self) -> None:
+        # A slow client blocks only this task; the pumps keep draining into the bounded outbox.
+        async for text in self._outbox:
+            await websocket.send(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the socket with ``code`` (once; later calls do nothing)."""
+        if self._closed:
+            return
+        self._closed = True
+        await websocket.close(code, reason)
+
+    async def _discard_input(self) -> None:
+        # Nothing is read from the client, but its frames must be consumed: Quart-Trio's inbound
+        # queue is small, and while it is full a disconnect would go unnoticed.
+        while True:
+            await websocket.receive()
+
+    # -- sources ----------------------------------------------------------------------------------
+
+    async def _pump_records(self, records: trio.MemoryReceiveChannel[RequestRecord]) -> None:
+        aliases = self._gateway.router.aliases
+        async for record in records:
+            self._post(request_event(record, record.model if record.model in aliases else None))
+
+    async def _pump_events(self, events: trio.MemoryReceiveChannel[Message]) -> None:
+        async for event in events:
+            self._post(event)
+
+    async def _tick_metrics(self, feed: trio.CancelScope) -> None:
+        await self._seed_rates()
+        self._post(self._metrics())
+        while True:
+            await trio.sleep(METRICS_EVERY_S)
+            self._close_with = self._session_ended()
+            if self._close_with is not None:
+                feed.cancel()
+                return
+            self._post(self._metrics())
+
+    async def _tick_pings(self) -> None:
+        while True:
+            await trio.sleep(PING_EVERY_S)
+            self._post({"type": "ping", "ts_ms": now_ms()})
+
+    # -- session and metrics ----------------------------------------------------------------------
+
+    def _session_ended(self) -> tuple[int, str] | None:
+        """A close code and reason once the session has expired or was revoked."""
+        current = self._gateway.sessions.peek(self._token)
+        if current is None:
+            return SESSION_ENDED, "session ended: sign in again"
+        if current.must_change_password:
+            return PASSWORD_CHANGE, "password change required"
+        return None
+
+    async def _seed_rates(self) -> None:
+        # The calls of the minute before the socket opened, so the first ticks show a full minute.
+        since = now_ms() - int(WINDOW_S * 1000)
+        try:
+            calls, errors = await self._gateway.reads.run(partial(last_minute, since_ms=since))
+        except (apsw.Error, trio.ClosedResourceError):
+            log.warning("live feed: could not count the last minute's calls", exc_info=True)
+            calls = errors = 0
+        stats = self._gateway.logger.statistics()
+        self._rates.start(trio.current_time(), stats.records, stats.errors, calls, errors)
+
+    def _metrics(self) -> Message:
+        gw = self._gateway
+        stats = gw.logger.statistics()
+        hub = gw.events.statistics()
+        per_min, errors_per_min = self._rates.rates(
+            trio.current_time(), stats.records, stats.errors
+        )
+        providers: dict[str, Message] = {}
+        in_flight = 0
+        for name, actor in gw.providers.items():
+            provider = actor.statistics()
+            in_flight += provider.in_flight
+            providers[name] = {
+                "state": provider.breaker_state,
+                "in_flight": provider.in_flight,
+                "waiting": provider.waiting,
+            }
+        return {
+            "type": "metrics",
+            "ts_ms": now_ms(),
+            "uptime_s": round(time.monotonic() - gw.started_at, 3),
+            "requests_per_min": per_min,
+            "errors_per_min": errors_per_min,
+            "in_flight": in_flight,
+            "requests_total": stats.records,
+            "errors_total": stats.errors,
+            "cancelled_total": stats.cancelled,
+            "prompt_tokens_total": stats.prompt_tokens,
+            "completion_tokens_total": stats.completion_tokens,
+            "cost_usd_total": round(stats.cost_usd, 6),
+            "providers": providers,
+            "dropped": self.dropped,
+            "dropped_total": stats.events_dropped + hub.dropped,
+        }
+
+
+def request_event(record: RequestRecord, alias: str | None) -> Message:
+    """A logged call as the feed shows it: no bodies, the fallbacks' failures parsed, and the
+    alias the client asked by (None when it named a model directly)."""
+    event: dict[str, object] = {"type": "request"}
+    for name in SHOWN_FIELDS:
+        event[name] = getattr(record, name)
+    event["failed_attempts"] = _parsed(record.failed_attempts)
+    event["alias"] = alias
+    return event
+
+
+def _parsed(failed_attempts: str | None) -> object:
+    if failed_attempts is None:
+        return None
+    try:
+        return msgspec.json.decode(failed_attempts)
+    except msgspec.DecodeError:
+        return None
+
+
+class RateWindow:
+    """Calls and errors over the last minute, from the logger's running totals at each tick.
+
+    Until the socket has been open a minute, the part of the window from before it opened is
+    taken from the database's count of that minute, pro rata.
+    """
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, int, int]] = deque()
+        self._seed = (0, 0)
+
+    def start(
+        self, now: float, records: int, errors: int, seed_calls: int, seed_errors: int
+    ) -> None:
+        """The totals when the socket opened, and the calls and errors of the minute before."""
+        self._samples.append((now, records, errors))
+        self._seed = (seed_calls, seed_errors)
+
+    def rates(self, now: float, records: int, errors: int) -> tuple[int, int]:
+        """(calls, errors) in the minute up to ``now`` (to within one tick)."""
+        self._samples.append((now, records, errors))
+        while len(self._samples) > 1 and self._samples[1][0] <= now - WINDOW_S:
+            self._samples.popleft()
+        since, records_then, errors_then = self._samples[0]
+        calls, failed = records - records_then, errors - errors_then
+        before = max(WINDOW_S - (now - since), 0.0) / WINDOW_S
+        return calls + round(self._seed[0] * before), failed + round(self._seed[1] * before)
+
+
+def last_minute(conn: apsw.Connection, since_ms: int) -> tuple[int, int]:
+    """(calls, errors) logged with ``ts_ms >= since_ms``."""
+    calls, errors = conn.execute(
+        "SELECT count(*), coalesce(sum(status = 'error'), 0) FROM llm_requests WHERE ts_ms >= ?",
+        (since_ms,),
+    ).fetchall()[0]
+    assert isinstance(calls, int)
+    assert isinstance(errors, int)
+    return calls, errors

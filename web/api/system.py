@@ -1,0 +1,235 @@
+"""``/api/system`` and ``/api/settings``: health, recent log lines, backups, dashboard settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import time
+from collections.abc import Mapping
+from functools import partial
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import trio
+from quart import Blueprint, Response, request
+
+from proxy import __version__
+from proxy.config import AuthConfig, Config, mask_secret
+from storage.audit import SECRET_NAMES
+from storage.backup import BackupError, BackupResult, backup_database, list_backups
+from storage.settings_store import get_settings, put_settings
+from web.api.common import ApiError, audit, gateway, json_response, now_ms, read_body
+
+system = Blueprint("api_system", __name__, url_prefix="/api")
+
+DEFAULT_LOG_LINES: Final = 200
+MAX_LOG_LINES: Final = 1000
+_SECTIONS: Final = ("server", "auth", "dashboard", "limits", "logging", "images")
+_SEPARATORS = re.compile(r"[\s.\-]+")
+
+
+# -- health ----------------------------------------------------------------------------------------
+
+
+def _rss_bytes() -> int | None:
+    """Resident memory from ``/proc/self/status`` (None where there is no procfs)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    amount, _, unit = line.split(":", 1)[1].strip().partition(" ")
+                    scale = {"kB": 1024, "mB": 1024**2, "gB": 1024**3}.get(unit.strip(), 1)
+                    return int(amount) * scale
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0  # no WAL file between a checkpoint that truncated it and the next write
+
+
+def _process_and_files(database: str) -> dict[str, Any]:
+    """Worker thread: the numbers that come from the file system."""
+    return {
+        "rss_bytes": _rss_bytes(),
+        "database": {
+            "path": database,
+            "size_bytes": _size(database),
+            "wal_bytes": _size(database + "-wal"),
+        },
+    }
+
+
+@system.get("/system/health")
+async def health() -> Response:
+    gw = gateway()
+    files = await trio.to_thread.run_sync(_process_and_files, gw.config.server.database)
+    uptime_s = time.monotonic() - gw.started_at
+    answer = {
+        "status": "draining" if gw.draining else "ok" if gw.ready else "starting",
+        "version": __version__,
+        "pid": os.getpid(),
+        "uptime_s": round(uptime_s, 3),
+        "started_at_ms": now_ms() - int(uptime_s * 1000),
+        **files,
+        "in_flight": gw.in_flight.count,
+        # Frozen dataclasses of plain numbers and strings: msgspec encodes them as objects.
+        "actors": {
+            "writer": gw.writer.statistics(),
+            "logger": gw.logger.statistics(),
+            "limiter": gw.limiter.statistics(),
+            "directory": gw.directory.statistics(),
+            "sessions": gw.sessions.statistics(),
+            "events": gw.events.statistics(),
+        },
+        "providers": {name: actor.statistics() for name, actor in gw.providers.items()},
+    }
+    return json_response(answer)
+
+
+# -- recent log lines ------------------------------------------------------------------------------
+
+
+@system.get("/system/logs")
+async def logs() -> Response:
+    raw = request.args.get("limit", "")
+    limit = DEFAULT_LOG_LINES
+    if raw:
+        limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 4 else 0
+        if not 1 <= limit <= MAX_LOG_LINES:
+            raise ApiError(
+                400, f"limit must be a whole number from 1 to {MAX_LOG_LINES}, got {raw[:20]!r}."
+            )
+    # Our own log lines, which by project rule never carry a secret.
+    return json_response({"data": gateway().log_buffer.recent(limit)})
+
+
+# -- backups ---------------------------------------------------------------------------------------
+
+
+def _backup_json(backup: BackupResult) -> dict[str, object]:
+    return {
+        "path": backup.path,
+        "size_bytes": backup.size_bytes,
+        "created_at": backup.created_at_ms,
+    }
+
+
+def _database_to_back_up() -> str:
+    database = gateway().config.server.database
+    if not database or database == ":memory:":
+        raise ApiError(409, "The database is in memory: there is no file to back up.")
+    return database
+
+
+@system.post("/system/backup")
+async def backup() -> Response:
+    database = _database_to_back_up()
+    try:
+        # VACUUM INTO must run outside a transaction, which rules out the writer; it only reads,
+        # and in WAL mode a read connection copies a consistent snapshot while writes go on.
+        result = await gateway().reads.run(
+            partial(backup_database, database_path=database, now_ms=now_ms())
+        )
+    except (BackupError, OSError) as exc:
+        raise ApiError(500, f"The backup failed: {exc}", code="backup_failed") from None
+    await audit("system.backup", result.path, {"size_bytes": result.size_bytes})
+    return json_response(_backup_json(result), 201)
+
+
+@system.get("/system/backups")
+async def backups() -> Response:
+    database = _database_to_back_up()
+    found = await trio.to_thread.run_sync(list_backups, database)
+    return json_response({"data": [_backup_json(entry) for entry in found]})
+
+
+# -- settings --------------------------------------------------------------------------------------
+
+
+def _secret_name(name: str) -> bool:
+    """Whether a setting's name says it holds a secret (``openai.api_key``, ``smtp_password``)."""
+    normal = _SEPARATORS.sub("_", name).lower().strip("_")
+    return any(normal == secret or normal.endswith("_" + secret) for secret in SECRET_NAMES)
+
+
+def _mask_url(url: str) -> str:
+    """``url`` without a password in it or in its query string."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "…@" + netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "…" if _secret_name(k) else v) for k, v in pairs], safe="…")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _fields(obj: Any, *skip: str) -> dict[str, object]:
+    return {
+        field.name: getattr(obj, field.name)
+        for field in dataclasses.fields(obj)
+        if field.name not in skip
+    }
+
+
+def config_json(config: Config) -> dict[str, object]:
+    """The effective configuration as JSON values, every secret masked (``sk-…abcd``)."""
+    answer: dict[str, object] = {"source": config.source}
+    for name in _SECTIONS:
+        section = getattr(config, name)
+        if isinstance(section, AuthConfig):
+            section = dataclasses.replace(section, tokens=tuple(map(mask_secret, section.tokens)))
+        answer[name] = _fields(section)
+    providers: dict[str, object] = {}
+    for name, provider in config.providers.items():
+        shown = _fields(provider, "api_key")
+        shown["base_url"] = _mask_url(provider.base_url)
+        shown["api_key"] = None if provider.api_key is None else mask_secret(provider.api_key)
+        providers[name] = shown
+    answer["providers"] = providers
+    answer["models"] = {name: _fields(alias) for name, alias in config.models.items()}
+    answer["fallbacks"] = dict(config.fallbacks)
+    return answer
+
+
+def _settings_json(settings: Mapping[str, object]) -> dict[str, object]:
+    # Refused on the way in; masked here too in case the CLI or an old version stored one.
+    return {
+        key: mask_secret(str(value)) if _secret_name(key) and value is not None else value
+        for key, value in settings.items()
+    }
+
+
+@system.get("/settings")
+async def settings() -> Response:
+    gw = gateway()
+    stored = await gw.reads.run(get_settings)
+    return json_response({"settings": _settings_json(stored), "config": config_json(gw.config)})
+
+
+@system.put("/settings")
+async def change_settings() -> Response:
+    values = await read_body(dict[str, Any])
+    secret = sorted(key for key in values if _secret_name(key))
+    if secret:
+        raise ApiError(
+            400,
+            f"Settings are stored in plain text, so a secret does not belong there: {secret[0]!r}"
+            " is named like one. Provider keys come from the config file, the environment or a "
+            "systemd credential.",
+        )
+    gw = gateway()
+    try:
+        stored = await gw.writer.execute(partial(put_settings, values=values, now_ms=now_ms()))
+    except ValueError as exc:
+        raise ApiError(400, f"Invalid setting: {exc}.") from None
+    if values:
+        await audit("settings.update", "", {"keys": sorted(values)})
+    return json_response({"settings": _settings_json(stored)})

@@ -1,0 +1,237 @@
+"""``/api/usage``: totals, time series, breakdowns, the request log and its export (design §8).
+
+Aggregates come from ``usage_hourly`` (fast at millions of calls, whole-hour resolution); the
+request log and the export read ``llm_requests`` to the millisecond (see ``storage.analytics``).
+Times are given as Unix milliseconds or ISO 8601 (``2026-11-27T10:00:00Z``); the range defaults to
+the last 24 hours.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from functools import partial
+from typing import Final, TypeVar
+
+from quart import Blueprint, Response, request
+
+from storage.analytics import (
+    MAX_PAGE,
+    Bucket,
+    Dimension,
+    StatusFilter,
+    UsageFilter,
+    breakdown,
+    csv_header,
+    csv_lines,
+    export_page,
+    json_lines,
+    request_detail,
+    request_log,
+    summary,
+    timeseries,
+)
+from web.api.common import ApiError, gateway, json_response
+
+usage = Blueprint("api_usage", __name__, url_prefix="/api")
+
+T = TypeVar("T")
+DAY_MS: Final = 86_400_000
+MAX_RANGE_MS: Final = 3660 * DAY_MS  # ten years: anything wider is a typo
+EXPORT_BATCH: Final = 1000
+_BUCKETS: Final[Mapping[str, Bucket]] = {"hour": "hour", "day": "day"}
+_GROUPS: Final[Mapping[str, Dimension]] = {
+    "provider": "provider",
+    "model": "model",
+    "client": "client",
+}
+_STATUSES: Final[Mapping[str, StatusFilter]] = {
+    "ok": "ok",
+    "error": "error",
+    "cancelled": "cancelled",
+}
+_DIMENSIONS: Final[Mapping[str, Dimension]] = {
+    "clients": "client",
+    "providers": "provider",
+    "models": "model",
+}
+_FORMATS: Final = {"csv": "csv", "json": "json"}
+
+
+def _time(name: str, default: int) -> int:
+    text = request.args.get(name)
+    if text is None or text == "":
+        return default
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            400, f"'{name}' must be Unix milliseconds or an ISO 8601 time, not {text!r}."
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _range() -> tuple[int, int]:
+    until = _time("to", int(time.time() * 1000))
+    since = _time("from", until - DAY_MS)
+    if since >= until:
+        raise ApiError(400, "'from' must be before 'to'.")
+    if until - since > MAX_RANGE_MS:
+        raise ApiError(400, "The range may span ten years at most.")
+    return since, until
+
+
+def _filter() -> UsageFilter:
+    return UsageFilter(
+        client_id=request.args.get("client") or None,
+        provider=request.args.get("provider") or None,
+        model=request.args.get("model") or None,
+    )
+
+
+def _choice(name: str, allowed: Mapping[str, T]) -> T | None:
+    """The query parameter ``name`` as one of ``allowed``'s values; None when absent."""
+    value = request.args.get(name)
+    if not value:
+        return None
+    try:
+        return allowed[value]
+    except KeyError:
+        raise ApiError(
+            400, f"'{name}' must be one of {', '.join(allowed)}; got {value!r}."
+        ) from None
+
+
+def _limit() -> int:
+    text = request.args.get("limit", "50")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        raise ApiError(400, f"'limit' must be a whole number from 1 to {MAX_PAGE}.")
+    return int(text)
+
+
+async def _read(fn: Callable[..., T]) -> T:
+    """Run a storage query; its ValueError (a bad argument) is the caller's 400."""
+    try:
+        return await gateway().reads.run(fn)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+@usage.get("/usage/summary")
+async def usage_summary() -> Response:
+    since, until = _range()
+    result = await _read(partial(summary, since_ms=since, until_ms=until, flt=_filter()))
+    return json_response(result.to_json())
+
+
+@usage.get("/usage/timeseries")
+async def usage_timeseries() -> Response:
+    since, until = _range()
+    bucket = _choice("bucket", _BUCKETS) or "hour"
+    group_by = _choice("group_by", _GROUPS)
+    points = await _read(
+        partial(
+            timeseries,
+            since_ms=since,
+            until_ms=until,
+            bucket=bucket,
+            group_by=group_by,
+            flt=_filter(),
+        )
+    )
+    return json_response(
+        {
+            "from": since,
+            "to": until,
+            "bucket": bucket,
+            "group_by": group_by,
+            "data": [point.to_json() for point in points],
+        }
+    )
+
+
+@usage.get("/usage/<any(clients, providers, models):dimension>")
+async def usage_breakdown(dimension: str) -> Response:
+    since, until = _range()
+    rows = await _read(
+        partial(
+            breakdown,
+            dimension=_DIMENSIONS[dimension],
+            since_ms=since,
+            until_ms=until,
+            flt=_filter(),
+            limit=_limit(),
+        )
+    )
+    return json_response({"from": since, "to": until, "data": [row.to_json() for row in rows]})
+
+
+@usage.get("/usage/requests")
+async def usage_requests() -> Response:
+    since, until = _range()
+    status = _choice("status", _STATUSES)
+    rows, next_cursor = await _read(
+        partial(
+            request_log,
+            since_ms=since,
+            until_ms=until,
+            flt=_filter(),
+            status=status,
+            limit=_limit(),
+            cursor=request.args.get("cursor") or None,
+        )
+    )
+    return json_response({"data": [row.to_json() for row in rows], "next_cursor": next_cursor})
+
+
+@usage.get("/usage/requests/<int:row_id>")
+async def usage_request(row_id: int) -> Response:
+    detail = await _read(partial(request_detail, row_id=row_id))
+    if detail is None:
+        raise ApiError(404, f"No logged call with id {row_id}.", code="request_not_found")
+    return json_response(detail.to_json())
+
+
+@usage.get("/usage/export")
+async def usage_export() -> Response:
+    since, until = _range()
+    kind = _choice("format", _FORMATS) or "csv"
+    flt = _filter()
+    reads = gateway().reads
+
+    async def chunks() -> AsyncIterator[bytes]:
+        # Page by page, each its own short query: memory stays bounded however long the range,
+        # and no read transaction stays open while a slow client downloads.
+        if kind == "csv":
+            yield csv_header().encode()
+        after: str | None = None
+        while True:
+            page, after = await reads.run(
+                partial(
+                    export_page,
+                    since_ms=since,
+                    until_ms=until,
+                    flt=flt,
+                    batch=EXPORT_BATCH,
+                    after=after,
+                )
+            )
+            if page:
+                yield (csv_lines(page) if kind == "csv" else json_lines(page)).encode()
+            if after is None:
+                return
+
+    content_type = "text/csv; charset=utf-8" if kind == "csv" else "application/x-ndjson"
+    stamp = dt.datetime.fromtimestamp(since / 1000, dt.UTC).strftime("%Y%m%d")
+    response = Response(chunks(), content_type=content_type)
+    response.headers["content-disposition"] = (
+        f'attachment; filename="llm-proxy-requests-{stamp}.{"csv" if kind == "csv" else "ndjson"}"'
+    )
+    response.headers["cache-control"] = "no-store"
+    response.timeout = None  # a long export must not be cut by Quart's response timeout
+    return response
