@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 import trio
 
+from actors.fanout import Fanout
 from proxy.pricing import Pricer, TokenCounts
 from proxy.records import RequestRecord
 
@@ -81,12 +82,10 @@ class RequestLogger:
         self.pricer = pricer
         self._send, self._receive = trio.open_memory_channel[LoggedCall](inbox_size)
         self._max_batch = max_batch
-        self._subscriber_queue = subscriber_queue
-        self._subscribers: set[trio.MemorySendChannel[RequestRecord]] = set()
+        self._feed = Fanout[RequestRecord](subscriber_queue)
         self._records = self._errors = self._cancelled = 0
         self._prompt = self._completion = 0
         self._cost = 0.0
-        self._dropped = 0
         self._credit_tracked: frozenset[str] = frozenset()
         self._charges: dict[str, float] = {}
         self._charged = trio.Event()
@@ -109,8 +108,7 @@ class RequestLogger:
                             except (trio.WouldBlock, trio.EndOfChannel):
                                 break
                         await self._sink.write_requests(batch)
-                for subscriber in list(self._subscribers):
-                    subscriber.close()
+                self._feed.close()
             finally:
                 # The last charges are debited, then the credit task ends.
                 self._draining = True
@@ -142,16 +140,9 @@ class RequestLogger:
         """Log one call, or raise ``trio.WouldBlock`` when the inbox is full."""
         self._send.send_nowait(LoggedCall(record, alias))
 
-    @contextmanager
-    def subscribe(self) -> Iterator[trio.MemoryReceiveChannel[RequestRecord]]:
+    def subscribe(self) -> AbstractContextManager[trio.MemoryReceiveChannel[RequestRecord]]:
         """A bounded feed of logged records, for as long as the block runs."""
-        send, receive = trio.open_memory_channel[RequestRecord](self._subscriber_queue)
-        self._subscribers.add(send)
-        try:
-            yield receive
-        finally:
-            self._subscribers.discard(send)
-            send.close()
+        return self._feed.subscribe()
 
     def statistics(self) -> LoggerStatistics:
         """Counters since start."""
@@ -163,8 +154,8 @@ class RequestLogger:
             prompt_tokens=self._prompt,
             completion_tokens=self._completion,
             cost_usd=self._cost,
-            subscribers=len(self._subscribers),
-            events_dropped=self._dropped,
+            subscribers=self._feed.subscribers,
+            events_dropped=self._feed.dropped,
         )
 
     def _account(self, call: LoggedCall) -> RequestRecord:
@@ -182,13 +173,7 @@ class RequestLogger:
             provider = record.provider
             self._charges[provider] = self._charges.get(provider, 0.0) + cost
             self._charged.set()
-        for subscriber in list(self._subscribers):
-            try:
-                subscriber.send_nowait(record)
-            except trio.WouldBlock:
-                self._dropped += 1
-            except trio.ClosedResourceError:
-                self._subscribers.discard(subscriber)
+        self._feed.publish(record)
         return record
 
     def _priced(self, call: LoggedCall) -> RequestRecord:

@@ -36,6 +36,7 @@ import apsw
 import msgspec
 
 from storage.rollup import HOUR_MS, LATENCY_BUCKET_COLUMNS, LATENCY_BUCKET_EDGES_MS
+from storage.values import as_int, as_opt_float
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -319,21 +320,9 @@ def _rollup_where(since_ms: int, until_ms: int, flt: UsageFilter) -> tuple[str, 
     return " AND ".join(clauses), params
 
 
-def _int(value: object) -> int:
-    """A value SQLite returned as INTEGER."""
-    assert isinstance(value, int)
-    return value
-
-
-def _opt_float(value: object) -> float | None:
-    """A REAL or NULL from SQLite (a sum of REALs may come back as an INTEGER-valued REAL)."""
-    assert value is None or isinstance(value, float | int)
-    return None if value is None else float(value)
-
-
 def _buckets(values: Sequence[object]) -> list[int]:
     """Histogram sums (NULL when no row matched) as counts."""
-    return [0 if value is None else _int(value) for value in values]
+    return [0 if value is None else as_int(value) for value in values]
 
 
 def summary(
@@ -351,12 +340,12 @@ def summary(
         """,
         params,
     ).fetchall()
-    requests, errors, prompt, completion, reasoning, cached = (_int(v) for v in row[:6])
-    cost, latency_sum = _opt_float(row[6]), _opt_float(row[7])
+    requests, errors, prompt, completion, reasoning, cached = (as_int(v) for v in row[:6])
+    cost, latency_sum = as_opt_float(row[6]), as_opt_float(row[7])
     buckets = _buckets(row[8:])
     return Summary(
-        since_ms=_int(params["start"]),
-        until_ms=_int(params["end"]),
+        since_ms=as_int(params["start"]),
+        until_ms=as_int(params["end"]),
         requests=requests,
         errors=errors,
         prompt_tokens=prompt,
@@ -403,12 +392,12 @@ def timeseries(
     ).fetchall()
     return [
         TimeseriesPoint(
-            t_ms=_int(t),
+            t_ms=as_int(t),
             group=None if g is None or g == "" else str(g),
-            requests=_int(requests),
-            errors=_int(errors),
-            tokens=_int(tokens),
-            cost_usd=_opt_float(cost),
+            requests=as_int(requests),
+            errors=as_int(errors),
+            tokens=as_int(tokens),
+            cost_usd=as_opt_float(cost),
         )
         for t, g, requests, errors, tokens, cost in rows
     ]
@@ -452,8 +441,8 @@ def breakdown(
     ).fetchall()
     result: list[BreakdownRow] = []
     for row in rows:
-        key, requests, errors, prompt, completion = row[0], *(_int(v) for v in row[1:5])
-        latency_sum, total = _opt_float(row[6]) or 0.0, _int(row[7])
+        key, requests, errors, prompt, completion = row[0], *(as_int(v) for v in row[1:5])
+        latency_sum, total = as_opt_float(row[6]) or 0.0, as_int(row[7])
         buckets = _buckets(row[8:])
         result.append(
             BreakdownRow(
@@ -463,7 +452,7 @@ def breakdown(
                 prompt_tokens=prompt,
                 completion_tokens=completion,
                 tokens=prompt + completion,
-                cost_usd=_opt_float(row[5]),
+                cost_usd=as_opt_float(row[5]),
                 avg_latency_ms=latency_sum / requests if requests else 0.0,
                 p95_latency_ms=estimate_percentile(buckets),
                 share=requests / total if total else 0.0,

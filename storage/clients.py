@@ -19,6 +19,7 @@ from typing import Final
 import apsw
 
 from proxy.keys import generate_key, mask_key
+from storage.values import as_int, as_opt_int
 
 __all__ = [
     "AUTH_GENERATION_KEY",
@@ -177,37 +178,27 @@ def _client_row(row: apsw.SQLiteValues) -> ClientRow:
         name=str(name),
         description=str(description),
         is_active=bool(active),
-        rate_limit_per_minute=_opt_int(rpm),
-        tokens_per_minute=_opt_int(tpm),
-        created_at=_int(created),
-        updated_at=_int(updated),
-        key_count=_int(keys),
-        last_used_at=_opt_int(last_used),
+        rate_limit_per_minute=as_opt_int(rpm),
+        tokens_per_minute=as_opt_int(tpm),
+        created_at=as_int(created),
+        updated_at=as_int(updated),
+        key_count=as_int(keys),
+        last_used_at=as_opt_int(last_used),
     )
 
 
 def _token_row(row: apsw.SQLiteValues) -> TokenRow:
     (id_, client_id, prefix, last4, name, created, last_used, revoked) = row
     return TokenRow(
-        id=_int(id_),
+        id=as_int(id_),
         client_id=str(client_id),
         prefix=str(prefix),
         last4=str(last4),
         name=str(name),
-        created_at=_int(created),
-        last_used_at=_opt_int(last_used),
-        revoked_at=_opt_int(revoked),
+        created_at=as_int(created),
+        last_used_at=as_opt_int(last_used),
+        revoked_at=as_opt_int(revoked),
     )
-
-
-def _int(value: apsw.SQLiteValue) -> int:
-    if not isinstance(value, int):
-        raise TypeError(f"expected an integer from the database, got {value!r}")
-    return value
-
-
-def _opt_int(value: apsw.SQLiteValue) -> int | None:
-    return None if value is None else _int(value)
 
 
 def _client_exists(conn: apsw.Connection, client_id: str) -> bool:
@@ -421,11 +412,11 @@ def active_keys(conn: apsw.Connection) -> list[ActiveKey]:
     ).fetchall()
     return [
         ActiveKey(
-            token_id=_int(token_id),
+            token_id=as_int(token_id),
             client_id=str(client_id),
             token_sha256=str(digest),
-            rate_limit_per_minute=_opt_int(rpm),
-            tokens_per_minute=_opt_int(tpm),
+            rate_limit_per_minute=as_opt_int(rpm),
+            tokens_per_minute=as_opt_int(tpm),
         )
         for (token_id, client_id, digest, rpm, tpm) in rows
     ]

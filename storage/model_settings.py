@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import apsw
 
 from storage.clients import UNCHANGED, Unchanged
+from storage.values import as_opt_float
 
 __all__ = [
     "MAX_MODEL_LENGTH",
@@ -90,19 +91,11 @@ def _row(row: apsw.SQLiteValues) -> ModelSettingsRow:
         provider=None if provider is None else str(provider),
         upstream_model=None if upstream is None else str(upstream),
         enabled=bool(enabled),
-        input_per_mtok=_opt_float(price_in),
-        output_per_mtok=_opt_float(price_out),
-        cached_input_per_mtok=_opt_float(price_cached),
+        input_per_mtok=as_opt_float(price_in),
+        output_per_mtok=as_opt_float(price_out),
+        cached_input_per_mtok=as_opt_float(price_cached),
         updated_at=updated,
     )
-
-
-def _opt_float(value: apsw.SQLiteValue) -> float | None:
-    if value is None:
-        return None
-    if not isinstance(value, int | float):
-        raise TypeError(f"expected a number from the database, got {value!r}")
-    return float(value)
 
 
 # --- reads --------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import apsw
 
 from storage.clients import UNCHANGED, Unchanged
+from storage.values import as_int, as_opt_float
 
 __all__ = [
     "MAX_BASE_URL_LENGTH",
@@ -131,25 +132,11 @@ def _row(row: apsw.SQLiteValues) -> ProviderSettingsRow:
         enabled=None if enabled is None else bool(enabled),
         base_url=None if base_url is None else str(base_url),
         default_model=None if model is None else str(model),
-        max_concurrency=None if concurrency is None else _int(concurrency),
-        credit_balance_usd=_opt_float(balance),
-        low_credit_threshold_usd=_opt_float(threshold),
-        updated_at=_int(updated),
+        max_concurrency=None if concurrency is None else as_int(concurrency),
+        credit_balance_usd=as_opt_float(balance),
+        low_credit_threshold_usd=as_opt_float(threshold),
+        updated_at=as_int(updated),
     )
-
-
-def _int(value: apsw.SQLiteValue) -> int:
-    if not isinstance(value, int):
-        raise TypeError(f"expected an integer from the database, got {value!r}")
-    return value
-
-
-def _opt_float(value: apsw.SQLiteValue) -> float | None:
-    if value is None:
-        return None
-    if not isinstance(value, int | float):
-        raise TypeError(f"expected a number from the database, got {value!r}")
-    return float(value)
 
 
 # --- reads --------------------------------------------------------------------------------------
@@ -259,7 +246,7 @@ def debit_credit(
         ).fetchall()
         if not rows:
             continue
-        before, threshold = (_opt_float(value) for value in rows[0])
+        before, threshold = (as_opt_float(value) for value in rows[0])
         if before is None:  # pragma: no cover - the WHERE clause excludes NULL
             continue
         after = before - float(cost)

@@ -19,6 +19,7 @@ from typing import Literal, get_args
 import apsw
 
 from storage.clients import UNCHANGED, Unchanged
+from storage.values import as_int
 
 __all__ = [
     "MAX_DISPLAY_NAME_LENGTH",
@@ -129,22 +130,16 @@ def _check_bool(value: bool, what: str) -> bool:
 def _user_row(row: apsw.SQLiteValues) -> UserRow:
     (id_, username, password_hash, role, display_name, must_change, created, updated, login) = row
     return UserRow(
-        id=_int(id_),
+        id=as_int(id_),
         username=str(username),
         password_hash=str(password_hash),
         role=_check_role(str(role)),
         display_name=str(display_name),
         must_change_password=bool(must_change),
-        created_at=_int(created),
-        updated_at=_int(updated),
-        last_login_at=None if login is None else _int(login),
+        created_at=as_int(created),
+        updated_at=as_int(updated),
+        last_login_at=None if login is None else as_int(login),
     )
-
-
-def _int(value: apsw.SQLiteValue) -> int:
-    if not isinstance(value, int):
-        raise TypeError(f"expected an integer from the database, got {value!r}")
-    return value
 
 
 def _fold(username: str) -> str:
@@ -195,12 +190,12 @@ def list_users(conn: apsw.Connection) -> list[UserRow]:
 
 def count_users(conn: apsw.Connection) -> int:
     """How many users there are (0 on first start: the server then creates ``admin``)."""
-    return _int(conn.execute("SELECT count(*) FROM users").fetchall()[0][0])
+    return as_int(conn.execute("SELECT count(*) FROM users").fetchall()[0][0])
 
 
 def count_admins(conn: apsw.Connection) -> int:
     """How many users have the role ``admin``."""
-    return _int(conn.execute("SELECT count(*) FROM users WHERE role = 'admin'").fetchall()[0][0])
+    return as_int(conn.execute("SELECT count(*) FROM users WHERE role = 'admin'").fetchall()[0][0])
 
 
 # --- writes -------------------------------------------------------------------------------------
