@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Reinstall when the dependency list changes.
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test lint types pytest bench setup clean
+.PHONY: run test lint types pytest chromium bench setup clean
 
 run: $(STAMP)
 	$(BIN)/llm-proxy serve
@@ -19,8 +19,13 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) chromium
 	$(BIN)/pytest -q
+
+# The dashboard tests drive Debian's Chromium through Playwright (never `playwright install`).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || apt-get install -y -qq chromium \
+		|| { apt-get update -qq && apt-get install -y -qq chromium; }
 
 # Benchmarks print their figures against a baseline measured in the same run.
 bench: $(STAMP)

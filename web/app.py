@@ -11,6 +11,7 @@ from quart_trio import QuartTrio
 from web.api import register_api
 from web.asgi import ASGIApp, Receive, Scope, Send
 from web.gateway import Gateway
+from web.ui import ui
 from web.v1 import v1_app
 
 
@@ -43,6 +44,7 @@ def create_quart_app(gateway: Gateway) -> QuartTrio:
 
     if gateway.config.dashboard.enabled:
         register_api(app, gateway)
+        app.register_blueprint(ui)
     return app
 
 

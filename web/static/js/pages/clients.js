@@ -1,0 +1,489 @@
+// Clients: the API callers of the gateway, their keys (shown once) and their usage.
+// Also exports the small helpers the other management pages share (reveal once, inline confirm,
+// optional numbers, key/value lists) so that there is one way of doing each.
+
+import { del, get, post, put } from "../api.js";
+import { empty, field, h, notice, panel, replace, stat, table } from "../dom.js";
+import * as format from "../format.js";
+
+// -- shared helpers -------------------------------------------------------------------------------
+
+/** Show a notice in a message slot (success or failure of an action). */
+export function flash(slot, kind, text) {
+  replace(slot, notice(kind, text));
+  if (kind === "error") slot.scrollIntoView({ block: "nearest" });
+}
+
+/** The message of an API error, or nothing when the session ended (the router took over). */
+export function failed(slot, error) {
+  if (error && error.redirected) return;
+  flash(slot, "error", error && error.message ? error.message : String(error));
+}
+
+/** A number input's value: null when empty (= "back to the default"), else the number. */
+export function numberOrNull(input) {
+  const text = input.value.trim();
+  return text === "" ? null : Number(text);
+}
+
+/** A number input that accepts whole numbers (limits, concurrency) or decimals (money). */
+export function numberInput(name, value, { decimal = false, placeholder } = {}) {
+  return h("input", {
+    name,
+    type: "number",
+    min: 0,
+    step: decimal ? "any" : 1,
+    inputmode: decimal ? "decimal" : "numeric",
+    value: value === null || value === undefined ? null : String(value),
+    placeholder,
+  });
+}
+
+/**
+ * A secret shown once (a client key, a one-time password): read-only input, Copy, a warning, and
+ * a dismiss button that takes the secret out of the DOM for good.
+ */
+export function revealSecret({ title, secret, id = "new-key", warning, onDismiss }) {
+  const input = h("input", { id, class: "mono", readonly: true, value: secret, "aria-label": title, spellcheck: "false" });
+  const status = h("span", { class: "copy-status", role: "status" });
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(input.value);
+      status.textContent = "Copied.";
+    } catch {
+      // No clipboard (insecure origin, permission): select it so Ctrl+C / long-press works.
+      input.focus();
+      input.select();
+      status.textContent = "Selected: press Ctrl+C (or ⌘C) to copy.";
+    }
+  };
+  const box = h(
+    "section",
+    { class: "card secret-reveal", "aria-label": title },
+    h("h2", {}, title),
+    h(
+      "p",
+      { class: "notice warn-notice" },
+      warning || "Copy it now: it is shown this once and cannot be shown again (only its digest is stored).",
+    ),
+    h(
+      "div",
+      { class: "secret-row" },
+      input,
+      h("button", { type: "button", class: "btn primary", onclick: copy }, "Copy"),
+    ),
+    status,
+    h(
+      "div",
+      { class: "actions" },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "btn",
+          onclick: () => {
+            input.value = "";
+            box.remove();
+            if (onDismiss) onDismiss();
+          },
+        },
+        "Done, I have saved it",
+      ),
+    ),
+  );
+  queueMicrotask(() => input.select());
+  return box;
+}
+
+/**
+ * A button that asks before it acts: the first click swaps it for "question? [Yes] [Cancel]".
+ * `run` is awaited; while it runs the confirm button is disabled.
+ */
+export function confirmButton(label, { question, yes, run, kind = "danger" }) {
+  const wrap = h("span", { class: "confirm" });
+  const initial = h("button", { type: "button", class: `btn ${kind}` }, label);
+  const reset = () => {
+    replace(wrap, initial);
+    initial.focus();
+  };
+  initial.addEventListener("click", () => {
+    const confirm = h("button", { type: "button", class: "btn danger confirm-yes" }, yes || `Yes, ${label.toLowerCase()}`);
+    const cancel = h("button", { type: "button", class: "btn", onclick: reset }, "Cancel");
+    confirm.addEventListener("click", async () => {
+      confirm.disabled = true;
+      cancel.disabled = true;
+      try {
+        await run();
+      } finally {
+        if (wrap.isConnected) reset();
+      }
+    });
+    replace(wrap, h("span", { class: "confirm-question" }, question), confirm, cancel);
+    confirm.focus();
+  });
+  wrap.append(initial);
+  return wrap;
+}
+
+/** A compact definition list from [label, value] pairs (value: text or node). */
+export function keyValues(pairs, className = "kv") {
+  return h(
+    "dl",
+    { class: className },
+    pairs.map(([label, value]) => h("div", {}, h("dt", {}, label), h("dd", {}, value))),
+  );
+}
+
+/** A status badge. */
+export function badge(kind, text) {
+  return h("span", { class: `badge ${kind}` }, text);
+}
+
+// -- this page ------------------------------------------------------------------------------------
+
+function limitText(value, fallback, unit) {
+  if (value === null || value === undefined) {
+    return fallback === null || fallback === undefined || fallback === 0 ? `default ${unit}` : `default (${format.count(fallback)} ${unit})`;
+  }
+  return value === 0 ? `unlimited ${unit}` : `${format.count(value)} ${unit}`;
+}
+
+function limits(client) {
+  const rpm = client.rate_limit_per_minute;
+  const tpm = client.tokens_per_minute;
+  if (rpm === null && tpm === null) return `default (${format.count(client.effective_rate_limit_per_minute)} rpm)`;
+  return `${limitText(rpm, client.effective_rate_limit_per_minute, "rpm")} · ${limitText(tpm, null, "tpm")}`;
+}
+
+function activeBadge(client) {
+  return client.is_active ? badge("ok", "active") : badge("bad", "inactive");
+}
+
+export async function render(root, ctx) {
+  const id = ctx.params.get("id");
+  if (id) return renderDetail(root, ctx, id);
+  return renderList(root, ctx);
+}
+
+async function renderList(root, ctx) {
+  const reveal = h("div", { class: "reveal-slot" });
+  const list = h("div", { class: "card" });
+  replace(
+    root,
+    h("div", { class: "page-head" }, h("h1", { id: "page-title" }, "Clients")),
+    reveal,
+    list,
+    ctx.isAdmin ? newClientForm(reveal, () => load()) : null,
+  );
+  const load = () =>
+    panel(list, async () => {
+      const { data } = await get("/api/clients");
+      if (!data.length) {
+        return empty(ctx.isAdmin ? "No clients yet: create one below." : "No clients yet.");
+      }
+      return table(
+        [
+          { label: "Name", value: (c) => h("a", { href: `#/clients?id=${encodeURIComponent(c.id)}`, class: "client-link" }, c.name) },
+          { label: "ID", value: (c) => h("code", { class: "nowrap" }, c.id) },
+          { label: "Status", value: activeBadge },
+          { label: "Limits", value: limits, class: "nowrap" },
+          { label: "Keys", value: (c) => format.count(c.key_count), class: "num" },
+          { label: "Requests 24 h", value: (c) => format.count(c.usage_24h.requests), class: "num" },
+          { label: "Cost 24 h", value: (c) => (c.usage_24h.requests ? format.usd(c.usage_24h.cost_usd) : "—"), class: "num" },
+          { label: "Last used", value: (c) => format.ago(c.last_used_at) },
+        ],
+        data,
+        { caption: `${data.length} client${data.length === 1 ? "" : "s"}; usage over the last 24 hours` },
+      );
+    });
+  await load();
+}
+
+function newClientForm(reveal, reload) {
+  const name = h("input", { name: "name", required: true, maxlength: 200, autocomplete: "off" });
+  const description = h("input", { name: "description", maxlength: 1000, autocomplete: "off" });
+  const rpm = numberInput("rate_limit_per_minute");
+  const tpm = numberInput("tokens_per_minute");
+  const message = h("div", { "aria-live": "polite" });
+  const submit = h("button", { type: "submit", class: "btn primary" }, "Create client");
+  const form = h(
+    "form",
+    { class: "card new-client", novalidate: true, "aria-labelledby": "new-client-title" },
+    h("h2", { id: "new-client-title" }, "New client"),
+    message,
+    field("Name", name),
+    field("Description", description),
+    h(
+      "div",
+      { class: "row" },
+      field("Requests per minute", rpm, "Empty: the default. 0: unlimited."),
+      field("Tokens per minute", tpm, "Empty: the default. 0: unlimited."),
+    ),
+    submit,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!name.value.trim()) {
+      flash(message, "error", "Give the client a name.");
+      name.focus();
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const client = await post("/api/clients", {
+        name: name.value.trim(),
+        description: description.value.trim(),
+        rate_limit_per_minute: numberOrNull(rpm),
+        tokens_per_minute: numberOrNull(tpm),
+      });
+      form.reset();
+      flash(message, "ok", `Client “${client.name}” created.`);
+      replace(
+        reveal,
+        revealSecret({
+          title: `API key for ${client.name}`,
+          secret: client.token,
+          onDismiss: () => replace(reveal),
+        }),
+      );
+      reveal.scrollIntoView({ block: "nearest" });
+      await reload();
+    } catch (error) {
+      failed(message, error);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
+
+// -- one client -----------------------------------------------------------------------------------
+
+async function renderDetail(root, ctx, id) {
+  const base = `/api/clients/${encodeURIComponent(id)}`;
+  const title = h("h1", { id: "page-title" }, "Client");
+  const message = h("div", { "aria-live": "polite" });
+  const reveal = h("div", { class: "reveal-slot" });
+  const overview = h("div", { class: "card" });
+  const keys = h("div", { class: "card" });
+  const usage = h("div", { class: "card" });
+  const admin = h("div", { class: "manage-stack" });
+  replace(
+    root,
+    h("div", { class: "page-head" }, h("a", { href: "#/clients", class: "back" }, "← All clients"), title),
+    message,
+    reveal,
+    h("div", { class: "grid detail-grid" }, overview, usage),
+    keys,
+    admin,
+  );
+
+  let client = null;
+  const loadClient = () =>
+    panel(overview, async () => {
+      client = await get(base);
+      replace(title, client.name);
+      if (ctx.isAdmin) replace(admin, editForm(), dangerZone());
+      return h(
+        "div",
+        {},
+        h("h2", {}, "Details"),
+        keyValues([
+          ["ID", h("code", { class: "client-id" }, client.id)],
+          ["Status", activeBadge(client)],
+          ["Description", client.description || "—"],
+          ["Requests per minute", limitText(client.rate_limit_per_minute, client.effective_rate_limit_per_minute, "rpm")],
+          ["Tokens per minute", limitText(client.tokens_per_minute, null, "tpm")],
+          ["Created", format.dateTime(client.created_at)],
+          ["Last used", format.ago(client.last_used_at)],
+        ]),
+        ctx.isAdmin ? activeToggle() : null,
+      );
+    });
+
+  const activeToggle = () => {
+    const button = h(
+      "button",
+      { type: "button", class: client.is_active ? "btn danger" : "btn primary" },
+      client.is_active ? "Deactivate" : "Activate",
+    );
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const changed = await put(base, { is_active: !client.is_active });
+        flash(message, "ok", changed.is_active ? "Client activated: its keys work again." : "Client deactivated: its keys are refused.");
+        await loadClient();
+      } catch (error) {
+        failed(message, error);
+        button.disabled = false;
+      }
+    });
+    return h("div", { class: "actions" }, button);
+  };
+
+  const editForm = () => {
+    const description = h("input", { name: "description", maxlength: 1000, value: client.description, autocomplete: "off" });
+    const rpm = numberInput("rate_limit_per_minute", client.rate_limit_per_minute, { placeholder: "default" });
+    const tpm = numberInput("tokens_per_minute", client.tokens_per_minute, { placeholder: "default" });
+    const formMessage = h("div", { "aria-live": "polite" });
+    const submit = h("button", { type: "submit", class: "btn primary" }, "Save changes");
+    const form = h(
+      "form",
+      { class: "card edit-client", novalidate: true },
+      h("h2", {}, "Edit"),
+      formMessage,
+      field("Description", description),
+      h(
+        "div",
+        { class: "row" },
+        field("Requests per minute", rpm, "Empty: the default. 0: unlimited."),
+        field("Tokens per minute", tpm, "Empty: the default. 0: unlimited."),
+      ),
+      submit,
+    );
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      submit.disabled = true;
+      try {
+        await put(base, {
+          description: description.value.trim(),
+          rate_limit_per_minute: numberOrNull(rpm),
+          tokens_per_minute: numberOrNull(tpm),
+        });
+        flash(message, "ok", "Changes saved.");
+        await loadClient();
+      } catch (error) {
+        failed(formMessage, error);
+        submit.disabled = false;
+      }
+    });
+    return form;
+  };
+
+  const dangerZone = () => {
+    const typed = h("input", { name: "confirm-name", autocomplete: "off", spellcheck: "false" });
+    const formMessage = h("div", { "aria-live": "polite" });
+    const submit = h("button", { type: "submit", class: "btn danger", disabled: true }, "Delete client");
+    typed.addEventListener("input", () => {
+      submit.disabled = typed.value !== client.name;
+    });
+    const form = h(
+      "form",
+      { class: "card danger-zone", novalidate: true },
+      h("h2", {}, "Delete this client"),
+      h("p", {}, "Its keys stop working at once. Its past requests stay in the log."),
+      formMessage,
+      field(`Type the client's name (${client.name}) to confirm`, typed),
+      submit,
+    );
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (typed.value !== client.name) return;
+      submit.disabled = true;
+      try {
+        await del(base);
+        ctx.navigate("clients");
+      } catch (error) {
+        failed(formMessage, error);
+        submit.disabled = false;
+      }
+    });
+    return form;
+  };
+
+  const loadKeys = () =>
+    panel(keys, async () => {
+      const { data } = await get(`${base}/tokens`);
+      const columns = [
+        { label: "Name", value: (k) => k.name || "—" },
+        { label: "Key", value: (k) => h("code", { class: "nowrap" }, k.masked) },
+        { label: "Created", value: (k) => format.dateTime(k.created_at) },
+        { label: "Last used", value: (k) => format.ago(k.last_used_at) },
+        { label: "Status", value: (k) => (k.revoked ? badge("bad", `revoked ${format.ago(k.revoked_at)}`) : badge("ok", "active")) },
+      ];
+      if (ctx.isAdmin) {
+        columns.push({
+          label: "Actions",
+          value: (k) =>
+            k.revoked
+              ? ""
+              : confirmButton("Revoke", {
+                  question: `Revoke ${k.masked}?`,
+                  yes: "Yes, revoke",
+                  run: async () => {
+                    try {
+                      await del(`${base}/tokens/${encodeURIComponent(k.id)}`);
+                      flash(message, "ok", `Key ${k.masked} revoked.`);
+                      await Promise.all([loadKeys(), loadClient()]);
+                    } catch (error) {
+                      failed(message, error);
+                    }
+                  },
+                }),
+        });
+      }
+      return h(
+        "div",
+        {},
+        h("h2", {}, "Keys"),
+        data.length ? table(columns, data) : empty("This client has no keys."),
+        ctx.isAdmin ? addKeyForm() : null,
+      );
+    });
+
+  const addKeyForm = () => {
+    const name = h("input", { name: "key-name", maxlength: 200, autocomplete: "off" });
+    const submit = h("button", { type: "submit", class: "btn primary" }, "Add key");
+    const form = h("form", { class: "row add-key", novalidate: true }, field("New key's label (optional)", name), submit);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      submit.disabled = true;
+      try {
+        const key = await post(`${base}/tokens`, { name: name.value.trim() });
+        flash(message, "ok", `Key ${key.masked} added.`);
+        replace(
+          reveal,
+          revealSecret({ title: `New API key for ${client ? client.name : id}`, secret: key.token, onDismiss: () => replace(reveal) }),
+        );
+        reveal.scrollIntoView({ block: "nearest" });
+        await Promise.all([loadKeys(), loadClient()]);
+      } catch (error) {
+        failed(message, error);
+        submit.disabled = false;
+      }
+    });
+    return form;
+  };
+
+  const loadUsage = () =>
+    panel(usage, async () => {
+      const u = await get(`${base}/usage`);
+      return h(
+        "div",
+        {},
+        h("h2", {}, "Usage, last 24 hours"),
+        h(
+          "div",
+          { class: "stats" },
+          stat("Requests", format.count(u.requests), u.errors ? `${format.count(u.errors)} errors` : null),
+          stat("Tokens", format.tokens(u.total_tokens), `${format.tokens(u.prompt_tokens)} in · ${format.tokens(u.completion_tokens)} out`),
+          stat("Cost", u.requests ? format.usd(u.cost_usd) : "—"),
+          stat("Avg latency", format.ms(u.avg_latency_ms), u.p95_latency_ms ? `p95 ${format.ms(u.p95_latency_ms)}` : null),
+        ),
+        u.models && u.models.length
+          ? table(
+              [
+                { label: "Model", value: (m) => m.key || "—" },
+                { label: "Requests", value: (m) => format.count(m.requests), class: "num" },
+                { label: "Tokens", value: (m) => format.tokens(m.tokens), class: "num" },
+                { label: "Cost", value: (m) => format.usd(m.cost_usd), class: "num" },
+              ],
+              u.models,
+              { caption: "By model" },
+            )
+          : empty("No requests in the last 24 hours."),
+      );
+    });
+
+  await Promise.all([loadClient(), loadKeys(), loadUsage()]);
+}

@@ -1,0 +1,209 @@
+// System: the gateway's health, its recent log lines, backups and the effective configuration.
+
+import { get, post } from "../api.js";
+import { empty, h, panel, replace, stat, table } from "../dom.js";
+import * as format from "../format.js";
+import { badge, failed, keyValues } from "./clients.js";
+import { breakerBadge } from "./providers.js";
+
+/** "3 d 4 h", "2 h 5 min", "45 s". */
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "—";
+  const s = Math.floor(seconds);
+  const d = Math.floor(s / 86400);
+  const hrs = Math.floor((s % 86400) / 3600);
+  const min = Math.floor((s % 3600) / 60);
+  if (d) return `${d} d ${hrs} h`;
+  if (hrs) return `${hrs} h ${min} min`;
+  if (min) return `${min} min ${s % 60} s`;
+  return `${s} s`;
+}
+
+/** A statistic's value as text: numbers formatted, booleans as yes/no. */
+function scalar(value) {
+  if (value === null || value === undefined) return "—";
+  if (typeof value === "boolean") return value ? "yes" : "no";
+  if (typeof value === "number") return Number.isInteger(value) ? format.count(value) : value.toFixed(2);
+  return String(value);
+}
+
+/** A JSON value as nested key/value lists (the settings tree). */
+function tree(value) {
+  if (value === null || value === undefined) return h("span", { class: "hint" }, "—");
+  if (Array.isArray(value)) {
+    if (!value.length) return h("span", { class: "hint" }, "none");
+    if (value.every((v) => v === null || typeof v !== "object")) return h("code", {}, value.map(scalar).join(", "));
+    return h("ol", { class: "tree-list" }, value.map((v) => h("li", {}, tree(v))));
+  }
+  if (typeof value === "object") {
+    const entries = Object.entries(value);
+    if (!entries.length) return h("span", { class: "hint" }, "none");
+    return keyValues(entries.map(([k, v]) => [k, tree(v)]), "kv tree");
+  }
+  return h("code", {}, typeof value === "number" || typeof value === "boolean" ? String(value) : value);
+}
+
+function section(title, content, ...headExtras) {
+  return h("section", { class: "card" }, h("div", { class: "card-head" }, h("h2", {}, title), headExtras), content);
+}
+
+export async function render(root, ctx) {
+  const health = h("div", {});
+  const logs = h("div", {});
+  const backups = h("div", {});
+  const settings = h("div", {});
+  const refreshHealth = h("button", { type: "button", class: "btn" }, "Refresh");
+  const refreshLogs = h("button", { type: "button", class: "btn" }, "Refresh");
+  const backupMessage = h("div", { "aria-live": "polite" });
+
+  const loadHealth = () => panel(health, healthView);
+  const loadLogs = () => panel(logs, logsView);
+  const loadBackups = () => panel(backups, backupsView);
+  refreshHealth.addEventListener("click", loadHealth);
+  refreshLogs.addEventListener("click", loadLogs);
+
+  let backupControls = null;
+  if (ctx.isAdmin) {
+    const result = h("div", { class: "backup-result", "aria-live": "polite", hidden: true });
+    const button = h("button", { type: "button", class: "btn primary" }, "Back up now");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      replace(backupMessage);
+      try {
+        const made = await post("/api/system/backup");
+        result.hidden = false;
+        replace(
+          result,
+          h("strong", {}, "Backup written: "),
+          h("code", { class: "backup-path" }, made.path),
+          ` (${format.bytes(made.size_bytes)})`,
+        );
+        await loadBackups();
+      } catch (error) {
+        failed(backupMessage, error);
+      } finally {
+        button.disabled = false;
+      }
+    });
+    backupControls = h("div", { class: "actions" }, button, result);
+  }
+
+  replace(
+    root,
+    h("div", { class: "page-head" }, h("h1", { id: "page-title" }, "System")),
+    section("Health", health, refreshHealth),
+    section("Recent log lines", logs, refreshLogs),
+    section("Backups", h("div", {}, backupMessage, backupControls, backups)),
+    section("Settings", settings),
+  );
+
+  await Promise.all([loadHealth(), loadLogs(), loadBackups(), panel(settings, settingsView)]);
+}
+
+async function healthView() {
+  const x = await get("/api/system/health");
+  const statusKind = x.status === "ok" ? "ok" : x.status === "starting" ? "warn" : "bad";
+  const providers = Object.values(x.providers || {});
+  return h(
+    "div",
+    { class: "health" },
+    h(
+      "div",
+      { class: "stats" },
+      stat("Status", badge(statusKind, x.status), `version ${x.version} · pid ${x.pid}`),
+      stat("Uptime", duration(x.uptime_s), `since ${format.dateTime(x.started_at_ms)}`),
+      stat("Memory (RSS)", format.bytes(x.rss_bytes)),
+      stat("Database", format.bytes(x.database.size_bytes), `WAL ${format.bytes(x.database.wal_bytes)}`),
+      stat("In flight", format.count(x.in_flight), "requests being answered"),
+    ),
+    h("p", { class: "hint" }, "Database file: ", h("code", {}, x.database.path)),
+    h("h3", {}, "Breakers"),
+    providers.length
+      ? table(
+          [
+            { label: "Provider", value: (p) => p.name },
+            { label: "Breaker", value: (p) => breakerBadge(p.breaker_state) },
+            { label: "In flight", value: (p) => format.count(p.in_flight), class: "num" },
+            { label: "Waiting", value: (p) => format.count(p.waiting), class: "num" },
+            { label: "Calls", value: (p) => format.count(p.calls), class: "num" },
+            { label: "Errors", value: (p) => format.count(p.errors), class: "num" },
+            { label: "Trips", value: (p) => format.count(p.breaker_trips), class: "num" },
+          ],
+          providers,
+        )
+      : empty("No provider is running."),
+    h("h3", {}, "Actors"),
+    h(
+      "div",
+      { class: "actor-grid" },
+      Object.entries(x.actors || {}).map(([name, values]) =>
+        h(
+          "div",
+          { class: "actor", dataset: { actor: name } },
+          h("h4", {}, name),
+          keyValues(Object.entries(values || {}).map(([k, v]) => [k.replaceAll("_", " "), scalar(v)]), "kv compact"),
+        ),
+      ),
+    ),
+  );
+}
+
+async function logsView() {
+  const { data } = await get("/api/system/logs?limit=200");
+  if (!data.length) return empty("No log lines yet.");
+  const list = h(
+    "ol",
+    { class: "log-lines", tabindex: "0", "aria-label": "Recent log lines, oldest first" },
+    data.map((line) =>
+      h(
+        "li",
+        { class: `log-line level-${String(line.level).toLowerCase()}` },
+        h("time", { datetime: new Date(line.ts_ms).toISOString() }, new Date(line.ts_ms).toLocaleTimeString()),
+        " ",
+        h("span", { class: "log-level" }, line.level),
+        " ",
+        h("span", { class: "log-logger" }, line.logger),
+        " ",
+        h("span", { class: "log-message" }, line.message),
+      ),
+    ),
+  );
+  // Newest at the bottom, like a terminal: start scrolled there.
+  requestAnimationFrame(() => {
+    list.scrollTop = list.scrollHeight;
+  });
+  return h("div", {}, h("p", { class: "hint" }, `The last ${data.length} lines, newest at the bottom.`), list);
+}
+
+async function backupsView() {
+  const { data } = await get("/api/system/backups");
+  if (!data.length) return empty("No backups yet.");
+  return table(
+    [
+      { label: "File", value: (b) => h("code", {}, b.path) },
+      { label: "Size", value: (b) => format.bytes(b.size_bytes), class: "num" },
+      { label: "Made", value: (b) => h("span", { title: format.dateTime(b.created_at) }, format.ago(b.created_at)) },
+    ],
+    data,
+    { caption: `${data.length} backup${data.length === 1 ? "" : "s"}, newest first` },
+  );
+}
+
+async function settingsView() {
+  const answer = await get("/api/settings");
+  const stored = answer.settings || {};
+  return h(
+    "div",
+    { class: "settings" },
+    h("p", { class: "hint" }, "The effective configuration (secrets masked). Source: ", h("code", {}, answer.config.source || "—")),
+    h(
+      "div",
+      { class: "settings-tree" },
+      Object.entries(answer.config)
+        .filter(([k]) => k !== "source")
+        .map(([name, value]) => h("details", { class: "disclosure", open: name === "server" }, h("summary", {}, name), tree(value))),
+    ),
+    h("h3", {}, "Stored dashboard settings"),
+    Object.keys(stored).length ? tree(stored) : empty("None stored."),
+  );
+}
