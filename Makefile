@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Reinstall when the dependency list changes.
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test lint types pytest chromium bench setup clean
+.PHONY: run test lint types pytest chromium systemd bench setup clean
 
 run: $(STAMP)
 	$(BIN)/llm-proxy serve
@@ -19,13 +19,19 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) chromium
+pytest: $(STAMP) chromium systemd
 	$(BIN)/pytest -q
 
 # The dashboard tests drive Debian's Chromium through Playwright (never `playwright install`).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || apt-get install -y -qq chromium \
 		|| { apt-get update -qq && apt-get install -y -qq chromium; }
+
+# tests/test_deploy.py checks deploy/llm-proxy.service with systemd-analyze, which works without
+# a running systemd (Debian's systemd package); those tests fail, never skip, without it.
+systemd:
+	@command -v systemd-analyze >/dev/null 2>&1 || apt-get install -y -qq systemd \
+		|| { apt-get update -qq && apt-get install -y -qq systemd; }
 
 # Benchmarks print their figures against a baseline measured in the same run.
 bench: $(STAMP)

@@ -33,6 +33,8 @@ DebitCredit = Callable[[Mapping[str, float]], Awaitable[Sequence[CreditCrossing]
 """Subtracts each provider's charges from its balance; returns the providers that crossed."""
 LowCredit = Callable[[str, float, float | None], None]
 """Told of a provider whose balance just fell below its threshold (must not block)."""
+Observer = Callable[[RequestRecord], None]
+"""Told of every record as it is accounted, priced (``/metrics``); must be quick, never blocks."""
 
 
 class RecordSink(Protocol):
@@ -77,6 +79,7 @@ class RequestLogger:
         max_batch: int = 500,
         # Above the largest batch, so a fast subscriber never loses part of a burst.
         subscriber_queue: int = 1024,
+        observer: Observer | None = None,
     ) -> None:
         self._sink = sink
         self.pricer = pricer
@@ -92,6 +95,7 @@ class RequestLogger:
         self._debit: DebitCredit | None = None
         self._on_low_credit: LowCredit | None = None
         self._draining = False
+        self.observer = observer
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the inbox until :meth:`close`, then forward what is left and return."""
@@ -173,6 +177,12 @@ class RequestLogger:
             provider = record.provider
             self._charges[provider] = self._charges.get(provider, 0.0) + cost
             self._charged.set()
+        if self.observer is not None:
+            # A metrics bug must not lose the record.
+            try:
+                self.observer(record)
+            except Exception:
+                log.exception("request log observer failed")
         self._feed.publish(record)
         return record
 

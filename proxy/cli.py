@@ -15,6 +15,7 @@ import trio
 
 from proxy import __version__
 from proxy.config import Config, ConfigError, load_config, render_config, with_overrides
+from proxy.log_format import LogFormat, stderr_handler
 
 if TYPE_CHECKING:
     import apsw
@@ -43,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_clients_parser(commands)
     _add_users_parser(commands)
+    _add_backup_parser(commands)
+    _add_monitor_parser(commands)
 
     commands.add_parser("version", help="print the version")
     return parser
@@ -114,16 +117,22 @@ def _load(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
     if args.command == "serve":
         config = with_overrides(config, host=args.host, port=args.port, database=args.database)
-    elif args.command in ("clients", "users"):
+    elif args.command in ("clients", "users", "backup"):
         config = with_overrides(config, database=args.database)
     return config
 
 
-def setup_logging(level: str) -> None:
-    """One line per event on stderr, which journald and ``docker logs`` collect."""
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+def setup_logging(level: str, fmt: LogFormat = "text") -> None:
+    """One line per event on stderr, which journald and ``docker logs`` collect.
+
+    ``fmt`` is ``[logging] format``: ``key=value`` text or one JSON object per line; either way
+    a line logged during a ``/v1`` call carries its request id.
+    """
+    logging.basicConfig(level=level.upper(), handlers=[stderr_handler(fmt)], force=True)
     # httpx logs every request URL at INFO; our own lines already say what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # hpack logs every HTTP/2 header it decodes at DEBUG, API keys included: never that.
+    logging.getLogger("hpack").setLevel(logging.INFO)
 
 
 def raise_open_files_limit() -> None:
@@ -160,7 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _clients(args, config)
     if args.command == "users":
         return _users(args, config)
-    setup_logging(config.server.log_level)
+    if args.command == "backup":
+        return _backup(args, config)
+    if args.command == "monitor":
+        return _monitor(args, config)
+    setup_logging(config.server.log_level, config.logging.format)
     raise_open_files_limit()
     from proxy import service  # the server's imports are only worth paying for when serving
 
@@ -408,6 +421,123 @@ _CLIENT_ACTIONS: dict[str, Callable[[apsw.Connection, argparse.Namespace], int]]
     "add-key": _clients_add_key,
     "revoke": _clients_revoke,
 }
+
+
+# --- backup and monitor -------------------------------------------------------------------------
+
+_RESTORE_HELP = """\
+The copy is taken online, consistent while the server keeps writing (VACUUM INTO from a read-only
+connection), checked (PRAGMA quick_check) and private (mode 0600). Without PATH it goes to
+backups/llm-proxy-YYYYmmdd-HHMMSS.db beside the database.
+
+To restore: stop the service (systemctl stop llm-proxy); copy the backup over the database file
+with cp (writing into the existing file keeps its owner and mode, which the service needs);
+remove the database's -wal and -shm files if any are left (they belong to the replaced data);
+start the service again (systemctl start llm-proxy).
+"""
+
+
+def _add_backup_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    backup = commands.add_parser(
+        "backup",
+        help="copy the database to a checked backup file, also while the server runs",
+        description=_RESTORE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    backup.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="a new file (never overwritten) or a directory for the timestamped file",
+    )
+    backup.add_argument("--config", help="TOML config file (default: $LLM_PROXY_CONFIG)")
+    backup.add_argument("--database", help="SQLite file (overrides server.database)")
+
+
+def _add_monitor_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    monitor = commands.add_parser(
+        "monitor",
+        help="watch the calls live in the terminal",
+        description=(
+            "Print one line per call as the gateway logs it, with running totals, over the "
+            "dashboard's WebSocket feed; reconnects when the server restarts; Ctrl-C stops."
+        ),
+    )
+    monitor.add_argument(
+        "--url",
+        help="the feed (default: ws://HOST:PORT/api/ws from the config, else "
+        "ws://127.0.0.1:8080/api/ws)",
+    )
+    monitor.add_argument("--config", help="TOML config file (default: $LLM_PROXY_CONFIG)")
+    who = monitor.add_mutually_exclusive_group()
+    who.add_argument(
+        "--token",
+        help="a dashboard session token (better: $LLM_PROXY_TOKEN, which other users cannot see)",
+    )
+    who.add_argument(
+        "--user",
+        metavar="USERNAME",
+        help="sign in as USERNAME; the password is asked for, never taken from the command line",
+    )
+
+
+def _backup(args: argparse.Namespace, config: Config) -> int:
+    """Copy the configured database with VACUUM INTO from a read-only connection."""
+    import os
+
+    import apsw
+
+    from storage import open_connection
+    from storage.backup import BackupError, backup_database
+
+    logging.basicConfig(level=logging.CRITICAL, stream=sys.stderr, force=True)
+    path = config.server.database
+    if path == ":memory:":
+        return _error("server.database is ':memory:': there is nothing stored to back up")
+    if not os.path.isfile(path):
+        return _error(f"no database at {path} (see --database and --config)")
+    try:
+        # Read-only: the backup never writes to the live database; the long busy timeout waits
+        # out a checkpoint of the running server.
+        conn = open_connection(path, readonly=True, busy_timeout_ms=10_000)
+    except apsw.Error as exc:
+        return _error(f"cannot open database {path}: {exc}")
+    try:
+        result = backup_database(conn, path, now_ms=_now_ms(), target=args.path)
+    except (OSError, ValueError) as exc:
+        return _error(f"backup failed: {exc}")
+    except (apsw.Error, BackupError) as exc:
+        return _error(f"backup of {path} failed: {exc}")
+    finally:
+        conn.close()
+    print(f"backed up {path}: {result.size_bytes:,} bytes", file=sys.stderr)
+    print(result.path)  # stdout carries the path alone, for scripts
+    return 0
+
+
+def _monitor(args: argparse.Namespace, config: Config) -> int:
+    """Watch the live feed until Ctrl-C."""
+    import getpass
+    import os
+
+    from proxy import monitor
+
+    url = args.url or monitor.url_from_config(config.server.host, config.server.port)
+    try:
+        monitor.check_url(url)
+        credentials = monitor.credentials_from(
+            url=url,
+            token=args.token,
+            user=args.user,
+            environ=os.environ,
+            ask_password=getpass.getpass,
+        )
+        trio.run(monitor.run, url, credentials)
+    except monitor.MonitorError as exc:
+        return _error(str(exc))
+    except (KeyboardInterrupt, EOFError):  # Ctrl-C or Ctrl-D at the password prompt
+        return 130
+    return 0
 
 
 if __name__ == "__main__":

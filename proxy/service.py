@@ -29,6 +29,7 @@ from actors.client_directory import ClientDirectory
 from actors.provider import ProviderActor
 from actors.rate_limiter import ClientLimits, RateLimiter
 from actors.request_logger import RequestLogger
+from actors.retention import Retention
 from actors.session_store import SessionStore, UserState
 from proxy.config import KEYED_PROVIDERS, Config
 from proxy.images import ImageFetcher, ImagePolicy
@@ -36,6 +37,7 @@ from proxy.passwords import Passwords
 from proxy.pricing import FREE_PROVIDERS, PriceOverride, Pricer
 from proxy.providers.registry import adapter_for
 from proxy.routing import AliasTarget, Router
+from proxy.sd_notify import Notifier
 from storage.reads import ReadPool
 from storage.users import list_users
 from storage.writer import StorageWriter
@@ -238,6 +240,7 @@ async def run(
         reads, writer, default_requests_per_minute=config.limits.default_client_requests_per_minute
     )
     limiter = RateLimiter(global_requests_per_minute=config.limits.global_requests_per_minute)
+    retention = Retention(writer, config.logging.retention_days)
     sessions = SessionStore(config.dashboard.session_ttl_hours * 3600, partial(_user_states, reads))
     # Its constructor hashes once (the dummy for unknown users): off the trio thread.
     hasher = passwords if passwords is not None else await trio.to_thread.run_sync(Passwords)
@@ -256,6 +259,7 @@ async def run(
         events=events,
         started_at=time.monotonic(),
     )
+    logger.observer = gateway.metrics.observe  # /metrics counts every logged call
     shutdown = trio.Event()
     stopped = trio.Event()
 
@@ -275,6 +279,7 @@ async def run(
             await actors.enter_async_context(_running(logger.run, logger.close))
             await actors.enter_async_context(_running(directory.run, directory.close))
             await actors.enter_async_context(_running(limiter.run, limiter.close))
+            await actors.enter_async_context(_running(retention.run, retention.close))
             for actor in providers.values():
                 await actors.enter_async_context(_running(actor.run, actor.close))
             hangups = gateway.hangups
@@ -298,6 +303,10 @@ async def run(
                 log.info("listening on %s", " ".join(binds))
                 if handle_signals:
                     server.start_soon(_stop_on_signal, stop, shutdown)
+                    # systemd (Type=notify): READY now, watchdog pings, STOPPING at shutdown.
+                    notifier = Notifier.from_environ()
+                    ready = f"listening on {' '.join(binds)}"
+                    server.start_soon(partial(notifier.serve, shutdown, ready_status=ready))
                 task_status.started(RunningService(binds[0], gateway, stop, stopped))
             gateway.ready = False
             log.info("server stopped; closing actors")

@@ -66,18 +66,39 @@ def backup_directory(database_path: str) -> Path:
     return Path(database_path).absolute().parent / BACKUP_DIRECTORY_NAME
 
 
-def backup_database(conn: apsw.Connection, database_path: str, *, now_ms: int) -> BackupResult:
+def backup_database(
+    conn: apsw.Connection,
+    database_path: str,
+    *,
+    now_ms: int,
+    target: str | os.PathLike[str] | None = None,
+) -> BackupResult:
     """Copy the database ``conn`` has open into a new, checked file in the backup directory.
 
-    Blocking, and possibly long for a large database: run it on a worker thread, on a connection
-    outside any transaction (see the module docstring). Raises on any failure, after removing
-    whatever it wrote.
+    ``target`` chooses another place: an existing directory gets the timestamped file, any other
+    path is the file itself, which must not exist yet (FileExistsError; it is never overwritten)
+    and whose directory must. Blocking, and possibly long for a large database: run it on a worker
+    thread, on a connection outside any transaction (see the module docstring). Raises on any
+    failure, after removing whatever it wrote.
     """
     if conn.in_transaction:
         raise RuntimeError("backup_database cannot run inside a transaction (VACUUM INTO)")
-    directory = backup_directory(database_path)
-    _ensure_directory(directory)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now_ms // 1000))
+    named: Path | None = None
+    if target is None:
+        directory = backup_directory(database_path)
+        _ensure_directory(directory)
+    elif Path(target).is_dir():
+        directory = Path(target).absolute()
+    else:
+        named = Path(target).absolute()
+        directory = named.parent
+        # Checked now to fail before the copy; the final name is still claimed exclusively.
+        if os.path.lexists(named):
+            raise FileExistsError(f"{named} already exists; backups never overwrite a file")
+        missing = named if str(target).endswith(os.sep) else directory
+        if not missing.is_dir():
+            raise FileNotFoundError(f"no such directory: {missing}")
     # VACUUM INTO accepts an empty file as its target: creating it here makes it 0600 from the
     # start and gives us a name no one else is using.
     temp = _create_exclusive(directory / f".llm-proxy-{stamp}-{secrets.token_hex(4)}.db.tmp")
@@ -86,7 +107,7 @@ def backup_database(conn: apsw.Connection, database_path: str, *, now_ms: int) -
         conn.execute("VACUUM INTO ?", (str(temp),))
         _verify(temp, _user_version(conn))
         _fsync(temp)
-        final = _reserve_name(directory, stamp)
+        final = _reserve_name(directory, stamp) if named is None else _create_exclusive(named)
         os.replace(temp, final)
     except BaseException:
         _remove_quietly(temp)

@@ -44,6 +44,8 @@ class WriterStatistics:
     last_batch_rows: int
     last_flush_ms: float
     max_flush_ms: float
+    flush_ms_total: float
+    """Time spent storing batches since start (``/metrics``: over ``batches``, the mean)."""
     write_errors: int
     """Failed transaction attempts (each was retried)."""
     checkpoints: int
@@ -115,6 +117,7 @@ class StorageWriter:
         self._last_batch_rows = 0
         self._last_flush_ms = 0.0
         self._max_flush_ms = 0.0
+        self._flush_ms_total = 0.0
         self._write_errors = 0
         self._checkpoints = 0
 
@@ -179,6 +182,7 @@ class StorageWriter:
             last_batch_rows=self._last_batch_rows,
             last_flush_ms=self._last_flush_ms,
             max_flush_ms=self._max_flush_ms,
+            flush_ms_total=self._flush_ms_total,
             write_errors=self._write_errors,
             checkpoints=self._checkpoints,
             closed=self._closed,
@@ -340,6 +344,7 @@ class StorageWriter:
         self._last_batch_rows = len(batch)
         self._last_flush_ms = elapsed_ms
         self._max_flush_ms = max(self._max_flush_ms, elapsed_ms)
+        self._flush_ms_total += elapsed_ms
 
     async def _run_job(self, job: _Job) -> None:
         """Run a job in its own transaction and answer its caller."""

@@ -11,6 +11,7 @@ from quart_trio import QuartTrio
 from web.api import register_api
 from web.asgi import ASGIApp, Receive, Scope, Send
 from web.gateway import Gateway
+from web.metrics import register_metrics
 from web.ui import ui
 from web.v1 import v1_app
 
@@ -41,6 +42,8 @@ def create_quart_app(gateway: Gateway) -> QuartTrio:
         status = 503 if problems else 200
         body = {"status": "unavailable" if problems else "ready", "problems": problems}
         return cast(Response, await app.make_response((body, status)))
+
+    register_metrics(app, gateway)
 
     if gateway.config.dashboard.enabled:
         register_api(app, gateway)

@@ -21,6 +21,7 @@ from web.events import EventHub
 from web.hangups import HangupWatcher
 from web.in_flight import InFlight
 from web.log_buffer import LogBuffer
+from web.metrics import Metrics
 
 
 @dataclasses.dataclass(slots=True)
@@ -42,6 +43,7 @@ class Gateway:
     throttle: LoginThrottle = dataclasses.field(default_factory=LoginThrottle)
     events: EventHub = dataclasses.field(default_factory=EventHub)
     log_buffer: LogBuffer = dataclasses.field(default_factory=LogBuffer)
+    metrics: Metrics = dataclasses.field(default_factory=Metrics)
     in_flight: InFlight = dataclasses.field(default_factory=InFlight)
     hangups: HangupWatcher = dataclasses.field(default_factory=HangupWatcher)
     ready: bool = False

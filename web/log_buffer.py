@@ -1,7 +1,8 @@
 """The last log lines, kept in memory for the dashboard's System page.
 
-A logging handler on the root logger, formatted like the lines on stderr (journald gets those),
-so the dashboard shows the same stream. Bounded: the oldest lines go first.
+A logging handler on the root logger, beside the one writing to stderr (journald gets those),
+so the dashboard shows the same stream: the same records, with the request id of the call each
+was logged under (``request_id``, null outside a call). Bounded: the oldest lines go first.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import logging
 import threading
 from typing import Final
 
+from proxy.log_format import RequestIdFilter, request_id_of
+
 CAPACITY: Final = 1000
 
 
@@ -19,6 +22,7 @@ class LogBuffer(logging.Handler):
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         super().__init__(level=logging.INFO)
+        self.addFilter(RequestIdFilter())
         self._lines: collections.deque[dict[str, object]] = collections.deque(maxlen=capacity)
         self._lock = threading.Lock()  # records also come from worker threads
 
@@ -29,6 +33,7 @@ class LogBuffer(logging.Handler):
                 "level": record.levelname,
                 "logger": record.name,
                 "message": record.getMessage(),
+                "request_id": request_id_of(record),
             }
         except Exception:
             self.handleError(record)

@@ -26,6 +26,7 @@ from proxy.errors import (
     UpstreamUnavailable,
     shutting_down,
 )
+from proxy.log_format import REQUEST_ID
 from proxy.records import RequestRecord, Status
 from proxy.routing import Route
 from proxy.sse import DONE, encode_event
@@ -95,7 +96,15 @@ class ChatCall:
     # -- entry point -------------------------------------------------------------------------
 
     async def handle(self) -> None:
-        """Answer the call and log it, whatever happens."""
+        """Answer the call and log it, whatever happens; every line logged meanwhile (here, in
+        the provider actor, in worker threads) carries the request id."""
+        token = REQUEST_ID.set(self.request_id)
+        try:
+            await self._handle()
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def _handle(self) -> None:
         try:
             await self._serve()
         except ClientGone:
@@ -103,7 +112,7 @@ class ChatCall:
         except GatewayError as exc:
             await self._fail(exc)
         except Exception:
-            log.exception("request_id=%s unexpected error", self.request_id)
+            log.exception("unexpected error")
             await self._fail(
                 InternalError(f"The gateway hit an internal error (request id {self.request_id}).")
             )
@@ -177,8 +186,7 @@ class ChatCall:
                 )
                 following = chain[index + 1]
                 log.info(
-                    "request_id=%s %s/%s failed (%d %s); falling back to %s/%s",
-                    self.request_id,
+                    "%s/%s failed (%d %s); falling back to %s/%s",
                     route.provider,
                     route.upstream_model,
                     exc.status,
@@ -250,7 +258,7 @@ class ChatCall:
 
     async def _fail(self, error: GatewayError) -> None:
         if error.status >= 500:
-            log.warning("request_id=%s status=%d %s", self.request_id, error.status, error.message)
+            log.warning("status=%d %s", error.status, error.message)
         await self._answer_error(error)
 
     async def _cut_at_shutdown(self) -> None:
@@ -338,9 +346,7 @@ class ChatCall:
         with trio.move_on_after(RECORD_WAIT_S, shield=True):
             await logger.record(record, alias=alias)
             return
-        log.error(
-            "request_id=%s the request log stayed full for %gs", self.request_id, RECORD_WAIT_S
-        )
+        log.error("the request log stayed full for %gs", RECORD_WAIT_S)
 
 
 def _worth_a_fallback(error: GatewayError) -> bool:

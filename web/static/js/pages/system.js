@@ -164,6 +164,7 @@ async function logsView() {
         " ",
         h("span", { class: "log-logger" }, line.logger),
         " ",
+        line.request_id ? [h("span", { class: "log-request mono" }, line.request_id), " "] : null,
         h("span", { class: "log-message" }, line.message),
       ),
     ),

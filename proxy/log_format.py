@@ -1,0 +1,119 @@
+"""Log lines for journald: one line per event, ``key=value`` text or one JSON object.
+
+The request being answered is named on every line logged while it runs: :data:`REQUEST_ID` is
+set by the chat call for its duration (trio tasks and worker threads started meanwhile inherit
+it), :class:`RequestIdFilter` copies it onto each record, and both formatters render it.
+
+Text lines escape line breaks, so a message carrying client or upstream text cannot forge a
+second line, and a traceback stays on its event's line (``exc="Traceback…\\n…"``): journald
+stores one entry per line, and ``journalctl | grep req_…`` then finds the whole event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Final, Literal, TextIO
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("llm_proxy_request_id", default=None)
+"""The id of the ``/v1`` call the current task works for (None outside a call)."""
+
+LogFormat = Literal["text", "json"]
+
+TEXT_FORMAT: Final = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
+"""The text layout (``request_id=…`` goes before the message when there is one)."""
+
+_LINE_BREAKS: Final = str.maketrans({"\n": "\\n", "\r": "\\r"})
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` (the current call's, or None) to every record it sees; drops none.
+
+    Install it on handlers, not loggers: a logger's filters skip records from its children.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = REQUEST_ID.get()
+        return True
+
+
+def request_id_of(record: logging.LogRecord) -> str | None:
+    """The request id a record was logged under (set by :class:`RequestIdFilter`)."""
+    value = getattr(record, "request_id", None)
+    if value is None:
+        value = REQUEST_ID.get()  # a handler without the filter, called in the logging task
+    return value if isinstance(value, str) else None
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks escaped, so it cannot start a new log line."""
+    return text.translate(_LINE_BREAKS)
+
+
+class TextFormatter(logging.Formatter):
+    """``2025-… level=INFO logger=llm_proxy.v1 request_id=req_… message``, always one line."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record, self.datefmt)
+        request_id = request_id_of(record)
+        message = (
+            record.message if request_id is None else f"request_id={request_id} {record.message}"
+        )
+        line = f"{record.asctime} level={record.levelname} logger={record.name} {one_line(message)}"
+        trace = _exception_text(self, record)
+        if trace:
+            line += " exc=" + json.dumps(trace)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"ts", "level", "logger", "message", "request_id"?, "exc"?}``, one object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = request_id_of(record)
+        if request_id is not None:
+            line["request_id"] = request_id
+        trace = _exception_text(self, record)
+        if trace:
+            line["exc"] = trace
+        # ASCII only: an escaped line break or control character can never split the line.
+        return json.dumps(line, ensure_ascii=True, default=str)
+
+
+def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str:
+    """The record's traceback and stack, as one string (empty when there is none)."""
+    parts: list[str] = []
+    if record.exc_info and not record.exc_text:
+        record.exc_text = formatter.formatException(record.exc_info)
+    if record.exc_text:
+        parts.append(record.exc_text)
+    if record.stack_info:
+        parts.append(formatter.formatStack(record.stack_info))
+    return "\n".join(parts)
+
+
+def formatter_for(fmt: LogFormat) -> logging.Formatter:
+    """The formatter of ``[logging] format``."""
+    return JsonFormatter() if fmt == "json" else TextFormatter()
+
+
+def stderr_handler(fmt: LogFormat, stream: TextIO | None = None) -> logging.Handler:
+    """A handler writing one line per event to ``stream`` (stderr), request ids included."""
+    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+    handler.setFormatter(formatter_for(fmt))
+    handler.addFilter(RequestIdFilter())
+    return handler

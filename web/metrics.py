@@ -1,0 +1,427 @@
+"""``GET /metrics``: the gateway in Prometheus' text exposition format (version 0.0.4).
+
+Two sources. Counters and histograms of calls come from :class:`Metrics`, which the
+RequestLogger tells of every record it accounts (priced, so costs are known), synchronously and
+in order. Gauges (queues, calls in flight, breakers, sessions, memory) are read from the actors'
+``statistics()`` at scrape time. The text is written here, without ``prometheus_client``: it is a
+few dozen lines, and the client's global registry would only get in the way of several gateways
+in one test process.
+
+Labels stay few, whatever clients send: ``provider`` is a configured provider (``none`` for a
+call that never routed: bad key, bad body, unknown model), ``type`` a gateway error type, and
+``model`` the name the client asked for — but only for calls that routed, only while fewer than
+:data:`MAX_MODELS` names have been seen, and only for short printable names; anything else is
+counted as ``other``. No client id, key or free text is ever a label.
+
+The endpoint needs no sign-in and holds no secret, but it does describe traffic: bind the
+gateway to loopback or a private address, or let the firewall (or the reverse proxy in front)
+keep ``/metrics`` to the Prometheus server.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Final
+
+import trio
+from quart import Response
+from quart_trio import QuartTrio
+
+from proxy import __version__
+from proxy.records import RequestRecord
+from storage.writer import WriterStatistics
+
+if TYPE_CHECKING:
+    from web.gateway import Gateway
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+BUCKETS_S: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+"""Histogram bounds for LLM calls: a cached short answer to a long reasoning stream."""
+MAX_MODELS: Final = 200
+MAX_LABEL_CHARS: Final = 128
+OTHER: Final = "other"
+NONE: Final = "none"
+TOKEN_KINDS: Final = ("prompt", "completion", "reasoning", "cached")
+BREAKER_STATES: Final = ("closed", "open", "half_open")
+_ERROR_TYPE = re.compile(r"[a-z_]{1,64}")
+
+Labels = Sequence[tuple[str, str]]
+
+
+class Histogram:
+    """Counts per bucket (not cumulative), their sum and count."""
+
+    __slots__ = ("buckets", "count", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(BUCKETS_S) + 1)  # the last one is +Inf
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        """Count one value (``le`` bounds are inclusive)."""
+        self.buckets[bisect.bisect_left(BUCKETS_S, value)] += 1
+        self.sum += value
+        self.count += 1
+
+
+class Metrics:
+    """Counters of logged calls, updated by the RequestLogger as it accounts each record."""
+
+    def __init__(self, *, max_models: int = MAX_MODELS) -> None:
+        self._max_models = max_models
+        self._models: set[str] = set()
+        self.requests: dict[tuple[str, str, str], int] = {}
+        self.errors: dict[tuple[str, str, str], int] = {}
+        self.tokens: dict[tuple[str, str, str], int] = {}
+        self.cost: dict[tuple[str, str], float] = {}
+        self.duration: dict[str, Histogram] = {}
+        self.ttft: dict[str, Histogram] = {}
+
+    @property
+    def models(self) -> int:
+        """Distinct model names counted under their own name (at most ``max_models``)."""
+        return len(self._models)
+
+    def observe(self, record: RequestRecord) -> None:
+        """Count one logged call (never blocks; called on the logger's task)."""
+        provider = record.provider or NONE
+        model = self._model_label(record)
+        key: tuple[str, str, str] = (provider, model, record.status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        if record.status == "error":
+            error_type = record.error_type or "unknown"
+            if not _ERROR_TYPE.fullmatch(error_type):
+                error_type = OTHER
+            key = (provider, model, error_type)
+            self.errors[key] = self.errors.get(key, 0) + 1
+        counts = (
+            record.prompt_tokens,
+            record.completion_tokens,
+            record.reasoning_tokens,
+            record.cached_tokens,
+        )
+        for kind, count in zip(TOKEN_KINDS, counts, strict=True):
+            if count is not None:
+                key = (provider, model, kind)
+                self.tokens[key] = self.tokens.get(key, 0) + count
+        if record.cost_usd is not None:
+            pair = (provider, model)
+            self.cost[pair] = self.cost.get(pair, 0.0) + record.cost_usd
+        _histogram(self.duration, provider).observe(record.latency_ms / 1000)
+        if record.ttft_ms is not None:
+            _histogram(self.ttft, provider).observe(record.ttft_ms / 1000)
+
+    def _model_label(self, record: RequestRecord) -> str:
+        """The asked-for name if the call routed and the name may be a label, else a bucket."""
+        if record.provider is None:
+            return NONE
+        name = record.model
+        if name in self._models:
+            return name
+        if (
+            len(self._models) >= self._max_models
+            or not name
+            or len(name) > MAX_LABEL_CHARS
+            or not name.isprintable()
+        ):
+            return OTHER
+        self._models.add(name)
+        return name
+
+    def write(self, out: Exposition) -> None:
+        """The call counters and histograms."""
+        out.family(
+            "llm_proxy_requests_total",
+            "counter",
+            "Chat calls logged, by provider, model asked for and outcome (ok, error, cancelled).",
+        )
+        for (provider, model, status), value in sorted(self.requests.items()):
+            out.sample(
+                "llm_proxy_requests_total",
+                (("provider", provider), ("model", model), ("status", status)),
+                value,
+            )
+        out.family(
+            "llm_proxy_errors_total", "counter", "Chat calls that failed, by gateway error type."
+        )
+        for (provider, model, error_type), value in sorted(self.errors.items()):
+            out.sample(
+                "llm_proxy_errors_total",
+                (("provider", provider), ("model", model), ("type", error_type)),
+                value,
+            )
+        out.family(
+            "llm_proxy_tokens_total",
+            "counter",
+            "Tokens reported by upstreams, by kind (prompt, completion, reasoning, cached).",
+        )
+        for (provider, model, kind), value in sorted(self.tokens.items()):
+            out.sample(
+                "llm_proxy_tokens_total",
+                (("provider", provider), ("model", model), ("kind", kind)),
+                value,
+            )
+        out.family(
+            "llm_proxy_cost_usd_total", "counter", "Priced cost of chat calls in US dollars."
+        )
+        for (provider, model), cost in sorted(self.cost.items()):
+            out.sample("llm_proxy_cost_usd_total", (("provider", provider), ("model", model)), cost)
+        out.histogram(
+            "llm_proxy_request_duration_seconds",
+            "Chat call duration, first byte in to last byte out, by provider.",
+            self.duration,
+        )
+        out.histogram(
+            "llm_proxy_time_to_first_token_seconds",
+            "Time from the request to the first chunk (the whole answer when not streaming).",
+            self.ttft,
+        )
+        out.family(
+            "llm_proxy_model_labels",
+            "gauge",
+            f"Model names counted under their own name; past {self._max_models}, 'other'.",
+        )
+        out.sample("llm_proxy_model_labels", (), len(self._models))
+
+
+def _histogram(table: dict[str, Histogram], provider: str) -> Histogram:
+    histogram = table.get(provider)
+    if histogram is None:
+        histogram = table[provider] = Histogram()
+    return histogram
+
+
+class Exposition:
+    """Text format 0.0.4: ``# HELP``/``# TYPE`` once per family, then its samples."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str) -> None:
+        """Start a family; its samples must follow."""
+        escaped = help_text.replace("\\", "\\\\").replace("\n", "\\n")
+        self._lines.append(f"# HELP {name} {escaped}")
+        self._lines.append(f"# TYPE {name} {kind}")
+
+    def sample(self, name: str, labels: Labels, value: float) -> None:
+        """One ``name{labels} value`` line."""
+        if labels:
+            inner = ",".join(f'{key}="{escape_label(text)}"' for key, text in labels)
+            self._lines.append(f"{name}{{{inner}}} {format_value(value)}")
+        else:
+            self._lines.append(f"{name} {format_value(value)}")
+
+    def gauge(self, name: str, help_text: str, samples: Iterable[tuple[Labels, float]]) -> None:
+        """A gauge family."""
+        self.family(name, "gauge", help_text)
+        for labels, value in samples:
+            self.sample(name, labels, value)
+
+    def counter(self, name: str, help_text: str, samples: Iterable[tuple[Labels, float]]) -> None:
+        """A counter family (``name`` ends in ``_total``)."""
+        self.family(name, "counter", help_text)
+        for labels, value in samples:
+            self.sample(name, labels, value)
+
+    def histogram(self, name: str, help_text: str, by_provider: Mapping[str, Histogram]) -> None:
+        """A histogram family, one series per provider, buckets cumulative."""
+        self.family(name, "histogram", help_text)
+        for provider, histogram in sorted(by_provider.items()):
+            running = 0
+            for bound, count in zip((*BUCKETS_S, math.inf), histogram.buckets, strict=True):
+                running += count
+                self.sample(
+                    f"{name}_bucket", (("provider", provider), ("le", format_value(bound))), running
+                )
+            self.sample(f"{name}_sum", (("provider", provider),), histogram.sum)
+            self.sample(f"{name}_count", (("provider", provider),), histogram.count)
+
+    def text(self) -> str:
+        """The whole exposition, ending in a newline."""
+        return "\n".join(self._lines) + "\n"
+
+
+def escape_label(value: str) -> str:
+    """A label value escaped per the text format: backslash, double quote, line feed."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def format_value(value: float) -> str:
+    """A sample value: integers as such, floats in Go's ``ParseFloat`` syntax."""
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+def rss_bytes() -> int | None:
+    """Resident memory from ``/proc/self/status`` (blocking: call in a worker thread)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    amount, _, unit = line.split(":", 1)[1].strip().partition(" ")
+                    scale = {"kB": 1024, "mB": 1024**2, "gB": 1024**3}.get(unit.strip(), 1)
+                    return int(amount) * scale
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def exposition(gateway: Gateway, rss: int | None) -> str:
+    """The whole ``/metrics`` page: call counters, then the actors' state now."""
+    out = Exposition()
+    gateway.metrics.write(out)
+    uptime_s = time.monotonic() - gateway.started_at
+    out.gauge("llm_proxy_build_info", "The running version.", [((("version", __version__),), 1)])
+    out.gauge("llm_proxy_uptime_seconds", "Seconds since the gateway started.", [((), uptime_s)])
+    out.gauge(
+        "process_start_time_seconds",
+        "When the gateway started serving, in seconds since the Unix epoch.",
+        [((), round(time.time() - uptime_s, 3))],
+    )
+    if rss is not None:
+        out.gauge("process_resident_memory_bytes", "Resident memory (VmRSS).", [((), rss)])
+    out.gauge(
+        "llm_proxy_requests_in_flight",
+        "HTTP requests being answered now (this scrape included).",
+        [((), gateway.in_flight.count)],
+    )
+    logger, writer = gateway.logger.statistics(), gateway.writer.statistics()
+    out.gauge(
+        "llm_proxy_queue_depth",
+        "Records waiting: in the request logger's inbox (logger), and accepted by the storage "
+        "writer but not stored yet (writer).",
+        [((("queue", "logger"),), logger.queued), ((("queue", "writer"),), writer.queued)],
+    )
+    _providers(out, gateway)
+    _writer(out, writer)
+    events = gateway.events.statistics()
+    out.gauge(
+        "llm_proxy_live_subscribers",
+        "Open live feeds: logged calls (requests) and gateway events (events).",
+        [
+            ((("feed", "requests"),), logger.subscribers),
+            ((("feed", "events"),), events.subscribers),
+        ],
+    )
+    out.counter(
+        "llm_proxy_live_events_dropped_total",
+        "Items a slow live subscriber lost (the gateway never waits for one).",
+        [
+            ((("feed", "requests"),), logger.events_dropped),
+            ((("feed", "events"),), events.dropped),
+        ],
+    )
+    out.gauge(
+        "llm_proxy_sessions_active",
+        "Dashboard sessions alive.",
+        [((), gateway.sessions.statistics().active)],
+    )
+    limiter = gateway.limiter.statistics()
+    out.counter(
+        "llm_proxy_rate_limit_decisions_total",
+        "Rate limiter decisions: calls allowed and denied (429).",
+        [
+            ((("decision", "allowed"),), limiter.allowed),
+            ((("decision", "denied"),), limiter.denied),
+        ],
+    )
+    return out.text()
+
+
+def _providers(out: Exposition, gateway: Gateway) -> None:
+    stats = [actor.statistics() for _, actor in sorted(gateway.providers.items())]
+
+    def each(field: str) -> list[tuple[Labels, float]]:
+        return [((("provider", s.name),), getattr(s, field)) for s in stats]
+
+    out.gauge("llm_proxy_provider_in_flight", "Upstream calls in flight.", each("in_flight"))
+    out.gauge(
+        "llm_proxy_provider_waiting",
+        "Calls waiting for one of the provider's concurrency slots.",
+        each("waiting"),
+    )
+    out.gauge(
+        "llm_proxy_provider_max_concurrency",
+        "The provider's concurrency limit.",
+        each("max_concurrency"),
+    )
+    out.counter(
+        "llm_proxy_upstream_calls_total",
+        "Upstream calls made, fallback attempts included.",
+        each("calls"),
+    )
+    out.counter(
+        "llm_proxy_upstream_errors_total",
+        "Upstream calls that failed with a 5xx-class error (timeouts, refusals, garbage).",
+        each("errors"),
+    )
+    out.gauge(
+        "llm_proxy_breaker_state",
+        "Circuit breaker state: 1 for the current one of closed, open, half_open; 0 otherwise.",
+        [
+            ((("provider", s.name), ("state", state)), int(s.breaker_state == state))
+            for s in stats
+            for state in BREAKER_STATES
+        ],
+    )
+    out.counter(
+        "llm_proxy_breaker_trips_total", "Times the circuit breaker opened.", each("breaker_trips")
+    )
+
+
+def _writer(out: Exposition, writer: WriterStatistics) -> None:
+    out.gauge(
+        "llm_proxy_writer_batch_rows",
+        "Records in the storage writer's last batch.",
+        [((), writer.last_batch_rows)],
+    )
+    out.family(
+        "llm_proxy_writer_flush_seconds",
+        "summary",
+        "Time to store a batch of records (one transaction, retries excluded).",
+    )
+    out.sample("llm_proxy_writer_flush_seconds_sum", (), writer.flush_ms_total / 1000)
+    out.sample("llm_proxy_writer_flush_seconds_count", (), writer.batches)
+    out.gauge(
+        "llm_proxy_writer_last_flush_seconds",
+        "Time the last batch took to store.",
+        [((), writer.last_flush_ms / 1000)],
+    )
+    out.gauge(
+        "llm_proxy_writer_max_flush_seconds",
+        "The slowest batch since start.",
+        [((), writer.max_flush_ms / 1000)],
+    )
+    out.counter(
+        "llm_proxy_writer_rows_written_total", "Records stored.", [((), writer.rows_written)]
+    )
+    out.counter(
+        "llm_proxy_writer_rows_rejected_total",
+        "Records the database refused (logged and dropped).",
+        [((), writer.rows_rejected)],
+    )
+    out.counter(
+        "llm_proxy_writer_errors_total",
+        "Failed write transactions (each retried).",
+        [((), writer.write_errors)],
+    )
+
+
+def register_metrics(app: QuartTrio, gateway: Gateway) -> None:
+    """Add ``GET /metrics`` to the Quart app (no sign-in: it holds no secret)."""
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        # /proc is no disk, but it is file I/O all the same: off the trio thread.
+        rss = await trio.to_thread.run_sync(rss_bytes)
+        return Response(exposition(gateway, rss), status=200, content_type=CONTENT_TYPE)
