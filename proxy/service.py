@@ -256,6 +256,7 @@ async def run(
         directory=directory,
         sessions=sessions,
         passwords=hasher,
+        retention=retention,
         events=events,
         started_at=time.monotonic(),
     )

@@ -76,7 +76,17 @@ async def test_health_reports_the_process_the_database_and_every_actor(
     assert database["wal_bytes"] >= 0  # 0 right after the writer's idle checkpoint
     assert health["in_flight"] >= 0
     actors = health["actors"]
-    assert set(actors) == {"writer", "logger", "limiter", "directory", "sessions", "events"}
+    assert actors["retention"]["retention_days"] == 90
+    assert actors["retention"]["rows_deleted"] == 0
+    assert set(actors) == {
+        "writer",
+        "logger",
+        "limiter",
+        "directory",
+        "sessions",
+        "events",
+        "retention",
+    }
     assert actors["logger"]["records"] == 1
     assert actors["writer"]["rows_written"] >= 1
     assert actors["sessions"]["active"] >= 1

@@ -9,6 +9,7 @@ from actors.client_directory import ClientDirectory
 from actors.provider import ProviderActor
 from actors.rate_limiter import RateLimiter
 from actors.request_logger import RequestLogger
+from actors.retention import Retention
 from actors.session_store import SessionStore
 from proxy.config import Config
 from proxy.login_throttle import LoginThrottle
@@ -39,6 +40,7 @@ class Gateway:
     directory: ClientDirectory
     sessions: SessionStore
     passwords: Passwords
+    retention: Retention
     started_at: float
     throttle: LoginThrottle = dataclasses.field(default_factory=LoginThrottle)
     events: EventHub = dataclasses.field(default_factory=EventHub)

@@ -321,6 +321,17 @@ def exposition(gateway: Gateway, rss: int | None) -> str:
             ((("feed", "events"),), events.dropped),
         ],
     )
+    retention = gateway.retention.statistics()
+    out.counter(
+        "llm_proxy_retention_rows_deleted_total",
+        "Logged calls deleted for being older than [logging] retention_days.",
+        [((), retention.rows_deleted)],
+    )
+    out.counter(
+        "llm_proxy_retention_errors_total",
+        "Retention passes that failed (retried at the next one).",
+        [((), retention.errors)],
+    )
     out.gauge(
         "llm_proxy_sessions_active",
         "Dashboard sessions alive.",

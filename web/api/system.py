@@ -86,6 +86,7 @@ async def health() -> Response:
             "directory": gw.directory.statistics(),
             "sessions": gw.sessions.statistics(),
             "events": gw.events.statistics(),
+            "retention": gw.retention.statistics(),
         },
         "providers": {name: actor.statistics() for name, actor in gw.providers.items()},
     }
