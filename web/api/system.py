@@ -20,6 +20,7 @@ from storage.audit import SECRET_NAMES
 from storage.backup import BackupError, BackupResult, backup_database, list_backups
 from storage.settings_store import get_settings, put_settings
 from web.api.common import ApiError, audit, gateway, json_response, now_ms, read_body
+from web.metrics import rss_bytes
 
 system = Blueprint("api_system", __name__, url_prefix="/api")
 
@@ -32,20 +33,6 @@ _SEPARATORS = re.compile(r"[\s.\-]+")
 # -- health ----------------------------------------------------------------------------------------
 
 
-def _rss_bytes() -> int | None:
-    """Resident memory from ``/proc/self/status`` (None where there is no procfs)."""
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    amount, _, unit = line.split(":", 1)[1].strip().partition(" ")
-                    scale = {"kB": 1024, "mB": 1024**2, "gB": 1024**3}.get(unit.strip(), 1)
-                    return int(amount) * scale
-    except (OSError, ValueError):
-        return None
-    return None
-
-
 def _size(path: str) -> int:
     try:
         return os.stat(path).st_size
@@ -56,7 +43,7 @@ def _size(path: str) -> int:
 def _process_and_files(database: str) -> dict[str, Any]:
     """Worker thread: the numbers that come from the file system."""
     return {
-        "rss_bytes": _rss_bytes(),
+        "rss_bytes": rss_bytes(),
         "database": {
             "path": database,
             "size_bytes": _size(database),
