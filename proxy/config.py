@@ -101,6 +101,10 @@ class ServerConfig:
     # A client that stops reading is dropped after this long with unsent data (TCP_USER_TIMEOUT):
     # hypercorn's socket writes cannot be cancelled, so it would otherwise hold a shutdown.
     stalled_client_timeout_s: float = _opt(20.0, _positive)
+    # Reverse proxies in front whose X-Forwarded-For/-Proto/-Host to believe (0: none). Behind one
+    # TLS proxy set 1: the dashboard then sees https (Secure cookie, Origin check) and the real
+    # client address (login throttling); never set it when clients reach the gateway directly.
+    trusted_proxy_hops: int = _opt(0, _between(0, 10))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

@@ -218,3 +218,55 @@ async def test_users_are_managed_by_admins(dashboard: RunningService) -> None:
             "/api/auth/login", json={"username": "newbie", "password": one_time}
         )
         assert gone.status_code == 401
+
+
+async def test_behind_a_trusted_tls_proxy_the_dashboard_sees_https_and_the_real_client(
+    start_gateway: StartGateway,
+) -> None:
+    gateway = await start_gateway({"server": {"trusted_proxy_hops": 1}})
+    async with signed_in(gateway) as admin:
+        await add_viewer(admin, "pat")
+    forwarded = {"x-forwarded-proto": "https", "x-forwarded-host": "gw.example"}
+    async with httpx.AsyncClient(base_url=gateway.base_url, headers=forwarded) as browser:
+        login = await browser.post(
+            "/api/auth/login", json={"username": "pat", "password": VIEWER_PASSWORD}
+        )
+        assert "secure" in login.headers["set-cookie"].lower()
+        browser.cookies.set("llm_proxy_session", login.json()["token"])
+        changed = await browser.post(
+            "/api/auth/change-password",
+            json={"current_password": VIEWER_PASSWORD, "new_password": "pat's new long password"},
+            headers={"origin": "https://gw.example"},
+        )
+        assert changed.status_code == 200, changed.text
+        # Throttling counts the address the proxy names, not the proxy's own.
+        for _ in range(20):
+            await browser.post(
+                "/api/auth/login",
+                json={"username": "nobody", "password": "x"},
+                headers={"x-forwarded-for": "203.0.113.7"},
+            )
+        other = await browser.post(
+            "/api/auth/login",
+            json={"username": "admin", "password": ADMIN_PASSWORD},
+            headers={"x-forwarded-for": "203.0.113.8"},
+        )
+        assert other.status_code == 200
+
+
+async def test_forwarded_headers_are_ignored_unless_trusted(dashboard: RunningService) -> None:
+    async with signed_in(dashboard) as admin:
+        await add_viewer(admin, "quin")
+    forwarded = {"x-forwarded-proto": "https", "x-forwarded-host": "gw.example"}
+    async with httpx.AsyncClient(base_url=dashboard.base_url, headers=forwarded) as browser:
+        login = await browser.post(
+            "/api/auth/login", json={"username": "quin", "password": VIEWER_PASSWORD}
+        )
+        assert "secure" not in login.headers["set-cookie"].lower()
+        spoofed = await browser.post(
+            "/api/auth/change-password",
+            json={"current_password": VIEWER_PASSWORD, "new_password": "x" * 20},
+            headers={"origin": "https://gw.example"},
+        )
+        assert spoofed.status_code == 403
+        assert spoofed.json()["error"]["code"] == "bad_origin"

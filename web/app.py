@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, cast
 
+from hypercorn.middleware import ProxyFixMiddleware
 from quart import Response
 from quart_trio import QuartTrio
 
@@ -55,6 +56,13 @@ def create_app(gateway: Gateway) -> ASGIApp:
     """Dispatch: ``/v1`` to the fast path, everything else (and the lifespan) to Quart."""
     # Quart types its ASGI arguments with hypercorn's TypedDicts; ours are plain mappings.
     quart_app = cast(ASGIApp, create_quart_app(gateway))
+    hops = gateway.config.server.trusted_proxy_hops
+    if hops:
+        # Only the dashboard and its API need the client's scheme, host and address; /v1 skips
+        # the scope copy this costs.
+        quart_app = cast(
+            ASGIApp, ProxyFixMiddleware(cast(Any, quart_app), mode="legacy", trusted_hops=hops)
+        )
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
