@@ -42,8 +42,10 @@ class Route:
 class Router:
     """Resolves client model names.
 
-    Aliases are fixed at start; which providers and models are switched on changes at run time
-    (dashboard overrides), through :meth:`set_provider_enabled` and :meth:`set_model_enabled`.
+    Aliases come from the config and, at run time, from the dashboard (``model_settings`` rows
+    naming a provider and an upstream model; they win over a config alias of the same name). Which
+    providers and models are switched on changes at run time too, through
+    :meth:`set_provider_enabled` and :meth:`set_model_enabled`.
     """
 
     def __init__(
@@ -55,6 +57,8 @@ class Router:
         local_models: Callable[[], Collection[str]] = frozenset,
         fallbacks: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        self._config_aliases = dict(aliases)
+        self._live_aliases: dict[str, AliasTarget] = {}
         self._aliases = dict(aliases)
         self._fallbacks = {model: tuple(names) for model, names in (fallbacks or {}).items()}
         self._providers = frozenset(providers)
@@ -67,6 +71,19 @@ class Router:
     def aliases(self) -> Mapping[str, AliasTarget]:
         """The aliases, for ``GET /v1/models``."""
         return self._aliases
+
+    def set_live_alias(self, name: str, target: AliasTarget | None) -> None:
+        """Make ``name`` an alias of ``target`` (from the dashboard), or drop that alias."""
+        if target is not None and target.provider not in self._providers:
+            raise ValueError(f"unknown provider {target.provider!r}")
+        live = dict(self._live_aliases)
+        if target is None:
+            live.pop(name, None)
+        else:
+            live[name] = target
+        self._live_aliases = live
+        # Replaced, never mutated: a resolve running elsewhere sees one mapping or the other.
+        self._aliases = {**self._config_aliases, **live}
 
     @property
     def disabled_models(self) -> frozenset[str]:

@@ -325,6 +325,39 @@ async def test_disabling_a_model_answers_404_for_every_name_of_it(
     ]
 
 
+async def test_an_alias_made_in_the_dashboard_routes_at_once_and_at_the_next_start(
+    running: RunningService, start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    async with signed_in(running) as admin:
+        made = await admin.put(
+            "/api/models/team-model", json={"provider": "openai", "upstream_model": "gpt-4o"}
+        )
+        assert made.status_code == 200, made.text
+        assert made.json()["provider"] == "openai"
+        assert await ask(running, "team-model") == "echo: hello there gateway"
+        assert "team-model" in {m.id async for m in sdk(running).models.list()}
+        half = await admin.put("/api/models/other", json={"provider": "openai"})
+        assert half.status_code == 400
+        unknown = await admin.put(
+            "/api/models/other", json={"provider": "nope", "upstream_model": "x"}
+        )
+        assert unknown.status_code == 400
+        dropped = await admin.put(
+            "/api/models/team-model", json={"provider": None, "upstream_model": None}
+        )
+        assert dropped.status_code == 200
+        with pytest.raises(openai.NotFoundError):
+            await ask(running, "team-model")
+        again = await admin.put(
+            "/api/models/team-model", json={"provider": "openai", "upstream_model": "gpt-4o"}
+        )
+        assert again.status_code == 200
+    running.stop()
+    await running.stopped.wait()
+    restarted = await start_gateway(openai_config(fake_openai))
+    assert await ask(restarted, "team-model") == "echo: hello there gateway"
+
+
 async def test_a_price_override_prices_the_next_call(running: RunningService) -> None:
     await ask(running)
     [before] = await logged(running, 1)

@@ -17,6 +17,7 @@ from functools import partial
 
 from actors.request_logger import CreditCrossing
 from proxy.pricing import PriceOverride
+from proxy.routing import AliasTarget
 from storage.model_settings import ModelSettingsRow, list_model_settings
 from storage.provider_settings import ProviderSettingsRow, debit_credit, list_provider_settings
 from web.gateway import Gateway
@@ -98,8 +99,18 @@ def apply_provider_settings(gateway: Gateway, name: str, row: ProviderSettingsRo
 
 
 def apply_model_settings(gateway: Gateway, model: str, row: ModelSettingsRow | None) -> None:
-    """Serve ``model`` (or not) and price it with ``row``'s prices (None: as configured)."""
+    """Serve ``model`` (or not), route it where ``row`` says (an alias), and price it with
+    ``row``'s prices (None: as configured)."""
     gateway.router.set_model_enabled(model, row is None or row.enabled)
+    alias = None
+    if row is not None and row.provider and row.upstream_model:
+        alias = AliasTarget(row.provider, row.upstream_model, ())
+    try:
+        gateway.router.set_live_alias(model, alias)
+    except ValueError:
+        log.warning(
+            "model %r: stored alias names an unknown provider %r", model, row and row.provider
+        )
     prices = (
         None
         if row is None

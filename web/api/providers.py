@@ -63,6 +63,9 @@ class ModelChanges(msgspec.Struct, forbid_unknown_fields=True):
     input_per_mtok: float | _Unset | None = _UNSET
     output_per_mtok: float | _Unset | None = _UNSET
     cached_input_per_mtok: float | _Unset | None = _UNSET
+    # Both together make the name an alias of that provider's model (design §6); both null drop it.
+    provider: str | _Unset | None = _UNSET
+    upstream_model: str | _Unset | None = _UNSET
 
 
 class ProbeBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -379,14 +382,25 @@ async def list_models() -> Response:
 @providers.put("/models/<path:model>")
 async def update_model(model: str) -> Response:
     gw = gateway()
+    changes = _given(await read_body(ModelChanges))
+    aliasing = ("provider" in changes, "upstream_model" in changes)
+    if any(aliasing):
+        if not all(aliasing) or (changes["provider"] is None) != (
+            changes["upstream_model"] is None
+        ):
+            raise ApiError(
+                400,
+                "An alias needs both 'provider' and 'upstream_model' (or both null to drop it).",
+            )
+        if changes["provider"] is not None and changes["provider"] not in gw.config.providers:
+            raise ApiError(400, f"Unknown provider {changes['provider']!r}.")
     route = _route(gw, model)
-    if route is None:
+    if route is None and not changes.get("provider"):
         raise ApiError(
             404,
             f"The model '{model}' does not route to any provider of this gateway.",
             code="model_not_found",
         )
-    changes = _given(await read_body(ModelChanges))
     stored = dict(changes)
     if stored.get("enabled", False) is None:
         stored["enabled"] = True  # back to the default: served
@@ -403,5 +417,7 @@ async def update_model(model: str) -> Response:
         raise ApiError(400, f"Invalid model settings: {exc}.") from None
     apply_model_settings(gw, model, row)
     await audit("model.update", model, changes)
+    route = _route(gw, model) or route
+    assert route is not None
     listed = _Listed(model, route.provider, route.upstream_model, route.alias)
     return json_response(model_json(gw, listed, row))
