@@ -425,6 +425,31 @@ async def test_a_backup_from_the_system_page(
     assert Path(shown).stat().st_size > 0
 
 
+async def test_an_alias_made_on_the_models_page_answers_calls(
+    browser: BrowserThread, dashboard: RunningService, tabs: OpenTab
+) -> None:
+    await ready_admin(dashboard)
+    tab = await tabs()
+
+    def scenario() -> None:
+        page = tab.page
+        tab.sign_in("admin", ADMIN_PASSWORD)
+        tab.open("models", "Models")
+        page.get_by_label("Alias", exact=True).fill("team-chat")
+        page.get_by_label("Provider", exact=True).select_option("mock")
+        page.get_by_label("Provider's model").fill("mock")
+        page.get_by_role("button", name="Create alias").click()
+        expect(page.locator(".notice.ok")).to_contain_text("team-chat now routes to mock/mock")
+        expect(page.locator('tr[data-model="team-chat"]')).to_have_count(1)
+        tab.check_errors()
+
+    await browser.run(scenario)
+    answer = await sdk(dashboard).chat.completions.create(
+        model="team-chat", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert answer.choices[0].message.content == "echo: hi"
+
+
 async def test_a_viewer_sees_no_controls_that_change_anything(
     browser: BrowserThread, dashboard: RunningService, tabs: OpenTab
 ) -> None:

@@ -135,6 +135,49 @@ export async function render(root, ctx) {
     return form;
   };
 
+  // Admins name a model after any provider's model (design §6: an alias from the dashboard).
+  const aliasForm = () => {
+    const name = h("input", { name: "alias", required: true, maxlength: 200, autocomplete: "off" });
+    const provider = h("select", { name: "provider", required: true });
+    const upstream = h("input", { name: "upstream", required: true, maxlength: 200, autocomplete: "off" });
+    const submit = h("button", { type: "submit", class: "btn primary" }, "Create alias");
+    const form = h(
+      "form",
+      { class: "card new-alias", novalidate: true },
+      h("h2", {}, "New alias"),
+      h("p", { class: "hint" }, "Clients call the alias; the gateway calls the provider's model."),
+      h(
+        "div",
+        { class: "row" },
+        field("Alias", name),
+        field("Provider", provider),
+        field("Provider's model", upstream),
+      ),
+      submit,
+    );
+    get("/api/providers")
+      .then(({ data }) => replace(provider, data.map((p) => h("option", { value: p.name }, p.name))))
+      .catch((error) => failed(message, error));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (!name.value.trim() || !upstream.value.trim()) {
+        flash(message, "error", "Give the alias a name and the provider's model.");
+        return;
+      }
+      await save(
+        submit,
+        { id: name.value.trim() },
+        { provider: provider.value, upstream_model: upstream.value.trim() },
+        `${name.value.trim()} now routes to ${provider.value}/${upstream.value.trim()}.`,
+      );
+      name.value = "";
+      upstream.value = "";
+      submit.disabled = false;
+    });
+    return form;
+  };
+
+  if (ctx.isAdmin) root.append(aliasForm());
   refresh.addEventListener("click", load);
   await load();
 }
