@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-LOG_FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

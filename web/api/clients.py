@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Annotated, Final
+from typing import Annotated
 
 import apsw
 import msgspec
 from msgspec import UNSET, UnsetType
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
 from storage.analytics import UsageFilter, breakdown, summary
 from storage.clients import (
@@ -26,15 +26,22 @@ from storage.clients import (
     update_client,
 )
 from storage.queries import ClientUsage, client_usage
-from web.api.common import ApiError, audit, gateway, json_response, now_ms, read_body
+from web.api.common import (
+    DAY_MS,
+    ApiError,
+    audit,
+    gateway,
+    json_response,
+    now_ms,
+    query_range,
+    read_body,
+)
 
 log = logging.getLogger("llm_proxy.api")
 
 clients = Blueprint("api_clients", __name__, url_prefix="/api")
 
-DAY_MS: Final = 24 * 3600 * 1000
 # Beyond SQLite's 64-bit integers a value would fail in the database rather than here.
-MAX_MS: Final = 2**53
 Limit = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
 
 
@@ -127,21 +134,6 @@ def token_json(token: TokenRow) -> dict[str, object]:
 
 def _not_found(client_id: str) -> ApiError:
     return ApiError(404, f"No client with id {client_id!r}.", code="client_not_found")
-
-
-def _query_ms(name: str, default: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_MS:
-        raise ApiError(
-            400, f"Query parameter {name!r} must be Unix milliseconds, got {raw[:40]!r}."
-        )
-    return value
 
 
 async def _refresh_keys() -> None:
@@ -283,10 +275,7 @@ async def remove(client_id: str) -> Response:
 
 @clients.get("/clients/<client_id>/usage")
 async def usage(client_id: str) -> Response:
-    until = _query_ms("to", now_ms())
-    since = _query_ms("from", until - DAY_MS)
-    if since >= until:
-        raise ApiError(400, "The range is empty: 'from' must be before 'to'.")
+    since, until = query_range()
     try:
         totals = await gateway().reads.run(
             partial(_client_usage, client_id=client_id, since_ms=since, until_ms=until)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Mapping
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 import msgspec
 from quart import Response, current_app, g, request
@@ -93,6 +94,45 @@ def gateway() -> Gateway:
 def session() -> Session:
     """The session of the signed-in user (the guard has checked there is one)."""
     return cast(Session, g.session)
+
+
+DAY_MS: Final = 86_400_000
+MAX_MS: Final = 2**53  # far past any real time, and exact in a JSON number
+MAX_RANGE_MS: Final = 3660 * DAY_MS  # ten years: anything wider is a typo
+
+
+def query_time(name: str, default: int) -> int:
+    """The query parameter ``name`` as Unix ms, given as ms or ISO 8601; a 400 otherwise."""
+    text = request.args.get(name)
+    if text is None or text == "":
+        return default
+    if text.isdigit():
+        value = int(text)
+    else:
+        try:
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            value = -1
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=dt.UTC)
+            value = int(moment.timestamp() * 1000)
+    if not 0 <= value <= MAX_MS:
+        raise ApiError(
+            400, f"'{name}' must be Unix milliseconds or an ISO 8601 time, not {text[:40]!r}."
+        )
+    return value
+
+
+def query_range() -> tuple[int, int]:
+    """``from`` and ``to`` of the query: the last 24 hours by default, ten years at most."""
+    until = query_time("to", now_ms())
+    since = query_time("from", until - DAY_MS)
+    if since >= until:
+        raise ApiError(400, "The range is empty: 'from' must be before 'to'.")
+    if until - since > MAX_RANGE_MS:
+        raise ApiError(400, "The range may span ten years at most.")
+    return since, until
 
 
 def now_ms() -> int:

@@ -27,6 +27,7 @@ from quart import Blueprint, Response, websocket
 
 from actors.session_store import Session
 from proxy.records import RequestRecord
+from storage.queries import calls_since
 from web.api.common import ApiError, now_ms
 from web.api.common import gateway as current_gateway
 from web.api.guard import SESSION_COOKIE, authenticate, request_token, same_origin
@@ -252,7 +253,7 @@ class LiveFeed:
         # The calls of the minute before the socket opened, so the first ticks show a full minute.
         since = now_ms() - int(WINDOW_S * 1000)
         try:
-            calls, errors = await self._gateway.reads.run(partial(last_minute, since_ms=since))
+            calls, errors = await self._gateway.reads.run(partial(calls_since, since_ms=since))
         except (apsw.Error, trio.ClosedResourceError):
             log.warning("live feed: could not count the last minute's calls", exc_info=True)
             calls = errors = 0
@@ -342,14 +343,3 @@ class RateWindow:
         calls, failed = records - records_then, errors - errors_then
         before = max(WINDOW_S - (now - since), 0.0) / WINDOW_S
         return calls + round(self._seed[0] * before), failed + round(self._seed[1] * before)
-
-
-def last_minute(conn: apsw.Connection, since_ms: int) -> tuple[int, int]:
-    """(calls, errors) logged with ``ts_ms >= since_ms``."""
-    calls, errors = conn.execute(
-        "SELECT count(*), coalesce(sum(status = 'error'), 0) FROM llm_requests WHERE ts_ms >= ?",
-        (since_ms,),
-    ).fetchall()[0]
-    assert isinstance(calls, int)
-    assert isinstance(errors, int)
-    return calls, errors

@@ -9,7 +9,6 @@ the last 24 hours.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
 from typing import Final, TypeVar
@@ -32,13 +31,11 @@ from storage.analytics import (
     summary,
     timeseries,
 )
-from web.api.common import ApiError, gateway, json_response
+from web.api.common import ApiError, gateway, json_response, query_range
 
 usage = Blueprint("api_usage", __name__, url_prefix="/api")
 
 T = TypeVar("T")
-DAY_MS: Final = 86_400_000
-MAX_RANGE_MS: Final = 3660 * DAY_MS  # ten years: anything wider is a typo
 EXPORT_BATCH: Final = 1000
 _BUCKETS: Final[Mapping[str, Bucket]] = {"hour": "hour", "day": "day"}
 _GROUPS: Final[Mapping[str, Dimension]] = {
@@ -57,33 +54,6 @@ _DIMENSIONS: Final[Mapping[str, Dimension]] = {
     "models": "model",
 }
 _FORMATS: Final = {"csv": "csv", "json": "json"}
-
-
-def _time(name: str, default: int) -> int:
-    text = request.args.get(name)
-    if text is None or text == "":
-        return default
-    if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(
-            400, f"'{name}' must be Unix milliseconds or an ISO 8601 time, not {text!r}."
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp() * 1000)
-
-
-def _range() -> tuple[int, int]:
-    until = _time("to", int(time.time() * 1000))
-    since = _time("from", until - DAY_MS)
-    if since >= until:
-        raise ApiError(400, "'from' must be before 'to'.")
-    if until - since > MAX_RANGE_MS:
-        raise ApiError(400, "The range may span ten years at most.")
-    return since, until
 
 
 def _filter() -> UsageFilter:
@@ -124,14 +94,14 @@ async def _read(fn: Callable[..., T]) -> T:
 
 @usage.get("/usage/summary")
 async def usage_summary() -> Response:
-    since, until = _range()
+    since, until = query_range()
     result = await _read(partial(summary, since_ms=since, until_ms=until, flt=_filter()))
     return json_response(result.to_json())
 
 
 @usage.get("/usage/timeseries")
 async def usage_timeseries() -> Response:
-    since, until = _range()
+    since, until = query_range()
     bucket = _choice("bucket", _BUCKETS) or "hour"
     group_by = _choice("group_by", _GROUPS)
     points = await _read(
@@ -157,7 +127,7 @@ async def usage_timeseries() -> Response:
 
 @usage.get("/usage/<any(clients, providers, models):dimension>")
 async def usage_breakdown(dimension: str) -> Response:
-    since, until = _range()
+    since, until = query_range()
     rows = await _read(
         partial(
             breakdown,
@@ -173,7 +143,7 @@ async def usage_breakdown(dimension: str) -> Response:
 
 @usage.get("/usage/requests")
 async def usage_requests() -> Response:
-    since, until = _range()
+    since, until = query_range()
     status = _choice("status", _STATUSES)
     rows, next_cursor = await _read(
         partial(
@@ -199,7 +169,7 @@ async def usage_request(row_id: int) -> Response:
 
 @usage.get("/usage/export")
 async def usage_export() -> Response:
-    since, until = _range()
+    since, until = query_range()
     kind = _choice("format", _FORMATS) or "csv"
     flt = _filter()
     reads = gateway().reads
