@@ -3,7 +3,7 @@
 
 import { get, put } from "../api.js";
 import { empty, field, h, panel, replace } from "../dom.js";
-import { badge, failed, flash, numberInput, numberOrNull } from "./clients.js";
+import { badge, failed, flash, numberInput, numberOrNull } from "../widgets.js";
 
 const SOURCES = {
   dashboard: "set here",

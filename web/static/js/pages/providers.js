@@ -4,7 +4,7 @@
 import { get, post, put } from "../api.js";
 import { empty, field, h, panel, replace } from "../dom.js";
 import * as format from "../format.js";
-import { badge, failed, flash, keyValues, numberInput, numberOrNull } from "./clients.js";
+import { badge, failed, flash, keyValues, numberInput, numberOrNull } from "../widgets.js";
 
 const BREAKER = { closed: "ok", half_open: "warn", open: "bad" };
 

@@ -3,7 +3,7 @@
 import { get, post } from "../api.js";
 import { empty, h, panel, replace, stat, table } from "../dom.js";
 import * as format from "../format.js";
-import { badge, failed, keyValues } from "./clients.js";
+import { badge, failed, keyValues } from "../widgets.js";
 import { breakerBadge } from "./providers.js";
 
 /** "3 d 4 h", "2 h 5 min", "45 s". */

@@ -4,7 +4,7 @@
 import { del, get, post, put } from "../api.js";
 import { empty, field, h, panel, replace, table } from "../dom.js";
 import * as format from "../format.js";
-import { badge, confirmButton, failed, flash, revealSecret } from "./clients.js";
+import { badge, confirmButton, failed, flash, revealSecret } from "../widgets.js";
 
 export async function render(root, ctx) {
   if (!ctx.isAdmin) {
