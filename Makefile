@@ -1,53 +1,73 @@
-# Two commands do everything: `make run` and `make test`. Both set up .venv on first use.
+# Two commands do everything: `make run` and `make test`. Both set up .venv on first use:
+# `make run` installs only what serving needs, `make test` adds the development tools.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Reinstall when the dependency list changes.
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+DEPS := $(shell cksum pyproject.toml | cut -d' ' -f1)
+RUN_STAMP := $(VENV)/.installed-run-$(DEPS)
+DEV_STAMP := $(VENV)/.installed-dev-$(DEPS)
 
 .PHONY: run test lint types pytest chromium systemd bench setup clean
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/llm-proxy serve
 
-test: $(STAMP) lint types pytest
+test: $(DEV_STAMP) lint types pytest
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
-types: $(STAMP)
+types: $(DEV_STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) chromium systemd
+pytest: $(DEV_STAMP) chromium systemd
 	$(BIN)/pytest -q
+
+# Debian packages the tests need, installed with apt-get when missing: directly as root, through
+# sudo otherwise; without either, the message says what to install. $(1): a command it provides,
+# $(2): the package.
+define apt_install
+	@command -v $(1) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
+	  else echo "make: the tests need '$(1)': as root, run: apt-get install $(2)" >&2; exit 1; fi; \
+	  echo "make: installing the Debian package $(2) (for the tests)"; \
+	  $$SUDO apt-get install -y -qq $(2) >/dev/null \
+	    || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $(2) >/dev/null; }; }
+endef
 
 # The dashboard tests drive Debian's Chromium through Playwright (never `playwright install`).
 chromium:
-	@command -v chromium >/dev/null 2>&1 || apt-get install -y -qq chromium \
-		|| { apt-get update -qq && apt-get install -y -qq chromium; }
+	$(call apt_install,chromium,chromium)
 
 # tests/test_deploy.py checks deploy/llm-proxy.service with systemd-analyze, which works without
 # a running systemd (Debian's systemd package); those tests fail, never skip, without it.
 systemd:
-	@command -v systemd-analyze >/dev/null 2>&1 || apt-get install -y -qq systemd \
-		|| { apt-get update -qq && apt-get install -y -qq systemd; }
+	$(call apt_install,systemd-analyze,systemd)
 
 # Benchmarks print their figures against a baseline measured in the same run.
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1 \
 		|| { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
 		|| echo "wrk could not be installed: bench_throughput falls back to a Python load generator"
 	$(BIN)/python -m tests.bench
 
-setup: $(STAMP)
+setup: $(DEV_STAMP)
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "llm-proxy needs Python 3.11 or newer"'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+		echo "make: '$(PYTHON) -m venv' failed; on Debian or Ubuntu: sudo apt install python3-venv" >&2; \
+		exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e .
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(DEV_STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-dev-*
 	touch $@
 
 clean:

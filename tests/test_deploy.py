@@ -16,18 +16,11 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import get_type_hints
 
 import pytest
 
-from proxy.config import (
-    KEYED_PROVIDERS,
-    PROVIDER_NAMES,
-    Config,
-    ModelAlias,
-    ProviderConfig,
-    load_config,
-)
+from proxy.config import KEYED_PROVIDERS, PROVIDER_NAMES, load_config
+from tests.config_docs import toml_sections, undocumented_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -281,25 +274,6 @@ def test_install_refuses_relative_paths_and_unknown_arguments(tmp_path: Path) ->
 # --- the example config -------------------------------------------------------------------------
 
 
-def example_sections() -> dict[str, str]:
-    """The example's text by table header, commented-out tables (``# [models.fast]``) included."""
-    sections: dict[str, str] = {}
-    current = ""
-    for line in EXAMPLE.read_text().splitlines():
-        header = re.fullmatch(r"#?\s*\[([^\]]+)\]\s*", line)
-        if header:
-            current = header.group(1)
-            sections[current] = ""
-        elif current:
-            sections[current] += line + "\n"
-    return sections
-
-
-def documented(text: str, key: str) -> bool:
-    """``key = ...`` set or shown commented out (``# key = ...``) in a table's text."""
-    return re.search(rf"^(#\s*)?{re.escape(key)}\s*=", text, re.MULTILINE) is not None
-
-
 def test_example_config_shows_the_defaults() -> None:
     example = load_config(EXAMPLE, environ={})
     defaults = load_config(environ={})
@@ -307,38 +281,8 @@ def test_example_config_shows_the_defaults() -> None:
 
 
 def test_example_config_documents_every_key() -> None:
-    sections = example_sections()
-    hints = get_type_hints(Config)
-    tables = {
-        f.name: hints[f.name]
-        for f in dataclasses.fields(Config)
-        if dataclasses.is_dataclass(hints[f.name])
-    }
-    assert tables, "Config has no sections?"
-    missing: list[str] = []
-    for name, cls in tables.items():
-        missing += [
-            f"{name}.{f.name}"
-            for f in dataclasses.fields(cls)
-            if not documented(sections.get(name, ""), f.name)
-        ]
-    provider_keys = {f.name for f in dataclasses.fields(ProviderConfig)} - {
-        "name",
-        "api_key_source",
-    } | {"api_key_env"}
-    for provider in PROVIDER_NAMES:
-        keys = provider_keys - ({"latency_ms", "chunk_count"} if provider != "mock" else set())
-        text = sections.get(f"providers.{provider}", "")
-        missing += [f"providers.{provider}.{k}" for k in sorted(keys) if not documented(text, k)]
-    alias = next((name for name in sections if name.startswith("models.")), None)
-    assert alias is not None, "no [models.NAME] example"
-    missing += [
-        f"{alias}.{f.name}"
-        for f in dataclasses.fields(ModelAlias)
-        if f.name != "name" and not documented(sections[alias], f.name)
-    ]
-    assert "fallbacks" in sections
-    assert missing == []
+    sections = toml_sections(EXAMPLE.read_text())
+    assert undocumented_keys(sections, PROVIDER_NAMES) == []
 
 
 def test_example_config_holds_no_secret_and_reads_credentials(tmp_path: Path) -> None:
