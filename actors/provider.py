@@ -668,7 +668,13 @@ class _HttpChunkStream(ChunkStream):
 
     async def _fill(self) -> None:
         """Read until a chunk is ready or the upstream ended the body."""
-        while not self._ready and not self._finished:
+        while not self._ready:
+            if self._parser.failure is not None:
+                # The chunks read along with an error went out first; now the error ends the
+                # stream, without waiting for bytes the upstream may never send.
+                raise self._parser.failure
+            if self._finished:
+                return
             started = perf_counter()
             try:
                 data = await self._raw.__anext__()

@@ -15,6 +15,7 @@ from proxy.service import RunningService
 from storage import queries
 from tests.conftest import CLIENT_KEY, StartGateway, http, logged, sdk
 from tests.fakes.openai_upstream import (
+    DEFAULT_API_KEY,
     CutStream,
     FakeOpenAI,
     Garbage,
@@ -548,3 +549,26 @@ async def test_stop_waits_for_calls_in_flight_but_not_for_idle_connections(
             await gateway.stopped.wait()
     assert answers == ["echo: hello there gateway"]
     assert trio.current_time() - stopping < 2
+
+
+async def test_content_read_with_an_error_event_reaches_the_client_before_it(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    # The content and the error arrive in one read: the content is not lost for the error.
+    gateway = await start_gateway(
+        {
+            "providers": {"openai": {"base_url": fake_openai.base_url, "api_key": DEFAULT_API_KEY}},
+            "logging": {"store_bodies": True},
+        }
+    )
+    fake_openai.enqueue(MidStreamError(after_chunks=3, message="boom upstream", one_write=True))
+    response, body = await raw_stream(gateway)
+    assert response.status_code == 200
+    assert "[DONE]" not in body
+    *chunks, last = [json.loads(e.removeprefix("data: ")) for e in body.split("\n\n") if e]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text == "echo: hello there"
+    assert "boom upstream" in last["error"]["message"]
+    (row,) = await logged(gateway)
+    assert (row["status"], row["error_type"]) == ("error", "upstream_error")
+    assert row["response_body"] == "echo: hello there"

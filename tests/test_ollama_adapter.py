@@ -490,6 +490,31 @@ def test_mid_stream_error_line() -> None:
     assert caught.value.status == 502
 
 
+def test_chunks_read_with_an_error_line_come_first() -> None:
+    parser = ADAPTER.chunk_parser("llama3.2")
+    chunks = parser.feed(
+        ndjson(
+            line(message={"role": "assistant", "content": "a"}),
+            {"error": "an error was encountered while running the model"},
+            line(message={"role": "assistant", "content": "late"}),
+        )
+    )
+    assert [c.choices[0].delta.content for c in chunks] == ["", "a"]
+    with pytest.raises(UpstreamError) as caught:
+        parser.finish()
+    assert "an error was encountered" in caught.value.message
+
+
+def test_last_line_before_a_cut_comes_first() -> None:
+    parser = ADAPTER.chunk_parser("llama3.2")
+    raw = json.dumps(line(message={"role": "assistant", "content": "a"})).encode()
+    assert parser.feed(raw) == []  # no newline yet
+    assert [c.choices[0].delta.content for c in parser.finish()] == ["", "a"]
+    with pytest.raises(UpstreamError) as caught:
+        parser.finish()
+    assert caught.value.code == "upstream_stream_cut"
+
+
 @pytest.mark.parametrize("size", [1, 4, 1000])
 def test_cut_stream(size: int) -> None:
     raw = ndjson(line(message={"role": "assistant", "content": "a"}))

@@ -110,8 +110,24 @@ def test_stream_without_done_is_cut() -> None:
 
 def test_error_event_mid_stream() -> None:
     parser = ADAPTER.chunk_parser("gpt-4o")
+    assert len(parser.feed(sse(CHUNK))) == 1
     with pytest.raises(UpstreamError) as caught:
-        parser.feed(sse(CHUNK, {"error": {"message": "overloaded", "type": "server_error"}}))
+        parser.feed(sse({"error": {"message": "overloaded", "type": "server_error"}}))
+    assert "overloaded" in caught.value.message
+
+
+@pytest.mark.parametrize("then", ["feed", "finish"])
+def test_chunks_read_with_an_error_event_come_first(then: str) -> None:
+    # One read holds content and the error after it: the content is returned, the error held
+    # and raised by the next call.
+    parser = ADAPTER.chunk_parser("gpt-4o")
+    error = {"error": {"message": "overloaded", "type": "server_error"}}
+    chunks = parser.feed(sse(CHUNK, CHUNK, error, CHUNK))
+    assert [c.choices[0].delta.content for c in chunks] == ["Hel", "Hel"]
+    assert parser.failure is not None
+    with pytest.raises(UpstreamError) as caught:
+        parser.feed(sse(CHUNK)) if then == "feed" else parser.finish()
+    assert caught.value is parser.failure
     assert "overloaded" in caught.value.message
 
 

@@ -522,22 +522,19 @@ class OllamaChunkParser(ChunkParser):
         self._done = False
         self._tool_calls = 0  # OpenAI indexes tool calls across the whole answer
 
-    def feed(self, data: bytes) -> list[ChatChunk]:
-        """Chunks of the lines completed by ``data``."""
+    def _feed(self, data: bytes, chunks: list[ChatChunk]) -> None:
+        # The chunks of the lines completed by data.
         buffer = self._buffer
         buffer += data
-        chunks: list[ChatChunk] = []
         start = 0
         while (end := buffer.find(b"\n", start)) >= 0:
             self._line(bytes(buffer[start:end]), chunks)
             start = end + 1
         del buffer[:start]
         self._check_length(len(buffer))
-        return chunks
 
-    def finish(self) -> list[ChatChunk]:
-        """The body ended: complete only after a ``done: true`` line."""
-        chunks: list[ChatChunk] = []
+    def _finish(self, chunks: list[ChatChunk]) -> None:
+        # The body ended: complete only after a done: true line.
         if self._buffer:
             # A last line without its newline is still a line.
             self._line(bytes(self._buffer), chunks)
@@ -547,7 +544,6 @@ class OllamaChunkParser(ChunkParser):
                 f"Upstream {self._provider} ended the stream before it was complete.",
                 code="upstream_stream_cut",
             )
-        return chunks
 
     def _check_length(self, size: int) -> None:
         if size > MAX_LINE_BYTES:

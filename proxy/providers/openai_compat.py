@@ -194,13 +194,11 @@ class OpenAIChunkParser(ChunkParser):
         self._sse = SSEDecoder()
         self._done = False
 
-    def feed(self, data: bytes) -> list[ChatChunk]:
-        """Chunks completed by ``data``."""
+    def _feed(self, data: bytes, chunks: list[ChatChunk]) -> None:
         try:
             events = self._sse.feed(data)
         except SSEError as exc:
             raise malformed(self._provider, "stream", exc) from None
-        chunks: list[ChatChunk] = []
         for event in events:
             if self._done:
                 continue
@@ -219,17 +217,15 @@ class OpenAIChunkParser(ChunkParser):
             for choice in chunk.choices:
                 check_finish(self._provider, choice.finish_reason)
             chunks.append(chunk)
-        return chunks
 
-    def finish(self) -> list[ChatChunk]:
-        """The stream ended: fine only after ``[DONE]``."""
+    def _finish(self, chunks: list[ChatChunk]) -> None:
+        # The stream ended: fine only after [DONE].
         self._sse.close()
         if not self._done:
             raise UpstreamError(
                 f"Upstream {self._provider} ended the stream before it was complete.",
                 code="upstream_stream_cut",
             )
-        return []
 
     def _stream_error(self, payload: bytes, exc: Exception) -> GatewayError:
         parsed = decode_json(self._provider, "stream event", payload)
