@@ -96,10 +96,10 @@ class PermissionDenied(GatewayError):
 
 
 class NotFound(GatewayError):
-    """404: unknown model or resource."""
+    """404: unknown model or resource, typed as OpenAI types its own 404s."""
 
     status = 404
-    error_type = "not_found_error"
+    error_type = "invalid_request_error"
     retryable = False
 
 

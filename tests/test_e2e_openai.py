@@ -29,6 +29,7 @@ from tests.fakes.openai_upstream import (
 )
 
 HELLO = [{"role": "user", "content": "hello there gateway"}]
+AUTH = {"authorization": f"Bearer {CLIENT_KEY}"}
 
 
 def open_stream(client: httpx.AsyncClient) -> AbstractAsyncContextManager[httpx.Response]:
@@ -235,7 +236,15 @@ async def test_malformed_bodies_are_400_naming_the_field(
 async def test_unknown_model_is_not_found(gateway: RunningService) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         await sdk(gateway).chat.completions.create(model="no-such-model-xyz", messages=HELLO)
-    assert caught.value.code == "model_not_found"
+    # Typed as OpenAI types its own answer for an unknown model.
+    assert (caught.value.type, caught.value.code) == ("invalid_request_error", "model_not_found")
+    with pytest.raises(openai.NotFoundError) as listed:
+        await sdk(gateway).models.retrieve("no-such-model-xyz")
+    assert (listed.value.type, listed.value.code) == ("invalid_request_error", "model_not_found")
+    async with http(gateway) as client:
+        wrong_path = await client.get("/v1/no-such-path", headers=AUTH)
+    assert wrong_path.status_code == 404
+    assert wrong_path.json()["error"]["type"] == "invalid_request_error"
 
 
 async def test_model_of_a_disabled_provider_is_unavailable(gateway: RunningService) -> None:
