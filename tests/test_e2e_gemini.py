@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import httpx
@@ -584,6 +585,10 @@ async def test_models_list_shows_chat_models_without_prefix(
     assert owners["gemini/gemma-3-27b-it"] == "gemini"
     assert not any("embedding" in name or "imagen" in name for name in owners)
     assert not any(name.startswith("models/") for name in owners)
+    # Google's list has no creation time: every model gets the gateway's start, never 0.
+    times = {model.created for model in page.data}
+    assert len(times) == 1
+    assert 0 < time.time() - times.pop() < 600
 
     for model in ("gemini-2.5-pro", "gemini/gemma-3-27b-it"):
         await sdk(gateway).chat.completions.create(model=model, messages=HELLO)

@@ -460,6 +460,10 @@ async def test_models_list_ollamas_tags(gateway: RunningService, fake_ollama: Fa
     assert owners["llama3.2:latest"] == "ollama"
     assert owners["qwen3:8b"] == "ollama"
     assert any(r.path == "/api/tags" for r in fake_ollama.received)
+    # Ollama's modified_at ("2025-07-01T09:14:05.123456789+02:00") as a Unix time.
+    created = {model.id: model.created for model in page.data}
+    assert created["llama3.2:latest"] == 1751354045
+    assert created["qwen3:8b"] == 1749742664
 
 
 # -- the fake itself: Ollama's defaults the adapter must not rely on ----------------------------

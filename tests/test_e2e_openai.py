@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 
@@ -172,6 +173,24 @@ async def test_models_lists_aliases_and_provider_models(gateway: RunningService)
     assert owners["gpt-4o-mini"] == "openai"
     one = await sdk(gateway).models.retrieve("gpt-4o")
     assert one.owned_by == "openai"
+
+
+async def test_models_keep_the_upstreams_created_time(gateway: RunningService) -> None:
+    started = int(time.time())  # the gateway started just before this
+    page = await sdk(gateway).models.list()
+    created = {model.id: model.created for model in page.data}
+    # The upstream's own values, from its listing (the fake lists OpenAI's real ones).
+    assert created["gpt-4o"] == 1715367049
+    assert created["gpt-4o-mini"] == 1721172741
+    # An alias is as old as the model it names; never the 1970 of created: 0.
+    assert created["fast"] == 1721172741  # the alias of gpt-4o-mini
+    assert (await sdk(gateway).models.retrieve("gpt-4o")).created == 1715367049
+    assert (await sdk(gateway).models.retrieve("openai/gpt-4o")).created == 1715367049
+    # A name that routes but is not listed (a fine-tune, say): the gateway's start, stable.
+    unlisted = await sdk(gateway).models.retrieve("gpt-4o-my-finetune")
+    assert started - 60 <= unlisted.created <= started
+    again = await sdk(gateway).models.retrieve("gpt-4o-my-finetune")
+    assert again.created == unlisted.created
 
 
 # -- errors, each mapped to the SDK's exception class ----------------------------------------

@@ -18,6 +18,7 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from proxy.providers.base import ListedModel
 from proxy.providers.gemini import (
     GEMINI_MODELS,
     SKIP_SIGNATURE,
@@ -985,8 +986,8 @@ def test_models_are_filtered_to_chat_and_stripped() -> None:
         "nextPageToken": "abc",
     }
     assert adapter().parse_models(json.dumps(page).encode()) == [
-        "gemini-2.5-flash",
-        "gemma-3-27b-it",
+        ListedModel("gemini-2.5-flash"),  # Google gives no creation time
+        ListedModel("gemma-3-27b-it"),
     ]
     assert adapter().parse_models(b"{}") == []  # no models: Google omits the empty list
     with pytest.raises(UpstreamError):

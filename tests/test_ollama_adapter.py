@@ -18,6 +18,7 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from proxy.providers.base import ListedModel
 from proxy.providers.ollama import MAX_LINE_BYTES, OllamaAdapter
 
 ADAPTER = OllamaAdapter("ollama", None)
@@ -615,9 +616,16 @@ def test_tags_parsing() -> None:
                 },
             },
             {"name": "qwen3:8b", "model": "qwen3:8b"},
+            {"name": "phi4:latest", "modified_at": "not a time"},
+            {"name": "gemma3:1b", "modified_at": "2025-01-02T03:04:05Z"},
         ]
     }
-    assert ADAPTER.parse_models(json.dumps(tags).encode()) == ["llama3.2:latest", "qwen3:8b"]
+    assert ADAPTER.parse_models(json.dumps(tags).encode()) == [
+        ListedModel("llama3.2:latest", 1751354045),  # modified_at, offset and nanoseconds
+        ListedModel("qwen3:8b"),
+        ListedModel("phi4:latest"),
+        ListedModel("gemma3:1b", 1735787045),
+    ]
     assert ADAPTER.parse_models(b'{"models": []}') == []
     assert ADAPTER.parse_models(b'{"models": null}') == []
     call = ADAPTER.models_call()

@@ -34,6 +34,21 @@ class UpstreamCall:
     body: bytes | None = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ListedModel:
+    """One model of an upstream's listing, with its creation time (Unix seconds) if it gives one."""
+
+    id: str
+    created: int | None = None
+
+
+def unix_time(value: object) -> int | None:
+    """A plausible Unix time from a listing's field, else None (a listing never fails for it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if 0 < value < 2**33 else None
+
+
 class ChunkParser(abc.ABC):
     """Turns an upstream's streamed bytes into chunks; one instance per call.
 
@@ -123,8 +138,8 @@ class WireAdapter(abc.ABC):
         """The request that lists the upstream's models."""
 
     @abc.abstractmethod
-    def parse_models(self, body: bytes) -> list[str]:
-        """Model ids from the answer to :meth:`models_call`."""
+    def parse_models(self, body: bytes) -> list[ListedModel]:
+        """The models in the answer to :meth:`models_call`."""
 
     @property
     @abc.abstractmethod

@@ -53,6 +53,7 @@ from proxy.errors import GatewayError, InvalidRequest, UpstreamError
 from proxy.providers.base import (
     UNREADABLE,
     ChunkParser,
+    ListedModel,
     UpstreamCall,
     WireAdapter,
     decode_as,
@@ -318,11 +319,12 @@ class GeminiAdapter(WireAdapter):
         """``GET /models`` with the largest page, so one request lists everything."""
         return UpstreamCall("GET", "/models?pageSize=1000", self._headers)
 
-    def parse_models(self, body: bytes) -> list[str]:
-        """Chat-capable models (``generateContent``), without the ``models/`` prefix."""
+    def parse_models(self, body: bytes) -> list[ListedModel]:
+        """Chat-capable models (``generateContent``), without the ``models/`` prefix; Google
+        gives no creation time."""
         page = decode_as(_decode_models, self.provider, "model list", body)
         return [
-            model.name.removeprefix("models/")
+            ListedModel(model.name.removeprefix("models/"))
             for model in page.models
             if "generateContent" in model.supported_generation_methods
         ]

@@ -18,11 +18,13 @@ from proxy.errors import GatewayError, UpstreamError, UpstreamUnavailable
 from proxy.providers.base import (
     UNREADABLE,
     ChunkParser,
+    ListedModel,
     UpstreamCall,
     WireAdapter,
     decode_as,
     decode_json,
     malformed,
+    unix_time,
 )
 from proxy.providers.upstream_errors import map_status
 from proxy.sse import SSEDecoder, SSEError
@@ -35,6 +37,7 @@ _decode_response = msgspec.json.Decoder(ChatResponse).decode
 
 class _ModelEntry(msgspec.Struct):
     id: str
+    created: Any = None  # OpenAI's and xAI's Unix time; DeepSeek sends none
 
 
 class _ModelsBody(msgspec.Struct):
@@ -127,10 +130,10 @@ class OpenAICompatAdapter(WireAdapter):
         """``GET /models``."""
         return UpstreamCall("GET", "/models", self._headers)
 
-    def parse_models(self, body: bytes) -> list[str]:
-        """Ids of ``{"data": [{"id": ...}]}``."""
+    def parse_models(self, body: bytes) -> list[ListedModel]:
+        """Ids and creation times of ``{"data": [{"id": ..., "created": ...}]}``."""
         page = decode_as(_decode_models, self.provider, "model list", body)
-        return [entry.id for entry in page.data]
+        return [ListedModel(entry.id, unix_time(entry.created)) for entry in page.data]
 
 
 def normalize_usage(usage: Usage | None) -> None:
