@@ -28,7 +28,7 @@ import enum
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from time import perf_counter
 
@@ -41,7 +41,7 @@ from proxy.chat import ChatChunk, ChatRequest, ChatResponse
 from proxy.config import ProviderConfig
 from proxy.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from proxy.images import ImageFetcher, inline_remote_images
-from proxy.providers.base import ChunkParser, UpstreamCall, WireAdapter
+from proxy.providers.base import ChunkParser, ListedModel, UpstreamCall, WireAdapter
 from proxy.providers.mock import MOCK_MODELS, mock_chunks, mock_response
 from proxy.upstream_http import UpstreamTransport, build_request, close_response, raw_stream
 
@@ -145,8 +145,8 @@ class _Backend(abc.ABC):
         """The chunks of one streaming call, open while the block runs; the first by a deadline."""
 
     @abc.abstractmethod
-    async def list_models(self) -> list[str]:
-        """The upstream's model ids."""
+    async def list_models(self) -> list[ListedModel]:
+        """The upstream's models."""
 
     @abc.abstractmethod
     async def aclose(self) -> None:
@@ -224,6 +224,7 @@ class ProviderActor:
         self._calls = 0
         self._errors = 0
         self._models: list[str] | None = None
+        self._created: dict[str, int] = {}
         self._models_expire = 0.0
         self._listing_failed = False
 
@@ -464,6 +465,11 @@ class ProviderActor:
         """The last model list fetched, without waiting (empty before the first answer)."""
         return self._models or []
 
+    def created_times(self) -> Mapping[str, int]:
+        """When each model the upstream listed was created (Unix seconds), for those it says;
+        kept through a failed listing, since a model's age does not change."""
+        return self._created
+
     async def _keep_models_fresh(self) -> None:
         # Models that route by plain name (Ollama's) must be known before a call asks for them,
         # and a model pulled a minute ago should route now: poll the cheap local list.
@@ -506,8 +512,10 @@ class ProviderActor:
         if self._listing_failed:
             log.info("provider=%s listing models works again", self.name)
         self._listing_failed = False
-        self._models, self._models_expire = models, now + MODELS_TTL_S
-        return models
+        self._created = {m.id: m.created for m in models if m.created is not None}
+        self._models = [m.id for m in models]
+        self._models_expire = now + MODELS_TTL_S
+        return self._models
 
 
 class _HttpBackend(_Backend):
@@ -606,7 +614,7 @@ class _HttpBackend(_Backend):
             finally:
                 close_response(response)
 
-    async def list_models(self) -> list[str]:
+    async def list_models(self) -> list[ListedModel]:
         call = self._adapter.models_call()
         with _TransportErrors(self._name):
             response = await self._send(call)
@@ -668,7 +676,13 @@ class _HttpChunkStream(ChunkStream):
 
     async def _fill(self) -> None:
         """Read until a chunk is ready or the upstream ended the body."""
-        while not self._ready and not self._finished:
+        while not self._ready:
+            if self._parser.failure is not None:
+                # The chunks read along with an error went out first; now the error ends the
+                # stream, without waiting for bytes the upstream may never send.
+                raise self._parser.failure
+            if self._finished:
+                return
             started = perf_counter()
             try:
                 data = await self._raw.__anext__()
@@ -763,8 +777,8 @@ class _MockBackend(_Backend):
         await self._wait(timing)
         yield _ListChunkStream(mock_chunks(request, model, int(time.time()), self._chunk_count))
 
-    async def list_models(self) -> list[str]:
-        return list(MOCK_MODELS)
+    async def list_models(self) -> list[ListedModel]:
+        return [ListedModel(name) for name in MOCK_MODELS]
 
     async def aclose(self) -> None:
         pass

@@ -1,7 +1,8 @@
 """Gateway errors and their one wire shape: ``{"error": {message, type, param, code}}``.
 
 Errors are exceptions inside the gateway and become values exactly once, at the HTTP edge, through
-:meth:`GatewayError.to_body`. Each subclass fixes the status and ``type`` of design §4.
+:meth:`GatewayError.to_body`. Each subclass fixes the status and ``type`` of design §4, and
+whether a retry of the same request can help (:attr:`GatewayError.retryable`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class GatewayError(Exception):
     status: ClassVar[int] = 500
     error_type: ClassVar[str] = "server_error"
     default_code: ClassVar[str | None] = None
+    #: Whether the same request may succeed if sent again (a rate limit, an outage). When not,
+    #: the answer says ``x-should-retry: false``: the OpenAI and Anthropic SDKs obey it over
+    #: their own rule, which retries 408, 409, 429 and every 5xx twice, for nothing here.
+    retryable: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -50,6 +55,8 @@ class GatewayError(Exception):
         self.param = param
         self.code = code if code is not None else self.default_code
         self.headers: dict[str, str] = dict(headers or {})
+        if not self.retryable:
+            self.headers["x-should-retry"] = "false"
 
     def detail(self) -> ErrorDetail:
         """The error as the inner object of the wire shape."""
@@ -68,6 +75,7 @@ class InvalidRequest(GatewayError):
 
     status = 400
     error_type = "invalid_request_error"
+    retryable = False
 
 
 class AuthenticationFailed(GatewayError):
@@ -76,6 +84,7 @@ class AuthenticationFailed(GatewayError):
     status = 401
     error_type = "authentication_error"
     default_code = "invalid_api_key"
+    retryable = False
 
 
 class PermissionDenied(GatewayError):
@@ -83,13 +92,15 @@ class PermissionDenied(GatewayError):
 
     status = 403
     error_type = "permission_error"
+    retryable = False
 
 
 class NotFound(GatewayError):
-    """404: unknown model or resource."""
+    """404: unknown model or resource, typed as OpenAI types its own 404s."""
 
     status = 404
-    error_type = "not_found_error"
+    error_type = "invalid_request_error"
+    retryable = False
 
 
 class ModelNotFound(NotFound):
@@ -99,7 +110,7 @@ class ModelNotFound(NotFound):
 
 
 class RequestTimeout(GatewayError):
-    """408: the client did not send its request body in time."""
+    """408: the client did not send its request body in time (a retry may get through)."""
 
     status = 408
     error_type = "invalid_request_error"
@@ -116,6 +127,7 @@ class RequestTooLarge(GatewayError):
     status = 413
     error_type = "invalid_request_error"
     default_code = "request_too_large"
+    retryable = False
 
 
 class RateLimited(GatewayError):
@@ -133,11 +145,32 @@ class UpstreamError(GatewayError):
     error_type = "upstream_error"
 
 
+class UpstreamAuthFailed(UpstreamError):
+    """502: the upstream refused the gateway's own credentials; its administrator must act."""
+
+    default_code = "upstream_auth_failed"
+    retryable = False
+
+
 class UpstreamUnavailable(GatewayError):
-    """503: breaker open, provider disabled or overloaded, gateway shutting down."""
+    """503: breaker open, upstream overloaded, gateway shutting down."""
 
     status = 503
     error_type = "upstream_unavailable"
+
+
+class ProviderDisabled(UpstreamUnavailable):
+    """503: the provider serving the model is switched off here; only an administrator helps."""
+
+    default_code = "provider_disabled"
+    retryable = False
+
+
+class UpstreamOutOfCredit(UpstreamUnavailable):
+    """503: the upstream account has no credit left (HTTP 402); only paying helps."""
+
+    default_code = "insufficient_quota"
+    retryable = False
 
 
 class UpstreamTimeout(GatewayError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Collection, Mapping, Sequence
 
-from proxy.errors import ModelNotFound, UpstreamUnavailable
+from proxy.errors import ModelNotFound, ProviderDisabled, UpstreamUnavailable
 
 # Longest prefixes first is not needed: no prefix here is a prefix of another provider's.
 PREFIXES: tuple[tuple[str, str], ...] = (
@@ -160,10 +160,9 @@ class Router:
             if route not in chain:
                 chain.append(route)
         if not chain:
-            raise UpstreamUnavailable(
+            raise ProviderDisabled(
                 f"Neither the model '{model}' nor any of its fallbacks is served now.",
                 param="model",
-                code="provider_disabled",
             )
         return chain
 
@@ -186,10 +185,9 @@ class Router:
 
     def _checked(self, route: Route, asked: str) -> Route:
         if route.provider not in self._enabled:
-            raise UpstreamUnavailable(
+            raise ProviderDisabled(
                 f"The model '{asked}' is served by provider '{route.provider}', which is not "
                 "enabled on this gateway.",
                 param="model",
-                code="provider_disabled",
             )
         return route

@@ -9,9 +9,10 @@ parses the answer with ``bytes`` methods, for about 40 µs (see ``tests/bench/RE
 What it does, since upstreams are real servers on the internet:
 
 - keep-alive per origin (scheme, host, port), LIFO so warm connections stay warm; idle ones expire
-  after ``keepalive_expiry`` and are checked for a close by the server before reuse;
-- one retry on a fresh connection when a *reused* one turns out dead before any byte of the answer
-  came back (the server closed it while idle): the request never reached the application;
+  after ``keepalive_expiry`` and every one is checked for a close by the server before reuse;
+- one retry on a fresh connection only when the request provably never left: a *reused*
+  connection refused its very first byte. A request the kernel took is never sent again, since
+  the server may have run it (an LLM call runs and bills twice): see ``_exchange``;
 - bodies framed by ``content-length``, ``chunked`` or the end of the connection; 1xx answers
   skipped; HEAD, 204 and 304 without a body; a connection is reused only after its answer was read
   to the end, and never after ``connection: close`` or an HTTP/1.0 answer;
@@ -37,7 +38,6 @@ import trio
 MAX_HEAD_BYTES: Final = 64 * 1024  # status line + headers; h11's default limit is 16 KiB
 MAX_CHUNK_LINE_BYTES: Final = 4096  # a chunk-size line, extensions included
 RECEIVE_SIZE: Final = 64 * 1024
-CHECK_IDLE_AFTER_S: Final = 1.0  # idle connections older than this are checked before reuse
 _CHUNKED: Final = -1
 _UNTIL_CLOSE: Final = -2
 _DEFAULT_PORTS: Final = {b"http": 80, b"https": 443}
@@ -48,7 +48,7 @@ HeaderList = list[tuple[bytes, bytes]]
 
 
 class _NothingReceived(Exception):
-    """The connection ended before the first byte of an answer: retried once on a reused one."""
+    """The connection ended before the first byte of an answer."""
 
 
 class _Connection:
@@ -64,6 +64,7 @@ class _Connection:
         "reused",
         "socket",
         "stream",
+        "wrote",
     )
 
     def __init__(self, stream: trio.abc.Stream, sock: trio.socket.SocketType, origin: Origin):
@@ -79,6 +80,9 @@ class _Connection:
         self.idle_since = 0.0
         self.reused = False
         self.closed = False
+        # Whether a byte of the current request may have left: after a failure, False proves
+        # that the server cannot have seen any of it.
+        self.wrote = False
 
     def close(self) -> None:
         """Close at once, without a TLS goodbye: synchronous, so it is safe in any ``finally``."""
@@ -99,11 +103,19 @@ class _Connection:
             return True
 
     async def send(self, data: bytes, timeout: float | None) -> None:
+        """Write all of ``data``, keeping :attr:`wrote` true to what may have left."""
         try:
             if self.plain is not None:
-                data = data[self._write_now(data) :]
-                if not data:
-                    return
+                # An OSError here (the peer reset the connection) means the kernel took nothing.
+                written = self._write_now(data)
+                if written:
+                    self.wrote = True
+                    data = data[written:]
+                    if not data:
+                        return
+            # From here a failure cannot tell how much the kernel took (trio's send_all, and
+            # TLS, which writes ciphertext of its own): count it all as gone.
+            self.wrote = True
             if timeout is None:
                 await self.stream.send_all(data)
             else:
@@ -234,17 +246,17 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         except trio.TooSlowError:
             raise httpx.PoolTimeout("Timed out waiting for a free upstream connection.") from None
 
-    def _checkout(self, origin: Origin, always_check: bool = False) -> _Connection | None:
+    def _checkout(self, origin: Origin) -> _Connection | None:
         stack = self._idle.get(origin)
         now = trio.current_time()
         while stack:
             connection = stack.pop()
             self._idle_count -= 1
-            idle = now - connection.idle_since
-            # A connection idle a moment ago is alive or, if not, the retry below covers it;
-            # checking costs a system call, so only the ones idle for a while are checked.
-            if idle < self._keepalive_expiry and (
-                (idle < CHECK_IDLE_AFTER_S and not always_check) or not connection.dead_while_idle()
+            # Every reuse is checked (one poll, about a microsecond): a connection the server
+            # closed a moment ago would take the whole request and then fail, and a request
+            # that left is never sent again.
+            if now - connection.idle_since < self._keepalive_expiry and (
+                not connection.dead_while_idle()
             ):
                 connection.reused = True
                 return connection
@@ -293,14 +305,33 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         request: httpx.Request,
         timeouts: dict[str, float | None],
     ) -> tuple[_Connection, int, bytes, HeaderList, bool]:
-        """Send the request and read the answer's head, on a pooled or a new connection."""
+        """Send the request and read the answer's head, on a pooled or a new connection.
+
+        When to send a request again is the one decision here that can cost money: an upstream
+        that received a chat call runs and bills it whether or not its answer comes back. So a
+        request is retried only when it provably never left:
+
+        - an idle connection the server closed is seen before anything is written (the check in
+          :meth:`_checkout`) and simply not used: that is no retry at all;
+        - a reused connection whose very first write the kernel refused (the server reset it
+          between the check and the write) took no byte of the request: one retry, on a fresh
+          connection, is safe; even a streamed body, whose iterator was not started yet.
+
+        Everything else is not retried. A complete write followed by a close without an answer
+        is the server (or a proxy before it) dropping a request it had: it may be running.
+        A failed write after some bytes were taken is no proof either: the kernel may have sent
+        them, and whether they stopped inside the head (harmless) or the body (possibly acted
+        on) cannot be known once trio or TLS did the writing, so the strict rule treats any
+        byte taken as a request sent.
+        """
         retried = False
         while True:
             # The one retry goes to a fresh connection: other idle ones may be just as dead.
-            connection = None if retried else self._checkout(origin, not isinstance(body, bytes))
+            connection = None if retried else self._checkout(origin)
             if connection is None:
                 connection = await self._connect(origin, timeouts.get("connect"))
             try:
+                connection.wrote = False
                 await _send_request(connection, head, body, timeouts.get("write"))
                 status, reason, headers, keep_alive = await _read_head(
                     connection, timeouts.get("read"), request.method
@@ -308,14 +339,13 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                 return connection, status, reason, headers, keep_alive
             except (_NothingReceived, httpx.WriteError) as exc:
                 connection.close()
-                # A reused connection the server had closed while idle: the request never
-                # reached the application, so one more try on a fresh connection is safe.
-                if connection.reused and not retried and isinstance(body, bytes):
+                if connection.reused and not connection.wrote and not retried:
                     retried = True
                     continue
                 if isinstance(exc, _NothingReceived):
                     raise httpx.RemoteProtocolError(
-                        "Server disconnected without sending a response."
+                        "Server disconnected without sending a response, after the request was "
+                        "sent (not retried: the upstream may have run it)."
                     ) from None
                 raise
             except BaseException:

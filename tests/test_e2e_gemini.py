@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import httpx
@@ -584,6 +585,10 @@ async def test_models_list_shows_chat_models_without_prefix(
     assert owners["gemini/gemma-3-27b-it"] == "gemini"
     assert not any("embedding" in name or "imagen" in name for name in owners)
     assert not any(name.startswith("models/") for name in owners)
+    # Google's list has no creation time: every model gets the gateway's start, never 0.
+    times = {model.created for model in page.data}
+    assert len(times) == 1
+    assert 0 < time.time() - times.pop() < 600
 
     for model in ("gemini-2.5-pro", "gemini/gemma-3-27b-it"):
         await sdk(gateway).chat.completions.create(model=model, messages=HELLO)
@@ -686,3 +691,54 @@ async def test_cached_prompt_tokens_are_logged_and_priced(
     (row,) = await logged(gateway)
     assert (row["prompt_tokens"], row["cached_tokens"]) == (3, 2)
     assert row["cost_usd"] == pytest.approx(expected_cost(row))
+
+
+async def test_content_read_with_an_error_event_reaches_the_client_before_it(
+    start_gateway: StartGateway, fake_gemini: FakeGemini
+) -> None:
+    # The text events and Google's error object arrive in one read: the text is not lost.
+    gateway = await start_gateway({**gemini_config(fake_gemini), "logging": {"store_bodies": True}})
+    fake_gemini.enqueue(MidStreamError(after_chunks=2, error=overloaded(), one_write=True))
+    async with http(gateway) as client:
+        response = await client.post(
+            "/v1/chat/completions",
+            headers={"authorization": f"Bearer {CLIENT_KEY}"},
+            json={"model": MODEL, "messages": HELLO, "stream": True},
+        )
+    assert response.status_code == 200
+    assert "[DONE]" not in response.text
+    events = [json.loads(e.removeprefix("data: ")) for e in response.text.split("\n\n") if e]
+    *chunks, last = events
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "echo: hello "
+    assert "overloaded" in last["error"]["message"]
+    (row,) = await logged(gateway)
+    assert row["status"] == "error"
+    assert row["response_body"] == "echo: hello "
+    assert row["prompt_tokens"] == 3  # Gemini's usage seen before the error is kept
+
+
+async def test_stream_ending_without_a_finish_reason_is_an_error_with_its_usage(
+    gateway: RunningService, fake_gemini: FakeGemini
+) -> None:
+    # The body ends cleanly but the answer did not (no finishReason): an error, not [DONE], and
+    # the usage seen so far still reaches the log.
+    start = {
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]}}],
+        "usageMetadata": {"promptTokenCount": 8, "totalTokenCount": 8},
+    }
+    body = b"data: " + json.dumps(start).encode() + b"\r\n\r\n"
+    fake_gemini.enqueue(Garbage(body=body, content_type="text/event-stream"))
+    async with http(gateway) as client:
+        response = await client.post(
+            "/v1/chat/completions",
+            headers={"authorization": f"Bearer {CLIENT_KEY}"},
+            json={"model": MODEL, "messages": HELLO, "stream": True},
+        )
+    assert response.status_code == 200
+    assert "[DONE]" not in response.text
+    *chunks, last = [json.loads(e.removeprefix("data: ")) for e in response.text.split("\n\n") if e]
+    assert chunks[0]["choices"][0]["delta"]["content"] == "Hel"
+    assert last["error"]["code"] == "upstream_stream_cut"
+    (row,) = await logged(gateway)
+    assert (row["status"], row["prompt_tokens"]) == ("error", 8)

@@ -460,6 +460,10 @@ async def test_models_list_ollamas_tags(gateway: RunningService, fake_ollama: Fa
     assert owners["llama3.2:latest"] == "ollama"
     assert owners["qwen3:8b"] == "ollama"
     assert any(r.path == "/api/tags" for r in fake_ollama.received)
+    # Ollama's modified_at ("2025-07-01T09:14:05.123456789+02:00") as a Unix time.
+    created = {model.id: model.created for model in page.data}
+    assert created["llama3.2:latest"] == 1751354045
+    assert created["qwen3:8b"] == 1749742664
 
 
 # -- the fake itself: Ollama's defaults the adapter must not rely on ----------------------------
@@ -494,3 +498,34 @@ async def test_pulled_models_route_by_plain_name_and_tag(
         assert chat_requests(fake_ollama)[-1]["model"] == name
     with pytest.raises(openai.NotFoundError):
         await client.chat.completions.create(model="qwen3", messages=HELLO)  # only :8b is pulled
+
+
+async def test_content_read_with_an_error_line_reaches_the_client_before_it(
+    start_gateway: StartGateway, fake_ollama: FakeOllama
+) -> None:
+    # The content lines and the error line arrive in one read: the content is not lost.
+    gateway = await start_gateway(
+        {
+            "providers": {"ollama": {"base_url": fake_ollama.base_url, "timeout_s": 5}},
+            "logging": {"store_bodies": True},
+        }
+    )
+    fake_ollama.enqueue(
+        MidStreamError(after_chunks=2, message="model runner crashed", one_write=True)
+    )
+    async with http(gateway) as client:
+        response = await client.post(
+            "/v1/chat/completions",
+            headers={"authorization": f"Bearer {CLIENT_KEY}"},
+            json={"model": MODEL, "messages": HELLO, "stream": True},
+        )
+    assert response.status_code == 200
+    assert "[DONE]" not in response.text
+    events = [json.loads(e.removeprefix("data: ")) for e in response.text.split("\n\n") if e]
+    *chunks, last = events
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text == "echo: hello"
+    assert "model runner crashed" in last["error"]["message"]
+    (row,) = await logged(gateway)
+    assert row["status"] == "error"
+    assert row["response_body"] == "echo: hello"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 
@@ -15,6 +16,7 @@ from proxy.service import RunningService
 from storage import queries
 from tests.conftest import CLIENT_KEY, StartGateway, http, logged, sdk
 from tests.fakes.openai_upstream import (
+    DEFAULT_API_KEY,
     CutStream,
     FakeOpenAI,
     Garbage,
@@ -28,6 +30,7 @@ from tests.fakes.openai_upstream import (
 )
 
 HELLO = [{"role": "user", "content": "hello there gateway"}]
+AUTH = {"authorization": f"Bearer {CLIENT_KEY}"}
 
 
 def open_stream(client: httpx.AsyncClient) -> AbstractAsyncContextManager[httpx.Response]:
@@ -172,6 +175,24 @@ async def test_models_lists_aliases_and_provider_models(gateway: RunningService)
     assert one.owned_by == "openai"
 
 
+async def test_models_keep_the_upstreams_created_time(gateway: RunningService) -> None:
+    started = int(time.time())  # the gateway started just before this
+    page = await sdk(gateway).models.list()
+    created = {model.id: model.created for model in page.data}
+    # The upstream's own values, from its listing (the fake lists OpenAI's real ones).
+    assert created["gpt-4o"] == 1715367049
+    assert created["gpt-4o-mini"] == 1721172741
+    # An alias is as old as the model it names; never the 1970 of created: 0.
+    assert created["fast"] == 1721172741  # the alias of gpt-4o-mini
+    assert (await sdk(gateway).models.retrieve("gpt-4o")).created == 1715367049
+    assert (await sdk(gateway).models.retrieve("openai/gpt-4o")).created == 1715367049
+    # A name that routes but is not listed (a fine-tune, say): the gateway's start, stable.
+    unlisted = await sdk(gateway).models.retrieve("gpt-4o-my-finetune")
+    assert started - 60 <= unlisted.created <= started
+    again = await sdk(gateway).models.retrieve("gpt-4o-my-finetune")
+    assert again.created == unlisted.created
+
+
 # -- errors, each mapped to the SDK's exception class ----------------------------------------
 
 
@@ -234,7 +255,15 @@ async def test_malformed_bodies_are_400_naming_the_field(
 async def test_unknown_model_is_not_found(gateway: RunningService) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         await sdk(gateway).chat.completions.create(model="no-such-model-xyz", messages=HELLO)
-    assert caught.value.code == "model_not_found"
+    # Typed as OpenAI types its own answer for an unknown model.
+    assert (caught.value.type, caught.value.code) == ("invalid_request_error", "model_not_found")
+    with pytest.raises(openai.NotFoundError) as listed:
+        await sdk(gateway).models.retrieve("no-such-model-xyz")
+    assert (listed.value.type, listed.value.code) == ("invalid_request_error", "model_not_found")
+    async with http(gateway) as client:
+        wrong_path = await client.get("/v1/no-such-path", headers=AUTH)
+    assert wrong_path.status_code == 404
+    assert wrong_path.json()["error"]["type"] == "invalid_request_error"
 
 
 async def test_model_of_a_disabled_provider_is_unavailable(gateway: RunningService) -> None:
@@ -548,3 +577,26 @@ async def test_stop_waits_for_calls_in_flight_but_not_for_idle_connections(
             await gateway.stopped.wait()
     assert answers == ["echo: hello there gateway"]
     assert trio.current_time() - stopping < 2
+
+
+async def test_content_read_with_an_error_event_reaches_the_client_before_it(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    # The content and the error arrive in one read: the content is not lost for the error.
+    gateway = await start_gateway(
+        {
+            "providers": {"openai": {"base_url": fake_openai.base_url, "api_key": DEFAULT_API_KEY}},
+            "logging": {"store_bodies": True},
+        }
+    )
+    fake_openai.enqueue(MidStreamError(after_chunks=3, message="boom upstream", one_write=True))
+    response, body = await raw_stream(gateway)
+    assert response.status_code == 200
+    assert "[DONE]" not in body
+    *chunks, last = [json.loads(e.removeprefix("data: ")) for e in body.split("\n\n") if e]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text == "echo: hello there"
+    assert "boom upstream" in last["error"]["message"]
+    (row,) = await logged(gateway)
+    assert (row["status"], row["error_type"]) == ("error", "upstream_error")
+    assert row["response_body"] == "echo: hello there"

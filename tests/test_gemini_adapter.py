@@ -18,6 +18,7 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from proxy.providers.base import ListedModel
 from proxy.providers.gemini import (
     GEMINI_MODELS,
     SKIP_SIGNATURE,
@@ -802,6 +803,9 @@ def test_stream_blocked_prompt_and_safety_stop() -> None:
 def test_stream_that_ends_without_a_finish_reason_is_cut(raw: bytes) -> None:
     parser = adapter().chunk_parser(MODEL)
     parser.feed(raw)
+    # The usage seen so far comes before the error, so the failed call is logged with it.
+    before = parser.finish() if b"promptTokenCount" in raw else []
+    assert [c.usage.prompt_tokens for c in before if c.usage] == ([8] if before else [])
     with pytest.raises(UpstreamError) as caught:
         parser.finish()
     assert caught.value.code == "upstream_stream_cut"
@@ -828,6 +832,21 @@ def test_error_event_mid_stream(
     with pytest.raises(kind) as caught:
         parser.feed(sse({"error": error}))
     assert caught.value.status == status
+    assert "boom" in caught.value.message
+
+
+def test_chunks_read_with_an_error_event_come_first_with_the_usage_seen() -> None:
+    parser = adapter().chunk_parser(MODEL)
+    error = {"code": 503, "message": "Overloaded boom", "status": "UNAVAILABLE"}
+    chunks = parser.feed(
+        sse(event([{"text": "Hel"}], promptTokenCount=8), event([{"text": "lo"}]), {"error": error})
+    )
+    assert [c.choices[0].delta.content for c in chunks if c.choices] == ["Hel", "lo"]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.prompt_tokens == 8
+    with pytest.raises(UpstreamUnavailable) as caught:
+        parser.finish()
     assert "boom" in caught.value.message
 
 
@@ -967,8 +986,8 @@ def test_models_are_filtered_to_chat_and_stripped() -> None:
         "nextPageToken": "abc",
     }
     assert adapter().parse_models(json.dumps(page).encode()) == [
-        "gemini-2.5-flash",
-        "gemma-3-27b-it",
+        ListedModel("gemini-2.5-flash"),  # Google gives no creation time
+        ListedModel("gemma-3-27b-it"),
     ]
     assert adapter().parse_models(b"{}") == []  # no models: Google omits the empty list
     with pytest.raises(UpstreamError):

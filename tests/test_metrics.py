@@ -207,7 +207,7 @@ async def test_calls_are_counted_and_every_line_is_valid(
     # A name that routed nowhere is not a label: the call counts under provider/model "none".
     nowhere = {"provider": "none", "model": "none"}
     assert value(samples, "llm_proxy_requests_total", **nowhere, status="error") == 1
-    assert value(samples, "llm_proxy_errors_total", **nowhere, type="not_found_error") == 1
+    assert value(samples, "llm_proxy_errors_total", **nowhere, type="invalid_request_error") == 1
     assert value(samples, "llm_proxy_tokens_total", **ok, kind="prompt") == 3
     assert value(samples, "llm_proxy_tokens_total", **ok, kind="completion") > 0
     assert value(samples, "llm_proxy_cost_usd_total", **ok) > 0

@@ -18,6 +18,7 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from proxy.providers.base import ListedModel
 from proxy.providers.ollama import MAX_LINE_BYTES, OllamaAdapter
 
 ADAPTER = OllamaAdapter("ollama", None)
@@ -490,6 +491,31 @@ def test_mid_stream_error_line() -> None:
     assert caught.value.status == 502
 
 
+def test_chunks_read_with_an_error_line_come_first() -> None:
+    parser = ADAPTER.chunk_parser("llama3.2")
+    chunks = parser.feed(
+        ndjson(
+            line(message={"role": "assistant", "content": "a"}),
+            {"error": "an error was encountered while running the model"},
+            line(message={"role": "assistant", "content": "late"}),
+        )
+    )
+    assert [c.choices[0].delta.content for c in chunks] == ["", "a"]
+    with pytest.raises(UpstreamError) as caught:
+        parser.finish()
+    assert "an error was encountered" in caught.value.message
+
+
+def test_last_line_before_a_cut_comes_first() -> None:
+    parser = ADAPTER.chunk_parser("llama3.2")
+    raw = json.dumps(line(message={"role": "assistant", "content": "a"})).encode()
+    assert parser.feed(raw) == []  # no newline yet
+    assert [c.choices[0].delta.content for c in parser.finish()] == ["", "a"]
+    with pytest.raises(UpstreamError) as caught:
+        parser.finish()
+    assert caught.value.code == "upstream_stream_cut"
+
+
 @pytest.mark.parametrize("size", [1, 4, 1000])
 def test_cut_stream(size: int) -> None:
     raw = ndjson(line(message={"role": "assistant", "content": "a"}))
@@ -590,9 +616,16 @@ def test_tags_parsing() -> None:
                 },
             },
             {"name": "qwen3:8b", "model": "qwen3:8b"},
+            {"name": "phi4:latest", "modified_at": "not a time"},
+            {"name": "gemma3:1b", "modified_at": "2025-01-02T03:04:05Z"},
         ]
     }
-    assert ADAPTER.parse_models(json.dumps(tags).encode()) == ["llama3.2:latest", "qwen3:8b"]
+    assert ADAPTER.parse_models(json.dumps(tags).encode()) == [
+        ListedModel("llama3.2:latest", 1751354045),  # modified_at, offset and nanoseconds
+        ListedModel("qwen3:8b"),
+        ListedModel("phi4:latest"),
+        ListedModel("gemma3:1b", 1735787045),
+    ]
     assert ADAPTER.parse_models(b'{"models": []}') == []
     assert ADAPTER.parse_models(b'{"models": null}') == []
     call = ADAPTER.models_call()

@@ -16,6 +16,7 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from proxy.providers.base import ListedModel
 from proxy.providers.openai_compat import OpenAICompatAdapter, normalize_usage
 
 ADAPTER = OpenAICompatAdapter("openai", "sk-upstream-secret-0000")
@@ -110,8 +111,24 @@ def test_stream_without_done_is_cut() -> None:
 
 def test_error_event_mid_stream() -> None:
     parser = ADAPTER.chunk_parser("gpt-4o")
+    assert len(parser.feed(sse(CHUNK))) == 1
     with pytest.raises(UpstreamError) as caught:
-        parser.feed(sse(CHUNK, {"error": {"message": "overloaded", "type": "server_error"}}))
+        parser.feed(sse({"error": {"message": "overloaded", "type": "server_error"}}))
+    assert "overloaded" in caught.value.message
+
+
+@pytest.mark.parametrize("then", ["feed", "finish"])
+def test_chunks_read_with_an_error_event_come_first(then: str) -> None:
+    # One read holds content and the error after it: the content is returned, the error held
+    # and raised by the next call.
+    parser = ADAPTER.chunk_parser("gpt-4o")
+    error = {"error": {"message": "overloaded", "type": "server_error"}}
+    chunks = parser.feed(sse(CHUNK, CHUNK, error, CHUNK))
+    assert [c.choices[0].delta.content for c in chunks] == ["Hel", "Hel"]
+    assert parser.failure is not None
+    with pytest.raises(UpstreamError) as caught:
+        parser.feed(sse(CHUNK)) if then == "feed" else parser.finish()
+    assert caught.value is parser.failure
     assert "overloaded" in caught.value.message
 
 
@@ -185,9 +202,29 @@ def test_string_shaped_and_non_json_error_bodies() -> None:
 
 def test_models_list() -> None:
     body = json.dumps({"object": "list", "data": [{"id": "gpt-4o", "object": "model"}]})
-    assert ADAPTER.parse_models(body.encode()) == ["gpt-4o"]
+    assert ADAPTER.parse_models(body.encode()) == [ListedModel("gpt-4o")]
     with pytest.raises(UpstreamError):
         ADAPTER.parse_models(b"{}")
+
+
+def test_models_list_keeps_created_and_shrugs_off_odd_values() -> None:
+    data = [
+        {"id": "gpt-4o", "object": "model", "created": 1715367049, "owned_by": "system"},
+        {"id": "deepseek-chat", "object": "model", "owned_by": "deepseek"},  # DeepSeek: none
+        {"id": "odd-1", "created": "yesterday"},
+        {"id": "odd-2", "created": True},
+        {"id": "odd-3", "created": -5},
+        {"id": "odd-4", "created": 1715367049.9},
+    ]
+    listed = ADAPTER.parse_models(json.dumps({"data": data}).encode())
+    assert [(m.id, m.created) for m in listed] == [
+        ("gpt-4o", 1715367049),
+        ("deepseek-chat", None),
+        ("odd-1", None),
+        ("odd-2", None),
+        ("odd-3", None),
+        ("odd-4", 1715367049),
+    ]
 
 
 def test_deepseek_cache_counters_become_cached_tokens() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -22,11 +23,14 @@ from tests.fakes.openai_upstream import (
     rate_limited,
     server_error,
 )
+from tests.fakes.raw_http_server import RawConnection, RawHTTPServer, RawRequest, response
 
 HELLO = [{"role": "user", "content": "hello there gateway"}]
 TIMEOUT_S = 1.0
 COOLDOWN_S = 0.5
 SLACK_S = 1.0  # scheduling and thread noise on a loaded test machine
+JSON = "application/json"
+Handler = Callable[[RawConnection], Awaitable[None]]
 
 
 @pytest.fixture
@@ -248,3 +252,95 @@ async def test_non_streaming_stall_is_504(gateway: RunningService, fake_openai: 
     assert response.json()["error"]["type"] == "upstream_timeout"
     (row,) = await logged(gateway)
     assert row["http_status"] == 504
+
+
+# -- a connection cut after the request left, and one closed while idle ------------------------
+
+COMPLETION = json.dumps(
+    {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "hi"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+).encode()
+
+
+async def raw_upstream(
+    nursery: trio.Nursery, start_gateway: StartGateway, handler: Handler
+) -> tuple[RunningService, RawHTTPServer]:
+    """The gateway with its openai provider pointed at a raw server running ``handler``."""
+    server = RawHTTPServer(handler)
+    await nursery.start(server.run)
+    gateway = await start_gateway(
+        {
+            "providers": {
+                "openai": {
+                    "base_url": server.url + "/v1",
+                    "api_key": DEFAULT_API_KEY,
+                    "timeout_s": 5,
+                }
+            }
+        }
+    )
+    return gateway, server
+
+
+def chat_requests(server: RawHTTPServer) -> list[RawRequest]:
+    """The chat calls that reached the raw upstream."""
+    return [r for r in server.requests if r.target == "/v1/chat/completions"]
+
+
+async def test_upstream_cutting_a_received_call_is_502_and_never_sent_twice(
+    nursery: trio.Nursery, start_gateway: StartGateway
+) -> None:
+    # The upstream read the whole call on a kept-alive connection, then hung up without an
+    # answer: it may have run and billed it, so the gateway must not send it again.
+    async def answer_then_cut(connection: RawConnection) -> None:
+        while await connection.read_request() is not None:
+            if len(chat_requests(connection.server)) > 1:
+                await connection.close()
+                return
+            await connection.send(response(COMPLETION, headers=[("Content-Type", JSON)]))
+
+    gateway, server = await raw_upstream(nursery, start_gateway, answer_then_cut)
+    assert (await chat(gateway)).status_code == 200
+    cut = await chat(gateway)
+    assert cut.status_code == 502
+    error = cut.json()["error"]
+    assert error["type"] == "upstream_error"
+    assert "openai broke the connection" in error["message"]
+    assert "without sending a response" in error["message"]
+    assert len(chat_requests(server)) == 2  # one attempt per call, none repeated
+    assert server.connections == 1
+
+
+async def test_upstream_closing_an_idle_connection_costs_the_next_call_nothing(
+    nursery: trio.Nursery, start_gateway: StartGateway
+) -> None:
+    closed = trio.Event()
+
+    async def answer_then_close(connection: RawConnection) -> None:
+        # Keep-alive promised, then the connection closed while idle (an idle timeout).
+        request = await connection.read_request()
+        assert request is not None
+        await connection.send(response(COMPLETION, headers=[("Content-Type", JSON)]))
+        await connection.close()
+        closed.set()
+
+    gateway, server = await raw_upstream(nursery, start_gateway, answer_then_close)
+    assert (await chat(gateway)).status_code == 200
+    await closed.wait()
+    await trio.sleep(0.05)  # the FIN crosses loopback
+    again = await chat(gateway)
+    assert again.status_code == 200
+    assert again.json()["choices"][0]["message"]["content"] == "hi"
+    assert [r.connection for r in chat_requests(server)] == [0, 1]  # one request per call

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 
 from actors.client_directory import ClientDirectory
@@ -42,6 +43,8 @@ class Gateway:
     passwords: Passwords
     retention: Retention
     started_at: float
+    #: Wall-clock start (Unix seconds): the ``created`` of models whose upstream gives none.
+    started_unix: int = dataclasses.field(default_factory=lambda: int(time.time()))
     throttle: LoginThrottle = dataclasses.field(default_factory=LoginThrottle)
     events: EventHub = dataclasses.field(default_factory=EventHub)
     log_buffer: LogBuffer = dataclasses.field(default_factory=LogBuffer)

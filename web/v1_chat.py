@@ -242,17 +242,20 @@ class ChatCall:
             pieces: list[str] = []
             include_usage = request.include_usage
             chunk = first
-            while chunk is not None:
-                if chunk.usage is not None:
-                    self.usage = chunk.usage
+            try:
+                while chunk is not None:
+                    if chunk.usage is not None:
+                        self.usage = chunk.usage
+                    if keep_text:
+                        pieces.extend(c.delta.content for c in chunk.choices if c.delta.content)
+                    # The upstream is always asked for usage; the client sees it only if it asked.
+                    if chunk.choices or include_usage:
+                        await self.send(_event(_encode(chunk)))
+                    chunk = await _next_or_none(chunks)
+            finally:
+                # A stream that failed or was abandoned keeps the text it got as far as.
                 if keep_text:
-                    pieces.extend(c.delta.content for c in chunk.choices if c.delta.content)
-                # The upstream is always asked for usage; the client sees it only if it asked.
-                if chunk.choices or include_usage:
-                    await self.send(_event(_encode(chunk)))
-                chunk = await _next_or_none(chunks)
-            if keep_text:
-                self.response_text = "".join(pieces)
+                    self.response_text = "".join(pieces)
         self._done = True
         await self.send({"type": "http.response.body", "body": DONE, "more_body": False})
 

@@ -31,14 +31,14 @@ def _routable_id(router: Router, provider: str, model: str) -> str:
 
 async def list_models(gateway: Gateway) -> ModelList:
     """Aliases first, then every provider's models, fetched concurrently; what is switched off
-    (a provider or a model, from the dashboard) is left out."""
+    (a provider or a model, from the dashboard) is left out.
+
+    ``created`` is the upstream's own value where its listing has one (OpenAI, xAI, Ollama's
+    ``modified_at``); an alias takes its target's. Where none is known (Gemini, DeepSeek, the
+    static lists) it is the gateway's start: a real date that stays put for as long as the
+    process runs, unlike ``0``, which clients show as 1970 and sort last.
+    """
     router = gateway.router
-    cards = [
-        ModelCard(id=name, owned_by=target.provider)
-        for name, target in router.aliases.items()
-        if router.is_enabled(target.provider)
-        and router.model_enabled(Route(target.provider, target.model, name), name)
-    ]
     serving = [name for name in gateway.providers if router.is_enabled(name)]
     per_provider: dict[str, list[str]] = {}
 
@@ -48,12 +48,27 @@ async def list_models(gateway: Gateway) -> ModelList:
     async with trio.open_nursery() as nursery:
         for name in serving:
             nursery.start_soon(fetch, name)
+    cards = [
+        _card(gateway, name, target.provider, target.model)
+        for name, target in router.aliases.items()
+        if router.is_enabled(target.provider)
+        and router.model_enabled(Route(target.provider, target.model, name), name)
+    ]
     for name in serving:
         for model in per_provider.get(name, []):
             card_id = _routable_id(router, name, model)
             if router.model_enabled(Route(name, model), card_id):
-                cards.append(ModelCard(id=card_id, owned_by=name))
+                cards.append(_card(gateway, card_id, name, model))
     return ModelList(data=cards)
+
+
+def _card(gateway: Gateway, card_id: str, provider: str, upstream_model: str) -> ModelCard:
+    """The entry for ``card_id``, served by ``provider`` as ``upstream_model``."""
+    actor = gateway.providers.get(provider)
+    created = actor.created_times().get(upstream_model) if actor is not None else None
+    if created is None:
+        created = gateway.started_unix
+    return ModelCard(id=card_id, created=created, owned_by=provider)
 
 
 async def models_body(gateway: Gateway, model: str | None) -> bytes:
@@ -65,4 +80,4 @@ async def models_body(gateway: Gateway, model: str | None) -> bytes:
         if card.id == model:
             return _encode(card)
     route = gateway.router.resolve(model)  # raises 404 / 503 for what does not route
-    return _encode(ModelCard(id=model, owned_by=route.provider))
+    return _encode(_card(gateway, model, route.provider, route.upstream_model))

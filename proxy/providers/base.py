@@ -34,16 +34,73 @@ class UpstreamCall:
     body: bytes | None = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ListedModel:
+    """One model of an upstream's listing, with its creation time (Unix seconds) if it gives one."""
+
+    id: str
+    created: int | None = None
+
+
+def unix_time(value: object) -> int | None:
+    """A plausible Unix time from a listing's field, else None (a listing never fails for it)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if 0 < value < 2**33 else None
+
+
 class ChunkParser(abc.ABC):
-    """Turns an upstream's streamed bytes into chunks; one instance per call."""
+    """Turns an upstream's streamed bytes into chunks; one instance per call.
 
-    @abc.abstractmethod
+    One read may hold content and, after it, an error (an error event, a garbage line, a cut):
+    the content still reaches the client, then the error. So :meth:`feed` and :meth:`finish`
+    return the chunks parsed before an error and keep the error in :attr:`failure`, raised by
+    the next call; an error with nothing before it is raised at once.
+    """
+
+    #: The error met after the chunks last returned, to raise once they are delivered.
+    failure: GatewayError | None = None
+
     def feed(self, data: bytes) -> list[ChatChunk]:
-        """Chunks completed by ``data``; raises a GatewayError for an in-stream error event."""
+        """Chunks completed by ``data``; a GatewayError for an error in the stream (see above)."""
+        if self.failure is not None:
+            raise self.failure
+        chunks: list[ChatChunk] = []
+        try:
+            self._feed(data, chunks)
+        except GatewayError as exc:
+            self._hold(exc, chunks)
+        return chunks
 
-    @abc.abstractmethod
     def finish(self) -> list[ChatChunk]:
         """The upstream closed the body: the last chunks, or UpstreamError if it was cut short."""
+        if self.failure is not None:
+            raise self.failure
+        chunks: list[ChatChunk] = []
+        try:
+            self._finish(chunks)
+        except GatewayError as exc:
+            self._hold(exc, chunks)
+        return chunks
+
+    def _hold(self, error: GatewayError, chunks: list[ChatChunk]) -> None:
+        """Keep ``error`` for the next call when chunks came before it; else raise it now."""
+        self._before_failure(chunks)
+        if not chunks:
+            raise error
+        self.failure = error
+
+    @abc.abstractmethod
+    def _feed(self, data: bytes, chunks: list[ChatChunk]) -> None:
+        """Append the chunks completed by ``data``; raise a GatewayError for an in-stream error."""
+
+    @abc.abstractmethod
+    def _finish(self, chunks: list[ChatChunk]) -> None:
+        """Append the last chunks; raise UpstreamError if the stream was cut short."""
+
+    def _before_failure(self, chunks: list[ChatChunk]) -> None:
+        """Append what must reach the caller before an error (usage seen so far, say)."""
+        return  # most protocols have nothing of the kind
 
 
 class WireAdapter(abc.ABC):
@@ -81,8 +138,8 @@ class WireAdapter(abc.ABC):
         """The request that lists the upstream's models."""
 
     @abc.abstractmethod
-    def parse_models(self, body: bytes) -> list[str]:
-        """Model ids from the answer to :meth:`models_call`."""
+    def parse_models(self, body: bytes) -> list[ListedModel]:
+        """The models in the answer to :meth:`models_call`."""
 
     @property
     @abc.abstractmethod

@@ -53,6 +53,7 @@ from proxy.errors import GatewayError, InvalidRequest, UpstreamError
 from proxy.providers.base import (
     UNREADABLE,
     ChunkParser,
+    ListedModel,
     UpstreamCall,
     WireAdapter,
     decode_as,
@@ -318,11 +319,12 @@ class GeminiAdapter(WireAdapter):
         """``GET /models`` with the largest page, so one request lists everything."""
         return UpstreamCall("GET", "/models?pageSize=1000", self._headers)
 
-    def parse_models(self, body: bytes) -> list[str]:
-        """Chat-capable models (``generateContent``), without the ``models/`` prefix."""
+    def parse_models(self, body: bytes) -> list[ListedModel]:
+        """Chat-capable models (``generateContent``), without the ``models/`` prefix; Google
+        gives no creation time."""
         page = decode_as(_decode_models, self.provider, "model list", body)
         return [
-            model.name.removeprefix("models/")
+            ListedModel(model.name.removeprefix("models/"))
             for model in page.models
             if "generateContent" in model.supported_generation_methods
         ]
@@ -790,33 +792,37 @@ class GeminiChunkParser(ChunkParser):
         self._usage: Usage | None = None
         self._finished = False
 
-    def feed(self, data: bytes) -> list[ChatChunk]:
-        """Chunks completed by ``data``; an ``{"error": …}`` event raises the mapped error."""
+    def _feed(self, data: bytes, chunks: list[ChatChunk]) -> None:
+        # An {"error": …} event raises the mapped error.
         try:
             events = self._sse.feed(data)
         except SSEError as exc:
             raise malformed(self._adapter.provider, "stream", exc) from None
-        chunks: list[ChatChunk] = []
         for event in events:
             reply = self._adapter.decode(event.data.encode(), "stream event")
             if reply.error is not None:
                 raise self._adapter.rpc_error(reply.error.code, reply.error, {})
             self._event(reply, chunks)
-        return chunks
 
-    def finish(self) -> list[ChatChunk]:
-        """The body ended: complete only after a finishReason (there is no end marker)."""
+    def _finish(self, chunks: list[ChatChunk]) -> None:
+        # The body ended: complete only after a finishReason (there is no end marker).
         self._sse.close()
         if not self._finished:
             raise UpstreamError(
                 f"Upstream {self._adapter.provider} ended the stream before it was complete.",
                 code="upstream_stream_cut",
             )
-        if self._usage is None:
-            return []
-        # Always last, with the last (authoritative) usageMetadata; the caller decides
-        # whether the client sees it.
-        return [self._chunk([], usage=self._usage)]
+        self._flush_usage(chunks)
+
+    def _before_failure(self, chunks: list[ChatChunk]) -> None:
+        # Every event carries the usage so far: a failed call is logged with what it used.
+        self._flush_usage(chunks)
+
+    def _flush_usage(self, chunks: list[ChatChunk]) -> None:
+        """The usage chunk, always last, with the last (authoritative) ``usageMetadata``; the
+        caller decides whether the client sees it."""
+        if self._usage is not None:
+            chunks.append(self._chunk([], usage=self._usage))
 
     def _chunk(self, choices: list[ChunkChoice], usage: Usage | None = None) -> ChatChunk:
         return ChatChunk(

@@ -9,6 +9,7 @@ generated tool-call ids, and ``thinking`` to ``reasoning_content``.
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -46,11 +47,13 @@ from proxy.errors import GatewayError, InvalidRequest, UpstreamError
 from proxy.providers.base import (
     UNREADABLE,
     ChunkParser,
+    ListedModel,
     UpstreamCall,
     WireAdapter,
     decode_as,
     inline_data,
     malformed,
+    unix_time,
 )
 from proxy.providers.upstream_errors import map_status
 
@@ -148,6 +151,7 @@ class OllamaLine(Struct):
 
 class _Tag(Struct):
     name: str
+    modified_at: str | None = None  # RFC 3339 with nanoseconds: when it was pulled or built
 
 
 class _Tags(Struct):
@@ -219,10 +223,24 @@ class OllamaAdapter(WireAdapter):
         """``GET /api/tags``: the models pulled on the server."""
         return UpstreamCall("GET", "/api/tags", self._headers)
 
-    def parse_models(self, body: bytes) -> list[str]:
-        """Names as Ollama lists them, tag included (``llama3.2:latest``)."""
+    def parse_models(self, body: bytes) -> list[ListedModel]:
+        """Names as Ollama lists them, tag included (``llama3.2:latest``), with the time each
+        was last modified as their creation time (what Ollama's own /v1/models reports)."""
         tags = decode_as(_decode_tags, self.provider, "model list", body)
-        return [model.name for model in tags.models or ()]
+        return [ListedModel(tag.name, _unix_time(tag.modified_at)) for tag in tags.models or ()]
+
+
+def _unix_time(stamp: str | None) -> int | None:
+    """An RFC 3339 time as Unix seconds; None for a missing or unreadable one."""
+    if not stamp:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return unix_time(moment.timestamp())
 
 
 def _decode(provider: str, what: str, data: bytes) -> OllamaLine:
@@ -522,22 +540,19 @@ class OllamaChunkParser(ChunkParser):
         self._done = False
         self._tool_calls = 0  # OpenAI indexes tool calls across the whole answer
 
-    def feed(self, data: bytes) -> list[ChatChunk]:
-        """Chunks of the lines completed by ``data``."""
+    def _feed(self, data: bytes, chunks: list[ChatChunk]) -> None:
+        # The chunks of the lines completed by data.
         buffer = self._buffer
         buffer += data
-        chunks: list[ChatChunk] = []
         start = 0
         while (end := buffer.find(b"\n", start)) >= 0:
             self._line(bytes(buffer[start:end]), chunks)
             start = end + 1
         del buffer[:start]
         self._check_length(len(buffer))
-        return chunks
 
-    def finish(self) -> list[ChatChunk]:
-        """The body ended: complete only after a ``done: true`` line."""
-        chunks: list[ChatChunk] = []
+    def _finish(self, chunks: list[ChatChunk]) -> None:
+        # The body ended: complete only after a done: true line.
         if self._buffer:
             # A last line without its newline is still a line.
             self._line(bytes(self._buffer), chunks)
@@ -547,7 +562,6 @@ class OllamaChunkParser(ChunkParser):
                 f"Upstream {self._provider} ended the stream before it was complete.",
                 code="upstream_stream_cut",
             )
-        return chunks
 
     def _check_length(self, size: int) -> None:
         if size > MAX_LINE_BYTES:

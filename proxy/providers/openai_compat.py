@@ -18,11 +18,13 @@ from proxy.errors import GatewayError, UpstreamError, UpstreamUnavailable
 from proxy.providers.base import (
     UNREADABLE,
     ChunkParser,
+    ListedModel,
     UpstreamCall,
     WireAdapter,
     decode_as,
     decode_json,
     malformed,
+    unix_time,
 )
 from proxy.providers.upstream_errors import map_status
 from proxy.sse import SSEDecoder, SSEError
@@ -35,6 +37,7 @@ _decode_response = msgspec.json.Decoder(ChatResponse).decode
 
 class _ModelEntry(msgspec.Struct):
     id: str
+    created: Any = None  # OpenAI's and xAI's Unix time; DeepSeek sends none
 
 
 class _ModelsBody(msgspec.Struct):
@@ -127,10 +130,10 @@ class OpenAICompatAdapter(WireAdapter):
         """``GET /models``."""
         return UpstreamCall("GET", "/models", self._headers)
 
-    def parse_models(self, body: bytes) -> list[str]:
-        """Ids of ``{"data": [{"id": ...}]}``."""
+    def parse_models(self, body: bytes) -> list[ListedModel]:
+        """Ids and creation times of ``{"data": [{"id": ..., "created": ...}]}``."""
         page = decode_as(_decode_models, self.provider, "model list", body)
-        return [entry.id for entry in page.data]
+        return [ListedModel(entry.id, unix_time(entry.created)) for entry in page.data]
 
 
 def normalize_usage(usage: Usage | None) -> None:
@@ -194,13 +197,11 @@ class OpenAIChunkParser(ChunkParser):
         self._sse = SSEDecoder()
         self._done = False
 
-    def feed(self, data: bytes) -> list[ChatChunk]:
-        """Chunks completed by ``data``."""
+    def _feed(self, data: bytes, chunks: list[ChatChunk]) -> None:
         try:
             events = self._sse.feed(data)
         except SSEError as exc:
             raise malformed(self._provider, "stream", exc) from None
-        chunks: list[ChatChunk] = []
         for event in events:
             if self._done:
                 continue
@@ -219,17 +220,15 @@ class OpenAIChunkParser(ChunkParser):
             for choice in chunk.choices:
                 check_finish(self._provider, choice.finish_reason)
             chunks.append(chunk)
-        return chunks
 
-    def finish(self) -> list[ChatChunk]:
-        """The stream ended: fine only after ``[DONE]``."""
+    def _finish(self, chunks: list[ChatChunk]) -> None:
+        # The stream ended: fine only after [DONE].
         self._sse.close()
         if not self._done:
             raise UpstreamError(
                 f"Upstream {self._provider} ended the stream before it was complete.",
                 code="upstream_stream_cut",
             )
-        return []
 
     def _stream_error(self, payload: bytes, exc: Exception) -> GatewayError:
         parsed = decode_json(self._provider, "stream event", payload)

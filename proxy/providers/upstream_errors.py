@@ -16,7 +16,9 @@ from proxy.errors import (
     PermissionDenied,
     RateLimited,
     RequestTooLarge,
+    UpstreamAuthFailed,
     UpstreamError,
+    UpstreamOutOfCredit,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -51,13 +53,12 @@ def map_status(
     if status == 429:
         return RateLimited(text, code=code or "rate_limit_exceeded", headers=kept)
     if status in (401, 403):
-        return UpstreamError(
+        return UpstreamAuthFailed(
             f"Upstream {provider} rejected the gateway's credentials ({status}); "
-            "the gateway's administrator must fix its provider key.",
-            code="upstream_auth_failed",
+            "the gateway's administrator must fix its provider key."
         )
     if status == 402:
-        return UpstreamUnavailable(text, code=code or "insufficient_quota")
+        return UpstreamOutOfCredit(text, code=code or "insufficient_quota")
     if status == 408 or status == 504:
         return UpstreamTimeout(text, code=code)
     if status == 503:

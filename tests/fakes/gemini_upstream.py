@@ -181,12 +181,17 @@ class RpcError:
 
 @dataclass(frozen=True, slots=True)
 class MidStreamError:
-    """Stream `after_chunks` text chunks, then an ``{"error": …}`` event, then end."""
+    """Stream `after_chunks` text chunks, then an ``{"error": …}`` event, then end.
+
+    With `one_write` the text events and the error leave in one write (SSE only), so the
+    gateway reads them together.
+    """
 
     after_chunks: int = 2
     error: RpcError = field(
         default_factory=lambda: RpcError(500, "INTERNAL", "An internal error has occurred.")
     )
+    one_write: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,12 +508,12 @@ async def _answer(reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> b
             await _send_error(reply, behaviour)
         case Garbage(body=body, status=status, content_type=content_type):
             await reply.full(status, {"content-type": content_type}, body)
-        case MidStreamError(after_chunks=n, error=error):
+        case MidStreamError(after_chunks=n, error=error, one_write=one_write):
             if not call.streaming:
                 await _send_error(reply, error)
             else:
                 events = _text_events(call, _padded_words(call, n), "STOP")[:n]
-                await _stream(reply, call, events, error=_error_body(error))
+                await _stream(reply, call, events, error=_error_body(error), one_write=one_write)
         case CutStream(after_chunks=n):
             reply.finished = True  # the server, not the client, ends this one
             if call.streaming:
@@ -539,15 +544,20 @@ async def _stream(
     *,
     error: dict[str, Any] | None = None,
     cut: bool = False,
+    one_write: bool = False,
 ) -> None:
     """SSE with CRLF separators and no [DONE]; or Google's streamed JSON array."""
     if call.sse:
         await reply.start(200, _STREAM_HEADERS)
-        for event in events:
-            await reply.write(b"data: " + _encode(event) + b"\r\n\r\n")
+        encoded = [b"data: " + _encode(event) + b"\r\n\r\n" for event in events]
+        tail = b"data: " + _encode(error) + b"\r\n\r\n" if error else b""
+        if one_write and not cut:
+            encoded, tail = [], b"".join(encoded) + tail
+        for event in encoded:
+            await reply.write(event)
         if cut:
             return
-        await reply.end(b"data: " + _encode(error) + b"\r\n\r\n" if error else b"")
+        await reply.end(tail)
         return
     # Without alt=sse Google streams one JSON array, its elements pretty-printed.
     await reply.start(200, {"content-type": _JSON_TYPE})

@@ -130,10 +130,15 @@ class ErrorReply:
 
 @dataclass(frozen=True, slots=True)
 class MidStreamError:
-    """Stream `after_chunks` content lines, then an `{"error": ...}` line; the status stays 200."""
+    """Stream `after_chunks` content lines, then an `{"error": ...}` line; the status stays 200.
+
+    With `one_write` the content lines and the error line leave in one write, so the gateway
+    reads them together.
+    """
 
     after_chunks: int = 2
     message: str = "an error was encountered while running the model: unexpected EOF"
+    one_write: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,14 +277,19 @@ async def _answer(reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> b
         case CutStream(after_chunks=n):
             await _answer_cut(reply, call, n)
             return True
-        case MidStreamError(after_chunks=n, message=message):
+        case MidStreamError(after_chunks=n, message=message, one_write=one_write):
             if not call.stream:
                 await _send_error(reply, ErrorReply(500, message))
             else:
                 await reply.start(200, _NDJSON)
-                for piece in padded_echo(call.last_user_text, n)[:n]:
-                    await reply.write(_ndjson(_line(call.model, _message(piece))))
-                await reply.end(_ndjson({"error": message}))
+                pieces = padded_echo(call.last_user_text, n)[:n]
+                lines = [_ndjson(_line(call.model, _message(piece))) for piece in pieces]
+                lines.append(_ndjson({"error": message}))
+                if one_write:
+                    lines = [b"".join(lines)]
+                for line in lines[:-1]:
+                    await reply.write(line)
+                await reply.end(lines[-1])
         case StallMidStream(after_chunks=n, seconds=seconds):
             if not call.stream:
                 await trio.sleep(seconds)

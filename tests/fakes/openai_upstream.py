@@ -131,10 +131,15 @@ class CutStream:
 
 @dataclass(frozen=True, slots=True)
 class MidStreamError:
-    """Stream `after_chunks` content chunks, then `data: {"error": …}` and end without [DONE]."""
+    """Stream `after_chunks` content chunks, then `data: {"error": …}` and end without [DONE].
+
+    With `one_write` the content chunks and the error leave in one write (a busy upstream's
+    buffered output), so the gateway reads them together.
+    """
 
     after_chunks: int = 2
     message: str = "The server had an error while processing your request."
+    one_write: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,15 +409,20 @@ async def _answer(reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> b
                 await trio.sleep(interval)
                 await reply.write(part)
             await reply.end()
-        case MidStreamError(after_chunks=n, message=message):
+        case MidStreamError(after_chunks=n, message=message, one_write=one_write):
             if not call.stream:
                 await _send_error(reply, ErrorReply(500, message, "server_error"))
             else:
                 await _start_stream(reply, call)
-                for piece in padded_echo(call.last_user_text, n)[:n]:
-                    await reply.write(_sse(_chunk(call, {"content": piece})))
+                pieces = padded_echo(call.last_user_text, n)[:n]
+                events = [_sse(_chunk(call, {"content": piece})) for piece in pieces]
                 error = {"message": message, "type": "server_error", "param": None, "code": None}
-                await reply.end(_sse({"error": error}))
+                events.append(_sse({"error": error}))
+                if one_write:
+                    events = [b"".join(events)]
+                for event in events[:-1]:
+                    await reply.write(event)
+                await reply.end(events[-1])
         case StallMidStream(after_chunks=n, seconds=seconds):
             if not call.stream:
                 await trio.sleep(seconds)

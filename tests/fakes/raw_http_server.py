@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -127,6 +128,16 @@ class RawConnection:
     async def close(self) -> None:
         """Close the connection (over TLS, with a close_notify when the client still listens)."""
         await self.stream.aclose()
+
+    async def reset(self) -> None:
+        """Abort the connection with a TCP reset (RST) instead of an orderly close (FIN)."""
+        tcp = (
+            self.stream.transport_stream if isinstance(self.stream, trio.SSLStream) else self.stream
+        )
+        assert isinstance(tcp, trio.SocketStream)
+        # A zero linger time makes close() send RST and drop what was not yet sent.
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await trio.aclose_forcefully(tcp)
 
 
 Handler = Callable[[RawConnection], Awaitable[None]]
