@@ -18,6 +18,9 @@ Deadlines: a non-streaming call must answer within ``timeout_s``. A stream must 
 chunk within ``timeout_s`` of the call and each next chunk within ``timeout_s`` of being asked for.
 Bytes that produce no chunk (keep-alive comments, blank lines) do not extend either deadline, unlike
 httpx's read timeout, which every received byte resets.
+
+Secrets: the provider key joins a request in one place, :meth:`_HttpBackend._credentials_for`, and
+only for an origin the file binds it to (:mod:`proxy.origins`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from proxy.chat import ChatChunk, ChatRequest, ChatResponse
 from proxy.config import ProviderConfig
 from proxy.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from proxy.images import ImageFetcher, inline_remote_images
+from proxy.origins import KeyBinding, key_binding
 from proxy.providers.base import ChunkParser, UpstreamCall, WireAdapter
 from proxy.providers.mock import MOCK_MODELS, mock_chunks, mock_response
 from proxy.upstream_http import UpstreamTransport, build_request, close_response, raw_stream
@@ -60,6 +64,9 @@ _BASE_HEADERS = (
     (b"accept-encoding", b"identity"),
     (b"user-agent", f"llm-proxy/{__version__}".encode()),
 )
+
+
+_HeaderPairs = tuple[tuple[bytes, bytes], ...]
 
 
 @dataclasses.dataclass(slots=True)
@@ -207,6 +214,8 @@ class ProviderActor:
     ) -> None:
         self.name = config.name
         self.config = config
+        # Bound to the file's config: a later base_url override never widens it.
+        self.key_binding: KeyBinding = key_binding(config)
         self._adapter = adapter
         # Only upstreams that cannot fetch image URLs themselves get the gateway's fetcher.
         self._images = images if adapter is not None and adapter.needs_inline_images else None
@@ -248,7 +257,7 @@ class ProviderActor:
     def _new_backend(self) -> _Backend:
         if self._adapter is None:
             return _MockBackend(self.config)
-        return _HttpBackend(self.config, self._adapter)
+        return _HttpBackend(self.config, self._adapter, self.key_binding)
 
     def reconfigure(
         self, *, base_url: str | None = None, max_concurrency: int | None = None
@@ -518,13 +527,17 @@ class _HttpBackend(_Backend):
     ~90 µs per call on the bench machine.
     """
 
-    def __init__(self, config: ProviderConfig, adapter: WireAdapter) -> None:
+    def __init__(self, config: ProviderConfig, adapter: WireAdapter, binding: KeyBinding) -> None:
         super().__init__()
         self._name = config.name
         self._timeout_s = config.timeout_s
         self._adapter = adapter
         self._base_url = config.base_url.rstrip("/")
-        self._urls: dict[str, httpx.URL] = {}
+        self._binding = binding
+        self._credentials: _HeaderPairs = tuple(
+            (name.encode(), value.encode()) for name, value in adapter.credential_headers().items()
+        )
+        self._targets: dict[str, tuple[httpx.URL, _HeaderPairs]] = {}
         # More connections than the actor's concurrency limit, so a call never waits in the pool.
         self._transport = UpstreamTransport(
             max_connections=config.max_concurrency + 16,
@@ -545,20 +558,39 @@ class _HttpBackend(_Backend):
     async def aclose(self) -> None:
         await self._transport.aclose()
 
-    def _url(self, path: str) -> httpx.URL:
-        url = self._urls.get(path)
-        if url is None:
+    def _target(self, path: str) -> tuple[httpx.URL, _HeaderPairs]:
+        """The URL of ``path`` and the key's headers to send with it."""
+        target = self._targets.get(path)
+        if target is None:
             url = httpx.URL(self._base_url + path)
+            target = (url, self._credentials_for(url))
             # Paths name models (Gemini's do): bounded by the models in use, but capped anyway.
-            if len(self._urls) < MAX_CACHED_URLS:
-                self._urls[path] = url
-        return url
+            if len(self._targets) < MAX_CACHED_URLS:
+                self._targets[path] = target
+        return target
+
+    def _credentials_for(self, url: httpx.URL) -> _HeaderPairs:
+        """The key's headers, for an origin the key is bound to only.
+
+        The one place a provider key joins a request (chat calls, model listings and the
+        dashboard's test call all come through here), so whatever moved the base URL, the key
+        cannot follow it to another origin. The URL is the one the transport connects to.
+        """
+        if not self._credentials:
+            return ()
+        refusal = self._binding.refusal(url)
+        if refusal is not None:
+            raise UpstreamUnavailable(refusal, code="base_url_not_allowed")
+        return self._credentials
 
     async def _send(self, call: UpstreamCall) -> httpx.Response:
-        headers = [*_BASE_HEADERS, *((k.encode(), v.encode()) for k, v in call.headers.items())]
-        request = build_request(
-            call.method, self._url(call.path), headers, call.body, self._extensions
-        )
+        url, credentials = self._target(call.path)
+        headers = [
+            *_BASE_HEADERS,
+            *credentials,
+            *((k.encode(), v.encode()) for k, v in call.headers.items()),
+        ]
+        request = build_request(call.method, url, headers, call.body, self._extensions)
         return await self._transport.handle_async_request(request)
 
     async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
