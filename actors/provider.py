@@ -20,7 +20,9 @@ Bytes that produce no chunk (keep-alive comments, blank lines) do not extend eit
 httpx's read timeout, which every received byte resets.
 
 Secrets: the provider key joins a request in one place, :meth:`_HttpBackend._credentials_for`, and
-only for an origin the file binds it to (:mod:`proxy.origins`).
+only for an origin the file binds it to (:mod:`proxy.origins`). Every error leaving a call (at
+:meth:`ProviderActor._ended`, in a stream, in a model listing) is scrubbed of every configured
+secret first (:mod:`proxy.secret_scrubber`): its text may quote the upstream.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from proxy.images import ImageFetcher, inline_remote_images
 from proxy.origins import KeyBinding, key_binding
 from proxy.providers.base import ChunkParser, UpstreamCall, WireAdapter
 from proxy.providers.mock import MOCK_MODELS, mock_chunks, mock_response
+from proxy.secret_scrubber import SecretScrubber
 from proxy.upstream_http import UpstreamTransport, build_request, close_response, raw_stream
 
 log = logging.getLogger("llm_proxy.provider")
@@ -104,9 +107,10 @@ class ChunkStream(abc.ABC):
 class _JudgedStream(ChunkStream):
     """Passes chunks through, telling the call how the stream ended for the breaker."""
 
-    def __init__(self, chunks: ChunkStream, call: _Call) -> None:
+    def __init__(self, chunks: ChunkStream, call: _Call, scrubber: SecretScrubber) -> None:
         self._chunks = chunks
         self._call = call
+        self._scrubber = scrubber
 
     async def __anext__(self) -> ChatChunk:
         try:
@@ -116,6 +120,7 @@ class _JudgedStream(ChunkStream):
             raise
         except GatewayError as exc:
             self._call.judge(exc)
+            self._scrubber.scrub_error(exc)  # an in-stream error event is upstream text
             raise
 
 
@@ -211,11 +216,14 @@ class ProviderActor:
         *,
         images: ImageFetcher | None = None,
         on_breaker_change: Callable[[str, str], None] | None = None,
+        scrubber: SecretScrubber | None = None,
     ) -> None:
         self.name = config.name
         self.config = config
         # Bound to the file's config: a later base_url override never widens it.
         self.key_binding: KeyBinding = key_binding(config)
+        # Every upstream-derived error leaves this actor through it (see _ended).
+        self.scrubber = scrubber or SecretScrubber([config.api_key] if config.api_key else [])
         self._adapter = adapter
         # Only upstreams that cannot fetch image URLs themselves get the gateway's fetcher.
         self._images = images if adapter is not None and adapter.needs_inline_images else None
@@ -382,8 +390,11 @@ class ProviderActor:
         return _Admission(self, _Call(probe=self._breaker.state is BreakerState.HALF_OPEN), backend)
 
     def _ended(self, call: _Call, error: BaseException | None) -> None:
-        if isinstance(error, GatewayError) and error.status >= 500:
-            self._errors += 1
+        if isinstance(error, GatewayError):
+            # Where every call's error leaves the actor: its text may quote the upstream.
+            self.scrubber.scrub_error(error)
+            if error.status >= 500:
+                self._errors += 1
         if call.outcome is _Outcome.SUCCESS:
             self._breaker.record_success(trio.current_time())
         elif call.outcome is _Outcome.FAILURE:
@@ -461,7 +472,7 @@ class ProviderActor:
                         request, upstream_model, timing, deadline
                     ) as chunks:
                         opened = True
-                        yield _JudgedStream(chunks, call)
+                        yield _JudgedStream(chunks, call, self.scrubber)
                 except GatewayError as exc:
                     # Once open, only the stream's own errors judge the upstream (the stream
                     # records them); an error of the caller's says nothing about it.
@@ -495,6 +506,8 @@ class ProviderActor:
             with trio.fail_after(min(self.config.timeout_s, 10.0)):
                 models = await backend.list_models()
         except (GatewayError, trio.TooSlowError) as exc:
+            if isinstance(exc, GatewayError):
+                self.scrubber.scrub_error(exc)
             # Said once, not every poll: an enabled-by-default Ollama may simply not be running.
             level = logging.DEBUG if self._listing_failed else logging.WARNING
             log.log(
