@@ -18,6 +18,11 @@ Deadlines: a non-streaming call must answer within ``timeout_s``. A stream must 
 chunk within ``timeout_s`` of the call and each next chunk within ``timeout_s`` of being asked for.
 Bytes that produce no chunk (keep-alive comments, blank lines) do not extend either deadline, unlike
 httpx's read timeout, which every received byte resets.
+
+Secrets: the provider key joins a request in one place, :meth:`_HttpBackend._credentials_for`, and
+only for an origin the file binds it to (:mod:`proxy.origins`). Every error leaving a call (at
+:meth:`ProviderActor._ended`, in a stream, in a model listing) is scrubbed of every configured
+secret first (:mod:`proxy.secret_scrubber`): its text may quote the upstream.
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ from proxy.chat import ChatChunk, ChatRequest, ChatResponse
 from proxy.config import ProviderConfig
 from proxy.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from proxy.images import ImageFetcher, inline_remote_images
+from proxy.origins import KeyBinding, key_binding
 from proxy.providers.base import ChunkParser, ListedModel, UpstreamCall, WireAdapter
 from proxy.providers.mock import MOCK_MODELS, mock_chunks, mock_response
+from proxy.secret_scrubber import SecretScrubber
 from proxy.upstream_http import UpstreamTransport, build_request, close_response, raw_stream
 
 log = logging.getLogger("llm_proxy.provider")
@@ -60,6 +67,9 @@ _BASE_HEADERS = (
     (b"accept-encoding", b"identity"),
     (b"user-agent", f"llm-proxy/{__version__}".encode()),
 )
+
+
+_HeaderPairs = tuple[tuple[bytes, bytes], ...]
 
 
 @dataclasses.dataclass(slots=True)
@@ -97,9 +107,10 @@ class ChunkStream(abc.ABC):
 class _JudgedStream(ChunkStream):
     """Passes chunks through, telling the call how the stream ended for the breaker."""
 
-    def __init__(self, chunks: ChunkStream, call: _Call) -> None:
+    def __init__(self, chunks: ChunkStream, call: _Call, scrubber: SecretScrubber) -> None:
         self._chunks = chunks
         self._call = call
+        self._scrubber = scrubber
 
     async def __anext__(self) -> ChatChunk:
         try:
@@ -109,6 +120,7 @@ class _JudgedStream(ChunkStream):
             raise
         except GatewayError as exc:
             self._call.judge(exc)
+            self._scrubber.scrub_error(exc)  # an in-stream error event is upstream text
             raise
 
 
@@ -204,9 +216,14 @@ class ProviderActor:
         *,
         images: ImageFetcher | None = None,
         on_breaker_change: Callable[[str, str], None] | None = None,
+        scrubber: SecretScrubber | None = None,
     ) -> None:
         self.name = config.name
         self.config = config
+        # Bound to the file's config: a later base_url override never widens it.
+        self.key_binding: KeyBinding = key_binding(config)
+        # Every upstream-derived error leaves this actor through it (see _ended).
+        self.scrubber = scrubber or SecretScrubber([config.api_key] if config.api_key else [])
         self._adapter = adapter
         # Only upstreams that cannot fetch image URLs themselves get the gateway's fetcher.
         self._images = images if adapter is not None and adapter.needs_inline_images else None
@@ -249,7 +266,7 @@ class ProviderActor:
     def _new_backend(self) -> _Backend:
         if self._adapter is None:
             return _MockBackend(self.config)
-        return _HttpBackend(self.config, self._adapter)
+        return _HttpBackend(self.config, self._adapter, self.key_binding)
 
     def reconfigure(
         self, *, base_url: str | None = None, max_concurrency: int | None = None
@@ -374,8 +391,11 @@ class ProviderActor:
         return _Admission(self, _Call(probe=self._breaker.state is BreakerState.HALF_OPEN), backend)
 
     def _ended(self, call: _Call, error: BaseException | None) -> None:
-        if isinstance(error, GatewayError) and error.status >= 500:
-            self._errors += 1
+        if isinstance(error, GatewayError):
+            # Where every call's error leaves the actor: its text may quote the upstream.
+            self.scrubber.scrub_error(error)
+            if error.status >= 500:
+                self._errors += 1
         if call.outcome is _Outcome.SUCCESS:
             self._breaker.record_success(trio.current_time())
         elif call.outcome is _Outcome.FAILURE:
@@ -453,7 +473,7 @@ class ProviderActor:
                         request, upstream_model, timing, deadline
                     ) as chunks:
                         opened = True
-                        yield _JudgedStream(chunks, call)
+                        yield _JudgedStream(chunks, call, self.scrubber)
                 except GatewayError as exc:
                     # Once open, only the stream's own errors judge the upstream (the stream
                     # records them); an error of the caller's says nothing about it.
@@ -492,6 +512,8 @@ class ProviderActor:
             with trio.fail_after(min(self.config.timeout_s, 10.0)):
                 models = await backend.list_models()
         except (GatewayError, trio.TooSlowError) as exc:
+            if isinstance(exc, GatewayError):
+                self.scrubber.scrub_error(exc)
             # Said once, not every poll: an enabled-by-default Ollama may simply not be running.
             level = logging.DEBUG if self._listing_failed else logging.WARNING
             log.log(
@@ -526,13 +548,17 @@ class _HttpBackend(_Backend):
     ~90 µs per call on the bench machine.
     """
 
-    def __init__(self, config: ProviderConfig, adapter: WireAdapter) -> None:
+    def __init__(self, config: ProviderConfig, adapter: WireAdapter, binding: KeyBinding) -> None:
         super().__init__()
         self._name = config.name
         self._timeout_s = config.timeout_s
         self._adapter = adapter
         self._base_url = config.base_url.rstrip("/")
-        self._urls: dict[str, httpx.URL] = {}
+        self._binding = binding
+        self._credentials: _HeaderPairs = tuple(
+            (name.encode(), value.encode()) for name, value in adapter.credential_headers().items()
+        )
+        self._targets: dict[str, tuple[httpx.URL, _HeaderPairs]] = {}
         # More connections than the actor's concurrency limit, so a call never waits in the pool.
         self._transport = UpstreamTransport(
             max_connections=config.max_concurrency + 16,
@@ -553,20 +579,39 @@ class _HttpBackend(_Backend):
     async def aclose(self) -> None:
         await self._transport.aclose()
 
-    def _url(self, path: str) -> httpx.URL:
-        url = self._urls.get(path)
-        if url is None:
+    def _target(self, path: str) -> tuple[httpx.URL, _HeaderPairs]:
+        """The URL of ``path`` and the key's headers to send with it."""
+        target = self._targets.get(path)
+        if target is None:
             url = httpx.URL(self._base_url + path)
+            target = (url, self._credentials_for(url))
             # Paths name models (Gemini's do): bounded by the models in use, but capped anyway.
-            if len(self._urls) < MAX_CACHED_URLS:
-                self._urls[path] = url
-        return url
+            if len(self._targets) < MAX_CACHED_URLS:
+                self._targets[path] = target
+        return target
+
+    def _credentials_for(self, url: httpx.URL) -> _HeaderPairs:
+        """The key's headers, for an origin the key is bound to only.
+
+        The one place a provider key joins a request (chat calls, model listings and the
+        dashboard's test call all come through here), so whatever moved the base URL, the key
+        cannot follow it to another origin. The URL is the one the transport connects to.
+        """
+        if not self._credentials:
+            return ()
+        refusal = self._binding.refusal(url)
+        if refusal is not None:
+            raise UpstreamUnavailable(refusal, code="base_url_not_allowed")
+        return self._credentials
 
     async def _send(self, call: UpstreamCall) -> httpx.Response:
-        headers = [*_BASE_HEADERS, *((k.encode(), v.encode()) for k, v in call.headers.items())]
-        request = build_request(
-            call.method, self._url(call.path), headers, call.body, self._extensions
-        )
+        url, credentials = self._target(call.path)
+        headers = [
+            *_BASE_HEADERS,
+            *credentials,
+            *((k.encode(), v.encode()) for k, v in call.headers.items()),
+        ]
+        request = build_request(call.method, url, headers, call.body, self._extensions)
         return await self._transport.handle_async_request(request)
 
     async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:

@@ -20,6 +20,8 @@ from types import MappingProxyType
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+from proxy.origins import origin_of
+
 PROVIDER_NAMES: tuple[str, ...] = ("openai", "gemini", "deepseek", "grok", "ollama", "mock")
 KEYED_PROVIDERS: tuple[str, ...] = ("openai", "gemini", "deepseek", "grok")
 DEFAULTS_SOURCE = "built-in defaults"
@@ -74,8 +76,28 @@ def _one_of(*choices: str) -> _Check:
 def _http_url(v: str) -> str | None:
     parts = urlsplit(v)
     if parts.scheme in ("http", "https") and parts.netloc:
+        try:
+            origin_of(v)  # as the upstream transport parses it (a port out of range, ...)
+        except ValueError as exc:
+            return str(exc)
         return None
     return f"must be an http:// or https:// URL, got {json.dumps(v)}"
+
+
+def _base_urls(v: tuple[str, ...]) -> str | None:
+    """Plain base URLs: only their origin counts, so nothing else may hide in them."""
+    for url in v:
+        if not url:
+            return "must not contain empty strings"
+        problem = _http_url(url)
+        if problem:
+            return problem
+        parts = urlsplit(url)
+        if "@" in parts.netloc:  # not echoed: it may hold a password
+            return "must not contain a user name or password"
+        if parts.query or parts.fragment:
+            return f"must not contain a query or fragment, got {json.dumps(url)}"
+    return None
 
 
 def _opt(default: Any = MISSING, check: _Check | None = None, *, repr: bool = True) -> Any:
@@ -161,6 +183,9 @@ class ProviderConfig:
     base_url: str
     api_key: str | None = field(repr=False)
     api_key_source: str | None  # e.g. "config file", "$OPENAI_API_KEY", "credential openai_api_key"
+    # Origins besides base_url's that the key may be sent to (a dashboard base_url override must
+    # name one of them): see proxy.origins. File only, never the dashboard.
+    allowed_base_urls: tuple[str, ...] = _opt((), _base_urls)
     timeout_s: float = _opt(300.0, _positive)
     connect_timeout_s: float = _opt(10.0, _positive)
     max_concurrency: int = _opt(256, _positive)

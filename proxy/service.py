@@ -38,6 +38,7 @@ from proxy.pricing import FREE_PROVIDERS, PriceOverride, Pricer
 from proxy.providers.registry import adapter_for
 from proxy.routing import AliasTarget, Router
 from proxy.sd_notify import Notifier
+from proxy.secret_scrubber import MIN_SECRET_LENGTH, SecretScrubber, configured_secrets
 from storage.reads import ReadPool
 from storage.users import list_users
 from storage.writer import StorageWriter
@@ -82,10 +83,29 @@ def build_providers(
         if events is not None:
             events.publish({"type": "provider", "name": name, "state": state})
 
+    # Upstream errors are scrubbed of every secret of the config, not only the called
+    # provider's key: an upstream may echo anything the gateway was ever given.
+    scrubber = SecretScrubber.from_config(config)
+    short = [
+        where
+        for where, secret in configured_secrets(config).items()
+        if len(secret) < MIN_SECRET_LENGTH
+    ]
+    if short:
+        log.warning(
+            "secrets shorter than %d characters are not scrubbed from upstream error text: %s; "
+            "use long random keys",
+            MIN_SECRET_LENGTH,
+            ", ".join(short),
+        )
     actors: dict[str, ProviderActor] = {}
     for provider in config.enabled_providers():
         actors[provider.name] = ProviderActor(
-            provider, adapter_for(provider), images=images, on_breaker_change=breaker_changed
+            provider,
+            adapter_for(provider),
+            images=images,
+            on_breaker_change=breaker_changed,
+            scrubber=scrubber,
         )
     if "mock" in actors and not any(config.providers[name].api_key for name in KEYED_PROVIDERS):
         log.info(

@@ -145,9 +145,11 @@ async def test_viewers_read_but_may_not_change_or_test(running: RunningService) 
 
 
 async def test_a_new_base_url_takes_the_next_call_while_a_running_stream_finishes(
-    running: RunningService, fake_openai: FakeOpenAI, nursery: trio.Nursery
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, nursery: trio.Nursery
 ) -> None:
     other = await second_upstream(nursery)
+    # The key may go to the other upstream's origin only because the file allows it.
+    running = await start_gateway(openai_config(fake_openai, allowed_base_urls=[other.base_url]))
     fake_openai.enqueue(Echo(text="one two three four five", chunks=5, chunk_interval_s=0.1))
     streamed: list[str] = []
 
@@ -445,7 +447,8 @@ async def test_stored_overrides_are_applied_at_start(
     start_gateway: StartGateway, fake_openai: FakeOpenAI, nursery: trio.Nursery
 ) -> None:
     other = await second_upstream(nursery)
-    first = await start_gateway(openai_config(fake_openai))
+    config = openai_config(fake_openai, allowed_base_urls=[other.base_url])
+    first = await start_gateway(config)
     async with signed_in(first) as admin:
         for path, change in [
             ("/api/providers/openai", {"base_url": other.base_url, "max_concurrency": 9}),
@@ -458,7 +461,7 @@ async def test_stored_overrides_are_applied_at_start(
     first.stop()
     with trio.fail_after(10):
         await first.stopped.wait()
-    again = await start_gateway(openai_config(fake_openai))
+    again = await start_gateway(config)
     actor = again.gateway.providers["openai"]
     assert actor.config.base_url == other.base_url
     assert actor.statistics().max_concurrency == 9

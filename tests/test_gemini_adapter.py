@@ -80,7 +80,9 @@ def tool_turns(*calls: dict[str, Any], content: str = '{"temp_c": 18}') -> list[
 def test_generate_call_path_and_key_header() -> None:
     call = adapter().chat_call(chat(), MODEL)
     assert (call.method, call.path) == ("POST", "/models/gemini-2.5-flash:generateContent")
-    assert call.headers["x-goog-api-key"] == KEY
+    # The key travels in the backend's credential headers, added only for its bound origin.
+    assert "x-goog-api-key" not in call.headers
+    assert adapter().credential_headers() == {"x-goog-api-key": KEY}
     assert call.headers["content-type"] == "application/json"
     assert KEY not in call.path
     assert KEY.encode() not in (call.body or b"")
@@ -90,12 +92,11 @@ def test_stream_call_asks_for_sse() -> None:
     call = adapter().chat_call(chat(stream=True), "models/gemini-3-flash-preview")
     assert call.path == "/models/gemini-3-flash-preview:streamGenerateContent?alt=sse"
     assert call.headers["accept"] == "text/event-stream"
-    assert call.headers["x-goog-api-key"] == KEY
     assert "stream" not in json.loads(call.body or b"")
 
 
 def test_no_key_means_no_key_header() -> None:
-    assert "x-goog-api-key" not in GeminiAdapter("gemini", None).chat_call(chat(), MODEL).headers
+    assert GeminiAdapter("gemini", None).credential_headers() == {}
 
 
 def test_adapter_wants_inline_images_and_lists_fallback_models() -> None:
@@ -965,10 +966,10 @@ def test_non_json_and_array_error_bodies() -> None:
 # -- models ------------------------------------------------------------------------------------
 
 
-def test_models_call_lists_one_big_page_with_the_key_in_a_header() -> None:
+def test_models_call_lists_one_big_page() -> None:
     call = adapter().models_call()
     assert (call.method, call.path) == ("GET", "/models?pageSize=1000")
-    assert call.headers["x-goog-api-key"] == KEY
+    assert KEY not in call.path
 
 
 def test_models_are_filtered_to_chat_and_stripped() -> None:

@@ -56,10 +56,11 @@ def test_minimal_body_always_says_whether_to_stream() -> None:
 
 def test_headers_and_optional_bearer_key() -> None:
     chat = decode_chat_request(json.dumps({"model": "m", "messages": HI}).encode())
-    assert "authorization" not in ADAPTER.chat_call(chat, "m").headers
+    assert ADAPTER.credential_headers() == {}
     keyed = OllamaAdapter("ollama", "sk-proxy-key")
-    assert keyed.chat_call(chat, "m").headers["authorization"] == "Bearer sk-proxy-key"
-    assert keyed.models_call().headers["authorization"] == "Bearer sk-proxy-key"
+    # The key travels in the backend's credential headers, added only for its bound origin.
+    assert "authorization" not in keyed.chat_call(chat, "m").headers
+    assert keyed.credential_headers() == {"authorization": "Bearer sk-proxy-key"}
     streamed = decode_chat_request(
         json.dumps({"model": "m", "messages": HI, "stream": True}).encode()
     )

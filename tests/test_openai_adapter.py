@@ -31,7 +31,9 @@ def request(**fields: object) -> bytes:
 def test_body_passes_unknown_fields_and_renames_the_model() -> None:
     call = ADAPTER.chat_call(decode_chat_request(request(logit_bias={"1": 2})), "gpt-4o-mini")
     assert call.path == "/chat/completions"
-    assert call.headers["authorization"] == "Bearer sk-upstream-secret-0000"
+    # The key travels in the backend's credential headers, added only for its bound origin.
+    assert "authorization" not in call.headers
+    assert ADAPTER.credential_headers() == {"authorization": "Bearer sk-upstream-secret-0000"}
     body = json.loads(call.body or b"")
     assert body["model"] == "gpt-4o-mini"
     assert body["logit_bias"] == {"1": 2}

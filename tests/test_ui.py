@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from proxy.service import RunningService
+from storage.provider_settings import put_provider_settings
 from tests.conftest import (
     ADMIN_PASSWORD,
     CLIENT_KEY,
@@ -25,6 +28,7 @@ from tests.conftest import (
     sdk,
     signed_in,
 )
+from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI
 from tests.ui_browser import PHONE, WIDE, BrowserThread, Tab
 
 try:
@@ -495,3 +499,46 @@ async def test_a_viewer_sees_no_controls_that_change_anything(
         tab.check_errors()
 
     await browser.run(scenario)
+
+
+async def test_the_providers_page_says_where_a_key_may_go_and_refuses_elsewhere(
+    browser: BrowserThread, start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    gateway = await start_gateway(
+        {"providers": {"openai": {"base_url": fake_openai.base_url, "api_key": DEFAULT_API_KEY}}}
+    )
+    home = f"http://127.0.0.1:{httpx.URL(fake_openai.base_url).port}"
+    # An override stored before keys were bound to origins.
+    await gateway.gateway.writer.execute(
+        partial(
+            put_provider_settings, provider="openai", base_url="http://127.0.0.1:9/v1", now_ms=1
+        )
+    )
+    await ready_admin(gateway)
+    tab = await browser.tab(gateway.base_url, WIDE)
+    # The refused save below is the app working as designed.
+    tab.allowed.append(("/api/providers/openai", 400))
+
+    def scenario() -> None:
+        page = tab.page
+        tab.sign_in("admin", ADMIN_PASSWORD)
+        tab.open("providers", "Providers")
+        card = page.locator('.provider-card[data-provider="openai"]')
+        expect(card).to_contain_text(f"Key sent only to{home}")
+        expect(card.locator(".warn-notice")).to_contain_text(
+            "Base URL override not applied: Provider openai's API key"
+        )
+        card.locator("summary", has_text="Connection settings").click()
+        card.get_by_label("Base URL").fill("https://elsewhere.example/v1")
+        card.get_by_role("button", name="Save connection").click()
+        expect(card.locator(".notice.error")).to_contain_text(
+            "[providers.openai] allowed_base_urls"
+        )
+        tab.screenshot("providers-key-origins-1400")
+        tab.check_errors()
+
+    try:
+        await browser.run(scenario)
+    finally:
+        await browser.run(tab.close)
+    assert fake_openai.received == []

@@ -5,7 +5,9 @@ dashboard's PUT routes store a row and apply it here at once, and :func:`apply_s
 applies every stored row at start. What can change live: whether a provider or model is routed to,
 a provider's base URL and concurrency limit (see :meth:`ProviderActor.reconfigure`), its default
 model, its prepaid credit balance, and model prices. A provider disabled in the file config has no
-actor, so it cannot be switched on without a restart.
+actor, so it cannot be switched on without a restart. A stored base URL whose origin the
+provider's key is not bound to (:mod:`proxy.origins`; stored before keys were bound, or the file's
+``allowed_base_urls`` changed since) is not applied: the provider keeps the file's.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 
 from actors.request_logger import CreditCrossing
+from proxy.config import ProviderConfig
+from proxy.origins import key_binding, origin_of
 from proxy.pricing import PriceOverride
 from proxy.routing import AliasTarget
 from storage.model_settings import ModelSettingsRow, list_model_settings
@@ -87,7 +91,7 @@ def apply_provider_settings(gateway: Gateway, name: str, row: ProviderSettingsRo
         return
     file = gateway.config.providers[name]
     gateway.router.set_provider_enabled(name, row is None or row.enabled is not False)
-    base_url = row.base_url if row is not None else None
+    base_url = applicable_base_url(file, row)
     concurrency = row.max_concurrency if row is not None else None
     try:
         actor.reconfigure(
@@ -96,6 +100,33 @@ def apply_provider_settings(gateway: Gateway, name: str, row: ProviderSettingsRo
     except ValueError as exc:
         log.warning("provider=%s stored override not applied: %s", name, exc)
     actor.default_model_override = row.default_model if row is not None else None
+
+
+def base_url_refusal(file: ProviderConfig, row: ProviderSettingsRow | None) -> str | None:
+    """Why ``row``'s base URL cannot be used with the provider's key (None: it can, or none)."""
+    if row is None or row.base_url is None:
+        return None
+    return key_binding(file).refusal(row.base_url)
+
+
+def applicable_base_url(file: ProviderConfig, row: ProviderSettingsRow | None) -> str | None:
+    """``row``'s base URL if the provider's key may go there, else None (and a warning)."""
+    refusal = base_url_refusal(file, row)
+    if refusal is None:
+        return row.base_url if row is not None else None
+    stored = row.base_url if row is not None else None
+    try:
+        where = str(origin_of(stored or ""))
+    except ValueError:
+        where = "an invalid URL"
+    log.warning(
+        "provider=%s stored base_url override (%s) not applied, the config file's is used: %s "
+        "Clear the override on the dashboard, or allow it in the file.",
+        file.name,
+        where,
+        refusal,
+    )
+    return None
 
 
 def apply_model_settings(gateway: Gateway, model: str, row: ModelSettingsRow | None) -> None:

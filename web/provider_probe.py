@@ -77,9 +77,8 @@ async def probe(
                         answered = chunk.model or model
                     pieces.extend(c.delta.content for c in chunk.choices if c.delta.content)
     except GatewayError as exc:
-        return ProbeResult(
-            False, model, status=exc.status, error=_scrubbed(actor, exc.message), code=exc.code
-        )
+        # Already scrubbed of configured secrets by the actor, like every upstream error.
+        return ProbeResult(False, model, status=exc.status, error=exc.message, code=exc.code)
     except Exception as exc:
         # A bug of ours, not the upstream's answer: logged with its traceback, told briefly.
         log.exception("provider=%s test call failed unexpectedly", actor.name)
@@ -99,11 +98,6 @@ async def probe(
         answered,
         latency_ms=(perf_counter() - started) * 1000,
         first_token_ms=(first - started) * 1000 if first is not None else None,
-        text="".join(pieces)[:MAX_TEXT],
+        # The reply is upstream text shown on the dashboard: an echo of a key stops here too.
+        text=actor.scrubber.scrub("".join(pieces)[:MAX_TEXT]),
     )
-
-
-def _scrubbed(actor: ProviderActor, message: str) -> str:
-    """``message`` without the provider's key, should an upstream ever echo it back."""
-    key = actor.config.api_key
-    return message.replace(key, "[redacted]") if key else message

@@ -26,7 +26,7 @@ UNREADABLE = (ValueError, RecursionError)
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class UpstreamCall:
-    """One HTTP request to an upstream, relative to the provider's base URL."""
+    """One HTTP request to an upstream, relative to the provider's base URL, without the key."""
 
     method: str
     path: str
@@ -116,6 +116,14 @@ class WireAdapter(abc.ABC):
     def __init__(self, provider: str, api_key: str | None) -> None:
         self.provider = provider
         self._api_key = api_key
+
+    def credential_headers(self) -> Mapping[str, str]:
+        """The headers that carry the provider's key; none without one.
+
+        Never part of an :class:`UpstreamCall`: the actor's backend adds them to a request only
+        when its origin is one the key is bound to (:mod:`proxy.origins`).
+        """
+        return {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
 
     @abc.abstractmethod
     def chat_call(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:

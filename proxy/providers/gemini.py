@@ -263,11 +263,13 @@ class GeminiAdapter(WireAdapter):
     def __init__(self, provider: str, api_key: str | None) -> None:
         super().__init__(provider, api_key)
         headers = {"content-type": "application/json", "accept": "application/json"}
-        if api_key:
-            headers["x-goog-api-key"] = api_key
         self._headers = headers
         self._stream_headers = {**headers, "accept": "text/event-stream"}
         self.calls = CallMemory()
+
+    def credential_headers(self) -> Mapping[str, str]:
+        """The key in ``x-goog-api-key``, never in the URL (``?key=``) where logs would keep it."""
+        return {"x-goog-api-key": self._api_key} if self._api_key else {}
 
     @property
     def fallback_models(self) -> tuple[str, ...]:

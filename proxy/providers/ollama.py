@@ -177,8 +177,6 @@ class OllamaAdapter(WireAdapter):
     def __init__(self, provider: str, api_key: str | None) -> None:
         super().__init__(provider, api_key)
         headers = {"content-type": "application/json", "accept": "application/json"}
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
         self._headers = headers
         self._stream_headers = {**headers, "accept": "application/x-ndjson"}
 

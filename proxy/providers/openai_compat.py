@@ -73,8 +73,6 @@ class OpenAICompatAdapter(WireAdapter):
         self._flavor = flavor
         self._fallback_models = fallback_models
         headers = {"content-type": "application/json", "accept": "application/json"}
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
         self._headers = headers
         self._stream_headers = {**headers, "accept": "text/event-stream"}
 

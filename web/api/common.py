@@ -21,7 +21,7 @@ MAX_API_BODY = 1_000_000
 
 
 class ApiError(Exception):
-    """An error answered as ``{"error": {"message", "type", "code"}}`` with ``status``."""
+    """An error answered as ``{"error": {"message", "type", "param", "code"}}`` with ``status``."""
 
     def __init__(
         self,
@@ -31,17 +31,26 @@ class ApiError(Exception):
         error_type: str | None = None,
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.error_type = error_type or _TYPES.get(status, "api_error")
         self.code = code
+        self.param = param
         self.headers = dict(headers or {})
 
     def response(self) -> Response:
         """The JSON answer."""
-        body = {"error": {"message": self.message, "type": self.error_type, "code": self.code}}
+        body = {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
         return json_response(body, self.status, headers=self.headers)
 
 

@@ -2,7 +2,10 @@
 
 A change is stored in ``provider_settings`` / ``model_settings`` and applied to the running gateway
 at once (:mod:`web.live_settings`); ``null`` sends a field back to the file config, a field left
-out stays as it is. API keys are never shown, not even masked: only whether one is configured.
+out stays as it is. API keys are never shown, not even masked: only whether one is configured,
+and the origins it may be sent to. A base URL override outside those is refused (400): a key from
+the file, the environment or a credential goes only where the file says (:mod:`proxy.origins`).
+Keys cannot be entered here: the design keeps them out of the database.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from quart import Blueprint, Response, request
 from actors.provider import ProviderActor
 from proxy.config import ProviderConfig
 from proxy.errors import ModelNotFound
+from proxy.origins import key_binding, origin_of
 from proxy.pricing import FREE_PROVIDERS, PriceOverride
 from proxy.routing import Route
 from storage.clients import UNCHANGED, Unchanged
@@ -35,7 +39,11 @@ from storage.provider_settings import (
 )
 from web.api.common import MAX_API_BODY, ApiError, audit, gateway, json_response, now_ms, read_body
 from web.gateway import Gateway
-from web.live_settings import apply_model_settings, apply_provider_settings
+from web.live_settings import (
+    apply_model_settings,
+    apply_provider_settings,
+    base_url_refusal,
+)
 from web.provider_probe import probe
 
 providers = Blueprint("api_providers", __name__, url_prefix="/api")
@@ -124,11 +132,13 @@ def provider_json(
         default_model = actor.default_model
     else:
         # Not running: what it would run with, once enabled in the file.
-        base_url = (row.base_url if row else None) or file.base_url
+        refused = base_url_refusal(file, row) is not None
+        base_url = (row.base_url if row and not refused else None) or file.base_url
         concurrency = (row.max_concurrency if row else None) or file.max_concurrency
         default_model = row.default_model if row else None
     balance = row.credit_balance_usd if row is not None else None
     threshold = row.low_credit_threshold_usd if row is not None else None
+    binding = key_binding(file)
     return {
         "name": file.name,
         # Routed to now; "running": it has an actor (a provider disabled in the file has none).
@@ -141,6 +151,10 @@ def provider_json(
         "timeout_s": file.timeout_s,
         "connect_timeout_s": file.connect_timeout_s,
         "api_key_configured": bool(file.api_key),
+        # Where the key may go (null: no key, so anywhere); a base_url elsewhere is refused.
+        "key_origins": [str(origin) for origin in binding.origins] if binding.keyed else None,
+        # Why the stored base_url override is not applied (stored before keys were bound).
+        "base_url_refused": base_url_refusal(file, row),
         "breaker": {
             "state": actor.breaker_state if actor is not None else None,
             "failures_to_open": file.breaker_failures,
@@ -184,8 +198,8 @@ async def update_provider(name: str) -> Response:
             "and restart the gateway.",
             code="provider_not_running",
         )
-    if isinstance(changes.get("base_url"), str) and file.name == "mock":
-        raise ApiError(400, "The mock provider answers in-process: it has no base_url.")
+    if isinstance(changes.get("base_url"), str):
+        _check_base_url(file, changes["base_url"])
     try:
         row = await gw.writer.execute(
             partial(
@@ -200,6 +214,21 @@ async def update_provider(name: str) -> Response:
     apply_provider_settings(gw, name, row)
     await audit("provider.update", name, changes)
     return json_response(provider_json(gw, file, row))
+
+
+def _check_base_url(file: ProviderConfig, base_url: str) -> None:
+    """A 400 unless ``base_url`` is a URL the transport can reach and the key may go to."""
+    if file.name == "mock":
+        raise ApiError(400, "The mock provider answers in-process: it has no base_url.")
+    try:
+        origin_of(base_url)
+    except ValueError as exc:
+        raise ApiError(
+            400, f"Invalid provider settings: base_url {exc}.", param="base_url"
+        ) from None
+    refusal = key_binding(file).refusal(base_url)
+    if refusal is not None:
+        raise ApiError(400, refusal, param="base_url", code="base_url_not_allowed")
 
 
 async def _optional_body(model: type[ProbeBody]) -> ProbeBody:

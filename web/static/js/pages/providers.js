@@ -57,8 +57,11 @@ function card(p, ctx, reload) {
       ["In flight", stats ? `${format.count(stats.in_flight)}${stats.waiting ? ` (+${format.count(stats.waiting)} waiting)` : ""}` : "—"],
       ["Calls / errors", stats ? `${format.count(stats.calls)} / ${format.count(stats.errors)}` : "—"],
       ["API key", p.api_key_configured ? "configured" : "not configured"],
+      ["Key sent only to", p.key_origins ? p.key_origins.join(", ") : "—"],
       ["Credit balance", credit],
     ]),
+    // A stored base URL the key may not follow (stored before keys were bound to origins).
+    p.base_url_refused ? h("p", { class: "notice warn-notice", role: "status" }, `Base URL override not applied: ${p.base_url_refused}`) : null,
     message,
   );
   if (!ctx.isAdmin) return section;
@@ -136,7 +139,13 @@ function settingsForm(p, act) {
   const form = h(
     "form",
     { class: "settings-form", novalidate: true },
-    field("Base URL", baseUrl, "Empty: as in the config file."),
+    field(
+      "Base URL",
+      baseUrl,
+      p.key_origins
+        ? `Empty: as in the config file. The API key goes only to ${p.key_origins.join(", ")} (more: allowed_base_urls in the config file).`
+        : "Empty: as in the config file.",
+    ),
     field("Max concurrency", concurrency, "Empty: as in the config file."),
     submit,
   );
