@@ -18,6 +18,7 @@ from proxy.routing import Router
 from storage.reads import ReadPool
 from storage.writer import StorageWriter
 from web.auth import Authenticator
+from web.connections import Connections
 from web.events import EventHub
 from web.hangups import HangupWatcher
 from web.in_flight import InFlight
@@ -42,6 +43,7 @@ class Gateway:
     passwords: Passwords
     retention: Retention
     started_at: float
+    connections: Connections
     throttle: LoginThrottle = dataclasses.field(default_factory=LoginThrottle)
     events: EventHub = dataclasses.field(default_factory=EventHub)
     log_buffer: LogBuffer = dataclasses.field(default_factory=LogBuffer)
