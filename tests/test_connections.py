@@ -32,16 +32,14 @@ TCP_STATES = {"01": "ESTABLISHED", "06": "TIME_WAIT", "08": "CLOSE_WAIT", "0A": 
 
 
 def server_side_sockets(base_url: str) -> Counter[str]:
-    """The states of this machine's TCP sockets whose local port is the server's, by name."""
-    port = int(base_url.rsplit(":", 1)[1])
+    """The states of the TCP sockets whose local address is the server's (127.0.0.1:port)."""
+    local = f"0100007F:{int(base_url.rsplit(':', 1)[1]):04X}"  # /proc/net/tcp's notation
     states: Counter[str] = Counter()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as lines:
-            next(lines)
-            for line in lines:
-                local, state = line.split()[1], line.split()[3]
-                if int(local.rsplit(":", 1)[1], 16) == port:
-                    states[TCP_STATES.get(state, state)] += 1
+    with open("/proc/net/tcp") as lines:
+        for line in lines:
+            fields = line.split()
+            if fields[1] == local:
+                states[TCP_STATES.get(fields[3], fields[3])] += 1
     return states
 
 
