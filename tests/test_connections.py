@@ -225,3 +225,32 @@ async def test_bare_connections_do_not_starve_health_checks_or_calls(
         assert metric(page, "llm_proxy_connections_open") <= (400 - RESERVED_FILES) // 2
         for stream in bare:
             await stream.aclose()
+
+
+async def test_out_of_descriptors_the_server_pauses_accepting_and_recovers(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """A max_connections above what the open files carry: accept fails with EMFILE for a while;
+    the failure is logged, not once per try, and serving resumes as connections close."""
+    config = write_config(
+        tmp_path / "config.toml",
+        upstream_url=fake_openai.base_url,
+        upstream_key=DEFAULT_API_KEY,
+        graceful_timeout_s=5,
+    )
+    text = config.read_text().replace(
+        "[server]\n", "[server]\nmax_connections = 1000\nheader_timeout_s = 1.0\n"
+    )
+    config.write_text(text)
+    async with serve(config, tmp_path / "gateway.db", tmp_path, open_files=200) as server:
+        assert "more than the open files limit" in server.stderr
+        port = int(server.url.rsplit(":", 1)[1])
+        bare = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(300)]
+        await trio.sleep(0.5)  # the server is out of descriptors meanwhile
+        async with httpx.AsyncClient(base_url=server.url, timeout=5, trust_env=False) as client:
+            with trio.fail_after(10):  # the bare connections time out, and room comes back
+                assert (await client.get("/healthz")).status_code == 200
+        complaints = [line for line in server.lines if "accept failed" in line]
+        assert 1 <= len(complaints) <= 2, complaints
+        for stream in bare:
+            await stream.aclose()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, cast
@@ -33,6 +34,7 @@ log = logging.getLogger("llm_proxy.http")
 # accept() failures that mean "out of descriptors or memory for now", as in trio.serve_listeners.
 _CAPACITY_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _CAPACITY_PAUSE_S = 0.1
+_COMPLAINT_INTERVAL_S = 10.0
 _SHUTDOWN_DEADLINE_S = 1.0
 
 Handler = Callable[[trio.SocketStream, Connection], Awaitable[None]]
@@ -106,6 +108,7 @@ async def _accept(
     handler: Handler,
 ) -> None:
     """Accept forever; each socket is admitted (or shed) at once, never waited on."""
+    next_complaint = -math.inf
     async with listener:
         while True:
             try:
@@ -113,7 +116,11 @@ async def _accept(
             except OSError as exc:
                 if exc.errno not in _CAPACITY_ERRORS:
                     raise
-                log.error("accept failed: %s; retrying in %g s", exc, _CAPACITY_PAUSE_S)
+                # Out of descriptors all the same (upstream sockets count too): pause, as
+                # trio.serve_listeners does, and say so once in a while, not ten times a second.
+                if trio.current_time() >= next_complaint:
+                    log.error("accept failed: %s; retrying every %g s", exc, _CAPACITY_PAUSE_S)
+                    next_complaint = trio.current_time() + _COMPLAINT_INTERVAL_S
                 await trio.sleep(_CAPACITY_PAUSE_S)
                 continue
             connection = connections.admit(stream.socket)
