@@ -16,6 +16,7 @@ import trio
 from proxy.service import RunningService
 from tests.conftest import StartGateway, initial_admin_password
 from tests.raw_http import RawConnection, head
+from web.early_answers import DRAIN_WINDOW_S
 
 BODY = b'{"name": "a client", "description": "sent after the request head"}'
 # Past the body the gateway drains before an early answer, below server.max_body_bytes.
@@ -133,3 +134,17 @@ async def test_an_early_answer_before_a_large_body_closes_the_connection(
     # ... and means it, whether the body ever comes or not.
     await connection.send(b"x" * 1000)
     assert await connection.closed_by_server(timeout=5)
+
+
+async def test_a_body_that_never_comes_delays_an_early_answer_boundedly(
+    dashboard: RunningService,
+) -> None:
+    connection = await RawConnection.open(dashboard.base_url)
+    await connection.send(head("POST", "/nowhere", length=100))
+    sent = trio.current_time()
+    answer = await connection.response(timeout=10)
+    assert answer is not None
+    assert answer.status == 404
+    assert answer.closes, answer.headers
+    assert trio.current_time() - sent >= DRAIN_WINDOW_S - 0.1  # it waited for the body ...
+    assert await connection.closed_by_server(timeout=5)  # ... and gave up on the connection
