@@ -123,6 +123,14 @@ class ServerConfig:
     # A client that stops reading is dropped after this long with unsent data (TCP_USER_TIMEOUT):
     # hypercorn's socket writes cannot be cancelled, so it would otherwise hold a shutdown.
     stalled_client_timeout_s: float = _opt(20.0, _positive)
+    # A new connection must send a complete request head within this (a bare or trickling connect
+    # holds a socket); a request in progress, a stream included, is never cut by it.
+    header_timeout_s: float = _opt(10.0, _positive)
+    # An idle connection between requests is closed after this.
+    keep_alive_timeout_s: float = _opt(15.0, _positive)
+    # Open client connections at most (0: derived from the open files limit at start). At the
+    # limit the oldest idle connection is closed to make room; if none is idle, the new one is.
+    max_connections: int = _opt(0, _non_negative)
     # Reverse proxies in front whose X-Forwarded-For/-Proto/-Host to believe (0: none). Behind one
     # TLS proxy set 1: the dashboard then sees https (Secure cookie, Origin check) and the real
     # client address (login throttling); never set it when clients reach the gateway directly.

@@ -17,11 +17,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import hypercorn.config
-import hypercorn.trio
 import trio
 import trio.lowlevel
 
@@ -44,9 +43,11 @@ from storage.users import list_users
 from storage.writer import StorageWriter
 from web.app import create_app
 from web.auth import Authenticator
+from web.connections import connections_for
 from web.events import EventHub
 from web.first_admin import ensure_first_admin
 from web.gateway import Gateway
+from web.http_server import serve
 from web.live_settings import apply_stored_settings
 
 log = logging.getLogger("llm_proxy.service")
@@ -177,7 +178,7 @@ def hypercorn_config(config: Config) -> hypercorn.config.Config:
     hc.accesslog = None
     # hypercorn's own lines (bind, errors) go through our logging, in our format.
     hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.keep_alive_timeout = 75
+    hc.keep_alive_timeout = config.server.keep_alive_timeout_s
     hc.include_server_header = False
     # hypercorn's default of 100 drops connections when a burst of clients connects at once
     # (their SYN is retried a second later); the kernel caps this at net.core.somaxconn.
@@ -279,6 +280,7 @@ async def run(
         retention=retention,
         events=events,
         started_at=time.monotonic(),
+        connections=connections_for(config.server.max_connections),
     )
     logger.observer = gateway.metrics.observe  # /metrics counts every logged call
     shutdown = trio.Event()
@@ -348,9 +350,15 @@ async def _serve(
     """Serve until ``shutdown``, then until the requests being answered are done (or the grace
     period ends); idle keep-alive connections are not waited for."""
     async with trio.open_nursery() as nursery:
-        app = cast(Any, create_app(gateway))
         binds = await nursery.start(
-            partial(hypercorn.trio.serve, app, hc, shutdown_trigger=shutdown.wait)
+            partial(
+                serve,
+                create_app(gateway),
+                hc,
+                gateway.connections,
+                header_timeout_s=gateway.config.server.header_timeout_s,
+                shutdown_trigger=shutdown.wait,
+            )
         )
         task_status.started(binds)
         await shutdown.wait()

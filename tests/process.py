@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -128,9 +129,20 @@ class ServerProcess:
         return self.process.returncode is None
 
 
+def _limit_open_files(count: int) -> Callable[[], None]:
+    def limit() -> None:  # in the child, before exec: soft and hard, as `ulimit -n` does
+        resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
+
+    return limit
+
+
 @asynccontextmanager
-async def serve(config: Path, database: Path, cwd: Path) -> AsyncIterator[ServerProcess]:
-    """Start ``llm-proxy serve --port 0`` and yield once it listens; killed on exit if alive."""
+async def serve(
+    config: Path, database: Path, cwd: Path, *, open_files: int | None = None
+) -> AsyncIterator[ServerProcess]:
+    """Start ``llm-proxy serve --port 0`` and yield once it listens; killed on exit if alive.
+
+    ``open_files`` limits the process's open files (``ulimit -n``)."""
     process = await trio.lowlevel.open_process(
         [*CLI, "serve", "--config", str(config), "--port", "0", "--database", str(database)],
         cwd=cwd,
@@ -138,6 +150,7 @@ async def serve(config: Path, database: Path, cwd: Path) -> AsyncIterator[Server
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=None if open_files is None else _limit_open_files(open_files),
     )
     server = ServerProcess(process, database)
     try:

@@ -242,6 +242,8 @@ async def test_calls_are_counted_and_every_line_is_valid(
     assert types["llm_proxy_writer_flush_seconds"] == "summary"
     assert value(samples, "llm_proxy_writer_batch_rows") >= 0
     assert value(samples, "llm_proxy_writer_flush_seconds_sum") >= 0
+    assert value(samples, "llm_proxy_connections_open") >= 1  # this scrape's
+    assert value(samples, "llm_proxy_connections_shed_total", reason="refused") == 0
     # No client id or key ever labels a series.
     assert {k for s in samples for k in s.labels} <= {
         "provider",
@@ -254,6 +256,7 @@ async def test_calls_are_counted_and_every_line_is_valid(
         "queue",
         "feed",
         "decision",
+        "reason",
         "version",
     }
 

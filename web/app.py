@@ -11,6 +11,7 @@ from quart_trio import QuartTrio
 
 from web.api import register_api
 from web.asgi import ASGIApp, Receive, Scope, Send
+from web.early_answers import finish_body_first
 from web.gateway import Gateway
 from web.metrics import register_metrics
 from web.ui import ui
@@ -56,6 +57,8 @@ def create_app(gateway: Gateway) -> ASGIApp:
     """Dispatch: ``/v1`` to the fast path, everything else (and the lifespan) to Quart."""
     # Quart types its ASGI arguments with hypercorn's TypedDicts; ours are plain mappings.
     quart_app = cast(ASGIApp, create_quart_app(gateway))
+    # Its guard, 404s, 405s, 413s and static files may answer before the body has arrived.
+    quart_app = finish_body_first(quart_app)
     hops = gateway.config.server.trusted_proxy_hops
     if hops:
         # Only the dashboard and its API need the client's scheme, host and address; /v1 skips

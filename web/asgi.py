@@ -6,7 +6,8 @@ gateway's hot path, so they speak ASGI directly and leave Quart the dashboard.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from types import MappingProxyType
 from typing import Any
 
 import trio
@@ -27,6 +28,11 @@ SSE_HEADERS: Headers = [
     # Tell nginx-style reverse proxies not to buffer the stream.
     (b"x-accel-buffering", b"no"),
 ]
+
+
+# On an answer given before the body was read to its end: the connection cannot serve another
+# request (the rest of the body would come first), so the client must not send one.
+CLOSE_HEADERS: Mapping[str, str] = MappingProxyType({"connection": "close"})
 
 
 class ClientGone(Exception):
@@ -70,7 +76,9 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 def _too_large(limit: int) -> RequestTooLarge:
-    return RequestTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+    return RequestTooLarge(
+        f"The request body is larger than the limit of {limit} bytes.", headers=CLOSE_HEADERS
+    )
 
 
 async def wait_disconnect(receive: Receive) -> None:

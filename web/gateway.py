@@ -19,6 +19,7 @@ from proxy.routing import Router
 from storage.reads import ReadPool
 from storage.writer import StorageWriter
 from web.auth import Authenticator
+from web.connections import Connections
 from web.events import EventHub
 from web.hangups import HangupWatcher
 from web.in_flight import InFlight
@@ -43,6 +44,7 @@ class Gateway:
     passwords: Passwords
     retention: Retention
     started_at: float
+    connections: Connections
     #: Wall-clock start (Unix seconds): the ``created`` of models whose upstream gives none.
     started_unix: int = dataclasses.field(default_factory=lambda: int(time.time()))
     throttle: LoginThrottle = dataclasses.field(default_factory=LoginThrottle)

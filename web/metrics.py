@@ -295,6 +295,7 @@ def exposition(gateway: Gateway, rss: int | None) -> str:
         "HTTP requests being answered now (this scrape included).",
         [((), gateway.in_flight.count)],
     )
+    _connections(out, gateway)
     logger, writer = gateway.logger.statistics(), gateway.writer.statistics()
     out.gauge(
         "llm_proxy_queue_depth",
@@ -347,6 +348,25 @@ def exposition(gateway: Gateway, rss: int | None) -> str:
         ],
     )
     return out.text()
+
+
+def _connections(out: Exposition, gateway: Gateway) -> None:
+    stats = gateway.connections.statistics()
+    out.gauge("llm_proxy_connections_open", "Open client connections.", [((), stats.open)])
+    out.gauge(
+        "llm_proxy_connections_max",
+        "The limit on open client connections (server.max_connections, or derived).",
+        [((), stats.limit)],
+    )
+    out.counter(
+        "llm_proxy_connections_shed_total",
+        "Connections closed at the limit: idle ones closed to make room (idle_closed), new ones "
+        "closed at accept because every connection was busy (refused).",
+        [
+            ((("reason", "idle_closed"),), stats.idle_closed),
+            ((("reason", "refused"),), stats.refused),
+        ],
+    )
 
 
 def _providers(out: Exposition, gateway: Gateway) -> None:

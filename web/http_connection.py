@@ -1,0 +1,77 @@
+"""One client connection, served by hypercorn's trio ``TCPServer`` with three of its faults fixed.
+
+hypercorn 0.18's trio worker (``hypercorn/trio/tcp_server.py``):
+
+- runs one idle timer, ``keep_alive_timeout``, both before the first request and between
+  requests; here a connection that has not sent a complete request head within
+  ``server.header_timeout_s`` is closed, and an idle keep-alive one after
+  ``server.keep_alive_timeout_s``. A request being answered (a stream of minutes included) has
+  no timer at all, as before;
+- lets that timer outlive the connection: when the peer closes, ``_read_data`` returns but the
+  connection's task group waits for the idle timer, so the socket sits in CLOSE-WAIT for the
+  whole keep-alive timeout. Here the timer stops as soon as reading ends;
+- changes the connection's state from inside the application's ``send`` call, unshielded, right
+  after queueing ``http.disconnect`` for the app at the end of each answer. An app that cancels
+  its own send on that message, as quart-trio does, interrupts the change: after a normal answer
+  the keep-alive timer is never restarted (the idle connection then stays open for good), and
+  after an answer that left the request body unread the close stops before the socket is shut
+  while the reader stops parsing at the stray body, so the connection neither serves the next
+  request nor closes. Here both run shielded.
+
+``tests/upstream/`` reproduces the last two against plain hypercorn, so an upgrade that fixes
+them is noticed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+from hypercorn.events import Closed, Updated
+from hypercorn.trio.tcp_server import TCPServer
+
+from web.connections import Connection
+
+# Starting a timer task and closing a socket never block; a bound all the same.
+STATE_CHANGE_DEADLINE_S = 1.0
+
+
+class HTTPConnection(TCPServer):
+    """hypercorn's connection handler with a header timeout, prompt EOF, and a safe close."""
+
+    def __init__(
+        self, *args: Any, connection: Connection, header_timeout_s: float, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._connection = connection
+        self._header_timeout_s = header_timeout_s
+
+    async def protocol_send(self, event: Any) -> None:
+        """Track idle and busy for the registry; restart the idle timer and close the socket
+        whatever the task that asks (often the app's, being cancelled) is going through."""
+        if isinstance(event, Updated):
+            if event.idle:
+                self._connection.idle()
+            else:
+                self._connection.busy()
+            with trio.move_on_after(STATE_CHANGE_DEADLINE_S, shield=True):
+                await super().protocol_send(event)
+        elif isinstance(event, Closed):
+            with trio.move_on_after(STATE_CHANGE_DEADLINE_S, shield=True):
+                await self._close()
+            await self.protocol.handle(Closed())
+        else:
+            await super().protocol_send(event)
+
+    async def _read_data(self) -> None:
+        await super()._read_data()
+        # Nothing more will come: the idle timer must not keep this connection (and its socket).
+        await self.idle_task.stop()
+
+    async def _idle_timeout(self) -> None:
+        first = self._connection.requests == 0
+        timeout = self._header_timeout_s if first else self.config.keep_alive_timeout
+        with trio.move_on_after(timeout):
+            await self.context.terminated.wait()
+        with trio.move_on_after(STATE_CHANGE_DEADLINE_S, shield=True):
+            await self._initiate_server_close()
