@@ -20,6 +20,8 @@ from types import MappingProxyType
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+from proxy.hosts import entry_problem
+
 PROVIDER_NAMES: tuple[str, ...] = ("openai", "gemini", "deepseek", "grok", "ollama", "mock")
 KEYED_PROVIDERS: tuple[str, ...] = ("openai", "gemini", "deepseek", "grok")
 DEFAULTS_SOURCE = "built-in defaults"
@@ -78,6 +80,10 @@ def _http_url(v: str) -> str | None:
     return f"must be an http:// or https:// URL, got {json.dumps(v)}"
 
 
+def _host_entries(v: tuple[str, ...]) -> str | None:
+    return next(filter(None, map(entry_problem, v)), None)
+
+
 def _opt(default: Any = MISSING, check: _Check | None = None, *, repr: bool = True) -> Any:
     """A dataclass field whose value, when read from the file, must pass ``check``."""
     return field(default=default, repr=repr, metadata={"check": check})
@@ -105,6 +111,9 @@ class ServerConfig:
     # TLS proxy set 1: the dashboard then sees https (Secure cookie, Origin check) and the real
     # client address (login throttling); never set it when clients reach the gateway directly.
     trusted_proxy_hops: int = _opt(0, _between(0, 10))
+    # The names a request's Host may carry (DNS rebinding); addresses and localhost always pass.
+    # Empty: loopback names only when bound to loopback, anything otherwise (proxy/hosts.py).
+    allowed_hosts: tuple[str, ...] = _opt((), _host_entries)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

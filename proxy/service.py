@@ -46,6 +46,7 @@ from web.auth import Authenticator
 from web.events import EventHub
 from web.first_admin import ensure_first_admin
 from web.gateway import Gateway
+from web.host_check import policy_for as host_policy_for
 from web.live_settings import apply_stored_settings
 
 log = logging.getLogger("llm_proxy.service")
@@ -105,12 +106,14 @@ def build_authenticator(
     # Demo mode: no API key configured and only free, local providers (the in-process mock, a
     # local Ollama) enabled, on a loopback address. Letting a first `curl` through without a key
     # then costs nothing and exposes nothing that was not already open on this machine. It ends
-    # when the first client key is created.
+    # when the first client key is created. Only while the Host check runs: without it a web page
+    # whose name was rebound to 127.0.0.1 would be a caller from this machine too.
     demo = (
         not config.auth.allow_anonymous
         and not config.auth.tokens
         and set(providers) <= FREE_PROVIDERS
         and config.server.host in LOOPBACK_HOSTS
+        and host_policy_for(config.server) is not None
     )
     if demo:
         log.warning(

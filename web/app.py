@@ -12,6 +12,7 @@ from quart_trio import QuartTrio
 from web.api import register_api
 from web.asgi import ASGIApp, Receive, Scope, Send
 from web.gateway import Gateway
+from web.host_check import guard_hosts
 from web.metrics import register_metrics
 from web.ui import ui
 from web.v1 import v1_app
@@ -53,7 +54,8 @@ def create_quart_app(gateway: Gateway) -> QuartTrio:
 
 
 def create_app(gateway: Gateway) -> ASGIApp:
-    """Dispatch: ``/v1`` to the fast path, everything else (and the lifespan) to Quart."""
+    """Dispatch: ``/v1`` to the fast path, everything else (and the lifespan) to Quart; all of
+    it behind the ``Host`` check (:mod:`web.host_check`)."""
     # Quart types its ASGI arguments with hypercorn's TypedDicts; ours are plain mappings.
     quart_app = cast(ASGIApp, create_quart_app(gateway))
     hops = gateway.config.server.trusted_proxy_hops
@@ -74,4 +76,4 @@ def create_app(gateway: Gateway) -> ASGIApp:
             else:
                 await quart_app(scope, receive, send)
 
-    return app
+    return guard_hosts(app, gateway.config.server)
