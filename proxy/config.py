@@ -361,6 +361,13 @@ def _resolve_key(
             return environ[var], f"${var}"
     directory = environ.get("CREDENTIALS_DIRECTORY")
     if directory:
+        if not os.path.isdir(directory):
+            # systemd sets it for LoadCredential=; pointing nowhere, every key there is missing.
+            raise _error(
+                source,
+                f"$CREDENTIALS_DIRECTORY is {directory}, which is not a directory (systemd sets "
+                "it for LoadCredential=; outside systemd leave it unset)",
+            )
         path = Path(directory) / f"{name}_api_key"
         try:
             secret = path.read_text(encoding="utf-8").strip()
