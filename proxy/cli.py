@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
     import apsw
 
 T = TypeVar("T")
+
+# The commands that create files (the database and its -wal/-shm, backups, the first admin's
+# password): what they create is their user's only, whatever umask they were started with.
+_PRIVATE_UMASK = 0o077
+_WRITING_COMMANDS = frozenset({"serve", "clients", "users", "backup"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -154,11 +160,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"llm-proxy {__version__}")
         return 0
+    if args.command in _WRITING_COMMANDS:
+        os.umask(_PRIVATE_UMASK)
     try:
         config = _load(args)
     except ConfigError as exc:
         print(f"llm-proxy: {exc}", file=sys.stderr)
-        return 2
+        # serve: 1, as for every other reason it cannot start; elsewhere 2, a usage error.
+        return 1 if args.command == "serve" else 2
     if args.command == "check-config":
         print(f"# {config.source}: OK")
         print(render_config(config), end="")
@@ -173,13 +182,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _monitor(args, config)
     setup_logging(config.server.log_level, config.logging.format)
     raise_open_files_limit()
-    from proxy import service  # the server's imports are only worth paying for when serving
+    return _run_service(config)
 
+
+def _run_service(config: Config) -> int:
+    """Run the gateway; a known start-up failure is one log line and exit status 1.
+
+    The service runs in nested nurseries, so whatever ends it arrives wrapped in exception
+    groups: this is the one place they are unwrapped. Anything but a :class:`StartupError` (or
+    Ctrl-C) is a bug and keeps its traceback.
+    """
+    from proxy import service  # the server's imports are only worth paying for when serving
+    from proxy.errors import StartupError
+
+    log = logging.getLogger("llm_proxy")
     try:
-        trio.run(service.run, config)
-    except KeyboardInterrupt:  # a second Ctrl-C while shutting down
-        return 130
-    return 0
+        return trio.run(service.run, config)
+    except* StartupError as group:
+        for failure in _leaves(group):
+            log.error("cannot start: %s", failure)
+        status = 1
+    except* KeyboardInterrupt:
+        # Ctrl-C before the service handles signals itself (they are while it serves).
+        log.warning("interrupted while starting")
+        status = 130
+    return status
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
 
 
 # --- clients ------------------------------------------------------------------------------------

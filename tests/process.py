@@ -129,8 +129,14 @@ class ServerProcess:
 
 
 @asynccontextmanager
-async def serve(config: Path, database: Path, cwd: Path) -> AsyncIterator[ServerProcess]:
-    """Start ``llm-proxy serve --port 0`` and yield once it listens; killed on exit if alive."""
+async def serve(
+    config: Path, database: Path, cwd: Path, *, umask: int = 0o022
+) -> AsyncIterator[ServerProcess]:
+    """Start ``llm-proxy serve --port 0`` and yield once it listens; killed on exit if alive.
+
+    The process starts with the permissive ``umask`` most shells have, whatever the test
+    runner's is, so that file modes are the gateway's doing.
+    """
     process = await trio.lowlevel.open_process(
         [*CLI, "serve", "--config", str(config), "--port", "0", "--database", str(database)],
         cwd=cwd,
@@ -138,6 +144,7 @@ async def serve(config: Path, database: Path, cwd: Path) -> AsyncIterator[Server
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        umask=umask,
     )
     server = ServerProcess(process, database)
     try:
