@@ -203,8 +203,8 @@ def _run_service(config: Config) -> int:
             log.error("cannot start: %s", failure)
         status = 1
     except* KeyboardInterrupt:
-        # Ctrl-C before the service handles signals itself (they are while it serves).
-        log.warning("interrupted while starting")
+        # Ctrl-C while the service does not handle signals itself: during start-up, mostly.
+        log.warning("interrupted (SIGINT)")
         status = 130
     return status
 
