@@ -34,6 +34,7 @@ from actors.retention import Retention
 from actors.session_store import SessionStore, UserState
 from proxy.config import KEYED_PROVIDERS, Config
 from proxy.errors import StartupError
+from proxy.hosts import is_loopback_bind
 from proxy.images import ImageFetcher, ImagePolicy
 from proxy.passwords import Passwords
 from proxy.pricing import FREE_PROVIDERS, PriceOverride, Pricer
@@ -100,9 +101,6 @@ def build_providers(
     return actors
 
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
 def build_authenticator(
     config: Config, providers: dict[str, ProviderActor], directory: ClientDirectory
 ) -> Authenticator:
@@ -116,7 +114,7 @@ def build_authenticator(
         not config.auth.allow_anonymous
         and not config.auth.tokens
         and set(providers) <= FREE_PROVIDERS
-        and config.server.host in LOOPBACK_HOSTS
+        and is_loopback_bind(config.server.host)
         and host_policy_for(config.server) is not None
     )
     if demo:

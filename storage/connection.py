@@ -54,8 +54,8 @@ def _prepare_file(path: str) -> None:
     """Create the database file private to its owner, or check that the one there is usable.
 
     SQLite would create it with mode 0644 (less the umask) and, since its -wal and -shm copy the
-    database's mode, so would they be: readable by every local user. Checked here too, each
-    reason SQLite reports only as "unable to open database file" (plus log lines) gets its name.
+    database's mode, so would they be: readable by every local user. The checks name each reason
+    SQLite would report only as "unable to open database file" (plus a few log lines).
     """
     flags = os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
     try:
