@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import resource
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -16,7 +15,6 @@ import trio
 
 from proxy import __version__
 from proxy.config import Config, ConfigError, load_config, render_config, with_overrides
-from proxy.log_format import LogFormat, stderr_handler
 
 if TYPE_CHECKING:
     import apsw
@@ -126,34 +124,6 @@ def _load(args: argparse.Namespace) -> Config:
     return config
 
 
-def setup_logging(level: str, fmt: LogFormat = "text") -> None:
-    """One line per event on stderr, which journald and ``docker logs`` collect.
-
-    ``fmt`` is ``[logging] format``: ``key=value`` text or one JSON object per line; either way
-    a line logged during a ``/v1`` call carries its request id.
-    """
-    logging.basicConfig(level=level.upper(), handlers=[stderr_handler(fmt)], force=True)
-    # httpx logs every request URL at INFO; our own lines already say what matters.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # hpack logs every HTTP/2 header it decodes at DEBUG, API keys included: never that.
-    logging.getLogger("hpack").setLevel(logging.INFO)
-
-
-def raise_open_files_limit() -> None:
-    """Lift the soft limit on open files to the hard one, as Go and nginx do.
-
-    Every call holds two descriptors (client and upstream connection), and the usual soft limit
-    of 1,024 (systemd's default too) would refuse connections at about 500 streams in flight.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-        except (ValueError, OSError) as exc:
-            logging.getLogger("llm_proxy").warning("could not raise the open files limit: %s", exc)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -180,41 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _backup(args, config)
     if args.command == "monitor":
         return _monitor(args, config)
-    setup_logging(config.server.log_level, config.logging.format)
-    raise_open_files_limit()
-    return _run_service(config)
+    from proxy.serve import serve
 
-
-def _run_service(config: Config) -> int:
-    """Run the gateway; a known start-up failure is one log line and exit status 1.
-
-    The service runs in nested nurseries, so whatever ends it arrives wrapped in exception
-    groups: this is the one place they are unwrapped. Anything but a :class:`StartupError` (or
-    Ctrl-C) is a bug and keeps its traceback.
-    """
-    from proxy import service  # the server's imports are only worth paying for when serving
-    from proxy.errors import StartupError
-
-    log = logging.getLogger("llm_proxy")
-    try:
-        return trio.run(service.run, config)
-    except* StartupError as group:
-        for failure in _leaves(group):
-            log.error("cannot start: %s", failure)
-        status = 1
-    except* KeyboardInterrupt:
-        # Ctrl-C while the service does not handle signals itself: during start-up, mostly.
-        log.warning("interrupted (SIGINT)")
-        status = 130
-    return status
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            yield from _leaves(exc)
-        else:
-            yield exc
+    return serve(config)
 
 
 # --- clients ------------------------------------------------------------------------------------
