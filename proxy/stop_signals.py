@@ -35,9 +35,18 @@ HARD_STOP_AFTER_S: Final = 5.0
 class StopSignals:
     """Turns SIGTERM/SIGINT into ``stop`` (the first) and ``stop_now`` (the second)."""
 
-    def __init__(self, stop: Callable[[], None], stop_now: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        stop: Callable[[], None],
+        stop_now: Callable[[], None],
+        *,
+        hard_stop_after_s: float = HARD_STOP_AFTER_S,
+        exit_process: Callable[[int], object] = os._exit,
+    ) -> None:
         self._stop = stop
         self._stop_now = stop_now
+        self._hard_stop_after_s = hard_stop_after_s
+        self._exit_process = exit_process
         self._received = 0
         self.exit_status = 0
         """0, or 128 + the number of the second signal."""
@@ -71,16 +80,15 @@ class StopSignals:
                 "second signal (%s): stopping now, without waiting for calls in flight", name
             )
             self._stop_now()
-            timer = threading.Timer(HARD_STOP_AFTER_S, _exit_now, (self.exit_status, name))
+            timer = threading.Timer(self._hard_stop_after_s, self._exit_now, (name,))
             timer.daemon = True
             timer.start()
         else:
-            _exit_now(self.exit_status, name)
+            self._exit_now(name)
 
-
-def _exit_now(status: int, name: str) -> None:
-    """Leave the process at once: what is not stored by now is the price of the second signal."""
-    log.error("%s: still stopping; exiting without waiting any longer", name)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    os._exit(status)
+    def _exit_now(self, name: str) -> None:
+        """Leave at once: what is not stored by now is the price of insisting."""
+        log.error("%s: still stopping; exiting without waiting any longer", name)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        self._exit_process(self.exit_status)

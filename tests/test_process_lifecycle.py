@@ -2,7 +2,8 @@
 
 Graceful shutdown: in-flight streams finish, new requests are refused, every record is stored,
 the WAL is checkpointed and the exit status is 0. Durability: after SIGKILL every call whose
-response finished more than one second earlier is in the database.
+response finished more than one second earlier is in the database. A second signal during the
+shutdown stops it at once, quietly, still storing every record (issue 13, item 21).
 
 The fake upstream runs in the test's trio loop; the server is a subprocess reaching it over
 loopback, so the signals are real and so is WAL recovery when the database is opened afterwards.
