@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import resource
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -15,12 +15,16 @@ import trio
 
 from proxy import __version__
 from proxy.config import Config, ConfigError, load_config, render_config, with_overrides
-from proxy.log_format import LogFormat, stderr_handler
 
 if TYPE_CHECKING:
     import apsw
 
 T = TypeVar("T")
+
+# The commands that create files (the database and its -wal/-shm, backups, the first admin's
+# password): what they create is their user's only, whatever umask they were started with.
+_PRIVATE_UMASK = 0o077
+_WRITING_COMMANDS = frozenset({"serve", "clients", "users", "backup"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,45 +124,20 @@ def _load(args: argparse.Namespace) -> Config:
     return config
 
 
-def setup_logging(level: str, fmt: LogFormat = "text") -> None:
-    """One line per event on stderr, which journald and ``docker logs`` collect.
-
-    ``fmt`` is ``[logging] format``: ``key=value`` text or one JSON object per line; either way
-    a line logged during a ``/v1`` call carries its request id.
-    """
-    logging.basicConfig(level=level.upper(), handlers=[stderr_handler(fmt)], force=True)
-    # httpx logs every request URL at INFO; our own lines already say what matters.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # hpack logs every HTTP/2 header it decodes at DEBUG, API keys included: never that.
-    logging.getLogger("hpack").setLevel(logging.INFO)
-
-
-def raise_open_files_limit() -> None:
-    """Lift the soft limit on open files to the hard one, as Go and nginx do.
-
-    Every call holds two descriptors (client and upstream connection), and the usual soft limit
-    of 1,024 (systemd's default too) would refuse connections at about 500 streams in flight.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-        except (ValueError, OSError) as exc:
-            logging.getLogger("llm_proxy").warning("could not raise the open files limit: %s", exc)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = _parser().parse_args(argv)
     if args.command == "version":
         print(f"llm-proxy {__version__}")
         return 0
+    if args.command in _WRITING_COMMANDS:
+        os.umask(_PRIVATE_UMASK)
     try:
         config = _load(args)
     except ConfigError as exc:
         print(f"llm-proxy: {exc}", file=sys.stderr)
-        return 2
+        # serve: 1, as for every other reason it cannot start; elsewhere 2, a usage error.
+        return 1 if args.command == "serve" else 2
     if args.command == "check-config":
         print(f"# {config.source}: OK")
         print(render_config(config), end="")
@@ -171,15 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _backup(args, config)
     if args.command == "monitor":
         return _monitor(args, config)
-    setup_logging(config.server.log_level, config.logging.format)
-    raise_open_files_limit()
-    from proxy import service  # the server's imports are only worth paying for when serving
+    from proxy.serve import serve
 
-    try:
-        trio.run(service.run, config)
-    except KeyboardInterrupt:  # a second Ctrl-C while shutting down
-        return 130
-    return 0
+    return serve(config)
 
 
 # --- clients ------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+from proxy.hosts import entry_problem
 from proxy.origins import origin_of
 
 PROVIDER_NAMES: tuple[str, ...] = ("openai", "gemini", "deepseek", "grok", "ollama", "mock")
@@ -100,6 +101,10 @@ def _base_urls(v: tuple[str, ...]) -> str | None:
     return None
 
 
+def _host_entries(v: tuple[str, ...]) -> str | None:
+    return next(filter(None, map(entry_problem, v)), None)
+
+
 def _opt(default: Any = MISSING, check: _Check | None = None, *, repr: bool = True) -> Any:
     """A dataclass field whose value, when read from the file, must pass ``check``."""
     return field(default=default, repr=repr, metadata={"check": check})
@@ -135,6 +140,9 @@ class ServerConfig:
     # TLS proxy set 1: the dashboard then sees https (Secure cookie, Origin check) and the real
     # client address (login throttling); never set it when clients reach the gateway directly.
     trusted_proxy_hops: int = _opt(0, _between(0, 10))
+    # The names a request's Host may carry (DNS rebinding); addresses and localhost always pass.
+    # Empty: loopback names only when bound to loopback, anything otherwise (proxy/hosts.py).
+    allowed_hosts: tuple[str, ...] = _opt((), _host_entries)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -385,6 +393,13 @@ def _resolve_key(
             return environ[var], f"${var}"
     directory = environ.get("CREDENTIALS_DIRECTORY")
     if directory:
+        if not os.path.isdir(directory):
+            # systemd sets it for LoadCredential=; pointing nowhere, every key there is missing.
+            raise _error(
+                source,
+                f"$CREDENTIALS_DIRECTORY is {directory}, which is not a directory (systemd sets "
+                "it for LoadCredential=; outside systemd leave it unset)",
+            )
         path = Path(directory) / f"{name}_api_key"
         try:
             secret = path.read_text(encoding="utf-8").strip()

@@ -195,3 +195,8 @@ def shutting_down() -> UpstreamUnavailable:
         # Close the kept-alive connection so the client's retry goes to a live listener.
         headers={"retry-after": "1", "connection": "close"},
     )
+
+
+class StartupError(Exception):
+    """A known reason the gateway cannot start (port taken, database unusable); the message
+    names the thing and the reason in one line, and ``serve`` prints it without a traceback."""

@@ -1,9 +1,11 @@
 """The composition root: start every actor and the HTTP server in one nursery, stop them in order.
 
-Start order is storage writer, request logger, providers, then the listener; each actor reports
-readiness through ``nursery.start``. Shutdown runs the other way (design §2): stop accepting, let
-in-flight calls finish within the grace period, then close providers, the logger (which drains into
-the writer) and finally the writer (whose last flush and checkpoint run shielded).
+The listening socket is bound first (a port in use is then the only thing said), then the storage
+writer, request logger and providers start; each actor reports readiness through
+``nursery.start``. Shutdown runs the other way (design §2): stop accepting, let in-flight calls
+finish within the grace period, then close providers, the logger (which drains into the writer)
+and finally the writer (whose last flush and checkpoint run shielded). A second signal cuts the
+grace period short (:mod:`proxy.stop_signals`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
-import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,13 +32,17 @@ from actors.request_logger import RequestLogger
 from actors.retention import Retention
 from actors.session_store import SessionStore, UserState
 from proxy.config import KEYED_PROVIDERS, Config
+from proxy.errors import StartupError
+from proxy.hosts import is_loopback_bind
 from proxy.images import ImageFetcher, ImagePolicy
 from proxy.passwords import Passwords
 from proxy.pricing import FREE_PROVIDERS, PriceOverride, Pricer
+from proxy.private_files import make_gateway_files_private
 from proxy.providers.registry import adapter_for
 from proxy.routing import AliasTarget, Router
 from proxy.sd_notify import Notifier
 from proxy.secret_scrubber import MIN_SECRET_LENGTH, SecretScrubber, configured_secrets
+from proxy.stop_signals import StopSignals
 from storage.reads import ReadPool
 from storage.users import list_users
 from storage.writer import StorageWriter
@@ -47,6 +52,7 @@ from web.connections import connections_for
 from web.events import EventHub
 from web.first_admin import ensure_first_admin
 from web.gateway import Gateway
+from web.host_check import policy_for as host_policy_for
 from web.http_server import serve
 from web.live_settings import apply_stored_settings
 
@@ -116,9 +122,6 @@ def build_providers(
     return actors
 
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
 def build_authenticator(
     config: Config, providers: dict[str, ProviderActor], directory: ClientDirectory
 ) -> Authenticator:
@@ -126,12 +129,14 @@ def build_authenticator(
     # Demo mode: no API key configured and only free, local providers (the in-process mock, a
     # local Ollama) enabled, on a loopback address. Letting a first `curl` through without a key
     # then costs nothing and exposes nothing that was not already open on this machine. It ends
-    # when the first client key is created.
+    # when the first client key is created. Only while the Host check runs: without it a web page
+    # whose name was rebound to 127.0.0.1 would be a caller from this machine too.
     demo = (
         not config.auth.allow_anonymous
         and not config.auth.tokens
         and set(providers) <= FREE_PROVIDERS
-        and config.server.host in LOOPBACK_HOSTS
+        and is_loopback_bind(config.server.host)
+        and host_policy_for(config.server) is not None
     )
     if demo:
         log.warning(
@@ -158,8 +163,29 @@ class _HypercornConfig(hypercorn.config.Config):
     """
 
     stalled_client_timeout_s: float = 20.0
+    _bound: Any = None
+
+    def bind_now(self) -> None:
+        """Bind the listening sockets now, so that a port in use fails the start at once."""
+        try:
+            self._bound = self._tuned_sockets()
+        except OSError as exc:  # socket.gaierror too: a host name that does not resolve
+            raise StartupError(f"cannot listen on {' '.join(self.bind)}: {exc}") from exc
+
+    def close_unused(self) -> None:
+        """Close the sockets :meth:`bind_now` bound if hypercorn never took them."""
+        sockets, self._bound = self._bound, None
+        if sockets is not None:
+            for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+                sock.close()
 
     def create_sockets(self) -> Any:
+        if self._bound is not None:
+            sockets, self._bound = self._bound, None
+            return sockets
+        return self._tuned_sockets()
+
+    def _tuned_sockets(self) -> Any:
         sockets = super().create_sockets()
         timeout_ms = int(self.stalled_client_timeout_s * 1000)
         if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux only
@@ -169,7 +195,7 @@ class _HypercornConfig(hypercorn.config.Config):
         return sockets
 
 
-def hypercorn_config(config: Config) -> hypercorn.config.Config:
+def hypercorn_config(config: Config) -> _HypercornConfig:
     """Hypercorn settings from ours: bind, grace period, no access log (we log every call)."""
     hc = _HypercornConfig()
     hc.stalled_client_timeout_s = config.server.stalled_client_timeout_s
@@ -199,22 +225,6 @@ async def _running(
             close()
 
 
-async def _stop_on_signal(stop: Callable[[], None], shutdown: trio.Event) -> None:
-    """Call ``stop`` on SIGTERM or SIGINT; return once shutdown has begun, whatever began it."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_first_signal, signals, stop)
-            await shutdown.wait()
-            nursery.cancel_scope.cancel()
-
-
-async def _first_signal(signals: AsyncIterator[int], stop: Callable[[], None]) -> None:
-    async for signum in signals:
-        log.info("received %s: shutting down", signal.Signals(signum).name)
-        stop()
-        return
-
-
 async def _user_states(reads: ReadPool) -> dict[str, UserState]:
     users = await reads.run(list_users)
     return {
@@ -229,8 +239,33 @@ async def run(
     handle_signals: bool = True,
     passwords: Passwords | None = None,
     task_status: trio.TaskStatus[RunningService] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run the gateway until SIGTERM/SIGINT (or ``RunningService.stop``), then shut down cleanly."""
+) -> int:
+    """Run the gateway until SIGTERM/SIGINT (or ``RunningService.stop``), then shut down cleanly.
+
+    Returns the exit status: 0, or 128 + N when a second signal N cut the shutdown short
+    (:mod:`proxy.stop_signals`). A known reason not to start (the port is taken, the database
+    cannot be used) raises :class:`StartupError` before anything listens.
+    """
+    hc = hypercorn_config(config)
+    # First, so that a port in use is the only thing said and nothing else is touched.
+    hc.bind_now()
+    try:
+        return await _run_bound(
+            config, hc, handle_signals=handle_signals, passwords=passwords, task_status=task_status
+        )
+    finally:
+        hc.close_unused()
+
+
+async def _run_bound(
+    config: Config,
+    hc: hypercorn.config.Config,
+    *,
+    handle_signals: bool,
+    passwords: Passwords | None,
+    task_status: trio.TaskStatus[RunningService],
+) -> int:
+    """:func:`run` once the listening sockets are bound."""
     database = config.server.database
     writer = StorageWriter(database, record_requests=config.logging.record_requests)
     reads = ReadPool(database)
@@ -285,17 +320,31 @@ async def run(
     logger.observer = gateway.metrics.observe  # /metrics counts every logged call
     shutdown = trio.Event()
     stopped = trio.Event()
+    # Around the serving phase; cancelled by a second signal to cut the grace period short.
+    hurry = trio.CancelScope()
 
     def stop() -> None:
         gateway.draining = True
         shutdown.set()
 
+    def stop_now() -> None:
+        stop()
+        hurry.cancel()
+
+    signals = StopSignals(stop, stop_now) if handle_signals else None
+
     # The dashboard's recent-logs page reads the same lines stderr gets.
     logging.getLogger().addHandler(gateway.log_buffer)
     try:
         async with AsyncExitStack() as actors:
+            if signals is not None:
+                # Entered first, left last: a signal while the actors drain is handled too.
+                await actors.enter_async_context(signals.handling())
             await actors.enter_async_context(images_client)
             await actors.enter_async_context(_running(writer.run, writer.close))
+            # Once the writer has found the database usable (not someone's other file): its
+            # -wal and -shm exist by now, and SQLite gave them the database's mode.
+            await trio.to_thread.run_sync(make_gateway_files_private, database)
             if config.dashboard.enabled:
                 await ensure_first_admin(writer, hasher, database, now_ms=int(time.time() * 1000))
                 await actors.enter_async_context(_running(sessions.run, sessions.close))
@@ -319,18 +368,16 @@ async def run(
             gc.set_threshold(10_000, 10, 10)
             gateway.ready = True
             log.info("started: database=%s providers=%s", database, ",".join(providers) or "none")
-            async with trio.open_nursery() as server:
-                binds: list[str] = await server.start(
-                    _serve, gateway, hypercorn_config(config), shutdown
-                )
-                log.info("listening on %s", " ".join(binds))
-                if handle_signals:
-                    server.start_soon(_stop_on_signal, stop, shutdown)
-                    # systemd (Type=notify): READY now, watchdog pings, STOPPING at shutdown.
-                    notifier = Notifier.from_environ()
-                    ready = f"listening on {' '.join(binds)}"
-                    server.start_soon(partial(notifier.serve, shutdown, ready_status=ready))
-                task_status.started(RunningService(binds[0], gateway, stop, stopped))
+            with hurry:
+                async with trio.open_nursery() as server:
+                    binds: list[str] = await server.start(_serve, gateway, hc, shutdown)
+                    log.info("listening on %s", " ".join(binds))
+                    if handle_signals:
+                        # systemd (Type=notify): READY now, watchdog pings, STOPPING at shutdown.
+                        notifier = Notifier.from_environ()
+                        ready = f"listening on {' '.join(binds)}"
+                        server.start_soon(partial(notifier.serve, shutdown, ready_status=ready))
+                    task_status.started(RunningService(binds[0], gateway, stop, stopped))
             gateway.ready = False
             log.info("server stopped; closing actors")
     finally:
@@ -338,6 +385,7 @@ async def run(
         logging.getLogger().removeHandler(gateway.log_buffer)
         stopped.set()
     log.info("shutdown complete")
+    return signals.exit_status if signals is not None else 0
 
 
 async def _serve(

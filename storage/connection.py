@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
+from pathlib import Path
 
 import apsw
 import apsw.bestpractice
 
-__all__ = ["JOURNAL_SIZE_LIMIT_BYTES", "open_connection"]
+__all__ = ["JOURNAL_SIZE_LIMIT_BYTES", "database_files", "open_connection"]
 
 JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 _best_practice_lock = threading.Lock()
 _best_practice_applied = False
@@ -40,18 +44,76 @@ def _apply_best_practice() -> None:
             _best_practice_applied = True
 
 
+def database_files(path: str) -> list[Path]:
+    """The database file SQLite uses for ``path`` (links resolved) and its ``-wal`` and ``-shm``."""
+    real = Path(os.path.realpath(path))
+    return [real, real.with_name(real.name + "-wal"), real.with_name(real.name + "-shm")]
+
+
+def _prepare_file(path: str) -> None:
+    """Create the database file private to its owner, or check that the one there is usable.
+
+    SQLite would create it with mode 0644 (less the umask) and, since its -wal and -shm copy the
+    database's mode, so would they be: readable by every local user. The checks name each reason
+    SQLite would report only as "unable to open database file" (plus a few log lines).
+    """
+    flags = os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | flags, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise apsw.CantOpenError(_create_failure(path, exc)) from exc
+    else:
+        try:
+            os.fchmod(fd, 0o600)  # the mode given to open() is filtered by the umask
+        finally:
+            os.close(fd)
+        return
+    try:
+        # Not O_NOFOLLOW here: a database the operator linked elsewhere is theirs to place.
+        with open(path, "rb") as existing:
+            header = existing.read(len(_SQLITE_HEADER))
+    except IsADirectoryError as exc:
+        raise apsw.CantOpenError("it is a directory") from exc
+    except OSError as exc:
+        raise apsw.CantOpenError(exc.strerror or str(exc)) from exc
+    if header and header != _SQLITE_HEADER[: len(header)]:
+        raise apsw.NotADBError("it is not a SQLite database (the file does not start like one)")
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise apsw.CantOpenError("this user may not write it (permission denied)")
+    wal, parent = Path(f"{path}-wal"), Path(path).absolute().parent
+    if not wal.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise apsw.CantOpenError(
+            f"this user may not create files in {parent}, where SQLite keeps {wal.name}"
+        )
+
+
+def _create_failure(path: str, exc: OSError) -> str:
+    parent = Path(path).absolute().parent
+    if exc.errno == errno.ENOENT:
+        return f"the directory {parent} does not exist"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"this user may not create files in {parent} (permission denied)"
+    return f"cannot create it: {exc.strerror or exc}"
+
+
 def open_connection(
     path: str, *, readonly: bool = False, busy_timeout_ms: int = 5000
 ) -> apsw.Connection:
     """Open ``path`` in WAL mode with foreign keys, a busy timeout and a bounded WAL file.
 
-    Blocking: call it from a worker thread, never from the trio thread.
+    For writing, a new database file is created with mode 0600, and an existing one that
+    cannot be used raises ``apsw.CantOpenError``/``NotADBError`` saying why. Blocking: call it
+    from a worker thread, never from the trio thread.
     """
     _apply_best_practice()
     if readonly:
         flags = apsw.SQLITE_OPEN_READONLY
     else:
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+        if path != ":memory:" and not path.startswith("file:"):
+            _prepare_file(path)
     conn = apsw.Connection(path, flags=flags)
     try:
         # The best-practice hook sets 100 ms, too short for a writer that holds locks for a batch.

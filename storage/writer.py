@@ -15,10 +15,11 @@ import apsw
 import outcome
 import trio
 
+from proxy.errors import StartupError
 from proxy.records import RequestRecord
 from storage.batch import is_row_error, write_batch, write_rows_one_by_one
 from storage.connection import open_connection
-from storage.migrations import migrate
+from storage.migrations import SchemaTooNewError, migrate
 from storage.transaction import in_immediate_transaction
 
 __all__ = ["StorageWriter", "WriterStatistics"]
@@ -207,12 +208,15 @@ class StorageWriter:
         self._started = True
         try:
             self._conn = await self._in_thread(self._open_sync)
-        except BaseException:
+        except BaseException as exc:
             self.close()
             self._take_queued()
             if self._pending:
                 logger.error("%d records not stored: database unavailable", len(self._pending))
             self._receive.close()
+            if isinstance(exc, apsw.Error | SchemaTooNewError):
+                # Where it lives, what it is and who may write it: the operator's to fix.
+                raise StartupError(f"cannot open database {self._path}: {exc}") from exc
             raise
         try:
             task_status.started()

@@ -138,11 +138,19 @@ def _limit_open_files(count: int) -> Callable[[], None]:
 
 @asynccontextmanager
 async def serve(
-    config: Path, database: Path, cwd: Path, *, open_files: int | None = None
+    config: Path,
+    database: Path,
+    cwd: Path,
+    *,
+    open_files: int | None = None,
+    umask: int = 0o022,
 ) -> AsyncIterator[ServerProcess]:
     """Start ``llm-proxy serve --port 0`` and yield once it listens; killed on exit if alive.
 
-    ``open_files`` limits the process's open files (``ulimit -n``)."""
+    ``open_files`` limits the process's open files (``ulimit -n``). The process starts with the
+    permissive ``umask`` most shells have, whatever the test runner's is, so that file modes are
+    the gateway's doing.
+    """
     process = await trio.lowlevel.open_process(
         [*CLI, "serve", "--config", str(config), "--port", "0", "--database", str(database)],
         cwd=cwd,
@@ -151,6 +159,7 @@ async def serve(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         preexec_fn=None if open_files is None else _limit_open_files(open_files),
+        umask=umask,
     )
     server = ServerProcess(process, database)
     try:

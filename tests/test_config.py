@@ -407,6 +407,14 @@ def test_empty_credential_file_counts_as_missing(tmp_path: Path) -> None:
     assert config.providers["grok"].api_key is None
 
 
+def test_a_credentials_directory_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    # systemd sets it only with LoadCredential=: pointing nowhere, every key there is missing,
+    # which used to start the gateway silently without them.
+    nowhere = tmp_path / "gone"
+    with pytest.raises(ConfigError, match=r"\$CREDENTIALS_DIRECTORY .*gone.* not a directory"):
+        load_config(environ={"CREDENTIALS_DIRECTORY": str(nowhere)})
+
+
 def test_mock_disabled_when_a_keyed_provider_has_a_key() -> None:
     variables = ["OPENAI_API_KEY", "GEMINI_API_KEY", "DEEPSEEK_API_KEY", "XAI_API_KEY"]
     for name, var in zip(KEYED_PROVIDERS, variables, strict=True):

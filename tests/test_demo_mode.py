@@ -34,6 +34,9 @@ def test_demo_mode_on_loopback_with_free_providers(tmp_path: Path) -> None:
     "data",
     [
         {"auth": {"tokens": []}, "server": {"host": "0.0.0.0"}},
+        # Hosts unchecked on loopback: a DNS-rebinding page could use it (issue 13, item 9).
+        {"auth": {"tokens": []}, "server": {"allowed_hosts": ["*"]}},
+        {"auth": {"tokens": []}, "server": {"trusted_proxy_hops": 1}},
         {"auth": {"tokens": ["sk-configured-key-0123456789"]}},
         {"auth": {"tokens": []}, "providers": {"openai": {"api_key": "sk-up-0123456789abcd"}}},
     ],

@@ -915,7 +915,7 @@ class RawCase:
     chunks: tuple[int, ...]
 
     def encode(self) -> bytes:
-        lines = [self.method + b" " + self.path + b" HTTP/1.1", b"host: gateway"]
+        lines = [self.method + b" " + self.path + b" HTTP/1.1", b"host: 127.0.0.1"]
         lines += [name + b": " + value for name, value in self.headers]
         lines.append(b"connection: close")
         body = self.body
@@ -1012,7 +1012,7 @@ async def test_missing_duplicated_and_non_ascii_authorization(gateway: RunningSe
     for values, allowed in cases:
         headers = b"".join(b"authorization: " + v + b"\r\n" for v in values)
         request = (
-            b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n"
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n"
             + headers
             + b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body)
             + body
@@ -1055,7 +1055,7 @@ async def test_bodies_over_the_cap_get_413_quickly(gateway: RunningService) -> N
         else:
             headers = b"content-length: %d\r\n" % len(body)
         request = (
-            b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n"
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n"
             b"authorization: Bearer " + KEY + b"\r\n" + headers + b"\r\n" + body
         )
         raw = await exchange(gateway, request, timeout_s=5.0)
@@ -1834,7 +1834,7 @@ async def test_bug11_connection_close_and_http10_answers_end_with_the_connection
     for head in heads:
         request = (
             head
-            + b"host: gw\r\nauthorization: Bearer "
+            + b"host: 127.0.0.1\r\nauthorization: Bearer "
             + KEY
             + b"\r\ncontent-length: %d\r\n\r\n" % len(VALID_BODY)
             + VALID_BODY
@@ -1856,9 +1856,9 @@ async def test_bug12_half_closed_requests_answered_early_do_not_crash_the_gatewa
 ) -> None:
     requests = [
         # No key: 401 before the body is read.
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-length: 100\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 100\r\n\r\n",
         # Wrong method: 405 before the body is read.
-        b"PUT /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-length: 100\r\n\r\n",
+        b"PUT /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 100\r\n\r\n",
     ]
     broken = []
     for i in range(120):  # the race is lost within ~25 tries on a quiet machine

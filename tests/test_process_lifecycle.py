@@ -2,7 +2,8 @@
 
 Graceful shutdown: in-flight streams finish, new requests are refused, every record is stored,
 the WAL is checkpointed and the exit status is 0. Durability: after SIGKILL every call whose
-response finished more than one second earlier is in the database.
+response finished more than one second earlier is in the database. A second signal during the
+shutdown stops it at once, quietly, still storing every record (issue 13, item 21).
 
 The fake upstream runs in the test's trio loop; the server is a subprocess reaching it over
 loopback, so the signals are real and so is WAL recovery when the database is opened afterwards.
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
 from tests.fakes.openai_upstream import DEFAULT_API_KEY, Echo, FakeOpenAI
@@ -444,3 +446,85 @@ async def test_sigkill_under_load_keeps_every_call_finished_a_second_before(
     for call in durable:
         assert_logged_ok(rows, call.request_id)
     assert len(rows) <= attempted, context
+
+
+# --- a second signal during the shutdown --------------------------------------------------------
+
+
+def slow_mock_config(path: Path) -> Path:
+    """The mock provider answering after a minute, and a grace period that would wait for it."""
+    path.write_text(
+        f"""\
+[server]
+graceful_timeout_s = 60
+
+[auth]
+tokens = ["{CLIENT_KEY}"]
+
+[providers.ollama]
+enabled = false
+
+[providers.mock]
+latency_ms = 60000
+"""
+    )
+    return path
+
+
+async def wait_for_mock_call_in_flight(client: httpx.AsyncClient) -> None:
+    """Poll /metrics until the mock provider has one call in flight."""
+    with trio.fail_after(10):
+        while True:
+            metrics = (await client.get("/metrics")).text
+            if 'llm_proxy_provider_in_flight{provider="mock"} 1' in metrics:
+                return
+            await trio.sleep(0.05)
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+async def test_a_second_signal_stops_at_once_quietly_and_keeps_the_record(
+    tmp_path: Path, signum: signal.Signals, status: int
+) -> None:
+    config = slow_mock_config(tmp_path / "config.toml")
+    database = tmp_path / "gateway.db"
+    outcome: list[str] = []
+    async with (
+        serve(config, database, tmp_path) as server,
+        client_for(server, timeout=30) as client,
+    ):
+
+        async def slow_call() -> None:
+            try:
+                response = await client.post(
+                    "/v1/chat/completions",
+                    json={"model": "mock", "messages": [{"role": "user", "content": "hi"}]},
+                )
+                outcome.append(f"HTTP {response.status_code}")
+            except httpx.TransportError as exc:
+                outcome.append(type(exc).__name__)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(slow_call)
+            await wait_for_mock_call_in_flight(client)
+            server.send_signal(signum)
+            with trio.fail_after(5):
+                await server.wait_for_line(f"received {signum.name}")
+            # The call holds the graceful shutdown (a minute of grace): the second signal ends it.
+            assert server.running()
+            server.send_signal(signum)
+            with trio.fail_after(10):
+                exit_status = await server.wait()
+    assert exit_status == status, server.stderr
+    stderr = server.stderr
+    assert f"second signal ({signum.name}): stopping now" in stderr, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "KeyboardInterrupt" not in stderr, stderr
+    assert "not stored" not in stderr, stderr
+    assert "shutdown complete" in stderr, stderr
+    # The call is cut as when the grace period runs out: told so if the connection still
+    # takes it, and logged either way (it was accepted: it must not be lost).
+    assert outcome in (["HTTP 503"], ["RemoteProtocolError"], ["ReadError"]), outcome
+    rows = read_rows(database)
+    assert len(rows) == 1, rows
+    (row,) = rows.values()
+    assert row["status"] in ("cancelled", "error"), row

@@ -13,6 +13,7 @@ from web.api import register_api
 from web.asgi import ASGIApp, Receive, Scope, Send
 from web.early_answers import finish_body_first
 from web.gateway import Gateway
+from web.host_check import guard_hosts
 from web.metrics import register_metrics
 from web.ui import ui
 from web.v1 import v1_app
@@ -54,7 +55,8 @@ def create_quart_app(gateway: Gateway) -> QuartTrio:
 
 
 def create_app(gateway: Gateway) -> ASGIApp:
-    """Dispatch: ``/v1`` to the fast path, everything else (and the lifespan) to Quart."""
+    """Dispatch: ``/v1`` to the fast path, everything else (and the lifespan) to Quart; all of
+    it behind the ``Host`` check (:mod:`web.host_check`)."""
     # Quart types its ASGI arguments with hypercorn's TypedDicts; ours are plain mappings.
     quart_app = cast(ASGIApp, create_quart_app(gateway))
     # Its guard, 404s, 405s, 413s and static files may answer before the body has arrived.
@@ -77,4 +79,4 @@ def create_app(gateway: Gateway) -> ASGIApp:
             else:
                 await quart_app(scope, receive, send)
 
-    return app
+    return guard_hosts(app, gateway.config.server)
