@@ -36,7 +36,8 @@ def head(
     method: str, path: str, *, length: int | None = None, headers: dict[str, str] | None = None
 ) -> bytes:
     """A request head; ``length`` adds ``Content-Length`` (the body is sent separately)."""
-    lines = [f"{method} {path} HTTP/1.1", "host: test"]
+    # A Host the gateway answers to on loopback (server.allowed_hosts refuses other names).
+    lines = [f"{method} {path} HTTP/1.1", "host: 127.0.0.1"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     if length is not None:
         lines.append(f"content-length: {length}")
