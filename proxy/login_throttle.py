@@ -14,6 +14,8 @@ import math
 from collections.abc import Callable
 from typing import Final
 
+from proxy.usernames import fold_username
+
 USERNAME_LIMIT: Final = 5
 ADDRESS_LIMIT: Final = 20
 WINDOW_S: Final = 900.0
@@ -83,7 +85,7 @@ class LoginThrottle:
         """Whole seconds to wait before trying; 0 when a try is allowed."""
         now = self._clock()
         wait = max(
-            self._usernames.retry_after(username.casefold(), now),
+            self._usernames.retry_after(fold_username(username), now),
             self._addresses.retry_after(address, now),
         )
         return math.ceil(wait) if wait > 0 else 0
@@ -91,9 +93,9 @@ class LoginThrottle:
     def failed(self, username: str, address: str) -> None:
         """A wrong password (or an unknown user) from ``address``."""
         now = self._clock()
-        self._usernames.add(username.casefold(), now)
+        self._usernames.add(fold_username(username), now)
         self._addresses.add(address, now)
 
     def succeeded(self, username: str) -> None:
         """A good login: the username's failures are forgiven."""
-        self._usernames.clear(username.casefold())
+        self._usernames.clear(fold_username(username))

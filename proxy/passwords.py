@@ -15,6 +15,8 @@ import argon2
 import trio
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from proxy.usernames import fold_username
+
 MIN_LENGTH: Final = 12
 MAX_LENGTH: Final = (
     1024  # argon2 hashes any length; a megabyte "password" is an attack, not a login
@@ -80,7 +82,7 @@ def check_new_password(password: str, *, username: str, current: str | None = No
         raise PasswordPolicyError(f"The new password must be at least {MIN_LENGTH} characters.")
     if len(password) > MAX_LENGTH:
         raise PasswordPolicyError(f"The new password must be at most {MAX_LENGTH} characters.")
-    if password.strip().casefold() == username.casefold():
+    if fold_username(password.strip()) == fold_username(username):
         raise PasswordPolicyError("The new password must not be the username.")
     if current is not None and password == current:
         raise PasswordPolicyError("The new password must differ from the current one.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import unicodedata
 from pathlib import Path
 
 import httpx
@@ -270,3 +271,41 @@ async def test_forwarded_headers_are_ignored_unless_trusted(dashboard: RunningSe
         )
         assert spoofed.status_code == 403
         assert spoofed.json()["error"]["code"] == "bad_origin"
+
+
+async def test_a_lock_holds_for_every_spelling_of_the_name(dashboard: RunningService) -> None:
+    # "René" typed on one keyboard is NFC (é), on another NFD (e + combining acute): one user,
+    # one lock, whichever way the guesses and the next try spell it.
+    composed, decomposed = "René", unicodedata.normalize("NFD", "RENÉ")
+    assert composed.casefold() != decomposed.casefold()
+    async with signed_in(dashboard) as admin:
+        made = await admin.post(
+            "/api/users", json={"username": composed, "password": VIEWER_PASSWORD}
+        )
+        assert made.status_code == 201, made.text
+    async with httpx.AsyncClient(base_url=dashboard.base_url) as client:
+        for _ in range(5):
+            wrong = await client.post(
+                "/api/auth/login", json={"username": composed, "password": "not it at all"}
+            )
+            assert wrong.status_code == 401
+        other_spelling = await client.post(
+            "/api/auth/login", json={"username": decomposed, "password": VIEWER_PASSWORD}
+        )
+    assert other_spelling.status_code == 429, other_spelling.text
+    assert other_spelling.json()["error"]["code"] == "login_throttled"
+
+
+async def test_an_admin_cannot_delete_themself_by_another_spelling(
+    dashboard: RunningService,
+) -> None:
+    async with signed_in(dashboard) as admin:
+        made = await admin.post(
+            "/api/users", json={"username": "Jürgen", "role": "admin", "password": VIEWER_PASSWORD}
+        )
+        assert made.status_code == 201, made.text
+    async with signed_in(dashboard, "Jürgen", VIEWER_PASSWORD) as jurgen:
+        for spelling in (unicodedata.normalize("NFD", "jürgen"), "JÜRGEN"):
+            refused = await jurgen.delete(f"/api/users/{spelling}")
+            assert refused.status_code == 400, (spelling, refused.text)
+            assert refused.json()["error"]["code"] == "cannot_delete_self"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 
 import trio
@@ -116,3 +117,14 @@ def test_throttle_counts_usernames_and_addresses_and_forgets_in_time() -> None:
     throttle.failed("eve", "10.0.0.2")
     throttle.succeeded("eve")
     assert throttle.retry_after("eve", "10.0.0.2") == 0
+
+
+def test_a_users_sessions_are_found_by_any_spelling_of_the_name() -> None:
+    sessions = store(Clock())
+    tokens = [
+        sessions.create("René", "viewer", must_change_password=False, password_hash="h")[0]
+        for _ in range(2)
+    ]
+    sessions.update_user(unicodedata.normalize("NFD", "rené"), role="admin")
+    assert [sessions.peek(token).role for token in tokens] == ["admin", "admin"]  # type: ignore[union-attr]
+    assert sessions.revoke_user(unicodedata.normalize("NFD", "RENÉ")) == 2

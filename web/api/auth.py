@@ -11,6 +11,7 @@ from quart import Blueprint, Response, request
 
 from actors.session_store import Session
 from proxy.passwords import PasswordPolicyError, check_new_password, generate_password
+from proxy.usernames import fold_username
 from storage.clients import UNCHANGED
 from storage.users import (
     UserExists,
@@ -272,7 +273,7 @@ async def change_user(username: str) -> Response:
 @auth.delete("/users/<username>")
 async def remove_user(username: str) -> Response:
     gw = gateway()
-    if username.casefold() == session().username.casefold():
+    if fold_username(username) == fold_username(session().username):
         raise ApiError(400, "You cannot delete yourself.", code="cannot_delete_self")
     try:
         await gw.writer.execute(partial(delete_user, username=username))
