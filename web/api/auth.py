@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from typing import Literal
+from typing import Final, Literal
 
 import msgspec
 from quart import Blueprint, Response, request
 
 from actors.session_store import Session
-from proxy.passwords import PasswordPolicyError, check_new_password, generate_password
+from proxy.login_throttle import LoginRefused
+from proxy.passwords import (
+    PasswordPolicyError,
+    PasswordsBusy,
+    check_new_password,
+    generate_password,
+)
 from proxy.usernames import fold_username
 from storage.clients import UNCHANGED
 from storage.users import (
@@ -80,26 +86,62 @@ def _session_json(current: Session) -> dict[str, object]:
 
 # -- sign in and out -------------------------------------------------------------------------------
 
+BUSY_RETRY_S: Final = 1
+
+
+def _refusal(refused: LoginRefused) -> ApiError:
+    wait = str(refused.retry_after)
+    if refused.reason == "in_progress":
+        return ApiError(
+            429,
+            "Another sign-in for this user or from this address is being checked; "
+            f"try again in {wait} s.",
+            code="login_in_progress",
+            headers={"retry-after": wait},
+        )
+    return ApiError(
+        429,
+        f"Too many failed sign-ins; try again in {wait} s.",
+        code="login_throttled",
+        headers={"retry-after": wait},
+    )
+
 
 @auth.post("/auth/login")
 async def login() -> Response:
     body = await read_body(LoginBody)
     gw = gateway()
     address = request.remote_addr or "unknown"
-    wait = gw.throttle.retry_after(body.username, address)
-    if wait:
+    # Refusals (locked, in progress, busy) are decided before any look-up or thread: a flood of
+    # guesses costs little more than parsing them.
+    try:
+        known_address = gw.throttle.attempt(body.username, address)
+    except LoginRefused as refused:
+        raise _refusal(refused) from None
+    user: UserRow | None = None
+    matched = checked = False
+    try:
+        with gw.passwords.sign_in_slot(known_address=known_address):
+            checked = True
+            user = await gw.reads.run(partial(get_user, username=body.username))
+            matched = await gw.passwords.verify(
+                user.password_hash if user else None, body.password, guest=not known_address
+            )
+    except PasswordsBusy:
         raise ApiError(
-            429,
-            f"Too many failed sign-ins; try again in {wait} s.",
-            code="login_throttled",
-            headers={"retry-after": str(wait)},
-        )
-    user = await gw.reads.run(partial(get_user, username=body.username))
-    if not await gw.passwords.verify(user.password_hash if user else None, body.password):
-        gw.throttle.failed(body.username, address)
+            503,
+            "The gateway is checking too many sign-ins at once; try again in a moment.",
+            code="login_busy",
+            headers={"retry-after": str(BUSY_RETRY_S)},
+        ) from None
+    finally:
+        if matched:
+            gw.throttle.succeed(body.username, address)
+        else:
+            gw.throttle.fail(body.username, address, checked=checked)
+    if not matched:
         raise ApiError(401, "Wrong username or password.", code="invalid_credentials")
     assert user is not None
-    gw.throttle.succeeded(body.username)
     stamp = now_ms()
     password_hash = user.password_hash
     if gw.passwords.needs_rehash(password_hash):
