@@ -9,10 +9,13 @@ its ``metrics``) while the gateway and every other socket go on at full speed.
 
 The guard runs only for HTTP requests: the handler authenticates itself, before the upgrade, and
 re-checks the session on every metrics tick so that a logout or a password change ends the feed.
+Sockets are capped per session and in all (``[dashboard] max_live_feeds_per_session`` and
+``max_live_feeds``), refused before the upgrade; a socket's place is freed when it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -32,6 +35,7 @@ from web.api.common import ApiError, now_ms
 from web.api.common import gateway as current_gateway
 from web.api.guard import SESSION_COOKIE, authenticate, request_token, same_origin
 from web.gateway import Gateway
+from web.live_feeds import LiveFeedsFull
 
 log = logging.getLogger("llm_proxy.api.live")
 
@@ -43,6 +47,8 @@ PING_EVERY_S: float = 30.0
 OUTBOX_SIZE: int = 256
 # How long a close frame may take to leave before the socket is abandoned to the server.
 CLOSE_WAIT_S: Final = 2.0
+# When a refused socket may try again: the place of a dropped connection frees within seconds.
+FULL_RETRY_S: Final = 5
 WINDOW_S: Final = 60.0
 
 SESSION_ENDED: Final = 4401
@@ -85,21 +91,53 @@ Message = Mapping[str, object]
 
 @live.websocket("/ws")
 async def feed() -> Response | None:
-    try:
-        token, current = _admit()
-    except ApiError as error:
-        # Returned before accept(): the client gets this status and JSON instead of an upgrade.
-        return error.response()
-    await websocket.accept()
-    connection = LiveFeed(current_gateway(), token, current)
-    try:
-        await connection.serve()
-    except Exception:
-        # Logged here once: the app's error handlers are written for HTTP requests.
-        log.exception("live feed of %s failed", current.username)
-        with trio.move_on_after(CLOSE_WAIT_S):
-            await connection.close(INTERNAL_ERROR, "internal error; see the gateway's log")
+    gw = current_gateway()
+    caps = gw.config.dashboard
+    with contextlib.ExitStack() as place:
+        try:
+            token, current = _admit()
+            try:
+                place.enter_context(
+                    gw.live_feeds.place(
+                        current.key,
+                        per_session=caps.max_live_feeds_per_session,
+                        total=caps.max_live_feeds,
+                    )
+                )
+            except LiveFeedsFull as full:
+                raise _refusal(full) from None
+        except ApiError as error:
+            # Returned before accept(): the client gets this status and JSON instead of an
+            # upgrade.
+            return error.response()
+        await websocket.accept()
+        connection = LiveFeed(gw, token, current)
+        try:
+            await connection.serve()
+        except Exception:
+            # Logged here once: the app's error handlers are written for HTTP requests.
+            log.exception("live feed of %s failed", current.username)
+            with trio.move_on_after(CLOSE_WAIT_S):
+                await connection.close(INTERNAL_ERROR, "internal error; see the gateway's log")
     return None
+
+
+def _refusal(full: LiveFeedsFull) -> ApiError:
+    if full.scope == "session":
+        return ApiError(
+            429,
+            "This session has as many live feeds open as it may "
+            "([dashboard] max_live_feeds_per_session); close one (another tab?) and retry.",
+            code="too_many_live_feeds",
+            headers={"retry-after": str(FULL_RETRY_S)},
+        )
+    return ApiError(
+        503,
+        "The gateway has as many live feeds open as it may ([dashboard] max_live_feeds); "
+        "retry in a moment.",
+        code="live_feeds_full",
+        headers={"retry-after": str(FULL_RETRY_S)},
+    )
 
 
 def _admit() -> tuple[str, Session]:
