@@ -107,8 +107,9 @@ def query_time(name: str, default: int) -> int:
     text = request.args.get(name)
     if text is None or text == "":
         return default
-    if text.isdigit():
-        value = int(text)
+    # Not "²" (isdigit, yet int() refuses it), nor thousands of digits (int() refuses those).
+    if text.isascii() and text.isdigit():
+        value = int(text) if len(text) <= len(str(MAX_MS)) else -1
     else:
         try:
             moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
