@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import apsw
 import httpx
 import pytest
 import trio
@@ -341,6 +342,31 @@ async def test_the_first_minute_counts_calls_made_before_the_socket_opened(
     async with signed_in(dashboard) as admin, feed(dashboard, bearer(admin)) as socket:
         metrics = await next_event(socket, "metrics")
     assert metrics["requests_per_min"] == 3
+
+
+async def test_a_call_logged_but_not_yet_written_counts_in_the_first_minute(
+    dashboard: RunningService,
+) -> None:
+    # The race behind a flaky test: a call the logger has counted but the writer has not stored
+    # yet was counted neither in the database's last minute nor in the totals' growth.
+    database = dashboard.gateway.config.server.database
+    async with signed_in(dashboard) as admin:
+        lock = await trio.to_thread.run_sync(apsw.Connection, database)
+        try:
+            # Another writer holds the database: the gateway's writer waits, the call is counted.
+            await trio.to_thread.run_sync(lock.execute, "BEGIN IMMEDIATE")
+            await sdk(dashboard).chat.completions.create(model="mock", messages=HELLO)
+            with trio.fail_after(5):
+                while dashboard.gateway.logger.statistics().records < 1:
+                    await trio.sleep(0.01)
+            assert dashboard.gateway.writer.statistics().rows_written == 0
+            async with feed(dashboard, bearer(admin)) as socket:
+                metrics = await next_event(socket, "metrics")
+        finally:
+            await trio.to_thread.run_sync(lock.execute, "ROLLBACK")
+            await trio.to_thread.run_sync(lock.close)
+    assert metrics["requests_total"] == 1
+    assert metrics["requests_per_min"] == 1
 
 
 async def test_plain_http_on_the_feed_is_a_clear_error(dashboard: RunningService) -> None:
