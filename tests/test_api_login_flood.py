@@ -151,3 +151,26 @@ async def test_sign_ins_beyond_the_hashing_queue_are_refused_but_a_known_address
     assert {answer.json()["error"]["code"] for answer in busy} == {"login_busy"}
     assert [answer.status_code for answer in desk] == [200]
     assert passwords.statistics().busy_refusals == 4
+
+
+async def test_guessing_through_change_password_is_throttled_like_a_sign_in(
+    dashboard: RunningService,
+) -> None:
+    # A stolen session must not turn change-password into an unthrottled password oracle.
+    async with signed_in(dashboard) as admin:
+        verifies = dashboard.gateway.passwords.statistics().verifies
+        answers = [
+            await admin.post(
+                "/api/auth/change-password",
+                json={"current_password": f"guess {n}", "new_password": "x" * 20},
+                headers=ATTACKER,  # the token, used from elsewhere
+            )
+            for n in range(8)
+        ]
+        verified = dashboard.gateway.passwords.statistics().verifies - verifies
+        # The lock is the user's: their sign-in from a new address waits too.
+        laptop = await login(admin, "admin", ADMIN_PASSWORD, NEW_LAPTOP)
+    assert laptop.status_code == 429
+    assert [answer.status_code for answer in answers] == [400] * 5 + [429] * 3
+    assert answers[-1].json()["error"]["code"] == "login_throttled"
+    assert verified == 5

@@ -32,6 +32,7 @@ from storage.users import (
 )
 from web.api.common import ApiError, audit, gateway, json_response, now_ms, read_body, session
 from web.api.guard import SESSION_COOKIE
+from web.gateway import Gateway
 
 auth = Blueprint("api_auth", __name__, url_prefix="/api")
 
@@ -107,15 +108,15 @@ def _refusal(refused: LoginRefused) -> ApiError:
     )
 
 
-@auth.post("/auth/login")
-async def login() -> Response:
-    body = await read_body(LoginBody)
-    gw = gateway()
-    address = request.remote_addr or "unknown"
+async def _check_password(
+    gw: Gateway, username: str, password: str, address: str
+) -> tuple[UserRow | None, bool]:
+    """The user named ``username`` and whether ``password`` is theirs, checked under the sign-in
+    throttle and within the bounded places for sign-ins; ApiError 429 or 503 when refused."""
     # Refusals (locked, in progress, busy) are decided before any look-up or thread: a flood of
     # guesses costs little more than parsing them.
     try:
-        known_address = gw.throttle.attempt(body.username, address)
+        known_address = gw.throttle.attempt(username, address)
     except LoginRefused as refused:
         raise _refusal(refused) from None
     user: UserRow | None = None
@@ -123,9 +124,9 @@ async def login() -> Response:
     try:
         with gw.passwords.sign_in_slot(known_address=known_address):
             checked = True
-            user = await gw.reads.run(partial(get_user, username=body.username))
+            user = await gw.reads.run(partial(get_user, username=username))
             matched = await gw.passwords.verify(
-                user.password_hash if user else None, body.password, guest=not known_address
+                user.password_hash if user else None, password, guest=not known_address
             )
     except PasswordsBusy:
         raise ApiError(
@@ -136,12 +137,21 @@ async def login() -> Response:
         ) from None
     finally:
         if matched:
-            gw.throttle.succeed(body.username, address)
+            gw.throttle.succeed(username, address)
         else:
-            gw.throttle.fail(body.username, address, checked=checked)
-    if not matched:
+            gw.throttle.fail(username, address, checked=checked)
+    return user, matched
+
+
+@auth.post("/auth/login")
+async def login() -> Response:
+    body = await read_body(LoginBody)
+    gw = gateway()
+    user, matched = await _check_password(
+        gw, body.username, body.password, request.remote_addr or "unknown"
+    )
+    if user is None or not matched:
         raise ApiError(401, "Wrong username or password.", code="invalid_credentials")
-    assert user is not None
     stamp = now_ms()
     password_hash = user.password_hash
     if gw.passwords.needs_rehash(password_hash):
@@ -203,8 +213,12 @@ async def change_password() -> Response:
     body = await read_body(ChangePasswordBody)
     gw = gateway()
     current = session()
-    user = await gw.reads.run(partial(get_user, username=current.username))
-    if user is None or not await gw.passwords.verify(user.password_hash, body.current_password):
+    # The current password is checked like a sign-in's (throttled, one at a time, bounded), or a
+    # stolen session would be a password oracle without limits.
+    user, matched = await _check_password(
+        gw, current.username, body.current_password, request.remote_addr or "unknown"
+    )
+    if user is None or not matched:
         raise ApiError(400, "The current password is wrong.", code="invalid_current_password")
     try:
         check_new_password(body.new_password, username=user.username, current=body.current_password)
