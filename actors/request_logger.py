@@ -20,6 +20,7 @@ from typing import Protocol
 import trio
 
 from actors.fanout import Fanout
+from actors.recent_calls import RecentCalls
 from proxy.pricing import Pricer, TokenCounts
 from proxy.records import RequestRecord
 
@@ -86,6 +87,7 @@ class RequestLogger:
         self._send, self._receive = trio.open_memory_channel[LoggedCall](inbox_size)
         self._max_batch = max_batch
         self._feed = Fanout[RequestRecord](subscriber_queue)
+        self._recent = RecentCalls()
         self._records = self._errors = self._cancelled = 0
         self._prompt = self._completion = 0
         self._cost = 0.0
@@ -162,9 +164,14 @@ class RequestLogger:
             events_dropped=self._feed.dropped,
         )
 
+    def recent_calls(self) -> tuple[int, int]:
+        """(calls, errors) logged in the last minute, counted with the totals."""
+        return self._recent.totals(trio.current_time())
+
     def _account(self, call: LoggedCall) -> RequestRecord:
         record = self._priced(call)
         self._records += 1
+        self._recent.add(trio.current_time(), error=record.status == "error")
         if record.status == "error":
             self._errors += 1
         elif record.status == "cancelled":

@@ -21,6 +21,8 @@ from typing import Final
 
 import trio
 
+from proxy.usernames import fold_username
+
 log = logging.getLogger("llm_proxy.sessions")
 
 SWEEP_EVERY_S: Final = 60.0
@@ -178,7 +180,7 @@ class SessionStore:
         ended = [
             key
             for key, session in self._sessions.items()
-            if session.username.casefold() == username.casefold() and session is not keep
+            if fold_username(session.username) == fold_username(username) and session is not keep
         ]
         for key in ended:
             del self._sessions[key]
@@ -195,7 +197,7 @@ class SessionStore:
     ) -> None:
         """Apply a change of the user to their live sessions."""
         for session in self._sessions.values():
-            if session.username.casefold() != username.casefold():
+            if fold_username(session.username) != fold_username(username):
                 continue
             if role is not None:
                 session.role = role
@@ -225,7 +227,11 @@ class SessionStore:
     # -- internals ----------------------------------------------------------------------------
 
     def _make_room(self, username: str) -> None:
-        mine = [s for s in self._sessions.values() if s.username.casefold() == username.casefold()]
+        mine = [
+            s
+            for s in self._sessions.values()
+            if fold_username(s.username) == fold_username(username)
+        ]
         if len(mine) >= MAX_SESSIONS_PER_USER:
             oldest = min(mine, key=lambda s: s.created_at)
             del self._sessions[oldest.key]
@@ -245,10 +251,10 @@ class SessionStore:
         except Exception:
             log.exception("could not re-read the users; sessions kept as they are")
             return
-        by_name = {name.casefold(): state for name, state in users.items()}
+        by_name = {fold_username(name): state for name, state in users.items()}
         ended = 0
         for key, session in list(self._sessions.items()):
-            state = by_name.get(session.username.casefold())
+            state = by_name.get(fold_username(session.username))
             if state is None or _digest(state.password_hash) != session.password_digest:
                 del self._sessions[key]
                 ended += 1

@@ -160,6 +160,10 @@ class DashboardConfig:
 
     enabled: bool = True
     session_ttl_hours: float = _opt(12.0, _positive)
+    # Live-feed WebSockets (/api/ws) one session may hold open, and all sessions together; each
+    # costs memory and a share of every logged call's fan-out. Past either, 429 / 503.
+    max_live_feeds_per_session: int = _opt(8, _between(1, 1000))
+    max_live_feeds: int = _opt(64, _between(1, 10_000))
 
 
 @dataclass(frozen=True, slots=True)

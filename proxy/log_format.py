@@ -4,9 +4,11 @@ The request being answered is named on every line logged while it runs: :data:`R
 set by the chat call for its duration (trio tasks and worker threads started meanwhile inherit
 it), :class:`RequestIdFilter` copies it onto each record, and both formatters render it.
 
-Text lines escape line breaks, so a message carrying client or upstream text cannot forge a
-second line, and a traceback stays on its event's line (``exc="Traceback…\\n…"``): journald
-stores one entry per line, and ``journalctl | grep req_…`` then finds the whole event.
+Text lines escape line breaks and every other control character, so a message carrying client or
+upstream text (a URL path with ``%00``, an escape sequence, a bidi override) can neither forge a
+second line nor reach journald or a terminal raw, and a traceback stays on its event's line
+(``exc="Traceback…\\n…"``): journald stores one entry per line, and ``journalctl | grep req_…``
+then finds the whole event.
 """
 
 from __future__ import annotations
@@ -26,7 +28,31 @@ LogFormat = Literal["text", "json"]
 TEXT_FORMAT: Final = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
 """The text layout (``request_id=…`` goes before the message when there is one)."""
 
-_LINE_BREAKS: Final = str.maketrans({"\n": "\\n", "\r": "\\r"})
+_NAMED_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(code: int) -> str:
+    char = chr(code)
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+# Control characters (C0, DEL, C1), the Unicode line and paragraph separators, and the bidi
+# embeddings, overrides and isolates: none may reach a log line as is.
+_UNPRINTABLE: Final = str.maketrans(
+    {
+        code: _escape(code)
+        for code in (
+            *range(0x20),
+            *range(0x7F, 0xA0),
+            0x2028,
+            0x2029,
+            *range(0x202A, 0x202F),
+            *range(0x2066, 0x206A),
+        )
+    }
+)
 
 
 class RequestIdFilter(logging.Filter):
@@ -50,8 +76,10 @@ def request_id_of(record: logging.LogRecord) -> str | None:
 
 
 def one_line(text: str) -> str:
-    """``text`` with line breaks escaped, so it cannot start a new log line."""
-    return text.translate(_LINE_BREAKS)
+    """``text`` with line breaks and every other control character escaped (``\\n``,
+    ``\\x00``, ``\\u202e``), so it can neither start a new log line nor reach journald or a
+    terminal raw."""
+    return text.translate(_UNPRINTABLE)
 
 
 class TextFormatter(logging.Formatter):

@@ -547,6 +547,10 @@ async def watch(
                 reason = "the session was refused"
             elif rejected.status_code >= 500:
                 reason = f"the server is unavailable (HTTP {rejected.status_code}: {message})"
+            elif rejected.status_code == 429:
+                # The session's feeds are all taken, often by this monitor's own dropped
+                # connection that the server has not noticed yet: its place frees soon.
+                reason = f"no place for the feed yet (HTTP 429: {message})"
             else:
                 raise MonitorError(
                     f"the server refused the feed: HTTP {rejected.status_code}: {message}"

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import apsw
 
 from storage.rollup import HOUR_MS
-from storage.values import as_int
 
 __all__ = ["ClientUsage", "client_usage", "count_requests", "recent_requests", "usage_totals"]
 
@@ -134,12 +133,3 @@ def client_usage(conn: apsw.Connection, since_ms: int, until_ms: int) -> list[Cl
             ClientUsage(client_id or None, requests, errors, prompt, completion, cost, last_call)
         )
     return result
-
-
-def calls_since(conn: apsw.Connection, since_ms: int) -> tuple[int, int]:
-    """(calls, errors) logged with ``ts_ms >= since_ms`` (the live feed's first-minute rates)."""
-    calls, errors = conn.execute(
-        "SELECT count(*), coalesce(sum(status = 'error'), 0) FROM llm_requests WHERE ts_ms >= ?",
-        (since_ms,),
-    ).fetchall()[0]
-    return as_int(calls), as_int(errors)

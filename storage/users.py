@@ -4,10 +4,13 @@ Write functions run inside the caller's transaction: the server passes them to
 ``StorageWriter.execute``, the CLI wraps them in its own ``BEGIN IMMEDIATE``. Timestamps are integer
 Unix milliseconds passed in as ``now_ms``. Only password hashes are stored, made by the caller.
 
-Usernames are stored as given (after NFC normalisation) and compared case-insensitively with
-Python's ``str.lower()``: SQLite's ``lower()`` and ``NOCASE`` only fold ASCII, so "Ärger" and
+Usernames are stored as given (after NFC normalisation) and compared in Python with
+:func:`proxy.usernames.fold_username` (NFC and full case folding), the folding the sessions and
+the sign-in throttle use too: SQLite's ``lower()`` and ``NOCASE`` only fold ASCII, so "Ärger" and
 "ärger" would both be allowed by the ``UNIQUE`` column. The users table is small (a handful of
-dashboard accounts), so look-ups compare in Python.
+dashboard accounts), so look-ups compare in Python. Databases made when names were compared with
+``str.lower()`` need no migration: a name that now folds like another one can only be reached by
+its exact spelling (an exact match wins), and no new name can collide.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Literal, get_args
 
 import apsw
 
+from proxy.usernames import fold_username
 from storage.clients import UNCHANGED, Unchanged
 from storage.values import as_int
 
@@ -142,22 +146,19 @@ def _user_row(row: apsw.SQLiteValues) -> UserRow:
     )
 
 
-def _fold(username: str) -> str:
-    """The form usernames are compared in."""
-    return unicodedata.normalize("NFC", username).lower()
-
-
 def _find(conn: apsw.Connection, username: str) -> UserRow | None:
     """The user named ``username`` ignoring case; an exact match wins over a case-folded one."""
-    wanted = _fold(username)
+    wanted = fold_username(username)
     matches = [
         _user_row(row)
         for row in conn.execute(_USER_SELECT + " ORDER BY id").fetchall()
-        if _fold(str(row[1])) == wanted
+        if fold_username(str(row[1])) == wanted
     ]
-    # Two names differing only in case can exist only if someone bypassed create_user.
+    # Two names that fold alike exist only in a database older than this folding, or if someone
+    # bypassed create_user: the exact spelling finds its own.
+    exact = unicodedata.normalize("NFC", username)
     for user in matches:
-        if user.username == username:
+        if user.username == exact:
             return user
     return matches[0] if matches else None
 
@@ -185,7 +186,7 @@ def get_user(conn: apsw.Connection, username: str) -> UserRow | None:
 def list_users(conn: apsw.Connection) -> list[UserRow]:
     """Every user, ordered by username (ignoring case)."""
     users = [_user_row(row) for row in conn.execute(_USER_SELECT).fetchall()]
-    return sorted(users, key=lambda user: (_fold(user.username), user.username))
+    return sorted(users, key=lambda user: (fold_username(user.username), user.username))
 
 
 def count_users(conn: apsw.Connection) -> int:

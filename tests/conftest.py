@@ -79,7 +79,9 @@ async def start_gateway(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[
     """Start the whole service in-process; stopped gracefully when the test ends."""
     running: list[RunningService] = []
 
-    async def start(data: Mapping[str, Any] | None = None) -> RunningService:
+    async def start(
+        data: Mapping[str, Any] | None = None, *, passwords: Passwords | None = None
+    ) -> RunningService:
         config = make_config(tmp_path, data)
         gateway: RunningService = await nursery.start(
             # argon2 with weak parameters: the server's real ones cost ~50 ms and 64 MiB a hash.
@@ -87,7 +89,7 @@ async def start_gateway(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[
                 service.run,
                 config,
                 handle_signals=False,
-                passwords=Passwords.cheap_for_tests(),
+                passwords=passwords if passwords is not None else Passwords.cheap_for_tests(),
             )
         )
         running.append(gateway)

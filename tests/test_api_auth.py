@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import unicodedata
 from pathlib import Path
 
 import httpx
@@ -118,7 +120,9 @@ async def test_unknown_users_and_wrong_passwords_get_the_same_answer(
 async def test_bad_login_bodies_are_400(dashboard: RunningService) -> None:
     async with httpx.AsyncClient(base_url=dashboard.base_url) as client:
         for content in (b"", b"{", b'{"username": "admin"}', b'{"username": 1, "password": "x"}'):
-            answer = await client.post("/api/auth/login", content=content)
+            answer = await client.post(
+                "/api/auth/login", content=content, headers={"content-type": "application/json"}
+            )
             assert answer.status_code == 400, content
             assert answer.json()["error"]["type"] == "invalid_request_error"
 
@@ -270,3 +274,114 @@ async def test_forwarded_headers_are_ignored_unless_trusted(dashboard: RunningSe
         )
         assert spoofed.status_code == 403
         assert spoofed.json()["error"]["code"] == "bad_origin"
+
+
+async def test_a_lock_holds_for_every_spelling_of_the_name(dashboard: RunningService) -> None:
+    # "René" typed on one keyboard is NFC (é), on another NFD (e + combining acute): one user,
+    # one lock, whichever way the guesses and the next try spell it.
+    composed, decomposed = "René", unicodedata.normalize("NFD", "RENÉ")
+    assert composed.casefold() != decomposed.casefold()
+    async with signed_in(dashboard) as admin:
+        made = await admin.post(
+            "/api/users", json={"username": composed, "password": VIEWER_PASSWORD}
+        )
+        assert made.status_code == 201, made.text
+    async with httpx.AsyncClient(base_url=dashboard.base_url) as client:
+        for _ in range(5):
+            wrong = await client.post(
+                "/api/auth/login", json={"username": composed, "password": "not it at all"}
+            )
+            assert wrong.status_code == 401
+        other_spelling = await client.post(
+            "/api/auth/login", json={"username": decomposed, "password": VIEWER_PASSWORD}
+        )
+    assert other_spelling.status_code == 429, other_spelling.text
+    assert other_spelling.json()["error"]["code"] == "login_throttled"
+
+
+async def test_an_admin_cannot_delete_themself_by_another_spelling(
+    dashboard: RunningService,
+) -> None:
+    async with signed_in(dashboard) as admin:
+        made = await admin.post(
+            "/api/users", json={"username": "Jürgen", "role": "admin", "password": VIEWER_PASSWORD}
+        )
+        assert made.status_code == 201, made.text
+    async with signed_in(dashboard, "Jürgen", VIEWER_PASSWORD) as jurgen:
+        for spelling in (unicodedata.normalize("NFD", "jürgen"), "JÜRGEN"):
+            refused = await jurgen.delete(f"/api/users/{spelling}")
+            assert refused.status_code == 400, (spelling, refused.text)
+            assert refused.json()["error"]["code"] == "cannot_delete_self"
+
+
+# -- cross-site requests and body types ------------------------------------------------------------
+
+
+async def test_a_cross_site_form_cannot_sign_a_browser_in(dashboard: RunningService) -> None:
+    # Login CSRF: another site's page posts a form (text/plain, no preflight) with the
+    # attacker's credentials, and the victim's browser would get the attacker's session.
+    async with signed_in(dashboard) as admin:
+        await add_viewer(admin, "mallory")
+    credentials = f'{{"username": "mallory", "password": "{VIEWER_PASSWORD}"}}'
+    async with httpx.AsyncClient(base_url=dashboard.base_url) as browser:
+        browser.cookies.set("llm_proxy_session", "the-victims-own-session")
+        form = await browser.post(
+            "/api/auth/login",
+            content=credentials,
+            headers={"content-type": "text/plain", "origin": "https://evil.example"},
+        )
+        as_json = await browser.post(
+            "/api/auth/login",
+            content=credentials,
+            headers={"content-type": "application/json", "origin": "https://evil.example"},
+        )
+        null_origin = await browser.post(  # what a sandboxed frame or a data: URL sends
+            "/api/auth/login",
+            content=credentials,
+            headers={"content-type": "application/json", "origin": "null"},
+        )
+        ours = await browser.post(
+            "/api/auth/login",
+            content=credentials,
+            headers={"content-type": "application/json", "origin": dashboard.base_url},
+        )
+    for refused in (form, as_json, null_origin):
+        assert refused.status_code in (403, 415), refused.text
+        assert "set-cookie" not in refused.headers
+    assert form.status_code == 415
+    assert form.json()["error"]["code"] == "unsupported_media_type"
+    assert as_json.status_code == null_origin.status_code == 403
+    assert as_json.json()["error"]["code"] == "bad_origin"
+    assert ours.status_code == 200, ours.text
+    # Scripts and the CLI (no Origin) sign in as before, with or without a cookie jar: the
+    # other tests do.
+
+
+async def test_every_api_body_must_be_json(dashboard: RunningService) -> None:
+    async with signed_in(dashboard) as admin:
+        user = {"username": "tina", "role": "viewer", "password": VIEWER_PASSWORD}
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+            headers = {"content-type": content_type} if content_type else {}
+            answer = await admin.post(
+                "/api/users", content=json.dumps(user).encode(), headers=headers
+            )
+            assert answer.status_code == 415, (content_type, answer.text)
+            error = answer.json()["error"]
+            assert error["code"] == "unsupported_media_type"
+            assert error["type"] == "invalid_request_error"
+            assert "application/json" in error["message"]
+        latin1 = await admin.post(
+            "/api/users",
+            content=json.dumps(user).encode(),
+            headers={"content-type": "application/json; charset=latin-1"},
+        )
+        assert latin1.status_code == 415
+        # The connection is still good after a refusal, and JSON goes through.
+        utf8 = await admin.post(
+            "/api/users",
+            content=json.dumps(user).encode(),
+            headers={"content-type": "application/json; charset=UTF-8"},
+        )
+        assert utf8.status_code == 201, utf8.text
+        # A request without a body needs no type.
+        assert (await admin.post("/api/auth/logout")).status_code == 200

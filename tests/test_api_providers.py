@@ -483,7 +483,11 @@ async def test_stored_overrides_are_applied_at_start(
 async def test_unknown_fields_and_bad_json_are_400(running: RunningService) -> None:
     async with signed_in(running) as admin:
         answers = [
-            await admin.put("/api/providers/openai", content=b"{not json"),
+            await admin.put(
+                "/api/providers/openai",
+                content=b"{not json",
+                headers={"content-type": "application/json"},
+            ),
             await admin.put("/api/providers/openai", json={"enabled": "yes"}),
             await admin.put("/api/models/gpt-4o", json={"price": 1}),
             await admin.post("/api/providers/openai/test", json={"model": 5}),

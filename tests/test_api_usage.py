@@ -131,3 +131,33 @@ async def test_bad_parameters_are_400s(used: RunningService) -> None:
             assert answer.status_code == 400, (path, params, answer.text)
             assert answer.json()["error"]["type"] == "invalid_request_error"
         assert (await admin.get("/api/usage/colors")).status_code == 404
+
+
+async def test_numbers_beyond_64_bits_or_ascii_are_4xx_never_500(used: RunningService) -> None:
+    async with signed_in(used) as admin:
+        for path in (
+            "/api/usage/requests/99999999999999999999999",
+            f"/api/usage/requests/{2**63}",
+        ):
+            answer = await admin.get(path)
+            assert answer.status_code == 404, (path, answer.text)
+            assert answer.json()["error"]["code"] == "request_not_found"
+        # "²" passes str.isdigit() but not int(); "٣" is a digit int() reads.
+        for path, params in [
+            ("/api/usage/requests", {"limit": "²"}),
+            ("/api/usage/requests", {"limit": "٣"}),
+            ("/api/usage/summary", {"from": "²"}),
+            ("/api/usage/summary", {"to": "٣٣"}),
+        ]:
+            answer = await admin.get(path, params=params)
+            assert answer.status_code == 400, (path, params, answer.text)
+            assert answer.json()["error"]["type"] == "invalid_request_error"
+        # Past Python's 4,300-digit limit int() itself refuses a string of ASCII digits.
+        many = "9" * 5000
+        answer = await admin.get(f"/api/usage/requests/{many}")
+        assert answer.status_code == 404, answer.text
+        for name in ("from", "to"):
+            answer = await admin.get("/api/usage/summary", params={name: many})
+            assert answer.status_code == 400, answer.text
+        answer = await admin.get("/api/usage/requests", params={"limit": many})
+        assert answer.status_code == 400, answer.text

@@ -18,10 +18,12 @@ the gateway carries the one error shape ``{"error": {"message", "type", "param",
 type of design §4; a 200 is a chat.completion, or an event stream that ends with ``[DONE]`` or with
 an error event.
 
-Known bugs are kept out of the properties only while they reproduce: the ``known_*`` predicates run
-the product's own decoders offline on the generated input and skip it when they still raise the
-exception of a known bug, so the exclusion disappears by itself once the bug is fixed. Each known
-bug also has a strict xfail test at the end of this file.
+Nothing is assumed away. The ``*_offline`` guards also run the product's own decoders on each
+generated input, outside the gateway, and fail the example when they crash with anything but the
+error the gateway answers with: the crash classes of bugs 1, 2, 4, 5 and 6 (UnicodeDecodeError,
+RecursionError, OverflowError) fail the property, naming the exception and the shrunk input, if
+they ever return. (They used to be skipped while they reproduced, which would have hidden their
+return.) Each bug found here has its own test at the end of this file.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import gzip
 import itertools
 import json
 import re
+import sys
 import tempfile
 import tracemalloc
 import zlib
@@ -44,7 +47,7 @@ import httpx
 import msgspec
 import pytest
 import trio
-from hypothesis import HealthCheck, assume, given, seed, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
@@ -122,19 +125,20 @@ async def hypothesize(
     *,
     examples: int,
     label: str,
-    skip: Callable[[T], bool] | None = None,
+    offline: Callable[[T], None] | None = None,
 ) -> None:
     """Run ``check`` on ``examples`` inputs drawn from ``strategy``, in this trio loop.
 
-    ``skip`` (called in the worker thread) rejects inputs that hit a known, still present bug.
+    ``offline`` (called in the worker thread, before ``check``) runs the product's own decoder on
+    the input and fails the example when it crashes.
     """
 
     @settings(SETTINGS, max_examples=examples)
     @seed(zlib.crc32(label.encode()))
     @given(strategy)
     def prop(value: T) -> None:
-        if skip is not None:
-            assume(not skip(value))
+        if offline is not None:
+            offline(value)
         trio.from_thread.run(check, value)
 
     await trio.to_thread.run_sync(prop)
@@ -652,15 +656,17 @@ BODY_BYTES = st.one_of(
 )
 
 
-def known_decode_crash(body: bytes) -> bool:
-    """Whether ``decode_chat_request`` still crashes on ``body`` (bugs 1 and 2 below)."""
+def decode_offline(body: bytes) -> None:
+    """Fail unless ``decode_chat_request`` decodes ``body`` or refuses it with InvalidRequest
+    (the 400): a UnicodeDecodeError or RecursionError would be bug 1 or 2 back."""
     try:
         decode_chat_request(body)
-    except (UnicodeDecodeError, RecursionError):
-        return True
     except InvalidRequest:
-        return False
-    return False
+        pass
+    except Exception as exc:
+        raise AssertionError(
+            f"decode_chat_request crashed with {type(exc).__name__}: {exc}"[:500]
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -678,7 +684,7 @@ async def test_arbitrary_bytes_and_truncated_json_bodies_get_400_never_500(
             if reply.status != 200:
                 assert reply.status in (400, 404, 413), reply.describe()
 
-        await hypothesize(BODY_BYTES, check, examples=250, label="bytes", skip=known_decode_crash)
+        await hypothesize(BODY_BYTES, check, examples=250, label="bytes", offline=decode_offline)
         await assert_still_serving(client)
 
 
@@ -694,7 +700,7 @@ async def test_chat_requests_right_wrong_huge_or_deep_never_get_500(
                 assert reply.status == 413, reply.describe()
 
         await hypothesize(
-            chat_bodies(), check, examples=300, label="shapes", skip=known_decode_crash
+            chat_bodies(), check, examples=300, label="shapes", offline=decode_offline
         )
         await assert_still_serving(client)
 
@@ -707,9 +713,27 @@ async def test_whole_body_of_any_json_gets_400(gateway: RunningService) -> None:
             check_reply(reply, REQUEST_STATUSES)
 
         await hypothesize(
-            encoded(ODD_JSON), check, examples=100, label="any", skip=known_decode_crash
+            encoded(ODD_JSON), check, examples=100, label="any", offline=decode_offline
         )
         await assert_still_serving(client)
+
+
+async def test_a_crash_class_coming_back_fails_the_properties(
+    gateway: RunningService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is assumed away: were bug 1 back in the decoder, the body properties would fail on
+    it, not skip every input that shows it."""
+
+    decode = decode_chat_request
+
+    def decode_with_bug_1_back(body: bytes) -> object:
+        if b"[" in body:
+            raise UnicodeDecodeError("utf-8", body, 0, 1, "bug 1 is back")
+        return decode(body)
+
+    monkeypatch.setattr(sys.modules[__name__], "decode_chat_request", decode_with_bug_1_back)
+    with pytest.raises(AssertionError, match="UnicodeDecodeError"):
+        await test_whole_body_of_any_json_gets_400(gateway)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1459,8 +1483,10 @@ def adapter(provider: str) -> WireAdapter:
     return OllamaAdapter("ollama", None)
 
 
-def known_adapter_crash(case: UpstreamCase) -> bool:
-    """Whether the provider's adapter, run offline on this answer, still hits bug 4, 5 or 6."""
+def adapter_offline(case: UpstreamCase) -> None:
+    """Fail unless the provider's adapter, run on this answer, parses it or maps it to a
+    GatewayError (the 4xx/5xx answered): a UnicodeDecodeError, RecursionError or OverflowError
+    would be bug 4, 5 or 6 back."""
     protocol = adapter(case.provider)
     body = b"".join(case.parts)
     try:
@@ -1475,11 +1501,12 @@ def known_adapter_crash(case: UpstreamCase) -> bool:
             parser.finish()
         else:
             protocol.parse_response(body, "m")
-    except (UnicodeDecodeError, RecursionError, OverflowError):
-        return True
     except GatewayError:
-        return False
-    return False
+        pass
+    except Exception as exc:
+        raise AssertionError(
+            f"the {case.provider} adapter crashed with {type(exc).__name__}: {exc}"[:500]
+        ) from exc
 
 
 async def test_malformed_upstream_answers_never_get_500(
@@ -1495,7 +1522,7 @@ async def test_malformed_upstream_answers_never_get_500(
             check_reply(reply, UPSTREAM_STATUSES)
 
         await hypothesize(
-            upstream_cases(), check, examples=300, label="upstream", skip=known_adapter_crash
+            upstream_cases(), check, examples=300, label="upstream", offline=adapter_offline
         )
         await assert_still_serving(client)
 

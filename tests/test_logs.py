@@ -9,6 +9,7 @@ import logging
 import re
 import signal
 import sys
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -88,6 +89,21 @@ def test_text_lines_name_the_request_once_and_stay_on_one_line() -> None:
     trace = json.loads(crashed.split(" exc=", 1)[1])
     assert trace.startswith("Traceback")
     assert "ValueError: boom\nsecond line" in trace
+
+
+def test_text_lines_show_control_characters_escaped_never_raw() -> None:
+    # A request path, header or upstream message can carry any character: a NUL or an escape
+    # sequence must not reach journald or a terminal as is, nor a bidi override reorder a line.
+    hostile = "GET /static/js/\x00 \x1b[31mred\x07\x7f\x85\u2028\u202eevil\t\r\n end"
+    line = TextFormatter().format(_record("Exception on request %s", hostile))
+    assert TEXT_LINE.match(line), line
+    assert not [ch for ch in line if unicodedata.category(ch) in ("Cc", "Zl", "Zp")], repr(line)
+    assert "\u202e" not in line
+    assert line.endswith(
+        "GET /static/js/\\x00 \\x1b[31mred\\x07\\x7f\\x85\\u2028\\u202eevil\\t\\r\\n end"
+    )
+    # Printable text, accents and all, stays as it is.
+    assert TextFormatter().format(_record("café ok ✓")).endswith(" café ok ✓")
 
 
 def test_json_lines_are_one_object_each() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import trio
-from trio_websocket import WebSocketRequest, serve_websocket
+from trio_websocket import WebSocketRequest, open_websocket_url, serve_websocket
 
 from proxy import monitor
 from proxy.monitor import (
@@ -328,6 +328,38 @@ async def test_a_refused_token_stops_the_monitor(gateway: RunningService) -> Non
     with pytest.raises(MonitorError, match="no longer valid"), trio.fail_after(15):
         await watch(ws_url(gateway), StaticToken("not-a-session"), out.emit, FeedView(100))
     assert out.matching("the session was refused")
+
+
+async def test_a_full_feed_is_retried_not_fatal(start_gateway: StartGateway) -> None:
+    # After a drop the server may still hold the old socket's place for a while (until it
+    # notices the peer is gone): the monitor waits for the place instead of giving up.
+    gateway = await start_gateway(
+        {
+            "dashboard": {"max_live_feeds_per_session": 1},
+            "providers": {"ollama": {"enabled": False}},
+        }
+    )
+    out = Lines()
+    async with signed_in(gateway) as client:
+        token = client.headers["authorization"].removeprefix("Bearer ")
+        headers = [(b"authorization", f"Bearer {token}".encode())]
+        async with trio.open_nursery() as nursery:
+            async with open_websocket_url(ws_url(gateway), extra_headers=headers):
+                nursery.start_soon(
+                    lambda: watch(
+                        ws_url(gateway),
+                        StaticToken(token),
+                        out.emit,
+                        FeedView(100),
+                        backoff_first_s=0.05,
+                        backoff_max_s=0.1,
+                    )
+                )
+                await out.wait_for(lambda lines: len(out.matching("reconnecting in")) >= 2)
+            await out.wait_for(lambda lines: bool(out.matching("connected as admin")))
+            nursery.cancel_scope.cancel()
+    assert out.matching("HTTP 429")
+    assert token not in out.text
 
 
 async def test_the_command_runs_until_ctrl_c(gateway: RunningService, tmp_path: Path) -> None:

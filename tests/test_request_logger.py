@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import trio
+import trio.testing
 
+from actors.recent_calls import RecentCalls
 from actors.request_logger import RequestLogger
 from proxy.pricing import PriceOverride, Pricer
 from proxy.records import RequestRecord
@@ -99,4 +101,36 @@ async def test_slow_subscriber_loses_events_not_the_logger(nursery: trio.Nursery
                 await trio.sleep(0.01)
         assert logger.statistics().events_dropped == 8
         assert (await feed.receive()).request_id == "req_0"
+    logger.close()
+
+
+def test_recent_calls_cover_the_last_minute_to_the_second() -> None:
+    recent = RecentCalls(window_s=60)
+    assert recent.totals(1000.0) == (0, 0)
+    recent.add(1000.2, error=False)
+    recent.add(1000.9, error=True)
+    recent.add(1030.0, error=False)
+    assert recent.totals(1030.5) == (3, 1)
+    assert recent.totals(1059.9) == (3, 1)
+    assert recent.totals(1060.0) == (1, 0)  # second 1000 has left the window
+    assert recent.totals(1090.0) == (0, 0)
+
+
+async def test_calls_count_in_the_last_minute_when_logged_not_when_stored(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    sink = SlowSink()  # stores nothing until the test lets it
+    logger = RequestLogger(sink, Pricer())
+    # Queued before the logger runs: it takes both in one batch, which the sink holds.
+    await logger.record(record(1))
+    await logger.record(record(2, status="error"))
+    await nursery.start(logger.run)
+    with trio.fail_after(5):
+        while logger.statistics().records < 2:
+            await trio.sleep(0.01)
+    assert sink.records == []
+    assert logger.recent_calls() == (2, 1)
+    await trio.sleep(61)
+    assert logger.recent_calls() == (0, 0)
+    sink.gate.release()
     logger.close()

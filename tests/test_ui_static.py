@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import StartGateway
 from web.ui import CSP, STATIC
@@ -31,6 +33,23 @@ async def test_the_page_and_its_files_carry_a_strict_policy(start_gateway: Start
             "/static/js",
         ):
             assert (await client.get(probe)).status_code == 404, probe
+
+
+async def test_paths_no_file_can_have_are_404_and_log_nothing(
+    start_gateway: StartGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = await start_gateway()
+    async with httpx.AsyncClient(base_url=gateway.base_url) as client:
+        for probe in (
+            "/static/js/%00",
+            "/static/js/app.js%00.png",
+            "/static/%ff%fe",
+            "/static/js/%ed%a0%80.js",
+            "/static/" + "x" * 5000,
+        ):
+            answer = await client.get(probe)
+            assert answer.status_code == 404, (probe, answer.status_code)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 async def test_no_dashboard_when_it_is_disabled(start_gateway: StartGateway) -> None:

@@ -320,3 +320,14 @@ async def test_users_through_the_storage_writer(db: Path) -> None:
         assert get_user(reader, "ADMIN") == created
     finally:
         reader.close()
+
+
+def test_names_equal_under_unicode_case_folding_are_one_user(conn: apsw.Connection) -> None:
+    # str.lower() keeps "ß" and the final sigma "ς": full case folding is what makes these equal.
+    user = new_user(conn, "Straße")
+    for other in ("STRASSE", "strasse", unicodedata.normalize("NFD", "STRAẞE")):
+        with pytest.raises(UserExists):
+            new_user(conn, other)
+        assert get_user(conn, other) == user
+    greek = new_user(conn, "Σίσυφος")
+    assert get_user(conn, "ΣΊΣΥΦΟΣ") == greek

@@ -23,6 +23,7 @@ from web.connections import Connections
 from web.events import EventHub
 from web.hangups import HangupWatcher
 from web.in_flight import InFlight
+from web.live_feeds import LiveFeeds
 from web.log_buffer import LogBuffer
 from web.metrics import Metrics
 
@@ -53,5 +54,6 @@ class Gateway:
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
     in_flight: InFlight = dataclasses.field(default_factory=InFlight)
     hangups: HangupWatcher = dataclasses.field(default_factory=HangupWatcher)
+    live_feeds: LiveFeeds = dataclasses.field(default_factory=LiveFeeds)
     ready: bool = False
     draining: bool = False

@@ -7,7 +7,9 @@ forbid both: an injected ``<script>`` would not run even if some text slipped th
 
 from __future__ import annotations
 
+import errno
 import mimetypes
+import unicodedata
 from pathlib import Path
 from typing import Final
 
@@ -32,21 +34,39 @@ SECURITY_HEADERS: Final = {
 _TYPES: Final = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+# What reading a name that is no file of ours can raise: absent, a directory, a loop, too long.
+_NO_SUCH_FILE: Final = frozenset(
+    {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG}
+)
+
+
+def _load(relative: str) -> tuple[Path, bytes] | None:
+    """The file under ``web/static`` that ``relative`` names and its bytes, or None when it
+    names none (run in a worker thread: resolving and reading touch the disk).
+
+    A URL can carry a NUL (``%00``), which no file name holds and which made ``resolve()`` raise
+    ValueError (a 500), or a lone surrogate from undecodable bytes, which cannot be encoded to a
+    file name: both are simply not found.
+    """
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in relative):
         return None
-
-
-async def _file(relative: str, *, cache: str) -> Response:
     root = STATIC.resolve()
     path = (root / relative).resolve()
     if not path.is_relative_to(root):
+        return None
+    try:
+        return path, path.read_bytes()
+    except OSError as exc:
+        if exc.errno in _NO_SUCH_FILE:
+            return None
+        raise
+
+
+async def _file(relative: str, *, cache: str) -> Response:
+    found = await trio.to_thread.run_sync(_load, relative)
+    if found is None:
         abort(404)
-    data = await trio.to_thread.run_sync(_read, path)
-    if data is None:
-        abort(404)
+    path, data = found
     kind = (
         _TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     )

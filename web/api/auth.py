@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from typing import Literal
+from typing import Final, Literal
 
 import msgspec
 from quart import Blueprint, Response, request
 
 from actors.session_store import Session
-from proxy.passwords import PasswordPolicyError, check_new_password, generate_password
+from proxy.login_throttle import LoginRefused
+from proxy.passwords import (
+    PasswordPolicyError,
+    PasswordsBusy,
+    check_new_password,
+    generate_password,
+)
+from proxy.usernames import fold_username
 from storage.clients import UNCHANGED
 from storage.users import (
     UserExists,
@@ -25,6 +32,7 @@ from storage.users import (
 )
 from web.api.common import ApiError, audit, gateway, json_response, now_ms, read_body, session
 from web.api.guard import SESSION_COOKIE
+from web.gateway import Gateway
 
 auth = Blueprint("api_auth", __name__, url_prefix="/api")
 
@@ -79,26 +87,71 @@ def _session_json(current: Session) -> dict[str, object]:
 
 # -- sign in and out -------------------------------------------------------------------------------
 
+BUSY_RETRY_S: Final = 1
+
+
+def _refusal(refused: LoginRefused) -> ApiError:
+    wait = str(refused.retry_after)
+    if refused.reason == "in_progress":
+        return ApiError(
+            429,
+            "Another sign-in for this user or from this address is being checked; "
+            f"try again in {wait} s.",
+            code="login_in_progress",
+            headers={"retry-after": wait},
+        )
+    return ApiError(
+        429,
+        f"Too many failed sign-ins; try again in {wait} s.",
+        code="login_throttled",
+        headers={"retry-after": wait},
+    )
+
+
+async def _check_password(
+    gw: Gateway, username: str, password: str, address: str
+) -> tuple[UserRow | None, bool]:
+    """The user named ``username`` and whether ``password`` is theirs, checked under the sign-in
+    throttle and within the bounded places for sign-ins; ApiError 429 or 503 when refused."""
+    # Refusals (locked, in progress, busy) are decided before any look-up or thread: a flood of
+    # guesses costs little more than parsing them.
+    try:
+        known_address = gw.throttle.attempt(username, address)
+    except LoginRefused as refused:
+        raise _refusal(refused) from None
+    user: UserRow | None = None
+    matched = checked = False
+    try:
+        with gw.passwords.sign_in_slot(known_address=known_address):
+            checked = True
+            user = await gw.reads.run(partial(get_user, username=username))
+            matched = await gw.passwords.verify(
+                user.password_hash if user else None, password, guest=not known_address
+            )
+    except PasswordsBusy:
+        raise ApiError(
+            503,
+            "The gateway is checking too many sign-ins at once; try again in a moment.",
+            code="login_busy",
+            headers={"retry-after": str(BUSY_RETRY_S)},
+        ) from None
+    finally:
+        if matched:
+            gw.throttle.succeed(username, address)
+        else:
+            gw.throttle.fail(username, address, checked=checked)
+    return user, matched
+
 
 @auth.post("/auth/login")
 async def login() -> Response:
     body = await read_body(LoginBody)
     gw = gateway()
-    address = request.remote_addr or "unknown"
-    wait = gw.throttle.retry_after(body.username, address)
-    if wait:
-        raise ApiError(
-            429,
-            f"Too many failed sign-ins; try again in {wait} s.",
-            code="login_throttled",
-            headers={"retry-after": str(wait)},
-        )
-    user = await gw.reads.run(partial(get_user, username=body.username))
-    if not await gw.passwords.verify(user.password_hash if user else None, body.password):
-        gw.throttle.failed(body.username, address)
+    user, matched = await _check_password(
+        gw, body.username, body.password, request.remote_addr or "unknown"
+    )
+    if user is None or not matched:
         raise ApiError(401, "Wrong username or password.", code="invalid_credentials")
-    assert user is not None
-    gw.throttle.succeeded(body.username)
     stamp = now_ms()
     password_hash = user.password_hash
     if gw.passwords.needs_rehash(password_hash):
@@ -160,8 +213,12 @@ async def change_password() -> Response:
     body = await read_body(ChangePasswordBody)
     gw = gateway()
     current = session()
-    user = await gw.reads.run(partial(get_user, username=current.username))
-    if user is None or not await gw.passwords.verify(user.password_hash, body.current_password):
+    # The current password is checked like a sign-in's (throttled, one at a time, bounded), or a
+    # stolen session would be a password oracle without limits.
+    user, matched = await _check_password(
+        gw, current.username, body.current_password, request.remote_addr or "unknown"
+    )
+    if user is None or not matched:
         raise ApiError(400, "The current password is wrong.", code="invalid_current_password")
     try:
         check_new_password(body.new_password, username=user.username, current=body.current_password)
@@ -272,7 +329,7 @@ async def change_user(username: str) -> Response:
 @auth.delete("/users/<username>")
 async def remove_user(username: str) -> Response:
     gw = gateway()
-    if username.casefold() == session().username.casefold():
+    if fold_username(username) == fold_username(session().username):
         raise ApiError(400, "You cannot delete yourself.", code="cannot_delete_self")
     try:
         await gw.writer.execute(partial(delete_user, username=username))

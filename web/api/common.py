@@ -62,6 +62,7 @@ _TYPES = {
     405: "invalid_request_error",
     409: "conflict_error",
     413: "invalid_request_error",
+    415: "invalid_request_error",
     429: "rate_limit_error",
     503: "service_unavailable",
 }
@@ -115,8 +116,9 @@ def query_time(name: str, default: int) -> int:
     text = request.args.get(name)
     if text is None or text == "":
         return default
-    if text.isdigit():
-        value = int(text)
+    # Not "²" (isdigit, yet int() refuses it), nor thousands of digits (int() refuses those).
+    if text.isascii() and text.isdigit():
+        value = int(text) if len(text) <= len(str(MAX_MS)) else -1
     else:
         try:
             moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))

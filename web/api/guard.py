@@ -1,11 +1,15 @@
 """Deny by default: every ``/api`` request needs a session, except the routes listed public.
 
-The checks, in order: a session (Bearer token or the ``llm_proxy_session`` cookie), else 401; a user
-who must change their password may only see their status, change it or sign out (403
-``password_change_required``); a mutation carried by the cookie must come from this dashboard's
-own origin (403 ``bad_origin``: the cookie is SameSite=Strict already, this is the second lock);
-a mutation needs role ``admin`` (403 ``admin_required``), except signing out and changing one's
-own password.
+The checks, in order: a request body must be JSON, ``Content-Type: application/json`` (415
+``unsupported_media_type``: a cross-site HTML form can only send form encodings or text/plain, so
+no form reaches a route); the sign-in, the one public mutation, must come from this dashboard when
+a browser sends it (an Origin header; 403 ``bad_origin``: another site's page could otherwise
+sign the victim's browser in to the attacker's account); a session (Bearer token or the
+``llm_proxy_session`` cookie), else 401; a user who must change their password may only see their
+status, change it or sign out (403 ``password_change_required``); a mutation carried by the cookie
+must come from this dashboard's own origin (403 ``bad_origin``: the cookie is SameSite=Strict
+already, this is the second lock); a mutation needs role ``admin`` (403 ``admin_required``),
+except signing out and changing one's own password.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from actors.session_store import Session
 from web.api.common import ApiError, gateway
 
 SESSION_COOKIE: Final = "llm_proxy_session"
-PUBLIC: Final = frozenset({("POST", "/api/auth/login")})
+LOGIN: Final = ("POST", "/api/auth/login")
+PUBLIC: Final = frozenset({LOGIN})
 # What a user may do with any role, and while a password change is pending.
 SELF_SERVICE: Final = frozenset(
     {
@@ -62,11 +67,48 @@ def authenticate(token: str | None) -> Session:
     return found
 
 
+def _has_body() -> bool:
+    return bool(request.content_length) or "transfer-encoding" in request.headers
+
+
+def _require_json_body() -> None:
+    """A 415 unless the request has no body or declares it as UTF-8 JSON."""
+    if not _has_body():
+        return
+    declared = request.headers.get("content-type", "")
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if request.mimetype != "application/json" or charset not in ("utf-8", "utf8"):
+        shown = repr(declared[:60]) if declared else "none"
+        raise ApiError(
+            415,
+            "The request body must be JSON sent with 'Content-Type: application/json' "
+            f"(UTF-8); this one's type is {shown}.",
+            code="unsupported_media_type",
+        )
+
+
+def _check_login_origin() -> None:
+    """A browser's sign-in must come from this dashboard. Browsers send Origin with every
+    cross-site POST (``null`` from opaque origins), so a sign-in without one is a script's or
+    the CLI's, and welcome; the session cookie is not a credential here, so it changes nothing."""
+    origin = request.headers.get("origin")
+    if origin is not None and not same_origin(origin, request.scheme, request.host):
+        raise ApiError(
+            403,
+            "Refused: a sign-in from a browser must come from this dashboard (the Origin "
+            "header does not match).",
+            code="bad_origin",
+        )
+
+
 async def _guard() -> None:
     path = request.path.rstrip("/") or "/"
     if path != "/api" and not path.startswith("/api/"):
         return
+    _require_json_body()
     route = (request.method, path)
+    if route == LOGIN:
+        _check_login_origin()
     if route in PUBLIC:
         return
     token, via_cookie = request_token(

@@ -9,29 +9,29 @@ its ``metrics``) while the gateway and every other socket go on at full speed.
 
 The guard runs only for HTTP requests: the handler authenticates itself, before the upgrade, and
 re-checks the session on every metrics tick so that a logout or a password change ends the feed.
+Sockets are capped per session and in all (``[dashboard] max_live_feeds_per_session`` and
+``max_live_feeds``), refused before the upgrade; a socket's place is freed when it ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Mapping
-from functools import partial
 from typing import Final
 
-import apsw
 import msgspec
 import trio
 from quart import Blueprint, Response, websocket
 
 from actors.session_store import Session
 from proxy.records import RequestRecord
-from storage.queries import calls_since
 from web.api.common import ApiError, now_ms
 from web.api.common import gateway as current_gateway
 from web.api.guard import SESSION_COOKIE, authenticate, request_token, same_origin
 from web.gateway import Gateway
+from web.live_feeds import LiveFeedsFull
 
 log = logging.getLogger("llm_proxy.api.live")
 
@@ -43,7 +43,8 @@ PING_EVERY_S: float = 30.0
 OUTBOX_SIZE: int = 256
 # How long a close frame may take to leave before the socket is abandoned to the server.
 CLOSE_WAIT_S: Final = 2.0
-WINDOW_S: Final = 60.0
+# When a refused socket may try again: the place of a dropped connection frees within seconds.
+FULL_RETRY_S: Final = 5
 
 SESSION_ENDED: Final = 4401
 PASSWORD_CHANGE: Final = 4403
@@ -85,21 +86,53 @@ Message = Mapping[str, object]
 
 @live.websocket("/ws")
 async def feed() -> Response | None:
-    try:
-        token, current = _admit()
-    except ApiError as error:
-        # Returned before accept(): the client gets this status and JSON instead of an upgrade.
-        return error.response()
-    await websocket.accept()
-    connection = LiveFeed(current_gateway(), token, current)
-    try:
-        await connection.serve()
-    except Exception:
-        # Logged here once: the app's error handlers are written for HTTP requests.
-        log.exception("live feed of %s failed", current.username)
-        with trio.move_on_after(CLOSE_WAIT_S):
-            await connection.close(INTERNAL_ERROR, "internal error; see the gateway's log")
+    gw = current_gateway()
+    caps = gw.config.dashboard
+    with contextlib.ExitStack() as place:
+        try:
+            token, current = _admit()
+            try:
+                place.enter_context(
+                    gw.live_feeds.place(
+                        current.key,
+                        per_session=caps.max_live_feeds_per_session,
+                        total=caps.max_live_feeds,
+                    )
+                )
+            except LiveFeedsFull as full:
+                raise _refusal(full) from None
+        except ApiError as error:
+            # Returned before accept(): the client gets this status and JSON instead of an
+            # upgrade.
+            return error.response()
+        await websocket.accept()
+        connection = LiveFeed(gw, token, current)
+        try:
+            await connection.serve()
+        except Exception:
+            # Logged here once: the app's error handlers are written for HTTP requests.
+            log.exception("live feed of %s failed", current.username)
+            with trio.move_on_after(CLOSE_WAIT_S):
+                await connection.close(INTERNAL_ERROR, "internal error; see the gateway's log")
     return None
+
+
+def _refusal(full: LiveFeedsFull) -> ApiError:
+    if full.scope == "session":
+        return ApiError(
+            429,
+            "This session has as many live feeds open as it may "
+            "([dashboard] max_live_feeds_per_session); close one (another tab?) and retry.",
+            code="too_many_live_feeds",
+            headers={"retry-after": str(FULL_RETRY_S)},
+        )
+    return ApiError(
+        503,
+        "The gateway has as many live feeds open as it may ([dashboard] max_live_feeds); "
+        "retry in a moment.",
+        code="live_feeds_full",
+        headers={"retry-after": str(FULL_RETRY_S)},
+    )
 
 
 def _admit() -> tuple[str, Session]:
@@ -146,7 +179,6 @@ class LiveFeed:
         self._token = token
         self._session = session
         self._send, self._outbox = trio.open_memory_channel[str](OUTBOX_SIZE)
-        self._rates = RateWindow()
         self._close_with: tuple[int, str] | None = None
         self._closed = False
         self.dropped = 0
@@ -223,7 +255,6 @@ class LiveFeed:
             self._post(event)
 
     async def _tick_metrics(self, feed: trio.CancelScope) -> None:
-        await self._seed_rates()
         self._post(self._metrics())
         while True:
             await trio.sleep(METRICS_EVERY_S)
@@ -249,24 +280,11 @@ class LiveFeed:
             return PASSWORD_CHANGE, "password change required"
         return None
 
-    async def _seed_rates(self) -> None:
-        # The calls of the minute before the socket opened, so the first ticks show a full minute.
-        since = now_ms() - int(WINDOW_S * 1000)
-        try:
-            calls, errors = await self._gateway.reads.run(partial(calls_since, since_ms=since))
-        except (apsw.Error, trio.ClosedResourceError):
-            log.warning("live feed: could not count the last minute's calls", exc_info=True)
-            calls = errors = 0
-        stats = self._gateway.logger.statistics()
-        self._rates.start(trio.current_time(), stats.records, stats.errors, calls, errors)
-
     def _metrics(self) -> Message:
         gw = self._gateway
         stats = gw.logger.statistics()
         hub = gw.events.statistics()
-        per_min, errors_per_min = self._rates.rates(
-            trio.current_time(), stats.records, stats.errors
-        )
+        per_min, errors_per_min = gw.logger.recent_calls()
         providers: dict[str, Message] = {}
         in_flight = 0
         for name, actor in gw.providers.items():
@@ -314,32 +332,3 @@ def _parsed(failed_attempts: str | None) -> object:
         return msgspec.json.decode(failed_attempts)
     except msgspec.DecodeError:
         return None
-
-
-class RateWindow:
-    """Calls and errors over the last minute, from the logger's running totals at each tick.
-
-    Until the socket has been open a minute, the part of the window from before it opened is
-    taken from the database's count of that minute, pro rata.
-    """
-
-    def __init__(self) -> None:
-        self._samples: deque[tuple[float, int, int]] = deque()
-        self._seed = (0, 0)
-
-    def start(
-        self, now: float, records: int, errors: int, seed_calls: int, seed_errors: int
-    ) -> None:
-        """The totals when the socket opened, and the calls and errors of the minute before."""
-        self._samples.append((now, records, errors))
-        self._seed = (seed_calls, seed_errors)
-
-    def rates(self, now: float, records: int, errors: int) -> tuple[int, int]:
-        """(calls, errors) in the minute up to ``now`` (to within one tick)."""
-        self._samples.append((now, records, errors))
-        while len(self._samples) > 1 and self._samples[1][0] <= now - WINDOW_S:
-            self._samples.popleft()
-        since, records_then, errors_then = self._samples[0]
-        calls, failed = records - records_then, errors - errors_then
-        before = max(WINDOW_S - (now - since), 0.0) / WINDOW_S
-        return calls + round(self._seed[0] * before), failed + round(self._seed[1] * before)

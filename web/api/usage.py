@@ -37,6 +37,7 @@ usage = Blueprint("api_usage", __name__, url_prefix="/api")
 
 T = TypeVar("T")
 EXPORT_BATCH: Final = 1000
+MAX_ROW_ID: Final = 2**63 - 1  # SQLite's rowids are signed 64-bit integers
 _BUCKETS: Final[Mapping[str, Bucket]] = {"hour": "hour", "day": "day"}
 _GROUPS: Final[Mapping[str, Dimension]] = {
     "provider": "provider",
@@ -79,7 +80,9 @@ def _choice(name: str, allowed: Mapping[str, T]) -> T | None:
 
 def _limit() -> int:
     text = request.args.get("limit", "50")
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+    # isdigit() alone admits "²", which int() refuses, and "٣", which is no page size.
+    digits = text.isascii() and text.isdigit() and len(text) <= len(str(MAX_PAGE))
+    if not digits or not 1 <= int(text) <= MAX_PAGE:
         raise ApiError(400, f"'limit' must be a whole number from 1 to {MAX_PAGE}.")
     return int(text)
 
@@ -161,7 +164,11 @@ async def usage_requests() -> Response:
 
 @usage.get("/usage/requests/<int:row_id>")
 async def usage_request(row_id: int) -> Response:
-    detail = await _read(partial(request_detail, row_id=row_id))
+    # The route takes any run of digits; SQLite cannot even bind one past 64 bits.
+    if row_id > MAX_ROW_ID:
+        detail = None
+    else:
+        detail = await _read(partial(request_detail, row_id=row_id))
     if detail is None:
         raise ApiError(404, f"No logged call with id {row_id}.", code="request_not_found")
     return json_response(detail.to_json())
