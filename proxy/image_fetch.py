@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,13 +93,34 @@ def _host_of(url: str) -> str:
 def _describe(exc: BaseException) -> str:
     """A short text for a transport error: the first non-empty text down its cause chain."""
     # httpx often wraps the telling error (a failed TLS verification, a refused connection) in
-    # one without text. None of these texts carry the URL.
+    # one without text. None of these texts carry the URL, but some carry the address connected
+    # to: that goes to the debug log only (see _client_text).
     cause: BaseException | None = exc
     while cause is not None:
         if str(cause):
             return str(cause)
         cause = cause.__cause__ or cause.__context__
     return type(exc).__name__
+
+
+# An IPv4 address, or an IPv6 one (at least two colons between hex groups).
+_ADDRESS = re.compile(
+    r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])|(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]*"
+)
+
+
+def _client_text(exc: BaseException) -> str:
+    """:func:`_describe` for the client: what went wrong, never an address it resolved to."""
+    # The fetcher connects to the addresses it resolved; the client named a host. An address
+    # in an error text would answer a DNS question the client may not ask (what an internal
+    # name resolves to), so every address is cut, whatever the error.
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            # Checked against the URL's own name (sni_hostname), so the text names no address.
+            return f"the TLS certificate could not be verified ({cause.verify_message})"
+        cause = cause.__cause__ or cause.__context__
+    return _ADDRESS.sub("<address>", _describe(exc))
 
 
 class ImageFetcher:
@@ -197,9 +219,12 @@ class ImageFetcher:
         for address in addresses:
             reason = self._address_check(address)
             if reason is not None:
+                # Only that it is refused: the address a name resolves to, even the kind of
+                # address, would tell a client about the gateway's network.
+                logger.debug("image host %s resolves to %s, %s: refused", host, address, reason)
                 if literal:
-                    raise ImageError(f"refused: {host} is {reason}")
-                raise ImageError(f"refused: {host} resolves to {address}, {reason}")
+                    raise ImageError(f"refused: the address {host} is not allowed")
+                raise ImageError(f"refused: the address of {host} is not allowed")
         return addresses
 
     def _request(self, url: httpx.URL, address: IPAddress) -> httpx.Request:
@@ -232,12 +257,12 @@ class ImageFetcher:
         host = url.raw_host.decode("ascii")
         port = url.port or _DEFAULT_PORTS[url.scheme]
         addresses = await self._addresses(host, port)
-        failure = "no address"
+        failure: str | None = None
         for address in addresses:
             try:
                 request = self._request(url, address)
             except httpx.InvalidURL:
-                failure = "unusable address"
+                logger.debug("image host %s: address %s is unusable in a URL", host, address)
                 continue
             try:
                 # auth=None: the client's own auth (an upstream's key) must never go out here.
@@ -247,14 +272,17 @@ class ImageFetcher:
             except httpx.TimeoutException:
                 raise ImageError(f"timed out after {self._policy.timeout_s:g} s") from None
             except httpx.ConnectError as exc:
-                failure = _describe(exc)  # try the next address, like a browser would
+                # Try the next address, like a browser would; a TLS failure is worth telling.
+                logger.debug("image host %s: connecting to %s failed: %s", host, address, exc)
+                text = _client_text(exc)
+                failure = text if "TLS" in text else failure
             except httpx.InvalidURL:
                 # httpx prepares the next request of a redirect even when it does not follow
                 # it, and fails on some targets (e.g. a data: URL) before we can check them.
                 raise ImageError("the server redirected to an unusable URL") from None
             except httpx.HTTPError as exc:
-                raise ImageError(f"could not fetch from {host}: {_describe(exc)}") from None
-        raise ImageError(f"could not connect to {host}: {failure}")
+                raise ImageError(f"could not fetch from {host}: {_client_text(exc)}") from None
+        raise ImageError(f"could not connect to {host}" + (f": {failure}" if failure else ""))
 
     async def _read_image(self, response: httpx.Response) -> tuple[str, bytes]:
         """Check status, type and size, then read the body up to ``max_bytes``."""
@@ -282,7 +310,7 @@ class ImageFetcher:
         except httpx.TimeoutException:
             raise ImageError(f"timed out after {self._policy.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
-            raise ImageError(f"reading the image failed: {_describe(exc)}") from None
+            raise ImageError(f"reading the image failed: {_client_text(exc)}") from None
         if not body:
             raise ImageError("the server sent an empty body")
         return mime, bytes(body)
