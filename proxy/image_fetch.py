@@ -27,6 +27,7 @@ import trio
 
 from proxy.config import ImagesConfig
 from proxy.image_addresses import AddressCheck, IPAddress, Resolver, forbidden_reason, resolve_host
+from proxy.image_budget import ImageBudget, ImageBudgetStatistics, ImageLease, inlined_size
 
 __all__ = ["IMAGE_MIME", "ImageError", "ImageFetcher", "ImagePolicy", "image_scheme", "is_http_url"]
 
@@ -49,6 +50,11 @@ class ImagePolicy:
     # many URLs, and every fetched image is held in memory until the upstream call is built.
     max_total_bytes: int = _DEFAULT_TOTAL_BYTES
     max_concurrent: int = 8
+    # Across all requests: see proxy.image_budget.
+    max_bytes_in_flight: int = 256_000_000
+    max_bytes_in_flight_per_client: int = 80_000_000
+    max_fetches: int = 16
+    max_fetches_per_client: int = 4
 
     @classmethod
     def from_config(cls, config: ImagesConfig) -> ImagePolicy:
@@ -58,6 +64,10 @@ class ImagePolicy:
             timeout_s=float(config.fetch_timeout_s),
             allow_private_networks=config.allow_private_networks,
             max_total_bytes=max(_DEFAULT_TOTAL_BYTES, config.max_bytes),
+            max_bytes_in_flight=config.max_bytes_in_flight,
+            max_bytes_in_flight_per_client=config.max_bytes_in_flight_per_client,
+            max_fetches=config.max_concurrent_fetches,
+            max_fetches_per_client=config.max_concurrent_fetches_per_client,
         )
 
 
@@ -137,13 +147,20 @@ class ImageFetcher:
         *,
         resolver: Resolver | None = None,
         address_check: AddressCheck | None = None,
-        max_in_flight: int = 16,
     ) -> None:
         self._client = client
         self._policy = policy
-        # Across all requests, kept below the client's pool size: fetches then never queue
-        # inside httpcore's pool, where a cancelled wait can leak a slot (httpcore #1093).
-        self._in_flight = trio.CapacityLimiter(max_in_flight)
+        # The fetch slots are kept below the client's pool size (see proxy.service): fetches
+        # then never queue inside httpcore's pool, where a cancelled wait can leak a slot
+        # (httpcore #1093).
+        self._budget = ImageBudget(
+            max_bytes=policy.max_bytes_in_flight,
+            max_bytes_per_client=policy.max_bytes_in_flight_per_client,
+            max_fetches=policy.max_fetches,
+            max_fetches_per_client=policy.max_fetches_per_client,
+            # By then every fetch running now has ended, one way or the other.
+            retry_after_s=policy.timeout_s,
+        )
         self._resolver: Resolver = resolver if resolver is not None else resolve_host
         self._address_check: AddressCheck = (
             address_check if address_check is not None else forbidden_reason
@@ -154,13 +171,29 @@ class ImageFetcher:
         """The limits this fetcher applies."""
         return self._policy
 
-    async def fetch(self, url: str) -> tuple[str, bytes]:
-        """Fetch one image: its MIME type (no parameters) and bytes; raises ImageError."""
+    def lease(self, client: str) -> ImageLease:
+        """A lease for the images of one call of ``client`` (see :mod:`proxy.image_budget`)."""
+        return self._budget.lease(client)
+
+    def statistics(self) -> ImageBudgetStatistics:
+        """Image memory reserved (now and at its peak), fetches running and waiting, refusals."""
+        return self._budget.statistics()
+
+    async def fetch(self, url: str, lease: ImageLease | None = None) -> tuple[str, bytes]:
+        """Fetch one image: its MIME type (no parameters) and bytes; raises ImageError.
+
+        The image's memory is reserved on ``lease`` (429 or 503 when it does not fit), for its
+        holder to release once the image is no longer needed. Without a lease (a one-off fetch)
+        a lease of the shared client "" is used and released on return.
+        """
+        if lease is None:
+            with self.lease("") as own:
+                return await self.fetch(url, own)
         timeout = self._policy.timeout_s
         try:
-            with trio.fail_after(timeout):
-                async with self._in_flight:
-                    return await self._fetch_following(url)
+            async with self._budget.fetch_slot(lease.client, trio.current_time() + timeout):
+                with trio.fail_after(timeout):
+                    return await self._fetch_following(url, lease)
         except trio.TooSlowError:
             error = ImageError(f"timed out after {timeout:g} s")
         except ImageError as exc:
@@ -169,7 +202,7 @@ class ImageFetcher:
         logger.info("image fetch from host %s failed: %s", _host_of(url), error)
         raise error from None
 
-    async def _fetch_following(self, text: str) -> tuple[str, bytes]:
+    async def _fetch_following(self, text: str, lease: ImageLease) -> tuple[str, bytes]:
         """Fetch, following up to ``max_redirects`` redirects, each hop checked afresh."""
         url = _remote_url(text)
         redirects = 0
@@ -177,7 +210,7 @@ class ImageFetcher:
             response = await self._open(url)
             try:
                 if not response.is_redirect:
-                    mime, data = await self._read_image(response)
+                    mime, data = await self._read_image(response, lease)
                     logger.debug("fetched image from host %s: %d bytes", url.host, len(data))
                     return mime, data
                 if redirects >= self._policy.max_redirects:
@@ -284,8 +317,8 @@ class ImageFetcher:
                 raise ImageError(f"could not fetch from {host}: {_client_text(exc)}") from None
         raise ImageError(f"could not connect to {host}" + (f": {failure}" if failure else ""))
 
-    async def _read_image(self, response: httpx.Response) -> tuple[str, bytes]:
-        """Check status, type and size, then read the body up to ``max_bytes``."""
+    async def _read_image(self, response: httpx.Response, lease: ImageLease) -> tuple[str, bytes]:
+        """Check status, type and size, reserve the image's memory, then read the body."""
         if not response.is_success:
             raise ImageError(f"the server answered HTTP {response.status_code}")
         content_type = response.headers.get("content-type", "")
@@ -298,22 +331,47 @@ class ImageFetcher:
             raise ImageError(f"compressed responses are not accepted (content-encoding {encoding})")
         limit = self._policy.max_bytes
         declared = response.headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > limit:
-            raise ImageError(f"too large: {declared} bytes declared, the limit is {limit}")
-        body = bytearray()
+        if declared.isascii() and declared.isdigit():
+            if int(declared) > limit:
+                raise ImageError(f"too large: {declared} bytes declared, the limit is {limit}")
+            # Trusted for the reservation, verified while reading: no more is read.
+            expected = int(declared)
+        else:
+            expected = limit
+        reserved = inlined_size(expected)
+        lease.reserve(reserved)  # before the first byte of the body: 429 or 503 if it cannot fit
         try:
-            # Identity encoding is assured above, so these are the bytes as sent.
+            chunks = await self._read_body(response, expected, limit)
+        except BaseException:
+            lease.give_back(reserved)
+            raise
+        size = sum(map(len, chunks))
+        lease.give_back(reserved - inlined_size(size))
+        if not size:
+            raise ImageError("the server sent an empty body")
+        return mime, b"".join(chunks)
+
+    async def _read_body(self, response: httpx.Response, expected: int, limit: int) -> list[bytes]:
+        """The body as received, at most ``expected`` bytes (the declared or the largest size)."""
+        # A list of the pieces, not a growing bytearray: it holds exactly what arrived (a
+        # bytearray over-allocates as it grows), and is joined once, at the end.
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            # Identity encoding is assured by the caller, so these are the bytes as sent.
             async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > limit:
+                size += len(chunk)
+                if size > expected:
+                    chunks.clear()
+                    if expected < limit:
+                        raise ImageError(f"the server sent more than the {expected} bytes declared")
                     raise ImageError(f"too large: more than {limit} bytes")
+                chunks.append(chunk)
         except httpx.TimeoutException:
             raise ImageError(f"timed out after {self._policy.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
             raise ImageError(f"reading the image failed: {_client_text(exc)}") from None
-        if not body:
-            raise ImageError("the server sent an empty body")
-        return mime, bytes(body)
+        return chunks
 
 
 def is_http_url(url: str) -> bool:

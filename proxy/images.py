@@ -17,8 +17,9 @@ import trio
 
 from proxy.chat import ChatRequest, ImagePart
 from proxy.data_url import parse_data_url
-from proxy.errors import InvalidRequest
+from proxy.errors import GatewayError, InvalidRequest
 from proxy.image_addresses import AddressCheck, IPAddress, Resolver, forbidden_reason, resolve_host
+from proxy.image_budget import ImageLease
 from proxy.image_fetch import (
     IMAGE_MIME,
     ImageError,
@@ -33,6 +34,7 @@ __all__ = [
     "IPAddress",
     "ImageError",
     "ImageFetcher",
+    "ImageLease",
     "ImagePolicy",
     "Resolver",
     "forbidden_reason",
@@ -116,16 +118,27 @@ def _remote_urls(request: ChatRequest, policy: ImagePolicy) -> dict[str, list[Po
     return remote
 
 
-async def inline_remote_images(request: ChatRequest, fetcher: ImageFetcher) -> ChatRequest:
-    """Replace every http(s) image URL by a data URL of the fetched image; InvalidRequest if not."""
+async def inline_remote_images(
+    request: ChatRequest, fetcher: ImageFetcher, lease: ImageLease | None = None
+) -> ChatRequest:
+    """Replace every http(s) image URL by a data URL of the fetched image.
+
+    An unusable image is an InvalidRequest naming its part; no room for it in the image budget
+    is a 429 or 503 (:mod:`proxy.image_budget`). The images' memory stays reserved on ``lease``
+    until its holder releases it, once the upstream has the request; without a lease (a one-off
+    use) it is released on return.
+    """
     if not request.has_images:
         return request
     policy = fetcher.policy
     remote = _remote_urls(request, policy)
     if not remote:
         return request
+    if lease is None:
+        with fetcher.lease("") as own:
+            return await inline_remote_images(request, fetcher, own)
     inlined: dict[str, str] = {}
-    failures: list[tuple[str, ImageError]] = []
+    failures: list[tuple[str, ImageError | GatewayError]] = []
     limiter = trio.CapacityLimiter(policy.max_concurrent)
     total = 0
 
@@ -133,13 +146,13 @@ async def inline_remote_images(request: ChatRequest, fetcher: ImageFetcher) -> C
         nonlocal total
         try:
             async with limiter:
-                mime, data = await fetcher.fetch(url)
+                mime, data = await fetcher.fetch(url, lease)
             total += len(data)
             if total > policy.max_total_bytes:
                 raise ImageError(
                     f"the request's images together exceed {policy.max_total_bytes} bytes"
                 )
-        except ImageError as exc:
+        except (ImageError, GatewayError) as exc:
             failures.append((url, exc))
             cancel_scope.cancel()  # one bad image fails the request: stop the other fetches
             return
@@ -150,6 +163,8 @@ async def inline_remote_images(request: ChatRequest, fetcher: ImageFetcher) -> C
             nursery.start_soon(fetch_one, url, nursery.cancel_scope)
     if failures:
         url, error = failures[0]
+        if isinstance(error, GatewayError):
+            raise error  # the gateway is busy (429, 503), not the image broken
         raise _part_error(remote[url][0], str(error))
     return _with_urls(
         request, [(position, inlined[url]) for url, used in remote.items() for position in used]

@@ -219,12 +219,14 @@ async def run(
     # are followed by the fetcher itself so that each hop is checked.
     images_client = httpx.AsyncClient(
         timeout=httpx.Timeout(policy.timeout_s),
-        limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+        # More connections than fetch slots, so a fetch never waits in httpx's pool.
+        limits=httpx.Limits(max_connections=policy.max_fetches + 16, max_keepalive_connections=8),
         follow_redirects=False,
         trust_env=False,
     )
     events = EventHub()
-    providers = build_providers(config, ImageFetcher(images_client, policy), events)
+    images = ImageFetcher(images_client, policy)
+    providers = build_providers(config, images, events)
     ollama = providers.get("ollama")
     router = Router(
         aliases={
@@ -259,6 +261,7 @@ async def run(
         retention=retention,
         events=events,
         started_at=time.monotonic(),
+        images=images,
     )
     logger.observer = gateway.metrics.observe  # /metrics counts every logged call
     shutdown = trio.Event()

@@ -796,14 +796,20 @@ async def test_images_are_fetched_concurrently_within_a_bound(
 async def test_fetches_of_all_requests_share_one_bound(
     server: FakeImageServer, client: httpx.AsyncClient
 ) -> None:
-    fetcher = ImageFetcher(client, ALLOW_PRIVATE, max_in_flight=2)
+    policy = ImagePolicy(allow_private_networks=True, max_fetches=2, max_fetches_per_client=2)
+    fetcher = ImageFetcher(client, policy)
     requests = [
         chat(*(image(f"{server.base_url}/slow.png?s=0.2&r={r}&n={n}") for n in range(2)))
         for r in range(3)
     ]
+
+    async def inline(request: ChatRequest, client: str) -> None:
+        with fetcher.lease(client) as lease:
+            await inline_remote_images(request, fetcher, lease)
+
     async with trio.open_nursery() as nursery:
-        for request in requests:
-            nursery.start_soon(inline_remote_images, request, fetcher)
+        for r, request in enumerate(requests):
+            nursery.start_soon(inline, request, f"client-{r}")
     assert server.hits["/slow.png"] == 6
     assert server.max_in_flight == 2
 

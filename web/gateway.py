@@ -12,6 +12,7 @@ from actors.request_logger import RequestLogger
 from actors.retention import Retention
 from actors.session_store import SessionStore
 from proxy.config import Config
+from proxy.images import ImageFetcher
 from proxy.login_throttle import LoginThrottle
 from proxy.passwords import Passwords
 from proxy.routing import Router
@@ -50,3 +51,4 @@ class Gateway:
     hangups: HangupWatcher = dataclasses.field(default_factory=HangupWatcher)
     ready: bool = False
     draining: bool = False
+    images: ImageFetcher | None = None  # the fetcher of image URLs, for its statistics

@@ -32,6 +32,7 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from proxy import __version__
+from proxy.image_budget import ImageBudgetStatistics
 from proxy.records import RequestRecord
 from storage.writer import WriterStatistics
 
@@ -337,6 +338,8 @@ def exposition(gateway: Gateway, rss: int | None) -> str:
         "Dashboard sessions alive.",
         [((), gateway.sessions.statistics().active)],
     )
+    if gateway.images is not None:
+        _images(out, gateway.images.statistics())
     limiter = gateway.limiter.statistics()
     out.counter(
         "llm_proxy_rate_limit_decisions_total",
@@ -347,6 +350,35 @@ def exposition(gateway: Gateway, rss: int | None) -> str:
         ],
     )
     return out.text()
+
+
+def _images(out: Exposition, images: ImageBudgetStatistics) -> None:
+    out.gauge(
+        "llm_proxy_image_bytes_reserved",
+        "Memory reserved for fetched images until their upstream calls have them (as base64).",
+        [((), images.bytes_reserved)],
+    )
+    out.gauge(
+        "llm_proxy_image_bytes_peak",
+        "The most memory ever reserved for fetched images at once, since start.",
+        [((), images.peak_bytes_reserved)],
+    )
+    out.gauge(
+        "llm_proxy_image_fetches",
+        "Image fetches running (running) and waiting for a slot (waiting).",
+        [
+            ((("state", "running"),), images.fetches_in_flight),
+            ((("state", "waiting"),), images.fetches_waiting),
+        ],
+    )
+    out.counter(
+        "llm_proxy_image_refusals_total",
+        "Calls refused for image memory or fetch slots: the gateway's (503) or a client's (429).",
+        [
+            ((("kind", "gateway"),), images.refused_budget),
+            ((("kind", "client"),), images.refused_client_share),
+        ],
+    )
 
 
 def _providers(out: Exposition, gateway: Gateway) -> None:

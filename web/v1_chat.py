@@ -195,6 +195,10 @@ class ChatCall:
                     following.upstream_model,
                 )
 
+    def _client_bucket(self) -> str:
+        """Who shares the gateway's image budget with whom: the caller's rate-limit bucket."""
+        return self.caller.bucket if self.caller is not None else ""
+
     def _hung_up(self, scope: trio.CancelScope) -> None:
         if self._done:
             # The answer is complete: this is hypercorn closing the connection after it (HTTP/1.0,
@@ -216,7 +220,9 @@ class ChatCall:
         ]
 
     async def _complete(self, actor: ProviderActor, request: ChatRequest, route: Route) -> None:
-        response: ChatResponse = await actor.complete(request, route.upstream_model, self.timing)
+        response: ChatResponse = await actor.complete(
+            request, route.upstream_model, self.timing, client=self._client_bucket()
+        )
         self.usage = response.usage
         self.ttft_s = perf_counter() - self.started
         payload = _encode(response)
@@ -226,7 +232,9 @@ class ChatCall:
         await send_body(self.send, 200, payload, [JSON_TYPE, *self._headers()])
 
     async def _stream(self, actor: ProviderActor, request: ChatRequest, route: Route) -> None:
-        async with actor.stream(request, route.upstream_model, self.timing) as chunks:
+        async with actor.stream(
+            request, route.upstream_model, self.timing, client=self._client_bucket()
+        ) as chunks:
             # Headers wait for the first chunk, so a failure before it still gets a real status.
             first = await _next_or_none(chunks)
             self.ttft_s = perf_counter() - self.started

@@ -3,6 +3,8 @@
 - memory: one client sends 12 requests at once, each naming 3 distinct 16 MB images (content-length
   declared, served at loopback speed) for Ollama, which needs them inline; the gateway's peak RSS
   (``VmHWM``) against its RSS after one warm-up call, and how the 12 calls were answered;
+- memory, many clients: the same 12 requests, each from its own client, so that the gateway's
+  budget (not one client's share) is what bounds them;
 - fairness: that client sends 12 requests naming 3 slow 1 MB images each (3 s per image); half a
   second later a second client sends one request with one small image: how long it took.
 
@@ -144,6 +146,7 @@ async def measure() -> None:
             directory = Path(name)
             database = directory / "gateway.db"
             key_a, key_b = new_key(database, "flooder"), new_key(database, "bystander")
+            crowd = [new_key(database, f"crowd-{n}") for n in range(REQUESTS)]
             config = write_config(directory, upstream)
             async with (
                 serve(config, database, directory) as server,
@@ -167,6 +170,26 @@ async def measure() -> None:
                     f"memory: {REQUESTS} requests x {IMAGES_PER_REQUEST} x "
                     f"{IMAGE_BYTES / 1e6:g} MB images: RSS {idle:.0f} MB after warm-up, peak "
                     f"(VmHWM) {peak:.0f} MB; answers {dict(sorted(statuses.items()))} in "
+                    f"{took:.1f} s"
+                )
+
+                bodies = [
+                    chat([f"{big}&crowd={r}&i={i}" for i in range(IMAGES_PER_REQUEST)])
+                    for r in range(REQUESTS)
+                ]
+                crowded: Counter[int] = Counter()
+
+                async def one(key: str, body: dict[str, Any]) -> None:
+                    crowded[(await post(client, key, body)).status_code] += 1
+
+                began = time.monotonic()
+                async with trio.open_nursery() as calls:
+                    for key, body in zip(crowd, bodies, strict=True):
+                        calls.start_soon(one, key, body)
+                took = time.monotonic() - began
+                print(
+                    f"memory, {REQUESTS} clients: the same calls, one per client: peak (VmHWM) "
+                    f"{vm(pid, 'VmHWM'):.0f} MB; answers {dict(sorted(crowded.items()))} in "
                     f"{took:.1f} s"
                 )
 
