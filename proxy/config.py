@@ -130,6 +130,9 @@ class LimitsConfig:
 
     global_requests_per_minute: int = _opt(0, _non_negative)
     default_client_requests_per_minute: int = _opt(60, _non_negative)
+    # Tokens a call without max_tokens/max_completion_tokens reserves for its answer from its
+    # client's tokens-per-minute budget, beside its prompt's estimate (settled after the call).
+    default_reserved_completion_tokens: int = _opt(1024, _non_negative)
 
 
 @dataclass(frozen=True, slots=True)

@@ -349,6 +349,11 @@ def exposition(gateway: Gateway, rss: int | None) -> str:
             ((("decision", "denied"),), limiter.denied),
         ],
     )
+    out.gauge(
+        "llm_proxy_rate_limit_tokens_reserved",
+        "Tokens per minute reserved by calls admitted and not settled yet.",
+        [((), limiter.tokens_reserved)],
+    )
     return out.text()
 
 
