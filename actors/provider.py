@@ -436,7 +436,7 @@ class ProviderActor:
         backend = self._ready_backend()
         with self._admitted(backend) as call, self._image_lease(request, client) as lease:
             # Handed over, not kept in this frame: the inlined images are freed as soon as the
-            # backend has built the upstream body from them (their lease counts one of the two).
+            # backend has built the upstream body from them (their lease counts one copy each).
             outgoing = [await self._inline_images(request, lease)]
             deadline = trio.current_time() + self.config.timeout_s
             await self._take_slot(deadline)
