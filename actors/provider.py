@@ -34,7 +34,13 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+    nullcontext,
+)
 from time import perf_counter
 
 import httpx
@@ -45,7 +51,7 @@ from proxy.breaker import BreakerState, CircuitBreaker
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse
 from proxy.config import ProviderConfig
 from proxy.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from proxy.images import ImageFetcher, inline_remote_images
+from proxy.images import ImageFetcher, ImageLease, inline_remote_images
 from proxy.origins import KeyBinding, key_binding
 from proxy.providers.base import ChunkParser, ListedModel, UpstreamCall, WireAdapter
 from proxy.providers.mock import MOCK_MODELS, mock_chunks, mock_response
@@ -62,6 +68,7 @@ MODELS_RETRY_S = 30.0  # how soon a failed listing is tried again
 LOCAL_MODELS_REFRESH_S = 30.0  # polling period for lists whose names route (Ollama's)
 KEEPALIVE_EXPIRY_S = 30.0  # an idle upstream connection is dropped after this
 MAX_CACHED_URLS = 1024
+_KEEP_SENT_BODY_BYTES = 64 * 1024  # a larger body is trimmed, and dropped once it is sent
 # We read raw bytes (and cap them): a compressed answer would arrive undecoded.
 _BASE_HEADERS = (
     (b"accept-encoding", b"identity"),
@@ -122,6 +129,9 @@ class _JudgedStream(ChunkStream):
             self._call.judge(exc)
             self._scrubber.scrub_error(exc)  # an in-stream error event is upstream text
             raise
+
+
+_NO_LEASE: AbstractContextManager[None] = nullcontext()  # a call without images to fetch
 
 
 class _Backend(abc.ABC):
@@ -427,23 +437,33 @@ class ProviderActor:
         finally:
             self._limiter.release()
 
-    async def _inline_images(self, request: ChatRequest) -> ChatRequest:
+    def _image_lease(
+        self, request: ChatRequest, client: str
+    ) -> AbstractContextManager[ImageLease | None]:
+        """The lease on image memory of a call whose images this actor fetches, else none."""
         if self._images is None or not request.has_images:
+            return _NO_LEASE
+        return self._images.lease(client)
+
+    async def _inline_images(self, request: ChatRequest, lease: ImageLease | None) -> ChatRequest:
+        if self._images is None or lease is None:
             return request
-        return await inline_remote_images(request, self._images)
+        return await inline_remote_images(request, self._images, lease)
 
     async def complete(
-        self, request: ChatRequest, upstream_model: str, timing: CallTiming
+        self, request: ChatRequest, upstream_model: str, timing: CallTiming, *, client: str = ""
     ) -> ChatResponse:
-        """One non-streaming call, bounded by the provider's timeout."""
+        """One non-streaming call, bounded by the provider's timeout; ``client`` shares images."""
         backend = self._ready_backend()
-        with self._admitted(backend) as call:
-            request = await self._inline_images(request)
+        with self._admitted(backend) as call, self._image_lease(request, client) as lease:
+            # Handed over, not kept in this frame: the inlined images are freed as soon as the
+            # backend has built the upstream body from them (their lease counts one copy each).
+            outgoing = [await self._inline_images(request, lease)]
             deadline = trio.current_time() + self.config.timeout_s
             await self._take_slot(deadline)
             try:
                 with trio.CancelScope(deadline=deadline) as waiting:
-                    response = await backend.complete(request, upstream_model, timing)
+                    response = await backend.complete(outgoing.pop(), upstream_model, timing)
             except GatewayError as exc:
                 call.judge(exc)
                 raise
@@ -459,20 +479,24 @@ class ProviderActor:
 
     @asynccontextmanager
     async def stream(
-        self, request: ChatRequest, upstream_model: str, timing: CallTiming
+        self, request: ChatRequest, upstream_model: str, timing: CallTiming, *, client: str = ""
     ) -> AsyncIterator[ChunkStream]:
         """A streaming call; leaving the block (or being cancelled) ends the upstream call."""
         backend = self._ready_backend()
-        with self._admitted(backend) as call:
-            request = await self._inline_images(request)
+        with self._admitted(backend) as call, self._image_lease(request, client) as lease:
+            # Handed over, not kept in this frame for the whole stream (see complete()).
+            outgoing = [await self._inline_images(request, lease)]
             deadline = trio.current_time() + self.config.timeout_s
             async with self._slot(deadline):
                 opened = False
                 try:
                     async with backend.open_stream(
-                        request, upstream_model, timing, deadline
+                        outgoing.pop(), upstream_model, timing, deadline
                     ) as chunks:
                         opened = True
+                        if lease is not None:
+                            # The upstream answered: it has the body, which the backend let go.
+                            lease.release()
                         yield _JudgedStream(chunks, call, self.scrubber)
                 except GatewayError as exc:
                     # Once open, only the stream's own errors judge the upstream (the stream
@@ -616,6 +640,11 @@ class _HttpBackend(_Backend):
 
     async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
         call = self._adapter.chat_call(request, model)
+        del request  # only the body is needed now: inline images go from two copies to one
+        if call.body is not None and len(call.body) > _KEEP_SENT_BODY_BYTES:
+            # msgspec leaves its output up to half over-allocated, and this body (megabytes of
+            # inline images) is kept until the answer's head, i.e. the whole call: copy it to size.
+            call = dataclasses.replace(call, body=bytes(memoryview(call.body)))
         started = perf_counter()
         try:
             with _TransportErrors(self._name):
@@ -636,12 +665,18 @@ class _HttpBackend(_Backend):
         self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
     ) -> AsyncIterator[ChunkStream]:
         call = self._adapter.chat_call(request, model)
+        del request  # only the body is needed now: inline images go from two copies to one
         started = perf_counter()
         with _TransportErrors(self._name):
             # The headers count against the first chunk's deadline (there is no read timeout).
             with _first_chunk_deadline(self._name, self._timeout_s, first_by):
                 response = await self._send(call)
             try:
+                if call.body is not None and len(call.body) > _KEEP_SENT_BODY_BYTES:
+                    # The answer's head is in, so no retry will send the body again: let it go
+                    # now, not when the stream ends (it may carry megabytes of inline images).
+                    response.request = httpx.Request(call.method, response.request.url)
+                del call
                 if not response.is_success:
                     with _first_chunk_deadline(self._name, self._timeout_s, first_by):
                         body = await _read_capped(response, MAX_ERROR_BYTES, self._name)

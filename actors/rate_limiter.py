@@ -1,5 +1,10 @@
 """RateLimiter: per-client request and token buckets plus one global bucket (design §2, §3 step 3).
 
+Tokens per minute are reserved when a call is admitted (an estimate of its prompt plus the most it
+may answer) and settled when it ends (:meth:`RateLimiter.settle`): concurrent calls cannot spend
+the same budget twice, and what a call used beyond its estimate is charged as a debt that later
+calls wait out. A fleet-wide limiter (Redis) keeps the same two steps, reserve and settle.
+
 Decisions are plain synchronous calls on the trio thread rather than messages to an inbox: no
 task can run between checking the buckets and taking from them, so N simultaneous requests
 against a budget of M let exactly M through, and a decision costs no channel round trip. The
@@ -13,7 +18,7 @@ import math
 
 import trio
 
-from proxy.rate_limit import RateDecision, TokenBucket
+from proxy.rate_limit import RateDecision, TokenBucket, TokenReservation
 
 # Yield to other tasks every this many buckets, so a sweep over many clients never stalls requests.
 _SWEEP_BATCH = 1024
@@ -34,6 +39,7 @@ class RateLimiterStatistics:
     buckets: int
     allowed: int
     denied: int
+    tokens_reserved: int = 0  # by calls admitted and not settled yet
 
 
 class RateLimiter:
@@ -47,6 +53,7 @@ class RateLimiter:
         self._tokens: dict[str, TokenBucket] = {}
         self._closed = trio.Event()
         self._allowed = self._denied = 0
+        self._reserved = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sweep idle buckets periodically until :meth:`close`."""
@@ -62,46 +69,78 @@ class RateLimiter:
         """Stop sweeping; :meth:`run` returns. Decisions keep working for requests still running."""
         self._closed.set()
 
-    def acquire_nowait(self, client: str, limits: ClientLimits) -> RateDecision:
-        """Decide one request and, when allowed, take it from every bucket that applies."""
+    def reserve_nowait(self, client: str, limits: ClientLimits, tokens: int = 0) -> RateDecision:
+        """Decide one call; when allowed, take a request from every bucket that applies and
+        reserve ``tokens`` (at least one) from the client's tokens-per-minute budget.
+
+        The reservation rides on the decision; the caller settles it with :meth:`settle`.
+        """
         now = trio.current_time()
         requests = self._bucket(self._requests, client, limits.requests_per_minute, now, keep=True)
-        tokens = self._bucket(self._tokens, client, limits.tokens_per_minute, now, keep=True)
-        decision = self._decide(now, requests, tokens)
-        if decision.allowed:
-            self._allowed += 1
-            for bucket in (requests, self._global):
-                if bucket is not None:
-                    bucket.take(now)  # cannot fail: _decide saw a whole token in each
-            reported = requests or self._global
-            if reported is not None:
-                decision = _report(reported, now)
-        else:
+        budget = self._bucket(self._tokens, client, limits.tokens_per_minute, now, keep=True)
+        amount = max(1, tokens)
+        decision = self._decide(now, requests, budget, amount)
+        if not decision.allowed:
             self._denied += 1
-        return decision
+            return _with_tokens(decision, budget, now, None)
+        self._allowed += 1
+        for bucket in (requests, self._global):
+            if bucket is not None:
+                bucket.take(now)  # cannot fail: _decide saw a whole token in each
+        reservation = None
+        if budget is not None:
+            budget.take(now, amount)  # cannot fail either: _decide saw the amount there
+            reservation = TokenReservation(client, amount, limits.tokens_per_minute)
+            self._reserved += amount
+        reported = requests or self._global
+        decision = _report(reported, now) if reported is not None else _UNLIMITED
+        return _with_tokens(decision, budget, now, reservation)
 
-    async def acquire(self, client: str, limits: ClientLimits) -> RateDecision:
-        """:meth:`acquire_nowait` plus a checkpoint; never waits for budget (a denial is a 429)."""
+    async def reserve(self, client: str, limits: ClientLimits, tokens: int = 0) -> RateDecision:
+        """:meth:`reserve_nowait` plus a checkpoint; never waits for budget (a denial is a 429)."""
         # Checkpoint before deciding and shield the one after, trio's rule for operations that
         # succeed: a cancelled caller takes no budget, and a caller that took budget hears so.
         await trio.lowlevel.checkpoint_if_cancelled()
-        decision = self.acquire_nowait(client, limits)
+        decision = self.reserve_nowait(client, limits, tokens)
         await trio.lowlevel.cancel_shielded_checkpoint()
         return decision
+
+    def settle(self, reservation: TokenReservation, used: int | None) -> None:
+        """Settle a call's reservation with the tokens it ``used``: give back what it did not use,
+        charge what it used beyond (the budget may go into debt: later calls wait).
+
+        ``used`` None (unknown: an answer without usage, a stream cut after it started) keeps the
+        reservation as the charge. A second settlement of the same reservation does nothing.
+        """
+        if reservation.settled:
+            return
+        reservation.settled = True
+        self._reserved -= reservation.tokens
+        if used is None or used == reservation.tokens:
+            return
+        now = trio.current_time()
+        bucket = self._tokens.get(reservation.client)
+        if bucket is None:
+            # The limit was lifted meanwhile (nothing to settle), or the bucket was swept as full
+            # and idle during a long call: a charge then starts from a full bucket again.
+            if used <= reservation.tokens:
+                return
+            bucket = self._bucket(
+                self._tokens, reservation.client, reservation.per_minute, now, keep=True
+            )
+            if bucket is None:
+                return
+        if used < reservation.tokens:
+            bucket.refund(now, reservation.tokens - used)
+        else:
+            bucket.charge(now, used - reservation.tokens)
 
     def peek(self, client: str, limits: ClientLimits) -> RateDecision:
         """The decision a request would get now, taking nothing (headers for GET /v1/models)."""
         now = trio.current_time()
         requests = self._bucket(self._requests, client, limits.requests_per_minute, now, keep=False)
-        tokens = self._bucket(self._tokens, client, limits.tokens_per_minute, now, keep=False)
-        return self._decide(now, requests, tokens)
-
-    def charge_tokens(self, client: str, limits: ClientLimits, tokens: int) -> None:
-        """Charge a finished call's tokens to the client's tokens-per-minute budget (may owe)."""
-        now = trio.current_time()
-        bucket = self._bucket(self._tokens, client, limits.tokens_per_minute, now, keep=True)
-        if bucket is not None and tokens > 0:
-            bucket.charge(now, tokens)
+        budget = self._bucket(self._tokens, client, limits.tokens_per_minute, now, keep=False)
+        return _with_tokens(self._decide(now, requests, budget, 1), budget, now, None)
 
     def statistics(self) -> RateLimiterStatistics:
         """Buckets held and decisions since start."""
@@ -109,6 +148,7 @@ class RateLimiter:
             buckets=len(self._requests) + len(self._tokens),
             allowed=self._allowed,
             denied=self._denied,
+            tokens_reserved=self._reserved,
         )
 
     def _bucket(
@@ -135,30 +175,35 @@ class RateLimiter:
         return bucket
 
     def _decide(
-        self, now: float, requests: TokenBucket | None, tokens: TokenBucket | None
+        self, now: float, requests: TokenBucket | None, tokens: TokenBucket | None, amount: int
     ) -> RateDecision:
-        """Allowed when every bucket can give one; takes nothing, so a denial burns no budget."""
+        """Allowed when every bucket can give its share; takes nothing, so a denial burns no
+        budget. The token bucket must hold the call's whole reservation, ``amount``."""
         if self._global is None and self._global_rpm > 0:
             self._global = TokenBucket.full(self._global_rpm, now)
-        # A call may start while the client has at least one token of budget left; its real
-        # cost is charged afterwards, so the bucket can go into debt and block the next call.
+        reported = requests or self._global
+        if tokens is not None and amount > tokens.capacity:
+            # More than the whole budget: no wait would let it through.
+            base = _report(reported, now) if reported is not None else _UNLIMITED
+            return dataclasses.replace(
+                base, allowed=False, retry_after_s=math.inf, reason="request too large"
+            )
         waits = [
-            (bucket.seconds_until(now), reason, bucket)
-            for bucket, reason in (
-                (requests, "client requests"),
-                (tokens, "client tokens"),
-                (self._global, "global requests"),
+            (bucket.seconds_until(now, need), reason, bucket)
+            for bucket, need, reason in (
+                (requests, 1, "client requests"),
+                (tokens, amount, "client tokens"),
+                (self._global, 1, "global requests"),
             )
             if bucket is not None
         ]
-        reported = requests or self._global
         denials = [wait for wait in waits if wait[0] > 0]
         if not denials:
             return _report(reported, now) if reported is not None else _UNLIMITED
         # The longest wait, so that a client retrying after retry-after is not denied again
         # by another bucket.
         retry_after, reason, denier = max(denials, key=lambda wait: wait[0])
-        # The headers describe request budgets: a token denial reports the requests bucket.
+        # The request headers describe a request bucket: a token denial reports the client's.
         if denier is not tokens:
             reported = denier
         base = _report(reported, now) if reported is not None else _UNLIMITED
@@ -182,6 +227,24 @@ class RateLimiter:
 _UNLIMITED = RateDecision(
     allowed=True, limit=None, remaining=0, reset_s=0.0, retry_after_s=0.0, reason=None
 )
+
+
+def _with_tokens(
+    decision: RateDecision,
+    bucket: TokenBucket | None,
+    now: float,
+    reservation: TokenReservation | None,
+) -> RateDecision:
+    """``decision`` with the client's token budget as it stands at ``now`` (headers)."""
+    if bucket is None:
+        return decision
+    return dataclasses.replace(
+        decision,
+        token_limit=round(bucket.capacity),
+        token_remaining=max(0, math.floor(bucket.available(now) + 1e-9)),
+        token_reset_s=bucket.seconds_until_full(now),
+        reservation=reservation,
+    )
 
 
 def _report(bucket: TokenBucket, now: float) -> RateDecision:

@@ -172,6 +172,9 @@ class LimitsConfig:
 
     global_requests_per_minute: int = _opt(0, _non_negative)
     default_client_requests_per_minute: int = _opt(60, _non_negative)
+    # Tokens a call without max_tokens/max_completion_tokens reserves for its answer from its
+    # client's tokens-per-minute budget, beside its prompt's estimate (settled after the call).
+    default_reserved_completion_tokens: int = _opt(1024, _non_negative)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +195,13 @@ class ImagesConfig:
     max_bytes: int = _opt(20_000_000, _positive)
     fetch_timeout_s: float = _opt(10.0, _positive)
     allow_private_networks: bool = False
+    # Memory held by fetched images until their upstream call has them, counted as base64 (4/3
+    # of the bytes): over it a call is refused with 503, over a client's share with 429.
+    max_bytes_in_flight: int = _opt(256_000_000, _positive)
+    max_bytes_in_flight_per_client: int = _opt(80_000_000, _positive)
+    # Image fetches running at once; a client waits for its own share of them.
+    max_concurrent_fetches: int = _opt(16, _positive)
+    max_concurrent_fetches_per_client: int = _opt(4, _positive)
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,6 +487,7 @@ def parse_config(data: Mapping[str, Any], *, source: str, environ: Mapping[str, 
         if cls is ServerConfig:
             values["database"] = _resolve_database(values.get("database", "llm-proxy.db"), environ)
         sections[name] = cls(**values)
+    _check_images(sections["images"], source)
     fallbacks = {
         name: _FALLBACK_LIST.convert(value, f"fallbacks.{_key(name)}", source)
         for name, value in _table(data.get("fallbacks", {}), "fallbacks", source).items()
@@ -492,6 +503,32 @@ def parse_config(data: Mapping[str, Any], *, source: str, environ: Mapping[str, 
         fallbacks=MappingProxyType(fallbacks),
         source=source,
     )
+
+
+def _check_images(images: ImagesConfig, source: str) -> None:
+    """The ``[images]`` limits that only make sense together."""
+    # One image of max_bytes, as the base64 it is held as, must fit in a client's share, or an
+    # image the size limit allows could never be used.
+    one_image = -(-images.max_bytes // 3) * 4
+    if images.max_bytes_in_flight_per_client < one_image:
+        raise _error(
+            source,
+            f"'images.max_bytes_in_flight_per_client' must hold one image of 'images.max_bytes' "
+            f"as base64 (4/3 of it): at least {one_image}, got "
+            f"{images.max_bytes_in_flight_per_client}",
+        )
+    if images.max_bytes_in_flight < images.max_bytes_in_flight_per_client:
+        raise _error(
+            source,
+            "'images.max_bytes_in_flight' must not be below "
+            "'images.max_bytes_in_flight_per_client'",
+        )
+    if images.max_concurrent_fetches < images.max_concurrent_fetches_per_client:
+        raise _error(
+            source,
+            "'images.max_concurrent_fetches' must not be below "
+            "'images.max_concurrent_fetches_per_client'",
+        )
 
 
 def load_config(

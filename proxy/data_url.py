@@ -31,9 +31,12 @@ def parse_data_url(url: str) -> DataURL:
     """Split a data URL; ValueError when it is not one or has no ``,`` before its data."""
     if not is_data_url(url):
         raise ValueError("not a data URL")
-    header, comma, payload = url[5:].partition(",")
-    if not comma:
+    # Split in place: ``url[5:].partition(",")`` would first copy the whole URL (an inline
+    # image can be megabytes) only to copy its payload again.
+    comma = url.find(",", 5)
+    if comma < 0:
         raise ValueError("a data URL needs a comma before its data")
+    header, payload = url[5:comma], url[comma + 1 :]
     params = [param.strip().lower() for param in header.split(";")]
     is_base64 = len(params) > 1 and params[-1] == "base64"
     return DataURL(params[0], is_base64, payload)

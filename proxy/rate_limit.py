@@ -55,6 +55,11 @@ class TokenBucket:
         self.refill(now)
         self.tokens -= amount
 
+    def refund(self, now: float, amount: float) -> None:
+        """Give back ``amount`` taken earlier and not used (never above capacity)."""
+        self.refill(now)
+        self.tokens = min(self.capacity, self.tokens + amount)
+
     def seconds_until(self, now: float, amount: float = 1.0) -> float:
         """Seconds until ``amount`` is available (0 if it is; infinite if above capacity)."""
         missing = amount - self.available(now)
@@ -78,6 +83,25 @@ class TokenBucket:
         return resized
 
 
+class TokenReservation:
+    """Tokens taken from a client's tokens-per-minute budget when its call was admitted.
+
+    The call settles it once it knows what it used (:meth:`RateLimiter.settle`): the unused part
+    is given back, usage beyond it charged. A reservation settles once.
+    """
+
+    __slots__ = ("client", "per_minute", "settled", "tokens")
+
+    def __init__(self, client: str, tokens: int, per_minute: int) -> None:
+        self.client = client
+        self.tokens = tokens
+        self.per_minute = per_minute  # the limit it was taken under
+        self.settled = False
+
+    def __repr__(self) -> str:
+        return f"TokenReservation({self.client!r}, {self.tokens}, settled={self.settled})"
+
+
 @dataclass(frozen=True, slots=True)
 class RateDecision:
     """The answer to one request against the rate limits, with what the headers report."""
@@ -86,8 +110,14 @@ class RateDecision:
     limit: int | None  # requests per minute of the bucket reported in headers; None = unlimited
     remaining: int  # whole requests left after this decision
     reset_s: float  # seconds until that bucket is full again
-    retry_after_s: float  # 0.0 when allowed; else seconds until a request would pass
-    reason: str | None  # when denied: "client requests", "client tokens" or "global requests"
+    retry_after_s: float  # 0.0 when allowed; else seconds until a request would pass (inf: never)
+    # When denied: "client requests", "client tokens", "global requests", or "request too large"
+    # (the call alone needs more tokens than the client's whole tokens-per-minute budget).
+    reason: str | None
+    token_limit: int | None = None  # the client's tokens per minute; None = unlimited
+    token_remaining: int = 0  # whole tokens left after this decision
+    token_reset_s: float = 0.0  # seconds until the token bucket is full again
+    reservation: TokenReservation | None = None  # tokens taken by an allowed call, to settle
 
 
 def format_duration(seconds: float) -> str:

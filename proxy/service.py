@@ -275,12 +275,14 @@ async def _run_bound(
     # are followed by the fetcher itself so that each hop is checked.
     images_client = httpx.AsyncClient(
         timeout=httpx.Timeout(policy.timeout_s),
-        limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
+        # More connections than fetch slots, so a fetch never waits in httpx's pool.
+        limits=httpx.Limits(max_connections=policy.max_fetches + 16, max_keepalive_connections=8),
         follow_redirects=False,
         trust_env=False,
     )
     events = EventHub()
-    providers = build_providers(config, ImageFetcher(images_client, policy), events)
+    images = ImageFetcher(images_client, policy)
+    providers = build_providers(config, images, events)
     ollama = providers.get("ollama")
     router = Router(
         aliases={
@@ -316,6 +318,7 @@ async def _run_bound(
         events=events,
         started_at=time.monotonic(),
         connections=connections_for(config.server.max_connections),
+        images=images,
     )
     logger.observer = gateway.metrics.observe  # /metrics counts every logged call
     shutdown = trio.Event()

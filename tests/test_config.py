@@ -279,6 +279,22 @@ def test_invalid_toml_names_line(tmp_path: Path) -> None:
             "'limits.global_requests_per_minute' must not be negative, got -5",
         ),
         ("[images]\nfetch_timeout_s = -1\n", "'images.fetch_timeout_s' must be positive"),
+        (
+            "[images]\nmax_bytes_in_flight_per_client = 20_000_000\n",
+            "'images.max_bytes_in_flight_per_client' must hold one image of 'images.max_bytes' "
+            "as base64 (4/3 of it): at least 26666668, got 20000000",
+        ),
+        (
+            "[images]\nmax_bytes_in_flight = 50_000_000\n",
+            "'images.max_bytes_in_flight' must not be below "
+            "'images.max_bytes_in_flight_per_client'",
+        ),
+        (
+            "[images]\nmax_concurrent_fetches = 2\n",
+            "'images.max_concurrent_fetches' must not be below "
+            "'images.max_concurrent_fetches_per_client'",
+        ),
+        ("[images]\nmax_concurrent_fetches = 0\n", "'images.max_concurrent_fetches' must be"),
         ("[providers.openai]\ntimeout_s = 0\n", "'providers.openai.timeout_s' must be positive"),
         (
             "[providers.grok]\nmax_concurrency = 0\n",

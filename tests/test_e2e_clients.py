@@ -121,12 +121,19 @@ async def test_exactly_the_budget_gets_through_under_concurrency(
     assert statuses.count(429) == 41
 
 
-async def test_tokens_per_minute_are_charged_after_each_call(gateway: RunningService) -> None:
-    key = await cli(gateway, "create", "thrifty", "--tpm", "5")
-    await becomes(gateway, key, True)  # "echo: hello there gateway" costs 3 + 4 = 7 tokens
+async def test_tokens_per_minute_are_reserved_at_admission_and_settled_with_the_usage(
+    gateway: RunningService,
+) -> None:
+    key = await cli(gateway, "create", "thrifty", "--tpm", "40")
+    # Without max_tokens a call reserves its prompt's estimate plus as much of the default
+    # answer as the budget holds: all 40. "echo: hello there gateway" then settles at 3 + 4 = 7.
+    await becomes(gateway, key, True)
     with pytest.raises(openai.RateLimitError) as caught:
         await sdk(gateway, key=key).chat.completions.create(model="mock", messages=HELLO)
     assert "tokens per minute" in caught.value.message
+    headers = caught.value.response.headers
+    assert headers["x-ratelimit-limit-tokens"] == "40"
+    assert 33 <= int(headers["x-ratelimit-remaining-tokens"]) < 40  # 40 - 7, plus the refill
 
 
 async def test_key_use_and_usage_are_recorded_and_no_plain_key_is_stored_or_logged(

@@ -13,6 +13,7 @@ from actors.request_logger import RequestLogger
 from actors.retention import Retention
 from actors.session_store import SessionStore
 from proxy.config import Config
+from proxy.images import ImageFetcher
 from proxy.login_throttle import LoginThrottle
 from proxy.passwords import Passwords
 from proxy.routing import Router
@@ -57,3 +58,4 @@ class Gateway:
     live_feeds: LiveFeeds = dataclasses.field(default_factory=LiveFeeds)
     ready: bool = False
     draining: bool = False
+    images: ImageFetcher | None = None  # the fetcher of image URLs, for its statistics

@@ -32,6 +32,7 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from proxy import __version__
+from proxy.image_budget import ImageBudgetStatistics
 from proxy.records import RequestRecord
 from storage.writer import WriterStatistics
 
@@ -338,6 +339,8 @@ def exposition(gateway: Gateway, rss: int | None) -> str:
         "Dashboard sessions alive.",
         [((), gateway.sessions.statistics().active)],
     )
+    if gateway.images is not None:
+        _images(out, gateway.images.statistics())
     limiter = gateway.limiter.statistics()
     out.counter(
         "llm_proxy_rate_limit_decisions_total",
@@ -346,6 +349,11 @@ def exposition(gateway: Gateway, rss: int | None) -> str:
             ((("decision", "allowed"),), limiter.allowed),
             ((("decision", "denied"),), limiter.denied),
         ],
+    )
+    out.gauge(
+        "llm_proxy_rate_limit_tokens_reserved",
+        "Tokens per minute reserved by calls admitted and not settled yet.",
+        [((), limiter.tokens_reserved)],
     )
     return out.text()
 
@@ -365,6 +373,35 @@ def _connections(out: Exposition, gateway: Gateway) -> None:
         [
             ((("reason", "idle_closed"),), stats.idle_closed),
             ((("reason", "refused"),), stats.refused),
+        ],
+    )
+
+
+def _images(out: Exposition, images: ImageBudgetStatistics) -> None:
+    out.gauge(
+        "llm_proxy_image_bytes_reserved",
+        "Memory reserved for fetched images until their upstream calls have them (as base64).",
+        [((), images.bytes_reserved)],
+    )
+    out.gauge(
+        "llm_proxy_image_bytes_peak",
+        "The most memory ever reserved for fetched images at once, since start.",
+        [((), images.peak_bytes_reserved)],
+    )
+    out.gauge(
+        "llm_proxy_image_fetches",
+        "Image fetches running (running) and waiting for a slot (waiting).",
+        [
+            ((("state", "running"),), images.fetches_in_flight),
+            ((("state", "waiting"),), images.fetches_waiting),
+        ],
+    )
+    out.counter(
+        "llm_proxy_image_refusals_total",
+        "Calls refused for image memory or fetch slots: the gateway's (503) or a client's (429).",
+        [
+            ((("kind", "gateway"),), images.refused_budget),
+            ((("kind", "client"),), images.refused_client_share),
         ],
     )
 

@@ -23,13 +23,16 @@ from proxy.errors import (
     GatewayError,
     InternalError,
     RateLimited,
+    UpstreamTimeout,
     UpstreamUnavailable,
     shutting_down,
 )
 from proxy.log_format import REQUEST_ID
+from proxy.rate_limit import TokenReservation
 from proxy.records import RequestRecord, Status
 from proxy.routing import Route
 from proxy.sse import DONE, encode_event
+from proxy.token_estimate import tokens_to_reserve
 from web.asgi import (
     JSON_TYPE,
     SSE_HEADERS,
@@ -90,6 +93,7 @@ class ChatCall:
         self.client_gone = False
         self._done = False
         self.caller: Caller | None = None
+        self.reservation: TokenReservation | None = None
         self.rate_headers: Headers = []
         self.failed_attempts: list[dict[str, object]] = []
 
@@ -137,13 +141,17 @@ class ChatCall:
         )
         caller = gateway.auth.authenticate(request_key(self.scope))
         self.client_id = caller.client_id
+        # Decoded before the limits are asked: what the call may cost in tokens is reserved
+        # at admission, and that needs its max_tokens.
+        self.request = request = decode_chat_request(self.body)
+        tokens = self._tokens_to_reserve(request, caller)
         # Synchronous: reading the body was this call's checkpoint, and a denial never waits.
-        decision = gateway.limiter.acquire_nowait(caller.bucket, caller.limits)
+        decision = gateway.limiter.reserve_nowait(caller.bucket, caller.limits, tokens)
         self.rate_headers = rate_limit_headers(decision)
         if not decision.allowed:
-            raise rate_limited(decision, caller.bucket)
+            raise rate_limited(decision, caller.bucket, tokens)
         self.caller = caller
-        self.request = request = decode_chat_request(self.body)
+        self.reservation = decision.reservation
         chain = gateway.router.resolve_chain(request.model)
         self.route = chain[0]
         # A client that hangs up cancels the call, so an abandoned request stops costing
@@ -195,6 +203,10 @@ class ChatCall:
                     following.upstream_model,
                 )
 
+    def _client_bucket(self) -> str:
+        """Who shares the gateway's image budget with whom: the caller's rate-limit bucket."""
+        return self.caller.bucket if self.caller is not None else ""
+
     def _hung_up(self, scope: trio.CancelScope) -> None:
         if self._done:
             # The answer is complete: this is hypercorn closing the connection after it (HTTP/1.0,
@@ -216,7 +228,9 @@ class ChatCall:
         ]
 
     async def _complete(self, actor: ProviderActor, request: ChatRequest, route: Route) -> None:
-        response: ChatResponse = await actor.complete(request, route.upstream_model, self.timing)
+        response: ChatResponse = await actor.complete(
+            request, route.upstream_model, self.timing, client=self._client_bucket()
+        )
         self.usage = response.usage
         self.ttft_s = perf_counter() - self.started
         payload = _encode(response)
@@ -226,7 +240,9 @@ class ChatCall:
         await send_body(self.send, 200, payload, [JSON_TYPE, *self._headers()])
 
     async def _stream(self, actor: ProviderActor, request: ChatRequest, route: Route) -> None:
-        async with actor.stream(request, route.upstream_model, self.timing) as chunks:
+        async with actor.stream(
+            request, route.upstream_model, self.timing, client=self._client_bucket()
+        ) as chunks:
             # Headers wait for the first chunk, so a failure before it still gets a real status.
             first = await _next_or_none(chunks)
             self.ttft_s = perf_counter() - self.started
@@ -329,13 +345,35 @@ class ChatCall:
             else None,
         )
 
-    def _charge_tokens(self) -> None:
-        caller, usage = self.caller, self.usage
-        if caller is not None and usage is not None and caller.limits.tokens_per_minute:
-            self.gateway.limiter.charge_tokens(caller.bucket, caller.limits, usage.total_tokens)
+    def _tokens_to_reserve(self, request: ChatRequest, caller: Caller) -> int:
+        """What this call reserves from its client's tokens-per-minute budget (0: no limit)."""
+        per_minute = caller.limits.tokens_per_minute
+        if not per_minute:
+            return 0
+        return tokens_to_reserve(
+            request,
+            len(self.body),
+            default_completion=self.gateway.config.limits.default_reserved_completion_tokens,
+            tokens_per_minute=per_minute,
+        )
+
+    def _tokens_used(self) -> int | None:
+        """What the call cost its client's token budget: the usage reported; 0 when the upstream
+        produced nothing it bills; None (the reservation stands) when it may have billed tokens
+        nobody reported (an answer without usage, a stream cut, a timeout, a client gone)."""
+        if self.usage is not None:
+            return self.usage.total_tokens
+        if self.status == "error" and self.ttft_s is None:
+            # Refused here or by the upstream before any output; a timeout may still be billed.
+            return None if isinstance(self.error, UpstreamTimeout) else 0
+        return None
+
+    def _settle_tokens(self) -> None:
+        if self.reservation is not None:
+            self.gateway.limiter.settle(self.reservation, self._tokens_used())
 
     async def _log(self) -> None:
-        self._charge_tokens()
+        self._settle_tokens()
         record = self.record()
         alias = self.route.alias if self.route else None
         logger = self.gateway.logger

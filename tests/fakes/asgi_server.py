@@ -174,6 +174,9 @@ class ScriptedUpstream(ABC, Generic[B]):
         self.disconnects = 0  # answers whose client left before the last body message
         self._queue: deque[B] = deque()
         self.disconnected_at: list[float] = []  # trio clock times the disconnects were seen
+        # When set, chat answers wait until this event is set (after the request is recorded),
+        # so a test can hold calls in flight by events instead of timers.
+        self.hold: trio.Event | None = None
 
     def enqueue(self, *behaviours: B) -> None:
         """Use these behaviours, in order, for the next scripted answers; then the default."""
@@ -215,6 +218,8 @@ class ScriptedUpstream(ABC, Generic[B]):
         cut = False
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_disconnect, receive, reply, nursery.cancel_scope)
+            if self.hold is not None:
+                await self.hold.wait()
             cut = await answer()
             nursery.cancel_scope.cancel()
         if cut:

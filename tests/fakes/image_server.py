@@ -6,6 +6,11 @@
 - ``/page.html``: ``text/html``;
 - ``/redirect?to=URL``: 302 to ``URL`` (absolute or relative);
 - ``/slow.png?s=SECONDS``: sleeps (default 5 s), then answers like ``/cat.png``;
+- ``/large.png?bytes=N&chunk=C&pause=S&declare=0``: ``N`` bytes (a PNG signature, then zeros) in
+  pieces of ``C`` bytes (default 256 KiB) sent ``S`` seconds apart (default 0), with a
+  content-length unless ``declare=0``; ``large_sent`` counts the body bytes sent;
+- ``/held.png``: answers like ``/cat.png`` once :attr:`FakeImageServer.release` is set;
+  ``held`` counts the requests waiting, ``held_queries`` lists their queries in arrival order;
 - ``/missing`` and anything else: 404.
 
 Every request is recorded (path, query, headers) and counted per path.
@@ -70,6 +75,10 @@ class FakeImageServer:
         self.seen: list[Seen] = []
         self.in_flight = 0  # /slow.png requests being answered
         self.max_in_flight = 0
+        self.large_sent = 0
+        self.release = trio.Event()  # lets /held.png requests answer
+        self.held = 0
+        self.held_queries: list[str] = []
 
     async def run(
         self,
@@ -127,11 +136,45 @@ class FakeImageServer:
             finally:
                 self.in_flight -= 1
             await reply.full(200, _PNG, CAT_PNG)
+        elif path == "/large.png":
+            await self._large(reply, params)
+        elif path == "/held.png":
+            self.held += 1
+            self.held_queries.append(query)
+            try:
+                await self.release.wait()
+            finally:
+                self.held -= 1
+            await reply.full(200, _PNG, CAT_PNG)
         else:
             await reply.full(404, {"content-type": "text/plain"}, b"not found")
 
+    async def _large(self, reply: ResponseWriter, params: dict[str, str]) -> None:
+        """``/large.png``: a big body, declared or not, sent piece by piece."""
+        size = int(params.get("bytes", "1000000"))
+        piece = int(params.get("chunk", str(256 * 1024)))
+        pause = float(params.get("pause", "0"))
+        headers = dict(_PNG)
+        if params.get("declare", "1") != "0":
+            headers["content-length"] = str(size)
+        await reply.start(200, headers)
+        zeros = bytes(piece)
+        sent = 0
+        try:
+            while sent < size:
+                await trio.sleep(pause)
+                data = _PNG_SIGNATURE if sent == 0 else b""
+                data += zeros[: min(piece, size - sent) - len(data)]
+                await reply.write(data)
+                sent += len(data)
+                self.large_sent += len(data)
+            await reply.end()
+        except Exception:  # the client hung up (a refused or capped fetch): expected
+            return
+
 
 _PNG = {"content-type": "image/png"}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 async def _stream(reply: ResponseWriter, body: bytes, size: int = 16_384) -> None:

@@ -1,0 +1,69 @@
+"""How many tokens to reserve for a chat call when it is admitted, before anyone has counted them.
+
+The reservation is the prompt's estimate plus the most the call may answer. Both only need to be
+cheap and deterministic: the call is settled against its real usage when it ends, so an estimate
+too high is given back and one too low is charged then.
+
+- Prompt: a quarter of the request body's length in bytes (about four characters a token, with
+  JSON's punctuation, tool schemas and all counted as text), except that inline data (data URLs of
+  images, audio, files) counts as a fixed number of tokens per part instead of its length.
+- Answer: ``max_completion_tokens`` or else ``max_tokens`` (times ``n`` choices) when the client
+  sets one; otherwise ``limits.default_reserved_completion_tokens``, cut down to what the client's
+  budget holds beside the prompt, so that a client with a small budget is not refused for a guess
+  of ours (the real usage is charged afterwards all the same).
+"""
+
+from __future__ import annotations
+
+from proxy.chat import AudioPart, ChatRequest, FilePart, ImagePart
+
+__all__ = ["IMAGE_TOKENS", "LOW_DETAIL_IMAGE_TOKENS", "estimate_prompt_tokens", "tokens_to_reserve"]
+
+# OpenAI's count for a 1024 x 1024 image at high detail (85 + 4 tiles x 170), and for low detail.
+IMAGE_TOKENS = 765
+LOW_DETAIL_IMAGE_TOKENS = 85
+
+
+def estimate_prompt_tokens(request: ChatRequest, body_bytes: int) -> int:
+    """The prompt's tokens, estimated from the body's length (see the module docstring)."""
+    inline_bytes, part_tokens = _inline_parts(request) if _has_parts(request) else (0, 0)
+    return -(-max(0, body_bytes - inline_bytes) // 4) + part_tokens
+
+
+def tokens_to_reserve(
+    request: ChatRequest, body_bytes: int, *, default_completion: int, tokens_per_minute: int
+) -> int:
+    """The tokens a call reserves from a tokens-per-minute budget of ``tokens_per_minute``."""
+    prompt = estimate_prompt_tokens(request, body_bytes)
+    body = request.body
+    asked = body.max_completion_tokens or body.max_tokens
+    if asked is not None:
+        return prompt + asked * (body.n or 1)
+    # Our guess, not the client's word: never so large that the call could not fit at all.
+    return prompt + min(default_completion, max(0, tokens_per_minute - prompt))
+
+
+def _has_parts(request: ChatRequest) -> bool:
+    """Whether any message has a list of content parts (most have plain text)."""
+    return any(isinstance(message.content, list) for message in request.body.messages)
+
+
+def _inline_parts(request: ChatRequest) -> tuple[int, int]:
+    """Bytes of the body taken by images, audio and files, and the tokens counted for them."""
+    inline_bytes = tokens = 0
+    for message in request.body.messages:
+        if not isinstance(message.content, list):
+            continue
+        for part in message.content:
+            if isinstance(part, ImagePart):
+                # The URL's length, whether inline data or an address: an image is its tokens.
+                inline_bytes += len(part.image_url.url)
+                low = part.image_url.detail == "low"
+                tokens += LOW_DETAIL_IMAGE_TOKENS if low else IMAGE_TOKENS
+            elif isinstance(part, AudioPart):
+                inline_bytes += len(part.input_audio.data)
+                tokens += IMAGE_TOKENS
+            elif isinstance(part, FilePart) and part.file.file_data is not None:
+                inline_bytes += len(part.file.file_data)
+                tokens += IMAGE_TOKENS
+    return inline_bytes, tokens
