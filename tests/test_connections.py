@@ -91,7 +91,8 @@ async def test_a_connection_without_a_request_is_closed_after_the_header_timeout
     gateway = await start_gateway({"server": {"header_timeout_s": 0.5}})
     silent = await RawConnection.open(gateway.base_url)
     trickling = await RawConnection.open(gateway.base_url)
-    await trickling.send(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n")  # and never the blank line
+    # A head that never ends: no blank line.
+    await trickling.send(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n")
     opened = trio.current_time()
     assert await silent.closed_by_server(timeout=5)
     assert trio.current_time() - opened >= 0.45  # not before its time
