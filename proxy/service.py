@@ -199,7 +199,10 @@ def hypercorn_config(config: Config) -> _HypercornConfig:
     """Hypercorn settings from ours: bind, grace period, no access log (we log every call)."""
     hc = _HypercornConfig()
     hc.stalled_client_timeout_s = config.server.stalled_client_timeout_s
-    hc.bind = [f"{config.server.host}:{config.server.port}"]
+    host = config.server.host
+    # An IPv6 address in brackets, so that log lines and errors read "[::1]:8080".
+    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    hc.bind = [f"{host}:{config.server.port}"]
     hc.graceful_timeout = config.server.graceful_timeout_s
     hc.accesslog = None
     # hypercorn's own lines (bind, errors) go through our logging, in our format.

@@ -68,6 +68,15 @@ def test_a_port_in_use_is_one_line_and_nothing_else_happens(
     assert not database.exists()
 
 
+def test_an_ipv6_port_in_use_names_the_address_in_brackets(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET6) as holder:
+        holder.bind(("::1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = serve(tmp_path, "--host", "::1", "--port", str(port))
+    assert_one_clear_line(result, f"[::1]:{port}", "Address already in use")
+
+
 def test_a_host_that_does_not_resolve(tmp_path: Path) -> None:
     result = serve(tmp_path, "--host", "no-such-host.invalid", "--port", "0")
     assert_one_clear_line(result, "cannot listen on no-such-host.invalid:0")

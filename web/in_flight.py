@@ -1,8 +1,8 @@
 """Counting the HTTP requests being answered, so shutdown can wait for exactly those.
 
-hypercorn's graceful shutdown also waits for idle keep-alive connections (an SDK client that
-made one call and kept its socket), so SIGTERM would always take the whole grace period. The
-service instead waits until no request is being answered, then stops the server.
+At SIGTERM the service waits until no request is being answered (or the grace period ends, and
+then says how many it cut), never for idle keep-alive connections: an SDK client that made one
+call and kept its socket must not hold a shutdown for the whole grace period.
 """
 
 from __future__ import annotations
