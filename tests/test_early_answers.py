@@ -16,6 +16,7 @@ import trio
 from proxy.service import RunningService
 from tests.conftest import StartGateway, initial_admin_password
 from tests.raw_http import RawConnection, head
+from web.api.common import MAX_API_BODY
 from web.early_answers import DRAIN_WINDOW_S
 
 BODY = b'{"name": "a client", "description": "sent after the request head"}'
@@ -47,6 +48,7 @@ async def early_answer_then_next(
     """Send a request head, its body only later with a second request behind it; return both
     statuses. Fails with ``TooSlowError`` when the second one is never answered."""
     connection = await RawConnection.open(gateway.base_url)
+    headers = {"content-type": "application/json", **(headers or {})}  # else /api says 415
     await connection.send(head(method, path, length=len(BODY), headers=headers))
     # Before the fix the whole early answer came here, without the body; now it waits for it.
     try:
@@ -134,6 +136,26 @@ async def test_an_early_answer_before_a_large_body_closes_the_connection(
     # ... and means it, whether the body ever comes or not.
     await connection.send(b"x" * 1000)
     assert await connection.closed_by_server(timeout=5)
+
+
+async def test_a_dashboard_body_past_its_own_limit_is_refused_as_it_arrives(
+    start_gateway: StartGateway,
+) -> None:
+    # /v1 takes 20 MB bodies; the dashboard API, 1 MB, refused before a byte more is read.
+    gateway = await start_gateway()
+    connection = await RawConnection.open(gateway.base_url)
+    await connection.send(
+        head(
+            "POST",
+            "/api/auth/login",
+            length=2 * MAX_API_BODY,
+            headers={"content-type": "application/json"},
+        )
+    )
+    answer = await connection.response(timeout=5)
+    assert answer is not None
+    assert answer.status == 413
+    assert answer.closes, answer.headers
 
 
 async def test_a_body_that_never_comes_delays_an_early_answer_boundedly(

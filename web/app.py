@@ -10,6 +10,7 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from web.api import register_api
+from web.api.common import MAX_API_BODY
 from web.asgi import ASGIApp, Receive, Scope, Send
 from web.early_answers import finish_body_first
 from web.gateway import Gateway
@@ -22,11 +23,14 @@ from web.v1 import v1_app
 def create_quart_app(gateway: Gateway) -> QuartTrio:
     """The Quart-Trio app: health endpoints now, the dashboard API and UI later."""
     app = QuartTrio("llm_proxy", static_folder=None)
-    # We enforce our own limits and deadlines; Quart's would silently cut long streams.
+    server = gateway.config.server
+    # Quart serves no /v1 call: its bodies are the dashboard API's small JSON documents, so a
+    # larger one is refused as it arrives, not read whole first. No response timeout: Quart's
+    # would silently cut the live feed; our own deadlines apply.
     app.config.update(
-        MAX_CONTENT_LENGTH=gateway.config.server.max_body_bytes,
+        MAX_CONTENT_LENGTH=min(MAX_API_BODY, server.max_body_bytes),
         RESPONSE_TIMEOUT=None,
-        BODY_TIMEOUT=60,
+        BODY_TIMEOUT=server.body_timeout_s,
     )
 
     @app.get("/healthz")
