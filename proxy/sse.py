@@ -40,14 +40,32 @@ class SSEDecoder:
         self._event = ""
         # A CR at the end of one read may be the first half of a CRLF split across reads.
         self._pending_cr = False
+        #: A bad line met after the events last returned, raised by the next :meth:`feed`.
+        self.failure: SSEError | None = None
 
     def feed(self, chunk: bytes) -> list[Event]:
-        """Consume ``chunk``; return the events completed by it."""
+        """Consume ``chunk``; return the events completed by it.
+
+        A bad line (over the cap, not UTF-8) after complete events of the same read is held in
+        :attr:`failure` and those events returned first, so content that came before it is not
+        lost; the next call raises it. A bad line with nothing before it raises at once.
+        """
+        if self.failure is not None:
+            raise self.failure
+        events: list[Event] = []
+        try:
+            self._feed(chunk, events)
+        except SSEError as exc:
+            if not events:
+                raise
+            self.failure = exc
+        return events
+
+    def _feed(self, chunk: bytes, events: list[Event]) -> None:
         if self._pending_cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]
         self._pending_cr = False
         buffer = self._buffer + chunk if self._buffer else chunk
-        events: list[Event] = []
         start = 0
         size = len(buffer)
         while start < size:
@@ -68,7 +86,6 @@ class SSEDecoder:
         self._buffer = buffer[start:]
         if len(self._buffer) > self._max_line:
             raise SSEError(f"an event-stream line is longer than {self._max_line} bytes")
-        return events
 
     def close(self) -> bool:
         """End of input; True when nothing was left half-received (a clean end)."""

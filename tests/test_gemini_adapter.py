@@ -851,6 +851,14 @@ def test_chunks_read_with_an_error_event_come_first_with_the_usage_seen() -> Non
     assert "boom" in caught.value.message
 
 
+def test_chunks_read_with_a_garbage_line_come_first() -> None:
+    parser = adapter().chunk_parser(MODEL)
+    chunks = parser.feed(sse(event([{"text": "Hel"}])) + b"data: \xff\xfe\r\n\r\n")
+    assert [c.choices[0].delta.content for c in chunks if c.choices] == ["Hel"]
+    with pytest.raises(UpstreamError):
+        parser.finish()
+
+
 @pytest.mark.parametrize("payload", [b"{not json", b"[1, 2]", b'{"candidates": [{"index": "x"}]}'])
 def test_malformed_events_are_upstream_errors(payload: bytes) -> None:
     with pytest.raises(UpstreamError):

@@ -134,6 +134,17 @@ def test_chunks_read_with_an_error_event_come_first(then: str) -> None:
     assert "overloaded" in caught.value.message
 
 
+def test_chunks_read_with_a_garbage_line_come_first() -> None:
+    # Not only error events: a line the event stream cannot hold (bad UTF-8) after content in
+    # the same read.
+    parser = ADAPTER.chunk_parser("gpt-4o")
+    chunks = parser.feed(sse(CHUNK) + b"data: \xff\xfe\n\n")
+    assert [c.choices[0].delta.content for c in chunks] == ["Hel"]
+    with pytest.raises(UpstreamError) as caught:
+        parser.finish()
+    assert caught.value is parser.failure
+
+
 @pytest.mark.parametrize("payload", [b"{not json", b'{"id": 5}', b"[1,2]"])
 def test_malformed_events_are_upstream_errors(payload: bytes) -> None:
     with pytest.raises(UpstreamError):

@@ -62,6 +62,17 @@ def test_invalid_utf8_is_refused() -> None:
         SSEDecoder().feed(b"data: \xff\xfe\n\n")
 
 
+@pytest.mark.parametrize("bad", [b"data: \xff\xfe\n\n", b"x" * 2000])
+def test_events_before_a_bad_line_in_the_same_read_are_returned_first(bad: bytes) -> None:
+    # The error is held, not lost: the decoder keeps it in ``failure`` and raises it next time.
+    decoder = SSEDecoder(max_line_bytes=1000)
+    events = decoder.feed(b"data: one\n\ndata: two\n\n" + bad)
+    assert [e.data for e in events] == ["one", "two"]
+    assert isinstance(decoder.failure, SSEError)
+    with pytest.raises(SSEError):
+        decoder.feed(b"data: three\n\n")
+
+
 def test_encoder() -> None:
     assert encode_event(b'{"a":1}') == b'data: {"a":1}\n\n'
     assert DONE == b"data: [DONE]\n\n"

@@ -61,7 +61,7 @@ from proxy.providers.base import (
     malformed,
 )
 from proxy.providers.upstream_errors import map_status, retry_headers
-from proxy.sse import SSEDecoder, SSEError
+from proxy.sse import Event, SSEDecoder, SSEError
 
 log = logging.getLogger("llm_proxy.gemini")
 
@@ -800,6 +800,13 @@ class GeminiChunkParser(ChunkParser):
             events = self._sse.feed(data)
         except SSEError as exc:
             raise malformed(self._adapter.provider, "stream", exc) from None
+        # Complete events before a bad line of this read are parsed first (the base class
+        # delivers their chunks, then the error).
+        self._parse_events(events, chunks)
+        if self._sse.failure is not None:
+            raise malformed(self._adapter.provider, "stream", self._sse.failure)
+
+    def _parse_events(self, events: list[Event], chunks: list[ChatChunk]) -> None:
         for event in events:
             reply = self._adapter.decode(event.data.encode(), "stream event")
             if reply.error is not None:

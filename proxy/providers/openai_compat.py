@@ -27,7 +27,7 @@ from proxy.providers.base import (
     unix_time,
 )
 from proxy.providers.upstream_errors import map_status
-from proxy.sse import SSEDecoder, SSEError
+from proxy.sse import Event, SSEDecoder, SSEError
 
 _encode = msgspec.json.Encoder().encode
 _BAD_KEY = re.compile(r"\b(incorrect|invalid) api key", re.IGNORECASE)
@@ -200,6 +200,13 @@ class OpenAIChunkParser(ChunkParser):
             events = self._sse.feed(data)
         except SSEError as exc:
             raise malformed(self._provider, "stream", exc) from None
+        # Complete events before a bad line of this read are parsed first (the base class
+        # delivers their chunks, then the error).
+        self._parse_events(events, chunks)
+        if self._sse.failure is not None:
+            raise malformed(self._provider, "stream", self._sse.failure)
+
+    def _parse_events(self, events: list[Event], chunks: list[ChatChunk]) -> None:
         for event in events:
             if self._done:
                 continue
