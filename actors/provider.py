@@ -27,7 +27,6 @@ secret first (:mod:`proxy.secret_scrubber`): its text may quote the upstream.
 
 from __future__ import annotations
 
-import abc
 import dataclasses
 import enum
 import logging
@@ -35,7 +34,6 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import (
-    AbstractAsyncContextManager,
     AbstractContextManager,
     asynccontextmanager,
     contextmanager,
@@ -46,6 +44,7 @@ from time import perf_counter
 import httpx
 import trio
 
+from actors.provider_backend import Backend, CallTiming, ChunkStream
 from proxy import __version__
 from proxy.breaker import BreakerState, CircuitBreaker
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse
@@ -79,13 +78,6 @@ _BASE_HEADERS = (
 _HeaderPairs = tuple[tuple[bytes, bytes], ...]
 
 
-@dataclasses.dataclass(slots=True)
-class CallTiming:
-    """Seconds spent waiting on the upstream during one call (the rest is gateway overhead)."""
-
-    upstream_s: float = 0.0
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class ProviderStatistics:
     """A snapshot for health and metrics."""
@@ -98,17 +90,6 @@ class ProviderStatistics:
     max_concurrency: int
     breaker_state: str
     breaker_trips: int
-
-
-class ChunkStream(abc.ABC):
-    """The chunks of one streaming call, pulled by the caller."""
-
-    def __aiter__(self) -> ChunkStream:
-        return self
-
-    @abc.abstractmethod
-    async def __anext__(self) -> ChatChunk:
-        """The next chunk; StopAsyncIteration at a clean end, GatewayError on failure."""
 
 
 class _JudgedStream(ChunkStream):
@@ -132,47 +113,6 @@ class _JudgedStream(ChunkStream):
 
 
 _NO_LEASE: AbstractContextManager[None] = nullcontext()  # a call without images to fetch
-
-
-class _Backend(abc.ABC):
-    """How calls reach one upstream; counts the calls using it, so a replaced one is closed only
-    once they are done."""
-
-    def __init__(self) -> None:
-        self.users = 0
-        self._idle: trio.Event | None = None
-
-    def release(self) -> None:
-        """One call stopped using the backend."""
-        self.users -= 1
-        if not self.users and self._idle is not None:
-            self._idle.set()
-
-    async def wait_idle(self) -> None:
-        """Return once no call uses the backend (only its replacement gets new ones)."""
-        if not self.users:
-            await trio.lowlevel.checkpoint()
-            return
-        self._idle = trio.Event()
-        await self._idle.wait()
-
-    @abc.abstractmethod
-    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
-        """The whole answer of a non-streaming call."""
-
-    @abc.abstractmethod
-    def open_stream(
-        self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
-    ) -> AbstractAsyncContextManager[ChunkStream]:
-        """The chunks of one streaming call, open while the block runs; the first by a deadline."""
-
-    @abc.abstractmethod
-    async def list_models(self) -> list[ListedModel]:
-        """The upstream's models."""
-
-    @abc.abstractmethod
-    async def aclose(self) -> None:
-        """Release what the backend holds."""
 
 
 class _Outcome(enum.Enum):
@@ -202,7 +142,7 @@ class _Admission:
 
     __slots__ = ("actor", "backend", "call")
 
-    def __init__(self, actor: ProviderActor, call: _Call, backend: _Backend) -> None:
+    def __init__(self, actor: ProviderActor, call: _Call, backend: Backend) -> None:
         self.actor = actor
         self.call = call
         self.backend = backend
@@ -245,7 +185,7 @@ class ProviderActor:
         )
         self._on_breaker_change = on_breaker_change
         self._closed = trio.Event()
-        self._backend: _Backend | None = None
+        self._backend: Backend | None = None
         self._nursery: trio.Nursery | None = None
         self.default_model_override: str | None = None
         self._calls = 0
@@ -273,7 +213,7 @@ class ProviderActor:
                 with trio.move_on_after(5, shield=True):
                     await backend.aclose()
 
-    def _new_backend(self) -> _Backend:
+    def _new_backend(self) -> Backend:
         if self._adapter is None:
             return _MockBackend(self.config)
         return _HttpBackend(self.config, self._adapter, self.key_binding)
@@ -309,7 +249,7 @@ class ProviderActor:
         self._backend = self._new_backend()
         nursery.start_soon(self._close_when_idle, old)
 
-    async def _close_when_idle(self, backend: _Backend) -> None:
+    async def _close_when_idle(self, backend: Backend) -> None:
         """Close a replaced backend once the calls still using it are done (or at shutdown)."""
         try:
             await backend.wait_idle()
@@ -354,7 +294,7 @@ class ProviderActor:
             breaker.trips,
         )
 
-    def _ready_backend(self) -> _Backend:
+    def _ready_backend(self) -> Backend:
         if self._backend is None:
             raise UpstreamUnavailable(f"Provider {self.name} is not running.")
         return self._backend
@@ -385,7 +325,7 @@ class ProviderActor:
             except Exception:
                 log.exception("provider=%s breaker change subscriber failed", self.name)
 
-    def _admitted(self, backend: _Backend) -> _Admission:
+    def _admitted(self, backend: Backend) -> _Admission:
         """Ask the breaker, count the call, and tell the breaker its outcome at the end."""
         now = trio.current_time()
         if not self._breaker.allow(now):
@@ -564,7 +504,7 @@ class ProviderActor:
         return self._models
 
 
-class _HttpBackend(_Backend):
+class _HttpBackend(Backend):
     """Calls over httpx with explicit limits and per-phase timeouts.
 
     Requests go straight to the transport (:mod:`proxy.upstream_http`): the client layer of
@@ -832,7 +772,7 @@ async def _read_capped(response: httpx.Response, limit: int, provider: str) -> b
     return b"".join(parts)
 
 
-class _MockBackend(_Backend):
+class _MockBackend(Backend):
     """Answers in-process after the configured latency."""
 
     def __init__(self, config: ProviderConfig) -> None:
