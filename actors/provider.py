@@ -31,7 +31,6 @@ import dataclasses
 import enum
 import logging
 import math
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import (
     AbstractContextManager,
@@ -45,6 +44,7 @@ import httpx
 import trio
 
 from actors.provider_backend import Backend, CallTiming, ChunkStream
+from actors.provider_mock import MockBackend
 from proxy import __version__
 from proxy.breaker import BreakerState, CircuitBreaker
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse
@@ -53,7 +53,7 @@ from proxy.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamU
 from proxy.images import ImageFetcher, ImageLease, inline_remote_images
 from proxy.origins import KeyBinding, key_binding
 from proxy.providers.base import ChunkParser, ListedModel, UpstreamCall, WireAdapter
-from proxy.providers.mock import MOCK_MODELS, mock_chunks, mock_response
+from proxy.providers.mock import MOCK_MODELS
 from proxy.secret_scrubber import SecretScrubber
 from proxy.upstream_http import UpstreamTransport, build_request, close_response, raw_stream
 
@@ -215,7 +215,7 @@ class ProviderActor:
 
     def _new_backend(self) -> Backend:
         if self._adapter is None:
-            return _MockBackend(self.config)
+            return MockBackend(self.config)
         return _HttpBackend(self.config, self._adapter, self.key_binding)
 
     def reconfigure(
@@ -770,47 +770,3 @@ async def _read_capped(response: httpx.Response, limit: int, provider: str) -> b
             raise UpstreamError(f"Upstream {provider} answered more than {limit} bytes.")
         parts.append(data)
     return b"".join(parts)
-
-
-class _MockBackend(Backend):
-    """Answers in-process after the configured latency."""
-
-    def __init__(self, config: ProviderConfig) -> None:
-        super().__init__()
-        self._latency_s = config.latency_ms / 1000
-        self._chunk_count = config.chunk_count
-
-    async def _wait(self, timing: CallTiming) -> None:
-        started = perf_counter()
-        await trio.sleep(self._latency_s)
-        timing.upstream_s += perf_counter() - started
-
-    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
-        await self._wait(timing)
-        return mock_response(request, model, int(time.time()))
-
-    @asynccontextmanager
-    async def open_stream(
-        self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
-    ) -> AsyncIterator[ChunkStream]:
-        # In-process and deterministic: its configured latency is the whole story.
-        await self._wait(timing)
-        yield _ListChunkStream(mock_chunks(request, model, int(time.time()), self._chunk_count))
-
-    async def list_models(self) -> list[ListedModel]:
-        return [ListedModel(name) for name in MOCK_MODELS]
-
-    async def aclose(self) -> None:
-        pass
-
-
-class _ListChunkStream(ChunkStream):
-    def __init__(self, chunks: list[ChatChunk]) -> None:
-        self._chunks = iter(chunks)
-
-    async def __anext__(self) -> ChatChunk:
-        await trio.lowlevel.checkpoint()
-        try:
-            return next(self._chunks)
-        except StopIteration:
-            raise StopAsyncIteration from None
