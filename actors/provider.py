@@ -31,11 +31,10 @@ import dataclasses
 import enum
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import (
     AbstractContextManager,
     asynccontextmanager,
-    contextmanager,
     nullcontext,
 )
 from time import perf_counter
@@ -44,6 +43,7 @@ import httpx
 import trio
 
 from actors.provider_backend import Backend, CallTiming, ChunkStream
+from actors.provider_http_stream import HttpChunkStream, first_chunk_deadline
 from actors.provider_mock import MockBackend
 from proxy import __version__
 from proxy.breaker import BreakerState, CircuitBreaker
@@ -52,7 +52,7 @@ from proxy.config import ProviderConfig
 from proxy.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from proxy.images import ImageFetcher, ImageLease, inline_remote_images
 from proxy.origins import KeyBinding, key_binding
-from proxy.providers.base import ChunkParser, ListedModel, UpstreamCall, WireAdapter
+from proxy.providers.base import ListedModel, UpstreamCall, WireAdapter
 from proxy.providers.mock import MOCK_MODELS
 from proxy.secret_scrubber import SecretScrubber
 from proxy.upstream_http import UpstreamTransport, build_request, close_response, raw_stream
@@ -609,7 +609,7 @@ class _HttpBackend(Backend):
         started = perf_counter()
         with _TransportErrors(self._name):
             # The headers count against the first chunk's deadline (there is no read timeout).
-            with _first_chunk_deadline(self._name, self._timeout_s, first_by):
+            with first_chunk_deadline(self._name, self._timeout_s, first_by):
                 response = await self._send(call)
             try:
                 if call.body is not None and len(call.body) > _KEEP_SENT_BODY_BYTES:
@@ -618,12 +618,12 @@ class _HttpBackend(Backend):
                     response.request = httpx.Request(call.method, response.request.url)
                 del call
                 if not response.is_success:
-                    with _first_chunk_deadline(self._name, self._timeout_s, first_by):
+                    with first_chunk_deadline(self._name, self._timeout_s, first_by):
                         body = await _read_capped(response, MAX_ERROR_BYTES, self._name)
                     raise self._adapter.map_error(response.status_code, response.headers, body)
                 timing.upstream_s += perf_counter() - started
                 parser = self._adapter.chunk_parser(model)
-                yield _HttpChunkStream(
+                yield HttpChunkStream(
                     raw_stream(response),
                     parser,
                     timing,
@@ -646,86 +646,6 @@ class _HttpBackend(Backend):
         if not response.is_success:
             raise self._adapter.map_error(response.status_code, response.headers, body)
         return self._adapter.parse_models(body)
-
-
-class _HttpChunkStream(ChunkStream):
-    """Pulls raw bytes from the upstream and parses them into chunks on demand."""
-
-    # The wait for a chunk, not for bytes, is bounded: the first by ``first_by``, each later one
-    # by ``timeout_s`` from the moment it is asked for, so keep-alive comments extend neither.
-
-    def __init__(
-        self,
-        raw: AsyncIterator[bytes],
-        parser: ChunkParser,
-        timing: CallTiming,
-        *,
-        name: str,
-        timeout_s: float,
-        first_by: float,
-    ) -> None:
-        self._raw = raw
-        self._parser = parser
-        self._timing = timing
-        self._name = name
-        self._timeout_s = timeout_s
-        self._first_by: float | None = first_by
-        self._ready: list[ChatChunk] = []
-        self._finished = False
-
-    async def __anext__(self) -> ChatChunk:
-        if not self._ready:
-            if self._first_by is not None:
-                with _first_chunk_deadline(self._name, self._timeout_s, self._first_by):
-                    await self._fill()
-                self._first_by = None
-            else:
-                # A bare cancel scope: trio.fail_after wraps the same in a generator, per chunk.
-                with trio.CancelScope(deadline=trio.current_time() + self._timeout_s) as waiting:
-                    await self._fill()
-                if waiting.cancelled_caught:
-                    raise UpstreamTimeout(
-                        f"Upstream {self._name} sent no data for {self._timeout_s:g} s "
-                        "(keep-alives do not count); the stream was cut."
-                    ) from None
-            if not self._ready:
-                raise StopAsyncIteration
-        chunk = self._ready[0]
-        del self._ready[0]
-        return chunk
-
-    async def _fill(self) -> None:
-        """Read until a chunk is ready or the upstream ended the body."""
-        while not self._ready:
-            if self._parser.failure is not None:
-                # The chunks read along with an error went out first; now the error ends the
-                # stream, without waiting for bytes the upstream may never send.
-                raise self._parser.failure
-            if self._finished:
-                return
-            started = perf_counter()
-            try:
-                data = await self._raw.__anext__()
-            except StopAsyncIteration:
-                self._finished = True
-                self._ready = self._parser.finish()
-                return
-            finally:
-                self._timing.upstream_s += perf_counter() - started
-            self._ready = self._parser.feed(data)
-
-
-@contextmanager
-def _first_chunk_deadline(provider: str, timeout_s: float, deadline: float) -> Iterator[None]:
-    """Bound the start of a stream (headers, then its first chunk) by one deadline."""
-    try:
-        with trio.fail_at(deadline):
-            yield
-    except trio.TooSlowError:
-        raise UpstreamTimeout(
-            f"Upstream {provider} sent no data within {timeout_s:g} s of the request "
-            "(keep-alives do not count)."
-        ) from None
 
 
 class _TransportErrors:
