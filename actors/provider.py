@@ -5,47 +5,35 @@ client disconnect structural: cancelling the request's scope cancels the upstrea
 with no relay between tasks, and saves two task switches per streamed chunk. The actor's task owns
 the lifecycle: it opens the client before it reports started and closes it after the server stopped.
 
-Each actor has a circuit breaker (:mod:`proxy.breaker`). What it counts:
-
-- failure: a 5xx-class error from the upstream (502 garbage or credentials it refuses, 503, 504),
-  a timeout, a connection error, a stream cut or stalled mid-way;
-- success: a non-streaming answer parsed, or a stream read to its clean end. Reaching the first
-  chunk is not enough, or an upstream that always breaks mid-stream would never open the breaker;
-- neither: the client's own 4xx, a 429 (the upstream is healthy, only busy), a cancelled call (the
-  client left), a failure before the upstream was asked (an image fetch, no free slot in time).
+The actor is generic; the parts of a call live beside it: admission through the circuit breaker
+and what each call's outcome tells it (:mod:`actors.provider_admission`), and the backend that
+reaches the upstream, over HTTP (:mod:`actors.provider_http`, its streams pulled by
+:mod:`actors.provider_http_stream`) or in-process (:mod:`actors.provider_mock`).
 
 Deadlines: a non-streaming call must answer within ``timeout_s``. A stream must produce its first
-chunk within ``timeout_s`` of the call and each next chunk within ``timeout_s`` of being asked for.
-Bytes that produce no chunk (keep-alive comments, blank lines) do not extend either deadline, unlike
-httpx's read timeout, which every received byte resets.
+chunk within ``timeout_s`` of the call and each next chunk within ``timeout_s`` of being asked for;
+bytes that produce no chunk (keep-alive comments) extend neither deadline.
 
-Secrets: the provider key joins a request in one place, the HTTP backend's
-:meth:`~actors.provider_http.HttpBackend._credentials_for`, and only for an origin the file binds
-it to (:mod:`proxy.origins`). Every error leaving a call (at :meth:`ProviderActor._ended`, in a
-stream, in a model listing) is scrubbed of every configured secret first
-(:mod:`proxy.secret_scrubber`): its text may quote the upstream.
+Secrets: the provider key joins a request only in the HTTP backend, and only for an origin the file
+binds it to. Every error leaving a call is scrubbed of every configured secret first
+(:mod:`proxy.secret_scrubber`): where a call ends (:meth:`CallGate.ended
+<actors.provider_admission.CallGate.ended>`), in a stream, and in a model listing here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import logging
-import math
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import (
-    AbstractContextManager,
-    asynccontextmanager,
-    nullcontext,
-)
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 
 import trio
 
+from actors.provider_admission import CallGate, JudgedStream, Outcome
 from actors.provider_backend import Backend, CallTiming, ChunkStream
 from actors.provider_http import HttpBackend
 from actors.provider_mock import MockBackend
-from proxy.breaker import BreakerState, CircuitBreaker
-from proxy.chat import ChatChunk, ChatRequest, ChatResponse
+from proxy.chat import ChatRequest, ChatResponse
 from proxy.config import ProviderConfig
 from proxy.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from proxy.images import ImageFetcher, ImageLease, inline_remote_images
@@ -75,68 +63,7 @@ class ProviderStatistics:
     breaker_trips: int
 
 
-class _JudgedStream(ChunkStream):
-    """Passes chunks through, telling the call how the stream ended for the breaker."""
-
-    def __init__(self, chunks: ChunkStream, call: _Call, scrubber: SecretScrubber) -> None:
-        self._chunks = chunks
-        self._call = call
-        self._scrubber = scrubber
-
-    async def __anext__(self) -> ChatChunk:
-        try:
-            return await self._chunks.__anext__()
-        except StopAsyncIteration:
-            self._call.outcome = _Outcome.SUCCESS
-            raise
-        except GatewayError as exc:
-            self._call.judge(exc)
-            self._scrubber.scrub_error(exc)  # an in-stream error event is upstream text
-            raise
-
-
 _NO_LEASE: AbstractContextManager[None] = nullcontext()  # a call without images to fetch
-
-
-class _Outcome(enum.Enum):
-    """What one call says about the upstream's health."""
-
-    SUCCESS = "success"
-    FAILURE = "failure"
-    NEUTRAL = "neutral"
-
-
-class _Call:
-    """One admitted call: whether it is the breaker's probe, and what it found out."""
-
-    __slots__ = ("outcome", "probe")
-
-    def __init__(self, probe: bool) -> None:
-        self.probe = probe
-        self.outcome = _Outcome.NEUTRAL
-
-    def judge(self, error: GatewayError) -> None:
-        """Set the outcome from an error the upstream caused: 5xx class fails, 4xx says nothing."""
-        self.outcome = _Outcome.FAILURE if error.status >= 500 else _Outcome.NEUTRAL
-
-
-class _Admission:
-    """The span of one admitted call (a class, not a generator: it runs on every call)."""
-
-    __slots__ = ("actor", "backend", "call")
-
-    def __init__(self, actor: ProviderActor, call: _Call, backend: Backend) -> None:
-        self.actor = actor
-        self.call = call
-        self.backend = backend
-
-    def __enter__(self) -> _Call:
-        self.backend.users += 1
-        return self.call
-
-    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
-        self.backend.release()
-        self.actor._ended(self.call, error)
 
 
 class ProviderActor:
@@ -155,24 +82,17 @@ class ProviderActor:
         self.config = config
         # Bound to the file's config: a later base_url override never widens it.
         self.key_binding: KeyBinding = key_binding(config)
-        # Every upstream-derived error leaves this actor through it (see _ended).
+        # Every upstream-derived error leaves this actor through it (see CallGate.ended).
         self.scrubber = scrubber or SecretScrubber([config.api_key] if config.api_key else [])
         self._adapter = adapter
         # Only upstreams that cannot fetch image URLs themselves get the gateway's fetcher.
         self._images = images if adapter is not None and adapter.needs_inline_images else None
         self._limiter = trio.CapacityLimiter(config.max_concurrency)
-        self._breaker = CircuitBreaker(
-            failures=config.breaker_failures,
-            cooldown_s=config.breaker_cooldown_s,
-            on_change=self._breaker_changed,
-        )
-        self._on_breaker_change = on_breaker_change
+        self._gate = CallGate(config, self.scrubber, on_breaker_change)
         self._closed = trio.Event()
         self._backend: Backend | None = None
         self._nursery: trio.Nursery | None = None
         self.default_model_override: str | None = None
-        self._calls = 0
-        self._errors = 0
         self._models: list[str] | None = None
         self._created: dict[str, int] = {}
         self._models_expire = 0.0
@@ -260,18 +180,18 @@ class ProviderActor:
     @property
     def breaker_state(self) -> str:
         """The circuit breaker's state: ``closed``, ``open`` or ``half_open``."""
-        return self._breaker.state.value
+        return self._gate.breaker.state.value
 
     def statistics(self) -> ProviderStatistics:
         """Calls in flight and waiting for a slot, totals, errors, the breaker."""
         stats = self._limiter.statistics()
-        breaker = self._breaker.statistics()
+        breaker = self._gate.breaker.statistics()
         return ProviderStatistics(
             self.name,
             stats.borrowed_tokens,
             stats.tasks_waiting,
-            self._calls,
-            self._errors,
+            self._gate.calls,
+            self._gate.errors,
             int(self._limiter.total_tokens),
             breaker.state,
             breaker.trips,
@@ -281,60 +201,6 @@ class ProviderActor:
         if self._backend is None:
             raise UpstreamUnavailable(f"Provider {self.name} is not running.")
         return self._backend
-
-    def _breaker_changed(self, old: BreakerState, new: BreakerState) -> None:
-        if new is BreakerState.OPEN:
-            why = (
-                "the probe call failed"
-                if old is BreakerState.HALF_OPEN
-                else f"{self.config.breaker_failures} consecutive failures"
-            )
-            log.warning(
-                "provider=%s circuit breaker open (%s); calls refused for %g s",
-                self.name,
-                why,
-                self.config.breaker_cooldown_s,
-            )
-        elif new is BreakerState.HALF_OPEN:
-            log.info(
-                "provider=%s circuit breaker half-open: one probe call goes through", self.name
-            )
-        else:
-            log.info("provider=%s circuit breaker closed: the upstream answers again", self.name)
-        if self._on_breaker_change is not None:
-            # A subscriber's bug must not fail the call that happened to change the state.
-            try:
-                self._on_breaker_change(self.name, new.value)
-            except Exception:
-                log.exception("provider=%s breaker change subscriber failed", self.name)
-
-    def _admitted(self, backend: Backend) -> _Admission:
-        """Ask the breaker, count the call, and tell the breaker its outcome at the end."""
-        now = trio.current_time()
-        if not self._breaker.allow(now):
-            retry_after = max(1, math.ceil(self._breaker.retry_after_s(now)))
-            raise UpstreamUnavailable(
-                f"Provider {self.name} is failing: circuit breaker open after repeated upstream "
-                f"failures; retry in {retry_after} s.",
-                code="circuit_open",
-                headers={"retry-after": str(retry_after)},
-            )
-        self._calls += 1
-        # Only the probe gets through a half-open breaker, so this call is it.
-        return _Admission(self, _Call(probe=self._breaker.state is BreakerState.HALF_OPEN), backend)
-
-    def _ended(self, call: _Call, error: BaseException | None) -> None:
-        if isinstance(error, GatewayError):
-            # Where every call's error leaves the actor: its text may quote the upstream.
-            self.scrubber.scrub_error(error)
-            if error.status >= 500:
-                self._errors += 1
-        if call.outcome is _Outcome.SUCCESS:
-            self._breaker.record_success(trio.current_time())
-        elif call.outcome is _Outcome.FAILURE:
-            self._breaker.record_failure(trio.current_time())
-        elif call.probe:
-            self._breaker.record_neutral()
 
     async def _take_slot(self, deadline: float) -> None:
         """A concurrency slot, waited for until ``deadline`` (our capacity, not the upstream's)."""
@@ -378,7 +244,7 @@ class ProviderActor:
     ) -> ChatResponse:
         """One non-streaming call, bounded by the provider's timeout; ``client`` shares images."""
         backend = self._ready_backend()
-        with self._admitted(backend) as call, self._image_lease(request, client) as lease:
+        with self._gate.admit(backend) as call, self._image_lease(request, client) as lease:
             # Handed over, not kept in this frame: the inlined images are freed as soon as the
             # backend has built the upstream body from them (their lease counts one copy each).
             outgoing = [await self._inline_images(request, lease)]
@@ -393,11 +259,11 @@ class ProviderActor:
             finally:
                 self._limiter.release()
             if waiting.cancelled_caught:
-                call.outcome = _Outcome.FAILURE
+                call.outcome = Outcome.FAILURE
                 raise UpstreamTimeout(
                     f"Upstream {self.name} did not answer within {self.config.timeout_s:g} s."
                 )
-            call.outcome = _Outcome.SUCCESS
+            call.outcome = Outcome.SUCCESS
             return response
 
     @asynccontextmanager
@@ -406,7 +272,7 @@ class ProviderActor:
     ) -> AsyncIterator[ChunkStream]:
         """A streaming call; leaving the block (or being cancelled) ends the upstream call."""
         backend = self._ready_backend()
-        with self._admitted(backend) as call, self._image_lease(request, client) as lease:
+        with self._gate.admit(backend) as call, self._image_lease(request, client) as lease:
             # Handed over, not kept in this frame for the whole stream (see complete()).
             outgoing = [await self._inline_images(request, lease)]
             deadline = trio.current_time() + self.config.timeout_s
@@ -420,7 +286,7 @@ class ProviderActor:
                         if lease is not None:
                             # The upstream answered: it has the body, which the backend let go.
                             lease.release()
-                        yield _JudgedStream(chunks, call, self.scrubber)
+                        yield JudgedStream(chunks, call, self.scrubber)
                 except GatewayError as exc:
                     # Once open, only the stream's own errors judge the upstream (the stream
                     # records them); an error of the caller's says nothing about it.
