@@ -5,85 +5,48 @@ client disconnect structural: cancelling the request's scope cancels the upstrea
 with no relay between tasks, and saves two task switches per streamed chunk. The actor's task owns
 the lifecycle: it opens the client before it reports started and closes it after the server stopped.
 
-Each actor has a circuit breaker (:mod:`proxy.breaker`). What it counts:
-
-- failure: a 5xx-class error from the upstream (502 garbage or credentials it refuses, 503, 504),
-  a timeout, a connection error, a stream cut or stalled mid-way;
-- success: a non-streaming answer parsed, or a stream read to its clean end. Reaching the first
-  chunk is not enough, or an upstream that always breaks mid-stream would never open the breaker;
-- neither: the client's own 4xx, a 429 (the upstream is healthy, only busy), a cancelled call (the
-  client left), a failure before the upstream was asked (an image fetch, no free slot in time).
+The actor is generic; the parts of a call live beside it: admission through the circuit breaker
+and what each call's outcome tells it (:mod:`actors.provider_admission`), and the backend that
+reaches the upstream, over HTTP (:mod:`actors.provider_http`, its streams pulled by
+:mod:`actors.provider_http_stream`) or in-process (:mod:`actors.provider_mock`).
 
 Deadlines: a non-streaming call must answer within ``timeout_s``. A stream must produce its first
-chunk within ``timeout_s`` of the call and each next chunk within ``timeout_s`` of being asked for.
-Bytes that produce no chunk (keep-alive comments, blank lines) do not extend either deadline, unlike
-httpx's read timeout, which every received byte resets.
+chunk within ``timeout_s`` of the call and each next chunk within ``timeout_s`` of being asked for;
+bytes that produce no chunk (keep-alive comments) extend neither deadline.
 
-Secrets: the provider key joins a request in one place, :meth:`_HttpBackend._credentials_for`, and
-only for an origin the file binds it to (:mod:`proxy.origins`). Every error leaving a call (at
-:meth:`ProviderActor._ended`, in a stream, in a model listing) is scrubbed of every configured
-secret first (:mod:`proxy.secret_scrubber`): its text may quote the upstream.
+Secrets: the provider key joins a request only in the HTTP backend, and only for an origin the file
+binds it to. Every error leaving a call is scrubbed of every configured secret first
+(:mod:`proxy.secret_scrubber`): where a call ends (:meth:`CallGate.ended
+<actors.provider_admission.CallGate.ended>`), in a stream, and in a model listing here.
 """
 
 from __future__ import annotations
 
-import abc
 import dataclasses
-import enum
 import logging
-import math
-import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import (
-    AbstractAsyncContextManager,
-    AbstractContextManager,
-    asynccontextmanager,
-    contextmanager,
-    nullcontext,
-)
-from time import perf_counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 
-import httpx
 import trio
 
-from proxy import __version__
-from proxy.breaker import BreakerState, CircuitBreaker
-from proxy.chat import ChatChunk, ChatRequest, ChatResponse
+from actors.provider_admission import CallGate, JudgedStream, Outcome
+from actors.provider_backend import Backend, CallTiming, ChunkStream
+from actors.provider_http import HttpBackend
+from actors.provider_mock import MockBackend
+from proxy.chat import ChatRequest, ChatResponse
 from proxy.config import ProviderConfig
-from proxy.errors import GatewayError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from proxy.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from proxy.images import ImageFetcher, ImageLease, inline_remote_images
 from proxy.origins import KeyBinding, key_binding
-from proxy.providers.base import ChunkParser, ListedModel, UpstreamCall, WireAdapter
-from proxy.providers.mock import MOCK_MODELS, mock_chunks, mock_response
+from proxy.providers.base import WireAdapter
+from proxy.providers.mock import MOCK_MODELS
 from proxy.secret_scrubber import SecretScrubber
-from proxy.upstream_http import UpstreamTransport, build_request, close_response, raw_stream
 
 log = logging.getLogger("llm_proxy.provider")
 
-MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a non-streaming answer larger than this is not a chat reply
-MAX_ERROR_BYTES = 64 * 1024  # enough for any error body; the rest is noise
-MAX_MODELS_BYTES = 8 * 1024 * 1024  # a model list; Ollama's is polled every 30 s
 MODELS_TTL_S = 600.0  # how long an upstream's model list is served from cache
 MODELS_RETRY_S = 30.0  # how soon a failed listing is tried again
 LOCAL_MODELS_REFRESH_S = 30.0  # polling period for lists whose names route (Ollama's)
-KEEPALIVE_EXPIRY_S = 30.0  # an idle upstream connection is dropped after this
-MAX_CACHED_URLS = 1024
-_KEEP_SENT_BODY_BYTES = 64 * 1024  # a larger body is trimmed, and dropped once it is sent
-# We read raw bytes (and cap them): a compressed answer would arrive undecoded.
-_BASE_HEADERS = (
-    (b"accept-encoding", b"identity"),
-    (b"user-agent", f"llm-proxy/{__version__}".encode()),
-)
-
-
-_HeaderPairs = tuple[tuple[bytes, bytes], ...]
-
-
-@dataclasses.dataclass(slots=True)
-class CallTiming:
-    """Seconds spent waiting on the upstream during one call (the rest is gateway overhead)."""
-
-    upstream_s: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -100,120 +63,7 @@ class ProviderStatistics:
     breaker_trips: int
 
 
-class ChunkStream(abc.ABC):
-    """The chunks of one streaming call, pulled by the caller."""
-
-    def __aiter__(self) -> ChunkStream:
-        return self
-
-    @abc.abstractmethod
-    async def __anext__(self) -> ChatChunk:
-        """The next chunk; StopAsyncIteration at a clean end, GatewayError on failure."""
-
-
-class _JudgedStream(ChunkStream):
-    """Passes chunks through, telling the call how the stream ended for the breaker."""
-
-    def __init__(self, chunks: ChunkStream, call: _Call, scrubber: SecretScrubber) -> None:
-        self._chunks = chunks
-        self._call = call
-        self._scrubber = scrubber
-
-    async def __anext__(self) -> ChatChunk:
-        try:
-            return await self._chunks.__anext__()
-        except StopAsyncIteration:
-            self._call.outcome = _Outcome.SUCCESS
-            raise
-        except GatewayError as exc:
-            self._call.judge(exc)
-            self._scrubber.scrub_error(exc)  # an in-stream error event is upstream text
-            raise
-
-
 _NO_LEASE: AbstractContextManager[None] = nullcontext()  # a call without images to fetch
-
-
-class _Backend(abc.ABC):
-    """How calls reach one upstream; counts the calls using it, so a replaced one is closed only
-    once they are done."""
-
-    def __init__(self) -> None:
-        self.users = 0
-        self._idle: trio.Event | None = None
-
-    def release(self) -> None:
-        """One call stopped using the backend."""
-        self.users -= 1
-        if not self.users and self._idle is not None:
-            self._idle.set()
-
-    async def wait_idle(self) -> None:
-        """Return once no call uses the backend (only its replacement gets new ones)."""
-        if not self.users:
-            await trio.lowlevel.checkpoint()
-            return
-        self._idle = trio.Event()
-        await self._idle.wait()
-
-    @abc.abstractmethod
-    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
-        """The whole answer of a non-streaming call."""
-
-    @abc.abstractmethod
-    def open_stream(
-        self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
-    ) -> AbstractAsyncContextManager[ChunkStream]:
-        """The chunks of one streaming call, open while the block runs; the first by a deadline."""
-
-    @abc.abstractmethod
-    async def list_models(self) -> list[ListedModel]:
-        """The upstream's models."""
-
-    @abc.abstractmethod
-    async def aclose(self) -> None:
-        """Release what the backend holds."""
-
-
-class _Outcome(enum.Enum):
-    """What one call says about the upstream's health."""
-
-    SUCCESS = "success"
-    FAILURE = "failure"
-    NEUTRAL = "neutral"
-
-
-class _Call:
-    """One admitted call: whether it is the breaker's probe, and what it found out."""
-
-    __slots__ = ("outcome", "probe")
-
-    def __init__(self, probe: bool) -> None:
-        self.probe = probe
-        self.outcome = _Outcome.NEUTRAL
-
-    def judge(self, error: GatewayError) -> None:
-        """Set the outcome from an error the upstream caused: 5xx class fails, 4xx says nothing."""
-        self.outcome = _Outcome.FAILURE if error.status >= 500 else _Outcome.NEUTRAL
-
-
-class _Admission:
-    """The span of one admitted call (a class, not a generator: it runs on every call)."""
-
-    __slots__ = ("actor", "backend", "call")
-
-    def __init__(self, actor: ProviderActor, call: _Call, backend: _Backend) -> None:
-        self.actor = actor
-        self.call = call
-        self.backend = backend
-
-    def __enter__(self) -> _Call:
-        self.backend.users += 1
-        return self.call
-
-    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
-        self.backend.release()
-        self.actor._ended(self.call, error)
 
 
 class ProviderActor:
@@ -232,24 +82,17 @@ class ProviderActor:
         self.config = config
         # Bound to the file's config: a later base_url override never widens it.
         self.key_binding: KeyBinding = key_binding(config)
-        # Every upstream-derived error leaves this actor through it (see _ended).
+        # Every upstream-derived error leaves this actor through it (see CallGate.ended).
         self.scrubber = scrubber or SecretScrubber([config.api_key] if config.api_key else [])
         self._adapter = adapter
         # Only upstreams that cannot fetch image URLs themselves get the gateway's fetcher.
         self._images = images if adapter is not None and adapter.needs_inline_images else None
         self._limiter = trio.CapacityLimiter(config.max_concurrency)
-        self._breaker = CircuitBreaker(
-            failures=config.breaker_failures,
-            cooldown_s=config.breaker_cooldown_s,
-            on_change=self._breaker_changed,
-        )
-        self._on_breaker_change = on_breaker_change
+        self._gate = CallGate(config, self.scrubber, on_breaker_change)
         self._closed = trio.Event()
-        self._backend: _Backend | None = None
+        self._backend: Backend | None = None
         self._nursery: trio.Nursery | None = None
         self.default_model_override: str | None = None
-        self._calls = 0
-        self._errors = 0
         self._models: list[str] | None = None
         self._created: dict[str, int] = {}
         self._models_expire = 0.0
@@ -273,10 +116,10 @@ class ProviderActor:
                 with trio.move_on_after(5, shield=True):
                     await backend.aclose()
 
-    def _new_backend(self) -> _Backend:
+    def _new_backend(self) -> Backend:
         if self._adapter is None:
-            return _MockBackend(self.config)
-        return _HttpBackend(self.config, self._adapter, self.key_binding)
+            return MockBackend(self.config)
+        return HttpBackend(self.config, self._adapter, self.key_binding)
 
     def reconfigure(
         self, *, base_url: str | None = None, max_concurrency: int | None = None
@@ -309,7 +152,7 @@ class ProviderActor:
         self._backend = self._new_backend()
         nursery.start_soon(self._close_when_idle, old)
 
-    async def _close_when_idle(self, backend: _Backend) -> None:
+    async def _close_when_idle(self, backend: Backend) -> None:
         """Close a replaced backend once the calls still using it are done (or at shutdown)."""
         try:
             await backend.wait_idle()
@@ -337,81 +180,27 @@ class ProviderActor:
     @property
     def breaker_state(self) -> str:
         """The circuit breaker's state: ``closed``, ``open`` or ``half_open``."""
-        return self._breaker.state.value
+        return self._gate.breaker.state.value
 
     def statistics(self) -> ProviderStatistics:
         """Calls in flight and waiting for a slot, totals, errors, the breaker."""
         stats = self._limiter.statistics()
-        breaker = self._breaker.statistics()
+        breaker = self._gate.breaker.statistics()
         return ProviderStatistics(
             self.name,
             stats.borrowed_tokens,
             stats.tasks_waiting,
-            self._calls,
-            self._errors,
+            self._gate.calls,
+            self._gate.errors,
             int(self._limiter.total_tokens),
             breaker.state,
             breaker.trips,
         )
 
-    def _ready_backend(self) -> _Backend:
+    def _ready_backend(self) -> Backend:
         if self._backend is None:
             raise UpstreamUnavailable(f"Provider {self.name} is not running.")
         return self._backend
-
-    def _breaker_changed(self, old: BreakerState, new: BreakerState) -> None:
-        if new is BreakerState.OPEN:
-            why = (
-                "the probe call failed"
-                if old is BreakerState.HALF_OPEN
-                else f"{self.config.breaker_failures} consecutive failures"
-            )
-            log.warning(
-                "provider=%s circuit breaker open (%s); calls refused for %g s",
-                self.name,
-                why,
-                self.config.breaker_cooldown_s,
-            )
-        elif new is BreakerState.HALF_OPEN:
-            log.info(
-                "provider=%s circuit breaker half-open: one probe call goes through", self.name
-            )
-        else:
-            log.info("provider=%s circuit breaker closed: the upstream answers again", self.name)
-        if self._on_breaker_change is not None:
-            # A subscriber's bug must not fail the call that happened to change the state.
-            try:
-                self._on_breaker_change(self.name, new.value)
-            except Exception:
-                log.exception("provider=%s breaker change subscriber failed", self.name)
-
-    def _admitted(self, backend: _Backend) -> _Admission:
-        """Ask the breaker, count the call, and tell the breaker its outcome at the end."""
-        now = trio.current_time()
-        if not self._breaker.allow(now):
-            retry_after = max(1, math.ceil(self._breaker.retry_after_s(now)))
-            raise UpstreamUnavailable(
-                f"Provider {self.name} is failing: circuit breaker open after repeated upstream "
-                f"failures; retry in {retry_after} s.",
-                code="circuit_open",
-                headers={"retry-after": str(retry_after)},
-            )
-        self._calls += 1
-        # Only the probe gets through a half-open breaker, so this call is it.
-        return _Admission(self, _Call(probe=self._breaker.state is BreakerState.HALF_OPEN), backend)
-
-    def _ended(self, call: _Call, error: BaseException | None) -> None:
-        if isinstance(error, GatewayError):
-            # Where every call's error leaves the actor: its text may quote the upstream.
-            self.scrubber.scrub_error(error)
-            if error.status >= 500:
-                self._errors += 1
-        if call.outcome is _Outcome.SUCCESS:
-            self._breaker.record_success(trio.current_time())
-        elif call.outcome is _Outcome.FAILURE:
-            self._breaker.record_failure(trio.current_time())
-        elif call.probe:
-            self._breaker.record_neutral()
 
     async def _take_slot(self, deadline: float) -> None:
         """A concurrency slot, waited for until ``deadline`` (our capacity, not the upstream's)."""
@@ -455,7 +244,7 @@ class ProviderActor:
     ) -> ChatResponse:
         """One non-streaming call, bounded by the provider's timeout; ``client`` shares images."""
         backend = self._ready_backend()
-        with self._admitted(backend) as call, self._image_lease(request, client) as lease:
+        with self._gate.admit(backend) as call, self._image_lease(request, client) as lease:
             # Handed over, not kept in this frame: the inlined images are freed as soon as the
             # backend has built the upstream body from them (their lease counts one copy each).
             outgoing = [await self._inline_images(request, lease)]
@@ -470,11 +259,11 @@ class ProviderActor:
             finally:
                 self._limiter.release()
             if waiting.cancelled_caught:
-                call.outcome = _Outcome.FAILURE
+                call.outcome = Outcome.FAILURE
                 raise UpstreamTimeout(
                     f"Upstream {self.name} did not answer within {self.config.timeout_s:g} s."
                 )
-            call.outcome = _Outcome.SUCCESS
+            call.outcome = Outcome.SUCCESS
             return response
 
     @asynccontextmanager
@@ -483,7 +272,7 @@ class ProviderActor:
     ) -> AsyncIterator[ChunkStream]:
         """A streaming call; leaving the block (or being cancelled) ends the upstream call."""
         backend = self._ready_backend()
-        with self._admitted(backend) as call, self._image_lease(request, client) as lease:
+        with self._gate.admit(backend) as call, self._image_lease(request, client) as lease:
             # Handed over, not kept in this frame for the whole stream (see complete()).
             outgoing = [await self._inline_images(request, lease)]
             deadline = trio.current_time() + self.config.timeout_s
@@ -497,7 +286,7 @@ class ProviderActor:
                         if lease is not None:
                             # The upstream answered: it has the body, which the backend let go.
                             lease.release()
-                        yield _JudgedStream(chunks, call, self.scrubber)
+                        yield JudgedStream(chunks, call, self.scrubber)
                 except GatewayError as exc:
                     # Once open, only the stream's own errors judge the upstream (the stream
                     # records them); an error of the caller's says nothing about it.
@@ -562,315 +351,3 @@ class ProviderActor:
         self._models = [m.id for m in models]
         self._models_expire = now + MODELS_TTL_S
         return self._models
-
-
-class _HttpBackend(_Backend):
-    """Calls over httpx with explicit limits and per-phase timeouts.
-
-    Requests go straight to the transport (:mod:`proxy.upstream_http`): the client layer of
-    ``httpx.AsyncClient`` (URL merging, cookies, auth and redirect machinery we never use) cost
-    ~90 µs per call on the bench machine.
-    """
-
-    def __init__(self, config: ProviderConfig, adapter: WireAdapter, binding: KeyBinding) -> None:
-        super().__init__()
-        self._name = config.name
-        self._timeout_s = config.timeout_s
-        self._adapter = adapter
-        self._base_url = config.base_url.rstrip("/")
-        self._binding = binding
-        self._credentials: _HeaderPairs = tuple(
-            (name.encode(), value.encode()) for name, value in adapter.credential_headers().items()
-        )
-        self._targets: dict[str, tuple[httpx.URL, _HeaderPairs]] = {}
-        # More connections than the actor's concurrency limit, so a call never waits in the pool.
-        self._transport = UpstreamTransport(
-            max_connections=config.max_concurrency + 16,
-            max_keepalive_connections=config.max_concurrency,
-            keepalive_expiry=KEEPALIVE_EXPIRY_S,
-        )
-        self._extensions: dict[str, object] = {
-            # No read or write timeout: every call runs under the actor's own deadlines (whole call,
-            # first chunk, next chunk), which keep-alive bytes cannot extend as they would these.
-            "timeout": httpx.Timeout(
-                connect=config.connect_timeout_s,
-                read=None,
-                write=None,
-                pool=config.connect_timeout_s,
-            ).as_dict()
-        }
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
-
-    def _target(self, path: str) -> tuple[httpx.URL, _HeaderPairs]:
-        """The URL of ``path`` and the key's headers to send with it."""
-        target = self._targets.get(path)
-        if target is None:
-            url = httpx.URL(self._base_url + path)
-            target = (url, self._credentials_for(url))
-            # Paths name models (Gemini's do): bounded by the models in use, but capped anyway.
-            if len(self._targets) < MAX_CACHED_URLS:
-                self._targets[path] = target
-        return target
-
-    def _credentials_for(self, url: httpx.URL) -> _HeaderPairs:
-        """The key's headers, for an origin the key is bound to only.
-
-        The one place a provider key joins a request (chat calls, model listings and the
-        dashboard's test call all come through here), so whatever moved the base URL, the key
-        cannot follow it to another origin. The URL is the one the transport connects to.
-        """
-        if not self._credentials:
-            return ()
-        refusal = self._binding.refusal(url)
-        if refusal is not None:
-            raise UpstreamUnavailable(refusal, code="base_url_not_allowed")
-        return self._credentials
-
-    async def _send(self, call: UpstreamCall) -> httpx.Response:
-        url, credentials = self._target(call.path)
-        headers = [
-            *_BASE_HEADERS,
-            *credentials,
-            *((k.encode(), v.encode()) for k, v in call.headers.items()),
-        ]
-        request = build_request(call.method, url, headers, call.body, self._extensions)
-        return await self._transport.handle_async_request(request)
-
-    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
-        call = self._adapter.chat_call(request, model)
-        del request  # only the body is needed now: inline images go from two copies to one
-        if call.body is not None and len(call.body) > _KEEP_SENT_BODY_BYTES:
-            # msgspec leaves its output up to half over-allocated, and this body (megabytes of
-            # inline images) is kept until the answer's head, i.e. the whole call: copy it to size.
-            call = dataclasses.replace(call, body=bytes(memoryview(call.body)))
-        started = perf_counter()
-        try:
-            with _TransportErrors(self._name):
-                response = await self._send(call)
-                try:
-                    limit = MAX_RESPONSE_BYTES if response.is_success else MAX_ERROR_BYTES
-                    body = await _read_capped(response, limit, self._name)
-                finally:
-                    close_response(response)
-        finally:
-            timing.upstream_s += perf_counter() - started
-        if not response.is_success:
-            raise self._adapter.map_error(response.status_code, response.headers, body)
-        return self._adapter.parse_response(body, model)
-
-    @asynccontextmanager
-    async def open_stream(
-        self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
-    ) -> AsyncIterator[ChunkStream]:
-        call = self._adapter.chat_call(request, model)
-        del request  # only the body is needed now: inline images go from two copies to one
-        started = perf_counter()
-        with _TransportErrors(self._name):
-            # The headers count against the first chunk's deadline (there is no read timeout).
-            with _first_chunk_deadline(self._name, self._timeout_s, first_by):
-                response = await self._send(call)
-            try:
-                if call.body is not None and len(call.body) > _KEEP_SENT_BODY_BYTES:
-                    # The answer's head is in, so no retry will send the body again: let it go
-                    # now, not when the stream ends (it may carry megabytes of inline images).
-                    response.request = httpx.Request(call.method, response.request.url)
-                del call
-                if not response.is_success:
-                    with _first_chunk_deadline(self._name, self._timeout_s, first_by):
-                        body = await _read_capped(response, MAX_ERROR_BYTES, self._name)
-                    raise self._adapter.map_error(response.status_code, response.headers, body)
-                timing.upstream_s += perf_counter() - started
-                parser = self._adapter.chunk_parser(model)
-                yield _HttpChunkStream(
-                    raw_stream(response),
-                    parser,
-                    timing,
-                    name=self._name,
-                    timeout_s=self._timeout_s,
-                    first_by=first_by,
-                )
-            finally:
-                close_response(response)
-
-    async def list_models(self) -> list[ListedModel]:
-        call = self._adapter.models_call()
-        with _TransportErrors(self._name):
-            response = await self._send(call)
-            try:
-                limit = MAX_MODELS_BYTES if response.is_success else MAX_ERROR_BYTES
-                body = await _read_capped(response, limit, self._name)
-            finally:
-                close_response(response)
-        if not response.is_success:
-            raise self._adapter.map_error(response.status_code, response.headers, body)
-        return self._adapter.parse_models(body)
-
-
-class _HttpChunkStream(ChunkStream):
-    """Pulls raw bytes from the upstream and parses them into chunks on demand."""
-
-    # The wait for a chunk, not for bytes, is bounded: the first by ``first_by``, each later one
-    # by ``timeout_s`` from the moment it is asked for, so keep-alive comments extend neither.
-
-    def __init__(
-        self,
-        raw: AsyncIterator[bytes],
-        parser: ChunkParser,
-        timing: CallTiming,
-        *,
-        name: str,
-        timeout_s: float,
-        first_by: float,
-    ) -> None:
-        self._raw = raw
-        self._parser = parser
-        self._timing = timing
-        self._name = name
-        self._timeout_s = timeout_s
-        self._first_by: float | None = first_by
-        self._ready: list[ChatChunk] = []
-        self._finished = False
-
-    async def __anext__(self) -> ChatChunk:
-        if not self._ready:
-            if self._first_by is not None:
-                with _first_chunk_deadline(self._name, self._timeout_s, self._first_by):
-                    await self._fill()
-                self._first_by = None
-            else:
-                # A bare cancel scope: trio.fail_after wraps the same in a generator, per chunk.
-                with trio.CancelScope(deadline=trio.current_time() + self._timeout_s) as waiting:
-                    await self._fill()
-                if waiting.cancelled_caught:
-                    raise UpstreamTimeout(
-                        f"Upstream {self._name} sent no data for {self._timeout_s:g} s "
-                        "(keep-alives do not count); the stream was cut."
-                    ) from None
-            if not self._ready:
-                raise StopAsyncIteration
-        chunk = self._ready[0]
-        del self._ready[0]
-        return chunk
-
-    async def _fill(self) -> None:
-        """Read until a chunk is ready or the upstream ended the body."""
-        while not self._ready:
-            if self._parser.failure is not None:
-                # The chunks read along with an error went out first; now the error ends the
-                # stream, without waiting for bytes the upstream may never send.
-                raise self._parser.failure
-            if self._finished:
-                return
-            started = perf_counter()
-            try:
-                data = await self._raw.__anext__()
-            except StopAsyncIteration:
-                self._finished = True
-                self._ready = self._parser.finish()
-                return
-            finally:
-                self._timing.upstream_s += perf_counter() - started
-            self._ready = self._parser.feed(data)
-
-
-@contextmanager
-def _first_chunk_deadline(provider: str, timeout_s: float, deadline: float) -> Iterator[None]:
-    """Bound the start of a stream (headers, then its first chunk) by one deadline."""
-    try:
-        with trio.fail_at(deadline):
-            yield
-    except trio.TooSlowError:
-        raise UpstreamTimeout(
-            f"Upstream {provider} sent no data within {timeout_s:g} s of the request "
-            "(keep-alives do not count)."
-        ) from None
-
-
-class _TransportErrors:
-    """httpx failures become gateway errors: timeouts 504, anything else on the wire 502.
-
-    A class rather than a ``@contextmanager`` generator: it wraps every upstream call.
-    """
-
-    __slots__ = ("provider",)
-
-    def __init__(self, provider: str) -> None:
-        self.provider = provider
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
-        if not isinstance(exc, httpx.HTTPError):
-            return
-        provider = self.provider
-        if isinstance(exc, httpx.TimeoutException):
-            phase = type(exc).__name__.removesuffix("Timeout").lower() or "call"
-            raise UpstreamTimeout(f"Upstream {provider} timed out ({phase}).") from None
-        if isinstance(exc, httpx.RemoteProtocolError):
-            raise UpstreamError(
-                f"Upstream {provider} broke the connection: {exc}", code="upstream_stream_cut"
-            ) from None
-        raise UpstreamError(
-            f"Upstream {provider} could not be reached: {type(exc).__name__}: {exc}",
-            code="upstream_connection_error",
-        ) from None
-
-
-async def _read_capped(response: httpx.Response, limit: int, provider: str) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    async for data in raw_stream(response):
-        size += len(data)
-        if size > limit:
-            # Drop the bytes now: the error's traceback keeps this frame alive until a GC cycle.
-            parts.clear()
-            raise UpstreamError(f"Upstream {provider} answered more than {limit} bytes.")
-        parts.append(data)
-    return b"".join(parts)
-
-
-class _MockBackend(_Backend):
-    """Answers in-process after the configured latency."""
-
-    def __init__(self, config: ProviderConfig) -> None:
-        super().__init__()
-        self._latency_s = config.latency_ms / 1000
-        self._chunk_count = config.chunk_count
-
-    async def _wait(self, timing: CallTiming) -> None:
-        started = perf_counter()
-        await trio.sleep(self._latency_s)
-        timing.upstream_s += perf_counter() - started
-
-    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
-        await self._wait(timing)
-        return mock_response(request, model, int(time.time()))
-
-    @asynccontextmanager
-    async def open_stream(
-        self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
-    ) -> AsyncIterator[ChunkStream]:
-        # In-process and deterministic: its configured latency is the whole story.
-        await self._wait(timing)
-        yield _ListChunkStream(mock_chunks(request, model, int(time.time()), self._chunk_count))
-
-    async def list_models(self) -> list[ListedModel]:
-        return [ListedModel(name) for name in MOCK_MODELS]
-
-    async def aclose(self) -> None:
-        pass
-
-
-class _ListChunkStream(ChunkStream):
-    def __init__(self, chunks: list[ChatChunk]) -> None:
-        self._chunks = iter(chunks)
-
-    async def __anext__(self) -> ChatChunk:
-        await trio.lowlevel.checkpoint()
-        try:
-            return next(self._chunks)
-        except StopIteration:
-            raise StopAsyncIteration from None

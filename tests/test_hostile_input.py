@@ -51,7 +51,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from actors.provider import MAX_ERROR_BYTES, MAX_RESPONSE_BYTES
+from actors.provider_http import MAX_ERROR_BYTES, MAX_RESPONSE_BYTES
 from proxy.chat import decode_chat_request
 from proxy.errors import GatewayError, InvalidRequest
 from proxy.providers.base import WireAdapter

@@ -10,7 +10,8 @@ from typing import Final
 import msgspec
 import trio
 
-from actors.provider import CallTiming, ProviderActor
+from actors.provider import ProviderActor
+from actors.provider_backend import CallTiming
 from proxy.chat import decode_chat_request
 from proxy.errors import GatewayError
 

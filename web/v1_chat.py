@@ -16,7 +16,8 @@ from time import perf_counter
 import msgspec
 import trio
 
-from actors.provider import CallTiming, ChunkStream, ProviderActor
+from actors.provider import ProviderActor
+from actors.provider_backend import CallTiming, ChunkStream
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse, Usage, decode_chat_request
 from proxy.errors import (
     ErrorBody,

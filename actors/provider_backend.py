@@ -1,0 +1,76 @@
+"""What a provider's calls run on: the backend interface, its chunk stream, the call's timing.
+
+The actor (:mod:`actors.provider`) is generic; a backend is how its calls reach one upstream, over
+HTTP or in-process. A backend counts the calls using it, so that one replaced by a new base URL or
+concurrency limit is closed only once the calls still running on it are done.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from contextlib import AbstractAsyncContextManager
+
+import trio
+
+from proxy.chat import ChatChunk, ChatRequest, ChatResponse
+from proxy.providers.base import ListedModel
+
+
+@dataclasses.dataclass(slots=True)
+class CallTiming:
+    """Seconds spent waiting on the upstream during one call (the rest is gateway overhead)."""
+
+    upstream_s: float = 0.0
+
+
+class ChunkStream(abc.ABC):
+    """The chunks of one streaming call, pulled by the caller."""
+
+    def __aiter__(self) -> ChunkStream:
+        return self
+
+    @abc.abstractmethod
+    async def __anext__(self) -> ChatChunk:
+        """The next chunk; StopAsyncIteration at a clean end, GatewayError on failure."""
+
+
+class Backend(abc.ABC):
+    """How calls reach one upstream; counts the calls using it, so a replaced one is closed only
+    once they are done."""
+
+    def __init__(self) -> None:
+        self.users = 0
+        self._idle: trio.Event | None = None
+
+    def release(self) -> None:
+        """One call stopped using the backend."""
+        self.users -= 1
+        if not self.users and self._idle is not None:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once no call uses the backend (only its replacement gets new ones)."""
+        if not self.users:
+            await trio.lowlevel.checkpoint()
+            return
+        self._idle = trio.Event()
+        await self._idle.wait()
+
+    @abc.abstractmethod
+    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
+        """The whole answer of a non-streaming call."""
+
+    @abc.abstractmethod
+    def open_stream(
+        self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
+    ) -> AbstractAsyncContextManager[ChunkStream]:
+        """The chunks of one streaming call, open while the block runs; the first by a deadline."""
+
+    @abc.abstractmethod
+    async def list_models(self) -> list[ListedModel]:
+        """The upstream's models."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release what the backend holds."""

@@ -1,0 +1,101 @@
+"""The chunks of one streaming HTTP call, pulled from the upstream's bytes as the caller asks.
+
+A stream must produce its first chunk within ``timeout_s`` of the call (the answer's headers count
+against the same deadline) and each next chunk within ``timeout_s`` of being asked for. Bytes that
+produce no chunk (keep-alive comments, blank lines) do not extend either deadline, unlike httpx's
+read timeout, which every received byte resets. Reading only when the caller pulls keeps a client
+disconnect structural: cancelling the caller cancels the upstream read right there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from time import perf_counter
+
+import trio
+
+from actors.provider_backend import CallTiming, ChunkStream
+from proxy.chat import ChatChunk
+from proxy.errors import UpstreamTimeout
+from proxy.providers.base import ChunkParser
+
+
+class HttpChunkStream(ChunkStream):
+    """Pulls raw bytes from the upstream and parses them into chunks on demand."""
+
+    # The wait for a chunk, not for bytes, is bounded: the first by ``first_by``, each later one
+    # by ``timeout_s`` from the moment it is asked for, so keep-alive comments extend neither.
+
+    def __init__(
+        self,
+        raw: AsyncIterator[bytes],
+        parser: ChunkParser,
+        timing: CallTiming,
+        *,
+        name: str,
+        timeout_s: float,
+        first_by: float,
+    ) -> None:
+        self._raw = raw
+        self._parser = parser
+        self._timing = timing
+        self._name = name
+        self._timeout_s = timeout_s
+        self._first_by: float | None = first_by
+        self._ready: list[ChatChunk] = []
+        self._finished = False
+
+    async def __anext__(self) -> ChatChunk:
+        if not self._ready:
+            if self._first_by is not None:
+                with first_chunk_deadline(self._name, self._timeout_s, self._first_by):
+                    await self._fill()
+                self._first_by = None
+            else:
+                # A bare cancel scope: trio.fail_after wraps the same in a generator, per chunk.
+                with trio.CancelScope(deadline=trio.current_time() + self._timeout_s) as waiting:
+                    await self._fill()
+                if waiting.cancelled_caught:
+                    raise UpstreamTimeout(
+                        f"Upstream {self._name} sent no data for {self._timeout_s:g} s "
+                        "(keep-alives do not count); the stream was cut."
+                    ) from None
+            if not self._ready:
+                raise StopAsyncIteration
+        chunk = self._ready[0]
+        del self._ready[0]
+        return chunk
+
+    async def _fill(self) -> None:
+        """Read until a chunk is ready or the upstream ended the body."""
+        while not self._ready:
+            if self._parser.failure is not None:
+                # The chunks read along with an error went out first; now the error ends the
+                # stream, without waiting for bytes the upstream may never send.
+                raise self._parser.failure
+            if self._finished:
+                return
+            started = perf_counter()
+            try:
+                data = await self._raw.__anext__()
+            except StopAsyncIteration:
+                self._finished = True
+                self._ready = self._parser.finish()
+                return
+            finally:
+                self._timing.upstream_s += perf_counter() - started
+            self._ready = self._parser.feed(data)
+
+
+@contextmanager
+def first_chunk_deadline(provider: str, timeout_s: float, deadline: float) -> Iterator[None]:
+    """Bound the start of a stream (headers, then its first chunk) by one deadline."""
+    try:
+        with trio.fail_at(deadline):
+            yield
+    except trio.TooSlowError:
+        raise UpstreamTimeout(
+            f"Upstream {provider} sent no data within {timeout_s:g} s of the request "
+            "(keep-alives do not count)."
+        ) from None

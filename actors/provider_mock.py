@@ -1,0 +1,66 @@
+"""The in-process backend of the ``mock`` provider: canned answers after the configured latency.
+
+It stands in for an upstream (demos, tests, load tests) without a socket: the answers come
+from :mod:`proxy.providers.mock`, deterministic, and the configured latency is the only wait.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from time import perf_counter
+
+import trio
+
+from actors.provider_backend import Backend, CallTiming, ChunkStream
+from proxy.chat import ChatChunk, ChatRequest, ChatResponse
+from proxy.config import ProviderConfig
+from proxy.providers.base import ListedModel
+from proxy.providers.mock import MOCK_MODELS, mock_chunks, mock_response
+
+
+class MockBackend(Backend):
+    """Answers in-process after the configured latency."""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__()
+        self._latency_s = config.latency_ms / 1000
+        self._chunk_count = config.chunk_count
+
+    async def _wait(self, timing: CallTiming) -> None:
+        started = perf_counter()
+        await trio.sleep(self._latency_s)
+        timing.upstream_s += perf_counter() - started
+
+    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
+        await self._wait(timing)
+        return mock_response(request, model, int(time.time()))
+
+    @asynccontextmanager
+    async def open_stream(
+        self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
+    ) -> AsyncIterator[ChunkStream]:
+        # In-process and deterministic: its configured latency is the whole story.
+        await self._wait(timing)
+        yield _ListChunkStream(mock_chunks(request, model, int(time.time()), self._chunk_count))
+
+    async def list_models(self) -> list[ListedModel]:
+        return [ListedModel(name) for name in MOCK_MODELS]
+
+    async def aclose(self) -> None:
+        pass
+
+
+class _ListChunkStream(ChunkStream):
+    """Chunks made in advance, one per pull."""
+
+    def __init__(self, chunks: list[ChatChunk]) -> None:
+        self._chunks = iter(chunks)
+
+    async def __anext__(self) -> ChatChunk:
+        await trio.lowlevel.checkpoint()
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            raise StopAsyncIteration from None
