@@ -19,24 +19,18 @@ import trio
 import storage.migrations
 from proxy.records import RequestRecord
 from storage import MIGRATIONS, ReadPool, StorageWriter, migrate, open_connection
-from storage.analytics import (
-    REQUEST_COLUMNS,
+from storage.analytics.aggregates import (
     BreakdownRow,
-    RequestRow,
     TimeseriesPoint,
-    UsageFilter,
     breakdown,
-    csv_header,
-    csv_lines,
-    estimate_percentile,
-    export_batches,
-    export_page,
-    json_lines,
-    request_detail,
-    request_log,
     summary,
     timeseries,
 )
+from storage.analytics.export import csv_header, csv_lines, export_batches, export_page, json_lines
+from storage.analytics.latency_percentile import estimate_percentile
+from storage.analytics.request_log import request_detail, request_log
+from storage.analytics.request_rows import REQUEST_COLUMNS, RequestRow
+from storage.analytics.usage_filter import UsageFilter
 from storage.batch import write_batch
 from storage.rollup import (
     HOUR_MS,

@@ -15,18 +15,18 @@ import pytest
 import trio
 from trio_websocket import WebSocketRequest, open_websocket_url, serve_websocket
 
-from proxy import monitor
-from proxy.monitor import (
-    FeedView,
-    MonitorError,
-    PasswordLogin,
-    StaticToken,
-    Totals,
+from proxy.monitor.call_line import (
+    compact_int,
+    format_cost,
+    format_latency,
     format_request,
-    format_totals,
     layout,
-    watch,
 )
+from proxy.monitor.credentials import PasswordLogin, StaticToken, credentials_from
+from proxy.monitor.errors import MonitorError
+from proxy.monitor.feed_view import FeedView, Totals, format_totals
+from proxy.monitor.urls import check_url, is_plaintext_remote, login_url, url_from_config
+from proxy.monitor.watch import watch
 from proxy.service import RunningService
 from tests.conftest import ADMIN_PASSWORD, StartGateway, logged, sdk, signed_in
 from tests.process import CLI, ROOT, clean_env
@@ -129,22 +129,22 @@ def test_control_characters_from_callers_are_not_printed() -> None:
 
 
 def test_numbers() -> None:
-    assert [monitor.compact_int(n) for n in (0, 9999, 10_000, 123_456, 1_234_567)] == [
+    assert [compact_int(n) for n in (0, 9999, 10_000, 123_456, 1_234_567)] == [
         "0",
         "9999",
         "10k",
         "123k",
         "1.2M",
     ]
-    assert monitor.compact_int(None) == "-"
-    assert [monitor.format_cost(c) for c in (None, 0, 0.00123, 0.5, 12.345)] == [
+    assert compact_int(None) == "-"
+    assert [format_cost(c) for c in (None, 0, 0.00123, 0.5, 12.345)] == [
         "-",
         "$0",
         "$0.0012",
         "$0.50",
         "$12.35",
     ]
-    assert [monitor.format_latency(ms) for ms in (12.4, 1250, 12_500, 95_000)] == [
+    assert [format_latency(ms) for ms in (12.4, 1250, 12_500, 95_000)] == [
         "12ms",
         "1.25s",
         "12.5s",
@@ -189,21 +189,18 @@ def test_totals_line() -> None:
 
 
 def test_urls() -> None:
-    assert monitor.url_from_config("0.0.0.0", 9000) == "ws://127.0.0.1:9000/api/ws"
-    assert monitor.url_from_config("::", 8080) == "ws://[::1]:8080/api/ws"
-    assert monitor.url_from_config("10.0.0.5", 8080) == "ws://10.0.0.5:8080/api/ws"
-    assert monitor.login_url("ws://127.0.0.1:8080/api/ws") == "http://127.0.0.1:8080/api/auth/login"
-    assert (
-        monitor.login_url("wss://example.com/llm/api/ws")
-        == "https://example.com/llm/api/auth/login"
-    )
+    assert url_from_config("0.0.0.0", 9000) == "ws://127.0.0.1:9000/api/ws"
+    assert url_from_config("::", 8080) == "ws://[::1]:8080/api/ws"
+    assert url_from_config("10.0.0.5", 8080) == "ws://10.0.0.5:8080/api/ws"
+    assert login_url("ws://127.0.0.1:8080/api/ws") == "http://127.0.0.1:8080/api/auth/login"
+    assert login_url("wss://example.com/llm/api/ws") == "https://example.com/llm/api/auth/login"
     with pytest.raises(MonitorError, match="header"):
-        monitor.check_url("ws://127.0.0.1:8080/api/ws?token=secret")
+        check_url("ws://127.0.0.1:8080/api/ws?token=secret")
     with pytest.raises(MonitorError, match="ws://"):
-        monitor.check_url("http://127.0.0.1:8080/api/ws")
-    assert monitor.is_plaintext_remote("ws://10.0.0.5:8080/api/ws")
-    assert not monitor.is_plaintext_remote("ws://127.0.0.1:8080/api/ws")
-    assert not monitor.is_plaintext_remote("wss://example.com/api/ws")
+        check_url("http://127.0.0.1:8080/api/ws")
+    assert is_plaintext_remote("ws://10.0.0.5:8080/api/ws")
+    assert not is_plaintext_remote("ws://127.0.0.1:8080/api/ws")
+    assert not is_plaintext_remote("wss://example.com/api/ws")
 
 
 def test_credentials_from_the_command_line() -> None:
@@ -211,14 +208,14 @@ def test_credentials_from_the_command_line() -> None:
         raise AssertionError("no password prompt expected")
 
     url = "ws://127.0.0.1:8080/api/ws"
-    token = monitor.credentials_from(
+    token = credentials_from(
         url=url, token=None, user=None, environ={"LLM_PROXY_TOKEN": "t0k"}, ask_password=no_prompt
     )
     assert isinstance(token, StaticToken)
     assert "t0k" not in repr(token)
     with pytest.raises(MonitorError, match="--user"):
-        monitor.credentials_from(url=url, token=None, user=None, environ={}, ask_password=no_prompt)
-    login = monitor.credentials_from(
+        credentials_from(url=url, token=None, user=None, environ={}, ask_password=no_prompt)
+    login = credentials_from(
         url=url, token=None, user="admin", environ={}, ask_password=lambda prompt: "pw-secret"
     )
     assert isinstance(login, PasswordLogin)
@@ -292,7 +289,7 @@ async def test_sign_in_with_a_password_and_again_when_the_session_ends(
         return ADMIN_PASSWORD
 
     url = ws_url(gateway)
-    credentials = monitor.credentials_from(
+    credentials = credentials_from(
         url=url, token=None, user="admin", environ={}, ask_password=fake_getpass
     )
     assert prompts == ["password for admin: "]
@@ -317,7 +314,7 @@ async def test_sign_in_with_a_password_and_again_when_the_session_ends(
 async def test_a_wrong_password_stops_the_monitor(gateway: RunningService) -> None:
     async with signed_in(gateway):
         pass
-    credentials = PasswordLogin(monitor.login_url(ws_url(gateway)), "admin", "not-the-password")
+    credentials = PasswordLogin(login_url(ws_url(gateway)), "admin", "not-the-password")
     out = Lines()
     with pytest.raises(MonitorError, match="sign-in refused"), trio.fail_after(15):
         await watch(ws_url(gateway), credentials, out.emit, FeedView(100))

@@ -33,15 +33,10 @@ from pathlib import Path
 import apsw
 
 from proxy.records import RequestRecord
-from storage.analytics import (
-    DAY_MS,
-    UsageFilter,
-    csv_lines,
-    export_page,
-    request_log,
-    summary,
-    timeseries,
-)
+from storage.analytics.aggregates import DAY_MS, summary, timeseries
+from storage.analytics.export import csv_lines, export_page
+from storage.analytics.request_log import request_log
+from storage.analytics.usage_filter import UsageFilter
 from storage.batch import write_batch
 from storage.connection import open_connection
 from storage.migrations import MIGRATIONS, migrate

@@ -11,7 +11,8 @@ import msgspec
 from msgspec import UNSET, UnsetType
 from quart import Blueprint, Response
 
-from storage.analytics import UsageFilter, breakdown, summary
+from storage.analytics.aggregates import breakdown, summary
+from storage.analytics.usage_filter import UsageFilter
 from storage.clients import (
     UNCHANGED,
     ClientRow,

@@ -15,22 +15,11 @@ from typing import Final, TypeVar
 
 from quart import Blueprint, Response, request
 
-from storage.analytics import (
-    MAX_PAGE,
-    Bucket,
-    Dimension,
-    StatusFilter,
-    UsageFilter,
-    breakdown,
-    csv_header,
-    csv_lines,
-    export_page,
-    json_lines,
-    request_detail,
-    request_log,
-    summary,
-    timeseries,
-)
+from storage.analytics.aggregates import Bucket, Dimension, breakdown, summary, timeseries
+from storage.analytics.export import csv_header, csv_lines, export_page, json_lines
+from storage.analytics.request_log import MAX_PAGE, request_detail, request_log
+from storage.analytics.request_rows import StatusFilter
+from storage.analytics.usage_filter import UsageFilter
 from web.api.common import ApiError, gateway, json_response, query_range
 
 usage = Blueprint("api_usage", __name__, url_prefix="/api")

@@ -1,0 +1,168 @@
+"""One call as one terminal line: the value formats, the columns and how they fit a width.
+
+Pure functions of a feed frame (the JSON object of one event), like the rest of the frame-to-text
+part (``feed_view``). A narrow terminal loses the least useful columns first and spare width goes
+to the model name first, so a call line never wraps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping
+from typing import Final
+
+from proxy.monitor.text import clip, printable
+
+Frame = Mapping[str, object]
+"""One decoded frame of the feed: a JSON object with a ``type``."""
+
+
+def compact_int(value: object) -> str:
+    """A token count in at most five characters: ``987``, ``9876``, ``98k``, ``1.2M``."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return "-"
+    if value < 10_000:
+        return str(value)
+    if value < 1_000_000:
+        return f"{value // 1000}k"
+    if value < 10_000_000:
+        return f"{value / 1_000_000:.1f}M"
+    return f"{value // 1_000_000}M"
+
+
+def format_cost(cost: object) -> str:
+    """USD with the precision a single call needs; ``-`` for an unpriced call."""
+    if not isinstance(cost, int | float) or isinstance(cost, bool) or not math.isfinite(cost):
+        return "-"
+    if cost == 0:
+        return "$0"
+    if cost < 0.01:
+        return f"${cost:.4f}"
+    if cost < 1000:
+        return f"${cost:.2f}"
+    return f"${cost:.0f}"
+
+
+def format_latency(latency_ms: object) -> str:
+    """``850ms``, ``1.25s``, ``12.5s``, ``95s``."""
+    if not isinstance(latency_ms, int | float) or isinstance(latency_ms, bool):
+        return "-"
+    if latency_ms < 1000:
+        return f"{latency_ms:.0f}ms"
+    seconds = latency_ms / 1000
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    return f"{seconds:.0f}s"
+
+
+def format_status(frame: Frame) -> str:
+    """``ok``, ``cancel``, or ``err`` with the HTTP status answered."""
+    status = frame.get("status")
+    if status == "ok":
+        return "ok"
+    if status == "cancelled":
+        return "cancel"
+    http_status = frame.get("http_status")
+    return f"err {http_status}" if isinstance(http_status, int) else "err"
+
+
+def format_clock(ts_ms: object) -> str:
+    """Local wall-clock time of a call, to the second."""
+    if not isinstance(ts_ms, int | float) or isinstance(ts_ms, bool):
+        return "--:--:--"
+    return time.strftime("%H:%M:%S", time.localtime(ts_ms / 1000))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Column:
+    """One column of the call lines: its title, width bounds and alignment."""
+
+    name: str
+    title: str
+    min_width: int
+    max_width: int
+    right: bool = False
+
+
+COLUMNS: Final = (
+    Column("time", "time", 8, 8),
+    Column("client", "client", 6, 12),
+    Column("model", "model", 12, 30),
+    Column("provider", "provider", 6, 8),
+    Column("status", "status", 7, 7),
+    Column("tokens", "in/out", 9, 11, right=True),
+    Column("cost", "cost", 8, 8, right=True),
+    Column("latency", "latency", 7, 7, right=True),
+)
+# Narrow terminals lose these first, in this order (the model names the provider well enough);
+# what is left fits in 38 columns.
+_DROP_ORDER: Final = ("provider", "client", "time", "cost")
+# Spare width goes to these, in this order, each up to its maximum.
+_GROW_ORDER: Final = ("model", "client", "provider")
+
+
+def layout(width: int) -> tuple[tuple[Column, int], ...]:
+    """The columns shown at terminal ``width``, each with its width."""
+    shown = list(COLUMNS)
+
+    def total(widths: Mapping[str, int]) -> int:
+        return sum(widths[c.name] for c in shown) + len(shown) - 1
+
+    widths = {column.name: column.min_width for column in COLUMNS}
+    for name in _DROP_ORDER:
+        if total(widths) <= width:
+            break
+        shown = [column for column in shown if column.name != name]
+    spare = width - total(widths)
+    for name in _GROW_ORDER:
+        column = next((c for c in shown if c.name == name), None)
+        if column is None or spare <= 0:
+            continue
+        extra = min(spare, column.max_width - column.min_width)
+        widths[name] += extra
+        spare -= extra
+    return tuple((column, widths[column.name]) for column in shown)
+
+
+def _cells(frame: Frame) -> dict[str, str]:
+    model = frame.get("alias") or frame.get("model") or "?"
+    return {
+        "time": format_clock(frame.get("ts_ms")),
+        "client": printable(frame.get("client_id") or "-"),
+        "model": printable(model),
+        "provider": printable(frame.get("provider") or "-"),
+        "status": format_status(frame),
+        "tokens": f"{compact_int(frame.get('prompt_tokens'))}/"
+        f"{compact_int(frame.get('completion_tokens'))}",
+        "cost": format_cost(frame.get("cost_usd")),
+        "latency": format_latency(frame.get("latency_ms")),
+    }
+
+
+def _row(cells: Mapping[str, str], width: int) -> str:
+    parts = []
+    for column, column_width in layout(width):
+        text = clip(cells[column.name], column_width)
+        parts.append(text.rjust(column_width) if column.right else text.ljust(column_width))
+    return " ".join(parts)
+
+
+def format_header(width: int) -> str:
+    """The column titles, laid out as the call lines are."""
+    return _row({column.name: column.title for column in COLUMNS}, width).rstrip()
+
+
+def format_request(frame: Frame, width: int) -> str:
+    """One call as one line of at most ``width`` characters; a failed call's reason follows when
+    there is room."""
+    line = _row(_cells(frame), width).rstrip()
+    if frame.get("status") == "error":
+        reason = frame.get("error_type") or frame.get("error_message")
+        room = width - len(line) - 1
+        if reason and room >= 8:
+            line += " " + clip(printable(reason), room)
+    return clip(line, width)

@@ -1,0 +1,280 @@
+"""Usage totals, time series and breakdowns, read from the hourly rollup ``usage_hourly``.
+
+They read only ``usage_hourly``, so they cost the same at a thousand or ten million logged calls,
+and still work when request rows are not recorded or have been pruned. The rollup has hourly
+resolution: **the range is widened to whole UTC hours**, from the hour holding ``since_ms`` to the
+end of the hour holding ``until_ms - 1``. ``Summary`` reports the range it covered. The three
+always agree with each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Final, Literal
+
+import apsw
+
+from storage.analytics.latency_percentile import estimate_percentile
+from storage.analytics.results import Result
+from storage.analytics.usage_filter import NO_FILTER, UsageFilter, check_range
+from storage.rollup import HOUR_MS, LATENCY_BUCKET_COLUMNS
+from storage.values import as_int, as_opt_float
+
+__all__ = [
+    "DAY_MS",
+    "BreakdownRow",
+    "Bucket",
+    "Dimension",
+    "Summary",
+    "TimeseriesPoint",
+    "breakdown",
+    "summary",
+    "timeseries",
+]
+
+DAY_MS: Final = 24 * HOUR_MS
+
+Bucket = Literal["hour", "day"]
+Dimension = Literal["client", "provider", "model"]
+
+# Both tables name these columns alike; the rollup stores a missing client or provider as ''.
+_DIMENSION_COLUMNS: Final[dict[str, str]] = {
+    "client": "client_id",
+    "provider": "provider",
+    "model": "model",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Summary(Result):
+    """Totals over a range, from the hourly rollup."""
+
+    since_ms: int
+    """Start of the range actually covered: ``since_ms`` rounded down to the hour."""
+    until_ms: int
+    """End of the range actually covered: ``until_ms`` rounded up to the hour."""
+    requests: int
+    errors: int
+    """Calls whose status is not ``ok`` (errors and cancellations)."""
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    cached_tokens: int
+    total_tokens: int
+    """``prompt_tokens + completion_tokens`` (reasoning tokens are part of the completion)."""
+    cost_usd: float | None
+    """None when no call in the range was priced."""
+    avg_latency_ms: float | None
+    """None when there were no calls."""
+    p95_latency_ms: float | None
+    """Estimated from the latency histogram, see ``estimate_percentile``; None without data."""
+    p95_latency_calls: int
+    """How many calls the p95 rests on: rollup rows from before schema version 4 that could not
+    be backfilled have no histogram and are left out, so this can be below ``requests``."""
+    cached_token_share: float | None
+    """``cached_tokens / prompt_tokens``; None when there were no prompt tokens."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TimeseriesPoint(Result):
+    """One time bucket of one group."""
+
+    t_ms: int
+    """Start of the bucket: an hour, or a UTC midnight."""
+    group: str | None
+    """The group's key; None without ``group_by``, and for calls without a client or provider."""
+    requests: int
+    errors: int
+    tokens: int
+    """``prompt_tokens + completion_tokens``."""
+    cost_usd: float | None
+    """None when no call in the bucket was priced."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BreakdownRow(Result):
+    """Usage of one client, provider or model over a range."""
+
+    key: str | None
+    """The client id, provider or model; None for calls without a client or provider."""
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    tokens: int
+    """``prompt_tokens + completion_tokens``."""
+    cost_usd: float | None
+    """None when none of its calls was priced."""
+    avg_latency_ms: float
+    p95_latency_ms: float | None
+    """As in ``Summary``; None when none of its calls has a histogram."""
+    share: float
+    """Its fraction of the calls matched by the filter in the range, limit or not (0..1)."""
+
+
+_SUM_BUCKETS: Final = ", ".join(f"sum({name})" for name in LATENCY_BUCKET_COLUMNS)
+
+
+def _hour_range(since_ms: int, until_ms: int) -> tuple[int, int]:
+    """The whole hours that overlap ``[since_ms, until_ms)``."""
+    check_range(since_ms, until_ms)
+    return since_ms // HOUR_MS * HOUR_MS, -(-until_ms // HOUR_MS) * HOUR_MS
+
+
+def _rollup_where(since_ms: int, until_ms: int, flt: UsageFilter) -> tuple[str, dict[str, object]]:
+    """A WHERE clause on ``usage_hourly`` for the hours of the range and the filter."""
+    start, end = _hour_range(since_ms, until_ms)
+    clauses = ["hour_ms >= :start", "hour_ms < :end"]
+    params: dict[str, object] = {"start": start, "end": end}
+    # '' is stored as '' in the rollup, so an equality covers the anonymous case too.
+    for name, value in (
+        ("client_id", flt.client_id),
+        ("provider", flt.provider),
+        ("model", flt.model),
+    ):
+        if value is not None:
+            clauses.append(f"{name} = :{name}")
+            params[name] = value
+    return " AND ".join(clauses), params
+
+
+def _buckets(values: Sequence[object]) -> list[int]:
+    """Histogram sums (NULL when no row matched) as counts."""
+    return [0 if value is None else as_int(value) for value in values]
+
+
+def summary(
+    conn: apsw.Connection, since_ms: int, until_ms: int, flt: UsageFilter = NO_FILTER
+) -> Summary:
+    """Totals over the whole hours overlapping ``[since_ms, until_ms)``, from ``usage_hourly``."""
+    where, params = _rollup_where(since_ms, until_ms, flt)
+    (row,) = conn.execute(
+        f"""
+        SELECT coalesce(sum(requests), 0), coalesce(sum(errors), 0),
+               coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),
+               coalesce(sum(reasoning_tokens), 0), coalesce(sum(cached_tokens), 0),
+               sum(cost_usd), sum(latency_ms_sum), {_SUM_BUCKETS}
+        FROM usage_hourly WHERE {where}
+        """,
+        params,
+    ).fetchall()
+    requests, errors, prompt, completion, reasoning, cached = (as_int(v) for v in row[:6])
+    cost, latency_sum = as_opt_float(row[6]), as_opt_float(row[7])
+    buckets = _buckets(row[8:])
+    return Summary(
+        since_ms=as_int(params["start"]),
+        until_ms=as_int(params["end"]),
+        requests=requests,
+        errors=errors,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        reasoning_tokens=reasoning,
+        cached_tokens=cached,
+        total_tokens=prompt + completion,
+        cost_usd=cost,
+        avg_latency_ms=None if not requests or latency_sum is None else latency_sum / requests,
+        p95_latency_ms=estimate_percentile(buckets),
+        p95_latency_calls=sum(buckets),
+        cached_token_share=cached / prompt if prompt else None,
+    )
+
+
+def timeseries(
+    conn: apsw.Connection,
+    since_ms: int,
+    until_ms: int,
+    bucket: Bucket = "hour",
+    group_by: Dimension | None = None,
+    flt: UsageFilter = NO_FILTER,
+) -> list[TimeseriesPoint]:
+    """Requests, errors, tokens and cost per hour or UTC day (and per group), oldest first.
+
+    Only buckets with calls are returned: the UI fills the gaps. Points are ordered by time, then
+    by group key (anonymous first). With ``bucket="day"`` the first and last days cover only the
+    hours of the range.
+    """
+    if bucket not in ("hour", "day"):
+        raise ValueError("bucket must be 'hour' or 'day'")
+    width = HOUR_MS if bucket == "hour" else DAY_MS
+    group = "NULL" if group_by is None else _dimension_column(group_by)
+    where, params = _rollup_where(since_ms, until_ms, flt)
+    params["width"] = width
+    rows = conn.execute(
+        f"""
+        SELECT hour_ms / :width * :width AS t, {group} AS g, sum(requests), sum(errors),
+               sum(prompt_tokens) + sum(completion_tokens), sum(cost_usd)
+        FROM usage_hourly WHERE {where}
+        GROUP BY t, g ORDER BY t, g
+        """,
+        params,
+    ).fetchall()
+    return [
+        TimeseriesPoint(
+            t_ms=as_int(t),
+            group=None if g is None or g == "" else str(g),
+            requests=as_int(requests),
+            errors=as_int(errors),
+            tokens=as_int(tokens),
+            cost_usd=as_opt_float(cost),
+        )
+        for t, g, requests, errors, tokens, cost in rows
+    ]
+
+
+def _dimension_column(dimension: str) -> str:
+    """The column of a breakdown or grouping dimension; never user text in the SQL."""
+    try:
+        return _DIMENSION_COLUMNS[dimension]
+    except KeyError:
+        raise ValueError("dimension must be 'client', 'provider' or 'model'") from None
+
+
+def breakdown(
+    conn: apsw.Connection,
+    dimension: Dimension,
+    since_ms: int,
+    until_ms: int,
+    flt: UsageFilter = NO_FILTER,
+    limit: int = 50,
+) -> list[BreakdownRow]:
+    """Usage per client, provider or model over the whole hours of the range, busiest first.
+
+    At most ``limit`` rows, ordered by requests (descending), then key; ``share`` is relative to
+    every call the filter matches, including those of keys beyond the limit.
+    """
+    column = _dimension_column(dimension)
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    where, params = _rollup_where(since_ms, until_ms, flt)
+    params["limit"] = limit
+    rows = conn.execute(
+        f"""
+        SELECT {column} AS k, sum(requests) AS n, sum(errors), sum(prompt_tokens),
+               sum(completion_tokens), sum(cost_usd), sum(latency_ms_sum),
+               sum(sum(requests)) OVER (), {_SUM_BUCKETS}
+        FROM usage_hourly WHERE {where}
+        GROUP BY k ORDER BY n DESC, k LIMIT :limit
+        """,
+        params,
+    ).fetchall()
+    result: list[BreakdownRow] = []
+    for row in rows:
+        key, requests, errors, prompt, completion = row[0], *(as_int(v) for v in row[1:5])
+        latency_sum, total = as_opt_float(row[6]) or 0.0, as_int(row[7])
+        buckets = _buckets(row[8:])
+        result.append(
+            BreakdownRow(
+                key=None if key is None or key == "" else str(key),
+                requests=requests,
+                errors=errors,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                tokens=prompt + completion,
+                cost_usd=as_opt_float(row[5]),
+                avg_latency_ms=latency_sum / requests if requests else 0.0,
+                p95_latency_ms=estimate_percentile(buckets),
+                share=requests / total if total else 0.0,
+            )
+        )
+    return result
