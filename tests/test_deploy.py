@@ -118,7 +118,7 @@ def test_unit_settings() -> None:
     assert d["ConfigurationDirectory"] == ["llm-proxy"]
     assert d["ExecStart"] == [f"{EXEC_START} serve --config /etc/llm-proxy/config.toml"]
     assert int(d["WatchdogSec"][0]) > 0
-    # A credential per keyed provider, named as proxy/config.py reads it.
+    # A credential per keyed provider, named as proxy/config/provider_keys.py reads it.
     assert sorted(d["LoadCredential"]) == sorted(
         f"{name}_api_key:/etc/llm-proxy/credentials/{name}_api_key" for name in KEYED_PROVIDERS
     )

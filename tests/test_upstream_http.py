@@ -23,12 +23,8 @@ import trustme
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.upstream_http import (
-    UpstreamTransport,
-    _Connection,
-    close_response,
-    raw_stream,
-)
+from proxy.upstream_http import UpstreamTransport, close_response, raw_stream
+from proxy.upstream_http.connection import Connection
 from tests.fakes.asgi_server import Receive, Scope, Send, serve_asgi
 from tests.fakes.raw_http_server import (
     RawConnection,
@@ -656,7 +652,7 @@ async def test_streamed_body_on_dropped_connection_is_not_retried(
 def check_missed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Idle connections pass the check before reuse, as in the race where the server's close
     lands just after the check and before the write: too narrow a window to hit on purpose."""
-    monkeypatch.setattr(_Connection, "dead_while_idle", lambda self: False)
+    monkeypatch.setattr(Connection, "dead_while_idle", lambda self: False)
 
 
 def answer_once_then_end(ended: list[trio.Event], *, reset: bool) -> Handler:

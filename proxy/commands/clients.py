@@ -1,0 +1,202 @@
+"""``llm-proxy clients``: API clients and their keys, managed on the database directly.
+
+A new key is printed once, alone on stdout (``KEY=$(llm-proxy clients create NAME)`` captures it),
+and never again: only its digest is stored. Key ids are integers and client ids start with
+``cl_``, so ``revoke`` tells a key from a client by its argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from proxy.commands.database import current_ms, database_options, on_database, write
+from proxy.commands.errors import UsageError
+from proxy.config import Config
+
+if TYPE_CHECKING:
+    import apsw
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``clients`` subcommand and its actions (create, list, keys, add-key, revoke)."""
+    common = database_options()
+
+    clients = commands.add_parser(
+        "clients",
+        help="manage API clients and their keys",
+        description="Manage API clients and their keys, also while the server runs.",
+    )
+    actions = clients.add_subparsers(dest="clients_command", required=True, metavar="ACTION")
+
+    create = actions.add_parser(
+        "create", parents=[common], help="create a client; prints its key once on stdout"
+    )
+    create.add_argument("name", metavar="NAME")
+    create.add_argument(
+        "--rpm", metavar="N", help="requests per minute (default: the configured default; 0: none)"
+    )
+    create.add_argument("--tpm", metavar="N", help="tokens per minute (default and 0: no limit)")
+    create.add_argument("--description", default="", metavar="TEXT")
+
+    actions.add_parser("list", parents=[common], help="one line per client")
+
+    keys = actions.add_parser("keys", parents=[common], help="one line per key of a client")
+    keys.add_argument("client_id", metavar="CLIENT_ID")
+
+    add_key = actions.add_parser(
+        "add-key", parents=[common], help="add a key to a client; prints it once on stdout"
+    )
+    add_key.add_argument("client_id", metavar="CLIENT_ID")
+    add_key.add_argument("--name", default="", metavar="TEXT", help="a label for the key")
+
+    revoke = actions.add_parser(
+        "revoke",
+        parents=[common],
+        help="revoke a key (a number), or deactivate a client and revoke all its keys",
+    )
+    revoke.add_argument("target", metavar="CLIENT_ID|KEY_ID")
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    """Run a ``clients`` action against the configured database, even beside a running server."""
+    return on_database(config, lambda conn: _CLIENT_ACTIONS[args.clients_command](conn, args))
+
+
+def _iso(ms: int | None) -> str:
+    """A timestamp as ISO-8601 UTC to the second, or "never"."""
+    if ms is None:
+        return "never"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _limit(value: str | None, flag: str) -> int | None:
+    """A ``--rpm``/``--tpm`` value: None when not given, else a whole number >= 0."""
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise UsageError(f"{flag} must be a whole number, got {value!r}") from None
+    if number < 0:
+        raise UsageError(f"{flag} must not be negative, got {number}")
+    return number
+
+
+def _limits_text(rpm: int | None, tpm: int | None) -> str:
+    return f"rpm={'default' if rpm is None else rpm} tpm={'none' if tpm is None else tpm}"
+
+
+def _clients_create(conn: apsw.Connection, args: argparse.Namespace) -> int:
+    from storage import clients
+
+    rpm = _limit(args.rpm, "--rpm")
+    tpm = _limit(args.tpm, "--tpm")
+    client, token, plain = write(
+        conn,
+        lambda c: clients.create_client(
+            c,
+            name=args.name,
+            description=args.description,
+            rate_limit_per_minute=rpm,
+            tokens_per_minute=tpm,
+            now_ms=current_ms(),
+        ),
+    )
+    print(
+        f"created client {client.id} ({client.name})"
+        f" {_limits_text(client.rate_limit_per_minute, client.tokens_per_minute)}\n"
+        f"key {token.id}: {token.masked}\n"
+        "store the key now: it is not shown again",
+        file=sys.stderr,
+    )
+    # stdout carries the key alone, so `KEY=$(llm-proxy clients create NAME)` captures it.
+    print(plain)
+    return 0
+
+
+def _clients_list(conn: apsw.Connection, args: argparse.Namespace) -> int:
+    from storage import clients
+
+    rows = clients.list_clients(conn)
+    if not rows:
+        print("no clients")
+    for client in rows:
+        state = "active" if client.is_active else "inactive"
+        print(
+            f"{client.id} {client.name} {state}"
+            f" {_limits_text(client.rate_limit_per_minute, client.tokens_per_minute)}"
+            f" keys={client.key_count} last_used={_iso(client.last_used_at)}"
+        )
+    return 0
+
+
+def _clients_keys(conn: apsw.Connection, args: argparse.Namespace) -> int:
+    from storage import clients
+
+    rows = clients.list_keys(conn, args.client_id)
+    if not rows:
+        print("no keys")
+    for token in rows:
+        state = "active" if token.revoked_at is None else f"revoked={_iso(token.revoked_at)}"
+        line = (
+            f"{token.id} {token.masked} {state} created={_iso(token.created_at)}"
+            f" last_used={_iso(token.last_used_at)} {token.name}"
+        )
+        print(line.rstrip())
+    return 0
+
+
+def _clients_add_key(conn: apsw.Connection, args: argparse.Namespace) -> int:
+    from storage import clients
+
+    def add(c: apsw.Connection) -> tuple[clients.ClientRow, clients.TokenRow, str]:
+        token, plain = clients.add_key(c, args.client_id, name=args.name, now_ms=current_ms())
+        return clients.get_client(c, args.client_id), token, plain
+
+    client, token, plain = write(conn, add)
+    print(f"added key {token.id} ({token.masked}) to client {client.id}", file=sys.stderr)
+    if not client.is_active:
+        print(
+            f"note: client {client.id} is inactive: the key will not authenticate until it is"
+            " reactivated",
+            file=sys.stderr,
+        )
+    print("store the key now: it is not shown again", file=sys.stderr)
+    print(plain)
+    return 0
+
+
+def _clients_revoke(conn: apsw.Connection, args: argparse.Namespace) -> int:
+    from storage import clients
+
+    target: str = args.target
+    now_ms = current_ms()
+    # Key ids are integers and client ids start with "cl_", so the two cannot be confused.
+    if target.isascii() and target.isdigit():
+        token = write(conn, lambda c: clients.revoke_key(c, int(target), now_ms=now_ms))
+        if token.revoked_at == now_ms:
+            print(f"revoked key {token.id} ({token.masked}) of client {token.client_id}")
+        else:
+            print(
+                f"key {token.id} ({token.masked}) of client {token.client_id} was already"
+                f" revoked at {_iso(token.revoked_at)}"
+            )
+        return 0
+    revoked = write(conn, lambda c: clients.revoke_client(c, target, now_ms=now_ms))
+    print(f"deactivated client {target} and revoked {revoked} key{'' if revoked == 1 else 's'}")
+    return 0
+
+
+_CLIENT_ACTIONS: dict[str, Callable[[apsw.Connection, argparse.Namespace], int]] = {
+    "create": _clients_create,
+    "list": _clients_list,
+    "keys": _clients_keys,
+    "add-key": _clients_add_key,
+    "revoke": _clients_revoke,
+}

@@ -1,0 +1,90 @@
+"""The value checks a configuration key may carry: each returns its complaint or None.
+
+A check says what is wrong in words that follow the key's name in the error ("must be positive,
+got 0"), so the schema in :mod:`proxy.config.schema` declares each key's rule once, in its field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from proxy.hosts import entry_problem
+from proxy.origins import origin_of
+
+__all__ = [
+    "Check",
+    "base_urls",
+    "between",
+    "host_entries",
+    "http_url",
+    "non_empty",
+    "non_negative",
+    "one_of",
+    "positive",
+]
+
+Check = Callable[[Any], str | None]
+
+
+def between(lo: int, hi: int) -> Check:
+    """Within ``lo`` and ``hi``, both included."""
+    return lambda v: None if lo <= v <= hi else f"must be between {lo} and {hi}, got {v}"
+
+
+def positive(v: float) -> str | None:
+    """Above zero."""
+    return None if v > 0 else f"must be positive, got {v}"
+
+
+def non_negative(v: float) -> str | None:
+    """Zero or above."""
+    return None if v >= 0 else f"must not be negative, got {v}"
+
+
+def non_empty(v: str | tuple[str, ...]) -> str | None:
+    """A string that is not empty, or a list without an empty string."""
+    if isinstance(v, tuple):
+        return "must not contain empty strings" if "" in v else None
+    return None if v else "must not be empty"
+
+
+def one_of(*choices: str) -> Check:
+    """One of ``choices``."""
+    allowed = ", ".join(json.dumps(c) for c in choices)
+    return lambda v: None if v in choices else f"must be one of {allowed}, got {json.dumps(v)}"
+
+
+def http_url(v: str) -> str | None:
+    """An http:// or https:// URL that the upstream transport can parse."""
+    parts = urlsplit(v)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        try:
+            origin_of(v)  # as the upstream transport parses it (a port out of range, ...)
+        except ValueError as exc:
+            return str(exc)
+        return None
+    return f"must be an http:// or https:// URL, got {json.dumps(v)}"
+
+
+def base_urls(v: tuple[str, ...]) -> str | None:
+    """Plain base URLs: only their origin counts, so nothing else may hide in them."""
+    for url in v:
+        if not url:
+            return "must not contain empty strings"
+        problem = http_url(url)
+        if problem:
+            return problem
+        parts = urlsplit(url)
+        if "@" in parts.netloc:  # not echoed: it may hold a password
+            return "must not contain a user name or password"
+        if parts.query or parts.fragment:
+            return f"must not contain a query or fragment, got {json.dumps(url)}"
+    return None
+
+
+def host_entries(v: tuple[str, ...]) -> str | None:
+    """``server.allowed_hosts`` entries as :mod:`proxy.hosts` reads them."""
+    return next(filter(None, map(entry_problem, v)), None)
