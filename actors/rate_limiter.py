@@ -119,15 +119,12 @@ class RateLimiter:
         now = trio.current_time()
         bucket = self._tokens.get(reservation.client)
         if bucket is None:
-            # The limit was lifted meanwhile (nothing to settle), or the bucket was swept as full
-            # and idle during a long call: a charge then starts from a full bucket again.
+            # Swept as full and idle during a long call (or the limit was lifted meanwhile): a
+            # refund has nowhere to go, a charge starts from a full bucket again.
             if used <= reservation.tokens:
                 return
-            bucket = self._bucket(
-                self._tokens, reservation.client, reservation.per_minute, now, keep=True
-            )
-            if bucket is None:
-                return
+            bucket = TokenBucket.full(reservation.per_minute, now)
+            self._tokens[reservation.client] = bucket
         if used < reservation.tokens:
             bucket.refund(now, reservation.tokens - used)
         else:
