@@ -79,22 +79,20 @@ class RateLimiter:
         requests = self._bucket(self._requests, client, limits.requests_per_minute, now, keep=True)
         budget = self._bucket(self._tokens, client, limits.tokens_per_minute, now, keep=True)
         amount = max(1, tokens)
-        decision = self._decide(now, requests, budget, amount)
-        if not decision.allowed:
+        denial = self._denial(now, requests, budget, amount)
+        if denial is not None:
             self._denied += 1
-            return _with_tokens(decision, budget, now, None)
+            return denial
         self._allowed += 1
         for bucket in (requests, self._global):
             if bucket is not None:
-                bucket.take(now)  # cannot fail: _decide saw a whole token in each
+                bucket.take(now)  # cannot fail: _denial saw a whole token in each
         reservation = None
         if budget is not None:
-            budget.take(now, amount)  # cannot fail either: _decide saw the amount there
+            budget.take(now, amount)  # cannot fail either: _denial saw the amount there
             reservation = TokenReservation(client, amount, limits.tokens_per_minute)
             self._reserved += amount
-        reported = requests or self._global
-        decision = _report(reported, now) if reported is not None else _UNLIMITED
-        return _with_tokens(decision, budget, now, reservation)
+        return _report(now, requests or self._global, budget, reservation)
 
     async def reserve(self, client: str, limits: ClientLimits, tokens: int = 0) -> RateDecision:
         """:meth:`reserve_nowait` plus a checkpoint; never waits for budget (a denial is a 429)."""
@@ -121,15 +119,12 @@ class RateLimiter:
         now = trio.current_time()
         bucket = self._tokens.get(reservation.client)
         if bucket is None:
-            # The limit was lifted meanwhile (nothing to settle), or the bucket was swept as full
-            # and idle during a long call: a charge then starts from a full bucket again.
+            # Swept as full and idle during a long call (or the limit was lifted meanwhile): a
+            # refund has nowhere to go, a charge starts from a full bucket again.
             if used <= reservation.tokens:
                 return
-            bucket = self._bucket(
-                self._tokens, reservation.client, reservation.per_minute, now, keep=True
-            )
-            if bucket is None:
-                return
+            bucket = TokenBucket.full(reservation.per_minute, now)
+            self._tokens[reservation.client] = bucket
         if used < reservation.tokens:
             bucket.refund(now, reservation.tokens - used)
         else:
@@ -140,7 +135,8 @@ class RateLimiter:
         now = trio.current_time()
         requests = self._bucket(self._requests, client, limits.requests_per_minute, now, keep=False)
         budget = self._bucket(self._tokens, client, limits.tokens_per_minute, now, keep=False)
-        return _with_tokens(self._decide(now, requests, budget, 1), budget, now, None)
+        denial = self._denial(now, requests, budget, 1)
+        return denial or _report(now, requests or self._global, budget)
 
     def statistics(self) -> RateLimiterStatistics:
         """Buckets held and decisions since start."""
@@ -174,19 +170,21 @@ class RateLimiter:
             table[client] = bucket
         return bucket
 
-    def _decide(
+    def _denial(
         self, now: float, requests: TokenBucket | None, tokens: TokenBucket | None, amount: int
-    ) -> RateDecision:
-        """Allowed when every bucket can give its share; takes nothing, so a denial burns no
-        budget. The token bucket must hold the call's whole reservation, ``amount``."""
+    ) -> RateDecision | None:
+        """None when every bucket can give its share (the token bucket the call's whole
+        reservation, ``amount``), else the denial; takes nothing, so a denial burns no budget."""
         if self._global is None and self._global_rpm > 0:
             self._global = TokenBucket.full(self._global_rpm, now)
         reported = requests or self._global
         if tokens is not None and amount > tokens.capacity:
             # More than the whole budget: no wait would let it through.
-            base = _report(reported, now) if reported is not None else _UNLIMITED
             return dataclasses.replace(
-                base, allowed=False, retry_after_s=math.inf, reason="request too large"
+                _report(now, reported, tokens),
+                allowed=False,
+                retry_after_s=math.inf,
+                reason="request too large",
             )
         waits = [
             (bucket.seconds_until(now, need), reason, bucket)
@@ -199,15 +197,16 @@ class RateLimiter:
         ]
         denials = [wait for wait in waits if wait[0] > 0]
         if not denials:
-            return _report(reported, now) if reported is not None else _UNLIMITED
+            return None
         # The longest wait, so that a client retrying after retry-after is not denied again
         # by another bucket.
         retry_after, reason, denier = max(denials, key=lambda wait: wait[0])
         # The request headers describe a request bucket: a token denial reports the client's.
         if denier is not tokens:
             reported = denier
-        base = _report(reported, now) if reported is not None else _UNLIMITED
-        return dataclasses.replace(base, allowed=False, retry_after_s=retry_after, reason=reason)
+        return dataclasses.replace(
+            _report(now, reported, tokens), allowed=False, retry_after_s=retry_after, reason=reason
+        )
 
     async def _sweep(self) -> None:
         """Drop buckets that are full and untouched for idle_s: a full bucket equals a new one."""
@@ -224,36 +223,33 @@ class RateLimiter:
                     del table[client]
 
 
-_UNLIMITED = RateDecision(
-    allowed=True, limit=None, remaining=0, reset_s=0.0, retry_after_s=0.0, reason=None
-)
-
-
-def _with_tokens(
-    decision: RateDecision,
-    bucket: TokenBucket | None,
+def _report(
     now: float,
-    reservation: TokenReservation | None,
+    requests: TokenBucket | None,
+    tokens: TokenBucket | None,
+    reservation: TokenReservation | None = None,
 ) -> RateDecision:
-    """``decision`` with the client's token budget as it stands at ``now`` (headers)."""
-    if bucket is None:
-        return decision
-    return dataclasses.replace(
-        decision,
-        token_limit=round(bucket.capacity),
-        token_remaining=max(0, math.floor(bucket.available(now) + 1e-9)),
-        token_reset_s=bucket.seconds_until_full(now),
+    """An allowing decision describing, as they stand at ``now``, the request bucket the headers
+    report on and the client's token budget (None: no such limit)."""
+    limit, remaining, reset_s = _state(requests, now)
+    token_limit, token_remaining, token_reset_s = _state(tokens, now)
+    return RateDecision(
+        allowed=True,
+        limit=limit,
+        remaining=remaining,
+        reset_s=reset_s,
+        retry_after_s=0.0,
+        reason=None,
+        token_limit=token_limit,
+        token_remaining=token_remaining,
+        token_reset_s=token_reset_s,
         reservation=reservation,
     )
 
 
-def _report(bucket: TokenBucket, now: float) -> RateDecision:
-    """An allowing decision describing ``bucket`` as it stands at ``now``."""
-    return RateDecision(
-        allowed=True,
-        limit=round(bucket.capacity),
-        remaining=max(0, math.floor(bucket.available(now) + 1e-9)),
-        reset_s=bucket.seconds_until_full(now),
-        retry_after_s=0.0,
-        reason=None,
-    )
+def _state(bucket: TokenBucket | None, now: float) -> tuple[int | None, int, float]:
+    """``bucket``'s limit, whole tokens left and seconds until full ((None, 0, 0.0): no limit)."""
+    if bucket is None:
+        return None, 0, 0.0
+    remaining = max(0, math.floor(bucket.available(now) + 1e-9))
+    return round(bucket.capacity), remaining, bucket.seconds_until_full(now)

@@ -177,11 +177,7 @@ class SessionStore:
 
     def revoke_user(self, username: str, *, keep: Session | None = None) -> int:
         """End every session of ``username`` but ``keep``; how many ended."""
-        ended = [
-            key
-            for key, session in self._sessions.items()
-            if fold_username(session.username) == fold_username(username) and session is not keep
-        ]
+        ended = [session.key for session in self._sessions_of(username) if session is not keep]
         for key in ended:
             del self._sessions[key]
         self._revoked += len(ended)
@@ -196,9 +192,7 @@ class SessionStore:
         password_hash: str | None = None,
     ) -> None:
         """Apply a change of the user to their live sessions."""
-        for session in self._sessions.values():
-            if fold_username(session.username) != fold_username(username):
-                continue
+        for session in self._sessions_of(username):
             if role is not None:
                 session.role = role
             if must_change_password is not None:
@@ -226,12 +220,13 @@ class SessionStore:
 
     # -- internals ----------------------------------------------------------------------------
 
+    def _sessions_of(self, username: str) -> list[Session]:
+        """The live sessions of ``username``, however it is spelt (:func:`fold_username`)."""
+        folded = fold_username(username)
+        return [s for s in self._sessions.values() if fold_username(s.username) == folded]
+
     def _make_room(self, username: str) -> None:
-        mine = [
-            s
-            for s in self._sessions.values()
-            if fold_username(s.username) == fold_username(username)
-        ]
+        mine = self._sessions_of(username)
         if len(mine) >= MAX_SESSIONS_PER_USER:
             oldest = min(mine, key=lambda s: s.created_at)
             del self._sessions[oldest.key]

@@ -111,12 +111,12 @@ def base_url_refusal(file: ProviderConfig, row: ProviderSettingsRow | None) -> s
 
 def applicable_base_url(file: ProviderConfig, row: ProviderSettingsRow | None) -> str | None:
     """``row``'s base URL if the provider's key may go there, else None (and a warning)."""
-    refusal = base_url_refusal(file, row)
-    if refusal is None:
-        return row.base_url if row is not None else None
     stored = row.base_url if row is not None else None
+    refusal = base_url_refusal(file, row)
+    if stored is None or refusal is None:
+        return stored
     try:
-        where = str(origin_of(stored or ""))
+        where = str(origin_of(stored))
     except ValueError:
         where = "an invalid URL"
     log.warning(
