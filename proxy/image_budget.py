@@ -111,22 +111,17 @@ class ImageBudget:
         """Reserve ``nbytes`` for ``client``, or raise 429 (its share) / 503 (the gateway's)."""
         held = self._held.get(client, 0)
         if held + nbytes > self.max_bytes_per_client:
-            self._refused_client_share += 1
-            raise RateLimited(
+            raise self._refusal(
                 f"Too much image data in flight for this client: {held} bytes held, {nbytes} "
                 f"more would pass its share of {self.max_bytes_per_client} "
-                f"(images.max_bytes_in_flight_per_client). Retry in {self._retry_after} s.",
-                code="image_share_exhausted",
-                headers={"retry-after": self._retry_after},
+                "(images.max_bytes_in_flight_per_client).",
+                client_share=True,
             )
         if self._reserved + nbytes > self.max_bytes:
-            self._refused_budget += 1
-            raise UpstreamUnavailable(
+            raise self._refusal(
                 "The gateway holds as much image data as it may "
-                f"(images.max_bytes_in_flight = {self.max_bytes} bytes). "
-                f"Retry in {self._retry_after} s.",
-                code="image_budget_exhausted",
-                headers={"retry-after": self._retry_after},
+                f"(images.max_bytes_in_flight = {self.max_bytes} bytes).",
+                client_share=False,
             )
         self._held[client] = held + nbytes
         self._reserved += nbytes
@@ -159,20 +154,26 @@ class ImageBudget:
     def _busy(self, client_share: bool) -> RateLimited | UpstreamUnavailable:
         """The error for a fetch that found no slot in time."""
         if client_share:
-            self._refused_client_share += 1
-            return RateLimited(
+            return self._refusal(
                 f"This client's image fetches (images.max_concurrent_fetches_per_client = "
-                f"{self.max_fetches_per_client}) stayed busy. Retry in {self._retry_after} s.",
-                code="image_share_exhausted",
-                headers={"retry-after": self._retry_after},
+                f"{self.max_fetches_per_client}) stayed busy.",
+                client_share=True,
             )
-        self._refused_budget += 1
-        return UpstreamUnavailable(
+        return self._refusal(
             f"The gateway's image fetches (images.max_concurrent_fetches = {self._max_fetches}) "
-            f"stayed busy. Retry in {self._retry_after} s.",
-            code="image_budget_exhausted",
-            headers={"retry-after": self._retry_after},
+            "stayed busy.",
+            client_share=False,
         )
+
+    def _refusal(self, reason: str, *, client_share: bool) -> RateLimited | UpstreamUnavailable:
+        """A refusal, counted: 429 when the client's share is used up, else 503 (the gateway's)."""
+        message = f"{reason} Retry in {self._retry_after} s."
+        headers = {"retry-after": self._retry_after}
+        if client_share:
+            self._refused_client_share += 1
+            return RateLimited(message, code="image_share_exhausted", headers=headers)
+        self._refused_budget += 1
+        return UpstreamUnavailable(message, code="image_budget_exhausted", headers=headers)
 
 
 class ImageLease:

@@ -29,7 +29,7 @@ from proxy.config import ImagesConfig
 from proxy.image_addresses import AddressCheck, IPAddress, Resolver, forbidden_reason, resolve_host
 from proxy.image_budget import ImageBudget, ImageBudgetStatistics, ImageLease, inlined_size
 
-__all__ = ["IMAGE_MIME", "ImageError", "ImageFetcher", "ImagePolicy", "image_scheme", "is_http_url"]
+__all__ = ["IMAGE_MIME", "ImageError", "ImageFetcher", "ImagePolicy"]
 
 logger = logging.getLogger("proxy.images")
 
@@ -372,14 +372,3 @@ class ImageFetcher:
         except httpx.HTTPError as exc:
             raise ImageError(f"reading the image failed: {_client_text(exc)}") from None
         return chunks
-
-
-def is_http_url(url: str) -> bool:
-    """Whether ``url`` is an ``http:`` or ``https:`` URL by its scheme."""
-    return image_scheme(url) in _DEFAULT_PORTS
-
-
-def image_scheme(url: str) -> str:
-    """The lower-cased scheme of ``url``, "" when it has none."""
-    head, sep, _ = url.partition(":")
-    return head.strip().lower() if sep else ""

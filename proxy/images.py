@@ -20,14 +20,7 @@ from proxy.data_url import parse_data_url
 from proxy.errors import GatewayError, InvalidRequest
 from proxy.image_addresses import AddressCheck, IPAddress, Resolver, forbidden_reason, resolve_host
 from proxy.image_budget import ImageLease
-from proxy.image_fetch import (
-    IMAGE_MIME,
-    ImageError,
-    ImageFetcher,
-    ImagePolicy,
-    image_scheme,
-    is_http_url,
-)
+from proxy.image_fetch import IMAGE_MIME, ImageError, ImageFetcher, ImagePolicy
 
 __all__ = [
     "AddressCheck",
@@ -39,7 +32,6 @@ __all__ = [
     "Resolver",
     "forbidden_reason",
     "inline_remote_images",
-    "is_http_url",
     "parse_image_data_url",
     "resolve_host",
 ]
@@ -84,6 +76,12 @@ def _part_error(position: Position, reason: str) -> InvalidRequest:
     )
 
 
+def _scheme(url: str) -> str:
+    """The lower-cased scheme of ``url``, "" when it has none."""
+    head, sep, _ = url.partition(":")
+    return head.strip().lower() if sep else ""
+
+
 def _image_parts(request: ChatRequest) -> list[tuple[Position, str]]:
     """Every image part's position and URL, in order."""
     found: list[tuple[Position, str]] = []
@@ -99,7 +97,7 @@ def _remote_urls(request: ChatRequest, policy: ImagePolicy) -> dict[str, list[Po
     """The http(s) image URLs by where they are used; data URLs and schemes checked here."""
     remote: dict[str, list[Position]] = {}
     for position, url in _image_parts(request):
-        scheme = image_scheme(url)
+        scheme = _scheme(url)
         if scheme == "data":
             try:
                 _mime, data = parse_image_data_url(url)
@@ -110,7 +108,7 @@ def _remote_urls(request: ChatRequest, policy: ImagePolicy) -> dict[str, list[Po
                 raise _part_error(
                     position, f"too large: {size} bytes, the limit is {policy.max_bytes}"
                 )
-        elif is_http_url(url):
+        elif scheme in ("http", "https"):
             remote.setdefault(url, []).append(position)
         else:
             shown = repr(scheme) if scheme else "none"

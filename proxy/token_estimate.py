@@ -26,7 +26,7 @@ LOW_DETAIL_IMAGE_TOKENS = 85
 
 def estimate_prompt_tokens(request: ChatRequest, body_bytes: int) -> int:
     """The prompt's tokens, estimated from the body's length (see the module docstring)."""
-    inline_bytes, part_tokens = _inline_parts(request) if _has_parts(request) else (0, 0)
+    inline_bytes, part_tokens = _inline_parts(request)
     return -(-max(0, body_bytes - inline_bytes) // 4) + part_tokens
 
 
@@ -41,11 +41,6 @@ def tokens_to_reserve(
         return prompt + asked * (body.n or 1)
     # Our guess, not the client's word: never so large that the call could not fit at all.
     return prompt + min(default_completion, max(0, tokens_per_minute - prompt))
-
-
-def _has_parts(request: ChatRequest) -> bool:
-    """Whether any message has a list of content parts (most have plain text)."""
-    return any(isinstance(message.content, list) for message in request.body.messages)
 
 
 def _inline_parts(request: ChatRequest) -> tuple[int, int]:

@@ -38,6 +38,7 @@ from proxy.config.tables import (
     provider_schema,
 )
 from proxy.config.toml_text import toml_key
+from proxy.image_budget import inlined_size
 
 __all__ = ["DEFAULTS_SOURCE", "load_config", "parse_config", "with_overrides"]
 
@@ -134,7 +135,7 @@ def _check_images(images: ImagesConfig, source: str) -> None:
     """The ``[images]`` limits that only make sense together."""
     # One image of max_bytes, as the base64 it is held as, must fit in a client's share, or an
     # image the size limit allows could never be used.
-    one_image = -(-images.max_bytes // 3) * 4
+    one_image = inlined_size(images.max_bytes)
     if images.max_bytes_in_flight_per_client < one_image:
         raise config_error(
             source,

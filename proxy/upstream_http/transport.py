@@ -127,11 +127,9 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             connection.close()
         return None
 
-    def _release(self, connection: Connection | None, reusable: bool) -> None:
+    def _release(self, connection: Connection, reusable: bool) -> None:
         """Give back the slot, and the connection to the pool when it can carry another request."""
         self._slots.release()
-        if connection is None:
-            return
         if not reusable or self._closed or connection.closed or self._idle_count >= self._max_idle:
             connection.close()
             return
