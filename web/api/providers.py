@@ -37,7 +37,7 @@ from storage.provider_settings import (
     list_provider_settings,
     put_provider_settings,
 )
-from web.api.common import MAX_API_BODY, ApiError, audit, gateway, json_response, now_ms, read_body
+from web.api.common import ApiError, audit, gateway, json_response, now_ms, read_body
 from web.gateway import Gateway
 from web.live_settings import (
     apply_model_settings,
@@ -233,10 +233,7 @@ def _check_base_url(file: ProviderConfig, base_url: str) -> None:
 
 async def _optional_body(model: type[ProbeBody]) -> ProbeBody:
     """The body if one was sent (the test call needs none)."""
-    length = request.content_length
-    if length is not None and length > MAX_API_BODY:
-        raise ApiError(413, f"The request body is larger than {MAX_API_BODY} bytes.")
-    if not length and not request.headers.get("transfer-encoding"):
+    if not request.content_length and not request.headers.get("transfer-encoding"):
         return model()
     return await read_body(model)
 
