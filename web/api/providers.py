@@ -127,13 +127,13 @@ def provider_json(
 ) -> dict[str, object]:
     """One provider as it runs now: effective settings, health, credit, stored overrides."""
     actor: ProviderActor | None = gw.providers.get(file.name)
+    refusal = base_url_refusal(file, row)
     if actor is not None:
         base_url, concurrency = actor.config.base_url, actor.config.max_concurrency
         default_model = actor.default_model
     else:
         # Not running: what it would run with, once enabled in the file.
-        refused = base_url_refusal(file, row) is not None
-        base_url = (row.base_url if row and not refused else None) or file.base_url
+        base_url = (row.base_url if row and refusal is None else None) or file.base_url
         concurrency = (row.max_concurrency if row else None) or file.max_concurrency
         default_model = row.default_model if row else None
     balance = row.credit_balance_usd if row is not None else None
@@ -154,7 +154,7 @@ def provider_json(
         # Where the key may go (null: no key, so anywhere); a base_url elsewhere is refused.
         "key_origins": [str(origin) for origin in binding.origins] if binding.keyed else None,
         # Why the stored base_url override is not applied (stored before keys were bound).
-        "base_url_refused": base_url_refusal(file, row),
+        "base_url_refused": refusal,
         "breaker": {
             "state": actor.breaker_state if actor is not None else None,
             "failures_to_open": file.breaker_failures,
