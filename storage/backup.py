@@ -29,6 +29,8 @@ from pathlib import Path
 
 import apsw
 
+from storage.connection import create_private_file
+
 __all__ = [
     "BACKUP_DIRECTORY_NAME",
     "BackupError",
@@ -101,13 +103,13 @@ def backup_database(
             raise FileNotFoundError(f"no such directory: {missing}")
     # VACUUM INTO accepts an empty file as its target: creating it here makes it 0600 from the
     # start and gives us a name no one else is using.
-    temp = _create_exclusive(directory / f".llm-proxy-{stamp}-{secrets.token_hex(4)}.db.tmp")
+    temp = create_private_file(directory / f".llm-proxy-{stamp}-{secrets.token_hex(4)}.db.tmp")
     final: Path | None = None
     try:
         conn.execute("VACUUM INTO ?", (str(temp),))
         _verify(temp, _user_version(conn))
         _fsync(temp)
-        final = _reserve_name(directory, stamp) if named is None else _create_exclusive(named)
+        final = _reserve_name(directory, stamp) if named is None else create_private_file(named)
         os.replace(temp, final)
     except BaseException:
         _remove_quietly(temp)
@@ -163,22 +165,12 @@ def _ensure_directory(directory: Path) -> None:
     os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
 
 
-def _create_exclusive(path: Path) -> Path:
-    """Create ``path`` empty with mode 0600; FileExistsError if it exists."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # the mode given to open() is filtered by the umask too
-    finally:
-        os.close(fd)
-    return path
-
-
 def _reserve_name(directory: Path, stamp: str) -> Path:
     """Claim the first free ``llm-proxy-<stamp>[-N].db`` by creating it empty."""
     for number in range(_MAX_SAME_SECOND):
         suffix = f"-{number}" if number else ""
         try:
-            return _create_exclusive(directory / f"llm-proxy-{stamp}{suffix}.db")
+            return create_private_file(directory / f"llm-proxy-{stamp}{suffix}.db")
         except FileExistsError:
             continue
     raise FileExistsError(f"{directory}: {_MAX_SAME_SECOND} backups named for {stamp} already")

@@ -11,7 +11,7 @@ from pathlib import Path
 import apsw
 import apsw.bestpractice
 
-__all__ = ["JOURNAL_SIZE_LIMIT_BYTES", "database_files", "open_connection"]
+__all__ = ["JOURNAL_SIZE_LIMIT_BYTES", "create_private_file", "database_files", "open_connection"]
 
 JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -50,6 +50,17 @@ def database_files(path: str) -> list[Path]:
     return [real, real.with_name(real.name + "-wal"), real.with_name(real.name + "-shm")]
 
 
+def create_private_file(path: Path) -> Path:
+    """Create ``path`` empty with mode 0600, whatever the umask; FileExistsError if anything is
+    there already, a symbolic link included (it is never followed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # the mode given to open() is filtered by the umask
+    finally:
+        os.close(fd)
+    return path
+
+
 def _prepare_file(path: str) -> None:
     """Create the database file private to its owner, or check that the one there is usable.
 
@@ -57,18 +68,13 @@ def _prepare_file(path: str) -> None:
     database's mode, so would they be: readable by every local user. The checks name each reason
     SQLite would report only as "unable to open database file" (plus a few log lines).
     """
-    flags = os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | flags, 0o600)
+        create_private_file(Path(path))
     except FileExistsError:
         pass
     except OSError as exc:
         raise apsw.CantOpenError(_create_failure(path, exc)) from exc
     else:
-        try:
-            os.fchmod(fd, 0o600)  # the mode given to open() is filtered by the umask
-        finally:
-            os.close(fd)
         return
     try:
         # Not O_NOFOLLOW here: a database the operator linked elsewhere is theirs to place.

@@ -47,6 +47,7 @@ class Gateway:
     retention: Retention
     started_at: float
     connections: Connections
+    images: ImageFetcher  # the fetcher of image URLs, for its statistics
     #: Wall-clock start (Unix seconds): the ``created`` of models whose upstream gives none.
     started_unix: int = dataclasses.field(default_factory=lambda: int(time.time()))
     throttle: LoginThrottle = dataclasses.field(default_factory=LoginThrottle)
@@ -58,4 +59,3 @@ class Gateway:
     live_feeds: LiveFeeds = dataclasses.field(default_factory=LiveFeeds)
     ready: bool = False
     draining: bool = False
-    images: ImageFetcher | None = None  # the fetcher of image URLs, for its statistics

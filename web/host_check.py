@@ -14,7 +14,7 @@ from typing import Final
 from proxy.config import ServerConfig
 from proxy.errors import InvalidRequest
 from proxy.hosts import CONFIG_KEY, HostPolicy, host_policy
-from web.asgi import JSON_TYPE, ASGIApp, Receive, Scope, Send, send_error
+from web.asgi import CLOSE_HEADERS, JSON_TYPE, ASGIApp, Receive, Scope, Send, send_error
 
 log = logging.getLogger("llm_proxy.web")
 
@@ -81,11 +81,13 @@ def _quoted(host: str) -> str:
 
 
 def host_not_allowed(host: str) -> InvalidRequest:
-    """The 400 for a refused ``Host``."""
+    """The 400 for a refused ``Host``, which ends the connection: the request body is not read,
+    and on HTTP/1 an unread body would be taken for the next request (HTTP/2 drops the header)."""
     return InvalidRequest(
         f"Host {_quoted(host)} is not a name this gateway answers to; if clients use it, add it "
         f"to {CONFIG_KEY} in the gateway's configuration.",
         code="host_not_allowed",
+        headers=CLOSE_HEADERS,
     )
 
 
@@ -100,7 +102,4 @@ async def _refuse(scope: Scope, send: Send, host: str) -> None:
         await send({"type": "websocket.http.response.start", "status": 400, "headers": framing})
         await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
         return
-    # The request body is not read: on HTTP/1 the connection ends with the answer instead (an
-    # unread body would otherwise be taken for the next request); HTTP/2 forbids the header.
-    close = [(b"connection", b"close")] if scope.get("http_version", "1.1").startswith("1") else []
-    await send_error(send, error, close)
+    await send_error(send, error, [])

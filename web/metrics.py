@@ -339,8 +339,7 @@ def exposition(gateway: Gateway, rss: int | None) -> str:
         "Dashboard sessions alive.",
         [((), gateway.sessions.statistics().active)],
     )
-    if gateway.images is not None:
-        _images(out, gateway.images.statistics())
+    _images(out, gateway.images.statistics())
     limiter = gateway.limiter.statistics()
     out.counter(
         "llm_proxy_rate_limit_decisions_total",

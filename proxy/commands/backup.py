@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from proxy.commands.database import current_ms
+from proxy.commands.database import current_ms, database_options
 from proxy.commands.errors import fail
 from proxy.config import Config
 
@@ -33,6 +33,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """The ``backup`` subcommand, whose help says how to restore."""
     backup = commands.add_parser(
         "backup",
+        parents=[database_options()],
         help="copy the database to a checked backup file, also while the server runs",
         description=_RESTORE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -43,8 +44,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="PATH",
         help="a new file (never overwritten) or a directory for the timestamped file",
     )
-    backup.add_argument("--config", help="TOML config file (default: $LLM_PROXY_CONFIG)")
-    backup.add_argument("--database", help="SQLite file (overrides server.database)")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:

@@ -39,6 +39,7 @@ def register_api(app: QuartTrio, gateway: Gateway) -> None:
         messages = {
             404: f"No API route {request.path}.",
             405: f"{request.method} is not allowed on {request.path}.",
+            413: f"The request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes.",
         }
         message = messages.get(status, error.description or error.name)
         return ApiError(status, message).response()

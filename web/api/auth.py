@@ -110,9 +110,10 @@ def _refusal(refused: LoginRefused) -> ApiError:
 
 async def _check_password(
     gw: Gateway, username: str, password: str, address: str
-) -> tuple[UserRow | None, bool]:
-    """The user named ``username`` and whether ``password`` is theirs, checked under the sign-in
-    throttle and within the bounded places for sign-ins; ApiError 429 or 503 when refused."""
+) -> UserRow | None:
+    """The user named ``username`` if ``password`` is theirs (else None), checked under the
+    sign-in throttle and within the bounded places for sign-ins; ApiError 429 or 503 when
+    refused."""
     # Refusals (locked, in progress, busy) are decided before any look-up or thread: a flood of
     # guesses costs little more than parsing them.
     try:
@@ -140,17 +141,15 @@ async def _check_password(
             gw.throttle.succeed(username, address)
         else:
             gw.throttle.fail(username, address, checked=checked)
-    return user, matched
+    return user if matched else None
 
 
 @auth.post("/auth/login")
 async def login() -> Response:
     body = await read_body(LoginBody)
     gw = gateway()
-    user, matched = await _check_password(
-        gw, body.username, body.password, request.remote_addr or "unknown"
-    )
-    if user is None or not matched:
+    user = await _check_password(gw, body.username, body.password, request.remote_addr or "unknown")
+    if user is None:
         raise ApiError(401, "Wrong username or password.", code="invalid_credentials")
     stamp = now_ms()
     password_hash = user.password_hash
@@ -215,10 +214,10 @@ async def change_password() -> Response:
     current = session()
     # The current password is checked like a sign-in's (throttled, one at a time, bounded), or a
     # stolen session would be a password oracle without limits.
-    user, matched = await _check_password(
+    user = await _check_password(
         gw, current.username, body.current_password, request.remote_addr or "unknown"
     )
-    if user is None or not matched:
+    if user is None:
         raise ApiError(400, "The current password is wrong.", code="invalid_current_password")
     try:
         check_new_password(body.new_password, username=user.username, current=body.current_password)

@@ -18,6 +18,8 @@ from web.gateway import Gateway
 T = TypeVar("T")
 
 MAX_API_BODY = 1_000_000
+"""The largest body of an ``/api`` request: Quart's ``MAX_CONTENT_LENGTH`` (``web/app.py``) refuses
+a larger one (413) as it arrives, before any route reads it."""
 
 
 class ApiError(Exception):
@@ -82,10 +84,9 @@ def json_response(
 
 
 async def read_body(model: type[T]) -> T:
-    """The request's JSON body as ``model``; a 400 naming the problem otherwise."""
+    """The request's JSON body as ``model``; a 400 naming the problem otherwise (a body past
+    :data:`MAX_API_BODY` is Quart's 413)."""
     data = await request.get_data(cache=False)
-    if len(data) > MAX_API_BODY:
-        raise ApiError(413, f"The request body is larger than {MAX_API_BODY} bytes.")
     if not data:
         raise ApiError(400, "The request needs a JSON body.")
     try:

@@ -37,7 +37,7 @@ from storage.provider_settings import (
     list_provider_settings,
     put_provider_settings,
 )
-from web.api.common import MAX_API_BODY, ApiError, audit, gateway, json_response, now_ms, read_body
+from web.api.common import ApiError, audit, gateway, json_response, now_ms, read_body
 from web.gateway import Gateway
 from web.live_settings import (
     apply_model_settings,
@@ -127,13 +127,13 @@ def provider_json(
 ) -> dict[str, object]:
     """One provider as it runs now: effective settings, health, credit, stored overrides."""
     actor: ProviderActor | None = gw.providers.get(file.name)
+    refusal = base_url_refusal(file, row)
     if actor is not None:
         base_url, concurrency = actor.config.base_url, actor.config.max_concurrency
         default_model = actor.default_model
     else:
         # Not running: what it would run with, once enabled in the file.
-        refused = base_url_refusal(file, row) is not None
-        base_url = (row.base_url if row and not refused else None) or file.base_url
+        base_url = (row.base_url if row and refusal is None else None) or file.base_url
         concurrency = (row.max_concurrency if row else None) or file.max_concurrency
         default_model = row.default_model if row else None
     balance = row.credit_balance_usd if row is not None else None
@@ -154,7 +154,7 @@ def provider_json(
         # Where the key may go (null: no key, so anywhere); a base_url elsewhere is refused.
         "key_origins": [str(origin) for origin in binding.origins] if binding.keyed else None,
         # Why the stored base_url override is not applied (stored before keys were bound).
-        "base_url_refused": base_url_refusal(file, row),
+        "base_url_refused": refusal,
         "breaker": {
             "state": actor.breaker_state if actor is not None else None,
             "failures_to_open": file.breaker_failures,
@@ -233,10 +233,7 @@ def _check_base_url(file: ProviderConfig, base_url: str) -> None:
 
 async def _optional_body(model: type[ProbeBody]) -> ProbeBody:
     """The body if one was sent (the test call needs none)."""
-    length = request.content_length
-    if length is not None and length > MAX_API_BODY:
-        raise ApiError(413, f"The request body is larger than {MAX_API_BODY} bytes.")
-    if not length and not request.headers.get("transfer-encoding"):
+    if not request.content_length and not request.headers.get("transfer-encoding"):
         return model()
     return await read_body(model)
 

@@ -76,7 +76,7 @@ async def health() -> Response:
             "retention": gw.retention.statistics(),
         },
         "providers": {name: actor.statistics() for name, actor in gw.providers.items()},
-        "images": gw.images.statistics() if gw.images is not None else None,
+        "images": gw.images.statistics(),
     }
     return json_response(answer)
 
