@@ -8,10 +8,9 @@ produces, encoded back to exactly OpenAI's shape.
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType, field
@@ -124,66 +123,115 @@ class FunctionDef(Struct, frozen=True):
 
 
 class Tool(Struct, frozen=True):
-    """A tool the model may call."""
+    """A function tool the model may call (the one kind every translated upstream has)."""
 
     function: FunctionDef
     type: Literal["function"] = "function"
 
 
-Unit = Annotated[float, Meta(ge=0, le=1)]
-Penalty = Annotated[float, Meta(ge=-2, le=2)]
 PositiveInt = Annotated[int, Meta(ge=1)]
 
 
 class ChatBody(Struct, frozen=True):
-    """The typed view of a ``POST /v1/chat/completions`` body (unknown fields are ignored here)."""
+    """The internal chat form: the strict, typed body a translating adapter builds its call from.
+
+    Only translators ask for it (:meth:`ChatRequest.form`); a same-protocol call never does, so a
+    field or part the gateway does not model reaches an OpenAI-compatible upstream untouched. The
+    ranges of tuning values are the upstream's to judge; here only their types are checked.
+    """
 
     model: str
     messages: Annotated[list[Message], Meta(min_length=1)]
-    stream: bool = False
+    stream: bool | None = None
     stream_options: StreamOptions | None = None
-    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
-    top_p: Unit | None = None
+    temperature: float | None = None
+    top_p: float | None = None
     max_tokens: PositiveInt | None = None
     max_completion_tokens: PositiveInt | None = None
-    stop: str | Annotated[list[str], Meta(max_length=4)] | None = None
-    n: Annotated[int, Meta(ge=1, le=128)] | None = None
+    stop: str | list[str] | None = None
+    n: PositiveInt | None = None
     seed: int | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
-    presence_penalty: Penalty | None = None
-    frequency_penalty: Penalty | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
     logprobs: bool | None = None
-    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+    top_logprobs: Annotated[int, Meta(ge=0)] | None = None
     reasoning_effort: str | None = None
     user: str | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ChatRequest:
-    """A validated chat request: the typed body plus the raw dict for pass-through."""
+class ChatView(Struct, frozen=True):
+    """What the gateway itself acts on in every chat body: routing, the stream flag, and what a
+    call may cost (messages for the prompt's estimate and its images, the answer's bound).
 
-    body: ChatBody
-    raw: dict[str, Any]
-    has_images: bool
+    Everything else is the upstream's to judge; unknown fields are ignored here.
+    """
+
+    model: str
+    messages: Annotated[list[dict[str, Any]], Meta(min_length=1)]
+    stream: bool | None = None  # null, as the SDK sends for stream=None, means false
+    stream_options: dict[str, Any] | None = None
+    max_tokens: PositiveInt | None = None
+    max_completion_tokens: PositiveInt | None = None
+    n: PositiveInt | None = None
+
+
+class ChatRequest:
+    """A chat request as the client sent it (``raw``), with the gateway's view of it.
+
+    The internal chat form (:meth:`form`) is built only when a translating adapter needs it, so
+    its stricter checks never refuse a call that goes to an upstream of the same protocol.
+    """
+
+    __slots__ = ("_form", "has_images", "raw", "view")
+
+    #: The client protocol of the request: an adapter speaking it natively passes it through.
+    PROTOCOL: ClassVar[str] = "openai-chat"
+
+    def __init__(self, raw: dict[str, Any], view: ChatView) -> None:
+        self.raw = raw
+        self.view = view
+        self.has_images = _has_images(view)
+        self._form: ChatBody | None = None
+
+    @property
+    def protocol(self) -> str:
+        """The client protocol of the request (see :attr:`PROTOCOL`)."""
+        return self.PROTOCOL
 
     @property
     def model(self) -> str:
         """The model name the client asked for."""
-        return self.body.model
+        return self.view.model
 
     @property
     def stream(self) -> bool:
         """Whether the client wants SSE."""
-        return self.body.stream
+        return self.view.stream is True
 
     @property
     def include_usage(self) -> bool:
         """Whether the client asked for the final usage chunk of a stream."""
-        opts = self.body.stream_options
-        return bool(opts and opts.include_usage)
+        options = self.view.stream_options
+        return bool(options and options.get("include_usage") is True)
+
+    @property
+    def max_answer_tokens(self) -> int | None:
+        """The bound the client set on the answer (``max_completion_tokens``, else ``max_tokens``)."""
+        return self.view.max_completion_tokens or self.view.max_tokens
+
+    def form(self) -> ChatBody:
+        """The internal chat form; an InvalidRequest naming the field it cannot represent."""
+        if self._form is None:
+            self._form = _to_form(self.raw)
+        return self._form
+
+    def with_raw(self, raw: dict[str, Any]) -> ChatRequest:
+        """The same request with a rewritten body (its images inlined, say)."""
+        return ChatRequest(raw, self.view)
 
 
 _json_decode = msgspec.json.Decoder().decode
@@ -201,7 +249,7 @@ def _param_of(error: msgspec.ValidationError) -> tuple[str, str | None]:
 
 
 def decode_chat_request(body: bytes) -> ChatRequest:
-    """Parse and validate a chat body; each failure is an InvalidRequest naming the field."""
+    """Parse a chat body and check what the gateway acts on; a failure names the field."""
     try:
         raw = _json_decode(body)
     except msgspec.DecodeError as exc:
@@ -221,17 +269,33 @@ def decode_chat_request(body: bytes) -> ChatRequest:
     if "messages" not in raw:
         raise InvalidRequest("Missing required parameter: 'messages'.", param="messages")
     try:
-        typed = msgspec.convert(raw, ChatBody)
+        view = msgspec.convert(raw, ChatView)
     except msgspec.ValidationError as exc:
         message, param = _param_of(exc)
         raise InvalidRequest(f"Invalid request: {message}", param=param) from None
-    if not typed.model:
+    if not view.model:
         raise InvalidRequest("'model' must not be empty.", param="model")
-    if typed.stream_options is not None and not typed.stream:
+    return ChatRequest(raw, view)
+
+
+def _to_form(raw: dict[str, Any]) -> ChatBody:
+    tools = raw.get("tools")
+    if isinstance(tools, list):
+        for i, tool in enumerate(tools):
+            kind = tool.get("type", "function") if isinstance(tool, dict) else None
+            if kind != "function":
+                raise InvalidRequest(
+                    f"Tools of type {kind!r} cannot be translated for this model's provider "
+                    "(only 'function' tools can).",
+                    param=f"tools[{i}].type",
+                )
+    try:
+        return msgspec.convert(raw, ChatBody)
+    except msgspec.ValidationError as exc:
+        message, param = _param_of(exc)
         raise InvalidRequest(
-            "'stream_options' is only allowed when 'stream' is true.", param="stream_options"
-        )
-    return ChatRequest(typed, raw, _has_images(typed))
+            f"This model's provider cannot take the request as sent: {message}", param=param
+        ) from None
 
 
 MAX_DEPTH = 64
@@ -260,13 +324,18 @@ def json_depth(value: object) -> int:
     return deepest
 
 
-def _has_images(body: ChatBody) -> bool:
-    for message in body.messages:
-        if isinstance(message.content, list):
-            for part in message.content:
-                if isinstance(part, ImagePart):
-                    return True
-    return False
+def content_parts(view: ChatView) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """Every content part of the messages that is an object: (message index, part index, part)."""
+    for i, message in enumerate(view.messages):
+        content = message.get("content")
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                if isinstance(part, dict):
+                    yield i, j, part
+
+
+def _has_images(view: ChatView) -> bool:
+    return any(part.get("type") == "image_url" for _, _, part in content_parts(view))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,29 +347,39 @@ def _has_images(body: ChatBody) -> bool:
 TokenCount = Annotated[int, Meta(ge=0, le=10**12)]
 
 
-class PromptTokensDetails(Struct, omit_defaults=True):
+class PromptTokensDetails(Struct):
     """Breakdown of prompt tokens; ``cached_tokens`` is a subset of ``prompt_tokens``."""
 
     cached_tokens: TokenCount = 0
+    audio_tokens: TokenCount = 0
 
 
-class CompletionTokensDetails(Struct, omit_defaults=True):
+class CompletionTokensDetails(Struct):
     """Breakdown of completion tokens; ``reasoning_tokens`` is a subset of ``completion_tokens``."""
 
     reasoning_tokens: TokenCount = 0
+    audio_tokens: TokenCount = 0
+    accepted_prediction_tokens: TokenCount = 0
+    rejected_prediction_tokens: TokenCount = 0
 
 
-class Usage(Struct, omit_defaults=True):
-    """Token usage in OpenAI's meaning (completion includes reasoning, prompt includes cached)."""
+class Usage(Struct):
+    """Token usage in OpenAI's meaning (completion includes reasoning, prompt includes cached).
+
+    A translated answer carries every count, zeros included, as OpenAI's does: clients divide by
+    them. Read from an upstream, a detail it sends as ``null`` stays None.
+    """
 
     prompt_tokens: TokenCount
     completion_tokens: TokenCount
     total_tokens: TokenCount
-    prompt_tokens_details: PromptTokensDetails | None = None
-    completion_tokens_details: CompletionTokensDetails | None = None
-    # DeepSeek's own cache counters: read by its adapter, then cleared (never sent to clients).
-    prompt_cache_hit_tokens: TokenCount | None = None
-    prompt_cache_miss_tokens: TokenCount | None = None
+    prompt_tokens_details: PromptTokensDetails | None = field(default_factory=PromptTokensDetails)
+    completion_tokens_details: CompletionTokensDetails | None = field(
+        default_factory=CompletionTokensDetails
+    )
+    # DeepSeek's own cache counters, read where it sends them (never in a translated answer).
+    prompt_cache_hit_tokens: TokenCount | UnsetType = UNSET
+    prompt_cache_miss_tokens: TokenCount | UnsetType = UNSET
 
     @property
     def cached_tokens(self) -> int:
@@ -376,14 +455,16 @@ class ResponseToolCall(Struct):
     extra_content: dict[str, Any] | UnsetType = UNSET
 
 
-class ResponseMessage(Struct, omit_defaults=True):
-    """The assistant message of a non-streaming choice; absent extras are left out like OpenAI."""
+class ResponseMessage(Struct, kw_only=True):
+    """The assistant message of a non-streaming choice, in OpenAI's shape: ``refusal`` and
+    ``annotations`` always there, extras (reasoning, tool calls) only when the model made them."""
 
-    role: Literal["assistant"]
+    role: Literal["assistant"] = "assistant"
     content: str | None
-    reasoning_content: str | None = None
     refusal: str | None = None
-    tool_calls: list[ResponseToolCall] | None = None
+    annotations: list[Any] = field(default_factory=list)
+    reasoning_content: str | UnsetType = UNSET
+    tool_calls: list[ResponseToolCall] | UnsetType = UNSET
 
 
 class Choice(Struct, kw_only=True):

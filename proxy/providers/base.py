@@ -1,7 +1,22 @@
 """The adapter contract: what the generic ProviderActor needs from one upstream's protocol.
 
-Adapters are pure: they build requests as bytes and parse bytes into our normalized types. The
-actor owns every socket, deadline and retry, so one actor implementation serves every upstream.
+A call pairs a client protocol (the request's, e.g. OpenAI chat) with the upstream's protocol:
+
+- **Same protocol: passthrough.** :meth:`WireAdapter.passthrough_for` gives a :class:`Passthrough`
+  for that protocol: the client's body goes upstream as sent (only what the gateway must change is
+  changed), and the answer comes back as the upstream's bytes, whole or event by event
+  (:class:`PassedAnswer`, :class:`PassedEvent`), with the usage the gateway logs read beside them.
+  Unknown fields, tool types and content parts pass both ways untouched.
+- **Different protocols: translation** through the internal chat form
+  (:meth:`proxy.chat.ChatRequest.form`): :meth:`WireAdapter.chat_call`, :meth:`parse_response`
+  and :meth:`chunk_parser` build the upstream's request and read its answer into
+  :class:`~proxy.chat.ChatResponse` / :class:`~proxy.chat.ChatChunk`, which the client's protocol
+  encodes. What changes an answer's meaning is translated exactly or refused with a 400 naming it.
+
+Adding a client protocol is one passthrough module (for the upstreams that speak it) plus its
+translation to and from the internal form; adding an upstream is one adapter. Adapters are pure:
+they build requests as bytes and parse bytes. The actor owns every socket, deadline and retry, so
+one actor implementation serves every upstream.
 """
 
 from __future__ import annotations
@@ -9,15 +24,16 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import msgspec
 
-from proxy.chat import ChatChunk, ChatRequest, ChatResponse
+from proxy.chat import ChatChunk, ChatRequest, ChatResponse, Usage
 from proxy.data_url import DataURL, is_data_url, parse_data_url
 from proxy.errors import GatewayError, InvalidRequest, UpstreamError
 
 T = TypeVar("T")
+ItemT = TypeVar("ItemT")
 
 #: What msgspec raises for bytes that are not the JSON expected: bad syntax or shape (both
 #: ValueErrors, like invalid UTF-8 in a string) and nesting deeper than its recursion limit.
@@ -42,6 +58,34 @@ class ListedModel:
     created: int | None = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PassedAnswer:
+    """A whole same-protocol answer: the upstream's bytes (with only the gateway's own edits)
+    and the usage read from them, for the log and the token budget."""
+
+    body: bytes
+    usage: Usage | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PassedEvent:
+    """One same-protocol stream event: its data as the client gets it and what the gateway reads.
+
+    ``data`` is None for an event the client is not owed (the usage chunk it did not ask for);
+    its usage is still read. ``text`` is the answer text it adds, kept when bodies are stored.
+    """
+
+    data: bytes | None
+    usage: Usage | None = None
+    text: str | None = None
+
+
+#: What a streaming call yields: translated chunks, or the upstream's own events passed through.
+StreamItem = ChatChunk | PassedEvent
+#: What a non-streaming call returns.
+Answer = ChatResponse | PassedAnswer
+
+
 def unix_time(value: object) -> int | None:
     """A plausible Unix time from a listing's field, else None (a listing never fails for it)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -49,8 +93,8 @@ def unix_time(value: object) -> int | None:
     return int(value) if 0 < value < 2**33 else None
 
 
-class ChunkParser(abc.ABC):
-    """Turns an upstream's streamed bytes into chunks; one instance per call.
+class ChunkParser(abc.ABC, Generic[ItemT]):
+    """Turns an upstream's streamed bytes into items (chunks or passed events); one per call.
 
     One read may hold content and, after it, an error (an error event, a garbage line, a cut):
     the content still reaches the client, then the error. So :meth:`feed` and :meth:`finish`
@@ -61,29 +105,29 @@ class ChunkParser(abc.ABC):
     #: The error met after the chunks last returned, to raise once they are delivered.
     failure: GatewayError | None = None
 
-    def feed(self, data: bytes) -> list[ChatChunk]:
+    def feed(self, data: bytes) -> list[ItemT]:
         """Chunks completed by ``data``; a GatewayError for an error in the stream (see above)."""
         if self.failure is not None:
             raise self.failure
-        chunks: list[ChatChunk] = []
+        chunks: list[ItemT] = []
         try:
             self._feed(data, chunks)
         except GatewayError as exc:
             self._hold(exc, chunks)
         return chunks
 
-    def finish(self) -> list[ChatChunk]:
+    def finish(self) -> list[ItemT]:
         """The upstream closed the body: the last chunks, or UpstreamError if it was cut short."""
         if self.failure is not None:
             raise self.failure
-        chunks: list[ChatChunk] = []
+        chunks: list[ItemT] = []
         try:
             self._finish(chunks)
         except GatewayError as exc:
             self._hold(exc, chunks)
         return chunks
 
-    def _hold(self, error: GatewayError, chunks: list[ChatChunk]) -> None:
+    def _hold(self, error: GatewayError, chunks: list[ItemT]) -> None:
         """Keep ``error`` for the next call when chunks came before it; else raise it now."""
         self._before_failure(chunks)
         if not chunks:
@@ -91,16 +135,32 @@ class ChunkParser(abc.ABC):
         self.failure = error
 
     @abc.abstractmethod
-    def _feed(self, data: bytes, chunks: list[ChatChunk]) -> None:
+    def _feed(self, data: bytes, chunks: list[ItemT]) -> None:
         """Append the chunks completed by ``data``; raise a GatewayError for an in-stream error."""
 
     @abc.abstractmethod
-    def _finish(self, chunks: list[ChatChunk]) -> None:
+    def _finish(self, chunks: list[ItemT]) -> None:
         """Append the last chunks; raise UpstreamError if the stream was cut short."""
 
-    def _before_failure(self, chunks: list[ChatChunk]) -> None:
+    def _before_failure(self, chunks: list[ItemT]) -> None:
         """Append what must reach the caller before an error (usage seen so far, say)."""
         return  # most protocols have nothing of the kind
+
+
+class Passthrough(abc.ABC):
+    """One client protocol spoken by an upstream as is, configured for one provider."""
+
+    @abc.abstractmethod
+    def call(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
+        """The client's body as sent, with only what the gateway must change."""
+
+    @abc.abstractmethod
+    def answer(self, body: bytes) -> PassedAnswer:
+        """A whole answer; UpstreamError when it is not the protocol."""
+
+    @abc.abstractmethod
+    def event_parser(self, request: ChatRequest) -> ChunkParser[PassedEvent]:
+        """A parser for one streamed answer to ``request``."""
 
 
 class WireAdapter(abc.ABC):
@@ -125,16 +185,21 @@ class WireAdapter(abc.ABC):
         """
         return {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
 
+    def passthrough_for(self, protocol: str) -> Passthrough | None:
+        """How this upstream passes requests of client ``protocol`` through; None: translate."""
+        return None
+
     @abc.abstractmethod
     def chat_call(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
-        """The upstream request for a chat call (streaming when ``request.stream``)."""
+        """The upstream request for a translated chat call (streaming when ``request.stream``),
+        built from ``request.form()`` (the internal chat form)."""
 
     @abc.abstractmethod
     def parse_response(self, body: bytes, upstream_model: str) -> ChatResponse:
         """A complete non-streaming answer; raises UpstreamError when it is not the protocol."""
 
     @abc.abstractmethod
-    def chunk_parser(self, upstream_model: str) -> ChunkParser:
+    def chunk_parser(self, upstream_model: str) -> ChunkParser[ChatChunk]:
         """A parser for one streamed answer."""
 
     @abc.abstractmethod
@@ -189,3 +254,34 @@ def decode_json(provider: str, what: str, body: bytes) -> object:
         return msgspec.json.decode(body)
     except UNREADABLE as exc:
         raise malformed(provider, what, exc) from None
+
+
+#: Fields that only tune or label a call upstream (caching hints, tiers, storage, end-user ids,
+#: usage reporting): a translator whose upstream has no equivalent drops them, since the answer
+#: means the same without them. README lists them.
+TUNING_FIELDS = frozenset(
+    {
+        "metadata",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "safety_identifier",
+        "service_tier",
+        "store",
+        "stream_options",
+        "user",
+    }
+)
+
+
+def refuse_untranslated(provider: str, raw: Mapping[str, object], translated: frozenset[str]) -> None:
+    """A 400 naming the first field of ``raw`` that would change the answer's meaning but that
+    provider ``provider``'s translator neither translates nor may drop (see TUNING_FIELDS)."""
+    for key, value in raw.items():
+        if value is None or key in translated or key in TUNING_FIELDS:
+            continue
+        raise InvalidRequest(
+            f"Provider {provider} has no equivalent of '{key}', and dropping it would change "
+            "the answer; leave it out, or route this model to a provider that takes it.",
+            param=key,
+            code="unsupported_parameter",
+        )
