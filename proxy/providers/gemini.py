@@ -279,7 +279,7 @@ class GeminiAdapter(WireAdapter):
     def chat_call(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
         """``:generateContent``, or ``:streamGenerateContent?alt=sse`` when streaming."""
         model = urllib.parse.quote(upstream_model.removeprefix("models/"), safe="")
-        body = _encode(build_body(request.body, upstream_model, self.calls))
+        body = _encode(build_body(request.form(), upstream_model, self.calls))
         if request.stream:
             path = f"/models/{model}:streamGenerateContent?alt=sse"
             return UpstreamCall("POST", path, self._stream_headers, body)

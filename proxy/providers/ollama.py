@@ -268,7 +268,7 @@ def error_message(body: bytes) -> tuple[str | None, bool]:
 
 def build_body(request: ChatRequest, model: str) -> OllamaChatBody:
     """Ollama's ``/api/chat`` body for ``request``; InvalidRequest for what it cannot express."""
-    body = request.body
+    body = request.form()
     if body.n is not None and body.n > 1:
         raise InvalidRequest("'n' greater than 1 is not supported by ollama.", param="n")
     # Ollama has no tool_choice: "none" is honoured by not offering the tools; "auto",
