@@ -115,7 +115,7 @@ def test_top_logprobs_needs_logprobs_and_a_range_gemini_takes() -> None:
 
 # -- logprobs ------------------------------------------------------------------------------------
 
-LOGPROBS_RESULT = {
+LOGPROBS_RESULT: dict[str, Any] = {
     # Proto3 JSON omits zero values: a certain token has no logProbability at all.
     "topCandidates": [
         {
@@ -132,7 +132,7 @@ LOGPROBS_RESULT = {
     ],
     "logProbabilitySum": -0.25,
 }
-OPENAI_LOGPROBS = {
+OPENAI_LOGPROBS: dict[str, Any] = {
     "content": [
         {
             "token": "Hé",
