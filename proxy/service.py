@@ -30,6 +30,7 @@ from actors.provider import ProviderActor
 from actors.rate_limiter import ClientLimits, RateLimiter
 from actors.request_logger import RequestLogger
 from actors.retention import Retention
+from actors.runtime_settings import RuntimeSettings, credit_ledger
 from actors.session_store import SessionStore, UserState
 from proxy.config import KEYED_PROVIDERS, Config
 from proxy.errors import StartupError
@@ -43,6 +44,7 @@ from proxy.routing import AliasTarget, Router
 from proxy.sd_notify import Notifier
 from proxy.secret_scrubber import MIN_SECRET_LENGTH, SecretScrubber, configured_secrets
 from proxy.stop_signals import StopSignals
+from proxy.wiring import ServiceParts, app_deps
 from storage.reads import ReadPool
 from storage.users import list_users
 from storage.writer import StorageWriter
@@ -51,20 +53,20 @@ from web.auth import Authenticator
 from web.connections import connections_for
 from web.events import EventHub
 from web.first_admin import ensure_first_admin
-from web.gateway import Gateway
 from web.host_check import policy_for as host_policy_for
 from web.http_server import serve
-from web.live_settings import apply_stored_settings
+from web.metrics import Metrics
 
 log = logging.getLogger("llm_proxy.service")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunningService:
-    """What :func:`run` reports once it listens: where, the gateway, and how to stop it."""
+    """What :func:`run` reports once it listens: where, its parts (for tests and inspection;
+    no handler sees them), and how to stop it."""
 
     base_url: str
-    gateway: Gateway
+    gateway: ServiceParts
     stop: Callable[[], None]
     stopped: trio.Event  # set once every actor has exited (records flushed, WAL checkpointed)
 
@@ -272,7 +274,6 @@ async def _run_bound(
     database = config.server.database
     writer = StorageWriter(database, record_requests=config.logging.record_requests)
     reads = ReadPool(database)
-    logger = RequestLogger(writer, build_pricer(config))
     policy = ImagePolicy.from_config(config.images)
     # One client for every image the gateway fetches on behalf of Gemini and Ollama; redirects
     # are followed by the fetcher itself so that each hop is checked.
@@ -297,6 +298,15 @@ async def _run_bound(
         local_models=ollama.known_models if ollama is not None else frozenset,
         fallbacks=config.fallbacks,
     )
+    pricer = build_pricer(config)
+    settings = RuntimeSettings(config.providers, router=router, providers=providers, pricer=pricer)
+    metrics = Metrics()
+    logger = RequestLogger(
+        writer,
+        pricer,
+        credit=credit_ledger(settings, writer, events.publish),
+        observer=metrics.observe,  # /metrics counts every logged call
+    )
     directory = ClientDirectory(
         reads, writer, default_requests_per_minute=config.limits.default_client_requests_per_minute
     )
@@ -305,10 +315,11 @@ async def _run_bound(
     sessions = SessionStore(config.dashboard.session_ttl_hours * 3600, partial(_user_states, reads))
     # Its constructor hashes once (the dummy for unknown users): off the trio thread.
     hasher = passwords if passwords is not None else await trio.to_thread.run_sync(Passwords)
-    gateway = Gateway(
+    parts = ServiceParts(
         config=config,
         router=router,
         providers=providers,
+        settings=settings,
         logger=logger,
         writer=writer,
         reads=reads,
@@ -319,18 +330,20 @@ async def _run_bound(
         passwords=hasher,
         retention=retention,
         events=events,
+        metrics=metrics,
         started_at=time.monotonic(),
+        started_unix=int(time.time()),
         connections=connections_for(config.server.max_connections),
         images=images,
     )
-    logger.observer = gateway.metrics.observe  # /metrics counts every logged call
+    readiness = parts.readiness
     shutdown = trio.Event()
     stopped = trio.Event()
     # Around the serving phase; cancelled by a second signal to cut the grace period short.
     hurry = trio.CancelScope()
 
     def stop() -> None:
-        gateway.draining = True
+        readiness.start_draining()
         shutdown.set()
 
     def stop_now() -> None:
@@ -340,7 +353,7 @@ async def _run_bound(
     signals = StopSignals(stop, stop_now) if handle_signals else None
 
     # The dashboard's recent-logs page reads the same lines stderr gets.
-    logging.getLogger().addHandler(gateway.log_buffer)
+    logging.getLogger().addHandler(parts.log_buffer)
     try:
         async with AsyncExitStack() as actors:
             if signals is not None:
@@ -360,10 +373,10 @@ async def _run_bound(
             await actors.enter_async_context(_running(retention.run, retention.close))
             for actor in providers.values():
                 await actors.enter_async_context(_running(actor.run, actor.close))
-            hangups = gateway.hangups
+            hangups = parts.hangups
             await actors.enter_async_context(_running(hangups.run, hangups.close))
             # The dashboard's stored overrides, before the first call is served.
-            await apply_stored_settings(gateway)
+            await settings.load(reads)
             # Everything built so far (modules, the price table, config) lives as long as the
             # process: out of the collector's sight, full collections stop rescanning it (~30 ms
             # each, stalling every request in flight).
@@ -372,30 +385,30 @@ async def _run_bound(
             # A call allocates a few hundred containers; at the default threshold (700) a young
             # collection ran every other call. Garbage cycles are rare here, so collect less often.
             gc.set_threshold(10_000, 10, 10)
-            gateway.ready = True
+            readiness.mark_ready()
             log.info("started: database=%s providers=%s", database, ",".join(providers) or "none")
             with hurry:
                 async with trio.open_nursery() as server:
-                    binds: list[str] = await server.start(_serve, gateway, hc, shutdown)
+                    binds: list[str] = await server.start(_serve, parts, hc, shutdown)
                     log.info("listening on %s", " ".join(binds))
                     if handle_signals:
                         # systemd (Type=notify): READY now, watchdog pings, STOPPING at shutdown.
                         notifier = Notifier.from_environ()
                         ready = f"listening on {' '.join(binds)}"
                         server.start_soon(partial(notifier.serve, shutdown, ready_status=ready))
-                    task_status.started(RunningService(binds[0], gateway, stop, stopped))
-            gateway.ready = False
+                    task_status.started(RunningService(binds[0], parts, stop, stopped))
+            readiness.mark_stopped()
             log.info("server stopped; closing actors")
     finally:
         reads.close()
-        logging.getLogger().removeHandler(gateway.log_buffer)
+        logging.getLogger().removeHandler(parts.log_buffer)
         stopped.set()
     log.info("shutdown complete")
     return signals.exit_status if signals is not None else 0
 
 
 async def _serve(
-    gateway: Gateway,
+    parts: ServiceParts,
     hc: hypercorn.config.Config,
     shutdown: trio.Event,
     *,
@@ -407,10 +420,10 @@ async def _serve(
         binds = await nursery.start(
             partial(
                 serve,
-                create_app(gateway),
+                create_app(app_deps(parts)),
                 hc,
-                gateway.connections,
-                header_timeout_s=gateway.config.server.header_timeout_s,
+                parts.connections,
+                header_timeout_s=parts.config.server.header_timeout_s,
                 shutdown_trigger=shutdown.wait,
             )
         )
@@ -419,7 +432,7 @@ async def _serve(
         with trio.move_on_after(hc.graceful_timeout):
             # Let hypercorn close its listeners first, so nothing new starts meanwhile.
             await trio.lowlevel.checkpoint()
-            await gateway.in_flight.wait_idle()
-        if gateway.in_flight.count:
-            log.warning("grace period over: cutting %d requests", gateway.in_flight.count)
+            await parts.in_flight.wait_idle()
+        if parts.in_flight.count:
+            log.warning("grace period over: cutting %d requests", parts.in_flight.count)
         nursery.cancel_scope.cancel()

@@ -2,29 +2,44 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from quart import Response, has_request_context, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from web.api.auth import auth
-from web.api.clients import clients
-from web.api.common import ApiError
+from actors.session_store import SessionStore
+from web.api.auth import AuthApi, auth
+from web.api.clients import ClientsApi, clients
+from web.api.common import ApiError, provide
 from web.api.guard import install_guard
-from web.api.live import live
-from web.api.providers import providers
-from web.api.system import system
-from web.api.usage import usage
-from web.gateway import Gateway
+from web.api.live import LiveApi, live
+from web.api.providers import ProvidersApi, providers
+from web.api.system import SystemApi, system
+from web.api.usage import UsageApi, usage
 
 log = logging.getLogger("llm_proxy.api")
 
 
-def register_api(app: QuartTrio, gateway: Gateway) -> None:
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApiDeps:
+    """The collaborators of each ``/api`` area; every blueprint sees only its own."""
+
+    sessions: SessionStore  # for the guard
+    auth: AuthApi
+    clients: ClientsApi
+    live: LiveApi
+    providers: ProvidersApi
+    system: SystemApi
+    usage: UsageApi
+
+
+def register_api(app: QuartTrio, deps: ApiDeps) -> None:
     """Install the guard, the JSON error answers and every ``/api`` blueprint on ``app``."""
-    app.config["LLM_PROXY_GATEWAY"] = gateway
-    install_guard(app)
+    for area in (deps.auth, deps.clients, deps.live, deps.providers, deps.system, deps.usage):
+        provide(app, area)
+    install_guard(app, deps.sessions)
 
     @app.errorhandler(ApiError)
     async def api_error(error: ApiError) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from functools import partial
 from typing import Final, Literal
@@ -9,16 +10,18 @@ from typing import Final, Literal
 import msgspec
 from quart import Blueprint, Response, request
 
-from actors.session_store import Session
-from proxy.login_throttle import LoginRefused
+from actors.session_store import Session, SessionStore
+from proxy.login_throttle import LoginRefused, LoginThrottle
 from proxy.passwords import (
     PasswordPolicyError,
+    Passwords,
     PasswordsBusy,
     check_new_password,
     generate_password,
 )
 from proxy.usernames import fold_username
 from storage.clients import UNCHANGED
+from storage.reads import ReadPool
 from storage.users import (
     UserExists,
     UserRow,
@@ -30,11 +33,36 @@ from storage.users import (
     set_password,
     update_user,
 )
-from web.api.common import ApiError, audit, gateway, json_response, now_ms, read_body, session
+from storage.writer import StorageWriter
+from web.api.common import (
+    ApiError,
+    AuditLog,
+    deps_of,
+    json_response,
+    now_ms,
+    read_body,
+    session,
+)
 from web.api.guard import SESSION_COOKIE
-from web.gateway import Gateway
 
 auth = Blueprint("api_auth", __name__, url_prefix="/api")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuthApi:
+    """What ``/api/auth`` and ``/api/users`` use."""
+
+    reads: ReadPool
+    writer: StorageWriter
+    sessions: SessionStore
+    passwords: Passwords
+    throttle: LoginThrottle
+    audit: AuditLog
+
+
+def _deps() -> AuthApi:
+    return deps_of(AuthApi)
+
 
 Role = Literal["admin", "viewer"]
 
@@ -109,7 +137,7 @@ def _refusal(refused: LoginRefused) -> ApiError:
 
 
 async def _check_password(
-    gw: Gateway, username: str, password: str, address: str
+    gw: AuthApi, username: str, password: str, address: str
 ) -> UserRow | None:
     """The user named ``username`` if ``password`` is theirs (else None), checked under the
     sign-in throttle and within the bounded places for sign-ins; ApiError 429 or 503 when
@@ -147,7 +175,7 @@ async def _check_password(
 @auth.post("/auth/login")
 async def login() -> Response:
     body = await read_body(LoginBody)
-    gw = gateway()
+    gw = _deps()
     user = await _check_password(gw, body.username, body.password, request.remote_addr or "unknown")
     if user is None:
         raise ApiError(401, "Wrong username or password.", code="invalid_credentials")
@@ -196,7 +224,7 @@ async def login() -> Response:
 
 @auth.post("/auth/logout")
 async def logout() -> Response:
-    gateway().sessions.end(session())
+    _deps().sessions.end(session())
     response = json_response({"status": "signed out"})
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Strict")
     return response
@@ -210,7 +238,7 @@ async def status() -> Response:
 @auth.post("/auth/change-password")
 async def change_password() -> Response:
     body = await read_body(ChangePasswordBody)
-    gw = gateway()
+    gw = _deps()
     current = session()
     # The current password is checked like a sign-in's (throttled, one at a time, bounded), or a
     # stolen session would be a password oracle without limits.
@@ -235,7 +263,9 @@ async def change_password() -> Response:
     )
     gw.sessions.update_user(user.username, must_change_password=False, password_hash=password_hash)
     ended = gw.sessions.revoke_user(user.username, keep=current)
-    await audit("user.change_password", user.username, {"other_sessions_ended": ended})
+    await _deps().audit.record(
+        "user.change_password", user.username, {"other_sessions_ended": ended}
+    )
     return json_response({"status": "password changed", "other_sessions_ended": ended})
 
 
@@ -246,14 +276,14 @@ async def change_password() -> Response:
 async def users() -> Response:
     if not session().is_admin:
         raise ApiError(403, "Only admins see the users.", code="admin_required")
-    rows = await gateway().reads.run(list_users)
+    rows = await _deps().reads.run(list_users)
     return json_response({"data": [user_json(user) for user in rows]})
 
 
 @auth.post("/users")
 async def new_user() -> Response:
     body = await read_body(NewUserBody)
-    gw = gateway()
+    gw = _deps()
     one_time = body.password is None
     password = body.password if body.password is not None else generate_password()
     if not one_time:
@@ -278,7 +308,7 @@ async def new_user() -> Response:
         raise ApiError(409, f"A user named {body.username!r} exists.", code="user_exists") from None
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
-    await audit("user.create", user.username, {"role": user.role})
+    await _deps().audit.record("user.create", user.username, {"role": user.role})
     answer = user_json(user)
     if one_time:
         answer["password"] = password  # shown once; the user must change it at first sign-in
@@ -288,7 +318,7 @@ async def new_user() -> Response:
 @auth.put("/users/<username>")
 async def change_user(username: str) -> Response:
     body = await read_body(UserChangesBody)
-    gw = gateway()
+    gw = _deps()
     try:
         user = await gw.writer.execute(
             partial(
@@ -321,13 +351,13 @@ async def change_user(username: str) -> Response:
         answer = user_json(user)
         answer["password"] = password
     gw.sessions.update_user(user.username, role=user.role)
-    await audit("user.update", user.username, changes)
+    await _deps().audit.record("user.update", user.username, changes)
     return json_response(answer)
 
 
 @auth.delete("/users/<username>")
 async def remove_user(username: str) -> Response:
-    gw = gateway()
+    gw = _deps()
     if fold_username(username) == fold_username(session().username):
         raise ApiError(400, "You cannot delete yourself.", code="cannot_delete_self")
     try:
@@ -337,5 +367,5 @@ async def remove_user(username: str) -> Response:
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
     ended = gw.sessions.revoke_user(username)
-    await audit("user.delete", username, {"sessions_ended": ended})
+    await _deps().audit.record("user.delete", username, {"sessions_ended": ended})
     return json_response({"status": "deleted", "username": username})

@@ -9,11 +9,11 @@ from functools import partial
 from typing import Any, Final, TypeVar, cast
 
 import msgspec
-from quart import Response, current_app, g, request
+from quart import Quart, Response, current_app, g, request
 
 from actors.session_store import Session
 from storage.audit import record_audit
-from web.gateway import Gateway
+from storage.writer import StorageWriter
 
 T = TypeVar("T")
 
@@ -97,9 +97,19 @@ async def read_body(model: type[T]) -> T:
         raise ApiError(400, f"The request body is not valid JSON: {exc}.") from None
 
 
-def gateway() -> Gateway:
-    """The running gateway (set on the app by ``register_api``)."""
-    return cast(Gateway, current_app.config["LLM_PROXY_GATEWAY"])
+def provide(app: Quart, deps: object) -> None:
+    """Give ``app``'s routes of one area their collaborators (one frozen record per area)."""
+    app.config[_deps_key(type(deps))] = deps
+
+
+def deps_of(kind: type[T]) -> T:
+    """The collaborators of the area ``kind`` describes, as :func:`provide` gave them to the
+    app serving this request (blueprints are shared by every app; their collaborators are not)."""
+    return cast(T, current_app.config[_deps_key(kind)])
+
+
+def _deps_key(kind: type) -> str:
+    return f"LLM_PROXY_{kind.__module__}.{kind.__qualname__}"
 
 
 def session() -> Session:
@@ -152,15 +162,23 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def audit(action: str, target: str = "", detail: Mapping[str, Any] | None = None) -> None:
-    """Record a dashboard mutation in ``audit_log`` (through the writer, after it happened)."""
-    await gateway().writer.execute(
-        partial(
-            record_audit,
-            username=session().username,
-            action=action,
-            target=target,
-            detail=dict(detail or {}),
-            now_ms=now_ms(),
+class AuditLog:
+    """Where dashboard mutations are recorded: ``audit_log``, through the writer."""
+
+    def __init__(self, writer: StorageWriter) -> None:
+        self._writer = writer
+
+    async def record(
+        self, action: str, target: str = "", detail: Mapping[str, Any] | None = None
+    ) -> None:
+        """Record a mutation by the signed-in user (after it happened)."""
+        await self._writer.execute(
+            partial(
+                record_audit,
+                username=session().username,
+                action=action,
+                target=target,
+                detail=dict(detail or {}),
+                now_ms=now_ms(),
+            )
         )
-    )

@@ -18,8 +18,8 @@ from typing import Final
 
 from quart import Quart, g, request
 
-from actors.session_store import Session
-from web.api.common import ApiError, gateway
+from actors.session_store import Session, SessionStore
+from web.api.common import ApiError
 
 SESSION_COOKIE: Final = "llm_proxy_session"
 LOGIN: Final = ("POST", "/api/auth/login")
@@ -54,9 +54,9 @@ def same_origin(origin: str | None, scheme: str, host: str) -> bool:
     return origin.rstrip("/").lower() in expected
 
 
-def authenticate(token: str | None) -> Session:
+def authenticate(sessions: SessionStore, token: str | None) -> Session:
     """The live session of ``token``; ApiError 401 otherwise."""
-    found = gateway().sessions.lookup(token) if token else None
+    found = sessions.lookup(token) if token else None
     if found is None:
         raise ApiError(
             401,
@@ -101,7 +101,7 @@ def _check_login_origin() -> None:
         )
 
 
-async def _guard() -> None:
+async def _guard(sessions: SessionStore) -> None:
     path = request.path.rstrip("/") or "/"
     if path != "/api" and not path.startswith("/api/"):
         return
@@ -114,7 +114,7 @@ async def _guard() -> None:
     token, via_cookie = request_token(
         request.headers.get("authorization"), request.cookies.get(SESSION_COOKIE)
     )
-    current = authenticate(token)
+    current = authenticate(sessions, token)
     g.session = current
     if current.must_change_password and route not in SELF_SERVICE:
         raise ApiError(
@@ -137,6 +137,10 @@ async def _guard() -> None:
         )
 
 
-def install_guard(app: Quart) -> None:
+def install_guard(app: Quart, sessions: SessionStore) -> None:
     """Run the guard before every request, so even an unknown ``/api`` path is denied first."""
-    app.before_request(_guard)
+
+    async def guard() -> None:
+        await _guard(sessions)
+
+    app.before_request(guard)

@@ -16,6 +16,7 @@ Sockets are capped per session and in all (``[dashboard] max_live_feeds_per_sess
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -25,17 +26,37 @@ import msgspec
 import trio
 from quart import Blueprint, Response, websocket
 
-from actors.session_store import Session
+from actors.provider import ProviderActor
+from actors.request_logger import RequestLogger
+from actors.session_store import Session, SessionStore
+from proxy.config import DashboardConfig
 from proxy.records import RequestRecord
-from web.api.common import ApiError, now_ms
-from web.api.common import gateway as current_gateway
+from proxy.routing import Router
+from web.api.common import ApiError, deps_of, now_ms
 from web.api.guard import SESSION_COOKIE, authenticate, request_token, same_origin
-from web.gateway import Gateway
-from web.live_feeds import LiveFeedsFull
+from web.events import EventHub
+from web.live_feeds import LiveFeeds, LiveFeedsFull
+from web.readiness import Readiness
 
 log = logging.getLogger("llm_proxy.api.live")
 
 live = Blueprint("api_live", __name__, url_prefix="/api")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LiveApi:
+    """What ``/api/ws`` uses."""
+
+    caps: DashboardConfig  # max_live_feeds, max_live_feeds_per_session
+    live_feeds: LiveFeeds
+    readiness: Readiness
+    sessions: SessionStore
+    logger: RequestLogger  # its feed of logged calls and its counters
+    events: EventHub
+    router: Router  # which model names are aliases
+    providers: Mapping[str, ProviderActor]  # their statistics
+    started_at: float  # time.monotonic() at start
+
 
 # Module constants rather than config: tests shorten them with monkeypatch.
 METRICS_EVERY_S: float = 5.0
@@ -86,11 +107,11 @@ Message = Mapping[str, object]
 
 @live.websocket("/ws")
 async def feed() -> Response | None:
-    gw = current_gateway()
-    caps = gw.config.dashboard
+    gw = deps_of(LiveApi)
+    caps = gw.caps
     with contextlib.ExitStack() as place:
         try:
-            token, current = _admit()
+            token, current = _admit(gw)
             try:
                 place.enter_context(
                     gw.live_feeds.place(
@@ -135,9 +156,9 @@ def _refusal(full: LiveFeedsFull) -> ApiError:
     )
 
 
-def _admit() -> tuple[str, Session]:
+def _admit(deps: LiveApi) -> tuple[str, Session]:
     """The token and session of the socket being opened; ApiError (4xx) when it is refused."""
-    if current_gateway().draining:
+    if deps.readiness.draining:
         raise ApiError(503, "The gateway is shutting down; reconnect in a moment.")
     if _URL_SECRETS & set(websocket.args):
         raise ApiError(
@@ -160,7 +181,7 @@ def _admit() -> tuple[str, Session]:
             "(the Origin header does not match).",
             code="bad_origin",
         )
-    current = authenticate(token)
+    current = authenticate(deps.sessions, token)
     if current.must_change_password:
         raise ApiError(
             403,
@@ -174,8 +195,8 @@ def _admit() -> tuple[str, Session]:
 class LiveFeed:
     """One open socket: pumps from the logger and the event hub, tickers, and the one sender."""
 
-    def __init__(self, gateway: Gateway, token: str, session: Session) -> None:
-        self._gateway = gateway
+    def __init__(self, deps: LiveApi, token: str, session: Session) -> None:
+        self._deps = deps
         self._token = token
         self._session = session
         self._send, self._outbox = trio.open_memory_channel[str](OUTBOX_SIZE)
@@ -185,7 +206,7 @@ class LiveFeed:
 
     async def serve(self) -> None:
         """Feed the socket until the client leaves, the session ends or the server stops."""
-        gw = self._gateway
+        gw = self._deps
         try:
             with gw.logger.subscribe() as records, gw.events.subscribe() as events:
                 hello = {
@@ -205,7 +226,7 @@ class LiveFeed:
                 with trio.move_on_after(CLOSE_WAIT_S):
                     await self.close(*self._close_with)
         finally:
-            if gw.draining:
+            if gw.readiness.draining:
                 # Cancelled by the server stopping: say so, so the page retries later instead of
                 # reporting an error. Shielded and short, so it never holds up the shutdown.
                 with trio.move_on_after(CLOSE_WAIT_S, shield=True):
@@ -246,7 +267,7 @@ class LiveFeed:
     # -- sources ----------------------------------------------------------------------------------
 
     async def _pump_records(self, records: trio.MemoryReceiveChannel[RequestRecord]) -> None:
-        aliases = self._gateway.router.aliases
+        aliases = self._deps.router.aliases
         async for record in records:
             self._post(request_event(record, record.model if record.model in aliases else None))
 
@@ -273,7 +294,7 @@ class LiveFeed:
 
     def _session_ended(self) -> tuple[int, str] | None:
         """A close code and reason once the session has expired or was revoked."""
-        current = self._gateway.sessions.peek(self._token)
+        current = self._deps.sessions.peek(self._token)
         if current is None:
             return SESSION_ENDED, "session ended: sign in again"
         if current.must_change_password:
@@ -281,7 +302,7 @@ class LiveFeed:
         return None
 
     def _metrics(self) -> Message:
-        gw = self._gateway
+        gw = self._deps
         stats = gw.logger.statistics()
         hub = gw.events.statistics()
         per_min, errors_per_min = gw.logger.recent_calls()

@@ -8,6 +8,7 @@ the last 24 hours.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
@@ -20,9 +21,22 @@ from storage.analytics.export import csv_header, csv_lines, export_page, json_li
 from storage.analytics.request_log import MAX_PAGE, request_detail, request_log
 from storage.analytics.request_rows import StatusFilter
 from storage.analytics.usage_filter import UsageFilter
-from web.api.common import ApiError, gateway, json_response, query_range
+from storage.reads import ReadPool
+from web.api.common import ApiError, deps_of, json_response, query_range
 
 usage = Blueprint("api_usage", __name__, url_prefix="/api")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UsageApi:
+    """What ``/api/usage`` uses: the read pool, nothing else."""
+
+    reads: ReadPool
+
+
+def _reads() -> ReadPool:
+    return deps_of(UsageApi).reads
+
 
 T = TypeVar("T")
 EXPORT_BATCH: Final = 1000
@@ -79,7 +93,7 @@ def _limit() -> int:
 async def _read(fn: Callable[..., T]) -> T:
     """Run a storage query; its ValueError (a bad argument) is the caller's 400."""
     try:
-        return await gateway().reads.run(fn)
+        return await _reads().run(fn)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
 
@@ -168,7 +182,7 @@ async def usage_export() -> Response:
     since, until = query_range()
     kind = _choice("format", _FORMATS) or "csv"
     flt = _filter()
-    reads = gateway().reads
+    reads = _reads()
 
     async def chunks() -> AsyncIterator[bytes]:
         # Page by page, each its own short query: memory stays bounded however long the range,
