@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from proxy.service import RunningService
+from proxy.wiring import app_deps
 from tests.conftest import StartGateway, signed_in
 from web.api.guard import PUBLIC, SELF_SERVICE
-from proxy.wiring import app_deps
 from web.app import create_quart_app
 
 VIEWER = ("vera", "a-long-enough-viewer-password")

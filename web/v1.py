@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import unquote
 
-from proxy.errors import GatewayError, InternalError, InvalidRequest, NotFound, shutting_down
+from proxy.errors import GatewayError, InternalError, MethodNotAllowed, NotFound, shutting_down
 from web.asgi import (
     JSON_TYPE,
     ClientGone,
@@ -22,12 +22,6 @@ from web.v1_deps import V1Deps
 from web.v1_models import authenticate, models_body
 
 log = logging.getLogger("llm_proxy.v1")
-
-
-class MethodNotAllowed(InvalidRequest):
-    """405 for a known path with the wrong method."""
-
-    status = 405
 
 
 async def v1_app(deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> None:

@@ -10,9 +10,10 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors.session_store import SessionStore
+from proxy.errors import GatewayError, InternalError
 from web.api.auth import AuthApi, auth
 from web.api.clients import ClientsApi, clients
-from web.api.common import ApiError, provide
+from web.api.common import error_for_status, error_response, provide
 from web.api.guard import install_guard
 from web.api.live import LiveApi, live
 from web.api.providers import ProvidersApi, providers
@@ -41,9 +42,9 @@ def register_api(app: QuartTrio, deps: ApiDeps) -> None:
         provide(app, area)
     install_guard(app, deps.sessions)
 
-    @app.errorhandler(ApiError)
-    async def api_error(error: ApiError) -> Response:
-        return error.response()
+    @app.errorhandler(GatewayError)
+    async def api_error(error: GatewayError) -> Response:
+        return error_response(error)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response | HTTPException:
@@ -57,7 +58,7 @@ def register_api(app: QuartTrio, deps: ApiDeps) -> None:
             413: f"The request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes.",
         }
         message = messages.get(status, error.description or error.name)
-        return ApiError(status, message).response()
+        return error_response(error_for_status(status, message))
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:
@@ -65,7 +66,7 @@ def register_api(app: QuartTrio, deps: ApiDeps) -> None:
         if not has_request_context() or not request.path.startswith("/api"):
             raise error
         log.exception("%s %s failed", request.method, request.path)
-        return ApiError(500, "The gateway hit an internal error; see its log.").response()
+        return error_response(InternalError("The gateway hit an internal error; see its log."))
 
     for blueprint in (auth, clients, live, providers, system, usage):
         app.register_blueprint(blueprint)

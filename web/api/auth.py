@@ -11,6 +11,16 @@ import msgspec
 from quart import Blueprint, Response, request
 
 from actors.session_store import Session, SessionStore
+from proxy.errors import (
+    AuthenticationFailed,
+    Conflict,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    UpstreamUnavailable,
+)
 from proxy.login_throttle import LoginRefused, LoginThrottle
 from proxy.passwords import (
     PasswordPolicyError,
@@ -35,7 +45,6 @@ from storage.users import (
 )
 from storage.writer import StorageWriter
 from web.api.common import (
-    ApiError,
     AuditLog,
     deps_of,
     json_response,
@@ -118,18 +127,16 @@ def _session_json(current: Session) -> dict[str, object]:
 BUSY_RETRY_S: Final = 1
 
 
-def _refusal(refused: LoginRefused) -> ApiError:
+def _refusal(refused: LoginRefused) -> GatewayError:
     wait = str(refused.retry_after)
     if refused.reason == "in_progress":
-        return ApiError(
-            429,
+        return RateLimited(
             "Another sign-in for this user or from this address is being checked; "
             f"try again in {wait} s.",
             code="login_in_progress",
             headers={"retry-after": wait},
         )
-    return ApiError(
-        429,
+    return RateLimited(
         f"Too many failed sign-ins; try again in {wait} s.",
         code="login_throttled",
         headers={"retry-after": wait},
@@ -140,7 +147,7 @@ async def _check_password(
     gw: AuthApi, username: str, password: str, address: str
 ) -> UserRow | None:
     """The user named ``username`` if ``password`` is theirs (else None), checked under the
-    sign-in throttle and within the bounded places for sign-ins; ApiError 429 or 503 when
+    sign-in throttle and within the bounded places for sign-ins; 429 or 503 when
     refused."""
     # Refusals (locked, in progress, busy) are decided before any look-up or thread: a flood of
     # guesses costs little more than parsing them.
@@ -158,8 +165,7 @@ async def _check_password(
                 user.password_hash if user else None, password, guest=not known_address
             )
     except PasswordsBusy:
-        raise ApiError(
-            503,
+        raise UpstreamUnavailable(
             "The gateway is checking too many sign-ins at once; try again in a moment.",
             code="login_busy",
             headers={"retry-after": str(BUSY_RETRY_S)},
@@ -178,7 +184,7 @@ async def login() -> Response:
     gw = _deps()
     user = await _check_password(gw, body.username, body.password, request.remote_addr or "unknown")
     if user is None:
-        raise ApiError(401, "Wrong username or password.", code="invalid_credentials")
+        raise AuthenticationFailed("Wrong username or password.", code="invalid_credentials")
     stamp = now_ms()
     password_hash = user.password_hash
     if gw.passwords.needs_rehash(password_hash):
@@ -246,11 +252,11 @@ async def change_password() -> Response:
         gw, current.username, body.current_password, request.remote_addr or "unknown"
     )
     if user is None:
-        raise ApiError(400, "The current password is wrong.", code="invalid_current_password")
+        raise InvalidRequest("The current password is wrong.", code="invalid_current_password")
     try:
         check_new_password(body.new_password, username=user.username, current=body.current_password)
     except PasswordPolicyError as exc:
-        raise ApiError(400, str(exc), code="weak_password") from None
+        raise InvalidRequest(str(exc), code="weak_password") from None
     password_hash = await gw.passwords.hash(body.new_password)
     await gw.writer.execute(
         partial(
@@ -275,7 +281,7 @@ async def change_password() -> Response:
 @auth.get("/users")
 async def users() -> Response:
     if not session().is_admin:
-        raise ApiError(403, "Only admins see the users.", code="admin_required")
+        raise PermissionDenied("Only admins see the users.", code="admin_required")
     rows = await _deps().reads.run(list_users)
     return json_response({"data": [user_json(user) for user in rows]})
 
@@ -290,7 +296,7 @@ async def new_user() -> Response:
         try:
             check_new_password(password, username=body.username)
         except PasswordPolicyError as exc:
-            raise ApiError(400, str(exc), code="weak_password") from None
+            raise InvalidRequest(str(exc), code="weak_password") from None
     password_hash = await gw.passwords.hash(password)
     try:
         user = await gw.writer.execute(
@@ -305,9 +311,9 @@ async def new_user() -> Response:
             )
         )
     except UserExists:
-        raise ApiError(409, f"A user named {body.username!r} exists.", code="user_exists") from None
+        raise Conflict(f"A user named {body.username!r} exists.", code="user_exists") from None
     except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise InvalidRequest(str(exc)) from None
     await _deps().audit.record("user.create", user.username, {"role": user.role})
     answer = user_json(user)
     if one_time:
@@ -330,9 +336,9 @@ async def change_user(username: str) -> Response:
             )
         )
     except LookupError:
-        raise ApiError(404, f"No user named {username!r}.", code="user_not_found") from None
+        raise NotFound(f"No user named {username!r}.", code="user_not_found") from None
     except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise InvalidRequest(str(exc)) from None
     answer = user_json(user)
     changes: dict[str, object] = {k: v for k, v in msgspec.structs.asdict(body).items() if v}
     if body.reset_password:
@@ -359,13 +365,13 @@ async def change_user(username: str) -> Response:
 async def remove_user(username: str) -> Response:
     gw = _deps()
     if fold_username(username) == fold_username(session().username):
-        raise ApiError(400, "You cannot delete yourself.", code="cannot_delete_self")
+        raise InvalidRequest("You cannot delete yourself.", code="cannot_delete_self")
     try:
         await gw.writer.execute(partial(delete_user, username=username))
     except LookupError:
-        raise ApiError(404, f"No user named {username!r}.", code="user_not_found") from None
+        raise NotFound(f"No user named {username!r}.", code="user_not_found") from None
     except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise InvalidRequest(str(exc)) from None
     ended = gw.sessions.revoke_user(username)
     await _deps().audit.record("user.delete", username, {"sessions_ended": ended})
     return json_response({"status": "deleted", "username": username})

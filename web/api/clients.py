@@ -13,6 +13,7 @@ from msgspec import UNSET, UnsetType
 from quart import Blueprint, Response
 
 from actors.client_directory import ClientDirectory
+from proxy.errors import GatewayError, InvalidRequest, NotFound
 from storage.analytics.aggregates import breakdown, summary
 from storage.analytics.usage_filter import UsageFilter
 from storage.clients import (
@@ -33,7 +34,6 @@ from storage.reads import ReadPool
 from storage.writer import StorageWriter
 from web.api.common import (
     DAY_MS,
-    ApiError,
     AuditLog,
     deps_of,
     json_response,
@@ -153,8 +153,8 @@ def token_json(token: TokenRow) -> dict[str, object]:
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def _not_found(client_id: str) -> ApiError:
-    return ApiError(404, f"No client with id {client_id!r}.", code="client_not_found")
+def _not_found(client_id: str) -> GatewayError:
+    return NotFound(f"No client with id {client_id!r}.", code="client_not_found")
 
 
 async def _refresh_keys() -> None:
@@ -226,7 +226,7 @@ async def create() -> Response:
             )
         )
     except ValueError as exc:
-        raise ApiError(400, f"Invalid client: {exc}.") from None
+        raise InvalidRequest(f"Invalid client: {exc}.") from None
     await _refresh_keys()
     await _deps().audit.record(
         "client.create",
@@ -276,7 +276,7 @@ async def change(client_id: str) -> Response:
     except LookupError:
         raise _not_found(client_id) from None
     except ValueError as exc:
-        raise ApiError(400, f"Invalid change: {exc}.") from None
+        raise InvalidRequest(f"Invalid change: {exc}.") from None
     if sent:
         await _refresh_keys()
         await _deps().audit.record("client.update", client.id, sent)
@@ -304,7 +304,7 @@ async def usage(client_id: str) -> Response:
     except LookupError:
         raise _not_found(client_id) from None
     except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise InvalidRequest(str(exc)) from None
     return json_response(totals)
 
 
@@ -330,7 +330,7 @@ async def new_token(client_id: str) -> Response:
     except LookupError:
         raise _not_found(client_id) from None
     except ValueError as exc:
-        raise ApiError(400, f"Invalid key: {exc}.") from None
+        raise InvalidRequest(f"Invalid key: {exc}.") from None
     await _refresh_keys()
     await _deps().audit.record(
         "client.token.create", client_id, {"token_id": token.id, "masked": token.masked}
@@ -343,7 +343,7 @@ async def new_token(client_id: str) -> Response:
 async def revoke_token(client_id: str, token_id: str) -> Response:
     # Ids are SQLite rowids: anything else (or too long for 64 bits) names no key.
     if not (token_id.isascii() and token_id.isdigit() and len(token_id) <= 18):
-        raise ApiError(404, f"No key with id {token_id!r}.", code="token_not_found")
+        raise NotFound(f"No key with id {token_id!r}.", code="token_not_found")
     try:
         token = await _deps().writer.execute(
             partial(
@@ -351,8 +351,8 @@ async def revoke_token(client_id: str, token_id: str) -> Response:
             )
         )
     except _NotThisClientsKey:
-        raise ApiError(
-            404, f"Client {client_id!r} has no key with id {token_id}.", code="token_not_found"
+        raise NotFound(
+            f"Client {client_id!r} has no key with id {token_id}.", code="token_not_found"
         ) from None
     except LookupError:
         raise _not_found(client_id) from None

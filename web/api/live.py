@@ -30,9 +30,16 @@ from actors.provider import ProviderActor
 from actors.request_logger import RequestLogger
 from actors.session_store import Session, SessionStore
 from proxy.config import DashboardConfig
+from proxy.errors import (
+    GatewayError,
+    InvalidRequest,
+    PermissionDenied,
+    RateLimited,
+    UpstreamUnavailable,
+)
 from proxy.records import RequestRecord
 from proxy.routing import Router
-from web.api.common import ApiError, deps_of, now_ms
+from web.api.common import deps_of, error_response, now_ms
 from web.api.guard import SESSION_COOKIE, authenticate, request_token, same_origin
 from web.events import EventHub
 from web.live_feeds import LiveFeeds, LiveFeedsFull
@@ -122,10 +129,10 @@ async def feed() -> Response | None:
                 )
             except LiveFeedsFull as full:
                 raise _refusal(full) from None
-        except ApiError as error:
+        except GatewayError as error:
             # Returned before accept(): the client gets this status and JSON instead of an
             # upgrade.
-            return error.response()
+            return error_response(error)
         await websocket.accept()
         connection = LiveFeed(gw, token, current)
         try:
@@ -138,17 +145,15 @@ async def feed() -> Response | None:
     return None
 
 
-def _refusal(full: LiveFeedsFull) -> ApiError:
+def _refusal(full: LiveFeedsFull) -> GatewayError:
     if full.scope == "session":
-        return ApiError(
-            429,
+        return RateLimited(
             "This session has as many live feeds open as it may "
             "([dashboard] max_live_feeds_per_session); close one (another tab?) and retry.",
             code="too_many_live_feeds",
             headers={"retry-after": str(FULL_RETRY_S)},
         )
-    return ApiError(
-        503,
+    return UpstreamUnavailable(
         "The gateway has as many live feeds open as it may ([dashboard] max_live_feeds); "
         "retry in a moment.",
         code="live_feeds_full",
@@ -157,12 +162,11 @@ def _refusal(full: LiveFeedsFull) -> ApiError:
 
 
 def _admit(deps: LiveApi) -> tuple[str, Session]:
-    """The token and session of the socket being opened; ApiError (4xx) when it is refused."""
+    """The token and session of the socket being opened; a 4xx error when it is refused."""
     if deps.readiness.draining:
-        raise ApiError(503, "The gateway is shutting down; reconnect in a moment.")
+        raise UpstreamUnavailable("The gateway is shutting down; reconnect in a moment.")
     if _URL_SECRETS & set(websocket.args):
-        raise ApiError(
-            400,
+        raise InvalidRequest(
             "Send the session as 'Authorization: Bearer <token>' or the session cookie: a token "
             "in the URL ends up in logs and browser history.",
             code="token_in_url",
@@ -175,16 +179,14 @@ def _admit(deps: LiveApi) -> tuple[str, Session]:
     if via_cookie and not same_origin(
         websocket.headers.get("origin"), websocket.scheme, websocket.host
     ):
-        raise ApiError(
-            403,
+        raise PermissionDenied(
             "Refused: a live feed opened with the session cookie must come from this dashboard "
             "(the Origin header does not match).",
             code="bad_origin",
         )
     current = authenticate(deps.sessions, token)
     if current.must_change_password:
-        raise ApiError(
-            403,
+        raise PermissionDenied(
             "Change your password first (POST /api/auth/change-password).",
             code="password_change_required",
         )

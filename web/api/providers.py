@@ -22,7 +22,7 @@ from quart import Blueprint, Response, request
 from actors.provider import ProviderActor
 from actors.runtime_settings import RuntimeSettings, base_url_refusal
 from proxy.config import ProviderConfig
-from proxy.errors import ModelNotFound
+from proxy.errors import Conflict, InvalidRequest, ModelNotFound, NotFound
 from proxy.origins import key_binding, origin_of
 from proxy.pricing import PriceOverride
 from proxy.routing import Route, Router
@@ -40,7 +40,7 @@ from storage.provider_settings import (
 )
 from storage.reads import ReadPool
 from storage.writer import StorageWriter
-from web.api.common import ApiError, AuditLog, deps_of, json_response, now_ms, read_body
+from web.api.common import AuditLog, deps_of, json_response, now_ms, read_body
 from web.provider_probe import probe
 
 providers = Blueprint("api_providers", __name__, url_prefix="/api")
@@ -119,7 +119,7 @@ def _known_provider(gw: ProvidersApi, name: str) -> ProviderConfig:
     file = gw.files.get(name)
     if file is None:
         known = ", ".join(gw.files)
-        raise ApiError(404, f"Unknown provider '{name}' (known: {known}).", code="unknown_provider")
+        raise NotFound(f"Unknown provider '{name}' (known: {known}).", code="unknown_provider")
     return file
 
 
@@ -204,8 +204,7 @@ async def update_provider(name: str) -> Response:
     changes = _given(await read_body(ProviderChanges))
     actor = gw.actors.get(name)
     if changes.get("enabled") is True and actor is None:
-        raise ApiError(
-            409,
+        raise Conflict(
             f"Provider '{name}' is disabled in the config file, so it is not running and cannot "
             f"be switched on from here: set [providers.{name}] enabled = true (and its API key) "
             "and restart the gateway.",
@@ -223,7 +222,7 @@ async def update_provider(name: str) -> Response:
             )
         )
     except ValueError as exc:
-        raise ApiError(400, f"Invalid provider settings: {exc}.") from None
+        raise InvalidRequest(f"Invalid provider settings: {exc}.") from None
     gw.settings.apply_provider(name, row)
     await gw.audit.record("provider.update", name, changes)
     return json_response(provider_json(gw, file, row))
@@ -232,16 +231,16 @@ async def update_provider(name: str) -> Response:
 def _check_base_url(file: ProviderConfig, base_url: str) -> None:
     """A 400 unless ``base_url`` is a URL the transport can reach and the key may go to."""
     if file.name == "mock":
-        raise ApiError(400, "The mock provider answers in-process: it has no base_url.")
+        raise InvalidRequest("The mock provider answers in-process: it has no base_url.")
     try:
         origin_of(base_url)
     except ValueError as exc:
-        raise ApiError(
-            400, f"Invalid provider settings: base_url {exc}.", param="base_url"
+        raise InvalidRequest(
+            f"Invalid provider settings: base_url {exc}.", param="base_url"
         ) from None
     refusal = key_binding(file).refusal(base_url)
     if refusal is not None:
-        raise ApiError(400, refusal, param="base_url", code="base_url_not_allowed")
+        raise InvalidRequest(refusal, param="base_url", code="base_url_not_allowed")
 
 
 async def _optional_body(model: type[ProbeBody]) -> ProbeBody:
@@ -258,16 +257,14 @@ async def test_provider(name: str) -> Response:
     body = await _optional_body(ProbeBody)
     actor = gw.actors.get(name)
     if actor is None:
-        raise ApiError(
-            409,
+        raise Conflict(
             f"Provider '{name}' is disabled in the config file, so there is nothing to test: "
             f"set [providers.{name}] enabled = true and restart the gateway.",
             code="provider_not_running",
         )
     model = body.model or gw.settings.default_model(name)
     if not model:
-        raise ApiError(
-            400,
+        raise InvalidRequest(
             f"Provider '{name}' lists no model to test with: name one ({{\"model\": ...}}) "
             "or set its default_model.",
         )
@@ -410,16 +407,14 @@ async def update_model(model: str) -> Response:
         if not all(aliasing) or (changes["provider"] is None) != (
             changes["upstream_model"] is None
         ):
-            raise ApiError(
-                400,
+            raise InvalidRequest(
                 "An alias needs both 'provider' and 'upstream_model' (or both null to drop it).",
             )
         if changes["provider"] is not None and changes["provider"] not in gw.files:
-            raise ApiError(400, f"Unknown provider {changes['provider']!r}.")
+            raise InvalidRequest(f"Unknown provider {changes['provider']!r}.")
     route = _route(gw, model)
     if route is None and not changes.get("provider"):
-        raise ApiError(
-            404,
+        raise NotFound(
             f"The model '{model}' does not route to any provider of this gateway.",
             code="model_not_found",
         )
@@ -436,7 +431,7 @@ async def update_model(model: str) -> Response:
             )
         )
     except ValueError as exc:
-        raise ApiError(400, f"Invalid model settings: {exc}.") from None
+        raise InvalidRequest(f"Invalid model settings: {exc}.") from None
     gw.settings.apply_model(model, row)
     await gw.audit.record("model.update", model, changes)
     route = _route(gw, model) or route

@@ -16,12 +16,13 @@ from quart import Blueprint, Response, request
 
 from proxy import __version__
 from proxy.config import AuthConfig, Config, mask_secret
+from proxy.errors import Conflict, InternalError, InvalidRequest
 from storage.audit import SECRET_NAMES
 from storage.backup import BackupError, BackupResult, backup_database, list_backups
 from storage.reads import ReadPool
 from storage.settings_store import get_settings, put_settings
 from storage.writer import StorageWriter
-from web.api.common import ApiError, AuditLog, deps_of, json_response, now_ms, read_body
+from web.api.common import AuditLog, deps_of, json_response, now_ms, read_body
 from web.log_buffer import LogBuffer
 from web.metrics import rss_bytes
 from web.observed import ObservedParts
@@ -114,8 +115,8 @@ async def logs() -> Response:
     if raw:
         limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 4 else 0
         if not 1 <= limit <= MAX_LOG_LINES:
-            raise ApiError(
-                400, f"limit must be a whole number from 1 to {MAX_LOG_LINES}, got {raw[:20]!r}."
+            raise InvalidRequest(
+                f"limit must be a whole number from 1 to {MAX_LOG_LINES}, got {raw[:20]!r}."
             )
     # Our own log lines, which by project rule never carry a secret.
     return json_response({"data": _deps().log_buffer.recent(limit)})
@@ -135,7 +136,7 @@ def _backup_json(backup: BackupResult) -> dict[str, object]:
 def _database_to_back_up() -> str:
     database = _deps().config.server.database
     if not database or database == ":memory:":
-        raise ApiError(409, "The database is in memory: there is no file to back up.")
+        raise Conflict("The database is in memory: there is no file to back up.")
     return database
 
 
@@ -149,7 +150,7 @@ async def backup() -> Response:
             partial(backup_database, database_path=database, now_ms=now_ms())
         )
     except (BackupError, OSError) as exc:
-        raise ApiError(500, f"The backup failed: {exc}", code="backup_failed") from None
+        raise InternalError(f"The backup failed: {exc}", code="backup_failed") from None
     await _deps().audit.record("system.backup", result.path, {"size_bytes": result.size_bytes})
     return json_response(_backup_json(result), 201)
 
@@ -231,8 +232,7 @@ async def change_settings() -> Response:
     values = await read_body(dict[str, Any])
     secret = sorted(key for key in values if _secret_name(key))
     if secret:
-        raise ApiError(
-            400,
+        raise InvalidRequest(
             f"Settings are stored in plain text, so a secret does not belong there: {secret[0]!r}"
             " is named like one. Provider keys come from the config file, the environment or a "
             "systemd credential.",
@@ -241,7 +241,7 @@ async def change_settings() -> Response:
     try:
         stored = await gw.writer.execute(partial(put_settings, values=values, now_ms=now_ms()))
     except ValueError as exc:
-        raise ApiError(400, f"Invalid setting: {exc}.") from None
+        raise InvalidRequest(f"Invalid setting: {exc}.") from None
     if values:
         await _deps().audit.record("settings.update", "", {"keys": sorted(values)})
     return json_response({"settings": _settings_json(stored)})

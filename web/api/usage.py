@@ -16,13 +16,14 @@ from typing import Final, TypeVar
 
 from quart import Blueprint, Response, request
 
+from proxy.errors import InvalidRequest, NotFound
 from storage.analytics.aggregates import Bucket, Dimension, breakdown, summary, timeseries
 from storage.analytics.export import csv_header, csv_lines, export_page, json_lines
 from storage.analytics.request_log import MAX_PAGE, request_detail, request_log
 from storage.analytics.request_rows import StatusFilter
 from storage.analytics.usage_filter import UsageFilter
 from storage.reads import ReadPool
-from web.api.common import ApiError, deps_of, json_response, query_range
+from web.api.common import deps_of, json_response, query_range
 
 usage = Blueprint("api_usage", __name__, url_prefix="/api")
 
@@ -76,8 +77,8 @@ def _choice(name: str, allowed: Mapping[str, T]) -> T | None:
     try:
         return allowed[value]
     except KeyError:
-        raise ApiError(
-            400, f"'{name}' must be one of {', '.join(allowed)}; got {value!r}."
+        raise InvalidRequest(
+            f"'{name}' must be one of {', '.join(allowed)}; got {value!r}."
         ) from None
 
 
@@ -86,7 +87,7 @@ def _limit() -> int:
     # isdigit() alone admits "²", which int() refuses, and "٣", which is no page size.
     digits = text.isascii() and text.isdigit() and len(text) <= len(str(MAX_PAGE))
     if not digits or not 1 <= int(text) <= MAX_PAGE:
-        raise ApiError(400, f"'limit' must be a whole number from 1 to {MAX_PAGE}.")
+        raise InvalidRequest(f"'limit' must be a whole number from 1 to {MAX_PAGE}.")
     return int(text)
 
 
@@ -95,7 +96,7 @@ async def _read(fn: Callable[..., T]) -> T:
     try:
         return await _reads().run(fn)
     except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise InvalidRequest(str(exc)) from None
 
 
 @usage.get("/usage/summary")
@@ -173,7 +174,7 @@ async def usage_request(row_id: int) -> Response:
     else:
         detail = await _read(partial(request_detail, row_id=row_id))
     if detail is None:
-        raise ApiError(404, f"No logged call with id {row_id}.", code="request_not_found")
+        raise NotFound(f"No logged call with id {row_id}.", code="request_not_found")
     return json_response(detail.to_json())
 
 
