@@ -15,7 +15,7 @@ import gc
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from typing import Any
@@ -25,6 +25,7 @@ import hypercorn.config
 import trio
 import trio.lowlevel
 
+from actors import Actor
 from actors.client_directory import ClientDirectory
 from actors.provider import ProviderActor
 from actors.rate_limiter import ClientLimits, RateLimiter
@@ -218,16 +219,14 @@ def hypercorn_config(config: Config) -> _HypercornConfig:
 
 
 @asynccontextmanager
-async def _running(
-    start: Callable[..., Awaitable[Any]], close: Callable[[], None]
-) -> AsyncIterator[None]:
+async def _running(actor: Actor) -> AsyncIterator[None]:
     """An actor started in its own nursery and closed (then awaited) when the block ends."""
     async with trio.open_nursery() as nursery:
-        await nursery.start(start)
+        await nursery.start(actor.run)
         try:
             yield
         finally:
-            close()
+            actor.close()
 
 
 async def _user_states(reads: ReadPool) -> dict[str, UserState]:
@@ -360,21 +359,20 @@ async def _run_bound(
                 # Entered first, left last: a signal while the actors drain is handled too.
                 await actors.enter_async_context(signals.handling())
             await actors.enter_async_context(images_client)
-            await actors.enter_async_context(_running(writer.run, writer.close))
+            await actors.enter_async_context(_running(writer))
             # Once the writer has found the database usable (not someone's other file): its
             # -wal and -shm exist by now, and SQLite gave them the database's mode.
             await trio.to_thread.run_sync(make_gateway_files_private, database)
             if config.dashboard.enabled:
                 await ensure_first_admin(writer, hasher, database, now_ms=int(time.time() * 1000))
-                await actors.enter_async_context(_running(sessions.run, sessions.close))
-            await actors.enter_async_context(_running(logger.run, logger.close))
-            await actors.enter_async_context(_running(directory.run, directory.close))
-            await actors.enter_async_context(_running(limiter.run, limiter.close))
-            await actors.enter_async_context(_running(retention.run, retention.close))
+                await actors.enter_async_context(_running(sessions))
+            await actors.enter_async_context(_running(logger))
+            await actors.enter_async_context(_running(directory))
+            await actors.enter_async_context(_running(limiter))
+            await actors.enter_async_context(_running(retention))
             for actor in providers.values():
-                await actors.enter_async_context(_running(actor.run, actor.close))
-            hangups = parts.hangups
-            await actors.enter_async_context(_running(hangups.run, hangups.close))
+                await actors.enter_async_context(_running(actor))
+            await actors.enter_async_context(_running(parts.hangups))
             # The dashboard's stored overrides, before the first call is served.
             await settings.load(reads)
             # Everything built so far (modules, the price table, config) lives as long as the
