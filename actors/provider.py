@@ -319,7 +319,7 @@ class ProviderActor:
         """Ask the upstream for its models now; on failure keep serving the static list."""
         backend = self._ready_backend()
         now = trio.current_time()
-        backend.users += 1
+        backend.acquire()
         try:
             with trio.fail_after(min(self.config.timeout_s, 10.0)):
                 models = await backend.list_models()
