@@ -12,11 +12,10 @@ from typing import Any
 
 import msgspec
 
-from proxy.chat import (
-    MAX_DEPTH,
+from proxy.chat import MAX_DEPTH, ChatRequest, json_depth
+from proxy.chat_form import (
     AudioPart,
     ChatBody,
-    ChatRequest,
     ContentPart,
     FilePart,
     ImagePart,
@@ -25,7 +24,6 @@ from proxy.chat import (
     TextPart,
     Tool,
     ToolCall,
-    json_depth,
 )
 from proxy.errors import InvalidRequest
 from proxy.providers.base import UNREADABLE, inline_data, refuse_untranslated

@@ -15,11 +15,10 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from proxy.chat import (
-    MAX_DEPTH,
+from proxy.chat import MAX_DEPTH, ChatRequest, json_depth
+from proxy.chat_form import (
     AudioPart,
     ChatBody,
-    ChatRequest,
     ContentPart,
     FilePart,
     ImagePart,
@@ -27,7 +26,6 @@ from proxy.chat import (
     RefusalPart,
     TextPart,
     ToolCall,
-    json_depth,
 )
 from proxy.errors import InvalidRequest
 from proxy.providers.base import UNREADABLE, inline_data, refuse_untranslated

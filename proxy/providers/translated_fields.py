@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from proxy.chat import ChatBody
+from proxy.chat_form import ChatBody
 from proxy.errors import InvalidRequest
 
 
