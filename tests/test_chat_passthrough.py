@@ -167,3 +167,27 @@ def test_deepseek_out_of_capacity_is_an_outage() -> None:
     parser = passthrough(DEEPSEEK).event_parser(decode_chat_request(chat(stream=True)))
     with pytest.raises(UpstreamUnavailable):
         parser.feed(events(payload))
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        # OpenAI puts its obfuscation after usage: the member goes wherever it stands.
+        (
+            b'{"id":"c","choices":[],"usage":null,"obfuscation":"RLp6"}',
+            b'{"id":"c","choices":[],"obfuscation":"RLp6"}',
+        ),
+        (b'{"usage":null,"id":"c","choices":[]}', b'{"id":"c","choices":[]}'),
+        (b'{"id":"c","choices":[],"usage":null}', b'{"id":"c","choices":[]}'),
+        # A nested member of the same name stays; only the top-level one goes (the slow way).
+        (
+            b'{"id":"c","choices":[],"x":{"usage":null},"usage":null}',
+            b'{"id":"c","choices":[],"x":{"usage":null}}',
+        ),
+        # Spaces: the slow way, same result.
+        (b'{"id": "c", "choices": [], "usage": null}', b'{"id":"c","choices":[]}'),
+    ],
+)
+def test_usage_null_is_taken_off_wherever_it_stands(payload: bytes, expected: bytes) -> None:
+    parser = passthrough(OPENAI).event_parser(decode_chat_request(chat(stream=True)))
+    assert parser.feed(events(payload))[0].data == expected

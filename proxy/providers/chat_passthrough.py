@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from proxy.chat import ChatRequest, Usage
 from proxy.errors import GatewayError, UpstreamError, UpstreamUnavailable
@@ -45,7 +46,7 @@ UsageFix = Callable[[Usage], Mapping[str, Any] | None]
 
 _encode = msgspec.json.Encoder().encode
 _decode_any = msgspec.json.Decoder().decode
-_USAGE_NULL_TAIL = b',"usage":null}'
+_USAGE_NULL = b'"usage":null'
 
 
 class _DeltaFacts(msgspec.Struct):
@@ -61,7 +62,7 @@ class _EventFacts(msgspec.Struct):
     """What the gateway reads from one ``chat.completion.chunk``; the rest is skipped."""
 
     choices: list[_ChoiceFacts]
-    usage: Usage | None = None
+    usage: Usage | UnsetType | None = UNSET  # None: "usage":null; UNSET: no usage member
 
 
 class _AnswerChoice(msgspec.Struct):
@@ -154,6 +155,27 @@ def _patched(payload: bytes, patch: Mapping[str, Any]) -> tuple[bytes, Usage]:
     return _encode(document), msgspec.convert(usage, Usage)
 
 
+def without_usage_null(payload: bytes) -> bytes:
+    """A chunk whose top-level ``"usage"`` is null, without that member, the rest byte for byte.
+
+    The member is found as bytes: ``"usage":null`` right after ``{`` or ``,`` is a member named
+    usage (inside a string every quote is escaped), and when it occurs once it is the top-level
+    one the caller saw. Any other spelling (spaces, a nested member of the same name) is rare
+    enough to take the slow way: decode, drop the member, encode.
+    """
+    at = payload.find(_USAGE_NULL)
+    end = at + len(_USAGE_NULL)
+    if at < 1 or payload.find(_USAGE_NULL, end) != -1 or payload[at - 1] not in b",{":
+        document = _decode_any(payload)
+        document.pop("usage", None)
+        return _encode(document)
+    if payload[at - 1] == 0x2C:  # ",": the member and the comma before it
+        return payload[: at - 1] + payload[end:]
+    if payload[end : end + 1] == b",":  # the first member: it and the comma after it
+        return payload[:at] + payload[end + 1 :]
+    return payload[:at] + payload[end:]
+
+
 def error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
     """``(message, code, param)`` of an error body: OpenAI's shape, xAI's string, or text."""
     try:
@@ -219,7 +241,13 @@ class ChatEventParser(ChunkParser[PassedEvent]):
             if delta is not None and isinstance(delta.content, str):
                 text = delta.content if text is None else text + delta.content
         usage = facts.usage
-        if usage is not None:
+        if usage is None:
+            if not self._include_usage:
+                # With usage asked for, the upstream adds "usage":null to every chunk; a client
+                # that did not ask gets the chunk as it would have been.
+                payload = without_usage_null(payload)
+            return PassedEvent(payload, None, text)
+        if usage is not UNSET:
             if self._fix_usage is not None:
                 patch = self._fix_usage(usage)
                 if patch:
@@ -227,12 +255,8 @@ class ChatEventParser(ChunkParser[PassedEvent]):
             if not facts.choices and not self._include_usage:
                 # The usage chunk exists because we asked for it, not the client.
                 return PassedEvent(None, usage, text)
-        elif not self._include_usage and payload.endswith(_USAGE_NULL_TAIL):
-            # With usage asked for, the upstream adds "usage":null to every chunk; a client that
-            # did not ask gets the chunk as it would have been. At the object's end, outside any
-            # string (a quote inside one is escaped), so this is the top-level field.
-            payload = payload[: -len(_USAGE_NULL_TAIL)] + b"}"
-        return PassedEvent(payload, usage, text)
+            return PassedEvent(payload, usage, text)
+        return PassedEvent(payload, None, text)
 
     def _finish(self, items: list[PassedEvent]) -> None:
         # The stream ended: fine only after [DONE].
