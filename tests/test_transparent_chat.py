@@ -20,8 +20,15 @@ import pytest
 import trio
 
 from proxy.service import RunningService
-from tests.conftest import CLIENT_KEY, http, sdk
+from tests.conftest import CLIENT_KEY, StartGateway, http, sdk
+from tests.fakes.compat_upstreams import (
+    deepseek_completion,
+    deepseek_stream,
+    xai_completion,
+    xai_stream,
+)
 from tests.fakes.openai_upstream import (
+    DEFAULT_API_KEY,
     AudioAnswer,
     CustomToolCall,
     Echo,
@@ -633,3 +640,66 @@ async def test_without_usage_asked_only_the_usage_is_edited(
     assert event_data(reply.content) == expected
     for data in event_data(reply.content)[:-1]:
         assert "usage" not in json.loads(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# The provider quirks the gateway normalises: that edit on that event, nothing else
+
+
+@pytest.fixture
+async def compat(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> RunningService:
+    """The gateway with DeepSeek and xAI both pointed at the fake."""
+    provider = {"base_url": fake_openai.base_url, "api_key": DEFAULT_API_KEY}
+    return await start_gateway({"providers": {"deepseek": provider, "grok": provider}})
+
+
+def xai_normalised(usage: dict[str, Any]) -> dict[str, Any]:
+    """xAI's usage as OpenAI counts it: reasoning tokens inside completion_tokens."""
+    reasoning = usage["completion_tokens_details"]["reasoning_tokens"]
+    return usage | {"completion_tokens": usage["completion_tokens"] + reasoning}
+
+
+def deepseek_normalised(usage: dict[str, Any]) -> dict[str, Any]:
+    """DeepSeek's usage with its cache hits also where OpenAI puts them."""
+    details = {"cached_tokens": usage["prompt_cache_hit_tokens"]}
+    return usage | {"prompt_tokens_details": details}
+
+
+async def test_xai_usage_is_the_only_edit(compat: RunningService, fake_openai: FakeOpenAI) -> None:
+    fake_openai.enqueue(xai_completion())
+    reply = await post(compat, {"model": "grok-4.3", "messages": HELLO})
+    assert reply.status_code == 200, reply.text
+    sent = json.loads(fake_openai.sent[-1].body)
+    assert reply.json() == sent | {"usage": xai_normalised(sent["usage"])}
+
+    fake_openai.enqueue(xai_stream())
+    options = {"include_usage": True}
+    body = {"model": "grok-4.3", "messages": HELLO, "stream": True, "stream_options": options}
+    reply = await post(compat, body)
+    *sent_events, usage_event, done = fake_openai.sent[-1].event_data()
+    *got_events, got_usage, got_done = event_data(reply.content)
+    assert got_events == sent_events  # the events without usage: the very bytes
+    usage = json.loads(usage_event)
+    assert json.loads(got_usage) == usage | {"usage": xai_normalised(usage["usage"])}
+    assert got_done == done == b"[DONE]"
+
+
+async def test_deepseek_cache_hits_are_the_only_edit(
+    compat: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.enqueue(deepseek_completion())
+    reply = await post(compat, {"model": "deepseek-reasoner", "messages": HELLO})
+    assert reply.status_code == 200, reply.text
+    sent = json.loads(fake_openai.sent[-1].body)
+    assert reply.json() == sent | {"usage": deepseek_normalised(sent["usage"])}
+
+    fake_openai.enqueue(deepseek_stream())
+    options = {"include_usage": True}
+    body = {"model": "deepseek-reasoner", "messages": HELLO, "stream": True}
+    reply = await post(compat, body | {"stream_options": options})
+    *sent_events, finish_event, done = fake_openai.sent[-1].event_data()
+    *got_events, got_finish, got_done = event_data(reply.content)
+    assert got_events == sent_events
+    finish = json.loads(finish_event)
+    assert json.loads(got_finish) == finish | {"usage": deepseek_normalised(finish["usage"])}
+    assert got_done == done == b"[DONE]"
