@@ -564,6 +564,22 @@ async def test_the_upstreams_400_for_a_parameter_comes_back(
     assert fake_openai.received[-1].body["temperature"] == 5
 
 
+async def test_the_upstreams_400_for_a_wrongly_typed_parameter_comes_back(
+    gateway: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    reply = await post(gateway, {"model": "gpt-4o", "messages": HELLO, "temperature": "hot"})
+    assert reply.status_code == 400, reply.text
+    assert fake_openai.sent, f"the gateway judged it itself: {reply.text}"
+    upstream = json.loads(fake_openai.sent[-1].body)["error"]
+    error = reply.json()["error"]
+    assert upstream["message"] in error["message"]
+    assert (error["type"], error["param"], error["code"]) == (
+        "invalid_request_error",
+        "temperature",
+        "invalid_type",
+    )
+
+
 @pytest.mark.parametrize(
     "field",
     [

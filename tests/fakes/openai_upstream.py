@@ -772,9 +772,19 @@ def _usage(
 
 
 def _invalid_parameter(body: Mapping[str, Any]) -> ErrorReply | None:
-    """The 400 OpenAI gives for a `temperature` out of [0, 2] or a tool type it does not know."""
+    """The 400 OpenAI gives for a `temperature` not a number in [0, 2], or a tool it does not
+    know (a type other than function and custom, or no name)."""
     temperature = body.get("temperature")
-    if isinstance(temperature, int | float) and not isinstance(temperature, bool):
+    if temperature is not None and (
+        isinstance(temperature, bool) or not isinstance(temperature, int | float)
+    ):
+        return _invalid_value(
+            f"Invalid type for 'temperature': expected a decimal, but got "
+            f"{_json_type(temperature)} instead.",
+            "temperature",
+            "invalid_type",
+        )
+    if isinstance(temperature, int | float):
         if temperature > 2:
             return _invalid_value(
                 f"Invalid 'temperature': decimal above maximum value. Expected a value <= 2, "
@@ -810,6 +820,12 @@ def _invalid_parameter(body: Mapping[str, Any]) -> ErrorReply | None:
 def _invalid_value(message: str, param: str, code: str) -> ErrorReply:
     """A 400 invalid_request_error naming the parameter, as OpenAI words them."""
     return ErrorReply(400, message=message, type="invalid_request_error", code=code, param=param)
+
+
+def _json_type(value: Any) -> str:
+    """How OpenAI's messages name a JSON value's type."""
+    kinds = {bool: "a boolean", str: "a string", list: "an array", dict: "an object"}
+    return kinds.get(type(value), "a value")
 
 
 def _quoted(value: Any) -> str:
