@@ -33,12 +33,12 @@ from actors.provider_admission import CallGate, JudgedStream, Outcome
 from actors.provider_backend import Backend, CallTiming, ChunkStream
 from actors.provider_http import HttpBackend
 from actors.provider_mock import MockBackend
-from proxy.chat import ChatRequest, ChatResponse
+from proxy.chat import ChatRequest
 from proxy.config import ProviderConfig
 from proxy.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from proxy.images import ImageFetcher, ImageLease, inline_remote_images
 from proxy.origins import KeyBinding, key_binding
-from proxy.providers.base import WireAdapter
+from proxy.providers.base import Answer, WireAdapter
 from proxy.providers.mock import MOCK_MODELS
 from proxy.secret_scrubber import SecretScrubber
 
@@ -241,7 +241,7 @@ class ProviderActor:
 
     async def complete(
         self, request: ChatRequest, upstream_model: str, timing: CallTiming, *, client: str = ""
-    ) -> ChatResponse:
+    ) -> Answer:
         """One non-streaming call, bounded by the provider's timeout; ``client`` shares images."""
         backend = self._ready_backend()
         with self._gate.admit(backend) as call, self._image_lease(request, client) as lease:

@@ -25,9 +25,9 @@ import trio
 
 from actors.provider_backend import Backend, ChunkStream
 from proxy.breaker import BreakerState, CircuitBreaker
-from proxy.chat import ChatChunk
 from proxy.config import ProviderConfig
 from proxy.errors import GatewayError, UpstreamUnavailable
+from proxy.providers.base import StreamItem
 from proxy.secret_scrubber import SecretScrubber
 
 log = logging.getLogger("llm_proxy.provider")
@@ -82,7 +82,7 @@ class JudgedStream(ChunkStream):
         self._call = call
         self._scrubber = scrubber
 
-    async def __anext__(self) -> ChatChunk:
+    async def __anext__(self) -> StreamItem:
         try:
             return await self._chunks.__anext__()
         except StopAsyncIteration:

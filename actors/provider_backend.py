@@ -13,8 +13,8 @@ from contextlib import AbstractAsyncContextManager
 
 import trio
 
-from proxy.chat import ChatChunk, ChatRequest, ChatResponse
-from proxy.providers.base import ListedModel
+from proxy.chat import ChatRequest
+from proxy.providers.base import Answer, ListedModel, StreamItem
 
 
 @dataclasses.dataclass(slots=True)
@@ -25,14 +25,15 @@ class CallTiming:
 
 
 class ChunkStream(abc.ABC):
-    """The chunks of one streaming call, pulled by the caller."""
+    """The items of one streaming call, pulled by the caller: translated chunks or, for a call
+    passed through, the upstream's own events."""
 
     def __aiter__(self) -> ChunkStream:
         return self
 
     @abc.abstractmethod
-    async def __anext__(self) -> ChatChunk:
-        """The next chunk; StopAsyncIteration at a clean end, GatewayError on failure."""
+    async def __anext__(self) -> StreamItem:
+        """The next item; StopAsyncIteration at a clean end, GatewayError on failure."""
 
 
 class Backend(abc.ABC):
@@ -58,8 +59,8 @@ class Backend(abc.ABC):
         await self._idle.wait()
 
     @abc.abstractmethod
-    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
-        """The whole answer of a non-streaming call."""
+    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> Answer:
+        """The whole answer of a non-streaming call (translated, or the upstream's own)."""
 
     @abc.abstractmethod
     def open_stream(

@@ -23,11 +23,18 @@ import httpx
 from actors.provider_backend import Backend, CallTiming, ChunkStream
 from actors.provider_http_stream import HttpChunkStream, first_chunk_deadline
 from proxy import __version__
-from proxy.chat import ChatRequest, ChatResponse
+from proxy.chat import ChatChunk, ChatRequest
 from proxy.config import ProviderConfig
 from proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from proxy.origins import KeyBinding
-from proxy.providers.base import ListedModel, UpstreamCall, WireAdapter
+from proxy.providers.base import (
+    Answer,
+    ChunkParser,
+    ListedModel,
+    PassedEvent,
+    UpstreamCall,
+    WireAdapter,
+)
 from proxy.upstream_http import UpstreamTransport, build_request, close_response, raw_stream
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a non-streaming answer larger than this is not a chat reply
@@ -120,8 +127,12 @@ class HttpBackend(Backend):
         request = build_request(call.method, url, headers, call.body, self._extensions)
         return await self._transport.handle_async_request(request)
 
-    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
-        call = self._adapter.chat_call(request, model)
+    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> Answer:
+        passthrough = self._adapter.passthrough_for(request.protocol)
+        if passthrough is not None:
+            call = passthrough.call(request, model)
+        else:
+            call = self._adapter.chat_call(request, model)
         del request  # only the body is needed now: inline images go from two copies to one
         if call.body is not None and len(call.body) > _KEEP_SENT_BODY_BYTES:
             # msgspec leaves its output up to half over-allocated, and this body (megabytes of
@@ -140,13 +151,22 @@ class HttpBackend(Backend):
             timing.upstream_s += perf_counter() - started
         if not response.is_success:
             raise self._adapter.map_error(response.status_code, response.headers, body)
+        if passthrough is not None:
+            return passthrough.answer(body)
         return self._adapter.parse_response(body, model)
 
     @asynccontextmanager
     async def open_stream(
         self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
     ) -> AsyncIterator[ChunkStream]:
-        call = self._adapter.chat_call(request, model)
+        passthrough = self._adapter.passthrough_for(request.protocol)
+        parser: ChunkParser[ChatChunk] | ChunkParser[PassedEvent]
+        if passthrough is not None:
+            call = passthrough.call(request, model)
+            parser = passthrough.event_parser(request)
+        else:
+            call = self._adapter.chat_call(request, model)
+            parser = self._adapter.chunk_parser(model)
         del request  # only the body is needed now: inline images go from two copies to one
         started = perf_counter()
         with _TransportErrors(self._name):
@@ -164,7 +184,6 @@ class HttpBackend(Backend):
                         body = await _read_capped(response, MAX_ERROR_BYTES, self._name)
                     raise self._adapter.map_error(response.status_code, response.headers, body)
                 timing.upstream_s += perf_counter() - started
-                parser = self._adapter.chunk_parser(model)
                 yield HttpChunkStream(
                     raw_stream(response),
                     parser,

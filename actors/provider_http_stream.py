@@ -9,7 +9,7 @@ disconnect structural: cancelling the caller cancels the upstream read right the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from time import perf_counter
 
@@ -18,7 +18,7 @@ import trio
 from actors.provider_backend import CallTiming, ChunkStream
 from proxy.chat import ChatChunk
 from proxy.errors import UpstreamTimeout
-from proxy.providers.base import ChunkParser
+from proxy.providers.base import ChunkParser, PassedEvent, StreamItem
 
 
 class HttpChunkStream(ChunkStream):
@@ -30,7 +30,7 @@ class HttpChunkStream(ChunkStream):
     def __init__(
         self,
         raw: AsyncIterator[bytes],
-        parser: ChunkParser,
+        parser: ChunkParser[ChatChunk] | ChunkParser[PassedEvent],
         timing: CallTiming,
         *,
         name: str,
@@ -43,11 +43,12 @@ class HttpChunkStream(ChunkStream):
         self._name = name
         self._timeout_s = timeout_s
         self._first_by: float | None = first_by
-        self._ready: list[ChatChunk] = []
+        self._ready: Sequence[StreamItem] = ()
+        self._taken = 0  # how many of _ready were handed out
         self._finished = False
 
-    async def __anext__(self) -> ChatChunk:
-        if not self._ready:
+    async def __anext__(self) -> StreamItem:
+        if self._taken == len(self._ready):
             if self._first_by is not None:
                 with first_chunk_deadline(self._name, self._timeout_s, self._first_by):
                     await self._fill()
@@ -63,12 +64,13 @@ class HttpChunkStream(ChunkStream):
                     ) from None
             if not self._ready:
                 raise StopAsyncIteration
-        chunk = self._ready[0]
-        del self._ready[0]
-        return chunk
+        item = self._ready[self._taken]
+        self._taken += 1
+        return item
 
     async def _fill(self) -> None:
-        """Read until a chunk is ready or the upstream ended the body."""
+        """Read until an item is ready or the upstream ended the body."""
+        self._ready, self._taken = (), 0
         while not self._ready:
             if self._parser.failure is not None:
                 # The chunks read along with an error went out first; now the error ends the

@@ -14,9 +14,9 @@ from time import perf_counter
 import trio
 
 from actors.provider_backend import Backend, CallTiming, ChunkStream
-from proxy.chat import ChatChunk, ChatRequest, ChatResponse
+from proxy.chat import ChatChunk, ChatRequest
 from proxy.config import ProviderConfig
-from proxy.providers.base import ListedModel
+from proxy.providers.base import Answer, ListedModel
 from proxy.providers.mock import MOCK_MODELS, mock_chunks, mock_response
 
 
@@ -33,7 +33,7 @@ class MockBackend(Backend):
         await trio.sleep(self._latency_s)
         timing.upstream_s += perf_counter() - started
 
-    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> ChatResponse:
+    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> Answer:
         await self._wait(timing)
         return mock_response(request, model, int(time.time()))
 

@@ -220,7 +220,7 @@ class ChatRequest:
 
     @property
     def max_answer_tokens(self) -> int | None:
-        """The bound the client set on the answer (``max_completion_tokens``, else ``max_tokens``)."""
+        """The client's bound on the answer: ``max_completion_tokens``, else ``max_tokens``."""
         return self.view.max_completion_tokens or self.view.max_tokens
 
     def form(self) -> ChatBody:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
 import trio
 
 from proxy.chat import ChatRequest, ImagePart
@@ -83,9 +81,10 @@ def _scheme(url: str) -> str:
 
 
 def _image_parts(request: ChatRequest) -> list[tuple[Position, str]]:
-    """Every image part's position and URL, in order."""
+    """Every image part's position and URL, in order (of the internal form: only a translated
+    call has its images inlined, and a part it cannot read is a 400 naming it)."""
     found: list[tuple[Position, str]] = []
-    for i, message in enumerate(request.body.messages):
+    for i, message in enumerate(request.form().messages):
         if isinstance(message.content, list):
             for j, part in enumerate(message.content):
                 if isinstance(part, ImagePart):
@@ -170,30 +169,16 @@ async def inline_remote_images(
 
 
 def _with_urls(request: ChatRequest, replacements: Sequence[tuple[Position, str]]) -> ChatRequest:
-    """A copy of ``request`` with these image URLs replaced in the typed body and the raw dict."""
-    by_message: dict[int, dict[int, str]] = {}
-    for (i, j), url in replacements:
-        by_message.setdefault(i, {})[j] = url
-    messages = list(request.body.messages)
+    """A copy of ``request`` with these image URLs replaced in its body."""
     raw = dict(request.raw)
     raw_messages: list[Any] = list(raw["messages"])
     raw["messages"] = raw_messages
-    for i, parts in by_message.items():
-        message = messages[i]
-        assert isinstance(message.content, list)
-        content = list(message.content)
+    for (i, j), url in replacements:
         raw_message = dict(raw_messages[i])
         raw_content: list[Any] = list(raw_message["content"])
         raw_message["content"] = raw_content
         raw_messages[i] = raw_message
-        for j, url in parts.items():
-            part = content[j]
-            assert isinstance(part, ImagePart)
-            image_url = msgspec.structs.replace(part.image_url, url=url)
-            content[j] = msgspec.structs.replace(part, image_url=image_url)
-            raw_part = dict(raw_content[j])
-            raw_part["image_url"] = {**raw_part["image_url"], "url": url}
-            raw_content[j] = raw_part
-        messages[i] = msgspec.structs.replace(message, content=content)
-    body = msgspec.structs.replace(request.body, messages=messages)
-    return dataclasses.replace(request, body=body, raw=raw)
+        raw_part = dict(raw_content[j])
+        raw_part["image_url"] = {**raw_part["image_url"], "url": url}
+        raw_content[j] = raw_part
+    return request.with_raw(raw)

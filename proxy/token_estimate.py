@@ -15,7 +15,9 @@ too high is given back and one too low is charged then.
 
 from __future__ import annotations
 
-from proxy.chat import AudioPart, ChatRequest, FilePart, ImagePart
+from typing import Any
+
+from proxy.chat import ChatRequest, content_parts
 
 __all__ = ["IMAGE_TOKENS", "LOW_DETAIL_IMAGE_TOKENS", "estimate_prompt_tokens", "tokens_to_reserve"]
 
@@ -35,10 +37,9 @@ def tokens_to_reserve(
 ) -> int:
     """The tokens a call reserves from a tokens-per-minute budget of ``tokens_per_minute``."""
     prompt = estimate_prompt_tokens(request, body_bytes)
-    body = request.body
-    asked = body.max_completion_tokens or body.max_tokens
+    asked = request.max_answer_tokens
     if asked is not None:
-        return prompt + asked * (body.n or 1)
+        return prompt + asked * (request.view.n or 1)
     # Our guess, not the client's word: never so large that the call could not fit at all.
     return prompt + min(default_completion, max(0, tokens_per_minute - prompt))
 
@@ -46,19 +47,28 @@ def tokens_to_reserve(
 def _inline_parts(request: ChatRequest) -> tuple[int, int]:
     """Bytes of the body taken by images, audio and files, and the tokens counted for them."""
     inline_bytes = tokens = 0
-    for message in request.body.messages:
-        if not isinstance(message.content, list):
-            continue
-        for part in message.content:
-            if isinstance(part, ImagePart):
-                # The URL's length, whether inline data or an address: an image is its tokens.
-                inline_bytes += len(part.image_url.url)
-                low = part.image_url.detail == "low"
-                tokens += LOW_DETAIL_IMAGE_TOKENS if low else IMAGE_TOKENS
-            elif isinstance(part, AudioPart):
-                inline_bytes += len(part.input_audio.data)
-                tokens += IMAGE_TOKENS
-            elif isinstance(part, FilePart) and part.file.file_data is not None:
-                inline_bytes += len(part.file.file_data)
+    for _, _, part in content_parts(request.view):
+        kind = part.get("type")
+        if kind == "image_url":
+            # The URL's length, whether inline data or an address: an image is its tokens.
+            image = _object(part.get("image_url"))
+            inline_bytes += _length(image.get("url"))
+            low = image.get("detail") == "low"
+            tokens += LOW_DETAIL_IMAGE_TOKENS if low else IMAGE_TOKENS
+        elif kind == "input_audio":
+            inline_bytes += _length(_object(part.get("input_audio")).get("data"))
+            tokens += IMAGE_TOKENS
+        elif kind == "file":
+            data = _object(part.get("file")).get("file_data")
+            if data is not None:
+                inline_bytes += _length(data)
                 tokens += IMAGE_TOKENS
     return inline_bytes, tokens
+
+
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _length(value: object) -> int:
+    return len(value) if isinstance(value, str) else 0

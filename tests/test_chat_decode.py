@@ -1,4 +1,5 @@
-"""Request decoding: typed view, raw pass-through, and errors that name the field."""
+"""Request decoding: the gateway's view, raw pass-through, the internal form for translators,
+and errors that name the field."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def test_images_are_noticed() -> None:
     ]
     request = decode_chat_request(body(messages=[{"role": "user", "content": content}]))
     assert request.has_images
-    parts = request.body.messages[0].content
+    parts = request.form().messages[0].content
     assert isinstance(parts, list)
     assert isinstance(parts[1], ImagePart)
 
@@ -49,7 +50,7 @@ def test_tool_round_trip_messages_decode() -> None:
         {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
     ]
     request = decode_chat_request(body(messages=messages))
-    assert request.body.messages[2].tool_calls is not None
+    assert request.form().messages[2].tool_calls is not None
 
 
 def test_stream_options_and_usage_flag() -> None:
@@ -61,14 +62,12 @@ def test_stream_options_and_usage_flag() -> None:
 @pytest.mark.parametrize(
     ("raw", "param"),
     [
-        (body(stream_options={"include_usage": True}), "stream_options"),
-        (
-            body(messages=[{"role": "user", "content": [{"type": "video"}]}]),
-            "messages[0].content[0]",
-        ),
-        (body(top_p=2), "top_p"),
-        (body(stop=["a", "b", "c", "d", "e"]), "stop"),
+        (body(messages=[]), "messages"),
+        (body(messages=["hi"]), "messages[0]"),
         (body(max_tokens=0), "max_tokens"),
+        (body(max_completion_tokens="many"), "max_completion_tokens"),
+        (body(stream="yes"), "stream"),
+        (body(n=0), "n"),
         (body(model=""), "model"),
     ],
 )
@@ -78,3 +77,44 @@ def test_errors_name_the_field(raw: bytes, param: str) -> None:
     assert caught.value.param is not None
     assert caught.value.param.startswith(param)
     assert caught.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        body(stream_options={"include_usage": True}),  # without stream: OpenAI's to refuse
+        body(messages=[{"role": "user", "content": [{"type": "video"}]}]),
+        body(messages=[{"role": "robot", "content": "beep"}]),
+        body(top_p=2, temperature="hot"),
+        body(stop=["a", "b", "c", "d", "e"]),
+        body(tools=[{"type": "custom", "custom": {"name": "grep"}}]),
+        body(stream=None),
+    ],
+)
+def test_what_the_gateway_does_not_act_on_is_the_upstreams_to_judge(raw: bytes) -> None:
+    request = decode_chat_request(raw)
+    assert request.raw == json.loads(raw)
+    assert not request.stream
+
+
+@pytest.mark.parametrize(
+    ("raw", "param", "fragment"),
+    [
+        (
+            body(messages=[{"role": "user", "content": [{"type": "video"}]}]),
+            "messages[0].content[0].type",
+            "video",
+        ),
+        (body(messages=[{"role": "robot", "content": "beep"}]), "messages[0].role", "robot"),
+        (body(temperature="hot"), "temperature", "float"),
+        (body(tools=[{"type": "custom", "custom": {"name": "grep"}}]), "tools[0].type", "custom"),
+    ],
+)
+def test_the_internal_form_refuses_what_it_cannot_represent(
+    raw: bytes, param: str, fragment: str
+) -> None:
+    request = decode_chat_request(raw)
+    with pytest.raises(InvalidRequest) as caught:
+        request.form()
+    assert caught.value.param == param
+    assert fragment in caught.value.message

@@ -132,9 +132,9 @@ def image(url: str, detail: str | None = None) -> dict[str, Any]:
 
 
 def urls_of(request: ChatRequest) -> list[tuple[str, str | None]]:
-    """(url, detail) of every image part of the typed body."""
+    """(url, detail) of every image part of the internal form."""
     found: list[tuple[str, str | None]] = []
-    for message in request.body.messages:
+    for message in request.form().messages:
         if isinstance(message.content, list):
             for part in message.content:
                 if isinstance(part, ImagePart):
@@ -702,7 +702,7 @@ async def test_inline_fetches_each_distinct_url_once_and_rewrites_both_views(
     assert raw_urls_of(inlined.raw) == expected
     assert inlined.raw["metadata"] == {"kept": True}
     assert inlined.raw["messages"][1]["name"] == "ann"
-    assert inlined.body.messages[0] == request.body.messages[0]
+    assert inlined.form().messages[0] == request.form().messages[0]
     assert inlined.has_images
     assert inlined.model == request.model
     # The original request is untouched, in both views.
@@ -715,7 +715,7 @@ async def test_inline_fetches_each_distinct_url_once_and_rewrites_both_views(
     ]
     # The rewritten raw body is still what decode_chat_request accepts.
     again = decode_chat_request(msgspec.json.encode(inlined.raw))
-    assert again.body == inlined.body
+    assert again.form() == inlined.form()
 
 
 async def test_requests_without_remote_images_come_back_unchanged(

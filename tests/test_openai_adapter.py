@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import msgspec
 import pytest
 
 from proxy.chat import CompletionTokensDetails, PromptTokensDetails, Usage, decode_chat_request
@@ -240,18 +239,19 @@ def test_models_list_keeps_created_and_shrugs_off_odd_values() -> None:
     ]
 
 
-def test_deepseek_cache_counters_become_cached_tokens() -> None:
+def test_deepseek_cache_counters_also_become_cached_tokens() -> None:
     usage = Usage(
         prompt_tokens=12,
         completion_tokens=3,
         total_tokens=15,
+        prompt_tokens_details=None,
         prompt_cache_hit_tokens=8,
         prompt_cache_miss_tokens=4,
     )
-    normalize_usage(usage)
+    normalize_usage(usage, "deepseek")
     assert usage.cached_tokens == 8
-    assert usage.prompt_cache_hit_tokens is None
-    assert b"prompt_cache" not in msgspec.json.encode(usage)
+    # DeepSeek's own counters stay: a client of DeepSeek may read them.
+    assert usage.prompt_cache_hit_tokens == 8
 
 
 def test_newer_deepseek_cached_tokens_win_over_counters() -> None:
@@ -262,7 +262,7 @@ def test_newer_deepseek_cached_tokens_win_over_counters() -> None:
         prompt_tokens_details=PromptTokensDetails(cached_tokens=5),
         prompt_cache_hit_tokens=8,
     )
-    normalize_usage(usage)
+    normalize_usage(usage, "deepseek")
     assert usage.cached_tokens == 5
 
 
@@ -273,9 +273,9 @@ def test_xai_reasoning_moves_into_completion_tokens_once() -> None:
         total_tokens=498,
         completion_tokens_details=CompletionTokensDetails(reasoning_tokens=304),
     )
-    normalize_usage(usage)
+    normalize_usage(usage, "grok")
     assert usage.completion_tokens == 472
-    normalize_usage(usage)  # already OpenAI's meaning: total = prompt + completion
+    normalize_usage(usage, "grok")  # already OpenAI's meaning: total = prompt + completion
     assert usage.completion_tokens == 472
 
 
@@ -286,7 +286,8 @@ def test_openai_usage_is_left_alone() -> None:
         total_tokens=60,
         completion_tokens_details=CompletionTokensDetails(reasoning_tokens=40),
     )
-    normalize_usage(usage)
+    normalize_usage(usage, "openai")
+    normalize_usage(usage, "grok")  # not xAI's shape either: total already counts reasoning
     assert usage.completion_tokens == 50
 
 

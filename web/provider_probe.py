@@ -14,6 +14,7 @@ from actors.provider import ProviderActor
 from actors.provider_backend import CallTiming
 from proxy.chat import decode_chat_request
 from proxy.errors import GatewayError
+from proxy.providers.base import PassedEvent, StreamItem
 
 log = logging.getLogger("llm_proxy.probe")
 
@@ -72,11 +73,14 @@ async def probe(
         request = decode_chat_request(msgspec.json.encode(body))
         with trio.move_on_after(timeout_s) as deadline:
             async with actor.stream(request, model, CallTiming()) as chunks:
-                async for chunk in chunks:
+                async for item in chunks:
                     if first is None:
                         first = perf_counter()
-                        answered = chunk.model or model
-                    pieces.extend(c.delta.content for c in chunk.choices if c.delta.content)
+                        answered = _model_of(item) or model
+                    if isinstance(item, PassedEvent):
+                        pieces.append(item.text or "")
+                    else:
+                        pieces.extend(c.delta.content for c in item.choices if c.delta.content)
     except GatewayError as exc:
         # Already scrubbed of configured secrets by the actor, like every upstream error.
         return ProbeResult(False, model, status=exc.status, error=exc.message, code=exc.code)
@@ -102,3 +106,15 @@ async def probe(
         # The reply is upstream text shown on the dashboard: an echo of a key stops here too.
         text=actor.scrubber.scrub("".join(pieces)[:MAX_TEXT]),
     )
+
+
+def _model_of(item: StreamItem) -> str | None:
+    """The model an upstream says answered, from its first chunk."""
+    if not isinstance(item, PassedEvent):
+        return item.model
+    try:
+        document = msgspec.json.decode(item.data or b"{}")
+    except (ValueError, RecursionError):
+        return None  # the stream's parser read it; a model name is only shown
+    model = document.get("model") if isinstance(document, dict) else None
+    return model if isinstance(model, str) else None

@@ -18,7 +18,7 @@ import trio
 
 from actors.provider import ProviderActor
 from actors.provider_backend import CallTiming, ChunkStream
-from proxy.chat import ChatChunk, ChatRequest, ChatResponse, Usage, decode_chat_request
+from proxy.chat import ChatRequest, Usage, decode_chat_request
 from proxy.errors import (
     ErrorBody,
     GatewayError,
@@ -29,6 +29,7 @@ from proxy.errors import (
     shutting_down,
 )
 from proxy.log_format import REQUEST_ID
+from proxy.providers.base import PassedAnswer, PassedEvent, StreamItem
 from proxy.rate_limit import TokenReservation
 from proxy.records import RequestRecord, Status
 from proxy.routing import Route
@@ -229,23 +230,24 @@ class ChatCall:
         ]
 
     async def _complete(self, actor: ProviderActor, request: ChatRequest, route: Route) -> None:
-        response: ChatResponse = await actor.complete(
+        answer = await actor.complete(
             request, route.upstream_model, self.timing, client=self._client_bucket()
         )
-        self.usage = response.usage
+        self.usage = answer.usage
         self.ttft_s = perf_counter() - self.started
-        payload = _encode(response)
+        # Passed through: the upstream's own bytes; translated: encoded in OpenAI's shape.
+        payload = answer.body if isinstance(answer, PassedAnswer) else _encode(answer)
         if self.gateway.config.logging.store_bodies:
-            self.response_text = payload.decode()
+            self.response_text = payload.decode(errors="replace")
         self._done = True
         await send_body(self.send, 200, payload, [JSON_TYPE, *self._headers()])
 
     async def _stream(self, actor: ProviderActor, request: ChatRequest, route: Route) -> None:
         async with actor.stream(
             request, route.upstream_model, self.timing, client=self._client_bucket()
-        ) as chunks:
-            # Headers wait for the first chunk, so a failure before it still gets a real status.
-            first = await _next_or_none(chunks)
+        ) as items:
+            # Headers wait for the first item, so a failure before it still gets a real status.
+            item = await _next_or_none(items)
             self.ttft_s = perf_counter() - self.started
             await self.send(
                 {
@@ -258,17 +260,26 @@ class ChatCall:
             keep_text = self.gateway.config.logging.store_bodies
             pieces: list[str] = []
             include_usage = request.include_usage
-            chunk = first
             try:
-                while chunk is not None:
-                    if chunk.usage is not None:
-                        self.usage = chunk.usage
-                    if keep_text:
-                        pieces.extend(c.delta.content for c in chunk.choices if c.delta.content)
-                    # The upstream is always asked for usage; the client sees it only if it asked.
-                    if chunk.choices or include_usage:
-                        await self.send(_event(_encode(chunk)))
-                    chunk = await _next_or_none(chunks)
+                while item is not None:
+                    if isinstance(item, PassedEvent):
+                        # The upstream's own event, already edited for this client.
+                        if item.usage is not None:
+                            self.usage = item.usage
+                        if keep_text and item.text:
+                            pieces.append(item.text)
+                        if item.data is not None:
+                            await self.send(_event(item.data))
+                    else:
+                        if item.usage is not None:
+                            self.usage = item.usage
+                        if keep_text:
+                            pieces.extend(c.delta.content for c in item.choices if c.delta.content)
+                        # The upstream is always asked for usage; the client sees it only if it
+                        # asked.
+                        if item.choices or include_usage:
+                            await self.send(_event(_encode(item)))
+                    item = await _next_or_none(items)
             finally:
                 # A stream that failed or was abandoned keeps the text it got as far as.
                 if keep_text:
@@ -400,9 +411,9 @@ def _event(payload: bytes) -> dict[str, object]:
     return {"type": "http.response.body", "body": encode_event(payload), "more_body": True}
 
 
-async def _next_or_none(chunks: ChunkStream) -> ChatChunk | None:
+async def _next_or_none(items: ChunkStream) -> StreamItem | None:
     try:
-        return await chunks.__anext__()
+        return await items.__anext__()
     except StopAsyncIteration:
         return None
 

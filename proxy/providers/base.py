@@ -273,7 +273,9 @@ TUNING_FIELDS = frozenset(
 )
 
 
-def refuse_untranslated(provider: str, raw: Mapping[str, object], translated: frozenset[str]) -> None:
+def refuse_untranslated(
+    provider: str, raw: Mapping[str, object], translated: frozenset[str]
+) -> None:
     """A 400 naming the first field of ``raw`` that would change the answer's meaning but that
     provider ``provider``'s translator neither translates nor may drop (see TUNING_FIELDS)."""
     for key, value in raw.items():

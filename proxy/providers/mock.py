@@ -37,7 +37,7 @@ def _text_of(message: Message) -> str:
 
 def answer_text(request: ChatRequest) -> str:
     """What the mock says: an echo of the last user message."""
-    for message in reversed(request.body.messages):
+    for message in reversed(request.form().messages):
         if message.role == "user":
             return f"echo: {_text_of(message)}"
     return "echo:"
@@ -45,7 +45,7 @@ def answer_text(request: ChatRequest) -> str:
 
 def usage_of(request: ChatRequest, answer: str) -> Usage:
     """One token per whitespace-separated word, deterministic for tests and demos."""
-    prompt = sum(len(_text_of(message).split()) for message in request.body.messages)
+    prompt = sum(len(_text_of(message).split()) for message in request.form().messages)
     completion = len(answer.split())
     return Usage(
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
@@ -63,9 +63,7 @@ def mock_response(request: ChatRequest, model: str, created: int) -> ChatRespons
         id=_next_id(),
         created=created,
         model=model,
-        choices=[
-            Choice(message=ResponseMessage(role="assistant", content=text), finish_reason="stop")
-        ],
+        choices=[Choice(message=ResponseMessage(content=text), finish_reason="stop")],
         usage=usage_of(request, text),
         system_fingerprint="fp_mock",
     )

@@ -1,8 +1,8 @@
-"""The OpenAI Chat Completions protocol, spoken to OpenAI and to OpenAI-compatible upstreams.
+"""OpenAI and OpenAI-compatible upstreams (DeepSeek, xAI): their quirks, errors and model lists.
 
-The request body is the client's own dict with the model renamed, so parameters the gateway does
-not model still reach the upstream. Streams always ask for usage (we log it); whether the client
-sees the usage chunk is decided by the caller.
+A chat client's call passes through (:mod:`proxy.providers.chat_passthrough`). A call translated
+from another client protocol reaches them in the internal chat form, which is OpenAI's chat, and
+its answer is read into our chat types here.
 """
 
 from __future__ import annotations
@@ -14,17 +14,23 @@ from typing import Any
 import msgspec
 
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse, PromptTokensDetails, Usage
-from proxy.errors import GatewayError, UpstreamError, UpstreamUnavailable
+from proxy.errors import GatewayError, UpstreamError
 from proxy.providers.base import (
     UNREADABLE,
     ChunkParser,
     ListedModel,
+    Passthrough,
     UpstreamCall,
     WireAdapter,
     decode_as,
-    decode_json,
     malformed,
     unix_time,
+)
+from proxy.providers.chat_passthrough import (
+    ChatPassthrough,
+    check_finish,
+    error_fields,
+    stream_error,
 )
 from proxy.providers.upstream_errors import map_status
 from proxy.sse import Event, SSEDecoder, SSEError
@@ -72,42 +78,36 @@ class OpenAICompatAdapter(WireAdapter):
         super().__init__(provider, api_key)
         self._flavor = flavor
         self._fallback_models = fallback_models
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        self._headers = headers
-        self._stream_headers = {**headers, "accept": "text/event-stream"}
+        self._headers = {"content-type": "application/json", "accept": "application/json"}
+        fix_usage = _FIX_USAGE.get(flavor)
+        self._chat = ChatPassthrough(
+            provider, rename_max_tokens=flavor == "openai", fix_usage=fix_usage
+        )
 
     @property
     def fallback_models(self) -> tuple[str, ...]:
         """Models listed when the upstream cannot be asked."""
         return self._fallback_models
 
+    def passthrough_for(self, protocol: str) -> Passthrough | None:
+        """OpenAI chat passes through as is."""
+        return self._chat if protocol == ChatRequest.PROTOCOL else None
+
     def chat_call(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
-        """The client's body with our model name, usage always requested on streams."""
-        body: dict[str, Any] = dict(request.raw)
-        body["model"] = upstream_model
-        if self._flavor == "openai" and "max_tokens" in body:
-            # OpenAI deprecated max_tokens and reasoning models reject it; the new name means
-            # the same bound (including reasoning), so translating loses nothing.
-            max_tokens = body.pop("max_tokens")
-            body.setdefault("max_completion_tokens", max_tokens)
-        if request.stream:
-            options = dict(body.get("stream_options") or {})
-            options["include_usage"] = True
-            body["stream_options"] = options
-            return UpstreamCall("POST", "/chat/completions", self._stream_headers, _encode(body))
-        return UpstreamCall("POST", "/chat/completions", self._headers, _encode(body))
+        """A translated call: the internal form is OpenAI's chat, so the body goes up as is."""
+        return self._chat.call(request, upstream_model)
 
     def parse_response(self, body: bytes, upstream_model: str) -> ChatResponse:
         """A ``chat.completion`` body (DeepSeek may pad it with leading blank lines)."""
         response = decode_as(_decode_response, self.provider, "response", body)
-        normalize_usage(response.usage)
+        normalize_usage(response.usage, self._flavor)
         for choice in response.choices:
             check_finish(self.provider, choice.finish_reason)
         return response
 
-    def chunk_parser(self, upstream_model: str) -> ChunkParser:
+    def chunk_parser(self, upstream_model: str) -> ChunkParser[ChatChunk]:
         """A parser for one SSE stream of ``chat.completion.chunk`` events."""
-        return OpenAIChunkParser(self.provider)
+        return OpenAIChunkParser(self.provider, self._flavor)
 
     def map_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
         """An OpenAI error body (or anything else) mapped by status."""
@@ -134,64 +134,55 @@ class OpenAICompatAdapter(WireAdapter):
         return [ListedModel(entry.id, unix_time(entry.created)) for entry in page.data]
 
 
-def normalize_usage(usage: Usage | None) -> None:
-    """Bring an OpenAI-compatible upstream's usage to OpenAI's meaning, in place.
-
-    DeepSeek counts cache hits in ``prompt_cache_hit_tokens`` (older answers lack
-    ``cached_tokens``); xAI leaves reasoning out of ``completion_tokens`` (its total is
-    prompt + completion + reasoning), where OpenAI counts it in.
-    """
-    if usage is None:
+def normalize_usage(usage: Usage | None, flavor: str) -> None:
+    """Bring a translated answer's usage to OpenAI's meaning, in place (see :data:`_FIX_USAGE`)."""
+    fix = _FIX_USAGE.get(flavor)
+    if usage is None or fix is None:
         return
-    hit = usage.prompt_cache_hit_tokens
-    if hit is not None:
-        if not usage.cached_tokens:
-            usage.prompt_tokens_details = PromptTokensDetails(cached_tokens=hit)
-        usage.prompt_cache_hit_tokens = usage.prompt_cache_miss_tokens = None
-    reasoning = usage.reasoning_tokens
-    prompt, completion = usage.prompt_tokens, usage.completion_tokens
-    if reasoning and usage.total_tokens == prompt + completion + reasoning:
-        usage.completion_tokens = completion + reasoning
-
-
-def check_finish(provider: str, finish_reason: str | None) -> None:
-    """DeepSeek ends an answer it could not complete with its own reason: that is an outage."""
-    if finish_reason == "insufficient_system_resource":
-        raise UpstreamUnavailable(
-            f"Upstream {provider} ran out of capacity and cut the answer short "
-            "(insufficient_system_resource).",
-            code="insufficient_system_resource",
+    patch = fix(usage)
+    if not patch:
+        return
+    completion = patch.get("completion_tokens")
+    if isinstance(completion, int):
+        usage.completion_tokens = completion
+    details = patch.get("prompt_tokens_details")
+    if isinstance(details, Mapping):
+        usage.prompt_tokens_details = PromptTokensDetails(
+            cached_tokens=details["cached_tokens"],
+            audio_tokens=usage.prompt_tokens_details.audio_tokens
+            if usage.prompt_tokens_details
+            else 0,
         )
 
 
-def error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
-    """``(message, code, param)`` of an error body: OpenAI's shape, xAI's string, or text."""
-    try:
-        parsed = msgspec.json.decode(body)
-    except UNREADABLE:
-        text = body[:500].decode(errors="replace").strip()
-        return (text or None), None, None
-    if isinstance(parsed, dict):
-        error = parsed.get("error")
-        if isinstance(error, dict):
-            message = error.get("message")
-            code = error.get("code")
-            param = error.get("param")
-            return (
-                str(message) if message is not None else None,
-                str(code) if code is not None else None,
-                str(param) if param is not None else None,
-            )
-        if isinstance(error, str):
-            return error, None, None
-    return body[:500].decode(errors="replace"), None, None
+def deepseek_usage(usage: Usage) -> Mapping[str, Any] | None:
+    """DeepSeek counts cache hits in its own ``prompt_cache_hit_tokens`` (older answers lack
+    ``cached_tokens``): give them where OpenAI's clients read them too."""
+    hit = usage.prompt_cache_hit_tokens
+    if isinstance(hit, int) and hit and not usage.cached_tokens:
+        return {"prompt_tokens_details": {"cached_tokens": hit}}
+    return None
 
 
-class OpenAIChunkParser(ChunkParser):
-    """SSE ``data:`` events of chunks, an optional in-stream error, and ``[DONE]``."""
+def xai_usage(usage: Usage) -> Mapping[str, Any] | None:
+    """xAI leaves reasoning out of ``completion_tokens`` (its total is prompt + completion +
+    reasoning), where OpenAI counts it in."""
+    reasoning = usage.reasoning_tokens
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    if reasoning and usage.total_tokens == prompt + completion + reasoning:
+        return {"completion_tokens": completion + reasoning}
+    return None
 
-    def __init__(self, provider: str) -> None:
+
+_FIX_USAGE = {"deepseek": deepseek_usage, "grok": xai_usage}
+
+
+class OpenAIChunkParser(ChunkParser[ChatChunk]):
+    """SSE ``data:`` events of chunks read into our types, for a translated call."""
+
+    def __init__(self, provider: str, flavor: str) -> None:
         self._provider = provider
+        self._flavor = flavor
         self._sse = SSEDecoder()
         self._done = False
 
@@ -218,10 +209,10 @@ class OpenAIChunkParser(ChunkParser):
                 chunk = _decode_chunk(payload)
             except msgspec.ValidationError as exc:
                 # An error event has no chunk fields; only then is it worth a second parse.
-                raise self._stream_error(payload, exc) from None
+                raise stream_error(self._provider, payload, exc) from None
             except UNREADABLE as exc:
                 raise malformed(self._provider, "stream event", exc) from None
-            normalize_usage(chunk.usage)
+            normalize_usage(chunk.usage, self._flavor)
             for choice in chunk.choices:
                 check_finish(self._provider, choice.finish_reason)
             chunks.append(chunk)
@@ -234,13 +225,3 @@ class OpenAIChunkParser(ChunkParser):
                 f"Upstream {self._provider} ended the stream before it was complete.",
                 code="upstream_stream_cut",
             )
-
-    def _stream_error(self, payload: bytes, exc: Exception) -> GatewayError:
-        parsed = decode_json(self._provider, "stream event", payload)
-        if isinstance(parsed, dict) and "error" in parsed:
-            message, code, _ = error_fields(payload)
-            return UpstreamError(
-                f"Upstream {self._provider} failed mid-stream: {message or 'unknown error'}",
-                code=code,
-            )
-        return malformed(self._provider, "stream event", exc)

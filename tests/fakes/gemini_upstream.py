@@ -3,7 +3,9 @@
 It follows the protocol reference's checklist (§7 item 2): ``x-goog-api-key`` auth with Google's
 400 ``API_KEY_INVALID`` body, camelCase with zero values omitted, SSE events separated by
 ``\\r\\n\\r\\n`` and no ``[DONE]`` (a JSON array when ``alt=sse`` is missing), usageMetadata on
-several chunks, thought parts and signatures, blocked prompts and Google RPC errors.
+several chunks, thought parts and signatures, blocked prompts and Google RPC errors. Asked for
+``responseLogprobs``, an answer's candidates carry ``logprobsResult`` (each event its own tokens'),
+a certain token without ``logProbability`` (proto3 JSON leaves zeros out).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_SIGNATURE",
     "IMAGE_TOKENS",
+    "MAX_TOP_LOGPROBS",
     "MODELS",
     "UNKNOWN_MODEL",
     "Behaviour",
@@ -38,6 +41,7 @@ __all__ = [
     "SafetyStop",
     "Thinking",
     "bad_key",
+    "logprob_of",
     "not_found",
     "overloaded",
     "rate_limited",
@@ -48,6 +52,7 @@ DEFAULT_API_KEY = "gemini-test-key"
 DEFAULT_SIGNATURE = "sig-CiQBVKhc7lZ2Yk9fakeSignature"
 UNKNOWN_MODEL = "does-not-exist"
 IMAGE_TOKENS = 258  # what Gemini charges for a small inline image
+MAX_TOP_LOGPROBS = 20
 _CHAT_METHODS = ["generateContent", "countTokens", "createCachedContent", "batchGenerateContent"]
 _EMBED_METHODS = ["embedContent", "countTextTokens", "countTokens", "asyncBatchEmbedContent"]
 # (name, display name, supportedGenerationMethods)
@@ -327,6 +332,7 @@ class _Call:
     image_tokens: int
     last_user_text: str
     response_id: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+    top_logprobs: int | None = None  # None: logprobs not asked for; else alternatives per token
 
     @property
     def streaming(self) -> bool:
@@ -400,6 +406,7 @@ class FakeGemini(ScriptedUpstream[Behaviour]):
             prompt_tokens=text_tokens + image_tokens,
             image_tokens=image_tokens,
             last_user_text=_last_user_text(body["contents"]),
+            top_logprobs=_top_logprobs(body),
         )
         behaviour = self.next_behaviour(Echo())
         await self._answer_watched(reply, receive, partial(_answer, reply, call, behaviour))
@@ -449,6 +456,11 @@ def _validate(body: dict[str, Any], model: str) -> str | None:
                 f'Invalid JSON payload received. Unknown name "{name}" at '
                 "'generation_config': Cannot find field."
             )
+    top = config.get("logprobs")
+    if top is not None and not config.get("responseLogprobs"):
+        return "logprobs is only valid if responseLogprobs is true."
+    if top is not None and not (isinstance(top, int) and 0 <= top <= MAX_TOP_LOGPROBS):
+        return f"logprobs must be in the range [0, {MAX_TOP_LOGPROBS}]."
     system = body.get("systemInstruction")
     if system is not None and not (isinstance(system, dict) and system.get("parts")):
         return "* GenerateContentRequest.system_instruction.parts: must not be empty"
@@ -593,6 +605,8 @@ def _text_events(call: _Call, pieces: list[str], finish: str) -> list[dict[str, 
     for i, piece in enumerate(pieces):
         last = i == len(pieces) - 1
         candidate: dict[str, Any] = {"content": {"parts": [{"text": piece}], "role": "model"}}
+        if call.top_logprobs is not None:
+            candidate["logprobsResult"] = _logprobs_result(piece, i, call.top_logprobs)
         if last:
             candidate["finishReason"] = finish
         usage = _usage(call, _count("".join(pieces))) if last else _usage(call)
@@ -653,8 +667,62 @@ def _merge(events: list[dict[str, Any]]) -> dict[str, Any]:
         candidate = dict(merged["candidates"][0])
         if parts:
             candidate["content"] = {"parts": parts, "role": "model"}
+        results = [e["candidates"][0]["logprobsResult"] for e in events if _has_logprobs(e)]
+        if results:
+            candidate["logprobsResult"] = _joined_logprobs(results)
         merged["candidates"] = [candidate]
     return merged
+
+
+def logprob_of(position: int) -> float:
+    """The fake's log probability of the answer's token at ``position``: the first is certain."""
+    return -0.125 * position
+
+
+def _logprobs_result(token: str, position: int, top: int) -> dict[str, Any]:
+    """One token's ``logprobsResult``, zero values left out as Google does."""
+    chosen = _logprob_candidate(token, logprob_of(position))
+    result: dict[str, Any] = {"chosenCandidates": [chosen]}
+    if top:
+        alternatives = [
+            _logprob_candidate(f"alt{j}", logprob_of(position) - j) for j in range(1, top)
+        ]
+        result["topCandidates"] = [{"candidates": [chosen, *alternatives]}]
+    if logprob_of(position):
+        result["logProbabilitySum"] = logprob_of(position)
+    return result
+
+
+def _logprob_candidate(token: str, logprob: float) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"token": token, "tokenId": 1000 + len(token)}
+    if logprob:
+        candidate["logProbability"] = logprob
+    return candidate
+
+
+def _has_logprobs(event: dict[str, Any]) -> bool:
+    return "logprobsResult" in event.get("candidates", [{}])[0]
+
+
+def _joined_logprobs(results: list[dict[str, Any]]) -> dict[str, Any]:
+    joined: dict[str, Any] = {
+        "chosenCandidates": [c for r in results for c in r["chosenCandidates"]]
+    }
+    tops = [c for r in results for c in r.get("topCandidates", [])]
+    if tops:
+        joined["topCandidates"] = tops
+    total = sum(r.get("logProbabilitySum", 0.0) for r in results)
+    if total:
+        joined["logProbabilitySum"] = total
+    return joined
+
+
+def _top_logprobs(body: dict[str, Any]) -> int | None:
+    config = body.get("generationConfig", {})
+    if not config.get("responseLogprobs"):
+        return None
+    top = config.get("logprobs", 0)
+    return top if isinstance(top, int) else 0
 
 
 def _usage(call: _Call, candidates: int = 0, *, thoughts: int = 0) -> dict[str, Any]:

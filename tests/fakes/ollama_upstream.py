@@ -3,8 +3,9 @@
 It speaks ``POST /api/chat`` the way Ollama does (reference §5.1): NDJSON streams of ``done:false``
 lines ending with a ``done:true`` metrics line (durations in ns, zero counts omitted), one JSON
 object for ``stream:false``, streaming when ``stream`` is missing, whole tool calls with argument
-objects, ``thinking``, ``{"error": "..."}`` bodies and a mid-stream error line; and
-``GET /api/tags`` in Ollama's exact shape.
+objects, ``thinking``, ``{"error": "..."}`` bodies and a mid-stream error line, top-level
+``logprobs`` per line when asked for (since Ollama 0.12.11); and ``GET /api/tags`` in Ollama's
+exact shape.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .asgi_server import Receive, Received, ResponseWriter, ScriptedUpstream
 from .text import padded_echo, split_evenly, word_count, word_pieces
 
 __all__ = [
+    "MAX_TOP_LOGPROBS",
     "MODELS",
     "VERSION",
     "Behaviour",
@@ -36,10 +38,12 @@ __all__ = [
     "Stall",
     "StallMidStream",
     "ToolCalls",
+    "logprob_of",
     "not_found_message",
 ]
 
-VERSION = "0.12.6"
+VERSION = "0.12.11"  # the first with logprobs
+MAX_TOP_LOGPROBS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +195,7 @@ class _Call:
     prompt_tokens: int
     last_user_text: str
     started_ns: int = field(default_factory=time.perf_counter_ns)
+    top_logprobs: int | None = None  # None: logprobs not asked for; else alternatives per token
 
 
 class FakeOllama(ScriptedUpstream[Behaviour]):
@@ -243,12 +248,18 @@ class FakeOllama(ScriptedUpstream[Behaviour]):
             line["done_reason"] = "load"
             await reply.full(200, _JSON, _encode(line))
             return
+        top = body.get("top_logprobs", 0)
+        if not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS:
+            message = f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}"
+            await _send_error(reply, ErrorReply(400, message))
+            return
         call = _Call(
             model=model,
             # Ollama streams unless told not to.
             stream=body.get("stream", True) is not False,
             prompt_tokens=sum(word_count(_text(m)) for m in messages if isinstance(m, dict)),
             last_user_text=_last_user_text(messages),
+            top_logprobs=top if body.get("logprobs") is True else None,
         )
         behaviour = self.next_behaviour(Reply())
         await self._answer_watched(reply, receive, partial(_answer, reply, call, behaviour))
@@ -317,6 +328,10 @@ async def _answer_text(reply: ResponseWriter, call: _Call, behaviour: Reply) -> 
             message["thinking"] = thinking
         final = _done_line(call, behaviour.done_reason, eval_count, behaviour.prompt_cached)
         final["message"] = message
+        if call.top_logprobs is not None:
+            final["logprobs"] = [
+                _logprob(piece, i, call.top_logprobs) for i, piece in enumerate(word_pieces(text))
+            ]
         await reply.full(200, _JSON, _encode(final))
         return
     await reply.start(200, _NDJSON)
@@ -326,11 +341,33 @@ async def _answer_text(reply: ResponseWriter, call: _Call, behaviour: Reply) -> 
     pieces = (
         split_evenly(text, behaviour.chunks) if behaviour.chunks is not None else word_pieces(text)
     )
-    for piece in pieces:
+    for i, piece in enumerate(pieces):
         await trio.sleep(behaviour.chunk_interval_s)
-        await reply.write(_ndjson(_line(call.model, _message(piece))))
+        line = _line(call.model, _message(piece))
+        if call.top_logprobs is not None:
+            line["logprobs"] = [_logprob(piece, i, call.top_logprobs)]
+        await reply.write(_ndjson(line))
     done = _done_line(call, behaviour.done_reason, eval_count, behaviour.prompt_cached)
     await reply.end(_ndjson(done))
+
+
+def logprob_of(position: int) -> float:
+    """The fake's log probability of the answer's token at ``position``: the first is certain."""
+    return -0.125 * position
+
+
+def _logprob(token: str, position: int, top: int) -> dict[str, Any]:
+    """One token's entry of ``logprobs``, with Go's omitempty (no empty bytes or alternatives)."""
+    entry: dict[str, Any] = {"token": token, "logprob": logprob_of(position)}
+    if token:
+        entry["bytes"] = list(token.encode())
+    alternatives = [
+        {"token": f"alt{j}", "logprob": logprob_of(position) - j, "bytes": list(f"alt{j}".encode())}
+        for j in range(1, top)
+    ]
+    if top:
+        entry["top_logprobs"] = [dict(entry), *alternatives]
+    return entry
 
 
 async def _answer_tool_calls(reply: ResponseWriter, call: _Call, tools: ToolCalls) -> None:
