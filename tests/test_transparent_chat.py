@@ -643,11 +643,16 @@ async def test_each_event_is_the_upstreams_bytes(
 
 
 @pytest.mark.parametrize("behaviour", [Echo(), ToolCalls(), CustomToolCall()])
+@pytest.mark.parametrize("obfuscation", [True, False], ids=["obfuscated", "plain"])
 async def test_without_usage_asked_only_the_usage_is_edited(
-    gateway: RunningService, fake_openai: FakeOpenAI, behaviour: Any
+    gateway: RunningService, fake_openai: FakeOpenAI, behaviour: Any, obfuscation: bool
 ) -> None:
+    # OpenAI puts "usage":null before "obfuscation" (the last member) in every chunk.
     fake_openai.enqueue(behaviour)
-    reply = await post(gateway, {"model": "gpt-4o", "messages": HELLO, "stream": True})
+    body: dict[str, Any] = {"model": "gpt-4o", "messages": HELLO, "stream": True}
+    if not obfuscation:
+        body["stream_options"] = {"include_obfuscation": False}
+    reply = await post(gateway, body)
     assert reply.status_code == 200, reply.text
     sent = fake_openai.sent[-1].event_data()
     usage_only = sent[-2]
