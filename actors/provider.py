@@ -92,7 +92,6 @@ class ProviderActor:
         self._closed = trio.Event()
         self._backend: Backend | None = None
         self._nursery: trio.Nursery | None = None
-        self.default_model_override: str | None = None
         self._models: list[str] | None = None
         self._created: dict[str, int] = {}
         self._models_expire = 0.0
@@ -162,9 +161,9 @@ class ProviderActor:
 
     @property
     def default_model(self) -> str | None:
-        """The model a test call uses: the dashboard's choice, else a known chat model."""
-        if self.default_model_override:
-            return self.default_model_override
+        """A known chat model of this provider, for a test call the dashboard names none for
+        (its choice is :meth:`RuntimeSettings.default_model
+        <actors.runtime_settings.RuntimeSettings.default_model>`)."""
         # The adapter's short list holds chat models; an upstream's own list may start with
         # anything (embeddings, images), so it is only the last resort (Ollama has no list).
         fallback = self._adapter.fallback_models if self._adapter is not None else MOCK_MODELS
@@ -320,7 +319,7 @@ class ProviderActor:
         """Ask the upstream for its models now; on failure keep serving the static list."""
         backend = self._ready_backend()
         now = trio.current_time()
-        backend.users += 1
+        backend.acquire()
         try:
             with trio.fail_after(min(self.config.timeout_s, 10.0)):
                 models = await backend.list_models()

@@ -66,7 +66,7 @@ class Admission:
         self.backend = backend
 
     def __enter__(self) -> Call:
-        self.backend.users += 1
+        self.backend.acquire()
         return self.call
 
     def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:

@@ -41,18 +41,22 @@ class Backend(abc.ABC):
     once they are done."""
 
     def __init__(self) -> None:
-        self.users = 0
+        self._users = 0
         self._idle: trio.Event | None = None
+
+    def acquire(self) -> None:
+        """One more call uses the backend (until its :meth:`release`)."""
+        self._users += 1
 
     def release(self) -> None:
         """One call stopped using the backend."""
-        self.users -= 1
-        if not self.users and self._idle is not None:
+        self._users -= 1
+        if not self._users and self._idle is not None:
             self._idle.set()
 
     async def wait_idle(self) -> None:
         """Return once no call uses the backend (only its replacement gets new ones)."""
-        if not self.users:
+        if not self._users:
             await trio.lowlevel.checkpoint()
             return
         self._idle = trio.Event()

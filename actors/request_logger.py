@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -36,6 +36,16 @@ LowCredit = Callable[[str, float, float | None], None]
 """Told of a provider whose balance just fell below its threshold (must not block)."""
 Observer = Callable[[RequestRecord], None]
 """Told of every record as it is accounted, priced (``/metrics``); must be quick, never blocks."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CreditLedger:
+    """Prepaid credit: which providers' calls are charged, where the charges are debited, and
+    who hears of a balance falling below its threshold."""
+
+    tracks: Callable[[str], bool]
+    debit: DebitCredit
+    on_low_credit: LowCredit
 
 
 class RecordSink(Protocol):
@@ -80,10 +90,11 @@ class RequestLogger:
         max_batch: int = 500,
         # Above the largest batch, so a fast subscriber never loses part of a burst.
         subscriber_queue: int = 1024,
+        credit: CreditLedger | None = None,
         observer: Observer | None = None,
     ) -> None:
         self._sink = sink
-        self.pricer = pricer
+        self._pricer = pricer
         self._send, self._receive = trio.open_memory_channel[LoggedCall](inbox_size)
         self._max_batch = max_batch
         self._feed = Fanout[RequestRecord](subscriber_queue)
@@ -91,13 +102,11 @@ class RequestLogger:
         self._records = self._errors = self._cancelled = 0
         self._prompt = self._completion = 0
         self._cost = 0.0
-        self._credit_tracked: frozenset[str] = frozenset()
+        self._credit = credit
         self._charges: dict[str, float] = {}
         self._charged = trio.Event()
-        self._debit: DebitCredit | None = None
-        self._on_low_credit: LowCredit | None = None
         self._draining = False
-        self.observer = observer
+        self._observer = observer
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the inbox until :meth:`close`, then forward what is left and return."""
@@ -123,20 +132,6 @@ class RequestLogger:
     def close(self) -> None:
         """No more records: :meth:`run` drains the inbox into the writer and returns."""
         self._send.close()
-
-    def set_credit_ledger(self, debit: DebitCredit, on_low_credit: LowCredit) -> None:
-        """Where charges are debited, and who hears of a balance falling below its threshold."""
-        self._debit = debit
-        self._on_low_credit = on_low_credit
-
-    def track_credit(self, providers: Collection[str]) -> None:
-        """Charge the calls of these providers (those with a prepaid balance) from now on."""
-        self._credit_tracked = frozenset(providers)
-
-    @property
-    def credit_tracked(self) -> frozenset[str]:
-        """The providers whose calls are charged."""
-        return self._credit_tracked
 
     async def record(self, record: RequestRecord, *, alias: str | None = None) -> None:
         """Log one call; waits while the inbox is full."""
@@ -180,14 +175,14 @@ class RequestLogger:
         self._completion += record.completion_tokens or 0
         self._cost += record.cost_usd or 0.0
         cost = record.cost_usd
-        if cost and record.provider in self._credit_tracked:
-            provider = record.provider
+        provider = record.provider
+        if cost and provider is not None and self._credit and self._credit.tracks(provider):
             self._charges[provider] = self._charges.get(provider, 0.0) + cost
             self._charged.set()
-        if self.observer is not None:
+        if self._observer is not None:
             # A metrics bug must not lose the record.
             try:
-                self.observer(record)
+                self._observer(record)
             except Exception:
                 log.exception("request log observer failed")
         self._feed.publish(record)
@@ -203,7 +198,7 @@ class RequestLogger:
             cached=record.cached_tokens or 0,
         )
         try:
-            cost = self.pricer.cost(
+            cost = self._pricer.cost(
                 provider=record.provider,
                 upstream_model=record.upstream_model or record.model,
                 alias=call.alias,
@@ -221,14 +216,14 @@ class RequestLogger:
             await self._charged.wait()
             self._charged = trio.Event()
             charges, self._charges = self._charges, {}
-            if charges and self._debit is not None:
-                await self._settle(self._debit, charges)
+            if charges and self._credit is not None:
+                await self._settle(self._credit, charges)
             if self._draining and not self._charges:
                 return
 
-    async def _settle(self, debit: DebitCredit, charges: dict[str, float]) -> None:
+    async def _settle(self, credit: CreditLedger, charges: dict[str, float]) -> None:
         try:
-            crossed = await debit(charges)
+            crossed = await credit.debit(charges)
         except Exception:
             if self._draining:
                 log.exception("debiting provider credit failed at shutdown; lost: %s", charges)
@@ -246,9 +241,8 @@ class RequestLogger:
                 balance,
                 threshold or 0.0,
             )
-            if self._on_low_credit is not None:
-                # A subscriber's bug must not stop the debits.
-                try:
-                    self._on_low_credit(provider, balance, threshold)
-                except Exception:
-                    log.exception("provider=%s low-credit subscriber failed", provider)
+            # A subscriber's bug must not stop the debits.
+            try:
+                credit.on_low_credit(provider, balance, threshold)
+            except Exception:
+                log.exception("provider=%s low-credit subscriber failed", provider)

@@ -89,7 +89,7 @@ class Retention:
         self._max_vacuum_steps = max_vacuum_steps
         self._pause_s = pause_s
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
-        self._cancel = trio.CancelScope()
+        self._closed = trio.Event()
         self._passes = self._rows_deleted = self._pages_freed = self._errors = 0
         self._running = False
         self._last_run_ms: int | None = None
@@ -97,19 +97,24 @@ class Retention:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Prune after a short delay, then every ``run_every_s``, until :meth:`close`."""
-        with self._cancel:
-            task_status.started()
+        async with trio.open_nursery() as nursery:
             if self._days == 0:
                 log.info("retention: request log kept forever (logging.retention_days = 0)")
-                await trio.sleep_forever()
-            await trio.sleep(self._first_run_after_s)
-            while True:
-                await self._pass_logging_errors()
-                await trio.sleep(self._run_every_s)
+            else:
+                nursery.start_soon(self._prune_periodically)
+            task_status.started()
+            await self._closed.wait()
+            nursery.cancel_scope.cancel()
+
+    async def _prune_periodically(self) -> None:
+        await trio.sleep(self._first_run_after_s)
+        while True:
+            await self._pass_logging_errors()
+            await trio.sleep(self._run_every_s)
 
     def close(self) -> None:
         """Stop: a pass in progress ends after its current batch (which commits or not at all)."""
-        self._cancel.cancel()
+        self._closed.set()
 
     def statistics(self) -> RetentionStatistics:
         """Counters for health and metrics."""

@@ -98,23 +98,28 @@ class SessionStore:
         self._users_refresh_s = users_refresh_s
         self._sessions: dict[str, Session] = {}
         self._created = self._expired = self._revoked = 0
-        self._cancel = trio.CancelScope()
+        self._closed = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sweep and follow the users table until :meth:`close`."""
-        with self._cancel:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sweep_and_follow)
             task_status.started()
-            next_sweep = trio.current_time() + SWEEP_EVERY_S
-            while True:
-                await trio.sleep(self._users_refresh_s)
-                await self._follow_users()
-                if trio.current_time() >= next_sweep:
-                    self.sweep()
-                    next_sweep = trio.current_time() + SWEEP_EVERY_S
+            await self._closed.wait()
+            nursery.cancel_scope.cancel()
+
+    async def _sweep_and_follow(self) -> None:
+        next_sweep = trio.current_time() + SWEEP_EVERY_S
+        while True:
+            await trio.sleep(self._users_refresh_s)
+            await self._follow_users()
+            if trio.current_time() >= next_sweep:
+                self.sweep()
+                next_sweep = trio.current_time() + SWEEP_EVERY_S
 
     def close(self) -> None:
         """Stop the background work; sessions end with the process."""
-        self._cancel.cancel()
+        self._closed.set()
 
     # -- the facade ---------------------------------------------------------------------------
 

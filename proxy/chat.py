@@ -1,166 +1,22 @@
-"""Chat types: the OpenAI wire format the gateway speaks to its clients, decoded with msgspec.
+"""Chat types: a client's chat request as the gateway sees it, and the answers translators make.
 
-A request is decoded twice from one parse: into typed structs (validated, with field-level errors)
-and kept as the raw dict, so fields the gateway does not model pass through untouched to
-OpenAI-compatible upstreams. Responses and stream chunks are the normalized form every adapter
-produces, encoded back to exactly OpenAI's shape.
+A request is parsed once and kept as the client's raw dict, beside :class:`ChatView`, the few
+fields the gateway acts on (checked, with field-level errors); everything else is the
+upstream's to judge. Translators ask for the strict internal form (:mod:`proxy.chat_form`).
+Responses and stream chunks here are what translating adapters produce, encoded in exactly
+OpenAI's shape; a call passed through never goes through them.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
+from proxy.chat_form import ChatBody, FunctionCall, PositiveInt, param_of, to_form
 from proxy.errors import InvalidRequest
-
-# ---------------------------------------------------------------------------------------------
-# Request
-
-
-class ImageURL(Struct, frozen=True):
-    """``image_url`` of an image part: a data URL or an http(s) address."""
-
-    url: str
-    detail: Literal["auto", "low", "high"] | None = None
-
-
-class TextPart(Struct, frozen=True, tag_field="type", tag="text"):
-    """A text content part."""
-
-    text: str
-
-
-class ImagePart(Struct, frozen=True, tag_field="type", tag="image_url"):
-    """An image content part."""
-
-    image_url: ImageURL
-
-
-class InputAudio(Struct, frozen=True):
-    """Base64 audio of an ``input_audio`` part."""
-
-    data: str
-    format: str
-
-
-class AudioPart(Struct, frozen=True, tag_field="type", tag="input_audio"):
-    """An audio content part."""
-
-    input_audio: InputAudio
-
-
-class FileRef(Struct, frozen=True):
-    """Inline or uploaded file of a ``file`` part."""
-
-    file_data: str | None = None
-    file_id: str | None = None
-    filename: str | None = None
-
-
-class FilePart(Struct, frozen=True, tag_field="type", tag="file"):
-    """A file content part."""
-
-    file: FileRef
-
-
-class RefusalPart(Struct, frozen=True, tag_field="type", tag="refusal"):
-    """A refusal part, only on assistant turns."""
-
-    refusal: str
-
-
-ContentPart = TextPart | ImagePart | AudioPart | FilePart | RefusalPart
-
-
-class FunctionCall(Struct, frozen=True):
-    """A function call as the model made it: ``arguments`` is a JSON string."""
-
-    name: str
-    arguments: str
-
-
-class ToolCall(Struct, frozen=True):
-    """A tool call on an assistant turn; ``extra_content`` carries provider state to send back."""
-
-    id: str
-    function: FunctionCall
-    type: Literal["function"] = "function"
-    extra_content: dict[str, Any] | None = None
-
-
-Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
-
-
-class Message(Struct, frozen=True):
-    """One conversation turn; which fields matter depends on ``role``."""
-
-    role: Role
-    content: str | list[ContentPart] | None = None
-    name: str | None = None
-    tool_calls: list[ToolCall] | None = None
-    tool_call_id: str | None = None
-    reasoning_content: str | None = None
-
-
-class StreamOptions(Struct, frozen=True):
-    """``stream_options`` of a streaming request."""
-
-    include_usage: bool | None = None
-    include_obfuscation: bool | None = None
-
-
-class FunctionDef(Struct, frozen=True):
-    """A tool's function declaration."""
-
-    name: str
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-    strict: bool | None = None
-
-
-class Tool(Struct, frozen=True):
-    """A function tool the model may call (the one kind every translated upstream has)."""
-
-    function: FunctionDef
-    type: Literal["function"] = "function"
-
-
-PositiveInt = Annotated[int, Meta(ge=1)]
-
-
-class ChatBody(Struct, frozen=True):
-    """The internal chat form: the strict, typed body a translating adapter builds its call from.
-
-    Only translators ask for it (:meth:`ChatRequest.form`); a same-protocol call never does, so a
-    field or part the gateway does not model reaches an OpenAI-compatible upstream untouched. The
-    ranges of tuning values are the upstream's to judge; here only their types are checked.
-    """
-
-    model: str
-    messages: Annotated[list[Message], Meta(min_length=1)]
-    stream: bool | None = None
-    stream_options: StreamOptions | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: PositiveInt | None = None
-    max_completion_tokens: PositiveInt | None = None
-    stop: str | list[str] | None = None
-    n: PositiveInt | None = None
-    seed: int | None = None
-    tools: list[Tool] | None = None
-    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
-    parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    logprobs: bool | None = None
-    top_logprobs: Annotated[int, Meta(ge=0)] | None = None
-    reasoning_effort: str | None = None
-    user: str | None = None
 
 
 class ChatView(Struct, frozen=True):
@@ -226,7 +82,7 @@ class ChatRequest:
     def form(self) -> ChatBody:
         """The internal chat form; an InvalidRequest naming the field it cannot represent."""
         if self._form is None:
-            self._form = _to_form(self.raw)
+            self._form = to_form(self.raw)
         return self._form
 
     def with_raw(self, raw: dict[str, Any]) -> ChatRequest:
@@ -235,17 +91,6 @@ class ChatRequest:
 
 
 _json_decode = msgspec.json.Decoder().decode
-_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-
-
-def _param_of(error: msgspec.ValidationError) -> tuple[str, str | None]:
-    """Split msgspec's "... - at `$.messages[0].role`" into a message and an OpenAI param."""
-    text = str(error)
-    match = _PATH.search(text)
-    if match is None:
-        return text, None
-    param = match.group("path").lstrip(".")
-    return f"{text[: match.start()]} at '{param}'", param or None
 
 
 def decode_chat_request(body: bytes) -> ChatRequest:
@@ -271,31 +116,11 @@ def decode_chat_request(body: bytes) -> ChatRequest:
     try:
         view = msgspec.convert(raw, ChatView)
     except msgspec.ValidationError as exc:
-        message, param = _param_of(exc)
+        message, param = param_of(exc)
         raise InvalidRequest(f"Invalid request: {message}", param=param) from None
     if not view.model:
         raise InvalidRequest("'model' must not be empty.", param="model")
     return ChatRequest(raw, view)
-
-
-def _to_form(raw: dict[str, Any]) -> ChatBody:
-    tools = raw.get("tools")
-    if isinstance(tools, list):
-        for i, tool in enumerate(tools):
-            kind = tool.get("type", "function") if isinstance(tool, dict) else None
-            if kind != "function":
-                raise InvalidRequest(
-                    f"Tools of type {kind!r} cannot be translated for this model's provider "
-                    "(only 'function' tools can).",
-                    param=f"tools[{i}].type",
-                )
-    try:
-        return msgspec.convert(raw, ChatBody)
-    except msgspec.ValidationError as exc:
-        message, param = _param_of(exc)
-        raise InvalidRequest(
-            f"This model's provider cannot take the request as sent: {message}", param=param
-        ) from None
 
 
 MAX_DEPTH = 64

@@ -95,6 +95,26 @@ class PermissionDenied(GatewayError):
     retryable = False
 
 
+class MethodNotAllowed(InvalidRequest):
+    """405: a known path with the wrong method."""
+
+    status = 405
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """415: a body that is not of the one content type the route takes."""
+
+    status = 415
+
+
+class Conflict(GatewayError):
+    """409: the request contradicts the resource's state (a name taken, a provider not running)."""
+
+    status = 409
+    error_type = "conflict_error"
+    retryable = False
+
+
 class NotFound(GatewayError):
     """404: unknown model or resource, typed as OpenAI types its own 404s."""
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import trio
 
-from proxy.chat import ChatRequest, ImagePart
+from proxy.chat import ChatRequest
+from proxy.chat_form import ImagePart
 from proxy.data_url import parse_data_url
 from proxy.errors import GatewayError, InvalidRequest
 from proxy.image_addresses import AddressCheck, IPAddress, Resolver, forbidden_reason, resolve_host

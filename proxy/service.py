@@ -15,7 +15,7 @@ import gc
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from typing import Any
@@ -25,11 +25,13 @@ import hypercorn.config
 import trio
 import trio.lowlevel
 
+from actors import Actor
 from actors.client_directory import ClientDirectory
 from actors.provider import ProviderActor
 from actors.rate_limiter import ClientLimits, RateLimiter
 from actors.request_logger import RequestLogger
 from actors.retention import Retention
+from actors.runtime_settings import RuntimeSettings, credit_ledger
 from actors.session_store import SessionStore, UserState
 from proxy.config import KEYED_PROVIDERS, Config
 from proxy.errors import StartupError
@@ -43,6 +45,7 @@ from proxy.routing import AliasTarget, Router
 from proxy.sd_notify import Notifier
 from proxy.secret_scrubber import MIN_SECRET_LENGTH, SecretScrubber, configured_secrets
 from proxy.stop_signals import StopSignals
+from proxy.wiring import ServiceParts, app_deps
 from storage.reads import ReadPool
 from storage.users import list_users
 from storage.writer import StorageWriter
@@ -51,20 +54,20 @@ from web.auth import Authenticator
 from web.connections import connections_for
 from web.events import EventHub
 from web.first_admin import ensure_first_admin
-from web.gateway import Gateway
 from web.host_check import policy_for as host_policy_for
 from web.http_server import serve
-from web.live_settings import apply_stored_settings
+from web.metrics import Metrics
 
 log = logging.getLogger("llm_proxy.service")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunningService:
-    """What :func:`run` reports once it listens: where, the gateway, and how to stop it."""
+    """What :func:`run` reports once it listens: where, its parts (for tests and inspection;
+    no handler sees them), and how to stop it."""
 
     base_url: str
-    gateway: Gateway
+    gateway: ServiceParts
     stop: Callable[[], None]
     stopped: trio.Event  # set once every actor has exited (records flushed, WAL checkpointed)
 
@@ -216,16 +219,14 @@ def hypercorn_config(config: Config) -> _HypercornConfig:
 
 
 @asynccontextmanager
-async def _running(
-    start: Callable[..., Awaitable[Any]], close: Callable[[], None]
-) -> AsyncIterator[None]:
+async def _running(actor: Actor) -> AsyncIterator[None]:
     """An actor started in its own nursery and closed (then awaited) when the block ends."""
     async with trio.open_nursery() as nursery:
-        await nursery.start(start)
+        await nursery.start(actor.run)
         try:
             yield
         finally:
-            close()
+            actor.close()
 
 
 async def _user_states(reads: ReadPool) -> dict[str, UserState]:
@@ -272,7 +273,6 @@ async def _run_bound(
     database = config.server.database
     writer = StorageWriter(database, record_requests=config.logging.record_requests)
     reads = ReadPool(database)
-    logger = RequestLogger(writer, build_pricer(config))
     policy = ImagePolicy.from_config(config.images)
     # One client for every image the gateway fetches on behalf of Gemini and Ollama; redirects
     # are followed by the fetcher itself so that each hop is checked.
@@ -297,6 +297,15 @@ async def _run_bound(
         local_models=ollama.known_models if ollama is not None else frozenset,
         fallbacks=config.fallbacks,
     )
+    pricer = build_pricer(config)
+    settings = RuntimeSettings(config.providers, router=router, providers=providers, pricer=pricer)
+    metrics = Metrics()
+    logger = RequestLogger(
+        writer,
+        pricer,
+        credit=credit_ledger(settings, writer, events.publish),
+        observer=metrics.observe,  # /metrics counts every logged call
+    )
     directory = ClientDirectory(
         reads, writer, default_requests_per_minute=config.limits.default_client_requests_per_minute
     )
@@ -305,10 +314,11 @@ async def _run_bound(
     sessions = SessionStore(config.dashboard.session_ttl_hours * 3600, partial(_user_states, reads))
     # Its constructor hashes once (the dummy for unknown users): off the trio thread.
     hasher = passwords if passwords is not None else await trio.to_thread.run_sync(Passwords)
-    gateway = Gateway(
+    parts = ServiceParts(
         config=config,
         router=router,
         providers=providers,
+        settings=settings,
         logger=logger,
         writer=writer,
         reads=reads,
@@ -319,18 +329,20 @@ async def _run_bound(
         passwords=hasher,
         retention=retention,
         events=events,
+        metrics=metrics,
         started_at=time.monotonic(),
+        started_unix=int(time.time()),
         connections=connections_for(config.server.max_connections),
         images=images,
     )
-    logger.observer = gateway.metrics.observe  # /metrics counts every logged call
+    readiness = parts.readiness
     shutdown = trio.Event()
     stopped = trio.Event()
     # Around the serving phase; cancelled by a second signal to cut the grace period short.
     hurry = trio.CancelScope()
 
     def stop() -> None:
-        gateway.draining = True
+        readiness.start_draining()
         shutdown.set()
 
     def stop_now() -> None:
@@ -340,30 +352,29 @@ async def _run_bound(
     signals = StopSignals(stop, stop_now) if handle_signals else None
 
     # The dashboard's recent-logs page reads the same lines stderr gets.
-    logging.getLogger().addHandler(gateway.log_buffer)
+    logging.getLogger().addHandler(parts.log_buffer)
     try:
         async with AsyncExitStack() as actors:
             if signals is not None:
                 # Entered first, left last: a signal while the actors drain is handled too.
                 await actors.enter_async_context(signals.handling())
             await actors.enter_async_context(images_client)
-            await actors.enter_async_context(_running(writer.run, writer.close))
+            await actors.enter_async_context(_running(writer))
             # Once the writer has found the database usable (not someone's other file): its
             # -wal and -shm exist by now, and SQLite gave them the database's mode.
             await trio.to_thread.run_sync(make_gateway_files_private, database)
             if config.dashboard.enabled:
                 await ensure_first_admin(writer, hasher, database, now_ms=int(time.time() * 1000))
-                await actors.enter_async_context(_running(sessions.run, sessions.close))
-            await actors.enter_async_context(_running(logger.run, logger.close))
-            await actors.enter_async_context(_running(directory.run, directory.close))
-            await actors.enter_async_context(_running(limiter.run, limiter.close))
-            await actors.enter_async_context(_running(retention.run, retention.close))
+                await actors.enter_async_context(_running(sessions))
+            await actors.enter_async_context(_running(logger))
+            await actors.enter_async_context(_running(directory))
+            await actors.enter_async_context(_running(limiter))
+            await actors.enter_async_context(_running(retention))
             for actor in providers.values():
-                await actors.enter_async_context(_running(actor.run, actor.close))
-            hangups = gateway.hangups
-            await actors.enter_async_context(_running(hangups.run, hangups.close))
+                await actors.enter_async_context(_running(actor))
+            await actors.enter_async_context(_running(parts.hangups))
             # The dashboard's stored overrides, before the first call is served.
-            await apply_stored_settings(gateway)
+            await settings.load(reads)
             # Everything built so far (modules, the price table, config) lives as long as the
             # process: out of the collector's sight, full collections stop rescanning it (~30 ms
             # each, stalling every request in flight).
@@ -372,30 +383,30 @@ async def _run_bound(
             # A call allocates a few hundred containers; at the default threshold (700) a young
             # collection ran every other call. Garbage cycles are rare here, so collect less often.
             gc.set_threshold(10_000, 10, 10)
-            gateway.ready = True
+            readiness.mark_ready()
             log.info("started: database=%s providers=%s", database, ",".join(providers) or "none")
             with hurry:
                 async with trio.open_nursery() as server:
-                    binds: list[str] = await server.start(_serve, gateway, hc, shutdown)
+                    binds: list[str] = await server.start(_serve, parts, hc, shutdown)
                     log.info("listening on %s", " ".join(binds))
                     if handle_signals:
                         # systemd (Type=notify): READY now, watchdog pings, STOPPING at shutdown.
                         notifier = Notifier.from_environ()
                         ready = f"listening on {' '.join(binds)}"
                         server.start_soon(partial(notifier.serve, shutdown, ready_status=ready))
-                    task_status.started(RunningService(binds[0], gateway, stop, stopped))
-            gateway.ready = False
+                    task_status.started(RunningService(binds[0], parts, stop, stopped))
+            readiness.mark_stopped()
             log.info("server stopped; closing actors")
     finally:
         reads.close()
-        logging.getLogger().removeHandler(gateway.log_buffer)
+        logging.getLogger().removeHandler(parts.log_buffer)
         stopped.set()
     log.info("shutdown complete")
     return signals.exit_status if signals is not None else 0
 
 
 async def _serve(
-    gateway: Gateway,
+    parts: ServiceParts,
     hc: hypercorn.config.Config,
     shutdown: trio.Event,
     *,
@@ -407,10 +418,10 @@ async def _serve(
         binds = await nursery.start(
             partial(
                 serve,
-                create_app(gateway),
+                create_app(app_deps(parts)),
                 hc,
-                gateway.connections,
-                header_timeout_s=gateway.config.server.header_timeout_s,
+                parts.connections,
+                header_timeout_s=parts.config.server.header_timeout_s,
                 shutdown_trigger=shutdown.wait,
             )
         )
@@ -419,7 +430,7 @@ async def _serve(
         with trio.move_on_after(hc.graceful_timeout):
             # Let hypercorn close its listeners first, so nothing new starts meanwhile.
             await trio.lowlevel.checkpoint()
-            await gateway.in_flight.wait_idle()
-        if gateway.in_flight.count:
-            log.warning("grace period over: cutting %d requests", gateway.in_flight.count)
+            await parts.in_flight.wait_idle()
+        if parts.in_flight.count:
+            log.warning("grace period over: cutting %d requests", parts.in_flight.count)
         nursery.cancel_scope.cancel()

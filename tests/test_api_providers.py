@@ -467,7 +467,7 @@ async def test_stored_overrides_are_applied_at_start(
     assert actor.statistics().max_concurrency == 9
     assert actor.default_model == "gpt-4o"
     assert again.gateway.router.disabled_models == {"gpt-4o"}
-    assert again.gateway.logger.credit_tracked == {"openai"}
+    assert again.gateway.settings.credit_tracked == {"openai"}
     received = len(other.received)
     assert await ask(again) == "echo: hello there gateway"
     assert len(other.received) == received + 1

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from proxy.service import RunningService
+from proxy.wiring import app_deps
 from tests.conftest import StartGateway, signed_in
 from web.api.guard import PUBLIC, SELF_SERVICE
 from web.app import create_quart_app
@@ -25,7 +26,7 @@ ENDS_SESSION = {("POST", "/api/auth/logout"), ("POST", "/api/auth/change-passwor
 
 def api_routes(gateway: RunningService) -> list[tuple[str, str]]:
     """(method, path) of every HTTP route under /api, placeholders filled with made-up values."""
-    app = create_quart_app(gateway.gateway)
+    app = create_quart_app(app_deps(gateway.gateway))
     routes = set()
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/api") or getattr(rule, "websocket", False):

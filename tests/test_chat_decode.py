@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from proxy.chat import ImagePart, decode_chat_request
+from proxy.chat import decode_chat_request
+from proxy.chat_form import ImagePart
 from proxy.errors import InvalidRequest
 
 

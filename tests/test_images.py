@@ -22,7 +22,8 @@ import msgspec
 import pytest
 import trio
 
-from proxy.chat import ChatRequest, ImagePart, decode_chat_request
+from proxy.chat import ChatRequest, decode_chat_request
+from proxy.chat_form import ImagePart
 from proxy.config import ImagesConfig
 from proxy.data_url import is_data_url
 from proxy.errors import InvalidRequest

@@ -152,10 +152,10 @@ def test_an_unexpected_error_keeps_its_traceback(tmp_path: Path) -> None:
     # A bug inside the running service, deep in its nurseries: no one-line summary for that.
     program = (
         "import sys\n"
-        "import proxy.service\n"
-        "async def broken(gateway):\n"
+        "import actors.runtime_settings\n"
+        "async def broken(settings, reads):\n"
         "    raise RuntimeError('a bug in start-up')\n"
-        "proxy.service.apply_stored_settings = broken\n"
+        "actors.runtime_settings.RuntimeSettings.load = broken\n"
         "from proxy.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )

@@ -47,22 +47,23 @@ class HangupWatcher:
         self._nursery: trio.Nursery | None = None
         self._work = trio.Event()
         self._sleeping = False
+        self._closed = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Hand out watchers until :meth:`close`; the watchers end with the calls they watch."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            task_status.started()
             try:
-                await self._sweep()
+                nursery.start_soon(self._sweep)
+                task_status.started()
+                await self._closed.wait()
             finally:
                 self._nursery = None
                 nursery.cancel_scope.cancel()
 
     def close(self) -> None:
         """Stop: calls still running are no longer watched (the server has drained by now)."""
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        self._closed.set()
 
     @contextmanager
     def watch(

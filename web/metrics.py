@@ -37,7 +37,7 @@ from proxy.records import RequestRecord
 from storage.writer import WriterStatistics
 
 if TYPE_CHECKING:
-    from web.gateway import Gateway
+    from web.observed import ObservedParts
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS_S: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
@@ -277,11 +277,11 @@ def rss_bytes() -> int | None:
     return None
 
 
-def exposition(gateway: Gateway, rss: int | None) -> str:
+def exposition(calls: Metrics, parts: ObservedParts, rss: int | None) -> str:
     """The whole ``/metrics`` page: call counters, then the actors' state now."""
     out = Exposition()
-    gateway.metrics.write(out)
-    uptime_s = time.monotonic() - gateway.started_at
+    calls.write(out)
+    uptime_s = time.monotonic() - parts.started_at
     out.gauge("llm_proxy_build_info", "The running version.", [((("version", __version__),), 1)])
     out.gauge("llm_proxy_uptime_seconds", "Seconds since the gateway started.", [((), uptime_s)])
     out.gauge(
@@ -294,19 +294,19 @@ def exposition(gateway: Gateway, rss: int | None) -> str:
     out.gauge(
         "llm_proxy_requests_in_flight",
         "HTTP requests being answered now (this scrape included).",
-        [((), gateway.in_flight.count)],
+        [((), parts.in_flight.count)],
     )
-    _connections(out, gateway)
-    logger, writer = gateway.logger.statistics(), gateway.writer.statistics()
+    _connections(out, parts)
+    logger, writer = parts.logger.statistics(), parts.writer.statistics()
     out.gauge(
         "llm_proxy_queue_depth",
         "Records waiting: in the request logger's inbox (logger), and accepted by the storage "
         "writer but not stored yet (writer).",
         [((("queue", "logger"),), logger.queued), ((("queue", "writer"),), writer.queued)],
     )
-    _providers(out, gateway)
+    _providers(out, parts)
     _writer(out, writer)
-    events = gateway.events.statistics()
+    events = parts.events.statistics()
     out.gauge(
         "llm_proxy_live_subscribers",
         "Open live feeds: logged calls (requests) and gateway events (events).",
@@ -323,7 +323,7 @@ def exposition(gateway: Gateway, rss: int | None) -> str:
             ((("feed", "events"),), events.dropped),
         ],
     )
-    retention = gateway.retention.statistics()
+    retention = parts.retention.statistics()
     out.counter(
         "llm_proxy_retention_rows_deleted_total",
         "Logged calls deleted for being older than [logging] retention_days.",
@@ -337,10 +337,10 @@ def exposition(gateway: Gateway, rss: int | None) -> str:
     out.gauge(
         "llm_proxy_sessions_active",
         "Dashboard sessions alive.",
-        [((), gateway.sessions.statistics().active)],
+        [((), parts.sessions.statistics().active)],
     )
-    _images(out, gateway.images.statistics())
-    limiter = gateway.limiter.statistics()
+    _images(out, parts.images.statistics())
+    limiter = parts.limiter.statistics()
     out.counter(
         "llm_proxy_rate_limit_decisions_total",
         "Rate limiter decisions: calls allowed and denied (429).",
@@ -357,8 +357,8 @@ def exposition(gateway: Gateway, rss: int | None) -> str:
     return out.text()
 
 
-def _connections(out: Exposition, gateway: Gateway) -> None:
-    stats = gateway.connections.statistics()
+def _connections(out: Exposition, parts: ObservedParts) -> None:
+    stats = parts.connections.statistics()
     out.gauge("llm_proxy_connections_open", "Open client connections.", [((), stats.open)])
     out.gauge(
         "llm_proxy_connections_max",
@@ -405,8 +405,8 @@ def _images(out: Exposition, images: ImageBudgetStatistics) -> None:
     )
 
 
-def _providers(out: Exposition, gateway: Gateway) -> None:
-    stats = [actor.statistics() for _, actor in sorted(gateway.providers.items())]
+def _providers(out: Exposition, parts: ObservedParts) -> None:
+    stats = [actor.statistics() for _, actor in sorted(parts.providers.items())]
 
     def each(field: str) -> list[tuple[Labels, float]]:
         return [((("provider", s.name),), getattr(s, field)) for s in stats]
@@ -484,11 +484,11 @@ def _writer(out: Exposition, writer: WriterStatistics) -> None:
     )
 
 
-def register_metrics(app: QuartTrio, gateway: Gateway) -> None:
+def register_metrics(app: QuartTrio, calls: Metrics, parts: ObservedParts) -> None:
     """Add ``GET /metrics`` to the Quart app (no sign-in: it holds no secret)."""
 
     @app.get("/metrics")
     async def metrics() -> Response:
         # /proc is no disk, but it is file I/O all the same: off the trio thread.
         rss = await trio.to_thread.run_sync(rss_bytes)
-        return Response(exposition(gateway, rss), status=200, content_type=CONTENT_TYPE)
+        return Response(exposition(calls, parts, rss), status=200, content_type=CONTENT_TYPE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import unquote
 
-from proxy.errors import GatewayError, InternalError, InvalidRequest, NotFound, shutting_down
+from proxy.errors import GatewayError, InternalError, MethodNotAllowed, NotFound, shutting_down
 from web.asgi import (
     JSON_TYPE,
     ClientGone,
@@ -16,36 +16,30 @@ from web.asgi import (
     send_body,
     send_error,
 )
-from web.gateway import Gateway
 from web.limits import rate_limit_headers
 from web.v1_chat import chat_completions, new_request_id
+from web.v1_deps import V1Deps
 from web.v1_models import authenticate, models_body
 
 log = logging.getLogger("llm_proxy.v1")
 
 
-class MethodNotAllowed(InvalidRequest):
-    """405 for a known path with the wrong method."""
-
-    status = 405
-
-
-async def v1_app(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def v1_app(deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> None:
     """Serve one ``/v1/...`` HTTP request."""
     path: str = scope["path"]
     method: str = scope["method"]
     if path in ("/v1/chat/completions", "/v1/chat/completions/"):
         if method == "POST":
-            await chat_completions(gateway, scope, receive, send)
+            await chat_completions(deps, scope, receive, send)
             return
-        await _small(gateway, scope, receive, send, None, MethodNotAllowed(f"Use POST for {path}."))
+        await _small(deps, scope, receive, send, None, MethodNotAllowed(f"Use POST for {path}."))
         return
     if path == "/v1/models" or path.startswith("/v1/models/"):
         model = unquote(path[len("/v1/models/") :]) if path.startswith("/v1/models/") else None
-        await _small(gateway, scope, receive, send, model or None, None)
+        await _small(deps, scope, receive, send, model or None, None)
         return
     await _small(
-        gateway,
+        deps,
         scope,
         receive,
         send,
@@ -55,7 +49,7 @@ async def v1_app(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -
 
 
 async def _small(
-    gateway: Gateway,
+    deps: V1Deps,
     scope: Scope,
     receive: Receive,
     send: Send,
@@ -71,18 +65,18 @@ async def _small(
     try:
         # Whatever the answer, the body is read first: answering while the client still sends
         # races hypercorn's own answer to an incomplete body.
-        server = gateway.config.server
+        server = deps.config.server
         await read_body(scope, receive, server.max_body_bytes, server.body_timeout_s)
         if error is not None:
             raise error
-        if gateway.draining:
+        if deps.readiness.draining:
             raise shutting_down()
         if scope["method"] != "GET":
             raise MethodNotAllowed(f"Use GET for {scope['path']}.")
-        caller = authenticate(gateway, scope)
+        caller = authenticate(deps, scope)
         # Listing models spends no request budget, but still says where the budget stands.
-        headers += rate_limit_headers(gateway.limiter.peek(caller.bucket, caller.limits))
-        body = await models_body(gateway, model)
+        headers += rate_limit_headers(deps.limiter.peek(caller.bucket, caller.limits))
+        body = await models_body(deps, model)
         await send_body(send, 200, body, [JSON_TYPE, *headers])
     except ClientGone:
         return

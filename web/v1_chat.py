@@ -48,8 +48,8 @@ from web.asgi import (
     send_error,
 )
 from web.auth import Caller, request_key
-from web.gateway import Gateway
 from web.limits import rate_limit_headers, rate_limited
+from web.v1_deps import V1Deps
 
 log = logging.getLogger("llm_proxy.v1")
 
@@ -72,8 +72,8 @@ def new_request_id() -> str:
 class ChatCall:
     """The state of one chat call, from which its headers and its record are made."""
 
-    def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-        self.gateway = gateway
+    def __init__(self, deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> None:
+        self.deps = deps
         self.scope = scope
         self.receive = receive
         self.send = send
@@ -132,37 +132,35 @@ class ChatCall:
             await self._log()
 
     async def _serve(self) -> None:
-        gateway = self.gateway
-        if gateway.draining:
+        deps = self.deps
+        if deps.readiness.draining:
             raise shutting_down()
         # The body is read before anything is answered: answering while the client is still
         # sending races hypercorn's own error answer for an incomplete body (bad for both).
-        server = gateway.config.server
+        server = deps.config.server
         self.body = await read_body(
             self.scope, self.receive, server.max_body_bytes, server.body_timeout_s
         )
-        caller = gateway.auth.authenticate(request_key(self.scope))
+        caller = deps.auth.authenticate(request_key(self.scope))
         self.client_id = caller.client_id
         # Decoded before the limits are asked: what the call may cost in tokens is reserved
         # at admission, and that needs its max_tokens.
         self.request = request = decode_chat_request(self.body)
         tokens = self._tokens_to_reserve(request, caller)
         # Synchronous: reading the body was this call's checkpoint, and a denial never waits.
-        decision = gateway.limiter.reserve_nowait(caller.bucket, caller.limits, tokens)
+        decision = deps.limiter.reserve_nowait(caller.bucket, caller.limits, tokens)
         self.rate_headers = rate_limit_headers(decision)
         if not decision.allowed:
             raise rate_limited(decision, caller.bucket, tokens)
         self.caller = caller
         self.reservation = decision.reservation
-        chain = gateway.router.resolve_chain(request.model)
+        chain = deps.router.resolve_chain(request.model)
         self.route = chain[0]
         # A client that hangs up cancels the call, so an abandoned request stops costing
         # upstream tokens at once.
         with (
             trio.CancelScope() as scope,
-            gateway.hangups.watch(
-                self.receive, partial(self._hung_up, scope), at_once=request.stream
-            ),
+            deps.hangups.watch(self.receive, partial(self._hung_up, scope), at_once=request.stream),
         ):
             try:
                 await self._call_chain(request, chain)
@@ -176,7 +174,7 @@ class ChatCall:
         last = len(chain) - 1
         for index, route in enumerate(chain):
             self.route = route
-            actor = self.gateway.providers[route.provider]
+            actor = self.deps.providers[route.provider]
             try:
                 if request.stream:
                     await self._stream(actor, request, route)
@@ -237,7 +235,7 @@ class ChatCall:
         self.ttft_s = perf_counter() - self.started
         # Passed through: the upstream's own bytes; translated: encoded in OpenAI's shape.
         payload = answer.body if isinstance(answer, PassedAnswer) else _encode(answer)
-        if self.gateway.config.logging.store_bodies:
+        if self.deps.config.logging.store_bodies:
             self.response_text = payload.decode(errors="replace")
         self._done = True
         await send_body(self.send, 200, payload, [JSON_TYPE, *self._headers()])
@@ -257,7 +255,7 @@ class ChatCall:
                 }
             )
             self.response_started = True
-            keep_text = self.gateway.config.logging.store_bodies
+            keep_text = self.deps.config.logging.store_bodies
             pieces: list[str] = []
             include_usage = request.include_usage
             try:
@@ -327,7 +325,7 @@ class ChatCall:
         """The log record of this call as it ended."""
         elapsed = perf_counter() - self.started
         request, route, usage, error = self.request, self.route, self.usage, self.error
-        store = self.gateway.config.logging.store_bodies
+        store = self.deps.config.logging.store_bodies
         return RequestRecord(
             request_id=self.request_id,
             ts_ms=self.ts_ms,
@@ -365,7 +363,7 @@ class ChatCall:
         return tokens_to_reserve(
             request,
             len(self.body),
-            default_completion=self.gateway.config.limits.default_reserved_completion_tokens,
+            default_completion=self.deps.config.limits.default_reserved_completion_tokens,
             tokens_per_minute=per_minute,
         )
 
@@ -382,13 +380,13 @@ class ChatCall:
 
     def _settle_tokens(self) -> None:
         if self.reservation is not None:
-            self.gateway.limiter.settle(self.reservation, self._tokens_used())
+            self.deps.limiter.settle(self.reservation, self._tokens_used())
 
     async def _log(self) -> None:
         self._settle_tokens()
         record = self.record()
         alias = self.route.alias if self.route else None
-        logger = self.gateway.logger
+        logger = self.deps.logger
         try:
             logger.record_nowait(record, alias=alias)
             return
@@ -418,6 +416,6 @@ async def _next_or_none(items: ChunkStream) -> StreamItem | None:
         return None
 
 
-async def chat_completions(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def chat_completions(deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> None:
     """The ASGI handler."""
-    await ChatCall(gateway, scope, receive, send).handle()
+    await ChatCall(deps, scope, receive, send).handle()

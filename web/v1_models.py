@@ -10,14 +10,14 @@ from proxy.errors import GatewayError
 from proxy.routing import Route, Router
 from web.asgi import Scope
 from web.auth import Caller, request_key
-from web.gateway import Gateway
+from web.v1_deps import V1Deps
 
 _encode = msgspec.json.Encoder().encode
 
 
-def authenticate(gateway: Gateway, scope: Scope) -> Caller:
+def authenticate(deps: V1Deps, scope: Scope) -> Caller:
     """The caller of a request, or 401."""
-    return gateway.auth.authenticate(request_key(scope))
+    return deps.auth.authenticate(request_key(scope))
 
 
 def _routable_id(router: Router, provider: str, model: str) -> str:
@@ -29,7 +29,7 @@ def _routable_id(router: Router, provider: str, model: str) -> str:
     return model if route.provider == provider and route.alias is None else f"{provider}/{model}"
 
 
-async def list_models(gateway: Gateway) -> ModelList:
+async def list_models(deps: V1Deps) -> ModelList:
     """Aliases first, then every provider's models, fetched concurrently; what is switched off
     (a provider or a model, from the dashboard) is left out.
 
@@ -38,18 +38,18 @@ async def list_models(gateway: Gateway) -> ModelList:
     static lists) it is the gateway's start: a real date that stays put for as long as the
     process runs, unlike ``0``, which clients show as 1970 and sort last.
     """
-    router = gateway.router
-    serving = [name for name in gateway.providers if router.is_enabled(name)]
+    router = deps.router
+    serving = [name for name in deps.providers if router.is_enabled(name)]
     per_provider: dict[str, list[str]] = {}
 
     async def fetch(name: str) -> None:
-        per_provider[name] = await gateway.providers[name].models()
+        per_provider[name] = await deps.providers[name].models()
 
     async with trio.open_nursery() as nursery:
         for name in serving:
             nursery.start_soon(fetch, name)
     cards = [
-        _card(gateway, name, target.provider, target.model)
+        _card(deps, name, target.provider, target.model)
         for name, target in router.aliases.items()
         if router.is_enabled(target.provider)
         and router.model_enabled(Route(target.provider, target.model, name), name)
@@ -58,26 +58,26 @@ async def list_models(gateway: Gateway) -> ModelList:
         for model in per_provider.get(name, []):
             card_id = _routable_id(router, name, model)
             if router.model_enabled(Route(name, model), card_id):
-                cards.append(_card(gateway, card_id, name, model))
+                cards.append(_card(deps, card_id, name, model))
     return ModelList(data=cards)
 
 
-def _card(gateway: Gateway, card_id: str, provider: str, upstream_model: str) -> ModelCard:
+def _card(deps: V1Deps, card_id: str, provider: str, upstream_model: str) -> ModelCard:
     """The entry for ``card_id``, served by ``provider`` as ``upstream_model``."""
-    actor = gateway.providers.get(provider)
+    actor = deps.providers.get(provider)
     created = actor.created_times().get(upstream_model) if actor is not None else None
     if created is None:
-        created = gateway.started_unix
+        created = deps.started_unix
     return ModelCard(id=card_id, created=created, owned_by=provider)
 
 
-async def models_body(gateway: Gateway, model: str | None) -> bytes:
+async def models_body(deps: V1Deps, model: str | None) -> bytes:
     """The list, or one model (404 when nothing routes it)."""
-    listing = await list_models(gateway)
+    listing = await list_models(deps)
     if model is None:
         return _encode(listing)
     for card in listing.data:
         if card.id == model:
             return _encode(card)
-    route = gateway.router.resolve(model)  # raises 404 / 503 for what does not route
-    return _encode(_card(gateway, model, route.provider, route.upstream_model))
+    route = deps.router.resolve(model)  # raises 404 / 503 for what does not route
+    return _encode(_card(deps, model, route.provider, route.upstream_model))

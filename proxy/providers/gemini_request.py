@@ -12,11 +12,10 @@ from typing import Any
 
 import msgspec
 
-from proxy.chat import (
-    MAX_DEPTH,
+from proxy.chat import MAX_DEPTH, ChatRequest, json_depth
+from proxy.chat_form import (
     AudioPart,
     ChatBody,
-    ChatRequest,
     ContentPart,
     FilePart,
     ImagePart,
@@ -25,43 +24,20 @@ from proxy.chat import (
     TextPart,
     Tool,
     ToolCall,
-    json_depth,
 )
 from proxy.errors import InvalidRequest
 from proxy.providers.base import UNREADABLE, inline_data, refuse_untranslated
 from proxy.providers.gemini_calls import SKIP_SIGNATURE, CallMemory
 from proxy.providers.logprobs import requested_top_logprobs
 from proxy.providers.translated_fields import (
+    CHAT_FIELDS,
     require_parallel_calls_allowed,
     require_text_output,
 )
 
 #: The fields of an OpenAI chat body this translator carries to Gemini. ``modalities`` and
 #: ``parallel_tool_calls`` only in the values Gemini honours (text; calls in parallel allowed).
-TRANSLATED = frozenset(
-    {
-        "model",
-        "messages",
-        "stream",
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "max_completion_tokens",
-        "stop",
-        "n",
-        "seed",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "response_format",
-        "presence_penalty",
-        "frequency_penalty",
-        "logprobs",
-        "top_logprobs",
-        "reasoning_effort",
-        "modalities",
-    }
-)
+TRANSLATED = CHAT_FIELDS
 
 _TOOL_MODES = {"none": "NONE", "auto": "AUTO", "required": "ANY"}
 _AUDIO_TYPES = {

@@ -19,12 +19,12 @@ from proxy.chat import (
     ChatResponse,
     Choice,
     CompletionTokensDetails,
-    FunctionCall,
     PromptTokensDetails,
     ResponseMessage,
     ResponseToolCall,
     Usage,
 )
+from proxy.chat_form import FunctionCall
 from proxy.providers.base import decode_as, malformed
 from proxy.providers.gemini_calls import CallMemory, new_call_id
 from proxy.providers.gemini_errors import RpcStatus, rpc_error

@@ -16,11 +16,10 @@ from proxy.chat import (
     Choice,
     ChunkChoice,
     Delta,
-    Message,
     ResponseMessage,
-    TextPart,
     Usage,
 )
+from proxy.chat_form import Message, TextPart
 
 MOCK_MODELS = ("mock", "mock-echo")
 _WORDS = re.compile(r"\S+\s*")

@@ -15,11 +15,10 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from proxy.chat import (
-    MAX_DEPTH,
+from proxy.chat import MAX_DEPTH, ChatRequest, json_depth
+from proxy.chat_form import (
     AudioPart,
     ChatBody,
-    ChatRequest,
     ContentPart,
     FilePart,
     ImagePart,
@@ -27,12 +26,12 @@ from proxy.chat import (
     RefusalPart,
     TextPart,
     ToolCall,
-    json_depth,
 )
 from proxy.errors import InvalidRequest
 from proxy.providers.base import UNREADABLE, inline_data, refuse_untranslated
 from proxy.providers.logprobs import requested_top_logprobs
 from proxy.providers.translated_fields import (
+    CHAT_FIELDS,
     require_parallel_calls_allowed,
     require_text_output,
 )
@@ -40,32 +39,7 @@ from proxy.providers.translated_fields import (
 #: The fields of an OpenAI chat body this translator carries to Ollama (with Ollama's own
 #: ``options`` and ``keep_alive``). ``n``, ``tool_choice``, ``modalities`` and
 #: ``parallel_tool_calls`` only in the values Ollama honours.
-TRANSLATED = frozenset(
-    {
-        "model",
-        "messages",
-        "stream",
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "max_completion_tokens",
-        "stop",
-        "n",
-        "seed",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "response_format",
-        "presence_penalty",
-        "frequency_penalty",
-        "logprobs",
-        "top_logprobs",
-        "reasoning_effort",
-        "modalities",
-        "options",
-        "keep_alive",
-    }
-)
+TRANSLATED = CHAT_FIELDS | {"options", "keep_alive"}
 
 # OpenAI's reasoning_effort -> Ollama's think. Ollama has no "minimal": its lowest level that
 # still thinks is the closest; "none" turns thinking off.

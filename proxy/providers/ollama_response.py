@@ -16,7 +16,8 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Struct
 
-from proxy.chat import ChatResponse, Choice, FunctionCall, ResponseMessage, ResponseToolCall, Usage
+from proxy.chat import ChatResponse, Choice, ResponseMessage, ResponseToolCall, Usage
+from proxy.chat_form import FunctionCall
 from proxy.providers.base import UNREADABLE, decode_as, unix_time
 from proxy.providers.logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob, utf8_bytes
 

@@ -8,8 +8,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from proxy.chat import ChatBody
+from proxy.chat_form import ChatBody
 from proxy.errors import InvalidRequest
+
+#: The fields of an OpenAI chat body both translators carry to their upstream; ``modalities`` and
+#: ``parallel_tool_calls`` only in the values checked here, ``n`` and ``tool_choice`` as each says.
+CHAT_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "n",
+        "seed",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "presence_penalty",
+        "frequency_penalty",
+        "logprobs",
+        "top_logprobs",
+        "reasoning_effort",
+        "modalities",
+    }
+)
 
 
 def require_text_output(provider: str, raw: Mapping[str, object]) -> None:

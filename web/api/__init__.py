@@ -2,33 +2,49 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from quart import Response, has_request_context, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from web.api.auth import auth
-from web.api.clients import clients
-from web.api.common import ApiError
+from actors.session_store import SessionStore
+from proxy.errors import GatewayError, InternalError
+from web.api.auth import AuthApi, auth
+from web.api.clients import ClientsApi, clients
+from web.api.common import error_for_status, error_response, provide
 from web.api.guard import install_guard
-from web.api.live import live
-from web.api.providers import providers
-from web.api.system import system
-from web.api.usage import usage
-from web.gateway import Gateway
+from web.api.live import LiveApi, live
+from web.api.providers import ProvidersApi, providers
+from web.api.system import SystemApi, system
+from web.api.usage import UsageApi, usage
 
 log = logging.getLogger("llm_proxy.api")
 
 
-def register_api(app: QuartTrio, gateway: Gateway) -> None:
-    """Install the guard, the JSON error answers and every ``/api`` blueprint on ``app``."""
-    app.config["LLM_PROXY_GATEWAY"] = gateway
-    install_guard(app)
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApiDeps:
+    """The collaborators of each ``/api`` area; every blueprint sees only its own."""
 
-    @app.errorhandler(ApiError)
-    async def api_error(error: ApiError) -> Response:
-        return error.response()
+    sessions: SessionStore  # for the guard
+    auth: AuthApi
+    clients: ClientsApi
+    live: LiveApi
+    providers: ProvidersApi
+    system: SystemApi
+    usage: UsageApi
+
+
+def register_api(app: QuartTrio, deps: ApiDeps) -> None:
+    """Install the guard, the JSON error answers and every ``/api`` blueprint on ``app``."""
+    for area in (deps.auth, deps.clients, deps.live, deps.providers, deps.system, deps.usage):
+        provide(app, area)
+    install_guard(app, deps.sessions)
+
+    @app.errorhandler(GatewayError)
+    async def api_error(error: GatewayError) -> Response:
+        return error_response(error)
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response | HTTPException:
@@ -42,7 +58,7 @@ def register_api(app: QuartTrio, gateway: Gateway) -> None:
             413: f"The request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes.",
         }
         message = messages.get(status, error.description or error.name)
-        return ApiError(status, message).response()
+        return error_response(error_for_status(status, message))
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> Response:
@@ -50,7 +66,7 @@ def register_api(app: QuartTrio, gateway: Gateway) -> None:
         if not has_request_context() or not request.path.startswith("/api"):
             raise error
         log.exception("%s %s failed", request.method, request.path)
-        return ApiError(500, "The gateway hit an internal error; see its log.").response()
+        return error_response(InternalError("The gateway hit an internal error; see its log."))
 
     for blueprint in (auth, clients, live, providers, system, usage):
         app.register_blueprint(blueprint)

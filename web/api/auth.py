@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from functools import partial
 from typing import Final, Literal
@@ -9,16 +10,28 @@ from typing import Final, Literal
 import msgspec
 from quart import Blueprint, Response, request
 
-from actors.session_store import Session
-from proxy.login_throttle import LoginRefused
+from actors.session_store import Session, SessionStore
+from proxy.errors import (
+    AuthenticationFailed,
+    Conflict,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    UpstreamUnavailable,
+)
+from proxy.login_throttle import LoginRefused, LoginThrottle
 from proxy.passwords import (
     PasswordPolicyError,
+    Passwords,
     PasswordsBusy,
     check_new_password,
     generate_password,
 )
 from proxy.usernames import fold_username
 from storage.clients import UNCHANGED
+from storage.reads import ReadPool
 from storage.users import (
     UserExists,
     UserRow,
@@ -30,11 +43,35 @@ from storage.users import (
     set_password,
     update_user,
 )
-from web.api.common import ApiError, audit, gateway, json_response, now_ms, read_body, session
+from storage.writer import StorageWriter
+from web.api.common import (
+    AuditLog,
+    deps_of,
+    json_response,
+    now_ms,
+    read_body,
+    session,
+)
 from web.api.guard import SESSION_COOKIE
-from web.gateway import Gateway
 
 auth = Blueprint("api_auth", __name__, url_prefix="/api")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuthApi:
+    """What ``/api/auth`` and ``/api/users`` use."""
+
+    reads: ReadPool
+    writer: StorageWriter
+    sessions: SessionStore
+    passwords: Passwords
+    throttle: LoginThrottle
+    audit: AuditLog
+
+
+def _deps() -> AuthApi:
+    return deps_of(AuthApi)
+
 
 Role = Literal["admin", "viewer"]
 
@@ -90,18 +127,16 @@ def _session_json(current: Session) -> dict[str, object]:
 BUSY_RETRY_S: Final = 1
 
 
-def _refusal(refused: LoginRefused) -> ApiError:
+def _refusal(refused: LoginRefused) -> GatewayError:
     wait = str(refused.retry_after)
     if refused.reason == "in_progress":
-        return ApiError(
-            429,
+        return RateLimited(
             "Another sign-in for this user or from this address is being checked; "
             f"try again in {wait} s.",
             code="login_in_progress",
             headers={"retry-after": wait},
         )
-    return ApiError(
-        429,
+    return RateLimited(
         f"Too many failed sign-ins; try again in {wait} s.",
         code="login_throttled",
         headers={"retry-after": wait},
@@ -109,10 +144,10 @@ def _refusal(refused: LoginRefused) -> ApiError:
 
 
 async def _check_password(
-    gw: Gateway, username: str, password: str, address: str
+    gw: AuthApi, username: str, password: str, address: str
 ) -> UserRow | None:
     """The user named ``username`` if ``password`` is theirs (else None), checked under the
-    sign-in throttle and within the bounded places for sign-ins; ApiError 429 or 503 when
+    sign-in throttle and within the bounded places for sign-ins; 429 or 503 when
     refused."""
     # Refusals (locked, in progress, busy) are decided before any look-up or thread: a flood of
     # guesses costs little more than parsing them.
@@ -130,8 +165,7 @@ async def _check_password(
                 user.password_hash if user else None, password, guest=not known_address
             )
     except PasswordsBusy:
-        raise ApiError(
-            503,
+        raise UpstreamUnavailable(
             "The gateway is checking too many sign-ins at once; try again in a moment.",
             code="login_busy",
             headers={"retry-after": str(BUSY_RETRY_S)},
@@ -147,10 +181,10 @@ async def _check_password(
 @auth.post("/auth/login")
 async def login() -> Response:
     body = await read_body(LoginBody)
-    gw = gateway()
+    gw = _deps()
     user = await _check_password(gw, body.username, body.password, request.remote_addr or "unknown")
     if user is None:
-        raise ApiError(401, "Wrong username or password.", code="invalid_credentials")
+        raise AuthenticationFailed("Wrong username or password.", code="invalid_credentials")
     stamp = now_ms()
     password_hash = user.password_hash
     if gw.passwords.needs_rehash(password_hash):
@@ -196,7 +230,7 @@ async def login() -> Response:
 
 @auth.post("/auth/logout")
 async def logout() -> Response:
-    gateway().sessions.end(session())
+    _deps().sessions.end(session())
     response = json_response({"status": "signed out"})
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Strict")
     return response
@@ -210,7 +244,7 @@ async def status() -> Response:
 @auth.post("/auth/change-password")
 async def change_password() -> Response:
     body = await read_body(ChangePasswordBody)
-    gw = gateway()
+    gw = _deps()
     current = session()
     # The current password is checked like a sign-in's (throttled, one at a time, bounded), or a
     # stolen session would be a password oracle without limits.
@@ -218,11 +252,11 @@ async def change_password() -> Response:
         gw, current.username, body.current_password, request.remote_addr or "unknown"
     )
     if user is None:
-        raise ApiError(400, "The current password is wrong.", code="invalid_current_password")
+        raise InvalidRequest("The current password is wrong.", code="invalid_current_password")
     try:
         check_new_password(body.new_password, username=user.username, current=body.current_password)
     except PasswordPolicyError as exc:
-        raise ApiError(400, str(exc), code="weak_password") from None
+        raise InvalidRequest(str(exc), code="weak_password") from None
     password_hash = await gw.passwords.hash(body.new_password)
     await gw.writer.execute(
         partial(
@@ -235,7 +269,9 @@ async def change_password() -> Response:
     )
     gw.sessions.update_user(user.username, must_change_password=False, password_hash=password_hash)
     ended = gw.sessions.revoke_user(user.username, keep=current)
-    await audit("user.change_password", user.username, {"other_sessions_ended": ended})
+    await _deps().audit.record(
+        "user.change_password", user.username, {"other_sessions_ended": ended}
+    )
     return json_response({"status": "password changed", "other_sessions_ended": ended})
 
 
@@ -245,22 +281,22 @@ async def change_password() -> Response:
 @auth.get("/users")
 async def users() -> Response:
     if not session().is_admin:
-        raise ApiError(403, "Only admins see the users.", code="admin_required")
-    rows = await gateway().reads.run(list_users)
+        raise PermissionDenied("Only admins see the users.", code="admin_required")
+    rows = await _deps().reads.run(list_users)
     return json_response({"data": [user_json(user) for user in rows]})
 
 
 @auth.post("/users")
 async def new_user() -> Response:
     body = await read_body(NewUserBody)
-    gw = gateway()
+    gw = _deps()
     one_time = body.password is None
     password = body.password if body.password is not None else generate_password()
     if not one_time:
         try:
             check_new_password(password, username=body.username)
         except PasswordPolicyError as exc:
-            raise ApiError(400, str(exc), code="weak_password") from None
+            raise InvalidRequest(str(exc), code="weak_password") from None
     password_hash = await gw.passwords.hash(password)
     try:
         user = await gw.writer.execute(
@@ -275,10 +311,10 @@ async def new_user() -> Response:
             )
         )
     except UserExists:
-        raise ApiError(409, f"A user named {body.username!r} exists.", code="user_exists") from None
+        raise Conflict(f"A user named {body.username!r} exists.", code="user_exists") from None
     except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
-    await audit("user.create", user.username, {"role": user.role})
+        raise InvalidRequest(str(exc)) from None
+    await _deps().audit.record("user.create", user.username, {"role": user.role})
     answer = user_json(user)
     if one_time:
         answer["password"] = password  # shown once; the user must change it at first sign-in
@@ -288,7 +324,7 @@ async def new_user() -> Response:
 @auth.put("/users/<username>")
 async def change_user(username: str) -> Response:
     body = await read_body(UserChangesBody)
-    gw = gateway()
+    gw = _deps()
     try:
         user = await gw.writer.execute(
             partial(
@@ -300,9 +336,9 @@ async def change_user(username: str) -> Response:
             )
         )
     except LookupError:
-        raise ApiError(404, f"No user named {username!r}.", code="user_not_found") from None
+        raise NotFound(f"No user named {username!r}.", code="user_not_found") from None
     except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise InvalidRequest(str(exc)) from None
     answer = user_json(user)
     changes: dict[str, object] = {k: v for k, v in msgspec.structs.asdict(body).items() if v}
     if body.reset_password:
@@ -321,21 +357,21 @@ async def change_user(username: str) -> Response:
         answer = user_json(user)
         answer["password"] = password
     gw.sessions.update_user(user.username, role=user.role)
-    await audit("user.update", user.username, changes)
+    await _deps().audit.record("user.update", user.username, changes)
     return json_response(answer)
 
 
 @auth.delete("/users/<username>")
 async def remove_user(username: str) -> Response:
-    gw = gateway()
+    gw = _deps()
     if fold_username(username) == fold_username(session().username):
-        raise ApiError(400, "You cannot delete yourself.", code="cannot_delete_self")
+        raise InvalidRequest("You cannot delete yourself.", code="cannot_delete_self")
     try:
         await gw.writer.execute(partial(delete_user, username=username))
     except LookupError:
-        raise ApiError(404, f"No user named {username!r}.", code="user_not_found") from None
+        raise NotFound(f"No user named {username!r}.", code="user_not_found") from None
     except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise InvalidRequest(str(exc)) from None
     ended = gw.sessions.revoke_user(username)
-    await audit("user.delete", username, {"sessions_ended": ended})
+    await _deps().audit.record("user.delete", username, {"sessions_ended": ended})
     return json_response({"status": "deleted", "username": username})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from functools import partial
 from typing import Annotated
@@ -11,6 +12,8 @@ import msgspec
 from msgspec import UNSET, UnsetType
 from quart import Blueprint, Response
 
+from actors.client_directory import ClientDirectory
+from proxy.errors import GatewayError, InvalidRequest, NotFound
 from storage.analytics.aggregates import breakdown, summary
 from storage.analytics.usage_filter import UsageFilter
 from storage.clients import (
@@ -27,11 +30,12 @@ from storage.clients import (
     update_client,
 )
 from storage.queries import ClientUsage, client_usage
+from storage.reads import ReadPool
+from storage.writer import StorageWriter
 from web.api.common import (
     DAY_MS,
-    ApiError,
-    audit,
-    gateway,
+    AuditLog,
+    deps_of,
     json_response,
     now_ms,
     query_range,
@@ -41,6 +45,22 @@ from web.api.common import (
 log = logging.getLogger("llm_proxy.api")
 
 clients = Blueprint("api_clients", __name__, url_prefix="/api")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClientsApi:
+    """What ``/api/clients`` uses."""
+
+    reads: ReadPool
+    writer: StorageWriter
+    directory: ClientDirectory  # refreshed after a key change, so /v1 sees it at once
+    audit: AuditLog
+    default_requests_per_minute: int  # [limits] default_client_requests_per_minute
+
+
+def _deps() -> ClientsApi:
+    return deps_of(ClientsApi)
+
 
 # Beyond SQLite's 64-bit integers a value would fail in the database rather than here.
 Limit = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
@@ -99,7 +119,7 @@ def _usage_json(usage: ClientUsage | None) -> dict[str, object]:
 
 def client_json(client: ClientRow) -> dict[str, object]:
     """A client as the API shows it, with the limit that applies when it has none of its own."""
-    default_rpm = gateway().config.limits.default_client_requests_per_minute
+    default_rpm = _deps().default_requests_per_minute
     rpm = client.rate_limit_per_minute
     return {
         "id": client.id,
@@ -133,14 +153,14 @@ def token_json(token: TokenRow) -> dict[str, object]:
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def _not_found(client_id: str) -> ApiError:
-    return ApiError(404, f"No client with id {client_id!r}.", code="client_not_found")
+def _not_found(client_id: str) -> GatewayError:
+    return NotFound(f"No client with id {client_id!r}.", code="client_not_found")
 
 
 async def _refresh_keys() -> None:
     """Make a key change effective for ``/v1`` now rather than at the directory's next poll."""
     try:
-        await gateway().directory.refresh()
+        await _deps().directory.refresh()
     except Exception:
         # The change is stored; the directory's own poll picks it up within a second.
         log.warning("client directory refresh failed after a change", exc_info=True)
@@ -183,7 +203,7 @@ def _client_usage(
 @clients.get("/clients")
 async def list_all() -> Response:
     until = now_ms()
-    rows, usage = await gateway().reads.run(
+    rows, usage = await _deps().reads.run(
         partial(_list_with_usage, since_ms=until - DAY_MS, until_ms=until)
     )
     data = [{**client_json(row), "usage_24h": _usage_json(usage.get(row.id))} for row in rows]
@@ -194,7 +214,7 @@ async def list_all() -> Response:
 async def create() -> Response:
     body = await read_body(NewClientBody)
     try:
-        client, token, plain = await gateway().writer.execute(
+        client, token, plain = await _deps().writer.execute(
             partial(
                 create_client,
                 name=body.name,
@@ -206,9 +226,9 @@ async def create() -> Response:
             )
         )
     except ValueError as exc:
-        raise ApiError(400, f"Invalid client: {exc}.") from None
+        raise InvalidRequest(f"Invalid client: {exc}.") from None
     await _refresh_keys()
-    await audit(
+    await _deps().audit.record(
         "client.create",
         client.id,
         {
@@ -226,7 +246,7 @@ async def create() -> Response:
 @clients.get("/clients/<client_id>")
 async def show(client_id: str) -> Response:
     try:
-        client = await gateway().reads.run(partial(get_client, client_id=client_id))
+        client = await _deps().reads.run(partial(get_client, client_id=client_id))
     except LookupError:
         raise _not_found(client_id) from None
     return json_response(client_json(client))
@@ -237,7 +257,7 @@ async def change(client_id: str) -> Response:
     body = await read_body(ClientChangesBody)
     sent = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not UNSET}
     try:
-        client = await gateway().writer.execute(
+        client = await _deps().writer.execute(
             partial(
                 update_client,
                 client_id=client_id,
@@ -256,21 +276,21 @@ async def change(client_id: str) -> Response:
     except LookupError:
         raise _not_found(client_id) from None
     except ValueError as exc:
-        raise ApiError(400, f"Invalid change: {exc}.") from None
+        raise InvalidRequest(f"Invalid change: {exc}.") from None
     if sent:
         await _refresh_keys()
-        await audit("client.update", client.id, sent)
+        await _deps().audit.record("client.update", client.id, sent)
     return json_response(client_json(client))
 
 
 @clients.delete("/clients/<client_id>")
 async def remove(client_id: str) -> Response:
     try:
-        await gateway().writer.execute(partial(delete_client, client_id=client_id))
+        await _deps().writer.execute(partial(delete_client, client_id=client_id))
     except LookupError:
         raise _not_found(client_id) from None
     await _refresh_keys()
-    await audit("client.delete", client_id)
+    await _deps().audit.record("client.delete", client_id)
     return json_response({"status": "deleted", "id": client_id})
 
 
@@ -278,13 +298,13 @@ async def remove(client_id: str) -> Response:
 async def usage(client_id: str) -> Response:
     since, until = query_range()
     try:
-        totals = await gateway().reads.run(
+        totals = await _deps().reads.run(
             partial(_client_usage, client_id=client_id, since_ms=since, until_ms=until)
         )
     except LookupError:
         raise _not_found(client_id) from None
     except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise InvalidRequest(str(exc)) from None
     return json_response(totals)
 
 
@@ -294,7 +314,7 @@ async def usage(client_id: str) -> Response:
 @clients.get("/clients/<client_id>/tokens")
 async def tokens(client_id: str) -> Response:
     try:
-        rows = await gateway().reads.run(partial(list_keys, client_id=client_id))
+        rows = await _deps().reads.run(partial(list_keys, client_id=client_id))
     except LookupError:
         raise _not_found(client_id) from None
     return json_response({"data": [token_json(row) for row in rows]})
@@ -304,15 +324,17 @@ async def tokens(client_id: str) -> Response:
 async def new_token(client_id: str) -> Response:
     body = await read_body(NewKeyBody)
     try:
-        token, plain = await gateway().writer.execute(
+        token, plain = await _deps().writer.execute(
             partial(add_key, client_id=client_id, name=body.name, now_ms=now_ms())
         )
     except LookupError:
         raise _not_found(client_id) from None
     except ValueError as exc:
-        raise ApiError(400, f"Invalid key: {exc}.") from None
+        raise InvalidRequest(f"Invalid key: {exc}.") from None
     await _refresh_keys()
-    await audit("client.token.create", client_id, {"token_id": token.id, "masked": token.masked})
+    await _deps().audit.record(
+        "client.token.create", client_id, {"token_id": token.id, "masked": token.masked}
+    )
     # The plain key is returned this once: only its digest is stored.
     return json_response({**token_json(token), "token": plain}, 201)
 
@@ -321,19 +343,21 @@ async def new_token(client_id: str) -> Response:
 async def revoke_token(client_id: str, token_id: str) -> Response:
     # Ids are SQLite rowids: anything else (or too long for 64 bits) names no key.
     if not (token_id.isascii() and token_id.isdigit() and len(token_id) <= 18):
-        raise ApiError(404, f"No key with id {token_id!r}.", code="token_not_found")
+        raise NotFound(f"No key with id {token_id!r}.", code="token_not_found")
     try:
-        token = await gateway().writer.execute(
+        token = await _deps().writer.execute(
             partial(
                 _revoke_client_key, client_id=client_id, token_id=int(token_id), now_ms=now_ms()
             )
         )
     except _NotThisClientsKey:
-        raise ApiError(
-            404, f"Client {client_id!r} has no key with id {token_id}.", code="token_not_found"
+        raise NotFound(
+            f"Client {client_id!r} has no key with id {token_id}.", code="token_not_found"
         ) from None
     except LookupError:
         raise _not_found(client_id) from None
     await _refresh_keys()
-    await audit("client.token.revoke", client_id, {"token_id": token.id, "masked": token.masked})
+    await _deps().audit.record(
+        "client.token.revoke", client_id, {"token_id": token.id, "masked": token.masked}
+    )
     return json_response(token_json(token))

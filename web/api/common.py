@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, Final, TypeVar, cast
 
 import msgspec
-from quart import Response, current_app, g, request
+from quart import Quart, Response, current_app, g, request
 
 from actors.session_store import Session
+from proxy.errors import (
+    GatewayError,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    RequestTimeout,
+    RequestTooLarge,
+    UnsupportedMediaType,
+)
 from storage.audit import record_audit
-from web.gateway import Gateway
+from storage.writer import StorageWriter
 
 T = TypeVar("T")
 
@@ -22,38 +32,38 @@ MAX_API_BODY = 1_000_000
 a larger one (413) as it arrives, before any route reads it."""
 
 
-class ApiError(Exception):
-    """An error answered as ``{"error": {"message", "type", "param", "code"}}`` with ``status``."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        error_type: str | None = None,
-        code: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        param: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.error_type = error_type or _TYPES.get(status, "api_error")
-        self.code = code
-        self.param = param
-        self.headers = dict(headers or {})
-
-    def response(self) -> Response:
-        """The JSON answer."""
-        body = {
-            "error": {
-                "message": self.message,
-                "type": self.error_type,
-                "param": self.param,
-                "code": self.code,
-            }
+def error_response(error: GatewayError) -> Response:
+    """``error`` as the dashboard API answers it: ``{"error": {"message", "type", "param",
+    "code"}}`` with its status and headers; the ``type`` is the dashboard's name for the status
+    (the same as ``/v1``'s but for 500 ``api_error`` and 503 ``service_unavailable``)."""
+    body = {
+        "error": {
+            "message": error.message,
+            "type": _TYPES.get(error.status, "api_error"),
+            "param": error.param,
+            "code": error.code,
         }
-        return json_response(body, self.status, headers=self.headers)
+    }
+    return json_response(body, error.status, headers=error.headers)
+
+
+_BY_STATUS: Final[Mapping[int, Callable[[str], GatewayError]]] = {
+    400: InvalidRequest,
+    404: NotFound,
+    405: MethodNotAllowed,
+    408: RequestTimeout,
+    413: RequestTooLarge,
+    415: UnsupportedMediaType,
+}
+
+
+def error_for_status(status: int, message: str) -> GatewayError:
+    """The gateway error for an HTTP status Quart itself answered (404, 405, 413, ...): another
+    client error is a 400, a server error a 500."""
+    kind = _BY_STATUS.get(status)
+    if kind is not None:
+        return kind(message)
+    return InvalidRequest(message) if 400 <= status < 500 else InternalError(message)
 
 
 _TYPES = {
@@ -88,18 +98,28 @@ async def read_body(model: type[T]) -> T:
     :data:`MAX_API_BODY` is Quart's 413)."""
     data = await request.get_data(cache=False)
     if not data:
-        raise ApiError(400, "The request needs a JSON body.")
+        raise InvalidRequest("The request needs a JSON body.")
     try:
         return msgspec.json.decode(data, type=model)
     except msgspec.ValidationError as exc:
-        raise ApiError(400, f"Invalid request body: {exc}.") from None
+        raise InvalidRequest(f"Invalid request body: {exc}.") from None
     except msgspec.DecodeError as exc:
-        raise ApiError(400, f"The request body is not valid JSON: {exc}.") from None
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.") from None
 
 
-def gateway() -> Gateway:
-    """The running gateway (set on the app by ``register_api``)."""
-    return cast(Gateway, current_app.config["LLM_PROXY_GATEWAY"])
+def provide(app: Quart, deps: object) -> None:
+    """Give ``app``'s routes of one area their collaborators (one frozen record per area)."""
+    app.config[_deps_key(type(deps))] = deps
+
+
+def deps_of(kind: type[T]) -> T:
+    """The collaborators of the area ``kind`` describes, as :func:`provide` gave them to the
+    app serving this request (blueprints are shared by every app; their collaborators are not)."""
+    return cast(T, current_app.config[_deps_key(kind)])
+
+
+def _deps_key(kind: type) -> str:
+    return f"LLM_PROXY_{kind.__module__}.{kind.__qualname__}"
 
 
 def session() -> Session:
@@ -130,8 +150,8 @@ def query_time(name: str, default: int) -> int:
                 moment = moment.replace(tzinfo=dt.UTC)
             value = int(moment.timestamp() * 1000)
     if not 0 <= value <= MAX_MS:
-        raise ApiError(
-            400, f"'{name}' must be Unix milliseconds or an ISO 8601 time, not {text[:40]!r}."
+        raise InvalidRequest(
+            f"'{name}' must be Unix milliseconds or an ISO 8601 time, not {text[:40]!r}."
         )
     return value
 
@@ -141,9 +161,9 @@ def query_range() -> tuple[int, int]:
     until = query_time("to", now_ms())
     since = query_time("from", until - DAY_MS)
     if since >= until:
-        raise ApiError(400, "The range is empty: 'from' must be before 'to'.")
+        raise InvalidRequest("The range is empty: 'from' must be before 'to'.")
     if until - since > MAX_RANGE_MS:
-        raise ApiError(400, "The range may span ten years at most.")
+        raise InvalidRequest("The range may span ten years at most.")
     return since, until
 
 
@@ -152,15 +172,23 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def audit(action: str, target: str = "", detail: Mapping[str, Any] | None = None) -> None:
-    """Record a dashboard mutation in ``audit_log`` (through the writer, after it happened)."""
-    await gateway().writer.execute(
-        partial(
-            record_audit,
-            username=session().username,
-            action=action,
-            target=target,
-            detail=dict(detail or {}),
-            now_ms=now_ms(),
+class AuditLog:
+    """Where dashboard mutations are recorded: ``audit_log``, through the writer."""
+
+    def __init__(self, writer: StorageWriter) -> None:
+        self._writer = writer
+
+    async def record(
+        self, action: str, target: str = "", detail: Mapping[str, Any] | None = None
+    ) -> None:
+        """Record a mutation by the signed-in user (after it happened)."""
+        await self._writer.execute(
+            partial(
+                record_audit,
+                username=session().username,
+                action=action,
+                target=target,
+                detail=dict(detail or {}),
+                now_ms=now_ms(),
+            )
         )
-    )

@@ -18,8 +18,8 @@ from typing import Final
 
 from quart import Quart, g, request
 
-from actors.session_store import Session
-from web.api.common import ApiError, gateway
+from actors.session_store import Session, SessionStore
+from proxy.errors import AuthenticationFailed, PermissionDenied, UnsupportedMediaType
 
 SESSION_COOKIE: Final = "llm_proxy_session"
 LOGIN: Final = ("POST", "/api/auth/login")
@@ -54,12 +54,11 @@ def same_origin(origin: str | None, scheme: str, host: str) -> bool:
     return origin.rstrip("/").lower() in expected
 
 
-def authenticate(token: str | None) -> Session:
-    """The live session of ``token``; ApiError 401 otherwise."""
-    found = gateway().sessions.lookup(token) if token else None
+def authenticate(sessions: SessionStore, token: str | None) -> Session:
+    """The live session of ``token``; 401 otherwise."""
+    found = sessions.lookup(token) if token else None
     if found is None:
-        raise ApiError(
-            401,
+        raise AuthenticationFailed(
             "Sign in first: this needs a session (Authorization: Bearer <token>, or the "
             "session cookie set by POST /api/auth/login).",
             code="not_authenticated",
@@ -79,8 +78,7 @@ def _require_json_body() -> None:
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if request.mimetype != "application/json" or charset not in ("utf-8", "utf8"):
         shown = repr(declared[:60]) if declared else "none"
-        raise ApiError(
-            415,
+        raise UnsupportedMediaType(
             "The request body must be JSON sent with 'Content-Type: application/json' "
             f"(UTF-8); this one's type is {shown}.",
             code="unsupported_media_type",
@@ -93,15 +91,14 @@ def _check_login_origin() -> None:
     the CLI's, and welcome; the session cookie is not a credential here, so it changes nothing."""
     origin = request.headers.get("origin")
     if origin is not None and not same_origin(origin, request.scheme, request.host):
-        raise ApiError(
-            403,
+        raise PermissionDenied(
             "Refused: a sign-in from a browser must come from this dashboard (the Origin "
             "header does not match).",
             code="bad_origin",
         )
 
 
-async def _guard() -> None:
+async def _guard(sessions: SessionStore) -> None:
     path = request.path.rstrip("/") or "/"
     if path != "/api" and not path.startswith("/api/"):
         return
@@ -114,29 +111,31 @@ async def _guard() -> None:
     token, via_cookie = request_token(
         request.headers.get("authorization"), request.cookies.get(SESSION_COOKIE)
     )
-    current = authenticate(token)
+    current = authenticate(sessions, token)
     g.session = current
     if current.must_change_password and route not in SELF_SERVICE:
-        raise ApiError(
-            403,
+        raise PermissionDenied(
             "Change your password first (POST /api/auth/change-password).",
             code="password_change_required",
         )
     if request.method in _READS:
         return
     if via_cookie and not same_origin(request.headers.get("origin"), request.scheme, request.host):
-        raise ApiError(
-            403,
+        raise PermissionDenied(
             "Refused: a change made with the session cookie must come from this dashboard "
             "(the Origin header does not match).",
             code="bad_origin",
         )
     if route not in SELF_SERVICE and not current.is_admin:
-        raise ApiError(
-            403, "Your role (viewer) may read but not change anything.", code="admin_required"
+        raise PermissionDenied(
+            "Your role (viewer) may read but not change anything.", code="admin_required"
         )
 
 
-def install_guard(app: Quart) -> None:
+def install_guard(app: Quart, sessions: SessionStore) -> None:
     """Run the guard before every request, so even an unknown ``/api`` path is denied first."""
-    app.before_request(_guard)
+
+    async def guard() -> None:
+        await _guard(sessions)
+
+    app.before_request(guard)

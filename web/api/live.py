@@ -16,6 +16,7 @@ Sockets are capped per session and in all (``[dashboard] max_live_feeds_per_sess
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -25,17 +26,44 @@ import msgspec
 import trio
 from quart import Blueprint, Response, websocket
 
-from actors.session_store import Session
+from actors.provider import ProviderActor
+from actors.request_logger import RequestLogger
+from actors.session_store import Session, SessionStore
+from proxy.config import DashboardConfig
+from proxy.errors import (
+    GatewayError,
+    InvalidRequest,
+    PermissionDenied,
+    RateLimited,
+    UpstreamUnavailable,
+)
 from proxy.records import RequestRecord
-from web.api.common import ApiError, now_ms
-from web.api.common import gateway as current_gateway
+from proxy.routing import Router
+from web.api.common import deps_of, error_response, now_ms
 from web.api.guard import SESSION_COOKIE, authenticate, request_token, same_origin
-from web.gateway import Gateway
-from web.live_feeds import LiveFeedsFull
+from web.events import EventHub
+from web.live_feeds import LiveFeeds, LiveFeedsFull
+from web.readiness import Readiness
 
 log = logging.getLogger("llm_proxy.api.live")
 
 live = Blueprint("api_live", __name__, url_prefix="/api")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LiveApi:
+    """What ``/api/ws`` uses."""
+
+    caps: DashboardConfig  # max_live_feeds, max_live_feeds_per_session
+    live_feeds: LiveFeeds
+    readiness: Readiness
+    sessions: SessionStore
+    logger: RequestLogger  # its feed of logged calls and its counters
+    events: EventHub
+    router: Router  # which model names are aliases
+    providers: Mapping[str, ProviderActor]  # their statistics
+    started_at: float  # time.monotonic() at start
+
 
 # Module constants rather than config: tests shorten them with monkeypatch.
 METRICS_EVERY_S: float = 5.0
@@ -86,11 +114,11 @@ Message = Mapping[str, object]
 
 @live.websocket("/ws")
 async def feed() -> Response | None:
-    gw = current_gateway()
-    caps = gw.config.dashboard
+    gw = deps_of(LiveApi)
+    caps = gw.caps
     with contextlib.ExitStack() as place:
         try:
-            token, current = _admit()
+            token, current = _admit(gw)
             try:
                 place.enter_context(
                     gw.live_feeds.place(
@@ -101,10 +129,10 @@ async def feed() -> Response | None:
                 )
             except LiveFeedsFull as full:
                 raise _refusal(full) from None
-        except ApiError as error:
+        except GatewayError as error:
             # Returned before accept(): the client gets this status and JSON instead of an
             # upgrade.
-            return error.response()
+            return error_response(error)
         await websocket.accept()
         connection = LiveFeed(gw, token, current)
         try:
@@ -117,17 +145,15 @@ async def feed() -> Response | None:
     return None
 
 
-def _refusal(full: LiveFeedsFull) -> ApiError:
+def _refusal(full: LiveFeedsFull) -> GatewayError:
     if full.scope == "session":
-        return ApiError(
-            429,
+        return RateLimited(
             "This session has as many live feeds open as it may "
             "([dashboard] max_live_feeds_per_session); close one (another tab?) and retry.",
             code="too_many_live_feeds",
             headers={"retry-after": str(FULL_RETRY_S)},
         )
-    return ApiError(
-        503,
+    return UpstreamUnavailable(
         "The gateway has as many live feeds open as it may ([dashboard] max_live_feeds); "
         "retry in a moment.",
         code="live_feeds_full",
@@ -135,13 +161,12 @@ def _refusal(full: LiveFeedsFull) -> ApiError:
     )
 
 
-def _admit() -> tuple[str, Session]:
-    """The token and session of the socket being opened; ApiError (4xx) when it is refused."""
-    if current_gateway().draining:
-        raise ApiError(503, "The gateway is shutting down; reconnect in a moment.")
+def _admit(deps: LiveApi) -> tuple[str, Session]:
+    """The token and session of the socket being opened; a 4xx error when it is refused."""
+    if deps.readiness.draining:
+        raise UpstreamUnavailable("The gateway is shutting down; reconnect in a moment.")
     if _URL_SECRETS & set(websocket.args):
-        raise ApiError(
-            400,
+        raise InvalidRequest(
             "Send the session as 'Authorization: Bearer <token>' or the session cookie: a token "
             "in the URL ends up in logs and browser history.",
             code="token_in_url",
@@ -154,16 +179,14 @@ def _admit() -> tuple[str, Session]:
     if via_cookie and not same_origin(
         websocket.headers.get("origin"), websocket.scheme, websocket.host
     ):
-        raise ApiError(
-            403,
+        raise PermissionDenied(
             "Refused: a live feed opened with the session cookie must come from this dashboard "
             "(the Origin header does not match).",
             code="bad_origin",
         )
-    current = authenticate(token)
+    current = authenticate(deps.sessions, token)
     if current.must_change_password:
-        raise ApiError(
-            403,
+        raise PermissionDenied(
             "Change your password first (POST /api/auth/change-password).",
             code="password_change_required",
         )
@@ -174,8 +197,8 @@ def _admit() -> tuple[str, Session]:
 class LiveFeed:
     """One open socket: pumps from the logger and the event hub, tickers, and the one sender."""
 
-    def __init__(self, gateway: Gateway, token: str, session: Session) -> None:
-        self._gateway = gateway
+    def __init__(self, deps: LiveApi, token: str, session: Session) -> None:
+        self._deps = deps
         self._token = token
         self._session = session
         self._send, self._outbox = trio.open_memory_channel[str](OUTBOX_SIZE)
@@ -185,7 +208,7 @@ class LiveFeed:
 
     async def serve(self) -> None:
         """Feed the socket until the client leaves, the session ends or the server stops."""
-        gw = self._gateway
+        gw = self._deps
         try:
             with gw.logger.subscribe() as records, gw.events.subscribe() as events:
                 hello = {
@@ -205,7 +228,7 @@ class LiveFeed:
                 with trio.move_on_after(CLOSE_WAIT_S):
                     await self.close(*self._close_with)
         finally:
-            if gw.draining:
+            if gw.readiness.draining:
                 # Cancelled by the server stopping: say so, so the page retries later instead of
                 # reporting an error. Shielded and short, so it never holds up the shutdown.
                 with trio.move_on_after(CLOSE_WAIT_S, shield=True):
@@ -246,7 +269,7 @@ class LiveFeed:
     # -- sources ----------------------------------------------------------------------------------
 
     async def _pump_records(self, records: trio.MemoryReceiveChannel[RequestRecord]) -> None:
-        aliases = self._gateway.router.aliases
+        aliases = self._deps.router.aliases
         async for record in records:
             self._post(request_event(record, record.model if record.model in aliases else None))
 
@@ -273,7 +296,7 @@ class LiveFeed:
 
     def _session_ended(self) -> tuple[int, str] | None:
         """A close code and reason once the session has expired or was revoked."""
-        current = self._gateway.sessions.peek(self._token)
+        current = self._deps.sessions.peek(self._token)
         if current is None:
             return SESSION_ENDED, "session ended: sign in again"
         if current.must_change_password:
@@ -281,7 +304,7 @@ class LiveFeed:
         return None
 
     def _metrics(self) -> Message:
-        gw = self._gateway
+        gw = self._deps
         stats = gw.logger.statistics()
         hub = gw.events.statistics()
         per_min, errors_per_min = gw.logger.recent_calls()

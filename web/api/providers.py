@@ -1,11 +1,11 @@
 """``/api/providers`` and ``/api/models``: what the gateway routes to, changed live (design §8).
 
-A change is stored in ``provider_settings`` / ``model_settings`` and applied to the running gateway
-at once (:mod:`web.live_settings`); ``null`` sends a field back to the file config, a field left
-out stays as it is. API keys are never shown, not even masked: only whether one is configured,
-and the origins it may be sent to. A base URL override outside those is refused (400): a key from
-the file, the environment or a credential goes only where the file says (:mod:`proxy.origins`).
-Keys cannot be entered here: the design keeps them out of the database.
+A change is stored in ``provider_settings`` / ``model_settings`` and handed to the runtime settings
+(:mod:`actors.runtime_settings`), which apply it at once; ``null`` sends a field back to the file
+config, a field left out stays as it is. API keys are never shown, not even masked: only whether
+one is configured, and the origins it may be sent to. A base URL override outside those is
+refused (400): a key from the file, the environment or a credential goes only where the file says
+(:mod:`proxy.origins`). Keys cannot be entered here: the design keeps them out of the database.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import trio
 from quart import Blueprint, Response, request
 
 from actors.provider import ProviderActor
+from actors.runtime_settings import RuntimeSettings, base_url_refusal
 from proxy.config import ProviderConfig
-from proxy.errors import ModelNotFound
+from proxy.errors import Conflict, InvalidRequest, ModelNotFound, NotFound
 from proxy.origins import key_binding, origin_of
-from proxy.pricing import FREE_PROVIDERS, PriceOverride
-from proxy.routing import Route
+from proxy.pricing import PriceOverride
+from proxy.routing import Route, Router
 from storage.clients import UNCHANGED, Unchanged
 from storage.model_settings import (
     ModelSettingsRow,
@@ -37,16 +38,30 @@ from storage.provider_settings import (
     list_provider_settings,
     put_provider_settings,
 )
-from web.api.common import ApiError, audit, gateway, json_response, now_ms, read_body
-from web.gateway import Gateway
-from web.live_settings import (
-    apply_model_settings,
-    apply_provider_settings,
-    base_url_refusal,
-)
+from storage.reads import ReadPool
+from storage.writer import StorageWriter
+from web.api.common import AuditLog, deps_of, json_response, now_ms, read_body
 from web.provider_probe import probe
 
 providers = Blueprint("api_providers", __name__, url_prefix="/api")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProvidersApi:
+    """What ``/api/providers`` and ``/api/models`` use."""
+
+    files: Mapping[str, ProviderConfig]  # every known provider as the config file has it
+    actors: Mapping[str, ProviderActor]  # the running ones
+    router: Router
+    settings: RuntimeSettings  # asked for defaults and prices; handed every change
+    reads: ReadPool
+    writer: StorageWriter
+    audit: AuditLog
+
+
+def _deps() -> ProvidersApi:
+    return deps_of(ProvidersApi)
+
 
 _UNSET = msgspec.UNSET
 _Unset = msgspec.UnsetType
@@ -100,11 +115,11 @@ def _storage_args(given: Mapping[str, Any], names: tuple[str, ...]) -> dict[str,
 # -- providers -------------------------------------------------------------------------------------
 
 
-def _known_provider(gw: Gateway, name: str) -> ProviderConfig:
-    file = gw.config.providers.get(name)
+def _known_provider(gw: ProvidersApi, name: str) -> ProviderConfig:
+    file = gw.files.get(name)
     if file is None:
-        known = ", ".join(gw.config.providers)
-        raise ApiError(404, f"Unknown provider '{name}' (known: {known}).", code="unknown_provider")
+        known = ", ".join(gw.files)
+        raise NotFound(f"Unknown provider '{name}' (known: {known}).", code="unknown_provider")
     return file
 
 
@@ -123,19 +138,17 @@ def _settings_json(row: ProviderSettingsRow | None) -> dict[str, object] | None:
 
 
 def provider_json(
-    gw: Gateway, file: ProviderConfig, row: ProviderSettingsRow | None
+    gw: ProvidersApi, file: ProviderConfig, row: ProviderSettingsRow | None
 ) -> dict[str, object]:
     """One provider as it runs now: effective settings, health, credit, stored overrides."""
-    actor: ProviderActor | None = gw.providers.get(file.name)
+    actor: ProviderActor | None = gw.actors.get(file.name)
     refusal = base_url_refusal(file, row)
     if actor is not None:
         base_url, concurrency = actor.config.base_url, actor.config.max_concurrency
-        default_model = actor.default_model
     else:
         # Not running: what it would run with, once enabled in the file.
         base_url = (row.base_url if row and refusal is None else None) or file.base_url
         concurrency = (row.max_concurrency if row else None) or file.max_concurrency
-        default_model = row.default_model if row else None
     balance = row.credit_balance_usd if row is not None else None
     threshold = row.low_credit_threshold_usd if row is not None else None
     binding = key_binding(file)
@@ -146,7 +159,7 @@ def provider_json(
         "running": actor is not None,
         "configured_enabled": file.enabled,
         "base_url": base_url,
-        "default_model": default_model,
+        "default_model": gw.settings.default_model(file.name),
         "max_concurrency": concurrency,
         "timeout_s": file.timeout_s,
         "connect_timeout_s": file.connect_timeout_s,
@@ -170,15 +183,15 @@ def provider_json(
 
 @providers.get("/providers")
 async def list_providers() -> Response:
-    gw = gateway()
+    gw = _deps()
     rows = {row.provider: row for row in await gw.reads.run(list_provider_settings)}
-    data = [provider_json(gw, file, rows.get(name)) for name, file in gw.config.providers.items()]
+    data = [provider_json(gw, file, rows.get(name)) for name, file in gw.files.items()]
     return json_response({"data": data})
 
 
 @providers.get("/providers/<name>")
 async def get_provider(name: str) -> Response:
-    gw = gateway()
+    gw = _deps()
     file = _known_provider(gw, name)
     row = await gw.reads.run(partial(get_provider_settings, provider=name))
     return json_response(provider_json(gw, file, row))
@@ -186,13 +199,12 @@ async def get_provider(name: str) -> Response:
 
 @providers.put("/providers/<name>")
 async def update_provider(name: str) -> Response:
-    gw = gateway()
+    gw = _deps()
     file = _known_provider(gw, name)
     changes = _given(await read_body(ProviderChanges))
-    actor = gw.providers.get(name)
+    actor = gw.actors.get(name)
     if changes.get("enabled") is True and actor is None:
-        raise ApiError(
-            409,
+        raise Conflict(
             f"Provider '{name}' is disabled in the config file, so it is not running and cannot "
             f"be switched on from here: set [providers.{name}] enabled = true (and its API key) "
             "and restart the gateway.",
@@ -210,25 +222,25 @@ async def update_provider(name: str) -> Response:
             )
         )
     except ValueError as exc:
-        raise ApiError(400, f"Invalid provider settings: {exc}.") from None
-    apply_provider_settings(gw, name, row)
-    await audit("provider.update", name, changes)
+        raise InvalidRequest(f"Invalid provider settings: {exc}.") from None
+    gw.settings.apply_provider(name, row)
+    await gw.audit.record("provider.update", name, changes)
     return json_response(provider_json(gw, file, row))
 
 
 def _check_base_url(file: ProviderConfig, base_url: str) -> None:
     """A 400 unless ``base_url`` is a URL the transport can reach and the key may go to."""
     if file.name == "mock":
-        raise ApiError(400, "The mock provider answers in-process: it has no base_url.")
+        raise InvalidRequest("The mock provider answers in-process: it has no base_url.")
     try:
         origin_of(base_url)
     except ValueError as exc:
-        raise ApiError(
-            400, f"Invalid provider settings: base_url {exc}.", param="base_url"
+        raise InvalidRequest(
+            f"Invalid provider settings: base_url {exc}.", param="base_url"
         ) from None
     refusal = key_binding(file).refusal(base_url)
     if refusal is not None:
-        raise ApiError(400, refusal, param="base_url", code="base_url_not_allowed")
+        raise InvalidRequest(refusal, param="base_url", code="base_url_not_allowed")
 
 
 async def _optional_body(model: type[ProbeBody]) -> ProbeBody:
@@ -240,26 +252,26 @@ async def _optional_body(model: type[ProbeBody]) -> ProbeBody:
 
 @providers.post("/providers/<name>/test")
 async def test_provider(name: str) -> Response:
-    gw = gateway()
+    gw = _deps()
     _known_provider(gw, name)
     body = await _optional_body(ProbeBody)
-    actor = gw.providers.get(name)
+    actor = gw.actors.get(name)
     if actor is None:
-        raise ApiError(
-            409,
+        raise Conflict(
             f"Provider '{name}' is disabled in the config file, so there is nothing to test: "
             f"set [providers.{name}] enabled = true and restart the gateway.",
             code="provider_not_running",
         )
-    model = body.model or actor.default_model
+    model = body.model or gw.settings.default_model(name)
     if not model:
-        raise ApiError(
-            400,
+        raise InvalidRequest(
             f"Provider '{name}' lists no model to test with: name one ({{\"model\": ...}}) "
             "or set its default_model.",
         )
     result = await probe(actor, model)
-    await audit("provider.test", name, {"model": model, "ok": result.ok, "status": result.status})
+    await gw.audit.record(
+        "provider.test", name, {"model": model, "ok": result.ok, "status": result.status}
+    )
     return json_response(result.to_json())
 
 
@@ -274,7 +286,7 @@ class _Listed:
     alias: str | None
 
 
-def _listed_id(gw: Gateway, provider: str, model: str) -> str:
+def _listed_id(gw: ProvidersApi, provider: str, model: str) -> str:
     """The name that routes to ``provider``'s ``model``: bare when it does, else prefixed."""
     try:
         route = gw.router.route_of(model)
@@ -283,7 +295,7 @@ def _listed_id(gw: Gateway, provider: str, model: str) -> str:
     return model if route.provider == provider and route.alias is None else f"{provider}/{model}"
 
 
-async def _served_models(gw: Gateway) -> list[_Listed]:
+async def _served_models(gw: ProvidersApi) -> list[_Listed]:
     """Aliases, then each running provider's models, as ``GET /v1/models`` names them."""
     listed = [
         _Listed(alias, target.provider, target.model, alias)
@@ -296,9 +308,9 @@ async def _served_models(gw: Gateway) -> list[_Listed]:
 
     with trio.move_on_after(15):
         async with trio.open_nursery() as nursery:
-            for name, actor in gw.providers.items():
+            for name, actor in gw.actors.items():
                 nursery.start_soon(fetch, name, actor)
-    for name in gw.providers:
+    for name in gw.actors:
         listed.extend(
             _Listed(_listed_id(gw, name, model), name, model, None)
             for model in per_provider.get(name, [])
@@ -306,7 +318,7 @@ async def _served_models(gw: Gateway) -> list[_Listed]:
     return listed
 
 
-def _route(gw: Gateway, model: str) -> Route | None:
+def _route(gw: ProvidersApi, model: str) -> Route | None:
     try:
         return gw.router.route_of(model)
     except ModelNotFound:
@@ -337,22 +349,14 @@ def _model_settings_json(row: ModelSettingsRow | None) -> dict[str, object] | No
     }
 
 
-def model_json(gw: Gateway, listed: _Listed, row: ModelSettingsRow | None) -> dict[str, object]:
+def model_json(
+    gw: ProvidersApi, listed: _Listed, row: ModelSettingsRow | None
+) -> dict[str, object]:
     """One model: where it routes, whether it is served, its effective prices, its overrides."""
     router = gw.router
     provider, upstream = listed.provider, listed.upstream_model
     route = Route(provider, upstream, listed.alias) if provider and upstream else None
-    pricer = gw.logger.pricer
-    price: PriceOverride | None = None
-    source: str | None = None
-    if route is not None:
-        try:
-            price = pricer.rates(
-                provider=route.provider, upstream_model=route.upstream_model, alias=route.alias
-            )
-        except Exception:  # a price-table surprise must not break the listing
-            price = None
-        source = _price_source(gw, route) if price is not None else None
+    price, source = gw.settings.model_price(route) if route is not None else (None, None)
     return {
         "id": listed.id,
         "provider": provider,
@@ -361,10 +365,10 @@ def model_json(gw: Gateway, listed: _Listed, row: ModelSettingsRow | None) -> di
         "enabled": route is not None
         and router.model_enabled(route, listed.id)
         and router.is_enabled(route.provider)
-        and route.provider in gw.providers,
+        and route.provider in gw.actors,
         "model_enabled": route is None or router.model_enabled(route, listed.id),
         "provider_enabled": route is not None
-        and route.provider in gw.providers
+        and route.provider in gw.actors
         and router.is_enabled(route.provider),
         "prices": _prices(price),
         "price_source": source,
@@ -372,20 +376,9 @@ def model_json(gw: Gateway, listed: _Listed, row: ModelSettingsRow | None) -> di
     }
 
 
-def _price_source(gw: Gateway, route: Route) -> str:
-    """Where a model's price comes from: the dashboard, the config, the table, or free."""
-    pricer = gw.logger.pricer
-    names = [name for name in (route.alias, route.upstream_model) if name]
-    if any(name in pricer.live_overrides for name in names):
-        return "dashboard"
-    if any(name in pricer.config_overrides for name in names):
-        return "config"
-    return "free" if route.provider in FREE_PROVIDERS else "table"
-
-
 @providers.get("/models")
 async def list_models() -> Response:
-    gw = gateway()
+    gw = _deps()
     rows = {row.model: row for row in await gw.reads.run(list_model_settings)}
     listed = await _served_models(gw)
     seen = {entry.id for entry in listed}
@@ -407,23 +400,21 @@ async def list_models() -> Response:
 
 @providers.put("/models/<path:model>")
 async def update_model(model: str) -> Response:
-    gw = gateway()
+    gw = _deps()
     changes = _given(await read_body(ModelChanges))
     aliasing = ("provider" in changes, "upstream_model" in changes)
     if any(aliasing):
         if not all(aliasing) or (changes["provider"] is None) != (
             changes["upstream_model"] is None
         ):
-            raise ApiError(
-                400,
+            raise InvalidRequest(
                 "An alias needs both 'provider' and 'upstream_model' (or both null to drop it).",
             )
-        if changes["provider"] is not None and changes["provider"] not in gw.config.providers:
-            raise ApiError(400, f"Unknown provider {changes['provider']!r}.")
+        if changes["provider"] is not None and changes["provider"] not in gw.files:
+            raise InvalidRequest(f"Unknown provider {changes['provider']!r}.")
     route = _route(gw, model)
     if route is None and not changes.get("provider"):
-        raise ApiError(
-            404,
+        raise NotFound(
             f"The model '{model}' does not route to any provider of this gateway.",
             code="model_not_found",
         )
@@ -440,9 +431,9 @@ async def update_model(model: str) -> Response:
             )
         )
     except ValueError as exc:
-        raise ApiError(400, f"Invalid model settings: {exc}.") from None
-    apply_model_settings(gw, model, row)
-    await audit("model.update", model, changes)
+        raise InvalidRequest(f"Invalid model settings: {exc}.") from None
+    gw.settings.apply_model(model, row)
+    await gw.audit.record("model.update", model, changes)
     route = _route(gw, model) or route
     assert route is not None
     listed = _Listed(model, route.provider, route.upstream_model, route.alias)

@@ -16,13 +16,35 @@ from quart import Blueprint, Response, request
 
 from proxy import __version__
 from proxy.config import AuthConfig, Config, mask_secret
+from proxy.errors import Conflict, InternalError, InvalidRequest
 from storage.audit import SECRET_NAMES
 from storage.backup import BackupError, BackupResult, backup_database, list_backups
+from storage.reads import ReadPool
 from storage.settings_store import get_settings, put_settings
-from web.api.common import ApiError, audit, gateway, json_response, now_ms, read_body
+from storage.writer import StorageWriter
+from web.api.common import AuditLog, deps_of, json_response, now_ms, read_body
+from web.log_buffer import LogBuffer
 from web.metrics import rss_bytes
+from web.observed import ObservedParts
 
 system = Blueprint("api_system", __name__, url_prefix="/api")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SystemApi:
+    """What ``/api/system`` and ``/api/settings`` use."""
+
+    config: Config  # shown (secrets masked) and the database's path
+    observed: ObservedParts  # for health
+    log_buffer: LogBuffer
+    reads: ReadPool
+    writer: StorageWriter
+    audit: AuditLog
+
+
+def _deps() -> SystemApi:
+    return deps_of(SystemApi)
+
 
 DEFAULT_LOG_LINES: Final = 200
 MAX_LOG_LINES: Final = 1000
@@ -54,29 +76,31 @@ def _process_and_files(database: str) -> dict[str, Any]:
 
 @system.get("/system/health")
 async def health() -> Response:
-    gw = gateway()
-    files = await trio.to_thread.run_sync(_process_and_files, gw.config.server.database)
-    uptime_s = time.monotonic() - gw.started_at
+    deps = _deps()
+    parts = deps.observed
+    files = await trio.to_thread.run_sync(_process_and_files, deps.config.server.database)
+    uptime_s = time.monotonic() - parts.started_at
+    readiness = parts.readiness
     answer = {
-        "status": "draining" if gw.draining else "ok" if gw.ready else "starting",
+        "status": "draining" if readiness.draining else "ok" if readiness.ready else "starting",
         "version": __version__,
         "pid": os.getpid(),
         "uptime_s": round(uptime_s, 3),
         "started_at_ms": now_ms() - int(uptime_s * 1000),
         **files,
-        "in_flight": gw.in_flight.count,
+        "in_flight": parts.in_flight.count,
         # Frozen dataclasses of plain numbers and strings: msgspec encodes them as objects.
         "actors": {
-            "writer": gw.writer.statistics(),
-            "logger": gw.logger.statistics(),
-            "limiter": gw.limiter.statistics(),
-            "directory": gw.directory.statistics(),
-            "sessions": gw.sessions.statistics(),
-            "events": gw.events.statistics(),
-            "retention": gw.retention.statistics(),
+            "writer": parts.writer.statistics(),
+            "logger": parts.logger.statistics(),
+            "limiter": parts.limiter.statistics(),
+            "directory": parts.directory.statistics(),
+            "sessions": parts.sessions.statistics(),
+            "events": parts.events.statistics(),
+            "retention": parts.retention.statistics(),
         },
-        "providers": {name: actor.statistics() for name, actor in gw.providers.items()},
-        "images": gw.images.statistics(),
+        "providers": {name: actor.statistics() for name, actor in parts.providers.items()},
+        "images": parts.images.statistics(),
     }
     return json_response(answer)
 
@@ -91,11 +115,11 @@ async def logs() -> Response:
     if raw:
         limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 4 else 0
         if not 1 <= limit <= MAX_LOG_LINES:
-            raise ApiError(
-                400, f"limit must be a whole number from 1 to {MAX_LOG_LINES}, got {raw[:20]!r}."
+            raise InvalidRequest(
+                f"limit must be a whole number from 1 to {MAX_LOG_LINES}, got {raw[:20]!r}."
             )
     # Our own log lines, which by project rule never carry a secret.
-    return json_response({"data": gateway().log_buffer.recent(limit)})
+    return json_response({"data": _deps().log_buffer.recent(limit)})
 
 
 # -- backups ---------------------------------------------------------------------------------------
@@ -110,9 +134,9 @@ def _backup_json(backup: BackupResult) -> dict[str, object]:
 
 
 def _database_to_back_up() -> str:
-    database = gateway().config.server.database
+    database = _deps().config.server.database
     if not database or database == ":memory:":
-        raise ApiError(409, "The database is in memory: there is no file to back up.")
+        raise Conflict("The database is in memory: there is no file to back up.")
     return database
 
 
@@ -122,12 +146,12 @@ async def backup() -> Response:
     try:
         # VACUUM INTO must run outside a transaction, which rules out the writer; it only reads,
         # and in WAL mode a read connection copies a consistent snapshot while writes go on.
-        result = await gateway().reads.run(
+        result = await _deps().reads.run(
             partial(backup_database, database_path=database, now_ms=now_ms())
         )
     except (BackupError, OSError) as exc:
-        raise ApiError(500, f"The backup failed: {exc}", code="backup_failed") from None
-    await audit("system.backup", result.path, {"size_bytes": result.size_bytes})
+        raise InternalError(f"The backup failed: {exc}", code="backup_failed") from None
+    await _deps().audit.record("system.backup", result.path, {"size_bytes": result.size_bytes})
     return json_response(_backup_json(result), 201)
 
 
@@ -198,7 +222,7 @@ def _settings_json(settings: Mapping[str, object]) -> dict[str, object]:
 
 @system.get("/settings")
 async def settings() -> Response:
-    gw = gateway()
+    gw = _deps()
     stored = await gw.reads.run(get_settings)
     return json_response({"settings": _settings_json(stored), "config": config_json(gw.config)})
 
@@ -208,17 +232,16 @@ async def change_settings() -> Response:
     values = await read_body(dict[str, Any])
     secret = sorted(key for key in values if _secret_name(key))
     if secret:
-        raise ApiError(
-            400,
+        raise InvalidRequest(
             f"Settings are stored in plain text, so a secret does not belong there: {secret[0]!r}"
             " is named like one. Provider keys come from the config file, the environment or a "
             "systemd credential.",
         )
-    gw = gateway()
+    gw = _deps()
     try:
         stored = await gw.writer.execute(partial(put_settings, values=values, now_ms=now_ms()))
     except ValueError as exc:
-        raise ApiError(400, f"Invalid setting: {exc}.") from None
+        raise InvalidRequest(f"Invalid setting: {exc}.") from None
     if values:
-        await audit("settings.update", "", {"keys": sorted(values)})
+        await _deps().audit.record("settings.update", "", {"keys": sorted(values)})
     return json_response({"settings": _settings_json(stored)})

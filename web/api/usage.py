@@ -8,6 +8,7 @@ the last 24 hours.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
@@ -15,14 +16,28 @@ from typing import Final, TypeVar
 
 from quart import Blueprint, Response, request
 
+from proxy.errors import InvalidRequest, NotFound
 from storage.analytics.aggregates import Bucket, Dimension, breakdown, summary, timeseries
 from storage.analytics.export import csv_header, csv_lines, export_page, json_lines
 from storage.analytics.request_log import MAX_PAGE, request_detail, request_log
 from storage.analytics.request_rows import StatusFilter
 from storage.analytics.usage_filter import UsageFilter
-from web.api.common import ApiError, gateway, json_response, query_range
+from storage.reads import ReadPool
+from web.api.common import deps_of, json_response, query_range
 
 usage = Blueprint("api_usage", __name__, url_prefix="/api")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UsageApi:
+    """What ``/api/usage`` uses: the read pool, nothing else."""
+
+    reads: ReadPool
+
+
+def _reads() -> ReadPool:
+    return deps_of(UsageApi).reads
+
 
 T = TypeVar("T")
 EXPORT_BATCH: Final = 1000
@@ -62,8 +77,8 @@ def _choice(name: str, allowed: Mapping[str, T]) -> T | None:
     try:
         return allowed[value]
     except KeyError:
-        raise ApiError(
-            400, f"'{name}' must be one of {', '.join(allowed)}; got {value!r}."
+        raise InvalidRequest(
+            f"'{name}' must be one of {', '.join(allowed)}; got {value!r}."
         ) from None
 
 
@@ -72,16 +87,16 @@ def _limit() -> int:
     # isdigit() alone admits "²", which int() refuses, and "٣", which is no page size.
     digits = text.isascii() and text.isdigit() and len(text) <= len(str(MAX_PAGE))
     if not digits or not 1 <= int(text) <= MAX_PAGE:
-        raise ApiError(400, f"'limit' must be a whole number from 1 to {MAX_PAGE}.")
+        raise InvalidRequest(f"'limit' must be a whole number from 1 to {MAX_PAGE}.")
     return int(text)
 
 
 async def _read(fn: Callable[..., T]) -> T:
     """Run a storage query; its ValueError (a bad argument) is the caller's 400."""
     try:
-        return await gateway().reads.run(fn)
+        return await _reads().run(fn)
     except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
+        raise InvalidRequest(str(exc)) from None
 
 
 @usage.get("/usage/summary")
@@ -159,7 +174,7 @@ async def usage_request(row_id: int) -> Response:
     else:
         detail = await _read(partial(request_detail, row_id=row_id))
     if detail is None:
-        raise ApiError(404, f"No logged call with id {row_id}.", code="request_not_found")
+        raise NotFound(f"No logged call with id {row_id}.", code="request_not_found")
     return json_response(detail.to_json())
 
 
@@ -168,7 +183,7 @@ async def usage_export() -> Response:
     since, until = query_range()
     kind = _choice("format", _FORMATS) or "csv"
     flt = _filter()
-    reads = gateway().reads
+    reads = _reads()
 
     async def chunks() -> AsyncIterator[bytes]:
         # Page by page, each its own short query: memory stays bounded however long the range,

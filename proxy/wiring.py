@@ -1,0 +1,170 @@
+"""Composition: every part :func:`proxy.service.run` builds, and each surface's share of them.
+
+:class:`ServiceParts` is the composition root's own record (and what tests inspect through
+``RunningService.gateway``); no handler ever receives it. :func:`app_deps` hands each surface
+(``/v1``, ``/metrics``, each ``/api`` area) the few parts it uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from actors.client_directory import ClientDirectory
+from actors.provider import ProviderActor
+from actors.rate_limiter import RateLimiter
+from actors.request_logger import RequestLogger
+from actors.retention import Retention
+from actors.runtime_settings import RuntimeSettings
+from actors.session_store import SessionStore
+from proxy.config import Config
+from proxy.images import ImageFetcher
+from proxy.login_throttle import LoginThrottle
+from proxy.passwords import Passwords
+from proxy.routing import Router
+from storage.reads import ReadPool
+from storage.writer import StorageWriter
+from web.api import ApiDeps
+from web.api.auth import AuthApi
+from web.api.clients import ClientsApi
+from web.api.common import AuditLog
+from web.api.live import LiveApi
+from web.api.providers import ProvidersApi
+from web.api.system import SystemApi
+from web.api.usage import UsageApi
+from web.app import AppDeps
+from web.auth import Authenticator
+from web.connections import Connections
+from web.events import EventHub
+from web.hangups import HangupWatcher
+from web.in_flight import InFlight
+from web.live_feeds import LiveFeeds
+from web.log_buffer import LogBuffer
+from web.metrics import Metrics
+from web.observed import ObservedParts
+from web.readiness import Readiness
+from web.v1_deps import V1Deps
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServiceParts:
+    """Everything the running service is made of (built once, never reassigned)."""
+
+    config: Config
+    router: Router
+    providers: Mapping[str, ProviderActor]
+    settings: RuntimeSettings
+    logger: RequestLogger
+    writer: StorageWriter
+    reads: ReadPool
+    auth: Authenticator
+    limiter: RateLimiter
+    directory: ClientDirectory
+    sessions: SessionStore
+    passwords: Passwords
+    retention: Retention
+    connections: Connections
+    images: ImageFetcher
+    events: EventHub
+    metrics: Metrics
+    started_at: float  # time.monotonic() at start
+    started_unix: int  # time.time() at start
+    readiness: Readiness = dataclasses.field(default_factory=Readiness)
+    throttle: LoginThrottle = dataclasses.field(default_factory=LoginThrottle)
+    log_buffer: LogBuffer = dataclasses.field(default_factory=LogBuffer)
+    in_flight: InFlight = dataclasses.field(default_factory=InFlight)
+    hangups: HangupWatcher = dataclasses.field(default_factory=HangupWatcher)
+    live_feeds: LiveFeeds = dataclasses.field(default_factory=LiveFeeds)
+
+
+def app_deps(parts: ServiceParts) -> AppDeps:
+    """What the ASGI app is built from: each surface gets its own few parts."""
+    config = parts.config
+    observed = ObservedParts(
+        started_at=parts.started_at,
+        readiness=parts.readiness,
+        in_flight=parts.in_flight,
+        connections=parts.connections,
+        writer=parts.writer,
+        logger=parts.logger,
+        limiter=parts.limiter,
+        directory=parts.directory,
+        sessions=parts.sessions,
+        events=parts.events,
+        retention=parts.retention,
+        providers=parts.providers,
+        images=parts.images,
+    )
+    v1 = V1Deps(
+        config=config,
+        auth=parts.auth,
+        limiter=parts.limiter,
+        router=parts.router,
+        providers=parts.providers,
+        hangups=parts.hangups,
+        logger=parts.logger,
+        readiness=parts.readiness,
+        started_unix=parts.started_unix,
+    )
+    return AppDeps(
+        server=config.server,
+        started_at=parts.started_at,
+        readiness=parts.readiness,
+        in_flight=parts.in_flight,
+        writer=parts.writer,
+        v1=v1,
+        metrics=parts.metrics,
+        observed=observed,
+        api=_api_deps(parts, observed) if config.dashboard.enabled else None,
+    )
+
+
+def _api_deps(parts: ServiceParts, observed: ObservedParts) -> ApiDeps:
+    audit = AuditLog(parts.writer)
+    return ApiDeps(
+        sessions=parts.sessions,
+        auth=AuthApi(
+            reads=parts.reads,
+            writer=parts.writer,
+            sessions=parts.sessions,
+            passwords=parts.passwords,
+            throttle=parts.throttle,
+            audit=audit,
+        ),
+        clients=ClientsApi(
+            reads=parts.reads,
+            writer=parts.writer,
+            directory=parts.directory,
+            audit=audit,
+            default_requests_per_minute=parts.config.limits.default_client_requests_per_minute,
+        ),
+        live=LiveApi(
+            caps=parts.config.dashboard,
+            live_feeds=parts.live_feeds,
+            readiness=parts.readiness,
+            sessions=parts.sessions,
+            logger=parts.logger,
+            events=parts.events,
+            router=parts.router,
+            providers=parts.providers,
+            started_at=parts.started_at,
+        ),
+        providers=ProvidersApi(
+            files=parts.config.providers,
+            actors=parts.providers,
+            router=parts.router,
+            settings=parts.settings,
+            reads=parts.reads,
+            writer=parts.writer,
+            audit=audit,
+        ),
+        system=SystemApi(
+            config=parts.config,
+            observed=observed,
+            log_buffer=parts.log_buffer,
+            reads=parts.reads,
+            writer=parts.writer,
+            audit=audit,
+        ),
+        usage=UsageApi(reads=parts.reads),
+    )

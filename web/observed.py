@@ -1,0 +1,38 @@
+"""The running parts whose statistics ``/metrics`` and ``/api/system/health`` report."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from actors.client_directory import ClientDirectory
+from actors.provider import ProviderActor
+from actors.rate_limiter import RateLimiter
+from actors.request_logger import RequestLogger
+from actors.retention import Retention
+from actors.session_store import SessionStore
+from proxy.images import ImageFetcher
+from storage.writer import StorageWriter
+from web.connections import Connections
+from web.events import EventHub
+from web.in_flight import InFlight
+from web.readiness import Readiness
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ObservedParts:
+    """Read for their ``statistics()`` (and the start time and readiness), never changed."""
+
+    started_at: float  # time.monotonic() at start
+    readiness: Readiness
+    in_flight: InFlight
+    connections: Connections
+    writer: StorageWriter
+    logger: RequestLogger
+    limiter: RateLimiter
+    directory: ClientDirectory
+    sessions: SessionStore
+    events: EventHub
+    retention: Retention
+    providers: Mapping[str, ProviderActor]
+    images: ImageFetcher  # the fetcher of image URLs, for its statistics

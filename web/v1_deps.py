@@ -1,0 +1,31 @@
+"""What the ``/v1`` surface uses, and nothing more: handed to its handlers by ``web/app.py``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from actors.provider import ProviderActor
+from actors.rate_limiter import RateLimiter
+from actors.request_logger import RequestLogger
+from proxy.config import Config
+from proxy.routing import Router
+from web.auth import Authenticator
+from web.hangups import HangupWatcher
+from web.readiness import Readiness
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class V1Deps:
+    """The collaborators of ``/v1/chat/completions`` and ``/v1/models``."""
+
+    config: Config
+    auth: Authenticator
+    limiter: RateLimiter
+    router: Router
+    providers: Mapping[str, ProviderActor]
+    hangups: HangupWatcher
+    logger: RequestLogger
+    readiness: Readiness
+    #: Wall-clock start (Unix seconds): the ``created`` of models whose upstream gives none.
+    started_unix: int
