@@ -4,14 +4,14 @@ and streamed), a field Gemini cannot take refused by name, and OpenAI's exact an
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import openai
 import pytest
 
 from proxy.service import RunningService
 from tests.conftest import StartGateway, logged, sdk
-from tests.fakes.gemini_upstream import DEFAULT_API_KEY, Echo, FakeGemini, logprob_of
+from tests.fakes.gemini_upstream import DEFAULT_API_KEY, Echo, FakeGemini
+from tests.fakes.text import expected_logprobs
 
 MODEL = "gemini-2.5-flash"
 HELLO = [{"role": "user", "content": "hello there gemini"}]
@@ -29,19 +29,6 @@ async def gateway(start_gateway: StartGateway, fake_gemini: FakeGemini) -> Runni
             }
         }
     )
-
-
-def expected_logprobs(tokens: list[str], start: int, top: int) -> list[dict[str, Any]]:
-    """OpenAI's ``logprobs.content`` for the fake's tokens at positions ``start``…"""
-    out = []
-    for i, token in enumerate(tokens, start):
-        chosen = {"token": token, "logprob": logprob_of(i), "bytes": list(token.encode())}
-        alternatives = [
-            {"token": f"alt{j}", "logprob": logprob_of(i) - j, "bytes": list(f"alt{j}".encode())}
-            for j in range(1, top)
-        ]
-        out.append({**chosen, "top_logprobs": [chosen, *alternatives] if top else []})
-    return out
 
 
 async def test_logprobs_of_a_whole_answer(gateway: RunningService, fake_gemini: FakeGemini) -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from proxy.service import RunningService
 from tests.conftest import StartGateway, logged, sdk
-from tests.fakes.ollama_upstream import FakeOllama, Reply, logprob_of
+from tests.fakes.ollama_upstream import FakeOllama, Reply
+from tests.fakes.text import expected_logprobs
 
 MODEL = "ollama/llama3.2"
 HELLO = [{"role": "user", "content": "hello there gateway"}]
@@ -29,19 +30,6 @@ async def gateway(start_gateway: StartGateway, fake_ollama: FakeOllama) -> Runni
 def chat_requests(fake: FakeOllama) -> list[Any]:
     """Bodies of the chat calls the fake received (it is also asked for its model list)."""
     return [r.body for r in fake.received if r.path == "/api/chat"]
-
-
-def expected_logprobs(tokens: list[str], start: int, top: int) -> list[dict[str, Any]]:
-    """OpenAI's ``logprobs.content`` for the fake's tokens at positions ``start``…"""
-    out = []
-    for i, token in enumerate(tokens, start):
-        chosen = {"token": token, "logprob": logprob_of(i), "bytes": list(token.encode())}
-        alternatives = [
-            {"token": f"alt{j}", "logprob": logprob_of(i) - j, "bytes": list(f"alt{j}".encode())}
-            for j in range(1, top)
-        ]
-        out.append({**chosen, "top_logprobs": [chosen, *alternatives] if top else []})
-    return out
 
 
 async def test_logprobs_of_a_whole_answer(gateway: RunningService, fake_ollama: FakeOllama) -> None:

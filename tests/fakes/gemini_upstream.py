@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from .asgi_server import Receive, Received, ResponseWriter, ScriptedUpstream
+from .text import logprob_of
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -672,11 +673,6 @@ def _merge(events: list[dict[str, Any]]) -> dict[str, Any]:
             candidate["logprobsResult"] = _joined_logprobs(results)
         merged["candidates"] = [candidate]
     return merged
-
-
-def logprob_of(position: int) -> float:
-    """The fake's log probability of the answer's token at ``position``: the first is certain."""
-    return -0.125 * position
 
 
 def _logprobs_result(token: str, position: int, top: int) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import msgspec
 import trio
 
 from .asgi_server import Receive, Received, ResponseWriter, ScriptedUpstream
-from .text import padded_echo, split_evenly, word_count, word_pieces
+from .text import logprob_of, padded_echo, split_evenly, word_count, word_pieces
 
 __all__ = [
     "MAX_TOP_LOGPROBS",
@@ -349,11 +349,6 @@ async def _answer_text(reply: ResponseWriter, call: _Call, behaviour: Reply) -> 
         await reply.write(_ndjson(line))
     done = _done_line(call, behaviour.done_reason, eval_count, behaviour.prompt_cached)
     await reply.end(_ndjson(done))
-
-
-def logprob_of(position: int) -> float:
-    """The fake's log probability of the answer's token at ``position``: the first is certain."""
-    return -0.125 * position
 
 
 def _logprob(token: str, position: int, top: int) -> dict[str, Any]:

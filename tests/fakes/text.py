@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 
 def word_count(text: str) -> int:
@@ -42,3 +43,22 @@ def padded_echo(user_text: str, at_least: int) -> list[str]:
     while len(pieces) <= at_least:
         pieces.append(" more")
     return pieces
+
+
+def logprob_of(position: int) -> float:
+    """The fakes' log probability of the answer's token at ``position``: the first is certain."""
+    return -0.125 * position
+
+
+def expected_logprobs(tokens: list[str], start: int, top: int) -> list[dict[str, Any]]:
+    """OpenAI's ``logprobs.content`` for the fakes' tokens at positions ``start``… (each fake
+    offers ``alt1``… as the alternatives, one log unit apart)."""
+    out = []
+    for i, token in enumerate(tokens, start):
+        chosen = {"token": token, "logprob": logprob_of(i), "bytes": list(token.encode())}
+        alternatives = [
+            {"token": f"alt{j}", "logprob": logprob_of(i) - j, "bytes": list(f"alt{j}".encode())}
+            for j in range(1, top)
+        ]
+        out.append({**chosen, "top_logprobs": [chosen, *alternatives] if top else []})
+    return out
