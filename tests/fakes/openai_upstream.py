@@ -13,14 +13,16 @@ from typing import Any
 import msgspec
 import trio
 
-from .asgi_server import Receive, Received, ResponseWriter, ScriptedUpstream
+from .asgi_server import Message, Receive, Received, ResponseWriter, Scope, ScriptedUpstream, Send
 from .text import padded_echo, split_evenly, word_count, word_pieces
 
 __all__ = [
     "DEFAULT_API_KEY",
     "MODELS",
     "UNKNOWN_MODEL",
+    "AudioAnswer",
     "Behaviour",
+    "CustomToolCall",
     "CutStream",
     "Echo",
     "ErrorReply",
@@ -29,11 +31,14 @@ __all__ = [
     "MidStreamError",
     "Raw",
     "Received",
+    "Sent",
     "Stall",
     "StallMidStream",
     "ToolCalls",
     "bad_key",
+    "event_stream",
     "insufficient_quota",
+    "json_answer",
     "overloaded",
     "rate_limited",
     "server_error",
@@ -109,6 +114,25 @@ class ToolCalls:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomToolCall:
+    """Answer with one custom (free-form input) tool call; streamed input arrives in `fragments`."""
+
+    name: str = "code_exec"
+    input: str = "print(sum(range(10)))"
+    fragments: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class AudioAnswer:
+    """Answer with audio output: `message.audio` ({id, data, expires_at, transcript}), content
+    null; streamed as `delta.audio` pieces (id and transcript, then data, then expires_at alone)."""
+
+    transcript: str = "Hello from the fake."
+    data: str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA="
+    expires_at: int = 1700003600
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorReply:
     """Answer with an OpenAI error body (or `raw_body` verbatim); type/message default by status."""
 
@@ -179,6 +203,8 @@ class Raw:
 Behaviour = (
     Echo
     | ToolCalls
+    | CustomToolCall
+    | AudioAnswer
     | ErrorReply
     | CutStream
     | MidStreamError
@@ -274,6 +300,21 @@ def unsupported_max_tokens() -> ErrorReply:
     )
 
 
+def json_answer(body: Any, *, status: int = 200) -> Raw:
+    """Answer with exactly this JSON (encoded compactly, or `bytes` as given) in one piece."""
+    data = body if isinstance(body, bytes) else _encode(body)
+    return Raw((data,), status=status, content_type="application/json")
+
+
+def event_stream(*events: Any, done: bool = True) -> Raw:
+    """Answer with exactly these SSE events (each a JSON value, or `bytes` as the data), one
+    write each, then `data: [DONE]` unless `done` is False."""
+    parts = [b"data: " + (e if isinstance(e, bytes) else _encode(e)) + b"\n\n" for e in events]
+    if done:
+        parts.append(b"data: [DONE]\n\n")
+    return Raw(tuple(parts))
+
+
 # ---------------------------------------------------------------------------------------------
 # The server
 # ---------------------------------------------------------------------------------------------
@@ -294,6 +335,29 @@ class _Call:
     started_at: float = field(default_factory=time.monotonic)
 
 
+@dataclass(slots=True)
+class Sent:
+    """One answer as the fake sent it: status, headers, and the body bytes in write order."""
+
+    status: int
+    headers: dict[str, str]
+    pieces: list[bytes] = field(default_factory=list)
+
+    @property
+    def body(self) -> bytes:
+        """The whole body sent so far."""
+        return b"".join(self.pieces)
+
+    def event_data(self) -> list[bytes]:
+        """The data of each SSE event in the body (comments and blank padding skipped)."""
+        events: list[bytes] = []
+        for block in self.body.replace(b"\r\n", b"\n").split(b"\n\n"):
+            lines = [line for line in block.split(b"\n") if line.startswith(b"data:")]
+            if lines:
+                events.append(b"\n".join(line[5:].removeprefix(b" ") for line in lines))
+        return events
+
+
 class FakeOpenAI(ScriptedUpstream[Behaviour]):
     """A scripted OpenAI upstream over real HTTP; chat calls answer Echo() when none is queued."""
 
@@ -302,6 +366,26 @@ class FakeOpenAI(ScriptedUpstream[Behaviour]):
     def __init__(self, *, api_key: str = DEFAULT_API_KEY) -> None:
         super().__init__()
         self.api_key = api_key
+        self.sent: list[Sent] = []  # every answer, recorded as it leaves (the bytes on the wire)
+
+    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Record every answer's status, headers and body bytes, then serve as usual."""
+        answer: Sent | None = None
+
+        async def recording_send(message: Message) -> None:
+            nonlocal answer
+            if message["type"] == "http.response.start":
+                headers = {
+                    name.decode("latin-1"): value.decode("latin-1")
+                    for name, value in message.get("headers", [])
+                }
+                answer = Sent(message["status"], headers)
+                self.sent.append(answer)
+            elif message["type"] == "http.response.body" and answer is not None:
+                answer.pieces.append(bytes(message.get("body", b"")))
+            await send(message)
+
+        await super()._app(scope, receive, recording_send)
 
     async def _handle(self, request: Received, reply: ResponseWriter, receive: Receive) -> None:
         """Route one request: auth first, then chat completions and the model list."""
@@ -364,6 +448,10 @@ class FakeOpenAI(ScriptedUpstream[Behaviour]):
         if model == UNKNOWN_MODEL:
             await _send_error(reply, _model_not_found(model))
             return
+        invalid = _invalid_parameter(body)
+        if invalid is not None:
+            await _send_error(reply, invalid)
+            return
 
         options = body.get("stream_options") or {}
         call = _Call(
@@ -396,6 +484,10 @@ async def _answer(reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> b
             await _answer_echo(reply, call, Echo())
         case ToolCalls():
             await _answer_tool_calls(reply, call, behaviour)
+        case CustomToolCall():
+            await _answer_custom_tool_call(reply, call, behaviour)
+        case AudioAnswer():
+            await _answer_audio(reply, call, behaviour)
         case ErrorReply():
             await _send_error(reply, behaviour)
         case Garbage(body=body, status=status, content_type=content_type):
@@ -488,6 +580,73 @@ async def _answer_tool_calls(reply: ResponseWriter, call: _Call, tool: ToolCalls
         delta = {"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]}
         await reply.write(_sse(_chunk(call, delta)))
     await _finish_stream(reply, call, "tool_calls", usage)
+
+
+async def _answer_custom_tool_call(
+    reply: ResponseWriter, call: _Call, tool: CustomToolCall
+) -> None:
+    """Answer with one custom tool call, OpenAI's shape: `custom: {name, input}`; streamed input
+    arrives in fragments keyed by index, like function arguments."""
+    call_id = "call_" + _random_id(24)
+    usage = _usage(call, tool.input)
+    if not call.stream:
+        custom = {"name": tool.name, "input": tool.input}
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": call_id, "type": "custom", "custom": custom}],
+            "refusal": None,
+            "annotations": [],
+        }
+        await _send_completion(reply, call, message, "tool_calls", usage)
+        return
+    await reply.start(200, _stream_headers(call))
+    header = {
+        "index": 0,
+        "id": call_id,
+        "type": "custom",
+        "custom": {"name": tool.name, "input": ""},
+    }
+    first = {"role": "assistant", "content": None, "tool_calls": [header]}
+    await reply.write(_sse(_chunk(call, first)))
+    for fragment in split_evenly(tool.input, tool.fragments):
+        delta = {"tool_calls": [{"index": 0, "custom": {"input": fragment}}]}
+        await reply.write(_sse(_chunk(call, delta)))
+    await _finish_stream(reply, call, "tool_calls", usage)
+
+
+async def _answer_audio(reply: ResponseWriter, call: _Call, audio: AudioAnswer) -> None:
+    """Answer with audio output (modalities ["text", "audio"]): content null, the words in the
+    audio's transcript, audio tokens counted in the usage details."""
+    audio_id = "audio_" + _random_id(24)
+    usage = _usage(call, audio.transcript)
+    usage["completion_tokens_details"]["audio_tokens"] = usage["completion_tokens"]
+    if not call.stream:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None,
+            "refusal": None,
+            "audio": {
+                "id": audio_id,
+                "data": audio.data,
+                "expires_at": audio.expires_at,
+                "transcript": audio.transcript,
+            },
+            "annotations": [],
+        }
+        await _send_completion(reply, call, message, "stop", usage)
+        return
+    await reply.start(200, _stream_headers(call))
+    first = {"role": "assistant", "content": None, "refusal": None}
+    await reply.write(_sse(_chunk(call, first)))
+    pieces = [
+        {"id": audio_id, "transcript": audio.transcript},
+        {"data": audio.data},
+        {"expires_at": audio.expires_at},
+    ]
+    for piece in pieces:
+        await reply.write(_sse(_chunk(call, {"audio": piece})))
+    await _finish_stream(reply, call, "stop", usage)
 
 
 async def _answer_cut(reply: ResponseWriter, call: _Call, after_chunks: int) -> None:
@@ -610,6 +769,68 @@ def _usage(
             "rejected_prediction_tokens": 0,
         },
     }
+
+
+def _invalid_parameter(body: Mapping[str, Any]) -> ErrorReply | None:
+    """The 400 OpenAI gives for a `temperature` not a number in [0, 2], or a tool it does not
+    know (a type other than function and custom, or no name)."""
+    temperature = body.get("temperature")
+    if temperature is not None and (
+        isinstance(temperature, bool) or not isinstance(temperature, int | float)
+    ):
+        return _invalid_value(
+            f"Invalid type for 'temperature': expected a decimal, but got "
+            f"{_json_type(temperature)} instead.",
+            "temperature",
+            "invalid_type",
+        )
+    if isinstance(temperature, int | float):
+        if temperature > 2:
+            return _invalid_value(
+                f"Invalid 'temperature': decimal above maximum value. Expected a value <= 2, "
+                f"but got {temperature} instead.",
+                "temperature",
+                "decimal_above_max_value",
+            )
+        if temperature < 0:
+            return _invalid_value(
+                f"Invalid 'temperature': decimal below minimum value. Expected a value >= 0, "
+                f"but got {temperature} instead.",
+                "temperature",
+                "decimal_below_min_value",
+            )
+    tools = body.get("tools")
+    for i, tool in enumerate(tools if isinstance(tools, list) else []):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind not in ("function", "custom"):
+            return _invalid_value(
+                f"Invalid value: {_quoted(kind)}. Supported values are: 'function' and 'custom'.",
+                f"tools[{i}].type",
+                "invalid_value",
+            )
+        if not isinstance(tool.get(kind), dict) or not isinstance(tool[kind].get("name"), str):
+            return _invalid_value(
+                f"Missing required parameter: 'tools[{i}].{kind}.name'.",
+                f"tools[{i}].{kind}.name",
+                "missing_required_parameter",
+            )
+    return None
+
+
+def _invalid_value(message: str, param: str, code: str) -> ErrorReply:
+    """A 400 invalid_request_error naming the parameter, as OpenAI words them."""
+    return ErrorReply(400, message=message, type="invalid_request_error", code=code, param=param)
+
+
+def _json_type(value: Any) -> str:
+    """How OpenAI's messages name a JSON value's type."""
+    kinds = {bool: "a boolean", str: "a string", list: "an array", dict: "an object"}
+    return kinds.get(type(value), "a value")
+
+
+def _quoted(value: Any) -> str:
+    """A value quoted the way OpenAI's messages quote it ('x' for strings)."""
+    return f"'{value}'" if isinstance(value, str) else str(value)
 
 
 def _model_object(name: str, created: int) -> dict[str, Any]:
