@@ -168,3 +168,33 @@ async def test_a_client_that_does_not_read_holds_the_stream_back(
     assert answer.body == piece * pieces
     with trio.fail_after(5):
         await done.wait()
+
+
+async def test_the_head_waits_for_the_first_body_message_and_leaves_with_it(
+    serving: Callable[[Handler], Awaitable[str]],
+) -> None:
+    release = trio.Event()
+    body = b'{"object":"chat.completion"}'
+
+    async def handler(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await release.wait()
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    url = await serving(handler)
+    connection = await RawConnection.open(url)
+    await connection.send(head("GET", "/answer"))
+    with trio.move_on_after(0.3) as waited:
+        await connection.stream.receive_some(65536)
+    assert waited.cancelled_caught  # nothing yet: the head is held for the body
+    release.set()
+    with trio.fail_after(10):
+        first_read = await connection.stream.receive_some(65536)
+    # One write: a single read holds the head and the whole body.
+    assert first_read.startswith(b"HTTP/1.1 200")
+    assert first_read.endswith(b"\r\n\r\n" + body)
+    await connection.send(head("GET", "/answer"))  # and the connection serves the next one
+    answer = await connection.response()
+    assert answer is not None
+    assert answer.body == body

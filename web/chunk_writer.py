@@ -22,11 +22,15 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol, final
 
 import h11
+import trio
 from h11._writers import ChunkedWriter
 from hypercorn.protocol.http_stream import ASGIHTTPState, HTTPStream
 
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
+
+MAX_JOINED_BODY_BYTES = 64 * 1024  # a first body piece up to this goes in one write with the head
+UNCORK_DEADLINE_S = 1.0  # writing a held head from a failed or cancelled send, at most
 
 
 class ChunkedConnection(Protocol):
@@ -44,26 +48,66 @@ class ChunkedConnection(Protocol):
     async def send_raw(self, data: bytes) -> None:
         """Write ``data`` through hypercorn's path: locked, waiting for the client."""
 
+    def cork(self) -> None:
+        """Hold what hypercorn writes from now on, to go out in one write at :meth:`uncork`."""
+
+    async def uncork(self) -> None:
+        """Write what was held, in order, and stop holding."""
+
 
 @final
 class ChunkedBodyWriter:
     """The ASGI ``send`` of one HTTP/1.1 request: middle body chunks go straight out."""
 
-    __slots__ = ("_connection", "_send", "_stream")
+    __slots__ = ("_connection", "_send", "_start", "_stream")
 
     def __init__(self, connection: ChunkedConnection, stream: HTTPStream, send: Send) -> None:
         self._connection = connection
         self._stream = stream
         self._send = send
+        self._start: Message | None = None
 
     async def send(self, message: Message) -> None:
         """Send one ASGI message; a body piece with more to come may skip hypercorn."""
-        if message["type"] == "http.response.body" and message.get("more_body", False):
+        kind = message["type"]
+        if kind == "http.response.start" and self._start is None:
+            # Held until the first body message (ASGI lets a server wait for it), so the head
+            # and the first piece of the body, or the whole of a small answer, leave together.
+            self._start = message
+            return
+        if kind != "http.response.body":
+            await self._send(message)
+            return
+        start, self._start = self._start, None
+        if start is not None:
+            if len(message.get("body", b"")) <= MAX_JOINED_BODY_BYTES:
+                await self._send_with_head(start, message)
+                return
+            await self._send(start)  # a large body is not copied to save a write
+        if message.get("more_body", False):
             body = message.get("body", b"")
             if body and self._sending_chunks():
                 await self._write(b"%x\r\n%b\r\n" % (len(body), body))
                 return
         await self._send(message)
+
+    async def _send_with_head(self, start: Message, message: Message) -> None:
+        """The held head and the first body message, in one write when the socket takes it."""
+        connection = self._connection
+        connection.cork()
+        try:
+            await self._send(start)
+            body = message.get("body", b"")
+            if message.get("more_body", False) and body and self._sending_chunks():
+                await connection.send_raw(b"%x\r\n%b\r\n" % (len(body), body))
+            else:
+                await self._send(message)
+        except BaseException:
+            # h11 counts what was held as sent: it goes, even from a cancelled call.
+            with trio.move_on_after(UNCORK_DEADLINE_S, shield=True):
+                await connection.uncork()
+            raise
+        await connection.uncork()
 
     def _sending_chunks(self) -> bool:
         """Whether the answer is in its chunked body, as h11 and hypercorn both see it."""

@@ -27,6 +27,7 @@ them is noticed; ``tests/test_chunk_writer.py`` notices when the direct path sto
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import trio
@@ -52,6 +53,7 @@ class HTTPConnection(TCPServer):
         self._header_timeout_s = header_timeout_s
         self._app = self.app
         self.app = self._run_app
+        self._held: list[bytes] | None = None  # while corked, what hypercorn wrote
 
     async def _run_app(
         self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any
@@ -77,12 +79,47 @@ class HTTPConnection(TCPServer):
         return getattr(getattr(protocol, "protocol", None), "connection", None)
 
     async def send_raw(self, data: bytes) -> None:
-        """Write through hypercorn's path: locked, shielded, waiting for the client."""
+        """Write through hypercorn's path: locked, shielded, waiting for the client (held
+        while corked)."""
+        await self.protocol_send(RawData(data=data))
+
+    def cork(self) -> None:
+        """Hold what is written from now on, for one write at :meth:`uncork`."""
+        if self._held is None:
+            self._held = []
+
+    async def uncork(self) -> None:
+        """Write what was held: at once when the socket takes it all, else through hypercorn's
+        path, which waits for the client."""
+        held, self._held = self._held, None
+        if not held:
+            return
+        data = held[0] if len(held) == 1 else b"".join(held)
+        if not self.send_lock.locked():
+            # Checked and written with no await between (see web.chunk_writer).
+            fileno = self.socket_fileno()
+            if fileno >= 0:
+                try:
+                    sent = os.write(fileno, data)
+                except OSError:
+                    sent = 0  # full, or gone: hypercorn's path waits or reports it closed
+                if sent == len(data):
+                    return
+                data = data[sent:]
         await super().protocol_send(RawData(data=data))
 
     async def protocol_send(self, event: Any) -> None:
         """Track idle and busy for the registry; restart the idle timer and close the socket
         whatever the task that asks (often the app's, being cancelled) is going through."""
+        if isinstance(event, RawData) and self._held is not None:
+            if event.data:
+                self._held.append(event.data)
+            return
+        if self._held is not None:
+            # The answer held for one write is complete: it leaves before the connection is
+            # called idle (which may get it closed to make room) or closed.
+            with trio.move_on_after(STATE_CHANGE_DEADLINE_S, shield=True):
+                await self.uncork()
         if isinstance(event, Updated):
             if event.idle:
                 self._connection.idle()
