@@ -87,6 +87,29 @@ class SSEDecoder:
         if len(self._buffer) > self._max_line:
             raise SSEError(f"an event-stream line is longer than {self._max_line} bytes")
 
+    def single_data_event(self, chunk: bytes) -> bytes | None:
+        """The data of ``chunk`` when it is exactly one event of one ``data:`` line and nothing is
+        pending (how LLM upstreams send nearly every read); else None, and ``chunk`` is for
+        :meth:`feed`. Checked as :meth:`feed` would check it (UTF-8), the data left as bytes."""
+        if (
+            self._buffer
+            or self._data
+            or self._pending_cr
+            or self.failure is not None
+            or not chunk.startswith(b"data:")
+            or chunk.find(b"\n") != len(chunk) - 2
+            or not chunk.endswith(b"\n\n")
+            or b"\r" in chunk
+            or len(chunk) > self._max_line
+        ):
+            return None
+        data = chunk[6:-2] if chunk[5] == 0x20 else chunk[5:-2]
+        try:
+            data.decode()
+        except UnicodeDecodeError:
+            return None  # feed() says what is wrong with it
+        return data
+
     def close(self) -> bool:
         """End of input; True when nothing was left half-received (a clean end)."""
         clean = not self._buffer and not self._data

@@ -76,3 +76,35 @@ def test_events_before_a_bad_line_in_the_same_read_are_returned_first(bad: bytes
 def test_encoder() -> None:
     assert encode_event(b'{"a":1}') == b'data: {"a":1}\n\n'
     assert DONE == b"data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        b'data: {"a":1}\n\n',
+        b'data:{"a":1}\n\n',
+        b"data: \n\n",
+        b"data: [DONE]\n\n",
+        b'data: {"a":1}\n\ndata: {"b":2}\n\n',  # two events: not single
+        b'data: {"a":1}\r\n\r\n',  # CRLF: not single
+        b'event: x\ndata: {"a":1}\n\n',
+        b": keep-alive\n\n",
+        b'data: {"a":1}\n',  # unterminated
+        b'data: "\xff"\n\n',  # not UTF-8: feed() refuses it
+    ],
+)
+def test_the_single_event_shortcut_agrees_with_feed(chunk: bytes) -> None:
+    single = SSEDecoder().single_data_event(chunk)
+    try:
+        fed = SSEDecoder().feed(chunk)
+    except SSEError:
+        assert single is None
+        return
+    if single is not None:
+        assert fed == [Event(single.decode())]
+
+
+def test_the_single_event_shortcut_waits_for_a_pending_line() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: {") == []
+    assert decoder.single_data_event(b'data: {"a":1}\n\n') is None

@@ -10,6 +10,9 @@ hypercorn 0.18's trio worker (``hypercorn/trio/tcp_server.py``):
 - lets that timer outlive the connection: when the peer closes, ``_read_data`` returns but the
   connection's task group waits for the idle timer, so the socket sits in CLOSE-WAIT for the
   whole keep-alive timeout. Here the timer stops as soon as reading ends;
+- sends every streamed body chunk through four layers, a lock and two trips through the
+  scheduler; here a chunk in the middle of a chunked body is framed and written directly
+  (:mod:`web.chunk_writer`);
 - changes the connection's state from inside the application's ``send`` call, unshielded, right
   after queueing ``http.disconnect`` for the app at the end of each answer. An app that cancels
   its own send on that message, as quart-trio does, interrupts the change: after a normal answer
@@ -19,17 +22,19 @@ hypercorn 0.18's trio worker (``hypercorn/trio/tcp_server.py``):
   request nor closes. Here both run shielded.
 
 ``tests/upstream/`` reproduces the last two against plain hypercorn, so an upgrade that fixes
-them is noticed.
+them is noticed; ``tests/test_chunk_writer.py`` notices when the direct path stops applying.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import trio
-from hypercorn.events import Closed, Updated
+from hypercorn.events import Closed, RawData, Updated
 from hypercorn.trio.tcp_server import TCPServer
 
+from web.chunk_writer import lean_send
 from web.connections import Connection
 
 # Starting a timer task and closing a socket never block; a bound all the same.
@@ -37,7 +42,8 @@ STATE_CHANGE_DEADLINE_S = 1.0
 
 
 class HTTPConnection(TCPServer):
-    """hypercorn's connection handler with a header timeout, prompt EOF, and a safe close."""
+    """hypercorn's connection handler with a header timeout, prompt EOF, a safe close and a
+    direct path for streamed body chunks."""
 
     def __init__(
         self, *args: Any, connection: Connection, header_timeout_s: float, **kwargs: Any
@@ -45,10 +51,75 @@ class HTTPConnection(TCPServer):
         super().__init__(*args, **kwargs)
         self._connection = connection
         self._header_timeout_s = header_timeout_s
+        self._app = self.app
+        self.app = self._run_app
+        self._held: list[bytes] | None = None  # while corked, what hypercorn wrote
+
+    async def _run_app(
+        self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any
+    ) -> None:
+        """The application, handed a ``send`` that writes middle body chunks directly."""
+        if scope["type"] == "http":
+            send = lean_send(self, send)
+        await self._app(scope, receive, send, sync_spawn, call_soon)
+
+    # -- what web.chunk_writer needs of the connection ---------------------------------------
+
+    def socket_fileno(self) -> int:
+        """The client socket's descriptor, -1 once it is closed."""
+        return int(self.stream.socket.fileno())
+
+    def send_queue_busy(self) -> bool:
+        """Whether a write through hypercorn's path holds the send lock."""
+        return bool(self.send_lock.locked())
+
+    def h11_connection(self) -> object:
+        """The h11 state machine of an HTTP/1 connection (None before the first request)."""
+        protocol = getattr(self, "protocol", None)
+        return getattr(getattr(protocol, "protocol", None), "connection", None)
+
+    async def send_raw(self, data: bytes) -> None:
+        """Write through hypercorn's path: locked, shielded, waiting for the client (held
+        while corked)."""
+        await self.protocol_send(RawData(data=data))
+
+    def cork(self) -> None:
+        """Hold what is written from now on, for one write at :meth:`uncork`."""
+        if self._held is None:
+            self._held = []
+
+    async def uncork(self) -> None:
+        """Write what was held: at once when the socket takes it all, else through hypercorn's
+        path, which waits for the client."""
+        held, self._held = self._held, None
+        if not held:
+            return
+        data = held[0] if len(held) == 1 else b"".join(held)
+        if not self.send_lock.locked():
+            # Checked and written with no await between (see web.chunk_writer).
+            fileno = self.socket_fileno()
+            if fileno >= 0:
+                try:
+                    sent = os.write(fileno, data)
+                except OSError:
+                    sent = 0  # full, or gone: hypercorn's path waits or reports it closed
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        await super().protocol_send(RawData(data=data))
 
     async def protocol_send(self, event: Any) -> None:
         """Track idle and busy for the registry; restart the idle timer and close the socket
         whatever the task that asks (often the app's, being cancelled) is going through."""
+        if isinstance(event, RawData) and self._held is not None:
+            if event.data:
+                self._held.append(event.data)
+            return
+        if self._held is not None:
+            # The answer held for one write is complete: it leaves before the connection is
+            # called idle (which may get it closed to make room) or closed.
+            with trio.move_on_after(STATE_CHANGE_DEADLINE_S, shield=True):
+                await self.uncork()
         if isinstance(event, Updated):
             if event.idle:
                 self._connection.idle()

@@ -210,6 +210,16 @@ class ChatEventParser(ChunkParser[PassedEvent]):
         self._done = False
 
     def _feed(self, data: bytes, items: list[PassedEvent]) -> None:
+        single = self._sse.single_data_event(data)
+        if single is not None:
+            # One read, one event: its bytes as they came, no line splitting nor text round trip.
+            if self._done:
+                return
+            if single == b"[DONE]":
+                self._done = True
+            else:
+                items.append(self._event(single))
+            return
         try:
             events = self._sse.feed(data)
         except SSEError as exc:

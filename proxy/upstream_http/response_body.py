@@ -114,7 +114,15 @@ class ResponseBody(httpx.AsyncByteStream):
 
     async def _next_chunk_piece(self, connection: Connection, buffer: bytearray) -> bytes:
         state = self._chunk_state
-        if state == _CHUNK_DATA:
+        if state == _CHUNK_SIZE:
+            # Streams send one event per chunk and a read nearly always holds whole chunks:
+            # take them in one go; a chunk split across reads goes through the states below.
+            if not buffer:
+                buffer += await self._receive_more(connection)
+            data = _whole_chunks(buffer)
+            if data:
+                return data
+        elif state == _CHUNK_DATA:
             if not buffer:
                 buffer += await self._receive_more(connection)
             data = _take(buffer, min(len(buffer), self._remaining))
@@ -173,6 +181,30 @@ _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_DATA_END, _CHUNK_TRAILERS = range(4)
 def _take(buffer: bytearray, size: int) -> bytes:
     data = bytes(buffer[:size])
     del buffer[:size]
+    return data
+
+
+def _whole_chunks(buffer: bytearray) -> bytes:
+    """The data of the complete chunks at the start of ``buffer``, taken off it; ``b""`` when
+    the first is incomplete or is the last (size 0, which the states read with its trailers)."""
+    parts: list[bytearray] = []
+    start = 0
+    while True:
+        end = buffer.find(b"\r\n", start, start + MAX_CHUNK_LINE_BYTES)
+        if end < 0:
+            break
+        size = _chunk_size(bytes(buffer[start:end]))
+        data_end = end + 2 + size
+        if size == 0 or len(buffer) < data_end + 2:
+            break
+        if buffer[data_end : data_end + 2] != b"\r\n":
+            raise httpx.RemoteProtocolError("A chunk of the answer overran its declared size.")
+        parts.append(buffer[end + 2 : data_end])
+        start = data_end + 2
+    if not parts:
+        return b""
+    data = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+    del buffer[:start]
     return data
 
 
