@@ -36,6 +36,7 @@ from hypercorn.trio.tcp_server import TCPServer
 
 from web.chunk_writer import lean_send
 from web.connections import Connection
+from web.idle_timer import IdleTimer
 
 # Starting a timer task and closing a socket never block; a bound all the same.
 STATE_CHANGE_DEADLINE_S = 1.0
@@ -54,6 +55,11 @@ class HTTPConnection(TCPServer):
         self._app = self.app
         self.app = self._run_app
         self._held: list[bytes] | None = None  # while corked, what hypercorn wrote
+        # Before the first request the header timeout applies, between requests keep-alive's.
+        self._idle_timer = IdleTimer(
+            header_timeout_s, self.context.terminated.wait, self._initiate_server_close
+        )
+        self.idle_task = self._idle_timer  # type: ignore[assignment]  # hypercorn's hook
 
     async def _run_app(
         self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any
@@ -121,12 +127,14 @@ class HTTPConnection(TCPServer):
             with trio.move_on_after(STATE_CHANGE_DEADLINE_S, shield=True):
                 await self.uncork()
         if isinstance(event, Updated):
+            # Plain assignments (web.idle_timer): nothing here can be interrupted.
+            timer = self._idle_timer
             if event.idle:
                 self._connection.idle()
+                timer.idle(self.config.keep_alive_timeout)
             else:
                 self._connection.busy()
-            with trio.move_on_after(STATE_CHANGE_DEADLINE_S, shield=True):
-                await super().protocol_send(event)
+                timer.busy()
         elif isinstance(event, Closed):
             with trio.move_on_after(STATE_CHANGE_DEADLINE_S, shield=True):
                 await self._close()
@@ -138,11 +146,3 @@ class HTTPConnection(TCPServer):
         await super()._read_data()
         # Nothing more will come: the idle timer must not keep this connection (and its socket).
         await self.idle_task.stop()
-
-    async def _idle_timeout(self) -> None:
-        first = self._connection.requests == 0
-        timeout = self._header_timeout_s if first else self.config.keep_alive_timeout
-        with trio.move_on_after(timeout):
-            await self.context.terminated.wait()
-        with trio.move_on_after(STATE_CHANGE_DEADLINE_S, shield=True):
-            await self._initiate_server_close()
