@@ -6,7 +6,8 @@ hypercorn 0.18's trio worker (``hypercorn/trio/tcp_server.py``):
   requests; here a connection that has not sent a complete request head within
   ``server.header_timeout_s`` is closed, and an idle keep-alive one after
   ``server.keep_alive_timeout_s``. A request being answered (a stream of minutes included) has
-  no timer at all, as before;
+  no timer at all, as before. The timer is one task per connection whose deadline moves
+  (:mod:`web.idle_timer`), where hypercorn starts and cancels a task for every request;
 - lets that timer outlive the connection: when the peer closes, ``_read_data`` returns but the
   connection's task group waits for the idle timer, so the socket sits in CLOSE-WAIT for the
   whole keep-alive timeout. Here the timer stops as soon as reading ends;
