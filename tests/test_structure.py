@@ -48,8 +48,13 @@ ALLOWED: dict[str, set[str]] = {
 
 
 # Parts that fill in the records of the call they run (its time upstream, its admission
-# outcome) or size a trio CapacityLimiter they own.
-OWN_PARTS = {"actors/provider.py", "actors/provider_admission.py", "actors/provider_http_stream.py"}
+# outcome), or size or re-arm trio objects they own (a CapacityLimiter, a CancelScope's deadline).
+OWN_PARTS = {
+    "actors/provider.py",
+    "actors/provider_admission.py",
+    "actors/provider_http_stream.py",
+    "web/idle_timer.py",
+}
 
 
 def _assigned_attributes(tree: ast.AST) -> Iterator[tuple[int, str, int]]:
