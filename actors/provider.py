@@ -33,6 +33,7 @@ from actors.provider_admission import CallGate, JudgedStream, Outcome
 from actors.provider_backend import Backend, CallTiming, ChunkStream
 from actors.provider_http import HttpBackend
 from actors.provider_mock import MockBackend
+from actors.stall_watch import StallWatch
 from proxy.chat import ChatRequest
 from proxy.config import ProviderConfig
 from proxy.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
@@ -88,6 +89,8 @@ class ProviderActor:
         # Only upstreams that cannot fetch image URLs themselves get the gateway's fetcher.
         self._images = images if adapter is not None and adapter.needs_inline_images else None
         self._limiter = trio.CapacityLimiter(config.max_concurrency)
+        # The deadline on each next chunk of this provider's streams (one task, not a scope each).
+        self._stalls = StallWatch(config.timeout_s)
         self._gate = CallGate(config, self.scrubber, on_breaker_change)
         self._closed = trio.Event()
         self._backend: Backend | None = None
@@ -103,6 +106,7 @@ class ProviderActor:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self._stalls.run)
                 if self._adapter is not None and self._adapter.routes_listed_models:
                     nursery.start_soon(self._keep_models_fresh)
                 task_status.started()
@@ -118,7 +122,7 @@ class ProviderActor:
     def _new_backend(self) -> Backend:
         if self._adapter is None:
             return MockBackend(self.config)
-        return HttpBackend(self.config, self._adapter, self.key_binding)
+        return HttpBackend(self.config, self._adapter, self.key_binding, self._stalls)
 
     def reconfigure(
         self, *, base_url: str | None = None, max_concurrency: int | None = None

@@ -22,6 +22,7 @@ import httpx
 
 from actors.provider_backend import Backend, CallTiming, ChunkStream
 from actors.provider_http_stream import HttpChunkStream, first_chunk_deadline
+from actors.stall_watch import StallWatch
 from proxy import __version__
 from proxy.chat import ChatChunk, ChatRequest
 from proxy.config import ProviderConfig
@@ -61,8 +62,15 @@ class HttpBackend(Backend):
     ~90 µs per call on the bench machine.
     """
 
-    def __init__(self, config: ProviderConfig, adapter: WireAdapter, binding: KeyBinding) -> None:
+    def __init__(
+        self,
+        config: ProviderConfig,
+        adapter: WireAdapter,
+        binding: KeyBinding,
+        stalls: StallWatch,
+    ) -> None:
         super().__init__()
+        self._stalls = stalls
         self._name = config.name
         self._timeout_s = config.timeout_s
         self._adapter = adapter
@@ -184,14 +192,18 @@ class HttpBackend(Backend):
                         body = await _read_capped(response, MAX_ERROR_BYTES, self._name)
                     raise self._adapter.map_error(response.status_code, response.headers, body)
                 timing.upstream_s += perf_counter() - started
-                yield HttpChunkStream(
-                    raw_stream(response),
+                upstream_body = raw_stream(response)
+                stream = HttpChunkStream(
+                    upstream_body,
+                    upstream_body.abort,
                     parser,
                     timing,
                     name=self._name,
                     timeout_s=self._timeout_s,
                     first_by=first_by,
                 )
+                with self._stalls.watching(stream):
+                    yield stream
             finally:
                 close_response(response)
 

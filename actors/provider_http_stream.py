@@ -1,18 +1,21 @@
 """The chunks of one streaming HTTP call, pulled from the upstream's bytes as the caller asks.
 
 A stream must produce its first chunk within ``timeout_s`` of the call (the answer's headers count
-against the same deadline) and each next chunk within ``timeout_s`` of being asked for. Bytes that
-produce no chunk (keep-alive comments, blank lines) do not extend either deadline, unlike httpx's
-read timeout, which every received byte resets. Reading only when the caller pulls keeps a client
-disconnect structural: cancelling the caller cancels the upstream read right there.
+against the same deadline; a cancel scope keeps it) and each next chunk within ``timeout_s`` of
+being asked for (kept by the provider's :class:`~actors.stall_watch.StallWatch`, which aborts the
+read of a stream waiting past it). Bytes that produce no chunk (keep-alive comments, blank lines)
+do not extend either deadline, unlike httpx's read timeout, which every received byte resets.
+Reading only when the caller pulls keeps a client disconnect structural: cancelling the caller
+cancels the upstream read right there.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from time import perf_counter
 
+import httpx
 import trio
 
 from actors.provider_backend import CallTiming, ChunkStream
@@ -30,6 +33,7 @@ class HttpChunkStream(ChunkStream):
     def __init__(
         self,
         raw: AsyncIterator[bytes],
+        abort: Callable[[], None],
         parser: ChunkParser[ChatChunk] | ChunkParser[PassedEvent],
         timing: CallTiming,
         *,
@@ -38,6 +42,9 @@ class HttpChunkStream(ChunkStream):
         first_by: float,
     ) -> None:
         self._raw = raw
+        self._abort = abort
+        self._waiting_since: float | None = None
+        self._stalled = False
         self._parser = parser
         self._timing = timing
         self._name = name
@@ -54,19 +61,35 @@ class HttpChunkStream(ChunkStream):
                     await self._fill()
                 self._first_by = None
             else:
-                # A bare cancel scope: trio.fail_after wraps the same in a generator, per chunk.
-                with trio.CancelScope(deadline=trio.current_time() + self._timeout_s) as waiting:
+                # No cancel scope per chunk: the stall watch aborts a wait past its deadline.
+                self._waiting_since = trio.current_time()
+                try:
                     await self._fill()
-                if waiting.cancelled_caught:
-                    raise UpstreamTimeout(
-                        f"Upstream {self._name} sent no data for {self._timeout_s:g} s "
-                        "(keep-alives do not count); the stream was cut."
-                    ) from None
+                except httpx.HTTPError:
+                    if self._stalled:
+                        raise UpstreamTimeout(
+                            f"Upstream {self._name} sent no data for {self._timeout_s:g} s "
+                            "(keep-alives do not count); the stream was cut."
+                        ) from None
+                    raise
+                finally:
+                    self._waiting_since = None
+                    self._stalled = False
             if not self._ready:
                 raise StopAsyncIteration
         item = self._ready[self._taken]
         self._taken += 1
         return item
+
+    def waiting_since(self) -> float | None:
+        """When the wait for the next chunk began; None when not waiting (the first chunk's
+        wait has its own deadline)."""
+        return self._waiting_since
+
+    def stalled(self) -> None:
+        """The wait for the next chunk is past its deadline: abort the read under way."""
+        self._stalled = True
+        self._abort()
 
     async def _fill(self) -> None:
         """Read until an item is ready or the upstream ended the body."""

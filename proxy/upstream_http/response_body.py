@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Final
 
 import httpx
+import trio
 
 from proxy.upstream_http.connection import Connection
 from proxy.upstream_http.response_head import HeaderList
@@ -83,6 +84,14 @@ class ResponseBody(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         self.close()
+
+    def abort(self) -> None:
+        """End a read under way at once (it fails as a read error); the connection then goes."""
+        connection = self._connection
+        if connection is not None and not connection.closed:
+            # Wakes the task waiting for the socket with ClosedResourceError; the read's
+            # failure discards the connection (see __anext__).
+            trio.lowlevel.notify_closing(connection.socket)
 
     def close(self) -> None:
         """Done with the answer. One left unread closes its connection rather than draining an
@@ -241,7 +250,7 @@ def close_response(response: httpx.Response) -> None:
     response.is_closed = True
 
 
-def raw_stream(response: httpx.Response) -> AsyncIterator[bytes]:
+def raw_stream(response: httpx.Response) -> ResponseBody:
     """The body's bytes as they arrive, without httpx's wrapping async generator (whose
     cleanup needs an await) — for responses of this transport."""
     stream = response.stream
