@@ -59,13 +59,14 @@ class ChunkedConnection(Protocol):
 class ChunkedBodyWriter:
     """The ASGI ``send`` of one HTTP/1.1 request: middle body chunks go straight out."""
 
-    __slots__ = ("_connection", "_send", "_start", "_stream")
+    __slots__ = ("_connection", "_h11", "_send", "_start", "_stream")
 
     def __init__(self, connection: ChunkedConnection, stream: HTTPStream, send: Send) -> None:
         self._connection = connection
         self._stream = stream
         self._send = send
         self._start: Message | None = None
+        self._h11: h11.Connection | None = None  # once the answer is known to be chunked
 
     async def send(self, message: Message) -> None:
         """Send one ASGI message; a body piece with more to come may skip hypercorn."""
@@ -114,12 +115,17 @@ class ChunkedBodyWriter:
         stream = self._stream
         if stream.closed or stream.state is not ASGIHTTPState.RESPONSE:
             return False
-        h11_connection = self._connection.h11_connection()
-        return (
-            isinstance(h11_connection, h11.Connection)
-            and h11_connection.our_state is h11.SEND_BODY
-            and isinstance(h11_connection._writer, ChunkedWriter)
-        )
+        h11_connection = self._h11
+        if h11_connection is None:
+            # Looked up once per answer: h11's connection and its writer stay the same until
+            # the answer ends; only its state is read for every chunk.
+            found = self._connection.h11_connection()
+            if not isinstance(found, h11.Connection) or not isinstance(
+                found._writer, ChunkedWriter
+            ):
+                return False
+            self._h11 = h11_connection = found
+        return h11_connection.our_state is h11.SEND_BODY
 
     async def _write(self, data: bytes) -> None:
         connection = self._connection

@@ -258,8 +258,10 @@ class ChatCall:
             keep_text = self.deps.config.logging.store_bodies
             pieces: list[str] = []
             include_usage = request.include_usage
+            send = self.send
+            next_item = items.__anext__
             try:
-                while item is not None:
+                while True:
                     if isinstance(item, PassedEvent):
                         # The upstream's own event, already edited for this client.
                         if item.usage is not None:
@@ -267,8 +269,14 @@ class ChatCall:
                         if keep_text and item.text:
                             pieces.append(item.text)
                         if item.data is not None:
-                            await self.send(_event(item.data))
-                    else:
+                            await send(
+                                {
+                                    "type": "http.response.body",
+                                    "body": b"data: " + item.data + b"\n\n",
+                                    "more_body": True,
+                                }
+                            )
+                    elif item is not None:
                         if item.usage is not None:
                             self.usage = item.usage
                         if keep_text:
@@ -276,8 +284,14 @@ class ChatCall:
                         # The upstream is always asked for usage; the client sees it only if it
                         # asked.
                         if item.choices or include_usage:
-                            await self.send(_event(_encode(item)))
-                    item = await _next_or_none(items)
+                            await send(_event(_encode(item)))
+                    else:
+                        break
+                    # Pulled here, not through _next_or_none: one coroutine less per event.
+                    try:
+                        item = await next_item()
+                    except StopAsyncIteration:
+                        break
             finally:
                 # A stream that failed or was abandoned keeps the text it got as far as.
                 if keep_text:
