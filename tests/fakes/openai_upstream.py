@@ -554,32 +554,9 @@ async def _answer_echo(reply: ResponseWriter, call: _Call, echo: Echo) -> None:
 
 async def _answer_tool_calls(reply: ResponseWriter, call: _Call, tool: ToolCalls) -> None:
     """Answer with one function call; streamed arguments arrive in fragments keyed by index."""
-    call_id = "call_" + _random_id(24)
-    usage = _usage(call, tool.arguments)
-    if not call.stream:
-        function = {"name": tool.name, "arguments": tool.arguments}
-        message = {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [{"id": call_id, "type": "function", "function": function}],
-            "refusal": None,
-            "annotations": [],
-        }
-        await _send_completion(reply, call, message, "tool_calls", usage)
-        return
-    await reply.start(200, _stream_headers(call))
-    header = {
-        "index": 0,
-        "id": call_id,
-        "type": "function",
-        "function": {"name": tool.name, "arguments": ""},
-    }
-    first = {"role": "assistant", "content": None, "tool_calls": [header]}
-    await reply.write(_sse(_chunk(call, first)))
-    for fragment in split_evenly(tool.arguments, tool.fragments):
-        delta = {"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]}
-        await reply.write(_sse(_chunk(call, delta)))
-    await _finish_stream(reply, call, "tool_calls", usage)
+    await _answer_one_tool_call(
+        reply, call, "function", tool.name, "arguments", tool.arguments, tool.fragments
+    )
 
 
 async def _answer_custom_tool_call(
@@ -587,30 +564,39 @@ async def _answer_custom_tool_call(
 ) -> None:
     """Answer with one custom tool call, OpenAI's shape: `custom: {name, input}`; streamed input
     arrives in fragments keyed by index, like function arguments."""
+    await _answer_one_tool_call(
+        reply, call, "custom", tool.name, "input", tool.input, tool.fragments
+    )
+
+
+async def _answer_one_tool_call(
+    reply: ResponseWriter,
+    call: _Call,
+    kind: str,
+    name: str,
+    field: str,
+    value: str,
+    fragments: int,
+) -> None:
+    """One tool call of ``kind`` ("function" with ``arguments``, "custom" with ``input``)."""
     call_id = "call_" + _random_id(24)
-    usage = _usage(call, tool.input)
+    usage = _usage(call, value)
     if not call.stream:
-        custom = {"name": tool.name, "input": tool.input}
         message = {
             "role": "assistant",
             "content": None,
-            "tool_calls": [{"id": call_id, "type": "custom", "custom": custom}],
+            "tool_calls": [{"id": call_id, "type": kind, kind: {"name": name, field: value}}],
             "refusal": None,
             "annotations": [],
         }
         await _send_completion(reply, call, message, "tool_calls", usage)
         return
     await reply.start(200, _stream_headers(call))
-    header = {
-        "index": 0,
-        "id": call_id,
-        "type": "custom",
-        "custom": {"name": tool.name, "input": ""},
-    }
+    header = {"index": 0, "id": call_id, "type": kind, kind: {"name": name, field: ""}}
     first = {"role": "assistant", "content": None, "tool_calls": [header]}
     await reply.write(_sse(_chunk(call, first)))
-    for fragment in split_evenly(tool.input, tool.fragments):
-        delta = {"tool_calls": [{"index": 0, "custom": {"input": fragment}}]}
+    for fragment in split_evenly(value, fragments):
+        delta = {"tool_calls": [{"index": 0, kind: {field: fragment}}]}
         await reply.write(_sse(_chunk(call, delta)))
     await _finish_stream(reply, call, "tool_calls", usage)
 
