@@ -19,6 +19,7 @@ never heard of pass both ways untouched.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ from proxy.errors import GatewayError, UpstreamError, UpstreamUnavailable
 from proxy.providers.base import (
     UNREADABLE,
     ChunkParser,
+    ItemT,
     PassedAnswer,
     PassedEvent,
     Passthrough,
@@ -199,17 +201,20 @@ def error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
     return body[:500].decode(errors="replace"), None, None
 
 
-class ChatEventParser(ChunkParser[PassedEvent]):
-    """SSE ``data:`` events of chunks, an optional in-stream error, and ``[DONE]``."""
+class OpenAIEventParser(ChunkParser[ItemT]):
+    """OpenAI's stream: SSE ``data:`` events of chunks, an optional in-stream error event, and
+    ``[DONE]``; each chunk's bytes become an item (:meth:`_item`)."""
 
-    def __init__(self, provider: str, include_usage: bool, fix_usage: UsageFix | None) -> None:
+    def __init__(self, provider: str) -> None:
         self._provider = provider
-        self._include_usage = include_usage
-        self._fix_usage = fix_usage
         self._sse = SSEDecoder()
         self._done = False
 
-    def _feed(self, data: bytes, items: list[PassedEvent]) -> None:
+    @abc.abstractmethod
+    def _item(self, payload: bytes) -> ItemT:
+        """The item of one chunk event's data; a GatewayError for an error event or garbage."""
+
+    def _feed(self, data: bytes, items: list[ItemT]) -> None:
         single = self._sse.single_data_event(data)
         if single is not None:
             # One read, one event: its bytes as they came, no line splitting nor text round trip.
@@ -218,7 +223,7 @@ class ChatEventParser(ChunkParser[PassedEvent]):
             if single == b"[DONE]":
                 self._done = True
             else:
-                items.append(self._event(single))
+                items.append(self._item(single))
             return
         try:
             events = self._sse.feed(data)
@@ -232,11 +237,29 @@ class ChatEventParser(ChunkParser[PassedEvent]):
             if event.data == "[DONE]":
                 self._done = True
                 continue
-            items.append(self._event(event.data.encode()))
+            items.append(self._item(event.data.encode()))
         if self._sse.failure is not None:
             raise malformed(self._provider, "stream", self._sse.failure)
 
-    def _event(self, payload: bytes) -> PassedEvent:
+    def _finish(self, items: list[ItemT]) -> None:
+        # The stream ended: fine only after [DONE].
+        self._sse.close()
+        if not self._done:
+            raise UpstreamError(
+                f"Upstream {self._provider} ended the stream before it was complete.",
+                code="upstream_stream_cut",
+            )
+
+
+class ChatEventParser(OpenAIEventParser[PassedEvent]):
+    """The chunks passed through as the upstream's bytes, read for usage and text."""
+
+    def __init__(self, provider: str, include_usage: bool, fix_usage: UsageFix | None) -> None:
+        super().__init__(provider)
+        self._include_usage = include_usage
+        self._fix_usage = fix_usage
+
+    def _item(self, payload: bytes) -> PassedEvent:
         try:
             facts = _decode_event(payload)
         except msgspec.ValidationError as exc:
@@ -267,15 +290,6 @@ class ChatEventParser(ChunkParser[PassedEvent]):
                 return PassedEvent(None, usage, text)
             return PassedEvent(payload, usage, text)
         return PassedEvent(payload, None, text)
-
-    def _finish(self, items: list[PassedEvent]) -> None:
-        # The stream ended: fine only after [DONE].
-        self._sse.close()
-        if not self._done:
-            raise UpstreamError(
-                f"Upstream {self._provider} ended the stream before it was complete.",
-                code="upstream_stream_cut",
-            )
 
 
 def stream_error(provider: str, payload: bytes, exc: Exception) -> GatewayError:

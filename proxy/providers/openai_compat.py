@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse, PromptTokensDetails, Usage
-from proxy.errors import GatewayError, UpstreamError
+from proxy.errors import GatewayError
 from proxy.providers.base import (
     UNREADABLE,
     ChunkParser,
@@ -28,12 +28,12 @@ from proxy.providers.base import (
 )
 from proxy.providers.chat_passthrough import (
     ChatPassthrough,
+    OpenAIEventParser,
     check_finish,
     error_fields,
     stream_error,
 )
 from proxy.providers.upstream_errors import map_status
-from proxy.sse import Event, SSEDecoder, SSEError
 
 _encode = msgspec.json.Encoder().encode
 _BAD_KEY = re.compile(r"\b(incorrect|invalid) api key", re.IGNORECASE)
@@ -177,51 +177,22 @@ def xai_usage(usage: Usage) -> Mapping[str, Any] | None:
 _FIX_USAGE = {"deepseek": deepseek_usage, "grok": xai_usage}
 
 
-class OpenAIChunkParser(ChunkParser[ChatChunk]):
-    """SSE ``data:`` events of chunks read into our types, for a translated call."""
+class OpenAIChunkParser(OpenAIEventParser[ChatChunk]):
+    """OpenAI's stream read into our types, for a translated call."""
 
     def __init__(self, provider: str, flavor: str) -> None:
-        self._provider = provider
+        super().__init__(provider)
         self._flavor = flavor
-        self._sse = SSEDecoder()
-        self._done = False
 
-    def _feed(self, data: bytes, chunks: list[ChatChunk]) -> None:
+    def _item(self, payload: bytes) -> ChatChunk:
         try:
-            events = self._sse.feed(data)
-        except SSEError as exc:
-            raise malformed(self._provider, "stream", exc) from None
-        # Complete events before a bad line of this read are parsed first (the base class
-        # delivers their chunks, then the error).
-        self._parse_events(events, chunks)
-        if self._sse.failure is not None:
-            raise malformed(self._provider, "stream", self._sse.failure)
-
-    def _parse_events(self, events: list[Event], chunks: list[ChatChunk]) -> None:
-        for event in events:
-            if self._done:
-                continue
-            if event.data == "[DONE]":
-                self._done = True
-                continue
-            payload = event.data.encode()
-            try:
-                chunk = _decode_chunk(payload)
-            except msgspec.ValidationError as exc:
-                # An error event has no chunk fields; only then is it worth a second parse.
-                raise stream_error(self._provider, payload, exc) from None
-            except UNREADABLE as exc:
-                raise malformed(self._provider, "stream event", exc) from None
-            normalize_usage(chunk.usage, self._flavor)
-            for choice in chunk.choices:
-                check_finish(self._provider, choice.finish_reason)
-            chunks.append(chunk)
-
-    def _finish(self, chunks: list[ChatChunk]) -> None:
-        # The stream ended: fine only after [DONE].
-        self._sse.close()
-        if not self._done:
-            raise UpstreamError(
-                f"Upstream {self._provider} ended the stream before it was complete.",
-                code="upstream_stream_cut",
-            )
+            chunk = _decode_chunk(payload)
+        except msgspec.ValidationError as exc:
+            # An error event has no chunk fields; only then is it worth a second parse.
+            raise stream_error(self._provider, payload, exc) from None
+        except UNREADABLE as exc:
+            raise malformed(self._provider, "stream event", exc) from None
+        normalize_usage(chunk.usage, self._flavor)
+        for choice in chunk.choices:
+            check_finish(self._provider, choice.finish_reason)
+        return chunk
