@@ -17,7 +17,6 @@ holds the stream back instead of making us buffer.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol, final
 
@@ -36,17 +35,12 @@ UNCORK_DEADLINE_S = 1.0  # writing a held head from a failed or cancelled send, 
 class ChunkedConnection(Protocol):
     """What the writer needs of its connection: its socket, h11 and hypercorn's send path."""
 
-    def socket_fileno(self) -> int:
-        """The client socket's descriptor, -1 once it is closed."""
-
-    def send_queue_busy(self) -> bool:
-        """Whether a write through hypercorn's path is under way (ours must wait behind it)."""
-
     def h11_connection(self) -> object:
         """The connection's h11 state machine (something else once upgraded)."""
 
-    async def send_raw(self, data: bytes) -> None:
-        """Write ``data`` through hypercorn's path: locked, waiting for the client."""
+    async def write(self, data: bytes) -> None:
+        """Write ``data`` at once when the socket takes it all, else through hypercorn's path
+        (locked, waiting for the client); held while corked."""
 
     def cork(self) -> None:
         """Hold what hypercorn writes from now on, to go out in one write at :meth:`uncork`."""
@@ -85,12 +79,16 @@ class ChunkedBodyWriter:
                 await self._send_with_head(start, message)
                 return
             await self._send(start)  # a large body is not copied to save a write
-        if message.get("more_body", False):
-            body = message.get("body", b"")
-            if body and self._sending_chunks():
-                await self._write(b"%x\r\n%b\r\n" % (len(body), body))
-                return
-        await self._send(message)
+        await self._send_body(message)
+
+    async def _send_body(self, message: Message) -> None:
+        """A middle piece of a chunked body framed and written here; any other body message
+        through hypercorn."""
+        body = message.get("body", b"")
+        if body and message.get("more_body", False) and self._sending_chunks():
+            await self._connection.write(b"%x\r\n%b\r\n" % (len(body), body))
+        else:
+            await self._send(message)
 
     async def _send_with_head(self, start: Message, message: Message) -> None:
         """The held head and the first body message, in one write when the socket takes it."""
@@ -98,11 +96,7 @@ class ChunkedBodyWriter:
         connection.cork()
         try:
             await self._send(start)
-            body = message.get("body", b"")
-            if message.get("more_body", False) and body and self._sending_chunks():
-                await connection.send_raw(b"%x\r\n%b\r\n" % (len(body), body))
-            else:
-                await self._send(message)
+            await self._send_body(message)  # held with the head while corked
         except BaseException:
             # h11 counts what was held as sent: it goes, even from a cancelled call.
             with trio.move_on_after(UNCORK_DEADLINE_S, shield=True):
@@ -126,24 +120,6 @@ class ChunkedBodyWriter:
                 return False
             self._h11 = h11_connection = found
         return h11_connection.our_state is h11.SEND_BODY
-
-    async def _write(self, data: bytes) -> None:
-        connection = self._connection
-        if not connection.send_queue_busy():
-            # Checked and written with no await between: no other task can write meanwhile,
-            # and a closed socket reads -1 (its number may already belong to another socket).
-            fileno = connection.socket_fileno()
-            if fileno >= 0:
-                try:
-                    sent = os.write(fileno, data)
-                except OSError:
-                    # Full (BlockingIOError), or gone: hypercorn's path waits for room or
-                    # reports the connection closed, as it always did.
-                    sent = 0
-                if sent == len(data):
-                    return
-                data = data[sent:]
-        await connection.send_raw(data)
 
 
 def lean_send(connection: ChunkedConnection, send: Any) -> Any:

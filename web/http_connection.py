@@ -72,14 +72,6 @@ class HTTPConnection(TCPServer):
 
     # -- what web.chunk_writer needs of the connection ---------------------------------------
 
-    def socket_fileno(self) -> int:
-        """The client socket's descriptor, -1 once it is closed."""
-        return int(self.stream.socket.fileno())
-
-    def send_queue_busy(self) -> bool:
-        """Whether a write through hypercorn's path holds the send lock."""
-        return bool(self.send_lock.locked())
-
     def h11_connection(self) -> object:
         """The h11 state machine of an HTTP/1 connection (None before the first request)."""
         protocol = getattr(self, "protocol", None)
@@ -101,19 +93,27 @@ class HTTPConnection(TCPServer):
         held, self._held = self._held, None
         if not held:
             return
-        data = held[0] if len(held) == 1 else b"".join(held)
-        if not self.send_lock.locked():
-            # Checked and written with no await between (see web.chunk_writer).
-            fileno = self.socket_fileno()
+        await self.write(held[0] if len(held) == 1 else b"".join(held))
+
+    async def write(self, data: bytes) -> None:
+        """Write ``data`` at once, without a checkpoint, when the socket takes it all; the rest
+        (or all of it, while corked or while hypercorn is writing) through hypercorn's path,
+        which waits for the client: a slow reader holds the writer back, nothing piles up."""
+        if self._held is None and not self.send_lock.locked():
+            # Checked and written with no await between: no other task can write meanwhile,
+            # and a closed socket reads -1 (its number may already belong to another socket).
+            fileno = int(self.stream.socket.fileno())
             if fileno >= 0:
                 try:
                     sent = os.write(fileno, data)
                 except OSError:
-                    sent = 0  # full, or gone: hypercorn's path waits or reports it closed
+                    # Full (BlockingIOError), or gone: hypercorn's path waits for room or
+                    # reports the connection closed, as it always did.
+                    sent = 0
                 if sent == len(data):
                     return
                 data = data[sent:]
-        await super().protocol_send(RawData(data=data))
+        await self.send_raw(data)
 
     async def protocol_send(self, event: Any) -> None:
         """Track idle and busy for the registry; restart the idle timer and close the socket

@@ -258,40 +258,24 @@ class ChatCall:
             keep_text = self.deps.config.logging.store_bodies
             pieces: list[str] = []
             include_usage = request.include_usage
-            send = self.send
-            next_item = items.__anext__
             try:
-                while True:
+                while item is not None:
+                    if item.usage is not None:
+                        self.usage = item.usage
                     if isinstance(item, PassedEvent):
                         # The upstream's own event, already edited for this client.
-                        if item.usage is not None:
-                            self.usage = item.usage
                         if keep_text and item.text:
                             pieces.append(item.text)
                         if item.data is not None:
-                            await send(
-                                {
-                                    "type": "http.response.body",
-                                    "body": b"data: " + item.data + b"\n\n",
-                                    "more_body": True,
-                                }
-                            )
-                    elif item is not None:
-                        if item.usage is not None:
-                            self.usage = item.usage
+                            await self.send(_event(item.data))
+                    else:
                         if keep_text:
                             pieces.extend(c.delta.content for c in item.choices if c.delta.content)
                         # The upstream is always asked for usage; the client sees it only if it
                         # asked.
                         if item.choices or include_usage:
-                            await send(_event(_encode(item)))
-                    else:
-                        break
-                    # Pulled here, not through _next_or_none: one coroutine less per event.
-                    try:
-                        item = await next_item()
-                    except StopAsyncIteration:
-                        break
+                            await self.send(_event(_encode(item)))
+                    item = await _next_or_none(items)
             finally:
                 # A stream that failed or was abandoned keeps the text it got as far as.
                 if keep_text:
