@@ -136,7 +136,7 @@ class HttpBackend(Backend):
         return await self._transport.handle_async_request(request)
 
     async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> Answer:
-        passthrough = self._adapter.passthrough_for(request.protocol)
+        passthrough = self._adapter.passthrough_for(request.PROTOCOL)
         if passthrough is not None:
             call = passthrough.call(request, model)
         else:
@@ -167,7 +167,7 @@ class HttpBackend(Backend):
     async def open_stream(
         self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
     ) -> AsyncIterator[ChunkStream]:
-        passthrough = self._adapter.passthrough_for(request.protocol)
+        passthrough = self._adapter.passthrough_for(request.PROTOCOL)
         parser: ChunkParser[ChatChunk] | ChunkParser[PassedEvent]
         if passthrough is not None:
             call = passthrough.call(request, model)

@@ -54,11 +54,6 @@ class ChatRequest:
         self._form: ChatBody | None = None
 
     @property
-    def protocol(self) -> str:
-        """The client protocol of the request (see :attr:`PROTOCOL`)."""
-        return self.PROTOCOL
-
-    @property
     def model(self) -> str:
         """The model name the client asked for."""
         return self.view.model
