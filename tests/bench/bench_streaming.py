@@ -220,7 +220,7 @@ def figures(
         out.append(
             Figure(
                 section,
-                "gateway CPU per event forwarded (passthrough)",
+                "gateway CPU per event passed through",
                 f"{gateway_cpu_s / events * 1e6:.0f} us",
                 f"{gateway_cpu_s:.2f} s in all",
                 f"{events / max(through.elapsed_s, 1e-9):,.0f} events/s",
