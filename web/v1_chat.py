@@ -259,7 +259,7 @@ class ChatCall:
             pieces: list[str] = []
             include_usage = request.include_usage
             try:
-                while item is not None:
+                while item is not None:  # the items after the first are read at the loop's end
                     if item.usage is not None:
                         self.usage = item.usage
                     if isinstance(item, PassedEvent):
@@ -275,7 +275,10 @@ class ChatCall:
                         # asked.
                         if item.choices or include_usage:
                             await self.send(_event(_encode(item)))
-                    item = await _next_or_none(items)
+                    try:
+                        item = await items.__anext__()  # read here, not by a helper: per event
+                    except StopAsyncIteration:
+                        break
             finally:
                 # A stream that failed or was abandoned keeps the text it got as far as.
                 if keep_text:

@@ -214,6 +214,19 @@ class OpenAIEventParser(ChunkParser[ItemT]):
     def _item(self, payload: bytes) -> ItemT:
         """The item of one chunk event's data; a GatewayError for an error event or garbage."""
 
+    def feed(self, data: bytes) -> list[ItemT]:
+        # A read of one chunk event, as nearly every one is, without the general path's frames.
+        if self.failure is None and not self._done:
+            single = self._sse.single_data_event(data)
+            if single is not None and single != b"[DONE]":
+                try:
+                    return [self._item(single)]
+                except GatewayError as exc:
+                    before: list[ItemT] = []
+                    self._hold(exc, before)
+                    return before
+        return super().feed(data)
+
     def _feed(self, data: bytes, items: list[ItemT]) -> None:
         single = self._sse.single_data_event(data)
         if single is not None:

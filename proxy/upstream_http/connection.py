@@ -106,28 +106,36 @@ class Connection:
 
     async def receive(self, timeout: float | None) -> bytes:
         """The next bytes from the server; ``b""`` at its end of the connection."""
+        # A plain connection is read when it is readable, not tried first: the next bytes of an
+        # answer are nearly never there yet when they are asked for (a stream's next event, the
+        # head just after the request), and a failed read is a system call and a trio round.
         # Without a timeout there is no cancel scope: callers that bound whole calls by their own
-        # deadlines (the provider actors do) save one per read.
+        # deadlines (the provider actors do) save one per read; every event of a stream is read
+        # that way, so it is read in this one frame.
+        fileno = self.fileno
         try:
-            if timeout is None:
-                data = await self._receive()
-            else:
+            if timeout is not None:
                 with trio.fail_after(timeout):
-                    data = await self._receive()
+                    return await self._receive()
+            if self.plain is None:
+                return await self._receive()
+            while True:
+                # By number, which trio registers it under anyway (closing still wakes it).
+                await trio.lowlevel.wait_readable(fileno)
+                try:
+                    return os.read(fileno, RECEIVE_SIZE)
+                except BlockingIOError:
+                    continue
         except trio.TooSlowError:
             raise httpx.ReadTimeout("Timed out waiting for the upstream.") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise httpx.ReadError(describe_error(exc)) from None
-        return data if isinstance(data, bytes) else bytes(data)
 
-    async def _receive(self) -> bytes | bytearray:
+    async def _receive(self) -> bytes:
         if self.plain is None:
-            return await self.stream.receive_some(RECEIVE_SIZE)
-        # A plain connection is read when it is readable, not tried first: the next bytes of an
-        # answer are nearly never there yet when they are asked for (a stream's next event, the
-        # head just after the request), and a failed read is a system call and a trio round.
+            return bytes(await self.stream.receive_some(RECEIVE_SIZE))
         while True:
-            await trio.lowlevel.wait_readable(self.socket)
+            await trio.lowlevel.wait_readable(self.fileno)
             try:
                 return os.read(self.fileno, RECEIVE_SIZE)
             except BlockingIOError:

@@ -24,6 +24,8 @@ MAX_CHUNK_LINE_BYTES: Final = 4096  # a chunk-size line, extensions included
 _CHUNKED: Final = -1
 _UNTIL_CLOSE: Final = -2
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
+_HEX_DIGITS: Final = b"0123456789abcdefABCDEF"
+_CUT_SHORT: Final = "Server disconnected before the end of the answer (incomplete body)."
 
 # Gives a connection back to its transport: to the pool when the flag says it may be reused.
 Release = Callable[[Connection, bool], None]
@@ -72,6 +74,23 @@ class ResponseBody(httpx.AsyncByteStream):
 
     async def __anext__(self) -> bytes:
         try:
+            connection = self._connection
+            if (
+                self._chunk_state == _CHUNK_SIZE
+                and self._chunked
+                and connection is not None
+                and not connection.buffer
+            ):
+                # A stream's next event, nearly always: whole chunks in one read, taken here
+                # without a frame per framing state (the states below read anything else).
+                received = await connection.receive(self._timeout)
+                if not received:
+                    raise httpx.RemoteProtocolError(_CUT_SHORT)
+                data, end = _whole_chunks(received)
+                if end < len(received):
+                    connection.buffer.extend(received[end:])
+                if data:
+                    return data
             while not self._done:
                 data = await self._next_piece()
                 if data:
@@ -124,12 +143,13 @@ class ResponseBody(httpx.AsyncByteStream):
     async def _next_chunk_piece(self, connection: Connection, buffer: bytearray) -> bytes:
         state = self._chunk_state
         if state == _CHUNK_SIZE:
-            # Streams send one event per chunk and a read nearly always holds whole chunks:
-            # take them in one go; a chunk split across reads goes through the states below.
+            # Whole chunks in one go (see __anext__); a chunk split across reads goes through
+            # the states below.
             if not buffer:
                 buffer += await self._receive_more(connection)
-            data = _whole_chunks(buffer)
+            data, end = _whole_chunks(buffer)
             if data:
+                del buffer[:end]
                 return data
         elif state == _CHUNK_DATA:
             if not buffer:
@@ -165,9 +185,7 @@ class ResponseBody(httpx.AsyncByteStream):
     async def _receive_more(self, connection: Connection) -> bytes:
         data = await connection.receive(self._timeout)
         if not data:
-            raise httpx.RemoteProtocolError(
-                "Server disconnected before the end of the answer (incomplete body)."
-            )
+            raise httpx.RemoteProtocolError(_CUT_SHORT)
         return data
 
     def _finish(self) -> None:
@@ -193,33 +211,35 @@ def _take(buffer: bytearray, size: int) -> bytes:
     return data
 
 
-def _whole_chunks(buffer: bytearray) -> bytes:
-    """The data of the complete chunks at the start of ``buffer``, taken off it; ``b""`` when
-    the first is incomplete or is the last (size 0, which the states read with its trailers)."""
-    parts: list[bytearray] = []
+def _whole_chunks(data: bytes | bytearray) -> tuple[bytes, int]:
+    """The data of the complete chunks at the start of ``data`` and where they end; ``(b"", 0)``
+    when the first is incomplete or is the last (size 0, which the states read with its
+    trailers)."""
+    parts: list[bytes | bytearray] = []
     start = 0
     while True:
-        end = buffer.find(b"\r\n", start, start + MAX_CHUNK_LINE_BYTES)
+        end = data.find(b"\r\n", start, start + MAX_CHUNK_LINE_BYTES)
         if end < 0:
             break
-        size = _chunk_size(bytes(buffer[start:end]))
+        size = _chunk_size(data[start:end])
         data_end = end + 2 + size
-        if size == 0 or len(buffer) < data_end + 2:
+        if size == 0 or len(data) < data_end + 2:
             break
-        if buffer[data_end : data_end + 2] != b"\r\n":
+        if data[data_end : data_end + 2] != b"\r\n":
             raise httpx.RemoteProtocolError("A chunk of the answer overran its declared size.")
-        parts.append(buffer[end + 2 : data_end])
+        parts.append(data[end + 2 : data_end])
         start = data_end + 2
     if not parts:
-        return b""
-    data = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
-    del buffer[:start]
-    return data
+        return b"", 0
+    # bytes() of a slice of bytes is that slice, not a copy.
+    return (bytes(parts[0]) if len(parts) == 1 else b"".join(parts)), start
 
 
-def _chunk_size(line: bytes) -> int:
+def _chunk_size(line: bytes | bytearray) -> int:
+    if 0 < len(line) <= 16 and not line.strip(_HEX_DIGITS):
+        return int(line, 16)  # digits alone, how servers write it
     digits = line.split(b";", 1)[0].strip()
-    if not digits or len(digits) > 16 or digits.strip(b"0123456789abcdefABCDEF"):
+    if not digits or len(digits) > 16 or digits.strip(_HEX_DIGITS):
         raise httpx.RemoteProtocolError(f"Bad chunk size line in the answer: {line[:40]!r}.")
     return int(digits, 16)
 
