@@ -215,7 +215,8 @@ class OpenAIEventParser(ChunkParser[ItemT]):
         """The item of one chunk event's data; a GatewayError for an error event or garbage."""
 
     def feed(self, data: bytes) -> list[ItemT]:
-        # A read of one chunk event, as nearly every one is, without the general path's frames.
+        # A read of one chunk event, as nearly every one is: its bytes as they came, without the
+        # general path's line splitting, text round trip and frames.
         if self.failure is None and not self._done:
             single = self._sse.single_data_event(data)
             if single is not None and single != b"[DONE]":
@@ -228,16 +229,7 @@ class OpenAIEventParser(ChunkParser[ItemT]):
         return super().feed(data)
 
     def _feed(self, data: bytes, items: list[ItemT]) -> None:
-        single = self._sse.single_data_event(data)
-        if single is not None:
-            # One read, one event: its bytes as they came, no line splitting nor text round trip.
-            if self._done:
-                return
-            if single == b"[DONE]":
-                self._done = True
-            else:
-                items.append(self._item(single))
-            return
+        # The general path: a one-chunk read took feed()'s shortcut already.
         try:
             events = self._sse.feed(data)
         except SSEError as exc:
