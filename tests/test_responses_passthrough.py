@@ -176,7 +176,8 @@ def test_every_event_passes_as_its_name_and_data_wherever_the_reads_split() -> N
         assert "".join(item.text or "" for item in items) == "Hello"
         assert [item.terminal for item in items] == [False] * 5 + [True]
         usage = items[-1].usage
-        assert usage is not None and usage.total_tokens == 20
+        assert usage is not None
+        assert usage.total_tokens == 20
 
 
 def test_a_failed_response_reaches_the_client_then_ends_the_call_as_an_error() -> None:
@@ -186,7 +187,8 @@ def test_a_failed_response_reaches_the_client_then_ends_the_call_as_an_error() -
         response=_response("failed", error={"code": "server_error", "message": "boom"}),
     )
     items, end = _parse(_stream(failed), 0)
-    assert items[-1].terminal and items[-1].data is not None
+    assert items[-1].terminal
+    assert items[-1].data is not None
     assert msgspec.json.decode(items[-1].data)["type"] == "response.failed"
     assert isinstance(end, UpstreamError)
     assert end.code == "server_error"
@@ -195,14 +197,17 @@ def test_a_failed_response_reaches_the_client_then_ends_the_call_as_an_error() -
 
 def test_an_error_event_ends_the_stream_too() -> None:
     items, end = _parse(_stream(_event("error", code="rate_limit_exceeded", message="slow")), 7)
-    assert items[-1].event == "error" and items[-1].terminal
-    assert isinstance(end, UpstreamError) and end.code == "rate_limit_exceeded"
+    assert items[-1].event == "error"
+    assert items[-1].terminal
+    assert isinstance(end, UpstreamError)
+    assert end.code == "rate_limit_exceeded"
 
 
 def test_a_stream_without_a_terminal_event_is_cut() -> None:
     items, end = _parse(_stream(), 0)
     assert len(items) == 5
-    assert isinstance(end, UpstreamError) and end.code == "upstream_stream_cut"
+    assert isinstance(end, UpstreamError)
+    assert end.code == "upstream_stream_cut"
 
 
 def test_an_incomplete_answer_is_no_error() -> None:
@@ -212,9 +217,11 @@ def test_an_incomplete_answer_is_no_error() -> None:
         response=_response("incomplete", incomplete_details={"reason": "max_output_tokens"}),
     )
     items, end = _parse(_stream(incomplete), 3)
-    assert end is None and items[-1].terminal
+    assert end is None
+    assert items[-1].terminal
 
 
 def test_an_event_that_is_not_json_is_malformed() -> None:
     items, end = _parse([b"event: x\ndata: {oops\n\n"], 0)
-    assert items == [] and isinstance(end, UpstreamError)
+    assert items == []
+    assert isinstance(end, UpstreamError)
