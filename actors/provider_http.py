@@ -24,7 +24,8 @@ from actors.provider_backend import Backend, CallTiming, ChunkStream
 from actors.provider_http_stream import HttpChunkStream, first_chunk_deadline
 from actors.stall_watch import StallWatch
 from proxy import __version__
-from proxy.chat import ChatChunk, ChatRequest
+from proxy.chat import ChatChunk, chat_request
+from proxy.client_request import ClientRequest
 from proxy.config import ProviderConfig
 from proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from proxy.origins import KeyBinding
@@ -135,12 +136,12 @@ class HttpBackend(Backend):
         request = build_request(call.method, url, headers, call.body, self._extensions)
         return await self._transport.handle_async_request(request)
 
-    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> Answer:
+    async def complete(self, request: ClientRequest, model: str, timing: CallTiming) -> Answer:
         passthrough = self._adapter.passthrough_for(request.PROTOCOL)
         if passthrough is not None:
             call = passthrough.call(request, model)
         else:
-            call = self._adapter.chat_call(request, model)
+            call = self._adapter.chat_call(chat_request(request), model)
         del request  # only the body is needed now: inline images go from two copies to one
         if call.body is not None and len(call.body) > _KEEP_SENT_BODY_BYTES:
             # msgspec leaves its output up to half over-allocated, and this body (megabytes of
@@ -165,7 +166,7 @@ class HttpBackend(Backend):
 
     @asynccontextmanager
     async def open_stream(
-        self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
+        self, request: ClientRequest, model: str, timing: CallTiming, first_by: float
     ) -> AsyncIterator[ChunkStream]:
         passthrough = self._adapter.passthrough_for(request.PROTOCOL)
         parser: ChunkParser[ChatChunk] | ChunkParser[PassedEvent]
@@ -173,7 +174,7 @@ class HttpBackend(Backend):
             call = passthrough.call(request, model)
             parser = passthrough.event_parser(request)
         else:
-            call = self._adapter.chat_call(request, model)
+            call = self._adapter.chat_call(chat_request(request), model)
             parser = self._adapter.chunk_parser(model)
         del request  # only the body is needed now: inline images go from two copies to one
         started = perf_counter()

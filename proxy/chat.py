@@ -16,7 +16,8 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from proxy.chat_form import ChatBody, FunctionCall, PositiveInt, param_of, to_form
-from proxy.errors import InvalidRequest
+from proxy.client_request import ClientRequest
+from proxy.errors import InternalError, InvalidRequest
 from proxy.request_body import decode_object
 
 
@@ -84,6 +85,16 @@ class ChatRequest:
     def with_raw(self, raw: dict[str, Any]) -> ChatRequest:
         """The same request with a rewritten body (its images inlined, say)."""
         return ChatRequest(raw, self.view)
+
+
+def chat_request(request: ClientRequest) -> ChatRequest:
+    """``request`` as a chat request, for an upstream that does not speak its protocol.
+
+    Each client surface hands such an upstream the chat form of its request (translated before
+    the call), so anything else reaching a translator is a bug of ours, not bad input."""
+    if not isinstance(request, ChatRequest):
+        raise InternalError(f"A {request.PROTOCOL} request reached a chat translator untranslated.")
+    return request
 
 
 def decode_chat_request(body: bytes) -> ChatRequest:
