@@ -13,6 +13,7 @@ from proxy.providers.base import PassedEvent
 from proxy.providers.openai_compat import OpenAICompatAdapter
 from proxy.providers.responses_passthrough import ResponsesPassthrough
 from proxy.responses import ResponsesRequest, decode_responses_request
+from proxy.token_estimate import IMAGE_TOKENS, tokens_to_reserve
 
 
 def _body(**fields: Any) -> bytes:
@@ -225,3 +226,17 @@ def test_an_event_that_is_not_json_is_malformed() -> None:
     items, end = _parse([b"event: x\ndata: {oops\n\n"], 0)
     assert items == []
     assert isinstance(end, UpstreamError)
+
+
+# -- the reservation -----------------------------------------------------------------------------
+
+
+def test_a_responses_call_reserves_its_prompt_and_its_bound() -> None:
+    image = {"type": "input_image", "image_url": "data:image/png;base64," + "A" * 40_000}
+    body = _body(input=[{"role": "user", "content": [image]}], max_output_tokens=100)
+    request = decode_responses_request(body)
+    reserved = tokens_to_reserve(
+        request, len(body), default_completion=4096, tokens_per_minute=100_000
+    )
+    # The image counts as an image, not as 10,000 tokens of base64; the answer as its bound.
+    assert IMAGE_TOKENS + 100 < reserved < IMAGE_TOKENS + 100 + 100
