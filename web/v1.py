@@ -17,7 +17,8 @@ from web.asgi import (
     send_error,
 )
 from web.limits import rate_limit_headers
-from web.v1_chat import chat_completions, new_request_id
+from web.v1_call import new_request_id
+from web.v1_chat import chat_completions
 from web.v1_deps import V1Deps
 from web.v1_models import authenticate, models_body
 
