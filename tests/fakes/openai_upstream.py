@@ -12,6 +12,11 @@ from typing import Any
 import trio
 
 from .asgi_server import Message, Receive, Received, ResponseWriter, Scope, ScriptedUpstream, Send
+from .openai_responses import FakeResponses
+
+# The shared wire helpers (openai_wire.py), some under the short private names this module's
+# code has always used.
+from .openai_wire import BAD_JSON_MESSAGE as _BAD_JSON_MESSAGE
 from .openai_wire import (
     ErrorReply,
     Raw,
@@ -22,8 +27,6 @@ from .openai_wire import (
     rate_limited,
     server_error,
 )
-
-# The shared wire helpers under the short private names this module's code has always used.
 from .openai_wire import encode as _encode
 from .openai_wire import model_not_found as _model_not_found
 from .openai_wire import random_id as _random_id
@@ -72,11 +75,6 @@ _NO_KEY_MESSAGE = (
     "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank "
     "username) if you're accessing the API from your browser and are prompted for a username and "
     "password. You can obtain an API key from https://platform.openai.com/account/api-keys."
-)
-_BAD_JSON_MESSAGE = (
-    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
-    "your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not "
-    "valid JSON.)"
 )
 
 
@@ -267,6 +265,7 @@ class FakeOpenAI(ScriptedUpstream[Behaviour]):
         super().__init__()
         self.api_key = api_key
         self.sent: list[Sent] = []  # every answer, recorded as it leaves (the bytes on the wire)
+        self.responses = FakeResponses()  # the Responses API, with its own behaviour queue
 
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Record every answer's status, headers and body bytes, then serve as usual."""
@@ -288,13 +287,16 @@ class FakeOpenAI(ScriptedUpstream[Behaviour]):
         await super()._app(scope, receive, recording_send)
 
     async def _handle(self, request: Received, reply: ResponseWriter, receive: Receive) -> None:
-        """Route one request: auth first, then chat completions and the model list."""
+        """Route one request: auth first, then chat completions, responses and the model list."""
         method, path, body = request.method, request.path, request.body
         auth_error = self._check_auth(request.headers.get("authorization"))
         if auth_error is not None:
             await _send_error(reply, auth_error)
         elif method == "POST" and path == "/v1/chat/completions":
             await self._chat(reply, receive, body)
+        elif path == "/v1/responses" or path.startswith("/v1/responses/"):
+            watched = partial(self._answer_watched, reply, receive)
+            await self.responses.handle(request, reply, watched)
         elif method == "GET" and path == "/v1/models":
             data = [_model_object(name, created) for name, created in MODELS]
             await reply.full(200, _json_headers(), _encode({"object": "list", "data": data}))

@@ -19,6 +19,7 @@ import msgspec
 from .asgi_server import ResponseWriter
 
 __all__ = [
+    "BAD_JSON_MESSAGE",
     "RATE_LIMIT_HEADERS",
     "ErrorReply",
     "Raw",
@@ -55,6 +56,11 @@ _DEFAULT_ERROR_MESSAGES = {
     503: "The server is overloaded or not ready yet.",
 }
 _ID_ALPHABET = string.ascii_letters + string.digits
+BAD_JSON_MESSAGE = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+    "your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not "
+    "valid JSON.)"
+)
 
 
 @dataclass(frozen=True, slots=True)
