@@ -157,7 +157,7 @@ def responses_event_stream(*events: dict[str, Any] | bytes, interval_s: float = 
     """Answer with exactly these events: a dict is framed as OpenAI frames it (`event:` and
     `data:` lines; give its `sequence_number` yourself), bytes go out as they are."""
     parts = tuple(e if isinstance(e, bytes) else frame_event(e) for e in events)
-    return Raw(parts, interval_s=interval_s)
+    return Raw(parts, content_type="text/event-stream; charset=utf-8", interval_s=interval_s)
 
 
 # ---------------------------------------------------------------------------------------------
