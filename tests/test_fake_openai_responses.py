@@ -740,3 +740,51 @@ async def test_one_fake_serves_chat_and_responses(
         model="gpt-4o", messages=[{"role": "user", "content": "x"}]
     )
     assert completion.choices[0].message.content == "echo: x"
+
+
+async def test_unknown_include_and_background_are_refused(http: httpx.AsyncClient) -> None:
+    body = {"model": "gpt-4o", "input": "x", "include": ["reasoning.encrypted_content", "bogus"]}
+    error = (await http.post("/responses", json=body)).json()["error"]
+    assert (error["param"], error["code"]) == ("include[1]", "invalid_value")
+    assert error["message"].startswith("Invalid value: 'bogus'. Supported values are: ")
+
+    # The fake answers in the foreground only; it says so rather than pretend.
+    response = await http.post("/responses", json={"model": "gpt-4o", "background": True})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "background"
+
+
+async def test_error_event_mid_stream(fake: FakeOpenAI, http: httpx.AsyncClient) -> None:
+    fake.responses.enqueue(FailMidStream(after_events=3, error_event=True, code="boom"))
+    events = parse_sse(await stream_raw(http, {"model": "gpt-4o", "input": "x"}))
+    assert [e["type"] for e in events][-2:] == ["response.output_item.added", "error"]
+    assert events[-1] == {
+        "type": "error",
+        "sequence_number": 3,
+        "code": "boom",
+        "message": FailMidStream().message,
+        "param": None,
+    }
+
+
+async def test_failure_after_every_event_still_ends_failed(
+    fake: FakeOpenAI, http: httpx.AsyncClient
+) -> None:
+    fake.responses.enqueue(FailMidStream(after_events=1000))
+    events = parse_sse(await stream_raw(http, {"model": "gpt-4o", "input": "x"}))
+    kinds = [e["type"] for e in events]
+    assert kinds[-1] == "response.failed"
+    assert "response.completed" not in kinds
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    # Every item finished before the failure is in the failed response.
+    assert events[-1]["response"]["output"] == [events[-2]["item"]]
+
+
+async def test_only_blobs_the_client_sends_back_are_counted(
+    fake: FakeOpenAI, sdk: openai.AsyncOpenAI
+) -> None:
+    fake.responses.enqueue(TextAnswer(reasoning="Hmm."))
+    include: list[Any] = ["reasoning.encrypted_content"]
+    first = await sdk.responses.create(model="o3-mini", input="x", include=include)
+    await sdk.responses.create(model="o3-mini", input="y", previous_response_id=first.id)
+    assert fake.responses.encrypted_returned == []  # the stored copy is the fake's own

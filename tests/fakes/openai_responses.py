@@ -32,11 +32,12 @@ from .openai_wire import (
 )
 from .responses_events import ResponseBuilder, frame_event, new_id, url_citation
 from .responses_input import (
-    KNOWN_PARAMETERS,
+    UNKNOWN_RESPONSES_MODEL,
     as_items,
     echo_source,
     input_words,
     invalid_request,
+    parameter_error,
     unanswered_call,
 )
 from .text import split_evenly, word_count, word_pieces
@@ -56,7 +57,6 @@ __all__ = [
     "responses_event_stream",
 ]
 
-UNKNOWN_RESPONSES_MODEL = "does-not-exist"
 ENCRYPTED_PREFIX = "gAAAAAB"  # OpenAI's blobs are Fernet tokens; the fake's look alike
 
 # A Watched runs an answer while watching for the client
@@ -127,13 +127,15 @@ Answer = TextAnswer | FunctionCalls | WebSearchAnswer
 
 @dataclass(frozen=True, slots=True)
 class FailMidStream:
-    """Stream the first `after_events` events of `answer`, then `response.failed` with `code`.
-    Not streamed: a 500 server_error."""
+    """Stream the first `after_events` events of `answer` (never its terminal one), then
+    `response.failed` with `code`, or with `error_event` an `error` event (a failure not tied to
+    the response). Not streamed: a 500 server_error."""
 
     after_events: int = 6
     answer: Answer = field(default_factory=TextAnswer)
     code: str = "server_error"
     message: str = "The server had an error while processing your request. Sorry about that!"
+    error_event: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,7 @@ class _Create:
 
     body: dict[str, Any]
     items: list[dict[str, Any]]  # the whole input: stored items first, then this request's
+    returned_blobs: list[str]  # encrypted reasoning the client sent back (all issued here)
     stream: bool
     store: bool
     obfuscation: bool
@@ -232,6 +235,7 @@ class FakeResponses:
             await send_error(reply, call)
             return
         self.inputs.append(call.items)
+        self.encrypted_returned.extend(call.returned_blobs)
         behaviour = self._queue.popleft() if self._queue else TextAnswer()
         await watched(partial(self._answer, reply, call, behaviour))
 
@@ -239,30 +243,20 @@ class FakeResponses:
         """The create call, or the 400 OpenAI gives for it."""
         if not isinstance(body, dict):
             return ErrorReply(400, BAD_JSON_MESSAGE, "invalid_request_error")
-        for name in body:
-            if name not in KNOWN_PARAMETERS:
-                return invalid_request(f"Unknown parameter: '{name}'.", name, "unknown_parameter")
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            message = "Missing required parameter: 'model'."
-            return invalid_request(message, "model", "missing_required_parameter")
-        if model == UNKNOWN_RESPONSES_MODEL:
-            message = f"The requested model '{model}' does not exist."
-            return invalid_request(message, "model", "model_not_found")
         items = as_items(body.get("input"))
-        if items is None:
-            message = (
-                "Invalid type for 'input': expected one of a string or array of input items, "
-                "but got something else instead."
-            )
-            return invalid_request(message, "input", "invalid_type")
+        error = parameter_error(body, items)
+        if error is not None or items is None:
+            return error or invalid_request("Invalid input.", "input", None)
+        returned = [
+            item
+            for item in items
+            if item.get("type") == "reasoning" and item.get("encrypted_content") is not None
+        ]
+        for item in returned:
+            if item["encrypted_content"] not in self._issued:
+                message = f"The encrypted content for item {item.get('id')} could not be verified."
+                return invalid_request(message, None, "invalid_encrypted_content")
         previous = body.get("previous_response_id")
-        if previous is not None and body.get("conversation") is not None:
-            message = (
-                "Mutually exclusive parameters: Ensure you are only providing one of: "
-                "'previous_response_id' or 'conversation'."
-            )
-            return invalid_request(message, None, "mutually_exclusive_parameters")
         if previous is not None:
             stored = self.stored.get(previous) if isinstance(previous, str) else None
             if stored is None:
@@ -271,36 +265,20 @@ class FakeResponses:
                     message, "previous_response_id", "previous_response_not_found"
                 )
             items = [*stored.items, *stored.response["output"], *items]
-        error = self._check_items(items)
-        if error is not None:
-            return error
-        include = body.get("include") or []
-        options = body.get("stream_options") or {}
-        return _Create(
-            body=body,
-            items=items,
-            stream=body.get("stream") is True,
-            store=body.get("store") is not False,
-            obfuscation=options.get("include_obfuscation") is not False,
-            encrypted_reasoning="reasoning.encrypted_content" in include,
-        )
-
-    def _check_items(self, items: list[dict[str, Any]]) -> ErrorReply | None:
-        """OpenAI's checks on the whole input: every tool output answers an earlier call, and
-        every encrypted reasoning blob is one this fake issued (recorded when it is)."""
         call_id = unanswered_call(items)
         if call_id is not None:
             message = f"No tool call found for function call output with call_id {call_id}."
             return invalid_request(message, "input", None)
-        for item in items:
-            blob = item.get("encrypted_content") if item.get("type") == "reasoning" else None
-            if blob is None:
-                continue
-            if blob not in self._issued:
-                message = f"The encrypted content for item {item.get('id')} could not be verified."
-                return invalid_request(message, None, "invalid_encrypted_content")
-            self.encrypted_returned.append(blob)
-        return None
+        options = body.get("stream_options") or {}
+        return _Create(
+            body=body,
+            items=items,
+            returned_blobs=[item["encrypted_content"] for item in returned],
+            stream=body.get("stream") is True,
+            store=body.get("store") is not False,
+            obfuscation=options.get("include_obfuscation") is not False,
+            encrypted_reasoning="reasoning.encrypted_content" in (body.get("include") or []),
+        )
 
     async def _answer(
         self, reply: ResponseWriter, call: _Create, behaviour: ResponsesBehaviour
@@ -321,9 +299,11 @@ class FakeResponses:
                     await send_error(reply, ErrorReply(500, message, "server_error"))
                     return False
                 builder, _ = self._build(call, answer)
-                error = {"code": code, "message": message}
-                events = builder.failed_after(n, error)
-                self._keep(call, events[-1]["response"])
+                if behaviour.error_event:
+                    events = builder.error_after(n, code, message)
+                else:
+                    events = builder.failed_after(n, {"code": code, "message": message})
+                    self._keep(call, events[-1]["response"])
                 await _send_events(reply, call, events, 0.0)
             case CutMidStream(after_events=n, answer=answer):
                 builder, final = self._build(call, answer)

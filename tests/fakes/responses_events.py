@@ -232,8 +232,9 @@ class ResponseBuilder:
         return final
 
     def failed_after(self, count: int, error: dict[str, Any]) -> list[dict[str, Any]]:
-        """The first `count` events, then `response.failed` carrying the items finished so far."""
-        events = self.events[:count]
+        """The first `count` events (never the terminal one), then `response.failed` carrying
+        the items finished so far."""
+        events = self.events[: min(count, len(self.events) - 1)]
         finished = [e["item"] for e in events if e["type"] == "response.output_item.done"]
         failed = self.response("failed", output=finished, error=error)
         terminal: dict[str, Any] = {
@@ -242,3 +243,15 @@ class ResponseBuilder:
             "response": failed,
         }
         return [*events, terminal]
+
+    def error_after(self, count: int, code: str, message: str) -> list[dict[str, Any]]:
+        """The first `count` events (never the terminal one), then an `error` event."""
+        events = self.events[: min(count, len(self.events) - 1)]
+        error = {
+            "type": "error",
+            "sequence_number": len(events),
+            "code": code,
+            "message": message,
+            "param": None,
+        }
+        return [*events, error]

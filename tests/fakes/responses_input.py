@@ -9,12 +9,16 @@ from .openai_wire import ErrorReply
 from .text import word_count
 
 __all__ = [
+    "INCLUDABLE",
     "KNOWN_PARAMETERS",
+    "UNKNOWN_RESPONSES_MODEL",
     "as_items",
     "echo_source",
     "input_words",
+    "invalid_include",
     "invalid_request",
     "item_text",
+    "parameter_error",
     "unanswered_call",
 ]
 
@@ -60,12 +64,36 @@ KNOWN_PARAMETERS = frozenset(
     }
 )
 
+# What `include` may name (the 3.57 SDK's ResponseIncludable), in OpenAI's order.
+INCLUDABLE = (
+    "file_search_call.results",
+    "web_search_call.results",
+    "web_search_call.action.sources",
+    "message.input_image.image_url",
+    "computer_call_output.output.image_url",
+    "code_interpreter_call.outputs",
+    "reasoning.encrypted_content",
+    "message.output_text.logprobs",
+)
+
+UNKNOWN_RESPONSES_MODEL = "does-not-exist"  # the model the fake says does not exist
+
 _TEXT_PARTS = ("input_text", "output_text", "summary_text", "reasoning_text")
 
 
 def invalid_request(message: str, param: str | None, code: str | None) -> ErrorReply:
     """A 400 invalid_request_error, as OpenAI words them."""
     return ErrorReply(400, message=message, type="invalid_request_error", code=code, param=param)
+
+
+def invalid_include(include: Any) -> ErrorReply | None:
+    """The 400 OpenAI gives for an `include` entry it does not know, or None."""
+    for i, value in enumerate(include if isinstance(include, list) else []):
+        if value not in INCLUDABLE:
+            supported = ", ".join(f"'{name}'" for name in INCLUDABLE)
+            message = f"Invalid value: '{value}'. Supported values are: {supported}."
+            return invalid_request(message, f"include[{i}]", "invalid_value")
+    return None
 
 
 def as_items(value: Any) -> list[dict[str, Any]] | None:
@@ -141,3 +169,33 @@ def _parts_text(content: Any) -> str:
         elif isinstance(part, dict) and part.get("type") == "refusal":
             texts.append(str(part.get("refusal", "")))
     return " ".join(texts)
+
+
+def parameter_error(body: dict[str, Any], items: list[dict[str, Any]] | None) -> ErrorReply | None:
+    """The 400 OpenAI gives for the request's top-level parameters, or None."""
+    for name in body:
+        if name not in KNOWN_PARAMETERS:
+            return invalid_request(f"Unknown parameter: '{name}'.", name, "unknown_parameter")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        message = "Missing required parameter: 'model'."
+        return invalid_request(message, "model", "missing_required_parameter")
+    if model == UNKNOWN_RESPONSES_MODEL:
+        message = f"The requested model '{model}' does not exist."
+        return invalid_request(message, "model", "model_not_found")
+    if items is None:
+        message = (
+            "Invalid type for 'input': expected one of a string or array of input items, "
+            "but got something else instead."
+        )
+        return invalid_request(message, "input", "invalid_type")
+    if body.get("previous_response_id") is not None and body.get("conversation") is not None:
+        message = (
+            "Mutually exclusive parameters: Ensure you are only providing one of: "
+            "'previous_response_id' or 'conversation'."
+        )
+        return invalid_request(message, None, "mutually_exclusive_parameters")
+    if body.get("background") is True:
+        message = "This fake answers in the foreground only: 'background' is not modelled."
+        return invalid_request(message, "background", "unsupported_value")
+    return invalid_include(body.get("include"))
