@@ -14,6 +14,7 @@ import trio
 from openai.types.responses import Response, ResponseInputParam
 
 from tests.fakes.openai_responses import (
+    CustomToolCall,
     CutMidStream,
     FailMidStream,
     FunctionCall,
@@ -33,6 +34,7 @@ DELTA_EVENTS = {
     "response.output_text.delta",
     "response.function_call_arguments.delta",
     "response.reasoning_summary_text.delta",
+    "response.custom_tool_call_input.delta",
 }
 
 
@@ -257,7 +259,9 @@ async def test_stream_exact_event_sequence(http: httpx.AsyncClient) -> None:
 async def test_obfuscation_on_deltas_unless_turned_off(
     http: httpx.AsyncClient, fake: FakeOpenAI
 ) -> None:
-    fake.responses.enqueue(FunctionCalls(reasoning="Look it up."))
+    fake.responses.enqueue(
+        FunctionCalls(calls=(FunctionCall(), CustomToolCall()), reasoning="Look it up.")
+    )
     body = {"model": "o3-mini", "input": "weather?"}
     events = parse_sse(await stream_raw(http, body))
     assert {e["type"] for e in events} >= DELTA_EVENTS - {"response.output_text.delta"}
@@ -292,8 +296,9 @@ async def test_sdk_streamed_create(sdk: openai.AsyncOpenAI) -> None:
         FunctionCalls(calls=(FunctionCall(), FunctionCall("get_time", '{"tz":"CET"}', 2))),
         WebSearchAnswer(),
         TextAnswer(novel_fields=True),
+        FunctionCalls(calls=(CustomToolCall(), FunctionCall()), novel_fields=True),
     ],
-    ids=["reasoning-text", "function-calls", "web-search", "novel-fields"],
+    ids=["reasoning-text", "function-calls", "web-search", "novel-fields", "custom-tool"],
 )
 async def test_stream_helper_final_equals_non_streamed(
     fake: FakeOpenAI, sdk: openai.AsyncOpenAI, answer: Any
@@ -788,3 +793,61 @@ async def test_only_blobs_the_client_sends_back_are_counted(
     first = await sdk.responses.create(model="o3-mini", input="x", include=include)
     await sdk.responses.create(model="o3-mini", input="y", previous_response_id=first.id)
     assert fake.responses.encrypted_returned == []  # the stored copy is the fake's own
+
+
+async def test_custom_tool_call_like_codex_apply_patch(
+    fake: FakeOpenAI, sdk: openai.AsyncOpenAI, http: httpx.AsyncClient
+) -> None:
+    patch = "*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch"
+    fake.responses.enqueue(FunctionCalls(calls=(CustomToolCall(input=patch, fragments=2),)))
+    events = parse_sse(await stream_raw(http, {"model": "gpt-5", "input": "add a.txt"}))
+    assert [e["type"] for e in events][2:7] == [
+        "response.output_item.added",
+        "response.custom_tool_call_input.delta",
+        "response.custom_tool_call_input.delta",
+        "response.custom_tool_call_input.done",
+        "response.output_item.done",
+    ]
+    assert all("obfuscation" in e for e in events[3:5])
+    assert "".join(e["delta"] for e in events[3:5]) == patch
+    assert events[5]["input"] == patch
+    item = events[6]["item"]
+    assert item["type"] == "custom_tool_call"
+    assert item["id"].startswith("ctc_")
+    assert item["call_id"].startswith("call_")
+    assert (item["name"], item["input"], item["status"]) == ("apply_patch", patch, "completed")
+
+    # The next turn answers it by call_id with a custom_tool_call_output.
+    answer: ResponseInputParam = [
+        {"type": "custom_tool_call_output", "call_id": item["call_id"], "output": "Done!"}
+    ]
+    previous = events[-1]["response"]["id"]
+    second = await sdk.responses.create(model="gpt-5", input=answer, previous_response_id=previous)
+    assert second.output_text == "echo: Done!"
+
+
+async def test_hold_keeps_creates_in_flight(fake: FakeOpenAI, sdk: openai.AsyncOpenAI) -> None:
+    fake.hold = trio.Event()
+    answers: list[str] = []
+
+    async def create() -> None:
+        answers.append((await sdk.responses.create(model="gpt-4o", input="wait")).output_text)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(create)
+        await wait_for(lambda: len(fake.received) == 1)
+        await trio.sleep(0.05)
+        assert answers == []  # recorded, not answered
+        fake.hold.set()
+    assert answers == ["echo: wait"]
+
+
+async def test_slow_answer_times_out_and_counts_the_disconnect(
+    fake: FakeOpenAI, http: httpx.AsyncClient
+) -> None:
+    fake.responses.enqueue(TextAnswer(delay_s=5.0))
+    body = {"model": "gpt-4o", "input": "x"}
+    with pytest.raises(httpx.ReadTimeout):
+        await http.post("/responses", json=body, timeout=httpx.Timeout(5.0, read=0.2))
+    await wait_for(lambda: fake.disconnects == 1)
+    assert fake.responses.stored == {}  # never answered, never stored

@@ -44,6 +44,7 @@ from .text import split_evenly, word_count, word_pieces
 
 __all__ = [
     "UNKNOWN_RESPONSES_MODEL",
+    "CustomToolCall",
     "CutMidStream",
     "FailMidStream",
     "FakeResponses",
@@ -102,10 +103,21 @@ class FunctionCall:
 
 
 @dataclass(frozen=True, slots=True)
-class FunctionCalls:
-    """Answer with one or several function call items (after a reasoning item if `reasoning`)."""
+class CustomToolCall:
+    """One custom (free-form input) tool call, like Codex's apply_patch; its streamed input
+    arrives in `fragments`."""
 
-    calls: tuple[FunctionCall, ...] = (FunctionCall(),)
+    name: str = "apply_patch"
+    input: str = "*** Begin Patch\n*** End Patch"
+    fragments: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCalls:
+    """Answer with one or several tool call items, function or custom, in order (after a
+    reasoning item if `reasoning`)."""
+
+    calls: tuple[FunctionCall | CustomToolCall, ...] = (FunctionCall(),)
     reasoning: str | None = None
     novel_fields: bool = False
 
@@ -371,11 +383,15 @@ class FakeResponses:
                 if answer.reasoning_tokens is not None:
                     reasoning_tokens = answer.reasoning_tokens
             case FunctionCalls():
-                for fc in answer.calls:
-                    builder.function_call(
-                        fc.name, fc.arguments, split_evenly(fc.arguments, fc.fragments)
-                    )
-                    out_words += word_count(fc.arguments)
+                for tool in answer.calls:
+                    if isinstance(tool, CustomToolCall):
+                        pieces = split_evenly(tool.input, tool.fragments)
+                        builder.custom_tool_call(tool.name, tool.input, pieces)
+                        out_words += word_count(tool.input)
+                    else:
+                        pieces = split_evenly(tool.arguments, tool.fragments)
+                        builder.function_call(tool.name, tool.arguments, pieces)
+                        out_words += word_count(tool.arguments)
             case WebSearchAnswer():
                 include = call.body.get("include") or []
                 wants_sources = "web_search_call.action.sources" in include

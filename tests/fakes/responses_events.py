@@ -31,7 +31,7 @@ NOVEL_VALUE: dict[str, Any] = {"kept": [1, "two", None], "nested": {"x": 0.5}}
 
 
 def new_id(prefix: str) -> str:
-    """An OpenAI-style id with its kind prefix: resp_, msg_, rs_, fc_, ws_, call_."""
+    """An OpenAI-style id with its kind prefix: resp_, msg_, rs_, fc_, ctc_, ws_, call_."""
     return f"{prefix}_" + random_id(32 if prefix != "call" else 24)
 
 
@@ -202,6 +202,25 @@ class ResponseBuilder:
             self._delta("response.function_call_arguments.delta", **where, delta=fragment)
         self.emit("response.function_call_arguments.done", **where, arguments=arguments)
         self._done(index, self._item({**added, "status": "completed", "arguments": arguments}))
+        return call_id
+
+    def custom_tool_call(self, name: str, tool_input: str, fragments: list[str]) -> str:
+        """A custom tool call item (free-form `input`, `ctc_` item id); its call_id."""
+        item_id, call_id = new_id("ctc"), new_id("call")
+        added = {
+            "id": item_id,
+            "type": "custom_tool_call",
+            "status": "in_progress",
+            "call_id": call_id,
+            "input": "",
+            "name": name,
+        }
+        index = self._added(self._item(added))
+        where = {"item_id": item_id, "output_index": index}
+        for fragment in fragments:
+            self._delta("response.custom_tool_call_input.delta", **where, delta=fragment)
+        self.emit("response.custom_tool_call_input.done", **where, input=tool_input)
+        self._done(index, self._item({**added, "status": "completed", "input": tool_input}))
         return call_id
 
     def web_search(self, query: str, sources: list[str] | None) -> None:
