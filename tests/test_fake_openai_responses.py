@@ -851,3 +851,16 @@ async def test_slow_answer_times_out_and_counts_the_disconnect(
         await http.post("/responses", json=body, timeout=httpx.Timeout(5.0, read=0.2))
     await wait_for(lambda: fake.disconnects == 1)
     assert fake.responses.stored == {}  # never answered, never stored
+
+
+async def test_cut_after_every_event_still_has_no_terminal_event(
+    fake: FakeOpenAI, http: httpx.AsyncClient
+) -> None:
+    fake.responses.enqueue(CutMidStream(after_events=1000))
+    chunks: list[bytes] = []
+    body = {"model": "gpt-4o", "input": "x", "stream": True}
+    async with http.stream("POST", "/responses", json=body) as response:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await read_into(response, chunks)
+    kinds = [e["type"] for e in parse_sse(b"".join(chunks))]
+    assert kinds[-1] == "response.output_item.done"

@@ -60,8 +60,8 @@ __all__ = [
 
 ENCRYPTED_PREFIX = "gAAAAAB"  # OpenAI's blobs are Fernet tokens; the fake's look alike
 
-# A Watched runs an answer while watching for the client
-# leaving (FakeOpenAI._answer_watched); True from the answer drops the connection.
+# Runs an answer while watching for the client leaving (FakeOpenAI._answer_watched); True from
+# the answer drops the connection.
 Watched = Callable[[Callable[[], Awaitable[bool]]], Awaitable[None]]
 
 
@@ -322,7 +322,7 @@ class FakeResponses:
                 reply.finished = True  # the server, not the client, ends this one
                 if call.stream:
                     await reply.start(200, stream_headers(call.started_at))
-                    for event in builder.events[:n]:
+                    for event in builder.events[: min(n, len(builder.events) - 1)]:
                         await reply.write(frame_event(event))
                 else:
                     body = encode(final)
