@@ -257,8 +257,9 @@ class FakeResponses:
             return ErrorReply(400, BAD_JSON_MESSAGE, "invalid_request_error")
         items = as_items(body.get("input"))
         error = parameter_error(body, items)
-        if error is not None or items is None:
-            return error or invalid_request("Invalid input.", "input", None)
+        if error is not None:
+            return error
+        assert items is not None  # parameter_error refuses an input that is not items
         returned = [
             item
             for item in items
