@@ -864,3 +864,17 @@ async def test_cut_after_every_event_still_has_no_terminal_event(
             await read_into(response, chunks)
     kinds = [e["type"] for e in parse_sse(b"".join(chunks))]
     assert kinds[-1] == "response.output_item.done"
+
+
+@pytest.mark.parametrize("ending", [length_stop(), FailMidStream()], ids=["incomplete", "failed"])
+async def test_stream_helper_has_no_final_response_without_completed(
+    fake: FakeOpenAI, sdk: openai.AsyncOpenAI, ending: Any
+) -> None:
+    """The SDK's stream() accepts every event of an incomplete or failed stream, and then, as
+    the reference says, refuses to give a final response."""
+    fake.responses.enqueue(ending)
+    async with sdk.responses.stream(model="gpt-4o", input="hi") as stream:
+        kinds = [event.type async for event in stream]
+        assert kinds[-1] in ("response.incomplete", "response.failed")
+        with pytest.raises(RuntimeError, match=r"response\.completed"):
+            await stream.get_final_response()

@@ -1,4 +1,8 @@
-"""A fake OpenAI Chat Completions upstream: real HTTP on 127.0.0.1, scripted behaviours."""
+"""A fake OpenAI Chat Completions upstream: real HTTP on 127.0.0.1, scripted behaviours.
+
+The same fake serves the Responses API (`/v1/responses`, in `openai_responses.py`) as OpenAI
+does; its behaviours are queued on `fake.responses`.
+"""
 
 from __future__ import annotations
 
