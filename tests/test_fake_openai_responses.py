@@ -759,7 +759,9 @@ async def test_unknown_include_and_background_are_refused(http: httpx.AsyncClien
     assert response.json()["error"]["param"] == "background"
 
 
-async def test_error_event_mid_stream(fake: FakeOpenAI, http: httpx.AsyncClient) -> None:
+async def test_error_event_mid_stream(
+    fake: FakeOpenAI, http: httpx.AsyncClient, sdk: openai.AsyncOpenAI
+) -> None:
     fake.responses.enqueue(FailMidStream(after_events=3, error_event=True, code="boom"))
     events = parse_sse(await stream_raw(http, {"model": "gpt-4o", "input": "x"}))
     assert [e["type"] for e in events][-2:] == ["response.output_item.added", "error"]
@@ -770,6 +772,14 @@ async def test_error_event_mid_stream(fake: FakeOpenAI, http: httpx.AsyncClient)
         "message": FailMidStream().message,
         "param": None,
     }
+
+    # The SDK raises only for an `error` event whose data nests an "error" object; this flat
+    # shape (the reference's and the SDK type's) arrives as an event.
+    fake.responses.enqueue(FailMidStream(after_events=3, error_event=True, code="boom"))
+    stream = await sdk.responses.create(model="gpt-4o", input="x", stream=True)
+    last = [event async for event in stream][-1]
+    assert last.type == "error"
+    assert last.code == "boom"
 
 
 async def test_failure_after_every_event_still_ends_failed(
