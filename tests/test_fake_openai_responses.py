@@ -27,6 +27,7 @@ from tests.fakes.openai_responses import (
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.openai_wire import ErrorReply, rate_limited, server_error
 from tests.fakes.responses_events import NOVEL_FIELD, NOVEL_VALUE
+from tests.fakes.text import expected_logprobs
 
 KEY = "sk-upstream-test-key"
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -888,3 +889,28 @@ async def test_stream_helper_has_no_final_response_without_completed(
         assert kinds[-1] in ("response.incomplete", "response.failed")
         with pytest.raises(RuntimeError, match=r"response\.completed"):
             await stream.get_final_response()
+
+
+async def test_logprobs_when_included(http: httpx.AsyncClient) -> None:
+    body = {
+        "model": "gpt-4o",
+        "input": "hello there",
+        "include": ["message.output_text.logprobs"],
+        "top_logprobs": 2,
+    }
+    tokens = ["echo:", " hello", " there"]
+    everything = expected_logprobs(tokens, 0, 2)
+    events = parse_sse(await stream_raw(http, body))
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert [e["logprobs"] for e in deltas] == [[entry] for entry in everything]
+    [done] = [e for e in events if e["type"] == "response.output_text.done"]
+    assert done["logprobs"] == everything
+    assert events[-1]["response"]["output"][0]["content"][0]["logprobs"] == everything
+    assert everything[1]["top_logprobs"][1] == {
+        "token": "alt1",
+        "logprob": -1.125,
+        "bytes": list(b"alt1"),
+    }
+
+    answer = (await http.post("/responses", json=body)).json()
+    assert answer["output"][0]["content"][0]["logprobs"] == everything

@@ -375,7 +375,7 @@ class FakeResponses:
                     else word_pieces(text)
                 )
                 status = "completed" if answer.incomplete is None else "incomplete"
-                builder.message(pieces, status=status)
+                builder.message(pieces, status=status, top_logprobs=_top_logprobs(call.body))
                 out_words, cached, incomplete = (
                     word_count(text),
                     answer.cached_tokens,
@@ -398,7 +398,11 @@ class FakeResponses:
                 wants_sources = "web_search_call.action.sources" in include
                 builder.web_search(answer.query, [answer.url] if wants_sources else None)
                 citation = url_citation(answer.url, answer.title, 0, len(answer.text))
-                builder.message(word_pieces(answer.text), annotations=[citation])
+                builder.message(
+                    word_pieces(answer.text),
+                    annotations=[citation],
+                    top_logprobs=_top_logprobs(call.body),
+                )
                 out_words = word_count(answer.text)
         usage = _usage(
             input_words(call.items, call.body.get("instructions")),
@@ -428,6 +432,14 @@ async def _send_events(
         await reply.write(frame_event(event))
     await trio.sleep(interval_s)
     await reply.end(frame_event(events[-1]))
+
+
+def _top_logprobs(body: dict[str, Any]) -> int | None:
+    """How many alternatives each token's logprobs list, or None when they were not asked for."""
+    if "message.output_text.logprobs" not in (body.get("include") or []):
+        return None
+    top = body.get("top_logprobs")
+    return top if isinstance(top, int) else 0
 
 
 def _usage(input_tokens: int, output_tokens: int, reasoning: int, cached: int) -> dict[str, Any]:

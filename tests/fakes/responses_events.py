@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from .openai_wire import encode, random_id
-from .text import word_pieces
+from .text import expected_logprobs, word_pieces
 
 __all__ = [
     "NOVEL_FIELD",
@@ -150,8 +150,11 @@ class ResponseBuilder:
         *,
         annotations: list[dict[str, Any]] | None = None,
         status: str = "completed",
+        top_logprobs: int | None = None,
     ) -> None:
-        """An assistant message with one output_text part streamed in these pieces."""
+        """An assistant message with one output_text part streamed in these pieces (each piece
+        a token with its log probability and `top_logprobs` alternatives when that is given)."""
+        logprobs = [] if top_logprobs is None else expected_logprobs(pieces, 0, top_logprobs)
         item_id = new_id("msg")
         added = {
             "id": item_id,
@@ -164,8 +167,9 @@ class ResponseBuilder:
         where = {"item_id": item_id, "output_index": index, "content_index": 0}
         empty = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
         self.emit("response.content_part.added", **where, part=self._item(empty))
-        for piece in pieces:
-            self._delta("response.output_text.delta", **where, delta=piece, logprobs=[])
+        for i, piece in enumerate(pieces):
+            piece_logprobs = logprobs[i : i + 1]
+            self._delta("response.output_text.delta", **where, delta=piece, logprobs=piece_logprobs)
         for annotation_index, annotation in enumerate(annotations or []):
             self.emit(
                 "response.output_text.annotation.added",
@@ -174,11 +178,11 @@ class ResponseBuilder:
                 annotation=annotation,
             )
         text = "".join(pieces)
-        self.emit("response.output_text.done", **where, text=text, logprobs=[])
+        self.emit("response.output_text.done", **where, text=text, logprobs=logprobs)
         part = {
             "type": "output_text",
             "annotations": list(annotations or []),
-            "logprobs": [],
+            "logprobs": logprobs,
             "text": text,
         }
         self.emit("response.content_part.done", **where, part=self._item(part))
