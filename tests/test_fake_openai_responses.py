@@ -26,7 +26,7 @@ from tests.fakes.openai_responses import (
 )
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.openai_wire import ErrorReply, rate_limited, server_error
-from tests.fakes.responses_events import NOVEL_FIELD, NOVEL_VALUE
+from tests.fakes.responses_events import NOVEL_FIELD, NOVEL_VALUE, parse_event_stream
 from tests.fakes.text import expected_logprobs
 
 KEY = "sk-upstream-test-key"
@@ -62,23 +62,6 @@ async def sdk(fake: FakeOpenAI) -> AsyncIterator[openai.AsyncOpenAI]:
         yield client
     finally:
         await client.close()
-
-
-def parse_sse(raw: bytes) -> list[dict[str, Any]]:
-    """The events of a Responses stream, checking OpenAI's framing of each one exactly:
-    `event: <type>`, `data: <one-line JSON repeating the type>`, a blank line; no [DONE]."""
-    assert raw.endswith(b"\n\n")
-    events = []
-    for block in raw.split(b"\n\n")[:-1]:
-        lines = block.split(b"\n")
-        assert len(lines) == 2, block
-        assert lines[0].startswith(b"event: ")
-        assert lines[1].startswith(b"data: ")
-        event = msgspec.json.decode(lines[1].removeprefix(b"data: "))
-        assert event["type"] == lines[0].removeprefix(b"event: ").decode()
-        events.append(event)
-    assert b"[DONE]" not in raw
-    return events
 
 
 async def stream_raw(http: httpx.AsyncClient, body: dict[str, Any]) -> bytes:
@@ -212,7 +195,7 @@ async def test_usage_details_cached_and_reasoning(
 
 
 async def test_stream_exact_event_sequence(http: httpx.AsyncClient) -> None:
-    events = parse_sse(await stream_raw(http, {"model": "gpt-4o", "input": "hello there"}))
+    events = parse_event_stream(await stream_raw(http, {"model": "gpt-4o", "input": "hello there"}))
     assert [e["type"] for e in events] == [
         "response.created",
         "response.in_progress",
@@ -264,7 +247,7 @@ async def test_obfuscation_on_deltas_unless_turned_off(
         FunctionCalls(calls=(FunctionCall(), CustomToolCall()), reasoning="Look it up.")
     )
     body = {"model": "o3-mini", "input": "weather?"}
-    events = parse_sse(await stream_raw(http, body))
+    events = parse_event_stream(await stream_raw(http, body))
     assert {e["type"] for e in events} >= DELTA_EVENTS - {"response.output_text.delta"}
     for event in events:
         assert ("obfuscation" in event) == (event["type"] in DELTA_EVENTS), event["type"]
@@ -272,7 +255,7 @@ async def test_obfuscation_on_deltas_unless_turned_off(
             assert re.fullmatch(r"[A-Za-z0-9_-]+", event["obfuscation"])
 
     off = {**body, "stream_options": {"include_obfuscation": False}}
-    events = parse_sse(await stream_raw(http, off))
+    events = parse_event_stream(await stream_raw(http, off))
     assert not [e for e in events if "obfuscation" in e]
 
 
@@ -369,7 +352,7 @@ async def test_function_calls_streamed(http: httpx.AsyncClient, fake: FakeOpenAI
     fake.responses.enqueue(
         FunctionCalls(calls=(FunctionCall(fragments=3), FunctionCall("b", "{}")))
     )
-    events = parse_sse(await stream_raw(http, {"model": "gpt-4o", "input": "go"}))
+    events = parse_event_stream(await stream_raw(http, {"model": "gpt-4o", "input": "go"}))
     first = [e for e in events if e.get("output_index") == 0]
     assert [e["type"] for e in first] == [
         "response.output_item.added",
@@ -434,7 +417,7 @@ async def test_encrypted_content_is_taken_from_output_item_done(
 ) -> None:
     fake.responses.enqueue(TextAnswer(reasoning="Hmm."))
     body = {"model": "o3-mini", "input": "hi", "include": ["reasoning.encrypted_content"]}
-    events = parse_sse(await stream_raw(http, body))
+    events = parse_event_stream(await stream_raw(http, body))
     added = next(e for e in events if e["type"] == "response.output_item.added")
     done = next(e for e in events if e["type"] == "response.output_item.done")
     assert added["item"] == {"id": added["item"]["id"], "type": "reasoning", "summary": []}
@@ -452,7 +435,7 @@ async def test_web_search_call_and_citation(http: httpx.AsyncClient, fake: FakeO
         "tools": [{"type": "web_search"}],
         "include": ["web_search_call.action.sources"],
     }
-    events = parse_sse(await stream_raw(http, body))
+    events = parse_event_stream(await stream_raw(http, body))
     kinds = [e["type"] for e in events]
     assert kinds[2:7] == [
         "response.output_item.added",
@@ -563,7 +546,7 @@ async def test_length_stop_is_incomplete(
     assert response.output[0].status == "incomplete"
     assert response.output_text == "cut short"
 
-    events = parse_sse(await stream_raw(http, {"model": "gpt-4o", "input": "long"}))
+    events = parse_event_stream(await stream_raw(http, {"model": "gpt-4o", "input": "long"}))
     assert events[-1]["type"] == "response.incomplete"
     assert events[-1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
     assert not [e for e in events if e["type"] == "response.completed"]
@@ -573,7 +556,7 @@ async def test_failed_mid_stream(
     fake: FakeOpenAI, sdk: openai.AsyncOpenAI, http: httpx.AsyncClient
 ) -> None:
     fake.responses.enqueue(FailMidStream(after_events=5, code="rate_limit_exceeded", message="x"))
-    events = parse_sse(await stream_raw(http, {"model": "gpt-4o", "input": "hello there"}))
+    events = parse_event_stream(await stream_raw(http, {"model": "gpt-4o", "input": "hello there"}))
     assert [e["type"] for e in events] == [
         "response.created",
         "response.in_progress",
@@ -605,7 +588,7 @@ async def test_cut_stream_has_no_terminal_event(fake: FakeOpenAI, http: httpx.As
     async with http.stream("POST", "/responses", json=body) as response:
         with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
             await read_into(response, chunks)
-    events = parse_sse(b"".join(chunks))
+    events = parse_event_stream(b"".join(chunks))
     assert [e["sequence_number"] for e in events] == [0, 1, 2, 3]
     assert fake.disconnects == 0  # the server cut it, the client did not leave
     assert fake.responses.stored == {}
@@ -699,7 +682,7 @@ async def test_novel_fields_everywhere(http: httpx.AsyncClient, fake: FakeOpenAI
     assert answer["output"][0][NOVEL_FIELD] == NOVEL_VALUE
     assert answer["output"][0]["content"][0][NOVEL_FIELD] == NOVEL_VALUE
 
-    events = parse_sse(await stream_raw(http, {"model": "gpt-4o", "input": "x"}))
+    events = parse_event_stream(await stream_raw(http, {"model": "gpt-4o", "input": "x"}))
     assert all(event[NOVEL_FIELD] == NOVEL_VALUE for event in events)
     assert events[-1]["response"][NOVEL_FIELD] == NOVEL_VALUE
 
@@ -716,7 +699,7 @@ async def test_requests_and_answers_are_recorded_as_bytes(
 
     raw = await stream_raw(http, {"model": "gpt-4o", "input": "hi"})
     assert fake.sent[-1].body == raw
-    assert [msgspec.json.decode(d) for d in fake.sent[-1].event_data()] == parse_sse(raw)
+    assert [msgspec.json.decode(d) for d in fake.sent[-1].event_data()] == parse_event_stream(raw)
 
 
 async def test_raw_event_stream_for_hostile_cases(
@@ -764,7 +747,7 @@ async def test_error_event_mid_stream(
     fake: FakeOpenAI, http: httpx.AsyncClient, sdk: openai.AsyncOpenAI
 ) -> None:
     fake.responses.enqueue(FailMidStream(after_events=3, error_event=True, code="boom"))
-    events = parse_sse(await stream_raw(http, {"model": "gpt-4o", "input": "x"}))
+    events = parse_event_stream(await stream_raw(http, {"model": "gpt-4o", "input": "x"}))
     assert [e["type"] for e in events][-2:] == ["response.output_item.added", "error"]
     assert events[-1] == {
         "type": "error",
@@ -787,7 +770,7 @@ async def test_failure_after_every_event_still_ends_failed(
     fake: FakeOpenAI, http: httpx.AsyncClient
 ) -> None:
     fake.responses.enqueue(FailMidStream(after_events=1000))
-    events = parse_sse(await stream_raw(http, {"model": "gpt-4o", "input": "x"}))
+    events = parse_event_stream(await stream_raw(http, {"model": "gpt-4o", "input": "x"}))
     kinds = [e["type"] for e in events]
     assert kinds[-1] == "response.failed"
     assert "response.completed" not in kinds
@@ -811,7 +794,7 @@ async def test_custom_tool_call_like_codex_apply_patch(
 ) -> None:
     patch = "*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch"
     fake.responses.enqueue(FunctionCalls(calls=(CustomToolCall(input=patch, fragments=2),)))
-    events = parse_sse(await stream_raw(http, {"model": "gpt-5", "input": "add a.txt"}))
+    events = parse_event_stream(await stream_raw(http, {"model": "gpt-5", "input": "add a.txt"}))
     assert [e["type"] for e in events][2:7] == [
         "response.output_item.added",
         "response.custom_tool_call_input.delta",
@@ -873,7 +856,7 @@ async def test_cut_after_every_event_still_has_no_terminal_event(
     async with http.stream("POST", "/responses", json=body) as response:
         with pytest.raises(httpx.RemoteProtocolError):
             await read_into(response, chunks)
-    kinds = [e["type"] for e in parse_sse(b"".join(chunks))]
+    kinds = [e["type"] for e in parse_event_stream(b"".join(chunks))]
     assert kinds[-1] == "response.output_item.done"
 
 
@@ -900,7 +883,7 @@ async def test_logprobs_when_included(http: httpx.AsyncClient) -> None:
     }
     tokens = ["echo:", " hello", " there"]
     everything = expected_logprobs(tokens, 0, 2)
-    events = parse_sse(await stream_raw(http, body))
+    events = parse_event_stream(await stream_raw(http, body))
     deltas = [e for e in events if e["type"] == "response.output_text.delta"]
     assert [e["logprobs"] for e in deltas] == [[entry] for entry in everything]
     [done] = [e for e in events if e["type"] == "response.output_text.done"]
@@ -914,3 +897,20 @@ async def test_logprobs_when_included(http: httpx.AsyncClient) -> None:
 
     answer = (await http.post("/responses", json=body)).json()
     assert answer["output"][0]["content"][0]["logprobs"] == everything
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b'data: {"type":"response.created","sequence_number":0}\n\n', "event: line"),
+        (b'event: response.created\ndata: {"type":"x","sequence_number":0}\n\n', "repeat"),
+        (b'event: x\ndata: {"type":"x","sequence_number":1}\n\n', "sequence_number 1"),
+        (b'event: x\ndata: {"type":"x","sequence_number":0}\n\ndata: [DONE]\n\n', "[DONE]"),
+        (b'event: x\ndata: {"type":"x","sequence_number":0}\n', "whole event"),
+        (b"event: x\ndata: {nope\n\n", "JSON"),
+    ],
+    ids=["no-event-line", "type-differs", "numbering", "done", "partial", "bad-json"],
+)
+def test_event_stream_parser_names_each_framing_break(raw: bytes, problem: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        parse_event_stream(raw)

@@ -12,6 +12,8 @@ import secrets
 import time
 from typing import Any
 
+import msgspec
+
 from .openai_wire import encode, random_id
 from .text import expected_logprobs, word_pieces
 
@@ -21,6 +23,7 @@ __all__ = [
     "ResponseBuilder",
     "frame_event",
     "new_id",
+    "parse_event_stream",
     "url_citation",
 ]
 
@@ -39,6 +42,36 @@ def frame_event(event: dict[str, Any]) -> bytes:
     """One SSE event as OpenAI frames it: `event: <type>`, `data: <one-line JSON>`, blank line."""
     kind: str = event["type"]
     return b"event: " + kind.encode() + b"\ndata: " + encode(event) + b"\n\n"
+
+
+def parse_event_stream(raw: bytes) -> list[dict[str, Any]]:
+    """The events of a Responses SSE body, checked against OpenAI's framing: each one exactly
+    `event: <type>` and `data: <one-line JSON object>` repeating that type, then a blank line;
+    `sequence_number` 0, 1, 2, …; no `[DONE]`; nothing after the last whole event. A ValueError
+    names the first break (for the fake's own streams and for a gateway's alike)."""
+    if b"[DONE]" in raw:
+        raise ValueError("a Responses stream has no [DONE]")
+    if not raw.endswith(b"\n\n"):
+        raise ValueError(f"the body does not end with a whole event: {raw[-80:]!r}")
+    events: list[dict[str, Any]] = []
+    for block in raw.split(b"\n\n")[:-1]:
+        lines = block.split(b"\n")
+        if len(lines) != 2 or not lines[0].startswith(b"event: "):
+            raise ValueError(f"not an event: line then a data: line: {block[:120]!r}")
+        if not lines[1].startswith(b"data: "):
+            raise ValueError(f"no data: line: {block[:120]!r}")
+        try:
+            event = msgspec.json.decode(lines[1].removeprefix(b"data: "))
+        except msgspec.DecodeError as error:
+            raise ValueError(f"data is not JSON: {lines[1][:120]!r}") from error
+        kind = lines[0].removeprefix(b"event: ").decode()
+        if not isinstance(event, dict) or event.get("type") != kind:
+            raise ValueError(f"the data does not repeat the event type {kind!r}")
+        if event.get("sequence_number") != len(events):
+            number = event.get("sequence_number")
+            raise ValueError(f"sequence_number {number} where {len(events)} was due ({kind})")
+        events.append(event)
+    return events
 
 
 def url_citation(url: str, title: str, start: int, end: int) -> dict[str, Any]:
