@@ -731,16 +731,19 @@ async def test_one_fake_serves_chat_and_responses(
     assert completion.choices[0].message.content == "echo: x"
 
 
-async def test_unknown_include_and_background_are_refused(http: httpx.AsyncClient) -> None:
+async def test_unknown_include_and_unmodelled_features_are_refused(http: httpx.AsyncClient) -> None:
     body = {"model": "gpt-4o", "input": "x", "include": ["reasoning.encrypted_content", "bogus"]}
     error = (await http.post("/responses", json=body)).json()["error"]
     assert (error["param"], error["code"]) == ("include[1]", "invalid_value")
     assert error["message"].startswith("Invalid value: 'bogus'. Supported values are: ")
 
-    # The fake answers in the foreground only; it says so rather than pretend.
-    response = await http.post("/responses", json={"model": "gpt-4o", "background": True})
-    assert response.status_code == 400
-    assert response.json()["error"]["param"] == "background"
+    # What the fake does not model it refuses, naming it, rather than pretend.
+    for name, value in [("background", True), ("conversation", "conv_1"), ("prompt", {"id": "p"})]:
+        response = await http.post("/responses", json={"model": "gpt-4o", name: value})
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert (error["param"], error["code"]) == (name, "unsupported_parameter")
+        assert "not modelled" in error["message"]
 
 
 async def test_error_event_mid_stream(

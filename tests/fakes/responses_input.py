@@ -195,7 +195,12 @@ def parameter_error(body: dict[str, Any], items: list[dict[str, Any]] | None) ->
             "'previous_response_id' or 'conversation'."
         )
         return invalid_request(message, None, "mutually_exclusive_parameters")
+    unmodelled = [name for name in ("conversation", "prompt") if body.get(name) is not None]
     if body.get("background") is True:
-        message = "This fake answers in the foreground only: 'background' is not modelled."
-        return invalid_request(message, "background", "unsupported_value")
+        unmodelled.insert(0, "background")
+    if unmodelled:
+        # Answering as if these were honoured would let a test pass for the wrong reason.
+        name = unmodelled[0]
+        message = f"The fake OpenAI answers without it: '{name}' is not modelled."
+        return invalid_request(message, name, "unsupported_parameter")
     return invalid_include(body.get("include"))
