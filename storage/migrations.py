@@ -250,11 +250,22 @@ WHERE u.hour_ms = l.hour_ms
     AND u.requests = l.calls;
 """
 
+# Version 5: which client API a call came through (chat, responses, messages, embeddings).
+# Every call logged before it came through chat completions, the only API there was. The check
+# holds a name, not the list of names: SQLite cannot change a column's check without rebuilding
+# the table, and adding an API must not mean rewriting millions of rows.
+_V5_ENDPOINT = """
+ALTER TABLE llm_requests ADD COLUMN endpoint TEXT NOT NULL DEFAULT 'chat'
+    CHECK (length(endpoint) BETWEEN 1 AND 32);
+CREATE INDEX llm_requests_endpoint_ts_ms ON llm_requests (endpoint, ts_ms);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SCHEMA,
     _V2_AUTH_GENERATION,
     _V3_ATTEMPTS,
     _V4_LATENCY_HISTOGRAM,
+    _V5_ENDPOINT,
 )
 """SQL scripts in order; never edit a released one, append a new one."""
 
