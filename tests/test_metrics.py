@@ -260,6 +260,7 @@ async def test_calls_are_counted_and_every_line_is_valid(
     assert value(samples, "llm_proxy_live_events_dropped_total", feed="events") == 0
     assert value(samples, "llm_proxy_sessions_active") == 0
     assert value(samples, "llm_proxy_retention_rows_deleted_total") == 0
+    assert value(samples, "llm_proxy_retention_responses_deleted_total") == 0
     assert value(samples, "llm_proxy_uptime_seconds") > 0
     assert value(samples, "process_resident_memory_bytes") > 1_000_000
     assert value(samples, "llm_proxy_rate_limit_decisions_total", decision="allowed") == 5

@@ -346,6 +346,11 @@ def exposition(calls: Metrics, parts: ObservedParts, rss: int | None) -> str:
         [((), retention.rows_deleted)],
     )
     out.counter(
+        "llm_proxy_retention_responses_deleted_total",
+        "Stored /v1/responses responses deleted past [responses] retention_days.",
+        [((), retention.responses_deleted)],
+    )
+    out.counter(
         "llm_proxy_retention_errors_total",
         "Retention passes that failed (retried at the next one).",
         [((), retention.errors)],
