@@ -101,10 +101,20 @@ async def _read(fn: Callable[..., T]) -> T:
         raise InvalidRequest(str(exc)) from None
 
 
+def _totals_filter() -> UsageFilter:
+    """The filter of a route that reads the hourly totals, which are not kept by endpoint."""
+    if request.args.get("endpoint"):
+        raise InvalidRequest(
+            "'endpoint' filters only the request log and its export: usage totals are kept by"
+            " client, provider and model."
+        )
+    return _filter()
+
+
 @usage.get("/usage/summary")
 async def usage_summary() -> Response:
     since, until = query_range()
-    result = await _read(partial(summary, since_ms=since, until_ms=until, flt=_filter()))
+    result = await _read(partial(summary, since_ms=since, until_ms=until, flt=_totals_filter()))
     return json_response(result.to_json())
 
 
@@ -120,7 +130,7 @@ async def usage_timeseries() -> Response:
             until_ms=until,
             bucket=bucket,
             group_by=group_by,
-            flt=_filter(),
+            flt=_totals_filter(),
         )
     )
     return json_response(
@@ -143,7 +153,7 @@ async def usage_breakdown(dimension: str) -> Response:
             dimension=_DIMENSIONS[dimension],
             since_ms=since,
             until_ms=until,
-            flt=_filter(),
+            flt=_totals_filter(),
             limit=_limit(),
         )
     )
