@@ -571,7 +571,7 @@ def test_a_stream_asks_for_usage_on_its_last_chunk() -> None:
         ("some_future_field", 1),
     ],
 )
-def test_a_field_that_may_change_the_answer_is_refused_by_name(field: str, value: object) -> None:
+def test_a_field_that_may_change_the_answer_is_refused_by_name(field: str, value: Any) -> None:
     error = refused(**{field: value})
     assert (error.param, error.code) == (field, "unsupported_parameter")
     assert field in error.message
@@ -584,7 +584,7 @@ def test_a_field_that_may_change_the_answer_is_refused_by_name(field: str, value
         ("text", {"format": {"type": "text"}, "shape": "x"}, "text.shape"),
     ],
 )
-def test_an_unknown_subfield_is_refused_by_its_path(field: str, value: object, param: str) -> None:
+def test_an_unknown_subfield_is_refused_by_its_path(field: str, value: Any, param: str) -> None:
     assert refused(**{field: value}).param == param
 
 
