@@ -112,19 +112,23 @@ class ResponseEventStream:
         return self._snapshot("in_progress", [])
 
     def start(self) -> list[bytes]:
-        """``response.created`` and ``response.in_progress``."""
+        """``response.created`` and ``response.in_progress`` (the other calls start a stream
+        not yet started, their events first)."""
+        self._start()
+        return self._take()
+
+    def _start(self) -> None:
         if not self._started:
             self._started = True
             snapshot = self._snapshot("in_progress", [])
             self._emit("response.created", response=snapshot)
             self._emit("response.in_progress", response=snapshot)
-        return self._take()
 
     def feed(self, chunk: ChatChunk) -> list[bytes]:
         """The events one chunk makes."""
         if self._final is not None:
             return []
-        self.start()
+        self._start()
         if chunk.usage is not None:
             self._usage = chunk.usage
         for choice in chunk.choices:
@@ -148,7 +152,7 @@ class ResponseEventStream:
         length or content-filter stop). ``usage``, when given, wins over a usage chunk's."""
         if self._final is not None:
             return []
-        self.start()
+        self._start()
         if usage is not None:
             self._usage = usage
         status, details = outcome(self._finish_reason)
@@ -165,7 +169,7 @@ class ResponseEventStream:
         """Close what is open as incomplete, then ``response.failed`` carrying the error."""
         if self._final is not None:
             return []
-        self.start()
+        self._start()
         self._close("incomplete")
         failure = {"code": error.code or "server_error", "message": error.message}
         self._final = self._snapshot("failed", self._output, error=failure)
