@@ -25,7 +25,7 @@ reasoning comes back as a summary the client can send back as it is).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from proxy.errors import InvalidRequest
 from proxy.responses_input import chat_messages, invalid, string_field, unsupported
@@ -137,11 +137,18 @@ def chat_body(body: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> 
         if body.get(key) is not None:
             chat[key] = body[key]
     if body.get("max_output_tokens") is not None:
-        chat["max_completion_tokens"] = body["max_output_tokens"]
+        # Checked here: the chat path would name 'max_completion_tokens', never sent by the client.
+        limit = body["max_output_tokens"]
+        if not _is_int(limit) or limit < 1:
+            raise invalid("max_output_tokens", "'max_output_tokens' must be a positive integer.")
+        chat["max_completion_tokens"] = limit
     chat.update(_text(body.get("text")))
     chat.update(_reasoning(body.get("reasoning")))
     chat.update(_logprobs(body.get("include"), body.get("top_logprobs")))
-    if body.get("stream") is True:
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise invalid("stream", "'stream' must be true or false.")
+    if stream:
         # Usage on the last chunk, for the usage of response.completed.
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
@@ -308,7 +315,7 @@ def _logprobs(include: object, top_logprobs: object) -> dict[str, Any]:
                     f"include[{i}]",
                     f"'include' value {value!r} has no equivalent for this model's provider.",
                 )
-    if top_logprobs is not None and (not isinstance(top_logprobs, int) or top_logprobs < 0):
+    if top_logprobs is not None and (not _is_int(top_logprobs) or top_logprobs < 0):
         raise invalid("top_logprobs", "'top_logprobs' must be a non-negative integer.")
     if not wanted:
         if top_logprobs:
@@ -321,3 +328,8 @@ def _logprobs(include: object, top_logprobs: object) -> dict[str, Any]:
     if top_logprobs is not None:
         chat["top_logprobs"] = top_logprobs
     return chat
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    """Whether ``value`` is a JSON integer (``true`` is no number, though Python says so)."""
+    return isinstance(value, int) and not isinstance(value, bool)

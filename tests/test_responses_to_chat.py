@@ -695,3 +695,23 @@ def test_the_request_codex_cli_sends_translates_whole() -> None:
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_output_tokens", 0),
+        ("max_output_tokens", "many"),
+        ("max_output_tokens", True),
+        ("stream", "yes"),
+        ("top_logprobs", True),
+        ("top_logprobs", -1),
+        ("instructions", ["be brief"]),
+    ],
+)
+def test_a_renamed_or_acted_on_field_of_the_wrong_type_is_a_400_naming_it(
+    field: str, value: Any
+) -> None:
+    # The chat path would name the chat field (max_completion_tokens), which the client never sent.
+    include = ["message.output_text.logprobs"]
+    assert refused(include=include, **{field: value}).param == field
