@@ -38,6 +38,7 @@ from proxy.chat import (
 )
 from proxy.chat_form import FunctionCall
 from proxy.errors import RateLimited, UpstreamError
+from proxy.providers.logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob
 from proxy.responses_events import ResponseEventStream
 from proxy.responses_from_chat import response_object, response_usage
 
@@ -586,3 +587,31 @@ def test_any_split_of_the_deltas_gives_the_same_final_response(
     data = decoded(events)
     accumulate(data)
     assert normalised(stream.response) == normalised(build(script))
+
+
+def test_streamed_logprobs_ride_on_their_deltas_and_add_up_to_the_whole() -> None:
+    tokens = [
+        TokenLogprob("Hel", -0.2, [72, 101, 108], [TopLogprob("Hel", -0.2, [72, 101, 108])]),
+        TokenLogprob("lo", -0.1, None, []),
+    ]
+    stream = ResponseEventStream(BODY, response_id="resp_1", created_at=1, model=MODEL)
+    events = stream.start()
+    for token in tokens:
+        logprobs = ChoiceLogprobs(content=[token])
+        piece = ChunkChoice(delta=Delta(content=token.token), logprobs=logprobs)
+        events += stream.feed(ChatChunk(id="c", created=1, model=MODEL, choices=[piece]))
+    events += stream.finish(None)
+    data = decoded(events)
+    deltas = [event["logprobs"] for event in data if event["type"] == "response.output_text.delta"]
+    assert [[entry["token"] for entry in delta] for delta in deltas] == [["Hel"], ["lo"]]
+    message = ResponseMessage(content="Hello")
+    choice = Choice(message=message, logprobs=ChoiceLogprobs(content=tokens), finish_reason="stop")
+    whole = response_object(
+        ChatResponse(id="c", created=1, model=MODEL, choices=[choice]),
+        BODY,
+        response_id="resp_1",
+        created_at=1,
+        model=MODEL,
+    )
+    assert normalised(stream.response) == normalised(whole)
+    assert whole["output"][0]["content"][0]["logprobs"][1]["bytes"] == [108, 111]

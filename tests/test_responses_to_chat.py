@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from proxy.chat import decode_chat_request
+from proxy.chat import ChatResponse, Choice, ResponseMessage, ResponseToolCall, decode_chat_request
+from proxy.chat_form import FunctionCall
 from proxy.errors import InvalidRequest
+from proxy.responses_from_chat import response_object
 from proxy.responses_to_chat import DROPPED_FIELDS, chat_body, input_items
 
 MODEL = "gemini-2.5-flash"
@@ -715,3 +717,35 @@ def test_a_renamed_or_acted_on_field_of_the_wrong_type_is_a_400_naming_it(
     # The chat path would name the chat field (max_completion_tokens), which the client never sent.
     include = ["message.output_text.logprobs"]
     assert refused(include=include, **{field: value}).param == field
+
+
+def test_a_stored_answer_replays_as_the_chat_turn_it_came_from() -> None:
+    turn = ResponseMessage(
+        content="Checking.",
+        reasoning_content="Need the weather.",
+        tool_calls=[ResponseToolCall("call_1", FunctionCall("w", '{"c":"Oslo"}'))],
+    )
+    answer = ChatResponse(
+        id="c", created=1, model=MODEL, choices=[Choice(message=turn, finish_reason="tool_calls")]
+    )
+    first = {"model": MODEL, "input": "weather in Oslo?"}
+    stored = response_object(answer, first, response_id="resp_1", created_at=1, model=MODEL)
+    history = input_items(first) + stored["output"]
+    output = {"type": "function_call_output", "call_id": "call_1", "output": "cold"}
+    chat = translate(history=history, input=[output])
+    assert chat["messages"] == [
+        user("weather in Oslo?"),
+        {
+            "role": "assistant",
+            "content": "Checking.",
+            "reasoning_content": "Need the weather.",
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "w", "arguments": '{"c":"Oslo"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "cold"},
+    ]
