@@ -54,29 +54,37 @@ def outcome(finish_reason: str | None) -> tuple[str, dict[str, Any] | None]:
 
 
 def output_logprobs(logprobs: Any) -> list[dict[str, Any]]:
-    """A chat choice's ``logprobs`` (its ``content`` tokens) as an output_text part's list."""
-    if logprobs is None:
+    """A chat choice's ``logprobs`` (its ``content`` tokens) as an output_text part's list.
+
+    An entry an upstream garbled (no token, no number) is left out: logprobs are a diagnostic
+    beside the answer, never a reason to lose it.
+    """
+    found = msgspec.to_builtins(logprobs) if logprobs is not None else None
+    tokens = found.get("content") if isinstance(found, dict) else None
+    if not isinstance(tokens, list):
         return []
-    tokens = msgspec.to_builtins(logprobs).get("content") or []
-    return [
-        {
-            "token": token["token"],
-            "logprob": token["logprob"],
-            "bytes": _bytes_of(token),
-            "top_logprobs": [
-                {"token": top["token"], "logprob": top["logprob"], "bytes": _bytes_of(top)}
-                for top in token.get("top_logprobs") or []
-            ],
-        }
-        for token in tokens
-    ]
+    converted = []
+    for token in tokens:
+        entry = _token(token)
+        if entry is not None:
+            alternatives = token.get("top_logprobs")
+            tops = [_token(top) for top in alternatives] if isinstance(alternatives, list) else []
+            entry["top_logprobs"] = [top for top in tops if top is not None]
+            converted.append(entry)
+    return converted
 
 
-def _bytes_of(token: Mapping[str, Any]) -> list[int]:
+def _token(token: Any) -> dict[str, Any] | None:
+    """One token's ``token``, ``logprob`` and ``bytes`` (its UTF-8 when the upstream gave none)."""
+    if not isinstance(token, dict):
+        return None
+    text, logprob = token.get("token"), token.get("logprob")
+    if not isinstance(text, str) or not isinstance(logprob, int | float):
+        return None
     found = token.get("bytes")
     if isinstance(found, list):
-        return found
-    return list(str(token["token"]).encode("utf-8", errors="surrogatepass"))
+        return {"token": text, "logprob": logprob, "bytes": found}
+    return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8", "surrogatepass"))}
 
 
 def output_annotations(annotations: list[Any]) -> list[Any]:

@@ -40,7 +40,7 @@ from proxy.chat_form import FunctionCall
 from proxy.errors import RateLimited, UpstreamError
 from proxy.providers.logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob
 from proxy.responses_events import ResponseEventStream
-from proxy.responses_from_chat import response_object, response_usage
+from proxy.responses_from_chat import output_logprobs, response_object, response_usage
 
 MODEL = "deepseek-reasoner"
 BODY: dict[str, Any] = {"model": MODEL, "input": "hi"}
@@ -615,3 +615,19 @@ def test_streamed_logprobs_ride_on_their_deltas_and_add_up_to_the_whole() -> Non
     )
     assert normalised(stream.response) == normalised(whole)
     assert whole["output"][0]["content"][0]["logprobs"][1]["bytes"] == [108, 111]
+
+
+@pytest.mark.parametrize(
+    "logprobs",
+    [
+        ["not", "an", "object"],
+        {"content": "nope"},
+        {"content": [None, {"token": "a"}, {"logprob": -1}, {"token": 3, "logprob": -1}]},
+        {"content": [{"token": "a", "logprob": "low", "top_logprobs": "x"}]},
+        {"content": [{"token": "a", "logprob": -1, "top_logprobs": [None, {"token": "b"}]}]},
+    ],
+)
+def test_logprobs_an_upstream_garbled_are_left_out_not_a_crash(logprobs: object) -> None:
+    good = {"token": "a", "logprob": -1, "bytes": [97], "top_logprobs": []}
+    found = output_logprobs(logprobs)
+    assert found in ([], [good])
