@@ -44,6 +44,8 @@ DROPPED_FIELDS = frozenset(
         "stream_options",
         "client_metadata",
         "max_tool_calls",
+        # Labels for the gateway's own log and the echoed response; OpenAI's chat takes
+        # metadata only with store: true, which would ask the upstream to keep the answer.
         "metadata",
     }
 )
@@ -156,6 +158,7 @@ def chat_body(body: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> 
 
 
 def _refuse_untranslated(body: Mapping[str, Any]) -> None:
+    _check_metadata(body.get("metadata"))
     for key, value in body.items():
         if value is None or key in DROPPED_FIELDS:
             continue
@@ -174,6 +177,30 @@ def _refuse_untranslated(body: Mapping[str, Any]) -> None:
                 "change the answer; leave it out, or use a model whose provider serves "
                 "/v1/responses itself.",
             )
+
+
+#: OpenAI's limits on ``metadata``: pairs, key length, value length.
+METADATA_LIMITS = (16, 64, 512)
+
+
+def _check_metadata(metadata: object) -> None:
+    """A 400 for metadata OpenAI would refuse: it is echoed on the response and stored with it."""
+    if metadata is None:
+        return
+    pairs, key_chars, value_chars = METADATA_LIMITS
+    if (
+        not isinstance(metadata, dict)
+        or len(metadata) > pairs
+        or not all(
+            isinstance(value, str) and len(key) <= key_chars and len(value) <= value_chars
+            for key, value in metadata.items()
+        )
+    ):
+        raise invalid(
+            "metadata",
+            f"'metadata' must be an object of at most {pairs} string values, keys of at most "
+            f"{key_chars} characters and values of at most {value_chars}.",
+        )
 
 
 def _tools(tools: object) -> list[dict[str, Any]]:

@@ -749,3 +749,12 @@ def test_a_stored_answer_replays_as_the_chat_turn_it_came_from() -> None:
         },
         {"role": "tool", "tool_call_id": "call_1", "content": "cold"},
     ]
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    ["run-1", {"run": 1}, {f"k{i}": "v" for i in range(17)}, {"k" * 65: "v"}, {"k": "v" * 513}],
+)
+def test_metadata_that_could_not_be_echoed_is_a_400(metadata: object) -> None:
+    # Dropped on the way to chat, but echoed on the response and kept with it: OpenAI's limits.
+    assert refused(metadata=metadata).param == "metadata"
