@@ -11,6 +11,9 @@ import pytest
 from proxy.chat import ChatResponse, Choice, ResponseMessage, ResponseToolCall, decode_chat_request
 from proxy.chat_form import FunctionCall
 from proxy.errors import InvalidRequest
+from proxy.providers.base import WireAdapter
+from proxy.providers.gemini import GeminiAdapter
+from proxy.providers.ollama import OllamaAdapter
 from proxy.responses_from_chat import response_object
 from proxy.responses_to_chat import DROPPED_FIELDS, chat_body, input_items
 
@@ -758,3 +761,37 @@ def test_a_stored_answer_replays_as_the_chat_turn_it_came_from() -> None:
 def test_metadata_that_could_not_be_echoed_is_a_400(metadata: object) -> None:
     # Dropped on the way to chat, but echoed on the response and kept with it: OpenAI's limits.
     assert refused(metadata=metadata).param == "metadata"
+
+
+@pytest.mark.parametrize("adapter", [GeminiAdapter("gemini", "key"), OllamaAdapter("ollama", None)])
+def test_a_full_translated_body_is_taken_by_the_translating_adapters(adapter: WireAdapter) -> None:
+    body = {
+        "model": "m",
+        "instructions": "Answer in JSON.",
+        "input": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "What is in the image?"},
+                    {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="},
+                ],
+            },
+            reasoning("Look first."),
+            {"type": "function_call", "call_id": "call_1", "name": "look", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "a cat"},
+        ],
+        "tools": [{"type": "function", "name": "look", "parameters": {"type": "object"}}],
+        "tool_choice": "auto",
+        "text": {"format": {"type": "json_schema", "name": "a", "schema": {"type": "object"}}},
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "max_output_tokens": 100,
+        "temperature": 0.5,
+        "stream": True,
+        "store": False,
+        "include": ["reasoning.encrypted_content"],
+        "metadata": {"run": "1"},
+        "user": "u-1",
+        "prompt_cache_key": "s-1",
+    }
+    request = decode_chat_request(json.dumps(chat_body(body, [])).encode())
+    assert adapter.chat_call(request, "m").body
