@@ -102,7 +102,7 @@ class ChatMessages:
 
     def _message(self, item: Mapping[str, Any], param: str) -> None:
         role = item.get("role")
-        if role not in MESSAGE_ROLES:
+        if not isinstance(role, str) or role not in MESSAGE_ROLES:
             raise invalid(
                 f"{param}.role",
                 f"'{param}.role' must be one of 'user', 'assistant', 'system', 'developer'.",
@@ -210,7 +210,7 @@ def _image(part: Mapping[str, Any], param: str) -> dict[str, Any]:
     image: dict[str, Any] = {"url": string_field(part, "image_url", param)}
     detail = part.get("detail")
     if detail is not None:
-        if detail not in _IMAGE_DETAILS:
+        if not isinstance(detail, str) or detail not in _IMAGE_DETAILS:
             raise unsupported(
                 f"{param}.detail",
                 f"Image detail {detail!r} has no chat equivalent (auto, low and high do).",

@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.chat import ChatResponse, Choice, ResponseMessage, ResponseToolCall, decode_chat_request
 from proxy.chat_form import FunctionCall
@@ -15,7 +17,7 @@ from proxy.providers.base import WireAdapter
 from proxy.providers.gemini import GeminiAdapter
 from proxy.providers.ollama import OllamaAdapter
 from proxy.responses_from_chat import response_object
-from proxy.responses_to_chat import DROPPED_FIELDS, chat_body, input_items
+from proxy.responses_to_chat import DROPPED_FIELDS, TRANSLATED_FIELDS, chat_body, input_items
 
 MODEL = "gemini-2.5-flash"
 
@@ -795,3 +797,73 @@ def test_a_full_translated_body_is_taken_by_the_translating_adapters(adapter: Wi
     }
     request = decode_chat_request(json.dumps(chat_body(body, [])).encode())
     assert adapter.chat_call(request, "m").body
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+_keys = st.sampled_from(
+    [
+        "type",
+        "role",
+        "content",
+        "text",
+        "call_id",
+        "name",
+        "arguments",
+        "output",
+        "summary",
+        "image_url",
+        "file_data",
+        "file_id",
+        "detail",
+        "encrypted_content",
+        "id",
+        "refusal",
+    ]
+)
+_kinds = st.sampled_from(
+    [
+        "message",
+        "function_call",
+        "function_call_output",
+        "reasoning",
+        "input_text",
+        "output_text",
+        "input_image",
+        "input_file",
+        "refusal",
+        "summary_text",
+        "user",
+        "assistant",
+        "system",
+    ]
+)
+_shaped = st.recursive(
+    _kinds | _json,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_keys, children, max_size=4),
+    max_leaves=12,
+)
+_fields = st.sampled_from(sorted(TRANSLATED_FIELDS | DROPPED_FIELDS | {"conversation", "x"}))
+
+
+_items = st.lists(st.dictionaries(_keys, _shaped, max_size=5), max_size=3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(fields=st.dictionaries(_fields, _shaped, max_size=5), input=_items, history=_items)
+def test_any_body_is_translated_or_refused_by_name_never_a_crash(
+    fields: dict[str, Any], input: list[dict[str, Any]], history: list[dict[str, Any]]
+) -> None:
+    body = {"model": MODEL, "input": input or "hi", **fields}
+    items = history
+    refusal: InvalidRequest | None = None
+    try:
+        json.dumps(chat_body(body, items))
+    except InvalidRequest as exc:
+        refusal = exc
+    assert refusal is None or refusal.param
