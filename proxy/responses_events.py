@@ -29,6 +29,7 @@ from proxy.responses_from_chat import (
     reasoning_item,
     refusal_part,
     response_usage,
+    unique_call_id,
 )
 
 _encode = msgspec.json.Encoder().encode
@@ -98,6 +99,7 @@ class ResponseEventStream:
         self._reasoning: _Reasoning | None = None
         self._message: _Message | None = None
         self._calls: dict[int, _Call] = {}
+        self._call_ids: set[str] = set()
         self._usage: Usage | None = None
         self._finish_reason: str | None = None
         self._started = False
@@ -226,7 +228,7 @@ class ResponseEventStream:
         function = fragment.function
         call = self._calls.get(fragment.index)
         if call is None:
-            call_id = fragment.id or new_item_id("call")
+            call_id = unique_call_id(fragment.id, self._call_ids)
             name = (function.name if function else None) or ""
             call = _Call(new_item_id("fc"), len(self._output), call_id, name)
             self._calls[fragment.index] = call

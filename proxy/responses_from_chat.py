@@ -28,6 +28,15 @@ def new_item_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(24)}"
 
 
+def unique_call_id(call_id: str | None, taken: set[str]) -> str:
+    """``call_id``, or a fresh ``call_…`` when the upstream gave none or repeated one in this
+    answer: a client answers each call by its id, and the SDK refuses two items with one."""
+    if not call_id or call_id in taken:
+        call_id = new_item_id("call")
+    taken.add(call_id)
+    return call_id
+
+
 def response_usage(usage: Usage | None) -> dict[str, Any] | None:
     """Chat usage as the Responses ``usage``: all five counts, the details objects always there.
 
@@ -233,10 +242,11 @@ def response_object(
         if parts:
             output.append(message_item(new_item_id("msg"), parts, "completed"))
         if isinstance(message.tool_calls, list):
+            taken: set[str] = set()
             output.extend(
                 function_call_item(
                     new_item_id("fc"),
-                    call.id,
+                    unique_call_id(call.id, taken),
                     call.function.name,
                     call.function.arguments,
                     "completed",

@@ -631,3 +631,67 @@ def test_logprobs_an_upstream_garbled_are_left_out_not_a_crash(logprobs: object)
     good = {"token": "a", "logprob": -1, "bytes": [97], "top_logprobs": []}
     found = output_logprobs(logprobs)
     assert found in ([], [good])
+
+
+_deltas = st.one_of(
+    st.builds(lambda text: Delta(content=text), _texts),
+    st.builds(lambda text: Delta(reasoning_content=text), _texts),
+    st.builds(lambda text: Delta(refusal=text), _texts),
+    st.builds(
+        lambda index, call_id, name, args: Delta(
+            tool_calls=[
+                ToolCallDelta(index, call_id, None, FunctionCallDelta(name=name, arguments=args))
+            ]
+        ),
+        st.integers(0, 2),
+        st.none() | st.sampled_from(["call_a", "call_b"]),
+        st.none() | st.sampled_from(["f", "g"]),
+        st.none() | _texts,
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    deltas=st.lists(_deltas, max_size=12),
+    finish=st.none() | st.sampled_from(["stop", "length", "tool_calls", "content_filter"]),
+    failed=st.booleans(),
+)
+def test_any_chunk_order_gives_events_the_sdk_accepts(
+    deltas: list[Delta], finish: str | None, failed: bool
+) -> None:
+    stream = ResponseEventStream(BODY, response_id="resp_1", created_at=1, model=MODEL)
+    events = stream.start()
+    for delta in deltas:
+        events += stream.feed(chunk(delta))
+    events += stream.feed(
+        ChatChunk(id="c", created=1, model=MODEL, choices=[ChunkChoice(finish_reason=finish)])
+    )
+    events += stream.fail(UpstreamError("cut")) if failed else stream.finish(USAGE)
+    data = decoded(events)
+    state = accumulate(data)
+    assert data[-1]["response"] == stream.response
+    ended = data[-1]["type"]
+    if ended == "response.completed":
+        assert state._completed_response is not None
+    assert all(
+        item["status"] != "in_progress" for item in stream.response["output"] if "status" in item
+    )
+    added = [event["item"]["id"] for event in data if event["type"] == "response.output_item.added"]
+    done = [event["item"]["id"] for event in data if event["type"] == "response.output_item.done"]
+    assert sorted(added) == sorted(done)
+    assert [item["id"] for item in stream.response["output"]] == added
+
+
+def test_a_call_id_an_upstream_repeats_is_made_unique() -> None:
+    # The SDK refuses a stream with two calls of one call_id, and so would the next turn's answers.
+    script = Script(
+        calls=[("call_1", "f", "{}"), ("call_1", "g", "{}"), ("", "h", "{}")], finish="tool_calls"
+    )
+    events, stream = stream_events(script)
+    accumulate(decoded(events))
+    for output in (stream.response["output"], build(script)["output"]):
+        ids = [item["call_id"] for item in output]
+        assert ids[0] == "call_1"
+        assert len(set(ids)) == 3
+        assert all(call_id.startswith("call_") for call_id in ids)
