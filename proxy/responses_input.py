@@ -10,6 +10,7 @@ is a 400 naming the field.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -40,6 +41,19 @@ def string_field(item: Mapping[str, Any], key: str, param: str) -> str:
     return value
 
 
+@dataclasses.dataclass(frozen=True)
+class MessageOrigin:
+    """Where a chat message came from in the Responses request, to name it in errors: the item
+    (``input[3]``), the field its content came from (``input[3].content``, or ``.output`` for a
+    tool result), whether its chat parts are that field's parts one for one (not joined), and
+    the item of each of its tool calls."""
+
+    item: str
+    content: str = ""
+    parts: bool = False
+    calls: list[str] = dataclasses.field(default_factory=list)
+
+
 class ChatMessages:
     """Builds the chat messages of a conversation from its Responses items, in order.
 
@@ -54,6 +68,8 @@ class ChatMessages:
 
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
+        #: Where each message came from, index for index.
+        self.origins: list[MessageOrigin] = []
         self._reasoning: list[str] = []
         # The assistant message the next function_call items join (the turn they belong to).
         self._open_turn: dict[str, Any] | None = None
@@ -67,13 +83,12 @@ class ChatMessages:
             self._function_call(item, param)
         elif kind == "function_call_output":
             self._close_turn()
-            self.messages.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": string_field(item, "call_id", param),
-                    "content": _tool_output(item.get("output"), f"{param}.output"),
-                }
-            )
+            message = {
+                "role": "tool",
+                "tool_call_id": string_field(item, "call_id", param),
+                "content": _tool_output(item.get("output"), f"{param}.output"),
+            }
+            self._append(message, _origin(message, param, f"{param}.output"))
         elif kind == "reasoning":
             self._close_turn()
             self._reasoning_item(item, param)
@@ -93,11 +108,15 @@ class ChatMessages:
     def _close_turn(self) -> None:
         self._open_turn = None
 
-    def _assistant(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _append(self, message: dict[str, Any], origin: MessageOrigin) -> None:
+        self.messages.append(message)
+        self.origins.append(origin)
+
+    def _assistant(self, message: dict[str, Any], origin: MessageOrigin) -> dict[str, Any]:
         if self._reasoning:
             message["reasoning_content"] = "\n\n".join(self._reasoning)
             self._reasoning = []
-        self.messages.append(message)
+        self._append(message, origin)
         return message
 
     def _message(self, item: Mapping[str, Any], param: str) -> None:
@@ -109,15 +128,16 @@ class ChatMessages:
             )
         if "content" not in item or item["content"] is None:
             raise invalid(f"{param}.content", f"The message '{param}' needs 'content'.")
-        content = _content(role, item["content"], f"{param}.content")
+        message = {"role": role, "content": _content(role, item["content"], f"{param}.content")}
+        origin = _origin(message, param, f"{param}.content")
         self._close_turn()
         if role == "assistant":
-            self._open_turn = self._assistant({"role": "assistant", "content": content})
+            self._open_turn = self._assistant(message, origin)
         else:
             # Reasoning belongs to the assistant turn it preceded; a turn of another role
             # between them means there was none.
             self._reasoning = []
-            self.messages.append({"role": role, "content": content})
+            self._append(message, origin)
 
     def _function_call(self, item: Mapping[str, Any], param: str) -> None:
         if item.get("namespace") is not None:
@@ -135,8 +155,11 @@ class ChatMessages:
             },
         }
         if self._open_turn is None:
-            self._open_turn = self._assistant({"role": "assistant", "content": None})
+            self._open_turn = self._assistant(
+                {"role": "assistant", "content": None}, MessageOrigin(param)
+            )
         self._open_turn.setdefault("tool_calls", []).append(call)
+        self.origins[-1].calls.append(param)
 
     def _reasoning_item(self, item: Mapping[str, Any], param: str) -> None:
         if item.get("encrypted_content") is not None:
@@ -147,12 +170,17 @@ class ChatMessages:
         self._reasoning.extend(texts)
 
 
-def chat_messages(items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
-    """The chat messages for (param, item) pairs, in order."""
+def chat_messages(items: Iterable[tuple[str, Mapping[str, Any]]]) -> ChatMessages:
+    """The chat messages for (param, item) pairs, in order, with their origins."""
     builder = ChatMessages()
     for param, item in items:
         builder.add(item, param)
-    return builder.messages
+    return builder
+
+
+def _origin(message: Mapping[str, Any], param: str, field: str) -> MessageOrigin:
+    """The origin of a message whose content came from ``field`` of item ``param``."""
+    return MessageOrigin(param, field, isinstance(message["content"], list))
 
 
 def _reasoning_texts(parts: object, kind: str, param: str) -> list[str]:

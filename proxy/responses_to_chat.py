@@ -28,7 +28,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
 from proxy.errors import InvalidRequest
-from proxy.responses_input import chat_messages, invalid, string_field, unsupported
+from proxy.responses_input import (
+    MessageOrigin,
+    chat_messages,
+    invalid,
+    string_field,
+    unsupported,
+)
+from proxy.responses_params import ParamMap
 
 #: Top-level fields dropped on the way to chat (see the module docstring).
 DROPPED_FIELDS = frozenset(
@@ -114,18 +121,30 @@ def chat_body(body: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> 
     """The chat-completions body for a Responses body (the client's decoded JSON) and the items
     of the conversation before it (those of the stored responses previous_response_id chains
     back through, oldest first)."""
+    return translate_request(body, history)[0]
+
+
+def translate_request(
+    body: Mapping[str, Any], history: Sequence[Mapping[str, Any]]
+) -> tuple[dict[str, Any], ParamMap]:
+    """:func:`chat_body`, and the map that renames the chat fields a later 400 names (from the
+    chat path's own checks) to the fields of this Responses request."""
     _refuse_untranslated(body)
     chat: dict[str, Any] = {"model": body.get("model")}
     messages: list[dict[str, Any]] = []
+    origins: list[MessageOrigin] = []
     instructions = body.get("instructions")
     if instructions is not None:
         if not isinstance(instructions, str):
             raise invalid("instructions", "'instructions' must be a string.")
         # Each call gives its own instructions: those of earlier calls are not in ``history``.
         messages.append({"role": "system", "content": instructions})
+        origins.append(MessageOrigin("instructions"))
     items = [("previous_response_id", item) for item in history]
     items += [(f"input[{i}]", item) for i, item in enumerate(input_items(body))]
-    messages += chat_messages(items)
+    conversation = chat_messages(items)
+    messages += conversation.messages
+    origins += conversation.origins
     if not any(message["role"] != "system" for message in messages):
         raise InvalidRequest(
             "Missing required parameter: 'input'.", param="input", code="missing_required_parameter"
@@ -154,7 +173,7 @@ def chat_body(body: Mapping[str, Any], history: Sequence[Mapping[str, Any]]) -> 
         # Usage on the last chunk, for the usage of response.completed.
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
-    return chat
+    return chat, ParamMap(origins)
 
 
 def _refuse_untranslated(body: Mapping[str, Any]) -> None:
