@@ -7,8 +7,11 @@ change the answer. Refused: built-in tools (``web_search*``, ``file_search``, ``
 ``code_interpreter``, ``image_generation``, ``mcp``, ``local_shell``, ``shell``,
 ``apply_patch``, ``tool_search``, …) and ``custom`` tools, a ``tool_choice`` naming one,
 ``background: true``, ``conversation``, ``prompt``, ``context_management``, ``include`` values
-other than the two below, input items with no chat equivalent (``item_reference``,
-``custom_tool_call``, ``web_search_call``, ``computer_call``, …).
+other than ``message.output_text.logprobs`` (chat's ``logprobs``) and
+``reasoning.encrypted_content`` (below), input items with no chat equivalent (``item_reference``,
+``custom_tool_call``, ``web_search_call``, ``computer_call``, …). A 400 the chat path raises
+later names chat fields; :func:`translate_request` gives the map that renames them
+(:mod:`proxy.responses_params`).
 
 Dropped, because they only tune or label the call and the answer means the same without them:
 ``prompt_cache_key``, ``prompt_cache_retention``, ``prompt_cache_options``,
