@@ -14,13 +14,10 @@ from typing import Any
 
 import httpx2
 import openai
-import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from openai._models import construct_type
-from openai.lib.streaming.responses import ResponseStreamState
-from openai.types.responses import Response, ResponseStreamEvent
+from openai.types.responses import Response
 
 from proxy.chat import (
     ChatChunk,
@@ -41,6 +38,7 @@ from proxy.errors import RateLimited, UpstreamError
 from proxy.providers.logprobs import ChoiceLogprobs, TokenLogprob, TopLogprob
 from proxy.responses_events import ResponseEventStream
 from proxy.responses_from_chat import output_logprobs, response_object, response_usage
+from tests.responses_sdk import accumulate, decoded
 
 MODEL = "deepseek-reasoner"
 BODY: dict[str, Any] = {"model": MODEL, "input": "hi"}
@@ -51,7 +49,6 @@ USAGE = Usage(
     prompt_tokens_details=PromptTokensDetails(cached_tokens=64),
     completion_tokens_details=CompletionTokensDetails(reasoning_tokens=50),
 )
-EVENTS = pydantic.TypeAdapter(ResponseStreamEvent)
 
 
 @dataclasses.dataclass
@@ -120,21 +117,6 @@ def stream_events(
         events += stream.feed(piece)
     events += stream.finish(None)
     return events, stream
-
-
-def decoded(events: list[bytes]) -> list[dict[str, Any]]:
-    """Each event's JSON, after checking its framing and its shape against the SDK's union."""
-    found = []
-    for event in events:
-        assert event.endswith(b"\n\n")
-        name_line, data_line = event[:-2].split(b"\n")
-        data = json.loads(data_line.removeprefix(b"data: "))
-        assert name_line == b"event: " + data["type"].encode()
-        assert b"\n" not in data_line
-        EVENTS.validate_python(data)
-        found.append(data)
-    assert [data["sequence_number"] for data in found] == list(range(len(found)))
-    return found
 
 
 def normalised(response: dict[str, Any]) -> dict[str, Any]:
@@ -498,14 +480,6 @@ def test_interleaved_call_fragments_land_in_their_own_items() -> None:
         ("call_a", '{"x":1}'),
         ("call_b", '{"y":2}'),
     ]
-
-
-def accumulate(data: list[dict[str, Any]]) -> ResponseStreamState[Any]:
-    """Feed events through the SDK's own stream state, as responses.stream() does."""
-    state: ResponseStreamState[Any] = ResponseStreamState(input_tools=[], text_format=openai.omit)
-    for event in data:
-        state.handle_event(construct_type(type_=ResponseStreamEvent, value=event))  # type: ignore[arg-type]
-    return state
 
 
 def test_usage_given_at_the_finish_wins_and_reaches_the_last_event() -> None:
