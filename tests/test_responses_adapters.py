@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from proxy.providers.base import WireAdapter
+from proxy.providers.gemini import GeminiAdapter
 from proxy.providers.ollama import OllamaAdapter
 from proxy.providers.openai_compat import OpenAICompatAdapter
 from proxy.responses_events import ResponseEventStream
@@ -115,6 +116,52 @@ DEEPSEEK_WHOLE = json.dumps(
 ).encode()
 
 
+def gemini_event(parts: list[dict[str, Any]], finish: str | None = None) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}}
+    if finish:
+        candidate["finishReason"] = finish
+    return {"candidates": [candidate], "modelVersion": "gemini-2.5-flash", "responseId": "abc"}
+
+
+GEMINI_USAGE: dict[str, Any] = {
+    "promptTokenCount": 8,
+    "candidatesTokenCount": 5,
+    "thoughtsTokenCount": 30,
+    "totalTokenCount": 43,
+    "cachedContentTokenCount": 4,
+}
+GEMINI_CALLS: list[dict[str, Any]] = [
+    {
+        "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+        "thoughtSignature": "sig-1",
+    },
+    {"functionCall": {"name": "now", "args": {}}},
+]
+GEMINI_STREAM = b"".join(
+    b"data: " + json.dumps(event).encode() + b"\r\n\r\n"
+    for event in (
+        gemini_event([{"text": "Pondering", "thought": True}]),
+        gemini_event([{"text": " more.", "thought": True}]),
+        gemini_event([{"text": "Hel"}]),
+        gemini_event([{"text": "lo, ünïcode!"}]),
+        {**gemini_event(GEMINI_CALLS, "STOP"), "usageMetadata": GEMINI_USAGE},
+    )
+)
+GEMINI_WHOLE = json.dumps(
+    {
+        **gemini_event(
+            [
+                {"text": "Pondering more.", "thought": True},
+                {"text": "Hello, ünïcode!"},
+                *GEMINI_CALLS,
+            ],
+            "STOP",
+        ),
+        "usageMetadata": GEMINI_USAGE,
+    }
+).encode()
+
+
 def normalised(response: dict[str, Any]) -> dict[str, Any]:
     """Without what each build makes fresh: item ids, the completion time, and the call ids
     Ollama's translation makes up (it names no call)."""
@@ -141,6 +188,12 @@ def normalised(response: dict[str, Any]) -> dict[str, Any]:
             DEEPSEEK_STREAM,
             DEEPSEEK_WHOLE,
             ["reasoning", "message"],
+        ),
+        (
+            GeminiAdapter("gemini", "key"),
+            GEMINI_STREAM,
+            GEMINI_WHOLE,
+            ["reasoning", "message", "function_call", "function_call"],
         ),
     ],
 )
