@@ -174,11 +174,11 @@ def build_response(
     error: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A response object with the request's settings echoed back (§5)."""
-    text = body.get("text") if isinstance(body.get("text"), dict) else {}
-    reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
-    echoed_text: dict[str, Any] = {"format": (text or {}).get("format") or {"type": "text"}}
-    if (text or {}).get("verbosity") is not None:
-        echoed_text["verbosity"] = (text or {})["verbosity"]
+    text = _object(body.get("text"))
+    reasoning = _object(body.get("reasoning"))
+    echoed_text: dict[str, Any] = {"format": text.get("format") or {"type": "text"}}
+    if text.get("verbosity") is not None:
+        echoed_text["verbosity"] = text["verbosity"]
     return {
         "id": response_id,
         "object": "response",
@@ -193,10 +193,7 @@ def build_response(
         "output": output,
         "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
         "previous_response_id": body.get("previous_response_id"),
-        "reasoning": {
-            "effort": (reasoning or {}).get("effort"),
-            "summary": (reasoning or {}).get("summary"),
-        },
+        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
         "store": body.get("store") is not False,
         "temperature": body.get("temperature"),
         "text": echoed_text,
@@ -209,6 +206,11 @@ def build_response(
         "usage": usage,
         "completed_at": int(time.time()) if status == "completed" else None,
     }
+
+
+def _object(value: object) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (what the client left out)."""
+    return value if isinstance(value, dict) else {}
 
 
 def response_object(
