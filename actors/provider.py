@@ -177,6 +177,11 @@ class ProviderActor:
         known = self.known_models()
         return known[0] if known else None
 
+    def speaks(self, protocol: str) -> bool:
+        """Whether this upstream takes requests of client ``protocol`` as they are (passed
+        through); when not, a surface gives it the chat form of the request."""
+        return self._adapter is not None and self._adapter.passthrough_for(protocol) is not None
+
     def close(self) -> None:
         """Stop: :meth:`run` closes the client and returns."""
         self._closed.set()

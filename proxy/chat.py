@@ -99,7 +99,12 @@ def chat_request(request: ClientRequest) -> ChatRequest:
 
 def decode_chat_request(body: bytes) -> ChatRequest:
     """Parse a chat body and check what the gateway acts on; a failure names the field."""
-    raw = decode_object(body)
+    return chat_request_of(decode_object(body))
+
+
+def chat_request_of(raw: dict[str, Any]) -> ChatRequest:
+    """A decoded chat body checked as :func:`decode_chat_request` checks it (a translated
+    request from another protocol is checked like the client's own)."""
     if "model" not in raw:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model")
     if "messages" not in raw:

@@ -107,6 +107,7 @@ def app_deps(parts: ServiceParts) -> AppDeps:
         logger=parts.logger,
         readiness=parts.readiness,
         started_unix=parts.started_unix,
+        responses=parts.responses,
     )
     return AppDeps(
         server=config.server,

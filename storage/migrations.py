@@ -278,7 +278,9 @@ CREATE TABLE stored_responses (
     previous_response_id TEXT,
     input_items          TEXT    NOT NULL,
     output_items         TEXT    NOT NULL,
-    response             TEXT    NOT NULL
+    response             TEXT    NOT NULL,
+    -- 1: passed through, so the provider holds it too (and can continue it by its id)
+    upstream_held        INTEGER NOT NULL DEFAULT 0 CHECK (upstream_held IN (0, 1))
 ) STRICT;
 -- Retention deletes by either: past the expiry set when stored, or older than the retention
 -- configured now (which may have been lowered since).

@@ -51,6 +51,9 @@ class ResponseToStore:
     input_items: Sequence[Any]
     output_items: Sequence[Any]
     response: Mapping[str, Any]
+    upstream_held: bool = False
+    """Whether the provider holds it too: it was passed through to a provider that stores
+    responses, which can continue it by its id."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,6 +71,7 @@ class StoredResponse:
     """The response object exactly as stored, fit to send as a body without re-encoding."""
     input_items_json: str
     output_items_json: str
+    upstream_held: bool = False
 
     def response(self) -> dict[str, Any]:
         """The response object, decoded."""
@@ -92,8 +96,8 @@ def _client_key(client_id: str | None) -> str:
 _INSERT = """
 INSERT INTO stored_responses (
     id, client_id, created_at, expires_at, model, provider, previous_response_id, input_items,
-    output_items, response
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    output_items, response, upstream_held
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO NOTHING
 """
 
@@ -117,6 +121,7 @@ def insert_response(
             _encode(response.input_items).decode(),
             _encode(response.output_items).decode(),
             _encode(response.response).decode(),
+            int(response.upstream_held),
         ),
     )
     if conn.changes() == 0:
@@ -136,13 +141,15 @@ def get_response(
     """The client's response ``response_id``; None when absent, expired or another client's."""
     rows = conn.execute(
         "SELECT id, client_id, created_at, expires_at, model, provider, previous_response_id,"
-        " response, input_items, output_items FROM stored_responses"
+        " response, input_items, output_items, upstream_held FROM stored_responses"
         f" WHERE id = :id AND {_VISIBLE}",
         {"id": response_id, **_visible_params(client_id, now_ms, cutoff_ms)},
     ).fetchall()
     if not rows:
         return None
-    (rid, client, created, expires, model, provider, previous, response, inputs, outputs) = rows[0]
+    (rid, client, created, expires, model, provider, previous, response, inputs, outputs, held) = (
+        rows[0]
+    )
     # STRICT INTEGER columns
     assert isinstance(created, int)
     assert isinstance(expires, int)
@@ -157,6 +164,7 @@ def get_response(
         response_json=str(response),
         input_items_json=str(inputs),
         output_items_json=str(outputs),
+        upstream_held=held == 1,
     )
 
 

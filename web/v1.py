@@ -21,6 +21,8 @@ from web.v1_call import new_request_id
 from web.v1_chat import chat_completions
 from web.v1_deps import V1Deps
 from web.v1_models import authenticate, models_body
+from web.v1_responses import create_response
+from web.v1_stored_responses import stored_response
 
 log = logging.getLogger("llm_proxy.v1")
 
@@ -35,6 +37,17 @@ async def v1_app(deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> No
             return
         await _small(deps, scope, receive, send, None, MethodNotAllowed(f"Use POST for {path}."))
         return
+    if path in ("/v1/responses", "/v1/responses/"):
+        if method == "POST":
+            await create_response(deps, scope, receive, send)
+            return
+        await _small(deps, scope, receive, send, None, MethodNotAllowed(f"Use POST for {path}."))
+        return
+    if path.startswith("/v1/responses/"):
+        response_id = unquote(path[len("/v1/responses/") :]).rstrip("/")
+        if response_id and "/" not in response_id:
+            await stored_response(deps, scope, receive, send, response_id)
+            return
     if path == "/v1/models" or path.startswith("/v1/models/"):
         model = unquote(path[len("/v1/models/") :]) if path.startswith("/v1/models/") else None
         await _small(deps, scope, receive, send, model or None, None)
@@ -45,7 +58,10 @@ async def v1_app(deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> No
         receive,
         send,
         None,
-        NotFound(f"Unknown path {path}: this gateway serves /v1/chat/completions and /v1/models."),
+        NotFound(
+            f"Unknown path {path}: this gateway serves /v1/chat/completions, /v1/responses "
+            "and /v1/models."
+        ),
     )
 
 

@@ -17,7 +17,7 @@ import secrets
 import time
 from functools import partial
 from time import perf_counter
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import msgspec
 import trio
@@ -36,7 +36,7 @@ from proxy.errors import (
 )
 from proxy.log_format import REQUEST_ID
 from proxy.rate_limit import TokenReservation
-from proxy.records import RequestRecord, Status
+from proxy.records import Endpoint, RequestRecord, Status
 from proxy.routing import Route
 from proxy.token_estimate import tokens_to_reserve
 from web.asgi import (
@@ -74,6 +74,9 @@ def new_request_id() -> str:
 
 class V1Call(abc.ABC, Generic[RequestT]):
     """The state of one call, from which its headers and its record are made."""
+
+    #: The client API the call came through, as the request log names it.
+    ENDPOINT: ClassVar[Endpoint]
 
     def __init__(self, deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> None:
         self.deps = deps
@@ -283,6 +286,7 @@ class V1Call(abc.ABC, Generic[RequestT]):
         return RequestRecord(
             request_id=self.request_id,
             ts_ms=self.ts_ms,
+            endpoint=self.ENDPOINT,
             client_id=self.client_id,
             provider=route.provider if route else None,
             model=request.model if request else "",

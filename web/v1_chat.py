@@ -23,6 +23,8 @@ _encode = msgspec.json.Encoder().encode
 class ChatCall(V1Call[ChatRequest]):
     """One chat completion, answered whole or streamed as ``chat.completion.chunk`` events."""
 
+    ENDPOINT = "chat"
+
     def _decode(self, body: bytes) -> ChatRequest:
         return decode_chat_request(body)
 
