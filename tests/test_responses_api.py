@@ -19,9 +19,11 @@ import trio
 from proxy.service import RunningService
 from tests.conftest import CLIENT_KEY, StartGateway, http, logged, sdk
 from tests.fakes.gemini_upstream import DEFAULT_API_KEY as GEMINI_KEY
+from tests.fakes.gemini_upstream import CutStream as GeminiCut
 from tests.fakes.gemini_upstream import Echo as GeminiEcho
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.gemini_upstream import FunctionCall as GeminiCall
+from tests.fakes.gemini_upstream import Thinking as GeminiThinking
 from tests.fakes.openai_responses import (
     CutMidStream,
     FailMidStream,
@@ -38,6 +40,17 @@ OPENAI = "gpt-4o"
 GEMINI = "gemini-2.5-flash"
 DEEPSEEK = "deepseek-chat"
 AUTH = {"authorization": f"Bearer {CLIENT_KEY}"}
+# A 1x1 PNG as a data URL: an image every provider takes inline.
+PIXEL = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+    "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+COUNT_SCHEMA = {
+    "type": "object",
+    "properties": {"n": {"type": "integer"}},
+    "required": ["n"],
+    "additionalProperties": False,
+}
 WEATHER_TOOL = {
     "type": "function",
     "name": "get_weather",
@@ -254,6 +267,53 @@ async def test_function_tools_over_two_turns_translated(
     assert second.output_text == "It is sunny."
     roles = [content["role"] for content in fake_gemini.received[-1].body["contents"]]
     assert roles == ["user", "model", "user"]
+
+
+async def test_reasoning_images_and_json_schema_translated(
+    gateway: RunningService, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.enqueue(GeminiThinking(thought_text="Looking at the picture.", answer='{"n": 2}'))
+    answer = await sdk(gateway).responses.create(
+        model=GEMINI,
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "How many cats?"},
+                    {"type": "input_image", "image_url": PIXEL},
+                ],
+            }
+        ],
+        text={"format": {"type": "json_schema", "name": "count", "schema": COUNT_SCHEMA}},
+        reasoning={"effort": "low"},
+    )
+    kinds = [item.type for item in answer.output]
+    assert kinds == ["reasoning", "message"]
+    reasoning = answer.output[0]
+    assert reasoning.type == "reasoning"
+    assert [s.text for s in reasoning.summary] == ["Looking at the picture."]
+    assert json.loads(answer.output_text) == {"n": 2}
+    assert answer.usage is not None
+    assert answer.usage.output_tokens_details.reasoning_tokens == 120
+    sent = fake_gemini.received[-1].body
+    parts = sent["contents"][0]["parts"]
+    assert parts[1]["inlineData"]["mimeType"] == "image/png"
+    assert sent["generationConfig"]["responseMimeType"] == "application/json"
+
+
+async def test_a_translated_stream_cut_ends_with_response_failed(
+    gateway: RunningService, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.enqueue(GeminiCut(after_chunks=2))
+    reply = await post(gateway, {"model": GEMINI, "input": "hello", "stream": True})
+    events = events_of(reply.content)
+    assert events[0][0] == "response.created"
+    name, failed = events[-1]
+    assert name == "response.failed"
+    assert failed["response"]["id"] == events[0][1]["response"]["id"]
+    assert [data["sequence_number"] for _, data in events] == list(range(len(events)))
+    (record,) = await logged(gateway)
+    assert record["status"] == "error"
 
 
 # -- one conversation, several providers ---------------------------------------------------------
