@@ -3,6 +3,7 @@ isolation, expiry, the conversation walk, retention, backups and concurrent use.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -99,12 +100,18 @@ async def test_a_stored_response_reads_back_whole(tmp_path: Path) -> None:
         assert got.response() == stored.response
         assert got.input_items() == stored.input_items
         assert got.output_items() == stored.output_items
+        assert got.upstream_held is False
         assert await store.get("resp_missing", "client-a") is None
-    # One row, the items as JSON text.
-    ((count, input_items),) = query(
-        tmp_path / "s.db", "SELECT count(*), input_items FROM stored_responses"
+        # A passed-through response is marked as held by its provider too.
+        await store.store(dataclasses.replace(answer("resp_2", "x"), upstream_held=True))
+        held = await store.get("resp_2", "client-a")
+        assert held is not None
+        assert held.upstream_held is True
+    # One row each, the items as JSON text.
+    assert query(tmp_path / "s.db", "SELECT count(*) FROM stored_responses") == [(2,)]
+    ((input_items,),) = query(
+        tmp_path / "s.db", "SELECT input_items FROM stored_responses WHERE id = 'resp_1'"
     )
-    assert count == 1
     assert "h\u00e9llo" in str(input_items)
 
 
@@ -332,13 +339,14 @@ def test_a_version_5_database_gains_the_table_and_keeps_its_data(
             "input_items",
             "output_items",
             "response",
+            "upstream_held",
         ]
         indexes = {row[1] for row in conn.execute("PRAGMA index_list(stored_responses)")}
         assert {"stored_responses_expires_at", "stored_responses_created_at"} <= indexes
         with pytest.raises(apsw.ConstraintError):
             conn.execute(
                 "INSERT INTO stored_responses VALUES ('msg_1', '', 1, 2, 'm', 'p', NULL,"
-                " '[]', '[]', '{}')"
+                " '[]', '[]', '{}', 0)"
             )
     finally:
         conn.close()
