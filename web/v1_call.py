@@ -23,7 +23,7 @@ import msgspec
 import trio
 
 from actors.provider import ProviderActor
-from actors.provider_backend import CallTiming
+from actors.provider_backend import CallTiming, ChunkStream
 from proxy.chat import Usage
 from proxy.client_request import ClientRequest
 from proxy.errors import (
@@ -35,6 +35,7 @@ from proxy.errors import (
     shutting_down,
 )
 from proxy.log_format import REQUEST_ID
+from proxy.providers.base import StreamItem
 from proxy.rate_limit import TokenReservation
 from proxy.records import Endpoint, RequestRecord, Status
 from proxy.routing import Route
@@ -356,6 +357,14 @@ class V1Call(abc.ABC, Generic[RequestT]):
             await logger.record(record, alias=alias)
             return
         log.error("the request log stayed full for %gs", RECORD_WAIT_S)
+
+
+async def next_or_none(items: ChunkStream) -> StreamItem | None:
+    """The next item of a call's stream; None at its clean end."""
+    try:
+        return await items.__anext__()
+    except StopAsyncIteration:
+        return None
 
 
 def _worth_a_fallback(error: GatewayError) -> bool:

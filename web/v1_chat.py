@@ -7,14 +7,13 @@ from time import perf_counter
 import msgspec
 
 from actors.provider import ProviderActor
-from actors.provider_backend import ChunkStream
 from proxy.chat import ChatRequest, decode_chat_request
 from proxy.errors import ErrorBody, GatewayError
-from proxy.providers.base import PassedAnswer, PassedEvent, StreamItem
+from proxy.providers.base import PassedAnswer, PassedEvent
 from proxy.routing import Route
 from proxy.sse import DONE, encode_event
 from web.asgi import JSON_TYPE, SSE_HEADERS, Receive, Scope, Send, send_body
-from web.v1_call import V1Call
+from web.v1_call import V1Call, next_or_none
 from web.v1_deps import V1Deps
 
 _encode = msgspec.json.Encoder().encode
@@ -58,7 +57,7 @@ class ChatCall(V1Call[ChatRequest]):
             request, route.upstream_model, self.timing, client=self._client_bucket()
         ) as items:
             # Headers wait for the first item, so a failure before it still gets a real status.
-            item = await _next_or_none(items)
+            item = await next_or_none(items)
             self.ttft_s = perf_counter() - self.started
             await self.send(
                 {
@@ -102,13 +101,6 @@ class ChatCall(V1Call[ChatRequest]):
 
 def _event(payload: bytes) -> dict[str, object]:
     return {"type": "http.response.body", "body": encode_event(payload), "more_body": True}
-
-
-async def _next_or_none(items: ChunkStream) -> StreamItem | None:
-    try:
-        return await items.__anext__()
-    except StopAsyncIteration:
-        return None
 
 
 async def chat_completions(deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> None:

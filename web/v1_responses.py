@@ -26,7 +26,6 @@ import msgspec
 import trio
 
 from actors.provider import ProviderActor
-from actors.provider_backend import ChunkStream
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse, chat_request_of
 from proxy.errors import GatewayError, InvalidRequest, UpstreamError
 from proxy.providers.base import PassedAnswer, PassedEvent, StreamItem
@@ -37,7 +36,7 @@ from proxy.responses_to_chat import input_items, translate_request
 from proxy.routing import Route
 from storage.responses import ResponseToStore, StoredResponse
 from web.asgi import JSON_TYPE, SSE_HEADERS, Receive, Scope, Send, send_body
-from web.v1_call import V1Call
+from web.v1_call import V1Call, next_or_none
 from web.v1_deps import V1Deps
 
 log = logging.getLogger("llm_proxy.v1")
@@ -155,7 +154,7 @@ class ResponsesCall(V1Call[ResponsesRequest]):
         async with actor.stream(
             request, route.upstream_model, self.timing, client=self._client_bucket()
         ) as items:
-            item = await _next_or_none(items)
+            item = await next_or_none(items)
             await self._start_stream()
             keep_text = self.deps.config.logging.store_bodies
             pieces: list[str] = []
@@ -238,7 +237,7 @@ class ResponsesCall(V1Call[ResponsesRequest]):
         async with actor.stream(
             chat, route.upstream_model, self.timing, client=self._client_bucket()
         ) as items:
-            item = await _next_or_none(items)
+            item = await next_or_none(items)
             events = ResponseEventStream(
                 request.raw,
                 response_id=new_item_id("resp"),
@@ -398,13 +397,6 @@ def _frame(event: PassedEvent) -> bytes:
 
 def _body_piece(payload: bytes) -> dict[str, object]:
     return {"type": "http.response.body", "body": payload, "more_body": True}
-
-
-async def _next_or_none(items: ChunkStream) -> StreamItem | None:
-    try:
-        return await items.__anext__()
-    except StopAsyncIteration:
-        return None
 
 
 async def create_response(deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> None:
