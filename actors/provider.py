@@ -177,6 +177,22 @@ class ProviderActor:
         known = self.known_models()
         return known[0] if known else None
 
+    async def forget_response(self, response_id: str) -> None:
+        """Have the upstream delete a response passed through to it earlier, within the
+        provider's timeout; a GatewayError when it could not."""
+        backend = self._ready_backend()
+        backend.acquire()
+        try:
+            with trio.fail_after(self.config.timeout_s):
+                await backend.forget_response(response_id)
+        except trio.TooSlowError:
+            raise UpstreamTimeout(
+                f"Upstream {self.name} did not delete the response within "
+                f"{self.config.timeout_s:g} s."
+            ) from None
+        finally:
+            backend.release()
+
     def speaks(self, protocol: str) -> bool:
         """Whether this upstream takes requests of client ``protocol`` as they are (passed
         through); when not, a surface gives it the chat form of the request."""

@@ -77,5 +77,10 @@ class Backend(abc.ABC):
         """The upstream's models."""
 
     @abc.abstractmethod
+    async def forget_response(self, response_id: str) -> None:
+        """Have the upstream delete a response it stores (one passed through to it); nothing
+        when it stores none or has it no longer."""
+
+    @abc.abstractmethod
     async def aclose(self) -> None:
         """Release what the backend holds."""

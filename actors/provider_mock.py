@@ -50,6 +50,9 @@ class MockBackend(Backend):
     async def list_models(self) -> list[ListedModel]:
         return [ListedModel(name) for name in MOCK_MODELS]
 
+    async def forget_response(self, response_id: str) -> None:
+        return  # answered here: nothing is stored anywhere else
+
     async def aclose(self) -> None:
         pass
 

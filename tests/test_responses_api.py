@@ -35,6 +35,7 @@ from tests.fakes.openai_responses import (
 from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI
 from tests.fakes.openai_upstream import Echo as ChatEcho
 from tests.fakes.openai_upstream import ToolCalls as ChatToolCalls
+from tests.fakes.openai_wire import server_error
 
 OPENAI = "gpt-4o"
 GEMINI = "gemini-2.5-flash"
@@ -316,6 +317,27 @@ async def test_a_translated_stream_cut_ends_with_response_failed(
     assert record["status"] == "error"
 
 
+async def test_a_failing_upstream_falls_back_to_a_translated_one(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, fake_gemini: FakeGemini
+) -> None:
+    gateway = await start_gateway(
+        {
+            "providers": {
+                "openai": {"base_url": fake_openai.base_url, "api_key": DEFAULT_API_KEY},
+                "gemini": {"base_url": fake_gemini.base_url, "api_key": GEMINI_KEY},
+                "ollama": {"enabled": False},
+            },
+            "fallbacks": {OPENAI: [GEMINI]},
+        }
+    )
+    fake_openai.responses.enqueue(server_error())
+    fake_gemini.enqueue(GeminiEcho(text="From the fallback."))
+    answer = await sdk(gateway).responses.create(model=OPENAI, input="hello")
+    assert answer.output_text == "From the fallback."
+    (record,) = await logged(gateway)
+    assert (record["provider"], record["attempts"]) == ("gemini", 2)
+
+
 # -- one conversation, several providers ---------------------------------------------------------
 
 
@@ -361,6 +383,21 @@ async def test_a_response_is_only_its_own_clients(
         assert deleted.json() == {"id": answer.id, "object": "response", "deleted": True}
         gone = await client.get(f"/v1/responses/{answer.id}", headers=AUTH)
         assert gone.status_code == 404
+
+
+async def test_deleting_a_passed_through_response_deletes_it_upstream_too(
+    gateway: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    client = sdk(gateway)
+    fake_openai.responses.enqueue(TextAnswer(text="kept at OpenAI"))
+    answer = await client.responses.create(model=OPENAI, input="hello")
+    assert answer.id in fake_openai.responses.stored
+    fetched = await client.responses.retrieve(answer.id)
+    assert fetched.output_text == "kept at OpenAI"
+    await client.responses.delete(answer.id)
+    assert answer.id not in fake_openai.responses.stored
+    with pytest.raises(openai.NotFoundError):
+        await client.responses.retrieve(answer.id)
 
 
 # -- Codex CLI's requests --------------------------------------------------------------------------

@@ -346,7 +346,8 @@ def _portable(items: list[Any]) -> list[Any]:
 
 def _previous_not_found(previous_id: str) -> InvalidRequest:
     return InvalidRequest(
-        f"Previous response with id '{previous_id}' not found.",
+        f"Previous response with id '{previous_id}' not found: the gateway continues only the "
+        "responses made through it by the same client, while they are kept.",
         param="previous_response_id",
         code="previous_response_not_found",
     )

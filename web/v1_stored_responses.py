@@ -3,13 +3,16 @@
 A response is stored when ``store`` was not false (:mod:`web.v1_responses`): translated ones
 with everything, passed-through ones as the upstream answered them. Any other client's id, an
 expired one or an unknown one is the same 404, so an id reveals nothing about whose it is.
+Deleting a passed-through response deletes it at the provider too.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import msgspec
 
-from proxy.errors import NotFound
+from proxy.errors import NotFound, ProviderDisabled
 from web.asgi import Receive, Scope, Send
 from web.auth import Caller
 from web.v1_deps import V1Deps
@@ -29,6 +32,15 @@ async def stored_response(
             if stored is None:
                 raise _not_found(response_id)
             return stored.response_json.encode()
+        stored = await deps.responses.get(response_id, caller.client_id)
+        if stored is None:
+            raise _not_found(response_id)
+        actor = deps.providers.get(stored.provider)
+        if stored.upstream_held and actor is not None:
+            # Gone upstream first: when that fails the client is told and may try again. A
+            # disabled provider will not answer again: the gateway's copy goes all the same.
+            with contextlib.suppress(ProviderDisabled):
+                await actor.forget_response(response_id)
         if not await deps.responses.delete(response_id, caller.client_id):
             raise _not_found(response_id)
         return _encode({"id": response_id, "object": "response", "deleted": True})

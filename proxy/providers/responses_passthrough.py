@@ -16,6 +16,7 @@ the call as an error for the log and the breaker; a stream that stops without on
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 from msgspec import Struct
@@ -114,6 +115,10 @@ class ResponsesPassthrough(Passthrough[ResponsesRequest]):
         body["model"] = upstream_model
         headers = self._stream_headers if request.stream else self._headers
         return UpstreamCall("POST", "/responses", headers, _encode(body))
+
+    def delete_call(self, response_id: str) -> UpstreamCall:
+        """``DELETE /responses/{id}``: the upstream forgets a response it stores."""
+        return UpstreamCall("DELETE", f"/responses/{quote(response_id, safe='')}", self._headers)
 
     def answer(self, body: bytes) -> PassedAnswer:
         """A response object as the upstream sent it, with the usage read from it."""
