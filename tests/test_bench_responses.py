@@ -9,15 +9,19 @@ from __future__ import annotations
 import socketserver
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import pytest
 from openai.types.responses import Response
 
-from tests.bench import responses_wire
-from tests.bench.bench_throughput import UPSTREAM_KEY, bench_server
+from tests.bench import bench_responses, responses_wire
+from tests.bench.bench_throughput import UPSTREAM_KEY, bench_server, gateway_process
+from tests.bench.loadgen import LoadResult
 from tests.bench.servers import STREAM_CHUNKS
-from tests.bench.stream_client import run_streams
+from tests.bench.stream_client import StreamResult, run_streams
+from tests.bench.table import render
+from tests.conftest import CLIENT_KEY
 from tests.responses_sdk import accumulate, decoded
 
 
@@ -117,3 +121,36 @@ def test_stream_client_counts_a_responses_stream_without_its_end_as_an_error() -
             server.shutdown()
     assert (result.completed, result.errors) == (0, 2)
     assert result.error_kinds == {"no response.completed": 2}
+
+
+def test_bench_gateway_answers_every_responses_point(upstream: str, tmp_path: Path) -> None:
+    """The bench's gateway setup: each point's call answers, each stream completes whole."""
+    with gateway_process(upstream, tmp_path, extra=bench_responses.gateway_extra(upstream)) as url:
+        for target in bench_responses.LOAD_TARGETS:
+            bench_responses.check(url, target)
+        for target in bench_responses.TARGETS:
+            result = run_streams(
+                url,
+                2,
+                target.stream_body,
+                CLIENT_KEY,
+                expected=target.deltas,
+                path=target.path,
+            )
+            assert (result.completed, result.errors) == (2, 0), result.error_summary
+            assert len(result.gaps_ms) == 2 * (target.deltas - 1)
+
+
+def test_bench_responses_figures_render_with_their_verdicts() -> None:
+    load = LoadResult(requests=10, rps=100.0, p50_ms=2.0, p99_ms=5.0, errors=0)
+    loads = dict.fromkeys(bench_responses.LOAD_TARGETS, load)
+    stream = StreamResult(3, 3, [1.0], [20.0, 21.0], 0, {}, 1.3, 0.1, 210)
+    rounds = {t: [bench_responses.StreamRound(stream, 0.021)] for t in bench_responses.TARGETS}
+    rows = bench_responses.load_figures(loads, "wrk") + bench_responses.stream_figures(
+        rounds, {"chat": [stream], "responses": [stream]}
+    )
+    by_metric = {row.metric: row for row in rows}
+    assert by_metric["req/s, Responses translated"].compare == "100% of chat"
+    assert by_metric["CPU per event, Responses passthrough"].gateway == "100 us"
+    assert [row.met for row in rows if row.target] == [True, True]  # errors = 0, twice
+    assert "MISSED" not in render(rows)
