@@ -1,9 +1,10 @@
 """The store of responses ``/v1/responses`` keeps (``store`` not false), for trio callers.
 
-Writes are jobs of the one StorageWriter (each its own short transaction, after every record
-queued before it); reads run on the read pool's threads. Nothing touches SQLite, or decodes
-stored JSON, on the trio thread. ``store`` returns once the row is committed, so a client that
-continues with ``previous_response_id`` right after its answer finds it.
+Writes are jobs of the one StorageWriter, after every record queued before them; stores share
+one commit with the others queued with them, each in its own savepoint. Reads run on the read
+pool's threads. Nothing touches SQLite, or decodes stored JSON, on the trio thread. ``store``
+returns once the row is committed, so a client that continues with ``previous_response_id``
+right after its answer finds it, on any worker.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class ResponseStore:
                 expires_at_ms=now_ms + self._retention_ms,
             ),
             timeout_s=timeout_s,
+            # Responses arrive many at a time under load: one commit for all that wait.
+            shares_commit=True,
         )
 
     async def get(self, response_id: str, client_id: str | None) -> StoredResponse | None:

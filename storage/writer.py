@@ -20,7 +20,7 @@ from proxy.records import RequestRecord
 from storage.batch import is_row_error, write_batch, write_rows_one_by_one
 from storage.connection import open_connection
 from storage.migrations import SchemaTooNewError, migrate
-from storage.transaction import in_immediate_transaction
+from storage.transaction import in_immediate_transaction, in_one_transaction_each_in_savepoint
 
 __all__ = ["StorageWriter", "WriterStatistics"]
 
@@ -68,6 +68,12 @@ class _Job:
     fn: Callable[[apsw.Connection], Any]
     reply: trio.MemorySendChannel[outcome.Outcome[Any]]
     commit: bool
+    shares_commit: bool = False
+    """May run in a savepoint of one transaction with the other such jobs queued with it."""
+
+    def abandoned(self) -> bool:
+        """Whether the caller timed out or was cancelled before the job's turn."""
+        return self.reply.statistics().open_receive_channels == 0
 
 
 _Message = _Records | _Job
@@ -148,14 +154,23 @@ class StorageWriter:
         self._send.send_nowait(_Records(batch, trio.current_time()))
         self._queued += len(batch)
 
-    async def execute(self, fn: Callable[[apsw.Connection], T], *, timeout_s: float = 10.0) -> T:
+    async def execute(
+        self,
+        fn: Callable[[apsw.Connection], T],
+        *,
+        timeout_s: float = 10.0,
+        shares_commit: bool = False,
+    ) -> T:
         """Run ``fn(conn)`` in its own IMMEDIATE transaction on the writer thread, return its value.
 
         Runs after every record queued before it. ``fn``'s exception is re-raised here (its
         transaction rolled back); ``trio.TooSlowError`` after ``timeout_s``, in which case a job
-        that had not started yet is skipped.
+        that had not started yet is skipped. With ``shares_commit`` the job runs in a savepoint
+        of one transaction with the other such jobs waiting when its turn comes (a group
+        commit: the same atomicity, one commit for many small writes under load); ``fn`` must
+        then not manage transactions itself.
         """
-        result = await self._call(fn, commit=True, timeout_s=timeout_s)
+        result = await self._call(fn, commit=True, timeout_s=timeout_s, shares_commit=shares_commit)
         return result.unwrap()
 
     async def check_writable(self, *, timeout_s: float = 2.0) -> bool:
@@ -190,13 +205,18 @@ class StorageWriter:
         )
 
     async def _call(
-        self, fn: Callable[[apsw.Connection], T], *, commit: bool, timeout_s: float
+        self,
+        fn: Callable[[apsw.Connection], T],
+        *,
+        commit: bool,
+        timeout_s: float,
+        shares_commit: bool = False,
     ) -> outcome.Outcome[T]:
         """Send a job and wait for its outcome, bounded by ``timeout_s``."""
         reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome[T]](1)
         # Closing our end on the way out tells the writer to skip a job nobody waits for.
         with reply_receive, trio.fail_after(timeout_s):
-            await self._send.send(_Job(fn, reply_send, commit))
+            await self._send.send(_Job(fn, reply_send, commit, shares_commit))
             return await reply_receive.receive()
 
     # --- the actor ------------------------------------------------------------------------------
@@ -256,6 +276,8 @@ class StorageWriter:
                     self._pending.extend(message.records)
                     while len(self._pending) >= self._max_batch:
                         await self._flush_one_batch()
+                case _Job() if message.shares_commit:
+                    await self._run_commit_group(message)
                 case _Job():
                     await self._flush_pending()
                     await self._run_job(message)
@@ -350,11 +372,67 @@ class StorageWriter:
         self._max_flush_ms = max(self._max_flush_ms, elapsed_ms)
         self._flush_ms_total += elapsed_ms
 
+    async def _run_commit_group(self, first: _Job) -> None:
+        """Run ``first`` and the commit-sharing jobs queued right behind it in one transaction.
+
+        Records met on the way join the pending batch (stored first: a job still runs after
+        every record queued before it); any other job ends the group and runs after it.
+        """
+        group = [first]
+        after: _Job | None = None
+        while after is None and len(group) < self._max_batch:
+            try:
+                message = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            match message:
+                case _Records():
+                    if not self._pending:
+                        self._pending_deadline = message.enqueued_at + self._max_delay_s
+                    self._pending.extend(message.records)
+                case _Job() if message.shares_commit:
+                    group.append(message)
+                case _Job():
+                    after = message
+        with contextlib.ExitStack() as stack:
+            if after is not None:
+                # Closed even when cancelled before its turn, so its caller is not left waiting.
+                stack.enter_context(after.reply)
+            await self._flush_pending()
+            await self._run_group(group)
+            if after is not None:
+                await self._run_job(after)
+
+    async def _run_group(self, group: list[_Job]) -> None:
+        """Run jobs in savepoints of one transaction and answer each caller."""
+        with contextlib.ExitStack() as replies:
+            for job in group:
+                replies.enter_context(job.reply)
+            live = [job for job in group if not job.abandoned()]
+            if not live:
+                return
+            conn = self._connection()
+            fns = [job.fn for job in live]
+            results: list[outcome.Outcome[Any]]
+            try:
+                results = await self._in_thread(
+                    functools.partial(in_one_transaction_each_in_savepoint, conn, fns)
+                )
+            except Exception as exc:
+                # Nothing of the group was kept: each caller gets the error (its own outcome,
+                # as an outcome unwraps once).
+                results = [outcome.Error(exc) for _ in live]
+            self._dirty = True
+            for job, result in zip(live, results, strict=True):
+                # BrokenResourceError: the caller left while the job ran.
+                with contextlib.suppress(trio.BrokenResourceError):
+                    job.reply.send_nowait(result)
+
     async def _run_job(self, job: _Job) -> None:
         """Run a job in its own transaction and answer its caller."""
         with job.reply:
-            if job.reply.statistics().open_receive_channels == 0:
-                return  # the caller timed out or was cancelled before its turn
+            if job.abandoned():
+                return
             conn = self._connection()
             result = await self._in_thread(
                 functools.partial(
