@@ -263,9 +263,9 @@ CREATE INDEX llm_requests_endpoint_ts_ms ON llm_requests (endpoint, ts_ms);
 # Version 6: the responses the gateway stores for /v1/responses (`store` not false), so that
 # previous_response_id continues a conversation on any provider and GET/DELETE find them. A row
 # is the client's alone ('' for anonymous callers); no foreign key, as in the log: static and
-# anonymous callers have no clients row. The JSON columns are written only by ResponseStore,
-# which encodes them itself: a json_valid check would parse megabytes of inlined images a second
-# time on the writer thread.
+# anonymous callers have no clients row. The JSON columns are written only by ResponseStore: the
+# input items it encodes itself, the response as the client got it (already parsed for its id).
+# A json_valid check would parse megabytes of inlined images a second time on the writer thread.
 _V6_STORED_RESPONSES = """
 CREATE TABLE stored_responses (
     id                   TEXT    PRIMARY KEY NOT NULL
@@ -277,7 +277,7 @@ CREATE TABLE stored_responses (
     provider             TEXT    NOT NULL,
     previous_response_id TEXT,
     input_items          TEXT    NOT NULL,
-    output_items         TEXT    NOT NULL,
+    -- the response object as the client got it; its output items are its "output"
     response             TEXT    NOT NULL,
     -- 1: passed through, so the provider holds it too (and can continue it by its id)
     upstream_held        INTEGER NOT NULL DEFAULT 0 CHECK (upstream_held IN (0, 1))

@@ -10,7 +10,7 @@ and while it is younger than the retention configured now (``cutoff_ms``), so lo
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import apsw
@@ -27,6 +27,7 @@ __all__ = [
     "delete_response",
     "get_response",
     "insert_response",
+    "output_of",
 ]
 
 ANONYMOUS: Final = ""
@@ -39,8 +40,8 @@ _decode = msgspec.json.Decoder().decode
 @dataclasses.dataclass(frozen=True, slots=True)
 class ResponseToStore:
     """A finished response to keep: its request's input items (a string input already made one
-    user ``message`` item), its output items and the whole response object, all JSON-able; they
-    must not change until ``store`` returns."""
+    user ``message`` item, JSON-able, not to change until ``store`` returns) and the response
+    object as the JSON the client got (its ``output`` holds the output items)."""
 
     id: str
     client_id: str | None
@@ -49,11 +50,28 @@ class ResponseToStore:
     provider: str
     previous_response_id: str | None
     input_items: Sequence[Any]
-    output_items: Sequence[Any]
-    response: Mapping[str, Any]
+    response_json: bytes
+    """Kept as sent: a passed-through answer is stored as the upstream's bytes, unparsed."""
     upstream_held: bool = False
     """Whether the provider holds it too: it was passed through to a provider that stores
     responses, which can continue it by its id."""
+
+
+class _Output(msgspec.Struct):
+    """The output items of a response object; its other fields are skipped unread."""
+
+    output: list[Any] = msgspec.field(default_factory=list)
+
+
+_decode_output = msgspec.json.Decoder(_Output).decode
+
+
+def output_of(response_json: str | bytes) -> list[Any]:
+    """The output items of a stored response object (none when it has no list of them)."""
+    try:
+        return _decode_output(response_json).output
+    except msgspec.ValidationError:
+        return []
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,7 +88,6 @@ class StoredResponse:
     response_json: str
     """The response object exactly as stored, fit to send as a body without re-encoding."""
     input_items_json: str
-    output_items_json: str
     upstream_held: bool = False
 
     def response(self) -> dict[str, Any]:
@@ -84,9 +101,8 @@ class StoredResponse:
         return decoded
 
     def output_items(self) -> list[Any]:
-        """The output items, decoded."""
-        decoded: list[Any] = _decode(self.output_items_json)
-        return decoded
+        """The response's output items, decoded."""
+        return output_of(self.response_json)
 
 
 def _client_key(client_id: str | None) -> str:
@@ -96,8 +112,8 @@ def _client_key(client_id: str | None) -> str:
 _INSERT = """
 INSERT INTO stored_responses (
     id, client_id, created_at, expires_at, model, provider, previous_response_id, input_items,
-    output_items, response, upstream_held
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    response, upstream_held
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO NOTHING
 """
 
@@ -105,8 +121,9 @@ ON CONFLICT (id) DO NOTHING
 def insert_response(
     conn: apsw.Connection, response: ResponseToStore, *, created_at_ms: int, expires_at_ms: int
 ) -> None:
-    """Store ``response`` (encoding its JSON here, on the writer's thread); ``ValueError`` when
-    its id is taken. Blocking."""
+    """Store ``response`` (encoding its input items here, on the writer's thread);
+    ``ValueError`` when its id is taken, ``UnicodeDecodeError`` when its JSON is not UTF-8.
+    Blocking."""
     conn.execute(
         _INSERT,
         (
@@ -119,8 +136,7 @@ def insert_response(
             response.previous_response_id,
             # Bound as text: SQLite would read a BLOB as its binary JSONB format.
             _encode(response.input_items).decode(),
-            _encode(response.output_items).decode(),
-            _encode(response.response).decode(),
+            response.response_json.decode(),
             int(response.upstream_held),
         ),
     )
@@ -141,15 +157,13 @@ def get_response(
     """The client's response ``response_id``; None when absent, expired or another client's."""
     rows = conn.execute(
         "SELECT id, client_id, created_at, expires_at, model, provider, previous_response_id,"
-        " response, input_items, output_items, upstream_held FROM stored_responses"
+        " response, input_items, upstream_held FROM stored_responses"
         f" WHERE id = :id AND {_VISIBLE}",
         {"id": response_id, **_visible_params(client_id, now_ms, cutoff_ms)},
     ).fetchall()
     if not rows:
         return None
-    (rid, client, created, expires, model, provider, previous, response, inputs, outputs, held) = (
-        rows[0]
-    )
+    (rid, client, created, expires, model, provider, previous, response, inputs, held) = rows[0]
     # STRICT INTEGER columns
     assert isinstance(created, int)
     assert isinstance(expires, int)
@@ -163,7 +177,6 @@ def get_response(
         previous_response_id=None if previous is None else str(previous),
         response_json=str(response),
         input_items_json=str(inputs),
-        output_items_json=str(outputs),
         upstream_held=held == 1,
     )
 
@@ -209,7 +222,7 @@ def conversation_items(
             )
         seen.add(current)
         rows = conn.execute(
-            "SELECT previous_response_id, input_items, output_items FROM stored_responses"
+            "SELECT previous_response_id, input_items, response FROM stored_responses"
             f" WHERE id = :id AND {_VISIBLE}",
             {"id": current, **params},
         ).fetchall()
@@ -223,13 +236,13 @@ def conversation_items(
                     " expired)."
                 )
             raise _chain_error(message, "previous_response_not_found")
-        previous, inputs, outputs = rows[0]
-        texts.append((str(inputs), str(outputs)))
+        previous, inputs, response = rows[0]
+        texts.append((str(inputs), str(response)))
         current = None if previous is None else str(previous)
     items: list[Any] = []
-    for inputs, outputs in reversed(texts):
+    for inputs, response in reversed(texts):
         items += _decode(inputs)
-        items += _decode(outputs)
+        items += output_of(response)
     return items
 
 

@@ -385,6 +385,21 @@ async def test_a_response_is_only_its_own_clients(
         assert gone.status_code == 404
 
 
+async def test_a_passed_through_response_reads_back_as_the_upstreams_bytes(
+    gateway: RunningService, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.responses.enqueue(TextAnswer(text="exactly this"))
+    async with http(gateway) as client:
+        created = await client.post(
+            "/v1/responses", json={"model": OPENAI, "input": "hello"}, headers=AUTH
+        )
+        assert created.status_code == 200
+        fetched = await client.get(f"/v1/responses/{created.json()['id']}", headers=AUTH)
+    assert fetched.status_code == 200
+    # Stored as it came, never decoded and re-encoded: the same bytes, field order and all.
+    assert fetched.content == created.content
+
+
 async def test_deleting_a_passed_through_response_deletes_it_upstream_too(
     gateway: RunningService, fake_openai: FakeOpenAI
 ) -> None:

@@ -260,7 +260,7 @@ async def test_a_group_whose_commit_fails_fails_every_job_in_it(tmp_path: Path) 
             outcomes[key] = None
 
     async with running_writer(db) as writer:
-        # A commit hook that refuses turns the COMMIT into a rollback (SQLITE_CONSTRAINT_COMMITHOOK).
+        # A commit hook that refuses turns the COMMIT into a rollback (CONSTRAINT_COMMITHOOK).
         await writer.execute(lambda conn: conn.set_commit_hook(refuse.is_set))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(partial(writer.execute, lambda conn: release.wait(10)))

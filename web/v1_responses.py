@@ -47,13 +47,23 @@ STORE_WAIT_S = 10.0
 _END = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
-class _TerminalFacts(msgspec.Struct):
-    """The response object a passed-through terminal event carries."""
+class _ResponseFacts(msgspec.Struct):
+    """What storing a response object needs of it; its other fields are skipped unread."""
 
-    response: dict[str, Any] | None = None
+    id: Any = None
+    status: Any = None
 
 
-_decode_terminal = msgspec.json.Decoder(_TerminalFacts).decode
+class _LifecycleFacts(msgspec.Struct):
+    """The response object a passed-through lifecycle event (created, completed…) carries, as
+    its bytes."""
+
+    response: msgspec.Raw = msgspec.Raw()
+    """Empty when absent (msgspec takes no ``Raw | None``)."""
+
+
+_decode_response_facts = msgspec.json.Decoder(_ResponseFacts).decode
+_decode_lifecycle = msgspec.json.Decoder(_LifecycleFacts).decode
 
 
 class ResponsesCall(V1Call[ResponsesRequest]):
@@ -142,9 +152,7 @@ class ResponsesCall(V1Call[ResponsesRequest]):
         if self.deps.config.logging.store_bodies:
             self.response_text = answer.body.decode(errors="replace")
         if request.stored:
-            response = _decode(answer.body)
-            if isinstance(response, dict):
-                await self._keep(request, route, response, upstream_held=True)
+            await self._keep(request, route, answer.body, upstream_held=True)
         self._done = True
         await send_body(self.send, 200, answer.body, [JSON_TYPE, *self._headers()])
 
@@ -167,12 +175,13 @@ class ResponsesCall(V1Call[ResponsesRequest]):
                         pieces.append(item.text)
                     if item.data is not None:
                         if self._upstream_id is None:
-                            self._upstream_id = _decode_response_facts_of(item.data)
+                            self._upstream_id = _response_id_of(item.data)
                         self._upstream_sent += 1
                         if item.terminal:
-                            final = _decode_terminal(item.data).response
-                            if request.stored and final and final.get("status") != "failed":
-                                await self._keep(request, route, final, upstream_held=True)
+                            if request.stored:
+                                final = _response_of(item.data)
+                                if final is not None:
+                                    await self._keep(request, route, final, upstream_held=True)
                             self._ended_by_upstream = True
                         await self.send(_body_piece(_frame(item)))
                     try:
@@ -227,7 +236,7 @@ class ResponsesCall(V1Call[ResponsesRequest]):
         if self.deps.config.logging.store_bodies:
             self.response_text = payload.decode(errors="replace")
         if request.stored:
-            await self._keep(request, route, response, upstream_held=False)
+            await self._keep(request, route, payload, upstream_held=False)
         self._done = True
         await send_body(self.send, 200, payload, [JSON_TYPE, *self._headers()])
 
@@ -268,7 +277,7 @@ class ResponsesCall(V1Call[ResponsesRequest]):
                     self.response_text = "".join(pieces)
         last = events.finish(self.usage)
         if request.stored:
-            await self._keep(request, route, events.response, upstream_held=False)
+            await self._keep(request, route, _encode(events.response), upstream_held=False)
         self._done = True
         self._events = None  # finished: a failure from here on has nothing more to tell
         for event in last:
@@ -287,16 +296,20 @@ class ResponsesCall(V1Call[ResponsesRequest]):
         self,
         request: ResponsesRequest,
         route: Route,
-        response: dict[str, Any],
+        response_json: bytes,
         *,
         upstream_held: bool,
     ) -> None:
         """Store the response for GET and later continuations, before the client has all of it:
-        a continuation sent the moment it has finds it."""
-        response_id = response.get("id")
-        if not isinstance(response_id, str):
+        a continuation sent the moment it has finds it. A failed response, or one without an
+        id, is not kept."""
+        try:
+            facts = _decode_response_facts(response_json)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return  # not a response object: nothing a continuation could use
+        response_id = facts.id
+        if not isinstance(response_id, str) or facts.status == "failed":
             return
-        output = response.get("output")
         keep = ResponseToStore(
             id=response_id,
             client_id=self.client_id,
@@ -304,8 +317,7 @@ class ResponsesCall(V1Call[ResponsesRequest]):
             provider=route.provider,
             previous_response_id=request.view.previous_response_id,
             input_items=input_items(request.raw),
-            output_items=output if isinstance(output, list) else [],
-            response=response,
+            response_json=response_json,
             upstream_held=upstream_held,
         )
         # The client has its answer: storing it goes on if the client leaves now, but the call
@@ -377,16 +389,25 @@ def _chat_chunk(provider: str, item: StreamItem) -> ChatChunk:
         raise UpstreamError(f"Upstream {provider} sent a malformed stream event: {exc}") from None
 
 
-def _decode_response_facts_of(data: bytes) -> str | None:
-    """The response id a passed-through lifecycle event carries, if it is one."""
+def _response_of(data: bytes) -> bytes | None:
+    """The response object a passed-through lifecycle event carries, as its JSON."""
     try:
-        event = _decode(data)
-    except msgspec.DecodeError:
+        response = bytes(_decode_lifecycle(data).response)
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    response = event.get("response") if isinstance(event, dict) else None
-    if isinstance(response, dict) and isinstance(response.get("id"), str):
-        return str(response["id"])
-    return None
+    return response if response.startswith(b"{") else None
+
+
+def _response_id_of(data: bytes) -> str | None:
+    """The response id a passed-through lifecycle event carries, if it is one."""
+    response = _response_of(data)
+    if response is None:
+        return None
+    try:
+        response_id = _decode_response_facts(response).id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return response_id if isinstance(response_id, str) else None
 
 
 def _frame(event: PassedEvent) -> bytes:

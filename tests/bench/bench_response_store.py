@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final
 
 import apsw
+import msgspec
 import trio
 
 from storage.reads import ReadPool
@@ -50,8 +51,9 @@ def _response(i: int) -> ResponseToStore:
         provider="mock",
         previous_response_id=f"resp_{i - 1}" if i % CHAIN else None,
         input_items=[{"role": "user", "content": TEXT}],
-        output_items=output,
-        response={"id": f"resp_{i}", "object": "response", "status": "completed", "output": output},
+        response_json=msgspec.json.encode(
+            {"id": f"resp_{i}", "object": "response", "status": "completed", "output": output}
+        ),
     )
 
 
