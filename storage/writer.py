@@ -271,9 +271,7 @@ class StorageWriter:
                     return
             match message:
                 case _Records():
-                    if not self._pending:
-                        self._pending_deadline = message.enqueued_at + self._max_delay_s
-                    self._pending.extend(message.records)
+                    self._add_pending(message)
                     while len(self._pending) >= self._max_batch:
                         await self._flush_one_batch()
                 case _Job() if message.shares_commit:
@@ -281,6 +279,12 @@ class StorageWriter:
                 case _Job():
                     await self._flush_pending()
                     await self._run_job(message)
+
+    def _add_pending(self, message: _Records) -> None:
+        """Add records to the pending batch; the first ones start its delay."""
+        if not self._pending:
+            self._pending_deadline = message.enqueued_at + self._max_delay_s
+        self._pending.extend(message.records)
 
     async def _receive_or_none(self) -> _Message | None:
         """The next message, or None once the inbox is closed and empty."""
@@ -387,9 +391,7 @@ class StorageWriter:
                 break
             match message:
                 case _Records():
-                    if not self._pending:
-                        self._pending_deadline = message.enqueued_at + self._max_delay_s
-                    self._pending.extend(message.records)
+                    self._add_pending(message)
                 case _Job() if message.shares_commit:
                     group.append(message)
                 case _Job():
