@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import math
@@ -21,6 +20,7 @@ from storage.batch import is_row_error, write_batch, write_rows_one_by_one
 from storage.connection import open_connection
 from storage.migrations import SchemaTooNewError, migrate
 from storage.transaction import in_immediate_transaction, in_one_transaction_each_in_savepoint
+from storage.writer_inbox import Job, Records, WriterMessage, WriterStatistics
 
 __all__ = ["StorageWriter", "WriterStatistics"]
 
@@ -30,53 +30,6 @@ logger = logging.getLogger("llm_proxy.storage")
 
 _BACKOFF_FIRST_S = 0.1
 _BACKOFF_MAX_S = 5.0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class WriterStatistics:
-    """A snapshot of the writer for ``/metrics`` and health checks."""
-
-    queued: int
-    """Records accepted but not stored yet."""
-    rows_written: int
-    rows_rejected: int
-    """Records the database refused (constraint or type errors), logged and dropped."""
-    batches: int
-    last_batch_rows: int
-    last_flush_ms: float
-    max_flush_ms: float
-    flush_ms_total: float
-    """Time spent storing batches since start (``/metrics``: over ``batches``, the mean)."""
-    write_errors: int
-    """Failed transaction attempts (each was retried)."""
-    checkpoints: int
-    closed: bool
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Records:
-    """Records to store; ``enqueued_at`` starts the clock of the batch they open."""
-
-    records: tuple[RequestRecord, ...]
-    enqueued_at: float
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Job:
-    """A function to run in its own transaction, answered on a one-shot channel."""
-
-    fn: Callable[[apsw.Connection], Any]
-    reply: trio.MemorySendChannel[outcome.Outcome[Any]]
-    commit: bool
-    shares_commit: bool = False
-    """May run in a savepoint of one transaction with the other such jobs queued with it."""
-
-    def abandoned(self) -> bool:
-        """Whether the caller timed out or was cancelled before the job's turn."""
-        return self.reply.statistics().open_receive_channels == 0
-
-
-_Message = _Records | _Job
 
 
 def _nothing(conn: apsw.Connection) -> None:
@@ -109,7 +62,7 @@ class StorageWriter:
         self._shutdown_timeout_s = shutdown_timeout_s
         self._rows = record_requests  # False: only the usage_hourly totals are written
         # Bounded in messages; a message carries a sequence of records or one job.
-        self._send, self._receive = trio.open_memory_channel[_Message](inbox_size)
+        self._send, self._receive = trio.open_memory_channel[WriterMessage](inbox_size)
         self._limiter = trio.CapacityLimiter(1)
         self._conn: apsw.Connection | None = None
         self._started = False
@@ -141,7 +94,7 @@ class StorageWriter:
             return
         self._queued += len(batch)
         try:
-            await self._send.send(_Records(batch, trio.current_time()))
+            await self._send.send(Records(batch, trio.current_time()))
         except BaseException:
             self._queued -= len(batch)
             raise
@@ -151,7 +104,7 @@ class StorageWriter:
         batch = tuple(records)
         if not batch:
             return
-        self._send.send_nowait(_Records(batch, trio.current_time()))
+        self._send.send_nowait(Records(batch, trio.current_time()))
         self._queued += len(batch)
 
     async def execute(
@@ -216,7 +169,7 @@ class StorageWriter:
         reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome[T]](1)
         # Closing our end on the way out tells the writer to skip a job nobody waits for.
         with reply_receive, trio.fail_after(timeout_s):
-            await self._send.send(_Job(fn, reply_send, commit, shares_commit))
+            await self._send.send(Job(fn, reply_send, commit, shares_commit))
             return await reply_receive.receive()
 
     # --- the actor ------------------------------------------------------------------------------
@@ -270,30 +223,30 @@ class StorageWriter:
                 if message is None:
                     return
             match message:
-                case _Records():
+                case Records():
                     self._add_pending(message)
                     while len(self._pending) >= self._max_batch:
                         await self._flush_one_batch()
-                case _Job() if message.shares_commit:
+                case Job() if message.shares_commit:
                     await self._run_commit_group(message)
-                case _Job():
+                case Job():
                     await self._flush_pending()
                     await self._run_job(message)
 
-    def _add_pending(self, message: _Records) -> None:
+    def _add_pending(self, message: Records) -> None:
         """Add records to the pending batch; the first ones start its delay."""
         if not self._pending:
             self._pending_deadline = message.enqueued_at + self._max_delay_s
         self._pending.extend(message.records)
 
-    async def _receive_or_none(self) -> _Message | None:
+    async def _receive_or_none(self) -> WriterMessage | None:
         """The next message, or None once the inbox is closed and empty."""
         try:
             return await self._receive.receive()
         except trio.EndOfChannel:
             return None
 
-    async def _receive_until(self, deadline: float) -> _Message | None:
+    async def _receive_until(self, deadline: float) -> WriterMessage | None:
         """The next message if one arrives before ``deadline``; None on timeout or end."""
         # Drain without waiting first: a batch gathers whatever queued up during the last flush,
         # and a deadline already past then costs no sleep.
@@ -307,7 +260,7 @@ class StorageWriter:
             return await self._receive_or_none()
         return None
 
-    async def _receive_idle(self) -> _Message | None:
+    async def _receive_idle(self) -> WriterMessage | None:
         """Wait for work, checkpointing the WAL once the inbox stays idle after writes."""
         if self._dirty:
             with trio.move_on_after(self._idle_checkpoint_s):
@@ -376,25 +329,25 @@ class StorageWriter:
         self._max_flush_ms = max(self._max_flush_ms, elapsed_ms)
         self._flush_ms_total += elapsed_ms
 
-    async def _run_commit_group(self, first: _Job) -> None:
+    async def _run_commit_group(self, first: Job) -> None:
         """Run ``first`` and the commit-sharing jobs queued right behind it in one transaction.
 
         Records met on the way join the pending batch (stored first: a job still runs after
         every record queued before it); any other job ends the group and runs after it.
         """
         group = [first]
-        after: _Job | None = None
+        after: Job | None = None
         while after is None and len(group) < self._max_batch:
             try:
                 message = self._receive.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
             match message:
-                case _Records():
+                case Records():
                     self._add_pending(message)
-                case _Job() if message.shares_commit:
+                case Job() if message.shares_commit:
                     group.append(message)
-                case _Job():
+                case Job():
                     after = message
         with contextlib.ExitStack() as stack:
             if after is not None:
@@ -405,7 +358,7 @@ class StorageWriter:
             if after is not None:
                 await self._run_job(after)
 
-    async def _run_group(self, group: list[_Job]) -> None:
+    async def _run_group(self, group: list[Job]) -> None:
         """Run jobs in savepoints of one transaction and answer each caller."""
         with contextlib.ExitStack() as replies:
             for job in group:
@@ -430,7 +383,7 @@ class StorageWriter:
                 with contextlib.suppress(trio.BrokenResourceError):
                     job.reply.send_nowait(result)
 
-    async def _run_job(self, job: _Job) -> None:
+    async def _run_job(self, job: Job) -> None:
         """Run a job in its own transaction and answer its caller."""
         with job.reply:
             if job.abandoned():
@@ -472,9 +425,9 @@ class StorageWriter:
             except (trio.WouldBlock, trio.EndOfChannel):
                 return
             match message:
-                case _Records():
+                case Records():
                     self._pending.extend(message.records)
-                case _Job():
+                case Job():
                     with message.reply:
                         error = trio.ClosedResourceError("storage writer stopped")
                         with contextlib.suppress(trio.BrokenResourceError):
