@@ -34,7 +34,8 @@ from actors.provider_backend import Backend, CallTiming, ChunkStream
 from actors.provider_http import HttpBackend
 from actors.provider_mock import MockBackend
 from actors.stall_watch import StallWatch
-from proxy.chat import ChatRequest
+from proxy.chat import chat_request
+from proxy.client_request import ClientRequest
 from proxy.config import ProviderConfig
 from proxy.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from proxy.images import ImageFetcher, ImageLease, inline_remote_images
@@ -176,6 +177,27 @@ class ProviderActor:
         known = self.known_models()
         return known[0] if known else None
 
+    async def forget_response(self, response_id: str) -> None:
+        """Have the upstream delete a response passed through to it earlier, within the
+        provider's timeout; a GatewayError when it could not."""
+        backend = self._ready_backend()
+        backend.acquire()
+        try:
+            with trio.fail_after(self.config.timeout_s):
+                await backend.forget_response(response_id)
+        except trio.TooSlowError:
+            raise UpstreamTimeout(
+                f"Upstream {self.name} did not delete the response within "
+                f"{self.config.timeout_s:g} s."
+            ) from None
+        finally:
+            backend.release()
+
+    def speaks(self, protocol: str) -> bool:
+        """Whether this upstream takes requests of client ``protocol`` as they are (passed
+        through); when not, a surface gives it the chat form of the request."""
+        return self._adapter is not None and self._adapter.passthrough_for(protocol) is not None
+
     def close(self) -> None:
         """Stop: :meth:`run` closes the client and returns."""
         self._closed.set()
@@ -230,20 +252,23 @@ class ProviderActor:
             self._limiter.release()
 
     def _image_lease(
-        self, request: ChatRequest, client: str
+        self, request: ClientRequest, client: str
     ) -> AbstractContextManager[ImageLease | None]:
         """The lease on image memory of a call whose images this actor fetches, else none."""
         if self._images is None or not request.has_images:
             return _NO_LEASE
         return self._images.lease(client)
 
-    async def _inline_images(self, request: ChatRequest, lease: ImageLease | None) -> ChatRequest:
+    async def _inline_images(
+        self, request: ClientRequest, lease: ImageLease | None
+    ) -> ClientRequest:
+        # Only an upstream that cannot fetch images has a fetcher, and it gets chat requests.
         if self._images is None or lease is None:
             return request
-        return await inline_remote_images(request, self._images, lease)
+        return await inline_remote_images(chat_request(request), self._images, lease)
 
     async def complete(
-        self, request: ChatRequest, upstream_model: str, timing: CallTiming, *, client: str = ""
+        self, request: ClientRequest, upstream_model: str, timing: CallTiming, *, client: str = ""
     ) -> Answer:
         """One non-streaming call, bounded by the provider's timeout; ``client`` shares images."""
         backend = self._ready_backend()
@@ -271,7 +296,7 @@ class ProviderActor:
 
     @asynccontextmanager
     async def stream(
-        self, request: ChatRequest, upstream_model: str, timing: CallTiming, *, client: str = ""
+        self, request: ClientRequest, upstream_model: str, timing: CallTiming, *, client: str = ""
     ) -> AsyncIterator[ChunkStream]:
         """A streaming call; leaving the block (or being cancelled) ends the upstream call."""
         backend = self._ready_backend()

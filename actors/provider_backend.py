@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager
 
 import trio
 
-from proxy.chat import ChatRequest
+from proxy.client_request import ClientRequest
 from proxy.providers.base import Answer, ListedModel, StreamItem
 
 
@@ -63,18 +63,23 @@ class Backend(abc.ABC):
         await self._idle.wait()
 
     @abc.abstractmethod
-    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> Answer:
+    async def complete(self, request: ClientRequest, model: str, timing: CallTiming) -> Answer:
         """The whole answer of a non-streaming call (translated, or the upstream's own)."""
 
     @abc.abstractmethod
     def open_stream(
-        self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
+        self, request: ClientRequest, model: str, timing: CallTiming, first_by: float
     ) -> AbstractAsyncContextManager[ChunkStream]:
         """The chunks of one streaming call, open while the block runs; the first by a deadline."""
 
     @abc.abstractmethod
     async def list_models(self) -> list[ListedModel]:
         """The upstream's models."""
+
+    @abc.abstractmethod
+    async def forget_response(self, response_id: str) -> None:
+        """Have the upstream delete a response it stores (one passed through to it); nothing
+        when it stores none or has it no longer."""
 
     @abc.abstractmethod
     async def aclose(self) -> None:

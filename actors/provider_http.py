@@ -24,9 +24,10 @@ from actors.provider_backend import Backend, CallTiming, ChunkStream
 from actors.provider_http_stream import HttpChunkStream, first_chunk_deadline
 from actors.stall_watch import StallWatch
 from proxy import __version__
-from proxy.chat import ChatChunk, ChatRequest
+from proxy.chat import ChatChunk, chat_request
+from proxy.client_request import ClientRequest
 from proxy.config import ProviderConfig
-from proxy.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from proxy.errors import ModelNotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from proxy.origins import KeyBinding
 from proxy.providers.base import (
     Answer,
@@ -36,6 +37,8 @@ from proxy.providers.base import (
     UpstreamCall,
     WireAdapter,
 )
+from proxy.providers.responses_passthrough import ResponsesPassthrough
+from proxy.responses import ResponsesRequest
 from proxy.upstream_http import UpstreamTransport, build_request, close_response, raw_stream
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a non-streaming answer larger than this is not a chat reply
@@ -135,12 +138,12 @@ class HttpBackend(Backend):
         request = build_request(call.method, url, headers, call.body, self._extensions)
         return await self._transport.handle_async_request(request)
 
-    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> Answer:
+    async def complete(self, request: ClientRequest, model: str, timing: CallTiming) -> Answer:
         passthrough = self._adapter.passthrough_for(request.PROTOCOL)
         if passthrough is not None:
             call = passthrough.call(request, model)
         else:
-            call = self._adapter.chat_call(request, model)
+            call = self._adapter.chat_call(chat_request(request), model)
         del request  # only the body is needed now: inline images go from two copies to one
         if call.body is not None and len(call.body) > _KEEP_SENT_BODY_BYTES:
             # msgspec leaves its output up to half over-allocated, and this body (megabytes of
@@ -165,7 +168,7 @@ class HttpBackend(Backend):
 
     @asynccontextmanager
     async def open_stream(
-        self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
+        self, request: ClientRequest, model: str, timing: CallTiming, first_by: float
     ) -> AsyncIterator[ChunkStream]:
         passthrough = self._adapter.passthrough_for(request.PROTOCOL)
         parser: ChunkParser[ChatChunk] | ChunkParser[PassedEvent]
@@ -173,7 +176,7 @@ class HttpBackend(Backend):
             call = passthrough.call(request, model)
             parser = passthrough.event_parser(request)
         else:
-            call = self._adapter.chat_call(request, model)
+            call = self._adapter.chat_call(chat_request(request), model)
             parser = self._adapter.chunk_parser(model)
         del request  # only the body is needed now: inline images go from two copies to one
         started = perf_counter()
@@ -208,17 +211,30 @@ class HttpBackend(Backend):
                 close_response(response)
 
     async def list_models(self) -> list[ListedModel]:
-        call = self._adapter.models_call()
+        body = await self._small_call(self._adapter.models_call(), MAX_MODELS_BYTES)
+        return self._adapter.parse_models(body)
+
+    async def forget_response(self, response_id: str) -> None:
+        passthrough = self._adapter.passthrough_for(ResponsesRequest.PROTOCOL)
+        if not isinstance(passthrough, ResponsesPassthrough):
+            return  # it stores no responses
+        try:
+            await self._small_call(passthrough.delete_call(response_id), MAX_ERROR_BYTES)
+        except ModelNotFound:
+            return  # a 404: already gone there
+
+    async def _small_call(self, call: UpstreamCall, limit: int) -> bytes:
+        """The body of a small call's success; its error as a gateway error."""
         with _TransportErrors(self._name):
             response = await self._send(call)
             try:
-                limit = MAX_MODELS_BYTES if response.is_success else MAX_ERROR_BYTES
-                body = await _read_capped(response, limit, self._name)
+                cap = limit if response.is_success else MAX_ERROR_BYTES
+                body = await _read_capped(response, cap, self._name)
             finally:
                 close_response(response)
         if not response.is_success:
             raise self._adapter.map_error(response.status_code, response.headers, body)
-        return self._adapter.parse_models(body)
+        return body
 
 
 class _TransportErrors:

@@ -14,7 +14,8 @@ from time import perf_counter
 import trio
 
 from actors.provider_backend import Backend, CallTiming, ChunkStream
-from proxy.chat import ChatChunk, ChatRequest
+from proxy.chat import ChatChunk, chat_request
+from proxy.client_request import ClientRequest
 from proxy.config import ProviderConfig
 from proxy.providers.base import Answer, ListedModel
 from proxy.providers.mock import MOCK_MODELS, mock_chunks, mock_response
@@ -33,20 +34,24 @@ class MockBackend(Backend):
         await trio.sleep(self._latency_s)
         timing.upstream_s += perf_counter() - started
 
-    async def complete(self, request: ChatRequest, model: str, timing: CallTiming) -> Answer:
+    async def complete(self, request: ClientRequest, model: str, timing: CallTiming) -> Answer:
         await self._wait(timing)
-        return mock_response(request, model, int(time.time()))
+        return mock_response(chat_request(request), model, int(time.time()))
 
     @asynccontextmanager
     async def open_stream(
-        self, request: ChatRequest, model: str, timing: CallTiming, first_by: float
+        self, request: ClientRequest, model: str, timing: CallTiming, first_by: float
     ) -> AsyncIterator[ChunkStream]:
         # In-process and deterministic: its configured latency is the whole story.
+        chat = chat_request(request)
         await self._wait(timing)
-        yield _ListChunkStream(mock_chunks(request, model, int(time.time()), self._chunk_count))
+        yield _ListChunkStream(mock_chunks(chat, model, int(time.time()), self._chunk_count))
 
     async def list_models(self) -> list[ListedModel]:
         return [ListedModel(name) for name in MOCK_MODELS]
+
+    async def forget_response(self, response_id: str) -> None:
+        return  # answered here: nothing is stored anywhere else
 
     async def aclose(self) -> None:
         pass

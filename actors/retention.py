@@ -1,5 +1,5 @@
-"""Retention: prunes the request log to ``[logging] retention_days`` shortly after start, then
-every hour.
+"""Retention: prunes the request log to ``[logging] retention_days`` and the stored responses to
+``[responses] retention_days`` shortly after start, then every hour.
 
 Each pass deletes the rows older than the cutoff in small batches, one writer job each, pausing
 between jobs so the records of live calls are written in between and the write lock is never held
@@ -20,7 +20,14 @@ from typing import Final, Protocol, TypeVar
 import apsw
 import trio
 
-from storage.retention import cutoff_ms, delete_requests_before, freelist_pages, incremental_vacuum
+from storage.responses import delete_expired_responses
+from storage.retention import (
+    DAY_MS,
+    cutoff_ms,
+    delete_requests_before,
+    freelist_pages,
+    incremental_vacuum,
+)
 
 log = logging.getLogger("llm_proxy.retention")
 
@@ -49,24 +56,28 @@ class Executor(Protocol):
 class RetentionStatistics:
     """What retention has done since start."""
 
-    retention_days: int  # 0: the log is kept forever and no pass runs
+    retention_days: int  # 0: the log is kept forever
+    response_retention_days: int | None  # None: stored responses are not pruned here
     passes: int
     rows_deleted: int
+    responses_deleted: int
     pages_freed: int
     errors: int
     running: bool
     last_run_ms: int | None  # wall clock when the last pass finished (or failed)
     last_rows_deleted: int
+    last_responses_deleted: int
 
 
 class Retention:
-    """The actor that deletes request rows older than the retention period."""
+    """The actor that deletes request rows and stored responses past their retention periods."""
 
     def __init__(
         self,
         writer: Executor,
         retention_days: int,
         *,
+        response_retention_days: int | None = None,
         first_run_after_s: float | None = None,
         run_every_s: float | None = None,
         batch_rows: int = BATCH_ROWS,
@@ -77,8 +88,13 @@ class Retention:
     ) -> None:
         if retention_days < 0:
             raise ValueError(f"retention_days must not be negative, got {retention_days}")
+        if response_retention_days is not None and response_retention_days < 1:
+            raise ValueError(
+                f"response_retention_days must be positive, got {response_retention_days}"
+            )
         self._writer = writer
         self._days = retention_days
+        self._response_days = response_retention_days
         # None: the module's constants as they are now (tests shorten them with monkeypatch).
         self._first_run_after_s = (
             FIRST_RUN_AFTER_S if first_run_after_s is None else first_run_after_s
@@ -91,16 +107,18 @@ class Retention:
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self._closed = trio.Event()
         self._passes = self._rows_deleted = self._pages_freed = self._errors = 0
+        self._responses_deleted = 0
         self._running = False
         self._last_run_ms: int | None = None
         self._last_rows_deleted = 0
+        self._last_responses_deleted = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Prune after a short delay, then every ``run_every_s``, until :meth:`close`."""
         async with trio.open_nursery() as nursery:
             if self._days == 0:
                 log.info("retention: request log kept forever (logging.retention_days = 0)")
-            else:
+            if self._days != 0 or self._response_days is not None:
                 nursery.start_soon(self._prune_periodically)
             task_status.started()
             await self._closed.wait()
@@ -120,35 +138,45 @@ class Retention:
         """Counters for health and metrics."""
         return RetentionStatistics(
             retention_days=self._days,
+            response_retention_days=self._response_days,
             passes=self._passes,
             rows_deleted=self._rows_deleted,
+            responses_deleted=self._responses_deleted,
             pages_freed=self._pages_freed,
             errors=self._errors,
             running=self._running,
             last_run_ms=self._last_run_ms,
             last_rows_deleted=self._last_rows_deleted,
+            last_responses_deleted=self._last_responses_deleted,
         )
 
     async def prune_once(self) -> int:
-        """One pass now: delete every row past the retention period, give back the freed pages;
-        return the rows deleted. Raises what the writer raised (after counting it)."""
-        before_ms = cutoff_ms(self._clock_ms(), self._days)
-        if before_ms is None:
+        """One pass now: delete every request row and stored response past its retention
+        period, give back the freed pages; return the request rows deleted. Raises what the
+        writer raised (after counting it)."""
+        now_ms = self._clock_ms()
+        before_ms = cutoff_ms(now_ms, self._days)
+        if before_ms is None and self._response_days is None:
             return 0
         self._running = True
-        deleted = 0
+        deleted = responses = 0
         try:
-            while True:
-                count = await self._writer.execute(
+            if before_ms is not None:
+                deleted = await self._in_batches(
                     partial(delete_requests_before, before_ms=before_ms, limit=self._batch_rows),
-                    timeout_s=JOB_TIMEOUT_S,
+                    self._count_rows,
                 )
-                deleted += count
-                self._rows_deleted += count
-                if count < self._batch_rows:
-                    break
-                await trio.sleep(self._pause_s)
-            if deleted:
+            if self._response_days is not None:
+                responses = await self._in_batches(
+                    partial(
+                        delete_expired_responses,
+                        now_ms=now_ms,
+                        cutoff_ms=now_ms - self._response_days * DAY_MS,
+                        limit=self._batch_rows,
+                    ),
+                    self._count_responses,
+                )
+            if deleted or responses:
                 await self._vacuum()
         except Exception:
             self._errors += 1
@@ -158,7 +186,28 @@ class Retention:
             self._passes += 1
             self._last_run_ms = self._clock_ms()
             self._last_rows_deleted = deleted
+            self._last_responses_deleted = responses
         return deleted
+
+    def _count_rows(self, count: int) -> None:
+        self._rows_deleted += count
+
+    def _count_responses(self, count: int) -> None:
+        self._responses_deleted += count
+
+    async def _in_batches(
+        self, delete: Callable[[apsw.Connection], int], counted: Callable[[int], None]
+    ) -> int:
+        """Run a bounded delete job until one deletes less than a batch, counting each as it
+        commits; return the total."""
+        total = 0
+        while True:
+            count = await self._writer.execute(delete, timeout_s=JOB_TIMEOUT_S)
+            counted(count)
+            total += count
+            if count < self._batch_rows:
+                return total
+            await trio.sleep(self._pause_s)
 
     async def _vacuum(self) -> None:
         """Give back free pages a bounded step at a time."""
@@ -190,4 +239,10 @@ class Retention:
                 deleted,
                 self._days,
                 time.monotonic() - started,
+            )
+        if self._last_responses_deleted:
+            log.info(
+                "retention: deleted %d stored responses past their %d days",
+                self._last_responses_deleted,
+                self._response_days,
             )

@@ -9,14 +9,16 @@ OpenAI's shape; a call passed through never goes through them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
 from proxy.chat_form import ChatBody, FunctionCall, PositiveInt, param_of, to_form
-from proxy.errors import InvalidRequest
+from proxy.client_request import ClientRequest
+from proxy.errors import InternalError, InvalidRequest
+from proxy.request_body import decode_object
 
 
 class ChatView(Struct, frozen=True):
@@ -85,25 +87,24 @@ class ChatRequest:
         return ChatRequest(raw, self.view)
 
 
-_json_decode = msgspec.json.Decoder().decode
+def chat_request(request: ClientRequest) -> ChatRequest:
+    """``request`` as a chat request, for an upstream that does not speak its protocol.
+
+    Each client surface hands such an upstream the chat form of its request (translated before
+    the call), so anything else reaching a translator is a bug of ours, not bad input."""
+    if not isinstance(request, ChatRequest):
+        raise InternalError(f"A {request.PROTOCOL} request reached a chat translator untranslated.")
+    return request
 
 
 def decode_chat_request(body: bytes) -> ChatRequest:
     """Parse a chat body and check what the gateway acts on; a failure names the field."""
-    try:
-        raw = _json_decode(body)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
-    except UnicodeDecodeError:
-        raise InvalidRequest("The request body is not valid UTF-8.") from None
-    except RecursionError:
-        raise _too_deep() from None
-    if not isinstance(raw, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    # Nesting needs a bracket per level: a body with few brackets (most) cannot be too deep.
-    if body.count(b"[") + body.count(b"{") > MAX_DEPTH and json_depth(raw) > MAX_DEPTH:
-        # Deeper JSON is no chat request, and would exhaust the stack of whoever walks it next.
-        raise _too_deep()
+    return chat_request_of(decode_object(body))
+
+
+def chat_request_of(raw: dict[str, Any]) -> ChatRequest:
+    """A decoded chat body checked as :func:`decode_chat_request` checks it (a translated
+    request from another protocol is checked like the client's own)."""
     if "model" not in raw:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model")
     if "messages" not in raw:
@@ -116,32 +117,6 @@ def decode_chat_request(body: bytes) -> ChatRequest:
     if not view.model:
         raise InvalidRequest("'model' must not be empty.", param="model")
     return ChatRequest(raw, view)
-
-
-MAX_DEPTH = 64
-
-
-def _too_deep() -> InvalidRequest:
-    return InvalidRequest(f"The request body is nested deeper than {MAX_DEPTH} levels.")
-
-
-def json_depth(value: object) -> int:
-    """How deeply ``value`` nests lists and objects, counted without recursion."""
-    deepest = 0
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Iterable[object] = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, depth)
-        if deepest > MAX_DEPTH:
-            return deepest
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
 
 
 def content_parts(view: ChatView) -> Iterator[tuple[int, int, dict[str, Any]]]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Final, Literal, get_args
 
 Status = Literal["ok", "error", "cancelled"]
+Endpoint = Literal["chat", "responses", "messages", "embeddings"]
+"""The client API a call came through: ``/v1/chat/completions``, ``/v1/responses``, ..."""
+ENDPOINTS: Final[tuple[Endpoint, ...]] = get_args(Endpoint)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -37,6 +40,7 @@ class RequestRecord:
     response_body: str | None = None
     attempts: int = 1
     failed_attempts: str | None = None  # JSON: the fallbacks' failures before the answer
+    endpoint: Endpoint = "chat"
 
     @property
     def has_usage(self) -> bool:

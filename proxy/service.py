@@ -47,6 +47,7 @@ from proxy.secret_scrubber import MIN_SECRET_LENGTH, SecretScrubber, configured_
 from proxy.stop_signals import StopSignals
 from proxy.wiring import ServiceParts, app_deps
 from storage.reads import ReadPool
+from storage.response_store import ResponseStore
 from storage.users import list_users
 from storage.writer import StorageWriter
 from web.app import create_app
@@ -310,7 +311,11 @@ async def _run_bound(
         reads, writer, default_requests_per_minute=config.limits.default_client_requests_per_minute
     )
     limiter = RateLimiter(global_requests_per_minute=config.limits.global_requests_per_minute)
-    retention = Retention(writer, config.logging.retention_days)
+    retention = Retention(
+        writer,
+        config.logging.retention_days,
+        response_retention_days=config.responses.retention_days,
+    )
     sessions = SessionStore(config.dashboard.session_ttl_hours * 3600, partial(_user_states, reads))
     # Its constructor hashes once (the dummy for unknown users): off the trio thread.
     hasher = passwords if passwords is not None else await trio.to_thread.run_sync(Passwords)
@@ -328,6 +333,7 @@ async def _run_bound(
         sessions=sessions,
         passwords=hasher,
         retention=retention,
+        responses=ResponseStore(writer, reads, retention_days=config.responses.retention_days),
         events=events,
         metrics=metrics,
         started_at=time.monotonic(),

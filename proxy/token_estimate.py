@@ -1,4 +1,4 @@
-"""How many tokens to reserve for a chat call when it is admitted, before anyone has counted them.
+"""How many tokens to reserve for a call when it is admitted, before anyone has counted them.
 
 The reservation is the prompt's estimate plus the most the call may answer. Both only need to be
 cheap and deterministic: the call is settled against its real usage when it ends, so an estimate
@@ -7,10 +7,11 @@ too high is given back and one too low is charged then.
 - Prompt: a quarter of the request body's length in bytes (about four characters a token, with
   JSON's punctuation, tool schemas and all counted as text), except that inline data (data URLs of
   images, audio, files) counts as a fixed number of tokens per part instead of its length.
-- Answer: ``max_completion_tokens`` or else ``max_tokens`` (times ``n`` choices) when the client
-  sets one; otherwise ``limits.default_reserved_completion_tokens``, cut down to what the client's
-  budget holds beside the prompt, so that a client with a small budget is not refused for a guess
-  of ours (the real usage is charged afterwards all the same).
+- Answer: the client's bound when it sets one (chat: ``max_completion_tokens`` or else
+  ``max_tokens``, times ``n`` choices; Responses: ``max_output_tokens``); otherwise
+  ``limits.default_reserved_completion_tokens``, cut down to what the client's budget holds beside
+  the prompt, so that a client with a small budget is not refused for a guess of ours (the real
+  usage is charged afterwards all the same).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.chat import ChatRequest, content_parts
+from proxy.client_request import ClientRequest
+from proxy.responses import ResponsesRequest, input_parts
 
 __all__ = ["IMAGE_TOKENS", "LOW_DETAIL_IMAGE_TOKENS", "estimate_prompt_tokens", "tokens_to_reserve"]
 
@@ -26,26 +29,31 @@ IMAGE_TOKENS = 765
 LOW_DETAIL_IMAGE_TOKENS = 85
 
 
-def estimate_prompt_tokens(request: ChatRequest, body_bytes: int) -> int:
+def estimate_prompt_tokens(request: ClientRequest, body_bytes: int) -> int:
     """The prompt's tokens, estimated from the body's length (see the module docstring)."""
     inline_bytes, part_tokens = _inline_parts(request)
     return -(-max(0, body_bytes - inline_bytes) // 4) + part_tokens
 
 
 def tokens_to_reserve(
-    request: ChatRequest, body_bytes: int, *, default_completion: int, tokens_per_minute: int
+    request: ClientRequest, body_bytes: int, *, default_completion: int, tokens_per_minute: int
 ) -> int:
     """The tokens a call reserves from a tokens-per-minute budget of ``tokens_per_minute``."""
     prompt = estimate_prompt_tokens(request, body_bytes)
     asked = request.max_answer_tokens
     if asked is not None:
-        return prompt + asked * (request.view.n or 1)
+        choices = request.view.n or 1 if isinstance(request, ChatRequest) else 1
+        return prompt + asked * choices
     # Our guess, not the client's word: never so large that the call could not fit at all.
     return prompt + min(default_completion, max(0, tokens_per_minute - prompt))
 
 
-def _inline_parts(request: ChatRequest) -> tuple[int, int]:
+def _inline_parts(request: ClientRequest) -> tuple[int, int]:
     """Bytes of the body taken by images, audio and files, and the tokens counted for them."""
+    if isinstance(request, ResponsesRequest):
+        return _responses_inline_parts(request)
+    if not isinstance(request, ChatRequest):
+        return 0, 0
     inline_bytes = tokens = 0
     for _, _, part in content_parts(request.view):
         kind = part.get("type")
@@ -63,6 +71,21 @@ def _inline_parts(request: ChatRequest) -> tuple[int, int]:
             if data is not None:
                 inline_bytes += _length(data)
                 tokens += IMAGE_TOKENS
+    return inline_bytes, tokens
+
+
+def _responses_inline_parts(request: ResponsesRequest) -> tuple[int, int]:
+    """As :func:`_inline_parts`, for the Responses API's ``input_image`` and ``input_file``."""
+    inline_bytes = tokens = 0
+    for part in input_parts(request.view):
+        kind = part.get("type")
+        if kind == "input_image":
+            inline_bytes += _length(part.get("image_url"))
+            low = part.get("detail") == "low"
+            tokens += LOW_DETAIL_IMAGE_TOKENS if low else IMAGE_TOKENS
+        elif kind == "input_file" and part.get("file_data") is not None:
+            inline_bytes += _length(part.get("file_data"))
+            tokens += IMAGE_TOKENS
     return inline_bytes, tokens
 
 

@@ -23,6 +23,7 @@ from proxy.login_throttle import LoginThrottle
 from proxy.passwords import Passwords
 from proxy.routing import Router
 from storage.reads import ReadPool
+from storage.response_store import ResponseStore
 from storage.writer import StorageWriter
 from web.api import ApiDeps
 from web.api.auth import AuthApi
@@ -63,6 +64,7 @@ class ServiceParts:
     sessions: SessionStore
     passwords: Passwords
     retention: Retention
+    responses: ResponseStore  # what /v1/responses stores when `store` is not false
     connections: Connections
     images: ImageFetcher
     events: EventHub
@@ -105,6 +107,7 @@ def app_deps(parts: ServiceParts) -> AppDeps:
         logger=parts.logger,
         readiness=parts.readiness,
         started_unix=parts.started_unix,
+        responses=parts.responses,
     )
     return AppDeps(
         server=config.server,

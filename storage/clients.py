@@ -355,10 +355,13 @@ def update_client(
 
 
 def delete_client(conn: apsw.Connection, client_id: str) -> None:
-    """Delete a client and (by cascade) its keys; its request log stays. LookupError if unknown."""
+    """Delete a client, its keys (by cascade) and its stored responses; its request log stays.
+    LookupError if unknown."""
     conn.execute("DELETE FROM clients WHERE id = ?", (client_id,))
     if conn.changes() == 0:
         raise _unknown_client(client_id)
+    # Nobody can read them any more, and they may hold personal data: not kept until they expire.
+    conn.execute("DELETE FROM stored_responses WHERE client_id = ?", (client_id,))
 
 
 def record_key_use(conn: apsw.Connection, last_used: Mapping[int, int]) -> None:

@@ -250,11 +250,51 @@ WHERE u.hour_ms = l.hour_ms
     AND u.requests = l.calls;
 """
 
+# Version 5: which client API a call came through (chat, responses, messages, embeddings).
+# Every call logged before it came through chat completions, the only API there was. The check
+# holds a name, not the list of names: SQLite cannot change a column's check without rebuilding
+# the table, and adding an API must not mean rewriting millions of rows.
+_V5_ENDPOINT = """
+ALTER TABLE llm_requests ADD COLUMN endpoint TEXT NOT NULL DEFAULT 'chat'
+    CHECK (length(endpoint) BETWEEN 1 AND 32);
+CREATE INDEX llm_requests_endpoint_ts_ms ON llm_requests (endpoint, ts_ms);
+"""
+
+# Version 6: the responses the gateway stores for /v1/responses (`store` not false), so that
+# previous_response_id continues a conversation on any provider and GET/DELETE find them. A row
+# is the client's alone ('' for anonymous callers); no foreign key, as in the log: static and
+# anonymous callers have no clients row. The JSON columns are written only by ResponseStore: the
+# input items it encodes itself, the response as the client got it (already parsed for its id).
+# A json_valid check would parse megabytes of inlined images a second time on the writer thread.
+_V6_STORED_RESPONSES = """
+CREATE TABLE stored_responses (
+    id                   TEXT    PRIMARY KEY NOT NULL
+                         CHECK (id GLOB 'resp_?*' AND length(id) <= 128),
+    client_id            TEXT    NOT NULL,
+    created_at           INTEGER NOT NULL,
+    expires_at           INTEGER NOT NULL CHECK (expires_at > created_at),
+    model                TEXT    NOT NULL,
+    provider             TEXT    NOT NULL,
+    previous_response_id TEXT,
+    input_items          TEXT    NOT NULL,
+    -- the response object as the client got it; its output items are its "output"
+    response             TEXT    NOT NULL,
+    -- 1: passed through, so the provider holds it too (and can continue it by its id)
+    upstream_held        INTEGER NOT NULL DEFAULT 0 CHECK (upstream_held IN (0, 1))
+) STRICT;
+-- Retention deletes by either: past the expiry set when stored, or older than the retention
+-- configured now (which may have been lowered since).
+CREATE INDEX stored_responses_expires_at ON stored_responses (expires_at);
+CREATE INDEX stored_responses_created_at ON stored_responses (created_at);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SCHEMA,
     _V2_AUTH_GENERATION,
     _V3_ATTEMPTS,
     _V4_LATENCY_HISTOGRAM,
+    _V5_ENDPOINT,
+    _V6_STORED_RESPONSES,
 )
 """SQL scripts in order; never edit a released one, append a new one."""
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import apsw
+import outcome
 
-__all__ = ["in_immediate_transaction", "rollback_quietly"]
+__all__ = ["in_immediate_transaction", "in_one_transaction_each_in_savepoint", "rollback_quietly"]
 
 T = TypeVar("T")
 
@@ -45,3 +46,51 @@ def in_immediate_transaction(
         rollback_quietly(conn)
         raise
     return result
+
+
+class TransactionLost(Exception):
+    """SQLite rolled the whole transaction back while a job ran (e.g. ``SQLITE_FULL``)."""
+
+
+def _in_savepoint(conn: apsw.Connection, fn: Callable[[apsw.Connection], T]) -> T:
+    conn.execute("SAVEPOINT job")
+    try:
+        result = fn(conn)
+    except BaseException as exc:
+        if not conn.in_transaction:
+            # Nothing is left to roll back to, and the jobs before this one are gone too.
+            raise TransactionLost(repr(exc)) from exc
+        try:
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+        except apsw.Error as undo_error:
+            raise TransactionLost(repr(undo_error)) from exc
+        raise
+    conn.execute("RELEASE job")
+    return result
+
+
+def in_one_transaction_each_in_savepoint(
+    conn: apsw.Connection, fns: list[Callable[[apsw.Connection], Any]]
+) -> list[outcome.Outcome[Any]]:
+    """Run each of ``fns`` in its own savepoint of one IMMEDIATE transaction, then commit once:
+    a job's exception undoes that job alone and becomes its outcome.
+
+    A group commit: jobs that queued up together cost one ``BEGIN``/``COMMIT`` (one WAL append
+    of the commit frame) instead of one each. When the transaction itself fails (``BEGIN``,
+    ``COMMIT``, or SQLite rolling it back under a job) every job's outcome is that error, as
+    nothing of the group was kept. Blocking: call it from the writer's thread.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        results: list[outcome.Outcome[Any]] = []
+        for fn in fns:
+            result = outcome.capture(_in_savepoint, conn, fn)
+            if isinstance(result, outcome.Error) and isinstance(result.error, TransactionLost):
+                raise result.error
+            results.append(result)
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback_quietly(conn)
+        raise
+    return results

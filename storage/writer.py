@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import math
@@ -20,7 +19,8 @@ from proxy.records import RequestRecord
 from storage.batch import is_row_error, write_batch, write_rows_one_by_one
 from storage.connection import open_connection
 from storage.migrations import SchemaTooNewError, migrate
-from storage.transaction import in_immediate_transaction
+from storage.transaction import in_immediate_transaction, in_one_transaction_each_in_savepoint
+from storage.writer_inbox import Job, Records, WriterMessage, WriterStatistics
 
 __all__ = ["StorageWriter", "WriterStatistics"]
 
@@ -30,47 +30,6 @@ logger = logging.getLogger("llm_proxy.storage")
 
 _BACKOFF_FIRST_S = 0.1
 _BACKOFF_MAX_S = 5.0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class WriterStatistics:
-    """A snapshot of the writer for ``/metrics`` and health checks."""
-
-    queued: int
-    """Records accepted but not stored yet."""
-    rows_written: int
-    rows_rejected: int
-    """Records the database refused (constraint or type errors), logged and dropped."""
-    batches: int
-    last_batch_rows: int
-    last_flush_ms: float
-    max_flush_ms: float
-    flush_ms_total: float
-    """Time spent storing batches since start (``/metrics``: over ``batches``, the mean)."""
-    write_errors: int
-    """Failed transaction attempts (each was retried)."""
-    checkpoints: int
-    closed: bool
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Records:
-    """Records to store; ``enqueued_at`` starts the clock of the batch they open."""
-
-    records: tuple[RequestRecord, ...]
-    enqueued_at: float
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Job:
-    """A function to run in its own transaction, answered on a one-shot channel."""
-
-    fn: Callable[[apsw.Connection], Any]
-    reply: trio.MemorySendChannel[outcome.Outcome[Any]]
-    commit: bool
-
-
-_Message = _Records | _Job
 
 
 def _nothing(conn: apsw.Connection) -> None:
@@ -103,7 +62,7 @@ class StorageWriter:
         self._shutdown_timeout_s = shutdown_timeout_s
         self._rows = record_requests  # False: only the usage_hourly totals are written
         # Bounded in messages; a message carries a sequence of records or one job.
-        self._send, self._receive = trio.open_memory_channel[_Message](inbox_size)
+        self._send, self._receive = trio.open_memory_channel[WriterMessage](inbox_size)
         self._limiter = trio.CapacityLimiter(1)
         self._conn: apsw.Connection | None = None
         self._started = False
@@ -135,7 +94,7 @@ class StorageWriter:
             return
         self._queued += len(batch)
         try:
-            await self._send.send(_Records(batch, trio.current_time()))
+            await self._send.send(Records(batch, trio.current_time()))
         except BaseException:
             self._queued -= len(batch)
             raise
@@ -145,17 +104,26 @@ class StorageWriter:
         batch = tuple(records)
         if not batch:
             return
-        self._send.send_nowait(_Records(batch, trio.current_time()))
+        self._send.send_nowait(Records(batch, trio.current_time()))
         self._queued += len(batch)
 
-    async def execute(self, fn: Callable[[apsw.Connection], T], *, timeout_s: float = 10.0) -> T:
+    async def execute(
+        self,
+        fn: Callable[[apsw.Connection], T],
+        *,
+        timeout_s: float = 10.0,
+        shares_commit: bool = False,
+    ) -> T:
         """Run ``fn(conn)`` in its own IMMEDIATE transaction on the writer thread, return its value.
 
         Runs after every record queued before it. ``fn``'s exception is re-raised here (its
         transaction rolled back); ``trio.TooSlowError`` after ``timeout_s``, in which case a job
-        that had not started yet is skipped.
+        that had not started yet is skipped. With ``shares_commit`` the job runs in a savepoint
+        of one transaction with the other such jobs waiting when its turn comes (a group
+        commit: the same atomicity, one commit for many small writes under load); ``fn`` must
+        then not manage transactions itself.
         """
-        result = await self._call(fn, commit=True, timeout_s=timeout_s)
+        result = await self._call(fn, commit=True, timeout_s=timeout_s, shares_commit=shares_commit)
         return result.unwrap()
 
     async def check_writable(self, *, timeout_s: float = 2.0) -> bool:
@@ -190,13 +158,18 @@ class StorageWriter:
         )
 
     async def _call(
-        self, fn: Callable[[apsw.Connection], T], *, commit: bool, timeout_s: float
+        self,
+        fn: Callable[[apsw.Connection], T],
+        *,
+        commit: bool,
+        timeout_s: float,
+        shares_commit: bool = False,
     ) -> outcome.Outcome[T]:
         """Send a job and wait for its outcome, bounded by ``timeout_s``."""
         reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome[T]](1)
         # Closing our end on the way out tells the writer to skip a job nobody waits for.
         with reply_receive, trio.fail_after(timeout_s):
-            await self._send.send(_Job(fn, reply_send, commit))
+            await self._send.send(Job(fn, reply_send, commit, shares_commit))
             return await reply_receive.receive()
 
     # --- the actor ------------------------------------------------------------------------------
@@ -250,24 +223,30 @@ class StorageWriter:
                 if message is None:
                     return
             match message:
-                case _Records():
-                    if not self._pending:
-                        self._pending_deadline = message.enqueued_at + self._max_delay_s
-                    self._pending.extend(message.records)
+                case Records():
+                    self._add_pending(message)
                     while len(self._pending) >= self._max_batch:
                         await self._flush_one_batch()
-                case _Job():
+                case Job() if message.shares_commit:
+                    await self._run_commit_group(message)
+                case Job():
                     await self._flush_pending()
                     await self._run_job(message)
 
-    async def _receive_or_none(self) -> _Message | None:
+    def _add_pending(self, message: Records) -> None:
+        """Add records to the pending batch; the first ones start its delay."""
+        if not self._pending:
+            self._pending_deadline = message.enqueued_at + self._max_delay_s
+        self._pending.extend(message.records)
+
+    async def _receive_or_none(self) -> WriterMessage | None:
         """The next message, or None once the inbox is closed and empty."""
         try:
             return await self._receive.receive()
         except trio.EndOfChannel:
             return None
 
-    async def _receive_until(self, deadline: float) -> _Message | None:
+    async def _receive_until(self, deadline: float) -> WriterMessage | None:
         """The next message if one arrives before ``deadline``; None on timeout or end."""
         # Drain without waiting first: a batch gathers whatever queued up during the last flush,
         # and a deadline already past then costs no sleep.
@@ -281,7 +260,7 @@ class StorageWriter:
             return await self._receive_or_none()
         return None
 
-    async def _receive_idle(self) -> _Message | None:
+    async def _receive_idle(self) -> WriterMessage | None:
         """Wait for work, checkpointing the WAL once the inbox stays idle after writes."""
         if self._dirty:
             with trio.move_on_after(self._idle_checkpoint_s):
@@ -350,11 +329,65 @@ class StorageWriter:
         self._max_flush_ms = max(self._max_flush_ms, elapsed_ms)
         self._flush_ms_total += elapsed_ms
 
-    async def _run_job(self, job: _Job) -> None:
+    async def _run_commit_group(self, first: Job) -> None:
+        """Run ``first`` and the commit-sharing jobs queued right behind it in one transaction.
+
+        Records met on the way join the pending batch (stored first: a job still runs after
+        every record queued before it); any other job ends the group and runs after it.
+        """
+        group = [first]
+        after: Job | None = None
+        while after is None and len(group) < self._max_batch:
+            try:
+                message = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            match message:
+                case Records():
+                    self._add_pending(message)
+                case Job() if message.shares_commit:
+                    group.append(message)
+                case Job():
+                    after = message
+        with contextlib.ExitStack() as stack:
+            if after is not None:
+                # Closed even when cancelled before its turn, so its caller is not left waiting.
+                stack.enter_context(after.reply)
+            await self._flush_pending()
+            await self._run_group(group)
+            if after is not None:
+                await self._run_job(after)
+
+    async def _run_group(self, group: list[Job]) -> None:
+        """Run jobs in savepoints of one transaction and answer each caller."""
+        with contextlib.ExitStack() as replies:
+            for job in group:
+                replies.enter_context(job.reply)
+            live = [job for job in group if not job.abandoned()]
+            if not live:
+                return
+            conn = self._connection()
+            fns = [job.fn for job in live]
+            results: list[outcome.Outcome[Any]]
+            try:
+                results = await self._in_thread(
+                    functools.partial(in_one_transaction_each_in_savepoint, conn, fns)
+                )
+            except Exception as exc:
+                # Nothing of the group was kept: each caller gets the error (its own outcome,
+                # as an outcome unwraps once).
+                results = [outcome.Error(exc) for _ in live]
+            self._dirty = True
+            for job, result in zip(live, results, strict=True):
+                # BrokenResourceError: the caller left while the job ran.
+                with contextlib.suppress(trio.BrokenResourceError):
+                    job.reply.send_nowait(result)
+
+    async def _run_job(self, job: Job) -> None:
         """Run a job in its own transaction and answer its caller."""
         with job.reply:
-            if job.reply.statistics().open_receive_channels == 0:
-                return  # the caller timed out or was cancelled before its turn
+            if job.abandoned():
+                return
             conn = self._connection()
             result = await self._in_thread(
                 functools.partial(
@@ -392,9 +425,9 @@ class StorageWriter:
             except (trio.WouldBlock, trio.EndOfChannel):
                 return
             match message:
-                case _Records():
+                case Records():
                     self._pending.extend(message.records)
-                case _Job():
+                case Job():
                     with message.reply:
                         error = trio.ClosedResourceError("storage writer stopped")
                         with contextlib.suppress(trio.BrokenResourceError):

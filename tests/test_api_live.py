@@ -263,6 +263,7 @@ async def test_every_logged_call_arrives_without_bodies_or_keys(dashboard: Runni
     assert event["completion_tokens"] > 0
     assert event["total_tokens"] == event["prompt_tokens"] + event["completion_tokens"]
     assert event["alias"] is None
+    assert event["endpoint"] == "chat"
     assert event["request_id"]
     assert event.keys() == {"type", *live.SHOWN_FIELDS, "failed_attempts", "alias"}
     assert event["failed_attempts"] is None

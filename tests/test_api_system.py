@@ -78,6 +78,8 @@ async def test_health_reports_the_process_the_database_and_every_actor(
     actors = health["actors"]
     assert actors["retention"]["retention_days"] == 90
     assert actors["retention"]["rows_deleted"] == 0
+    assert actors["retention"]["response_retention_days"] == 30
+    assert actors["retention"]["responses_deleted"] == 0
     assert set(actors) == {
         "writer",
         "logger",

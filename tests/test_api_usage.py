@@ -12,6 +12,7 @@ import pytest
 
 from proxy.service import RunningService
 from tests.conftest import StartGateway, logged, sdk, signed_in
+from tests.factories import make_record
 
 HELLO = [{"role": "user", "content": "hello there gateway"}]
 CALLS = 7
@@ -114,6 +115,40 @@ async def test_export_streams_every_call_as_csv_and_json(used: RunningService) -
         )
 
 
+async def test_the_log_and_the_export_filter_by_endpoint(used: RunningService) -> None:
+    now_ms = int(time.time() * 1000)
+    record = make_record(0, request_id="via-responses", ts_ms=now_ms, endpoint="responses")
+    await used.gateway.logger.record(record)
+    await logged(used, CALLS + 1)
+    async with signed_in(used) as admin:
+        page = (await admin.get("/api/usage/requests", params={"endpoint": "responses"})).json()
+        (row,) = page["data"]
+        assert (row["request_id"], row["endpoint"]) == ("via-responses", "responses")
+        detail = (await admin.get(f"/api/usage/requests/{row['id']}")).json()
+        assert detail["endpoint"] == "responses"
+        chat = (await admin.get("/api/usage/requests", params={"endpoint": "chat"})).json()
+        assert len(chat["data"]) == CALLS
+        assert {row["endpoint"] for row in chat["data"]} == {"chat"}
+        exported = await admin.get(
+            "/api/usage/export", params={"format": "csv", "endpoint": "responses"}
+        )
+        (line,) = list(csv.DictReader(io.StringIO(exported.text)))
+        assert (line["request_id"], line["endpoint"]) == ("via-responses", "responses")
+        everything = await admin.get("/api/usage/export", params={"format": "csv"})
+        endpoints = [row["endpoint"] for row in csv.DictReader(io.StringIO(everything.text))]
+        assert sorted(endpoints) == ["chat"] * CALLS + ["responses"]
+        for path in ("/api/usage/requests", "/api/usage/export"):
+            answer = await admin.get(path, params={"endpoint": "completions"})
+            assert answer.status_code == 400, answer.text
+            error = answer.json()["error"]
+            assert error["type"] == "invalid_request_error"
+            assert (
+                "'endpoint' must be one of chat, responses, messages, embeddings"
+                in (error["message"])
+            )
+            assert "'completions'" in error["message"]
+
+
 async def test_bad_parameters_are_400s(used: RunningService) -> None:
     async with signed_in(used) as admin:
         for path, params in [
@@ -126,6 +161,10 @@ async def test_bad_parameters_are_400s(used: RunningService) -> None:
             ("/api/usage/requests", {"cursor": "!!not-a-cursor!!"}),
             ("/api/usage/requests", {"status": "weird"}),
             ("/api/usage/export", {"format": "xml"}),
+            # The hourly totals do not know the endpoint: better a 400 than all calls counted.
+            ("/api/usage/summary", {"endpoint": "responses"}),
+            ("/api/usage/timeseries", {"endpoint": "chat"}),
+            ("/api/usage/models", {"endpoint": "responses"}),
         ]:
             answer = await admin.get(path, params=params)
             assert answer.status_code == 400, (path, params, answer.text)

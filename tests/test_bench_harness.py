@@ -58,3 +58,4 @@ def test_servers_answer_completions_and_streams() -> None:
             result = run_streams(url, 3, STREAM_BODY, UPSTREAM_KEY, expected=STREAM_CHUNKS)
             assert (result.completed, result.errors) == (3, 0), result.error_summary
             assert len(result.gaps_ms) == 3 * (STREAM_CHUNKS - 1)
+            assert result.events == 3 * (STREAM_CHUNKS + 2)  # the usage chunk and [DONE] too

@@ -31,6 +31,7 @@ from storage import (
     revoke_key,
     update_client,
 )
+from storage.responses import ResponseToStore, insert_response
 from storage.transaction import in_immediate_transaction
 from tests.factories import make_record
 from tests.test_writer import running_writer
@@ -295,6 +296,32 @@ def test_delete_client_removes_its_keys(conn: apsw.Connection) -> None:
         "SELECT count(*) FROM client_tokens WHERE client_id = ?", (client_id,)
     ).fetchall() == [(0,)]
     assert {k.client_id for k in active_keys(conn)} == {kept}
+
+
+def test_delete_client_removes_its_stored_responses(conn: apsw.Connection) -> None:
+    client_id = new_client(conn)
+    kept = new_client(conn, "kept")
+    for owner, response_id in ((client_id, "resp_gone"), (kept, "resp_kept")):
+        write(
+            conn,
+            partial(
+                insert_response,
+                response=ResponseToStore(
+                    id=response_id,
+                    client_id=owner,
+                    model="m",
+                    provider="mock",
+                    previous_response_id=None,
+                    input_items=[],
+                    response_json=b'{"id": "%s"}' % response_id.encode(),
+                ),
+                created_at_ms=NOW,
+                expires_at_ms=NOW + 1,
+            ),
+        )
+    write(conn, partial(delete_client, client_id=client_id))
+    rows = conn.execute("SELECT id, client_id FROM stored_responses").fetchall()
+    assert rows == [("resp_kept", kept)]
 
 
 # --- the change counter ---------------------------------------------------------------------------

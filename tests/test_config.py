@@ -52,6 +52,9 @@ retention_days = 7
 store_bodies = true
 format = "json"
 
+[responses]
+retention_days = 3
+
 [images]
 max_bytes = 5_000_000
 fetch_timeout_s = 3
@@ -132,6 +135,7 @@ def test_defaults_without_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert config.providers["gemini"].base_url.startswith("https://generativelanguage")
     assert config.auth.tokens == ()
     assert config.limits.default_client_requests_per_minute == 60
+    assert config.responses.retention_days == 30
     assert dict(config.models) == {}
     assert dict(config.fallbacks) == {}
 
@@ -171,6 +175,7 @@ def test_full_example_parses(tmp_path: Path) -> None:
     assert config.limits.default_client_requests_per_minute == 30
     assert (config.logging.retention_days, config.logging.store_bodies) == (7, True)
     assert config.logging.format == "json"
+    assert config.responses.retention_days == 3
     assert config.images.max_bytes == 5_000_000
     assert config.images.fetch_timeout_s == 3.0
     assert config.images.allow_private_networks is True
@@ -274,6 +279,9 @@ def test_invalid_toml_names_line(tmp_path: Path) -> None:
         ('[server]\ndatabase = ""\n', "'server.database' must not be empty"),
         ('[logging]\nformat = "xml"\n', '\'logging.format\' must be one of "text", "json"'),
         ("[logging]\nretention_days = -1\n", "'logging.retention_days' must not be negative"),
+        ("[responses]\nretention_days = 0\n", "'responses.retention_days' must be positive, got 0"),
+        ("[responses]\nretention_days = 1.5\n", "'responses.retention_days' must be an integer"),
+        ("[responses]\nkeep = 1\n", "unknown key 'responses.keep'"),
         (
             "[limits]\nglobal_requests_per_minute = -5\n",
             "'limits.global_requests_per_minute' must not be negative, got -5",

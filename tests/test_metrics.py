@@ -197,17 +197,41 @@ async def test_calls_are_counted_and_every_line_is_valid(
 
     assert types["llm_proxy_requests_total"] == "counter"
     assert (
-        value(samples, "llm_proxy_requests_total", provider="mock", model="mock", status="ok") == 2
+        value(
+            samples,
+            "llm_proxy_requests_total",
+            provider="mock",
+            model="mock",
+            status="ok",
+            endpoint="chat",
+        )
+        == 2
     )
     ok = {"provider": "openai", "model": "gpt-4o-mini"}
-    assert value(samples, "llm_proxy_requests_total", **ok, status="ok") == 1
+    assert value(samples, "llm_proxy_requests_total", **ok, status="ok", endpoint="chat") == 1
     failed = {"provider": "openai", "model": "gpt-4o"}
-    assert value(samples, "llm_proxy_requests_total", **failed, status="error") == 1
-    assert value(samples, "llm_proxy_errors_total", **failed, type="upstream_error") == 1
+    assert (
+        value(samples, "llm_proxy_requests_total", **failed, status="error", endpoint="chat") == 1
+    )
+    assert (
+        value(samples, "llm_proxy_errors_total", **failed, type="upstream_error", endpoint="chat")
+        == 1
+    )
     # A name that routed nowhere is not a label: the call counts under provider/model "none".
     nowhere = {"provider": "none", "model": "none"}
-    assert value(samples, "llm_proxy_requests_total", **nowhere, status="error") == 1
-    assert value(samples, "llm_proxy_errors_total", **nowhere, type="invalid_request_error") == 1
+    assert (
+        value(samples, "llm_proxy_requests_total", **nowhere, status="error", endpoint="chat") == 1
+    )
+    assert (
+        value(
+            samples,
+            "llm_proxy_errors_total",
+            **nowhere,
+            type="invalid_request_error",
+            endpoint="chat",
+        )
+        == 1
+    )
     assert value(samples, "llm_proxy_tokens_total", **ok, kind="prompt") == 3
     assert value(samples, "llm_proxy_tokens_total", **ok, kind="completion") > 0
     assert value(samples, "llm_proxy_cost_usd_total", **ok) > 0
@@ -236,6 +260,7 @@ async def test_calls_are_counted_and_every_line_is_valid(
     assert value(samples, "llm_proxy_live_events_dropped_total", feed="events") == 0
     assert value(samples, "llm_proxy_sessions_active") == 0
     assert value(samples, "llm_proxy_retention_rows_deleted_total") == 0
+    assert value(samples, "llm_proxy_retention_responses_deleted_total") == 0
     assert value(samples, "llm_proxy_uptime_seconds") > 0
     assert value(samples, "process_resident_memory_bytes") > 1_000_000
     assert value(samples, "llm_proxy_rate_limit_decisions_total", decision="allowed") == 5
@@ -258,6 +283,7 @@ async def test_calls_are_counted_and_every_line_is_valid(
         "decision",
         "reason",
         "version",
+        "endpoint",
     }
 
 
@@ -303,7 +329,10 @@ async def test_unknown_model_names_add_no_series(
     assert "unknown-model" not in page
     assert {s.labels.get("model") for s in samples} <= {None, "none"}
     nowhere = {"provider": "none", "model": "none"}
-    assert value(samples, "llm_proxy_requests_total", **nowhere, status="error") == 300
+    assert (
+        value(samples, "llm_proxy_requests_total", **nowhere, status="error", endpoint="chat")
+        == 300
+    )
 
 
 async def test_routed_model_names_are_capped(
@@ -320,7 +349,12 @@ async def test_routed_model_names_are_capped(
     assert len(models) == MAX_MODELS + 1
     assert "other" in models
     assert value(
-        samples, "llm_proxy_requests_total", provider="mock", model="other", status="ok"
+        samples,
+        "llm_proxy_requests_total",
+        provider="mock",
+        model="other",
+        status="ok",
+        endpoint="chat",
     ) == (100)
     assert sum(s.value for s in requests) == MAX_MODELS + 100
     assert value(samples, "llm_proxy_model_labels") == MAX_MODELS
@@ -373,9 +407,47 @@ def test_odd_names_are_not_labels_and_labels_are_escaped() -> None:
     _, samples = parse(out.text())
     models = {s.labels["model"] for s in samples if s.name == "llm_proxy_requests_total"}
     assert models == {"other", 'quote"and\\slash', "gpt-4o"}
-    assert value(samples, "llm_proxy_errors_total", provider="openai", model="gpt-4o", type="other")
+    assert value(
+        samples,
+        "llm_proxy_errors_total",
+        provider="openai",
+        model="gpt-4o",
+        type="other",
+        endpoint="chat",
+    )
     assert 'model="quote\\"and\\\\slash"' in out.text()
     assert escape_label('a\\b"c\nd') == 'a\\\\b\\"c\\nd'
+
+
+def test_calls_are_counted_by_endpoint_under_a_bounded_label() -> None:
+    metrics = Metrics()
+    metrics.observe(_record("gpt-4o"))
+    metrics.observe(_record("gpt-4o", endpoint="responses"))
+    metrics.observe(_record("gpt-4o", endpoint="responses"))
+    metrics.observe(_record("gpt-4o", endpoint="responses", status="error", error_type="x_y"))
+    for i in range(50):  # a name the gateway does not know is never a label of its own
+        metrics.observe(_record("gpt-4o", endpoint=f"made-up-{i}"))
+    out = Exposition()
+    metrics.write(out)
+    _, samples = parse(out.text())
+    by = {"provider": "openai", "model": "gpt-4o"}
+    assert value(samples, "llm_proxy_requests_total", **by, status="ok", endpoint="chat") == 1
+    assert value(samples, "llm_proxy_requests_total", **by, status="ok", endpoint="responses") == 2
+    assert value(samples, "llm_proxy_requests_total", **by, status="ok", endpoint="other") == 50
+    assert (
+        value(samples, "llm_proxy_requests_total", **by, status="error", endpoint="responses") == 1
+    )
+    assert value(samples, "llm_proxy_errors_total", **by, type="x_y", endpoint="responses") == 1
+    endpoints = {s.labels["endpoint"] for s in samples if "endpoint" in s.labels}
+    assert endpoints == {"chat", "responses", "other"}
+    # Tokens, cost and durations stay by provider and model only.
+    assert not [
+        s
+        for s in samples
+        if "endpoint" in s.labels
+        and s.name != "llm_proxy_requests_total"
+        and s.name != "llm_proxy_errors_total"
+    ]
 
 
 def test_histogram_bounds_are_inclusive_and_values_formatted() -> None:

@@ -21,12 +21,16 @@ TABLES = {
     "model_settings",
     "settings",
     "audit_log",
+    "stored_responses",
 }
 INDEXES = {
     "llm_requests_ts_ms": ("llm_requests", ["ts_ms"]),
     "llm_requests_client_ts_ms": ("llm_requests", ["client_id", "ts_ms"]),
     "llm_requests_provider_ts_ms": ("llm_requests", ["provider", "ts_ms"]),
     "llm_requests_model_ts_ms": ("llm_requests", ["model", "ts_ms"]),
+    "llm_requests_endpoint_ts_ms": ("llm_requests", ["endpoint", "ts_ms"]),
+    "stored_responses_expires_at": ("stored_responses", ["expires_at"]),
+    "stored_responses_created_at": ("stored_responses", ["created_at"]),
     "client_tokens_client_id": ("client_tokens", ["client_id"]),
     "audit_log_ts_ms": ("audit_log", ["ts_ms"]),
 }
@@ -83,7 +87,7 @@ def test_failing_migration_rolls_back_entirely(
     with pytest.raises(apsw.SQLError):
         migrate(conn)
     assert schema_version(conn) == 1
-    assert names(conn, "table") == TABLES
+    assert names(conn, "table") == TABLES - {"stored_responses"}  # version 1's tables
     assert not conn.in_transaction
 
 

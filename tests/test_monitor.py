@@ -18,6 +18,7 @@ from trio_websocket import WebSocketRequest, open_websocket_url, serve_websocket
 from proxy.monitor.call_line import (
     compact_int,
     format_cost,
+    format_header,
     format_latency,
     format_request,
     layout,
@@ -104,6 +105,18 @@ def test_narrow_terminals_truncate_instead_of_wrapping(width: int) -> None:
     assert line.endswith("842ms")
     if width >= 60:
         assert "$0.0002" in line
+
+
+def test_the_api_a_call_came_through_is_shown_where_there_is_room() -> None:
+    responses = format_request({**REQUEST, "endpoint": "responses"}, 100)
+    assert " resp " in responses
+    assert " chat " in format_request(REQUEST, 100)  # a gateway from before endpoints: chat only
+    assert " emb " in format_request({**REQUEST, "endpoint": "embeddings"}, 100)
+    assert " api " in format_header(100)
+    # Narrow terminals drop it first: the model says more.
+    assert " resp " not in format_request({**REQUEST, "endpoint": "responses"}, 60)
+    unknown = format_request({**REQUEST, "endpoint": "future\x1b[31m"}, 100)
+    assert "\x1b" not in unknown
 
 
 def test_failed_and_cancelled_calls() -> None:

@@ -9,6 +9,7 @@ exception. Screenshots of every page, wide and phone-sized, land in tests/artifa
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -28,6 +29,7 @@ from tests.conftest import (
     sdk,
     signed_in,
 )
+from tests.factories import make_record
 from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI
 from tests.ui_browser import PHONE, WIDE, BrowserThread, Tab
 
@@ -393,6 +395,51 @@ async def test_analytics_filters_by_client_and_keeps_the_filter_in_the_address(
 
         page.get_by_label("Client", exact=True).select_option("")
         expect(requests).to_have_text("4")
+        tab.check_errors()
+
+    await browser.run(scenario)
+
+
+async def test_the_request_log_shows_and_filters_by_endpoint(
+    browser: BrowserThread, dashboard: RunningService, tabs: OpenTab
+) -> None:
+    await ready_admin(dashboard)
+    await some_traffic(dashboard, calls=2)
+    now_ms = int(time.time() * 1000)
+    record = make_record(0, request_id="via-responses", ts_ms=now_ms, endpoint="responses")
+    await dashboard.gateway.logger.record(record)
+    await logged(dashboard, 3)
+    tab = await tabs()
+
+    def scenario() -> None:
+        page = tab.page
+        rows = page.locator("#requests-rows tr")
+        tab.sign_in("admin", ADMIN_PASSWORD)
+        tab.open("requests", "Request log")
+        expect(page.locator("#requests-table thead")).to_contain_text("Endpoint")
+        expect(rows).to_have_count(3)
+        responses_row = page.locator('[data-request-id="via-responses"]')
+        expect(responses_row.locator('td[data-label="Endpoint"]')).to_have_text("responses")
+        expect(rows.locator('td[data-label="Endpoint"]', has_text="chat")).to_have_count(2)
+
+        page.get_by_label("Endpoint", exact=True).select_option("responses")
+        expect(page).to_have_url(re.compile(r"endpoint=responses"))
+        expect(rows).to_have_count(1)
+        expect(responses_row).to_be_visible()
+        tab.screenshot("requests-by-endpoint-1400")
+
+        # The filter is in the address, and the details say where the call came through.
+        page.reload()
+        tab.settled("Request log")
+        expect(page.get_by_label("Endpoint", exact=True)).to_have_value("responses")
+        expect(rows).to_have_count(1)
+        responses_row.locator("a").click()
+        expect(page.locator("#request-detail")).to_contain_text("Endpoint")
+        expect(page.locator("#request-detail dl")).to_contain_text("responses")
+        page.locator("#rq-back").click()
+        expect(page.get_by_label("Endpoint", exact=True)).to_have_value("responses")
+        page.get_by_label("Endpoint", exact=True).select_option("")
+        expect(rows).to_have_count(3)
         tab.check_errors()
 
     await browser.run(scenario)

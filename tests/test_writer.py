@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import apsw
 import pytest
 import trio
+import trio.testing
 
 from proxy.records import RequestRecord
 from storage import StorageWriter, open_connection
@@ -171,6 +174,106 @@ async def test_execute_returns_a_value_and_rolls_back_on_error(tmp_path: Path) -
         )
     assert [tuple(row) for row in keys] == [("kept",)]
     assert query(db, "SELECT key FROM settings") == [("kept",)]
+
+
+async def test_jobs_queued_together_share_one_commit_each_in_its_own_savepoint(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "w.db"
+    commits = 0
+    release = threading.Event()
+
+    def count_commit() -> bool:
+        nonlocal commits
+        commits += 1
+        return False  # False lets the commit go ahead
+
+    def insert(conn: apsw.Connection, key: str) -> str:
+        conn.execute(
+            "INSERT INTO settings (key, value_json, updated_at) VALUES (?, '{}', 0)", (key,)
+        )
+        if key == "doomed":
+            raise ValueError("nope")
+        return key
+
+    results: dict[str, object] = {}
+
+    async def store(key: str) -> None:
+        try:
+            results[key] = await writer.execute(partial(insert, key=key), shares_commit=True)
+        except ValueError as exc:
+            results[key] = exc
+
+    async with running_writer(db) as writer:
+        await writer.execute(lambda conn: conn.set_commit_hook(count_commit))
+        async with trio.open_nursery() as nursery:
+            # The writer is held in a job, so the next ones queue up behind it.
+            nursery.start_soon(partial(writer.execute, lambda conn: release.wait(10)))
+            await trio.testing.wait_all_tasks_blocked()
+            for key in ("a", "doomed", "b", "c"):
+                nursery.start_soon(store, key)
+                await trio.testing.wait_all_tasks_blocked()
+            # A plain job ends the group and runs after it: it sees the group's rows.
+            nursery.start_soon(
+                partial(
+                    writer.execute,
+                    lambda conn: results.update(
+                        after=[r[0] for r in conn.execute("SELECT key FROM settings ORDER BY key")]
+                    ),
+                )
+            )
+            await trio.testing.wait_all_tasks_blocked()
+            commits = 0
+            release.set()
+        grouped_commits = commits
+    assert results["a"] == "a"
+    assert results["b"] == "b"
+    assert results["c"] == "c"
+    assert isinstance(results["doomed"], ValueError)
+    assert results["after"] == ["a", "b", "c"]
+    # The held job, the group of four, the plain job after it.
+    assert grouped_commits == 3
+    assert query(db, "SELECT key FROM settings ORDER BY key") == [("a",), ("b",), ("c",)]
+
+
+async def test_a_group_whose_commit_fails_fails_every_job_in_it(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    release = threading.Event()
+
+    refuse = threading.Event()
+
+    def insert(conn: apsw.Connection, key: str) -> None:
+        conn.execute(
+            "INSERT INTO settings (key, value_json, updated_at) VALUES (?, '{}', 0)", (key,)
+        )
+        if key == "x":
+            refuse.set()  # the group's COMMIT is refused, after every job in it succeeded
+
+    outcomes: dict[str, BaseException | None] = {}
+
+    async def store(key: str) -> None:
+        try:
+            await writer.execute(partial(insert, key=key), shares_commit=True)
+        except apsw.Error as exc:
+            outcomes[key] = exc
+        else:
+            outcomes[key] = None
+
+    async with running_writer(db) as writer:
+        # A commit hook that refuses turns the COMMIT into a rollback (CONSTRAINT_COMMITHOOK).
+        await writer.execute(lambda conn: conn.set_commit_hook(refuse.is_set))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(writer.execute, lambda conn: release.wait(10)))
+            await trio.testing.wait_all_tasks_blocked()
+            for key in ("x", "y"):
+                nursery.start_soon(store, key)
+                await trio.testing.wait_all_tasks_blocked()
+            release.set()
+        refuse.clear()
+        # The writer goes on: a later job commits.
+        await writer.execute(partial(insert, key="later"), shares_commit=True)
+    assert all(isinstance(outcomes[key], apsw.Error) for key in ("x", "y"))
+    assert query(db, "SELECT key FROM settings ORDER BY key") == [("later",)]
 
 
 async def test_close_with_records_queued_loses_nothing_and_truncates_wal(tmp_path: Path) -> None:

@@ -11,7 +11,9 @@ Labels stay few, whatever clients send: ``provider`` is a configured provider (`
 call that never routed: bad key, bad body, unknown model), ``type`` a gateway error type, and
 ``model`` the name the client asked for — but only for calls that routed, only while fewer than
 :data:`MAX_MODELS` names have been seen, and only for short printable names; anything else is
-counted as ``other``. No client id, key or free text is ever a label.
+counted as ``other``. ``endpoint`` (on the request and error counters only) is one of the
+client APIs the gateway serves (``chat``, ``responses``, ...), else ``other``. No client id, key or
+free text is ever a label.
 
 The endpoint needs no sign-in and holds no secret, but it does describe traffic: bind the
 gateway to loopback or a private address, or let the firewall (or the reverse proxy in front)
@@ -33,7 +35,7 @@ from quart_trio import QuartTrio
 
 from proxy import __version__
 from proxy.image_budget import ImageBudgetStatistics
-from proxy.records import RequestRecord
+from proxy.records import ENDPOINTS, RequestRecord
 from storage.writer import WriterStatistics
 
 if TYPE_CHECKING:
@@ -76,8 +78,8 @@ class Metrics:
     def __init__(self, *, max_models: int = MAX_MODELS) -> None:
         self._max_models = max_models
         self._models: set[str] = set()
-        self.requests: dict[tuple[str, str, str], int] = {}
-        self.errors: dict[tuple[str, str, str], int] = {}
+        self.requests: dict[tuple[str, str, str, str], int] = {}
+        self.errors: dict[tuple[str, str, str, str], int] = {}
         self.tokens: dict[tuple[str, str, str], int] = {}
         self.cost: dict[tuple[str, str], float] = {}
         self.duration: dict[str, Histogram] = {}
@@ -92,14 +94,15 @@ class Metrics:
         """Count one logged call (never blocks; called on the logger's task)."""
         provider = record.provider or NONE
         model = self._model_label(record)
-        key: tuple[str, str, str] = (provider, model, record.status)
-        self.requests[key] = self.requests.get(key, 0) + 1
+        endpoint = record.endpoint if record.endpoint in ENDPOINTS else OTHER
+        outcome = (provider, model, record.status, endpoint)
+        self.requests[outcome] = self.requests.get(outcome, 0) + 1
         if record.status == "error":
             error_type = record.error_type or "unknown"
             if not _ERROR_TYPE.fullmatch(error_type):
                 error_type = OTHER
-            key = (provider, model, error_type)
-            self.errors[key] = self.errors.get(key, 0) + 1
+            error = (provider, model, error_type, endpoint)
+            self.errors[error] = self.errors.get(error, 0) + 1
         counts = (
             record.prompt_tokens,
             record.completion_tokens,
@@ -108,8 +111,8 @@ class Metrics:
         )
         for kind, count in zip(TOKEN_KINDS, counts, strict=True):
             if count is not None:
-                key = (provider, model, kind)
-                self.tokens[key] = self.tokens.get(key, 0) + count
+                tokens = (provider, model, kind)
+                self.tokens[tokens] = self.tokens.get(tokens, 0) + count
         if record.cost_usd is not None:
             pair = (provider, model)
             self.cost[pair] = self.cost.get(pair, 0.0) + record.cost_usd
@@ -139,21 +142,34 @@ class Metrics:
         out.family(
             "llm_proxy_requests_total",
             "counter",
-            "Chat calls logged, by provider, model asked for and outcome (ok, error, cancelled).",
+            "Calls logged, by provider, model asked for, outcome (ok, error, cancelled) and the"
+            " client API they came through (chat, responses, ...).",
         )
-        for (provider, model, status), value in sorted(self.requests.items()):
+        for (provider, model, status, endpoint), value in sorted(self.requests.items()):
             out.sample(
                 "llm_proxy_requests_total",
-                (("provider", provider), ("model", model), ("status", status)),
+                (
+                    ("provider", provider),
+                    ("model", model),
+                    ("status", status),
+                    ("endpoint", endpoint),
+                ),
                 value,
             )
         out.family(
-            "llm_proxy_errors_total", "counter", "Chat calls that failed, by gateway error type."
+            "llm_proxy_errors_total",
+            "counter",
+            "Calls that failed, by gateway error type and client API.",
         )
-        for (provider, model, error_type), value in sorted(self.errors.items()):
+        for (provider, model, error_type, endpoint), value in sorted(self.errors.items()):
             out.sample(
                 "llm_proxy_errors_total",
-                (("provider", provider), ("model", model), ("type", error_type)),
+                (
+                    ("provider", provider),
+                    ("model", model),
+                    ("type", error_type),
+                    ("endpoint", endpoint),
+                ),
                 value,
             )
         out.family(
@@ -328,6 +344,11 @@ def exposition(calls: Metrics, parts: ObservedParts, rss: int | None) -> str:
         "llm_proxy_retention_rows_deleted_total",
         "Logged calls deleted for being older than [logging] retention_days.",
         [((), retention.rows_deleted)],
+    )
+    out.counter(
+        "llm_proxy_retention_responses_deleted_total",
+        "Stored /v1/responses responses deleted past [responses] retention_days.",
+        [((), retention.responses_deleted)],
     )
     out.counter(
         "llm_proxy_retention_errors_total",

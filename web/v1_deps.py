@@ -10,6 +10,7 @@ from actors.rate_limiter import RateLimiter
 from actors.request_logger import RequestLogger
 from proxy.config import Config
 from proxy.routing import Router
+from storage.response_store import ResponseStore
 from web.auth import Authenticator
 from web.hangups import HangupWatcher
 from web.readiness import Readiness
@@ -17,7 +18,7 @@ from web.readiness import Readiness
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class V1Deps:
-    """The collaborators of ``/v1/chat/completions`` and ``/v1/models``."""
+    """The collaborators of ``/v1/chat/completions``, ``/v1/responses`` and ``/v1/models``."""
 
     config: Config
     auth: Authenticator
@@ -29,3 +30,5 @@ class V1Deps:
     readiness: Readiness
     #: Wall-clock start (Unix seconds): the ``created`` of models whose upstream gives none.
     started_unix: int
+    #: The responses ``/v1/responses`` keeps for ``previous_response_id`` and ``GET``.
+    responses: ResponseStore

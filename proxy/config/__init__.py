@@ -22,6 +22,7 @@ from proxy.config.schema import (
     LoggingConfig,
     ModelAlias,
     ProviderConfig,
+    ResponsesConfig,
     ServerConfig,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "LoggingConfig",
     "ModelAlias",
     "ProviderConfig",
+    "ResponsesConfig",
     "ServerConfig",
     "load_config",
     "mask_secret",

@@ -35,6 +35,7 @@ __all__ = [
     "LoggingConfig",
     "ModelAlias",
     "ProviderConfig",
+    "ResponsesConfig",
     "ServerConfig",
     "config_error",
 ]
@@ -145,6 +146,15 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponsesConfig:
+    """``[responses]``: the responses the gateway stores for ``/v1/responses``."""
+
+    # Days a stored response stays readable (GET, previous_response_id) before retention
+    # deletes it; OpenAI keeps its own at least 30.
+    retention_days: int = _opt(30, positive)
+
+
+@dataclass(frozen=True, slots=True)
 class ImagesConfig:
     """``[images]``: limits on image URLs fetched on behalf of clients."""
 
@@ -204,6 +214,7 @@ class Config:
     limits: LimitsConfig
     logging: LoggingConfig
     images: ImagesConfig
+    responses: ResponsesConfig
     providers: Mapping[str, ProviderConfig]
     models: Mapping[str, ModelAlias]
     fallbacks: Mapping[str, tuple[str, ...]]

@@ -22,6 +22,7 @@ from proxy.config.schema import (
     LoggingConfig,
     ModelAlias,
     ProviderConfig,
+    ResponsesConfig,
     ServerConfig,
     config_error,
 )
@@ -99,6 +100,7 @@ SECTIONS: dict[str, type[Any]] = {
     "limits": LimitsConfig,
     "logging": LoggingConfig,
     "images": ImagesConfig,
+    "responses": ResponsesConfig,
 }
 SCHEMAS = {name: _schema(cls) for name, cls in SECTIONS.items()}
 TOP_LEVEL = (*SECTIONS, "providers", "models", "fallbacks")

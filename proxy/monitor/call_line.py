@@ -93,6 +93,7 @@ COLUMNS: Final = (
     Column("client", "client", 6, 12),
     Column("model", "model", 12, 30),
     Column("provider", "provider", 6, 8),
+    Column("endpoint", "api", 4, 4),
     Column("status", "status", 7, 7),
     Column("tokens", "in/out", 9, 11, right=True),
     Column("cost", "cost", 8, 8, right=True),
@@ -100,7 +101,15 @@ COLUMNS: Final = (
 )
 # Narrow terminals lose these first, in this order (the model names the provider well enough);
 # what is left fits in 38 columns.
-_DROP_ORDER: Final = ("provider", "client", "time", "cost")
+_DROP_ORDER: Final = ("endpoint", "provider", "client", "time", "cost")
+# The client API a call came through, in the four characters of its column. A frame without one
+# comes from a gateway older than the other APIs: chat.
+_ENDPOINT_NAMES: Final = {
+    "chat": "chat",
+    "responses": "resp",
+    "messages": "msgs",
+    "embeddings": "emb",
+}
 # Spare width goes to these, in this order, each up to its maximum.
 _GROW_ORDER: Final = ("model", "client", "provider")
 
@@ -135,6 +144,7 @@ def _cells(frame: Frame) -> dict[str, str]:
         "client": printable(frame.get("client_id") or "-"),
         "model": printable(model),
         "provider": printable(frame.get("provider") or "-"),
+        "endpoint": _ENDPOINT_NAMES.get(str(frame.get("endpoint") or "chat"), "?"),
         "status": format_status(frame),
         "tokens": f"{compact_int(frame.get('prompt_tokens'))}/"
         f"{compact_int(frame.get('completion_tokens'))}",

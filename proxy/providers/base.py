@@ -24,7 +24,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
 
@@ -34,6 +34,7 @@ from proxy.errors import GatewayError, InvalidRequest, UpstreamError
 
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
+RequestT = TypeVar("RequestT")
 
 #: What msgspec raises for bytes that are not the JSON expected: bad syntax or shape (both
 #: ValueErrors, like invalid UTF-8 in a string) and nesting deeper than its recursion limit.
@@ -78,6 +79,11 @@ class PassedEvent(msgspec.Struct, frozen=True):
     data: bytes | None
     usage: Usage | None = None
     text: str | None = None
+    #: The SSE event name the upstream gave it (Responses events have one; chat events do not).
+    event: str | None = None
+    #: Whether it is the protocol's own end of the answer (a Responses ``response.completed``,
+    #: ``.incomplete``, ``.failed`` or ``error``): after it the client needs no end of ours.
+    terminal: bool = False
 
 
 #: What a streaming call yields: translated chunks, or the upstream's own events passed through.
@@ -147,11 +153,11 @@ class ChunkParser(abc.ABC, Generic[ItemT]):
         return  # most protocols have nothing of the kind
 
 
-class Passthrough(abc.ABC):
+class Passthrough(abc.ABC, Generic[RequestT]):
     """One client protocol spoken by an upstream as is, configured for one provider."""
 
     @abc.abstractmethod
-    def call(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
+    def call(self, request: RequestT, upstream_model: str) -> UpstreamCall:
         """The client's body as sent, with only what the gateway must change."""
 
     @abc.abstractmethod
@@ -159,7 +165,7 @@ class Passthrough(abc.ABC):
         """A whole answer; UpstreamError when it is not the protocol."""
 
     @abc.abstractmethod
-    def event_parser(self, request: ChatRequest) -> ChunkParser[PassedEvent]:
+    def event_parser(self, request: RequestT) -> ChunkParser[PassedEvent]:
         """A parser for one streamed answer to ``request``."""
 
 
@@ -185,7 +191,7 @@ class WireAdapter(abc.ABC):
         """
         return {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
 
-    def passthrough_for(self, protocol: str) -> Passthrough | None:
+    def passthrough_for(self, protocol: str) -> Passthrough[Any] | None:
         """How this upstream passes requests of client ``protocol`` through; None: translate."""
         return None
 

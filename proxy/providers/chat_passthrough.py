@@ -82,7 +82,7 @@ _decode_event = msgspec.json.Decoder(_EventFacts).decode
 _decode_answer = msgspec.json.Decoder(_AnswerFacts).decode
 
 
-class ChatPassthrough(Passthrough):
+class ChatPassthrough(Passthrough[ChatRequest]):
     """The OpenAI chat protocol, passed through to one provider."""
 
     def __init__(

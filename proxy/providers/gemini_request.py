@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from proxy.chat import MAX_DEPTH, ChatRequest, json_depth
+from proxy.chat import ChatRequest
 from proxy.chat_form import (
     AudioPart,
     ChatBody,
@@ -34,6 +34,7 @@ from proxy.providers.translated_fields import (
     require_parallel_calls_allowed,
     require_text_output,
 )
+from proxy.request_body import MAX_DEPTH, json_depth
 
 #: The fields of an OpenAI chat body this translator carries to Gemini. ``modalities`` and
 #: ``parallel_tool_calls`` only in the values Gemini honours (text; calls in parallel allowed).

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from proxy.chat import MAX_DEPTH, ChatRequest, json_depth
+from proxy.chat import ChatRequest
 from proxy.chat_form import (
     AudioPart,
     ChatBody,
@@ -35,6 +35,7 @@ from proxy.providers.translated_fields import (
     require_parallel_calls_allowed,
     require_text_output,
 )
+from proxy.request_body import MAX_DEPTH, json_depth
 
 #: The fields of an OpenAI chat body this translator carries to Ollama (with Ollama's own
 #: ``options`` and ``keep_alive``). ``n``, ``tool_choice``, ``modalities`` and

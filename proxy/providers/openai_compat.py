@@ -33,7 +33,9 @@ from proxy.providers.chat_passthrough import (
     error_fields,
     stream_error,
 )
+from proxy.providers.responses_passthrough import ResponsesPassthrough
 from proxy.providers.upstream_errors import map_status
+from proxy.responses import ResponsesRequest
 
 _encode = msgspec.json.Encoder().encode
 _BAD_KEY = re.compile(r"\b(incorrect|invalid) api key", re.IGNORECASE)
@@ -83,15 +85,21 @@ class OpenAICompatAdapter(WireAdapter):
         self._chat = ChatPassthrough(
             provider, rename_max_tokens=flavor == "openai", fix_usage=fix_usage
         )
+        # OpenAI and xAI serve /responses; DeepSeek does not, so its calls are translated.
+        self._responses = ResponsesPassthrough(provider) if flavor in _SERVES_RESPONSES else None
 
     @property
     def fallback_models(self) -> tuple[str, ...]:
         """Models listed when the upstream cannot be asked."""
         return self._fallback_models
 
-    def passthrough_for(self, protocol: str) -> Passthrough | None:
-        """OpenAI chat passes through as is."""
-        return self._chat if protocol == ChatRequest.PROTOCOL else None
+    def passthrough_for(self, protocol: str) -> Passthrough[Any] | None:
+        """OpenAI chat passes through as is; so does the Responses API where it is served."""
+        if protocol == ChatRequest.PROTOCOL:
+            return self._chat
+        if protocol == ResponsesRequest.PROTOCOL:
+            return self._responses
+        return None
 
     def chat_call(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
         """A translated call: the internal form is OpenAI's chat, so the body goes up as is."""
@@ -175,6 +183,7 @@ def xai_usage(usage: Usage) -> Mapping[str, Any] | None:
 
 
 _FIX_USAGE = {"deepseek": deepseek_usage, "grok": xai_usage}
+_SERVES_RESPONSES = frozenset({"openai", "grok"})
 
 
 class OpenAIChunkParser(OpenAIEventParser[ChatChunk]):

@@ -15,6 +15,7 @@ from typing import Final
 import apsw
 import msgspec
 
+from proxy.records import Endpoint
 from storage.analytics.request_rows import (
     REQUEST_COLUMNS,
     SELECT_ROW,
@@ -36,8 +37,10 @@ def export_page(
     flt: UsageFilter = NO_FILTER,
     batch: int = 1000,
     after: str | None = None,
+    endpoint: Endpoint | None = None,
 ) -> tuple[list[RequestRow], str | None]:
-    """One batch of the export, oldest first, starting after the position ``after`` names.
+    """One batch of the export, oldest first, starting after the position ``after`` names;
+    only calls through ``endpoint`` when it is given.
 
     Returns the rows and the position to pass as ``after`` next, None after the last batch. One
     short query: the web layer calls it once per batch through ``ReadPool.run``, so no read
@@ -45,7 +48,7 @@ def export_page(
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
-    clauses, params = log_where(since_ms, until_ms, flt, None)
+    clauses, params = log_where(since_ms, until_ms, flt, None, endpoint)
     if after is not None:
         after_ts, params["after_id"] = decode_cursor(after)
         params["since"] = max(since_ms, after_ts)  # the index range starts at the position

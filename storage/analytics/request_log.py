@@ -12,6 +12,7 @@ from typing import Any, Final
 
 import apsw
 
+from proxy.records import Endpoint
 from storage.analytics.request_rows import (
     REQUEST_COLUMNS,
     SELECT_ROW,
@@ -59,15 +60,18 @@ def request_log(
     status: StatusFilter | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    endpoint: Endpoint | None = None,
 ) -> tuple[list[RequestRow], str | None]:
     """One page of logged calls in ``[since_ms, until_ms)``, newest first, and the next cursor.
+
+    ``status`` and ``endpoint`` (None: any) narrow it further.
 
     Keyset pagination on ``(ts_ms, id)``: pass ``next_cursor`` back to get the following page; it
     is None on the last page. Calls logged meanwhile never shift or repeat rows across pages.
     """
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
-    clauses, params = log_where(since_ms, until_ms, flt, status)
+    clauses, params = log_where(since_ms, until_ms, flt, status, endpoint)
     if cursor is not None:
         after_ts, params["after_id"] = decode_cursor(cursor)
         # The cursor's ts also bounds the index range; the row value alone would leave SQLite

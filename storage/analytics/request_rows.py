@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Final, Literal
 
+from proxy.records import ENDPOINTS, Endpoint
 from storage.analytics.results import Result
 from storage.analytics.usage_filter import UsageFilter, check_range
 
@@ -63,6 +64,9 @@ class RequestRow(Result):
     attempts: int
     failed_attempts: str | None
     """The fallbacks' failures as stored: JSON text (an array), or None."""
+    endpoint: str
+    """The client API the call came through (``chat``, ``responses``, ...); last, so the CSV's
+    earlier columns keep their places."""
 
 
 REQUEST_COLUMNS: Final = tuple(field.name for field in dataclasses.fields(RequestRow))
@@ -108,9 +112,14 @@ def decode_cursor(cursor: str) -> tuple[int, int]:
 
 
 def log_where(
-    since_ms: int, until_ms: int, flt: UsageFilter, status: str | None
+    since_ms: int,
+    until_ms: int,
+    flt: UsageFilter,
+    status: str | None,
+    endpoint: Endpoint | None = None,
 ) -> tuple[list[str], dict[str, object]]:
-    """WHERE clauses on ``llm_requests`` for the exact range, the filter and the status."""
+    """WHERE clauses on ``llm_requests`` for the exact range, the filter, the status and the
+    endpoint."""
     check_range(since_ms, until_ms)
     clauses = ["ts_ms >= :since", "ts_ms < :until"]
     params: dict[str, object] = {"since": since_ms, "until": until_ms}
@@ -131,4 +140,10 @@ def log_where(
             raise ValueError("status must be 'ok', 'error' or 'cancelled'")
         clauses.append("status = :status")
         params["status"] = status
+    if endpoint is not None:
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"'endpoint' must be one of {', '.join(ENDPOINTS)}; got {endpoint!r}.")
+        # Uses the (endpoint, ts_ms) index: the rarer endpoints are found without a scan.
+        clauses.append("endpoint = :endpoint")
+        params["endpoint"] = endpoint
     return clauses, params

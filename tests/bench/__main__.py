@@ -11,6 +11,7 @@ from tests.bench import (
     bench_analytics,
     bench_cancellation,
     bench_resources,
+    bench_responses,
     bench_streaming,
     bench_throughput,
 )
@@ -25,6 +26,7 @@ def main() -> None:
     figures: list[Figure] = []
     try:
         figures += bench_throughput.measure(load)
+        figures += bench_responses.measure(load)  # beside chat, in this same run
     finally:
         load.close()
     figures += bench_streaming.measure()

@@ -78,10 +78,16 @@ def bench_server(kind: str) -> Iterator[str]:
 
 
 def write_gateway_config(
-    upstream: str, directory: Path, *, record_requests: bool = True, name: str = "bench"
+    upstream: str,
+    directory: Path,
+    *,
+    record_requests: bool = True,
+    name: str = "bench",
+    extra: str = "",
 ) -> Path:
     """The gateway's bench config: openai at ``upstream`` (room for 1,024 calls at once), a
-    static key, no rate limits; ``record_requests`` is the request log's switch."""
+    static key, no rate limits; ``record_requests`` is the request log's switch, ``extra`` more
+    TOML tables (other providers)."""
     config = directory / f"{name}.toml"
     config.write_text(
         "[server]\n"
@@ -97,18 +103,21 @@ def write_gateway_config(
         f'api_key = "{UPSTREAM_KEY}"\n'
         "max_concurrency = 1024\n"
         "[providers.ollama]\n"
-        "enabled = false\n"
+        "enabled = false\n" + extra
     )
     return config
 
 
 @contextmanager
 def gateway_process(
-    upstream: str, directory: Path, *, record_requests: bool = True
+    upstream: str, directory: Path, *, record_requests: bool = True, extra: str = ""
 ) -> Iterator[str]:
-    """Run ``llm-proxy serve`` on port 0 against ``upstream``; yield its base URL."""
+    """Run ``llm-proxy serve`` on port 0 against ``upstream`` (``extra``: more config tables);
+    yield its base URL."""
     name = "bench" if record_requests else "bench-unlogged"
-    config = write_gateway_config(upstream, directory, record_requests=record_requests, name=name)
+    config = write_gateway_config(
+        upstream, directory, record_requests=record_requests, name=name, extra=extra
+    )
     log_path = directory / f"{name}.log"
     command = [
         sys.executable,

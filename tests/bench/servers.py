@@ -11,6 +11,11 @@ The fake upstream also streams: a request body carrying ``"stream":true`` gets `
 ``text/event-stream`` (chunked) with :data:`STREAM_CHUNKS` ``chat.completion.chunk`` events
 :data:`STREAM_GAP_S` apart (the first at once), then a usage chunk (``choices: []``) and
 ``data: [DONE]`` right after the last one, all precomputed and paced by loop timers.
+
+It serves the Responses API too (``POST /v1/responses``, its bytes in
+:mod:`tests.bench.responses_wire`): a completed response object, or its event sequence with
+:data:`STREAM_CHUNKS` ``response.output_text.delta`` events paced exactly as chat's chunks (the
+opening events go out with the first delta, the closing ones right after the last).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import asyncio
 import json
 import sys
 from typing import Any
+
+from tests.bench import responses_wire
 
 STREAM_CHUNKS = 64  # chat.completion.chunk events per streamed answer, usage chunk not counted
 STREAM_GAP_S = 0.020  # seconds between two of them; the first goes out with the headers
@@ -84,7 +91,11 @@ def _stream_chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str,
 def _http_chunk(payload: dict[str, Any] | str) -> bytes:
     """One SSE ``data:`` event framed as one HTTP/1.1 chunk."""
     data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
-    event = b"data: " + data.encode() + b"\n\n"
+    return _frame(b"data: " + data.encode() + b"\n\n")
+
+
+def _frame(event: bytes) -> bytes:
+    """One SSE event framed as one HTTP/1.1 chunk."""
     return b"%x\r\n" % len(event) + event + b"\r\n"
 
 
@@ -122,6 +133,14 @@ _STREAM_TAIL = (
     + _http_chunk("[DONE]")
     + b"0\r\n\r\n"
 )
+_RESPONSES_OPENING, _RESPONSES_DELTAS, _RESPONSES_CLOSING = (
+    tuple(_frame(event) for event in events)
+    for events in responses_wire.stream_events(STREAM_CHUNKS)
+)
+# Sent with the head: the opening events and the first delta, as chat's first chunk is.
+_RESPONSES_FIRST = b"".join(_RESPONSES_OPENING) + _RESPONSES_DELTAS[0]
+_RESPONSES_TAIL = b"".join(_RESPONSES_CLOSING) + b"0\r\n\r\n"
+_RESPONSE_ANSWER = _response(b"200 OK", responses_wire.RESPONSE)
 _COMPLETION_RESPONSE = _response(b"200 OK", COMPLETION)
 _MODELS_RESPONSE = _response(b"200 OK", MODELS)
 _NOT_FOUND = _response(b"404 Not Found", b'{"error":{"message":"not found"}}')
@@ -140,7 +159,9 @@ class _UpstreamProtocol(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.timer: asyncio.TimerHandle | None = None  # set while a stream is being sent
         self.stream_start = 0.0
-        self.stream_next = 0  # index of the next event in _STREAM_EVENTS
+        self.stream_events = _STREAM_EVENTS  # the paced events of the stream being sent
+        self.stream_tail = _STREAM_TAIL  # sent right after its last paced event
+        self.stream_next = 0  # index of the next event in stream_events
         self.close_after_stream = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -157,9 +178,14 @@ class _UpstreamProtocol(asyncio.Protocol):
         while self.timer is None and self._answer_one():
             pass
 
-    def _start_stream(self, close: bool) -> None:
+    def _start_stream(
+        self, close: bool, first: bytes, events: tuple[bytes, ...], tail: bytes
+    ) -> None:
+        """Send the head and ``first`` now, ``events[1:]`` on the schedule, then ``tail``."""
         assert self.transport is not None
-        self.transport.write(_STREAM_HEAD + _STREAM_EVENTS[0])
+        self.transport.write(_STREAM_HEAD + first)
+        self.stream_events = events
+        self.stream_tail = tail
         self.close_after_stream = close
         self.stream_start = self.loop.time()
         self.stream_next = 1
@@ -172,15 +198,16 @@ class _UpstreamProtocol(asyncio.Protocol):
             self.timer = None
             return
         index = self.stream_next
-        if index < STREAM_CHUNKS - 1:
-            transport.write(_STREAM_EVENTS[index])
+        events = self.stream_events
+        if index < len(events) - 1:
+            transport.write(events[index])
             self.stream_next = index + 1
             self.timer = self.loop.call_at(
                 self.stream_start + (index + 1) * STREAM_GAP_S, self._send_next
             )
             return
-        transport.write(_STREAM_EVENTS[index])
-        transport.write(_STREAM_TAIL)
+        transport.write(events[index])
+        transport.write(self.stream_tail)
         self.timer = None
         if self.close_after_stream:
             transport.close()
@@ -225,9 +252,21 @@ class _UpstreamProtocol(asyncio.Protocol):
         path = target.partition(b" ")[0].partition(b"?")[0]
         if method == b"post" and path == b"/v1/chat/completions":
             if stream:
-                self._start_stream(close)
+                self._start_stream(close, _STREAM_EVENTS[0], _STREAM_EVENTS, _STREAM_TAIL)
                 return False
             response = _COMPLETION_RESPONSE
+        elif method == b"post" and path == b"/v1/responses":
+            response_id = responses_wire.next_id()  # each answer its own, as OpenAI's
+            if stream:
+                placeholder = responses_wire.PLACEHOLDER
+                self._start_stream(
+                    close,
+                    _RESPONSES_FIRST.replace(placeholder, response_id),
+                    _RESPONSES_DELTAS,
+                    _RESPONSES_TAIL.replace(placeholder, response_id),
+                )
+                return False
+            response = _RESPONSE_ANSWER.replace(responses_wire.PLACEHOLDER, response_id)
         elif method == b"get" and path == b"/v1/models":
             response = _MODELS_RESPONSE
         else:

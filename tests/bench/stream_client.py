@@ -1,11 +1,18 @@
-"""A cheap load client for streaming ``POST /v1/chat/completions``: raw asyncio protocols, stdlib
-only, one HTTP/1.1 connection and one streamed request per stream, all opened at once.
+"""A cheap load client for streaming ``POST /v1/chat/completions`` or ``POST /v1/responses``: raw
+asyncio protocols, stdlib only, one HTTP/1.1 connection and one streamed request per stream, all
+opened at once.
 
-Per stream it records the time to the first ``data:`` event (from the request's write), the
+Per stream it records the time to the first content event (from the request's write), the
 arrival time of every content event (``perf_counter()`` taken once per read: events arriving in
-one read share it), whether ``[DONE]`` came, the HTTP status, and the first error. Content events
-are the ``data:`` events other than the usage chunk (``"choices":[]``), ``[DONE]`` and in-stream
-errors; inter-event gaps are measured between consecutive content events of a stream only.
+one read share it), whether the stream's end came, how many events it carried, the HTTP status,
+and the first error. Inter-event gaps are measured between consecutive content events of a stream
+only, so the figures mean the same for both APIs:
+
+- chat: content events are the ``data:`` events other than the usage chunk (``"choices":[]``),
+  ``[DONE]`` (the end) and in-stream errors;
+- Responses: content events are ``response.output_text.delta``; the end is
+  ``response.completed``; ``response.failed``, ``response.incomplete`` and ``error`` are errors,
+  and a stream without ``response.completed`` is one too.
 """
 
 from __future__ import annotations
@@ -20,10 +27,16 @@ import resource
 import time
 from urllib.parse import urlsplit
 
+CHAT_PATH = "/v1/chat/completions"
+RESPONSES_PATH = "/v1/responses"
 _DONE = b"data: [DONE]"
 _DATA = b"data: "
 _ERROR = b'data: {"error"'
 _USAGE = b'"choices":[]'
+_EVENT = b"event: "
+_DELTA = b"event: response.output_text.delta\n"
+_COMPLETED = b"event: response.completed\n"
+_FAILURES = (b"event: response.failed\n", b"event: response.incomplete\n", b"event: error\n")
 
 
 def raise_nofile_limit() -> int:
@@ -39,13 +52,14 @@ class StreamResult:
     """One run of ``streams`` concurrent streams."""
 
     streams: int
-    completed: int  # ended with [DONE], all expected events, HTTP 200, no error
+    completed: int  # ended with its end event, all expected events, HTTP 200, no error
     ttfts_ms: list[float]  # request written -> first content event, one per stream that had one
     gaps_ms: list[float]  # between consecutive content events of a stream
     errors: int  # streams that did not complete
     error_kinds: dict[str, int]  # first error of each failed stream -> count
     elapsed_s: float  # first connect to the last stream's end
     cpu_s: float  # this process's CPU time during the run
+    events: int  # SSE events received on all streams ([DONE] and usage chunks included)
 
     @property
     def error_summary(self) -> str:
@@ -78,10 +92,13 @@ class _StreamProtocol(asyncio.BufferedProtocol):
     ``bytes`` per read.
     """
 
-    def __init__(self, request: bytes, expected: int, run: _Run) -> None:
+    def __init__(self, request: bytes, expected: int, run: _Run, *, responses: bool) -> None:
         self.request = request
         self.expected = expected
         self.run = run
+        self.responses = responses
+        # Chosen once: chat's reading stays as it was, the Responses one is beside it.
+        self._events = self._responses_events if responses else self._chat_events
         self.transport: asyncio.Transport | None = None
         self.sent = 0.0
         self.times: list[float] = []  # arrival of each content event
@@ -90,6 +107,7 @@ class _StreamProtocol(asyncio.BufferedProtocol):
         self.raw = b""  # received bytes not yet de-chunked
         self.sse = bytearray()  # de-chunked body bytes not yet split into events
         self.done_seen = False
+        self.others = 0  # events other than content events and chat's [DONE]
         self.error: str | None = None
         self.ended = False
 
@@ -175,8 +193,8 @@ class _StreamProtocol(asyncio.BufferedProtocol):
         if pos < length:
             self.raw = data[pos:]
 
-    def _events(self, data: bytes, pos: int, stop: int, now: float) -> None:
-        """Judge the complete SSE events of ``data[pos:stop]``; keep an incomplete one."""
+    def _chat_events(self, data: bytes, pos: int, stop: int, now: float) -> None:
+        """Judge the complete chat SSE events of ``data[pos:stop]``; keep an incomplete one."""
         times = self.times
         while True:
             end = data.find(b"\n\n", pos, stop)
@@ -186,11 +204,38 @@ class _StreamProtocol(asyncio.BufferedProtocol):
                 if data.startswith(_DONE, pos):
                     self.done_seen = True
                 elif data.startswith(_ERROR, pos):
+                    self.others += 1
                     text = data[pos + 6 : min(end, pos + 126)].decode(errors="replace")
                     self.error = self.error or f"in-stream error: {text}"
                 elif data.find(_USAGE, pos, end) < 0:
                     times.append(now)
+                else:
+                    self.others += 1
             pos = end + 2
+        self._keep_rest(data, pos, stop)
+
+    def _responses_events(self, data: bytes, pos: int, stop: int, now: float) -> None:
+        """Judge the complete Responses SSE events of ``data[pos:stop]`` by their ``event:``
+        line; keep an incomplete one."""
+        times = self.times
+        while True:
+            end = data.find(b"\n\n", pos, stop)
+            if end < 0:
+                break
+            if data.startswith(_DELTA, pos):
+                times.append(now)
+            elif data.startswith(_EVENT, pos):
+                self.others += 1
+                if data.startswith(_COMPLETED, pos):
+                    self.done_seen = True
+                elif data.startswith(_FAILURES, pos):
+                    text = data[pos : min(end, pos + 160)].decode(errors="replace")
+                    self.error = self.error or "in-stream " + text.replace("\n", " ")
+            pos = end + 2
+        self._keep_rest(data, pos, stop)
+
+    def _keep_rest(self, data: bytes, pos: int, stop: int) -> None:
+        """Keep the incomplete event at the end of ``data[pos:stop]`` for the next chunk."""
         if pos < stop:
             self.sse = bytearray(data[pos:stop])
         elif self.sse:
@@ -204,7 +249,7 @@ class _StreamProtocol(asyncio.BufferedProtocol):
         if error is None:
             error = self.error
         if error is None and not self.done_seen:
-            error = "no [DONE]"
+            error = "no response.completed" if self.responses else "no [DONE]"
         if error is None and len(self.times) < self.expected:
             error = f"{len(self.times)} of {self.expected} events"
         self.error = error
@@ -217,11 +262,11 @@ class _StreamProtocol(asyncio.BufferedProtocol):
             self.transport.close()
 
 
-def _request(url: str, body: bytes, key: str) -> tuple[str, int, bytes]:
+def _request(url: str, path: str, body: bytes, key: str) -> tuple[str, int, bytes]:
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     port = parts.port or 80
-    path = (parts.path.rstrip("/") or "") + "/v1/chat/completions"
+    path = (parts.path.rstrip("/") or "") + path
     request = (
         f"POST {path} HTTP/1.1\r\n"
         f"host: {host}:{port}\r\n"
@@ -234,12 +279,15 @@ def _request(url: str, body: bytes, key: str) -> tuple[str, int, bytes]:
 
 
 async def _run(
-    url: str, streams: int, body: bytes, key: str, expected: int, timeout_s: float
+    url: str, path: str, streams: int, body: bytes, key: str, expected: int, timeout_s: float
 ) -> StreamResult:
     loop = asyncio.get_running_loop()
-    host, port, request = _request(url, body, key)
+    host, port, request = _request(url, path, body, key)
     run = _Run(streams, loop.create_future())
-    protocols = [_StreamProtocol(request, expected, run) for _ in range(streams)]
+    responses = path == RESPONSES_PATH
+    protocols = [
+        _StreamProtocol(request, expected, run, responses=responses) for _ in range(streams)
+    ]
 
     async def connect(protocol: _StreamProtocol) -> None:
         try:
@@ -263,8 +311,10 @@ async def _run(
     ttfts: list[float] = []
     gaps: list[float] = []
     kinds: collections.Counter[str] = collections.Counter()
+    events = 0
     for protocol in protocols:
         times = protocol.times
+        events += len(times) + protocol.others + protocol.done_seen * (not responses)
         if times:
             ttfts.append((times[0] - protocol.sent) * 1000)
             gaps.extend((b - a) * 1000 for a, b in itertools.pairwise(times))
@@ -280,20 +330,31 @@ async def _run(
         error_kinds=dict(kinds),
         elapsed_s=elapsed,
         cpu_s=cpu,
+        events=events,
     )
 
 
 def run_streams(
-    url: str, streams: int, body: bytes, key: str, *, expected: int, timeout_s: float = 20.0
+    url: str,
+    streams: int,
+    body: bytes,
+    key: str,
+    *,
+    expected: int,
+    timeout_s: float = 20.0,
+    path: str = CHAT_PATH,
 ) -> StreamResult:
-    """Open ``streams`` connections to ``url`` at once, stream one answer on each, wait for all
-    (at most ``timeout_s``); ``expected`` is the number of content events a stream must carry.
-    The garbage collector is off meanwhile, so its pauses do not show up as gaps."""
+    """Open ``streams`` connections to ``url`` at once, stream one answer on each from ``path``
+    (:data:`CHAT_PATH` or :data:`RESPONSES_PATH`, which says how the stream is read), wait for
+    all (at most ``timeout_s``); ``expected`` is the number of content events a stream must
+    carry. The garbage collector is off meanwhile, so its pauses do not show up as gaps."""
+    if path not in (CHAT_PATH, RESPONSES_PATH):
+        raise ValueError(f"no stream reader for {path!r}")
     raise_nofile_limit()
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return asyncio.run(_run(url, streams, body, key, expected, timeout_s))
+        return asyncio.run(_run(url, path, streams, body, key, expected, timeout_s))
     finally:
         if enabled:
             gc.enable()

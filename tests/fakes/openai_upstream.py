@@ -1,19 +1,40 @@
-"""A fake OpenAI Chat Completions upstream: real HTTP on 127.0.0.1, scripted behaviours."""
+"""A fake OpenAI Chat Completions upstream: real HTTP on 127.0.0.1, scripted behaviours.
+
+The same fake serves the Responses API (`/v1/responses`, in `openai_responses.py`) as OpenAI
+does; its behaviours are queued on `fake.responses`.
+"""
 
 from __future__ import annotations
 
 import secrets
-import string
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import msgspec
 import trio
 
 from .asgi_server import Message, Receive, Received, ResponseWriter, Scope, ScriptedUpstream, Send
+from .openai_responses import FakeResponses
+
+# The shared wire helpers (openai_wire.py), some under the short private names this module's
+# code has always used.
+from .openai_wire import BAD_JSON_MESSAGE as _BAD_JSON_MESSAGE
+from .openai_wire import (
+    ErrorReply,
+    Raw,
+    bad_key,
+    common_headers,
+    insufficient_quota,
+    overloaded,
+    rate_limited,
+    server_error,
+)
+from .openai_wire import encode as _encode
+from .openai_wire import model_not_found as _model_not_found
+from .openai_wire import random_id as _random_id
+from .openai_wire import send_error as _send_error
 from .text import padded_echo, split_evenly, word_count, word_pieces
 
 __all__ = [
@@ -53,35 +74,11 @@ MODELS: tuple[tuple[str, int], ...] = (
     ("gpt-4o-mini", 1721172741),
     ("o3-mini", 1737146383),
 )
-RATE_LIMIT_HEADERS: Mapping[str, str] = {
-    "x-ratelimit-limit-requests": "10000",
-    "x-ratelimit-limit-tokens": "30000000",
-    "x-ratelimit-remaining-requests": "9999",
-    "x-ratelimit-remaining-tokens": "29999990",
-    "x-ratelimit-reset-requests": "6ms",
-    "x-ratelimit-reset-tokens": "0s",
-}
-_DEFAULT_ERROR_TYPES = {429: "requests", 500: "server_error", 503: "service_unavailable_error"}
-_DEFAULT_ERROR_MESSAGES = {
-    400: "Invalid request.",
-    401: "Incorrect API key provided.",
-    403: "Country, region, or territory not supported.",
-    404: "The requested resource does not exist.",
-    429: "Rate limit reached. Please try again later.",
-    500: "The server had an error while processing your request. Sorry about that!",
-    503: "The server is overloaded or not ready yet.",
-}
-_ID_ALPHABET = string.ascii_letters + string.digits
 _NO_KEY_MESSAGE = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header "
     "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank "
     "username) if you're accessing the API from your browser and are prompted for a username and "
     "password. You can obtain an API key from https://platform.openai.com/account/api-keys."
-)
-_BAD_JSON_MESSAGE = (
-    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
-    "your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not "
-    "valid JSON.)"
 )
 
 
@@ -133,20 +130,6 @@ class AudioAnswer:
 
 
 @dataclass(frozen=True, slots=True)
-class ErrorReply:
-    """Answer with an OpenAI error body (or `raw_body` verbatim); type/message default by status."""
-
-    status: int
-    message: str | None = None
-    type: str | None = None
-    code: str | None = None
-    param: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    raw_body: bytes | None = None
-    content_type: str = "application/json"
-
-
-@dataclass(frozen=True, slots=True)
 class CutStream:
     """Start a 200 answer, send `after_chunks` content chunks, then drop the connection mid-body."""
 
@@ -190,16 +173,6 @@ class Garbage:
     content_type: str = "text/html"
 
 
-@dataclass(frozen=True, slots=True)
-class Raw:
-    """Answer with exactly these bytes, piece by piece (an OpenAI-compatible upstream's quirks)."""
-
-    parts: tuple[bytes, ...]
-    status: int = 200
-    content_type: str = "text/event-stream"
-    interval_s: float = 0.0
-
-
 Behaviour = (
     Echo
     | ToolCalls
@@ -213,77 +186,6 @@ Behaviour = (
     | Garbage
     | Raw
 )
-
-
-def rate_limited(retry_after: str = "3", *, model: str = "gpt-4o") -> ErrorReply:
-    """A 429 requests-per-minute rate limit with retry-after and exhausted x-ratelimit headers."""
-    return ErrorReply(
-        429,
-        message=(
-            f"Rate limit reached for {model} in organization org-fake on requests per min (RPM): "
-            f"Limit 60, Used 60, Requested 1. Please try again in {retry_after}s. Visit "
-            "https://platform.openai.com/account/rate-limits to learn more."
-        ),
-        type="requests",
-        code="rate_limit_exceeded",
-        headers={
-            "retry-after": retry_after,
-            "x-ratelimit-limit-requests": "60",
-            "x-ratelimit-limit-tokens": "150000",
-            "x-ratelimit-remaining-requests": "0",
-            "x-ratelimit-remaining-tokens": "149984",
-            "x-ratelimit-reset-requests": f"{retry_after}s",
-            "x-ratelimit-reset-tokens": "6m0s",
-        },
-    )
-
-
-def insufficient_quota() -> ErrorReply:
-    """A 429 out-of-credits error (not retryable)."""
-    return ErrorReply(
-        429,
-        message=(
-            "You exceeded your current quota, please check your plan and billing details. For more "
-            "information on this error, read the docs: "
-            "https://platform.openai.com/docs/guides/error-codes/api-errors."
-        ),
-        type="insufficient_quota",
-        code="insufficient_quota",
-    )
-
-
-def server_error() -> ErrorReply:
-    """A 500 server_error."""
-    return ErrorReply(
-        500,
-        message=(
-            "The server had an error while processing your request. Sorry about that! You can "
-            "retry your request, or contact us through our help center at help.openai.com if the "
-            "error persists."
-        ),
-        type="server_error",
-    )
-
-
-def overloaded(retry_after: str | None = None) -> ErrorReply:
-    """A 503 server_is_overloaded, optionally with a retry-after header."""
-    return ErrorReply(
-        503,
-        message="The server is overloaded or not ready yet.",
-        type="service_unavailable_error",
-        code="server_is_overloaded",
-        headers={} if retry_after is None else {"retry-after": retry_after},
-    )
-
-
-def bad_key(key: str = "sk-wrong-key") -> ErrorReply:
-    """A 401 invalid_api_key, worded like OpenAI."""
-    return ErrorReply(
-        401,
-        message=_incorrect_key_message(key),
-        type="invalid_request_error",
-        code="invalid_api_key",
-    )
 
 
 def unsupported_max_tokens() -> ErrorReply:
@@ -367,6 +269,7 @@ class FakeOpenAI(ScriptedUpstream[Behaviour]):
         super().__init__()
         self.api_key = api_key
         self.sent: list[Sent] = []  # every answer, recorded as it leaves (the bytes on the wire)
+        self.responses = FakeResponses()  # the Responses API, with its own behaviour queue
 
     async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Record every answer's status, headers and body bytes, then serve as usual."""
@@ -388,13 +291,16 @@ class FakeOpenAI(ScriptedUpstream[Behaviour]):
         await super()._app(scope, receive, recording_send)
 
     async def _handle(self, request: Received, reply: ResponseWriter, receive: Receive) -> None:
-        """Route one request: auth first, then chat completions and the model list."""
+        """Route one request: auth first, then chat completions, responses and the model list."""
         method, path, body = request.method, request.path, request.body
         auth_error = self._check_auth(request.headers.get("authorization"))
         if auth_error is not None:
             await _send_error(reply, auth_error)
         elif method == "POST" and path == "/v1/chat/completions":
             await self._chat(reply, receive, body)
+        elif path == "/v1/responses" or path.startswith("/v1/responses/"):
+            watched = partial(self._answer_watched, reply, receive)
+            await self.responses.handle(request, reply, watched)
         elif method == "GET" and path == "/v1/models":
             data = [_model_object(name, created) for name, created in MODELS]
             await reply.full(200, _json_headers(), _encode({"object": "list", "data": data}))
@@ -684,22 +590,6 @@ async def _finish_stream(
     await reply.end(b"data: [DONE]\n\n")
 
 
-async def _send_error(reply: ResponseWriter, error: ErrorReply) -> None:
-    """Send an OpenAI error response (or the raw body verbatim)."""
-    if error.raw_body is not None:
-        body = error.raw_body
-    else:
-        payload = {
-            "message": error.message or _DEFAULT_ERROR_MESSAGES.get(error.status, "Error."),
-            "type": error.type or _DEFAULT_ERROR_TYPES.get(error.status, "invalid_request_error"),
-            "param": error.param,
-            "code": error.code,
-        }
-        body = _encode({"error": payload})
-    headers = {**_common_headers(None), "content-type": error.content_type, **error.headers}
-    await reply.full(error.status, headers, body)
-
-
 # ---------------------------------------------------------------------------------------------
 # Bodies, headers, tokens
 # ---------------------------------------------------------------------------------------------
@@ -824,35 +714,9 @@ def _model_object(name: str, created: int) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": created, "owned_by": "system"}
 
 
-def _model_not_found(model: str) -> ErrorReply:
-    """The 404 OpenAI gives for an unknown model."""
-    return ErrorReply(
-        404,
-        message=f"The model `{model}` does not exist or you do not have access to it.",
-        type="invalid_request_error",
-        code="model_not_found",
-    )
-
-
-def _incorrect_key_message(key: str) -> str:
-    """OpenAI's wording for a wrong key, with the key masked the way OpenAI masks it."""
-    masked = key[:3] + "*" * max(len(key) - 7, 0) + key[-4:] if len(key) > 8 else key
-    return (
-        f"Incorrect API key provided: {masked}. You can find your API key at "
-        "https://platform.openai.com/account/api-keys."
-    )
-
-
 def _common_headers(call: _Call | None) -> dict[str, str]:
-    """Headers on every OpenAI answer: request id, processing time, version, rate limits."""
-    elapsed = 0 if call is None else int((time.monotonic() - call.started_at) * 1000)
-    return {
-        "x-request-id": "req_" + secrets.token_hex(16),
-        "openai-processing-ms": str(elapsed),
-        "openai-version": "2020-10-01",
-        "openai-organization": "org-fake",
-        **RATE_LIMIT_HEADERS,
-    }
+    """Headers on every OpenAI answer, the processing time counted from the call's start."""
+    return common_headers(None if call is None else call.started_at)
 
 
 def _json_headers(call: _Call | None = None) -> dict[str, str]:
@@ -869,19 +733,9 @@ def _stream_headers(call: _Call) -> dict[str, str]:
     }
 
 
-def _encode(obj: Any) -> bytes:
-    """Compact JSON."""
-    return msgspec.json.encode(obj)
-
-
 def _sse(obj: Any) -> bytes:
     """One SSE event: `data: <json>` and a blank line."""
     return b"data: " + _encode(obj) + b"\n\n"
-
-
-def _random_id(length: int) -> str:
-    """Random letters and digits, like OpenAI's ids."""
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
 
 
 def _message_text(message: Mapping[str, Any]) -> str:

@@ -105,6 +105,7 @@ SHOWN_FIELDS: Final = (
     "ttft_ms",
     "overhead_ms",
     "attempts",
+    "endpoint",
 )
 
 _encode = msgspec.json.Encoder().encode

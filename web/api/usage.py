@@ -17,6 +17,7 @@ from typing import Final, TypeVar
 from quart import Blueprint, Response, request
 
 from proxy.errors import InvalidRequest, NotFound
+from proxy.records import ENDPOINTS, Endpoint
 from storage.analytics.aggregates import Bucket, Dimension, breakdown, summary, timeseries
 from storage.analytics.export import csv_header, csv_lines, export_page, json_lines
 from storage.analytics.request_log import MAX_PAGE, request_detail, request_log
@@ -53,6 +54,7 @@ _STATUSES: Final[Mapping[str, StatusFilter]] = {
     "error": "error",
     "cancelled": "cancelled",
 }
+_ENDPOINTS: Final[Mapping[str, Endpoint]] = {name: name for name in ENDPOINTS}
 _DIMENSIONS: Final[Mapping[str, Dimension]] = {
     "clients": "client",
     "providers": "provider",
@@ -99,10 +101,20 @@ async def _read(fn: Callable[..., T]) -> T:
         raise InvalidRequest(str(exc)) from None
 
 
+def _totals_filter() -> UsageFilter:
+    """The filter of a route that reads the hourly totals, which are not kept by endpoint."""
+    if request.args.get("endpoint"):
+        raise InvalidRequest(
+            "'endpoint' filters only the request log and its export: usage totals are kept by"
+            " client, provider and model."
+        )
+    return _filter()
+
+
 @usage.get("/usage/summary")
 async def usage_summary() -> Response:
     since, until = query_range()
-    result = await _read(partial(summary, since_ms=since, until_ms=until, flt=_filter()))
+    result = await _read(partial(summary, since_ms=since, until_ms=until, flt=_totals_filter()))
     return json_response(result.to_json())
 
 
@@ -118,7 +130,7 @@ async def usage_timeseries() -> Response:
             until_ms=until,
             bucket=bucket,
             group_by=group_by,
-            flt=_filter(),
+            flt=_totals_filter(),
         )
     )
     return json_response(
@@ -141,7 +153,7 @@ async def usage_breakdown(dimension: str) -> Response:
             dimension=_DIMENSIONS[dimension],
             since_ms=since,
             until_ms=until,
-            flt=_filter(),
+            flt=_totals_filter(),
             limit=_limit(),
         )
     )
@@ -152,6 +164,7 @@ async def usage_breakdown(dimension: str) -> Response:
 async def usage_requests() -> Response:
     since, until = query_range()
     status = _choice("status", _STATUSES)
+    endpoint = _choice("endpoint", _ENDPOINTS)
     rows, next_cursor = await _read(
         partial(
             request_log,
@@ -159,6 +172,7 @@ async def usage_requests() -> Response:
             until_ms=until,
             flt=_filter(),
             status=status,
+            endpoint=endpoint,
             limit=_limit(),
             cursor=request.args.get("cursor") or None,
         )
@@ -182,6 +196,7 @@ async def usage_request(row_id: int) -> Response:
 async def usage_export() -> Response:
     since, until = query_range()
     kind = _choice("format", _FORMATS) or "csv"
+    endpoint = _choice("endpoint", _ENDPOINTS)
     flt = _filter()
     reads = _reads()
 
@@ -200,6 +215,7 @@ async def usage_export() -> Response:
                     flt=flt,
                     batch=EXPORT_BATCH,
                     after=after,
+                    endpoint=endpoint,
                 )
             )
             if page:

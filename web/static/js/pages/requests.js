@@ -8,12 +8,20 @@ import { dimensionOptions, filterControls, keepInHash, resolveRange, select } fr
 import { statusBadge } from "./overview.js";
 
 const PAGE = 50;
-const FILTER_KEYS = ["range", "from", "to", "status", "client", "provider", "model"];
+const FILTER_KEYS = ["range", "from", "to", "status", "endpoint", "client", "provider", "model"];
+// The client APIs a call may come through (the server refuses any other filter value).
+const ENDPOINTS = [
+  ["chat", "Chat completions"],
+  ["responses", "Responses"],
+  ["messages", "Messages"],
+  ["embeddings", "Embeddings"],
+];
 
 function readState(params) {
   return {
     ...resolveRange(params),
     status: params.get("status") || "",
+    endpoint: params.get("endpoint") || "",
     client: params.get("client") || "",
     provider: params.get("provider") || "",
     model: params.get("model") || "",
@@ -46,6 +54,7 @@ async function renderList(root, ctx) {
     from: state.from,
     to: state.to,
     status: state.status,
+    endpoint: state.endpoint,
     client: state.client,
     provider: state.provider,
     model: state.model,
@@ -59,12 +68,13 @@ async function renderList(root, ctx) {
       [["", "Any status"], ["ok", "OK"], ["error", "Error"], ["cancelled", "Cancelled"]],
       state.status,
     );
+    const endpoint = select("rq-endpoint", [["", "Any endpoint"], ...ENDPOINTS], state.endpoint);
     const controls = filterControls("rq", state, options, {
       presets: ["1h", "24h", "7d", "30d"],
-      extra: [field("Status", status)],
+      extra: [field("Status", status), field("Endpoint", endpoint)],
     });
     const apply = async () => {
-      const values = { ...controls.read(), status: status.value };
+      const values = { ...controls.read(), status: status.value, endpoint: endpoint.value };
       const rangeChanged =
         values.range !== state.range ||
         (values.range === "custom" && (values.from !== state.fromDate || values.to !== state.toDate));
@@ -78,7 +88,7 @@ async function renderList(root, ctx) {
       }
       await loadList();
     };
-    for (const input of [...controls.inputs, status]) input.addEventListener("change", apply);
+    for (const input of [...controls.inputs, status, endpoint]) input.addEventListener("change", apply);
     filtersEl.addEventListener("submit", (event) => event.preventDefault());
     return h("div", { class: "row" }, controls.fields);
   };
@@ -140,6 +150,7 @@ const LIST_COLUMNS = [
   ["Client"],
   ["Model → upstream"],
   ["Provider"],
+  ["Endpoint"],
   ["Status"],
   ["Tokens in / out", "num"],
   ["Cost", "num"],
@@ -170,6 +181,7 @@ function logRow(row, link, ctx) {
     td("Client", row.client_id || h("span", { class: "hint" }, "anonymous")),
     td("Model", modelCell(row)),
     td("Provider", row.provider || "—"),
+    td("Endpoint", h("span", { class: "mono" }, row.endpoint)),
     td("Status", statusCell(row)),
     td("Tokens", `${fmt.tokens(row.prompt_tokens)} / ${fmt.tokens(row.completion_tokens)}`, "num"),
     td("Cost", fmt.usd(row.cost_usd), "num"),
@@ -239,6 +251,7 @@ function facts(call) {
     ["Model", h("span", { class: "mono" }, call.model)],
     ["Upstream model", call.upstream_model ? h("span", { class: "mono" }, call.upstream_model) : "—"],
     ["Provider", call.provider || "—"],
+    ["Endpoint", h("span", { class: "mono" }, call.endpoint)],
     ["Stream", yesNo(call.stream)],
     ["Status", [statusBadge(call.status, call.http_status), ` HTTP ${call.http_status}`]],
     ["Error type", call.error_type || "—"],

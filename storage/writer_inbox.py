@@ -1,0 +1,62 @@
+"""What the StorageWriter's inbox carries, and the snapshot of its work it reports."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import apsw
+import outcome
+import trio
+
+from proxy.records import RequestRecord
+
+__all__ = ["Job", "Records", "WriterMessage", "WriterStatistics"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriterStatistics:
+    """A snapshot of the writer for ``/metrics`` and health checks."""
+
+    queued: int
+    """Records accepted but not stored yet."""
+    rows_written: int
+    rows_rejected: int
+    """Records the database refused (constraint or type errors), logged and dropped."""
+    batches: int
+    last_batch_rows: int
+    last_flush_ms: float
+    max_flush_ms: float
+    flush_ms_total: float
+    """Time spent storing batches since start (``/metrics``: over ``batches``, the mean)."""
+    write_errors: int
+    """Failed transaction attempts (each was retried)."""
+    checkpoints: int
+    closed: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Records:
+    """Records to store; ``enqueued_at`` starts the clock of the batch they open."""
+
+    records: tuple[RequestRecord, ...]
+    enqueued_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Job:
+    """A function to run in its own transaction, answered on a one-shot channel."""
+
+    fn: Callable[[apsw.Connection], Any]
+    reply: trio.MemorySendChannel[outcome.Outcome[Any]]
+    commit: bool
+    shares_commit: bool = False
+    """May run in a savepoint of one transaction with the other such jobs queued with it."""
+
+    def abandoned(self) -> bool:
+        """Whether the caller timed out or was cancelled before the job's turn."""
+        return self.reply.statistics().open_receive_channels == 0
+
+
+WriterMessage = Records | Job
