@@ -24,7 +24,7 @@ from actors.provider_backend import Backend, CallTiming, ChunkStream
 from actors.provider_http_stream import HttpChunkStream, first_chunk_deadline
 from actors.stall_watch import StallWatch
 from proxy import __version__
-from proxy.chat import ChatChunk, chat_request
+from proxy.chat import ChatChunk, ChatRequest, chat_request
 from proxy.client_request import ClientRequest
 from proxy.config import ProviderConfig
 from proxy.errors import ModelNotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -36,6 +36,11 @@ from proxy.providers.base import (
     PassedEvent,
     UpstreamCall,
     WireAdapter,
+)
+from proxy.providers.one_tool_call import (
+    OneToolCallParser,
+    asks_one_tool_call,
+    first_tool_call_only,
 )
 from proxy.providers.responses_passthrough import ResponsesPassthrough
 from proxy.responses import ResponsesRequest
@@ -140,10 +145,14 @@ class HttpBackend(Backend):
 
     async def complete(self, request: ClientRequest, model: str, timing: CallTiming) -> Answer:
         passthrough = self._adapter.passthrough_for(request.PROTOCOL)
+        one_call = False
         if passthrough is not None:
             call = passthrough.call(request, model)
         else:
-            call = self._adapter.chat_call(chat_request(request), model)
+            chat = chat_request(request)
+            call = self._adapter.chat_call(chat, model)
+            one_call = self._keeps_one_call(chat)
+            del chat
         del request  # only the body is needed now: inline images go from two copies to one
         if call.body is not None and len(call.body) > _KEEP_SENT_BODY_BYTES:
             # msgspec leaves its output up to half over-allocated, and this body (megabytes of
@@ -164,7 +173,8 @@ class HttpBackend(Backend):
             raise self._adapter.map_error(response.status_code, response.headers, body)
         if passthrough is not None:
             return passthrough.answer(body)
-        return self._adapter.parse_response(body, model)
+        answer = self._adapter.parse_response(body, model)
+        return first_tool_call_only(answer) if one_call else answer
 
     @asynccontextmanager
     async def open_stream(
@@ -176,8 +186,12 @@ class HttpBackend(Backend):
             call = passthrough.call(request, model)
             parser = passthrough.event_parser(request)
         else:
-            call = self._adapter.chat_call(chat_request(request), model)
+            chat = chat_request(request)
+            call = self._adapter.chat_call(chat, model)
             parser = self._adapter.chunk_parser(model)
+            if self._keeps_one_call(chat):
+                parser = OneToolCallParser(parser)
+            del chat
         del request  # only the body is needed now: inline images go from two copies to one
         started = perf_counter()
         with _TransportErrors(self._name):
@@ -209,6 +223,10 @@ class HttpBackend(Backend):
                     yield stream
             finally:
                 close_response(response)
+
+    def _keeps_one_call(self, chat: ChatRequest) -> bool:
+        """Whether the gateway must keep the client's ``parallel_tool_calls: false`` itself."""
+        return not self._adapter.honours_parallel_tool_calls and asks_one_tool_call(chat)
 
     async def list_models(self) -> list[ListedModel]:
         body = await self._small_call(self._adapter.models_call(), MAX_MODELS_BYTES)

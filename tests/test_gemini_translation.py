@@ -92,12 +92,12 @@ def test_tuning_fields_are_dropped() -> None:
 TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
 
 
-def test_one_call_per_answer_is_refused_when_tools_may_be_called() -> None:
-    error = refused(tools=TOOLS, parallel_tool_calls=False)
-    assert (error.param, error.code) == ("parallel_tool_calls", "unsupported_parameter")
-    # Without tools, or with tools switched off, it asks nothing Gemini could break.
-    assert "tools" not in body_of(parallel_tool_calls=False)
-    assert body_of(tools=TOOLS, tool_choice="none", parallel_tool_calls=False)["tools"]
+def test_one_call_per_answer_is_taken_and_not_sent() -> None:
+    # Gemini has no such setting: the gateway keeps it (tests/test_one_tool_call.py).
+    body = body_of(tools=TOOLS, parallel_tool_calls=False)
+    assert body["tools"]
+    assert "parallel_tool_calls" not in json.dumps(body)
+    assert "parallelToolCalls" not in json.dumps(body)
 
 
 def test_a_custom_tool_is_refused_naming_it() -> None:

@@ -60,10 +60,11 @@ def test_a_field_that_changes_the_answer_is_refused_by_name(field: str, value: o
     assert field in error.message
 
 
-def test_one_call_per_answer_is_refused_when_tools_may_be_called() -> None:
-    error = refused(tools=TOOLS, parallel_tool_calls=False)
-    assert (error.param, error.code) == ("parallel_tool_calls", "unsupported_parameter")
-    assert "tools" not in body_of(parallel_tool_calls=False)
+def test_one_call_per_answer_is_taken_and_not_sent() -> None:
+    # Ollama has no such setting: the gateway keeps it (tests/test_one_tool_call.py).
+    body = body_of(tools=TOOLS, parallel_tool_calls=False)
+    assert body["tools"]
+    assert "parallel_tool_calls" not in body
 
 
 @pytest.mark.parametrize(

@@ -464,8 +464,8 @@ async def test_codex_turns_pass_through_with_encrypted_reasoning_returned(
 
 
 async def test_codex_turns_translated(gateway: RunningService, fake_openai: FakeOpenAI) -> None:
-    # DeepSeek serves no Responses API: Codex's turns to it are translated to chat. (Gemini and
-    # Ollama refuse the parallel_tool_calls: false Codex sends, having no way to honour it.)
+    # DeepSeek serves no Responses API: Codex's turns to it are translated to chat. (Gemini:
+    # tests/test_one_tool_call.py.)
     fake_openai.enqueue(ChatToolCalls(name="get_weather", arguments='{"city":"Paris"}'))
     first = await post(gateway, codex_turn([], "Weather in Paris?") | {"model": DEEPSEEK})
     done = [

@@ -178,6 +178,9 @@ class WireAdapter(abc.ABC):
     #: Whether the models this upstream lists route to it by their plain names (a local server's
     #: pulled models), so the actor keeps the list fresh instead of fetching it on demand.
     routes_listed_models: ClassVar[bool] = False
+    #: Whether the upstream itself keeps ``parallel_tool_calls: false`` (one tool call per
+    #: answer). When not, the gateway hands on only the first call of each answer.
+    honours_parallel_tool_calls: ClassVar[bool] = True
 
     def __init__(self, provider: str, api_key: str | None) -> None:
         self.provider = provider

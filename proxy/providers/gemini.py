@@ -52,6 +52,7 @@ class GeminiAdapter(WireAdapter):
     """Gemini's ``generateContent``/``streamGenerateContent`` with the key in ``x-goog-api-key``."""
 
     needs_inline_images = True
+    honours_parallel_tool_calls = False  # Gemini has no such setting
 
     def __init__(self, provider: str, api_key: str | None) -> None:
         super().__init__(provider, api_key)

@@ -31,13 +31,12 @@ from proxy.providers.gemini_calls import SKIP_SIGNATURE, CallMemory
 from proxy.providers.logprobs import requested_top_logprobs
 from proxy.providers.translated_fields import (
     CHAT_FIELDS,
-    require_parallel_calls_allowed,
     require_text_output,
 )
 from proxy.request_body import MAX_DEPTH, json_depth
 
-#: The fields of an OpenAI chat body this translator carries to Gemini. ``modalities`` and
-#: ``parallel_tool_calls`` only in the values Gemini honours (text; calls in parallel allowed).
+#: The fields of an OpenAI chat body this translator carries to Gemini. ``modalities`` only in
+#: the value Gemini honours (text); ``parallel_tool_calls: false`` is kept by the gateway.
 TRANSLATED = CHAT_FIELDS
 
 _TOOL_MODES = {"none": "NONE", "auto": "AUTO", "required": "ANY"}
@@ -86,7 +85,6 @@ def build_body(
     refuse_untranslated(provider, request.raw, TRANSLATED)
     require_text_output(provider, request.raw)
     body = request.form()
-    require_parallel_calls_allowed(provider, body)
     system, contents = _contents(body.messages, model, calls)
     out: dict[str, Any] = {"contents": contents}
     if system:

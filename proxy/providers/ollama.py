@@ -52,6 +52,7 @@ class OllamaAdapter(WireAdapter):
 
     needs_inline_images: ClassVar[bool] = True
     routes_listed_models: ClassVar[bool] = True
+    honours_parallel_tool_calls: ClassVar[bool] = False  # Ollama has no such setting
 
     def __init__(self, provider: str, api_key: str | None) -> None:
         super().__init__(provider, api_key)

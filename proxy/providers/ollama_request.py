@@ -32,14 +32,13 @@ from proxy.providers.base import UNREADABLE, inline_data, refuse_untranslated
 from proxy.providers.logprobs import requested_top_logprobs
 from proxy.providers.translated_fields import (
     CHAT_FIELDS,
-    require_parallel_calls_allowed,
     require_text_output,
 )
 from proxy.request_body import MAX_DEPTH, json_depth
 
 #: The fields of an OpenAI chat body this translator carries to Ollama (with Ollama's own
-#: ``options`` and ``keep_alive``). ``n``, ``tool_choice``, ``modalities`` and
-#: ``parallel_tool_calls`` only in the values Ollama honours.
+#: ``options`` and ``keep_alive``). ``n``, ``tool_choice`` and ``modalities`` only in the values
+#: Ollama honours; ``parallel_tool_calls: false`` is kept by the gateway.
 TRANSLATED = CHAT_FIELDS | {"options", "keep_alive"}
 
 # OpenAI's reasoning_effort -> Ollama's think. Ollama has no "minimal": its lowest level that
@@ -108,7 +107,6 @@ def build_body(request: ChatRequest, model: str, provider: str) -> OllamaChatBod
             param="n",
             code="unsupported_parameter",
         )
-    require_parallel_calls_allowed(provider, body)
     top_logprobs = requested_top_logprobs(body.logprobs, body.top_logprobs)
     keep_alive = request.raw.get("keep_alive")
     if isinstance(keep_alive, bool) or not isinstance(keep_alive, str | int | float | None):

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from proxy.chat_form import ChatBody
 from proxy.errors import InvalidRequest
 
-#: The fields of an OpenAI chat body both translators carry to their upstream; ``modalities`` and
-#: ``parallel_tool_calls`` only in the values checked here, ``n`` and ``tool_choice`` as each says.
+#: The fields of an OpenAI chat body both translators carry to their upstream: ``modalities`` only
+#: in the values checked here, ``n`` and ``tool_choice`` as each says, and ``parallel_tool_calls``
+#: kept by the gateway (:mod:`proxy.providers.one_tool_call`), as neither upstream takes it.
 CHAT_FIELDS = frozenset(
     {
         "model",
@@ -47,17 +47,5 @@ def require_text_output(provider: str, raw: Mapping[str, object]) -> None:
             f"Provider {provider} answers with text only through this gateway; "
             "'modalities' must be [\"text\"] or left out.",
             param="modalities",
-            code="unsupported_parameter",
-        )
-
-
-def require_parallel_calls_allowed(provider: str, body: ChatBody) -> None:
-    """A 400 for ``parallel_tool_calls: false`` when tools may be called: the upstream may answer
-    with several calls at once and has no way to be told not to."""
-    if body.parallel_tool_calls is False and body.tools and body.tool_choice != "none":
-        raise InvalidRequest(
-            f"Provider {provider} cannot be kept to one tool call per answer: "
-            "'parallel_tool_calls: false' is not supported.",
-            param="parallel_tool_calls",
             code="unsupported_parameter",
         )

@@ -161,6 +161,9 @@ class FunctionCall:
     args: Mapping[str, Any] = field(default_factory=lambda: {"city": "Paris"})
     signature: str | None = DEFAULT_SIGNATURE
     id: str | None = None  # Gemini 2.x sends none; set one to play a model that does
+    # Further calls in the same answer (parallel calls), as Gemini sends them: whole parts after
+    # the first, without a signature of their own.
+    parallel: tuple[tuple[str, Mapping[str, Any]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -634,7 +637,10 @@ def _function_call_event(call: _Call, function: FunctionCall) -> dict[str, Any]:
     part: dict[str, Any] = {"functionCall": payload}
     if function.signature is not None:
         part["thoughtSignature"] = function.signature
-    candidate = {"content": {"parts": [part], "role": "model"}, "finishReason": "STOP"}
+    more = [
+        {"functionCall": {"name": name, "args": dict(args)}} for name, args in function.parallel
+    ]
+    candidate = {"content": {"parts": [part, *more], "role": "model"}, "finishReason": "STOP"}
     return _event(call, candidate, _usage(call, 10))
 
 
