@@ -28,6 +28,7 @@ from proxy.chat import ChatChunk, ChatRequest, chat_request
 from proxy.client_request import ClientRequest
 from proxy.config import ProviderConfig
 from proxy.errors import ModelNotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from proxy.messages import MessagesRequest
 from proxy.origins import KeyBinding
 from proxy.providers.base import (
     Answer,
@@ -37,6 +38,7 @@ from proxy.providers.base import (
     UpstreamCall,
     WireAdapter,
 )
+from proxy.providers.messages_passthrough import MessagesPassthrough
 from proxy.providers.one_tool_call import (
     OneToolCallParser,
     asks_one_tool_call,
@@ -240,6 +242,14 @@ class HttpBackend(Backend):
             await self._small_call(passthrough.delete_call(response_id), MAX_ERROR_BYTES)
         except ModelNotFound:
             return  # a 404: already gone there
+
+    async def count_message_tokens(self, request: MessagesRequest, model: str) -> bytes:
+        passthrough = self._adapter.passthrough_for(MessagesRequest.PROTOCOL)
+        if not isinstance(passthrough, MessagesPassthrough):
+            raise TypeError(f"{self._name} does not speak the Messages protocol")
+        return await self._small_call(
+            passthrough.count_tokens_call(request, model), MAX_MODELS_BYTES
+        )
 
     async def _small_call(self, call: UpstreamCall, limit: int) -> bytes:
         """The body of a small call's success; its error as a gateway error."""

@@ -26,9 +26,9 @@ import msgspec
 import trio
 
 from actors.provider import ProviderActor
-from proxy.chat import ChatChunk, ChatRequest, ChatResponse, chat_request_of
-from proxy.errors import GatewayError, InvalidRequest, UpstreamError
-from proxy.providers.base import PassedAnswer, PassedEvent, StreamItem
+from proxy.chat import ChatRequest, chat_request_of
+from proxy.errors import GatewayError, InvalidRequest
+from proxy.providers.base import PassedAnswer, PassedEvent
 from proxy.responses import ResponsesRequest, decode_responses_request
 from proxy.responses_events import ResponseEventStream
 from proxy.responses_from_chat import new_item_id, response_object
@@ -36,6 +36,7 @@ from proxy.responses_to_chat import input_items, translate_request
 from proxy.routing import Route
 from storage.responses import ResponseToStore, StoredResponse
 from web.asgi import JSON_TYPE, SSE_HEADERS, Receive, Scope, Send, send_body
+from web.translated_answers import chat_answer, chat_chunk
 from web.v1_call import V1Call, next_or_none
 from web.v1_deps import V1Deps
 
@@ -222,15 +223,15 @@ class ResponsesCall(V1Call[ResponsesRequest]):
         answer = await actor.complete(
             chat, route.upstream_model, self.timing, client=self._client_bucket()
         )
-        chat_answer = _chat_answer(route.provider, answer)
+        translated = chat_answer(route.provider, answer)
         response = response_object(
-            chat_answer,
+            translated,
             request.raw,
             response_id=new_item_id("resp"),
             created_at=self._created_at,
             model=request.model,
         )
-        self.usage = chat_answer.usage
+        self.usage = translated.usage
         self.ttft_s = perf_counter() - self.started
         payload = _encode(response)
         if self.deps.config.logging.store_bodies:
@@ -261,7 +262,7 @@ class ResponsesCall(V1Call[ResponsesRequest]):
             pieces: list[str] = []
             try:
                 while item is not None:
-                    chunk = _chat_chunk(route.provider, item)
+                    chunk = chat_chunk(route.provider, item)
                     if chunk.usage is not None:
                         self.usage = chunk.usage
                     if keep_text:
@@ -363,30 +364,6 @@ def _previous_not_found(previous_id: str) -> InvalidRequest:
         param="previous_response_id",
         code="previous_response_not_found",
     )
-
-
-def _chat_answer(provider: str, answer: object) -> ChatResponse:
-    """A translated call's answer as a chat response (a chat upstream passes its own bytes)."""
-    if isinstance(answer, ChatResponse):
-        return answer
-    if isinstance(answer, PassedAnswer):
-        try:
-            return msgspec.json.decode(answer.body, type=ChatResponse)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise UpstreamError(
-                f"Upstream {provider} answered a malformed response: {exc}"
-            ) from None
-    raise TypeError(f"not a chat answer: {type(answer).__name__}")
-
-
-def _chat_chunk(provider: str, item: StreamItem) -> ChatChunk:
-    """One item of a translated call's stream as a chat chunk."""
-    if isinstance(item, ChatChunk):
-        return item
-    try:
-        return msgspec.json.decode(item.data or b"{}", type=ChatChunk)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise UpstreamError(f"Upstream {provider} sent a malformed stream event: {exc}") from None
 
 
 def _response_of(data: bytes) -> bytes | None:

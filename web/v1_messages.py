@@ -1,0 +1,233 @@
+"""``POST /v1/messages``: Anthropic's Messages API as part of a ``/v1`` call (design §3).
+
+Each route of the chain is called in the protocol it speaks:
+
+- **Passed through** to an upstream that serves the Messages API (Anthropic): the body goes up
+  with only the model renamed, with the client's ``anthropic-version``, ``anthropic-beta`` and
+  ``?beta=true``; the answer, or each SSE event with its name, comes back as the upstream's bytes.
+- **Translated** for every other upstream: the body becomes a chat request
+  (:mod:`proxy.messages_to_chat`), which takes the chat path to the provider; the chat answer or
+  chunks become a message object or the Messages event sequence (:mod:`proxy.messages_from_chat`,
+  :mod:`proxy.messages_events`).
+
+Every error, the gateway's own refusals included (a bad key, a rate limit), is answered in
+Anthropic's shape (:mod:`proxy.messages_errors`), so the Anthropic SDKs raise their own classes.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+
+import msgspec
+
+from actors.provider import ProviderActor
+from proxy.chat import ChatRequest, chat_request_of
+from proxy.errors import GatewayError
+from proxy.messages import MessagesHeaders, MessagesRequest, decode_messages_request
+from proxy.messages_errors import anthropic_error
+from proxy.messages_events import MessageEventStream
+from proxy.messages_from_chat import message_object, new_message_id
+from proxy.messages_to_chat import translate_request
+from proxy.providers.base import PassedAnswer, PassedEvent
+from proxy.routing import Route
+from web.asgi import JSON_TYPE, SSE_HEADERS, Headers, Receive, Scope, Send, header, send_body
+from web.translated_answers import chat_answer, chat_chunk
+from web.v1_call import V1Call, next_or_none
+from web.v1_deps import V1Deps
+
+_encode = msgspec.json.Encoder().encode
+_END = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+async def send_anthropic_error(send: Send, error: GatewayError, headers: Headers) -> None:
+    """An Anthropic-shaped error response with the error's own extra headers."""
+    status, extra, body = anthropic_error(error)
+    pairs = [(name.encode(), value.encode()) for name, value in extra.items()]
+    await send_body(send, status, body, [JSON_TYPE, *headers, *pairs])
+
+
+def protocol_headers(scope: Scope) -> MessagesHeaders:
+    """The client's ``anthropic-version``, ``anthropic-beta`` and ``?beta=true``."""
+    version = header(scope, b"anthropic-version")
+    beta = header(scope, b"anthropic-beta")
+    query = scope.get("query_string", b"")
+    pairs = query.split(b"&") if isinstance(query, bytes) else []
+    return MessagesHeaders(
+        version=version.decode("latin-1") if version else None,
+        beta=beta.decode("latin-1") if beta else None,
+        beta_query=b"beta=true" in pairs,
+    )
+
+
+class MessagesCall(V1Call[MessagesRequest]):
+    """One ``POST /v1/messages``, answered whole or as the Messages event sequence."""
+
+    ENDPOINT = "messages"
+
+    def __init__(self, deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> None:
+        super().__init__(deps, scope, receive, send)
+        # What a failure after the first byte needs to be told in the protocol's own terms.
+        self._events: MessageEventStream | None = None
+        self._ended_by_upstream = False
+
+    def _decode(self, body: bytes) -> MessagesRequest:
+        return decode_messages_request(body).with_headers(protocol_headers(self.scope))
+
+    async def _call_route(
+        self, actor: ProviderActor, request: MessagesRequest, route: Route
+    ) -> None:
+        if actor.speaks(request.PROTOCOL):
+            if request.stream:
+                await self._pass_stream(actor, request, route)
+            else:
+                await self._pass_complete(actor, request, route)
+            return
+        chat_raw = translate_request(request.raw)
+        chat = chat_request_of(chat_raw)
+        if request.stream:
+            await self._translated_stream(actor, request, chat, route)
+        else:
+            await self._translated_complete(actor, request, chat, route)
+
+    async def _send_error_before_start(self, error: GatewayError) -> None:
+        await send_anthropic_error(self.send, error, self._headers())
+
+    async def _send_error_after_start(self, error: GatewayError) -> None:
+        if self._events is not None:
+            for event in self._events.fail(error):
+                await self.send(_body_piece(event))
+        elif not self._ended_by_upstream:
+            _, _, body = anthropic_error(error)
+            await self.send(_body_piece(b"event: error\ndata: " + body + b"\n\n"))
+        await self.send(_END)
+
+    # -- passed through ----------------------------------------------------------------------
+
+    async def _pass_complete(
+        self, actor: ProviderActor, request: MessagesRequest, route: Route
+    ) -> None:
+        answer = await actor.complete(
+            request, route.upstream_model, self.timing, client=self._client_bucket()
+        )
+        assert isinstance(answer, PassedAnswer), "a passed-through call answers with its bytes"
+        self.usage = answer.usage
+        self.ttft_s = perf_counter() - self.started
+        if self.deps.config.logging.store_bodies:
+            self.response_text = answer.body.decode(errors="replace")
+        self._done = True
+        await send_body(self.send, 200, answer.body, [JSON_TYPE, *self._headers()])
+
+    async def _pass_stream(
+        self, actor: ProviderActor, request: MessagesRequest, route: Route
+    ) -> None:
+        async with actor.stream(
+            request, route.upstream_model, self.timing, client=self._client_bucket()
+        ) as items:
+            item = await next_or_none(items)
+            await self._start_stream()
+            keep_text = self.deps.config.logging.store_bodies
+            pieces: list[str] = []
+            try:
+                while item is not None:
+                    assert isinstance(item, PassedEvent), "a passed-through stream is events"
+                    if item.usage is not None:
+                        self.usage = item.usage
+                    if keep_text and item.text:
+                        pieces.append(item.text)
+                    if item.data is not None:
+                        if item.terminal:
+                            self._ended_by_upstream = True
+                        await self.send(_body_piece(_frame(item)))
+                    try:
+                        item = await items.__anext__()
+                    except StopAsyncIteration:
+                        break
+            finally:
+                if keep_text:
+                    self.response_text = "".join(pieces)
+        self._done = True
+        await self.send(_END)
+
+    # -- translated ----------------------------------------------------------------------------
+
+    async def _translated_complete(
+        self, actor: ProviderActor, request: MessagesRequest, chat: ChatRequest, route: Route
+    ) -> None:
+        answer = await actor.complete(
+            chat, route.upstream_model, self.timing, client=self._client_bucket()
+        )
+        translated = chat_answer(route.provider, answer)
+        message = message_object(
+            translated, request.raw, message_id=new_message_id(), model=request.model
+        )
+        self.usage = translated.usage
+        self.ttft_s = perf_counter() - self.started
+        payload = _encode(message)
+        if self.deps.config.logging.store_bodies:
+            self.response_text = payload.decode(errors="replace")
+        self._done = True
+        await send_body(self.send, 200, payload, [JSON_TYPE, *self._headers()])
+
+    async def _translated_stream(
+        self, actor: ProviderActor, request: MessagesRequest, chat: ChatRequest, route: Route
+    ) -> None:
+        async with actor.stream(
+            chat, route.upstream_model, self.timing, client=self._client_bucket()
+        ) as items:
+            item = await next_or_none(items)
+            events = MessageEventStream(
+                request.raw, message_id=new_message_id(), model=request.model
+            )
+            await self._start_stream()
+            self._events = events
+            for event in events.start():
+                await self.send(_body_piece(event))
+            keep_text = self.deps.config.logging.store_bodies
+            pieces: list[str] = []
+            try:
+                while item is not None:
+                    chunk = chat_chunk(route.provider, item)
+                    if chunk.usage is not None:
+                        self.usage = chunk.usage
+                    if keep_text:
+                        pieces.extend(c.delta.content for c in chunk.choices if c.delta.content)
+                    for event in events.feed(chunk):
+                        await self.send(_body_piece(event))
+                    try:
+                        item = await items.__anext__()
+                    except StopAsyncIteration:
+                        break
+            finally:
+                if keep_text:
+                    self.response_text = "".join(pieces)
+        last = events.finish(self.usage)
+        self._done = True
+        self._events = None  # finished: a failure from here on has nothing more to tell
+        for event in last:
+            await self.send(_body_piece(event))
+        await self.send(_END)
+
+    async def _start_stream(self) -> None:
+        self.ttft_s = perf_counter() - self.started
+        headers = [*SSE_HEADERS, *self._headers()]
+        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+        self.response_started = True
+
+
+def _frame(event: PassedEvent) -> bytes:
+    data = event.data or b""
+    # Every Messages event has its name: the SDKs ignore an event without one.
+    name = (event.event or "message").encode()
+    return b"event: " + name + b"\ndata: " + data + b"\n\n"
+
+
+def _body_piece(payload: bytes) -> dict[str, object]:
+    return {"type": "http.response.body", "body": payload, "more_body": True}
+
+
+async def create_message(deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> None:
+    """The ASGI handler of ``POST /v1/messages``."""
+    await MessagesCall(deps, scope, receive, send).handle()
+
+
+__all__ = ["MessagesCall", "create_message", "protocol_headers", "send_anthropic_error"]
