@@ -262,10 +262,19 @@ class MessageEventStream:
         usage = message_usage(self._usage)
         if self._usage is None:
             usage["input_tokens"] = self._input_estimate
+        content = list(self._content)
+        block = self._open
+        if block is not None and block.kind != "tool_use":
+            # The open block as far as it got (a failed stream is logged with it).
+            text = "".join(block.pieces)
+            if block.kind == "text":
+                content[block.index] = text_block(text)
+            else:
+                content[block.index] = thinking_block(text if self._show_thinking else "")
         return build_message(
             message_id=self._message_id,
             model=self._model,
-            content=list(self._content),
+            content=content,
             reason=reason,
             usage=usage,
         )

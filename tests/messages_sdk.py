@@ -42,7 +42,9 @@ def accumulate(data: list[dict[str, Any]]) -> Message:
     return Message.model_validate(snapshot.model_dump())
 
 
-def client(answer: bytes, content_type: str, status: int = 200, headers: dict[str, str] | None = None) -> anthropic.Anthropic:
+def client(
+    answer: bytes, content_type: str, status: int = 200, headers: dict[str, str] | None = None
+) -> anthropic.Anthropic:
     """An SDK client whose every call is answered with ``answer``."""
 
     def handler(request: httpx2.Request) -> httpx2.Response:
@@ -70,4 +72,6 @@ def streamed(events: list[bytes]) -> Message:
 def created(message: dict[str, Any]) -> Message:
     """What ``messages.create()`` gives for the message object."""
     sdk = client(json.dumps(message).encode(), "application/json")
-    return sdk.messages.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+    return sdk.messages.create(
+        model="m", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+    )
