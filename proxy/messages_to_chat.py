@@ -15,7 +15,8 @@ Dropped, because they only tune or label the call (:data:`DROPPED_FIELDS`): ``to
 no equivalent), ``service_tier``, ``cache_control`` (here and on every block and tool: it only
 places Anthropic's cache breakpoints), ``context_management``, ``inference_geo``, ``speed``,
 ``diagnostics``; on tools ``cache_control`` and ``eager_input_streaming``; ``citations`` on
-text blocks passed back; ``thinking.display``.
+text blocks passed back. ``thinking.display: "omitted"`` is honoured on the answer
+(:mod:`proxy.messages_from_chat`); a tool's ``input_examples`` join its description.
 
 Thinking: ``{"type": "enabled", "budget_tokens": N}`` becomes ``reasoning_effort`` by
 :data:`BUDGET_EFFORTS` (under 4,096 ``low``, under 16,384 ``medium``, else ``high``: Claude

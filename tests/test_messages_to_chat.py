@@ -18,6 +18,10 @@ from proxy.messages_to_chat import (
     count_tokens_body,
     translate_request,
 )
+from proxy.providers.base import WireAdapter
+from proxy.providers.gemini import GeminiAdapter
+from proxy.providers.ollama import OllamaAdapter
+from proxy.providers.openai_compat import OpenAICompatAdapter
 
 BASE: dict[str, Any] = {
     "model": "claude-sonnet-4-5",
@@ -756,3 +760,22 @@ def test_count_tokens_takes_its_own_fields_only() -> None:
         with pytest.raises(InvalidRequest) as caught:
             count_tokens_body({"model": "m", "messages": [], field: 1})
         assert caught.value.message == f"{field}: Extra inputs are not permitted"
+
+
+@pytest.mark.parametrize(
+    ("adapter", "model"),
+    [
+        (GeminiAdapter("gemini", "key"), "gemini-2.5-pro"),
+        (OllamaAdapter("ollama", None), "qwen3"),
+        (OpenAICompatAdapter("deepseek", "key", flavor="deepseek"), "deepseek-reasoner"),
+        (OpenAICompatAdapter("openai", "key"), "gpt-5"),
+    ],
+    ids=["gemini", "ollama", "deepseek", "openai"],
+)
+def test_claude_codes_request_is_taken_by_every_translating_adapter(
+    adapter: WireAdapter, model: str
+) -> None:
+    raw, _ = translate_request(claude_code_request())
+    call = adapter.chat_call(chat_request_of(raw), model)
+    assert b"Read setup.py" in call.body
+    assert b"x-anthropic-billing-header" not in call.body
