@@ -67,6 +67,16 @@ class _Call(_Block):
         self.name = name
         self.started = False
 
+    def name_late(self, name: str) -> None:
+        """Take the function's name from a fragment after the first (the first lacked it)."""
+        if not self.name:
+            self.name = name
+
+    def begin(self) -> str:
+        """Mark the block started; what its arguments said before, to send in one piece."""
+        self.started = True
+        return "".join(self.pieces)
+
 
 class MessageEventStream:
     """Turns one chat chunk stream into the Messages SSE events, and keeps the final message."""
@@ -221,17 +231,16 @@ class MessageEventStream:
             call_id = unique_tool_use_id(fragment.id, self._call_ids)
             call = self._open = _Call(len(self._content), fragment.index, call_id, name)
             self._content.append(tool_use_block(call_id, name, {}))
-        elif name and not call.name:
-            call.name = name
+        elif name:
+            call.name_late(name)
         call.pieces.append(arguments)
         if not call.started and call.name:
             # Claude names the tool in the block's start: wait for the name, then say what
             # came before it in one piece.
-            call.started = True
+            arguments = call.begin()
             start = tool_use_block(call.call_id, call.name, {})
             self._content[call.index] = start
             self._emit("content_block_start", index=call.index, content_block=start)
-            arguments = "".join(call.pieces)
         if call.started and arguments:
             self._delta(call, {"type": "input_json_delta", "partial_json": arguments})
 
