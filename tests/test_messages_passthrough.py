@@ -14,9 +14,7 @@ from proxy.providers.messages_passthrough import MessagesPassthrough
 from proxy.token_estimate import IMAGE_TOKENS, estimate_prompt_tokens, tokens_to_reserve
 
 HELLO = [{"role": "user", "content": "hi"}]
-PNG = (
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-)
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 
 def _body(**fields: Any) -> bytes:

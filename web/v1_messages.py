@@ -22,14 +22,15 @@ import msgspec
 
 from actors.provider import ProviderActor
 from proxy.chat import ChatRequest, chat_request_of
-from proxy.errors import GatewayError
+from proxy.errors import GatewayError, InvalidRequest
 from proxy.messages import MessagesHeaders, MessagesRequest, decode_messages_request
-from proxy.messages_errors import anthropic_error
+from proxy.messages_errors import anthropic_error, error_event
 from proxy.messages_events import MessageEventStream
 from proxy.messages_from_chat import message_object, new_message_id
 from proxy.messages_to_chat import translate_request
 from proxy.providers.base import PassedAnswer, PassedEvent
 from proxy.routing import Route
+from proxy.token_estimate import estimate_prompt_tokens
 from web.asgi import JSON_TYPE, SSE_HEADERS, Headers, Receive, Scope, Send, header, send_body
 from web.translated_answers import chat_answer, chat_chunk
 from web.v1_call import V1Call, next_or_none
@@ -44,6 +45,11 @@ async def send_anthropic_error(send: Send, error: GatewayError, headers: Headers
     status, extra, body = anthropic_error(error)
     pairs = [(name.encode(), value.encode()) for name, value in extra.items()]
     await send_body(send, status, body, [JSON_TYPE, *headers, *pairs])
+
+
+def _request_id(headers: Headers) -> str | None:
+    """The gateway's id of the call, which Anthropic's errors carry as ``request_id``."""
+    return next((value.decode() for name, value in headers if name == b"x-request-id"), None)
 
 
 def protocol_headers(scope: Scope) -> MessagesHeaders:
@@ -82,12 +88,17 @@ class MessagesCall(V1Call[MessagesRequest]):
             else:
                 await self._pass_complete(actor, request, route)
             return
-        chat_raw = translate_request(request.raw)
-        chat = chat_request_of(chat_raw)
-        if request.stream:
-            await self._translated_stream(actor, request, chat, route)
-        else:
-            await self._translated_complete(actor, request, chat, route)
+        chat_raw, params = translate_request(request.raw)
+        try:
+            chat = chat_request_of(chat_raw)
+            if request.stream:
+                await self._translated_stream(actor, request, chat, route)
+            else:
+                await self._translated_complete(actor, request, chat, route)
+        except InvalidRequest as exc:
+            # Refused on the chat path (by its checks or the provider's translator): named as
+            # the field the client sent, not the chat field made of it.
+            raise params.renamed(exc) from None
 
     async def _send_error_before_start(self, error: GatewayError) -> None:
         await send_anthropic_error(self.send, error, self._headers())
@@ -97,8 +108,7 @@ class MessagesCall(V1Call[MessagesRequest]):
             for event in self._events.fail(error):
                 await self.send(_body_piece(event))
         elif not self._ended_by_upstream:
-            _, _, body = anthropic_error(error)
-            await self.send(_body_piece(b"event: error\ndata: " + body + b"\n\n"))
+            await self.send(_body_piece(error_event(error, request_id=self.request_id)))
         await self.send(_END)
 
     # -- passed through ----------------------------------------------------------------------
@@ -176,7 +186,12 @@ class MessagesCall(V1Call[MessagesRequest]):
         ) as items:
             item = await next_or_none(items)
             events = MessageEventStream(
-                request.raw, message_id=new_message_id(), model=request.model
+                request.raw,
+                message_id=new_message_id(),
+                model=request.model,
+                # The SDK shows message_start's input count until message_delta's real one.
+                input_tokens=estimate_prompt_tokens(request, len(self.body)),
+                request_id=self.request_id,
             )
             await self._start_stream()
             self._events = events
