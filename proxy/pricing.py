@@ -23,6 +23,7 @@ GENAI_PROVIDER_IDS: Mapping[str, str] = {
     "gemini": "google",
     "deepseek": "deepseek",
     "grok": "x-ai",
+    "anthropic": "anthropic",
 }
 FREE_PROVIDERS = frozenset({"ollama", "mock"})
 RATES_TTL_S = 60.0
