@@ -11,7 +11,7 @@ import httpx
 import msgspec
 import pytest
 import trio
-from anthropic.types import MessageParam
+from anthropic.types import MessageParam, ThinkingBlock, ThinkingConfigEnabledParam, ToolParam
 
 from tests.fakes.anthropic_answers import (
     FailMidStream,
@@ -26,7 +26,7 @@ MODEL = "claude-sonnet-4-5"
 OLD = "2023-06-01"
 HEADERS = {"x-api-key": KEY, "anthropic-version": OLD}
 HELLO: list[MessageParam] = [{"role": "user", "content": "hello there"}]
-WEATHER_TOOL: dict[str, Any] = {
+WEATHER_TOOL: ToolParam = {
     "name": "get_weather",
     "description": "The weather in a city",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
@@ -178,7 +178,7 @@ async def test_tools_over_two_turns(sdk: anthropic.AsyncAnthropic, fake: FakeAnt
         model=MODEL,
         max_tokens=200,
         messages=[{"role": "user", "content": "Weather in Paris?"}],
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],
     )
     assert first.stop_reason == "tool_use"
     assert [b.type for b in first.content] == ["text", "tool_use"]
@@ -198,7 +198,7 @@ async def test_tools_over_two_turns(sdk: anthropic.AsyncAnthropic, fake: FakeAnt
                 "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}],
             },
         ],
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],
     )
     assert second.content[0].type == "text"
     assert second.content[0].text == "echo: sunny"
@@ -213,7 +213,7 @@ async def test_streamed_tool_use_sends_input_json_pieces_first_empty(
         model=MODEL,
         max_tokens=100,
         messages=HELLO,
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],
     ) as stream:
         message = await stream.get_final_message()
     assert [(b.type, getattr(b, "input", None)) for b in message.content] == [
@@ -372,3 +372,359 @@ async def test_mid_stream_error_raises_api_status_error(
     names = [name for name, _ in sse_events(fake.sent[-1].body)]
     assert names[-1] == "error"
     assert "message_stop" not in names
+
+
+# ---------------------------------------------------------------------------------------------
+# Thinking
+# ---------------------------------------------------------------------------------------------
+
+THINKING: ThinkingConfigEnabledParam = {"type": "enabled", "budget_tokens": 2048}
+
+
+async def test_thinking_with_signatures_over_two_turns(
+    sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(tool_use(thinking="I should look the weather up."))
+    question: MessageParam = {"role": "user", "content": "Weather in Paris?"}
+    async with sdk.messages.stream(
+        model=MODEL,
+        max_tokens=4096,
+        thinking=THINKING,
+        messages=[question],
+        tools=[WEATHER_TOOL],
+    ) as stream:
+        first = await stream.get_final_message()
+    thinking, call = first.content
+    assert thinking.type == "thinking"
+    assert thinking.thinking == "I should look the weather up."
+    assert thinking.signature.startswith("EqQB")
+    assert call.type == "tool_use"
+    names = [
+        data["delta"]["type"]
+        for name, data in sse_events(fake.sent[-1].body)
+        if name == "content_block_delta" and data["index"] == 0
+    ]
+    assert names[-1] == "signature_delta"
+    assert set(names[:-1]) == {"thinking_delta"}
+    result: MessageParam = {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}],
+    }
+    second = await sdk.messages.create(
+        model=MODEL,
+        max_tokens=4096,
+        thinking=THINKING,
+        messages=[question, {"role": "assistant", "content": first.content}, result],
+        tools=[WEATHER_TOOL],
+    )
+    # After tool results Claude thinks again only with interleaved thinking.
+    assert [b.type for b in second.content] == ["text"]
+    assert second.content[0].type == "text"
+    assert second.content[0].text == "echo: sunny"
+
+    tampered = ThinkingBlock(
+        type="thinking", thinking="I should not.", signature=thinking.signature
+    )
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await sdk.messages.create(
+            model=MODEL,
+            max_tokens=4096,
+            thinking=THINKING,
+            messages=[question, {"role": "assistant", "content": [tampered, call]}, result],
+            tools=[WEATHER_TOOL],
+        )
+    assert caught.value.body["error"]["message"] == (  # type: ignore[index]
+        "messages.1.content.0: Invalid signature in thinking block"
+    )
+
+    with pytest.raises(anthropic.BadRequestError) as dropped:
+        await sdk.messages.create(
+            model=MODEL,
+            max_tokens=4096,
+            thinking=THINKING,
+            messages=[question, {"role": "assistant", "content": [call]}, result],
+            tools=[WEATHER_TOOL],
+        )
+    assert dropped.value.body["error"]["message"].startswith(  # type: ignore[index]
+        "messages.1.content.0.type: Expected thinking or redacted_thinking, but found tool_use"
+    )
+
+
+async def test_default_answer_thinks_when_thinking_is_on(
+    http: httpx.AsyncClient, fake: FakeAnthropic
+) -> None:
+    response = await create(http, max_tokens=4096, thinking=THINKING)
+    assert response.status_code == 200
+    thinking, text = response.json()["content"]
+    assert thinking["type"] == "thinking"
+    assert fake.signatures.verify(thinking["thinking"], thinking["signature"])
+    assert text == {"type": "text", "text": "echo: hello there"}
+
+
+async def test_omitted_thinking_carries_only_the_signature(http: httpx.AsyncClient) -> None:
+    thinking = {**THINKING, "display": "omitted"}
+    response = await create(http, max_tokens=4096, thinking=thinking)
+    block = response.json()["content"][0]
+    assert block["thinking"] == ""
+    assert block["signature"]
+
+
+async def test_redacted_thinking_goes_back_unchanged(
+    http: httpx.AsyncClient, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(tool_use(redacted=True))
+    first = (await create(http, max_tokens=4096, thinking=THINKING)).json()
+    redacted, call = first["content"]
+    assert redacted["type"] == "redacted_thinking"
+    assert redacted["data"]
+    result = {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": call["id"], "content": "ok"}],
+    }
+    history = [*HELLO, {"role": "assistant", "content": first["content"]}, result]
+    again = await create(http, max_tokens=4096, thinking=THINKING, messages=history)
+    assert again.status_code == 200
+    forged = {"type": "redacted_thinking", "data": redacted["data"] + "x"}
+    history[1] = {"role": "assistant", "content": [forged, call]}
+    refused = await create(http, max_tokens=4096, thinking=THINKING, messages=history)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == (
+        "messages.1.content.0: Invalid data in redacted_thinking block"
+    )
+
+
+async def test_hand_built_history_uses_signatures_the_fake_issued(
+    http: httpx.AsyncClient, fake: FakeAnthropic
+) -> None:
+    signature = fake.sign("Earlier thought.")
+    history = [
+        *HELLO,
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "Earlier thought.", "signature": signature},
+                {"type": "text", "text": "Hi."},
+            ],
+        },
+        {"role": "user", "content": "again"},
+    ]
+    response = await create(http, messages=history)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"thinking": {"type": "enabled", "budget_tokens": 1000}},
+            "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024",
+        ),
+        (
+            {"thinking": {"type": "enabled", "budget_tokens": 2048}, "max_tokens": 2048},
+            "`max_tokens` must be greater than `thinking.budget_tokens`.",
+        ),
+        (
+            {"thinking": THINKING, "tools": [WEATHER_TOOL], "tool_choice": {"type": "any"}},
+            "Thinking may not be enabled when tool_choice forces tool use.",
+        ),
+        (
+            {"thinking": THINKING, "temperature": 0.5},
+            "`temperature` may only be set to 1 when thinking is enabled.",
+        ),
+    ],
+)
+async def test_thinking_settings_are_checked(
+    http: httpx.AsyncClient, settings: dict[str, Any], message: str
+) -> None:
+    response = await create(http, **{"max_tokens": 4096, **settings})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith(message)
+
+
+async def test_interleaved_thinking_allows_a_budget_over_max_tokens(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.post(
+        "/v1/messages?beta=true",
+        headers={"anthropic-beta": "interleaved-thinking-2025-05-14"},
+        json={"model": MODEL, "max_tokens": 2000, "messages": HELLO, "thinking": THINKING},
+    )
+    assert response.status_code == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# Images, validation
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_images_base64_and_url(sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic) -> None:
+    data = base64.b64encode(PNG).decode()
+    message = await sdk.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/png", "data": data},
+                    },
+                    {"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}},
+                    {"type": "text", "text": "What is this?"},
+                ],
+            }
+        ],
+    )
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "echo: What is this?"
+    assert message.usage.input_tokens == 5  # 3 words, 1 per image
+    assert fake.received[-1].body["messages"][0]["content"][0]["source"]["data"] == data
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            {"type": "base64", "media_type": "image/jpeg", "data": base64.b64encode(PNG).decode()},
+            "messages.0.content.0.image.source.base64.data: Image does not match the provided "
+            "media type",
+        ),
+        (
+            {"type": "base64", "media_type": "image/bmp", "data": "AAAA"},
+            "messages.0.content.0.image.source.base64.media_type: Input should be",
+        ),
+        (
+            {"type": "base64", "media_type": "image/png", "data": "not base64!"},
+            "messages.0.content.0.image.source.base64.data: invalid base64 data",
+        ),
+        (
+            {"type": "url", "url": "ftp://x.test/a.png"},
+            "messages.0.content.0.image.source.url.url: Input should be a valid URL",
+        ),
+    ],
+)
+async def test_bad_images_are_refused(
+    http: httpx.AsyncClient, source: dict[str, Any], message: str
+) -> None:
+    content = [{"type": "image", "source": source}, {"type": "text", "text": "hi"}]
+    response = await create(http, messages=[{"role": "user", "content": content}])
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith(message)
+
+
+TOOL_USE = {"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"model": None}, "model: Input should be a valid string"),
+        ({"max_tokens": "5"}, "max_tokens: Input should be a valid integer"),
+        ({"n": 2}, "n: Extra inputs are not permitted"),
+        ({"stream_options": {"include_usage": True}}, "stream_options: Extra inputs are not"),
+        ({"messages": []}, "messages: at least one message is required"),
+        (
+            {"messages": [{"role": "system", "content": "be brief"}]},
+            'messages.0.role: Unexpected role "system"',
+        ),
+        (
+            {"messages": [{"role": "tool", "content": "x"}]},
+            "messages.0.role: Input should be 'user' or 'assistant'",
+        ),
+        (
+            {"messages": [{"role": "user", "content": ""}]},
+            "messages.0: all messages must have non-empty content",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]},
+            "messages.0.content.0.text: text content blocks must be non-empty",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
+                ]
+            },
+            "messages.0.content.0.type: Input tag 'image_url' found using 'type' does not match",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [TOOL_USE]}]},
+            "messages.0.content.0: `tool_use` blocks are not allowed in user messages",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "a", "x": 1}]}]},
+            "messages.0.content.0.text.x: Extra inputs are not permitted",
+        ),
+        ({"system": [{"type": "text", "text": ""}]}, "system.0.text: text content blocks must"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f"}}]},
+            "tools.0: Input tag 'function' found using 'type' does not match",
+        ),
+        ({"tools": [{"name": "f"}]}, "tools.0.custom.input_schema: Field required"),
+        (
+            {"tools": [{"name": "f", "input_schema": {"type": "object"}, "parameters": {}}]},
+            "tools.0.custom.parameters: Extra inputs are not permitted",
+        ),
+        ({"tool_choice": "auto"}, "tool_choice: Input should be a valid dictionary"),
+        ({"metadata": {"user_id": "u", "session": "s"}}, "metadata.session: Extra inputs"),
+        ({"stop_sequences": [" "]}, "stop_sequences: Each stop sequence must contain"),
+        ({"temperature": 1.5}, "temperature: Input should be less than or equal to 1"),
+        (
+            {"temperature": 0.5, "top_p": 0.9},
+            "`temperature` and `top_p` cannot both be specified for this model.",
+        ),
+        (
+            {"max_tokens": 64001},
+            "max_tokens: 64001 > 64000, which is the maximum allowed number of output tokens",
+        ),
+    ],
+)
+async def test_invalid_bodies_name_the_field(
+    http: httpx.AsyncClient, body: dict[str, Any], message: str
+) -> None:
+    response = await create(http, **body)
+    assert response.status_code == 400
+    error = response.json()
+    assert error["type"] == "error"
+    assert error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["message"].startswith(message)
+    assert error["request_id"] == response.headers["request-id"]
+
+
+async def test_missing_required_fields(http: httpx.AsyncClient) -> None:
+    response = await http.post("/v1/messages", json={"model": MODEL, "messages": HELLO})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "max_tokens: Field required"
+    response = await http.post("/v1/messages", content=b"{not json")
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_more_than_four_cache_breakpoints_are_refused(http: httpx.AsyncClient) -> None:
+    cached = {"type": "ephemeral"}
+    system = [{"type": "text", "text": f"part {i}", "cache_control": cached} for i in range(3)]
+    tools = [{**WEATHER_TOOL, "cache_control": cached}]
+    response = await create(http, system=system, tools=tools)
+    assert response.status_code == 200
+    content = [{"type": "text", "text": "hello", "cache_control": {"type": "ephemeral"}}]
+    response = await create(
+        http, system=system, tools=tools, messages=[{"role": "user", "content": content}]
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "A maximum of 4 blocks with cache_control may be provided. Found 5."
+    )
+
+
+async def test_consecutive_turns_are_combined(http: httpx.AsyncClient) -> None:
+    messages = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": [{"type": "text", "text": "Let me look."}]},
+        {"role": "assistant", "content": [TOOL_USE]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"}]},
+        {"role": "user", "content": "thanks"},
+    ]
+    response = await create(http, messages=messages)
+    assert response.status_code == 200
+    assert response.json()["content"][0]["text"] == "echo: thanks"

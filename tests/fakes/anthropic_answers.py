@@ -230,6 +230,7 @@ class Request:
     echo: str  # the last user text (or the tool result it answers)
     max_tokens: int
     stop_sequences: tuple[str, ...]
+    omit_thinking: bool = False  # thinking.display "omitted": blocks carry only the signature
 
 
 def build(answer: Answer, request: Request, signatures: Signatures) -> Built:
@@ -246,6 +247,8 @@ def build(answer: Answer, request: Request, signatures: Signatures) -> Built:
             if truncated and stop_reason is None:
                 stop_reason = "max_tokens"
             block = Text(text, block.pieces, block.citations)
+        if isinstance(block, Thinking) and request.omit_thinking:
+            block = Thinking("", block.pieces)
         for whole, deltas in _block_parts(block, signatures):
             index = len(content)
             start = _start_of(whole)

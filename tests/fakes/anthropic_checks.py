@@ -25,7 +25,14 @@ from .anthropic_blocks import (
     Signatures,
 )
 
-__all__ = ["API_VERSIONS", "ModelLimits", "check_count", "check_create", "thinking_enabled"]
+__all__ = [
+    "API_VERSIONS",
+    "INTERLEAVED_BETA",
+    "ModelLimits",
+    "check_count",
+    "check_create",
+    "thinking_enabled",
+]
 
 API_VERSIONS = ("2023-06-01", "2026-10-21")
 NEW_VERSION = "2026-10-21"  # no temperature/top_p/top_k; stricter content rules
@@ -68,6 +75,7 @@ COUNT_FIELDS = frozenset(
         "output_config",
         "context_management",
         "cache_control",
+        "speed",
     }
 )
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")

@@ -40,6 +40,7 @@ from .anthropic_answers import (
 from .anthropic_blocks import Signatures
 from .anthropic_checks import (
     API_VERSIONS,
+    INTERLEAVED_BETA,
     ModelLimits,
     check_count,
     check_create,
@@ -260,13 +261,13 @@ class FakeAnthropic(ScriptedUpstream[Behaviour]):
                 echo=_echo_source(body["messages"]),
                 max_tokens=body["max_tokens"],
                 stop_sequences=tuple(body.get("stop_sequences") or ()),
+                omit_thinking=(body.get("thinking") or {}).get("display") == "omitted",
             ),
             stream=body.get("stream") is True,
             req_id=request_id(),
             started_at=time.monotonic(),
         )
-        default = Answer((Thinking(), Text())) if thinking_enabled(body) else Answer()
-        behaviour = self.next_behaviour(default)
+        behaviour = self.next_behaviour(_default_answer(body, _betas(request.headers)))
         await self._answer_watched(reply, receive, partial(self._answer, reply, call, behaviour))
 
     async def _answer(self, reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> bool:
@@ -401,6 +402,19 @@ def _until_deltas(events: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
             seen += 1
         out.append(event)
     return out
+
+
+def _default_answer(body: dict[str, Any], betas: frozenset[str]) -> Answer:
+    """An echo, after a thinking block when thinking is on (after tool results only with
+    interleaved thinking, as Claude thinks again only then)."""
+    last = body["messages"][-1]
+    after_tools = (
+        last["role"] == "user"
+        and isinstance(last["content"], list)
+        and any(block["type"] == "tool_result" for block in last["content"])
+    )
+    thinks = thinking_enabled(body) and (not after_tools or INTERLEAVED_BETA in betas)
+    return Answer((Thinking(), Text())) if thinks else Answer()
 
 
 def _betas(headers: dict[str, str]) -> frozenset[str]:
