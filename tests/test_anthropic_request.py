@@ -592,3 +592,14 @@ def test_response_formats_claude_cannot_keep_are_refused(
     response_format: dict[str, Any], param: str
 ) -> None:
     assert invalid(response_format=response_format).param == param
+
+
+@pytest.mark.parametrize("effort", ["high", "xhigh", "max"])
+def test_thinking_fits_within_the_models_largest_answer(effort: str) -> None:
+    for max_tokens in (None, 500, 31_000):
+        fields: dict[str, Any] = {"reasoning_effort": effort}
+        if max_tokens is not None:
+            fields["max_tokens"] = max_tokens
+        body = body_of(model="claude-opus-4-1", **fields)
+        budget = body["thinking"]["budget_tokens"]
+        assert 1024 <= budget < body["max_tokens"] <= 32_000, (max_tokens, body)

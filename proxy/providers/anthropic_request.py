@@ -12,10 +12,11 @@ nothing is forwarded as is. The choices where OpenAI's and Anthropic's meanings 
   both are sent; the newest models refuse the pair, and their 400 says so.
 - ``reasoning_effort`` turns on extended thinking with a budget per effort
   (:data:`THINKING_BUDGETS`; ``none`` leaves it off). The budget must stay below
-  ``max_tokens``: a smaller ``max_tokens`` is raised by the budget, so the client's cap still
-  bounds the visible answer. Thinking requires the default ``temperature`` and ``top_p``, so
-  the client's are dropped, and allows no forced tool:
-  ``tool_choice`` ``required`` or a named tool with it is a 400 naming ``tool_choice``.
+  ``max_tokens``: a smaller ``max_tokens`` is raised by the budget (within the model's largest
+  answer, which also caps the budget), so the client's cap still bounds the visible answer.
+  Thinking requires the default ``temperature`` and ``top_p``, so the client's are dropped,
+  and allows no forced tool: ``tool_choice`` ``required`` or a named tool with it is a 400
+  naming ``tool_choice``.
 - ``response_format`` ``json_schema`` becomes ``output_config.format`` (structured outputs);
   ``json_object`` has no equivalent without a schema and is refused by name.
 """
@@ -119,12 +120,14 @@ def build_body(
     out: dict[str, Any] = {"model": model, "messages": messages}
     if system:
         out["system"] = system
-    max_tokens = body.max_completion_tokens or body.max_tokens or default_max_tokens(model)
-    thinking = _thinking(body)
+    largest = default_max_tokens(model)
+    max_tokens = body.max_completion_tokens or body.max_tokens or largest
+    thinking = _thinking(body, largest)
     if thinking is not None:
         budget = thinking["budget_tokens"]
         if max_tokens <= budget:
-            max_tokens += budget  # the client's cap still bounds the visible answer
+            # The client's cap still bounds the visible answer, within the model's largest.
+            max_tokens = min(max_tokens + budget, largest)
         out["thinking"] = thinking
     out["max_tokens"] = max_tokens
     if body.stop:
@@ -428,7 +431,9 @@ def _output_format(response_format: dict[str, Any]) -> dict[str, Any] | None:
     )
 
 
-def _thinking(body: ChatBody) -> dict[str, Any] | None:
+def _thinking(body: ChatBody, largest: int) -> dict[str, Any] | None:
+    """Extended thinking for the effort, its budget leaving room for an answer of at least
+    1024 tokens within the model's ``largest``."""
     effort = body.reasoning_effort
     if effort is None or effort == "none":
         return None
@@ -439,4 +444,5 @@ def _thinking(body: ChatBody) -> dict[str, Any] | None:
             f"Unsupported reasoning_effort {effort!r}: use one of {choices}.",
             param="reasoning_effort",
         )
+    budget = max(MIN_THINKING_BUDGET, min(budget, largest - MIN_THINKING_BUDGET))
     return {"type": "enabled", "budget_tokens": budget}
