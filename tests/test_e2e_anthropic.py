@@ -468,3 +468,16 @@ async def test_models_list_falls_back_when_the_upstream_cannot_be_asked(
     page = await sdk(gateway).models.list()
     ids = {model.id for model in page.data}
     assert {"claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-5"} <= ids
+
+
+async def test_responses_api_reaches_claude_through_the_chat_path(
+    gateway: RunningService, fake_anthropic: FakeAnthropic
+) -> None:
+    response = await sdk(gateway).responses.create(
+        model=MODEL, input="hello from responses", instructions="Be brief.", store=False
+    )
+    sent = last_create(fake_anthropic).body
+    assert sent["system"] == [{"type": "text", "text": "Be brief."}]
+    assert sent["messages"][-1]["content"][-1] == {"type": "text", "text": "hello from responses"}
+    assert response.output_text == "echo: hello from responses"
+    assert response.status == "completed"
