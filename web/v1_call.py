@@ -305,6 +305,7 @@ class V1Call(abc.ABC, Generic[RequestT]):
             completion_tokens=usage.completion_tokens if usage else None,
             reasoning_tokens=usage.reasoning_tokens if usage else None,
             cached_tokens=usage.cached_tokens if usage else None,
+            cache_write_tokens=usage.cache_write_tokens if usage else None,
             total_tokens=usage.total_tokens if usage else None,
             has_images=request.has_images if request else False,
             latency_ms=elapsed * 1000,

@@ -1,0 +1,453 @@
+"""A fake Anthropic API upstream: real HTTP on 127.0.0.1, Anthropic's protocol exactly.
+
+Serves `POST /v1/messages` (JSON and SSE, `?beta=true` too), `POST /v1/messages/count_tokens`,
+`GET /v1/models` (paged) and `GET /v1/models/{id}`, after Anthropic's header checks: the key in
+`x-api-key` or `Authorization: Bearer` (x-api-key wins when both come), `anthropic-version`
+required (`2023-06-01` or `2026-10-21`), `anthropic-beta` names in `refused_betas` refused.
+Bodies are validated as the API validates them (`anthropic_checks.py`); answers are scripted
+with `enqueue(...)` (`anthropic_answers.py`), the default an echo of the last user text.
+Every request is recorded in `received` (raw bytes and decoded body) and every answer in `sent`
+(the bytes on the wire), so tests can assert what a gateway sent and passed on, byte for byte.
+Token counts follow `anthropic_tokens.py`.
+
+`base_url` is "http://127.0.0.1:PORT" (no `/v1`, as the SDK and the provider expect).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+from urllib.parse import parse_qs
+
+import trio
+
+from .anthropic_answers import (
+    Answer,
+    Behaviour,
+    Built,
+    CutMidStream,
+    FailMidStream,
+    Request,
+    Text,
+    Thinking,
+    build,
+)
+from .anthropic_blocks import Signatures
+from .anthropic_checks import (
+    API_VERSIONS,
+    INTERLEAVED_BETA,
+    ModelLimits,
+    check_count,
+    check_create,
+    thinking_enabled,
+)
+from .anthropic_tokens import input_tokens
+from .anthropic_wire import (
+    ErrorReply,
+    Raw,
+    bad_request,
+    common_headers,
+    encode,
+    frame_event,
+    invalid_key,
+    json_headers,
+    not_found,
+    request_id,
+    send_error,
+    stream_headers,
+)
+from .asgi_server import Message, Receive, Received, ResponseWriter, Scope, ScriptedUpstream, Send
+from .openai_upstream import Sent
+
+__all__ = ["DEFAULT_API_KEY", "MODELS", "FakeAnthropic", "ModelInfo", "Sent"]
+
+DEFAULT_API_KEY = "sk-ant-api03-upstream-test-key"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One model the fake serves (its alias is the id without the date suffix)."""
+
+    id: str
+    display_name: str
+    created_at: str  # RFC 3339
+    max_tokens: int = 64000
+    max_input_tokens: int = 200000
+    exclusive_sampling: bool = True  # Claude 4.5+: temperature and top_p not both
+
+    @property
+    def alias(self) -> str:
+        """The undated alias, e.g. `claude-sonnet-4-5` for `claude-sonnet-4-5-20250929`."""
+        return re.sub(r"-\d{8}$", "", self.id)
+
+    def as_json(self) -> dict[str, Any]:
+        """The model object of GET /v1/models."""
+        return {
+            "type": "model",
+            "id": self.id,
+            "display_name": self.display_name,
+            "created_at": self.created_at,
+            "max_input_tokens": self.max_input_tokens,
+            "max_tokens": self.max_tokens,
+            "lifecycle": "active",
+        }
+
+
+MODELS: tuple[ModelInfo, ...] = (
+    ModelInfo("claude-opus-4-5-20251101", "Claude Opus 4.5", "2025-11-24T00:00:00Z"),
+    ModelInfo("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "2025-10-15T00:00:00Z"),
+    ModelInfo("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
+    ModelInfo("claude-opus-4-1-20250805", "Claude Opus 4.1", "2025-08-05T00:00:00Z", 32000),
+    ModelInfo(
+        "claude-sonnet-4-20250514",
+        "Claude Sonnet 4",
+        "2025-05-22T00:00:00Z",
+        exclusive_sampling=False,
+    ),
+    ModelInfo(
+        "claude-3-5-haiku-20241022",
+        "Claude Haiku 3.5",
+        "2024-10-22T00:00:00Z",
+        8192,
+        exclusive_sampling=False,
+    ),
+)
+_NO_KEY = "x-api-key header is required"
+_NO_VERSION = "anthropic-version: header is required"
+
+
+@dataclass(slots=True)
+class _Call:
+    """One create call as the fake understood it."""
+
+    request: Request
+    stream: bool
+    req_id: str
+    started_at: float
+
+
+class FakeAnthropic(ScriptedUpstream[Behaviour]):
+    """A scripted Anthropic upstream over real HTTP; messages answer an echo when none is queued."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        models: Iterable[ModelInfo] = MODELS,
+        refused_betas: Iterable[str] = (),
+    ) -> None:
+        super().__init__()
+        self.api_key = api_key
+        # Newest first, as the API lists them.
+        self.models = sorted(models, key=lambda m: m.created_at, reverse=True)
+        self.refused_betas = frozenset(refused_betas)
+        self.signatures = Signatures()  # thinking signatures issued, required back unchanged
+        self.sent: list[Sent] = []  # every answer as it left (status, headers, body bytes)
+        self._counts: deque[int | ErrorReply] = deque()
+
+    def enqueue_count(self, *answers: int | ErrorReply) -> None:
+        """Answer the next count_tokens calls with these counts (or errors); then the rule's."""
+        self._counts.extend(answers)
+
+    def sign(self, thinking: str) -> str:
+        """A signature the fake accepts back for this thinking text (for hand-built histories)."""
+        return self.signatures.sign(thinking)
+
+    def find_model(self, name: str) -> ModelInfo | None:
+        """The model with this id or alias, or None."""
+        return next((m for m in self.models if name in (m.id, m.alias)), None)
+
+    def requests_to(self, path: str) -> list[Received]:
+        """The recorded requests to this path (query string aside)."""
+        return [r for r in self.received if r.path == path]
+
+    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Record every answer's status, headers and body bytes, then serve as usual."""
+        answer: Sent | None = None
+
+        async def recording_send(message: Message) -> None:
+            nonlocal answer
+            if message["type"] == "http.response.start":
+                headers = {
+                    name.decode("latin-1"): value.decode("latin-1")
+                    for name, value in message.get("headers", [])
+                }
+                answer = Sent(message["status"], headers)
+                self.sent.append(answer)
+            elif message["type"] == "http.response.body" and answer is not None:
+                answer.pieces.append(bytes(message.get("body", b"")))
+            await send(message)
+
+        await super()._app(scope, receive, recording_send)
+
+    async def _handle(self, request: Received, reply: ResponseWriter, receive: Receive) -> None:
+        """Route one request: key, version and betas first, then the endpoint."""
+        refusal = self._header_refusal(request.headers)
+        if refusal is not None:
+            await send_error(reply, refusal)
+            return
+        method, path = request.method, request.path
+        version = request.headers["anthropic-version"]
+        if method == "POST" and path == "/v1/messages":
+            await self._create(request, version, reply, receive)
+        elif method == "POST" and path == "/v1/messages/count_tokens":
+            await self._count(request, version, reply)
+        elif method == "GET" and path == "/v1/models":
+            await self._list_models(request.query, reply)
+        elif method == "GET" and path.startswith("/v1/models/"):
+            model = self.find_model(path.removeprefix("/v1/models/"))
+            if model is None:
+                await send_error(reply, not_found(path.removeprefix("/v1/models/")))
+            else:
+                req_id = request_id()
+                await reply.full(200, json_headers(req_id), encode(model.as_json()))
+        else:
+            await send_error(reply, ErrorReply(404, "Not Found", "not_found_error"))
+
+    def _header_refusal(self, headers: dict[str, str]) -> ErrorReply | None:
+        """The 401 or 400 Anthropic gives for these headers, or None."""
+        key = headers.get("x-api-key")
+        if key is None:
+            authorization = headers.get("authorization", "")
+            if authorization.startswith("Bearer "):
+                key = authorization.removeprefix("Bearer ").strip()
+        if key is None:
+            return ErrorReply(401, _NO_KEY, "authentication_error")
+        if key != self.api_key:
+            return invalid_key()
+        version = headers.get("anthropic-version")
+        if version is None:
+            return bad_request(_NO_VERSION)
+        if version not in API_VERSIONS:
+            return bad_request(f"anthropic-version: invalid version {version!r}")
+        refused = sorted(_betas(headers) & self.refused_betas)
+        if refused:
+            names = ", ".join(refused)
+            return bad_request(
+                f"Unexpected value(s) `{names}` for the `anthropic-beta` header. Please consult "
+                "our documentation at docs.claude.com or try again without the header."
+            )
+        return None
+
+    async def _create(
+        self, request: Received, version: str, reply: ResponseWriter, receive: Receive
+    ) -> None:
+        """POST /v1/messages: the API's checks, then the scripted (or default) answer."""
+        body = request.body
+        model = self.find_model(body["model"]) if _has_model(body) else None
+        limits = None if model is None else ModelLimits(model.max_tokens, model.exclusive_sampling)
+        problem = check_create(
+            body,
+            version=version,
+            betas=_betas(request.headers),
+            signatures=self.signatures,
+            model=limits,
+        )
+        if problem is not None:
+            await send_error(reply, bad_request(problem))
+            return
+        if model is None:
+            await send_error(reply, not_found(body["model"]))
+            return
+        call = _Call(
+            Request(
+                model=body["model"],
+                input_tokens=input_tokens(body),
+                echo=_echo_source(body["messages"]),
+                max_tokens=body["max_tokens"],
+                stop_sequences=tuple(body.get("stop_sequences") or ()),
+                omit_thinking=(body.get("thinking") or {}).get("display") == "omitted",
+            ),
+            stream=body.get("stream") is True,
+            req_id=request_id(),
+            started_at=time.monotonic(),
+        )
+        behaviour = self.next_behaviour(_default_answer(body, _betas(request.headers)))
+        await self._answer_watched(reply, receive, partial(self._answer, reply, call, behaviour))
+
+    async def _answer(self, reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> bool:
+        """Answer one create call; True means the caller must drop the connection."""
+        match behaviour:
+            case ErrorReply():
+                await send_error(reply, behaviour, call.req_id)
+            case Raw(parts=parts, status=status, content_type=content_type, interval_s=interval):
+                headers = {**common_headers(call.req_id), "content-type": content_type}
+                await reply.start(status, headers)
+                for part in parts:
+                    await trio.sleep(interval)
+                    await reply.write(part)
+                await reply.end()
+            case FailMidStream(after_deltas=n, answer=answer):
+                if not call.stream:
+                    await send_error(reply, behaviour.as_reply(), call.req_id)
+                    return False
+                built = build(answer, call.request, self.signatures)
+                events = _until_deltas(built.events, n)
+                error = {"type": behaviour.error_type, "message": behaviour.message}
+                events.append({"type": "error", "error": error})
+                await self._stream(reply, call, events, answer.interval_s)
+            case CutMidStream(after_events=n, answer=answer):
+                built = build(answer, call.request, self.signatures)
+                reply.finished = True  # the server, not the client, ends this one
+                if call.stream:
+                    await reply.start(200, stream_headers(call.req_id))
+                    for event in built.events[: min(n, len(built.events) - 1)]:
+                        await reply.write(frame_event(event))
+                else:
+                    data = encode(built.message)
+                    headers = {**json_headers(call.req_id), "content-length": str(len(data))}
+                    await reply.start(200, headers)
+                    await reply.write(data[: len(data) // 2])
+                return True
+            case Answer():
+                await trio.sleep(behaviour.delay_s)
+                built = build(behaviour, call.request, self.signatures)
+                if call.stream:
+                    await self._stream(reply, call, built.events, behaviour.interval_s)
+                else:
+                    await _send_message(reply, call, built)
+        return False
+
+    async def _stream(
+        self,
+        reply: ResponseWriter,
+        call: _Call,
+        events: list[dict[str, Any]],
+        interval_s: float,
+    ) -> None:
+        """Send the events, one write each, ending the body with the last."""
+        await reply.start(200, stream_headers(call.req_id))
+        for event in events[:-1]:
+            await trio.sleep(interval_s)
+            await reply.write(frame_event(event))
+        await trio.sleep(interval_s)
+        await reply.end(frame_event(events[-1]))
+
+    async def _count(self, request: Received, version: str, reply: ResponseWriter) -> None:
+        """POST /v1/messages/count_tokens: its own field set, then a count (scripted or ruled)."""
+        body = request.body
+        problem = check_count(body, version=version)
+        if problem is not None:
+            await send_error(reply, bad_request(problem))
+            return
+        if self.find_model(body["model"]) is None:
+            await send_error(reply, not_found(body["model"]))
+            return
+        scripted = self._counts.popleft() if self._counts else None
+        if isinstance(scripted, ErrorReply):
+            await send_error(reply, scripted)
+            return
+        count = input_tokens(body) if scripted is None else scripted
+        await reply.full(200, json_headers(request_id()), encode({"input_tokens": count}))
+
+    async def _list_models(self, query: str, reply: ResponseWriter) -> None:
+        """GET /v1/models: one page, newest first, with Anthropic's cursors."""
+        params = {name: values[-1] for name, values in parse_qs(query).items()}
+        try:
+            limit = int(params.get("limit", "20"))
+        except ValueError:
+            await send_error(reply, bad_request("limit: Input should be a valid integer"))
+            return
+        if not 1 <= limit <= 1000:
+            message = "limit: Input should be greater than or equal to 1 and at most 1000"
+            await send_error(reply, bad_request(message))
+            return
+        ids = [m.id for m in self.models]
+        after, before = params.get("after_id"), params.get("before_id")
+        if after is not None and before is not None:
+            await send_error(reply, bad_request("Cannot specify both after_id and before_id"))
+            return
+        cursor = after if after is not None else before
+        if cursor is not None and cursor not in ids:
+            name = "after_id" if after is not None else "before_id"
+            await send_error(reply, bad_request(f"{name}: unknown model id {cursor!r}"))
+            return
+        if after is not None:
+            start = ids.index(after) + 1
+            page, has_more = self.models[start : start + limit], start + limit < len(ids)
+        elif before is not None:
+            end = ids.index(before)
+            start = max(0, end - limit)
+            page, has_more = self.models[start:end], start > 0
+        else:
+            page, has_more = self.models[:limit], limit < len(ids)
+        answer = {
+            "data": [m.as_json() for m in page],
+            "has_more": has_more,
+            "first_id": page[0].id if page else None,
+            "last_id": page[-1].id if page else None,
+        }
+        await reply.full(200, json_headers(request_id()), encode(answer))
+
+
+async def _send_message(reply: ResponseWriter, call: _Call, built: Built) -> None:
+    """Send the whole message as a JSON answer."""
+    await reply.full(200, json_headers(call.req_id), encode(built.message))
+
+
+def _until_deltas(events: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """The events up to and including the `n`-th content_block_delta (all but the last two, the
+    message's end, when there are fewer)."""
+    out: list[dict[str, Any]] = []
+    seen = 0
+    for event in events[:-2]:
+        if event["type"] == "content_block_delta":
+            if seen == n:
+                break
+            seen += 1
+        out.append(event)
+    return out
+
+
+def _default_answer(body: dict[str, Any], betas: frozenset[str]) -> Answer:
+    """An echo, after a thinking block when thinking is on (after tool results only with
+    interleaved thinking, as Claude thinks again only then)."""
+    last = body["messages"][-1]
+    after_tools = (
+        last["role"] == "user"
+        and isinstance(last["content"], list)
+        and any(block["type"] == "tool_result" for block in last["content"])
+    )
+    thinks = thinking_enabled(body) and (not after_tools or INTERLEAVED_BETA in betas)
+    return Answer((Thinking(), Text())) if thinks else Answer()
+
+
+def _betas(headers: dict[str, str]) -> frozenset[str]:
+    """The names in the `anthropic-beta` header (repeated headers joined)."""
+    raw = headers.get("anthropic-beta", "")
+    return frozenset(name.strip() for name in raw.split(",") if name.strip())
+
+
+def _has_model(body: Any) -> bool:
+    """Whether the body names a model as a string."""
+    return isinstance(body, dict) and isinstance(body.get("model"), str)
+
+
+def _echo_source(messages: list[dict[str, Any]]) -> str:
+    """The last user message's text, or the text of the tool results it carries."""
+    for message in reversed(messages):
+        if message["role"] != "user":
+            continue
+        content = message["content"]
+        if isinstance(content, str):
+            return content
+        texts = [b["text"] for b in content if b["type"] == "text"]
+        if texts:
+            return " ".join(texts)
+        results = [_result_text(b.get("content")) for b in content if b["type"] == "tool_result"]
+        return " ".join(results)
+    return ""
+
+
+def _result_text(content: Any) -> str:
+    """The text of a tool_result's content."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(b["text"] for b in content if b.get("type") == "text")
+    return ""

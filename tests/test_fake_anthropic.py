@@ -1,0 +1,730 @@
+"""Tests of the fake Anthropic upstream, checked with the official anthropic SDK and raw httpx."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anthropic
+import httpx
+import msgspec
+import pytest
+import trio
+from anthropic.types import MessageParam, ThinkingBlock, ThinkingConfigEnabledParam, ToolParam
+
+from tests.fakes.anthropic_answers import (
+    FailMidStream,
+    ToolUse,
+    tool_use,
+)
+from tests.fakes.anthropic_upstream import DEFAULT_API_KEY, FakeAnthropic
+from tests.fakes.anthropic_wire import api_error, overloaded, rate_limited
+
+KEY = DEFAULT_API_KEY
+MODEL = "claude-sonnet-4-5"
+OLD = "2023-06-01"
+HEADERS = {"x-api-key": KEY, "anthropic-version": OLD}
+HELLO: list[MessageParam] = [{"role": "user", "content": "hello there"}]
+WEATHER_TOOL: ToolParam = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+# The smallest valid PNG (1x1, transparent).
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+@pytest.fixture
+async def fake(nursery: trio.Nursery) -> FakeAnthropic:
+    """A running fake; the pytest-trio nursery cancels it at the end of the test."""
+    upstream = FakeAnthropic()
+    url = await nursery.start(upstream.run)
+    assert url == upstream.base_url
+    return upstream
+
+
+@pytest.fixture
+async def sdk(fake: FakeAnthropic) -> AsyncIterator[anthropic.AsyncAnthropic]:
+    """The official SDK (2.x: Bearer auth, anthropic-version 2026-10-21), no retries."""
+    client = anthropic.AsyncAnthropic(
+        base_url=fake.base_url, api_key=KEY, max_retries=0, timeout=5.0
+    )
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def http(fake: FakeAnthropic) -> AsyncIterator[httpx.AsyncClient]:
+    """A raw httpx client sending x-api-key and anthropic-version 2023-06-01."""
+    async with httpx.AsyncClient(base_url=fake.base_url, headers=HEADERS, timeout=5.0) as client:
+        yield client
+
+
+def sse_events(body: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """(event name, data) of every SSE event; asserts each has its `event:` line matching."""
+    events = []
+    for block in body.decode().split("\n\n"):
+        if not block.strip():
+            continue
+        lines = block.split("\n")
+        assert lines[0].startswith("event: "), block
+        name = lines[0].removeprefix("event: ")
+        data = msgspec.json.decode(lines[1].removeprefix("data: "))
+        assert data["type"] == name
+        events.append((name, data))
+    return events
+
+
+async def create(http: httpx.AsyncClient, **body: Any) -> httpx.Response:
+    """POST /v1/messages with a valid default body overridden by `body`."""
+    return await http.post(
+        "/v1/messages", json={"model": MODEL, "max_tokens": 100, "messages": HELLO, **body}
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain and streamed answers through the SDK
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_sdk_create_echoes_with_deterministic_usage(
+    sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    message = await sdk.messages.create(model=MODEL, max_tokens=100, messages=HELLO)
+    assert message.id.startswith("msg_01")
+    assert message.model == MODEL
+    assert [block.type for block in message.content] == ["text"]
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "echo: hello there"
+    assert message.stop_reason == "end_turn"
+    assert message.stop_sequence is None
+    assert message.usage.input_tokens == 2  # "hello there"
+    assert message.usage.output_tokens == 3  # "echo: hello there"
+    assert message.usage.cache_read_input_tokens == 0
+    assert message.usage.cache_creation_input_tokens == 0
+    request = fake.received[-1]
+    assert request.path == "/v1/messages"
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    assert request.headers["anthropic-version"] == "2026-10-21"
+    assert request.body == {"max_tokens": 100, "messages": HELLO, "model": MODEL}
+    assert msgspec.json.decode(request.raw) == request.body
+    sent = fake.sent[-1]
+    assert sent.status == 200
+    assert sent.headers["request-id"].startswith("req_011C")
+    assert sent.headers["anthropic-organization-id"]
+    assert sent.headers["anthropic-ratelimit-requests-limit"] == "4000"
+
+
+async def test_sdk_stream_assembles_the_final_message(sdk: anthropic.AsyncAnthropic) -> None:
+    async with sdk.messages.stream(model=MODEL, max_tokens=100, messages=HELLO) as stream:
+        texts = [text async for text in stream.text_stream]
+        message = await stream.get_final_message()
+    assert texts == ["echo:", " hello", " there"]
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "echo: hello there"
+    assert message.stop_reason == "end_turn"
+    assert message.usage.input_tokens == 2
+    assert message.usage.output_tokens == 3
+
+
+async def test_stream_follows_the_reference_event_sequence(http: httpx.AsyncClient) -> None:
+    async with http.stream(
+        "POST",
+        "/v1/messages",
+        json={"model": MODEL, "max_tokens": 100, "messages": HELLO, "stream": True},
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert response.headers["request-id"].startswith("req_")
+        body = await response.aread()
+    events = sse_events(body)
+    names = [name for name, _ in events]
+    assert names == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert b'event: ping\ndata: {"type": "ping"}\n\n' in body
+    start = events[0][1]["message"]
+    assert start["content"] == []
+    assert start["stop_reason"] is None
+    assert start["usage"]["output_tokens"] == 1
+    assert start["usage"]["input_tokens"] == 2
+    assert events[1][1]["content_block"] == {"type": "text", "text": ""}
+    delta = events[7][1]
+    assert delta["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
+    assert delta["usage"]["output_tokens"] == 3  # cumulative, not an increment
+
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_tools_over_two_turns(sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic) -> None:
+    fake.enqueue(tool_use(text="Let me check."))
+    first = await sdk.messages.create(
+        model=MODEL,
+        max_tokens=200,
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=[WEATHER_TOOL],
+    )
+    assert first.stop_reason == "tool_use"
+    assert [b.type for b in first.content] == ["text", "tool_use"]
+    call = first.content[1]
+    assert call.type == "tool_use"
+    assert call.id.startswith("toolu_01")
+    assert call.name == "get_weather"
+    assert call.input == {"city": "Paris"}
+    second = await sdk.messages.create(
+        model=MODEL,
+        max_tokens=200,
+        messages=[
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": first.content},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}],
+            },
+        ],
+        tools=[WEATHER_TOOL],
+    )
+    assert second.content[0].type == "text"
+    assert second.content[0].text == "echo: sunny"
+    assert second.stop_reason == "end_turn"
+
+
+async def test_streamed_tool_use_sends_input_json_pieces_first_empty(
+    sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(tool_use(ToolUse(), ToolUse("get_time", {"zone": "Europe/Paris"}, 2)))
+    async with sdk.messages.stream(
+        model=MODEL,
+        max_tokens=100,
+        messages=HELLO,
+        tools=[WEATHER_TOOL],
+    ) as stream:
+        message = await stream.get_final_message()
+    assert [(b.type, getattr(b, "input", None)) for b in message.content] == [
+        ("tool_use", {"city": "Paris"}),
+        ("tool_use", {"zone": "Europe/Paris"}),
+    ]
+    events = sse_events(fake.sent[-1].body)
+    pieces = [
+        data["delta"]["partial_json"]
+        for name, data in events
+        if name == "content_block_delta" and data["index"] == 0
+    ]
+    assert pieces[0] == ""
+    assert len(pieces) == 4
+    assert "".join(pieces) == '{"city":"Paris"}'
+    starts = [data["content_block"] for name, data in events if name == "content_block_start"]
+    assert starts[0]["input"] == {}
+
+
+async def test_unanswered_tool_use_is_refused(http: httpx.AsyncClient) -> None:
+    messages = [
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}}],
+        },
+        {"role": "user", "content": "well?"},
+    ]
+    response = await create(http, messages=messages)
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert message.startswith("messages.1: `tool_use` ids were found without `tool_result`")
+    assert "toolu_1" in message
+
+
+async def test_tool_result_without_its_tool_use_is_refused(http: httpx.AsyncClient) -> None:
+    messages = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "I can't call tools."},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9"}]},
+    ]
+    response = await create(http, messages=messages)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith(
+        "messages.2.content.0: unexpected `tool_use_id` found in `tool_result` blocks: toolu_9"
+    )
+
+
+async def test_tool_result_after_text_is_refused(http: httpx.AsyncClient) -> None:
+    messages = [
+        {"role": "user", "content": "Weather?"},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "here:"},
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
+            ],
+        },
+    ]
+    response = await create(http, messages=messages)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith(
+        "messages.2.content.1: `tool_result` blocks must come first"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors the SDK raises
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_wrong_key_is_an_authentication_error(fake: FakeAnthropic) -> None:
+    client = anthropic.AsyncAnthropic(base_url=fake.base_url, api_key="sk-ant-wrong", max_retries=0)
+    try:
+        with pytest.raises(anthropic.AuthenticationError) as caught:
+            await client.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+    finally:
+        await client.close()
+    assert caught.value.status_code == 401
+    assert caught.value.body == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+        "request_id": caught.value.request_id,
+    }
+    assert caught.value.request_id is not None
+    assert caught.value.request_id.startswith("req_011C")
+
+
+async def test_unknown_model_is_not_found(sdk: anthropic.AsyncAnthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        await sdk.messages.create(model="claude-nonexistent", max_tokens=10, messages=HELLO)
+    assert caught.value.body["error"] == {  # type: ignore[index]
+        "type": "not_found_error",
+        "message": "model: claude-nonexistent",
+    }
+
+
+async def test_rate_limit_carries_retry_after(
+    sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(rate_limited("11"))
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        await sdk.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+    assert caught.value.response.headers["retry-after"] == "11"
+    assert caught.value.type == "rate_limit_error"
+
+
+async def test_overloaded_and_server_errors(
+    sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(overloaded("3"), api_error())
+    with pytest.raises(anthropic.OverloadedError) as overload:
+        await sdk.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+    assert overload.value.status_code == 529
+    assert isinstance(overload.value, anthropic.InternalServerError)
+    assert overload.value.response.headers["retry-after"] == "3"
+    with pytest.raises(anthropic.InternalServerError) as server:
+        await sdk.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+    assert server.value.status_code == 500
+    assert server.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+
+
+async def test_extra_fields_are_a_bad_request(sdk: anthropic.AsyncAnthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await sdk.messages.create(
+            model=MODEL, max_tokens=10, messages=HELLO, extra_body={"user": "u-1"}
+        )
+    assert caught.value.body["error"] == {  # type: ignore[index]
+        "type": "invalid_request_error",
+        "message": "user: Extra inputs are not permitted",
+    }
+
+
+async def test_mid_stream_error_raises_api_status_error(
+    sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(FailMidStream(after_deltas=2))
+    texts: list[str] = []
+
+    async def read() -> None:
+        async with sdk.messages.stream(model=MODEL, max_tokens=100, messages=HELLO) as stream:
+            async for text in stream.text_stream:
+                texts.append(text)
+
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        await read()
+    assert texts == ["echo:", " hello"]
+    assert caught.value.body == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded"},
+    }
+    names = [name for name, _ in sse_events(fake.sent[-1].body)]
+    assert names[-1] == "error"
+    assert "message_stop" not in names
+
+
+# ---------------------------------------------------------------------------------------------
+# Thinking
+# ---------------------------------------------------------------------------------------------
+
+THINKING: ThinkingConfigEnabledParam = {"type": "enabled", "budget_tokens": 2048}
+
+
+async def test_thinking_with_signatures_over_two_turns(
+    sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(tool_use(thinking="I should look the weather up."))
+    question: MessageParam = {"role": "user", "content": "Weather in Paris?"}
+    async with sdk.messages.stream(
+        model=MODEL,
+        max_tokens=4096,
+        thinking=THINKING,
+        messages=[question],
+        tools=[WEATHER_TOOL],
+    ) as stream:
+        first = await stream.get_final_message()
+    thinking, call = first.content
+    assert thinking.type == "thinking"
+    assert thinking.thinking == "I should look the weather up."
+    assert thinking.signature.startswith("EqQB")
+    assert call.type == "tool_use"
+    names = [
+        data["delta"]["type"]
+        for name, data in sse_events(fake.sent[-1].body)
+        if name == "content_block_delta" and data["index"] == 0
+    ]
+    assert names[-1] == "signature_delta"
+    assert set(names[:-1]) == {"thinking_delta"}
+    result: MessageParam = {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}],
+    }
+    second = await sdk.messages.create(
+        model=MODEL,
+        max_tokens=4096,
+        thinking=THINKING,
+        messages=[question, {"role": "assistant", "content": first.content}, result],
+        tools=[WEATHER_TOOL],
+    )
+    # After tool results Claude thinks again only with interleaved thinking.
+    assert [b.type for b in second.content] == ["text"]
+    assert second.content[0].type == "text"
+    assert second.content[0].text == "echo: sunny"
+
+    tampered = ThinkingBlock(
+        type="thinking", thinking="I should not.", signature=thinking.signature
+    )
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        await sdk.messages.create(
+            model=MODEL,
+            max_tokens=4096,
+            thinking=THINKING,
+            messages=[question, {"role": "assistant", "content": [tampered, call]}, result],
+            tools=[WEATHER_TOOL],
+        )
+    assert caught.value.body["error"]["message"] == (  # type: ignore[index]
+        "messages.1.content.0: Invalid signature in thinking block"
+    )
+
+    with pytest.raises(anthropic.BadRequestError) as dropped:
+        await sdk.messages.create(
+            model=MODEL,
+            max_tokens=4096,
+            thinking=THINKING,
+            messages=[question, {"role": "assistant", "content": [call]}, result],
+            tools=[WEATHER_TOOL],
+        )
+    assert dropped.value.body["error"]["message"].startswith(  # type: ignore[index]
+        "messages.1.content.0.type: Expected thinking or redacted_thinking, but found tool_use"
+    )
+
+
+async def test_default_answer_thinks_when_thinking_is_on(
+    http: httpx.AsyncClient, fake: FakeAnthropic
+) -> None:
+    response = await create(http, max_tokens=4096, thinking=THINKING)
+    assert response.status_code == 200
+    thinking, text = response.json()["content"]
+    assert thinking["type"] == "thinking"
+    assert fake.signatures.verify(thinking["thinking"], thinking["signature"])
+    assert text == {"type": "text", "text": "echo: hello there"}
+
+
+async def test_omitted_thinking_carries_only_the_signature(http: httpx.AsyncClient) -> None:
+    thinking = {**THINKING, "display": "omitted"}
+    response = await create(http, max_tokens=4096, thinking=thinking)
+    block = response.json()["content"][0]
+    assert block["thinking"] == ""
+    assert block["signature"]
+
+
+async def test_redacted_thinking_goes_back_unchanged(
+    http: httpx.AsyncClient, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(tool_use(redacted=True))
+    first = (await create(http, max_tokens=4096, thinking=THINKING)).json()
+    redacted, call = first["content"]
+    assert redacted["type"] == "redacted_thinking"
+    assert redacted["data"]
+    result = {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": call["id"], "content": "ok"}],
+    }
+    history = [*HELLO, {"role": "assistant", "content": first["content"]}, result]
+    again = await create(http, max_tokens=4096, thinking=THINKING, messages=history)
+    assert again.status_code == 200
+    forged = {"type": "redacted_thinking", "data": redacted["data"] + "x"}
+    history[1] = {"role": "assistant", "content": [forged, call]}
+    refused = await create(http, max_tokens=4096, thinking=THINKING, messages=history)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == (
+        "messages.1.content.0: Invalid data in redacted_thinking block"
+    )
+
+
+async def test_hand_built_history_uses_signatures_the_fake_issued(
+    http: httpx.AsyncClient, fake: FakeAnthropic
+) -> None:
+    signature = fake.sign("Earlier thought.")
+    history = [
+        *HELLO,
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "Earlier thought.", "signature": signature},
+                {"type": "text", "text": "Hi."},
+            ],
+        },
+        {"role": "user", "content": "again"},
+    ]
+    response = await create(http, messages=history)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"thinking": {"type": "enabled", "budget_tokens": 1000}},
+            "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024",
+        ),
+        (
+            {"thinking": {"type": "enabled", "budget_tokens": 2048}, "max_tokens": 2048},
+            "`max_tokens` must be greater than `thinking.budget_tokens`.",
+        ),
+        (
+            {"thinking": THINKING, "tools": [WEATHER_TOOL], "tool_choice": {"type": "any"}},
+            "Thinking may not be enabled when tool_choice forces tool use.",
+        ),
+        (
+            {"thinking": THINKING, "temperature": 0.5},
+            "`temperature` may only be set to 1 when thinking is enabled.",
+        ),
+    ],
+)
+async def test_thinking_settings_are_checked(
+    http: httpx.AsyncClient, settings: dict[str, Any], message: str
+) -> None:
+    response = await create(http, **{"max_tokens": 4096, **settings})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith(message)
+
+
+async def test_interleaved_thinking_allows_a_budget_over_max_tokens(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.post(
+        "/v1/messages?beta=true",
+        headers={"anthropic-beta": "interleaved-thinking-2025-05-14"},
+        json={"model": MODEL, "max_tokens": 2000, "messages": HELLO, "thinking": THINKING},
+    )
+    assert response.status_code == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# Images, validation
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_images_base64_and_url(sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic) -> None:
+    data = base64.b64encode(PNG).decode()
+    message = await sdk.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/png", "data": data},
+                    },
+                    {"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}},
+                    {"type": "text", "text": "What is this?"},
+                ],
+            }
+        ],
+    )
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "echo: What is this?"
+    assert message.usage.input_tokens == 5  # 3 words, 1 per image
+    assert fake.received[-1].body["messages"][0]["content"][0]["source"]["data"] == data
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            {"type": "base64", "media_type": "image/jpeg", "data": base64.b64encode(PNG).decode()},
+            "messages.0.content.0.image.source.base64.data: Image does not match the provided "
+            "media type",
+        ),
+        (
+            {"type": "base64", "media_type": "image/bmp", "data": "AAAA"},
+            "messages.0.content.0.image.source.base64.media_type: Input should be",
+        ),
+        (
+            {"type": "base64", "media_type": "image/png", "data": "not base64!"},
+            "messages.0.content.0.image.source.base64.data: invalid base64 data",
+        ),
+        (
+            {"type": "url", "url": "ftp://x.test/a.png"},
+            "messages.0.content.0.image.source.url.url: Input should be a valid URL",
+        ),
+    ],
+)
+async def test_bad_images_are_refused(
+    http: httpx.AsyncClient, source: dict[str, Any], message: str
+) -> None:
+    content = [{"type": "image", "source": source}, {"type": "text", "text": "hi"}]
+    response = await create(http, messages=[{"role": "user", "content": content}])
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith(message)
+
+
+TOOL_USE = {"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"model": None}, "model: Input should be a valid string"),
+        ({"max_tokens": "5"}, "max_tokens: Input should be a valid integer"),
+        ({"n": 2}, "n: Extra inputs are not permitted"),
+        ({"stream_options": {"include_usage": True}}, "stream_options: Extra inputs are not"),
+        ({"messages": []}, "messages: at least one message is required"),
+        (
+            {"messages": [{"role": "system", "content": "be brief"}]},
+            'messages.0.role: Unexpected role "system"',
+        ),
+        (
+            {"messages": [{"role": "tool", "content": "x"}]},
+            "messages.0.role: Input should be 'user' or 'assistant'",
+        ),
+        (
+            {"messages": [{"role": "user", "content": ""}]},
+            "messages.0: all messages must have non-empty content",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]},
+            "messages.0.content.0.text: text content blocks must be non-empty",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
+                ]
+            },
+            "messages.0.content.0.type: Input tag 'image_url' found using 'type' does not match",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [TOOL_USE]}]},
+            "messages.0.content.0: `tool_use` blocks are not allowed in user messages",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "a", "x": 1}]}]},
+            "messages.0.content.0.text.x: Extra inputs are not permitted",
+        ),
+        ({"system": [{"type": "text", "text": ""}]}, "system.0.text: text content blocks must"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f"}}]},
+            "tools.0: Input tag 'function' found using 'type' does not match",
+        ),
+        ({"tools": [{"name": "f"}]}, "tools.0.custom.input_schema: Field required"),
+        (
+            {"tools": [{"name": "f", "input_schema": {"type": "object"}, "parameters": {}}]},
+            "tools.0.custom.parameters: Extra inputs are not permitted",
+        ),
+        ({"tool_choice": "auto"}, "tool_choice: Input should be a valid dictionary"),
+        ({"metadata": {"user_id": "u", "session": "s"}}, "metadata.session: Extra inputs"),
+        ({"stop_sequences": [" "]}, "stop_sequences: Each stop sequence must contain"),
+        ({"temperature": 1.5}, "temperature: Input should be less than or equal to 1"),
+        (
+            {"temperature": 0.5, "top_p": 0.9},
+            "`temperature` and `top_p` cannot both be specified for this model.",
+        ),
+        (
+            {"max_tokens": 64001},
+            "max_tokens: 64001 > 64000, which is the maximum allowed number of output tokens",
+        ),
+    ],
+)
+async def test_invalid_bodies_name_the_field(
+    http: httpx.AsyncClient, body: dict[str, Any], message: str
+) -> None:
+    response = await create(http, **body)
+    assert response.status_code == 400
+    error = response.json()
+    assert error["type"] == "error"
+    assert error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["message"].startswith(message)
+    assert error["request_id"] == response.headers["request-id"]
+
+
+async def test_missing_required_fields(http: httpx.AsyncClient) -> None:
+    response = await http.post("/v1/messages", json={"model": MODEL, "messages": HELLO})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "max_tokens: Field required"
+    response = await http.post("/v1/messages", content=b"{not json")
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_more_than_four_cache_breakpoints_are_refused(http: httpx.AsyncClient) -> None:
+    cached = {"type": "ephemeral"}
+    system = [{"type": "text", "text": f"part {i}", "cache_control": cached} for i in range(3)]
+    tools = [{**WEATHER_TOOL, "cache_control": cached}]
+    response = await create(http, system=system, tools=tools)
+    assert response.status_code == 200
+    content = [{"type": "text", "text": "hello", "cache_control": {"type": "ephemeral"}}]
+    response = await create(
+        http, system=system, tools=tools, messages=[{"role": "user", "content": content}]
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "A maximum of 4 blocks with cache_control may be provided. Found 5."
+    )
+
+
+async def test_consecutive_turns_are_combined(http: httpx.AsyncClient) -> None:
+    messages = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": [{"type": "text", "text": "Let me look."}]},
+        {"role": "assistant", "content": [TOOL_USE]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"}]},
+        {"role": "user", "content": "thanks"},
+    ]
+    response = await create(http, messages=messages)
+    assert response.status_code == 200
+    assert response.json()["content"][0]["text"] == "echo: thanks"
