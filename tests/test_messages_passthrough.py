@@ -14,7 +14,10 @@ from proxy.providers.messages_passthrough import MessagesPassthrough
 from proxy.token_estimate import IMAGE_TOKENS, estimate_prompt_tokens, tokens_to_reserve
 
 HELLO = [{"role": "user", "content": "hi"}]
-PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+PNG_HEAD = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5E"
+)
+PNG = PNG_HEAD + "rkJggg=="
 
 
 def _body(**fields: Any) -> bytes:
