@@ -28,11 +28,13 @@ def asks_one_tool_call(request: ChatRequest) -> bool:
 
 def first_tool_call_only(response: ChatResponse) -> ChatResponse:
     """``response`` with each choice's tool calls cut to the first."""
-    for choice in response.choices:
-        calls = choice.message.tool_calls
-        if isinstance(calls, list) and len(calls) > 1:
-            choice.message = replace(choice.message, tool_calls=calls[:1])
-    return response
+    choices = [
+        replace(choice, message=replace(choice.message, tool_calls=calls[:1]))
+        if isinstance(calls := choice.message.tool_calls, list) and len(calls) > 1
+        else choice
+        for choice in response.choices
+    ]
+    return replace(response, choices=choices)
 
 
 @final
