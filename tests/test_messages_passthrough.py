@@ -131,6 +131,7 @@ def test_an_answer_comes_back_as_its_bytes_with_every_input_token_counted() -> N
     assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (60, 5)
     assert answer.usage.total_tokens == 65
     assert answer.usage.cached_tokens == 30
+    assert answer.usage.cache_write_tokens == 20
     assert answer.usage.reasoning_tokens == 2
     assert _passthrough().answer(b'{"id":"msg_1"}').usage is None
     with pytest.raises(UpstreamError):

@@ -5,7 +5,8 @@ The adapter ties the parts together: :mod:`~proxy.providers.anthropic_request` b
 whole answers, :mod:`~proxy.providers.anthropic_stream` streamed ones,
 :mod:`~proxy.providers.anthropic_errors` maps Anthropic's errors, and
 :mod:`~proxy.providers.anthropic_thinking` carries thinking blocks across tool turns. The base
-URL has no ``/v1`` (Anthropic's own convention); the key goes in ``x-api-key``.
+URL has no ``/v1`` (Anthropic's own convention); the key goes in ``x-api-key``. A Messages
+request from a client passes through as is (:mod:`~proxy.providers.messages_passthrough`).
 """
 
 from __future__ import annotations
@@ -13,17 +14,27 @@ from __future__ import annotations
 import urllib.parse
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse
 from proxy.errors import GatewayError
+from proxy.messages import MessagesRequest
 from proxy.providers.anthropic_errors import map_error
 from proxy.providers.anthropic_request import build_body
 from proxy.providers.anthropic_response import AnswerReader
 from proxy.providers.anthropic_stream import AnthropicChunkParser
 from proxy.providers.anthropic_thinking import ThinkingMemory
-from proxy.providers.base import ChunkParser, ListedModel, UpstreamCall, WireAdapter, decode_as
+from proxy.providers.base import (
+    ChunkParser,
+    ListedModel,
+    Passthrough,
+    UpstreamCall,
+    WireAdapter,
+    decode_as,
+)
+from proxy.providers.messages_passthrough import MessagesPassthrough
 
 __all__ = ["ANTHROPIC_MODELS", "DEFAULT_API_VERSION", "AnthropicAdapter"]
 
@@ -90,6 +101,7 @@ class AnthropicAdapter(WireAdapter):
         self._stream_headers = {**headers, "accept": "text/event-stream"}
         self.thinking = ThinkingMemory()
         self._reader = AnswerReader(provider, self.thinking)
+        self._messages = MessagesPassthrough(provider, api_version=api_version)
 
     def credential_headers(self) -> Mapping[str, str]:
         """The key in ``x-api-key`` (one header, never both it and a Bearer token)."""
@@ -99,6 +111,10 @@ class AnthropicAdapter(WireAdapter):
     def fallback_models(self) -> tuple[str, ...]:
         """Models listed when the upstream cannot be asked."""
         return ANTHROPIC_MODELS
+
+    def passthrough_for(self, protocol: str) -> Passthrough[Any] | None:
+        """The Messages API passes through as is (Claude Code's betas and all)."""
+        return self._messages if protocol == MessagesRequest.PROTOCOL else None
 
     def chat_call(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
         """``POST /v1/messages``, streaming when the request is."""

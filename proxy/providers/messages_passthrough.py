@@ -117,6 +117,9 @@ class _UsageTotals:
             total_tokens=prompt + self.output,
             prompt_tokens_details=PromptTokensDetails(cached_tokens=self.cache_read),
             completion_tokens_details=CompletionTokensDetails(reasoning_tokens=self.thinking),
+            # Writes are billed above the input rate: the pricer reads them from here.
+            cache_creation_input_tokens=self.cache_creation,
+            cache_read_input_tokens=self.cache_read,
         )
 
 
