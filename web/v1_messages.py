@@ -28,16 +28,16 @@ from proxy.messages_errors import anthropic_error, error_event
 from proxy.messages_events import MessageEventStream
 from proxy.messages_from_chat import message_object, new_message_id
 from proxy.messages_to_chat import translate_request
-from proxy.providers.base import PassedAnswer, PassedEvent
+from proxy.providers.base import PassedAnswer
 from proxy.routing import Route
 from proxy.token_estimate import estimate_prompt_tokens
-from web.asgi import JSON_TYPE, SSE_HEADERS, Headers, Receive, Scope, Send, header, send_body
-from web.translated_answers import chat_answer, chat_chunk
-from web.v1_call import V1Call, next_or_none
+from web.asgi import JSON_TYPE, Headers, Receive, Scope, Send, header, send_body
+from web.translated_answers import chat_answer
+from web.v1_call import next_or_none
 from web.v1_deps import V1Deps
+from web.v1_protocol_call import ProtocolCall
 
 _encode = msgspec.json.Encoder().encode
-_END = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 async def send_anthropic_error(send: Send, error: GatewayError, headers: Headers) -> None:
@@ -65,16 +65,10 @@ def protocol_headers(scope: Scope) -> MessagesHeaders:
     )
 
 
-class MessagesCall(V1Call[MessagesRequest]):
+class MessagesCall(ProtocolCall[MessagesRequest]):
     """One ``POST /v1/messages``, answered whole or as the Messages event sequence."""
 
     ENDPOINT = "messages"
-
-    def __init__(self, deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> None:
-        super().__init__(deps, scope, receive, send)
-        # What a failure after the first byte needs to be told in the protocol's own terms.
-        self._events: MessageEventStream | None = None
-        self._ended_by_upstream = False
 
     def _decode(self, body: bytes) -> MessagesRequest:
         return decode_messages_request(body).with_headers(protocol_headers(self.scope))
@@ -103,13 +97,8 @@ class MessagesCall(V1Call[MessagesRequest]):
     async def _send_error_before_start(self, error: GatewayError) -> None:
         await send_anthropic_error(self.send, error, self._headers())
 
-    async def _send_error_after_start(self, error: GatewayError) -> None:
-        if self._events is not None:
-            for event in self._events.fail(error):
-                await self.send(_body_piece(event))
-        elif not self._ended_by_upstream:
-            await self.send(_body_piece(error_event(error, request_id=self.request_id)))
-        await self.send(_END)
+    def _error_event(self, error: GatewayError) -> bytes:
+        return error_event(error, request_id=self.request_id)
 
     # -- passed through ----------------------------------------------------------------------
 
@@ -133,30 +122,7 @@ class MessagesCall(V1Call[MessagesRequest]):
         async with actor.stream(
             request, route.upstream_model, self.timing, client=self._client_bucket()
         ) as items:
-            item = await next_or_none(items)
-            await self._start_stream()
-            keep_text = self.deps.config.logging.store_bodies
-            pieces: list[str] = []
-            try:
-                while item is not None:
-                    assert isinstance(item, PassedEvent), "a passed-through stream is events"
-                    if item.usage is not None:
-                        self.usage = item.usage
-                    if keep_text and item.text:
-                        pieces.append(item.text)
-                    if item.data is not None:
-                        if item.terminal:
-                            self._ended_by_upstream = True
-                        await self.send(_body_piece(_frame(item)))
-                    try:
-                        item = await items.__anext__()
-                    except StopAsyncIteration:
-                        break
-            finally:
-                if keep_text:
-                    self.response_text = "".join(pieces)
-        self._done = True
-        await self.send(_END)
+            await self._relay_passed(items, await next_or_none(items))
 
     # -- translated ----------------------------------------------------------------------------
 
@@ -193,51 +159,8 @@ class MessagesCall(V1Call[MessagesRequest]):
                 input_tokens=estimate_prompt_tokens(request, len(self.body)),
                 request_id=self.request_id,
             )
-            await self._start_stream()
-            self._events = events
-            for event in events.start():
-                await self.send(_body_piece(event))
-            keep_text = self.deps.config.logging.store_bodies
-            pieces: list[str] = []
-            try:
-                while item is not None:
-                    chunk = chat_chunk(route.provider, item)
-                    if chunk.usage is not None:
-                        self.usage = chunk.usage
-                    if keep_text:
-                        pieces.extend(c.delta.content for c in chunk.choices if c.delta.content)
-                    for event in events.feed(chunk):
-                        await self.send(_body_piece(event))
-                    try:
-                        item = await items.__anext__()
-                    except StopAsyncIteration:
-                        break
-            finally:
-                if keep_text:
-                    self.response_text = "".join(pieces)
-        last = events.finish(self.usage)
-        self._done = True
-        self._events = None  # finished: a failure from here on has nothing more to tell
-        for event in last:
-            await self.send(_body_piece(event))
-        await self.send(_END)
-
-    async def _start_stream(self) -> None:
-        self.ttft_s = perf_counter() - self.started
-        headers = [*SSE_HEADERS, *self._headers()]
-        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
-        self.response_started = True
-
-
-def _frame(event: PassedEvent) -> bytes:
-    data = event.data or b""
-    # Every Messages event has its name: the SDKs ignore an event without one.
-    name = (event.event or "message").encode()
-    return b"event: " + name + b"\ndata: " + data + b"\n\n"
-
-
-def _body_piece(payload: bytes) -> dict[str, object]:
-    return {"type": "http.response.body", "body": payload, "more_body": True}
+            await self._relay_translated(items, item, events, route.provider)
+        await self._close_translated(events)
 
 
 async def create_message(deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> None:

@@ -20,9 +20,10 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
-from proxy.chat import CompletionTokensDetails, PromptTokensDetails, TokenCount, Usage
+from proxy.chat import Usage
 from proxy.errors import GatewayError, UpstreamError, UpstreamUnavailable
 from proxy.messages import MessagesRequest
+from proxy.providers.anthropic_response import UsageTotals, WireUsage
 from proxy.providers.base import (
     ChunkParser,
     PassedAnswer,
@@ -42,24 +43,10 @@ _encode = msgspec.json.Encoder().encode
 TERMINAL_EVENTS = frozenset({"message_stop", "error"})
 
 
-class _OutputDetails(Struct):
-    thinking_tokens: TokenCount = 0
-
-
-class _UsageFacts(Struct):
-    """Anthropic usage; in a stream's ``message_delta`` every field present is a running total."""
-
-    input_tokens: TokenCount | None = None
-    output_tokens: TokenCount | None = None
-    cache_creation_input_tokens: TokenCount | None = None
-    cache_read_input_tokens: TokenCount | None = None
-    output_tokens_details: _OutputDetails | None = None
-
-
 class _MessageFacts(Struct):
     """What the gateway reads from a message object; the rest is skipped."""
 
-    usage: _UsageFacts | None = None
+    usage: WireUsage | None = None
 
 
 class _ErrorFacts(Struct):
@@ -77,7 +64,7 @@ class _EventFacts(Struct):
 
     type: str
     message: _MessageFacts | None = None  # message_start
-    usage: _UsageFacts | None = None  # message_delta
+    usage: WireUsage | None = None  # message_delta
     delta: _DeltaFacts | None = None  # content_block_delta
     error: _ErrorFacts | None = None  # error
 
@@ -86,46 +73,10 @@ _decode_message = msgspec.json.Decoder(_MessageFacts).decode
 _decode_event = msgspec.json.Decoder(_EventFacts).decode
 
 
-class _UsageTotals:
-    """A stream's usage as it grows: ``message_start`` gives the input side, each
-    ``message_delta`` the totals so far (overwritten, never added)."""
-
-    __slots__ = ("cache_creation", "cache_read", "input", "output", "thinking")
-
-    def __init__(self) -> None:
-        self.input = self.output = self.cache_creation = self.cache_read = self.thinking = 0
-
-    def update(self, usage: _UsageFacts) -> None:
-        if usage.input_tokens is not None:
-            self.input = usage.input_tokens
-        if usage.output_tokens is not None:
-            self.output = usage.output_tokens
-        if usage.cache_creation_input_tokens is not None:
-            self.cache_creation = usage.cache_creation_input_tokens
-        if usage.cache_read_input_tokens is not None:
-            self.cache_read = usage.cache_read_input_tokens
-        if usage.output_tokens_details is not None:
-            self.thinking = usage.output_tokens_details.thinking_tokens
-
-    def usage(self) -> Usage:
-        """In the gateway's terms (the log's and the pricer's): the prompt is every input
-        token, cached or written to the cache included; the cached ones are the cache reads."""
-        prompt = self.input + self.cache_creation + self.cache_read
-        return Usage(
-            prompt_tokens=prompt,
-            completion_tokens=self.output,
-            total_tokens=prompt + self.output,
-            prompt_tokens_details=PromptTokensDetails(cached_tokens=self.cache_read),
-            completion_tokens_details=CompletionTokensDetails(reasoning_tokens=self.thinking),
-            # Writes are billed above the input rate: the pricer reads them from here.
-            cache_creation_input_tokens=self.cache_creation,
-            cache_read_input_tokens=self.cache_read,
-        )
-
-
-def messages_usage(usage: _UsageFacts) -> Usage:
-    """A whole message's usage in the gateway's terms."""
-    totals = _UsageTotals()
+def messages_usage(usage: WireUsage) -> Usage:
+    """A whole message's usage in the gateway's terms (the log's and the pricer's): the prompt
+    is every input token, cache reads and writes included."""
+    totals = UsageTotals()
     totals.update(usage)
     return totals.usage()
 
@@ -179,7 +130,7 @@ class MessagesEventParser(ChunkParser[PassedEvent]):
         self._provider = provider
         self._sse = SSEDecoder()
         self._ended = False
-        self._usage = _UsageTotals()
+        self._usage = UsageTotals()
 
     def _feed(self, data: bytes, items: list[PassedEvent]) -> None:
         try:
