@@ -14,12 +14,21 @@ import trio
 from anthropic.types import MessageParam, ThinkingBlock, ThinkingConfigEnabledParam, ToolParam
 
 from tests.fakes.anthropic_answers import (
+    Answer,
+    CutMidStream,
     FailMidStream,
+    Text,
+    Thinking,
     ToolUse,
+    garbage,
+    max_tokens_stop,
+    refusal,
+    stop_sequence_stop,
     tool_use,
+    web_search_answer,
 )
-from tests.fakes.anthropic_upstream import DEFAULT_API_KEY, FakeAnthropic
-from tests.fakes.anthropic_wire import api_error, overloaded, rate_limited
+from tests.fakes.anthropic_upstream import DEFAULT_API_KEY, MODELS, FakeAnthropic
+from tests.fakes.anthropic_wire import api_error, event_stream, overloaded, rate_limited
 
 KEY = DEFAULT_API_KEY
 MODEL = "claude-sonnet-4-5"
@@ -78,6 +87,14 @@ def sse_events(body: bytes) -> list[tuple[str, dict[str, Any]]]:
         assert data["type"] == name
         events.append((name, data))
     return events
+
+
+async def read_stream(http: httpx.AsyncClient, chunks: list[bytes]) -> None:
+    """POST a streamed create of HELLO and read its body into `chunks` (kept if reading fails)."""
+    body = {"model": MODEL, "max_tokens": 100, "messages": HELLO, "stream": True}
+    async with http.stream("POST", "/v1/messages", json=body) as response:
+        async for chunk in response.aiter_bytes():
+            chunks.append(chunk)
 
 
 async def create(http: httpx.AsyncClient, **body: Any) -> httpx.Response:
@@ -728,3 +745,405 @@ async def test_consecutive_turns_are_combined(http: httpx.AsyncClient) -> None:
     response = await create(http, messages=messages)
     assert response.status_code == 200
     assert response.json()["content"][0]["text"] == "echo: thanks"
+
+
+# ---------------------------------------------------------------------------------------------
+# Headers: keys, versions, betas
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_both_api_versions(fake: FakeAnthropic) -> None:
+    old = anthropic.AsyncAnthropic(
+        base_url=fake.base_url,
+        api_key=KEY,
+        max_retries=0,
+        default_headers={"anthropic-version": OLD},
+    )
+    new = anthropic.AsyncAnthropic(base_url=fake.base_url, api_key=KEY, max_retries=0)
+    try:
+        message = await old.messages.create(
+            model=MODEL, max_tokens=10, messages=HELLO, extra_body={"temperature": 0.2}
+        )
+        assert message.content[0].type == "text"
+        assert fake.received[-1].headers["anthropic-version"] == OLD
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            await new.messages.create(
+                model=MODEL, max_tokens=10, messages=HELLO, extra_body={"temperature": 0.2}
+            )
+        assert caught.value.body["error"]["message"] == (  # type: ignore[index]
+            "temperature: Extra inputs are not permitted"
+        )
+        message = await new.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+        assert fake.received[-1].headers["anthropic-version"] == "2026-10-21"
+    finally:
+        await old.close()
+        await new.close()
+
+
+async def test_new_version_refuses_documents_in_assistant_turns(http: httpx.AsyncClient) -> None:
+    document = {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": "notes"},
+    }
+    messages = [
+        *HELLO,
+        {"role": "assistant", "content": [document]},
+        {"role": "user", "content": "ok"},
+    ]
+    old = await create(http, messages=messages)
+    assert old.status_code == 200
+    new = await http.post(
+        "/v1/messages",
+        headers={"anthropic-version": "2026-10-21"},
+        json={"model": MODEL, "max_tokens": 10, "messages": messages},
+    )
+    assert new.status_code == 400
+    assert new.json()["error"]["message"].startswith("messages.1.content.0: `document` blocks")
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "error_type", "message"),
+    [
+        ({"anthropic-version": OLD}, 401, "authentication_error", "x-api-key header is required"),
+        (
+            {"x-api-key": "wrong", "anthropic-version": OLD},
+            401,
+            "authentication_error",
+            "invalid x-api-key",
+        ),
+        (
+            # x-api-key wins over Authorization when both come.
+            {"x-api-key": "wrong", "authorization": f"Bearer {KEY}", "anthropic-version": OLD},
+            401,
+            "authentication_error",
+            "invalid x-api-key",
+        ),
+        (
+            {"authorization": f"Bearer {KEY}"},
+            400,
+            "invalid_request_error",
+            "anthropic-version: header is required",
+        ),
+        (
+            {"x-api-key": KEY, "anthropic-version": "2024-01-01"},
+            400,
+            "invalid_request_error",
+            "anthropic-version: invalid version '2024-01-01'",
+        ),
+    ],
+)
+async def test_header_checks(
+    fake: FakeAnthropic, headers: dict[str, str], status: int, error_type: str, message: str
+) -> None:
+    async with httpx.AsyncClient(base_url=fake.base_url) as client:
+        response = await client.post(
+            "/v1/messages",
+            headers=headers,
+            json={"model": MODEL, "max_tokens": 10, "messages": HELLO},
+        )
+    assert response.status_code == status
+    assert response.headers["request-id"].startswith("req_")
+    assert response.json() == {
+        "type": "error",
+        "error": {"type": error_type, "message": message},
+        "request_id": response.headers["request-id"],
+    }
+
+
+async def test_either_key_header_is_accepted(fake: FakeAnthropic) -> None:
+    async with httpx.AsyncClient(base_url=fake.base_url) as client:
+        for auth in ({"x-api-key": KEY}, {"authorization": f"Bearer {KEY}"}):
+            response = await client.post(
+                "/v1/messages",
+                headers={**auth, "anthropic-version": OLD},
+                json={"model": MODEL, "max_tokens": 10, "messages": HELLO},
+            )
+            assert response.status_code == 200
+
+
+async def test_betas_are_recorded_and_refused_ones_answered_400(nursery: trio.Nursery) -> None:
+    fake = FakeAnthropic(refused_betas={"retired-beta-2024-01-01"})
+    await nursery.start(fake.run)
+    betas = "claude-code-20250219,interleaved-thinking-2025-05-14"
+    async with httpx.AsyncClient(base_url=fake.base_url, headers=HEADERS) as client:
+        body = {"model": MODEL, "max_tokens": 10, "messages": HELLO}
+        ok = await client.post(
+            "/v1/messages?beta=true", headers={"anthropic-beta": betas}, json=body
+        )
+        assert ok.status_code == 200
+        assert fake.received[-1].query == "beta=true"
+        assert fake.received[-1].headers["anthropic-beta"] == betas
+        refused = await client.post(
+            "/v1/messages",
+            headers={"anthropic-beta": f"{betas}, retired-beta-2024-01-01"},
+            json=body,
+        )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"].startswith(
+        "Unexpected value(s) `retired-beta-2024-01-01` for the `anthropic-beta` header."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# count_tokens and models
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_count_tokens(sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic) -> None:
+    counted = await sdk.messages.count_tokens(
+        model=MODEL,
+        system="Be brief.",
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[WEATHER_TOOL],
+    )
+    # 2 (system) + 6 (message) + 1 (tool name) + 5 (tool description)
+    assert counted.input_tokens == 14
+    assert fake.received[-1].path == "/v1/messages/count_tokens"
+    fake.enqueue_count(2095, rate_limited())
+    assert (await sdk.messages.count_tokens(model=MODEL, messages=HELLO)).input_tokens == 2095
+    with pytest.raises(anthropic.RateLimitError):
+        await sdk.messages.count_tokens(model=MODEL, messages=HELLO)
+    assert (await sdk.messages.count_tokens(model=MODEL, messages=HELLO)).input_tokens == 2
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "stream", "metadata", "stop_sequences"])
+async def test_count_tokens_refuses_create_only_fields(http: httpx.AsyncClient, field: str) -> None:
+    values = {"max_tokens": 10, "stream": True, "metadata": {}, "stop_sequences": ["x"]}
+    response = await http.post(
+        "/v1/messages/count_tokens?beta=true",
+        json={"model": MODEL, "messages": HELLO, field: values[field]},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == f"{field}: Extra inputs are not permitted"
+
+
+async def test_count_tokens_of_an_unknown_model(http: httpx.AsyncClient) -> None:
+    response = await http.post(
+        "/v1/messages/count_tokens", json={"model": "claude-nope", "messages": HELLO}
+    )
+    assert response.status_code == 404
+    assert response.json()["error"] == {"type": "not_found_error", "message": "model: claude-nope"}
+
+
+async def test_models_paged_through_the_sdk_auto_pager(
+    sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    ids = [model.id async for model in sdk.models.list(limit=2)]
+    assert ids == [m.id for m in sorted(MODELS, key=lambda m: m.created_at, reverse=True)]
+    assert ids[0] == "claude-opus-4-5-20251101"  # newest first
+    queries = [r.query for r in fake.requests_to("/v1/models")]
+    assert queries == [
+        "limit=2",
+        f"limit=2&after_id={ids[1]}",
+        f"limit=2&after_id={ids[3]}",
+    ]
+
+
+async def test_models_page_shape_and_cursors(http: httpx.AsyncClient) -> None:
+    first = (await http.get("/v1/models", params={"limit": 4})).json()
+    ids = [m["id"] for m in first["data"]]
+    assert first["has_more"] is True
+    assert (first["first_id"], first["last_id"]) == (ids[0], ids[-1])
+    assert first["data"][0] == {
+        "type": "model",
+        "id": "claude-opus-4-5-20251101",
+        "display_name": "Claude Opus 4.5",
+        "created_at": "2025-11-24T00:00:00Z",
+        "max_input_tokens": 200000,
+        "max_tokens": 64000,
+        "lifecycle": "active",
+    }
+    rest = (await http.get("/v1/models", params={"after_id": ids[-1]})).json()
+    assert rest["has_more"] is False
+    assert len(rest["data"]) == len(MODELS) - 4
+    back = (await http.get("/v1/models", params={"before_id": ids[-1], "limit": 2})).json()
+    assert [m["id"] for m in back["data"]] == ids[1:3]
+    assert back["has_more"] is True
+    everything = (await http.get("/v1/models", params={"limit": 1000})).json()
+    assert everything["has_more"] is False
+    assert len(everything["data"]) == len(MODELS)
+    too_many = await http.get("/v1/models", params={"limit": 1001})
+    assert too_many.status_code == 400
+
+
+async def test_one_model_by_id_or_alias(sdk: anthropic.AsyncAnthropic) -> None:
+    model = await sdk.models.retrieve("claude-sonnet-4-5")
+    assert model.id == "claude-sonnet-4-5-20250929"
+    assert model.display_name == "Claude Sonnet 4.5"
+    with pytest.raises(anthropic.NotFoundError):
+        await sdk.models.retrieve("claude-nope")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stop reasons, cache usage, server tools and citations
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_stop_reasons(sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic) -> None:
+    fake.enqueue(max_tokens_stop(), stop_sequence_stop(), stop_sequence_stop(sequence="END"))
+    cut = await sdk.messages.create(model=MODEL, max_tokens=100, messages=HELLO)
+    assert cut.stop_reason == "max_tokens"
+    stopped = await sdk.messages.create(
+        model=MODEL, max_tokens=100, messages=HELLO, stop_sequences=["three", "four"]
+    )
+    assert (stopped.stop_reason, stopped.stop_sequence) == ("stop_sequence", "three")
+    async with sdk.messages.stream(model=MODEL, max_tokens=100, messages=HELLO) as stream:
+        streamed = await stream.get_final_message()
+    assert (streamed.stop_reason, streamed.stop_sequence) == ("stop_sequence", "END")
+
+
+async def test_echo_is_cut_at_max_tokens(sdk: anthropic.AsyncAnthropic) -> None:
+    message = await sdk.messages.create(
+        model=MODEL, max_tokens=2, messages=[{"role": "user", "content": "one two three"}]
+    )
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "echo: one"
+    assert message.stop_reason == "max_tokens"
+    assert message.usage.output_tokens == 2
+
+
+async def test_refusal_carries_stop_details(
+    sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(refusal(), refusal(category="bio"))
+    message = await sdk.messages.create(model=MODEL, max_tokens=100, messages=HELLO)
+    assert message.stop_reason == "refusal"
+    assert message.stop_details is not None
+    assert message.stop_details.category == "cyber"
+    async with sdk.messages.stream(model=MODEL, max_tokens=100, messages=HELLO) as stream:
+        streamed = await stream.get_final_message()
+    assert streamed.stop_reason == "refusal"
+    assert streamed.stop_details is not None
+    assert streamed.stop_details.category == "bio"
+
+
+async def test_cache_usage_fields(sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic) -> None:
+    cached = Answer(cache_read_input_tokens=1800, cache_creation_5m_tokens=300)
+    fake.enqueue(cached, cached, Answer(cache_creation_1h_tokens=50, repeat_input_usage=False))
+    message = await sdk.messages.create(model=MODEL, max_tokens=100, messages=HELLO)
+    usage = message.usage
+    assert (usage.input_tokens, usage.cache_read_input_tokens) == (2, 1800)
+    assert usage.cache_creation_input_tokens == 300
+    assert usage.cache_creation is not None
+    assert usage.cache_creation.ephemeral_5m_input_tokens == 300
+    assert usage.cache_creation.ephemeral_1h_input_tokens == 0
+    async with sdk.messages.stream(model=MODEL, max_tokens=100, messages=HELLO) as stream:
+        streamed = await stream.get_final_message()
+    assert streamed.usage.model_dump() == usage.model_dump()
+    events = dict(sse_events(fake.sent[-1].body))
+    assert events["message_delta"]["usage"] == {
+        "input_tokens": 2,
+        "cache_creation_input_tokens": 300,
+        "cache_read_input_tokens": 1800,
+        "output_tokens": 3,
+    }
+    async with sdk.messages.stream(model=MODEL, max_tokens=100, messages=HELLO) as stream:
+        plain = await stream.get_final_message()
+    assert plain.usage.cache_creation_input_tokens == 50
+    assert dict(sse_events(fake.sent[-1].body))["message_delta"]["usage"] == {"output_tokens": 3}
+
+
+async def test_web_search_and_citations_stream_whole(
+    sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(web_search_answer(), web_search_answer())
+    message = await sdk.messages.create(model=MODEL, max_tokens=100, messages=HELLO)
+    async with sdk.messages.stream(model=MODEL, max_tokens=100, messages=HELLO) as stream:
+        streamed = await stream.get_final_message()
+    for answer in (message, streamed):
+        assert [b.type for b in answer.content] == [
+            "server_tool_use",
+            "web_search_tool_result",
+            "text",
+        ]
+        search, result, text = answer.content
+        assert search.type == "server_tool_use"
+        assert search.input == {"query": "weather in Paris today"}
+        assert result.type == "web_search_tool_result"
+        assert result.tool_use_id == search.id
+        assert text.type == "text"
+        assert text.citations is not None
+        assert text.citations[0].type == "web_search_result_location"
+        assert answer.usage.server_tool_use is not None
+        assert answer.usage.server_tool_use.web_search_requests == 1
+    deltas = [
+        data["delta"]["type"]
+        for name, data in sse_events(fake.sent[-1].body)
+        if name == "content_block_delta" and data["index"] == 2
+    ]
+    assert deltas[0] == "citations_delta"
+
+
+async def test_novel_blocks_and_several_texts(http: httpx.AsyncClient, fake: FakeAnthropic) -> None:
+    fake.enqueue(Answer((Thinking("Hmm."), Text("One."), Text("Two words.", pieces=2))))
+    body = (await create(http, stream=True)).content
+    events = sse_events(body)
+    texts = [
+        data["delta"]["text"]
+        for name, data in events
+        if name == "content_block_delta" and data["delta"]["type"] == "text_delta"
+    ]
+    assert texts == ["One.", "Two w", "ords."]
+    stops = [data["index"] for name, data in events if name == "content_block_stop"]
+    assert stops == [0, 1, 2]
+    assert [name for name, _ in events].count("ping") == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Broken answers
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_cut_stream_drops_the_connection_before_message_stop(
+    http: httpx.AsyncClient, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(CutMidStream(after_events=5))
+    chunks: list[bytes] = []
+    with pytest.raises(httpx.RemoteProtocolError):
+        await read_stream(http, chunks)
+    names = [name for name, _ in sse_events(b"".join(chunks))]
+    assert names == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        "content_block_delta",
+        "content_block_delta",
+    ]
+
+
+async def test_stream_ended_early_goes_unnoticed_by_the_sdk(
+    sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(CutMidStream(after_events=5, drop_connection=False))
+    async with sdk.messages.stream(model=MODEL, max_tokens=100, messages=HELLO) as stream:
+        message = await stream.get_final_message()
+    assert message.stop_reason is None  # the only sign the answer is incomplete
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "echo: hello"
+
+
+async def test_cut_json_body(http: httpx.AsyncClient, fake: FakeAnthropic) -> None:
+    fake.enqueue(CutMidStream())
+    with pytest.raises(httpx.RemoteProtocolError):
+        await create(http)
+
+
+async def test_mid_stream_error_not_streamed_is_a_529(
+    http: httpx.AsyncClient, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(FailMidStream())
+    response = await create(http)
+    assert response.status_code == 529
+    assert response.json()["error"] == {"type": "overloaded_error", "message": "Overloaded"}
+
+
+async def test_garbage_and_raw_events(http: httpx.AsyncClient, fake: FakeAnthropic) -> None:
+    fake.enqueue(garbage(), event_stream({"type": "message_stop"}, b"event: odd\ndata: {}\n\n"))
+    response = await create(http)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html"
+    assert response.content == b"<html>oops</html>"
+    raw = await create(http, stream=True)
+    assert raw.content == (
+        b'event: message_stop\ndata: {"type":"message_stop"}\n\nevent: odd\ndata: {}\n\n'
+    )

@@ -136,10 +136,13 @@ class FailMidStream:
 @dataclass(frozen=True, slots=True)
 class CutMidStream:
     """Stream the first `after_events` events of `answer`, then drop the connection (no
-    `message_stop`). Not streamed: promise the whole body by content-length, send half."""
+    `message_stop`); with `drop_connection` False, end the body cleanly there instead (an
+    incomplete stream the SDK does not notice). Not streamed: promise the whole body by
+    content-length, send half."""
 
     after_events: int = 5
     answer: Answer = field(default_factory=Answer)
+    drop_connection: bool = True
 
 
 Behaviour = Answer | FailMidStream | CutMidStream | ErrorReply | Raw

@@ -293,10 +293,14 @@ class FakeAnthropic(ScriptedUpstream[Behaviour]):
                 await self._stream(reply, call, events, answer.interval_s)
             case CutMidStream(after_events=n, answer=answer):
                 built = build(answer, call.request, self.signatures)
+                events = built.events[: min(n, len(built.events) - 1)]
+                if call.stream and not behaviour.drop_connection:
+                    await self._stream(reply, call, events, answer.interval_s)
+                    return False
                 reply.finished = True  # the server, not the client, ends this one
                 if call.stream:
                     await reply.start(200, stream_headers(call.req_id))
-                    for event in built.events[: min(n, len(built.events) - 1)]:
+                    for event in events:
                         await reply.write(frame_event(event))
                 else:
                     data = encode(built.message)
