@@ -14,6 +14,9 @@ import trio
 from anthropic.types import MessageParam, ThinkingBlock, ThinkingConfigEnabledParam, ToolParam
 
 from tests.fakes.anthropic_answers import (
+    NOVEL_EVENT,
+    NOVEL_FIELD,
+    NOVEL_VALUE,
     Answer,
     CutMidStream,
     FailMidStream,
@@ -1147,3 +1150,71 @@ async def test_garbage_and_raw_events(http: httpx.AsyncClient, fake: FakeAnthrop
     assert raw.content == (
         b'event: message_stop\ndata: {"type":"message_stop"}\n\nevent: odd\ndata: {}\n\n'
     )
+
+
+async def test_echo_ends_at_a_stop_sequence(sdk: anthropic.AsyncAnthropic) -> None:
+    message = await sdk.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=[{"role": "user", "content": "one two STOP three"}],
+        stop_sequences=["three", " STOP"],
+    )
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "echo: one two"
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", " STOP")
+
+
+async def test_max_tokens_zero_says_nothing(http: httpx.AsyncClient) -> None:
+    message = (await create(http, max_tokens=0)).json()
+    assert message["content"] == []
+    assert message["stop_reason"] == "max_tokens"
+
+
+async def test_forced_tool_choice_calls_the_tool_by_default(
+    sdk: anthropic.AsyncAnthropic,
+) -> None:
+    clock: ToolParam = {
+        "name": "get_time",
+        "input_schema": {
+            "type": "object",
+            "properties": {"zone": {"type": "string"}, "precise": {"type": "boolean"}},
+            "required": ["zone"],
+        },
+    }
+    message = await sdk.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=HELLO,
+        tools=[WEATHER_TOOL, clock],
+        tool_choice={"type": "tool", "name": "get_time"},
+    )
+    assert message.stop_reason == "tool_use"
+    call = message.content[0]
+    assert call.type == "tool_use"
+    assert (call.name, call.input) == ("get_time", {"zone": "sample"})
+    anything = await sdk.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=HELLO,
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "any"},
+    )
+    assert anything.content[0].type == "tool_use"
+    assert anything.content[0].name == "get_weather"
+
+
+async def test_novel_fields_and_events_are_tolerated_by_the_sdk(
+    sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(Answer(novel_fields=True), Answer(novel_fields=True))
+    message = await sdk.messages.create(model=MODEL, max_tokens=100, messages=HELLO)
+    assert message.model_dump()[NOVEL_FIELD] == NOVEL_VALUE
+    body = msgspec.json.decode(fake.sent[-1].body)
+    assert body["content"][0][NOVEL_FIELD] == NOVEL_VALUE
+    async with sdk.messages.stream(model=MODEL, max_tokens=100, messages=HELLO) as stream:
+        streamed = await stream.get_final_message()
+    assert streamed.content[0].type == "text"
+    assert streamed.content[0].text == "echo: hello there"
+    events = sse_events(fake.sent[-1].body)
+    assert events[1][0] == NOVEL_EVENT
+    assert all(data[NOVEL_FIELD] == NOVEL_VALUE for _, data in events[2:])

@@ -35,6 +35,7 @@ from .anthropic_answers import (
     Request,
     Text,
     Thinking,
+    ToolUse,
     build,
 )
 from .anthropic_blocks import Signatures
@@ -409,8 +410,15 @@ def _until_deltas(events: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
 
 
 def _default_answer(body: dict[str, Any], betas: frozenset[str]) -> Answer:
-    """An echo, after a thinking block when thinking is on (after tool results only with
-    interleaved thinking, as Claude thinks again only then)."""
+    """What Claude would do unscripted: call the tool a `tool_choice` of any/tool forces, else
+    echo, after a thinking block when thinking is on (after tool results only with interleaved
+    thinking, as Claude thinks again only then)."""
+    choice = body.get("tool_choice") or {}
+    if choice.get("type") in ("any", "tool"):
+        tools = [t for t in body.get("tools") or [] if "name" in t]
+        wanted = choice.get("name", tools[0]["name"] if tools else "")
+        tool = next((t for t in tools if t["name"] == wanted), {})
+        return Answer((ToolUse(wanted, _sample_input(tool.get("input_schema") or {})),))
     last = body["messages"][-1]
     after_tools = (
         last["role"] == "user"
@@ -419,6 +427,16 @@ def _default_answer(body: dict[str, Any], betas: frozenset[str]) -> Answer:
     )
     thinks = thinking_enabled(body) and (not after_tools or INTERLEAVED_BETA in betas)
     return Answer((Thinking(), Text())) if thinks else Answer()
+
+
+def _sample_input(schema: dict[str, Any]) -> dict[str, Any]:
+    """A tool input filling the schema's required properties with plain values of their type."""
+    samples = {"string": "sample", "integer": 1, "number": 1.5, "boolean": True, "array": []}
+    properties = schema.get("properties") or {}
+    return {
+        name: samples.get((properties.get(name) or {}).get("type"))
+        for name in schema.get("required") or []
+    }
 
 
 def _betas(headers: dict[str, str]) -> frozenset[str]:
