@@ -1218,3 +1218,34 @@ async def test_novel_fields_and_events_are_tolerated_by_the_sdk(
     events = sse_events(fake.sent[-1].body)
     assert events[1][0] == NOVEL_EVENT
     assert all(data[NOVEL_FIELD] == NOVEL_VALUE for _, data in events[2:])
+
+
+async def test_client_leaving_mid_stream_is_counted(
+    http: httpx.AsyncClient, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(Answer((Text("many words " * 50),), interval_s=0.02))
+    body = {"model": MODEL, "max_tokens": 1000, "messages": HELLO, "stream": True}
+    async with http.stream("POST", "/v1/messages", json=body) as response:
+        async for _ in response.aiter_bytes():
+            break
+    with trio.fail_after(5):
+        while fake.disconnects == 0:
+            await trio.sleep(0.01)
+    assert b"message_stop" not in fake.sent[-1].body
+
+
+async def test_hold_keeps_calls_in_flight(http: httpx.AsyncClient, fake: FakeAnthropic) -> None:
+    fake.hold = trio.Event()
+    answers: list[httpx.Response] = []
+
+    async def call() -> None:
+        answers.append(await create(http))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call)
+        with trio.fail_after(5):
+            while not fake.received:
+                await trio.sleep(0.01)
+        assert answers == []
+        fake.hold.set()
+    assert answers[0].status_code == 200

@@ -417,7 +417,7 @@ def _default_answer(body: dict[str, Any], betas: frozenset[str]) -> Answer:
     if choice.get("type") in ("any", "tool"):
         tools = [t for t in body.get("tools") or [] if "name" in t]
         wanted = choice.get("name", tools[0]["name"] if tools else "")
-        tool = next((t for t in tools if t["name"] == wanted), {})
+        tool: dict[str, Any] = next((t for t in tools if t["name"] == wanted), {})
         return Answer((ToolUse(wanted, _sample_input(tool.get("input_schema") or {})),))
     last = body["messages"][-1]
     after_tools = (
@@ -431,7 +431,7 @@ def _default_answer(body: dict[str, Any], betas: frozenset[str]) -> Answer:
 
 def _sample_input(schema: dict[str, Any]) -> dict[str, Any]:
     """A tool input filling the schema's required properties with plain values of their type."""
-    samples = {"string": "sample", "integer": 1, "number": 1.5, "boolean": True, "array": []}
+    samples: dict[Any, Any] = {"string": "sample", "integer": 1, "number": 1.5, "boolean": True}
     properties = schema.get("properties") or {}
     return {
         name: samples.get((properties.get(name) or {}).get("type"))
