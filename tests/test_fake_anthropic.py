@@ -31,7 +31,13 @@ from tests.fakes.anthropic_answers import (
     web_search_answer,
 )
 from tests.fakes.anthropic_upstream import DEFAULT_API_KEY, MODELS, FakeAnthropic
-from tests.fakes.anthropic_wire import api_error, event_stream, overloaded, rate_limited
+from tests.fakes.anthropic_wire import (
+    api_error,
+    event_stream,
+    overloaded,
+    parse_event_stream,
+    rate_limited,
+)
 
 KEY = DEFAULT_API_KEY
 MODEL = "claude-sonnet-4-5"
@@ -75,21 +81,6 @@ async def http(fake: FakeAnthropic) -> AsyncIterator[httpx.AsyncClient]:
     """A raw httpx client sending x-api-key and anthropic-version 2023-06-01."""
     async with httpx.AsyncClient(base_url=fake.base_url, headers=HEADERS, timeout=5.0) as client:
         yield client
-
-
-def sse_events(body: bytes) -> list[tuple[str, dict[str, Any]]]:
-    """(event name, data) of every SSE event; asserts each has its `event:` line matching."""
-    events = []
-    for block in body.decode().split("\n\n"):
-        if not block.strip():
-            continue
-        lines = block.split("\n")
-        assert lines[0].startswith("event: "), block
-        name = lines[0].removeprefix("event: ")
-        data = msgspec.json.decode(lines[1].removeprefix("data: "))
-        assert data["type"] == name
-        events.append((name, data))
-    return events
 
 
 async def read_stream(http: httpx.AsyncClient, chunks: list[bytes]) -> None:
@@ -162,7 +153,7 @@ async def test_stream_follows_the_reference_event_sequence(http: httpx.AsyncClie
         assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
         assert response.headers["request-id"].startswith("req_")
         body = await response.aread()
-    events = sse_events(body)
+    events = parse_event_stream(body)
     names = [name for name, _ in events]
     assert names == [
         "message_start",
@@ -240,7 +231,7 @@ async def test_streamed_tool_use_sends_input_json_pieces_first_empty(
         ("tool_use", {"city": "Paris"}),
         ("tool_use", {"zone": "Europe/Paris"}),
     ]
-    events = sse_events(fake.sent[-1].body)
+    events = parse_event_stream(fake.sent[-1].body)
     pieces = [
         data["delta"]["partial_json"]
         for name, data in events
@@ -389,7 +380,7 @@ async def test_mid_stream_error_raises_api_status_error(
         "type": "error",
         "error": {"type": "overloaded_error", "message": "Overloaded"},
     }
-    names = [name for name, _ in sse_events(fake.sent[-1].body)]
+    names = [name for name, _ in parse_event_stream(fake.sent[-1].body)]
     assert names[-1] == "error"
     assert "message_stop" not in names
 
@@ -421,7 +412,7 @@ async def test_thinking_with_signatures_over_two_turns(
     assert call.type == "tool_use"
     names = [
         data["delta"]["type"]
-        for name, data in sse_events(fake.sent[-1].body)
+        for name, data in parse_event_stream(fake.sent[-1].body)
         if name == "content_block_delta" and data["index"] == 0
     ]
     assert names[-1] == "signature_delta"
@@ -678,6 +669,18 @@ TOOL_USE = {"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}}
         ),
         ({"system": [{"type": "text", "text": ""}]}, "system.0.text: text content blocks must"),
         (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": " \n"}]}]},
+            "messages.0.content.0.text: text content blocks must contain non-whitespace text",
+        ),
+        (
+            {"messages": [{"role": "user", "content": "  "}]},
+            "messages.0.content: text content blocks must contain non-whitespace text",
+        ),
+        (
+            {"messages": [*HELLO, {"role": "assistant", "content": "The answer is "}]},
+            "messages.1: final assistant content cannot end with trailing whitespace",
+        ),
+        (
             {"tools": [{"type": "function", "function": {"name": "f"}}]},
             "tools.0: Input tag 'function' found using 'type' does not match",
         ),
@@ -710,6 +713,13 @@ async def test_invalid_bodies_name_the_field(
     assert error["error"]["type"] == "invalid_request_error"
     assert error["error"]["message"].startswith(message)
     assert error["request_id"] == response.headers["request-id"]
+
+
+async def test_a_final_assistant_turn_is_a_prefill(http: httpx.AsyncClient) -> None:
+    response = await create(http, messages=[*HELLO, {"role": "assistant", "content": "Sure:"}])
+    assert response.status_code == 200
+    empty = await create(http, messages=[*HELLO, {"role": "assistant", "content": []}])
+    assert empty.status_code == 200
 
 
 async def test_missing_required_fields(http: httpx.AsyncClient) -> None:
@@ -1033,7 +1043,7 @@ async def test_cache_usage_fields(sdk: anthropic.AsyncAnthropic, fake: FakeAnthr
     async with sdk.messages.stream(model=MODEL, max_tokens=100, messages=HELLO) as stream:
         streamed = await stream.get_final_message()
     assert streamed.usage.model_dump() == usage.model_dump()
-    events = dict(sse_events(fake.sent[-1].body))
+    events = dict(parse_event_stream(fake.sent[-1].body))
     assert events["message_delta"]["usage"] == {
         "input_tokens": 2,
         "cache_creation_input_tokens": 300,
@@ -1043,7 +1053,9 @@ async def test_cache_usage_fields(sdk: anthropic.AsyncAnthropic, fake: FakeAnthr
     async with sdk.messages.stream(model=MODEL, max_tokens=100, messages=HELLO) as stream:
         plain = await stream.get_final_message()
     assert plain.usage.cache_creation_input_tokens == 50
-    assert dict(sse_events(fake.sent[-1].body))["message_delta"]["usage"] == {"output_tokens": 3}
+    assert dict(parse_event_stream(fake.sent[-1].body))["message_delta"]["usage"] == {
+        "output_tokens": 3
+    }
 
 
 async def test_web_search_and_citations_stream_whole(
@@ -1071,7 +1083,7 @@ async def test_web_search_and_citations_stream_whole(
         assert answer.usage.server_tool_use.web_search_requests == 1
     deltas = [
         data["delta"]["type"]
-        for name, data in sse_events(fake.sent[-1].body)
+        for name, data in parse_event_stream(fake.sent[-1].body)
         if name == "content_block_delta" and data["index"] == 2
     ]
     assert deltas[0] == "citations_delta"
@@ -1080,7 +1092,7 @@ async def test_web_search_and_citations_stream_whole(
 async def test_novel_blocks_and_several_texts(http: httpx.AsyncClient, fake: FakeAnthropic) -> None:
     fake.enqueue(Answer((Thinking("Hmm."), Text("One."), Text("Two words.", pieces=2))))
     body = (await create(http, stream=True)).content
-    events = sse_events(body)
+    events = parse_event_stream(body)
     texts = [
         data["delta"]["text"]
         for name, data in events
@@ -1104,7 +1116,7 @@ async def test_cut_stream_drops_the_connection_before_message_stop(
     chunks: list[bytes] = []
     with pytest.raises(httpx.RemoteProtocolError):
         await read_stream(http, chunks)
-    names = [name for name, _ in sse_events(b"".join(chunks))]
+    names = [name for name, _ in parse_event_stream(b"".join(chunks))]
     assert names == [
         "message_start",
         "content_block_start",
@@ -1215,7 +1227,7 @@ async def test_novel_fields_and_events_are_tolerated_by_the_sdk(
         streamed = await stream.get_final_message()
     assert streamed.content[0].type == "text"
     assert streamed.content[0].text == "echo: hello there"
-    events = sse_events(fake.sent[-1].body)
+    events = parse_event_stream(fake.sent[-1].body)
     assert events[1][0] == NOVEL_EVENT
     assert all(data[NOVEL_FIELD] == NOVEL_VALUE for _, data in events[2:])
 

@@ -29,6 +29,8 @@ from .anthropic_blocks import (
 __all__ = ["MAX_CACHE_BREAKPOINTS", "check_conversation"]
 
 MAX_CACHE_BREAKPOINTS = 4
+_WHITESPACE_ONLY = "text content blocks must contain non-whitespace text"
+_TRAILING_WHITESPACE = "final assistant content cannot end with trailing whitespace"
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _DATED_TOOL_TYPE = re.compile(r"^[a-z_]+_\d{8}$")
 _CUSTOM_TOOL_FIELDS = frozenset(
@@ -218,6 +220,10 @@ def _message(
             "assistant message"
         )
     if isinstance(content, str):
+        if content and not content.strip():
+            raise Refused(f"{path}.content: {_WHITESPACE_ONLY}")
+        if last and role == "assistant" and content != content.rstrip():
+            raise Refused(f"{path}: {_TRAILING_WHITESPACE}")
         return [(f"{path}.content", {"type": "text", "text": content})], 0
     if not isinstance(content, list):
         raise Refused(f"{path}.content: Input should be a valid string or a list of blocks")
@@ -245,6 +251,10 @@ def _message(
         if signatures is not None:
             _returned_thinking(block, block_path, signatures)
         blocks.append((block_path, block))
+    if last and role == "assistant" and blocks:
+        tail = blocks[-1][1]
+        if tail["type"] == "text" and tail["text"] != tail["text"].rstrip():
+            raise Refused(f"{path}: {_TRAILING_WHITESPACE}")
     return blocks, found
 
 
@@ -264,6 +274,8 @@ def _block(block: dict[str, Any], path: str) -> int:
             raise Refused(f"{path}.text: Field required")
         if not text:
             raise Refused(f"{path}.text: text content blocks must be non-empty")
+        if not text.strip():
+            raise Refused(f"{path}.text: {_WHITESPACE_ONLY}")
     elif kind == "image":
         _image_source(block.get("source"), f"{path}.image.source")
     elif kind == "tool_use":
