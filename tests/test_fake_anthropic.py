@@ -20,6 +20,7 @@ from tests.fakes.anthropic_answers import (
     Answer,
     CutMidStream,
     FailMidStream,
+    StallMidStream,
     Text,
     Thinking,
     ToolUse,
@@ -1261,3 +1262,49 @@ async def test_hold_keeps_calls_in_flight(http: httpx.AsyncClient, fake: FakeAnt
         assert answers == []
         fake.hold.set()
     assert answers[0].status_code == 200
+
+
+async def test_beta_messages_through_the_sdk(
+    sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    message = await sdk.beta.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=[{"role": "user", "content": "hello there"}],
+        betas=["interleaved-thinking-2025-05-14", "context-1m-2025-08-07"],
+    )
+    assert message.content[0].type == "text"
+    request = fake.received[-1]
+    # SDK 2.16 keeps its beta qualifier to itself: no ?beta=true on the wire (Claude Code and
+    # SDK 0.x send it; test_betas_are_recorded_and_refused_ones_answered_400 covers that).
+    assert (request.path, request.query) == ("/v1/messages", "")
+    assert request.headers["anthropic-beta"] == (
+        "interleaved-thinking-2025-05-14,context-1m-2025-08-07"
+    )
+
+
+async def test_bodies_over_the_size_limit_are_refused(nursery: trio.Nursery) -> None:
+    fake = FakeAnthropic(max_body_bytes=1000)
+    big: MessageParam = {"role": "user", "content": "x " * 600}
+    await nursery.start(fake.run)
+    client = anthropic.AsyncAnthropic(base_url=fake.base_url, api_key=KEY, max_retries=0)
+    try:
+        with pytest.raises(anthropic.ContentTooLargeError) as caught:
+            await client.messages.create(model=MODEL, max_tokens=10, messages=[big])
+    finally:
+        await client.close()
+    assert caught.value.body["error"]["type"] == "request_too_large"  # type: ignore[index]
+
+
+async def test_stall_mid_stream(http: httpx.AsyncClient, fake: FakeAnthropic) -> None:
+    fake.enqueue(StallMidStream(after_events=4, seconds=0.3))
+    arrivals: list[tuple[float, bytes]] = []
+    body = {"model": MODEL, "max_tokens": 100, "messages": HELLO, "stream": True}
+    async with http.stream("POST", "/v1/messages", json=body) as response:
+        async for chunk in response.aiter_bytes():
+            arrivals.append((trio.current_time(), chunk))
+    received = b"".join(chunk for _, chunk in arrivals)
+    assert [name for name, _ in parse_event_stream(received)][-1] == "message_stop"
+    before = [t for t, chunk in arrivals if b"content_block_delta" in chunk]
+    # The wait comes after the 4th event (the first delta), so the deltas arrive apart.
+    assert before[-1] - before[0] >= 0.3

@@ -30,6 +30,7 @@ __all__ = [
     "CutMidStream",
     "FailMidStream",
     "RedactedThinking",
+    "StallMidStream",
     "Text",
     "Thinking",
     "ToolUse",
@@ -155,7 +156,17 @@ class CutMidStream:
     drop_connection: bool = True
 
 
-Behaviour = Answer | FailMidStream | CutMidStream | ErrorReply | Raw
+@dataclass(frozen=True, slots=True)
+class StallMidStream:
+    """Stream the first `after_events` events of `answer`, send nothing for `seconds`, then the
+    rest. Not streamed: wait `seconds`, then answer."""
+
+    after_events: int = 4
+    seconds: float = 30.0
+    answer: Answer = field(default_factory=Answer)
+
+
+Behaviour = Answer | FailMidStream | CutMidStream | StallMidStream | ErrorReply | Raw
 
 
 def thinking_answer(thinking: str = DEFAULT_THINKING, text: str | None = None) -> Answer:

@@ -33,6 +33,7 @@ from .anthropic_answers import (
     CutMidStream,
     FailMidStream,
     Request,
+    StallMidStream,
     Text,
     Thinking,
     ToolUse,
@@ -65,7 +66,14 @@ from .anthropic_wire import (
 from .asgi_server import Message, Receive, Received, ResponseWriter, Scope, ScriptedUpstream, Send
 from .openai_upstream import Sent
 
-__all__ = ["DEFAULT_API_KEY", "MODELS", "FakeAnthropic", "ModelInfo", "Sent"]
+__all__ = [
+    "DEFAULT_API_KEY",
+    "MAX_BODY_BYTES",
+    "MODELS",
+    "FakeAnthropic",
+    "ModelInfo",
+    "Sent",
+]
 
 DEFAULT_API_KEY = "sk-ant-api03-upstream-test-key"
 
@@ -118,6 +126,7 @@ MODELS: tuple[ModelInfo, ...] = (
         exclusive_sampling=False,
     ),
 )
+MAX_BODY_BYTES = 32 * 1024 * 1024  # the Messages API's request size limit
 _NO_KEY = "x-api-key header is required"
 _NO_VERSION = "anthropic-version: header is required"
 
@@ -141,12 +150,14 @@ class FakeAnthropic(ScriptedUpstream[Behaviour]):
         api_key: str = DEFAULT_API_KEY,
         models: Iterable[ModelInfo] = MODELS,
         refused_betas: Iterable[str] = (),
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         super().__init__()
         self.api_key = api_key
         # Newest first, as the API lists them.
         self.models = sorted(models, key=lambda m: m.created_at, reverse=True)
         self.refused_betas = frozenset(refused_betas)
+        self.max_body_bytes = max_body_bytes
         self.signatures = Signatures()  # thinking signatures issued, required back unchanged
         self.sent: list[Sent] = []  # every answer as it left (status, headers, body bytes)
         self._counts: deque[int | ErrorReply] = deque()
@@ -191,6 +202,12 @@ class FakeAnthropic(ScriptedUpstream[Behaviour]):
         refusal = self._header_refusal(request.headers)
         if refusal is not None:
             await send_error(reply, refusal)
+            return
+        if len(request.raw) > self.max_body_bytes:
+            message = (
+                f"Request exceeds the maximum allowed number of bytes ({self.max_body_bytes})."
+            )
+            await send_error(reply, ErrorReply(413, message, "request_too_large"))
             return
         method, path = request.method, request.path
         version = request.headers["anthropic-version"]
@@ -309,6 +326,18 @@ class FakeAnthropic(ScriptedUpstream[Behaviour]):
                     await reply.start(200, headers)
                     await reply.write(data[: len(data) // 2])
                 return True
+            case StallMidStream(after_events=n, seconds=seconds, answer=answer):
+                built = build(answer, call.request, self.signatures)
+                if not call.stream:
+                    await trio.sleep(seconds)
+                    await _send_message(reply, call, built)
+                    return False
+                await reply.start(200, stream_headers(call.req_id))
+                for i, event in enumerate(built.events[:-1]):
+                    if i == n:
+                        await trio.sleep(seconds)
+                    await reply.write(frame_event(event))
+                await reply.end(frame_event(built.events[-1]))
             case Answer():
                 await trio.sleep(behaviour.delay_s)
                 built = build(behaviour, call.request, self.signatures)
