@@ -3,26 +3,40 @@
 Serves `POST /v1/messages` (JSON and SSE, `?beta=true` too), `POST /v1/messages/count_tokens`,
 `GET /v1/models` (paged) and `GET /v1/models/{id}`, after Anthropic's header checks: the key in
 `x-api-key` or `Authorization: Bearer` (x-api-key wins when both come), `anthropic-version`
-required (`2023-06-01` or `2026-10-21`), `anthropic-beta` names in `refused_betas` refused.
-Bodies are validated as the API validates them (`anthropic_checks.py`); answers are scripted
-with `enqueue(...)` (`anthropic_answers.py`), the default an echo of the last user text.
-Every request is recorded in `received` (raw bytes and decoded body) and every answer in `sent`
-(the bytes on the wire), so tests can assert what a gateway sent and passed on, byte for byte.
-Token counts follow `anthropic_tokens.py`.
+required (`2023-06-01` or `2026-10-21`), `anthropic-beta` names in `refused_betas` refused,
+bodies over `max_body_bytes` refused (413). `base_url` is "http://127.0.0.1:PORT" (no `/v1`,
+as the SDK and the provider expect).
 
-`base_url` is "http://127.0.0.1:PORT" (no `/v1`, as the SDK and the provider expect).
+A create is validated as the API validates it (`anthropic_checks.py`, `anthropic_content.py`:
+a 400 naming the field path), the model looked up (404 `model: <name>`), and only then the next
+queued behaviour taken (`anthropic_answers.py`), so a refused request does not use one up:
+
+    fake.enqueue(tool_use(ToolUse("get_weather", {"city": "Paris"})))   # then the default
+    fake.enqueue(thinking_answer("Let me see."), rate_limited("7"), overloaded())
+    fake.enqueue(FailMidStream(after_deltas=2), CutMidStream(after_events=5))
+    fake.enqueue(Answer(cache_read_input_tokens=1800), web_search_answer(), refusal())
+    fake.enqueue_count(2095)                       # count_tokens answers
+
+Unscripted, it answers as Claude would: "echo: " + the last user text (or the tool result it
+carries), ended at the request's first stop sequence found in it or cut at `max_tokens` words;
+a thinking block first when thinking is on; the forced tool called when `tool_choice` is
+any/tool. Thinking signatures and redacted-thinking data it issued are required back unchanged
+(`fake.sign(text)` issues one for a hand-built history).
+
+Every request is recorded in `received` (method, path, query, headers, raw bytes, decoded body)
+and every answer in `sent` (status, headers, the body bytes in write order), so tests can assert
+what a gateway sent upstream and passed on, byte for byte. Token counts follow
+`anthropic_tokens.py`.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
-from urllib.parse import parse_qs
 
 import trio
 
@@ -48,6 +62,7 @@ from .anthropic_checks import (
     check_create,
     thinking_enabled,
 )
+from .anthropic_models import MODELS, ModelInfo, models_page
 from .anthropic_tokens import input_tokens
 from .anthropic_wire import (
     ErrorReply,
@@ -78,54 +93,6 @@ __all__ = [
 DEFAULT_API_KEY = "sk-ant-api03-upstream-test-key"
 
 
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    """One model the fake serves (its alias is the id without the date suffix)."""
-
-    id: str
-    display_name: str
-    created_at: str  # RFC 3339
-    max_tokens: int = 64000
-    max_input_tokens: int = 200000
-    exclusive_sampling: bool = True  # Claude 4.5+: temperature and top_p not both
-
-    @property
-    def alias(self) -> str:
-        """The undated alias, e.g. `claude-sonnet-4-5` for `claude-sonnet-4-5-20250929`."""
-        return re.sub(r"-\d{8}$", "", self.id)
-
-    def as_json(self) -> dict[str, Any]:
-        """The model object of GET /v1/models."""
-        return {
-            "type": "model",
-            "id": self.id,
-            "display_name": self.display_name,
-            "created_at": self.created_at,
-            "max_input_tokens": self.max_input_tokens,
-            "max_tokens": self.max_tokens,
-            "lifecycle": "active",
-        }
-
-
-MODELS: tuple[ModelInfo, ...] = (
-    ModelInfo("claude-opus-4-5-20251101", "Claude Opus 4.5", "2025-11-24T00:00:00Z"),
-    ModelInfo("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "2025-10-15T00:00:00Z"),
-    ModelInfo("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
-    ModelInfo("claude-opus-4-1-20250805", "Claude Opus 4.1", "2025-08-05T00:00:00Z", 32000),
-    ModelInfo(
-        "claude-sonnet-4-20250514",
-        "Claude Sonnet 4",
-        "2025-05-22T00:00:00Z",
-        exclusive_sampling=False,
-    ),
-    ModelInfo(
-        "claude-3-5-haiku-20241022",
-        "Claude Haiku 3.5",
-        "2024-10-22T00:00:00Z",
-        8192,
-        exclusive_sampling=False,
-    ),
-)
 MAX_BODY_BYTES = 32 * 1024 * 1024  # the Messages API's request size limit
 _NO_KEY = "x-api-key header is required"
 _NO_VERSION = "anthropic-version: header is required"
@@ -216,7 +183,11 @@ class FakeAnthropic(ScriptedUpstream[Behaviour]):
         elif method == "POST" and path == "/v1/messages/count_tokens":
             await self._count(request, version, reply)
         elif method == "GET" and path == "/v1/models":
-            await self._list_models(request.query, reply)
+            page = models_page(self.models, request.query)
+            if isinstance(page, str):
+                await send_error(reply, bad_request(page))
+            else:
+                await reply.full(200, json_headers(request_id()), encode(page))
         elif method == "GET" and path.startswith("/v1/models/"):
             model = self.find_model(path.removeprefix("/v1/models/"))
             if model is None:
@@ -378,45 +349,6 @@ class FakeAnthropic(ScriptedUpstream[Behaviour]):
             return
         count = input_tokens(body) if scripted is None else scripted
         await reply.full(200, json_headers(request_id()), encode({"input_tokens": count}))
-
-    async def _list_models(self, query: str, reply: ResponseWriter) -> None:
-        """GET /v1/models: one page, newest first, with Anthropic's cursors."""
-        params = {name: values[-1] for name, values in parse_qs(query).items()}
-        try:
-            limit = int(params.get("limit", "20"))
-        except ValueError:
-            await send_error(reply, bad_request("limit: Input should be a valid integer"))
-            return
-        if not 1 <= limit <= 1000:
-            message = "limit: Input should be greater than or equal to 1 and at most 1000"
-            await send_error(reply, bad_request(message))
-            return
-        ids = [m.id for m in self.models]
-        after, before = params.get("after_id"), params.get("before_id")
-        if after is not None and before is not None:
-            await send_error(reply, bad_request("Cannot specify both after_id and before_id"))
-            return
-        cursor = after if after is not None else before
-        if cursor is not None and cursor not in ids:
-            name = "after_id" if after is not None else "before_id"
-            await send_error(reply, bad_request(f"{name}: unknown model id {cursor!r}"))
-            return
-        if after is not None:
-            start = ids.index(after) + 1
-            page, has_more = self.models[start : start + limit], start + limit < len(ids)
-        elif before is not None:
-            end = ids.index(before)
-            start = max(0, end - limit)
-            page, has_more = self.models[start:end], start > 0
-        else:
-            page, has_more = self.models[:limit], limit < len(ids)
-        answer = {
-            "data": [m.as_json() for m in page],
-            "has_more": has_more,
-            "first_id": page[0].id if page else None,
-            "last_id": page[-1].id if page else None,
-        }
-        await reply.full(200, json_headers(request_id()), encode(answer))
 
 
 async def _send_message(reply: ResponseWriter, call: _Call, built: Built) -> None:
