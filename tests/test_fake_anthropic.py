@@ -35,8 +35,10 @@ from tests.fakes.anthropic_upstream import DEFAULT_API_KEY, MODELS, FakeAnthropi
 from tests.fakes.anthropic_wire import (
     api_error,
     event_stream,
+    invalid_key,
     overloaded,
     parse_event_stream,
+    permission_denied,
     rate_limited,
 )
 
@@ -1308,3 +1310,46 @@ async def test_stall_mid_stream(http: httpx.AsyncClient, fake: FakeAnthropic) ->
     before = [t for t, chunk in arrivals if b"content_block_delta" in chunk]
     # The wait comes after the 4th event (the first delta), so the deltas arrive apart.
     assert before[-1] - before[0] >= 0.3
+
+
+async def test_count_tokens_matches_the_usage_of_the_same_request(
+    sdk: anthropic.AsyncAnthropic,
+) -> None:
+    messages: list[MessageParam] = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"a": 1}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_1",
+                    "content": [{"type": "text", "text": "sunny and warm"}],
+                }
+            ],
+        },
+    ]
+    counted = await sdk.messages.count_tokens(
+        model=MODEL, system="Be brief.", messages=messages, tools=[WEATHER_TOOL]
+    )
+    message = await sdk.messages.create(
+        model=MODEL, max_tokens=100, system="Be brief.", messages=messages, tools=[WEATHER_TOOL]
+    )
+    # 2 system + 3 + 1 text + 1 tool input + 3 tool result + 6 tool name and description
+    assert counted.input_tokens == message.usage.input_tokens == 16
+
+
+async def test_a_revoked_upstream_key_is_scriptable(
+    sdk: anthropic.AsyncAnthropic, fake: FakeAnthropic
+) -> None:
+    fake.enqueue(invalid_key(), permission_denied())
+    with pytest.raises(anthropic.AuthenticationError):
+        await sdk.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        await sdk.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
