@@ -718,6 +718,67 @@ async def test_invalid_bodies_name_the_field(
     assert error["request_id"] == response.headers["request-id"]
 
 
+PDF = base64.b64encode(b"%PDF-1.4\n%fake\n").decode()
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ({"type": "base64", "media_type": "application/pdf", "data": PDF}, None),
+        ({"type": "text", "media_type": "text/plain", "data": "notes"}, None),
+        ({"type": "content", "content": [{"type": "text", "text": "a"}]}, None),
+        ({"type": "url", "url": "https://x.test/a.pdf"}, None),
+        ({"type": "file", "file_id": "file_011"}, None),
+        (
+            {
+                "type": "base64",
+                "media_type": "application/pdf",
+                "data": base64.b64encode(PNG).decode(),
+            },
+            "messages.0.content.0.document.source.base64.data: The PDF specified was not valid.",
+        ),
+        (
+            {"type": "base64", "media_type": "text/csv", "data": PDF},
+            "messages.0.content.0.document.source.base64.media_type: Input should be "
+            "'application/pdf'",
+        ),
+        (
+            {"type": "text", "media_type": "text/plain"},
+            "messages.0.content.0.document.source.text.data: Field required",
+        ),
+        (
+            {"type": "image_url", "url": "x"},
+            "messages.0.content.0.document.source: Input tag 'image_url' found using 'type'",
+        ),
+    ],
+)
+async def test_documents(
+    http: httpx.AsyncClient, source: dict[str, Any], message: str | None
+) -> None:
+    content = [{"type": "document", "source": source}, {"type": "text", "text": "Summarise."}]
+    response = await create(http, messages=[{"role": "user", "content": content}])
+    if message is None:
+        assert response.status_code == 200, response.text
+    else:
+        assert response.status_code == 400
+        assert response.json()["error"]["message"].startswith(message)
+
+
+async def test_tool_use_ids_follow_the_api_pattern(http: httpx.AsyncClient) -> None:
+    call = {"type": "tool_use", "id": "call.1:x", "name": "w", "input": {}}
+    result = {"type": "tool_result", "tool_use_id": "call.1:x", "content": "ok"}
+    messages = [
+        *HELLO,
+        {"role": "assistant", "content": [call]},
+        {"role": "user", "content": [result]},
+    ]
+    response = await create(http, messages=messages)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "messages.1.content.0.tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'"
+    )
+
+
 async def test_a_final_assistant_turn_is_a_prefill(http: httpx.AsyncClient) -> None:
     response = await create(http, messages=[*HELLO, {"role": "assistant", "content": "Sure:"}])
     assert response.status_code == 200

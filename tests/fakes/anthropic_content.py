@@ -6,8 +6,6 @@ Each problem raises :class:`Refused` with the API's message, a field path first.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +13,6 @@ from typing import Any
 from .anthropic_blocks import (
     ASSISTANT_BLOCKS,
     BLOCK_FIELDS,
-    IMAGE_MEDIA_TYPES,
     NEW_VERSION,
     THINKING_DOCS,
     TOOL_RESULT_CONTENT,
@@ -25,12 +22,14 @@ from .anthropic_blocks import (
     no_extra,
     thinking_enabled,
 )
+from .anthropic_sources import document_source, image_source
 
 __all__ = ["MAX_CACHE_BREAKPOINTS", "check_conversation"]
 
 MAX_CACHE_BREAKPOINTS = 4
 _WHITESPACE_ONLY = "text content blocks must contain non-whitespace text"
 _TRAILING_WHITESPACE = "final assistant content cannot end with trailing whitespace"
+_TOOL_USE_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _DATED_TOOL_TYPE = re.compile(r"^[a-z_]+_\d{8}$")
 _CUSTOM_TOOL_FIELDS = frozenset(
@@ -52,11 +51,6 @@ _TOOL_CHOICE_FIELDS = {
     "any": frozenset({"type", "disable_parallel_tool_use"}),
     "tool": frozenset({"type", "name", "disable_parallel_tool_use"}),
     "none": frozenset({"type"}),
-}
-_MAGIC = {
-    "image/png": (b"\x89PNG\r\n\x1a\n",),
-    "image/jpeg": (b"\xff\xd8\xff",),
-    "image/gif": (b"GIF87a", b"GIF89a"),
 }
 
 
@@ -277,9 +271,13 @@ def _block(block: dict[str, Any], path: str) -> int:
         if not text.strip():
             raise Refused(f"{path}.text: {_WHITESPACE_ONLY}")
     elif kind == "image":
-        _image_source(block.get("source"), f"{path}.image.source")
+        image_source(block.get("source"), f"{path}.image.source")
+    elif kind == "document":
+        document_source(block.get("source"), f"{path}.document.source")
     elif kind == "tool_use":
         _string(block, "id", path)
+        if not _TOOL_USE_ID.match(block["id"]):
+            raise Refused(f"{path}.tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'")
         _string(block, "name", path)
         if not isinstance(block.get("input"), dict):
             raise Refused(f"{path}.input: Input should be a valid dictionary")
@@ -305,48 +303,6 @@ def _block(block: dict[str, Any], path: str) -> int:
     elif kind == "redacted_thinking":
         _string(block, "data", path)
     return found
-
-
-def _image_source(source: Any, path: str) -> None:
-    """base64 (a known media type whose bytes match it), url (http/https), or file."""
-    if not isinstance(source, dict):
-        raise Refused(f"{path}: Field required")
-    kind = source.get("type")
-    if kind == "base64":
-        media_type = source.get("media_type")
-        if media_type not in IMAGE_MEDIA_TYPES:
-            raise Refused(
-                f"{path}.base64.media_type: Input should be 'image/jpeg', 'image/png', "
-                "'image/gif' or 'image/webp'"
-            )
-        data = source.get("data")
-        try:
-            raw = base64.b64decode(data, validate=True) if isinstance(data, str) else b""
-        except (binascii.Error, ValueError):
-            raw = b""
-        if not raw:
-            raise Refused(f"{path}.base64.data: invalid base64 data")
-        if not _looks_like(raw, media_type):
-            raise Refused(f"{path}.base64.data: Image does not match the provided media type")
-    elif kind == "url":
-        url = source.get("url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise Refused(f"{path}.url.url: Input should be a valid URL")
-    elif kind == "file":
-        if not isinstance(source.get("file_id"), str):
-            raise Refused(f"{path}.file.file_id: Field required")
-    else:
-        raise Refused(
-            f"{path}: Input tag '{kind}' found using 'type' does not match any of the expected "
-            "tags: 'base64', 'url', 'file'"
-        )
-
-
-def _looks_like(raw: bytes, media_type: str) -> bool:
-    """Whether the image bytes start the way `media_type` files start."""
-    if media_type == "image/webp":
-        return raw[:4] == b"RIFF" and raw[8:12] == b"WEBP"
-    return raw.startswith(_MAGIC[media_type])
 
 
 def _cache_control(value: Any, path: str) -> None:
