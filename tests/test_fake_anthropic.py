@@ -1414,3 +1414,10 @@ async def test_a_revoked_upstream_key_is_scriptable(
         await sdk.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
     with pytest.raises(anthropic.PermissionDeniedError):
         await sdk.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+
+
+async def test_the_shared_fixture_serves(fake_anthropic: FakeAnthropic) -> None:
+    assert not fake_anthropic.base_url.endswith("/v1")
+    async with httpx.AsyncClient(base_url=fake_anthropic.base_url, headers=HEADERS) as client:
+        response = await client.get("/v1/models/claude-haiku-4-5")
+    assert response.json()["id"] == "claude-haiku-4-5-20251001"
