@@ -1421,3 +1421,14 @@ async def test_the_shared_fixture_serves(fake_anthropic: FakeAnthropic) -> None:
     async with httpx.AsyncClient(base_url=fake_anthropic.base_url, headers=HEADERS) as client:
         response = await client.get("/v1/models/claude-haiku-4-5")
     assert response.json()["id"] == "claude-haiku-4-5-20251001"
+
+
+async def test_temperature_and_top_p_together_only_on_older_models(
+    http: httpx.AsyncClient,
+) -> None:
+    unset = await create(http, temperature=0.5, top_p=None)
+    assert unset.status_code == 200
+    older = await create(http, model="claude-sonnet-4-20250514", temperature=0.5, top_p=0.9)
+    assert older.status_code == 200
+    newer = await create(http, temperature=0.5, top_p=0.9)
+    assert newer.status_code == 400

@@ -144,7 +144,8 @@ def _create(
                 f"max_tokens: {max_tokens} > {model.max_tokens}, which is the maximum allowed "
                 f"number of output tokens for {body['model']}"
             )
-        if model.exclusive_sampling and "temperature" in body and "top_p" in body:
+        both = body.get("temperature") is not None and body.get("top_p") is not None
+        if model.exclusive_sampling and both:
             raise Refused(
                 "`temperature` and `top_p` cannot both be specified for this model. "
                 "Please use only one."
