@@ -20,6 +20,9 @@ from .anthropic_wire import ErrorReply, Raw, encode, new_id
 from .text import split_evenly, word_count, word_pieces
 
 __all__ = [
+    "NOVEL_EVENT",
+    "NOVEL_FIELD",
+    "NOVEL_VALUE",
     "Answer",
     "Behaviour",
     "Block",
@@ -27,6 +30,7 @@ __all__ = [
     "CutMidStream",
     "FailMidStream",
     "RedactedThinking",
+    "StallMidStream",
     "Text",
     "Thinking",
     "ToolUse",
@@ -41,6 +45,9 @@ __all__ = [
     "web_search_answer",
 ]
 
+NOVEL_FIELD = "fake_novel_field"
+NOVEL_VALUE = {"added": "later"}
+NOVEL_EVENT = "message_annotation"
 DEFAULT_THINKING = "The user wants an answer. Let me think about it step by step."
 
 
@@ -102,6 +109,9 @@ class Answer:
     sequence. Cache figures are reported on top of the counted input tokens (the fake pretends
     a cached prefix that large). `repeat_input_usage` makes `message_delta.usage` repeat the
     input and cache totals, as newer streams do (a client must overwrite, never add).
+    `novel_fields` adds a field nobody knows (NOVEL_FIELD) to the message, every block, delta
+    and event, and an event of a type nobody knows (NOVEL_EVENT) after `message_start`: what
+    the API may add at any time, and a passthrough must hand on untouched.
     """
 
     blocks: tuple[Block, ...] = (Text(),)
@@ -112,6 +122,7 @@ class Answer:
     cache_creation_5m_tokens: int = 0
     cache_creation_1h_tokens: int = 0
     repeat_input_usage: bool = True
+    novel_fields: bool = False
     delay_s: float = 0.0
     interval_s: float = 0.0
 
@@ -136,13 +147,26 @@ class FailMidStream:
 @dataclass(frozen=True, slots=True)
 class CutMidStream:
     """Stream the first `after_events` events of `answer`, then drop the connection (no
-    `message_stop`). Not streamed: promise the whole body by content-length, send half."""
+    `message_stop`); with `drop_connection` False, end the body cleanly there instead (an
+    incomplete stream the SDK does not notice). Not streamed: promise the whole body by
+    content-length, send half."""
 
     after_events: int = 5
     answer: Answer = field(default_factory=Answer)
+    drop_connection: bool = True
 
 
-Behaviour = Answer | FailMidStream | CutMidStream | ErrorReply | Raw
+@dataclass(frozen=True, slots=True)
+class StallMidStream:
+    """Stream the first `after_events` events of `answer`, send nothing for `seconds`, then the
+    rest. Not streamed: wait `seconds`, then answer."""
+
+    after_events: int = 4
+    seconds: float = 30.0
+    answer: Answer = field(default_factory=Answer)
+
+
+Behaviour = Answer | FailMidStream | CutMidStream | StallMidStream | ErrorReply | Raw
 
 
 def thinking_answer(thinking: str = DEFAULT_THINKING, text: str | None = None) -> Answer:
@@ -240,12 +264,14 @@ def build(answer: Answer, request: Request, signatures: Signatures) -> Built:
     content: list[dict[str, Any]] = []
     output = 0
     searches = 0
-    stop_reason = answer.stop_reason
+    stop_reason, stop_sequence = answer.stop_reason, answer.stop_sequence
     for block in answer.blocks:
         if isinstance(block, Text) and block.text is None:
-            text, truncated = _echo(request)
-            if truncated and stop_reason is None:
-                stop_reason = "max_tokens"
+            text, ended, matched = _echo(request)
+            if ended is not None and stop_reason is None:
+                stop_reason, stop_sequence = ended, matched
+            if not text:
+                continue  # max_tokens 0: nothing said
             block = Text(text, block.pieces, block.citations)
         if isinstance(block, Thinking) and request.omit_thinking:
             block = Thinking("", block.pieces)
@@ -265,11 +291,10 @@ def build(answer: Answer, request: Request, signatures: Signatures) -> Built:
     output = max(output, 1)
     if stop_reason is None:
         stop_reason = "tool_use" if any(b["type"] == "tool_use" for b in content) else "end_turn"
-    stop_sequence = None
-    if stop_reason == "stop_sequence":
-        stop_sequence = answer.stop_sequence or (
-            request.stop_sequences[0] if request.stop_sequences else "###"
-        )
+    if stop_reason != "stop_sequence":
+        stop_sequence = None
+    elif stop_sequence is None:
+        stop_sequence = request.stop_sequences[0] if request.stop_sequences else "###"
     usage = _usage(answer, request.input_tokens, output, searches)
     start_usage = {**usage, "output_tokens": 1}
     start_usage.pop("server_tool_use", None)
@@ -290,15 +315,39 @@ def build(answer: Answer, request: Request, signatures: Signatures) -> Built:
     events.append({"type": "message_delta", "delta": delta, "usage": _delta_usage(answer, usage)})
     events.append({"type": "message_stop"})
     message = {**skeleton, "content": content, **delta, "usage": usage}
+    if answer.novel_fields:
+        _add_novel_fields(message, events)
     return Built(message, events)
 
 
-def _echo(request: Request) -> tuple[str, bool]:
-    """The echo text, cut to `max_tokens` words (True when it was cut)."""
-    pieces = word_pieces("echo: " + request.echo)
+def _add_novel_fields(message: dict[str, Any], events: list[dict[str, Any]]) -> None:
+    """Put NOVEL_FIELD on the message, its blocks, every event and delta, and a NOVEL_EVENT
+    after message_start."""
+    for obj in [message, *message["content"]]:
+        obj[NOVEL_FIELD] = NOVEL_VALUE
+    for event in events:
+        event[NOVEL_FIELD] = NOVEL_VALUE
+        for key in ("message", "content_block", "delta"):
+            if isinstance(event.get(key), dict):
+                event[key] = {**event[key], NOVEL_FIELD: NOVEL_VALUE}
+    events.insert(1, {"type": NOVEL_EVENT, "note": "a new event type"})
+
+
+def _echo(request: Request) -> tuple[str, str | None, str | None]:
+    """The echo text as the model would end it: before the first of the request's stop
+    sequences it contains, and within `max_tokens` words; with the stop reason that ended it
+    early (None when it ran its course) and the matched stop sequence."""
+    text = "echo: " + request.echo
+    found = [(text.find(s), s) for s in request.stop_sequences if s in text]
+    if found:
+        at, sequence = min(found)
+        text = text[:at]
+    pieces = word_pieces(text)
     if len(pieces) > request.max_tokens:
-        return "".join(pieces[: request.max_tokens]), True
-    return "".join(pieces), False
+        return "".join(pieces[: request.max_tokens]), "max_tokens", None
+    if found:
+        return text, "stop_sequence", sequence
+    return text, None, None
 
 
 def _block_parts(

@@ -1,20 +1,32 @@
-"""The content blocks the fake Anthropic accepts, and the thinking signatures it issued."""
+"""The vocabulary the fake Anthropic's checks share: content blocks by role and their fields, the
+thinking signatures it issued, and the refusal every check raises."""
 
 from __future__ import annotations
 
 import base64
 import secrets
+from typing import Any
 
 __all__ = [
     "ASSISTANT_BLOCKS",
     "BLOCK_FIELDS",
     "IMAGE_MEDIA_TYPES",
+    "NEW_VERSION",
     "SERVER_RESULT_BLOCKS",
+    "THINKING_DOCS",
     "TOOL_RESULT_CONTENT",
     "USER_BLOCKS",
+    "Refused",
     "Signatures",
+    "no_extra",
+    "thinking_enabled",
 ]
 
+NEW_VERSION = "2026-10-21"  # no temperature/top_p/top_k; stricter content rules
+THINKING_DOCS = (
+    "Please consult our documentation at "
+    "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+)
 IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 SERVER_RESULT_BLOCKS = frozenset(
     {
@@ -87,3 +99,20 @@ class Signatures:
     def issued_redacted(self, data: str) -> bool:
         """Whether this redacted-thinking blob was issued here."""
         return data in self._redacted
+
+
+class Refused(Exception):
+    """A request the API refuses; the message is the 400's."""
+
+
+def thinking_enabled(body: dict[str, Any]) -> bool:
+    """Whether the request turns extended thinking on (enabled or adaptive)."""
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+
+
+def no_extra(obj: dict[str, Any], allowed: frozenset[str], path: str) -> None:
+    """Refuse the first field not in `allowed`."""
+    for name in obj:
+        if name not in allowed:
+            raise Refused(f"{path}.{name}: Extra inputs are not permitted")

@@ -10,20 +10,18 @@ edited or dropped between tool turns.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from .anthropic_blocks import (
-    ASSISTANT_BLOCKS,
-    BLOCK_FIELDS,
-    IMAGE_MEDIA_TYPES,
-    TOOL_RESULT_CONTENT,
-    USER_BLOCKS,
+    NEW_VERSION,
+    THINKING_DOCS,
+    Refused,
     Signatures,
+    no_extra,
+    thinking_enabled,
 )
+from .anthropic_content import check_conversation
 
 __all__ = [
     "API_VERSIONS",
@@ -35,9 +33,7 @@ __all__ = [
 ]
 
 API_VERSIONS = ("2023-06-01", "2026-10-21")
-NEW_VERSION = "2026-10-21"  # no temperature/top_p/top_k; stricter content rules
 INTERLEAVED_BETA = "interleaved-thinking-2025-05-14"
-MAX_CACHE_BREAKPOINTS = 4
 SAMPLING_FIELDS = ("temperature", "top_p", "top_k")
 CREATE_FIELDS = frozenset(
     {
@@ -78,38 +74,10 @@ COUNT_FIELDS = frozenset(
         "speed",
     }
 )
-_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
-_DATED_TOOL_TYPE = re.compile(r"^[a-z_]+_\d{8}$")
-_CUSTOM_TOOL_FIELDS = frozenset(
-    {
-        "type",
-        "name",
-        "description",
-        "input_schema",
-        "cache_control",
-        "strict",
-        "input_examples",
-        "defer_loading",
-        "allowed_callers",
-        "eager_input_streaming",
-    }
-)
-_TOOL_CHOICE_FIELDS = {
-    "auto": frozenset({"type", "disable_parallel_tool_use"}),
-    "any": frozenset({"type", "disable_parallel_tool_use"}),
-    "tool": frozenset({"type", "name", "disable_parallel_tool_use"}),
-    "none": frozenset({"type"}),
-}
 _THINKING_FIELDS = {
     "enabled": frozenset({"type", "budget_tokens", "display"}),
     "adaptive": frozenset({"type", "display"}),
     "disabled": frozenset({"type"}),
-}
-_DOCS = "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
-_MAGIC = {
-    "image/png": (b"\x89PNG\r\n\x1a\n",),
-    "image/jpeg": (b"\xff\xd8\xff",),
-    "image/gif": (b"GIF87a", b"GIF89a"),
 }
 
 
@@ -119,16 +87,6 @@ class ModelLimits:
 
     max_tokens: int
     exclusive_sampling: bool  # Claude 4.5+: temperature and top_p not both
-
-
-class Refused(Exception):
-    """A request the API refuses; the message is the 400's."""
-
-
-def thinking_enabled(body: dict[str, Any]) -> bool:
-    """Whether the request turns extended thinking on (enabled or adaptive)."""
-    thinking = body.get("thinking")
-    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
 
 
 def check_create(
@@ -152,7 +110,7 @@ def check_count(body: Any, *, version: str) -> str | None:
     """The 400 message for a POST /v1/messages/count_tokens body, or None if it is valid."""
     try:
         _top_level(body, ("model", "messages"), COUNT_FIELDS, version)
-        _conversation(body, version, None, count_only=True)
+        check_conversation(body, version, None, count_only=True)
         _thinking(body, None, frozenset())
     except Refused as refused:
         return str(refused)
@@ -178,7 +136,7 @@ def _create(
     _sampling(body)
     _stop_sequences(body.get("stop_sequences"))
     _metadata(body.get("metadata"))
-    _conversation(body, version, signatures, count_only=False)
+    check_conversation(body, version, signatures, count_only=False)
     _thinking(body, max_tokens, betas)
     if model is not None:
         if max_tokens > model.max_tokens:
@@ -186,7 +144,8 @@ def _create(
                 f"max_tokens: {max_tokens} > {model.max_tokens}, which is the maximum allowed "
                 f"number of output tokens for {body['model']}"
             )
-        if model.exclusive_sampling and "temperature" in body and "top_p" in body:
+        both = body.get("temperature") is not None and body.get("top_p") is not None
+        if model.exclusive_sampling and both:
             raise Refused(
                 "`temperature` and `top_p` cannot both be specified for this model. "
                 "Please use only one."
@@ -264,7 +223,7 @@ def _thinking(body: dict[str, Any], max_tokens: int | None, betas: frozenset[str
             f"thinking: Input tag '{kind}' found using 'type' does not match any of the expected "
             "tags: 'enabled', 'disabled', 'adaptive'"
         )
-    _no_extra(thinking, _THINKING_FIELDS[kind], f"thinking.{kind}")
+    no_extra(thinking, _THINKING_FIELDS[kind], f"thinking.{kind}")
     if kind == "enabled":
         budget = thinking.get("budget_tokens")
         if budget is None:
@@ -277,405 +236,24 @@ def _thinking(body: dict[str, Any], max_tokens: int | None, betas: frozenset[str
             )
         if max_tokens is not None and budget >= max_tokens and INTERLEAVED_BETA not in betas:
             raise Refused(
-                f"`max_tokens` must be greater than `thinking.budget_tokens`. {_DOCS}"
+                f"`max_tokens` must be greater than `thinking.budget_tokens`. {THINKING_DOCS}"
                 "#max-tokens-and-context-window-size"
             )
     if kind == "disabled":
         return
     temperature = body.get("temperature")
     if temperature is not None and temperature != 1:
-        raise Refused(f"`temperature` may only be set to 1 when thinking is enabled. {_DOCS}")
+        raise Refused(
+            f"`temperature` may only be set to 1 when thinking is enabled. {THINKING_DOCS}"
+        )
     if body.get("top_k") is not None:
-        raise Refused(f"`top_k` is not supported when thinking is enabled. {_DOCS}")
+        raise Refused(f"`top_k` is not supported when thinking is enabled. {THINKING_DOCS}")
     top_p = body.get("top_p")
     if top_p is not None and not 0.95 <= top_p <= 1:
         raise Refused(
             "`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled. "
-            + _DOCS
+            + THINKING_DOCS
         )
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
         raise Refused("Thinking may not be enabled when tool_choice forces tool use.")
-
-
-# ---------------------------------------------------------------------------------------------
-# system, tools, messages
-# ---------------------------------------------------------------------------------------------
-
-
-def _conversation(
-    body: dict[str, Any], version: str, signatures: Signatures | None, *, count_only: bool
-) -> None:
-    """system, tools, tool_choice and messages, then the rules across turns."""
-    breakpoints = 1 if body.get("cache_control") is not None else 0
-    if body.get("cache_control") is not None:
-        _cache_control(body["cache_control"], "cache_control")
-    breakpoints += _system(body.get("system"))
-    names, tool_breakpoints = _tools(body.get("tools"))
-    breakpoints += tool_breakpoints
-    _tool_choice(body.get("tool_choice"), names)
-    messages = body["messages"]
-    if not isinstance(messages, list):
-        raise Refused("messages: Input should be a valid list")
-    if not messages:
-        raise Refused("messages: at least one message is required")
-    turns: list[_Turn] = []
-    for i, message in enumerate(messages):
-        last = i == len(messages) - 1
-        blocks, found = _message(message, i, version, signatures, last=last)
-        breakpoints += found
-        if turns and turns[-1].role == message["role"]:
-            turns[-1].blocks.extend(blocks)
-        else:
-            turns.append(_Turn(message["role"], i, blocks))
-    if breakpoints > MAX_CACHE_BREAKPOINTS:
-        raise Refused(
-            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
-            f"Found {breakpoints}."
-        )
-    _pairing(turns)
-    if not count_only and thinking_enabled(body):
-        _thinking_first(turns)
-
-
-@dataclass(slots=True)
-class _Turn:
-    """Consecutive messages of one role, combined as the API combines them."""
-
-    role: str
-    index: int  # of its first message
-    blocks: list[tuple[str, dict[str, Any]]]  # (path, block)
-
-
-def _system(system: Any) -> int:
-    """A string or text blocks; returns its cache breakpoints."""
-    if system is None or isinstance(system, str):
-        return 0
-    if not isinstance(system, list):
-        raise Refused("system: Input should be a valid string or a list of text blocks")
-    found = 0
-    for i, block in enumerate(system):
-        path = f"system.{i}"
-        if not isinstance(block, dict) or block.get("type") != "text":
-            kind = block.get("type") if isinstance(block, dict) else None
-            raise Refused(f"{path}.type: Input should be 'text' (found {kind!r})")
-        found += _block(block, path)
-    return found
-
-
-def _tools(tools: Any) -> tuple[set[str], int]:
-    """Client tools (name, input_schema) and dated Anthropic tools; returns the names and the
-    cache breakpoints."""
-    if tools is None:
-        return set(), 0
-    if not isinstance(tools, list):
-        raise Refused("tools: Input should be a valid list")
-    names: set[str] = set()
-    found = 0
-    for i, tool in enumerate(tools):
-        path = f"tools.{i}"
-        if not isinstance(tool, dict):
-            raise Refused(f"{path}: Input should be a valid dictionary or object")
-        kind = tool.get("type", "custom")
-        if kind == "custom":
-            _no_extra(tool, _CUSTOM_TOOL_FIELDS, f"{path}.custom")
-            name = tool.get("name")
-            if name is None:
-                raise Refused(f"{path}.custom.name: Field required")
-            if not isinstance(name, str) or not _TOOL_NAME.match(name):
-                raise Refused(
-                    f"{path}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'"
-                )
-            schema = tool.get("input_schema")
-            if schema is None:
-                raise Refused(f"{path}.custom.input_schema: Field required")
-            if not isinstance(schema, dict):
-                raise Refused(f"{path}.custom.input_schema: Input should be a valid dictionary")
-            if schema.get("type") != "object":
-                raise Refused(f"{path}.custom.input_schema.type: Input should be 'object'")
-        elif isinstance(kind, str) and _DATED_TOOL_TYPE.match(kind):
-            name = tool.get("name")
-            if not isinstance(name, str):
-                raise Refused(f"{path}.{kind}.name: Field required")
-        else:
-            raise Refused(
-                f"{path}: Input tag '{kind}' found using 'type' does not match any of the "
-                "expected tags: 'custom', 'bash_20250124', 'text_editor_20250728', "
-                "'web_search_20250305', 'web_fetch_20250910', 'code_execution_20250825', …"
-            )
-        if name in names:
-            raise Refused("tools: Tool names must be unique.")
-        names.add(name)
-        if tool.get("cache_control") is not None:
-            _cache_control(tool["cache_control"], f"{path}.cache_control")
-            found += 1
-    return names, found
-
-
-def _tool_choice(choice: Any, names: set[str]) -> None:
-    """`{"type": auto|any|tool|none, …}`, never a bare string."""
-    if choice is None:
-        return
-    if not isinstance(choice, dict):
-        raise Refused(
-            "tool_choice: Input should be a valid dictionary or object to extract fields from"
-        )
-    kind = choice.get("type")
-    if kind not in _TOOL_CHOICE_FIELDS:
-        raise Refused(
-            f"tool_choice: Input tag '{kind}' found using 'type' does not match any of the "
-            "expected tags: 'auto', 'any', 'tool', 'none'"
-        )
-    _no_extra(choice, _TOOL_CHOICE_FIELDS[kind], f"tool_choice.{kind}")
-    if kind == "tool":
-        name = choice.get("name")
-        if not isinstance(name, str):
-            raise Refused("tool_choice.tool.name: Field required")
-        if name not in names:
-            raise Refused(f"tool_choice.tool.name: Tool '{name}' not found in provided tools")
-
-
-def _message(
-    message: Any, i: int, version: str, signatures: Signatures | None, *, last: bool
-) -> tuple[list[tuple[str, dict[str, Any]]], int]:
-    """One message's role and blocks; returns its blocks (with paths) and cache breakpoints."""
-    path = f"messages.{i}"
-    if not isinstance(message, dict):
-        raise Refused(f"{path}: Input should be a valid dictionary or object")
-    _no_extra(message, frozenset({"role", "content"}), path)
-    role = message.get("role")
-    if role is None:
-        raise Refused(f"{path}.role: Field required")
-    if role == "system":
-        raise Refused(
-            f'{path}.role: Unexpected role "system". The Messages API accepts a top-level '
-            '`system` parameter, not "system" as an input message role.'
-        )
-    if role not in ("user", "assistant"):
-        raise Refused(f"{path}.role: Input should be 'user' or 'assistant'")
-    if "content" not in message:
-        raise Refused(f"{path}.content: Field required")
-    content = message["content"]
-    empty = content == "" or content == []
-    if empty and not (last and role == "assistant"):
-        raise Refused(
-            f"{path}: all messages must have non-empty content except for the optional final "
-            "assistant message"
-        )
-    if isinstance(content, str):
-        return [(f"{path}.content", {"type": "text", "text": content})], 0
-    if not isinstance(content, list):
-        raise Refused(f"{path}.content: Input should be a valid string or a list of blocks")
-    allowed = USER_BLOCKS if role == "user" else ASSISTANT_BLOCKS
-    blocks: list[tuple[str, dict[str, Any]]] = []
-    found = 0
-    for j, block in enumerate(content):
-        block_path = f"{path}.content.{j}"
-        if not isinstance(block, dict):
-            raise Refused(f"{block_path}: Input should be a valid dictionary or object")
-        kind = block.get("type")
-        if kind not in BLOCK_FIELDS:
-            expected = ", ".join(f"'{name}'" for name in sorted(allowed))
-            raise Refused(
-                f"{block_path}.type: Input tag '{kind}' found using 'type' does not match any of "
-                f"the expected tags: {expected}"
-            )
-        if kind not in allowed:
-            raise Refused(f"{block_path}: `{kind}` blocks are not allowed in {role} messages")
-        if version == NEW_VERSION and role == "assistant" and kind == "document":
-            raise Refused(f"{block_path}: `document` blocks are not allowed in assistant messages")
-        if version == NEW_VERSION and role == "user" and kind == "text" and block.get("citations"):
-            raise Refused(f"{block_path}.citations: citations are not allowed in user messages")
-        found += _block(block, block_path)
-        if signatures is not None:
-            _returned_thinking(block, block_path, signatures)
-        blocks.append((block_path, block))
-    return blocks, found
-
-
-def _block(block: dict[str, Any], path: str) -> int:
-    """One content block's own fields; returns its cache breakpoints (nested ones included)."""
-    kind = block["type"]
-    fields = BLOCK_FIELDS[kind]
-    if fields is not None:
-        _no_extra(block, fields, f"{path}.{kind}")
-    found = 0
-    if block.get("cache_control") is not None:
-        _cache_control(block["cache_control"], f"{path}.cache_control")
-        found += 1
-    if kind == "text":
-        text = block.get("text")
-        if not isinstance(text, str):
-            raise Refused(f"{path}.text: Field required")
-        if not text:
-            raise Refused(f"{path}.text: text content blocks must be non-empty")
-    elif kind == "image":
-        _image_source(block.get("source"), f"{path}.image.source")
-    elif kind == "tool_use":
-        _string(block, "id", path)
-        _string(block, "name", path)
-        if not isinstance(block.get("input"), dict):
-            raise Refused(f"{path}.input: Input should be a valid dictionary")
-    elif kind == "tool_result":
-        _string(block, "tool_use_id", path)
-        content = block.get("content")
-        if isinstance(content, list):
-            for k, inner in enumerate(content):
-                inner_path = f"{path}.content.{k}"
-                inner_kind = inner.get("type") if isinstance(inner, dict) else None
-                if inner_kind not in TOOL_RESULT_CONTENT:
-                    raise Refused(
-                        f"{inner_path}.type: Input tag '{inner_kind}' found using 'type' does not "
-                        "match any of the expected tags: 'text', 'image', 'document', "
-                        "'search_result'"
-                    )
-                found += _block(inner, inner_path)
-        elif content is not None and not isinstance(content, str):
-            raise Refused(f"{path}.content: Input should be a valid string or list")
-    elif kind == "thinking":
-        _string(block, "thinking", path)
-        _string(block, "signature", path)
-    elif kind == "redacted_thinking":
-        _string(block, "data", path)
-    return found
-
-
-def _image_source(source: Any, path: str) -> None:
-    """base64 (a known media type whose bytes match it), url (http/https), or file."""
-    if not isinstance(source, dict):
-        raise Refused(f"{path}: Field required")
-    kind = source.get("type")
-    if kind == "base64":
-        media_type = source.get("media_type")
-        if media_type not in IMAGE_MEDIA_TYPES:
-            raise Refused(
-                f"{path}.base64.media_type: Input should be 'image/jpeg', 'image/png', "
-                "'image/gif' or 'image/webp'"
-            )
-        data = source.get("data")
-        try:
-            raw = base64.b64decode(data, validate=True) if isinstance(data, str) else b""
-        except (binascii.Error, ValueError):
-            raw = b""
-        if not raw:
-            raise Refused(f"{path}.base64.data: invalid base64 data")
-        if not _looks_like(raw, media_type):
-            raise Refused(f"{path}.base64.data: Image does not match the provided media type")
-    elif kind == "url":
-        url = source.get("url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise Refused(f"{path}.url.url: Input should be a valid URL")
-    elif kind == "file":
-        if not isinstance(source.get("file_id"), str):
-            raise Refused(f"{path}.file.file_id: Field required")
-    else:
-        raise Refused(
-            f"{path}: Input tag '{kind}' found using 'type' does not match any of the expected "
-            "tags: 'base64', 'url', 'file'"
-        )
-
-
-def _looks_like(raw: bytes, media_type: str) -> bool:
-    """Whether the image bytes start the way `media_type` files start."""
-    if media_type == "image/webp":
-        return raw[:4] == b"RIFF" and raw[8:12] == b"WEBP"
-    return raw.startswith(_MAGIC[media_type])
-
-
-def _cache_control(value: Any, path: str) -> None:
-    """`{"type": "ephemeral", "ttl"?: "5m" | "1h"}`."""
-    if not isinstance(value, dict) or value.get("type") != "ephemeral":
-        raise Refused(f"{path}.type: Input should be 'ephemeral'")
-    _no_extra(value, frozenset({"type", "ttl"}), path)
-    if value.get("ttl") not in (None, "5m", "1h"):
-        raise Refused(f"{path}.ttl: Input should be '5m' or '1h'")
-
-
-def _returned_thinking(block: dict[str, Any], path: str, signatures: Signatures) -> None:
-    """Thinking passed back must be exactly what the fake issued (signature and text)."""
-    if block["type"] == "thinking" and not signatures.verify(block["thinking"], block["signature"]):
-        raise Refused(f"{path}: Invalid signature in thinking block")
-    if block["type"] == "redacted_thinking" and not signatures.issued_redacted(block["data"]):
-        raise Refused(f"{path}: Invalid data in redacted_thinking block")
-
-
-def _pairing(turns: list[_Turn]) -> None:
-    """Every tool_use answered by a tool_result in the next turn, every tool_result answering one
-    of the previous turn, tool_result blocks first in their turn."""
-    for k, turn in enumerate(turns):
-        if turn.role == "assistant":
-            ids = [block["id"] for _, block in turn.blocks if block["type"] == "tool_use"]
-            if not ids or k == len(turns) - 1:
-                continue
-            answered = {
-                block["tool_use_id"] for _, block in turns[k + 1].blocks if _is_result(block)
-            }
-            missing = [i for i in ids if i not in answered]
-            if missing:
-                raise Refused(
-                    f"messages.{turn.index}: `tool_use` ids were found without `tool_result` "
-                    f"blocks immediately after: {', '.join(missing)}. Each `tool_use` block must "
-                    "have a corresponding `tool_result` block in the next message."
-                )
-            continue
-        previous = turns[k - 1] if k else None
-        offered = (
-            {block["id"] for _, block in previous.blocks if block["type"] == "tool_use"}
-            if previous is not None
-            else set()
-        )
-        other_seen = False
-        for path, block in turn.blocks:
-            if not _is_result(block):
-                other_seen = True
-                continue
-            if other_seen:
-                raise Refused(
-                    f"{path}: `tool_result` blocks must come first in the user message, before "
-                    "any other content"
-                )
-            if block["tool_use_id"] not in offered:
-                raise Refused(
-                    f"{path}: unexpected `tool_use_id` found in `tool_result` blocks: "
-                    f"{block['tool_use_id']}. Each `tool_result` block must have a corresponding "
-                    "`tool_use` block in the previous message."
-                )
-
-
-def _thinking_first(turns: list[_Turn]) -> None:
-    """With thinking on, the assistant turn whose tool_use the last user turn answers starts with
-    its thinking (or redacted thinking) block."""
-    if len(turns) < 2 or turns[-1].role != "user":
-        return
-    if not any(_is_result(block) for _, block in turns[-1].blocks):
-        return
-    assistant = turns[-2]
-    if not any(block["type"] == "tool_use" for _, block in assistant.blocks):
-        return
-    path, first = assistant.blocks[0]
-    if first["type"] not in ("thinking", "redacted_thinking"):
-        raise Refused(
-            f"{path}.type: Expected thinking or redacted_thinking, but found {first['type']}. "
-            "When thinking is enabled, a final assistant message must start with a thinking "
-            "block (preceding the lastmost set of tool_use and tool_result blocks). We "
-            "recommend you include thinking blocks from previous turns. To avoid this "
-            "requirement, disable thinking. " + _DOCS
-        )
-
-
-def _is_result(block: dict[str, Any]) -> bool:
-    """A client tool_result block."""
-    return bool(block["type"] == "tool_result")
-
-
-def _string(block: dict[str, Any], name: str, path: str) -> None:
-    """A required string field of a block."""
-    if not isinstance(block.get(name), str):
-        raise Refused(f"{path}.{block['type']}.{name}: Field required")
-
-
-def _no_extra(obj: dict[str, Any], allowed: frozenset[str], path: str) -> None:
-    """Refuse the first field not in `allowed`."""
-    for name in obj:
-        if name not in allowed:
-            raise Refused(f"{path}.{name}: Extra inputs are not permitted")

@@ -3,26 +3,40 @@
 Serves `POST /v1/messages` (JSON and SSE, `?beta=true` too), `POST /v1/messages/count_tokens`,
 `GET /v1/models` (paged) and `GET /v1/models/{id}`, after Anthropic's header checks: the key in
 `x-api-key` or `Authorization: Bearer` (x-api-key wins when both come), `anthropic-version`
-required (`2023-06-01` or `2026-10-21`), `anthropic-beta` names in `refused_betas` refused.
-Bodies are validated as the API validates them (`anthropic_checks.py`); answers are scripted
-with `enqueue(...)` (`anthropic_answers.py`), the default an echo of the last user text.
-Every request is recorded in `received` (raw bytes and decoded body) and every answer in `sent`
-(the bytes on the wire), so tests can assert what a gateway sent and passed on, byte for byte.
-Token counts follow `anthropic_tokens.py`.
+required (`2023-06-01` or `2026-10-21`), `anthropic-beta` names in `refused_betas` refused,
+bodies over `max_body_bytes` refused (413). `base_url` is "http://127.0.0.1:PORT" (no `/v1`,
+as the SDK and the provider expect).
 
-`base_url` is "http://127.0.0.1:PORT" (no `/v1`, as the SDK and the provider expect).
+A create is validated as the API validates it (`anthropic_checks.py`, `anthropic_content.py`:
+a 400 naming the field path), the model looked up (404 `model: <name>`), and only then the next
+queued behaviour taken (`anthropic_answers.py`), so a refused request does not use one up:
+
+    fake.enqueue(tool_use(ToolUse("get_weather", {"city": "Paris"})))   # then the default
+    fake.enqueue(thinking_answer("Let me see."), rate_limited("7"), overloaded())
+    fake.enqueue(FailMidStream(after_deltas=2), CutMidStream(after_events=5))
+    fake.enqueue(Answer(cache_read_input_tokens=1800), web_search_answer(), refusal())
+    fake.enqueue_count(2095)                       # count_tokens answers
+
+Unscripted, it answers as Claude would: "echo: " + the last user text (or the tool result it
+carries), ended at the request's first stop sequence found in it or cut at `max_tokens` words;
+a thinking block first when thinking is on; the forced tool called when `tool_choice` is
+any/tool. Thinking signatures and redacted-thinking data it issued are required back unchanged
+(`fake.sign(text)` issues one for a hand-built history).
+
+Every request is recorded in `received` (method, path, query, headers, raw bytes, decoded body)
+and every answer in `sent` (status, headers, the body bytes in write order), so tests can assert
+what a gateway sent upstream and passed on, byte for byte. Token counts follow
+`anthropic_tokens.py`.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
-from urllib.parse import parse_qs
 
 import trio
 
@@ -32,10 +46,21 @@ from .anthropic_answers import (
     Built,
     CutMidStream,
     FailMidStream,
+    RedactedThinking,
     Request,
+    StallMidStream,
     Text,
     Thinking,
+    ToolUse,
+    WebSearch,
     build,
+    garbage,
+    max_tokens_stop,
+    refusal,
+    stop_sequence_stop,
+    thinking_answer,
+    tool_use,
+    web_search_answer,
 )
 from .anthropic_blocks import Signatures
 from .anthropic_checks import (
@@ -46,17 +71,25 @@ from .anthropic_checks import (
     check_create,
     thinking_enabled,
 )
+from .anthropic_models import MODELS, ModelInfo, models_page
 from .anthropic_tokens import input_tokens
 from .anthropic_wire import (
     ErrorReply,
     Raw,
+    api_error,
     bad_request,
     common_headers,
     encode,
+    event_stream,
     frame_event,
     invalid_key,
+    json_answer,
     json_headers,
     not_found,
+    overloaded,
+    parse_event_stream,
+    permission_denied,
+    rate_limited,
     request_id,
     send_error,
     stream_headers,
@@ -64,59 +97,48 @@ from .anthropic_wire import (
 from .asgi_server import Message, Receive, Received, ResponseWriter, Scope, ScriptedUpstream, Send
 from .openai_upstream import Sent
 
-__all__ = ["DEFAULT_API_KEY", "MODELS", "FakeAnthropic", "ModelInfo", "Sent"]
+# The behaviours and error replies tests queue are re-exported here, so one import serves.
+__all__ = [
+    "DEFAULT_API_KEY",
+    "MAX_BODY_BYTES",
+    "MODELS",
+    "Answer",
+    "CutMidStream",
+    "ErrorReply",
+    "FailMidStream",
+    "FakeAnthropic",
+    "ModelInfo",
+    "Raw",
+    "RedactedThinking",
+    "Sent",
+    "StallMidStream",
+    "Text",
+    "Thinking",
+    "ToolUse",
+    "WebSearch",
+    "api_error",
+    "bad_request",
+    "event_stream",
+    "garbage",
+    "invalid_key",
+    "json_answer",
+    "max_tokens_stop",
+    "not_found",
+    "overloaded",
+    "parse_event_stream",
+    "permission_denied",
+    "rate_limited",
+    "refusal",
+    "stop_sequence_stop",
+    "thinking_answer",
+    "tool_use",
+    "web_search_answer",
+]
 
 DEFAULT_API_KEY = "sk-ant-api03-upstream-test-key"
 
 
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    """One model the fake serves (its alias is the id without the date suffix)."""
-
-    id: str
-    display_name: str
-    created_at: str  # RFC 3339
-    max_tokens: int = 64000
-    max_input_tokens: int = 200000
-    exclusive_sampling: bool = True  # Claude 4.5+: temperature and top_p not both
-
-    @property
-    def alias(self) -> str:
-        """The undated alias, e.g. `claude-sonnet-4-5` for `claude-sonnet-4-5-20250929`."""
-        return re.sub(r"-\d{8}$", "", self.id)
-
-    def as_json(self) -> dict[str, Any]:
-        """The model object of GET /v1/models."""
-        return {
-            "type": "model",
-            "id": self.id,
-            "display_name": self.display_name,
-            "created_at": self.created_at,
-            "max_input_tokens": self.max_input_tokens,
-            "max_tokens": self.max_tokens,
-            "lifecycle": "active",
-        }
-
-
-MODELS: tuple[ModelInfo, ...] = (
-    ModelInfo("claude-opus-4-5-20251101", "Claude Opus 4.5", "2025-11-24T00:00:00Z"),
-    ModelInfo("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "2025-10-15T00:00:00Z"),
-    ModelInfo("claude-sonnet-4-5-20250929", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
-    ModelInfo("claude-opus-4-1-20250805", "Claude Opus 4.1", "2025-08-05T00:00:00Z", 32000),
-    ModelInfo(
-        "claude-sonnet-4-20250514",
-        "Claude Sonnet 4",
-        "2025-05-22T00:00:00Z",
-        exclusive_sampling=False,
-    ),
-    ModelInfo(
-        "claude-3-5-haiku-20241022",
-        "Claude Haiku 3.5",
-        "2024-10-22T00:00:00Z",
-        8192,
-        exclusive_sampling=False,
-    ),
-)
+MAX_BODY_BYTES = 32 * 1024 * 1024  # the Messages API's request size limit
 _NO_KEY = "x-api-key header is required"
 _NO_VERSION = "anthropic-version: header is required"
 
@@ -140,12 +162,14 @@ class FakeAnthropic(ScriptedUpstream[Behaviour]):
         api_key: str = DEFAULT_API_KEY,
         models: Iterable[ModelInfo] = MODELS,
         refused_betas: Iterable[str] = (),
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         super().__init__()
         self.api_key = api_key
         # Newest first, as the API lists them.
         self.models = sorted(models, key=lambda m: m.created_at, reverse=True)
         self.refused_betas = frozenset(refused_betas)
+        self.max_body_bytes = max_body_bytes
         self.signatures = Signatures()  # thinking signatures issued, required back unchanged
         self.sent: list[Sent] = []  # every answer as it left (status, headers, body bytes)
         self._counts: deque[int | ErrorReply] = deque()
@@ -191,6 +215,12 @@ class FakeAnthropic(ScriptedUpstream[Behaviour]):
         if refusal is not None:
             await send_error(reply, refusal)
             return
+        if len(request.raw) > self.max_body_bytes:
+            message = (
+                f"Request exceeds the maximum allowed number of bytes ({self.max_body_bytes})."
+            )
+            await send_error(reply, ErrorReply(413, message, "request_too_large"))
+            return
         method, path = request.method, request.path
         version = request.headers["anthropic-version"]
         if method == "POST" and path == "/v1/messages":
@@ -198,7 +228,11 @@ class FakeAnthropic(ScriptedUpstream[Behaviour]):
         elif method == "POST" and path == "/v1/messages/count_tokens":
             await self._count(request, version, reply)
         elif method == "GET" and path == "/v1/models":
-            await self._list_models(request.query, reply)
+            page = models_page(self.models, request.query)
+            if isinstance(page, str):
+                await send_error(reply, bad_request(page))
+            else:
+                await reply.full(200, json_headers(request_id()), encode(page))
         elif method == "GET" and path.startswith("/v1/models/"):
             model = self.find_model(path.removeprefix("/v1/models/"))
             if model is None:
@@ -293,10 +327,14 @@ class FakeAnthropic(ScriptedUpstream[Behaviour]):
                 await self._stream(reply, call, events, answer.interval_s)
             case CutMidStream(after_events=n, answer=answer):
                 built = build(answer, call.request, self.signatures)
+                events = built.events[: min(n, len(built.events) - 1)]
+                if call.stream and not behaviour.drop_connection:
+                    await self._stream(reply, call, events, answer.interval_s)
+                    return False
                 reply.finished = True  # the server, not the client, ends this one
                 if call.stream:
                     await reply.start(200, stream_headers(call.req_id))
-                    for event in built.events[: min(n, len(built.events) - 1)]:
+                    for event in events:
                         await reply.write(frame_event(event))
                 else:
                     data = encode(built.message)
@@ -304,6 +342,18 @@ class FakeAnthropic(ScriptedUpstream[Behaviour]):
                     await reply.start(200, headers)
                     await reply.write(data[: len(data) // 2])
                 return True
+            case StallMidStream(after_events=n, seconds=seconds, answer=answer):
+                built = build(answer, call.request, self.signatures)
+                if not call.stream:
+                    await trio.sleep(seconds)
+                    await _send_message(reply, call, built)
+                    return False
+                await reply.start(200, stream_headers(call.req_id))
+                for i, event in enumerate(built.events[:-1]):
+                    if i == n:
+                        await trio.sleep(seconds)
+                    await reply.write(frame_event(event))
+                await reply.end(frame_event(built.events[-1]))
             case Answer():
                 await trio.sleep(behaviour.delay_s)
                 built = build(behaviour, call.request, self.signatures)
@@ -345,45 +395,6 @@ class FakeAnthropic(ScriptedUpstream[Behaviour]):
         count = input_tokens(body) if scripted is None else scripted
         await reply.full(200, json_headers(request_id()), encode({"input_tokens": count}))
 
-    async def _list_models(self, query: str, reply: ResponseWriter) -> None:
-        """GET /v1/models: one page, newest first, with Anthropic's cursors."""
-        params = {name: values[-1] for name, values in parse_qs(query).items()}
-        try:
-            limit = int(params.get("limit", "20"))
-        except ValueError:
-            await send_error(reply, bad_request("limit: Input should be a valid integer"))
-            return
-        if not 1 <= limit <= 1000:
-            message = "limit: Input should be greater than or equal to 1 and at most 1000"
-            await send_error(reply, bad_request(message))
-            return
-        ids = [m.id for m in self.models]
-        after, before = params.get("after_id"), params.get("before_id")
-        if after is not None and before is not None:
-            await send_error(reply, bad_request("Cannot specify both after_id and before_id"))
-            return
-        cursor = after if after is not None else before
-        if cursor is not None and cursor not in ids:
-            name = "after_id" if after is not None else "before_id"
-            await send_error(reply, bad_request(f"{name}: unknown model id {cursor!r}"))
-            return
-        if after is not None:
-            start = ids.index(after) + 1
-            page, has_more = self.models[start : start + limit], start + limit < len(ids)
-        elif before is not None:
-            end = ids.index(before)
-            start = max(0, end - limit)
-            page, has_more = self.models[start:end], start > 0
-        else:
-            page, has_more = self.models[:limit], limit < len(ids)
-        answer = {
-            "data": [m.as_json() for m in page],
-            "has_more": has_more,
-            "first_id": page[0].id if page else None,
-            "last_id": page[-1].id if page else None,
-        }
-        await reply.full(200, json_headers(request_id()), encode(answer))
-
 
 async def _send_message(reply: ResponseWriter, call: _Call, built: Built) -> None:
     """Send the whole message as a JSON answer."""
@@ -405,8 +416,15 @@ def _until_deltas(events: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
 
 
 def _default_answer(body: dict[str, Any], betas: frozenset[str]) -> Answer:
-    """An echo, after a thinking block when thinking is on (after tool results only with
-    interleaved thinking, as Claude thinks again only then)."""
+    """What Claude would do unscripted: call the tool a `tool_choice` of any/tool forces, else
+    echo, after a thinking block when thinking is on (after tool results only with interleaved
+    thinking, as Claude thinks again only then)."""
+    choice = body.get("tool_choice") or {}
+    if choice.get("type") in ("any", "tool"):
+        tools = [t for t in body.get("tools") or [] if "name" in t]
+        wanted = choice.get("name", tools[0]["name"] if tools else "")
+        tool: dict[str, Any] = next((t for t in tools if t["name"] == wanted), {})
+        return Answer((ToolUse(wanted, _sample_input(tool.get("input_schema") or {})),))
     last = body["messages"][-1]
     after_tools = (
         last["role"] == "user"
@@ -415,6 +433,16 @@ def _default_answer(body: dict[str, Any], betas: frozenset[str]) -> Answer:
     )
     thinks = thinking_enabled(body) and (not after_tools or INTERLEAVED_BETA in betas)
     return Answer((Thinking(), Text())) if thinks else Answer()
+
+
+def _sample_input(schema: dict[str, Any]) -> dict[str, Any]:
+    """A tool input filling the schema's required properties with plain values of their type."""
+    samples: dict[Any, Any] = {"string": "sample", "integer": 1, "number": 1.5, "boolean": True}
+    properties = schema.get("properties") or {}
+    return {
+        name: samples.get((properties.get(name) or {}).get("type"))
+        for name in schema.get("required") or []
+    }
 
 
 def _betas(headers: dict[str, str]) -> frozenset[str]:

@@ -23,7 +23,9 @@ __all__ = [
     "Raw",
     "api_error",
     "bad_request",
+    "common_headers",
     "encode",
+    "error_body",
     "event_stream",
     "frame_event",
     "invalid_key",
@@ -32,6 +34,7 @@ __all__ = [
     "new_id",
     "not_found",
     "overloaded",
+    "parse_event_stream",
     "permission_denied",
     "rate_limited",
     "request_id",
@@ -236,3 +239,22 @@ def json_answer(body: Any, *, status: int = 200) -> Raw:
     """Answer with exactly this JSON (encoded compactly, or `bytes` as given) in one piece."""
     data = body if isinstance(body, bytes) else encode(body)
     return Raw((data,), status=status, content_type="application/json")
+
+
+def parse_event_stream(body: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """(event name, data) of every event of an Anthropic SSE body, asserting each is framed as
+    the API frames it: an `event:` line naming the data's `type`, then one `data:` line."""
+    events = []
+    for block in body.replace(b"\r\n", b"\n").decode().split("\n\n"):
+        if not block.strip():
+            continue
+        lines = block.split("\n")
+        assert len(lines) == 2, block
+        assert lines[0].startswith("event: "), block
+        assert lines[1].startswith("data: "), block
+        name = lines[0].removeprefix("event: ")
+        data = msgspec.json.decode(lines[1].removeprefix("data: "))
+        assert isinstance(data, dict), block
+        assert data.get("type") == name, block
+        events.append((name, data))
+    return events
