@@ -39,6 +39,7 @@ from proxy.client_request import ClientRequest
 from proxy.config import ProviderConfig
 from proxy.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from proxy.images import ImageFetcher, ImageLease, inline_remote_images
+from proxy.messages import MessagesRequest
 from proxy.origins import KeyBinding, key_binding
 from proxy.providers.base import Answer, WireAdapter
 from proxy.providers.mock import MOCK_MODELS
@@ -189,6 +190,21 @@ class ProviderActor:
             raise UpstreamTimeout(
                 f"Upstream {self.name} did not delete the response within "
                 f"{self.config.timeout_s:g} s."
+            ) from None
+        finally:
+            backend.release()
+
+    async def count_message_tokens(self, request: MessagesRequest, model: str) -> bytes:
+        """The upstream's count of a Messages request's input tokens (its JSON answer), within
+        the provider's timeout; a GatewayError when it could not count them."""
+        backend = self._ready_backend()
+        backend.acquire()
+        try:
+            with trio.fail_after(self.config.timeout_s):
+                return await backend.count_message_tokens(request, model)
+        except trio.TooSlowError:
+            raise UpstreamTimeout(
+                f"Upstream {self.name} did not count the tokens within {self.config.timeout_s:g} s."
             ) from None
         finally:
             backend.release()

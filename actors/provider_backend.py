@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager
 import trio
 
 from proxy.client_request import ClientRequest
+from proxy.messages import MessagesRequest
 from proxy.providers.base import Answer, ListedModel, StreamItem
 
 
@@ -80,6 +81,11 @@ class Backend(abc.ABC):
     async def forget_response(self, response_id: str) -> None:
         """Have the upstream delete a response it stores (one passed through to it); nothing
         when it stores none or has it no longer."""
+
+    @abc.abstractmethod
+    async def count_message_tokens(self, request: MessagesRequest, model: str) -> bytes:
+        """The upstream's own count of a Messages request's input tokens (its JSON answer);
+        only asked of a backend that speaks the Messages protocol."""
 
     @abc.abstractmethod
     async def aclose(self) -> None:

@@ -28,6 +28,7 @@ from proxy.chat import ChatChunk, ChatRequest, chat_request
 from proxy.client_request import ClientRequest
 from proxy.config import ProviderConfig
 from proxy.errors import ModelNotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from proxy.messages import MessagesRequest
 from proxy.origins import KeyBinding
 from proxy.providers.base import (
     Answer,
@@ -37,6 +38,7 @@ from proxy.providers.base import (
     UpstreamCall,
     WireAdapter,
 )
+from proxy.providers.messages_passthrough import MessagesPassthrough
 from proxy.providers.one_tool_call import (
     OneToolCallParser,
     asks_one_tool_call,
@@ -49,6 +51,7 @@ from proxy.upstream_http import UpstreamTransport, build_request, close_response
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a non-streaming answer larger than this is not a chat reply
 MAX_ERROR_BYTES = 64 * 1024  # enough for any error body; the rest is noise
 MAX_MODELS_BYTES = 8 * 1024 * 1024  # a model list; Ollama's is polled every 30 s
+MAX_MODEL_PAGES = 20  # pages of a paged model list read at most (a looping cursor ends here)
 KEEPALIVE_EXPIRY_S = 30.0  # an idle upstream connection is dropped after this
 MAX_CACHED_URLS = 1024
 _KEEP_SENT_BODY_BYTES = 64 * 1024  # a larger body is trimmed, and dropped once it is sent
@@ -229,8 +232,15 @@ class HttpBackend(Backend):
         return not self._adapter.honours_parallel_tool_calls and asks_one_tool_call(chat)
 
     async def list_models(self) -> list[ListedModel]:
-        body = await self._small_call(self._adapter.models_call(), MAX_MODELS_BYTES)
-        return self._adapter.parse_models(body)
+        call: UpstreamCall | None = self._adapter.models_call()
+        models: list[ListedModel] = []
+        for _ in range(MAX_MODEL_PAGES):
+            if call is None:
+                break
+            body = await self._small_call(call, MAX_MODELS_BYTES)
+            models += self._adapter.parse_models(body)
+            call = self._adapter.next_models_call(body)
+        return models
 
     async def forget_response(self, response_id: str) -> None:
         passthrough = self._adapter.passthrough_for(ResponsesRequest.PROTOCOL)
@@ -240,6 +250,14 @@ class HttpBackend(Backend):
             await self._small_call(passthrough.delete_call(response_id), MAX_ERROR_BYTES)
         except ModelNotFound:
             return  # a 404: already gone there
+
+    async def count_message_tokens(self, request: MessagesRequest, model: str) -> bytes:
+        passthrough = self._adapter.passthrough_for(MessagesRequest.PROTOCOL)
+        if not isinstance(passthrough, MessagesPassthrough):
+            raise TypeError(f"{self._name} does not speak the Messages protocol")
+        return await self._small_call(
+            passthrough.count_tokens_call(request, model), MAX_MODELS_BYTES
+        )
 
     async def _small_call(self, call: UpstreamCall, limit: int) -> bytes:
         """The body of a small call's success; its error as a gateway error."""

@@ -17,6 +17,7 @@ from actors.provider_backend import Backend, CallTiming, ChunkStream
 from proxy.chat import ChatChunk, chat_request
 from proxy.client_request import ClientRequest
 from proxy.config import ProviderConfig
+from proxy.messages import MessagesRequest
 from proxy.providers.base import Answer, ListedModel
 from proxy.providers.mock import MOCK_MODELS, mock_chunks, mock_response
 
@@ -52,6 +53,9 @@ class MockBackend(Backend):
 
     async def forget_response(self, response_id: str) -> None:
         return  # answered here: nothing is stored anywhere else
+
+    async def count_message_tokens(self, request: MessagesRequest, model: str) -> bytes:
+        raise TypeError("the mock provider does not speak the Messages protocol")
 
     async def aclose(self) -> None:
         pass

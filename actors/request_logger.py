@@ -196,6 +196,7 @@ class RequestLogger:
             prompt=record.prompt_tokens or 0,
             completion=record.completion_tokens or 0,
             cached=record.cached_tokens or 0,
+            cache_write=record.cache_write_tokens or 0,
         )
         try:
             cost = self._pricer.cost(

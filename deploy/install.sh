@@ -20,7 +20,7 @@
 set -euo pipefail
 
 readonly UNIT=llm-proxy.service
-readonly PROVIDERS=(openai gemini deepseek grok)
+readonly PROVIDERS=(openai gemini deepseek grok anthropic)
 
 SOURCE_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 PREFIX=${LLM_PROXY_PREFIX:-/opt/llm-proxy}
@@ -138,7 +138,7 @@ do_install() {
 llm-proxy: installed.
   config       $ETC_DIR/config.toml  (check it: $VENV/bin/llm-proxy check-config --config $ETC_DIR/config.toml)
   API keys     write a provider's key into $ETC_DIR/credentials/<provider>_api_key
-               (openai, gemini, deepseek, grok), then: systemctl restart llm-proxy
+               (openai, gemini, deepseek, grok, anthropic), then: systemctl restart llm-proxy
   database     $STATE_DIR/llm-proxy.db; the first admin password is in
                $STATE_DIR/llm-proxy-initial-admin-password after the first start
   client keys  $VENV/bin/llm-proxy clients create NAME --config $ETC_DIR/config.toml --database $STATE_DIR/llm-proxy.db

@@ -175,12 +175,22 @@ class Usage(Struct):
     # DeepSeek's own cache counters, read where it sends them (never in a translated answer).
     prompt_cache_hit_tokens: TokenCount | UnsetType = UNSET
     prompt_cache_miss_tokens: TokenCount | UnsetType = UNSET
+    # Anthropic's cache counters, in a translated Claude answer (LiteLLM's names): reads are
+    # ``cached_tokens`` too; writes, billed above the input rate, are only here.
+    cache_creation_input_tokens: TokenCount | UnsetType = UNSET
+    cache_read_input_tokens: TokenCount | UnsetType = UNSET
 
     @property
     def cached_tokens(self) -> int:
         """Prompt tokens served from the provider's cache."""
         details = self.prompt_tokens_details
         return details.cached_tokens if details else 0
+
+    @property
+    def cache_write_tokens(self) -> int:
+        """Prompt tokens written to the provider's cache (billed at its cache-write rate)."""
+        written = self.cache_creation_input_tokens
+        return written if isinstance(written, int) else 0
 
     @property
     def reasoning_tokens(self) -> int:

@@ -23,6 +23,7 @@ GENAI_PROVIDER_IDS: Mapping[str, str] = {
     "gemini": "google",
     "deepseek": "deepseek",
     "grok": "x-ai",
+    "anthropic": "anthropic",
 }
 FREE_PROVIDERS = frozenset({"ollama", "mock"})
 RATES_TTL_S = 60.0
@@ -30,20 +31,25 @@ RATES_TTL_S = 60.0
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TokenCounts:
-    """Token usage in OpenAI's meaning: cached ⊂ prompt, reasoning ⊂ completion."""
+    """Token usage in OpenAI's meaning: cached ⊂ prompt, reasoning ⊂ completion; cache writes
+    (Anthropic's, billed above the input rate) ⊂ prompt too, apart from the cached reads."""
 
     prompt: int
     completion: int
     cached: int = 0
+    cache_write: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PriceOverride:
-    """USD per million tokens; a missing cached price bills cached tokens at the input price."""
+    """USD per million tokens; a missing cached (or cache-write) price bills those tokens at the
+    input price."""
 
     input_per_mtok: float | None = None
     output_per_mtok: float | None = None
     cached_input_per_mtok: float | None = None
+    # Only from the price table (the config and dashboard set no cache-write price).
+    cache_write_per_mtok: float | None = None
 
     @property
     def complete(self) -> bool:
@@ -60,6 +66,9 @@ class PriceOverride:
             base.cached_input_per_mtok
             if self.cached_input_per_mtok is None
             else self.cached_input_per_mtok,
+            base.cache_write_per_mtok
+            if self.cache_write_per_mtok is None
+            else self.cache_write_per_mtok,
         )
 
     def cost(self, tokens: TokenCounts) -> float | None:
@@ -69,10 +78,14 @@ class PriceOverride:
         cached_rate = self.cached_input_per_mtok
         if cached_rate is None:
             cached_rate = self.input_per_mtok
-        uncached = max(tokens.prompt - tokens.cached, 0)
+        write_rate = self.cache_write_per_mtok
+        if write_rate is None:
+            write_rate = self.input_per_mtok
+        uncached = max(tokens.prompt - tokens.cached - tokens.cache_write, 0)
         return (
             uncached * self.input_per_mtok
             + tokens.cached * cached_rate
+            + tokens.cache_write * write_rate
             + tokens.completion * self.output_per_mtok
         ) / 1_000_000
 
@@ -181,6 +194,7 @@ class Pricer:
         usage = genai_prices.Usage(
             input_tokens=tokens.prompt,
             cache_read_tokens=tokens.cached,
+            cache_write_tokens=tokens.cache_write,
             output_tokens=tokens.completion,
         )
         calculation = genai_prices.calc_price(usage, upstream_model, provider_id=provider_id)
@@ -201,20 +215,23 @@ class Pricer:
             genai_prices.Usage(input_tokens=1), model, provider_id=provider_id
         ).model_price
         rates = None
-        input_rate, output_rate, cached_rate = (
+        input_rate, output_rate, cached_rate, write_rate = (
             price.input_mtok,
             price.output_mtok,
             price.cache_read_mtok,
+            price.cache_write_mtok,
         )
         if (
             isinstance(input_rate, Decimal)
             and isinstance(output_rate, Decimal)
             and (cached_rate is None or isinstance(cached_rate, Decimal))
+            and (write_rate is None or isinstance(write_rate, Decimal))
         ):
             rates = PriceOverride(
                 float(input_rate),
                 float(output_rate),
                 float(cached_rate) if cached_rate is not None else None,
+                float(write_rate) if write_rate is not None else None,
             )
         self._rates[(provider_id, model)] = (now + RATES_TTL_S, rates)
         return rates

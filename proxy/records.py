@@ -30,6 +30,8 @@ class RequestRecord:
     completion_tokens: int | None = None
     reasoning_tokens: int | None = None
     cached_tokens: int | None = None
+    # Prompt tokens written to the provider's cache (Anthropic's), billed at its own rate.
+    cache_write_tokens: int | None = None
     total_tokens: int | None = None
     cost_usd: float | None = None
     has_images: bool = False

@@ -17,6 +17,7 @@ PREFIXES: tuple[tuple[str, str], ...] = (
     ("gemini-", "gemini"),
     ("deepseek-", "deepseek"),
     ("grok-", "grok"),
+    ("claude-", "anthropic"),
     ("mock", "mock"),
 )
 

@@ -8,7 +8,8 @@ too high is given back and one too low is charged then.
   JSON's punctuation, tool schemas and all counted as text), except that inline data (data URLs of
   images, audio, files) counts as a fixed number of tokens per part instead of its length.
 - Answer: the client's bound when it sets one (chat: ``max_completion_tokens`` or else
-  ``max_tokens``, times ``n`` choices; Responses: ``max_output_tokens``); otherwise
+  ``max_tokens``, times ``n`` choices; Responses: ``max_output_tokens``; Messages: its required
+  ``max_tokens``); otherwise
   ``limits.default_reserved_completion_tokens``, cut down to what the client's budget holds beside
   the prompt, so that a client with a small budget is not refused for a guess of ours (the real
   usage is charged afterwards all the same).
@@ -20,6 +21,7 @@ from typing import Any
 
 from proxy.chat import ChatRequest, content_parts
 from proxy.client_request import ClientRequest
+from proxy.messages import MessagesRequest, content_blocks
 from proxy.responses import ResponsesRequest, input_parts
 
 __all__ = ["IMAGE_TOKENS", "LOW_DETAIL_IMAGE_TOKENS", "estimate_prompt_tokens", "tokens_to_reserve"]
@@ -52,6 +54,8 @@ def _inline_parts(request: ClientRequest) -> tuple[int, int]:
     """Bytes of the body taken by images, audio and files, and the tokens counted for them."""
     if isinstance(request, ResponsesRequest):
         return _responses_inline_parts(request)
+    if isinstance(request, MessagesRequest):
+        return _messages_inline_parts(request)
     if not isinstance(request, ChatRequest):
         return 0, 0
     inline_bytes = tokens = 0
@@ -85,6 +89,20 @@ def _responses_inline_parts(request: ResponsesRequest) -> tuple[int, int]:
             tokens += LOW_DETAIL_IMAGE_TOKENS if low else IMAGE_TOKENS
         elif kind == "input_file" and part.get("file_data") is not None:
             inline_bytes += _length(part.get("file_data"))
+            tokens += IMAGE_TOKENS
+    return inline_bytes, tokens
+
+
+def _messages_inline_parts(request: MessagesRequest) -> tuple[int, int]:
+    """As :func:`_inline_parts`, for the Messages API's ``image`` and ``document`` blocks with
+    base64 sources (a URL source is counted by its length, as text)."""
+    inline_bytes = tokens = 0
+    for block in content_blocks(request.view):
+        if block.get("type") not in ("image", "document"):
+            continue
+        source = _object(block.get("source"))
+        if source.get("type") == "base64":
+            inline_bytes += _length(source.get("data"))
             tokens += IMAGE_TOKENS
     return inline_bytes, tokens
 

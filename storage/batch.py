@@ -18,11 +18,11 @@ INSERT INTO llm_requests (
     request_id, ts_ms, client_id, provider, model, upstream_model, stream, status, http_status,
     error_type, error_message, prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens,
     total_tokens, cost_usd, has_images, latency_ms, ttft_ms, overhead_ms, request_body,
-    response_body, attempts, failed_attempts, endpoint
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    response_body, attempts, failed_attempts, endpoint, cache_write_tokens
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
-_COLUMNS = 26
+_COLUMNS = 27
 # The whole batch in one statement: its rows travel as one JSON array that SQLite unpacks itself.
 # Binding rows one by one would cost a GIL release and re-acquire per value (APSW lets go of the
 # GIL around every SQLite call), each a stall for the event loop thread, which wants it back at
@@ -77,6 +77,7 @@ def request_row(record: RequestRecord) -> tuple[object, ...]:
         record.attempts,
         record.failed_attempts,
         record.endpoint,
+        record.cache_write_tokens,
     )
 
 

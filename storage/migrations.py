@@ -288,6 +288,13 @@ CREATE INDEX stored_responses_expires_at ON stored_responses (expires_at);
 CREATE INDEX stored_responses_created_at ON stored_responses (created_at);
 """
 
+# Version 7: prompt tokens written to the provider's cache (Anthropic bills them above the input
+# rate), so a logged call's cost can be checked against its counts. NULL: the upstream did not say.
+_V7_CACHE_WRITE_TOKENS = """
+ALTER TABLE llm_requests ADD COLUMN cache_write_tokens INTEGER
+    CHECK (cache_write_tokens IS NULL OR cache_write_tokens >= 0);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SCHEMA,
     _V2_AUTH_GENERATION,
@@ -295,6 +302,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V4_LATENCY_HISTOGRAM,
     _V5_ENDPOINT,
     _V6_STORED_RESPONSES,
+    _V7_CACHE_WRITE_TOKENS,
 )
 """SQL scripts in order; never edit a released one, append a new one."""
 

@@ -14,6 +14,7 @@ from typing import get_type_hints
 from proxy.config import Config, ModelAlias, ProviderConfig
 
 MOCK_ONLY = frozenset({"latency_ms", "chunk_count"})
+ANTHROPIC_ONLY = frozenset({"api_version"})
 
 
 def toml_sections(text: str) -> dict[str, str]:
@@ -57,7 +58,10 @@ def undocumented_keys(sections: dict[str, str], providers: Iterable[str]) -> lis
         "api_key_source",
     } | {"api_key_env"}
     for provider in providers:
-        keys = provider_keys - MOCK_ONLY if provider != "mock" else provider_keys
+        keys = provider_keys - ANTHROPIC_ONLY
+        keys = keys - MOCK_ONLY if provider != "mock" else keys
+        if provider == "anthropic":
+            keys |= ANTHROPIC_ONLY
         text = sections.get(f"providers.{provider}", "")
         missing += [f"providers.{provider}.{k}" for k in sorted(keys) if not documented(text, k)]
     if not any(documented(sections.get("providers.mock", ""), k) for k in MOCK_ONLY):

@@ -18,6 +18,7 @@ from proxy.config import Config, parse_config
 from proxy.passwords import Passwords
 from proxy.service import RunningService
 from storage import queries
+from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.image_server import FakeImageServer
 from tests.fakes.ollama_upstream import FakeOllama
@@ -32,6 +33,14 @@ StartGateway = Callable[..., Awaitable[RunningService]]
 async def fake_openai(nursery: trio.Nursery) -> FakeOpenAI:
     """A fake OpenAI (or DeepSeek, or xAI) upstream listening on 127.0.0.1."""
     fake = FakeOpenAI()
+    await nursery.start(fake.run)
+    return fake
+
+
+@pytest.fixture
+async def fake_anthropic(nursery: trio.Nursery) -> FakeAnthropic:
+    """A fake Anthropic upstream listening on 127.0.0.1 (base_url without /v1)."""
+    fake = FakeAnthropic()
     await nursery.start(fake.run)
     return fake
 

@@ -96,7 +96,7 @@ async def test_providers_show_settings_and_health_but_never_the_key(
         # Not even the last four (base URLs are skipped: their port is random).
         assert not [s for s in strings(answer.json(), frozenset({"base_url"})) if "1234" in s]
     by_name = {p["name"]: p for p in listing.json()["data"]}
-    assert set(by_name) == {"openai", "gemini", "deepseek", "grok", "ollama", "mock"}
+    assert set(by_name) == {"openai", "gemini", "deepseek", "grok", "anthropic", "ollama", "mock"}
     openai_ = one.json()
     assert openai_ == by_name["openai"] | {"statistics": openai_["statistics"]}
     assert openai_["enabled"] is True

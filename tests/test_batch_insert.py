@@ -39,6 +39,7 @@ records = st.builds(
     completion_tokens=counts,
     reasoning_tokens=counts,
     cached_tokens=counts,
+    cache_write_tokens=counts,
     total_tokens=counts,
     cost_usd=st.none() | floats,
     has_images=st.booleans(),

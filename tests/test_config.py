@@ -260,7 +260,8 @@ def test_invalid_toml_names_line(tmp_path: Path) -> None:
         ("[models.x]\nprovider = 'mock'\nmodel = 'm'\nprice = 1\n", "unknown key 'models.x.price'"),
         (
             "[providers.foo]\n",
-            "unknown provider 'foo' (known: openai, gemini, deepseek, grok, ollama, mock)",
+            "unknown provider 'foo' "
+            "(known: openai, gemini, deepseek, grok, anthropic, ollama, mock)",
         ),
         ('[server]\nport = "abc"\n', "'server.port' must be an integer, got string \"abc\""),
         ("[server]\nport = true\n", "'server.port' must be an integer, got boolean true"),
@@ -440,7 +441,13 @@ def test_a_credentials_directory_that_does_not_exist_is_an_error(tmp_path: Path)
 
 
 def test_mock_disabled_when_a_keyed_provider_has_a_key() -> None:
-    variables = ["OPENAI_API_KEY", "GEMINI_API_KEY", "DEEPSEEK_API_KEY", "XAI_API_KEY"]
+    variables = [
+        "OPENAI_API_KEY",
+        "GEMINI_API_KEY",
+        "DEEPSEEK_API_KEY",
+        "XAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+    ]
     for name, var in zip(KEYED_PROVIDERS, variables, strict=True):
         config = load_config(environ={var: "k"})
         assert not config.providers["mock"].enabled
@@ -575,3 +582,36 @@ def test_render_escapes_strange_strings(tmp_path: Path) -> None:
     data = tomllib.loads(render_config(config))
     assert data["server"]["database"] == config.server.database
     assert data["fallbacks"] == {"x y\n": ["\t"]}
+
+
+def test_anthropic_provider_defaults_and_key_sources(tmp_path: Path) -> None:
+    config = load_config(environ={"ANTHROPIC_API_KEY": "sk-ant-env"})
+    anthropic = config.providers["anthropic"]
+    assert (anthropic.enabled, anthropic.api_key) == (True, "sk-ant-env")
+    assert anthropic.base_url == "https://api.anthropic.com"
+    assert anthropic.api_version == "2023-06-01"
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "anthropic_api_key").write_text("sk-ant-cred\n", encoding="utf-8")
+    config = load_config(environ={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert config.providers["anthropic"].api_key_source == "credential anthropic_api_key"
+
+
+def test_anthropic_api_version_is_its_own_key(tmp_path: Path) -> None:
+    text = '[providers.anthropic]\napi_key = "k"\napi_version = "2026-10-21"\n'
+    assert load_text(tmp_path, text).providers["anthropic"].api_version == "2026-10-21"
+    assert "'providers.anthropic.api_version' must be a date" in error_of(
+        tmp_path, '[providers.anthropic]\napi_version = "latest"\n'
+    )
+    # Only Anthropic's calls carry a version header.
+    assert "unknown key 'providers.openai.api_version'" in error_of(
+        tmp_path, '[providers.openai]\napi_version = "2023-06-01"\n'
+    )
+
+
+def test_anthropic_base_url_with_v1_is_refused_by_name(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path, '[providers.anthropic]\nbase_url = "https://api.anthropic.com/v1"\n'
+    )
+    assert "'providers.anthropic.base_url' must not end in /v1" in message
+    assert "'https://api.anthropic.com'" in message

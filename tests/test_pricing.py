@@ -94,3 +94,39 @@ def test_cached_flat_rates_price_exactly_like_the_table(
         for _ in range(2):  # the first call fills the cache, the second uses it
             cost = pricer.cost(provider=provider, upstream_model=model, alias=None, tokens=tokens)
             assert cost == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "model", ["claude-haiku-4-5", "claude-opus-4-1", "claude-sonnet-4-5-20250929"]
+)
+def test_cache_writes_are_billed_at_the_cache_write_rate(model: str) -> None:
+    import genai_prices
+
+    # 1,000 uncached input tokens, 2,000 written to the cache, 3,000 read from it.
+    tokens = TokenCounts(prompt=6000, completion=100, cached=3000, cache_write=2000)
+    usage = genai_prices.Usage(
+        input_tokens=6000, cache_read_tokens=3000, cache_write_tokens=2000, output_tokens=100
+    )
+    price = genai_prices.calc_price(usage, model, provider_id="anthropic")
+    pricer = Pricer()
+    for _ in range(2):  # the first call fills the flat-rate cache, the second uses it
+        cost = pricer.cost(provider="anthropic", upstream_model=model, alias=None, tokens=tokens)
+        assert cost == pytest.approx(float(price.total_price), rel=1e-12)
+    rates = price.model_price
+    assert rates.cache_write_mtok is not None
+    # Writes cost more than plain input: billing them as input would undercount.
+    plain = pricer.cost(
+        provider="anthropic",
+        upstream_model=model,
+        alias=None,
+        tokens=TokenCounts(prompt=6000, completion=100, cached=3000),
+    )
+    assert plain is not None
+    assert cost is not None
+    assert cost > plain
+
+
+def test_an_override_without_a_cache_write_price_bills_writes_as_input() -> None:
+    override = PriceOverride(input_per_mtok=2.0, output_per_mtok=4.0, cached_input_per_mtok=0.5)
+    tokens = TokenCounts(prompt=6000, completion=100, cached=3000, cache_write=2000)
+    assert override.cost(tokens) == pytest.approx((3000 * 2.0 + 3000 * 0.5 + 100 * 4.0) / 1e6)

@@ -134,3 +134,23 @@ async def test_calls_count_in_the_last_minute_when_logged_not_when_stored(
     assert logger.recent_calls() == (0, 0)
     sink.gate.release()
     logger.close()
+
+
+async def test_cache_writes_are_priced_at_the_cache_write_rate(nursery: trio.Nursery) -> None:
+    sink = SlowSink()
+    logger = RequestLogger(sink, Pricer())
+    await nursery.start(logger.run)
+    claude = {"provider": "anthropic", "upstream_model": "claude-haiku-4-5", "completion_tokens": 0}
+    await logger.record(record(1, prompt_tokens=1000, **claude))
+    await logger.record(record(2, prompt_tokens=1000, cache_write_tokens=1000, **claude))
+    for _ in range(2):
+        sink.gate.release()
+    logger.close()
+    with trio.fail_after(5):
+        while len(sink.records) < 2:
+            await trio.sleep(0.01)
+    plain, written = (r.cost_usd for r in sink.records)
+    # Haiku 4.5: $1 per million input tokens, $1.25 per million written to the cache.
+    assert plain == 1000 * 1.0 / 1e6
+    assert written == 1000 * 1.25 / 1e6
+    assert sink.records[1].cache_write_tokens == 1000

@@ -7,7 +7,7 @@ import pytest
 from proxy.errors import ModelNotFound, UpstreamUnavailable
 from proxy.routing import AliasTarget, Route, Router
 
-ALL = ("openai", "gemini", "deepseek", "grok", "ollama", "mock")
+ALL = ("openai", "gemini", "deepseek", "grok", "anthropic", "ollama", "mock")
 
 
 def router(enabled: tuple[str, ...] = ALL, local: frozenset[str] = frozenset()) -> Router:
@@ -31,6 +31,8 @@ def router(enabled: tuple[str, ...] = ALL, local: frozenset[str] = frozenset()) 
         ("gemini-2.5-flash", Route("gemini", "gemini-2.5-flash")),
         ("deepseek-chat", Route("deepseek", "deepseek-chat")),
         ("grok-4.3", Route("grok", "grok-4.3")),
+        ("claude-sonnet-4-5", Route("anthropic", "claude-sonnet-4-5")),
+        ("anthropic/claude-opus-4-1", Route("anthropic", "claude-opus-4-1")),
         ("mock", Route("mock", "mock")),
     ],
 )

@@ -5,11 +5,14 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from proxy.errors import GatewayError, MethodNotAllowed, NotFound
-from web.asgi import Receive, Scope, Send
+from web.asgi import Receive, Scope, Send, header
 from web.auth import Caller
 from web.v1_chat import chat_completions
+from web.v1_count_tokens import count_message_tokens
 from web.v1_deps import V1Deps
+from web.v1_messages import create_message, send_anthropic_error
 from web.v1_models import models_body
+from web.v1_models_anthropic import anthropic_models_body
 from web.v1_responses import create_response
 from web.v1_small import small_answer
 from web.v1_stored_responses import stored_response
@@ -31,6 +34,15 @@ async def v1_app(deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> No
             return
         await _small(deps, scope, receive, send, None, MethodNotAllowed(f"Use POST for {path}."))
         return
+    if path in ("/v1/messages", "/v1/messages/"):
+        if method == "POST":
+            await create_message(deps, scope, receive, send)
+            return
+        await _small(deps, scope, receive, send, None, MethodNotAllowed(f"Use POST for {path}."))
+        return
+    if path in ("/v1/messages/count_tokens", "/v1/messages/count_tokens/"):
+        await count_message_tokens(deps, scope, receive, send)
+        return
     if path.startswith("/v1/responses/"):
         response_id = unquote(path[len("/v1/responses/") :]).rstrip("/")
         if response_id and "/" not in response_id:
@@ -47,8 +59,8 @@ async def v1_app(deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> No
         send,
         None,
         NotFound(
-            f"Unknown path {path}: this gateway serves /v1/chat/completions, /v1/responses "
-            "and /v1/models."
+            f"Unknown path {path}: this gateway serves /v1/chat/completions, /v1/responses, "
+            "/v1/messages and /v1/models."
         ),
     )
 
@@ -63,7 +75,25 @@ async def _small(
 ) -> None:
     """Answer a cheap, unlogged ``/v1`` request: the model list, or an error."""
 
-    async def models(caller: Caller) -> bytes:
+    if header(scope, b"anthropic-version") is not None:
+        # An Anthropic client (Claude Code's model picker): its own paged shape and errors.
+
+        async def anthropic_models(caller: Caller, body: bytes) -> bytes:
+            return await anthropic_models_body(deps, scope, model)
+
+        await small_answer(
+            deps,
+            scope,
+            receive,
+            send,
+            ("GET",),
+            anthropic_models,
+            error,
+            send_failure=send_anthropic_error,
+        )
+        return
+
+    async def models(caller: Caller, body: bytes) -> bytes:
         return await models_body(deps, model)
 
     await small_answer(deps, scope, receive, send, ("GET",), models, error)

@@ -222,6 +222,10 @@ class V1Call(abc.ABC, Generic[RequestT]):
     async def _send_error_after_start(self, error: GatewayError) -> None:
         """Tell a client whose answer has begun that it failed, and end the answer."""
 
+    async def _send_error_before_start(self, error: GatewayError) -> None:
+        """Answer ``error`` with its status, in the protocol's error shape (OpenAI's here)."""
+        await send_error(self.send, error, self._headers())
+
     def _client_bucket(self) -> str:
         """Who shares the gateway's image budget with whom: the caller's rate-limit bucket."""
         return self.caller.bucket if self.caller is not None else ""
@@ -270,7 +274,7 @@ class V1Call(abc.ABC, Generic[RequestT]):
             await self._send_error_after_start(error)
         else:
             self.response_started = True
-            await send_error(self.send, error, self._headers())
+            await self._send_error_before_start(error)
 
     def _cancelled(self) -> None:
         self.status = "cancelled"
@@ -301,6 +305,7 @@ class V1Call(abc.ABC, Generic[RequestT]):
             completion_tokens=usage.completion_tokens if usage else None,
             reasoning_tokens=usage.reasoning_tokens if usage else None,
             cached_tokens=usage.cached_tokens if usage else None,
+            cache_write_tokens=usage.cache_write_tokens if usage else None,
             total_tokens=usage.total_tokens if usage else None,
             has_images=request.has_images if request else False,
             latency_ms=elapsed * 1000,

@@ -26,25 +26,26 @@ import msgspec
 import trio
 
 from actors.provider import ProviderActor
-from proxy.chat import ChatChunk, ChatRequest, ChatResponse, chat_request_of
-from proxy.errors import GatewayError, InvalidRequest, UpstreamError
-from proxy.providers.base import PassedAnswer, PassedEvent, StreamItem
+from proxy.chat import ChatRequest, chat_request_of
+from proxy.errors import GatewayError, InvalidRequest
+from proxy.providers.base import PassedAnswer, PassedEvent
 from proxy.responses import ResponsesRequest, decode_responses_request
 from proxy.responses_events import ResponseEventStream
 from proxy.responses_from_chat import new_item_id, response_object
 from proxy.responses_to_chat import input_items, translate_request
 from proxy.routing import Route
 from storage.responses import ResponseToStore, StoredResponse
-from web.asgi import JSON_TYPE, SSE_HEADERS, Receive, Scope, Send, send_body
-from web.v1_call import V1Call, next_or_none
+from web.asgi import JSON_TYPE, Receive, Scope, Send, send_body
+from web.translated_answers import chat_answer
+from web.v1_call import next_or_none
 from web.v1_deps import V1Deps
+from web.v1_protocol_call import EventBuilder, ProtocolCall
 
 log = logging.getLogger("llm_proxy.v1")
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 STORE_WAIT_S = 10.0
-_END = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 class _ResponseFacts(msgspec.Struct):
@@ -66,7 +67,7 @@ _decode_response_facts = msgspec.json.Decoder(_ResponseFacts).decode
 _decode_lifecycle = msgspec.json.Decoder(_LifecycleFacts).decode
 
 
-class ResponsesCall(V1Call[ResponsesRequest]):
+class ResponsesCall(ProtocolCall[ResponsesRequest]):
     """One ``POST /v1/responses``, answered whole or as the Responses event sequence."""
 
     ENDPOINT = "responses"
@@ -77,10 +78,8 @@ class ResponsesCall(V1Call[ResponsesRequest]):
         self._previous: StoredResponse | None = None
         self._looked_up = False
         # What a failure after the first byte needs to be told in the protocol's own terms.
-        self._events: ResponseEventStream | None = None
         self._upstream_id: str | None = None
         self._upstream_sent = 0  # events of a passed-through stream, for the next sequence number
-        self._ended_by_upstream = False
 
     def _decode(self, body: bytes) -> ResponsesRequest:
         return decode_responses_request(body)
@@ -110,13 +109,8 @@ class ResponsesCall(V1Call[ResponsesRequest]):
             # the field the client sent, not the chat field made of it.
             raise params.renamed(exc) from None
 
-    async def _send_error_after_start(self, error: GatewayError) -> None:
-        if self._events is not None:
-            for event in self._events.fail(error):
-                await self.send(_body_piece(event))
-        elif not self._ended_by_upstream:
-            await self.send(_body_piece(self._failed_event(error)))
-        await self.send(_END)
+    def _error_event(self, error: GatewayError) -> bytes:
+        return self._failed_event(error)
 
     # -- the conversation so far ---------------------------------------------------------------
 
@@ -162,37 +156,18 @@ class ResponsesCall(V1Call[ResponsesRequest]):
         async with actor.stream(
             request, route.upstream_model, self.timing, client=self._client_bucket()
         ) as items:
-            item = await next_or_none(items)
-            await self._start_stream()
-            keep_text = self.deps.config.logging.store_bodies
-            pieces: list[str] = []
-            try:
-                while item is not None:
-                    assert isinstance(item, PassedEvent), "a passed-through stream is events"
-                    if item.usage is not None:
-                        self.usage = item.usage
-                    if keep_text and item.text:
-                        pieces.append(item.text)
-                    if item.data is not None:
-                        if self._upstream_id is None:
-                            self._upstream_id = _response_id_of(item.data)
-                        self._upstream_sent += 1
-                        if item.terminal:
-                            if request.stored:
-                                final = _response_of(item.data)
-                                if final is not None:
-                                    await self._keep(request, route, final, upstream_held=True)
-                            self._ended_by_upstream = True
-                        await self.send(_body_piece(_frame(item)))
-                    try:
-                        item = await items.__anext__()
-                    except StopAsyncIteration:
-                        break
-            finally:
-                if keep_text:
-                    self.response_text = "".join(pieces)
-        self._done = True
-        await self.send(_END)
+            await self._relay_passed(items, await next_or_none(items))
+
+    async def _on_passed(self, event: PassedEvent) -> None:
+        data = event.data or b""
+        if self._upstream_id is None:
+            self._upstream_id = _response_id_of(data)
+        self._upstream_sent += 1
+        request, route = self.request, self.route
+        if event.terminal and request is not None and request.stored and route is not None:
+            final = _response_of(data)
+            if final is not None:
+                await self._keep(request, route, final, upstream_held=True)
 
     def _failed_event(self, error: GatewayError) -> bytes:
         """A ``response.failed`` event for a passed-through stream that ended without its own
@@ -222,15 +197,15 @@ class ResponsesCall(V1Call[ResponsesRequest]):
         answer = await actor.complete(
             chat, route.upstream_model, self.timing, client=self._client_bucket()
         )
-        chat_answer = _chat_answer(route.provider, answer)
+        translated = chat_answer(route.provider, answer)
         response = response_object(
-            chat_answer,
+            translated,
             request.raw,
             response_id=new_item_id("resp"),
             created_at=self._created_at,
             model=request.model,
         )
-        self.usage = chat_answer.usage
+        self.usage = translated.usage
         self.ttft_s = perf_counter() - self.started
         payload = _encode(response)
         if self.deps.config.logging.store_bodies:
@@ -253,44 +228,16 @@ class ResponsesCall(V1Call[ResponsesRequest]):
                 created_at=self._created_at,
                 model=request.model,
             )
-            await self._start_stream()
-            self._events = events
-            for event in events.start():
-                await self.send(_body_piece(event))
-            keep_text = self.deps.config.logging.store_bodies
-            pieces: list[str] = []
-            try:
-                while item is not None:
-                    chunk = _chat_chunk(route.provider, item)
-                    if chunk.usage is not None:
-                        self.usage = chunk.usage
-                    if keep_text:
-                        pieces.extend(c.delta.content for c in chunk.choices if c.delta.content)
-                    for event in events.feed(chunk):
-                        await self.send(_body_piece(event))
-                    try:
-                        item = await items.__anext__()
-                    except StopAsyncIteration:
-                        break
-            finally:
-                if keep_text:
-                    self.response_text = "".join(pieces)
-        last = events.finish(self.usage)
-        if request.stored:
+            await self._relay_translated(items, item, events, route.provider)
+        await self._close_translated(events)
+
+    async def _before_last_events(self, events: EventBuilder) -> None:
+        request, route = self.request, self.route
+        if request is not None and request.stored and route is not None:
+            assert isinstance(events, ResponseEventStream)
             await self._keep(request, route, _encode(events.response), upstream_held=False)
-        self._done = True
-        self._events = None  # finished: a failure from here on has nothing more to tell
-        for event in last:
-            await self.send(_body_piece(event))
-        await self.send(_END)
 
     # -- shared ------------------------------------------------------------------------------
-
-    async def _start_stream(self) -> None:
-        self.ttft_s = perf_counter() - self.started
-        headers = [*SSE_HEADERS, *self._headers()]
-        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
-        self.response_started = True
 
     async def _keep(
         self,
@@ -365,30 +312,6 @@ def _previous_not_found(previous_id: str) -> InvalidRequest:
     )
 
 
-def _chat_answer(provider: str, answer: object) -> ChatResponse:
-    """A translated call's answer as a chat response (a chat upstream passes its own bytes)."""
-    if isinstance(answer, ChatResponse):
-        return answer
-    if isinstance(answer, PassedAnswer):
-        try:
-            return msgspec.json.decode(answer.body, type=ChatResponse)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise UpstreamError(
-                f"Upstream {provider} answered a malformed response: {exc}"
-            ) from None
-    raise TypeError(f"not a chat answer: {type(answer).__name__}")
-
-
-def _chat_chunk(provider: str, item: StreamItem) -> ChatChunk:
-    """One item of a translated call's stream as a chat chunk."""
-    if isinstance(item, ChatChunk):
-        return item
-    try:
-        return msgspec.json.decode(item.data or b"{}", type=ChatChunk)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise UpstreamError(f"Upstream {provider} sent a malformed stream event: {exc}") from None
-
-
 def _response_of(data: bytes) -> bytes | None:
     """The response object a passed-through lifecycle event carries, as its JSON."""
     try:
@@ -408,17 +331,6 @@ def _response_id_of(data: bytes) -> str | None:
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     return response_id if isinstance(response_id, str) else None
-
-
-def _frame(event: PassedEvent) -> bytes:
-    data = event.data or b""
-    if event.event:
-        return b"event: " + event.event.encode() + b"\ndata: " + data + b"\n\n"
-    return b"data: " + data + b"\n\n"
-
-
-def _body_piece(payload: bytes) -> dict[str, object]:
-    return {"type": "http.response.body", "body": payload, "more_body": True}
 
 
 async def create_response(deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> None:

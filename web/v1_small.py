@@ -6,7 +6,17 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from proxy.errors import GatewayError, InternalError, MethodNotAllowed, shutting_down
-from web.asgi import JSON_TYPE, ClientGone, Receive, Scope, Send, read_body, send_body, send_error
+from web.asgi import (
+    JSON_TYPE,
+    ClientGone,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_body,
+    send_error,
+)
 from web.auth import Caller
 from web.limits import rate_limit_headers
 from web.v1_call import new_request_id
@@ -15,8 +25,11 @@ from web.v1_models import authenticate
 
 log = logging.getLogger("llm_proxy.v1")
 
-# The body of a 200 for the authenticated caller; a GatewayError for any other answer.
-Answer = Callable[[Caller], Awaitable[bytes]]
+# The body of a 200 for the authenticated caller and the request's body; a GatewayError for any
+# other answer.
+Answer = Callable[[Caller, bytes], Awaitable[bytes]]
+# How an error is told: OpenAI's shape unless the protocol has its own.
+SendFailure = Callable[[Send, GatewayError, Headers], Awaitable[None]]
 
 
 async def small_answer(
@@ -27,6 +40,8 @@ async def small_answer(
     methods: tuple[str, ...],
     answer: Answer,
     error: GatewayError | None = None,
+    *,
+    send_failure: SendFailure = send_error,
 ) -> None:
     """Answer one request a method of ``methods`` with ``answer``'s JSON, or ``error``."""
     headers = [
@@ -38,7 +53,7 @@ async def small_answer(
         # Whatever the answer, the body is read first: answering while the client still sends
         # races hypercorn's own answer to an incomplete body.
         server = deps.config.server
-        await read_body(scope, receive, server.max_body_bytes, server.body_timeout_s)
+        body = await read_body(scope, receive, server.max_body_bytes, server.body_timeout_s)
         if error is not None:
             raise error
         if deps.readiness.draining:
@@ -48,12 +63,12 @@ async def small_answer(
         caller = authenticate(deps, scope)
         # Spends no request budget, but still says where the budget stands.
         headers += rate_limit_headers(deps.limiter.peek(caller.bucket, caller.limits))
-        body = await answer(caller)
-        await send_body(send, 200, body, [JSON_TYPE, *headers])
+        answered = await answer(caller, body)
+        await send_body(send, 200, answered, [JSON_TYPE, *headers])
     except ClientGone:
         return
     except GatewayError as exc:
-        await send_error(send, exc, headers)
+        await send_failure(send, exc, headers)
     except Exception:
         log.exception("unexpected error on %s", scope["path"])
-        await send_error(send, InternalError("The gateway hit an internal error."), headers)
+        await send_failure(send, InternalError("The gateway hit an internal error."), headers)

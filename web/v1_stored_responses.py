@@ -26,7 +26,7 @@ async def stored_response(
 ) -> None:
     """Answer ``GET`` (the response object) or ``DELETE`` (its deletion) of ``response_id``."""
 
-    async def answer(caller: Caller) -> bytes:
+    async def answer(caller: Caller, body: bytes) -> bytes:
         if scope["method"] == "GET":
             stored = await deps.responses.get(response_id, caller.client_id)
             if stored is None:

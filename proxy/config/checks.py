@@ -7,6 +7,7 @@ got 0"), so the schema in :mod:`proxy.config.schema` declares each key's rule on
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from proxy.origins import origin_of
 
 __all__ = [
     "Check",
+    "api_version",
     "base_urls",
     "between",
     "host_entries",
@@ -88,3 +90,13 @@ def base_urls(v: tuple[str, ...]) -> str | None:
 def host_entries(v: tuple[str, ...]) -> str | None:
     """``server.allowed_hosts`` entries as :mod:`proxy.hosts` reads them."""
     return next(filter(None, map(entry_problem, v)), None)
+
+
+_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def api_version(v: str) -> str | None:
+    """A dated API version, as Anthropic names them (``2023-06-01``)."""
+    if _API_VERSION.fullmatch(v):
+        return None
+    return f'must be a date like "2023-06-01", got {json.dumps(v)}'

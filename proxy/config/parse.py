@@ -88,6 +88,13 @@ def _parse_providers(
         raw.pop("api_key", None)
         raw.pop("api_key_env", None)
         base_url = raw.pop("base_url", PROVIDER_DEFAULTS[name][0])
+        if name == "anthropic" and base_url.rstrip("/").endswith("/v1"):
+            # Anthropic's paths start with /v1 (as its SDKs' ANTHROPIC_BASE_URL has none).
+            raise config_error(
+                source,
+                f"'providers.anthropic.base_url' must not end in /v1 (the gateway appends "
+                f"/v1/messages): use {base_url.rstrip('/').removesuffix('/v1')!r}",
+            )
         providers[name] = ProviderConfig(name, enabled, base_url, api_key, key_source, **raw)
     return providers
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from proxy.config.checks import (
     Check,
+    api_version,
     base_urls,
     between,
     host_entries,
@@ -40,8 +41,16 @@ __all__ = [
     "config_error",
 ]
 
-PROVIDER_NAMES: tuple[str, ...] = ("openai", "gemini", "deepseek", "grok", "ollama", "mock")
-KEYED_PROVIDERS: tuple[str, ...] = ("openai", "gemini", "deepseek", "grok")
+PROVIDER_NAMES: tuple[str, ...] = (
+    "openai",
+    "gemini",
+    "deepseek",
+    "grok",
+    "anthropic",
+    "ollama",
+    "mock",
+)
+KEYED_PROVIDERS: tuple[str, ...] = ("openai", "gemini", "deepseek", "grok", "anthropic")
 
 # provider -> (default base_url, environment variables tried in order for its key)
 PROVIDER_DEFAULTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -52,6 +61,8 @@ PROVIDER_DEFAULTS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "deepseek": ("https://api.deepseek.com", ("DEEPSEEK_API_KEY",)),
     "grok": ("https://api.x.ai/v1", ("XAI_API_KEY",)),
+    # Anthropic's own convention: the base without /v1 (the adapter appends /v1/messages).
+    "anthropic": ("https://api.anthropic.com", ("ANTHROPIC_API_KEY",)),
     "ollama": ("http://127.0.0.1:11434", ()),
     "mock": ("mock://local", ()),
 }
@@ -187,6 +198,9 @@ class ProviderConfig:
     max_concurrency: int = _opt(256, positive)
     breaker_failures: int = _opt(5, positive)
     breaker_cooldown_s: float = _opt(30.0, non_negative)
+    # anthropic only: the anthropic-version its translated calls pin (a passthrough sends the
+    # client's own).
+    api_version: str = _opt("2023-06-01", api_version)
     latency_ms: float = _opt(0.0, non_negative)  # mock only
     chunk_count: int = _opt(0, non_negative)  # mock only; 0 = one chunk per word
 

@@ -114,16 +114,27 @@ _PROVIDER_KEYS = {
 }
 _TUNING = _schema(ProviderConfig, "name", "api_key_source", *_PROVIDER_KEYS)
 _MOCK_ONLY = ("latency_ms", "chunk_count")
-_PROVIDER_SCHEMA = {**_PROVIDER_KEYS, **{k: v for k, v in _TUNING.items() if k not in _MOCK_ONLY}}
+_ANTHROPIC_ONLY = ("api_version",)
+_PROVIDER_SCHEMA = {
+    **_PROVIDER_KEYS,
+    **{k: v for k, v in _TUNING.items() if k not in _MOCK_ONLY + _ANTHROPIC_ONLY},
+}
+_ANTHROPIC_SCHEMA = {**_PROVIDER_SCHEMA, **{k: _TUNING[k] for k in _ANTHROPIC_ONLY}}
 # mock answers in-process, so its base_url is only a label
-_MOCK_SCHEMA = {**_PROVIDER_KEYS, **_TUNING, "base_url": Field("base_url", "a string", non_empty)}
+_MOCK_SCHEMA = {
+    **_PROVIDER_KEYS,
+    **{k: v for k, v in _TUNING.items() if k not in _ANTHROPIC_ONLY},
+    "base_url": Field("base_url", "a string", non_empty),
+}
 MODEL_SCHEMA = _schema(ModelAlias, "name")
 FALLBACK_LIST = Field("", "a list of strings", non_empty)
 
 
 def provider_schema(name: str) -> dict[str, Field]:
     """The keys ``[providers.NAME]`` accepts."""
-    return _MOCK_SCHEMA if name == "mock" else _PROVIDER_SCHEMA
+    if name == "mock":
+        return _MOCK_SCHEMA
+    return _ANTHROPIC_SCHEMA if name == "anthropic" else _PROVIDER_SCHEMA
 
 
 def _describe(value: object) -> str:

@@ -221,7 +221,12 @@ class WireAdapter(abc.ABC):
 
     @abc.abstractmethod
     def parse_models(self, body: bytes) -> list[ListedModel]:
-        """The models in the answer to :meth:`models_call`."""
+        """The models in the answer to :meth:`models_call` (or to one of its next pages)."""
+
+    def next_models_call(self, body: bytes) -> UpstreamCall | None:
+        """The request for the model list's page after the one in ``body``; None: it was the
+        last (most upstreams list everything at once)."""
+        return None
 
     @property
     @abc.abstractmethod

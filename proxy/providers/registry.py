@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from proxy.config import ProviderConfig
+from proxy.providers.anthropic import AnthropicAdapter
 from proxy.providers.base import WireAdapter
 from proxy.providers.gemini import GeminiAdapter
 from proxy.providers.ollama import OllamaAdapter
@@ -27,6 +28,8 @@ def adapter_for(provider: ProviderConfig) -> WireAdapter | None:
             )
         case "gemini":
             return GeminiAdapter("gemini", provider.api_key)
+        case "anthropic":
+            return AnthropicAdapter("anthropic", provider.api_key, api_version=provider.api_version)
         case "ollama":
             return OllamaAdapter("ollama", provider.api_key)
         case "mock":

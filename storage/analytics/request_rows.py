@@ -67,6 +67,9 @@ class RequestRow(Result):
     endpoint: str
     """The client API the call came through (``chat``, ``responses``, ...); last, so the CSV's
     earlier columns keep their places."""
+    cache_write_tokens: int | None
+    """Prompt tokens written to the provider's cache (Anthropic's); after ``endpoint`` for the
+    same reason."""
 
 
 REQUEST_COLUMNS: Final = tuple(field.name for field in dataclasses.fields(RequestRow))
