@@ -27,6 +27,7 @@ from proxy import __version__
 from proxy.chat import ChatChunk, ChatRequest, chat_request
 from proxy.client_request import ClientRequest
 from proxy.config import ProviderConfig
+from proxy.embeddings import EmbeddingsRequest
 from proxy.errors import ModelNotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from proxy.messages import MessagesRequest
 from proxy.origins import KeyBinding
@@ -149,8 +150,11 @@ class HttpBackend(Backend):
     async def complete(self, request: ClientRequest, model: str, timing: CallTiming) -> Answer:
         passthrough = self._adapter.passthrough_for(request.PROTOCOL)
         one_call = False
+        embeddings = request if isinstance(request, EmbeddingsRequest) else None
         if passthrough is not None:
             call = passthrough.call(request, model)
+        elif embeddings is not None:
+            call = self._adapter.embeddings_call(embeddings, model)
         else:
             chat = chat_request(request)
             call = self._adapter.chat_call(chat, model)
@@ -176,6 +180,8 @@ class HttpBackend(Backend):
             raise self._adapter.map_error(response.status_code, response.headers, body)
         if passthrough is not None:
             return passthrough.answer(body)
+        if embeddings is not None:
+            return self._adapter.parse_embeddings(body, embeddings, model)
         answer = self._adapter.parse_response(body, model)
         return first_tool_call_only(answer) if one_call else answer
 
