@@ -97,11 +97,12 @@ class GeminiAdapter(WireAdapter):
         return UpstreamCall("GET", "/models?pageSize=1000", self._headers)
 
     def parse_models(self, body: bytes) -> list[ListedModel]:
-        """Chat-capable models (``generateContent``), without the ``models/`` prefix; Google
-        gives no creation time."""
+        """Chat and embedding models (``generateContent``, ``embedContent``), without the
+        ``models/`` prefix; Google gives no creation time."""
         page = decode_as(_decode_models, self.provider, "model list", body)
+        served = {"generateContent", "embedContent"}
         return [
             ListedModel(model.name.removeprefix("models/"))
             for model in page.models
-            if "generateContent" in model.supported_generation_methods
+            if served & set(model.supported_generation_methods)
         ]
