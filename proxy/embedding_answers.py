@@ -25,6 +25,7 @@ __all__ = [
     "MOCK_MAX_DIMENSIONS",
     "embeddings_body",
     "encode_base64",
+    "mock_prompt_tokens",
     "mock_vector",
 ]
 
@@ -109,5 +110,11 @@ def mock_vector(text: str, dimensions: int) -> list[float]:
         raw.byteswap()
     # Signed 32-bit integers centred on zero: each coordinate uniform in [-1, 1).
     values = [value + 0.5 for value in raw]
-    norm = math.sqrt(math.fsum(value * value for value in values))
-    return array.array("f", [value / norm for value in values]).tolist()
+    scale = 1.0 / math.hypot(*values)  # never zero: no value is
+    return array.array("f", [value * scale for value in values]).tolist()
+
+
+def mock_prompt_tokens(texts: list[str]) -> int:
+    """The mock's usage for ``texts``: one token per whitespace-separated word, as its chat
+    answers count, and at least one per text (no input is free)."""
+    return sum(max(1, len(text.split())) for text in texts)

@@ -18,6 +18,7 @@ from proxy.embedding_answers import (
     MOCK_MAX_DIMENSIONS,
     embeddings_body,
     encode_base64,
+    mock_prompt_tokens,
     mock_vector,
 )
 from proxy.errors import InvalidRequest
@@ -139,3 +140,9 @@ def test_mock_dimensions_are_honoured_within_bounds() -> None:
         with pytest.raises(InvalidRequest) as caught:
             mock_vector("x", wrong)
         assert caught.value.param == "dimensions"
+
+
+def test_mock_usage_is_one_token_per_word_and_at_least_one_per_text() -> None:
+    assert mock_prompt_tokens(["the quick brown fox", "jumps"]) == 5
+    assert mock_prompt_tokens(["   "]) == 1
+    assert mock_prompt_tokens([]) == 0
