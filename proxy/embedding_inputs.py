@@ -54,7 +54,7 @@ def texts_of(input: object, *, provider: str, max_items: int) -> list[str]:
                 param=param,
             )
         raise InvalidRequest(f"'{param}' must be a string, not {_kind(item)}.", param=param)
-    return input  # every item checked to be a non-empty str above
+    return list(input)  # every item checked to be a non-empty str above; a copy, not the body
 
 
 def estimate_tokens(texts: list[str]) -> int:
