@@ -199,9 +199,12 @@ class WireAdapter(abc.ABC):
         """How this upstream passes requests of client ``protocol`` through; None: translate."""
         return None
 
-    def embeddings_call(self, request: EmbeddingsRequest, upstream_model: str) -> UpstreamCall:
-        """The upstream request embedding ``request``'s input (its own API, when the upstream
-        does not pass OpenAI's through); a 400 when the upstream serves no embeddings."""
+    def embeddings_calls(
+        self, request: EmbeddingsRequest, upstream_model: str
+    ) -> list[UpstreamCall]:
+        """The upstream requests embedding ``request``'s input, in order (its own API, when the
+        upstream does not pass OpenAI's through; more than one where it takes fewer inputs per
+        call); a 400 when the upstream serves no embeddings."""
         raise InvalidRequest(
             f"Provider {self.provider} serves no embeddings: route '{request.model}' to a "
             "provider that does (openai, gemini, ollama, mock).",
@@ -210,11 +213,12 @@ class WireAdapter(abc.ABC):
         )
 
     def parse_embeddings(
-        self, body: bytes, request: EmbeddingsRequest, upstream_model: str
+        self, bodies: list[bytes], request: EmbeddingsRequest, upstream_model: str
     ) -> PassedAnswer:
-        """The answer to :meth:`embeddings_call` in OpenAI's shape (the encoding the client
-        asked for) with its usage; only asked of an adapter that builds that call."""
-        raise TypeError(f"{type(self).__name__} builds no embeddings call")
+        """The answers to :meth:`embeddings_calls` as one answer in OpenAI's shape (the
+        encoding the client asked for) with its usage; only asked of an adapter that builds
+        those calls. Blocking for a large batch: the backend runs it in a thread then."""
+        raise TypeError(f"{type(self).__name__} builds no embeddings calls")
 
     @abc.abstractmethod
     def chat_call(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
