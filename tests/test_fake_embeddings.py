@@ -14,6 +14,17 @@ import openai
 import pytest
 import trio
 
+from tests.fakes.gemini_embeddings import (
+    MAX_BATCH_REQUESTS,
+    MAX_INPUT_TOKENS,
+    gemini_embedding_of,
+)
+from tests.fakes.gemini_upstream import DEFAULT_API_KEY as GEMINI_KEY
+from tests.fakes.gemini_upstream import CutStream as GeminiCut
+from tests.fakes.gemini_upstream import FakeGemini
+from tests.fakes.gemini_upstream import Garbage as GeminiGarbage
+from tests.fakes.gemini_upstream import rate_limited as gemini_rate_limited
+from tests.fakes.gemini_upstream import server_error as gemini_server_error
 from tests.fakes.openai_embeddings import (
     MAX_INPUTS,
     MAX_TOKENS_PER_INPUT,
@@ -273,3 +284,169 @@ async def test_the_key_is_checked_first(fake: FakeOpenAI) -> None:
         )
     assert response.status_code == 401
     assert error_of(response)["code"] == "invalid_api_key"
+
+
+# -- Gemini -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def gemini(fake_gemini: FakeGemini) -> AsyncIterator[httpx.AsyncClient]:
+    """A raw httpx client pointed at the fake Gemini, with its key."""
+    headers = {"x-goog-api-key": GEMINI_KEY}
+    async with httpx.AsyncClient(base_url=fake_gemini.base_url, headers=headers) as client:
+        yield client
+
+
+def batch(model: str, *texts: str, **extra: Any) -> dict[str, Any]:
+    """A batchEmbedContents body: one request per text, each naming the model."""
+    return {
+        "requests": [
+            {"model": f"models/{model}", "content": {"parts": [{"text": t}]}, **extra}
+            for t in texts
+        ]
+    }
+
+
+def rpc_error(response: httpx.Response) -> dict[str, Any]:
+    """The `error` object of a Google RPC error answer."""
+    error: dict[str, Any] = response.json()["error"]
+    assert error["code"] == response.status_code
+    return error
+
+
+async def test_gemini_batch_embeds_every_text(
+    fake_gemini: FakeGemini, gemini: httpx.AsyncClient
+) -> None:
+    body = batch("gemini-embedding-001", "first text", "second", "first text")
+    response = await gemini.post("/models/gemini-embedding-001:batchEmbedContents", json=body)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json; charset=UTF-8"
+    answer = response.json()
+    assert set(answer) == {"embeddings"}  # no token counts: the Gemini API gives none
+    values = [e["values"] for e in answer["embeddings"]]
+    assert [len(v) for v in values] == [3072, 3072, 3072]
+    assert values[0] == gemini_embedding_of("first text", "gemini-embedding-001")
+    assert values[0] == values[2]
+    assert values[0] != values[1]
+    assert norm(values[1]) == pytest.approx(1.0, abs=1e-6)
+    assert fake_gemini.received[-1].body == body
+
+
+async def test_gemini_embed_content_answers_one_embedding(gemini: httpx.AsyncClient) -> None:
+    body = {"content": {"parts": [{"text": "just one"}]}, "taskType": "RETRIEVAL_QUERY"}
+    response = await gemini.post("/models/text-embedding-004:embedContent", json=body)
+    assert response.status_code == 200
+    values = response.json()["embedding"]["values"]
+    assert len(values) == 768
+    assert values == gemini_embedding_of("just one", "text-embedding-004", None, "RETRIEVAL_QUERY")
+    # The task type shapes the vector, as it does at Google.
+    assert values != gemini_embedding_of("just one", "text-embedding-004")
+
+
+async def test_gemini_output_dimensionality_cuts_without_renormalising(
+    gemini: httpx.AsyncClient,
+) -> None:
+    body = batch("gemini-embedding-001", "short one", outputDimensionality=768)
+    response = await gemini.post("/models/gemini-embedding-001:batchEmbedContents", json=body)
+    values = response.json()["embeddings"][0]["values"]
+    assert values == gemini_embedding_of("short one", "gemini-embedding-001")[:768]
+    assert norm(values) < 0.9  # a quarter of a 3072-dim unit vector: about 0.5 long
+
+
+async def test_gemini_truncates_long_texts_silently(gemini: httpx.AsyncClient) -> None:
+    words = [f"w{i}" for i in range(MAX_INPUT_TOKENS + 5)]
+    long, kept = " ".join(words), " ".join(words[:MAX_INPUT_TOKENS])
+    response = await gemini.post(
+        "/models/text-embedding-004:batchEmbedContents", json=batch("text-embedding-004", long)
+    )
+    assert response.status_code == 200
+    values = response.json()["embeddings"][0]["values"]
+    assert values == gemini_embedding_of(kept, "text-embedding-004")
+
+
+@pytest.mark.parametrize(
+    ("path_model", "body", "words"),
+    [
+        ("gemini-embedding-001", batch("text-embedding-004", "x"), "must be identical"),
+        ("gemini-embedding-001", {"requests": []}, "requests is not specified"),
+        (
+            "gemini-embedding-001",
+            batch("gemini-embedding-001", *["x"] * (MAX_BATCH_REQUESTS + 1)),
+            "at most 100 requests",
+        ),
+        ("gemini-embedding-001", batch("gemini-embedding-001", ""), "text content is empty"),
+        (
+            "gemini-embedding-001",
+            {"requests": [{"model": "models/gemini-embedding-001", "content": {"parts": []}}]},
+            "parts must not be empty",
+        ),
+        (
+            "gemini-embedding-001",
+            {"requests": [{"content": {"parts": [{"text": "x"}]}}]},
+            "model is not specified",
+        ),
+        (
+            "gemini-embedding-001",
+            batch("gemini-embedding-001", "x", outputDimensionality=64),
+            "[128, 3072]",
+        ),
+        (
+            "text-embedding-004",
+            batch("text-embedding-004", "x", outputDimensionality=769),
+            "[1, 768]",
+        ),
+        ("gemini-embedding-001", batch("gemini-embedding-001", "x", taskType="NOPE"), '"NOPE"'),
+        ("gemini-embedding-001", batch("gemini-embedding-001", "x", dims=3), 'name "dims"'),
+        ("gemini-embedding-001", {"input": "x"}, 'name "input"'),
+    ],
+)
+async def test_gemini_batch_refusals(
+    gemini: httpx.AsyncClient, path_model: str, body: dict[str, Any], words: str
+) -> None:
+    response = await gemini.post(f"/models/{path_model}:batchEmbedContents", json=body)
+    assert response.status_code == 400
+    error = rpc_error(response)
+    assert error["status"] == "INVALID_ARGUMENT"
+    assert words in error["message"]
+
+
+async def test_gemini_batch_of_100_is_accepted(gemini: httpx.AsyncClient) -> None:
+    body = batch("text-embedding-004", *[f"text {i}" for i in range(MAX_BATCH_REQUESTS)])
+    response = await gemini.post("/models/text-embedding-004:batchEmbedContents", json=body)
+    assert response.status_code == 200
+    assert len(response.json()["embeddings"]) == MAX_BATCH_REQUESTS
+
+
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "no-such-model"])
+async def test_gemini_embedding_with_a_model_that_does_not_embed_is_not_found(
+    gemini: httpx.AsyncClient, model: str
+) -> None:
+    response = await gemini.post(
+        f"/models/{model}:embedContent", json={"content": {"parts": [{"text": "x"}]}}
+    )
+    assert response.status_code == 404
+    error = rpc_error(response)
+    assert error["status"] == "NOT_FOUND"
+    assert f"models/{model} is not found" in error["message"]
+    assert "embedContent" in error["message"]
+
+
+async def test_gemini_embed_key_and_scripted_failures(
+    fake_gemini: FakeGemini, gemini: httpx.AsyncClient
+) -> None:
+    path = "/models/gemini-embedding-001:batchEmbedContents"
+    body = batch("gemini-embedding-001", "x")
+    wrong = await gemini.post(path, json=body, headers={"x-goog-api-key": "wrong"})
+    assert wrong.status_code == 400
+    assert rpc_error(wrong)["details"][0]["reason"] == "API_KEY_INVALID"
+    fake_gemini.enqueue(gemini_rate_limited("12s"), gemini_server_error(), GeminiGarbage())
+    limited = await gemini.post(path, json=body)
+    assert limited.status_code == 429
+    assert rpc_error(limited)["details"][-1]["retryDelay"] == "12s"
+    assert (await gemini.post(path, json=body)).status_code == 500
+    assert (await gemini.post(path, json=body)).text == "<html>oops</html>"
+    fake_gemini.enqueue(GeminiCut())
+    with pytest.raises(httpx.RemoteProtocolError):
+        await gemini.post(path, json=body)
+    assert (await gemini.post(path, json=body)).status_code == 200
+    assert len(fake_gemini.received) == 6

@@ -12,9 +12,6 @@ free), a token array costs its length; ``prompt_tokens == total_tokens`` is thei
 from __future__ import annotations
 
 import base64
-import hashlib
-import math
-import random
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +20,7 @@ from typing import Any
 from .asgi_server import ResponseWriter
 from .openai_wire import BAD_JSON_MESSAGE, ErrorReply, encode, json_headers, model_not_found
 from .text import word_count
+from .vectors import gaussians, normalised
 
 __all__ = [
     "EMBEDDING_MODELS",
@@ -77,13 +75,8 @@ def embedding_of(
     ids), float32-rounded; with `dimensions`, the native vector truncated and re-normalised, as
     OpenAI shortens text-embedding-3 vectors."""
     native = EMBEDDING_MODELS[model]
-    seed = (
-        model + "\x00" + (item if isinstance(item, str) else "tokens:" + ",".join(map(str, item)))
-    )
-    rng = random.Random(hashlib.sha256(seed.encode()).digest())
-    vector = [rng.gauss(0.0, 1.0) for _ in range(native)][: dimensions or native]
-    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
-    return _float32([x / norm for x in vector])
+    text = item if isinstance(item, str) else "tokens:" + ",".join(map(str, item))
+    return normalised(gaussians(model + "\x00" + text, native)[: dimensions or native])
 
 
 def tokens_of(item: str | Sequence[int]) -> int:
@@ -251,8 +244,3 @@ def _invalid(message: str, param: str, code: str) -> ErrorReply:
 def _quoted(value: Any) -> str:
     """A value quoted the way OpenAI's messages quote it ('x' for strings)."""
     return f"'{value}'" if isinstance(value, str) else str(value)
-
-
-def _float32(vector: list[float]) -> list[float]:
-    """Each component rounded to the nearest float32, as OpenAI's vectors are."""
-    return list(struct.unpack(f"<{len(vector)}f", struct.pack(f"<{len(vector)}f", *vector)))
