@@ -1,7 +1,8 @@
 """A fake OpenAI Chat Completions upstream: real HTTP on 127.0.0.1, scripted behaviours.
 
 The same fake serves the Responses API (`/v1/responses`, in `openai_responses.py`) as OpenAI
-does; its behaviours are queued on `fake.responses`.
+does; its behaviours are queued on `fake.responses`. Embeddings (`/v1/embeddings`, in
+`openai_embeddings.py`) take their behaviours from the chat queue (errors, stalls, garbage).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import trio
 
 from .asgi_server import Message, Receive, Received, ResponseWriter, Scope, ScriptedUpstream, Send
+from .openai_embeddings import EmbeddingsCall, embeddings_call, send_embeddings
 from .openai_responses import FakeResponses
 
 # The shared wire helpers (openai_wire.py), some under the short private names this module's
@@ -298,6 +300,8 @@ class FakeOpenAI(ScriptedUpstream[Behaviour]):
             await _send_error(reply, auth_error)
         elif method == "POST" and path == "/v1/chat/completions":
             await self._chat(reply, receive, body)
+        elif method == "POST" and path == "/v1/embeddings":
+            await self._embeddings(reply, receive, body)
         elif path == "/v1/responses" or path.startswith("/v1/responses/"):
             watched = partial(self._answer_watched, reply, receive)
             await self.responses.handle(request, reply, watched)
@@ -373,10 +377,42 @@ class FakeOpenAI(ScriptedUpstream[Behaviour]):
         behaviour = self.next_behaviour(Echo())
         await self._answer_watched(reply, receive, partial(_answer, reply, call, behaviour))
 
+    async def _embeddings(self, reply: ResponseWriter, receive: Receive, body: Any) -> None:
+        """Handle POST /v1/embeddings (openai_embeddings.py): validate, answer next behaviour."""
+        call = embeddings_call(body, time.monotonic(), [name for name, _ in MODELS])
+        if isinstance(call, ErrorReply):
+            await _send_error(reply, call)
+            return
+        behaviour = self.next_behaviour(Echo())
+        await self._answer_watched(
+            reply, receive, partial(_answer_embeddings, reply, call, behaviour)
+        )
+
 
 # ---------------------------------------------------------------------------------------------
 # Answers
 # ---------------------------------------------------------------------------------------------
+
+
+async def _answer_embeddings(
+    reply: ResponseWriter, call: EmbeddingsCall, behaviour: Behaviour
+) -> bool:
+    """Answer one embeddings call: the vectors (after Echo's delay or a Stall), or the scripted
+    failure; chat-only behaviours (tool calls, audio, stream faults) answer normally."""
+    match behaviour:
+        case Echo(delay_s=seconds) | Stall(seconds=seconds):
+            await trio.sleep(seconds)
+        case ErrorReply():
+            await _send_error(reply, behaviour)
+            return False
+        case Garbage() | Raw():
+            await _answer(reply, _Call(call.model, False, False, False, 0, ""), behaviour)
+            return False
+        case CutStream():
+            await send_embeddings(reply, call, cut=True)
+            return True
+    await send_embeddings(reply, call)
+    return False
 
 
 async def _answer(reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> bool:
