@@ -37,6 +37,7 @@ async def gateway(
                 "deepseek": {"base_url": fake_openai.base_url, "api_key": DEFAULT_API_KEY},
                 "gemini": {"base_url": fake_gemini.base_url, "api_key": GEMINI_KEY},
                 "ollama": {"base_url": fake_ollama.base_url},
+                "mock": {"enabled": True},
             },
             "models": {"embed": {"provider": "openai", "model": SMALL}},
         }
@@ -168,7 +169,11 @@ async def test_upstream_errors_and_fallbacks_as_for_chat(
 ) -> None:
     gateway = await start_gateway(
         {
-            "providers": {"openai": {"base_url": fake_openai.base_url, "api_key": DEFAULT_API_KEY}},
+            "providers": {
+                "openai": {"base_url": fake_openai.base_url, "api_key": DEFAULT_API_KEY},
+                "mock": {"enabled": True},
+                "ollama": {"enabled": False},
+            },
             "fallbacks": {SMALL: ["mock"]},
         }
     )

@@ -98,7 +98,9 @@ def measure(load: LoadGenerator | None = None) -> list[Figure]:
         with ExitStack() as stack:
             directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
             upstream = stack.enter_context(bench_server("upstream"))
-            gateway = stack.enter_context(gateway_process(upstream, directory))
+            gateway = stack.enter_context(
+                gateway_process(upstream, directory, extra="[providers.mock]\nenabled = true\n")
+            )
             for target in TARGETS:
                 check(gateway, target)
             results = _measure(load, gateway)
