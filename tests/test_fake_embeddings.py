@@ -25,6 +25,11 @@ from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.gemini_upstream import Garbage as GeminiGarbage
 from tests.fakes.gemini_upstream import rate_limited as gemini_rate_limited
 from tests.fakes.gemini_upstream import server_error as gemini_server_error
+from tests.fakes.ollama_embeddings import CONTEXT_LENGTHS, ollama_embedding_of
+from tests.fakes.ollama_upstream import CutStream as OllamaCut
+from tests.fakes.ollama_upstream import ErrorReply as OllamaError
+from tests.fakes.ollama_upstream import FakeOllama
+from tests.fakes.ollama_upstream import Garbage as OllamaGarbage
 from tests.fakes.openai_embeddings import (
     MAX_INPUTS,
     MAX_TOKENS_PER_INPUT,
@@ -40,6 +45,7 @@ from tests.fakes.openai_upstream import (
     rate_limited,
     server_error,
 )
+from tests.fakes.vectors import normalised
 
 KEY = "sk-upstream-test-key"
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -450,3 +456,136 @@ async def test_gemini_embed_key_and_scripted_failures(
         await gemini.post(path, json=body)
     assert (await gemini.post(path, json=body)).status_code == 200
     assert len(fake_gemini.received) == 6
+
+
+# -- Ollama -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def ollama(fake_ollama: FakeOllama) -> AsyncIterator[httpx.AsyncClient]:
+    """A raw httpx client pointed at the fake Ollama."""
+    async with httpx.AsyncClient(base_url=fake_ollama.base_url) as client:
+        yield client
+
+
+async def test_ollama_embeds_a_list_in_one_call(
+    fake_ollama: FakeOllama, ollama: httpx.AsyncClient
+) -> None:
+    body = {"model": "nomic-embed-text", "input": ["one two", "three", "one two"]}
+    response = await ollama.post("/api/embed", json=body)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    answer = response.json()
+    assert set(answer) == {
+        "model",
+        "embeddings",
+        "total_duration",
+        "load_duration",
+        "prompt_eval_count",
+    }
+    assert answer["model"] == "nomic-embed-text"  # as the client named it
+    vectors = answer["embeddings"]
+    assert [len(v) for v in vectors] == [768, 768, 768]
+    assert vectors[0] == ollama_embedding_of("one two", "nomic-embed-text:latest")
+    assert vectors[0] == vectors[2]
+    assert vectors[0] != vectors[1]
+    assert norm(vectors[1]) == pytest.approx(1.0, abs=1e-6)
+    assert answer["prompt_eval_count"] == 5
+    assert isinstance(answer["total_duration"], int)
+    assert fake_ollama.received[-1].body == body
+
+
+async def test_ollama_single_string_and_dimensions(ollama: httpx.AsyncClient) -> None:
+    one = await ollama.post("/api/embed", json={"model": "mxbai-embed-large", "input": "hi"})
+    assert one.json()["embeddings"] == [ollama_embedding_of("hi", "mxbai-embed-large:latest")]
+    body = {"model": "mxbai-embed-large:latest", "input": "hi", "dimensions": 256}
+    short = (await ollama.post("/api/embed", json=body)).json()["embeddings"][0]
+    assert len(short) == 256
+    assert norm(short) == pytest.approx(1.0, abs=1e-6)  # Ollama normalises the cut vector
+    assert short == ollama_embedding_of("hi", "mxbai-embed-large:latest", 256)
+    # A larger dimensions is ignored, as Ollama does.
+    body["dimensions"] = 5000
+    assert len((await ollama.post("/api/embed", json=body)).json()["embeddings"][0]) == 1024
+
+
+async def test_ollama_empty_input_loads_the_model(ollama: httpx.AsyncClient) -> None:
+    empties: list[str | list[str]] = ["", []]
+    for empty in empties:
+        response = await ollama.post(
+            "/api/embed", json={"model": "nomic-embed-text", "input": empty}
+        )
+        assert response.status_code == 200
+        assert response.json()["embeddings"] == []
+        assert response.json()["prompt_eval_count"] == 0
+
+
+async def test_ollama_truncates_past_the_context_unless_told_not_to(
+    ollama: httpx.AsyncClient,
+) -> None:
+    words = [f"w{i}" for i in range(CONTEXT_LENGTHS["mxbai-embed-large:latest"] + 3)]
+    body: dict[str, Any] = {"model": "mxbai-embed-large", "input": " ".join(words)}
+    cut = (await ollama.post("/api/embed", json=body)).json()
+    assert cut["prompt_eval_count"] == 512
+    assert cut["embeddings"][0] == ollama_embedding_of(
+        " ".join(words[:512]), "mxbai-embed-large:latest"
+    )
+    refused = await ollama.post("/api/embed", json={**body, "truncate": False})
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "input exceeds maximum context length"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({"model": "all-minilm", "input": "x"}, 404, 'model "all-minilm" not found'),
+        ({"input": "x"}, 400, "model is required"),
+        ({"model": "nomic-embed-text", "input": [1, 2]}, 400, "invalid input type"),
+        ({"model": "nomic-embed-text", "input": {"t": "x"}}, 400, "invalid input type"),
+        ({"model": "nomic-embed-text", "input": "x", "truncate": "no"}, 400, "truncate"),
+        ({"model": "nomic-embed-text", "input": "x", "dimensions": "8"}, 400, "dimensions"),
+    ],
+)
+async def test_ollama_embed_refusals(
+    ollama: httpx.AsyncClient, body: dict[str, Any], status: int, error: str
+) -> None:
+    response = await ollama.post("/api/embed", json=body)
+    assert response.status_code == status
+    assert error in response.json()["error"]
+
+
+async def test_ollama_lists_and_resolves_its_embedding_models(ollama: httpx.AsyncClient) -> None:
+    names = [m["name"] for m in (await ollama.get("/api/tags")).json()["models"]]
+    assert {"nomic-embed-text:latest", "mxbai-embed-large:latest"} <= set(names)
+    # A generative model embeds too (Ollama pools its states); an embedding model does not chat.
+    llama = await ollama.post("/api/embed", json={"model": "llama3.2", "input": "x"})
+    assert len(llama.json()["embeddings"][0]) == 3072
+    chat = {"model": "nomic-embed-text", "messages": [{"role": "user", "content": "hi"}]}
+    refused = await ollama.post("/api/chat", json=chat)
+    assert refused.status_code == 400
+    assert refused.json() == {"error": '"nomic-embed-text" does not support chat'}
+
+
+async def test_ollama_legacy_embeddings_endpoint(ollama: httpx.AsyncClient) -> None:
+    body = {"model": "nomic-embed-text", "prompt": "old style"}
+    vector = (await ollama.post("/api/embeddings", json=body)).json()["embedding"]
+    assert len(vector) == 768
+    assert norm(vector) > 2  # the legacy endpoint does not normalise
+    same_direction = ollama_embedding_of("old style", "nomic-embed-text:latest")
+    assert normalised(vector) == pytest.approx(same_direction, abs=1e-6)
+    empty = await ollama.post("/api/embeddings", json={"model": "nomic-embed-text", "prompt": ""})
+    assert empty.json() == {"embedding": []}
+
+
+async def test_ollama_embed_scripted_failures(
+    fake_ollama: FakeOllama, ollama: httpx.AsyncClient
+) -> None:
+    body = {"model": "nomic-embed-text", "input": "x"}
+    fake_ollama.enqueue(OllamaError(500), OllamaGarbage(), OllamaCut())
+    failed = await ollama.post("/api/embed", json=body)
+    assert failed.status_code == 500
+    assert "error" in failed.json()
+    assert (await ollama.post("/api/embed", json=body)).text == "<html>oops</html>"
+    with pytest.raises(httpx.RemoteProtocolError):
+        await ollama.post("/api/embed", json=body)
+    assert (await ollama.post("/api/embed", json=body)).status_code == 200
+    assert [r.path for r in fake_ollama.received] == ["/api/embed"] * 4
