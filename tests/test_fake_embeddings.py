@@ -31,6 +31,7 @@ from tests.fakes.ollama_upstream import ErrorReply as OllamaError
 from tests.fakes.ollama_upstream import FakeOllama
 from tests.fakes.ollama_upstream import Garbage as OllamaGarbage
 from tests.fakes.openai_embeddings import (
+    EMBEDDING_MODELS,
     MAX_INPUTS,
     MAX_TOKENS_PER_INPUT,
     embedding_of,
@@ -179,6 +180,22 @@ async def test_ada_002_answers_its_v2_name_and_refuses_dimensions(
     with pytest.raises(openai.BadRequestError) as caught:
         await sdk.embeddings.create(model="text-embedding-ada-002", input="x", dimensions=8)
     assert "does not support specifying dimensions" in caught.value.message
+
+
+async def test_embedding_models_are_listed_and_refuse_chat(
+    sdk: openai.AsyncOpenAI, http: httpx.AsyncClient
+) -> None:
+    listed = {model.id: model for model in (await sdk.models.list()).data}
+    assert set(EMBEDDING_MODELS) <= set(listed)
+    assert {"gpt-4o", "gpt-4o-mini"} <= set(listed)
+    small = await sdk.models.retrieve("text-embedding-3-small")
+    assert (small.id, small.owned_by) == ("text-embedding-3-small", "system")
+    chat = {"model": "text-embedding-3-small", "messages": [{"role": "user", "content": "hi"}]}
+    refused = await http.post("/chat/completions", json=chat)
+    assert refused.status_code == 404
+    error = error_of(refused)
+    assert error["message"].startswith("This is not a chat model")
+    assert error["param"] == "model"
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:

@@ -24,9 +24,11 @@ from .vectors import gaussians, normalised
 
 __all__ = [
     "EMBEDDING_MODELS",
+    "EMBEDDING_MODEL_LIST",
     "MAX_INPUTS",
     "MAX_REQUEST_TOKENS",
     "MAX_TOKENS_PER_INPUT",
+    "NOT_A_CHAT_MODEL",
     "EmbeddingsCall",
     "answer_model",
     "embedding_of",
@@ -43,12 +45,27 @@ EMBEDDING_MODELS: dict[str, int] = {
     "text-embedding-3-large": 3072,
     "text-embedding-ada-002": 1536,
 }
+# (name, created) as GET /v1/models lists them.
+EMBEDDING_MODEL_LIST: tuple[tuple[str, int], ...] = (
+    ("text-embedding-3-small", 1705948997),
+    ("text-embedding-3-large", 1705953180),
+    ("text-embedding-ada-002", 1671217299),
+)
 _SHORTENABLE = frozenset({"text-embedding-3-small", "text-embedding-3-large"})
 # OpenAI answers ada-002 calls with this model name in the body (not the one asked for).
 _ANSWER_MODEL = {"text-embedding-ada-002": "text-embedding-ada-002-v2"}
 MAX_INPUTS = 2048
 MAX_TOKENS_PER_INPUT = 8192
 MAX_REQUEST_TOKENS = 300_000
+NOT_A_CHAT_MODEL = ErrorReply(
+    404,
+    message=(
+        "This is not a chat model and thus not supported in the v1/chat/completions endpoint. "
+        "Did you mean to use v1/completions?"
+    ),
+    type="invalid_request_error",
+    param="model",
+)
 _INVALID_INPUT_MESSAGE = (
     "'$.input' is invalid. Please check the API reference: "
     "https://platform.openai.com/docs/api-reference."
