@@ -454,6 +454,15 @@ async def test_gemini_embedding_with_a_model_that_does_not_embed_is_not_found(
     assert "embedContent" in error["message"]
 
 
+async def test_gemini_embedding_models_do_not_generate(gemini: httpx.AsyncClient) -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    response = await gemini.post("/models/gemini-embedding-001:generateContent", json=body)
+    assert response.status_code == 404
+    error = rpc_error(response)
+    assert error["status"] == "NOT_FOUND"
+    assert "not supported for generateContent" in error["message"]
+
+
 async def test_gemini_embed_key_and_scripted_failures(
     fake_gemini: FakeGemini, gemini: httpx.AsyncClient
 ) -> None:
