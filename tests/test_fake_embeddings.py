@@ -222,6 +222,13 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
         ({"dimensions": 0}, 400, "dimensions", "integer_below_min_value", ">= 1"),
         ({"dimensions": 1537}, 400, "dimensions", "integer_above_max_value", "<= 1536"),
         ({"dimensions": "8"}, 400, "dimensions", "invalid_type", "expected an integer"),
+        (
+            {"temperature": 0},
+            400,
+            None,
+            None,
+            "Unrecognized request argument supplied: temperature",
+        ),
     ],
 )
 async def test_invalid_requests_are_refused_as_openai_does(

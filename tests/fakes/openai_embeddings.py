@@ -66,6 +66,7 @@ NOT_A_CHAT_MODEL = ErrorReply(
     type="invalid_request_error",
     param="model",
 )
+_FIELDS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
 _INVALID_INPUT_MESSAGE = (
     "'$.input' is invalid. Please check the API reference: "
     "https://platform.openai.com/docs/api-reference."
@@ -117,6 +118,10 @@ def embeddings_call(
     """Validate a `POST /v1/embeddings` body as OpenAI does: the call, or the error it answers."""
     if not isinstance(body, dict):
         return ErrorReply(400, BAD_JSON_MESSAGE, "invalid_request_error")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        message = f"Unrecognized request argument supplied: {', '.join(unknown)}"
+        return ErrorReply(400, message, "invalid_request_error")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         return ErrorReply(400, "you must provide a model parameter", "invalid_request_error")
