@@ -31,6 +31,7 @@ from tests.fakes.ollama_upstream import ErrorReply as OllamaError
 from tests.fakes.ollama_upstream import FakeOllama
 from tests.fakes.ollama_upstream import Garbage as OllamaGarbage
 from tests.fakes.openai_embeddings import (
+    EMBEDDING_MODELS,
     MAX_INPUTS,
     MAX_TOKENS_PER_INPUT,
     embedding_of,
@@ -181,6 +182,22 @@ async def test_ada_002_answers_its_v2_name_and_refuses_dimensions(
     assert "does not support specifying dimensions" in caught.value.message
 
 
+async def test_embedding_models_are_listed_and_refuse_chat(
+    sdk: openai.AsyncOpenAI, http: httpx.AsyncClient
+) -> None:
+    listed = {model.id: model for model in (await sdk.models.list()).data}
+    assert set(EMBEDDING_MODELS) <= set(listed)
+    assert {"gpt-4o", "gpt-4o-mini"} <= set(listed)
+    small = await sdk.models.retrieve("text-embedding-3-small")
+    assert (small.id, small.owned_by) == ("text-embedding-3-small", "system")
+    chat = {"model": "text-embedding-3-small", "messages": [{"role": "user", "content": "hi"}]}
+    refused = await http.post("/chat/completions", json=chat)
+    assert refused.status_code == 404
+    error = error_of(refused)
+    assert error["message"].startswith("This is not a chat model")
+    assert error["param"] == "model"
+
+
 def error_of(response: httpx.Response) -> dict[str, Any]:
     """The `error` object of an OpenAI error answer."""
     error: dict[str, Any] = response.json()["error"]
@@ -205,6 +222,13 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
         ({"dimensions": 0}, 400, "dimensions", "integer_below_min_value", ">= 1"),
         ({"dimensions": 1537}, 400, "dimensions", "integer_above_max_value", "<= 1536"),
         ({"dimensions": "8"}, 400, "dimensions", "invalid_type", "expected an integer"),
+        (
+            {"temperature": 0},
+            400,
+            None,
+            None,
+            "Unrecognized request argument supplied: temperature",
+        ),
     ],
 )
 async def test_invalid_requests_are_refused_as_openai_does(
@@ -435,6 +459,15 @@ async def test_gemini_embedding_with_a_model_that_does_not_embed_is_not_found(
     assert error["status"] == "NOT_FOUND"
     assert f"models/{model} is not found" in error["message"]
     assert "embedContent" in error["message"]
+
+
+async def test_gemini_embedding_models_do_not_generate(gemini: httpx.AsyncClient) -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    response = await gemini.post("/models/gemini-embedding-001:generateContent", json=body)
+    assert response.status_code == 404
+    error = rpc_error(response)
+    assert error["status"] == "NOT_FOUND"
+    assert "not supported for generateContent" in error["message"]
 
 
 async def test_gemini_embed_key_and_scripted_failures(

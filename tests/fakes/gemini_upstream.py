@@ -410,7 +410,7 @@ class FakeGemini(ScriptedUpstream[Behaviour]):
         if problem is not None:
             await _send_error(reply, _invalid(problem))
             return
-        if model == UNKNOWN_MODEL:
+        if model == UNKNOWN_MODEL or model in GEMINI_EMBEDDING_MODELS:
             await _send_error(reply, not_found(model))
             return
         streaming = method == "streamGenerateContent"

@@ -20,6 +20,7 @@ normalised (as Ollama's old endpoint). Generative models embed too (Ollama pools
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ __all__ = [
     "embed_answer",
     "embed_call",
     "legacy_answer",
-    "legacy_call",
+    "not_found_message",
     "ollama_embedding_of",
 ]
 
@@ -60,6 +61,35 @@ class EmbedCall:
     texts: tuple[str, ...]
     dimensions: int
     started_ns: int = field(default_factory=time.perf_counter_ns)
+
+
+def not_found_message(model: str) -> str:
+    """Ollama's 404 message for a model that has not been pulled."""
+    return f'model "{model}" not found, try pulling it first'
+
+
+def embed_answer(
+    path: str, raw: bytes, body: Any, resolve: Callable[[str], str | None]
+) -> dict[str, Any] | tuple[int, str]:
+    """Ollama's answer to `/api/embed` or the legacy `/api/embeddings`: the body, or the status
+    and message of its error; `resolve` gives a pulled model's full name (None if not pulled)."""
+    if not raw:
+        return 400, "missing request body"
+    if not isinstance(body, dict):
+        return 400, "invalid character looking for beginning of value"
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return 400, "model is required"
+    name = resolve(model)
+    if name is None:
+        return 404, not_found_message(model)
+    if path != "/api/embed":
+        prompt = body.get("prompt", "")
+        if not isinstance(prompt, str):
+            return 400, "json: cannot unmarshal into Go struct field of type string"
+        return legacy_answer(prompt, name)
+    call = embed_call(body, name)
+    return (400, call) if isinstance(call, str) else _answer(call)
 
 
 def ollama_embedding_of(text: str, name: str, dimensions: int = 0) -> list[float]:
@@ -95,7 +125,7 @@ def embed_call(body: dict[str, Any], name: str) -> EmbedCall | str:
     return EmbedCall(str(body["model"]), name, texts, dimensions)
 
 
-def embed_answer(call: EmbedCall) -> dict[str, Any]:
+def _answer(call: EmbedCall) -> dict[str, Any]:
     """Ollama's `/api/embed` answer; durations in nanoseconds."""
     total = max(time.perf_counter_ns() - call.started_ns, 1_000)
     return {
@@ -105,12 +135,6 @@ def embed_answer(call: EmbedCall) -> dict[str, Any]:
         "load_duration": total // 10,
         "prompt_eval_count": sum(_count(_kept(t, call.name)) for t in call.texts),
     }
-
-
-def legacy_call(body: dict[str, Any]) -> str | None:
-    """The prompt of a legacy `/api/embeddings` body, or None if it is not a string."""
-    prompt = body.get("prompt", "")
-    return prompt if isinstance(prompt, str) else None
 
 
 def legacy_answer(prompt: str, name: str) -> dict[str, Any]:

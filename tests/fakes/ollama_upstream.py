@@ -22,7 +22,7 @@ import msgspec
 import trio
 
 from .asgi_server import Receive, Received, ResponseWriter, ScriptedUpstream
-from .ollama_embeddings import EmbedCall, embed_answer, embed_call, legacy_answer, legacy_call
+from .ollama_embeddings import embed_answer, not_found_message
 from .text import logprob_of, padded_echo, split_evenly, word_count, word_pieces
 
 __all__ = [
@@ -107,11 +107,6 @@ _DEFAULT_ERROR_MESSAGES = {
     500: "llama runner process has terminated: exit status 2",
     502: "upstream error: cloud model is unreachable",
 }
-
-
-def not_found_message(model: str) -> str:
-    """Ollama's 404 message for a model that has not been pulled."""
-    return f'model "{model}" not found, try pulling it first'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,35 +292,10 @@ class FakeOllama(ScriptedUpstream[Behaviour]):
     ) -> None:
         """Handle /api/embed and the legacy /api/embeddings (ollama_embeddings.py): validate
         like Ollama, answer the next behaviour."""
-        if not raw:
-            await _send_error(reply, ErrorReply(400, "missing request body"))
+        answer = embed_answer(path, raw, body, _pulled_name)
+        if isinstance(answer, tuple):
+            await _send_error(reply, ErrorReply(*answer))
             return
-        if not isinstance(body, dict):
-            message = "invalid character looking for beginning of value"
-            await _send_error(reply, ErrorReply(400, message))
-            return
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            await _send_error(reply, ErrorReply(400, "model is required"))
-            return
-        pulled = _resolve(model)
-        if pulled is None:
-            await _send_error(reply, ErrorReply(404, not_found_message(model)))
-            return
-        call: EmbedCall | str
-        if path == "/api/embed":
-            call = embed_call(body, pulled.name)
-            if isinstance(call, str):
-                await _send_error(reply, ErrorReply(400, call))
-                return
-            answer = embed_answer(call)
-        else:
-            prompt = legacy_call(body)
-            if prompt is None:
-                message = "json: cannot unmarshal into Go struct field of type string"
-                await _send_error(reply, ErrorReply(400, message))
-                return
-            answer = legacy_answer(prompt, pulled.name)
         behaviour = self.next_behaviour(Reply())
         await self._answer_watched(reply, receive, partial(_answer_embed, reply, answer, behaviour))
 
@@ -562,6 +532,12 @@ def _resolve(name: str) -> _Model | None:
     """The pulled model a name means; no tag means ":latest", as in Ollama."""
     full = name if ":" in name else name + ":latest"
     return next((m for m in MODELS if m.name == full), None)
+
+
+def _pulled_name(name: str) -> str | None:
+    """The full name of the pulled model a name means, or None."""
+    pulled = _resolve(name)
+    return None if pulled is None else pulled.name
 
 
 def _now() -> str:

@@ -24,9 +24,11 @@ from .vectors import gaussians, normalised
 
 __all__ = [
     "EMBEDDING_MODELS",
+    "EMBEDDING_MODEL_LIST",
     "MAX_INPUTS",
     "MAX_REQUEST_TOKENS",
     "MAX_TOKENS_PER_INPUT",
+    "NOT_A_CHAT_MODEL",
     "EmbeddingsCall",
     "answer_model",
     "embedding_of",
@@ -43,12 +45,28 @@ EMBEDDING_MODELS: dict[str, int] = {
     "text-embedding-3-large": 3072,
     "text-embedding-ada-002": 1536,
 }
+# (name, created) as GET /v1/models lists them.
+EMBEDDING_MODEL_LIST: tuple[tuple[str, int], ...] = (
+    ("text-embedding-3-small", 1705948997),
+    ("text-embedding-3-large", 1705953180),
+    ("text-embedding-ada-002", 1671217299),
+)
 _SHORTENABLE = frozenset({"text-embedding-3-small", "text-embedding-3-large"})
 # OpenAI answers ada-002 calls with this model name in the body (not the one asked for).
 _ANSWER_MODEL = {"text-embedding-ada-002": "text-embedding-ada-002-v2"}
 MAX_INPUTS = 2048
 MAX_TOKENS_PER_INPUT = 8192
 MAX_REQUEST_TOKENS = 300_000
+NOT_A_CHAT_MODEL = ErrorReply(
+    404,
+    message=(
+        "This is not a chat model and thus not supported in the v1/chat/completions endpoint. "
+        "Did you mean to use v1/completions?"
+    ),
+    type="invalid_request_error",
+    param="model",
+)
+_FIELDS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
 _INVALID_INPUT_MESSAGE = (
     "'$.input' is invalid. Please check the API reference: "
     "https://platform.openai.com/docs/api-reference."
@@ -100,6 +118,10 @@ def embeddings_call(
     """Validate a `POST /v1/embeddings` body as OpenAI does: the call, or the error it answers."""
     if not isinstance(body, dict):
         return ErrorReply(400, BAD_JSON_MESSAGE, "invalid_request_error")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        message = f"Unrecognized request argument supplied: {', '.join(unknown)}"
+        return ErrorReply(400, message, "invalid_request_error")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         return ErrorReply(400, "you must provide a model parameter", "invalid_request_error")

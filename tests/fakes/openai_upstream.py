@@ -17,7 +17,14 @@ from typing import Any
 import trio
 
 from .asgi_server import Message, Receive, Received, ResponseWriter, Scope, ScriptedUpstream, Send
-from .openai_embeddings import EmbeddingsCall, embeddings_call, send_embeddings
+from .openai_embeddings import (
+    EMBEDDING_MODEL_LIST,
+    EMBEDDING_MODELS,
+    NOT_A_CHAT_MODEL,
+    EmbeddingsCall,
+    embeddings_call,
+    send_embeddings,
+)
 from .openai_responses import FakeResponses
 
 # The shared wire helpers (openai_wire.py), some under the short private names this module's
@@ -76,6 +83,7 @@ MODELS: tuple[tuple[str, int], ...] = (
     ("gpt-4o-mini", 1721172741),
     ("o3-mini", 1737146383),
 )
+_LISTED = (*MODELS, *EMBEDDING_MODEL_LIST)  # GET /v1/models lists the embedding models too
 _NO_KEY_MESSAGE = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header "
     "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank "
@@ -306,11 +314,11 @@ class FakeOpenAI(ScriptedUpstream[Behaviour]):
             watched = partial(self._answer_watched, reply, receive)
             await self.responses.handle(request, reply, watched)
         elif method == "GET" and path == "/v1/models":
-            data = [_model_object(name, created) for name, created in MODELS]
+            data = [_model_object(name, created) for name, created in _LISTED]
             await reply.full(200, _json_headers(), _encode({"object": "list", "data": data}))
         elif method == "GET" and path.startswith("/v1/models/"):
             wanted = path.removeprefix("/v1/models/")
-            found = [_model_object(n, c) for n, c in MODELS if n == wanted]
+            found = [_model_object(n, c) for n, c in _LISTED if n == wanted]
             if found:
                 await reply.full(200, _json_headers(), _encode(found[0]))
             else:
@@ -357,6 +365,9 @@ class FakeOpenAI(ScriptedUpstream[Behaviour]):
             return
         if model == UNKNOWN_MODEL:
             await _send_error(reply, _model_not_found(model))
+            return
+        if model in EMBEDDING_MODELS:
+            await _send_error(reply, NOT_A_CHAT_MODEL)
             return
         invalid = _invalid_parameter(body)
         if invalid is not None:
