@@ -195,16 +195,7 @@ class HttpBackend(Backend):
         started = perf_counter()
         try:
             for call in self._adapter.embeddings_calls(request, model):
-                with _TransportErrors(self._name):
-                    response = await self._send(call)
-                    try:
-                        limit = MAX_RESPONSE_BYTES if response.is_success else MAX_ERROR_BYTES
-                        body = await _read_capped(response, limit, self._name)
-                    finally:
-                        close_response(response)
-                if not response.is_success:
-                    raise self._adapter.map_error(response.status_code, response.headers, body)
-                bodies.append(body)
+                bodies.append(await self._small_call(call, MAX_RESPONSE_BYTES))
         finally:
             timing.upstream_s += perf_counter() - started
         parse = partial(self._adapter.parse_embeddings, bodies, request, model)

@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Final
 
-from tests.bench.bench_throughput import BODY, bench_server, gateway_process, median_result
+from tests.bench.bench_throughput import BODY, bench_server, gateway_process, interleaved_medians
 from tests.bench.loadgen import LoadGenerator, LoadResult
 from tests.bench.servers import EMBEDDING_BATCH
 from tests.bench.stream_client import CHAT_PATH
@@ -111,21 +111,15 @@ def measure(load: LoadGenerator | None = None) -> list[Figure]:
 
 
 def _measure(load: LoadGenerator, gateway: str) -> dict[Target, LoadResult]:
-    headers = {"content-type": "application/json", "authorization": f"Bearer {CLIENT_KEY}"}
-    runs: dict[Target, list[LoadResult]] = {target: [] for target in TARGETS}
-    # Interleaved rounds: one server measured twice in a row differs by 10-20% on this machine.
-    for _ in range(ROUNDS):
-        for target in TARGETS:
-            for seconds in (WARM_UP_S, SECONDS):
-                result = load.run(
-                    gateway + target.path,
-                    connections=CONNECTIONS,
-                    seconds=seconds,
-                    body=target.body,
-                    headers=headers,
-                )
-            runs[target].append(result)
-    return {target: median_result(measured) for target, measured in runs.items()}
+    return interleaved_medians(
+        load,
+        gateway,
+        TARGETS,
+        connections=CONNECTIONS,
+        seconds=SECONDS,
+        warm_up_s=WARM_UP_S,
+        rounds=ROUNDS,
+    )
 
 
 def figures(results: dict[Target, LoadResult], loader: str) -> list[Figure]:
