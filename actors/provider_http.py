@@ -16,9 +16,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from time import perf_counter
 
 import httpx
+import trio
 
 from actors.provider_backend import Backend, CallTiming, ChunkStream
 from actors.provider_http_stream import HttpChunkStream, first_chunk_deadline
@@ -27,6 +29,7 @@ from proxy import __version__
 from proxy.chat import ChatChunk, ChatRequest, chat_request
 from proxy.client_request import ClientRequest
 from proxy.config import ProviderConfig
+from proxy.embeddings import EmbeddingsRequest
 from proxy.errors import ModelNotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from proxy.messages import MessagesRequest
 from proxy.origins import KeyBinding
@@ -34,6 +37,7 @@ from proxy.providers.base import (
     Answer,
     ChunkParser,
     ListedModel,
+    PassedAnswer,
     PassedEvent,
     UpstreamCall,
     WireAdapter,
@@ -55,6 +59,7 @@ MAX_MODEL_PAGES = 20  # pages of a paged model list read at most (a looping curs
 KEEPALIVE_EXPIRY_S = 30.0  # an idle upstream connection is dropped after this
 MAX_CACHED_URLS = 1024
 _KEEP_SENT_BODY_BYTES = 64 * 1024  # a larger body is trimmed, and dropped once it is sent
+_PARSE_IN_THREAD_BYTES = 256 * 1024  # embeddings answers larger than this are read in a thread
 # We read raw bytes (and cap them): a compressed answer would arrive undecoded.
 _BASE_HEADERS = (
     (b"accept-encoding", b"identity"),
@@ -149,8 +154,11 @@ class HttpBackend(Backend):
     async def complete(self, request: ClientRequest, model: str, timing: CallTiming) -> Answer:
         passthrough = self._adapter.passthrough_for(request.PROTOCOL)
         one_call = False
+        embeddings = request if isinstance(request, EmbeddingsRequest) else None
         if passthrough is not None:
             call = passthrough.call(request, model)
+        elif embeddings is not None:
+            return await self._embed(embeddings, model, timing)
         else:
             chat = chat_request(request)
             call = self._adapter.chat_call(chat, model)
@@ -178,6 +186,24 @@ class HttpBackend(Backend):
             return passthrough.answer(body)
         answer = self._adapter.parse_response(body, model)
         return first_tool_call_only(answer) if one_call else answer
+
+    async def _embed(
+        self, request: EmbeddingsRequest, model: str, timing: CallTiming
+    ) -> PassedAnswer:
+        """An embeddings call in the upstream's own API: its calls in order, one answer."""
+        bodies: list[bytes] = []
+        started = perf_counter()
+        try:
+            for call in self._adapter.embeddings_calls(request, model):
+                bodies.append(await self._small_call(call, MAX_RESPONSE_BYTES))
+        finally:
+            timing.upstream_s += perf_counter() - started
+        parse = partial(self._adapter.parse_embeddings, bodies, request, model)
+        if sum(map(len, bodies)) > _PARSE_IN_THREAD_BYTES:
+            # Thousands of vectors take a good part of a second to read and re-encode: not on
+            # the loop every stream shares.
+            return await trio.to_thread.run_sync(parse)
+        return parse()
 
     @asynccontextmanager
     async def open_stream(

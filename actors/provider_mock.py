@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from time import perf_counter
 
 import trio
@@ -17,9 +18,13 @@ from actors.provider_backend import Backend, CallTiming, ChunkStream
 from proxy.chat import ChatChunk, chat_request
 from proxy.client_request import ClientRequest
 from proxy.config import ProviderConfig
+from proxy.embeddings import EmbeddingsRequest
 from proxy.messages import MessagesRequest
 from proxy.providers.base import Answer, ListedModel
 from proxy.providers.mock import MOCK_MODELS, mock_chunks, mock_response
+from proxy.providers.mock_embeddings import mock_embeddings, mock_embeddings_size
+
+_EMBED_IN_THREAD = 64 * 1024  # numbers in an embeddings answer made in a thread above this
 
 
 class MockBackend(Backend):
@@ -37,6 +42,12 @@ class MockBackend(Backend):
 
     async def complete(self, request: ClientRequest, model: str, timing: CallTiming) -> Answer:
         await self._wait(timing)
+        if isinstance(request, EmbeddingsRequest):
+            answer = partial(mock_embeddings, request, model)
+            if mock_embeddings_size(request) > _EMBED_IN_THREAD:
+                # Thousands of vectors take a good part of a second: not on the shared loop.
+                return await trio.to_thread.run_sync(answer)
+            return answer()
         return mock_response(chat_request(request), model, int(time.time()))
 
     @asynccontextmanager

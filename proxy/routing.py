@@ -14,6 +14,7 @@ PREFIXES: tuple[tuple[str, str], ...] = (
     ("o3", "openai"),
     ("o4", "openai"),
     ("chatgpt-", "openai"),
+    ("text-embedding-", "openai"),  # Google's text-embedding-004: gemini/text-embedding-004
     ("gemini-", "gemini"),
     ("deepseek-", "deepseek"),
     ("grok-", "grok"),

@@ -571,7 +571,7 @@ async def test_mid_stream_error_event_reaches_the_client(
 # -- models ----------------------------------------------------------------------------------
 
 
-async def test_models_list_shows_chat_models_without_prefix(
+async def test_models_list_shows_chat_and_embedding_models_without_prefix(
     gateway: RunningService, fake_gemini: FakeGemini
 ) -> None:
     page = await sdk(gateway).models.list()
@@ -583,7 +583,8 @@ async def test_models_list_shows_chat_models_without_prefix(
     assert owners["gemini-3-flash-preview"] == "gemini"
     # Names without the gemini- prefix are listed in the form that routes back here.
     assert owners["gemini/gemma-3-27b-it"] == "gemini"
-    assert not any("embedding" in name or "imagen" in name for name in owners)
+    assert owners["gemini-embedding-001"] == "gemini"  # served by /v1/embeddings
+    assert not any("imagen" in name for name in owners)
     assert not any(name.startswith("models/") for name in owners)
     # Google's list has no creation time: every model gets the gateway's start, never 0.
     times = {model.created for model in page.data}

@@ -581,13 +581,21 @@ async def test_models_list(http: httpx.AsyncClient, sdk: openai.AsyncOpenAI) -> 
     assert response.status_code == 200
     body = response.json()
     assert body["object"] == "list"
-    assert [model["id"] for model in body["data"]] == ["gpt-4o", "gpt-4o-mini", "o3-mini"]
+    listed = [
+        "gpt-4o",
+        "gpt-4o-mini",
+        "o3-mini",
+        "text-embedding-3-small",
+        "text-embedding-3-large",
+        "text-embedding-ada-002",
+    ]
+    assert [model["id"] for model in body["data"]] == listed
     for model in body["data"]:
         assert set(model) == {"id", "object", "created", "owned_by"}
         assert model["object"] == "model"
 
     page = await sdk.models.list()
-    assert [model.id for model in page.data] == ["gpt-4o", "gpt-4o-mini", "o3-mini"]
+    assert [model.id for model in page.data] == listed
     assert (await sdk.models.retrieve("o3-mini")).id == "o3-mini"
 
 

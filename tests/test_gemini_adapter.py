@@ -980,7 +980,7 @@ def test_models_call_lists_one_big_page() -> None:
     assert KEY not in call.path
 
 
-def test_models_are_filtered_to_chat_and_stripped() -> None:
+def test_models_are_filtered_to_chat_and_embeddings_and_stripped() -> None:
     page = {
         "models": [
             {
@@ -996,6 +996,7 @@ def test_models_are_filtered_to_chat_and_stripped() -> None:
     }
     assert adapter().parse_models(json.dumps(page).encode()) == [
         ListedModel("gemini-2.5-flash"),  # Google gives no creation time
+        ListedModel("gemini-embedding-001"),  # served by /v1/embeddings
         ListedModel("gemma-3-27b-it"),
     ]
     assert adapter().parse_models(b"{}") == []  # no models: Google omits the empty list

@@ -10,6 +10,7 @@ from web.auth import Caller
 from web.v1_chat import chat_completions
 from web.v1_count_tokens import count_message_tokens
 from web.v1_deps import V1Deps
+from web.v1_embeddings import create_embeddings
 from web.v1_messages import create_message, send_anthropic_error
 from web.v1_models import models_body
 from web.v1_models_anthropic import anthropic_models_body
@@ -31,6 +32,12 @@ async def v1_app(deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> No
     if path in ("/v1/responses", "/v1/responses/"):
         if method == "POST":
             await create_response(deps, scope, receive, send)
+            return
+        await _small(deps, scope, receive, send, None, MethodNotAllowed(f"Use POST for {path}."))
+        return
+    if path in ("/v1/embeddings", "/v1/embeddings/"):
+        if method == "POST":
+            await create_embeddings(deps, scope, receive, send)
             return
         await _small(deps, scope, receive, send, None, MethodNotAllowed(f"Use POST for {path}."))
         return
@@ -60,7 +67,7 @@ async def v1_app(deps: V1Deps, scope: Scope, receive: Receive, send: Send) -> No
         None,
         NotFound(
             f"Unknown path {path}: this gateway serves /v1/chat/completions, /v1/responses, "
-            "/v1/messages and /v1/models."
+            "/v1/messages, /v1/embeddings and /v1/models."
         ),
     )
 

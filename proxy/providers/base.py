@@ -30,6 +30,7 @@ import msgspec
 
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse, Usage
 from proxy.data_url import DataURL, is_data_url, parse_data_url
+from proxy.embeddings import EmbeddingsRequest
 from proxy.errors import GatewayError, InvalidRequest, UpstreamError
 
 T = TypeVar("T")
@@ -197,6 +198,27 @@ class WireAdapter(abc.ABC):
     def passthrough_for(self, protocol: str) -> Passthrough[Any] | None:
         """How this upstream passes requests of client ``protocol`` through; None: translate."""
         return None
+
+    def embeddings_calls(
+        self, request: EmbeddingsRequest, upstream_model: str
+    ) -> list[UpstreamCall]:
+        """The upstream requests embedding ``request``'s input, in order (its own API, when the
+        upstream does not pass OpenAI's through; more than one where it takes fewer inputs per
+        call); a 400 when the upstream serves no embeddings."""
+        raise InvalidRequest(
+            f"Provider {self.provider} serves no embeddings: route '{request.model}' to a "
+            "provider that does (openai, gemini, ollama, mock).",
+            param="model",
+            code="model_not_supported",
+        )
+
+    def parse_embeddings(
+        self, bodies: list[bytes], request: EmbeddingsRequest, upstream_model: str
+    ) -> PassedAnswer:
+        """The answers to :meth:`embeddings_calls` as one answer in OpenAI's shape (the
+        encoding the client asked for) with its usage; only asked of an adapter that builds
+        those calls. Blocking for a large batch: the backend runs it in a thread then."""
+        raise TypeError(f"{type(self).__name__} builds no embeddings calls")
 
     @abc.abstractmethod
     def chat_call(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:

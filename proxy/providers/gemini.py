@@ -15,8 +15,19 @@ from collections.abc import Mapping
 import msgspec
 
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse
+from proxy.embedding_inputs import estimate_tokens
+from proxy.embeddings import EmbeddingsRequest
 from proxy.errors import GatewayError
-from proxy.providers.base import ChunkParser, ListedModel, UpstreamCall, WireAdapter, decode_as
+from proxy.providers import gemini_embeddings
+from proxy.providers.base import (
+    ChunkParser,
+    ListedModel,
+    PassedAnswer,
+    UpstreamCall,
+    WireAdapter,
+    decode_as,
+)
+from proxy.providers.embeddings_translated import answer_of, request_texts
 from proxy.providers.gemini_calls import SKIP_SIGNATURE, CallMemory
 from proxy.providers.gemini_errors import map_error
 from proxy.providers.gemini_request import build_body
@@ -80,6 +91,27 @@ class GeminiAdapter(WireAdapter):
             return UpstreamCall("POST", path, self._stream_headers, body)
         return UpstreamCall("POST", f"/models/{model}:generateContent", self._headers, body)
 
+    def embeddings_calls(
+        self, request: EmbeddingsRequest, upstream_model: str
+    ) -> list[UpstreamCall]:
+        """``:batchEmbedContents``, one call per hundred texts (Google's bound per call)."""
+        texts = request_texts(request, self.provider)
+        return gemini_embeddings.embed_calls(
+            texts, upstream_model, request.view.dimensions, self._headers
+        )
+
+    def parse_embeddings(
+        self, bodies: list[bytes], request: EmbeddingsRequest, upstream_model: str
+    ) -> PassedAnswer:
+        """The batches' vectors in order; Google counts no tokens, so they are estimated."""
+        texts = request_texts(request, self.provider)
+        vectors: list[list[float]] = []
+        for body, run in zip(bodies, gemini_embeddings.batches(texts), strict=True):
+            vectors += gemini_embeddings.parse_embed(
+                body, self.provider, len(run), dimensions=request.view.dimensions
+            )
+        return answer_of(vectors, request, upstream_model, estimate_tokens(texts))
+
     def parse_response(self, body: bytes, upstream_model: str) -> ChatResponse:
         """A ``GenerateContentResponse``: one choice per candidate."""
         return self._reader.response(body, upstream_model)
@@ -97,11 +129,12 @@ class GeminiAdapter(WireAdapter):
         return UpstreamCall("GET", "/models?pageSize=1000", self._headers)
 
     def parse_models(self, body: bytes) -> list[ListedModel]:
-        """Chat-capable models (``generateContent``), without the ``models/`` prefix; Google
-        gives no creation time."""
+        """Chat and embedding models (``generateContent``, ``embedContent``), without the
+        ``models/`` prefix; Google gives no creation time."""
         page = decode_as(_decode_models, self.provider, "model list", body)
+        served = {"generateContent", "embedContent"}
         return [
             ListedModel(model.name.removeprefix("models/"))
             for model in page.models
-            if "generateContent" in model.supported_generation_methods
+            if served & set(model.supported_generation_methods)
         ]

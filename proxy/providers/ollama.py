@@ -17,15 +17,19 @@ import msgspec
 from msgspec import Struct
 
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse
+from proxy.embeddings import EmbeddingsRequest
 from proxy.errors import GatewayError, UpstreamError
+from proxy.providers import ollama_embeddings
 from proxy.providers.base import (
     ChunkParser,
     ListedModel,
+    PassedAnswer,
     UpstreamCall,
     WireAdapter,
     decode_as,
     malformed,
 )
+from proxy.providers.embeddings_translated import answer_of, request_texts
 from proxy.providers.ollama_request import build_body
 from proxy.providers.ollama_response import decode_line, error_message, response_of, rfc3339_time
 from proxy.providers.ollama_stream import MAX_LINE_BYTES, OllamaChunkParser
@@ -64,6 +68,28 @@ class OllamaAdapter(WireAdapter):
     def fallback_models(self) -> tuple[str, ...]:
         """Nothing: a local server that does not answer has no models we could know of."""
         return ()
+
+    def embeddings_calls(
+        self, request: EmbeddingsRequest, upstream_model: str
+    ) -> list[UpstreamCall]:
+        """``/api/embed``, every text in one call."""
+        texts = request_texts(request, self.provider)
+        return [
+            ollama_embeddings.embed_call(
+                texts, upstream_model, request.view.dimensions, self._headers
+            )
+        ]
+
+    def parse_embeddings(
+        self, bodies: list[bytes], request: EmbeddingsRequest, upstream_model: str
+    ) -> PassedAnswer:
+        """The vectors, with Ollama's own count of the prompt's tokens."""
+        (body,) = bodies
+        texts = request_texts(request, self.provider)
+        embedded = ollama_embeddings.parse_embed(
+            body, self.provider, texts, dimensions=request.view.dimensions
+        )
+        return answer_of(embedded.vectors, request, upstream_model, embedded.prompt_tokens)
 
     def chat_call(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:
         """``POST /api/chat`` with the request translated to Ollama's body."""

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from proxy.chat import ChatChunk, ChatRequest, ChatResponse, PromptTokensDetails, Usage
+from proxy.embeddings import EmbeddingsRequest
 from proxy.errors import GatewayError
 from proxy.providers.base import (
     UNREADABLE,
@@ -33,6 +34,7 @@ from proxy.providers.chat_passthrough import (
     error_fields,
     stream_error,
 )
+from proxy.providers.embeddings_passthrough import EmbeddingsPassthrough
 from proxy.providers.responses_passthrough import ResponsesPassthrough
 from proxy.providers.upstream_errors import map_status
 from proxy.responses import ResponsesRequest
@@ -87,6 +89,8 @@ class OpenAICompatAdapter(WireAdapter):
         )
         # OpenAI and xAI serve /responses; DeepSeek does not, so its calls are translated.
         self._responses = ResponsesPassthrough(provider) if flavor in _SERVES_RESPONSES else None
+        # Of the three, only OpenAI serves /embeddings today.
+        self._embeddings = EmbeddingsPassthrough(provider) if flavor == "openai" else None
 
     @property
     def fallback_models(self) -> tuple[str, ...]:
@@ -94,11 +98,14 @@ class OpenAICompatAdapter(WireAdapter):
         return self._fallback_models
 
     def passthrough_for(self, protocol: str) -> Passthrough[Any] | None:
-        """OpenAI chat passes through as is; so does the Responses API where it is served."""
+        """OpenAI chat passes through as is; so do the Responses API and embeddings where they
+        are served."""
         if protocol == ChatRequest.PROTOCOL:
             return self._chat
         if protocol == ResponsesRequest.PROTOCOL:
             return self._responses
+        if protocol == EmbeddingsRequest.PROTOCOL:
+            return self._embeddings
         return None
 
     def chat_call(self, request: ChatRequest, upstream_model: str) -> UpstreamCall:

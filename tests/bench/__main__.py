@@ -10,6 +10,7 @@ import time
 from tests.bench import (
     bench_analytics,
     bench_cancellation,
+    bench_embeddings,
     bench_resources,
     bench_responses,
     bench_streaming,
@@ -27,6 +28,7 @@ def main() -> None:
     try:
         figures += bench_throughput.measure(load)
         figures += bench_responses.measure(load)  # beside chat, in this same run
+        figures += bench_embeddings.measure(load)
     finally:
         load.close()
     figures += bench_streaming.measure()

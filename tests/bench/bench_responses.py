@@ -43,7 +43,7 @@ from tests.bench.bench_throughput import (
     UPSTREAM_KEY,
     bench_server,
     gateway_process,
-    median_result,
+    interleaved_medians,
 )
 from tests.bench.loadgen import LoadGenerator, LoadResult
 from tests.bench.servers import STREAM_CHUNKS, STREAM_GAP_S
@@ -190,21 +190,15 @@ def measure(load: LoadGenerator | None = None) -> list[Figure]:
 
 
 def _measure_load(load: LoadGenerator, gateway: str) -> dict[Target, LoadResult]:
-    headers = {"content-type": "application/json", "authorization": f"Bearer {CLIENT_KEY}"}
-    runs: dict[Target, list[LoadResult]] = {target: [] for target in LOAD_TARGETS}
-    # Interleaved rounds: one server measured twice in a row differs by 10-20% on this machine.
-    for _ in range(ROUNDS):
-        for target in LOAD_TARGETS:
-            for seconds in (WARM_UP_S, SECONDS):
-                result = load.run(
-                    gateway + target.path,
-                    connections=CONNECTIONS,
-                    seconds=seconds,
-                    body=target.body,
-                    headers=headers,
-                )
-            runs[target].append(result)
-    return {target: median_result(measured) for target, measured in runs.items()}
+    return interleaved_medians(
+        load,
+        gateway,
+        LOAD_TARGETS,
+        connections=CONNECTIONS,
+        seconds=SECONDS,
+        warm_up_s=WARM_UP_S,
+        rounds=ROUNDS,
+    )
 
 
 def _measure_streams(

@@ -17,10 +17,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from tests.bench.loadgen import LoadGenerator, LoadResult
 from tests.bench.rss import peak_rss_during
@@ -181,6 +182,47 @@ def median_result(results: list[LoadResult]) -> LoadResult:
     ranked = sorted(results, key=lambda result: result.rps)
     middle = ranked[len(ranked) // 2]
     return dataclasses.replace(middle, errors=sum(result.errors for result in results))
+
+
+class Point(Protocol):
+    """A kind of non-streamed call: where it is posted and what it sends."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def body(self) -> bytes: ...
+
+
+PointT = TypeVar("PointT", bound=Point)
+
+
+def interleaved_medians(
+    load: LoadGenerator,
+    gateway: str,
+    points: Sequence[PointT],
+    *,
+    connections: int,
+    seconds: float,
+    warm_up_s: float,
+    rounds: int,
+) -> dict[PointT, LoadResult]:
+    """Each point's median run of ``rounds``, the points interleaved in each round (one server
+    measured twice in a row differs by 10-20% on this machine), each run after a warm-up."""
+    headers = {"content-type": "application/json", "authorization": f"Bearer {CLIENT_KEY}"}
+    runs: dict[PointT, list[LoadResult]] = {point: [] for point in points}
+    for _ in range(rounds):
+        for point in points:
+            for length in (warm_up_s, seconds):
+                result = load.run(
+                    gateway + point.path,
+                    connections=connections,
+                    seconds=length,
+                    body=point.body,
+                    headers=headers,
+                )
+            runs[point].append(result)
+    return {point: median_result(measured) for point, measured in runs.items()}
 
 
 def measure(load: LoadGenerator | None = None) -> list[Figure]:

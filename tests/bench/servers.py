@@ -16,6 +16,9 @@ It serves the Responses API too (``POST /v1/responses``, its bytes in
 :mod:`tests.bench.responses_wire`): a completed response object, or its event sequence with
 :data:`STREAM_CHUNKS` ``response.output_text.delta`` events paced exactly as chat's chunks (the
 opening events go out with the first delta, the closing ones right after the last).
+
+And embeddings (``POST /v1/embeddings``): :data:`EMBEDDING_DIMENSIONS` floats per input, one
+vector for a string input and :data:`EMBEDDING_BATCH` for a list (the bench sends no other).
 """
 
 from __future__ import annotations
@@ -143,6 +146,24 @@ _RESPONSES_TAIL = b"".join(_RESPONSES_CLOSING) + b"0\r\n\r\n"
 _RESPONSE_ANSWER = _response(b"200 OK", responses_wire.RESPONSE)
 _COMPLETION_RESPONSE = _response(b"200 OK", COMPLETION)
 _MODELS_RESPONSE = _response(b"200 OK", MODELS)
+EMBEDDING_DIMENSIONS = 1536  # text-embedding-3-small's
+EMBEDDING_BATCH = 16
+
+
+def _embeddings(count: int) -> bytes:
+    vector = [round(((i * 7919) % 1000) / 1000 - 0.5, 6) for i in range(EMBEDDING_DIMENSIONS)]
+    data = [{"object": "embedding", "index": i, "embedding": vector} for i in range(count)]
+    answer = {
+        "object": "list",
+        "data": data,
+        "model": "text-embedding-3-small",
+        "usage": {"prompt_tokens": 4 * count, "total_tokens": 4 * count},
+    }
+    return json.dumps(answer, separators=(",", ":")).encode()
+
+
+_EMBEDDING_ONE = _response(b"200 OK", _embeddings(1))
+_EMBEDDING_BATCH = _response(b"200 OK", _embeddings(EMBEDDING_BATCH))
 _NOT_FOUND = _response(b"404 Not Found", b'{"error":{"message":"not found"}}')
 
 
@@ -247,6 +268,7 @@ class _UpstreamProtocol(asyncio.Protocol):
             buffer.find(b'"stream":true', start, rest) >= 0
             or buffer.find(b'"stream": true', start, rest) >= 0
         )
+        batch = buffer.find(b'"input":[', start, rest) >= 0
         del buffer[:rest]
         method, _, target = lines[0].partition(b" ")
         path = target.partition(b" ")[0].partition(b"?")[0]
@@ -267,6 +289,8 @@ class _UpstreamProtocol(asyncio.Protocol):
                 )
                 return False
             response = _RESPONSE_ANSWER.replace(responses_wire.PLACEHOLDER, response_id)
+        elif method == b"post" and path == b"/v1/embeddings":
+            response = _EMBEDDING_BATCH if batch else _EMBEDDING_ONE
         elif method == b"get" and path == b"/v1/models":
             response = _MODELS_RESPONSE
         else:

@@ -5,7 +5,8 @@ It follows the protocol reference's checklist (§7 item 2): ``x-goog-api-key`` a
 ``\\r\\n\\r\\n`` and no ``[DONE]`` (a JSON array when ``alt=sse`` is missing), usageMetadata on
 several chunks, thought parts and signatures, blocked prompts and Google RPC errors. Asked for
 ``responseLogprobs``, an answer's candidates carry ``logprobsResult`` (each event its own tokens'),
-a certain token without ``logProbability`` (proto3 JSON leaves zeros out).
+a certain token without ``logProbability`` (proto3 JSON leaves zeros out). ``embedContent`` and
+``batchEmbedContents`` are served by ``gemini_embeddings.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ from typing import Any
 import msgspec
 
 from .asgi_server import Receive, Received, ResponseWriter, ScriptedUpstream
+from .gemini_embeddings import (
+    EMBED_PATH,
+    GEMINI_EMBEDDING_MODELS,
+    EmbedCall,
+    embed_answer,
+    embed_call,
+    not_embeddable,
+)
 from .text import logprob_of
 
 __all__ = [
@@ -362,8 +371,11 @@ class FakeGemini(ScriptedUpstream[Behaviour]):
             await _send_error(reply, bad_key())
             return
         chat = _CHAT.match(path)
+        embed = EMBED_PATH.match(path)
         if method == "POST" and chat is not None:
             await self._generate(reply, receive, chat["model"], chat["method"], params, body, raw)
+        elif method == "POST" and embed is not None:
+            await self._embed(reply, receive, embed["model"], embed["method"], body)
         elif method == "GET" and path == "/v1beta/models":
             models = [_model_object(*entry) for entry in MODELS]
             await reply.full(200, {"content-type": _JSON_TYPE}, _pretty({"models": models}))
@@ -398,7 +410,7 @@ class FakeGemini(ScriptedUpstream[Behaviour]):
         if problem is not None:
             await _send_error(reply, _invalid(problem))
             return
-        if model == UNKNOWN_MODEL:
+        if model == UNKNOWN_MODEL or model in GEMINI_EMBEDDING_MODELS:
             await _send_error(reply, not_found(model))
             return
         streaming = method == "streamGenerateContent"
@@ -414,6 +426,20 @@ class FakeGemini(ScriptedUpstream[Behaviour]):
         )
         behaviour = self.next_behaviour(Echo())
         await self._answer_watched(reply, receive, partial(_answer, reply, call, behaviour))
+
+    async def _embed(
+        self, reply: ResponseWriter, receive: Receive, model: str, method: str, body: Any
+    ) -> None:
+        """Validate an embed call like Google (gemini_embeddings.py), answer the next behaviour."""
+        call = embed_call(body, model, method)
+        if isinstance(call, str):
+            await _send_error(reply, _invalid(call))
+            return
+        if model not in GEMINI_EMBEDDING_MODELS:
+            await _send_error(reply, RpcError(404, "NOT_FOUND", not_embeddable(model, method)))
+            return
+        behaviour = self.next_behaviour(Echo())
+        await self._answer_watched(reply, receive, partial(_answer_embed, reply, call, behaviour))
 
 
 def _query(query: str) -> dict[str, str]:
@@ -542,6 +568,27 @@ async def _answer(reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> b
                 )
                 await reply.write(body[: len(body) // 2])
             return True
+    return False
+
+
+async def _answer_embed(reply: ResponseWriter, call: EmbedCall, behaviour: Behaviour) -> bool:
+    """Answer one embed call: the vectors, or the scripted failure (generate-only behaviours
+    answer normally); True means the caller must drop the connection."""
+    body = _pretty(embed_answer(call))
+    match behaviour:
+        case RpcError() | MidStreamError():
+            await _send_error(
+                reply, behaviour if isinstance(behaviour, RpcError) else behaviour.error
+            )
+        case Garbage(body=garbage, status=status, content_type=content_type):
+            await reply.full(status, {"content-type": content_type}, garbage)
+        case CutStream():
+            reply.finished = True  # the server, not the client, ends this one
+            await reply.start(200, {"content-type": _JSON_TYPE, "content-length": str(len(body))})
+            await reply.write(body[: len(body) // 2])
+            return True
+        case _:
+            await reply.full(200, {"content-type": _JSON_TYPE}, body)
     return False
 
 

@@ -5,7 +5,8 @@ lines ending with a ``done:true`` metrics line (durations in ns, zero counts omi
 object for ``stream:false``, streaming when ``stream`` is missing, whole tool calls with argument
 objects, ``thinking``, ``{"error": "..."}`` bodies and a mid-stream error line, top-level
 ``logprobs`` per line when asked for (since Ollama 0.12.11); and ``GET /api/tags`` in Ollama's
-exact shape.
+exact shape. ``/api/embed`` (and the legacy ``/api/embeddings``) are served by
+``ollama_embeddings.py``; the pulled embedding models are listed by ``/api/tags`` and refuse chat.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import msgspec
 import trio
 
 from .asgi_server import Receive, Received, ResponseWriter, ScriptedUpstream
+from .ollama_embeddings import embed_answer, not_found_message
 from .text import logprob_of, padded_echo, split_evenly, word_count, word_pieces
 
 __all__ = [
@@ -76,7 +78,27 @@ MODELS: tuple[_Model, ...] = (
         "Q4_K_M",
         "2025-06-12T17:37:44.706015396+02:00",
     ),
+    _Model(
+        "nomic-embed-text:latest",
+        274302450,
+        "0a109f422b47e3a30ba2b10eca18548e944e8a23073ee3f3e947efcf3c45e59f",
+        "nomic-bert",
+        "137M",
+        "F16",
+        "2025-05-20T11:02:31.264591127+02:00",
+    ),
+    _Model(
+        "mxbai-embed-large:latest",
+        669615493,
+        "468836162de7f81e041c43663fedbbba921dcea9b9fefea135685a39b2d83dd8",
+        "bert",
+        "334M",
+        "F16",
+        "2025-05-20T11:04:12.981034552+02:00",
+    ),
 )
+# Pulled models that only embed: Ollama refuses to chat with them.
+EMBEDDING_ONLY = frozenset({"nomic-embed-text:latest", "mxbai-embed-large:latest"})
 
 _DEFAULT_ERROR_MESSAGES = {
     400: "invalid request",
@@ -85,11 +107,6 @@ _DEFAULT_ERROR_MESSAGES = {
     500: "llama runner process has terminated: exit status 2",
     502: "upstream error: cloud model is unreachable",
 }
-
-
-def not_found_message(model: str) -> str:
-    """Ollama's 404 message for a model that has not been pulled."""
-    return f'model "{model}" not found, try pulling it first'
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,6 +232,8 @@ class FakeOllama(ScriptedUpstream[Behaviour]):
             await _send_error(reply, ErrorReply(401))
         elif method == "POST" and path == "/api/chat":
             await self._chat(reply, receive, request.raw, request.body)
+        elif method == "POST" and path in ("/api/embed", "/api/embeddings"):
+            await self._embed(reply, receive, path, request.raw, request.body)
         elif method == "GET" and path == "/api/tags":
             await reply.full(200, _JSON, _encode({"models": [_tag(m) for m in MODELS]}))
         elif method == "GET" and path == "/api/version":
@@ -238,8 +257,12 @@ class FakeOllama(ScriptedUpstream[Behaviour]):
         if not isinstance(model, str) or not model:
             await _send_error(reply, ErrorReply(400, "model is required"))
             return
-        if _resolve(model) is None:
+        pulled = _resolve(model)
+        if pulled is None:
             await _send_error(reply, ErrorReply(404, not_found_message(model)))
+            return
+        if pulled.name in EMBEDDING_ONLY:
+            await _send_error(reply, ErrorReply(400, f'"{model}" does not support chat'))
             return
         messages = body.get("messages") or []
         if not messages:
@@ -264,10 +287,46 @@ class FakeOllama(ScriptedUpstream[Behaviour]):
         behaviour = self.next_behaviour(Reply())
         await self._answer_watched(reply, receive, partial(_answer, reply, call, behaviour))
 
+    async def _embed(
+        self, reply: ResponseWriter, receive: Receive, path: str, raw: bytes, body: Any
+    ) -> None:
+        """Handle /api/embed and the legacy /api/embeddings (ollama_embeddings.py): validate
+        like Ollama, answer the next behaviour."""
+        answer = embed_answer(path, raw, body, _pulled_name)
+        if isinstance(answer, tuple):
+            await _send_error(reply, ErrorReply(*answer))
+            return
+        behaviour = self.next_behaviour(Reply())
+        await self._answer_watched(reply, receive, partial(_answer_embed, reply, answer, behaviour))
+
 
 # ---------------------------------------------------------------------------------------------
 # Answers
 # ---------------------------------------------------------------------------------------------
+
+
+async def _answer_embed(
+    reply: ResponseWriter, answer: dict[str, Any], behaviour: Behaviour
+) -> bool:
+    """Answer one embed call: the vectors (after Reply's delay or a Stall), or the scripted
+    failure (chat-only behaviours answer normally); True means drop the connection."""
+    body = _encode(answer)
+    match behaviour:
+        case Reply(delay_s=seconds) | Stall(seconds=seconds):
+            await trio.sleep(seconds)
+        case ErrorReply():
+            await _send_error(reply, behaviour)
+            return False
+        case Garbage(body=garbage, status=status, content_type=content_type):
+            await reply.full(status, {"content-type": content_type}, garbage)
+            return False
+        case CutStream():
+            reply.finished = True  # the server, not the client, ends this one
+            await reply.start(200, {**_JSON, "content-length": str(len(body))})
+            await reply.write(body[: len(body) // 2])
+            return True
+    await reply.full(200, _JSON, body)
+    return False
 
 
 async def _answer(reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> bool:
@@ -473,6 +532,12 @@ def _resolve(name: str) -> _Model | None:
     """The pulled model a name means; no tag means ":latest", as in Ollama."""
     full = name if ":" in name else name + ":latest"
     return next((m for m in MODELS if m.name == full), None)
+
+
+def _pulled_name(name: str) -> str | None:
+    """The full name of the pulled model a name means, or None."""
+    pulled = _resolve(name)
+    return None if pulled is None else pulled.name
 
 
 def _now() -> str:

@@ -1,7 +1,8 @@
 """A fake OpenAI Chat Completions upstream: real HTTP on 127.0.0.1, scripted behaviours.
 
 The same fake serves the Responses API (`/v1/responses`, in `openai_responses.py`) as OpenAI
-does; its behaviours are queued on `fake.responses`.
+does; its behaviours are queued on `fake.responses`. Embeddings (`/v1/embeddings`, in
+`openai_embeddings.py`) take their behaviours from the chat queue (errors, stalls, garbage).
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ from typing import Any
 import trio
 
 from .asgi_server import Message, Receive, Received, ResponseWriter, Scope, ScriptedUpstream, Send
+from .openai_embeddings import (
+    EMBEDDING_MODEL_LIST,
+    EMBEDDING_MODELS,
+    NOT_A_CHAT_MODEL,
+    EmbeddingsCall,
+    embeddings_call,
+    send_embeddings,
+)
 from .openai_responses import FakeResponses
 
 # The shared wire helpers (openai_wire.py), some under the short private names this module's
@@ -74,6 +83,7 @@ MODELS: tuple[tuple[str, int], ...] = (
     ("gpt-4o-mini", 1721172741),
     ("o3-mini", 1737146383),
 )
+_LISTED = (*MODELS, *EMBEDDING_MODEL_LIST)  # GET /v1/models lists the embedding models too
 _NO_KEY_MESSAGE = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header "
     "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank "
@@ -298,15 +308,17 @@ class FakeOpenAI(ScriptedUpstream[Behaviour]):
             await _send_error(reply, auth_error)
         elif method == "POST" and path == "/v1/chat/completions":
             await self._chat(reply, receive, body)
+        elif method == "POST" and path == "/v1/embeddings":
+            await self._embeddings(reply, receive, body)
         elif path == "/v1/responses" or path.startswith("/v1/responses/"):
             watched = partial(self._answer_watched, reply, receive)
             await self.responses.handle(request, reply, watched)
         elif method == "GET" and path == "/v1/models":
-            data = [_model_object(name, created) for name, created in MODELS]
+            data = [_model_object(name, created) for name, created in _LISTED]
             await reply.full(200, _json_headers(), _encode({"object": "list", "data": data}))
         elif method == "GET" and path.startswith("/v1/models/"):
             wanted = path.removeprefix("/v1/models/")
-            found = [_model_object(n, c) for n, c in MODELS if n == wanted]
+            found = [_model_object(n, c) for n, c in _LISTED if n == wanted]
             if found:
                 await reply.full(200, _json_headers(), _encode(found[0]))
             else:
@@ -354,6 +366,9 @@ class FakeOpenAI(ScriptedUpstream[Behaviour]):
         if model == UNKNOWN_MODEL:
             await _send_error(reply, _model_not_found(model))
             return
+        if model in EMBEDDING_MODELS:
+            await _send_error(reply, NOT_A_CHAT_MODEL)
+            return
         invalid = _invalid_parameter(body)
         if invalid is not None:
             await _send_error(reply, invalid)
@@ -373,10 +388,42 @@ class FakeOpenAI(ScriptedUpstream[Behaviour]):
         behaviour = self.next_behaviour(Echo())
         await self._answer_watched(reply, receive, partial(_answer, reply, call, behaviour))
 
+    async def _embeddings(self, reply: ResponseWriter, receive: Receive, body: Any) -> None:
+        """Handle POST /v1/embeddings (openai_embeddings.py): validate, answer next behaviour."""
+        call = embeddings_call(body, time.monotonic(), [name for name, _ in MODELS])
+        if isinstance(call, ErrorReply):
+            await _send_error(reply, call)
+            return
+        behaviour = self.next_behaviour(Echo())
+        await self._answer_watched(
+            reply, receive, partial(_answer_embeddings, reply, call, behaviour)
+        )
+
 
 # ---------------------------------------------------------------------------------------------
 # Answers
 # ---------------------------------------------------------------------------------------------
+
+
+async def _answer_embeddings(
+    reply: ResponseWriter, call: EmbeddingsCall, behaviour: Behaviour
+) -> bool:
+    """Answer one embeddings call: the vectors (after Echo's delay or a Stall), or the scripted
+    failure; chat-only behaviours (tool calls, audio, stream faults) answer normally."""
+    match behaviour:
+        case Echo(delay_s=seconds) | Stall(seconds=seconds):
+            await trio.sleep(seconds)
+        case ErrorReply():
+            await _send_error(reply, behaviour)
+            return False
+        case Garbage() | Raw():
+            await _answer(reply, _Call(call.model, False, False, False, 0, ""), behaviour)
+            return False
+        case CutStream():
+            await send_embeddings(reply, call, cut=True)
+            return True
+    await send_embeddings(reply, call)
+    return False
 
 
 async def _answer(reply: ResponseWriter, call: _Call, behaviour: Behaviour) -> bool:
