@@ -470,3 +470,35 @@ def test_histogram_bounds_are_inclusive_and_values_formatted() -> None:
     assert not [s for s in samples if s.name.startswith("llm_proxy_time_to_first_token")]
     assert [format_value(v) for v in (3, 0.5, math.inf, -math.inf)] == ["3", "0.5", "+Inf", "-Inf"]
     assert format_value(math.nan) == "NaN"
+
+
+def test_tokens_are_counted_by_kind_cache_writes_included() -> None:
+    metrics = Metrics()
+    metrics.observe(
+        _record(
+            "claude-sonnet-4-5",
+            provider="anthropic",
+            prompt_tokens=5000,
+            completion_tokens=40,
+            reasoning_tokens=10,
+            cached_tokens=3000,
+            cache_write_tokens=1500,
+        )
+    )
+    metrics.observe(_record("claude-sonnet-4-5", provider="anthropic", prompt_tokens=7))
+    out = Exposition()
+    metrics.write(out)
+    _, samples = parse(out.text())
+    by = {"provider": "anthropic", "model": "claude-sonnet-4-5"}
+    counted = {
+        kind: value(samples, "llm_proxy_tokens_total", **by, kind=kind)
+        for kind in ("prompt", "completion", "reasoning", "cached", "cache_write")
+    }
+    # Written to the provider's cache: billed above the input rate, so worth its own series.
+    assert counted == {
+        "prompt": 5007,
+        "completion": 40,
+        "reasoning": 10,
+        "cached": 3000,
+        "cache_write": 1500,
+    }

@@ -48,7 +48,7 @@ MAX_MODELS: Final = 200
 MAX_LABEL_CHARS: Final = 128
 OTHER: Final = "other"
 NONE: Final = "none"
-TOKEN_KINDS: Final = ("prompt", "completion", "reasoning", "cached")
+TOKEN_KINDS: Final = ("prompt", "completion", "reasoning", "cached", "cache_write")
 BREAKER_STATES: Final = ("closed", "open", "half_open")
 _ERROR_TYPE = re.compile(r"[a-z_]{1,64}")
 
@@ -108,6 +108,7 @@ class Metrics:
             record.completion_tokens,
             record.reasoning_tokens,
             record.cached_tokens,
+            record.cache_write_tokens,
         )
         for kind, count in zip(TOKEN_KINDS, counts, strict=True):
             if count is not None:
@@ -175,7 +176,8 @@ class Metrics:
         out.family(
             "llm_proxy_tokens_total",
             "counter",
-            "Tokens reported by upstreams, by kind (prompt, completion, reasoning, cached).",
+            "Tokens reported by upstreams, by kind (prompt, completion, reasoning, cached, "
+            "cache_write).",
         )
         for (provider, model, kind), value in sorted(self.tokens.items()):
             out.sample(

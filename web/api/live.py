@@ -98,6 +98,7 @@ SHOWN_FIELDS: Final = (
     "completion_tokens",
     "reasoning_tokens",
     "cached_tokens",
+    "cache_write_tokens",
     "total_tokens",
     "cost_usd",
     "has_images",
