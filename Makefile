@@ -8,7 +8,7 @@ DEPS := $(shell cksum pyproject.toml | cut -d' ' -f1)
 RUN_STAMP := $(VENV)/.installed-run-$(DEPS)
 DEV_STAMP := $(VENV)/.installed-dev-$(DEPS)
 
-.PHONY: run test lint types pytest chromium systemd bench setup clean
+.PHONY: run test lint types pytest chromium systemd redis bench setup clean
 
 run: $(RUN_STAMP)
 	$(BIN)/llm-proxy serve
@@ -22,7 +22,7 @@ lint: $(DEV_STAMP)
 types: $(DEV_STAMP)
 	$(BIN)/mypy
 
-pytest: $(DEV_STAMP) chromium systemd
+pytest: $(DEV_STAMP) chromium systemd redis
 	$(BIN)/pytest -q
 
 # Debian packages the tests need, installed with apt-get when missing: directly as root, through
@@ -45,6 +45,10 @@ chromium:
 # a running systemd (Debian's systemd package); those tests fail, never skip, without it.
 systemd:
 	$(call apt_install,systemd-analyze,systemd)
+
+# The fleet tests start real Redis servers on loopback ports (Debian's redis-server package).
+redis:
+	$(call apt_install,redis-server,redis-server)
 
 # Benchmarks print their figures against a baseline measured in the same run.
 bench: $(DEV_STAMP)
