@@ -33,7 +33,7 @@ from proxy.providers.base import (
     decode_as,
     malformed,
 )
-from proxy.sse import SSEDecoder, SSEError
+from proxy.providers.named_events import NamedEventParser
 
 __all__ = ["MessagesEventParser", "MessagesPassthrough", "messages_usage"]
 
@@ -122,27 +122,13 @@ class MessagesPassthrough(Passthrough[MessagesRequest]):
         return MessagesEventParser(self._provider)
 
 
-class MessagesEventParser(ChunkParser[PassedEvent]):
+class MessagesEventParser(NamedEventParser):
     """Each SSE event of a Messages stream becomes a passed event: its name and data as they
     came, with the usage so far and the text read beside them."""
 
     def __init__(self, provider: str) -> None:
-        self._provider = provider
-        self._sse = SSEDecoder()
-        self._ended = False
+        super().__init__(provider)
         self._usage = UsageTotals()
-
-    def _feed(self, data: bytes, items: list[PassedEvent]) -> None:
-        try:
-            events = self._sse.feed(data)
-        except SSEError as exc:
-            raise malformed(self._provider, "stream", exc) from None
-        for event in events:
-            if self._ended:
-                continue  # nothing follows the end; a stray event is not the client's
-            items.append(self._item(event.event, event.data.encode()))
-        if self._sse.failure is not None:
-            raise malformed(self._provider, "stream", self._sse.failure)
 
     def _item(self, name: str, payload: bytes) -> PassedEvent:
         try:
@@ -169,14 +155,6 @@ class MessagesEventParser(ChunkParser[PassedEvent]):
             # The client gets the upstream's own event first; the error then ends the call.
             self.failure = _failure(self._provider, facts)
         return PassedEvent(payload, None, None, event=name, terminal=True)
-
-    def _finish(self, items: list[PassedEvent]) -> None:
-        self._sse.close()
-        if not self._ended:
-            raise UpstreamError(
-                f"Upstream {self._provider} ended the stream before it was complete.",
-                code="upstream_stream_cut",
-            )
 
 
 def _failure(provider: str, facts: _EventFacts) -> GatewayError:

@@ -32,8 +32,8 @@ from proxy.providers.base import (
     decode_as,
     malformed,
 )
+from proxy.providers.named_events import NamedEventParser
 from proxy.responses import ResponsesRequest
-from proxy.sse import SSEDecoder, SSEError
 
 _encode = msgspec.json.Encoder().encode
 
@@ -130,26 +130,9 @@ class ResponsesPassthrough(Passthrough[ResponsesRequest]):
         return ResponsesEventParser(self._provider)
 
 
-class ResponsesEventParser(ChunkParser[PassedEvent]):
+class ResponsesEventParser(NamedEventParser):
     """Each SSE event of a Responses stream becomes a passed event: its name and data as they
     came, with its usage and text read beside them."""
-
-    def __init__(self, provider: str) -> None:
-        self._provider = provider
-        self._sse = SSEDecoder()
-        self._ended = False
-
-    def _feed(self, data: bytes, items: list[PassedEvent]) -> None:
-        try:
-            events = self._sse.feed(data)
-        except SSEError as exc:
-            raise malformed(self._provider, "stream", exc) from None
-        for event in events:
-            if self._ended:
-                continue  # nothing follows a terminal event; a stray one is not the client's
-            items.append(self._item(event.event, event.data.encode()))
-        if self._sse.failure is not None:
-            raise malformed(self._provider, "stream", self._sse.failure)
 
     def _item(self, name: str, payload: bytes) -> PassedEvent:
         try:
@@ -169,14 +152,6 @@ class ResponsesEventParser(ChunkParser[PassedEvent]):
             # The client gets the upstream's own event first; the error then ends the call.
             self.failure = failure
         return event
-
-    def _finish(self, items: list[PassedEvent]) -> None:
-        self._sse.close()
-        if not self._ended:
-            raise UpstreamError(
-                f"Upstream {self._provider} ended the stream before it was complete.",
-                code="upstream_stream_cut",
-            )
 
 
 def _failure(provider: str, facts: _EventFacts) -> GatewayError | None:
