@@ -41,12 +41,14 @@ from proxy.records import Endpoint, RequestRecord, Status
 from proxy.routing import Route
 from proxy.token_estimate import tokens_to_reserve
 from web.asgi import (
+    JSON_TYPE,
     ClientGone,
     Headers,
     Receive,
     Scope,
     Send,
     read_body,
+    send_body,
     send_error,
 )
 from web.auth import Caller, request_key
@@ -221,6 +223,19 @@ class V1Call(abc.ABC, Generic[RequestT]):
     @abc.abstractmethod
     async def _send_error_after_start(self, error: GatewayError) -> None:
         """Tell a client whose answer has begun that it failed, and end the answer."""
+
+    def _answered(self, usage: Usage | None, body: bytes | None) -> None:
+        """A whole answer is in: its usage, the time it took, and ``body`` for the log when
+        bodies are stored (None: nothing worth keeping)."""
+        self.usage = usage
+        self.ttft_s = perf_counter() - self.started
+        if body is not None and self.deps.config.logging.store_bodies:
+            self.response_text = body.decode(errors="replace")
+
+    async def _send_whole(self, payload: bytes) -> None:
+        """Send a whole JSON answer; the call is done."""
+        self._done = True
+        await send_body(self.send, 200, payload, [JSON_TYPE, *self._headers()])
 
     async def _send_error_before_start(self, error: GatewayError) -> None:
         """Answer ``error`` with its status, in the protocol's error shape (OpenAI's here)."""

@@ -12,7 +12,7 @@ from proxy.errors import ErrorBody, GatewayError
 from proxy.providers.base import PassedAnswer, PassedEvent
 from proxy.routing import Route
 from proxy.sse import DONE, encode_event
-from web.asgi import JSON_TYPE, SSE_HEADERS, Receive, Scope, Send, send_body
+from web.asgi import SSE_HEADERS, Receive, Scope, Send
 from web.v1_call import V1Call, next_or_none
 from web.v1_deps import V1Deps
 
@@ -43,14 +43,10 @@ class ChatCall(V1Call[ChatRequest]):
         answer = await actor.complete(
             request, route.upstream_model, self.timing, client=self._client_bucket()
         )
-        self.usage = answer.usage
-        self.ttft_s = perf_counter() - self.started
         # Passed through: the upstream's own bytes; translated: encoded in OpenAI's shape.
         payload = answer.body if isinstance(answer, PassedAnswer) else _encode(answer)
-        if self.deps.config.logging.store_bodies:
-            self.response_text = payload.decode(errors="replace")
-        self._done = True
-        await send_body(self.send, 200, payload, [JSON_TYPE, *self._headers()])
+        self._answered(answer.usage, payload)
+        await self._send_whole(payload)
 
     async def _stream(self, actor: ProviderActor, request: ChatRequest, route: Route) -> None:
         async with actor.stream(

@@ -9,14 +9,12 @@ no use to read there.
 
 from __future__ import annotations
 
-from time import perf_counter
-
 from actors.provider import ProviderActor
 from proxy.embeddings import EmbeddingsRequest, decode_embeddings_request
 from proxy.errors import GatewayError
 from proxy.providers.base import PassedAnswer
 from proxy.routing import Route
-from web.asgi import JSON_TYPE, Receive, Scope, Send, send_body
+from web.asgi import Receive, Scope, Send
 from web.v1_call import V1Call
 from web.v1_deps import V1Deps
 
@@ -38,10 +36,8 @@ class EmbeddingsCall(V1Call[EmbeddingsRequest]):
             request, route.upstream_model, self.timing, client=self._client_bucket()
         )
         assert isinstance(answer, PassedAnswer), "embeddings are answered as bytes"
-        self.usage = answer.usage
-        self.ttft_s = perf_counter() - self.started
-        self._done = True
-        await send_body(self.send, 200, answer.body, [JSON_TYPE, *self._headers()])
+        self._answered(answer.usage, None)  # the vectors are no use in the log
+        await self._send_whole(answer.body)
 
     async def _send_error_after_start(self, error: GatewayError) -> None:
         # The answer is one body sent at once: once it started, nothing is left to tell.

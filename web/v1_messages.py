@@ -16,8 +16,6 @@ Anthropic's shape (:mod:`proxy.messages_errors`), so the Anthropic SDKs raise th
 
 from __future__ import annotations
 
-from time import perf_counter
-
 import msgspec
 
 from actors.provider import ProviderActor
@@ -109,12 +107,8 @@ class MessagesCall(ProtocolCall[MessagesRequest]):
             request, route.upstream_model, self.timing, client=self._client_bucket()
         )
         assert isinstance(answer, PassedAnswer), "a passed-through call answers with its bytes"
-        self.usage = answer.usage
-        self.ttft_s = perf_counter() - self.started
-        if self.deps.config.logging.store_bodies:
-            self.response_text = answer.body.decode(errors="replace")
-        self._done = True
-        await send_body(self.send, 200, answer.body, [JSON_TYPE, *self._headers()])
+        self._answered(answer.usage, answer.body)
+        await self._send_whole(answer.body)
 
     async def _pass_stream(
         self, actor: ProviderActor, request: MessagesRequest, route: Route
@@ -136,13 +130,9 @@ class MessagesCall(ProtocolCall[MessagesRequest]):
         message = message_object(
             translated, request.raw, message_id=new_message_id(), model=request.model
         )
-        self.usage = translated.usage
-        self.ttft_s = perf_counter() - self.started
         payload = _encode(message)
-        if self.deps.config.logging.store_bodies:
-            self.response_text = payload.decode(errors="replace")
-        self._done = True
-        await send_body(self.send, 200, payload, [JSON_TYPE, *self._headers()])
+        self._answered(translated.usage, payload)
+        await self._send_whole(payload)
 
     async def _translated_stream(
         self, actor: ProviderActor, request: MessagesRequest, chat: ChatRequest, route: Route

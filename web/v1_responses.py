@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from time import perf_counter
 from typing import Any
 
 import msgspec
@@ -35,7 +34,7 @@ from proxy.responses_from_chat import new_item_id, response_object
 from proxy.responses_to_chat import input_items, translate_request
 from proxy.routing import Route
 from storage.responses import ResponseToStore, StoredResponse
-from web.asgi import JSON_TYPE, Receive, Scope, Send, send_body
+from web.asgi import Receive, Scope, Send
 from web.translated_answers import chat_answer
 from web.v1_call import next_or_none
 from web.v1_deps import V1Deps
@@ -141,14 +140,10 @@ class ResponsesCall(ProtocolCall[ResponsesRequest]):
             request, route.upstream_model, self.timing, client=self._client_bucket()
         )
         assert isinstance(answer, PassedAnswer), "a passed-through call answers with its bytes"
-        self.usage = answer.usage
-        self.ttft_s = perf_counter() - self.started
-        if self.deps.config.logging.store_bodies:
-            self.response_text = answer.body.decode(errors="replace")
+        self._answered(answer.usage, answer.body)
         if request.stored:
             await self._keep(request, route, answer.body, upstream_held=True)
-        self._done = True
-        await send_body(self.send, 200, answer.body, [JSON_TYPE, *self._headers()])
+        await self._send_whole(answer.body)
 
     async def _pass_stream(
         self, actor: ProviderActor, request: ResponsesRequest, route: Route
@@ -205,15 +200,11 @@ class ResponsesCall(ProtocolCall[ResponsesRequest]):
             created_at=self._created_at,
             model=request.model,
         )
-        self.usage = translated.usage
-        self.ttft_s = perf_counter() - self.started
         payload = _encode(response)
-        if self.deps.config.logging.store_bodies:
-            self.response_text = payload.decode(errors="replace")
+        self._answered(translated.usage, payload)
         if request.stored:
             await self._keep(request, route, payload, upstream_held=False)
-        self._done = True
-        await send_body(self.send, 200, payload, [JSON_TYPE, *self._headers()])
+        await self._send_whole(payload)
 
     async def _translated_stream(
         self, actor: ProviderActor, request: ResponsesRequest, chat: ChatRequest, route: Route
