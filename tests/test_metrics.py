@@ -16,15 +16,8 @@ from proxy.records import RequestRecord
 from proxy.service import RunningService
 from tests.conftest import ADMIN_PASSWORD, CLIENT_KEY, StartGateway, sdk, signed_in
 from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI, server_error
-from web.metrics import (
-    BUCKETS_S,
-    CONTENT_TYPE,
-    MAX_MODELS,
-    Exposition,
-    Metrics,
-    escape_label,
-    format_value,
-)
+from web.metrics import CONTENT_TYPE, MAX_MODELS, Metrics
+from web.prometheus_text import BUCKETS_S, Exposition, escape_label, format_value
 
 HELLO = [{"role": "user", "content": "hello there gateway"}]
 

@@ -22,11 +22,8 @@ keep ``/metrics`` to the Prometheus server.
 
 from __future__ import annotations
 
-import bisect
-import math
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -37,13 +34,12 @@ from proxy import __version__
 from proxy.image_budget import ImageBudgetStatistics
 from proxy.records import ENDPOINTS, RequestRecord
 from storage.writer import WriterStatistics
+from web.prometheus_text import Exposition, Histogram, Labels
 
 if TYPE_CHECKING:
     from web.observed import ObservedParts
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
-BUCKETS_S: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
-"""Histogram bounds for LLM calls: a cached short answer to a long reasoning stream."""
 MAX_MODELS: Final = 200
 MAX_LABEL_CHARS: Final = 128
 OTHER: Final = "other"
@@ -51,25 +47,6 @@ NONE: Final = "none"
 TOKEN_KINDS: Final = ("prompt", "completion", "reasoning", "cached", "cache_write")
 BREAKER_STATES: Final = ("closed", "open", "half_open")
 _ERROR_TYPE = re.compile(r"[a-z_]{1,64}")
-
-Labels = Sequence[tuple[str, str]]
-
-
-class Histogram:
-    """Counts per bucket (not cumulative), their sum and count."""
-
-    __slots__ = ("buckets", "count", "sum")
-
-    def __init__(self) -> None:
-        self.buckets = [0] * (len(BUCKETS_S) + 1)  # the last one is +Inf
-        self.sum = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        """Count one value (``le`` bounds are inclusive)."""
-        self.buckets[bisect.bisect_left(BUCKETS_S, value)] += 1
-        self.sum += value
-        self.count += 1
 
 
 class Metrics:
@@ -213,72 +190,6 @@ def _histogram(table: dict[str, Histogram], provider: str) -> Histogram:
     if histogram is None:
         histogram = table[provider] = Histogram()
     return histogram
-
-
-class Exposition:
-    """Text format 0.0.4: ``# HELP``/``# TYPE`` once per family, then its samples."""
-
-    def __init__(self) -> None:
-        self._lines: list[str] = []
-
-    def family(self, name: str, kind: str, help_text: str) -> None:
-        """Start a family; its samples must follow."""
-        escaped = help_text.replace("\\", "\\\\").replace("\n", "\\n")
-        self._lines.append(f"# HELP {name} {escaped}")
-        self._lines.append(f"# TYPE {name} {kind}")
-
-    def sample(self, name: str, labels: Labels, value: float) -> None:
-        """One ``name{labels} value`` line."""
-        if labels:
-            inner = ",".join(f'{key}="{escape_label(text)}"' for key, text in labels)
-            self._lines.append(f"{name}{{{inner}}} {format_value(value)}")
-        else:
-            self._lines.append(f"{name} {format_value(value)}")
-
-    def gauge(self, name: str, help_text: str, samples: Iterable[tuple[Labels, float]]) -> None:
-        """A gauge family."""
-        self.family(name, "gauge", help_text)
-        for labels, value in samples:
-            self.sample(name, labels, value)
-
-    def counter(self, name: str, help_text: str, samples: Iterable[tuple[Labels, float]]) -> None:
-        """A counter family (``name`` ends in ``_total``)."""
-        self.family(name, "counter", help_text)
-        for labels, value in samples:
-            self.sample(name, labels, value)
-
-    def histogram(self, name: str, help_text: str, by_provider: Mapping[str, Histogram]) -> None:
-        """A histogram family, one series per provider, buckets cumulative."""
-        self.family(name, "histogram", help_text)
-        for provider, histogram in sorted(by_provider.items()):
-            running = 0
-            for bound, count in zip((*BUCKETS_S, math.inf), histogram.buckets, strict=True):
-                running += count
-                self.sample(
-                    f"{name}_bucket", (("provider", provider), ("le", format_value(bound))), running
-                )
-            self.sample(f"{name}_sum", (("provider", provider),), histogram.sum)
-            self.sample(f"{name}_count", (("provider", provider),), histogram.count)
-
-    def text(self) -> str:
-        """The whole exposition, ending in a newline."""
-        return "\n".join(self._lines) + "\n"
-
-
-def escape_label(value: str) -> str:
-    """A label value escaped per the text format: backslash, double quote, line feed."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def format_value(value: float) -> str:
-    """A sample value: integers as such, floats in Go's ``ParseFloat`` syntax."""
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
 
 
 def rss_bytes() -> int | None:
