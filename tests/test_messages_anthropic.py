@@ -14,6 +14,7 @@ import trio
 
 from proxy.pricing import Pricer, TokenCounts
 from proxy.service import RunningService
+from tests.claude_code import HEADERS, PATH, claude_code_body
 from tests.conftest import CLIENT_KEY, StartGateway, http, logged
 from tests.fakes.anthropic_answers import (
     Answer,
@@ -246,58 +247,12 @@ async def test_count_tokens_is_the_upstreams_exact_count(
 async def test_claude_codes_requests_pass_through_as_sent(
     gateway: RunningService, fake_anthropic: FakeAnthropic
 ) -> None:
-    body = {
-        "model": MODEL,
-        "max_tokens": 32000,
-        "stream": True,
-        "system": [
-            {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.3; cch=1;"},
-            {
-                "type": "text",
-                "text": "You are Claude Code, Anthropic's official CLI for Claude.",
-                "cache_control": {"type": "ephemeral"},
-            },
-        ],
-        "messages": [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "<system-reminder>ctx</system-reminder>"},
-                    {
-                        "type": "text",
-                        "text": "List the files",
-                        "cache_control": {"type": "ephemeral"},
-                    },
-                ],
-            }
-        ],
-        "tools": [
-            {
-                "name": "Bash",
-                "description": "Run a command",
-                "input_schema": {
-                    "$schema": "http://json-schema.org/draft-07/schema#",
-                    "type": "object",
-                    "properties": {"command": {"type": "string"}},
-                    "required": ["command"],
-                    "additionalProperties": False,
-                },
-                "cache_control": {"type": "ephemeral"},
-            }
-        ],
-        "metadata": {"user_id": "user_abc_account_1_session_2"},
-        "thinking": {"type": "enabled", "budget_tokens": 4000},
-    }
+    body = claude_code_body(MODEL)
+    headers = HEADERS
     fake_anthropic.enqueue(tool_use(ToolUse("Bash", {"command": "ls"})))
-    headers = {
-        "authorization": f"Bearer {CLIENT_KEY}",
-        "anthropic-version": "2023-06-01",
-        "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14",
-        "x-app": "cli",
-    }
     async with http(gateway) as raw:
         with trio.fail_after(10):
-            answer = await raw.post("/v1/messages?beta=true", json=body, headers=headers)
+            answer = await raw.post(PATH, json=body, headers=headers)
     assert answer.status_code == 200, answer.text
     assert answer.content == _sent_body(fake_anthropic)
     received = fake_anthropic.received[-1]

@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from proxy.service import RunningService
+from tests.claude_code import HEADERS, PATH, claude_code_body
 from tests.conftest import CLIENT_KEY, StartGateway, http, logged
 from tests.conftest import sdk as sdk_openai
 from tests.fakes.gemini_upstream import DEFAULT_API_KEY as GEMINI_KEY
@@ -337,59 +338,12 @@ async def test_claude_codes_requests_reach_a_translated_provider(
 ) -> None:
     # As captured from Claude Code 2.x: ?beta=true, beta and version headers, system blocks with
     # cache_control, tools with $schema, metadata.user_id, thinking, a streamed answer.
-    body = {
-        "model": "claude-sonnet-4-5",
-        "max_tokens": 32000,
-        "stream": True,
-        "system": [
-            {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.3; cch=1;"},
-            {
-                "type": "text",
-                "text": "You are Claude Code, Anthropic's official CLI for Claude.",
-                "cache_control": {"type": "ephemeral"},
-            },
-        ],
-        "messages": [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "<system-reminder>ctx</system-reminder>"},
-                    {
-                        "type": "text",
-                        "text": "List the files",
-                        "cache_control": {"type": "ephemeral"},
-                    },
-                ],
-            }
-        ],
-        "tools": [
-            {
-                "name": "Bash",
-                "description": "Run a command",
-                "input_schema": {
-                    "$schema": "http://json-schema.org/draft-07/schema#",
-                    "type": "object",
-                    "properties": {"command": {"type": "string"}},
-                    "required": ["command"],
-                    "additionalProperties": False,
-                },
-                "cache_control": {"type": "ephemeral"},
-            }
-        ],
-        "metadata": {"user_id": "user_abc_account_1_session_2"},
-        "thinking": {"type": "enabled", "budget_tokens": 4000},
-    }
-    headers = {
-        "authorization": f"Bearer {CLIENT_KEY}",
-        "anthropic-version": "2023-06-01",
-        "anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14",
-        "x-app": "cli",
-        "user-agent": "claude-cli/2.1.3 (external, cli)",
-    }
+    body = claude_code_body("claude-sonnet-4-5")
+    headers = HEADERS
     fake_openai.enqueue(ChatToolCalls(name="Bash", arguments='{"command":"ls"}'))
     async with http(gateway) as raw:
         with trio.fail_after(10):
-            answer = await raw.post("/v1/messages?beta=true", json=body, headers=headers)
+            answer = await raw.post(PATH, json=body, headers=headers)
     assert answer.status_code == 200, answer.text
     events = [
         json.loads(block.split(b"data: ", 1)[1])
