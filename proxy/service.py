@@ -29,6 +29,7 @@ from actors import Actor
 from actors.client_directory import ClientDirectory
 from actors.provider import ProviderActor
 from actors.rate_limiter import ClientLimits, RateLimiter
+from actors.redis_link import RedisLink, default_instance_name
 from actors.request_logger import RequestLogger
 from actors.retention import Retention
 from actors.runtime_settings import RuntimeSettings, credit_ledger
@@ -299,6 +300,12 @@ async def _run_bound(
         fallbacks=config.fallbacks,
     )
     pricer = build_pricer(config)
+    instance = config.cluster.instance_name or default_instance_name()
+    redis = (
+        RedisLink(config.cluster.redis_url, instance=instance, on_down=config.cluster.on_redis_down)
+        if config.cluster.redis_url
+        else None
+    )
     settings = RuntimeSettings(config.providers, router=router, providers=providers, pricer=pricer)
     metrics = Metrics()
     logger = RequestLogger(
@@ -338,6 +345,8 @@ async def _run_bound(
         metrics=metrics,
         started_at=time.monotonic(),
         started_unix=int(time.time()),
+        instance=instance,
+        redis=redis,
         connections=connections_for(config.server.max_connections),
         images=images,
     )
@@ -369,6 +378,8 @@ async def _run_bound(
             # Once the writer has found the database usable (not someone's other file): its
             # -wal and -shm exist by now, and SQLite gave them the database's mode.
             await trio.to_thread.run_sync(make_gateway_files_private, database)
+            if redis is not None:
+                await actors.enter_async_context(_running(redis))
             if config.dashboard.enabled:
                 await ensure_first_admin(writer, hasher, database, now_ms=int(time.time() * 1000))
                 await actors.enter_async_context(_running(sessions))

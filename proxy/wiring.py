@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from actors.client_directory import ClientDirectory
 from actors.provider import ProviderActor
 from actors.rate_limiter import RateLimiter
+from actors.redis_link import RedisLink
 from actors.request_logger import RequestLogger
 from actors.retention import Retention
 from actors.runtime_settings import RuntimeSettings
@@ -71,6 +72,8 @@ class ServiceParts:
     metrics: Metrics
     started_at: float  # time.monotonic() at start
     started_unix: int  # time.time() at start
+    instance: str  # this process's name in the fleet ([cluster] instance_name, or host:pid)
+    redis: RedisLink | None  # the fleet's Redis; None: a single process, all state in memory
     readiness: Readiness = dataclasses.field(default_factory=Readiness)
     throttle: LoginThrottle = dataclasses.field(default_factory=LoginThrottle)
     log_buffer: LogBuffer = dataclasses.field(default_factory=LogBuffer)

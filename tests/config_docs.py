@@ -51,7 +51,8 @@ def undocumented_keys(sections: dict[str, str], providers: Iterable[str]) -> lis
         missing += [
             f"{name}.{f.name}"
             for f in dataclasses.fields(cls)
-            if not documented(sections.get(name, ""), f.name)
+            # a derived field (where a value came from) is not a key of the file
+            if not f.metadata.get("derived") and not documented(sections.get(name, ""), f.name)
         ]
     provider_keys = {f.name for f in dataclasses.fields(ProviderConfig)} - {
         "name",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -23,10 +23,20 @@ from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.image_server import FakeImageServer
 from tests.fakes.ollama_upstream import FakeOllama
 from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI
+from tests.redis_server import RedisServer, redis_server
 
 CLIENT_KEY = "sk-client-test-key-0123456789abcdef"
 
 StartGateway = Callable[..., Awaitable[RunningService]]
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    """A real ``redis-server`` of this test's own on a loopback port (tests/redis_server.py);
+    a fleet of gateways is ``start_gateway({"cluster": {"redis_url": redis.url}})`` twice: they
+    share it and the database file under ``tmp_path``."""
+    with redis_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Final
 
-__all__ = ["running_redis"]
+__all__ = ["RedisServer", "redis_server", "running_redis"]
 
 START_TIMEOUT_S: Final = 10.0
 ATTEMPTS: Final = 5
@@ -38,46 +38,77 @@ def _answers_ping(port: int) -> bool:
         return False
 
 
+class RedisServer:
+    """A ``redis-server`` on a fixed loopback port that a test may stop and start again (a Redis
+    outage and its recovery), at the same URL."""
+
+    def __init__(self, binary: str, directory: str, port: int) -> None:
+        self._binary = binary
+        self._directory = directory
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> bool:
+        """Start it; whether it answers (False: the port was taken meanwhile)."""
+        self._process = subprocess.Popen(
+            [
+                self._binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self._directory,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while self._process.poll() is None and time.monotonic() < deadline:
+            if _answers_ping(self.port):
+                return True
+            time.sleep(0.01)
+        self.stop()
+        return False
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop it (``kill``: SIGKILL, as a crash); its data is gone."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.kill() if kill else process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @contextlib.contextmanager
-def running_redis() -> Iterator[str]:
-    """A fresh ``redis-server``; yields its URL (``redis://127.0.0.1:PORT/0``)."""
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh ``redis-server``, stopped when the block ends."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("the tests need redis-server: `make test` installs it (apt-get)")
     with tempfile.TemporaryDirectory(prefix="redis-") as directory:
         for _ in range(ATTEMPTS):
-            port = _free_port()
-            process = subprocess.Popen(
-                [
-                    binary,
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    directory,
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                deadline = time.monotonic() + START_TIMEOUT_S
-                while process.poll() is None and time.monotonic() < deadline:
-                    if _answers_ping(port):
-                        break
-                    time.sleep(0.01)
-                if process.poll() is None and _answers_ping(port):
-                    yield f"redis://127.0.0.1:{port}/0"
-                    return
-            finally:
-                process.terminate()
+            server = RedisServer(binary, directory, _free_port())
+            if server.start():
                 try:
-                    process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                    yield server
+                finally:
+                    server.stop()
+                return
         raise RuntimeError(f"redis-server did not start in {ATTEMPTS} attempts")
+
+
+@contextlib.contextmanager
+def running_redis() -> Iterator[str]:
+    """A fresh ``redis-server``; yields its URL (``redis://127.0.0.1:PORT/0``)."""
+    with redis_server() as server:
+        yield server.url

@@ -9,11 +9,12 @@ the gateway uses is importable from here.
 """
 
 from proxy.config.parse import DEFAULTS_SOURCE, load_config, parse_config, with_overrides
-from proxy.config.render import mask_secret, render_config
+from proxy.config.render import mask_secret, mask_url, render_config
 from proxy.config.schema import (
     KEYED_PROVIDERS,
     PROVIDER_NAMES,
     AuthConfig,
+    ClusterConfig,
     Config,
     ConfigError,
     DashboardConfig,
@@ -31,6 +32,7 @@ __all__ = [
     "KEYED_PROVIDERS",
     "PROVIDER_NAMES",
     "AuthConfig",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "DashboardConfig",
@@ -43,6 +45,7 @@ __all__ = [
     "ServerConfig",
     "load_config",
     "mask_secret",
+    "mask_url",
     "parse_config",
     "render_config",
     "with_overrides",

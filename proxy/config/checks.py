@@ -26,6 +26,7 @@ __all__ = [
     "non_negative",
     "one_of",
     "positive",
+    "redis_url",
 ]
 
 Check = Callable[[Any], str | None]
@@ -100,3 +101,20 @@ def api_version(v: str) -> str | None:
     if _API_VERSION.fullmatch(v):
         return None
     return f'must be a date like "2023-06-01", got {json.dumps(v)}'
+
+
+def redis_url(v: str) -> str | None:
+    """Empty, or a URL Redis clients open: redis://, rediss:// (TLS) or unix:// (a socket)."""
+    if not v:
+        return None
+    parts = urlsplit(v)
+    if parts.scheme in ("redis", "rediss") and parts.hostname:
+        try:
+            parts.port  # noqa: B018 - raises on a port out of range
+        except ValueError:
+            return "has an invalid port"
+        return None
+    if parts.scheme == "unix" and parts.path:
+        return None
+    # The value may hold a password: only its scheme is echoed.
+    return f"must be a redis://, rediss:// or unix:// URL, got one starting {parts.scheme!r}"

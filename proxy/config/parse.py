@@ -15,11 +15,13 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from proxy.config.provider_keys import key_variables, resolve_key
+from proxy.config.checks import redis_url
+from proxy.config.provider_keys import key_variables, read_credential, resolve_key
 from proxy.config.schema import (
     KEYED_PROVIDERS,
     PROVIDER_DEFAULTS,
     PROVIDER_NAMES,
+    ClusterConfig,
     Config,
     ImagesConfig,
     ModelAlias,
@@ -121,6 +123,14 @@ def parse_config(data: Mapping[str, Any], *, source: str, environ: Mapping[str, 
             values["database"] = _resolve_database(values.get("database", "llm-proxy.db"), environ)
         sections[name] = cls(**values)
     _check_images(sections["images"], source)
+    sections["cluster"] = _resolve_redis_url(sections["cluster"], environ, source)
+    if sections["server"].workers > 1 and not sections["cluster"].redis_url:
+        raise config_error(
+            source,
+            f"'server.workers' is {sections['server'].workers}, which needs 'cluster.redis_url' "
+            "(or $LLM_PROXY_REDIS_URL, or the systemd credential redis_url): the workers share "
+            "limits, sessions and changes through Redis",
+        )
     fallbacks = {
         name: FALLBACK_LIST.convert(value, f"fallbacks.{toml_key(name)}", source)
         for name, value in as_table(data.get("fallbacks", {}), "fallbacks", source).items()
@@ -136,6 +146,24 @@ def parse_config(data: Mapping[str, Any], *, source: str, environ: Mapping[str, 
         fallbacks=MappingProxyType(fallbacks),
         source=source,
     )
+
+
+def _resolve_redis_url(
+    cluster: ClusterConfig, environ: Mapping[str, str], source: str
+) -> ClusterConfig:
+    """``cluster.redis_url`` from the file, else $LLM_PROXY_REDIS_URL, else the credential."""
+    if cluster.redis_url:
+        return dataclasses.replace(cluster, redis_url_source="config file")
+    for url, origin in (
+        (environ.get("LLM_PROXY_REDIS_URL", ""), "$LLM_PROXY_REDIS_URL"),
+        (read_credential("redis_url", environ, source) or "", "credential redis_url"),
+    ):
+        if url:
+            problem = redis_url(url)
+            if problem:
+                raise config_error(source, f"{origin} {problem}")
+            return dataclasses.replace(cluster, redis_url=url, redis_url_source=origin)
+    return cluster
 
 
 def _check_images(images: ImagesConfig, source: str) -> None:

@@ -1,4 +1,5 @@
-"""Where a provider's API key comes from: the config file, the environment, systemd credentials.
+"""Where a provider's API key (and the Redis URL) comes from: the config file, the environment,
+systemd credentials.
 
 Keys are resolved while the config is parsed, so the rest of the gateway only sees a final
 ``ProviderConfig.api_key`` and the place it came from (``api_key_source``, shown masked by
@@ -14,7 +15,7 @@ from typing import Any
 
 from proxy.config.schema import PROVIDER_DEFAULTS, config_error
 
-__all__ = ["key_variables", "resolve_key"]
+__all__ = ["key_variables", "read_credential", "resolve_key"]
 
 
 def key_variables(name: str, raw: Mapping[str, Any]) -> tuple[str, ...]:
@@ -31,22 +32,29 @@ def resolve_key(
     for var in key_variables(name, raw):
         if environ.get(var):
             return environ[var], f"${var}"
-    directory = environ.get("CREDENTIALS_DIRECTORY")
-    if directory:
-        if not os.path.isdir(directory):
-            # systemd sets it for LoadCredential=; pointing nowhere, every key there is missing.
-            raise config_error(
-                source,
-                f"$CREDENTIALS_DIRECTORY is {directory}, which is not a directory (systemd sets "
-                "it for LoadCredential=; outside systemd leave it unset)",
-            )
-        path = Path(directory) / f"{name}_api_key"
-        try:
-            secret = path.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            secret = ""
-        except (OSError, UnicodeDecodeError) as exc:
-            raise config_error(source, f"cannot read credential {path}: {exc}") from exc
-        if secret:
-            return secret, f"credential {name}_api_key"
+    secret = read_credential(f"{name}_api_key", environ, source)
+    if secret:
+        return secret, f"credential {name}_api_key"
     return None, None
+
+
+def read_credential(name: str, environ: Mapping[str, str], source: str) -> str | None:
+    """The systemd credential ``name`` (LoadCredential=), stripped; None when there is none."""
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    if not os.path.isdir(directory):
+        # systemd sets it for LoadCredential=; pointing nowhere, every credential is missing.
+        raise config_error(
+            source,
+            f"$CREDENTIALS_DIRECTORY is {directory}, which is not a directory (systemd sets "
+            "it for LoadCredential=; outside systemd leave it unset)",
+        )
+    path = Path(directory) / name
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise config_error(source, f"cannot read credential {path}: {exc}") from exc
+    return secret or None

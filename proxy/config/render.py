@@ -8,17 +8,28 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from urllib.parse import urlsplit, urlunsplit
 
-from proxy.config.schema import KEYED_PROVIDERS, AuthConfig, Config
+from proxy.config.schema import KEYED_PROVIDERS, AuthConfig, ClusterConfig, Config
 from proxy.config.tables import MODEL_SCHEMA, SCHEMAS, SECTIONS, provider_schema
 from proxy.config.toml_text import toml_key, toml_str, toml_value
 
-__all__ = ["mask_secret", "render_config"]
+__all__ = ["mask_secret", "mask_url", "render_config"]
 
 
 def mask_secret(secret: str) -> str:
     """Show a secret as its first 3 and last 4 characters; short ones as "…" only."""
     return "…" if len(secret) < 12 else f"{secret[:3]}…{secret[-4:]}"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (if any) masked: redis://user:…@host:6379/0."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:…@{host}"))
 
 
 def _one_line(text: str) -> str:
@@ -40,6 +51,8 @@ def render_config(config: Config) -> str:
         section = getattr(config, name)
         if cls is AuthConfig:
             section = dataclasses.replace(section, tokens=tuple(map(mask_secret, section.tokens)))
+        if cls is ClusterConfig and section.redis_url:
+            section = dataclasses.replace(section, redis_url=mask_url(section.redis_url))
         table(f"[{name}]", section, SCHEMAS[name])
     for name, provider in config.providers.items():
         schema = provider_schema(name)

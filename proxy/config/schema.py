@@ -21,6 +21,7 @@ from proxy.config.checks import (
     non_negative,
     one_of,
     positive,
+    redis_url,
 )
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "PROVIDER_DEFAULTS",
     "PROVIDER_NAMES",
     "AuthConfig",
+    "ClusterConfig",
     "Config",
     "ConfigError",
     "DashboardConfig",
@@ -112,6 +114,26 @@ class ServerConfig:
     # Empty: loopback names only when bound to loopback, anything otherwise (proxy/hosts.py).
     allowed_hosts: tuple[str, ...] = _opt((), host_entries)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Processes sharing the port (SO_REUSEPORT), each a full service; more than 1 needs
+    # cluster.redis_url, so that limits, sessions and changes are shared between them.
+    workers: int = _opt(1, between(1, 64))
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """``[cluster]``: the Redis several gateway processes share limits, sessions and changes
+    through; empty ``redis_url`` keeps everything in this one process's memory."""
+
+    # redis://, rediss:// (TLS) or unix://; else $LLM_PROXY_REDIS_URL, else the systemd
+    # credential redis_url. It may hold a password: never shown unmasked.
+    redis_url: str = _opt("", redis_url, repr=False)
+    # Shown in logs, metrics and the dashboard; default "<hostname>:<pid>".
+    instance_name: str = ""
+    # Redis unreachable: "local" serves on with per-process limits (and says so), "refuse"
+    # answers 503 with retry-after until it is back.
+    on_redis_down: Literal["local", "refuse"] = "local"
+    # Where redis_url came from ("config file", "$LLM_PROXY_REDIS_URL", "credential redis_url").
+    redis_url_source: str | None = field(default=None, metadata={"derived": True})
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +251,7 @@ class Config:
     logging: LoggingConfig
     images: ImagesConfig
     responses: ResponsesConfig
+    cluster: ClusterConfig
     providers: Mapping[str, ProviderConfig]
     models: Mapping[str, ModelAlias]
     fallbacks: Mapping[str, tuple[str, ...]]

@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 from proxy.config.checks import Check, http_url, non_empty, one_of
 from proxy.config.schema import (
     AuthConfig,
+    ClusterConfig,
     DashboardConfig,
     ImagesConfig,
     LimitsConfig,
@@ -85,7 +86,7 @@ def _schema(cls: type[Any], *skip: str) -> dict[str, Field]:
     hints = get_type_hints(cls)
     schema: dict[str, Field] = {}
     for f in dataclasses.fields(cls):
-        if f.name not in skip:
+        if f.name not in skip and not f.metadata.get("derived"):
             hint, check = hints[f.name], f.metadata.get("check")
             if get_origin(hint) is Literal:
                 hint, check = str, one_of(*get_args(hint))
@@ -101,6 +102,7 @@ SECTIONS: dict[str, type[Any]] = {
     "logging": LoggingConfig,
     "images": ImagesConfig,
     "responses": ResponsesConfig,
+    "cluster": ClusterConfig,
 }
 SCHEMAS = {name: _schema(cls) for name, cls in SECTIONS.items()}
 TOP_LEVEL = (*SECTIONS, "providers", "models", "fallbacks")
