@@ -84,7 +84,8 @@ class ChangeBus:
         self._down_reload_s = down_reload_s
         self._send, self._inbox = trio.open_memory_channel[tuple[str, str | None]](INBOX_SIZE)
         self._closed = trio.Event()
-        self._reload_now = trio.Event()
+        self._wake_reloader = trio.Event()  # a reload is due, or the period changed
+        self._reload_due = False
         self._link_up = trio.Event()
         self._subscription: trio.CancelScope | None = None
         self._subscribed = False
@@ -93,8 +94,9 @@ class ChangeBus:
         self._full_reloads = self._failures = 0
         link.on_change(self._link_changed)
 
-    def publish(self, kind: ChangeKind, name: str | None = None) -> None:
-        """Announce that this process changed ``kind`` (``name``; None: several); never blocks."""
+    def publish(self, kind: str, name: str | None = None) -> None:
+        """Announce that this process changed ``kind`` (a :data:`ChangeKind`) named ``name``
+        (None: several); never blocks."""
         try:
             self._send.send_nowait((kind, name))
         except (trio.WouldBlock, trio.ClosedResourceError):
@@ -181,7 +183,7 @@ class ChangeBus:
                         self._subscribed = True
                         if not first:
                             log.info("fleet bus: subscribed again; reloading everything")
-                            self._reload_now.set()
+                            self._reload_everything()
                         if self._lost:
                             await self._announce_everything()
                         first = said_down = False
@@ -207,7 +209,7 @@ class ChangeBus:
 
     async def _received_message(self, data: object) -> None:
         try:
-            change = json.loads(data)  # TypeError for anything but text
+            change = json.loads(str(data))
             instance, kind, name = change["instance"], change["kind"], change["name"]
         except (ValueError, TypeError, KeyError):
             log.warning("fleet bus: ignored a message that is not a change: %.200r", data)
@@ -215,7 +217,7 @@ class ChangeBus:
         if instance == self._link.instance:
             return  # this process applied its own change already
         if kind == EVERYTHING:
-            self._reload_now.set()
+            self._reload_everything()
             return
         follower = self._followers.get(kind)
         if follower is None:
@@ -230,9 +232,12 @@ class ChangeBus:
     async def _reload_periodically(self) -> None:
         while True:
             period = self._full_reload_s if self._link.up else self._down_reload_s
-            with trio.move_on_after(period):
-                await self._reload_now.wait()
-            self._reload_now = trio.Event()
+            with trio.move_on_after(period) as timer:
+                await self._wake_reloader.wait()
+            self._wake_reloader = trio.Event()
+            if not (timer.cancelled_caught or self._reload_due):
+                continue  # the link went down: wait again, with the shorter period
+            self._reload_due = False
             self._full_reloads += 1
             for kind, follower in self._followers.items():
                 await self._run_follower(kind, follower, None)
@@ -245,12 +250,18 @@ class ChangeBus:
             self._failures += 1
             log.exception("fleet bus: reloading %s failed", kind)
 
+    def _reload_everything(self) -> None:
+        self._reload_due = True
+        self._wake_reloader.set()
+
     def _link_changed(self, up: bool) -> None:
         if up:
             self._link_up.set()
             # Whatever was announced while this process could not hear it is re-read now.
-            self._reload_now.set()
-        elif self._subscription is not None:
+            self._reload_everything()
+            return
+        self._wake_reloader.set()  # reload on the outage's shorter period from now
+        if self._subscription is not None:
             # The subscription's socket may look open to a dead peer: start over once up.
             self._subscription.cancel()
 
