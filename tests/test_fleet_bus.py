@@ -123,3 +123,20 @@ async def test_a_failing_follower_does_not_stop_the_bus(redis: RedisServer) -> N
         bus_a.publish("clients", "cl_2")
         await _until(lambda: calls == ["cl_1", "cl_2"])
         assert bus_b.statistics().follower_failures == 2
+
+
+async def test_the_bus_survives_the_link_noticing_an_outage_before_the_subscription(
+    redis: RedisServer,
+) -> None:
+    seen: list[tuple[str, str | None]] = []
+    async with _bus(redis.url, "a", {}) as bus_a, _bus(redis.url, "b", _followers(seen)) as bus_b:
+        for _ in range(5):
+            await _until(lambda: bus_a.statistics().subscribed and bus_b.statistics().subscribed)
+            redis.stop(kill=True)
+            bus_a.publish("clients", "cl_1")  # the sender meets the outage first
+            await _until(lambda: not bus_a.statistics().subscribed)
+            assert redis.start()
+        await _until(lambda: bus_a.statistics().subscribed and bus_b.statistics().subscribed)
+        seen.clear()
+        bus_a.publish("users", "admin")
+        await _until(lambda: ("users", "admin") in seen)
