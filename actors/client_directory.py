@@ -2,7 +2,9 @@
 
 A key look-up is one dict probe on the trio thread; the table is reloaded whenever the database's
 ``auth_generation`` counter moves (triggers bump it on every client or key change, made by this
-process or by the CLI in another), checked with one tiny read every ``poll_s``. Key use is
+process or by the CLI in another), checked with one tiny read every ``poll_s``. In a fleet sharing
+Redis the change bus (``actors/fleet_bus.py``) calls :meth:`ClientDirectory.refresh` when another
+process announces a change, and ``poll_s`` is None: no process polls the database. Key use is
 remembered in memory and written in one batch every ``flush_s``, never once per request.
 """
 
@@ -51,7 +53,7 @@ class ClientDirectory:
         writer: StorageWriter,
         *,
         default_requests_per_minute: int,
-        poll_s: float = 0.5,
+        poll_s: float | None = 0.5,
         flush_s: float = 5.0,
     ) -> None:
         self._reads = reads
@@ -71,7 +73,8 @@ class ClientDirectory:
         task_status.started()
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._every, self._poll_s, self._reload_if_changed)
+                if self._poll_s is not None:
+                    nursery.start_soon(self._every, self._poll_s, self._reload_if_changed)
                 nursery.start_soon(self._every, self._flush_s, self._flush_key_uses)
                 await self._closed.wait()
                 nursery.cancel_scope.cancel()

@@ -12,11 +12,15 @@ be switched on without a restart. A stored base URL whose origin the provider's 
 to (:mod:`proxy.origins`; stored before keys were bound, or the file's ``allowed_base_urls``
 changed since) is not applied: the provider keeps the file's.
 
-Handlers ask this object and hand it changes; none of them sets a field on an actor.
+Handlers ask this object and hand it changes; none of them sets a field on an actor. A change
+made by another process of the fleet (announced on the change bus, ``actors/fleet_bus.py``) is
+re-read from the database by :meth:`RuntimeSettings.reload_providers` /
+:meth:`RuntimeSettings.reload_models` and applied exactly as the local route would have.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -56,6 +60,10 @@ class RuntimeSettings:
         self._pricer = pricer
         self._default_models: dict[str, str] = {}
         self._credit_tracked: frozenset[str] = frozenset()
+        # What was applied last, as compared by _provider_effect / _model_effect: a reload
+        # applies only what changed, so the periodic full reload is quiet and cheap.
+        self._provider_effects: dict[str, object] = {}
+        self._model_rows: dict[str, ModelSettingsRow] = {}
 
     async def load(self, reads: ReadPool) -> None:
         """At start (the writer running, nothing served yet): apply every stored override."""
@@ -75,10 +83,36 @@ class RuntimeSettings:
                 len(model_rows),
             )
 
+    async def reload_providers(self, reads: ReadPool, name: str | None = None) -> None:
+        """Re-read provider overrides another process changed and apply them (``name``: that
+        provider's; None: every provider's); a removed row puts the file config back."""
+        rows = {row.provider: row for row in await reads.run(list_provider_settings)}
+        for provider in self._files if name is None else (name,):
+            if provider not in self._files:
+                continue  # named by a newer version or a typo: nothing here runs it
+            row = rows.get(provider)
+            if _provider_effect(row) != self._provider_effects.get(
+                provider, _provider_effect(None)
+            ):
+                log.info("provider=%s dashboard override changed elsewhere: applied", provider)
+                self.apply_provider(provider, row)
+
+    async def reload_models(self, reads: ReadPool, name: str | None = None) -> None:
+        """Re-read model overrides another process changed and apply them (``name``: that
+        model's; None: every model's); a removed row puts the model back as configured."""
+        rows = {row.model: row for row in await reads.run(list_model_settings)}
+        names = (name,) if name is not None else {*rows, *self._model_rows}
+        for model in names:
+            row = rows.get(model)
+            if _model_effect(row) != _model_effect(self._model_rows.get(model)):
+                log.info("model %r dashboard override changed elsewhere: applied", model)
+                self.apply_model(model, row)
+
     # -- providers -------------------------------------------------------------------------------
 
     def apply_provider(self, name: str, row: ProviderSettingsRow | None) -> None:
         """Make provider ``name`` run as its file config with ``row``'s overrides (None: none)."""
+        self._provider_effects[name] = _provider_effect(row)
         if row is not None and row.credit_balance_usd is not None:
             self._credit_tracked |= {name}
         else:
@@ -132,6 +166,10 @@ class RuntimeSettings:
     def apply_model(self, model: str, row: ModelSettingsRow | None) -> None:
         """Serve ``model`` (or not), route it where ``row`` says (an alias), and price it with
         ``row``'s prices (None: as configured)."""
+        if row is None:
+            self._model_rows.pop(model, None)
+        else:
+            self._model_rows[model] = row
         self._router.set_model_enabled(model, row is None or row.enabled)
         alias = None
         if row is not None and row.provider and row.upstream_model:
@@ -167,6 +205,25 @@ class RuntimeSettings:
         if any(name in pricer.config_overrides for name in names):
             return price, "config"
         return price, "free" if route.provider in FREE_PROVIDERS else "table"
+
+
+def _provider_effect(row: ProviderSettingsRow | None) -> object:
+    """What of ``row`` :meth:`RuntimeSettings.apply_provider` acts on: not the balance itself
+    (every priced call moves it), only whether there is one."""
+    if row is None:
+        return None
+    return (
+        row.enabled,
+        row.base_url,
+        row.default_model,
+        row.max_concurrency,
+        row.credit_balance_usd is not None,
+    )
+
+
+def _model_effect(row: ModelSettingsRow | None) -> object:
+    """What of ``row`` :meth:`RuntimeSettings.apply_model` acts on (not its timestamp)."""
+    return None if row is None else dataclasses.replace(row, updated_at=0)
 
 
 def base_url_refusal(file: ProviderConfig, row: ProviderSettingsRow | None) -> str | None:

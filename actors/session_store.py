@@ -123,6 +123,10 @@ class SessionStore:
 
     # -- the facade ---------------------------------------------------------------------------
 
+    async def follow_users(self) -> None:
+        """Re-read the users now: another process of the fleet changed one."""
+        await self._follow_users()
+
     def create(
         self, username: str, role: str, *, must_change_password: bool, password_hash: str
     ) -> tuple[str, Session]:

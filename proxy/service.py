@@ -27,6 +27,7 @@ import trio.lowlevel
 
 from actors import Actor
 from actors.client_directory import ClientDirectory
+from actors.fleet_bus import ChangeBus, Follower
 from actors.provider import ProviderActor
 from actors.rate_limiter import ClientLimits, RateLimiter
 from actors.redis_link import RedisLink, default_instance_name
@@ -239,6 +240,25 @@ async def _user_states(reads: ReadPool) -> dict[str, UserState]:
     }
 
 
+def _change_followers(
+    directory: ClientDirectory, sessions: SessionStore, settings: RuntimeSettings, reads: ReadPool
+) -> dict[str, Follower]:
+    """What the change bus re-reads when another process of the fleet changed each kind."""
+
+    async def clients(name: str | None) -> None:
+        await directory.refresh()
+
+    async def users(name: str | None) -> None:
+        await sessions.follow_users()
+
+    return {
+        "clients": clients,
+        "users": users,
+        "providers": partial(settings.reload_providers, reads),
+        "models": partial(settings.reload_models, reads),
+    }
+
+
 async def run(
     config: Config,
     *,
@@ -315,7 +335,11 @@ async def _run_bound(
         observer=metrics.observe,  # /metrics counts every logged call
     )
     directory = ClientDirectory(
-        reads, writer, default_requests_per_minute=config.limits.default_client_requests_per_minute
+        reads,
+        writer,
+        default_requests_per_minute=config.limits.default_client_requests_per_minute,
+        # In a fleet the change bus says when to reload (and reloads in full periodically).
+        poll_s=None if redis is not None else 0.5,
     )
     limiter = RateLimiter(global_requests_per_minute=config.limits.global_requests_per_minute)
     retention = Retention(
@@ -324,6 +348,11 @@ async def _run_bound(
         response_retention_days=config.responses.retention_days,
     )
     sessions = SessionStore(config.dashboard.session_ttl_hours * 3600, partial(_user_states, reads))
+    changes = (
+        ChangeBus(redis, _change_followers(directory, sessions, settings, reads))
+        if redis is not None
+        else None
+    )
     # Its constructor hashes once (the dummy for unknown users): off the trio thread.
     hasher = passwords if passwords is not None else await trio.to_thread.run_sync(Passwords)
     parts = ServiceParts(
@@ -349,6 +378,7 @@ async def _run_bound(
         redis=redis,
         connections=connections_for(config.server.max_connections),
         images=images,
+        changes=changes,
     )
     readiness = parts.readiness
     shutdown = trio.Event()
@@ -392,6 +422,9 @@ async def _run_bound(
             await actors.enter_async_context(_running(parts.hangups))
             # The dashboard's stored overrides, before the first call is served.
             await settings.load(reads)
+            if changes is not None:
+                # After every part it reloads has started; closed before them.
+                await actors.enter_async_context(_running(changes))
             # Everything built so far (modules, the price table, config) lives as long as the
             # process: out of the collector's sight, full collections stop rescanning it (~30 ms
             # each, stalling every request in flight).

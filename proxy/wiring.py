@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from actors.client_directory import ClientDirectory
+from actors.fleet_bus import ChangeBus
 from actors.provider import ProviderActor
 from actors.rate_limiter import RateLimiter
 from actors.redis_link import RedisLink
@@ -80,6 +81,7 @@ class ServiceParts:
     in_flight: InFlight = dataclasses.field(default_factory=InFlight)
     hangups: HangupWatcher = dataclasses.field(default_factory=HangupWatcher)
     live_feeds: LiveFeeds = dataclasses.field(default_factory=LiveFeeds)
+    changes: ChangeBus | None = None  # tells the fleet's other processes what changed here
 
 
 def app_deps(parts: ServiceParts) -> AppDeps:
@@ -126,7 +128,9 @@ def app_deps(parts: ServiceParts) -> AppDeps:
 
 
 def _api_deps(parts: ServiceParts, observed: ObservedParts) -> ApiDeps:
-    audit = AuditLog(parts.writer)
+    audit = AuditLog(
+        parts.writer, announce=parts.changes.publish if parts.changes is not None else None
+    )
     return ApiDeps(
         sessions=parts.sessions,
         auth=AuthApi(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from proxy.commands.database import current_ms, database_options, on_database, write
 from proxy.commands.errors import UsageError
+from proxy.commands.fleet_notice import announce_change
 from proxy.config import Config
 
 if TYPE_CHECKING:
@@ -64,8 +65,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    """Run a ``clients`` action against the configured database, even beside a running server."""
-    return on_database(config, lambda conn: _CLIENT_ACTIONS[args.clients_command](conn, args))
+    """Run a ``clients`` action against the configured database, even beside a running server;
+    a change is announced to the gateways sharing the configured Redis."""
+    status = on_database(config, lambda conn: _CLIENT_ACTIONS[args.clients_command](conn, args))
+    if status == 0 and args.clients_command in _CHANGING:
+        announce_change(config, "clients", getattr(args, "client_id", None))
+    return status
+
+
+_CHANGING = frozenset({"create", "add-key", "revoke"})
 
 
 def _iso(ms: int | None) -> str:

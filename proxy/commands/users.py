@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from proxy.commands.database import current_ms, database_options, on_database, write
+from proxy.commands.fleet_notice import announce_change
 from proxy.config import Config
 
 if TYPE_CHECKING:
@@ -39,8 +40,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    """Run a ``users`` action against the configured database, even beside a running server."""
-    return on_database(config, lambda conn: _USER_ACTIONS[args.users_command](conn, args))
+    """Run a ``users`` action against the configured database, even beside a running server;
+    a change is announced to the gateways sharing the configured Redis."""
+    status = on_database(config, lambda conn: _USER_ACTIONS[args.users_command](conn, args))
+    if status == 0 and args.users_command == "reset-password":
+        announce_change(config, "users", args.username)
+    return status
 
 
 def _users_reset_password(conn: apsw.Connection, args: argparse.Namespace) -> int:

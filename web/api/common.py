@@ -172,16 +172,44 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class AuditLog:
-    """Where dashboard mutations are recorded: ``audit_log``, through the writer."""
+Announce = Callable[[str, str], None]
+"""Tells the other processes of the fleet that a kind of state changed: ``(kind, name)``."""
 
-    def __init__(self, writer: StorageWriter) -> None:
+# What each audited action changed, as the change bus names it (actors/fleet_bus.py); the
+# other actions (a provider test, a backup) change nothing another process holds in memory,
+# and the settings table is read from the database on every request.
+CHANGED_BY: Final[Mapping[str, str]] = {
+    "client.create": "clients",
+    "client.update": "clients",
+    "client.delete": "clients",
+    "client.token.create": "clients",
+    "client.token.revoke": "clients",
+    "user.create": "users",
+    "user.update": "users",
+    "user.delete": "users",
+    "user.change_password": "users",
+    "provider.update": "providers",
+    "model.update": "models",
+}
+
+
+class AuditLog:
+    """Where dashboard mutations are recorded: ``audit_log``, through the writer; each is also
+    announced to the fleet's other processes when there are any (``announce``)."""
+
+    def __init__(self, writer: StorageWriter, *, announce: Announce | None = None) -> None:
         self._writer = writer
+        self._announce = announce
 
     async def record(
         self, action: str, target: str = "", detail: Mapping[str, Any] | None = None
     ) -> None:
-        """Record a mutation by the signed-in user (after it happened)."""
+        """Record a mutation by the signed-in user (after it happened and was applied here)."""
+        kind = CHANGED_BY.get(action)
+        if kind is not None and self._announce is not None:
+            # Before the audit write: the change is stored already, and a failed audit write
+            # must not keep it from the other processes.
+            self._announce(kind, target)
         await self._writer.execute(
             partial(
                 record_audit,
