@@ -289,6 +289,27 @@ class SessionStore:
             revoked=self._revoked,
         )
 
+    # -- a copy of sessions kept elsewhere (actors/fleet_sessions.py) ----------------------------
+
+    def remember(self, session: Session) -> None:
+        """Keep a copy of ``session`` (held in the fleet's Redis), replacing an older copy, so
+        that it still works here while Redis is unreachable."""
+        if session.key not in self._sessions:
+            self._make_room(session.username)
+        self._sessions[session.key] = dataclasses.replace(session)
+
+    def forget(self, key: str) -> None:
+        """Drop the copy of the session ``key`` (it ended, or expired, elsewhere)."""
+        self._sessions.pop(key, None)
+
+    def keys_of(self, username: str) -> list[str]:
+        """The keys of the sessions of ``username`` kept here."""
+        return [session.key for session in self._sessions_of(username)]
+
+    def copy_of(self, key: str) -> Session | None:
+        """The session ``key`` as kept here, whether or not it has expired."""
+        return self._sessions.get(key)
+
     # -- internals ----------------------------------------------------------------------------
 
     def _sessions_of(self, username: str) -> list[Session]:
