@@ -27,6 +27,8 @@ import trio.lowlevel
 
 from actors import Actor
 from actors.client_directory import ClientDirectory
+from actors.fleet_login_throttle import FleetLoginThrottle
+from actors.fleet_sessions import FleetSessionStore
 from actors.provider import ProviderActor
 from actors.rate_limiter import ClientLimits, RateLimiter
 from actors.redis_link import RedisLink, default_instance_name
@@ -38,6 +40,7 @@ from proxy.config import KEYED_PROVIDERS, Config
 from proxy.errors import StartupError
 from proxy.hosts import is_loopback_bind
 from proxy.images import ImageFetcher, ImagePolicy
+from proxy.login_throttle import LoginThrottle, SignInThrottle
 from proxy.passwords import Passwords
 from proxy.pricing import FREE_PROVIDERS, PriceOverride, Pricer
 from proxy.private_files import make_gateway_files_private
@@ -323,7 +326,14 @@ async def _run_bound(
         config.logging.retention_days,
         response_retention_days=config.responses.retention_days,
     )
-    sessions = SessionStore(config.dashboard.session_ttl_hours * 3600, partial(_user_states, reads))
+    session_ttl_s = config.dashboard.session_ttl_hours * 3600
+    # With the fleet's Redis: sessions and sign-in failures shared by every process.
+    sessions: SessionStore | FleetSessionStore = (
+        FleetSessionStore(redis, session_ttl_s, partial(_user_states, reads))
+        if redis is not None
+        else SessionStore(session_ttl_s, partial(_user_states, reads))
+    )
+    throttle: SignInThrottle = FleetLoginThrottle(redis) if redis is not None else LoginThrottle()
     # Its constructor hashes once (the dummy for unknown users): off the trio thread.
     hasher = passwords if passwords is not None else await trio.to_thread.run_sync(Passwords)
     parts = ServiceParts(
@@ -347,6 +357,7 @@ async def _run_bound(
         started_unix=int(time.time()),
         instance=instance,
         redis=redis,
+        throttle=throttle,
         connections=connections_for(config.server.max_connections),
         images=images,
     )

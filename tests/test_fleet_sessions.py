@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Literal
 
 import coredis
+import httpx
 import pytest
 import trio
 
@@ -15,7 +16,9 @@ from actors.fleet_sessions import FleetSessionStore
 from actors.redis_link import KEY_PREFIX, RedisLink
 from actors.session_store import UserState
 from proxy.errors import UpstreamUnavailable
+from tests.conftest import ADMIN_PASSWORD, StartGateway, signed_in
 from tests.redis_server import RedisServer
+from web.api.guard import SESSION_COOKIE
 
 TTL_S = 3600.0
 
@@ -284,3 +287,75 @@ async def test_redis_down_refuses_with_503_then_serves_again(redis: RedisServer)
         await _until(lambda: a._link.up and b._link.up)
         again, _ = await a.create("ann", "admin", must_change_password=False, password_hash="h")
         assert await b.lookup(again) is not None
+
+
+async def test_two_gateways_share_sign_ins_sign_outs_and_the_throttle(
+    start_gateway: StartGateway, redis: RedisServer
+) -> None:
+    a = await start_gateway({"cluster": {"redis_url": redis.url, "instance_name": "a"}})
+    b = await start_gateway({"cluster": {"redis_url": redis.url, "instance_name": "b"}})
+    async with (
+        signed_in(a) as on_a,
+        httpx.AsyncClient(base_url=b.base_url, timeout=10) as on_b,
+    ):
+        bearer = {"authorization": on_a.headers["authorization"]}
+        status = await on_b.get("/api/auth/status", headers=bearer)
+        assert status.status_code == 200, status.text
+        assert status.json()["session"]["username"] == "admin"
+        # A sign-in on B, its cookie used on A.
+        login = await on_b.post(
+            "/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+        )
+        assert login.status_code == 200, login.text
+        cookie = {SESSION_COOKIE: login.cookies[SESSION_COOKIE]}
+        on_b.cookies.clear()
+        async with httpx.AsyncClient(base_url=a.base_url, timeout=10, cookies=cookie) as by_cookie:
+            assert (await by_cookie.get("/api/auth/status")).status_code == 200
+            # Signed out on B with A's session: refused on both at once.
+            out = await on_b.post("/api/auth/logout", headers=bearer)
+            assert out.status_code == 200, out.text
+            for gateway in (on_a, on_b):
+                refused = await gateway.get("/api/auth/status", headers=bearer)
+                assert refused.status_code == 401
+                assert refused.json()["error"]["code"] == "not_authenticated"
+            # The cookie's session lives on, on both.
+            assert (await by_cookie.get("/api/auth/status")).status_code == 200
+            async with httpx.AsyncClient(base_url=b.base_url, cookies=cookie) as cookie_on_b:
+                assert (await cookie_on_b.get("/api/auth/status")).status_code == 200
+        # Wrong passwords count across the fleet: five in all lock the name on both.
+        guess = {"username": "ghost", "password": "not-the-password"}
+        for client in (on_a, on_b, on_a, on_b, on_a):
+            assert (await client.post("/api/auth/login", json=guess)).status_code == 401
+        for client in (on_a, on_b):
+            locked = await client.post("/api/auth/login", json=guess)
+            assert locked.status_code == 429
+            assert locked.json()["error"]["code"] == "login_throttled"
+
+
+async def test_the_dashboard_answers_503_while_redis_is_down_under_refuse(
+    start_gateway: StartGateway, redis: RedisServer
+) -> None:
+    gateway = await start_gateway({"cluster": {"redis_url": redis.url, "on_redis_down": "refuse"}})
+    async with signed_in(gateway) as client:
+        redis.stop(kill=True)
+        for answer in (
+            await client.get("/api/auth/status"),
+            await client.post(
+                "/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+            ),
+        ):
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["retry-after"] == "1"
+            error = answer.json()["error"]
+            assert (error["type"], error["code"]) == ("service_unavailable", "redis_unavailable")
+            assert set(error) == {"message", "type", "param", "code"}
+        assert redis.start()
+        link = gateway.gateway.redis
+        assert link is not None
+        await _until(lambda: link.up)
+        # A new, empty Redis: the session is gone, a sign-in works again.
+        assert (await client.get("/api/auth/status")).status_code == 401
+        again = await client.post(
+            "/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+        )
+        assert again.status_code == 200, again.text
