@@ -305,6 +305,10 @@ class FleetSessionStore:
             self._refuse_if_policy()
             return await self._find_locally(token, key, refresh=refresh)
         if not isinstance(found, list):
+            if key in self._changed_while_down:
+                # Made or changed here during an outage and not yet written back (Redis has just
+                # returned, or returned empty): this process's copy is the truth.
+                return await self._write_back_one(token, key, refresh=refresh)
             self._local.forget(key)
             if found == 0:
                 self._expired += 1
@@ -345,6 +349,19 @@ class FleetSessionStore:
         if ended:
             self._revoked += 1
         return ended
+
+    async def _write_back_one(self, token: str, key: str, *, refresh: bool) -> Session | None:
+        found = await self._find_locally(token, key, refresh=refresh)
+        if found is None:
+            self._changed_while_down.discard(key)
+            return None
+        try:
+            await self._store(found)
+        except RedisDown:
+            self._refuse_if_policy()
+            return found
+        self._changed_while_down.discard(key)
+        return found
 
     async def _end_in_redis(self, key: str) -> bool:
         args = [*self._prefixes(), key]

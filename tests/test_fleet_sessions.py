@@ -21,6 +21,7 @@ from tests.redis_server import RedisServer
 from web.api.guard import SESSION_COOKIE
 
 TTL_S = 3600.0
+VIEWER_PASSWORD = "a-viewer-password-long-enough"
 
 
 class Clock:
@@ -322,6 +323,22 @@ async def test_two_gateways_share_sign_ins_sign_outs_and_the_throttle(
             assert (await by_cookie.get("/api/auth/status")).status_code == 200
             async with httpx.AsyncClient(base_url=b.base_url, cookies=cookie) as cookie_on_b:
                 assert (await cookie_on_b.get("/api/auth/status")).status_code == 200
+        # A user deleted on A cannot go on on B.
+        async with signed_in(a) as admin_on_a:
+            made = await admin_on_a.post(
+                "/api/users",
+                json={"username": "vic", "role": "viewer", "password": VIEWER_PASSWORD},
+            )
+            assert made.status_code == 201, made.text
+            vic = await on_b.post(
+                "/api/auth/login", json={"username": "vic", "password": VIEWER_PASSWORD}
+            )
+            assert vic.status_code == 200, vic.text
+            vic_bearer = {"authorization": f"Bearer {vic.json()['token']}"}
+            assert (await on_a.get("/api/auth/status", headers=vic_bearer)).status_code == 200
+            assert (await admin_on_a.delete("/api/users/vic")).status_code == 200
+        for client in (on_a, on_b):
+            assert (await client.get("/api/auth/status", headers=vic_bearer)).status_code == 401
         # Wrong passwords count across the fleet: five in all lock the name on both.
         guess = {"username": "ghost", "password": "not-the-password"}
         for client in (on_a, on_b, on_a, on_b, on_a):
@@ -359,3 +376,49 @@ async def test_the_dashboard_answers_503_while_redis_is_down_under_refuse(
             "/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
         )
         assert again.status_code == 200, again.text
+
+
+async def test_the_dashboard_serves_on_from_memory_while_redis_is_down_under_local(
+    start_gateway: StartGateway, redis: RedisServer
+) -> None:
+    gateway = await start_gateway({"cluster": {"redis_url": redis.url}})
+    link = gateway.gateway.redis
+    assert link is not None
+    async with signed_in(gateway) as client:
+        redis.stop(kill=True)
+        assert (await client.get("/api/auth/status")).status_code == 200  # this process's copy
+        during = await client.post(
+            "/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+        )
+        assert during.status_code == 200, during.text
+        bearer = {"authorization": f"Bearer {during.json()['token']}"}
+        assert (await client.get("/api/auth/status", headers=bearer)).status_code == 200
+        assert redis.start()  # a new, empty Redis
+        await _until(lambda: link.up)
+        # The session made during the outage is written back: valid fleet-wide again.
+        with trio.fail_after(10):
+            while (await client.get("/api/auth/status", headers=bearer)).status_code != 200:
+                await trio.sleep(0.05)
+        assert await _redis_dump(redis.url)
+
+
+async def test_a_session_made_during_an_outage_survives_a_look_up_before_the_write_back(
+    redis: RedisServer,
+) -> None:
+    async def no_users() -> Mapping[str, UserState]:
+        return {}
+
+    async with trio.open_nursery() as nursery:
+        link = RedisLink(redis.url, instance="a", probe_s=0.05)
+        await nursery.start(link.run)
+        # Not run: nothing writes back but the look-up itself.
+        store = FleetSessionStore(link, TTL_S, no_users)
+        redis.stop(kill=True)
+        token, _ = await store.create("ann", "admin", must_change_password=False, password_hash="h")
+        assert await store.lookup(token) is not None
+        assert redis.start()
+        await _until(lambda: link.up)
+        assert await store.lookup(token) is not None
+        assert await store.lookup(token) is not None  # and now in Redis
+        assert len(await _redis_dump(redis.url)) >= 3
+        link.close()
