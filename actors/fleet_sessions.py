@@ -230,7 +230,7 @@ class FleetSessionStore:
         except Exception:
             log.exception("could not re-read the users; sessions kept as they are")
             return
-        await self._local.follow_users()
+        self._local.apply_users(users)
         states: list[str] = []
         for name, state in users.items():
             states += [
@@ -381,8 +381,8 @@ class FleetSessionStore:
         # The safety net: a change announced by the fleet's bus calls follow_users at once.
         next_sweep = trio.current_time() + SWEEP_EVERY_S
         while True:
+            await self.follow_users()  # at once too: it counts the fleet's sessions
             await trio.sleep(self._users_refresh_s)
-            await self.follow_users()
             if trio.current_time() >= next_sweep:
                 self._local.sweep()
                 next_sweep = trio.current_time() + SWEEP_EVERY_S

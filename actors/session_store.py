@@ -340,6 +340,11 @@ class SessionStore:
         except Exception:
             log.exception("could not re-read the users; sessions kept as they are")
             return
+        self.apply_users(users)
+
+    def apply_users(self, users: Mapping[str, UserState]) -> None:
+        """End the sessions of users not in ``users`` or whose password changed; apply roles
+        and must-change-password to the others."""
         by_name = {fold_username(name): state for name, state in users.items()}
         ended = 0
         for key, session in list(self._sessions.items()):
