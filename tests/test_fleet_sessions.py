@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -11,6 +13,7 @@ import coredis
 import httpx
 import pytest
 import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 from actors.fleet_sessions import FleetSessionStore
 from actors.redis_link import KEY_PREFIX, RedisLink
@@ -19,6 +22,8 @@ from proxy.errors import UpstreamUnavailable
 from tests.conftest import ADMIN_PASSWORD, StartGateway, signed_in
 from tests.redis_server import RedisServer
 from web.api.guard import SESSION_COOKIE
+
+live = importlib.import_module("web.api.live")
 
 TTL_S = 3600.0
 VIEWER_PASSWORD = "a-viewer-password-long-enough"
@@ -422,3 +427,27 @@ async def test_a_session_made_during_an_outage_survives_a_look_up_before_the_wri
         assert await store.lookup(token) is not None  # and now in Redis
         assert len(await _redis_dump(redis.url)) >= 3
         link.close()
+
+
+async def test_a_sign_out_on_one_gateway_closes_the_live_feed_on_another(
+    start_gateway: StartGateway, redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "METRICS_EVERY_S", 0.1)
+    a = await start_gateway({"cluster": {"redis_url": redis.url, "instance_name": "a"}})
+    b = await start_gateway({"cluster": {"redis_url": redis.url, "instance_name": "b"}})
+    async with signed_in(a) as admin:
+        headers = [(b"authorization", admin.headers["authorization"].encode())]
+        url = b.base_url.replace("http://", "ws://", 1) + "/api/ws"
+        async with open_websocket_url(url, extra_headers=headers, disconnect_timeout=2) as socket:
+            with trio.fail_after(10):
+                while json.loads(await socket.get_message())["type"] != "metrics":
+                    pass
+            assert (await admin.post("/api/auth/logout")).status_code == 200
+            code = None
+            with trio.fail_after(5):
+                while code is None:
+                    try:
+                        await socket.get_message()
+                    except ConnectionClosed as closed:
+                        code = closed.reason.code
+    assert code == live.SESSION_ENDED
