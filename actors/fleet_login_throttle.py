@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from actors.redis_answers import AnsweringLink
 from actors.redis_link import KEY_PREFIX, RedisDown, RedisLink
 from proxy.errors import UpstreamUnavailable
 from proxy.login_throttle import (
@@ -164,6 +165,7 @@ class FleetLoginThrottle:
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._link = link
+        self._redis = AnsweringLink(link, "sign-in counts")
         self._username_limit = username_limit
         self._address_limit = address_limit
         self._window_ms = int(window_s * 1000)
@@ -199,7 +201,7 @@ class FleetLoginThrottle:
             str(int(IN_PROGRESS_LEASE_S * 1000)),
         ]
         try:
-            answer: list[str] = await self._link.call(lambda _: self._attempt(args=args))
+            answer: list[str] = await self._redis.call(lambda _: self._attempt(args=args))
         except RedisDown:
             return await self._attempt_locally(keys.pair, username, address)
         verdict, detail = (str(part) for part in answer)
@@ -226,7 +228,7 @@ class FleetLoginThrottle:
         ]
         # Redis down: its failures stay counted and its lease runs out; nothing is given away.
         with contextlib.suppress(RedisDown):
-            await self._link.call(lambda _: self._succeed(args=args))
+            await self._redis.call(lambda _: self._succeed(args=args))
 
     async def fail(self, username: str, address: str, *, checked: bool = True) -> None:
         """The attempt was wrong (it stays counted) or, ``checked=False``, never checked (not
@@ -239,7 +241,7 @@ class FleetLoginThrottle:
         args = [*keys.failures(), *keys.leases(), keys.user, keys.address, str(int(checked))]
         # Redis down: counted as a failure already, and the lease runs out.
         with contextlib.suppress(RedisDown):
-            await self._link.call(lambda _: self._fail(args=args))
+            await self._redis.call(lambda _: self._fail(args=args))
 
     async def _attempt_locally(self, pair: tuple[str, str], username: str, address: str) -> bool:
         if self._link.refuses:

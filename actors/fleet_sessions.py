@@ -28,6 +28,7 @@ from typing import Final
 import trio
 
 from actors import fleet_session_scripts as lua
+from actors.redis_answers import AnsweringLink
 from actors.redis_link import RedisDown, RedisLink
 from actors.session_store import (
     MAX_SESSIONS,
@@ -73,6 +74,7 @@ class FleetSessionStore:
         max_sessions_per_user: int = MAX_SESSIONS_PER_USER,
     ) -> None:
         self._link = link
+        self._redis = AnsweringLink(link, "sessions")
         self._ttl = ttl_s
         self._load_users = load_users
         # Wall clock: expiry times are compared by every process of the fleet (hosts run NTP).
@@ -179,7 +181,7 @@ class FleetSessionStore:
         local = await self._local.revoke_user(username, keep=keep)
         try:
             ended = int(
-                await self._link.call(
+                await self._redis.call(
                     lambda _: self._revoke_user(args=[*self._prefixes(), user, kept])
                 )
             )
@@ -215,7 +217,7 @@ class FleetSessionStore:
         ]
         user = fold_username(username)
         try:
-            await self._link.call(
+            await self._redis.call(
                 lambda _: self._update_user(args=[*self._prefixes(), user, *fields])
             )
         except RedisDown:
@@ -240,9 +242,11 @@ class FleetSessionStore:
                 password_digest(state.password_hash),
             ]
         try:
-            ended = int(await self._link.call(lambda _: self._follow(args=[*self._all(), *states])))
+            ended = int(
+                await self._redis.call(lambda _: self._follow(args=[*self._all(), *states]))
+            )
             self._active = int(
-                await self._link.call(
+                await self._redis.call(
                     lambda _: self._count(args=[lua.ALL, str(_ms(self._clock()))])
                 )
             )
@@ -285,7 +289,7 @@ class FleetSessionStore:
             str(self._max),
             str(_ms(self._clock())),
         ]
-        return int(await self._link.call(lambda _: self._create(args=args)))
+        return int(await self._redis.call(lambda _: self._create(args=args)))
 
     async def _find(self, token: str, *, refresh: bool) -> Session | None:
         if not usable_token(token):
@@ -300,7 +304,7 @@ class FleetSessionStore:
             "1" if refresh else "0",
         ]
         try:
-            found: object = await self._link.call(lambda _: self._lookup(args=args))
+            found: object = await self._redis.call(lambda _: self._lookup(args=args))
         except RedisDown:
             self._refuse_if_policy()
             return await self._find_locally(token, key, refresh=refresh)
@@ -365,7 +369,7 @@ class FleetSessionStore:
 
     async def _end_in_redis(self, key: str) -> bool:
         args = [*self._prefixes(), key]
-        return bool(await self._link.call(lambda _: self._end(args=args)))
+        return bool(await self._redis.call(lambda _: self._end(args=args)))
 
     def _note_ended_while_down(self, key: str) -> None:
         self._changed_while_down.discard(key)

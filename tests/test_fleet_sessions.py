@@ -451,3 +451,16 @@ async def test_a_sign_out_on_one_gateway_closes_the_live_feed_on_another(
                     except ConnectionClosed as closed:
                         code = closed.reason.code
     assert code == live.SESSION_ENDED
+
+
+async def test_a_redis_that_answers_with_errors_is_treated_as_down(redis: RedisServer) -> None:
+    async with fleet(redis.url) as (a, _):
+        admin: coredis.Redis[str] = coredis.Redis.from_url(redis.url, decode_responses=True)
+        async with admin:
+            # A replica now (as after a failover the old primary): every write is refused with
+            # READONLY, though Redis answers.
+            await admin.replicaof("127.0.0.1", 1)
+            token, _ = await a.create("ann", "admin", must_change_password=False, password_hash="h")
+            assert await a.lookup(token) is not None  # served from this process's copy
+            await admin.replicaof("no", "one")
+        assert await a.lookup(token) is not None  # written back by the look-up

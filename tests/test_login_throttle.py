@@ -266,3 +266,17 @@ async def test_redis_down_refuses_sign_ins_under_refuse(
     assert redis.start()
     await _until_up(links)
     assert await a.attempt("ann", "10.0.0.1") is False
+
+
+async def test_a_redis_that_refuses_writes_counts_in_this_process(
+    redis: RedisServer, nursery: trio.Nursery
+) -> None:
+    a, b, _ = await _two_processes(nursery, redis.url)
+    admin: coredis.Redis[str] = coredis.Redis.from_url(redis.url, decode_responses=True)
+    async with admin:
+        await admin.replicaof("127.0.0.1", 1)  # READONLY to every write, though it answers
+        for _ in range(3):
+            await wrong(a, "ann", "10.0.0.1")
+        assert (await refusal(a, "ann", "10.0.0.2")).reason == "locked"
+        await admin.replicaof("no", "one")
+    await wrong(b, "ann", "10.0.0.2")  # fleet-wide again (A's local count stays A's)
