@@ -464,3 +464,32 @@ async def test_a_redis_that_answers_with_errors_is_treated_as_down(redis: RedisS
             assert await a.lookup(token) is not None  # served from this process's copy
             await admin.replicaof("no", "one")
         assert await a.lookup(token) is not None  # written back by the look-up
+
+
+async def test_a_live_feed_stays_open_while_redis_is_down_under_refuse(
+    start_gateway: StartGateway, redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "METRICS_EVERY_S", 0.05)
+    gateway = await start_gateway({"cluster": {"redis_url": redis.url, "on_redis_down": "refuse"}})
+    link = gateway.gateway.redis
+    assert link is not None
+    async with signed_in(gateway) as admin:
+        headers = [(b"authorization", admin.headers["authorization"].encode())]
+        url = gateway.base_url.replace("http://", "ws://", 1) + "/api/ws"
+        async with open_websocket_url(url, extra_headers=headers, disconnect_timeout=2) as socket:
+            redis.stop(kill=True)
+            await _until(lambda: not link.up)
+            # Whether the session ended cannot be told: the feed goes on meanwhile.
+            ticks = 0
+            with trio.fail_after(10):
+                while ticks < 5:
+                    ticks += json.loads(await socket.get_message())["type"] == "metrics"
+            assert redis.start()  # a new, empty Redis: the session is gone with it
+            code = None
+            with trio.fail_after(10):
+                while code is None:
+                    try:
+                        await socket.get_message()
+                    except ConnectionClosed as closed:
+                        code = closed.reason.code
+    assert code == live.SESSION_ENDED
