@@ -17,7 +17,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Final
+from typing import Final, Protocol
 
 import trio
 
@@ -71,12 +71,70 @@ class SessionStatistics:
 UsersLoader = Callable[[], Awaitable[Mapping[str, UserState]]]
 
 
-def _key(token: str) -> str:
+class Sessions(Protocol):
+    """The dashboard's sessions as ``web/`` uses them: this process's memory
+    (:class:`SessionStore`) or the fleet's Redis (``actors/fleet_sessions.py``)."""
+
+    async def create(
+        self, username: str, role: str, *, must_change_password: bool, password_hash: str
+    ) -> tuple[str, Session]:
+        """A new session for a user who just proved their password: (token, session)."""
+        ...
+
+    async def lookup(self, token: str) -> Session | None:
+        """The live session of ``token``, refreshed when past half its life; None otherwise."""
+        ...
+
+    async def peek(self, token: str) -> Session | None:
+        """The live session of ``token`` without refreshing it."""
+        ...
+
+    async def revoke(self, token: str) -> bool:
+        """End the session of ``token``; whether there was one."""
+        ...
+
+    async def end(self, session: Session) -> None:
+        """End ``session`` (signing out)."""
+        ...
+
+    async def revoke_user(self, username: str, *, keep: Session | None = None) -> int:
+        """End every session of ``username`` but ``keep``; how many ended."""
+        ...
+
+    async def update_user(
+        self,
+        username: str,
+        *,
+        role: str | None = None,
+        must_change_password: bool | None = None,
+        password_hash: str | None = None,
+    ) -> None:
+        """Apply a change of the user to their live sessions."""
+        ...
+
+    async def follow_users(self) -> None:
+        """Re-read the users: end the sessions of deleted users and changed passwords, apply
+        role and must-change-password changes."""
+        ...
+
+    def statistics(self) -> SessionStatistics:
+        """Live sessions and counters since start."""
+        ...
+
+
+def token_key(token: str) -> str:
+    """The SHA-256 of a session token: what identifies the session wherever it is kept."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _digest(password_hash: str) -> str:
+def password_digest(password_hash: str) -> str:
+    """A short digest of a user's password hash: tells a changed password without keeping it."""
     return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+def usable_token(token: str) -> bool:
+    """Whether ``token`` could be a session's (anything empty or huge is refused unhashed)."""
+    return bool(token) and len(token) <= 256
 
 
 class SessionStore:
@@ -112,7 +170,7 @@ class SessionStore:
         next_sweep = trio.current_time() + SWEEP_EVERY_S
         while True:
             await trio.sleep(self._users_refresh_s)
-            await self._follow_users()
+            await self.follow_users()
             if trio.current_time() >= next_sweep:
                 self.sweep()
                 next_sweep = trio.current_time() + SWEEP_EVERY_S
@@ -123,14 +181,11 @@ class SessionStore:
 
     # -- the facade ---------------------------------------------------------------------------
 
-    async def follow_users(self) -> None:
-        """Re-read the users now: another process of the fleet changed one."""
-        await self._follow_users()
-
-    def create(
+    async def create(
         self, username: str, role: str, *, must_change_password: bool, password_hash: str
     ) -> tuple[str, Session]:
         """A new session for a user who just proved their password: (token, session)."""
+        await trio.lowlevel.checkpoint()
         self._make_room(username)
         token = secrets.token_urlsafe(32)
         now = self._clock()
@@ -140,18 +195,19 @@ class SessionStore:
             must_change_password=must_change_password,
             created_at=now,
             expires_at=now + self._ttl,
-            key=_key(token),
-            password_digest=_digest(password_hash),
+            key=token_key(token),
+            password_digest=password_digest(password_hash),
         )
         self._sessions[session.key] = session
         self._created += 1
         return token, session
 
-    def lookup(self, token: str) -> Session | None:
+    async def lookup(self, token: str) -> Session | None:
         """The live session of ``token``, refreshed when past half its life; None otherwise."""
-        if not token or len(token) > 256:
+        await trio.lowlevel.checkpoint()
+        if not usable_token(token):
             return None
-        key = _key(token)
+        key = token_key(token)
         session = self._sessions.get(key)
         if session is None:
             return None
@@ -164,35 +220,40 @@ class SessionStore:
             session.expires_at = now + self._ttl
         return session
 
-    def peek(self, token: str) -> Session | None:
+    async def peek(self, token: str) -> Session | None:
         """The live session of ``token`` without refreshing it: for checks that are not the
         user's activity (an open live feed re-checking its session)."""
-        session = self._sessions.get(_key(token)) if token and len(token) <= 256 else None
+        await trio.lowlevel.checkpoint()
+        session = self._sessions.get(token_key(token)) if usable_token(token) else None
         if session is None or self._clock() >= session.expires_at:
             return None
         return session
 
-    def revoke(self, token: str) -> bool:
+    async def revoke(self, token: str) -> bool:
         """End the session of ``token``; whether there was one."""
-        if self._sessions.pop(_key(token), None) is None:
+        await trio.lowlevel.checkpoint()
+        if self._sessions.pop(token_key(token), None) is None:
             return False
         self._revoked += 1
         return True
 
-    def end(self, session: Session) -> None:
+    async def end(self, session: Session) -> None:
         """End ``session`` (signing out)."""
+        await trio.lowlevel.checkpoint()
         if self._sessions.pop(session.key, None) is not None:
             self._revoked += 1
 
-    def revoke_user(self, username: str, *, keep: Session | None = None) -> int:
+    async def revoke_user(self, username: str, *, keep: Session | None = None) -> int:
         """End every session of ``username`` but ``keep``; how many ended."""
-        ended = [session.key for session in self._sessions_of(username) if session is not keep]
+        await trio.lowlevel.checkpoint()
+        kept = keep.key if keep is not None else None
+        ended = [session.key for session in self._sessions_of(username) if session.key != kept]
         for key in ended:
             del self._sessions[key]
         self._revoked += len(ended)
         return len(ended)
 
-    def update_user(
+    async def update_user(
         self,
         username: str,
         *,
@@ -201,13 +262,14 @@ class SessionStore:
         password_hash: str | None = None,
     ) -> None:
         """Apply a change of the user to their live sessions."""
+        await trio.lowlevel.checkpoint()
         for session in self._sessions_of(username):
             if role is not None:
                 session.role = role
             if must_change_password is not None:
                 session.must_change_password = must_change_password
             if password_hash is not None:
-                session.password_digest = _digest(password_hash)
+                session.password_digest = password_digest(password_hash)
 
     def sweep(self) -> int:
         """Drop expired sessions; how many."""
@@ -226,6 +288,27 @@ class SessionStore:
             expired=self._expired,
             revoked=self._revoked,
         )
+
+    # -- a copy of sessions kept elsewhere (actors/fleet_sessions.py) ----------------------------
+
+    def remember(self, session: Session) -> None:
+        """Keep a copy of ``session`` (held in the fleet's Redis), replacing an older copy, so
+        that it still works here while Redis is unreachable."""
+        if session.key not in self._sessions:
+            self._make_room(session.username)
+        self._sessions[session.key] = dataclasses.replace(session)
+
+    def forget(self, key: str) -> None:
+        """Drop the copy of the session ``key`` (it ended, or expired, elsewhere)."""
+        self._sessions.pop(key, None)
+
+    def keys_of(self, username: str) -> list[str]:
+        """The keys of the sessions of ``username`` kept here."""
+        return [session.key for session in self._sessions_of(username)]
+
+    def copy_of(self, key: str) -> Session | None:
+        """The session ``key`` as kept here, whether or not it has expired."""
+        return self._sessions.get(key)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -247,7 +330,9 @@ class SessionStore:
             del self._sessions[oldest.key]
             self._revoked += 1
 
-    async def _follow_users(self) -> None:
+    async def follow_users(self) -> None:
+        """Re-read the users: end the sessions of deleted users and changed passwords, apply
+        role and must-change-password changes (also called when a change is announced)."""
         if not self._sessions:
             return
         try:
@@ -255,11 +340,16 @@ class SessionStore:
         except Exception:
             log.exception("could not re-read the users; sessions kept as they are")
             return
+        self.apply_users(users)
+
+    def apply_users(self, users: Mapping[str, UserState]) -> None:
+        """End the sessions of users not in ``users`` or whose password changed; apply roles
+        and must-change-password to the others."""
         by_name = {fold_username(name): state for name, state in users.items()}
         ended = 0
         for key, session in list(self._sessions.items()):
             state = by_name.get(fold_username(session.username))
-            if state is None or _digest(state.password_hash) != session.password_digest:
+            if state is None or password_digest(state.password_hash) != session.password_digest:
                 del self._sessions[key]
                 ended += 1
                 continue

@@ -17,7 +17,10 @@ from before. From an address never used before the lock holds, as it must agains
 over many addresses. Memory is bounded: the oldest keys go first.
 
 The interface is three calls (:meth:`~LoginThrottle.attempt`, :meth:`~LoginThrottle.succeed`,
-:meth:`~LoginThrottle.fail`) so that the state can move to a shared store for a fleet.
+:meth:`~LoginThrottle.fail`), the :class:`SignInThrottle` protocol, so that the state can move to
+a shared store for a fleet (``actors/fleet_login_throttle.py``, the same rules counted in Redis).
+They are ``async`` for that store's sake; here none of them awaits anything, so an attempt is
+still checked and counted with no other task running in between.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import collections
 import math
 import time
 from collections.abc import Callable
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from proxy.usernames import fold_username
 
@@ -45,6 +48,23 @@ class LoginRefused(Exception):
         super().__init__(f"sign-in refused ({reason}); retry in {retry_after} s")
         self.reason = reason
         self.retry_after = retry_after
+
+
+class SignInThrottle(Protocol):
+    """What the sign-in route asks: may this attempt be checked now, and how did it end."""
+
+    async def attempt(self, username: str, address: str) -> bool:
+        """Admit one attempt (counted as failed until it succeeds) and say whether the address
+        is known for the user; :class:`LoginRefused` when it may not be tried now."""
+        ...
+
+    async def succeed(self, username: str, address: str) -> None:
+        """The admitted attempt was right."""
+        ...
+
+    async def fail(self, username: str, address: str, *, checked: bool = True) -> None:
+        """The admitted attempt was wrong, or (``checked=False``) never checked."""
+        ...
 
 
 class _Failures:
@@ -133,7 +153,7 @@ class LoginThrottle:
         self._checking_addresses: set[str] = set()
         self._clock = clock or time.monotonic
 
-    def attempt(self, username: str, address: str) -> bool:
+    async def attempt(self, username: str, address: str) -> bool:
         """Admit one sign-in, counted as failed until :meth:`succeed`, and say whether the
         address is known for the user; LoginRefused when it may not be tried now. Every
         admitted attempt ends with :meth:`succeed` or :meth:`fail`."""
@@ -155,7 +175,7 @@ class LoginThrottle:
         self._checking_addresses.add(address)
         return known
 
-    def succeed(self, username: str, address: str) -> None:
+    async def succeed(self, username: str, address: str) -> None:
         """The attempt was right: the failures of this username at this address are forgiven
         (those from elsewhere stay), and the address becomes known for the username."""
         user = fold_username(username)
@@ -167,7 +187,7 @@ class LoginThrottle:
         while len(self._known) > MAX_KEYS:
             self._known.popitem(last=False)
 
-    def fail(self, username: str, address: str, *, checked: bool = True) -> None:
+    async def fail(self, username: str, address: str, *, checked: bool = True) -> None:
         """The attempt was wrong (or broke off): it stays counted. ``checked=False``: the
         password was never checked (the gateway was too busy), so nothing was learnt and the
         attempt is not held against anyone."""

@@ -28,17 +28,20 @@ import trio.lowlevel
 from actors import Actor
 from actors.client_directory import ClientDirectory
 from actors.fleet_bus import ChangeBus, Follower
+from actors.fleet_login_throttle import FleetLoginThrottle
+from actors.fleet_sessions import FleetSessionStore
 from actors.provider import ProviderActor
 from actors.rate_limiter import ClientLimits, RateLimiter
 from actors.redis_link import RedisLink, default_instance_name
 from actors.request_logger import RequestLogger
 from actors.retention import Retention
 from actors.runtime_settings import RuntimeSettings, credit_ledger
-from actors.session_store import SessionStore, UserState
+from actors.session_store import Sessions, SessionStore, UserState
 from proxy.config import KEYED_PROVIDERS, Config
 from proxy.errors import StartupError
 from proxy.hosts import is_loopback_bind
 from proxy.images import ImageFetcher, ImagePolicy
+from proxy.login_throttle import LoginThrottle, SignInThrottle
 from proxy.passwords import Passwords
 from proxy.pricing import FREE_PROVIDERS, PriceOverride, Pricer
 from proxy.private_files import make_gateway_files_private
@@ -241,7 +244,7 @@ async def _user_states(reads: ReadPool) -> dict[str, UserState]:
 
 
 def _change_followers(
-    directory: ClientDirectory, sessions: SessionStore, settings: RuntimeSettings, reads: ReadPool
+    directory: ClientDirectory, sessions: Sessions, settings: RuntimeSettings, reads: ReadPool
 ) -> dict[str, Follower]:
     """What the change bus re-reads when another process of the fleet changed each kind."""
 
@@ -347,7 +350,14 @@ async def _run_bound(
         config.logging.retention_days,
         response_retention_days=config.responses.retention_days,
     )
-    sessions = SessionStore(config.dashboard.session_ttl_hours * 3600, partial(_user_states, reads))
+    session_ttl_s = config.dashboard.session_ttl_hours * 3600
+    # With the fleet's Redis: sessions and sign-in failures shared by every process.
+    sessions: SessionStore | FleetSessionStore = (
+        FleetSessionStore(redis, session_ttl_s, partial(_user_states, reads))
+        if redis is not None
+        else SessionStore(session_ttl_s, partial(_user_states, reads))
+    )
+    throttle: SignInThrottle = FleetLoginThrottle(redis) if redis is not None else LoginThrottle()
     changes = (
         ChangeBus(redis, _change_followers(directory, sessions, settings, reads))
         if redis is not None
@@ -376,6 +386,7 @@ async def _run_bound(
         started_unix=int(time.time()),
         instance=instance,
         redis=redis,
+        throttle=throttle,
         connections=connections_for(config.server.max_connections),
         images=images,
         changes=changes,

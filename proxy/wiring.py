@@ -18,10 +18,10 @@ from actors.redis_link import RedisLink
 from actors.request_logger import RequestLogger
 from actors.retention import Retention
 from actors.runtime_settings import RuntimeSettings
-from actors.session_store import SessionStore
+from actors.session_store import Sessions
 from proxy.config import Config
 from proxy.images import ImageFetcher
-from proxy.login_throttle import LoginThrottle
+from proxy.login_throttle import LoginThrottle, SignInThrottle
 from proxy.passwords import Passwords
 from proxy.routing import Router
 from storage.reads import ReadPool
@@ -63,7 +63,7 @@ class ServiceParts:
     auth: Authenticator
     limiter: RateLimiter
     directory: ClientDirectory
-    sessions: SessionStore
+    sessions: Sessions
     passwords: Passwords
     retention: Retention
     responses: ResponseStore  # what /v1/responses stores when `store` is not false
@@ -76,7 +76,7 @@ class ServiceParts:
     instance: str  # this process's name in the fleet ([cluster] instance_name, or host:pid)
     redis: RedisLink | None  # the fleet's Redis; None: a single process, all state in memory
     readiness: Readiness = dataclasses.field(default_factory=Readiness)
-    throttle: LoginThrottle = dataclasses.field(default_factory=LoginThrottle)
+    throttle: SignInThrottle = dataclasses.field(default_factory=LoginThrottle)
     log_buffer: LogBuffer = dataclasses.field(default_factory=LogBuffer)
     in_flight: InFlight = dataclasses.field(default_factory=InFlight)
     hangups: HangupWatcher = dataclasses.field(default_factory=HangupWatcher)

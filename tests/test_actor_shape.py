@@ -10,7 +10,9 @@ import pytest
 import trio
 
 from actors import Actor
+from actors.fleet_sessions import FleetSessionStore
 from actors.rate_limiter import RateLimiter
+from actors.redis_link import RedisLink
 from actors.request_logger import RequestLogger
 from actors.retention import Retention
 from actors.session_store import SessionStore, UserState
@@ -44,6 +46,10 @@ class NoWriter:
 ACTORS: dict[str, Callable[[Path], Actor]] = {
     "rate limiter": lambda _: RateLimiter(global_requests_per_minute=0),
     "session store": lambda _: SessionStore(3600, _no_users),
+    # Never connected: the link is not run, and close() needs no round trip.
+    "fleet session store": lambda _: FleetSessionStore(
+        RedisLink("redis://127.0.0.1:9/0", instance="test"), 3600, _no_users
+    ),
     "retention": lambda _: Retention(NoWriter(), 30),  # type: ignore[arg-type]
     "request logger": lambda _: RequestLogger(ListSink(), Pricer()),
     "hangup watcher": lambda _: HangupWatcher(),

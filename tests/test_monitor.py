@@ -314,7 +314,7 @@ async def test_sign_in_with_a_password_and_again_when_the_session_ends(
         await out.wait_for(lambda lines: bool(out.matching(" mock ")))
         # Every session of the user ends (as on a password change elsewhere): the feed closes
         # with 4401 and the monitor signs in again by itself.
-        gateway.gateway.sessions.revoke_user("admin")
+        await gateway.gateway.sessions.revoke_user("admin")
         await out.wait_for(lambda lines: len(out.matching("connected as admin")) == 2)
         await call(gateway)
         await out.wait_for(lambda lines: len(out.matching(" mock ")) == 2)

@@ -10,7 +10,7 @@ from actors.provider import ProviderActor
 from actors.rate_limiter import RateLimiter
 from actors.request_logger import RequestLogger
 from actors.retention import Retention
-from actors.session_store import SessionStore
+from actors.session_store import Sessions
 from proxy.images import ImageFetcher
 from storage.writer import StorageWriter
 from web.connections import Connections
@@ -31,7 +31,7 @@ class ObservedParts:
     logger: RequestLogger
     limiter: RateLimiter
     directory: ClientDirectory
-    sessions: SessionStore
+    sessions: Sessions
     events: EventHub
     retention: Retention
     providers: Mapping[str, ProviderActor]

@@ -9,7 +9,7 @@ from quart import Response, has_request_context, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from actors.session_store import SessionStore
+from actors.session_store import Sessions
 from proxy.errors import GatewayError, InternalError
 from web.api.auth import AuthApi, auth
 from web.api.clients import ClientsApi, clients
@@ -27,7 +27,7 @@ log = logging.getLogger("llm_proxy.api")
 class ApiDeps:
     """The collaborators of each ``/api`` area; every blueprint sees only its own."""
 
-    sessions: SessionStore  # for the guard
+    sessions: Sessions  # for the guard
     auth: AuthApi
     clients: ClientsApi
     live: LiveApi

@@ -8,9 +8,10 @@ from functools import partial
 from typing import Final, Literal
 
 import msgspec
+import trio
 from quart import Blueprint, Response, request
 
-from actors.session_store import Session, SessionStore
+from actors.session_store import Session, Sessions
 from proxy.errors import (
     AuthenticationFailed,
     Conflict,
@@ -21,7 +22,7 @@ from proxy.errors import (
     RateLimited,
     UpstreamUnavailable,
 )
-from proxy.login_throttle import LoginRefused, LoginThrottle
+from proxy.login_throttle import LoginRefused, SignInThrottle
 from proxy.passwords import (
     PasswordPolicyError,
     Passwords,
@@ -63,9 +64,9 @@ class AuthApi:
 
     reads: ReadPool
     writer: StorageWriter
-    sessions: SessionStore
+    sessions: Sessions
     passwords: Passwords
-    throttle: LoginThrottle
+    throttle: SignInThrottle
     audit: AuditLog
 
 
@@ -125,6 +126,8 @@ def _session_json(current: Session) -> dict[str, object]:
 # -- sign in and out -------------------------------------------------------------------------------
 
 BUSY_RETRY_S: Final = 1
+# Ending an attempt is one Redis round trip at most (itself under a 1 s deadline).
+THROTTLE_SETTLE_S: Final = 2.0
 
 
 def _refusal(refused: LoginRefused) -> GatewayError:
@@ -152,7 +155,7 @@ async def _check_password(
     # Refusals (locked, in progress, busy) are decided before any look-up or thread: a flood of
     # guesses costs little more than parsing them.
     try:
-        known_address = gw.throttle.attempt(username, address)
+        known_address = await gw.throttle.attempt(username, address)
     except LoginRefused as refused:
         raise _refusal(refused) from None
     user: UserRow | None = None
@@ -171,10 +174,12 @@ async def _check_password(
             headers={"retry-after": str(BUSY_RETRY_S)},
         ) from None
     finally:
-        if matched:
-            gw.throttle.succeed(username, address)
-        else:
-            gw.throttle.fail(username, address, checked=checked)
+        # Shielded: a client that hangs up mid-check must not leave its attempt in progress.
+        with trio.move_on_after(THROTTLE_SETTLE_S, shield=True):
+            if matched:
+                await gw.throttle.succeed(username, address)
+            else:
+                await gw.throttle.fail(username, address, checked=checked)
     return user if matched else None
 
 
@@ -199,7 +204,7 @@ async def login() -> Response:
             )
         )
     await gw.writer.execute(partial(record_login, username=user.username, now_ms=stamp))
-    token, current = gw.sessions.create(
+    token, current = await gw.sessions.create(
         user.username,
         user.role,
         must_change_password=user.must_change_password,
@@ -230,7 +235,7 @@ async def login() -> Response:
 
 @auth.post("/auth/logout")
 async def logout() -> Response:
-    _deps().sessions.end(session())
+    await _deps().sessions.end(session())
     response = json_response({"status": "signed out"})
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Strict")
     return response
@@ -267,8 +272,10 @@ async def change_password() -> Response:
             now_ms=now_ms(),
         )
     )
-    gw.sessions.update_user(user.username, must_change_password=False, password_hash=password_hash)
-    ended = gw.sessions.revoke_user(user.username, keep=current)
+    await gw.sessions.update_user(
+        user.username, must_change_password=False, password_hash=password_hash
+    )
+    ended = await gw.sessions.revoke_user(user.username, keep=current)
     await _deps().audit.record(
         "user.change_password", user.username, {"other_sessions_ended": ended}
     )
@@ -353,10 +360,10 @@ async def change_user(username: str) -> Response:
                 now_ms=now_ms(),
             )
         )
-        gw.sessions.revoke_user(user.username)
+        await gw.sessions.revoke_user(user.username)
         answer = user_json(user)
         answer["password"] = password
-    gw.sessions.update_user(user.username, role=user.role)
+    await gw.sessions.update_user(user.username, role=user.role)
     await _deps().audit.record("user.update", user.username, changes)
     return json_response(answer)
 
@@ -372,6 +379,6 @@ async def remove_user(username: str) -> Response:
         raise NotFound(f"No user named {username!r}.", code="user_not_found") from None
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
-    ended = gw.sessions.revoke_user(username)
+    ended = await gw.sessions.revoke_user(username)
     await _deps().audit.record("user.delete", username, {"sessions_ended": ended})
     return json_response({"status": "deleted", "username": username})

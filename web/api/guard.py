@@ -18,7 +18,7 @@ from typing import Final
 
 from quart import Quart, g, request
 
-from actors.session_store import Session, SessionStore
+from actors.session_store import Session, Sessions
 from proxy.errors import AuthenticationFailed, PermissionDenied, UnsupportedMediaType
 
 SESSION_COOKIE: Final = "llm_proxy_session"
@@ -54,9 +54,9 @@ def same_origin(origin: str | None, scheme: str, host: str) -> bool:
     return origin.rstrip("/").lower() in expected
 
 
-def authenticate(sessions: SessionStore, token: str | None) -> Session:
+async def authenticate(sessions: Sessions, token: str | None) -> Session:
     """The live session of ``token``; 401 otherwise."""
-    found = sessions.lookup(token) if token else None
+    found = await sessions.lookup(token) if token else None
     if found is None:
         raise AuthenticationFailed(
             "Sign in first: this needs a session (Authorization: Bearer <token>, or the "
@@ -98,7 +98,7 @@ def _check_login_origin() -> None:
         )
 
 
-async def _guard(sessions: SessionStore) -> None:
+async def _guard(sessions: Sessions) -> None:
     path = request.path.rstrip("/") or "/"
     if path != "/api" and not path.startswith("/api/"):
         return
@@ -111,7 +111,7 @@ async def _guard(sessions: SessionStore) -> None:
     token, via_cookie = request_token(
         request.headers.get("authorization"), request.cookies.get(SESSION_COOKIE)
     )
-    current = authenticate(sessions, token)
+    current = await authenticate(sessions, token)
     g.session = current
     if current.must_change_password and route not in SELF_SERVICE:
         raise PermissionDenied(
@@ -132,7 +132,7 @@ async def _guard(sessions: SessionStore) -> None:
         )
 
 
-def install_guard(app: Quart, sessions: SessionStore) -> None:
+def install_guard(app: Quart, sessions: Sessions) -> None:
     """Run the guard before every request, so even an unknown ``/api`` path is denied first."""
 
     async def guard() -> None:

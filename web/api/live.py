@@ -28,7 +28,7 @@ from quart import Blueprint, Response, websocket
 
 from actors.provider import ProviderActor
 from actors.request_logger import RequestLogger
-from actors.session_store import Session, SessionStore
+from actors.session_store import Session, Sessions
 from proxy.config import DashboardConfig
 from proxy.errors import (
     GatewayError,
@@ -57,7 +57,7 @@ class LiveApi:
     caps: DashboardConfig  # max_live_feeds, max_live_feeds_per_session
     live_feeds: LiveFeeds
     readiness: Readiness
-    sessions: SessionStore
+    sessions: Sessions
     logger: RequestLogger  # its feed of logged calls and its counters
     events: EventHub
     router: Router  # which model names are aliases
@@ -120,7 +120,7 @@ async def feed() -> Response | None:
     caps = gw.caps
     with contextlib.ExitStack() as place:
         try:
-            token, current = _admit(gw)
+            token, current = await _admit(gw)
             try:
                 place.enter_context(
                     gw.live_feeds.place(
@@ -163,7 +163,7 @@ def _refusal(full: LiveFeedsFull) -> GatewayError:
     )
 
 
-def _admit(deps: LiveApi) -> tuple[str, Session]:
+async def _admit(deps: LiveApi) -> tuple[str, Session]:
     """The token and session of the socket being opened; a 4xx error when it is refused."""
     if deps.readiness.draining:
         raise UpstreamUnavailable("The gateway is shutting down; reconnect in a moment.")
@@ -186,7 +186,7 @@ def _admit(deps: LiveApi) -> tuple[str, Session]:
             "(the Origin header does not match).",
             code="bad_origin",
         )
-    current = authenticate(deps.sessions, token)
+    current = await authenticate(deps.sessions, token)
     if current.must_change_password:
         raise PermissionDenied(
             "Change your password first (POST /api/auth/change-password).",
@@ -283,7 +283,7 @@ class LiveFeed:
         self._post(self._metrics())
         while True:
             await trio.sleep(METRICS_EVERY_S)
-            self._close_with = self._session_ended()
+            self._close_with = await self._session_ended()
             if self._close_with is not None:
                 feed.cancel()
                 return
@@ -296,9 +296,14 @@ class LiveFeed:
 
     # -- session and metrics ----------------------------------------------------------------------
 
-    def _session_ended(self) -> tuple[int, str] | None:
+    async def _session_ended(self) -> tuple[int, str] | None:
         """A close code and reason once the session has expired or was revoked."""
-        current = self._deps.sessions.peek(self._token)
+        try:
+            current = await self._deps.sessions.peek(self._token)
+        except GatewayError:
+            # The fleet's session store is unreachable and the policy refuses: whether the
+            # session ended cannot be told, so the feed stays open until it can be.
+            return None
         if current is None:
             return SESSION_ENDED, "session ended: sign in again"
         if current.must_change_password:
