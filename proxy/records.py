@@ -43,6 +43,8 @@ class RequestRecord:
     attempts: int = 1
     failed_attempts: str | None = None  # JSON: the fallbacks' failures before the answer
     endpoint: Endpoint = "chat"
+    # The fleet instance that served the call ([cluster] instance_name), set by its logger.
+    instance: str | None = None
 
     @property
     def has_usage(self) -> bool:

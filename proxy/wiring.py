@@ -11,6 +11,8 @@ import dataclasses
 from collections.abc import Mapping
 
 from actors.client_directory import ClientDirectory
+from actors.fleet_feed import FleetFeed
+from actors.fleet_presence import FleetPresence
 from actors.provider import ProviderActor
 from actors.rate_limiter import RateLimiter
 from actors.redis_link import RedisLink
@@ -80,6 +82,8 @@ class ServiceParts:
     in_flight: InFlight = dataclasses.field(default_factory=InFlight)
     hangups: HangupWatcher = dataclasses.field(default_factory=HangupWatcher)
     live_feeds: LiveFeeds = dataclasses.field(default_factory=LiveFeeds)
+    fleet_feed: FleetFeed | None = None  # with Redis: the fleet's calls on this live feed
+    presence: FleetPresence | None = None  # with Redis: heartbeats, the live instances
 
 
 def app_deps(parts: ServiceParts) -> AppDeps:
@@ -99,6 +103,10 @@ def app_deps(parts: ServiceParts) -> AppDeps:
         retention=parts.retention,
         providers=parts.providers,
         images=parts.images,
+        instance=parts.instance,
+        redis=parts.redis,
+        fleet_feed=parts.fleet_feed,
+        presence=parts.presence,
     )
     v1 = V1Deps(
         config=config,

@@ -107,6 +107,7 @@ SHOWN_FIELDS: Final = (
     "overhead_ms",
     "attempts",
     "endpoint",
+    "instance",
 )
 
 _encode = msgspec.json.Encoder().encode
