@@ -1,0 +1,118 @@
+"""The fleet on the health page and ``/metrics``: the live instances (heartbeats), and the
+degraded state while Redis is down — said by health, metrics, the banner's endpoint and
+``/readyz`` — cleared when it is back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import trio
+
+from proxy.service import RunningService
+from tests.conftest import StartGateway, signed_in
+from tests.redis_server import RedisServer
+from tests.test_fleet_feed import fleet_config, until
+
+
+async def health(client: httpx.AsyncClient) -> dict[str, Any]:
+    answer = await client.get("/api/system/health")
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+async def metric_lines(gateway: RunningService) -> list[str]:
+    async with httpx.AsyncClient(base_url=gateway.base_url) as client:
+        answer = await client.get("/metrics")
+    return answer.text.splitlines()
+
+
+async def ready_status(gateway: RunningService) -> int:
+    async with httpx.AsyncClient(base_url=gateway.base_url) as client:
+        return (await client.get("/readyz")).status_code
+
+
+def link_up(gateway: RunningService) -> bool:
+    link = gateway.gateway.redis
+    assert link is not None
+    return link.up
+
+
+async def test_health_on_one_instance_lists_the_whole_fleet(
+    start_gateway: StartGateway, redis: RedisServer
+) -> None:
+    a = await start_gateway(fleet_config(redis, "a"))
+    b = await start_gateway(fleet_config(redis, "b"))
+    async with signed_in(a) as admin:
+        with trio.fail_after(10):
+            while len((answer := await health(admin))["instances"]) < 2:
+                await trio.sleep(0.1)
+    assert [(i["name"], i["this"]) for i in answer["instances"]] == [("a", True), ("b", False)]
+    assert {i["on_redis_down"] for i in answer["instances"]} == {"local"}
+    assert answer["instance"] == "a"
+    assert answer["redis"]["up"] is True
+    lines = await metric_lines(a)
+    assert 'llm_proxy_instance_info{instance="a"} 1' in lines
+    assert "llm_proxy_redis_up 1" in lines
+    # A graceful stop says goodbye: the others stop listing it at their next heartbeat.
+    b.stop()
+    await b.stopped.wait()
+    async with signed_in(a) as admin:
+        with trio.fail_after(10):
+            while len((await health(admin))["instances"]) != 1:
+                await trio.sleep(0.1)
+
+
+async def test_redis_down_is_said_everywhere_then_cleared(
+    start_gateway: StartGateway, redis: RedisServer
+) -> None:
+    a = await start_gateway(fleet_config(redis, "a"))
+    async with signed_in(a) as admin:
+        redis.stop(kill=True)
+        await until(lambda: not link_up(a))
+        down = (await health(admin))["redis"]
+        assert (down["up"], down["policy"], down["outages"]) == (False, "local", 1)
+        assert isinstance(down["down_since_ms"], int)
+        banner = (await admin.get("/api/system/cluster")).json()
+        assert banner["instance"] == "a"
+        assert (banner["redis"]["up"], banner["redis"]["policy"]) == (False, "local")
+        lines = await metric_lines(a)
+        assert "llm_proxy_redis_up 0" in lines
+        assert "llm_proxy_redis_outages_total 1" in lines
+        assert await ready_status(a) == 200  # "local": it still serves
+        assert redis.start()
+        await until(lambda: link_up(a))
+        back = (await health(admin))["redis"]
+        assert (back["up"], back["down_since_ms"]) == (True, None)
+        assert "llm_proxy_redis_up 1" in await metric_lines(a)
+
+
+async def test_readyz_sends_traffic_elsewhere_while_refusing(
+    start_gateway: StartGateway, redis: RedisServer
+) -> None:
+    config = fleet_config(redis, "a")
+    config["cluster"]["on_redis_down"] = "refuse"
+    a = await start_gateway(config)
+    assert await ready_status(a) == 200
+    redis.stop(kill=True)
+    await until(lambda: not link_up(a))
+    async with httpx.AsyncClient(base_url=a.base_url) as client:
+        answer = await client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["problems"] == ["redis unreachable (on_redis_down = refuse)"]
+    assert redis.start()
+    await until(lambda: link_up(a))
+    assert await ready_status(a) == 200
+
+
+async def test_without_redis_the_instance_is_still_named(start_gateway: StartGateway) -> None:
+    gateway = await start_gateway({"cluster": {"instance_name": "solo"}})
+    async with signed_in(gateway) as admin:
+        answer = await health(admin)
+        banner = (await admin.get("/api/system/cluster")).json()
+    assert (answer["instance"], answer["redis"]) == ("solo", None)
+    assert [i["name"] for i in answer["instances"]] == ["solo"]
+    assert banner == {"instance": "solo", "redis": None}
+    lines = await metric_lines(gateway)
+    # A single process's /metrics stays as it was: no fleet families.
+    assert not any(line.startswith(("llm_proxy_redis_up", "llm_proxy_instance")) for line in lines)
