@@ -195,8 +195,9 @@ class FleetFeed:
             try:
                 await self._relay()
             except Exception as exc:
-                if _unreachable(exc):
-                    self._link.failed(exc)
+                cause = _unreachable(exc)
+                if cause is not None:
+                    self._link.failed(cause)
                 else:
                     log.exception("fleet feed: the subscription failed; retrying")
                 await trio.sleep(RETRY_S)
@@ -247,7 +248,11 @@ class FleetFeed:
             self._relayed += 1
 
 
-def _unreachable(exc: BaseException) -> bool:
+def _unreachable(exc: BaseException) -> BaseException | None:
+    """The error saying Redis is not there, also from inside the subscription's task group."""
     if isinstance(exc, BaseExceptionGroup):
-        return any(_unreachable(inner) for inner in exc.exceptions)
-    return isinstance(exc, UNREACHABLE)
+        for inner in exc.exceptions:
+            if (cause := _unreachable(inner)) is not None:
+                return cause
+        return None
+    return exc if isinstance(exc, UNREACHABLE) else None

@@ -162,7 +162,7 @@ const CLUSTER_EVERY_MS = 5000;
 /** The banner's text for this process's Redis, or null when there is nothing to say. */
 export function redisBanner(redis) {
   if (!redis || redis.up) return null;
-  const since = redis.down_since_ms ? new Date(redis.down_since_ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "start";
+  const since = redis.down_since_ms ? new Date(redis.down_since_ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" }) : "start";
   const effect = redis.policy === "refuse" ? "model calls are refused" : "limits and sessions are per process";
   return `Redis unreachable since ${since} — ${effect}`;
 }
