@@ -132,3 +132,20 @@ async def test_a_burst_goes_out_in_one_publish_without_bodies(
     assert (stats.batches_published, stats.calls_published) == (1, 100)
     fleet.close()
     link.close()
+
+
+async def test_the_fleet_feed_resumes_after_redis_comes_back(
+    fleet: list[RunningService], redis: RedisServer
+) -> None:
+    a, b = fleet
+    async with signed_in(a) as admin, feed(a, bearer(admin)) as socket:
+        await until(lambda: fleet_feed_of(a).statistics().subscribed)
+        redis.stop(kill=True)
+        await until(lambda: not fleet_feed_of(a).statistics().subscribed)
+        await ask(b)  # served while Redis is down: on B's own feed only
+        assert redis.start()
+        await until(lambda: fleet_feed_of(b).statistics().audience)
+        await ask(b, "after the outage")
+        event = await next_event(socket, "request")
+        assert event["instance"] == "b"
+    assert fleet_feed_of(a).statistics().calls_relayed == 1
