@@ -21,6 +21,7 @@ import dataclasses
 import logging
 from typing import Final, Protocol
 
+import coredis.exceptions
 import coredis.retry
 import msgspec
 import trio
@@ -104,6 +105,7 @@ class FleetFeed:
         self._closed = trio.Event()
         self._audience = False
         self._subscribed = False
+        self._refusal_said = False
         self._batches = self._published = self._relayed = self._dropped = self._malformed = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -166,6 +168,13 @@ class FleetFeed:
         except RedisDown:
             self._dropped += len(batch)
             return
+        except coredis.exceptions.RedisError as exc:
+            # Answered with an error (an ACL without this channel): a live view is not worth
+            # stopping the gateway for; said once.
+            self._dropped += len(batch)
+            self._refused(exc)
+            return
+        self._refusal_said = False
         self._batches += 1
         self._published += len(batch)
         # Only our own subscription heard it: nobody else watches any more.
@@ -184,8 +193,16 @@ class FleetFeed:
             counts = await self._link.call(lambda r: r.pubsub_numsub(FEED_CHANNEL))
         except RedisDown:
             return False
+        except coredis.exceptions.RedisError as exc:
+            self._refused(exc)
+            return False
         own = 1 if self._subscribed else 0
         return counts.get(FEED_CHANNEL, 0) > own
+
+    def _refused(self, exc: coredis.exceptions.RedisError) -> None:
+        if not self._refusal_said:
+            self._refusal_said = True
+            log.error("fleet feed: refused by redis: %s", exc)
 
     # -- relaying ---------------------------------------------------------------------------------
 

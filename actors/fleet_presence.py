@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
+import coredis.exceptions
 import msgspec
 import trio
 
@@ -85,6 +86,7 @@ class FleetPresence:
         in_flight: Callable[[], int],
         heartbeat_s: float = HEARTBEAT_S,
         ttl_s: int = TTL_S,
+        host: str | None = None,
     ) -> None:
         self._link = link
         self._started_ms = started_ms
@@ -92,10 +94,12 @@ class FleetPresence:
         self._in_flight = in_flight
         self._heartbeat_s = heartbeat_s
         self._ttl_s = ttl_s
-        self._host = socket.gethostname()
+        self._host = host or socket.gethostname()
         self._known: tuple[InstanceInfo, ...] = ()
         self._beats = self._failed = 0
         self._closed = trio.Event()
+        self._name_clash_said = False
+        self._refusal_said = False
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Heartbeat until :meth:`close`, then remove this instance's record."""
@@ -146,22 +150,35 @@ class FleetPresence:
         record = _encode(me).decode()
         ttl = self._ttl_s
 
-        async def beat(r: Client) -> tuple[str, ...]:
+        async def beat(r: Client) -> tuple[str | None, tuple[str, ...]]:
             async with r.pipeline(transaction=False) as pipe:
+                # What was there: this instance's last heartbeat, or another process's of the
+                # same name written since.
+                previous = pipe.get(instance_key(me.name))
                 stored = pipe.set(instance_key(me.name), record, ex=ttl)
                 indexed = pipe.zadd(INSTANCES_KEY, {me.name: me.seen_ms})
                 names = pipe.zrange(INSTANCES_KEY, 0, -1)
             await stored
             await indexed
-            return tuple(await names)
+            return await previous, tuple(await names)
 
         try:
-            names = await self._link.call(beat)
+            previous, names = await self._link.call(beat)
             records = await self._link.call(lambda r: r.mget([instance_key(n) for n in names]))
             self._known = await self._read(names, records)
+            self._check_name(me, previous)
         except RedisDown:
             self._failed += 1
             return
+        except coredis.exceptions.RedisError as exc:
+            # Redis answered with an error (a key of another type, a missing permission): the
+            # heartbeat is skipped and the gateway serves on; said once until one succeeds.
+            self._failed += 1
+            if not self._refusal_said:
+                self._refusal_said = True
+                log.error("fleet: the heartbeat was refused by redis: %s", exc)
+            return
+        self._refusal_said = False
         self._beats += 1
 
     async def _read(
@@ -181,6 +198,27 @@ class FleetPresence:
             await self._link.call(lambda r: r.zrem(INSTANCES_KEY, gone))
         return tuple(sorted(live, key=lambda info: info.name))
 
+    def _check_name(self, me: InstanceInfo, previous: str | None) -> None:
+        """Another process heartbeating under this name overwrites this one's record between
+        two of ours: said once, as the feed and the instance list cannot tell the two apart."""
+        if previous is None:
+            return
+        try:
+            other = _decode(previous)
+        except msgspec.DecodeError:
+            return
+        if (other.host, other.pid) == (me.host, me.pid):
+            return
+        if not self._name_clash_said:
+            self._name_clash_said = True
+            log.warning(
+                "fleet: instance name %r is also used by pid %d on %s; give each process its own "
+                "[cluster] instance_name",
+                me.name,
+                other.pid,
+                other.host,
+            )
+
     async def _goodbye(self) -> None:
         name = self._link.instance
         if not self._link.up:
@@ -193,5 +231,6 @@ class FleetPresence:
             await deleted
             await unindexed
 
-        with contextlib.suppress(RedisDown):  # else the record expires within its TTL
+        # Else the record expires within its TTL.
+        with contextlib.suppress(RedisDown, coredis.exceptions.RedisError):
             await self._link.call(remove)

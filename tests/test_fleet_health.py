@@ -4,11 +4,15 @@ degraded state while Redis is down — said by health, metrics, the banner's end
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
+from actors.fleet_presence import INSTANCES_KEY, FleetPresence
+from actors.redis_link import RedisLink
 from proxy.service import RunningService
 from tests.conftest import StartGateway, signed_in
 from tests.redis_server import RedisServer
@@ -64,9 +68,10 @@ async def test_health_on_one_instance_lists_the_whole_fleet(
 
 
 async def test_redis_down_is_said_everywhere_then_cleared(
-    start_gateway: StartGateway, redis: RedisServer
+    start_gateway: StartGateway, redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     a = await start_gateway(fleet_config(redis, "a"))
+    caplog.clear()
     async with signed_in(a) as admin:
         redis.stop(kill=True)
         await until(lambda: not link_up(a))
@@ -85,6 +90,9 @@ async def test_redis_down_is_said_everywhere_then_cleared(
         back = (await health(admin))["redis"]
         assert (back["up"], back["down_since_ms"]) == (True, None)
         assert "llm_proxy_redis_up 1" in await metric_lines(a)
+    # One line when the outage starts and one when it ends; the fleet's parts add none.
+    said = [(r.name, r.levelname) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said == [("llm_proxy.redis", "ERROR"), ("llm_proxy.redis", "WARNING")], caplog.text
 
 
 async def test_readyz_sends_traffic_elsewhere_while_refusing(
@@ -116,3 +124,51 @@ async def test_without_redis_the_instance_is_still_named(start_gateway: StartGat
     lines = await metric_lines(gateway)
     # A single process's /metrics stays as it was: no fleet families.
     assert not any(line.startswith(("llm_proxy_redis_up", "llm_proxy_instance")) for line in lines)
+
+
+async def test_two_processes_of_one_name_are_told(
+    redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    links = [RedisLink(redis.url, instance="twin") for _ in range(2)]
+    twins = [
+        FleetPresence(
+            link, started_ms=0, version="1", in_flight=lambda: 0, heartbeat_s=0.05, host=f"h{n}"
+        )
+        for n, link in enumerate(links)
+    ]
+    async with trio.open_nursery() as outer:
+        for link in links:
+            await outer.start(link.run)
+        async with trio.open_nursery() as inner:
+            for presence in twins:
+                await inner.start(presence.run)
+            with trio.fail_after(10):
+                while "also used by" not in caplog.text:
+                    await trio.sleep(0.05)
+            for presence in twins:
+                presence.close()
+        for link in links:
+            link.close()
+    warnings = {r.getMessage() for r in caplog.records if "also used by" in r.getMessage()}
+    assert len(warnings) <= 2  # once per process, however many heartbeats
+    assert any(message.startswith("fleet: instance name 'twin' is also") for message in warnings)
+
+
+async def test_a_heartbeat_refused_by_redis_is_said_once_and_the_gateway_serves_on(
+    start_gateway: StartGateway, redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = await start_gateway(fleet_config(redis, "a"))
+    presence = a.gateway.presence
+    assert presence is not None
+    link = a.gateway.redis
+    assert link is not None
+    # Someone else's value of another type where the index lives: ZADD answers WRONGTYPE.
+    await link.call(lambda r: r.set(INSTANCES_KEY, "not a sorted set"))
+    beats = presence.statistics().failed_heartbeats
+    await until(lambda: presence.statistics().failed_heartbeats >= beats + 2)
+    refused = [r for r in caplog.records if "heartbeat was refused" in r.getMessage()]
+    assert len(refused) == 1
+    assert "wrong kind of value" in refused[0].getMessage()
+    assert await ready_status(a) == 200
+    await link.call(lambda r: r.delete([INSTANCES_KEY]))
+    await until(lambda: presence.statistics().heartbeats > 1)
