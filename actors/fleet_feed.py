@@ -106,6 +106,7 @@ class FleetFeed:
         self._audience = False
         self._subscribed = False
         self._refusal_said = False
+        self._subscription_failure_said = False
         self._batches = self._published = self._relayed = self._dropped = self._malformed = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -215,7 +216,9 @@ class FleetFeed:
                 cause = _unreachable(exc)
                 if cause is not None:
                     self._link.failed(cause)
-                else:
+                elif not self._subscription_failure_said:
+                    # Said once until a subscription works again: retried every RETRY_S.
+                    self._subscription_failure_said = True
                     log.exception("fleet feed: the subscription failed; retrying")
                 await trio.sleep(RETRY_S)
             finally:
@@ -232,6 +235,7 @@ class FleetFeed:
                 retry_policy=coredis.retry.NoRetryPolicy(),
             ) as messages:
                 self._subscribed = True
+                self._subscription_failure_said = False
                 async for message in messages:
                     if message["type"] == "message":
                         self._take(message["data"])

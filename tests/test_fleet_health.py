@@ -5,6 +5,7 @@ degraded state while Redis is down — said by health, metrics, the banner's end
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import httpx
@@ -78,6 +79,7 @@ async def test_redis_down_is_said_everywhere_then_cleared(
         down = (await health(admin))["redis"]
         assert (down["up"], down["policy"], down["outages"]) == (False, "local", 1)
         assert isinstance(down["down_since_ms"], int)
+        assert re.fullmatch(r"down since \S+Z, policy local", down["summary"])
         banner = (await admin.get("/api/system/cluster")).json()
         assert banner["instance"] == "a"
         assert (banner["redis"]["up"], banner["redis"]["policy"]) == (False, "local")
@@ -88,7 +90,7 @@ async def test_redis_down_is_said_everywhere_then_cleared(
         assert redis.start()
         await until(lambda: link_up(a))
         back = (await health(admin))["redis"]
-        assert (back["up"], back["down_since_ms"]) == (True, None)
+        assert (back["up"], back["down_since_ms"], back["summary"]) == (True, None, "up")
         assert "llm_proxy_redis_up 1" in await metric_lines(a)
     # One line when the outage starts and one when it ends; the fleet's parts add none.
     said = [(r.name, r.levelname) for r in caplog.records if r.levelno >= logging.WARNING]

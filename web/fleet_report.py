@@ -3,6 +3,8 @@ instances, the fleet feed — as health JSON, ``/metrics`` families and the dash
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 
 from actors.redis_link import RedisLink
@@ -17,7 +19,12 @@ def redis_json(link: RedisLink | None) -> dict[str, object] | None:
     stats = link.statistics()
     policy = "refuse" if link.refuses else "local"
     down_since_ms = None if stats.down_since is None else int(stats.down_since * 1000)
+    summary = "up"
+    if down_since_ms is not None and not stats.up:
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(down_since_ms / 1000))
+        summary = f"down since {since}, policy {policy}"
     return {
+        "summary": summary,  # "up", or "down since 2026-12-03T10:42:00Z, policy local"
         "up": stats.up,
         "down_since_ms": down_since_ms,
         "policy": policy,  # what this instance does while Redis is down ([cluster] on_redis_down)
