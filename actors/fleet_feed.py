@@ -27,7 +27,7 @@ import msgspec
 import trio
 
 from actors.redis_link import KEY_PREFIX, UNREACHABLE, RedisDown, RedisLink
-from proxy.records import RequestRecord
+from proxy.records import LiveCall, RequestRecord
 
 __all__ = ["FEED_CHANNEL", "FeedBatch", "FleetFeed", "FleetFeedStatistics", "LocalFeed"]
 
@@ -50,7 +50,7 @@ class LocalFeed(Protocol):
     def subscribers(self) -> int:
         """How many live feeds are open in this process."""
 
-    def publish(self, item: RequestRecord) -> None:
+    def publish(self, item: LiveCall) -> None:
         """Hand a call to every local subscriber; never waits."""
 
 
@@ -263,9 +263,7 @@ class FleetFeed:
         if batch.instance == self._instance:
             return
         for record in batch.calls:
-            if record.instance is None:
-                record = dataclasses.replace(record, instance=batch.instance)
-            self._local.publish(record)
+            self._local.publish(LiveCall.of(record, batch.instance))
             self._relayed += 1
 
 

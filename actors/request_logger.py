@@ -23,7 +23,7 @@ from actors.fanout import Fanout
 from actors.recent_calls import RecentCalls
 from actors.redis_link import default_instance_name
 from proxy.pricing import Pricer, TokenCounts
-from proxy.records import RequestRecord
+from proxy.records import LiveCall, RequestRecord
 
 log = logging.getLogger("llm_proxy.logger")
 
@@ -94,17 +94,17 @@ class RequestLogger:
         credit: CreditLedger | None = None,
         observer: Observer | None = None,
         instance: str | None = None,
-        feed: Fanout[RequestRecord] | None = None,
+        feed: Fanout[LiveCall] | None = None,
         outlet: Observer | None = None,
     ) -> None:
-        """``instance`` names this process on every record (default ``host:pid``); ``feed`` is
+        """``instance`` names this process on the live feed (default ``host:pid``); ``feed`` is
         the live fan-out when another part relays into it too (the fleet feed), and ``outlet``
         is told of every record for the fleet (must be quick, never blocks)."""
         self._sink = sink
         self._pricer = pricer
         self._send, self._receive = trio.open_memory_channel[LoggedCall](inbox_size)
         self._max_batch = max_batch
-        self._feed = feed if feed is not None else Fanout[RequestRecord](subscriber_queue)
+        self._feed = feed if feed is not None else Fanout[LiveCall](subscriber_queue)
         self._instance = instance or default_instance_name()
         self._outlet = outlet
         self._recent = RecentCalls()
@@ -150,7 +150,7 @@ class RequestLogger:
         """Log one call, or raise ``trio.WouldBlock`` when the inbox is full."""
         self._send.send_nowait(LoggedCall(record, alias))
 
-    def subscribe(self) -> AbstractContextManager[trio.MemoryReceiveChannel[RequestRecord]]:
+    def subscribe(self) -> AbstractContextManager[trio.MemoryReceiveChannel[LiveCall]]:
         """A bounded feed of logged records, for as long as the block runs."""
         return self._feed.subscribe()
 
@@ -194,7 +194,9 @@ class RequestLogger:
                 self._observer(record)
             except Exception:
                 log.exception("request log observer failed")
-        self._feed.publish(record)
+        if self._feed.subscribers:
+            # Copied with this instance's name only while someone watches.
+            self._feed.publish(LiveCall.of(record, self._instance))
         if self._outlet is not None:
             try:
                 self._outlet(record)
@@ -203,18 +205,9 @@ class RequestLogger:
         return record
 
     def _priced(self, call: LoggedCall) -> RequestRecord:
-        """The record with its cost and this instance's name (one copy of it, or none)."""
         record = call.record
-        cost = record.cost_usd
-        if cost is None and record.has_usage and record.provider is not None:
-            cost = self._cost_of(call, record.provider)
-        instance = record.instance or self._instance
-        if cost == record.cost_usd and instance == record.instance:
+        if record.cost_usd is not None or not record.has_usage or record.provider is None:
             return record
-        return dataclasses.replace(record, cost_usd=cost, instance=instance)
-
-    def _cost_of(self, call: LoggedCall, provider: str) -> float | None:
-        record = call.record
         tokens = TokenCounts(
             prompt=record.prompt_tokens or 0,
             completion=record.completion_tokens or 0,
@@ -222,8 +215,8 @@ class RequestLogger:
             cache_write=record.cache_write_tokens or 0,
         )
         try:
-            return self._pricer.cost(
-                provider=provider,
+            cost = self._pricer.cost(
+                provider=record.provider,
                 upstream_model=record.upstream_model or record.model,
                 alias=call.alias,
                 tokens=tokens,
@@ -231,7 +224,8 @@ class RequestLogger:
         except Exception:
             # A pricing-table surprise must not lose the record; it is stored unpriced.
             log.exception("pricing failed for model %r", record.upstream_model)
-            return None
+            cost = None
+        return dataclasses.replace(record, cost_usd=cost) if cost is not None else record
 
     async def _debit_credit(self) -> None:
         """Debit what was charged, one writer job at a time, until the logger has drained."""

@@ -46,7 +46,7 @@ from proxy.passwords import Passwords
 from proxy.pricing import FREE_PROVIDERS, PriceOverride, Pricer
 from proxy.private_files import make_gateway_files_private
 from proxy.providers.registry import adapter_for
-from proxy.records import RequestRecord
+from proxy.records import LiveCall
 from proxy.routing import AliasTarget, Router
 from proxy.sd_notify import Notifier
 from proxy.secret_scrubber import MIN_SECRET_LENGTH, SecretScrubber, configured_secrets
@@ -315,7 +315,7 @@ async def _run_bound(
     settings = RuntimeSettings(config.providers, router=router, providers=providers, pricer=pricer)
     metrics = Metrics()
     # The live fan-out: this process's calls, and with Redis the other instances' relayed in.
-    live_calls = Fanout[RequestRecord](1024)
+    live_calls = Fanout[LiveCall](1024)
     fleet_feed = FleetFeed(redis, live_calls) if redis is not None else None
     in_flight = InFlight()
     presence = (

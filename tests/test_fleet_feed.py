@@ -14,7 +14,7 @@ import trio
 
 from actors.fleet_feed import FEED_CHANNEL, FeedBatch, FleetFeed
 from actors.redis_link import RedisLink
-from proxy.records import RequestRecord
+from proxy.records import LiveCall, RequestRecord
 from proxy.service import RunningService
 from tests.conftest import StartGateway, sdk, signed_in
 from tests.redis_server import RedisServer
@@ -102,7 +102,7 @@ class NoLocalFeed:
 
     subscribers = 0
 
-    def publish(self, item: RequestRecord) -> None:
+    def publish(self, item: LiveCall) -> None:
         raise AssertionError("nothing is relayed without a local subscriber")
 
 
