@@ -174,3 +174,17 @@ async def test_a_heartbeat_refused_by_redis_is_said_once_and_the_gateway_serves_
     assert await ready_status(a) == 200
     await link.call(lambda r: r.delete([INSTANCES_KEY]))
     await until(lambda: presence.statistics().heartbeats > 1)
+
+
+async def test_the_settings_page_shows_cluster_with_the_redis_password_masked(
+    start_gateway: StartGateway,
+) -> None:
+    # Nothing listens on port 1: the gateway starts anyway (on_redis_down applies).
+    url = "redis://fleet:hunter2-redis-secret@127.0.0.1:1/0?password=hunter2-redis-secret"
+    gateway = await start_gateway({"cluster": {"redis_url": url, "instance_name": "a"}})
+    async with signed_in(gateway) as admin:
+        answer = await admin.get("/api/settings")
+    assert "hunter2" not in answer.text
+    cluster = answer.json()["config"]["cluster"]
+    assert cluster["redis_url"].startswith("redis://…@127.0.0.1:1/0?password=")
+    assert (cluster["instance_name"], cluster["on_redis_down"]) == ("a", "local")

@@ -221,6 +221,12 @@ def config_json(config: Config) -> dict[str, object]:
     answer["providers"] = providers
     answer["models"] = {name: _fields(alias) for name, alias in config.models.items()}
     answer["fallbacks"] = dict(config.fallbacks)
+    # The Redis URL may carry a password (user info or query): shown as host, port and database.
+    cluster = config.cluster
+    answer["cluster"] = {
+        **_fields(cluster, "redis_url"),
+        "redis_url": _mask_url(cluster.redis_url) if cluster.redis_url else "",
+    }
     return answer
 
 
