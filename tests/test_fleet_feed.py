@@ -149,3 +149,31 @@ async def test_the_fleet_feed_resumes_after_redis_comes_back(
         event = await next_event(socket, "request")
         assert event["instance"] == "b"
     assert fleet_feed_of(a).statistics().calls_relayed == 1
+
+
+async def test_a_burst_past_the_buffer_is_dropped_and_counted(
+    nursery: trio.Nursery, redis: RedisServer
+) -> None:
+    link = RedisLink(redis.url, instance="busy")
+    await nursery.start(link.run)
+    fleet = FleetFeed(link, NoLocalFeed(), audience_s=0.05, buffer_size=10, max_batch=4)
+    await nursery.start(fleet.run)
+    watcher: coredis.Redis[str] = coredis.Redis.from_url(redis.url, decode_responses=True)
+    async with watcher, watcher.pubsub(channels=[FEED_CHANNEL]) as messages:
+        await until(lambda: fleet.statistics().audience)
+        for n in range(25):
+            fleet.offer(record(n))  # no checkpoint between: one burst
+        received: list[str] = []
+        with trio.fail_after(5):
+            async for message in messages:
+                if message["type"] == "message":
+                    assert isinstance(message["data"], str)
+                    batch = msgspec.json.decode(message["data"], type=FeedBatch)
+                    received.extend(call.request_id for call in batch.calls)
+                    if len(received) == 10:
+                        break
+    assert received == [f"req_{n}" for n in range(10)]
+    stats = fleet.statistics()
+    assert (stats.calls_published, stats.batches_published, stats.calls_dropped) == (10, 3, 15)
+    fleet.close()
+    link.close()

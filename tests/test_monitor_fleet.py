@@ -3,9 +3,16 @@ instance that served it (a single process's lines stay as they were)."""
 
 from __future__ import annotations
 
+import trio
+
 from proxy.monitor.call_line import format_header, format_request, layout
+from proxy.monitor.credentials import StaticToken
 from proxy.monitor.feed_view import FeedView
-from tests.test_monitor import REQUEST
+from proxy.monitor.watch import watch
+from proxy.service import RunningService
+from tests.conftest import signed_in
+from tests.test_fleet_feed import ask, fleet, fleet_feed_of, until  # noqa: F401 - a fixture
+from tests.test_monitor import REQUEST, Lines, ws_url
 
 
 def test_one_instance_shows_no_instance_column() -> None:
@@ -44,3 +51,25 @@ def test_the_instance_column_goes_before_the_client_in_a_narrow_terminal() -> No
             {**REQUEST, "instance": "a-very-long-instance-name:1"}, width, instances=True
         )
         assert len(line) <= width
+
+
+async def test_the_monitor_on_one_instance_shows_the_others_calls(
+    fleet: list[RunningService],  # noqa: F811 - the fixture imported above
+) -> None:
+    a, b = fleet
+    out = Lines()
+    async with signed_in(a) as client:
+        token = client.headers["authorization"].removeprefix("Bearer ")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch, ws_url(a), StaticToken(token), out.emit, FeedView(120))
+            await out.wait_for(lambda lines: any("connected as admin" in x for x in lines))
+            await until(lambda: fleet_feed_of(b).statistics().audience)
+            await ask(a, "served by a")
+            await ask(b, "served by b")
+            await out.wait_for(lambda lines: any(" b " in x and " mock " in x for x in lines))
+            nursery.cancel_scope.cancel()
+    assert out.matching("-- calls from more than one instance")
+    calls = [line for line in out.lines if " mock " in line]
+    assert len(calls) == 2
+    assert " a " not in calls[0]  # the first line came before a second instance was seen
+    assert " b " in calls[1]
