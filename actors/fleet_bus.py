@@ -144,7 +144,8 @@ class ChangeBus:
                 self._lost = True
                 if not said_down:
                     said_down = True
-                    log.warning(
+                    # The link has said the outage (one line per outage): this is its detail.
+                    log.info(
                         "fleet bus: redis is down, so changes made here reach the other "
                         "processes within their periodic reload (%g s) instead of at once",
                         self._down_reload_s,
@@ -198,7 +199,7 @@ class ChangeBus:
                 self._link.failed(failed)
                 if not said_down:
                     said_down = True
-                    log.warning(
+                    log.info(
                         "fleet bus: subscription lost (%s); changes made elsewhere arrive "
                         "within %g s until it is back",
                         type(failed).__name__,

@@ -21,8 +21,9 @@ import trio
 
 from actors.fanout import Fanout
 from actors.recent_calls import RecentCalls
+from actors.redis_link import default_instance_name
 from proxy.pricing import Pricer, TokenCounts
-from proxy.records import RequestRecord
+from proxy.records import LiveCall, RequestRecord
 
 log = logging.getLogger("llm_proxy.logger")
 
@@ -92,12 +93,20 @@ class RequestLogger:
         subscriber_queue: int = 1024,
         credit: CreditLedger | None = None,
         observer: Observer | None = None,
+        instance: str | None = None,
+        feed: Fanout[LiveCall] | None = None,
+        outlet: Observer | None = None,
     ) -> None:
+        """``instance`` names this process on the live feed (default ``host:pid``); ``feed`` is
+        the live fan-out when another part relays into it too (the fleet feed), and ``outlet``
+        is told of every record for the fleet (must be quick, never blocks)."""
         self._sink = sink
         self._pricer = pricer
         self._send, self._receive = trio.open_memory_channel[LoggedCall](inbox_size)
         self._max_batch = max_batch
-        self._feed = Fanout[RequestRecord](subscriber_queue)
+        self._feed = feed if feed is not None else Fanout[LiveCall](subscriber_queue)
+        self._instance = instance or default_instance_name()
+        self._outlet = outlet
         self._recent = RecentCalls()
         self._records = self._errors = self._cancelled = 0
         self._prompt = self._completion = 0
@@ -141,7 +150,7 @@ class RequestLogger:
         """Log one call, or raise ``trio.WouldBlock`` when the inbox is full."""
         self._send.send_nowait(LoggedCall(record, alias))
 
-    def subscribe(self) -> AbstractContextManager[trio.MemoryReceiveChannel[RequestRecord]]:
+    def subscribe(self) -> AbstractContextManager[trio.MemoryReceiveChannel[LiveCall]]:
         """A bounded feed of logged records, for as long as the block runs."""
         return self._feed.subscribe()
 
@@ -185,7 +194,14 @@ class RequestLogger:
                 self._observer(record)
             except Exception:
                 log.exception("request log observer failed")
-        self._feed.publish(record)
+        if self._feed.subscribers:
+            # Copied with this instance's name only while someone watches.
+            self._feed.publish(LiveCall.of(record, self._instance))
+        if self._outlet is not None:
+            try:
+                self._outlet(record)
+            except Exception:
+                log.exception("request log outlet failed")
         return record
 
     def _priced(self, call: LoggedCall) -> RequestRecord:

@@ -48,3 +48,24 @@ class RequestRecord:
     def has_usage(self) -> bool:
         """Whether the upstream reported token counts (an unpriced call has none)."""
         return self.prompt_tokens is not None or self.completion_tokens is not None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LiveCall(RequestRecord):
+    """A logged call as live feeds carry it: the record and the instance that served it (the
+    stored record has no instance: each process knows its own)."""
+
+    instance: str = ""
+
+    @classmethod
+    def of(cls, record: RequestRecord, instance: str) -> LiveCall:
+        """``record`` served by ``instance``."""
+        # Field by field into the frozen slots: the record's own values, no checks to rerun.
+        live = object.__new__(cls)
+        for name in _RECORD_FIELDS:
+            object.__setattr__(live, name, getattr(record, name))
+        object.__setattr__(live, "instance", instance)
+        return live
+
+
+_RECORD_FIELDS: Final = tuple(field.name for field in dataclasses.fields(RequestRecord))

@@ -27,8 +27,11 @@ import trio.lowlevel
 
 from actors import Actor
 from actors.client_directory import ClientDirectory
+from actors.fanout import Fanout
 from actors.fleet_bus import ChangeBus, Follower
+from actors.fleet_feed import FleetFeed
 from actors.fleet_login_throttle import FleetLoginThrottle
+from actors.fleet_presence import FleetPresence
 from actors.fleet_sessions import FleetSessionStore
 from actors.provider import ProviderActor
 from actors.rate_limiter import ClientLimits, RateLimiter
@@ -37,6 +40,7 @@ from actors.request_logger import RequestLogger
 from actors.retention import Retention
 from actors.runtime_settings import RuntimeSettings, credit_ledger
 from actors.session_store import Sessions, SessionStore, UserState
+from proxy import __version__
 from proxy.config import KEYED_PROVIDERS, Config
 from proxy.errors import StartupError
 from proxy.hosts import is_loopback_bind
@@ -46,6 +50,7 @@ from proxy.passwords import Passwords
 from proxy.pricing import FREE_PROVIDERS, PriceOverride, Pricer
 from proxy.private_files import make_gateway_files_private
 from proxy.providers.registry import adapter_for
+from proxy.records import LiveCall
 from proxy.routing import AliasTarget, Router
 from proxy.sd_notify import Notifier
 from proxy.secret_scrubber import MIN_SECRET_LENGTH, SecretScrubber, configured_secrets
@@ -62,6 +67,7 @@ from web.events import EventHub
 from web.first_admin import ensure_first_admin
 from web.host_check import policy_for as host_policy_for
 from web.http_server import serve
+from web.in_flight import InFlight
 from web.metrics import Metrics
 
 log = logging.getLogger("llm_proxy.service")
@@ -331,11 +337,28 @@ async def _run_bound(
     )
     settings = RuntimeSettings(config.providers, router=router, providers=providers, pricer=pricer)
     metrics = Metrics()
+    # The live fan-out: this process's calls, and with Redis the other instances' relayed in.
+    live_calls = Fanout[LiveCall](1024)
+    fleet_feed = FleetFeed(redis, live_calls) if redis is not None else None
+    in_flight = InFlight()
+    presence = (
+        FleetPresence(
+            redis,
+            started_ms=int(time.time() * 1000),
+            version=__version__,
+            in_flight=lambda: in_flight.count,
+        )
+        if redis is not None
+        else None
+    )
     logger = RequestLogger(
         writer,
         pricer,
         credit=credit_ledger(settings, writer, events.publish),
         observer=metrics.observe,  # /metrics counts every logged call
+        instance=instance,
+        feed=live_calls,
+        outlet=fleet_feed.offer if fleet_feed is not None else None,
     )
     directory = ClientDirectory(
         reads,
@@ -387,6 +410,9 @@ async def _run_bound(
         instance=instance,
         redis=redis,
         throttle=throttle,
+        fleet_feed=fleet_feed,
+        presence=presence,
+        in_flight=in_flight,
         connections=connections_for(config.server.max_connections),
         images=images,
         changes=changes,
@@ -421,6 +447,10 @@ async def _run_bound(
             await trio.to_thread.run_sync(make_gateway_files_private, database)
             if redis is not None:
                 await actors.enter_async_context(_running(redis))
+            if fleet_feed is not None:
+                await actors.enter_async_context(_running(fleet_feed))
+            if presence is not None:
+                await actors.enter_async_context(_running(presence))
             if config.dashboard.enabled:
                 await ensure_first_admin(writer, hasher, database, now_ms=int(time.time() * 1000))
                 await actors.enter_async_context(_running(sessions))
@@ -445,7 +475,12 @@ async def _run_bound(
             # collection ran every other call. Garbage cycles are rare here, so collect less often.
             gc.set_threshold(10_000, 10, 10)
             readiness.mark_ready()
-            log.info("started: database=%s providers=%s", database, ",".join(providers) or "none")
+            log.info(
+                "started: instance=%s database=%s providers=%s",
+                instance,
+                database,
+                ",".join(providers) or "none",
+            )
             with hurry:
                 async with trio.open_nursery() as server:
                     binds: list[str] = await server.start(_serve, parts, hc, shutdown)

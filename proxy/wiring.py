@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 from actors.client_directory import ClientDirectory
 from actors.fleet_bus import ChangeBus
+from actors.fleet_feed import FleetFeed
+from actors.fleet_presence import FleetPresence
 from actors.provider import ProviderActor
 from actors.rate_limiter import RateLimiter
 from actors.redis_link import RedisLink
@@ -82,6 +84,8 @@ class ServiceParts:
     hangups: HangupWatcher = dataclasses.field(default_factory=HangupWatcher)
     live_feeds: LiveFeeds = dataclasses.field(default_factory=LiveFeeds)
     changes: ChangeBus | None = None  # tells the fleet's other processes what changed here
+    fleet_feed: FleetFeed | None = None  # with Redis: the fleet's calls on this live feed
+    presence: FleetPresence | None = None  # with Redis: heartbeats, the live instances
 
 
 def app_deps(parts: ServiceParts) -> AppDeps:
@@ -101,6 +105,10 @@ def app_deps(parts: ServiceParts) -> AppDeps:
         retention=parts.retention,
         providers=parts.providers,
         images=parts.images,
+        instance=parts.instance,
+        redis=parts.redis,
+        fleet_feed=parts.fleet_feed,
+        presence=parts.presence,
     )
     v1 = V1Deps(
         config=config,

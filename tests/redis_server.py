@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -76,11 +77,22 @@ class RedisServer:
         self.stop()
         return False
 
+    def freeze(self) -> None:
+        """Stop it answering, its data kept (SIGSTOP): a network partition, or a hung Redis."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen Redis answer again, with everything it held."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def stop(self, *, kill: bool = False) -> None:
         """Stop it (``kill``: SIGKILL, as a crash); its data is gone."""
         process, self._process = self._process, None
         if process is None:
             return
+        process.send_signal(signal.SIGCONT)  # a frozen one must be able to hear the signal
         process.kill() if kill else process.terminate()
         try:
             process.wait(timeout=5)

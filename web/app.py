@@ -16,6 +16,7 @@ from web.api import ApiDeps, register_api
 from web.api.common import MAX_API_BODY
 from web.asgi import ASGIApp, Receive, Scope, Send
 from web.early_answers import finish_body_first
+from web.fleet_report import refuses_while_down
 from web.host_check import guard_hosts
 from web.in_flight import InFlight
 from web.metrics import Metrics, register_metrics
@@ -67,6 +68,10 @@ def create_quart_app(deps: AppDeps) -> QuartTrio:
             problems.append("actors not started")
         elif not await deps.writer.check_writable():
             problems.append("database not writable")
+        elif refuses_while_down(deps.observed):
+            # on_redis_down = "refuse": every model call is answered 503, so the load balancer
+            # should send traffic elsewhere; with "local" it still serves and stays ready.
+            problems.append("redis unreachable (on_redis_down = refuse)")
         status = 503 if problems else 200
         body = {"status": "unavailable" if problems else "ready", "problems": problems}
         return cast(Response, await app.make_response((body, status)))

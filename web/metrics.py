@@ -34,6 +34,7 @@ from proxy import __version__
 from proxy.image_budget import ImageBudgetStatistics
 from proxy.records import ENDPOINTS, RequestRecord
 from storage.writer import WriterStatistics
+from web.fleet_report import write_fleet_metrics
 from web.prometheus_text import Exposition, Histogram, Labels
 
 if TYPE_CHECKING:
@@ -288,6 +289,7 @@ def exposition(calls: Metrics, parts: ObservedParts, rss: int | None) -> str:
         "Tokens per minute reserved by calls admitted and not settled yet.",
         [((), limiter.tokens_reserved)],
     )
+    write_fleet_metrics(out, parts)
     return out.text()
 
 

@@ -6,8 +6,11 @@ import dataclasses
 from collections.abc import Mapping
 
 from actors.client_directory import ClientDirectory
+from actors.fleet_feed import FleetFeed
+from actors.fleet_presence import FleetPresence
 from actors.provider import ProviderActor
 from actors.rate_limiter import RateLimiter
+from actors.redis_link import RedisLink
 from actors.request_logger import RequestLogger
 from actors.retention import Retention
 from actors.session_store import Sessions
@@ -36,3 +39,7 @@ class ObservedParts:
     retention: Retention
     providers: Mapping[str, ProviderActor]
     images: ImageFetcher  # the fetcher of image URLs, for its statistics
+    instance: str = ""  # this process's name in the fleet
+    redis: RedisLink | None = None  # the fleet's Redis: up or down (the degraded state)
+    fleet_feed: FleetFeed | None = None
+    presence: FleetPresence | None = None  # the live instances

@@ -93,6 +93,8 @@ COLUMNS: Final = (
     Column("client", "client", 6, 12),
     Column("model", "model", 12, 30),
     Column("provider", "provider", 6, 8),
+    # Shown only once calls of a second instance (a fleet sharing Redis) have been seen.
+    Column("instance", "instance", 6, 14),
     Column("endpoint", "api", 4, 4),
     Column("status", "status", 7, 7),
     Column("tokens", "in/out", 9, 11, right=True),
@@ -101,7 +103,7 @@ COLUMNS: Final = (
 )
 # Narrow terminals lose these first, in this order (the model names the provider well enough);
 # what is left fits in 38 columns.
-_DROP_ORDER: Final = ("endpoint", "provider", "client", "time", "cost")
+_DROP_ORDER: Final = ("endpoint", "provider", "instance", "client", "time", "cost")
 # The client API a call came through, in the four characters of its column. A frame without one
 # comes from a gateway older than the other APIs: chat.
 _ENDPOINT_NAMES: Final = {
@@ -111,12 +113,13 @@ _ENDPOINT_NAMES: Final = {
     "embeddings": "emb",
 }
 # Spare width goes to these, in this order, each up to its maximum.
-_GROW_ORDER: Final = ("model", "client", "provider")
+_GROW_ORDER: Final = ("model", "instance", "client", "provider")
 
 
-def layout(width: int) -> tuple[tuple[Column, int], ...]:
-    """The columns shown at terminal ``width``, each with its width."""
-    shown = list(COLUMNS)
+def layout(width: int, *, instances: bool = False) -> tuple[tuple[Column, int], ...]:
+    """The columns shown at terminal ``width``, each with its width; the instance column only
+    with ``instances`` (calls of more than one instance seen)."""
+    shown = [column for column in COLUMNS if instances or column.name != "instance"]
 
     def total(widths: Mapping[str, int]) -> int:
         return sum(widths[c.name] for c in shown) + len(shown) - 1
@@ -144,6 +147,7 @@ def _cells(frame: Frame) -> dict[str, str]:
         "client": printable(frame.get("client_id") or "-"),
         "model": printable(model),
         "provider": printable(frame.get("provider") or "-"),
+        "instance": printable(frame.get("instance") or "-"),
         "endpoint": _ENDPOINT_NAMES.get(str(frame.get("endpoint") or "chat"), "?"),
         "status": format_status(frame),
         "tokens": f"{compact_int(frame.get('prompt_tokens'))}/"
@@ -153,23 +157,23 @@ def _cells(frame: Frame) -> dict[str, str]:
     }
 
 
-def _row(cells: Mapping[str, str], width: int) -> str:
+def _row(cells: Mapping[str, str], width: int, instances: bool) -> str:
     parts = []
-    for column, column_width in layout(width):
+    for column, column_width in layout(width, instances=instances):
         text = clip(cells[column.name], column_width)
         parts.append(text.rjust(column_width) if column.right else text.ljust(column_width))
     return " ".join(parts)
 
 
-def format_header(width: int) -> str:
+def format_header(width: int, *, instances: bool = False) -> str:
     """The column titles, laid out as the call lines are."""
-    return _row({column.name: column.title for column in COLUMNS}, width).rstrip()
+    return _row({column.name: column.title for column in COLUMNS}, width, instances).rstrip()
 
 
-def format_request(frame: Frame, width: int) -> str:
-    """One call as one line of at most ``width`` characters; a failed call's reason follows when
-    there is room."""
-    line = _row(_cells(frame), width).rstrip()
+def format_request(frame: Frame, width: int, *, instances: bool = False) -> str:
+    """One call as one line of at most ``width`` characters (with the instance that served it
+    when ``instances``); a failed call's reason follows when there is room."""
+    line = _row(_cells(frame), width, instances).rstrip()
     if frame.get("status") == "error":
         reason = frame.get("error_type") or frame.get("error_message")
         room = width - len(line) - 1

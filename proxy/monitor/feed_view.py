@@ -78,6 +78,8 @@ class FeedView:
         self._since_totals = 0
         self._dropped = 0
         self._header_shown = False
+        # The instances whose calls arrived; from the second one on, lines name the instance.
+        self._instances: set[str] = set()
 
     def on_frame(self, frame: Frame) -> list[str]:
         """The lines to print for ``frame`` (often none)."""
@@ -94,7 +96,8 @@ class FeedView:
             case "request":
                 self.totals.add(frame)
                 self._since_totals += 1
-                lines = [format_request(frame, width)]
+                lines = self._new_instance(frame, width)
+                lines.append(format_request(frame, width, instances=self.fleet))
                 if self._since_totals >= self._totals_every:
                     lines.append(self.totals_line())
                 return lines
@@ -122,6 +125,24 @@ class FeedView:
                 return [clip(f"-- credit: {name} balance {balance}, below {threshold}", width)]
             case _:
                 return []  # ping, and frame types newer than this monitor
+
+    @property
+    def fleet(self) -> bool:
+        """Whether calls of more than one instance have been seen (lines name the instance)."""
+        return len(self._instances) > 1
+
+    def _new_instance(self, frame: Frame, width: int) -> list[str]:
+        """The header again, now with the instance column, when a second instance shows up."""
+        instance = frame.get("instance")
+        if not isinstance(instance, str) or instance in self._instances:
+            return []
+        self._instances.add(instance)
+        if len(self._instances) != 2:
+            return []
+        return [
+            clip("-- calls from more than one instance: each line names its instance", width),
+            format_header(width, instances=True),
+        ]
 
     def totals_line(self) -> str:
         """The totals now (and restart the every-N count)."""

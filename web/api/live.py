@@ -37,7 +37,7 @@ from proxy.errors import (
     RateLimited,
     UpstreamUnavailable,
 )
-from proxy.records import RequestRecord
+from proxy.records import LiveCall
 from proxy.routing import Router
 from web.api.common import deps_of, error_response, now_ms
 from web.api.guard import SESSION_COOKIE, authenticate, request_token, same_origin
@@ -107,6 +107,7 @@ SHOWN_FIELDS: Final = (
     "overhead_ms",
     "attempts",
     "endpoint",
+    "instance",
 )
 
 _encode = msgspec.json.Encoder().encode
@@ -270,7 +271,7 @@ class LiveFeed:
 
     # -- sources ----------------------------------------------------------------------------------
 
-    async def _pump_records(self, records: trio.MemoryReceiveChannel[RequestRecord]) -> None:
+    async def _pump_records(self, records: trio.MemoryReceiveChannel[LiveCall]) -> None:
         aliases = self._deps.router.aliases
         async for record in records:
             self._post(request_event(record, record.model if record.model in aliases else None))
@@ -344,9 +345,10 @@ class LiveFeed:
         }
 
 
-def request_event(record: RequestRecord, alias: str | None) -> Message:
-    """A logged call as the feed shows it: no bodies, the fallbacks' failures parsed, and the
-    alias the client asked by (None when it named a model directly)."""
+def request_event(record: LiveCall, alias: str | None) -> Message:
+    """A logged call as the feed shows it: no bodies, the fallbacks' failures parsed, the
+    instance that served it, and the alias the client asked by (None when it named a model
+    directly)."""
     event: dict[str, object] = {"type": "request"}
     for name in SHOWN_FIELDS:
         event[name] = getattr(record, name)

@@ -23,6 +23,7 @@ from storage.reads import ReadPool
 from storage.settings_store import get_settings, put_settings
 from storage.writer import StorageWriter
 from web.api.common import AuditLog, deps_of, json_response, now_ms, read_body
+from web.fleet_report import cluster_json, instances_json, redis_json
 from web.log_buffer import LogBuffer
 from web.metrics import rss_bytes
 from web.observed import ObservedParts
@@ -101,8 +102,19 @@ async def health() -> Response:
         },
         "providers": {name: actor.statistics() for name, actor in parts.providers.items()},
         "images": parts.images.statistics(),
+        "instance": parts.instance,
+        # None without Redis; else up, down_since_ms and the policy while down (degraded).
+        "redis": redis_json(parts.redis),
+        "instances": instances_json(parts),
+        "fleet_feed": None if parts.fleet_feed is None else parts.fleet_feed.statistics(),
     }
     return json_response(answer)
+
+
+@system.get("/system/cluster")
+async def cluster() -> Response:
+    """Cheap enough for every page's banner: this instance's name and its Redis."""
+    return json_response(cluster_json(_deps().observed))
 
 
 # -- recent log lines ------------------------------------------------------------------------------
@@ -209,6 +221,12 @@ def config_json(config: Config) -> dict[str, object]:
     answer["providers"] = providers
     answer["models"] = {name: _fields(alias) for name, alias in config.models.items()}
     answer["fallbacks"] = dict(config.fallbacks)
+    # The Redis URL may carry a password (user info or query): shown as host, port and database.
+    cluster = config.cluster
+    answer["cluster"] = {
+        **_fields(cluster, "redis_url"),
+        "redis_url": _mask_url(cluster.redis_url) if cluster.redis_url else "",
+    }
     return answer
 
 

@@ -154,3 +154,33 @@ document.getElementById("nav").addEventListener("click", (event) => {
 });
 window.addEventListener("hashchange", route);
 route();
+
+// The degraded state of the process serving this dashboard, on every page: asked every few
+// seconds while signed in (the answer is this process's memory, no Redis round trip).
+const CLUSTER_EVERY_MS = 5000;
+
+/** The banner's text for this process's Redis, or null when there is nothing to say. */
+export function redisBanner(redis) {
+  if (!redis || redis.up) return null;
+  const since = redis.down_since_ms ? new Date(redis.down_since_ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" }) : "start";
+  const effect = redis.policy === "refuse" ? "model calls are refused" : "limits and sessions are per process";
+  return `Redis unreachable since ${since} — ${effect}`;
+}
+
+async function watchCluster() {
+  const banner = document.getElementById("banner");
+  if (state.session && !state.session.must_change_password) {
+    try {
+      const cluster = await get("/api/system/cluster");
+      const text = redisBanner(cluster.redis);
+      banner.hidden = !text;
+      replace(banner, text || "");
+    } catch {
+      // Signed out or the gateway unreachable: the page says so itself.
+    }
+  } else {
+    banner.hidden = true;
+  }
+  setTimeout(watchCluster, CLUSTER_EVERY_MS);
+}
+watchCluster();

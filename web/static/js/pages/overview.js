@@ -186,6 +186,7 @@ function callRow(call) {
     cell("Client", call.client_id || h("span", { class: "hint" }, "anonymous")),
     cell("Model", h("span", { class: "mono" }, call.model)),
     cell("Provider", call.provider || "—"),
+    cell("Instance", call.instance || "—", "col-instance"),
     cell("Status", [statusBadge(call.status, call.http_status), call.status === "ok" ? null : h("small", { class: "hint" }, ` ${call.http_status}`)]),
     cell("Tokens", fmt.tokens(tokens), "num"),
     cell("Cost", fmt.usd(call.cost_usd), "num"),
@@ -198,6 +199,7 @@ const COLUMNS = [
   ["Client"],
   ["Model"],
   ["Provider"],
+  ["Instance", "col-instance"],
   ["Status"],
   ["Tokens", "num"],
   ["Cost", "num"],
@@ -215,7 +217,8 @@ function liveSection(ctx, cleanups) {
     { class: "table-wrap" },
     h(
       "table",
-      { id: "live-table", class: "live-table" },
+      // The instance column shows once calls of a second instance (a fleet on Redis) arrive.
+      { id: "live-table", class: "live-table one-instance" },
       h("caption", { class: "visually-hidden" }, "The newest 50 calls, newest first"),
       h("thead", {}, h("tr", {}, COLUMNS.map(([label, cls]) => h("th", { scope: "col", class: cls }, label)))),
       body,
@@ -229,6 +232,7 @@ function liveSection(ctx, cleanups) {
   );
 
   const seen = new Set();
+  const instances = new Set();
   const section = { element, onMetrics: () => {}, onEvent: () => {}, start };
   let socket = null;
   let retryTimer = null;
@@ -251,6 +255,10 @@ function liveSection(ctx, cleanups) {
   function add(call, { top }) {
     if (!call.request_id || seen.has(call.request_id)) return;
     seen.add(call.request_id);
+    if (call.instance && !instances.has(call.instance)) {
+      instances.add(call.instance);
+      if (instances.size > 1) tableEl.querySelector("table").classList.remove("one-instance");
+    }
     clearPlaceholder();
     const row = callRow(call);
     if (top) {

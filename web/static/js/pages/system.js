@@ -117,6 +117,8 @@ async function healthView() {
       stat("In flight", format.count(x.in_flight), "requests being answered"),
     ),
     h("p", { class: "hint" }, "Database file: ", h("code", {}, x.database.path)),
+    h("h3", {}, "Fleet"),
+    fleetView(x),
     h("h3", {}, "Breakers"),
     providers.length
       ? table(
@@ -144,6 +146,40 @@ async function healthView() {
           keyValues(Object.entries(values || {}).map(([k, v]) => [k.replaceAll("_", " "), scalar(v)]), "kv compact"),
         ),
       ),
+    ),
+  );
+}
+
+/** This instance, its Redis and the live instances (one alone without [cluster] redis_url). */
+function fleetView(x) {
+  if (!x.redis) {
+    return h("p", { class: "hint" }, "A single process (no [cluster] redis_url): instance ", h("code", {}, x.instance), ".");
+  }
+  const redis = x.redis;
+  const state = redis.up
+    ? badge("ok", "up")
+    : badge("bad", `down since ${format.dateTime(redis.down_since_ms)}`);
+  const policy = redis.policy === "refuse" ? "model calls refused while down" : "per-process limits and sessions while down";
+  return h(
+    "div",
+    { class: "fleet", id: "fleet" },
+    h(
+      "div",
+      { class: "stats" },
+      stat("Redis", state, `policy ${redis.policy}: ${policy} · ${format.count(redis.outages)} outages`),
+      stat("Instances", format.count(x.instances.length), `this one: ${x.instance}`),
+    ),
+    table(
+      [
+        { label: "Instance", value: (i) => (i.this ? h("strong", {}, i.name, " (this one)") : i.name) },
+        { label: "Host", value: (i) => i.host || "—" },
+        { label: "PID", value: (i) => (i.pid === null ? "—" : String(i.pid)), class: "num" },
+        { label: "Version", value: (i) => i.version || "—" },
+        { label: "In flight", value: (i) => format.count(i.in_flight || 0), class: "num" },
+        { label: "Started", value: (i) => (i.started_ms ? format.dateTime(i.started_ms) : "—") },
+      ],
+      x.instances,
+      { caption: "Live instances (each heartbeats every 2 s)" },
     ),
   );
 }
