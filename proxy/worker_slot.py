@@ -21,7 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Final, final
 
 import trio
@@ -34,6 +34,8 @@ RESTART_FIRST_S: Final = 1.0
 RESTART_MAX_S: Final = 30.0
 STABLE_AFTER_S: Final = 60.0
 """A worker that ran this long before it died starts the backoff from the beginning again."""
+
+WORKER_COMMAND: Final = (sys.executable, "-m", "proxy.worker_process")
 
 _NOT_INHERITED: Final = ("WATCHDOG_PID", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
@@ -71,8 +73,10 @@ class WorkerSlot:
         watchdog_s: float,
         on_failed_start: Callable[[int, int], None],
         environ: Mapping[str, str] | None = None,
+        command: Sequence[str] = WORKER_COMMAND,
     ) -> None:
         self.number = number
+        self._command = tuple(command)
         self._order = order
         self._notify_path = notify_path
         self._watchdog_s = watchdog_s
@@ -153,7 +157,7 @@ class WorkerSlot:
         """Start the worker in its own process group (a terminal's Ctrl-C reaches only us)."""
         env = worker_environment(self._environ, self._notify_path, self._watchdog_s)
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "proxy.worker_process"],
+            self._command,
             stdin=subprocess.PIPE,
             env=env,
             process_group=0,

@@ -29,6 +29,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Sequence
 from typing import Final, final
 
 import trio
@@ -41,7 +42,7 @@ from proxy.sd_notify import WATCHDOG, Notifier, status
 from proxy.serve import leaves
 from proxy.stop_signals import HARD_STOP_AFTER_S, StopSignals
 from proxy.worker_process import WorkerOrder, encode_order, worker_config
-from proxy.worker_slot import WorkerSlot, describe_status
+from proxy.worker_slot import WORKER_COMMAND, WorkerSlot, describe_status
 from storage.writer import StorageWriter
 from web.first_admin import ensure_first_admin
 
@@ -111,8 +112,15 @@ async def prepare_database(config: Config) -> None:
 class Supervisor:
     """Runs the workers of one ``serve``: start, watch, restart, stop."""
 
-    def __init__(self, config: Config, *, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        notifier: Notifier | None = None,
+        worker_command: Sequence[str] = WORKER_COMMAND,
+    ) -> None:
         self._config = config
+        self._worker_command = worker_command
         self._notifier = Notifier.from_environ() if notifier is None else notifier
         self._stopping = trio.Event()
         self._slots: list[WorkerSlot] = []
@@ -179,6 +187,7 @@ class Supervisor:
                         notify_path=os.path.join(directory, f"worker-{number}.sock"),
                         watchdog_s=worker_watchdog_s,
                         on_failed_start=self._failed,
+                        command=self._worker_command,
                     )
                     for number in range(1, workers + 1)
                 ]
