@@ -10,7 +10,6 @@ supervisor's private one in ``$NOTIFY_SOCKET``), its own exit status.
 
 from __future__ import annotations
 
-import copyreg
 import ctypes
 import ctypes.util
 import dataclasses
@@ -42,14 +41,19 @@ def _mapping_proxy(items: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
     return types.MappingProxyType(items)
 
 
+class _OrderPickler(pickle.Pickler):
+    """A pickler that takes the config's read-only mappings as the dicts they show."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.MappingProxyType):
+            return _mapping_proxy, (dict(obj),)
+        return NotImplemented
+
+
 def encode_order(order: WorkerOrder) -> bytes:
     """The order as bytes for the child's stdin."""
     buffer = io.BytesIO()
-    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    tables = copyreg.dispatch_table.copy()
-    tables[types.MappingProxyType] = lambda proxy: (_mapping_proxy, (dict(proxy),))
-    pickler.dispatch_table = tables
-    pickler.dump(order)
+    _OrderPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(order)
     return buffer.getvalue()
 
 
