@@ -177,6 +177,13 @@ class _HypercornConfig(hypercorn.config.Config):
         except OSError as exc:  # socket.gaierror too: a host name that does not resolve
             raise StartupError(f"cannot listen on {' '.join(self.bind)}: {exc}") from exc
 
+    def bound_port(self) -> int:
+        """The port :meth:`bind_now` bound (the one the kernel chose for port 0)."""
+        if self._bound is None:
+            raise RuntimeError("nothing is bound")
+        sockets = (*self._bound.secure_sockets, *self._bound.insecure_sockets)
+        return int(sockets[0].getsockname()[1])
+
     def close_unused(self) -> None:
         """Close the sockets :meth:`bind_now` bound if hypercorn never took them."""
         sockets, self._bound = self._bound, None

@@ -40,6 +40,7 @@ from proxy.passwords import Passwords
 from proxy.private_files import make_gateway_files_private
 from proxy.sd_notify import WATCHDOG, Notifier, status
 from proxy.serve import leaves
+from proxy.service import _HypercornConfig, hypercorn_config
 from proxy.stop_signals import HARD_STOP_AFTER_S, StopSignals
 from proxy.worker_process import WorkerOrder, encode_order, worker_config
 from proxy.worker_slot import WORKER_COMMAND, WorkerSlot, describe_status
@@ -67,30 +68,22 @@ def supervise(config: Config) -> int:
     return exit_status
 
 
-def reserve_port(config: Config) -> tuple[Config, object]:
+def reserve_port(config: Config) -> tuple[Config, _HypercornConfig]:
     """Check the port is free and keep it; the config with the port bound, and the reservation.
 
     The first bind is without SO_REUSEPORT: another fleet of ours on the port (whose sockets do
     have it) would otherwise be joined silently instead of reported.
     """
-    from proxy.service import hypercorn_config
-
     probe = hypercorn_config(config)
     probe.bind_now()
     try:
-        port = _bound_port(probe)
+        port = probe.bound_port()
     finally:
         probe.close_unused()
     bound = dataclasses.replace(config, server=dataclasses.replace(config.server, port=port))
     reservation = hypercorn_config(bound, shared_port=True)
     reservation.bind_now()
     return bound, reservation
-
-
-def _bound_port(hc: object) -> int:
-    sockets = getattr(hc, "_bound")  # noqa: B009 - the sockets bind_now() just bound
-    sock = (*sockets.secure_sockets, *sockets.insecure_sockets)[0]
-    return int(sock.getsockname()[1])
 
 
 async def prepare_database(config: Config) -> None:
@@ -164,40 +157,43 @@ class Supervisor:
 
     async def run(self) -> int:
         """The whole life of the supervisor; its exit status."""
-        config = self._config
-        workers = config.server.workers
-        config, reservation = reserve_port(config)
+        config, reservation = reserve_port(self._config)
         try:
-            await prepare_database(config)
-            watchdog_s = self._notifier.watchdog_interval_s
-            # The workers' period is the service's own (they ping at half of it, as we do).
-            worker_watchdog_s = 2 * watchdog_s if watchdog_s is not None else WORKER_WATCHDOG_S
-            directory = tempfile.mkdtemp(prefix="llm-proxy-workers-")  # mode 0700
-            try:
-                self._slots = [
-                    WorkerSlot(
-                        number,
-                        encode_order(
-                            WorkerOrder(
-                                worker_config(config, number, config.server.port),
-                                number,
-                                os.getpid(),
-                            )
-                        ),
-                        notify_path=os.path.join(directory, f"worker-{number}.sock"),
-                        watchdog_s=worker_watchdog_s,
-                        on_failed_start=self._failed,
-                        command=self._worker_command,
-                    )
-                    for number in range(1, workers + 1)
-                ]
-                async with self._signals.handling():
-                    await self._run_workers()
-            finally:
-                shutil.rmtree(directory, ignore_errors=True)
+            # From here on, as in one process: a signal during the preparation stops it too.
+            async with self._signals.handling():
+                await self._prepare_and_run(config)
         finally:
-            reservation.close_unused()  # type: ignore[attr-defined]
+            reservation.close_unused()
         return self._exit_status()
+
+    async def _prepare_and_run(self, config: Config) -> None:
+        """Prepare the database, then run the workers until they have all stopped."""
+        await prepare_database(config)
+        if self._stopping.is_set():
+            return
+        watchdog_s = self._notifier.watchdog_interval_s
+        # The workers' period is the service's own (they ping at half of it, as we do).
+        worker_watchdog_s = 2 * watchdog_s if watchdog_s is not None else WORKER_WATCHDOG_S
+        directory = tempfile.mkdtemp(prefix="llm-proxy-workers-")  # mode 0700
+        try:
+            self._slots = [
+                WorkerSlot(
+                    number,
+                    encode_order(
+                        WorkerOrder(
+                            worker_config(config, number, config.server.port), number, os.getpid()
+                        )
+                    ),
+                    notify_path=os.path.join(directory, f"worker-{number}.sock"),
+                    watchdog_s=worker_watchdog_s,
+                    on_failed_start=self._failed,
+                    command=self._worker_command,
+                )
+                for number in range(1, config.server.workers + 1)
+            ]
+            await self._run_workers()
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
 
     async def _run_workers(self) -> None:
         log.info("starting %d workers", len(self._slots))

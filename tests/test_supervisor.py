@@ -14,6 +14,8 @@ import trio
 
 from proxy.config import Config, load_config, with_overrides
 from proxy.sd_notify import Notifier
+from proxy.worker_process import WorkerOrder, decode_order, encode_order, worker_config
+from proxy.worker_slot import describe_status, worker_environment
 from proxy.workers import Supervisor
 
 # A stand-in worker: reads its order like a real one; worker 1 fails as a StartupError would
@@ -55,3 +57,39 @@ async def test_a_worker_that_cannot_start_stops_the_service_with_its_status(
     assert not any("restarting" in message for message in messages), messages
     # The other worker was stopped, not left running.
     assert not any("worker 2 exited" in message for message in messages), messages
+
+
+def test_each_worker_gets_the_reserved_port_and_its_own_instance_name(tmp_path: Path) -> None:
+    config = fleet_config(tmp_path)
+    named = dataclasses.replace(
+        config, cluster=dataclasses.replace(config.cluster, instance_name="gw-a")
+    )
+    second = worker_config(named, 2, 41234)
+    assert second.server.port == 41234
+    assert second.cluster.instance_name == "gw-a/2"
+    # Unnamed: each keeps the default "<hostname>:<pid>", which is its own already.
+    assert worker_config(config, 2, 41234).cluster.instance_name == ""
+
+
+def test_the_order_crosses_the_pipe_whole(tmp_path: Path) -> None:
+    config = worker_config(fleet_config(tmp_path), 1, 41234)
+    order = decode_order(encode_order(WorkerOrder(config, 1, 4242)))
+    assert order == WorkerOrder(config, 1, 4242)
+    assert order.config.cluster.redis_url == "redis://127.0.0.1:1/0"
+
+
+def test_a_workers_environment_names_its_notify_socket_not_systemds() -> None:
+    environ = {
+        "PATH": "/bin",
+        "NOTIFY_SOCKET": "/run/systemd/notify",
+        "WATCHDOG_USEC": "30000000",
+        "WATCHDOG_PID": "1",
+    }
+    env = worker_environment(environ, "/tmp/x/worker-1.sock", 10.0)
+    assert env == {
+        "PATH": "/bin",
+        "NOTIFY_SOCKET": "/tmp/x/worker-1.sock",
+        "WATCHDOG_USEC": "10000000",
+    }
+    assert describe_status(-9) == "signal SIGKILL"
+    assert describe_status(3) == "status 3"
