@@ -118,6 +118,7 @@ class Supervisor:
         self._stopping = trio.Event()
         self._slots: list[WorkerSlot] = []
         self._failed_start: tuple[int, int] | None = None
+        self._where = ""  # the URL the workers listen on, once they do
         self._signals = StopSignals(
             self.stop,
             self.stop_now,
@@ -203,11 +204,12 @@ class Supervisor:
             nursery.start_soon(self._watch)
             await self._wait_all_ready()
             if not self._stopping.is_set():
-                where = self._slots[0].status_text.removeprefix("listening on ").strip()
-                line = f"{len(self._slots)} workers listening on {where}"
+                self._where = self._slots[0].status_text.removeprefix("listening on ").strip()
+                line = self._status_line(len(self._slots))
                 log.info("%s", line)
                 await self._notifier.notify("READY=1", status(line))
                 nursery.start_soon(self._ping_watchdog)
+                nursery.start_soon(self._report_serving)
             await self._stopping.wait()
             await self._notifier.notify("STOPPING=1", status("shutting down"))
             log.info("stopping %d workers", len(self._slots))
@@ -228,6 +230,22 @@ class Supervisor:
                 if slot.overdue(now, start_timeout_s=START_TIMEOUT_S):
                     slot.kill_hung(now)
             await trio.sleep(CHECK_EVERY_S)
+
+    def _status_line(self, serving: int) -> str:
+        total = len(self._slots)
+        counted = f"{total}" if serving == total else f"{serving} of {total}"
+        return f"{counted} workers listening on {self._where}"
+
+    async def _report_serving(self) -> None:
+        """Keep ``systemctl status`` true while a worker is down: "1 of 2 workers listening"."""
+        reported = len(self._slots)
+        while not self._stopping.is_set():
+            serving = sum(slot.ready for slot in self._slots)
+            if serving != reported:
+                reported = serving
+                await self._notifier.notify(status(self._status_line(serving)))
+            with trio.move_on_after(CHECK_EVERY_S):
+                await self._stopping.wait()
 
     def healthy(self, now: float) -> bool:
         """Whether no running worker is overdue (the condition of our own watchdog pings)."""

@@ -245,6 +245,13 @@ async def test_systemd_hears_ready_once_pings_and_stopping_and_a_hung_worker_is_
                 await server.wait_for_line(f"worker 1 (pid {hung}) sent no watchdog ping")
                 await server.wait_for_line(f"worker 1 (pid {hung}) exited with signal SIGKILL")
                 await server.wait_for_line("is serving again")
+                # systemctl status said so meanwhile, and says all serve again.
+                await manager.wait_for("STATUS", count=3)
+            statuses = [m["STATUS"] for m in manager.messages if "STATUS" in m]
+            assert statuses[1:3] == [
+                f"1 of 2 workers listening on {server.url}",
+                f"2 workers listening on {server.url}",
+            ], statuses
             pings = manager.count("WATCHDOG")
             with trio.fail_after(30):
                 await manager.wait_for("WATCHDOG", count=pings + 2)
