@@ -65,6 +65,10 @@ def supervise(config: Config) -> int:
         for failure in leaves(group):
             logging.getLogger("llm_proxy").error("cannot start: %s", failure)
         exit_status = 1
+    except* KeyboardInterrupt:
+        # Ctrl-C before the supervisor handles signals itself (while it checks the port).
+        logging.getLogger("llm_proxy").warning("interrupted (SIGINT)")
+        exit_status = 130
     return exit_status
 
 
