@@ -231,7 +231,7 @@ async def test_systemd_hears_ready_once_pings_and_stopping_and_a_hung_worker_is_
     config = config_for(tmp_path, fake_openai, redis_url, grace_s=5)
     database = tmp_path / "gateway.db"
     async with path_manager(tmp_path) as manager:
-        env = {"NOTIFY_SOCKET": manager.notify_socket, "WATCHDOG_USEC": "4000000"}
+        env = {"NOTIFY_SOCKET": manager.notify_socket, "WATCHDOG_USEC": "6000000"}
         async with serve(config, database, tmp_path, env=env) as server:
             ready = await wait_ready(manager, server)
             assert ready["READY"] == "1"
