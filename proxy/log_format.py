@@ -83,10 +83,15 @@ def one_line(text: str) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """``2025-… level=INFO logger=llm_proxy.v1 request_id=req_… message``, always one line."""
+    """``2025-… level=INFO logger=llm_proxy.v1 request_id=req_… message``, always one line.
 
-    def __init__(self) -> None:
+    A worker of several (``[server] workers``) writes ``worker=2`` after the logger: the workers
+    share the supervisor's stderr, so journald would otherwise not tell their lines apart.
+    """
+
+    def __init__(self, worker: str | None = None) -> None:
         super().__init__(TEXT_FORMAT)
+        self._worker = "" if worker is None else f" worker={worker}"
 
     def format(self, record: logging.LogRecord) -> str:
         record.message = record.getMessage()
@@ -95,7 +100,10 @@ class TextFormatter(logging.Formatter):
         message = (
             record.message if request_id is None else f"request_id={request_id} {record.message}"
         )
-        line = f"{record.asctime} level={record.levelname} logger={record.name} {one_line(message)}"
+        line = (
+            f"{record.asctime} level={record.levelname} logger={record.name}{self._worker} "
+            f"{one_line(message)}"
+        )
         trace = _exception_text(self, record)
         if trace:
             line += " exc=" + json.dumps(trace)
@@ -103,7 +111,12 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """``{"ts", "level", "logger", "message", "request_id"?, "exc"?}``, one object per line."""
+    """``{"ts", "level", "logger", "worker"?, "message", "request_id"?, "exc"?}``, one object per
+    line."""
+
+    def __init__(self, worker: str | None = None) -> None:
+        super().__init__()
+        self._worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
@@ -112,6 +125,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self._worker is not None:
+            line["worker"] = self._worker
         request_id = request_id_of(record)
         if request_id is not None:
             line["request_id"] = request_id
@@ -134,14 +149,16 @@ def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> 
     return "\n".join(parts)
 
 
-def formatter_for(fmt: LogFormat) -> logging.Formatter:
-    """The formatter of ``[logging] format``."""
-    return JsonFormatter() if fmt == "json" else TextFormatter()
+def formatter_for(fmt: LogFormat, *, worker: str | None = None) -> logging.Formatter:
+    """The formatter of ``[logging] format``; ``worker`` labels a worker process's lines."""
+    return JsonFormatter(worker) if fmt == "json" else TextFormatter(worker)
 
 
-def stderr_handler(fmt: LogFormat, stream: TextIO | None = None) -> logging.Handler:
+def stderr_handler(
+    fmt: LogFormat, stream: TextIO | None = None, *, worker: str | None = None
+) -> logging.Handler:
     """A handler writing one line per event to ``stream`` (stderr), request ids included."""
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
-    handler.setFormatter(formatter_for(fmt))
+    handler.setFormatter(formatter_for(fmt, worker=worker))
     handler.addFilter(RequestIdFilter())
     return handler

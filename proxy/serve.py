@@ -1,11 +1,16 @@
 """The ``serve`` command's process: logging to stderr, the open-files limit, and the service run
-to its end, with a failed start said in one line instead of a traceback."""
+to its end, with a failed start said in one line instead of a traceback.
+
+With ``[server] workers`` above 1 the process is the supervisor of that many worker processes
+(:mod:`proxy.workers`), each of which runs the service here through :func:`run_service`.
+"""
 
 from __future__ import annotations
 
 import logging
 import resource
 from collections.abc import Iterator
+from functools import partial
 
 import trio
 
@@ -17,17 +22,22 @@ from proxy.log_format import LogFormat, stderr_handler
 def serve(config: Config) -> int:
     """Run the gateway until it is stopped; returns the process's exit status."""
     setup_logging(config.server.log_level, config.logging.format)
+    if config.server.workers > 1:
+        from proxy.workers import supervise
+
+        return supervise(config)
     raise_open_files_limit()
-    return _run(config)
+    return run_service(config)
 
 
-def setup_logging(level: str, fmt: LogFormat = "text") -> None:
+def setup_logging(level: str, fmt: LogFormat = "text", *, worker: str | None = None) -> None:
     """One line per event on stderr, which journald and ``docker logs`` collect.
 
     ``fmt`` is ``[logging] format``: ``key=value`` text or one JSON object per line; either way
-    a line logged during a ``/v1`` call carries its request id.
+    a line logged during a ``/v1`` call carries its request id, and a worker's its number.
     """
-    logging.basicConfig(level=level.upper(), handlers=[stderr_handler(fmt)], force=True)
+    handler = stderr_handler(fmt, worker=worker)
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     # httpx logs every request URL at INFO; our own lines already say what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # hpack logs every HTTP/2 header it decodes at DEBUG, API keys included: never that.
@@ -49,8 +59,11 @@ def raise_open_files_limit() -> None:
             logging.getLogger("llm_proxy").warning("could not raise the open files limit: %s", exc)
 
 
-def _run(config: Config) -> int:
+def run_service(config: Config, *, shared_port: bool = False) -> int:
     """Run the gateway; a known start-up failure is one log line and exit status 1.
+
+    ``shared_port``: a worker of several, whose listening socket shares the port with the
+    others' (SO_REUSEPORT).
 
     The service runs in nested nurseries, so whatever ends it arrives wrapped in exception
     groups: this is the one place they are unwrapped. Anything but a :class:`StartupError` (or
@@ -60,9 +73,9 @@ def _run(config: Config) -> int:
 
     log = logging.getLogger("llm_proxy")
     try:
-        return trio.run(service.run, config)
+        return trio.run(partial(service.run, config, shared_port=shared_port))
     except* StartupError as group:
-        for failure in _leaves(group):
+        for failure in leaves(group):
             log.error("cannot start: %s", failure)
         status = 1
     except* KeyboardInterrupt:
@@ -72,9 +85,10 @@ def _run(config: Config) -> int:
     return status
 
 
-def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+def leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    """The exceptions of a group and of the groups within it."""
     for exc in group.exceptions:
         if isinstance(exc, BaseExceptionGroup):
-            yield from _leaves(exc)
+            yield from leaves(exc)
         else:
             yield exc

@@ -187,6 +187,13 @@ class _HypercornConfig(hypercorn.config.Config):
         except OSError as exc:  # socket.gaierror too: a host name that does not resolve
             raise StartupError(f"cannot listen on {' '.join(self.bind)}: {exc}") from exc
 
+    def bound_port(self) -> int:
+        """The port :meth:`bind_now` bound (the one the kernel chose for port 0)."""
+        if self._bound is None:
+            raise RuntimeError("nothing is bound")
+        sockets = (*self._bound.secure_sockets, *self._bound.insecure_sockets)
+        return int(sockets[0].getsockname()[1])
+
     def close_unused(self) -> None:
         """Close the sockets :meth:`bind_now` bound if hypercorn never took them."""
         sockets, self._bound = self._bound, None
@@ -210,9 +217,16 @@ class _HypercornConfig(hypercorn.config.Config):
         return sockets
 
 
-def hypercorn_config(config: Config) -> _HypercornConfig:
-    """Hypercorn settings from ours: bind, grace period, no access log (we log every call)."""
+def hypercorn_config(config: Config, *, shared_port: bool = False) -> _HypercornConfig:
+    """Hypercorn settings from ours: bind, grace period, no access log (we log every call).
+
+    ``shared_port``: the listening socket gets SO_REUSEPORT before it is bound, so that the
+    workers of ``[server] workers`` each listen on the same port and the kernel spreads the
+    connections among them (hypercorn sets it when told of more than one worker).
+    """
     hc = _HypercornConfig()
+    if shared_port:
+        hc.workers = max(2, config.server.workers)
     hc.stalled_client_timeout_s = config.server.stalled_client_timeout_s
     host = config.server.host
     # An IPv6 address in brackets, so that log lines and errors read "[::1]:8080".
@@ -273,15 +287,17 @@ async def run(
     *,
     handle_signals: bool = True,
     passwords: Passwords | None = None,
+    shared_port: bool = False,
     task_status: trio.TaskStatus[RunningService] = trio.TASK_STATUS_IGNORED,
 ) -> int:
     """Run the gateway until SIGTERM/SIGINT (or ``RunningService.stop``), then shut down cleanly.
 
     Returns the exit status: 0, or 128 + N when a second signal N cut the shutdown short
     (:mod:`proxy.stop_signals`). A known reason not to start (the port is taken, the database
-    cannot be used) raises :class:`StartupError` before anything listens.
+    cannot be used) raises :class:`StartupError` before anything listens. ``shared_port``: one
+    of several workers on the same port (:mod:`proxy.workers`).
     """
-    hc = hypercorn_config(config)
+    hc = hypercorn_config(config, shared_port=shared_port)
     # First, so that a port in use is the only thing said and nothing else is touched.
     hc.bind_now()
     try:
@@ -497,6 +513,8 @@ async def _run_bound(
         reads.close()
         logging.getLogger().removeHandler(parts.log_buffer)
         stopped.set()
+    # The number lets an operator (and a test) see how a fleet of workers shared the calls.
+    log.info("calls logged since start: %d", logger.statistics().records)
     log.info("shutdown complete")
     return signals.exit_status if signals is not None else 0
 

@@ -6,15 +6,35 @@ import errno
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Final, final
 
 import apsw
 import apsw.bestpractice
 
-__all__ = ["JOURNAL_SIZE_LIMIT_BYTES", "create_private_file", "database_files", "open_connection"]
+__all__ = [
+    "JOURNAL_SIZE_LIMIT_BYTES",
+    "BusyWaitStatistics",
+    "BusyWaits",
+    "create_private_file",
+    "database_files",
+    "open_connection",
+]
 
 JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 _SQLITE_HEADER = b"SQLite format 3\x00"
+
+OPENING_BUSY_TIMEOUT_MS: Final = 10_000
+"""How long opening a connection waits for another process that holds the lock (a migration, the
+switch of a new file to WAL)."""
+
+# SQLite's own schedule (sqliteDefaultBusyCallback), in seconds: short sleeps first, as most
+# locks are held for one small transaction.
+_BUSY_DELAYS_S: Final = (0.001, 0.002, 0.005, 0.010, 0.015, 0.020, 0.025, 0.025, 0.025, 0.050)
+_BUSY_DELAY_MAX_S: Final = 0.100
 
 _best_practice_lock = threading.Lock()
 _best_practice_applied = False
@@ -32,16 +52,99 @@ class _SchemaChangeNotice(logging.Filter):
         return "(17) SQLITE_SCHEMA" not in record.getMessage()
 
 
+def connection_busy_timeout_while_opening(connection: apsw.Connection) -> None:
+    """A busy timeout long enough for the WAL switch that the next hook makes.
+
+    APSW's own 100 ms is too short when several processes open a new database file at once: the
+    first switches it to WAL (an exclusive lock) and migrates it, and the others must wait for
+    that instead of failing to start with "database is locked".
+    """
+    connection.set_busy_timeout(OPENING_BUSY_TIMEOUT_MS)
+
+
+def _recommended_hooks() -> tuple[Callable[..., object], ...]:
+    """APSW's recommended hooks, with our busy timeout in place of its 100 ms one."""
+    return tuple(
+        connection_busy_timeout_while_opening
+        if hook is apsw.bestpractice.connection_busy_timeout
+        else hook
+        for hook in apsw.bestpractice.recommended
+    )
+
+
 def _apply_best_practice() -> None:
     """Install APSW's recommended connection hooks once per process."""
     global _best_practice_applied
     # apply() appends a hook on every call: without the guard each call would run them again.
     with _best_practice_lock:
         if not _best_practice_applied:
-            apsw.bestpractice.apply(apsw.bestpractice.recommended)
+            apsw.bestpractice.apply(_recommended_hooks())
             # APSW forwards SQLite's own log to the root logger.
             logging.getLogger().addFilter(_SchemaChangeNotice())
             _best_practice_applied = True
+
+
+@dataclass(frozen=True, slots=True)
+class BusyWaitStatistics:
+    """How often connections waited for another process's lock, and how long."""
+
+    waits: int
+    """Lock waits begun (SQLITE_BUSY met, then retried)."""
+    timeouts: int
+    """Waits that reached their bound: the statement failed with ``apsw.BusyError``."""
+    waited_s: float
+    """Time spent sleeping in those waits."""
+
+
+@final
+class BusyWaits:
+    """Bounded, counted waits for a lock another connection (another process) holds.
+
+    Several gateway processes share one SQLite file: each one's writer may find the write lock
+    taken by another's batch. SQLite's plain busy timeout waits silently; this handler waits on
+    the same schedule up to the same bound, and counts, so ``/metrics`` shows contention.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waits = 0
+        self._timeouts = 0
+        self._waited_s = 0.0
+
+    def handler(self, timeout_ms: int) -> Callable[[int], bool]:
+        """A busy handler for one connection (``Connection.set_busy_handler``)."""
+        bound_s = timeout_ms / 1000
+        began = 0.0
+
+        def wait(prior_calls: int) -> bool:
+            nonlocal began
+            now = time.monotonic()
+            if prior_calls == 0:
+                began = now
+                with self._lock:
+                    self._waits += 1
+            remaining = bound_s - (now - began)
+            if remaining <= 0:
+                with self._lock:
+                    self._timeouts += 1
+                return False
+            scheduled = (
+                _BUSY_DELAYS_S[prior_calls]
+                if prior_calls < len(_BUSY_DELAYS_S)
+                else _BUSY_DELAY_MAX_S
+            )
+            delay = min(scheduled, remaining)
+            time.sleep(delay)
+            with self._lock:
+                self._waited_s += delay
+            return True
+
+        return wait
+
+    def statistics(self) -> BusyWaitStatistics:
+        """The counters so far."""
+        with self._lock:
+            return BusyWaitStatistics(self._waits, self._timeouts, self._waited_s)
 
 
 def database_files(path: str) -> list[Path]:
@@ -105,9 +208,16 @@ def _create_failure(path: str, exc: OSError) -> str:
 
 
 def open_connection(
-    path: str, *, readonly: bool = False, busy_timeout_ms: int = 5000
+    path: str,
+    *,
+    readonly: bool = False,
+    busy_timeout_ms: int = 5000,
+    busy_waits: BusyWaits | None = None,
 ) -> apsw.Connection:
     """Open ``path`` in WAL mode with foreign keys, a busy timeout and a bounded WAL file.
+
+    With ``busy_waits`` the lock waits are counted there (each still bounded by
+    ``busy_timeout_ms``).
 
     For writing, a new database file is created with mode 0600, and an existing one that
     cannot be used raises ``apsw.CantOpenError``/``NotADBError`` saying why. Blocking: call it
@@ -123,7 +233,10 @@ def open_connection(
     conn = apsw.Connection(path, flags=flags)
     try:
         # The best-practice hook sets 100 ms, too short for a writer that holds locks for a batch.
-        conn.set_busy_timeout(busy_timeout_ms)
+        if busy_waits is None:
+            conn.set_busy_timeout(busy_timeout_ms)
+        else:
+            conn.set_busy_handler(busy_waits.handler(busy_timeout_ms))
         conn.pragma("foreign_keys", True)
         if not readonly:
             mode = conn.pragma("journal_mode", "wal")

@@ -17,7 +17,7 @@ import trio
 from proxy.errors import StartupError
 from proxy.records import RequestRecord
 from storage.batch import is_row_error, write_batch, write_rows_one_by_one
-from storage.connection import open_connection
+from storage.connection import BusyWaits, open_connection
 from storage.migrations import SchemaTooNewError, migrate
 from storage.transaction import in_immediate_transaction, in_one_transaction_each_in_savepoint
 from storage.writer_inbox import Job, Records, WriterMessage, WriterStatistics
@@ -80,6 +80,7 @@ class StorageWriter:
         self._flush_ms_total = 0.0
         self._write_errors = 0
         self._checkpoints = 0
+        self._busy = BusyWaits()
 
     # --- facade -------------------------------------------------------------------------------
 
@@ -143,6 +144,7 @@ class StorageWriter:
 
     def statistics(self) -> WriterStatistics:
         """Queue depth and write counters."""
+        busy = self._busy.statistics()
         return WriterStatistics(
             queued=self._queued,
             rows_written=self._rows_written,
@@ -155,6 +157,9 @@ class StorageWriter:
             write_errors=self._write_errors,
             checkpoints=self._checkpoints,
             closed=self._closed,
+            busy_waits=busy.waits,
+            busy_timeouts=busy.timeouts,
+            busy_wait_s=busy.waited_s,
         )
 
     async def _call(
@@ -447,7 +452,9 @@ class StorageWriter:
 
     def _open_sync(self) -> apsw.Connection:
         """Open the write connection and bring the schema up to date."""
-        conn = open_connection(self._path, busy_timeout_ms=self._busy_timeout_ms)
+        conn = open_connection(
+            self._path, busy_timeout_ms=self._busy_timeout_ms, busy_waits=self._busy
+        )
         try:
             version = migrate(conn)
             conn.transaction_mode = "IMMEDIATE"

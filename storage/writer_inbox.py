@@ -34,6 +34,12 @@ class WriterStatistics:
     """Failed transaction attempts (each was retried)."""
     checkpoints: int
     closed: bool
+    busy_waits: int = 0
+    """Waits for the write lock another process held (several workers share the file)."""
+    busy_timeouts: int = 0
+    """Of those, the ones that reached the busy timeout (the write was retried)."""
+    busy_wait_s: float = 0.0
+    """Time spent in those waits."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

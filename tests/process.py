@@ -13,7 +13,7 @@ import resource
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -30,15 +30,25 @@ _LISTENING = re.compile(r"listening on (http://\S+)")
 
 
 def write_config(
-    path: Path, *, upstream_url: str, upstream_key: str, graceful_timeout_s: float
+    path: Path,
+    *,
+    upstream_url: str,
+    upstream_key: str,
+    graceful_timeout_s: float,
+    workers: int = 1,
+    redis_url: str = "",
 ) -> Path:
-    """A TOML config: the openai provider at ``upstream_url``, one static key, no rate limits."""
+    """A TOML config: the openai provider at ``upstream_url``, one static key, no rate limits;
+    ``workers`` processes sharing ``redis_url``."""
+    cluster = f'[cluster]\nredis_url = "{redis_url}"\n' if redis_url else ""
     path.write_text(
         f"""\
 [server]
 graceful_timeout_s = {graceful_timeout_s}
 log_level = "info"
+workers = {workers}
 
+{cluster}
 [auth]
 tokens = ["{CLIENT_KEY}"]
 
@@ -144,17 +154,18 @@ async def serve(
     *,
     open_files: int | None = None,
     umask: int = 0o022,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[ServerProcess]:
     """Start ``llm-proxy serve --port 0`` and yield once it listens; killed on exit if alive.
 
     ``open_files`` limits the process's open files (``ulimit -n``). The process starts with the
     permissive ``umask`` most shells have, whatever the test runner's is, so that file modes are
-    the gateway's doing.
+    the gateway's doing. ``env`` adds to (or replaces in) the clean environment.
     """
     process = await trio.lowlevel.open_process(
         [*CLI, "serve", "--config", str(config), "--port", "0", "--database", str(database)],
         cwd=cwd,
-        env=clean_env(),
+        env=clean_env() | dict(env or {}),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -302,3 +302,13 @@ def test_example_config_holds_no_secret_and_reads_credentials(tmp_path: Path) ->
     assert (gemini.enabled, gemini.api_key) == (True, "gem-key-from-credential-0123")
     assert gemini.api_key_source == "credential gemini_api_key"
     assert config.server.database == "/srv/x/llm-proxy.db"
+
+
+def test_unit_signals_only_the_supervisor_of_several_workers() -> None:
+    # With [server] workers > 1 the main process forwards SIGTERM to its workers: systemd must
+    # not signal them too (a second SIGTERM cuts their grace period short), yet must SIGKILL
+    # every one of them when TimeoutStopSec runs out. Workers notify the supervisor's own
+    # socket, never systemd's.
+    d = unit_directives()
+    assert d["KillMode"] == ["mixed"]
+    assert d["NotifyAccess"] == ["main"]

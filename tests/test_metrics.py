@@ -260,6 +260,9 @@ async def test_calls_are_counted_and_every_line_is_valid(
     assert types["llm_proxy_writer_flush_seconds"] == "summary"
     assert value(samples, "llm_proxy_writer_batch_rows") >= 0
     assert value(samples, "llm_proxy_writer_flush_seconds_sum") >= 0
+    assert value(samples, "llm_proxy_db_busy_waits_total") == 0  # one process: no contention
+    assert value(samples, "llm_proxy_db_busy_timeouts_total") == 0
+    assert value(samples, "llm_proxy_db_busy_wait_seconds_total") == 0
     assert value(samples, "llm_proxy_connections_open") >= 1  # this scrape's
     assert value(samples, "llm_proxy_connections_shed_total", reason="refused") == 0
     # No client id or key ever labels a series.

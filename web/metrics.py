@@ -418,6 +418,21 @@ def _writer(out: Exposition, writer: WriterStatistics) -> None:
         "Failed write transactions (each retried).",
         [((), writer.write_errors)],
     )
+    out.counter(
+        "llm_proxy_db_busy_waits_total",
+        "Waits for the SQLite write lock another process held.",
+        [((), writer.busy_waits)],
+    )
+    out.counter(
+        "llm_proxy_db_busy_timeouts_total",
+        "Lock waits that reached the busy timeout (the write was retried).",
+        [((), writer.busy_timeouts)],
+    )
+    out.counter(
+        "llm_proxy_db_busy_wait_seconds_total",
+        "Time spent waiting for the SQLite write lock.",
+        [((), writer.busy_wait_s)],
+    )
 
 
 def register_metrics(app: QuartTrio, calls: Metrics, parts: ObservedParts) -> None:

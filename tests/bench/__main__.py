@@ -15,6 +15,7 @@ from tests.bench import (
     bench_responses,
     bench_streaming,
     bench_throughput,
+    bench_workers,
 )
 from tests.bench.loadgen import LoadGenerator
 from tests.bench.table import Figure, machine, render
@@ -29,6 +30,7 @@ def main() -> None:
         figures += bench_throughput.measure(load)
         figures += bench_responses.measure(load)  # beside chat, in this same run
         figures += bench_embeddings.measure(load)
+        figures += bench_workers.measure(load)  # workers = 2 against 1, in this same run
     finally:
         load.close()
     figures += bench_streaming.measure()
