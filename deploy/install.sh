@@ -94,9 +94,10 @@ install_config() {
 	# unit when a file is missing, so each provider gets one (empty means "no key").
 	install -d -m 0700 "$ETC_DIR/credentials"
 	chmod 0700 "$ETC_DIR/credentials"
-	local provider file
-	for provider in "${PROVIDERS[@]}"; do
-		file=$ETC_DIR/credentials/${provider}_api_key
+	local name file
+	# redis_url: the fleet's Redis URL when it holds a password ([cluster] redis_url).
+	for name in "${PROVIDERS[@]/%/_api_key}" redis_url; do
+		file=$ETC_DIR/credentials/$name
 		[[ -e $file ]] || install -m 0600 /dev/null "$file"
 	done
 	# The config must be valid before the service is (re)started onto it.
@@ -139,6 +140,7 @@ llm-proxy: installed.
   config       $ETC_DIR/config.toml  (check it: $VENV/bin/llm-proxy check-config --config $ETC_DIR/config.toml)
   API keys     write a provider's key into $ETC_DIR/credentials/<provider>_api_key
                (openai, gemini, deepseek, grok, anthropic), then: systemctl restart llm-proxy
+  redis        a fleet's Redis URL with its password: $ETC_DIR/credentials/redis_url
   database     $STATE_DIR/llm-proxy.db; the first admin password is in
                $STATE_DIR/llm-proxy-initial-admin-password after the first start
   client keys  $VENV/bin/llm-proxy clients create NAME --config $ETC_DIR/config.toml --database $STATE_DIR/llm-proxy.db

@@ -118,9 +118,16 @@ def test_unit_settings() -> None:
     assert d["ConfigurationDirectory"] == ["llm-proxy"]
     assert d["ExecStart"] == [f"{EXEC_START} serve --config /etc/llm-proxy/config.toml"]
     assert int(d["WatchdogSec"][0]) > 0
-    # A credential per keyed provider, named as proxy/config/provider_keys.py reads it.
+    # A credential per keyed provider, named as proxy/config/provider_keys.py reads it, and the
+    # fleet's Redis URL.
     assert sorted(d["LoadCredential"]) == sorted(
-        f"{name}_api_key:/etc/llm-proxy/credentials/{name}_api_key" for name in KEYED_PROVIDERS
+        [
+            *(
+                f"{name}_api_key:/etc/llm-proxy/credentials/{name}_api_key"
+                for name in KEYED_PROVIDERS
+            ),
+            "redis_url:/etc/llm-proxy/credentials/redis_url",
+        ]
     )
     # systemd must wait out the grace period (and the actors' drain) before SIGKILL.
     default_grace = load_config(environ={}).server.graceful_timeout_s
@@ -183,9 +190,10 @@ def test_install_twice_then_uninstall(tmp_path: Path) -> None:
     assert "systemctl daemon-reload && systemctl enable --now llm-proxy.service" in out
     assert (etc / "config.toml").read_text() == EXAMPLE.read_text()
     assert mode(credentials) == 0o700
-    for name in KEYED_PROVIDERS:  # LoadCredential= fails the unit on a missing file
-        assert (credentials / f"{name}_api_key").read_text() == ""
-        assert mode(credentials / f"{name}_api_key") == 0o600
+    # LoadCredential= fails the unit on a missing file
+    for name in [f"{provider}_api_key" for provider in KEYED_PROVIDERS] + ["redis_url"]:
+        assert (credentials / name).read_text() == ""
+        assert mode(credentials / name) == 0o600
     installed_unit = unit.read_text()
     assert f"ExecStart={prefix}/venv/bin/llm-proxy serve --config {etc}/config.toml" in (
         installed_unit

@@ -1,0 +1,131 @@
+"""A fleet for the tests: several real ``llm-proxy serve`` processes on one Redis and one database.
+
+Each process is started as :func:`tests.process.serve` starts one (its own port, its stderr kept),
+from one config that names the fake upstream, the Redis and the shared database file. Clients are
+made with the CLI, as an operator would; the dashboard is reached through each process's own API.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import httpx
+import trio
+
+from tests.process import CLI, CLIENT_KEY, ServerProcess, clean_env, serve
+
+ADMIN_PASSWORD = "a-long-enough-admin-password"
+CHAT = {"model": "fast", "messages": [{"role": "user", "content": "hello fleet"}]}
+
+
+def write_fleet_config(
+    path: Path,
+    *,
+    upstream_url: str,
+    upstream_key: str,
+    redis_url: str,
+    on_redis_down: str = "local",
+    workers: int = 1,
+) -> Path:
+    """One config for every process of the fleet: the openai provider at ``upstream_url``, one
+    static key without limits, the Redis, and the policy when it is down."""
+    path.write_text(
+        f"""\
+[server]
+graceful_timeout_s = 10
+log_level = "info"
+workers = {workers}
+
+[auth]
+tokens = ["{CLIENT_KEY}"]
+
+[limits]
+global_requests_per_minute = 0
+default_client_requests_per_minute = 0
+
+[cluster]
+redis_url = "{redis_url}"
+on_redis_down = "{on_redis_down}"
+
+[providers.openai]
+base_url = "{upstream_url}"
+api_key = "{upstream_key}"
+timeout_s = 30
+
+[models.fast]
+provider = "openai"
+model = "gpt-4o-mini"
+"""
+    )
+    return path
+
+
+@asynccontextmanager
+async def running_fleet(
+    config: Path, database: Path, cwd: Path, count: int
+) -> AsyncIterator[list[ServerProcess]]:
+    """``count`` serve processes on ``config`` and ``database``; killed on exit if alive."""
+    async with AsyncExitStack() as stack:
+        servers = [
+            await stack.enter_async_context(serve(config, database, cwd)) for _ in range(count)
+        ]
+        yield servers
+
+
+async def create_client(config: Path, database: Path, name: str, *limits: str) -> str:
+    """A client made with ``llm-proxy clients create`` (``limits``: e.g. "--rpm", "30"); its key."""
+    done = await trio.run_process(
+        [*CLI, "clients", "create", name, *limits, *_files(config, database)],
+        env=clean_env(),
+        capture_stdout=True,
+        capture_stderr=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return done.stdout.decode().strip()
+
+
+def _files(config: Path, database: Path) -> list[str]:
+    return ["--config", str(config), "--database", str(database)]
+
+
+def initial_password(database: Path) -> str:
+    """The first admin's one-time password, written beside the database at the first start."""
+    return (database.parent / "llm-proxy-initial-admin-password").read_text().strip()
+
+
+async def admin_token(server: ServerProcess, database: Path) -> str:
+    """A dashboard session token for the admin, signed in on ``server`` (the one-time password
+    replaced by :data:`ADMIN_PASSWORD` the first time)."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        answer = await client.post(
+            "/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+        )
+        if answer.status_code == 200:
+            return str(answer.json()["token"])
+        first = await client.post(
+            "/api/auth/login", json={"username": "admin", "password": initial_password(database)}
+        )
+        assert first.status_code == 200, first.text
+        changed = await client.post(
+            "/api/auth/change-password",
+            json={"current_password": initial_password(database), "new_password": ADMIN_PASSWORD},
+            headers={"authorization": f"Bearer {first.json()['token']}"},
+        )
+        assert changed.status_code == 200, changed.text
+        answer = await client.post(
+            "/api/auth/login", json={"username": "admin", "password": ADMIN_PASSWORD}
+        )
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["token"])
+
+
+async def chat(client: httpx.AsyncClient, server: ServerProcess, key: str) -> httpx.Response:
+    """One non-streamed chat call to ``server`` with ``key``."""
+    return await client.post(
+        f"{server.url}/v1/chat/completions",
+        json=CHAT,
+        headers={"authorization": f"Bearer {key}"},
+    )
