@@ -112,8 +112,7 @@ class FleetLimiter:
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
                     await self._decide(batch)
-            with trio.move_on_after(FLUSH_TIMEOUT_S) as flush:
-                flush.shield = True
+            with trio.move_on_after(FLUSH_TIMEOUT_S, shield=True):
                 await self._decide([])
             self._local.close()
 

@@ -27,6 +27,7 @@ import trio.lowlevel
 
 from actors import Actor
 from actors.client_directory import ClientDirectory
+from actors.fleet_limiter import FleetLimiter
 from actors.provider import ProviderActor
 from actors.rate_limiter import ClientLimits, RateLimiter
 from actors.redis_link import RedisLink, default_instance_name
@@ -317,7 +318,17 @@ async def _run_bound(
     directory = ClientDirectory(
         reads, writer, default_requests_per_minute=config.limits.default_client_requests_per_minute
     )
-    limiter = RateLimiter(global_requests_per_minute=config.limits.global_requests_per_minute)
+    local_limiter = RateLimiter(global_requests_per_minute=config.limits.global_requests_per_minute)
+    # With Redis: exact across the fleet; the in-memory limiter decides only while Redis is down.
+    limiter: RateLimiter | FleetLimiter = (
+        FleetLimiter(
+            redis,
+            global_requests_per_minute=config.limits.global_requests_per_minute,
+            local=local_limiter,
+        )
+        if redis is not None
+        else local_limiter
+    )
     retention = Retention(
         writer,
         config.logging.retention_days,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from actors.admission import Admission
 from actors.client_directory import ClientDirectory
 from actors.provider import ProviderActor
-from actors.rate_limiter import RateLimiter
 from actors.request_logger import RequestLogger
 from actors.retention import Retention
 from actors.session_store import SessionStore
@@ -29,7 +29,7 @@ class ObservedParts:
     connections: Connections
     writer: StorageWriter
     logger: RequestLogger
-    limiter: RateLimiter
+    limiter: Admission
     directory: ClientDirectory
     sessions: SessionStore
     events: EventHub
