@@ -125,6 +125,9 @@ class FleetLimiter:
     async def reserve(self, client: str, limits: ClientLimits, tokens: int = 0) -> RateDecision:
         """Decide one call fleet-wide (a denial is a 429, never a wait for budget); raises
         :class:`ServiceUnavailable` while Redis is down under ``on_redis_down = "refuse"``."""
+        if self._unlimited(limits):
+            # Nothing to share: no buckets anywhere, so no round trip.
+            return await self._local.reserve(client, limits, tokens)
         if self._closed or not self._link.up:
             return await self._without_redis(client, limits, tokens)
         return await self._ask(_Pending(client, limits, max(1, tokens), peek=False))
@@ -158,7 +161,7 @@ class FleetLimiter:
     async def peek(self, client: str, limits: ClientLimits) -> RateDecision:
         """The fleet-wide decision a request would get now, taking nothing; this process's own
         buckets while Redis is down (headers only inform: a peek is never refused)."""
-        if self._closed or not self._link.up:
+        if self._unlimited(limits) or self._closed or not self._link.up:
             await trio.lowlevel.checkpoint()
             return self._local.peek_nowait(client, limits)
         return await self._ask(_Pending(client, limits, 1, peek=True))
@@ -176,6 +179,13 @@ class FleetLimiter:
             largest_batch=self._largest,
             decided_locally=self._locally,
             refused_store_down=self._refused,
+        )
+
+    def _unlimited(self, limits: ClientLimits) -> bool:
+        return (
+            limits.requests_per_minute <= 0
+            and limits.tokens_per_minute <= 0
+            and self._global_rpm <= 0
         )
 
     async def _ask(self, pending: _Pending) -> RateDecision:

@@ -230,3 +230,12 @@ async def test_a_cancelled_waiter_leaks_no_tokens(redis: RedisServer) -> None:
         await _until(lambda: limiter.statistics().round_trips == 2)
         assert limiter.statistics().tokens_reserved == 0
         assert (await limiter.peek("t", limits)).token_remaining == 1000
+
+
+async def test_an_unlimited_client_costs_no_round_trip(redis: RedisServer) -> None:
+    async with fleet(redis.url, 1) as (limiter,):
+        decision = await limiter.reserve("free", ClientLimits(0), 500)
+        assert (decision.allowed, decision.limit, decision.reservation) == (True, None, None)
+        assert (await limiter.peek("free", ClientLimits(0))).allowed
+        stats = limiter.statistics()
+        assert (stats.round_trips, stats.allowed, stats.decided_locally) == (0, 1, 0)
