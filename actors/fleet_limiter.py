@@ -19,7 +19,9 @@ buckets spent is not carried over.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
+from functools import partial
 from typing import Final
 
 import coredis.exceptions
@@ -27,7 +29,7 @@ import trio
 
 from actors.fleet_limiter_script import FLEET_LIMIT_SCRIPT
 from actors.rate_limiter import ClientLimits, RateLimiter, RateLimiterStatistics
-from actors.redis_link import KEY_PREFIX, RedisDown, RedisLink
+from actors.redis_link import KEY_PREFIX, Client, RedisDown, RedisLink
 from proxy.errors import ServiceUnavailable, rate_limit_store_unavailable
 from proxy.rate_limit import RateDecision, TokenBucket, TokenReservation, allowing, denial
 
@@ -44,6 +46,7 @@ INBOX_SIZE: Final = 1024
 FLUSH_TIMEOUT_S: Final = 1.0
 
 _GLOBAL_KEY: Final = f"{KEY_PREFIX}rl:global"
+_SCRIPT_DIGEST: Final = hashlib.sha1(FLEET_LIMIT_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 
 def _requests_key(client: str) -> str:
@@ -87,7 +90,6 @@ class FleetLimiter:
         self._local = local or RateLimiter(global_requests_per_minute=global_requests_per_minute)
         self._batch_max = batch_max
         self._send, self._receive = trio.open_memory_channel[_Pending | None](INBOX_SIZE)
-        self._script = link.client.register_script(FLEET_LIMIT_SCRIPT)
         # Per client: (tokens per minute the reservations were taken under, tokens to give back
         # (> 0) or to charge (< 0)), sent with the next round trip.
         self._settles: dict[str, tuple[int, int]] = {}
@@ -242,7 +244,7 @@ class FleetLimiter:
                 int(pending.peek),
             )
         try:
-            reply: object = await self._link.call(lambda _: self._script(keys=keys, args=args))
+            reply = await self._link.call(partial(_run_script, keys=keys, args=args))
         except RedisDown:
             # A timed-out round trip may have run: its settles are dropped rather than risk
             # charging twice (an outage that lost Redis lost the buckets they belong to anyway).
@@ -325,6 +327,16 @@ class FleetLimiter:
                     pending.client, pending.limits, pending.tokens
                 )
             pending.done.set()
+
+
+async def _run_script(client: Client, *, keys: list[str], args: list[int]) -> object:
+    """The script by its digest, loaded first when this Redis does not know it (a new or
+    restarted Redis); EVALSHA directly, not coredis' Script wrapper (a third of the CPU)."""
+    try:
+        return await client.evalsha(_SCRIPT_DIGEST, keys=keys, args=args)
+    except coredis.exceptions.NoScriptError:
+        await client.script_load(FLEET_LIMIT_SCRIPT)
+        return await client.evalsha(_SCRIPT_DIGEST, keys=keys, args=args)
 
 
 def _bucket(per_minute: int, left: str, now: float) -> TokenBucket | None:
