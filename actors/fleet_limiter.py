@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from functools import partial
 from typing import Final
 
 import coredis.exceptions
@@ -29,7 +28,8 @@ import trio
 
 from actors.fleet_limiter_script import FLEET_LIMIT_SCRIPT
 from actors.rate_limiter import ClientLimits, RateLimiter, RateLimiterStatistics
-from actors.redis_link import KEY_PREFIX, Client, RedisDown, RedisLink
+from actors.redis_link import KEY_PREFIX, RedisDown, RedisLink
+from actors.redis_wire import RedisWire, Reply
 from proxy.errors import ServiceUnavailable, rate_limit_store_unavailable
 from proxy.rate_limit import RateDecision, TokenBucket, TokenReservation, allowing, denial
 
@@ -80,12 +80,14 @@ class FleetLimiter:
     def __init__(
         self,
         link: RedisLink,
+        wire: RedisWire,
         *,
         global_requests_per_minute: int = 0,
         local: RateLimiter | None = None,
         batch_max: int = BATCH_MAX,
     ) -> None:
         self._link = link
+        self._wire = wire  # the round trips' own connection (the link's URL); the link judges
         self._global_rpm = global_requests_per_minute
         self._local = local or RateLimiter(global_requests_per_minute=global_requests_per_minute)
         self._batch_max = batch_max
@@ -116,6 +118,7 @@ class FleetLimiter:
                     await self._decide(batch)
             with trio.move_on_after(FLUSH_TIMEOUT_S, shield=True):
                 await self._decide([])
+            self._wire.drop()
             self._local.close()
 
     def close(self) -> None:
@@ -244,7 +247,7 @@ class FleetLimiter:
                 int(pending.peek),
             )
         try:
-            reply = await self._link.call(partial(_run_script, keys=keys, args=args))
+            reply = await self._link.call(lambda _: self._run_script(keys, args))
         except RedisDown:
             # A timed-out round trip may have run: its settles are dropped rather than risk
             # charging twice (an outage that lost Redis lost the buckets they belong to anyway).
@@ -260,6 +263,16 @@ class FleetLimiter:
         self._batched += len(live)
         self._largest = max(self._largest, len(live))
         self._answer(live, reply)
+
+    async def _run_script(self, keys: list[str], args: list[int]) -> Reply:
+        """The script by its digest; loaded first, in the same round trip, when this Redis does
+        not know it (a new or restarted Redis)."""
+        call: list[str | int] = ["EVALSHA", _SCRIPT_DIGEST, len(keys), *keys, *args]
+        try:
+            (reply,) = await self._wire.execute(call)
+        except coredis.exceptions.NoScriptError:
+            _, reply = await self._wire.execute(["SCRIPT", "LOAD", FLEET_LIMIT_SCRIPT], call)
+        return reply
 
     def _answer(self, live: list[_Pending], reply: object) -> None:
         assert isinstance(reply, list)
@@ -327,16 +340,6 @@ class FleetLimiter:
                     pending.client, pending.limits, pending.tokens
                 )
             pending.done.set()
-
-
-async def _run_script(client: Client, *, keys: list[str], args: list[int]) -> object:
-    """The script by its digest, loaded first when this Redis does not know it (a new or
-    restarted Redis); EVALSHA directly, not coredis' Script wrapper (a third of the CPU)."""
-    try:
-        return await client.evalsha(_SCRIPT_DIGEST, keys=keys, args=args)
-    except coredis.exceptions.NoScriptError:
-        await client.script_load(FLEET_LIMIT_SCRIPT)
-        return await client.evalsha(_SCRIPT_DIGEST, keys=keys, args=args)
 
 
 def _bucket(per_minute: int, left: str, now: float) -> TokenBucket | None:

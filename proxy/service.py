@@ -31,6 +31,7 @@ from actors.fleet_limiter import FleetLimiter
 from actors.provider import ProviderActor
 from actors.rate_limiter import ClientLimits, RateLimiter
 from actors.redis_link import RedisLink, default_instance_name
+from actors.redis_wire import RedisWire
 from actors.request_logger import RequestLogger
 from actors.retention import Retention
 from actors.runtime_settings import RuntimeSettings, credit_ledger
@@ -323,6 +324,7 @@ async def _run_bound(
     limiter: RateLimiter | FleetLimiter = (
         FleetLimiter(
             redis,
+            RedisWire(config.cluster.redis_url),
             global_requests_per_minute=config.limits.global_requests_per_minute,
             local=local_limiter,
         )

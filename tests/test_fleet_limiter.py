@@ -16,6 +16,7 @@ import trio
 from actors.fleet_limiter import FleetLimiter
 from actors.rate_limiter import ClientLimits, RateLimiter
 from actors.redis_link import RedisLink
+from actors.redis_wire import RedisWire
 from proxy.errors import ServiceUnavailable
 from proxy.rate_limit import RateDecision, TokenReservation
 from tests.redis_server import RedisServer
@@ -37,7 +38,10 @@ async def fleet(
         links = [
             RedisLink(url, instance=f"test:{n}", on_down=on_down, probe_s=0.05) for n in range(size)
         ]
-        limiters = [FleetLimiter(link, global_requests_per_minute=global_rpm) for link in links]
+        limiters = [
+            FleetLimiter(link, RedisWire(url), global_requests_per_minute=global_rpm)
+            for link in links
+        ]
         for link in links:
             await nursery.start(link.run)
         for limiter in limiters:
