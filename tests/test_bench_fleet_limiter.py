@@ -30,6 +30,7 @@ def test_the_redis_gateway_answers_under_its_limit(tmp_path: Path, redis: RedisS
         for _ in range(3):
             check(gateway, CLIENT_KEY)  # raises on anything but a chat answer
         assert bench_fleet_limiter.process_cpu_s(PIDS[gateway]) > before
+    assert bench_fleet_limiter.redis_round_trip_ms(redis.port, samples=20) > 0
     assert bench_fleet_limiter.process_cpu_s(os.getpid()) > 0
 
 
@@ -40,10 +41,12 @@ def test_the_figures_set_the_fleet_beside_memory() -> None:
         at_1={bench_fleet_limiter.MEMORY: fast, bench_fleet_limiter.FLEET: slow},
         at_32={bench_fleet_limiter.MEMORY: fast, bench_fleet_limiter.FLEET: slow},
         cpu_us={bench_fleet_limiter.MEMORY: 400.0, bench_fleet_limiter.FLEET: 450.0},
+        redis_ping_ms=0.12,
     )
     figures = bench_fleet_limiter.figures(results, "wrk")
     table = render(figures)
     assert "+0.30 ms" in table
     assert "80% of in memory" in table
     assert "+50 µs" in table
+    assert "0.12 ms" in table
     assert [figure.met for figure in figures if figure.met is not None] == [True, True]

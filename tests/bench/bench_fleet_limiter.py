@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import statistics
 import tempfile
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Final
@@ -65,10 +67,24 @@ class Results:
     at_1: dict[str, LoadResult]
     at_32: dict[str, LoadResult]
     cpu_us: dict[str, float]
+    redis_ping_ms: float = 0.0  # PING's round trip from the bench, p50
 
 
 MEMORY: Final = "in-memory limiter"
 FLEET: Final = "fleet limiter (Redis)"
+
+
+def redis_round_trip_ms(port: int, samples: int = 2000) -> float:
+    """p50 of a PING to Redis on a plain blocking socket: the floor under any added latency."""
+    times = []
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        for _ in range(samples):
+            began = time.perf_counter()
+            conn.sendall(b"*1\r\n$4\r\nPING\r\n")
+            if not conn.recv(64).startswith(b"+PONG"):
+                raise RuntimeError("redis did not answer PING")
+            times.append(time.perf_counter() - began)
+    return statistics.median(times) * 1000
 
 
 def process_cpu_s(pid: int) -> float:
@@ -123,6 +139,7 @@ def measure(load: LoadGenerator | None = None) -> list[Figure]:
                 at_1=_by_label(_medians(load, gateways, 1)),
                 at_32=_by_label(_medians(load, gateways, CONNECTIONS)),
                 cpu_us=cpu_per_call_us(load, gateways),
+                redis_ping_ms=redis_round_trip_ms(redis.port),
             )
     finally:
         if own:
@@ -168,6 +185,11 @@ def figures(results: Results, loader: str) -> list[Figure]:
             f"{added_ms:+.2f} ms",
             f"≤ +{ADDED_P50_TARGET_MS} ms",
             added_ms <= ADDED_P50_TARGET_MS,
+        ),
+        Figure(
+            section,
+            "Redis PING round trip, p50 (the floor of the above)",
+            f"{results.redis_ping_ms:.2f} ms",
         ),
         Figure(
             section,
