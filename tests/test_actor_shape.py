@@ -10,7 +10,10 @@ import pytest
 import trio
 
 from actors import Actor
+from actors.fleet_limiter import FleetLimiter
 from actors.rate_limiter import RateLimiter
+from actors.redis_link import RedisLink
+from actors.redis_wire import RedisWire
 from actors.request_logger import RequestLogger
 from actors.retention import Retention
 from actors.session_store import SessionStore, UserState
@@ -41,8 +44,14 @@ class NoWriter:
         raise AssertionError("no pass expected")
 
 
+UNUSED_REDIS = "redis://127.0.0.1:9/0"
+
 ACTORS: dict[str, Callable[[Path], Actor]] = {
     "rate limiter": lambda _: RateLimiter(global_requests_per_minute=0),
+    # Its link is never run: closing needs no Redis (nothing pending to send).
+    "fleet limiter": lambda _: FleetLimiter(
+        RedisLink(UNUSED_REDIS, instance="test"), RedisWire(UNUSED_REDIS)
+    ),
     "session store": lambda _: SessionStore(3600, _no_users),
     "retention": lambda _: Retention(NoWriter(), 30),  # type: ignore[arg-type]
     "request logger": lambda _: RequestLogger(ListSink(), Pricer()),
