@@ -188,7 +188,7 @@ def figures(results: Results, loader: str) -> list[Figure]:
         ),
         Figure(
             section,
-            "Redis PING round trip, p50 (the floor of the above)",
+            "Redis PING alone, p50",
             f"{results.redis_ping_ms:.2f} ms",
         ),
         Figure(
