@@ -14,11 +14,10 @@ actor's own task only sweeps idle buckets, so memory stays bounded however many 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import trio
 
-from proxy.rate_limit import RateDecision, TokenBucket, TokenReservation
+from proxy.rate_limit import RateDecision, TokenBucket, TokenReservation, allowing, denial
 
 # Yield to other tasks every this many buckets, so a sweep over many clients never stalls requests.
 _SWEEP_BATCH = 1024
@@ -40,6 +39,12 @@ class RateLimiterStatistics:
     allowed: int
     denied: int
     tokens_reserved: int = 0  # by calls admitted and not settled yet
+    # Fleet-wide limits (Redis) only; zero for the in-memory limiter.
+    round_trips: int = 0  # to Redis, each carrying a batch of admissions and settles
+    batched_admissions: int = 0  # admissions (and peeks) carried by those round trips
+    largest_batch: int = 0
+    decided_locally: int = 0  # by this process's own buckets while Redis was down
+    refused_store_down: int = 0  # refused with 503 while Redis was down (on_redis_down "refuse")
 
 
 class RateLimiter:
@@ -92,7 +97,7 @@ class RateLimiter:
             budget.take(now, amount)  # cannot fail either: _denial saw the amount there
             reservation = TokenReservation(client, amount, limits.tokens_per_minute)
             self._reserved += amount
-        return _report(now, requests or self._global, budget, reservation)
+        return allowing(now, requests or self._global, budget, reservation)
 
     async def reserve(self, client: str, limits: ClientLimits, tokens: int = 0) -> RateDecision:
         """:meth:`reserve_nowait` plus a checkpoint; never waits for budget (a denial is a 429)."""
@@ -130,13 +135,17 @@ class RateLimiter:
         else:
             bucket.charge(now, used - reservation.tokens)
 
-    def peek(self, client: str, limits: ClientLimits) -> RateDecision:
+    async def peek(self, client: str, limits: ClientLimits) -> RateDecision:
+        """:meth:`peek_nowait` (the shape fleet-wide limits need: they ask Redis)."""
+        return self.peek_nowait(client, limits)
+
+    def peek_nowait(self, client: str, limits: ClientLimits) -> RateDecision:
         """The decision a request would get now, taking nothing (headers for GET /v1/models)."""
         now = trio.current_time()
         requests = self._bucket(self._requests, client, limits.requests_per_minute, now, keep=False)
         budget = self._bucket(self._tokens, client, limits.tokens_per_minute, now, keep=False)
         denial = self._denial(now, requests, budget, 1)
-        return denial or _report(now, requests or self._global, budget)
+        return denial or allowing(now, requests or self._global, budget)
 
     def statistics(self) -> RateLimiterStatistics:
         """Buckets held and decisions since start."""
@@ -173,40 +182,10 @@ class RateLimiter:
     def _denial(
         self, now: float, requests: TokenBucket | None, tokens: TokenBucket | None, amount: int
     ) -> RateDecision | None:
-        """None when every bucket can give its share (the token bucket the call's whole
-        reservation, ``amount``), else the denial; takes nothing, so a denial burns no budget."""
+        """:func:`denial` against this limiter's global bucket (made at the first decision)."""
         if self._global is None and self._global_rpm > 0:
             self._global = TokenBucket.full(self._global_rpm, now)
-        reported = requests or self._global
-        if tokens is not None and amount > tokens.capacity:
-            # More than the whole budget: no wait would let it through.
-            return dataclasses.replace(
-                _report(now, reported, tokens),
-                allowed=False,
-                retry_after_s=math.inf,
-                reason="request too large",
-            )
-        waits = [
-            (bucket.seconds_until(now, need), reason, bucket)
-            for bucket, need, reason in (
-                (requests, 1, "client requests"),
-                (tokens, amount, "client tokens"),
-                (self._global, 1, "global requests"),
-            )
-            if bucket is not None
-        ]
-        denials = [wait for wait in waits if wait[0] > 0]
-        if not denials:
-            return None
-        # The longest wait, so that a client retrying after retry-after is not denied again
-        # by another bucket.
-        retry_after, reason, denier = max(denials, key=lambda wait: wait[0])
-        # The request headers describe a request bucket: a token denial reports the client's.
-        if denier is not tokens:
-            reported = denier
-        return dataclasses.replace(
-            _report(now, reported, tokens), allowed=False, retry_after_s=retry_after, reason=reason
-        )
+        return denial(now, requests, tokens, self._global, amount)
 
     async def _sweep(self) -> None:
         """Drop buckets that are full and untouched for idle_s: a full bucket equals a new one."""
@@ -221,35 +200,3 @@ class RateLimiter:
                     and bucket.seconds_until_full(now) == 0
                 ):
                     del table[client]
-
-
-def _report(
-    now: float,
-    requests: TokenBucket | None,
-    tokens: TokenBucket | None,
-    reservation: TokenReservation | None = None,
-) -> RateDecision:
-    """An allowing decision describing, as they stand at ``now``, the request bucket the headers
-    report on and the client's token budget (None: no such limit)."""
-    limit, remaining, reset_s = _state(requests, now)
-    token_limit, token_remaining, token_reset_s = _state(tokens, now)
-    return RateDecision(
-        allowed=True,
-        limit=limit,
-        remaining=remaining,
-        reset_s=reset_s,
-        retry_after_s=0.0,
-        reason=None,
-        token_limit=token_limit,
-        token_remaining=token_remaining,
-        token_reset_s=token_reset_s,
-        reservation=reservation,
-    )
-
-
-def _state(bucket: TokenBucket | None, now: float) -> tuple[int | None, int, float]:
-    """``bucket``'s limit, whole tokens left and seconds until full ((None, 0, 0.0): no limit)."""
-    if bucket is None:
-        return None, 0, 0.0
-    remaining = max(0, math.floor(bucket.available(now) + 1e-9))
-    return round(bucket.capacity), remaining, bucket.seconds_until_full(now)

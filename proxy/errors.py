@@ -217,6 +217,23 @@ def shutting_down() -> UpstreamUnavailable:
     )
 
 
+class ServiceUnavailable(GatewayError):
+    """503: something the gateway needs to decide a call (the fleet's Redis) is unreachable."""
+
+    status = 503
+    error_type = "service_unavailable"
+
+
+def rate_limit_store_unavailable() -> ServiceUnavailable:
+    """503 for a call that cannot be decided: Redis is down and ``on_redis_down`` is "refuse"."""
+    return ServiceUnavailable(
+        "Service unavailable: the rate limit store (Redis) is unreachable; retry in a moment.",
+        code="rate_limit_store_unavailable",
+        # The link probes Redis every second: a retry after one may find it back.
+        headers={"retry-after": "1"},
+    )
+
+
 class StartupError(Exception):
     """A known reason the gateway cannot start (port taken, database unusable); the message
     names the thing and the reason in one line, and ``serve`` prints it without a traceback."""

@@ -7,7 +7,7 @@ in tests, or plain numbers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Refill sums floats (elapsed * rate), so a bucket waited on for exactly the computed time may hold
 # 0.9999999999 tokens; the tolerance makes "wait seconds_until, then take" always succeed.
@@ -90,12 +90,14 @@ class TokenReservation:
     is given back, usage beyond it charged. A reservation settles once.
     """
 
-    __slots__ = ("client", "per_minute", "settled", "tokens")
+    __slots__ = ("client", "fleet", "per_minute", "settled", "tokens")
 
-    def __init__(self, client: str, tokens: int, per_minute: int) -> None:
+    def __init__(self, client: str, tokens: int, per_minute: int, *, fleet: bool = False) -> None:
         self.client = client
         self.tokens = tokens
         self.per_minute = per_minute  # the limit it was taken under
+        # Taken from the fleet's buckets in Redis (else from this process's): it settles there.
+        self.fleet = fleet
         self.settled = False
 
     def __repr__(self) -> str:
@@ -118,6 +120,79 @@ class RateDecision:
     token_remaining: int = 0  # whole tokens left after this decision
     token_reset_s: float = 0.0  # seconds until the token bucket is full again
     reservation: TokenReservation | None = None  # tokens taken by an allowed call, to settle
+
+
+def denial(
+    now: float,
+    requests: TokenBucket | None,
+    tokens: TokenBucket | None,
+    global_requests: TokenBucket | None,
+    amount: int,
+) -> RateDecision | None:
+    """None when every bucket can give its share (the token bucket the call's whole
+    reservation, ``amount``), else the denial; takes nothing, so a denial burns no budget."""
+    reported = requests or global_requests
+    if tokens is not None and amount > tokens.capacity:
+        # More than the whole budget: no wait would let it through.
+        return replace(
+            allowing(now, reported, tokens),
+            allowed=False,
+            retry_after_s=math.inf,
+            reason="request too large",
+        )
+    waits = [
+        (bucket.seconds_until(now, need), reason, bucket)
+        for bucket, need, reason in (
+            (requests, 1, "client requests"),
+            (tokens, amount, "client tokens"),
+            (global_requests, 1, "global requests"),
+        )
+        if bucket is not None
+    ]
+    denials = [wait for wait in waits if wait[0] > 0]
+    if not denials:
+        return None
+    # The longest wait, so that a client retrying after retry-after is not denied again
+    # by another bucket.
+    retry_after, reason, denier = max(denials, key=lambda wait: wait[0])
+    # The request headers describe a request bucket: a token denial reports the client's.
+    if denier is not tokens:
+        reported = denier
+    return replace(
+        allowing(now, reported, tokens), allowed=False, retry_after_s=retry_after, reason=reason
+    )
+
+
+def allowing(
+    now: float,
+    requests: TokenBucket | None,
+    tokens: TokenBucket | None,
+    reservation: TokenReservation | None = None,
+) -> RateDecision:
+    """An allowing decision describing, as they stand at ``now``, the request bucket the headers
+    report on and the client's token budget (None: no such limit)."""
+    limit, remaining, reset_s = _state(requests, now)
+    token_limit, token_remaining, token_reset_s = _state(tokens, now)
+    return RateDecision(
+        allowed=True,
+        limit=limit,
+        remaining=remaining,
+        reset_s=reset_s,
+        retry_after_s=0.0,
+        reason=None,
+        token_limit=token_limit,
+        token_remaining=token_remaining,
+        token_reset_s=token_reset_s,
+        reservation=reservation,
+    )
+
+
+def _state(bucket: TokenBucket | None, now: float) -> tuple[int | None, int, float]:
+    """``bucket``'s limit, whole tokens left and seconds until full ((None, 0, 0.0): no limit)."""
+    if bucket is None:
+        return None, 0, 0.0
+    remaining = max(0, math.floor(bucket.available(now) + 1e-9))
+    return round(bucket.capacity), remaining, bucket.seconds_until_full(now)
 
 
 def format_duration(seconds: float) -> str:

@@ -30,6 +30,7 @@ from actors.client_directory import ClientDirectory
 from actors.fanout import Fanout
 from actors.fleet_bus import ChangeBus, Follower
 from actors.fleet_feed import FleetFeed
+from actors.fleet_limiter import FleetLimiter
 from actors.fleet_login_throttle import FleetLoginThrottle
 from actors.fleet_presence import FleetPresence
 from actors.fleet_sessions import FleetSessionStore
@@ -383,7 +384,17 @@ async def _run_bound(
         # In a fleet the change bus says when to reload (and reloads in full periodically).
         poll_s=None if redis is not None else 0.5,
     )
-    limiter = RateLimiter(global_requests_per_minute=config.limits.global_requests_per_minute)
+    local_limiter = RateLimiter(global_requests_per_minute=config.limits.global_requests_per_minute)
+    # With Redis: exact across the fleet; the in-memory limiter decides only while Redis is down.
+    limiter: RateLimiter | FleetLimiter = (
+        FleetLimiter(
+            redis,
+            global_requests_per_minute=config.limits.global_requests_per_minute,
+            local=local_limiter,
+        )
+        if redis is not None
+        else local_limiter
+    )
     retention = Retention(
         writer,
         config.logging.retention_days,

@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from actors.admission import Admission
 from actors.client_directory import ClientDirectory
 from actors.fleet_bus import ChangeBus
 from actors.fleet_feed import FleetFeed
 from actors.fleet_presence import FleetPresence
 from actors.provider import ProviderActor
-from actors.rate_limiter import RateLimiter
 from actors.redis_link import RedisLink
 from actors.request_logger import RequestLogger
 from actors.retention import Retention
@@ -63,7 +63,7 @@ class ServiceParts:
     writer: StorageWriter
     reads: ReadPool
     auth: Authenticator
-    limiter: RateLimiter
+    limiter: Admission  # FleetLimiter when redis is set, else RateLimiter
     directory: ClientDirectory
     sessions: Sessions
     passwords: Passwords

@@ -7,6 +7,7 @@ made with the CLI, as an operator would; the dashboard is reached through each p
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -67,12 +68,21 @@ model = "gpt-4o-mini"
 async def running_fleet(
     config: Path, database: Path, cwd: Path, count: int
 ) -> AsyncIterator[list[ServerProcess]]:
-    """``count`` serve processes on ``config`` and ``database``; killed on exit if alive."""
+    """``count`` serve processes on ``config`` and ``database``, stopped gracefully (SIGTERM) when
+    the block ends, so that every call they logged is in the database."""
     async with AsyncExitStack() as stack:
         servers = [
             await stack.enter_async_context(serve(config, database, cwd)) for _ in range(count)
         ]
-        yield servers
+        try:
+            yield servers
+        finally:
+            for server in servers:
+                if server.running():
+                    server.send_signal(signal.SIGTERM)
+            with trio.move_on_after(20, shield=True):
+                for server in servers:
+                    assert await server.wait() == 0, server.stderr
 
 
 async def create_client(config: Path, database: Path, name: str, *limits: str) -> str:

@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from actors import Actor
+from actors.fleet_limiter import FleetLimiter
 from actors.fleet_sessions import FleetSessionStore
 from actors.rate_limiter import RateLimiter
 from actors.redis_link import RedisLink
@@ -43,8 +44,12 @@ class NoWriter:
         raise AssertionError("no pass expected")
 
 
+UNUSED_REDIS = "redis://127.0.0.1:9/0"
+
 ACTORS: dict[str, Callable[[Path], Actor]] = {
     "rate limiter": lambda _: RateLimiter(global_requests_per_minute=0),
+    # Its link is never run: closing needs no Redis (nothing pending to send).
+    "fleet limiter": lambda _: FleetLimiter(RedisLink(UNUSED_REDIS, instance="test")),
     "session store": lambda _: SessionStore(3600, _no_users),
     # Never connected: the link is not run, and close() needs no round trip.
     "fleet session store": lambda _: FleetSessionStore(

@@ -69,7 +69,7 @@ async def test_the_global_bucket_is_shared_and_its_denial_spends_no_client_budge
     # "a" still had its second request: had the global denial taken it, "a" would now hold
     # only the 2/3 of a request refilled in 20 s and be denied.
     assert limiter.reserve_nowait("a", limits).allowed
-    assert limiter.peek("a", limits).remaining == 0
+    assert limiter.peek_nowait("a", limits).remaining == 0
 
 
 async def test_a_client_denial_spends_no_global_budget(
@@ -143,9 +143,9 @@ async def test_a_limit_change_resizes_the_bucket_keeping_the_fraction_used(
         assert limiter.reserve_nowait("c", ClientLimits(60)).allowed
     raised = limiter.reserve_nowait("c", ClientLimits(600))  # half used: 300 left, then one taken
     assert (raised.limit, raised.remaining) == (600, 299)
-    lowered = limiter.peek("c", ClientLimits(6))
+    lowered = limiter.peek_nowait("c", ClientLimits(6))
     assert (lowered.limit, lowered.remaining) == (6, 2)  # 299/600 of 6 = 2.99
-    assert limiter.peek("c", ClientLimits(600)).remaining == 299  # a peek resizes nothing
+    assert limiter.peek_nowait("c", ClientLimits(600)).remaining == 299  # a peek resizes nothing
     made_unlimited = limiter.reserve_nowait("c", ClientLimits(0))
     assert (made_unlimited.allowed, made_unlimited.limit) == (True, None)
     assert limiter.statistics().buckets == 0
@@ -155,14 +155,14 @@ async def test_peek_takes_nothing_and_allocates_nothing(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     limiter = RateLimiter()
-    first = limiter.peek("new", ClientLimits(5))
+    first = limiter.peek_nowait("new", ClientLimits(5))
     assert (first.allowed, first.limit, first.remaining, first.reset_s) == (True, 5, 5, 0.0)
     assert limiter.statistics() == RateLimiterStatistics(
         buckets=0, allowed=0, denied=0, tokens_reserved=0
     )
     for _ in range(5):
         limiter.reserve_nowait("c", ClientLimits(5))
-    peeked = limiter.peek("c", ClientLimits(5))
+    peeked = limiter.peek_nowait("c", ClientLimits(5))
     assert (peeked.allowed, peeked.reason, peeked.remaining) == (False, "client requests", 0)
     assert peeked.retry_after_s == pytest.approx(12.0)
     assert limiter.statistics().denied == 0
@@ -222,7 +222,7 @@ async def test_a_cancelled_acquire_takes_no_budget(autojump_clock: trio.testing.
         scope.cancel()
         await limiter.reserve("c", ClientLimits(1))
     assert scope.cancelled_caught
-    assert limiter.peek("c", ClientLimits(1)).remaining == 1
+    assert limiter.peek_nowait("c", ClientLimits(1)).remaining == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,7 +274,7 @@ async def test_settling_gives_back_the_unused_part_or_charges_the_excess(
     first = limiter.reserve_nowait("c", TPM_600, 500).reservation
     assert first is not None
     limiter.settle(first, 120)  # 380 given back
-    assert limiter.peek("c", TPM_600).token_remaining == 480
+    assert limiter.peek_nowait("c", TPM_600).token_remaining == 480
     second = limiter.reserve_nowait("c", TPM_600, 400).reservation
     assert second is not None
     limiter.settle(second, 1000)  # 600 more than reserved: a debt of 520
@@ -292,7 +292,7 @@ async def test_an_unknown_usage_keeps_the_reservation_and_a_second_settlement_do
     assert reservation is not None
     limiter.settle(reservation, None)
     limiter.settle(reservation, 0)
-    assert limiter.peek("c", TPM_600).token_remaining == 300
+    assert limiter.peek_nowait("c", TPM_600).token_remaining == 300
     assert limiter.statistics().tokens_reserved == 0
 
 
@@ -304,7 +304,7 @@ async def test_a_failed_call_that_used_nothing_gets_everything_back(
     assert reservation is not None
     assert not limiter.reserve_nowait("c", TPM_600, 1).allowed
     limiter.settle(reservation, 0)
-    assert limiter.peek("c", TPM_600).token_remaining == 600
+    assert limiter.peek_nowait("c", TPM_600).token_remaining == 600
 
 
 async def test_a_call_larger_than_the_whole_budget_is_refused_for_good_and_takes_nothing(
@@ -318,7 +318,7 @@ async def test_a_call_larger_than_the_whole_budget_is_refused_for_good_and_takes
         "request too large",
         math.inf,
     )
-    peeked = limiter.peek("c", limits)
+    peeked = limiter.peek_nowait("c", limits)
     assert (peeked.remaining, peeked.token_remaining) == (10, 600)
     assert limiter.reserve_nowait("c", limits, 600).allowed
 
@@ -340,5 +340,5 @@ async def test_settling_after_the_limit_changed_or_the_bucket_was_swept(
         await trio.sleep(600)  # refilled, idle and swept while the call ran
         assert limiter.statistics().buckets == 0
         limiter.settle(long_call, 700)  # the excess is still owed
-        assert limiter.peek("d", TPM_600).token_remaining == 0
+        assert limiter.peek_nowait("d", TPM_600).token_remaining == 0
         limiter.close()

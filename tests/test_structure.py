@@ -43,6 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     "proxy/providers/openai_compat.py": {"usage"},  # a translated answer's Usage, normalised
     "proxy/rate_limit.py": {"resized"},
     "actors/rate_limiter.py": {"reservation"},
+    "actors/fleet_limiter.py": {"reservation", "pending"},  # and an admission waiting its batch
     "actors/session_store.py": {"session"},
 }
 

@@ -289,6 +289,31 @@ def exposition(calls: Metrics, parts: ObservedParts, rss: int | None) -> str:
         "Tokens per minute reserved by calls admitted and not settled yet.",
         [((), limiter.tokens_reserved)],
     )
+    out.counter(
+        "llm_proxy_rate_limit_redis_round_trips_total",
+        "Round trips to Redis for fleet-wide rate limits (each a batch of admissions and settles).",
+        [((), limiter.round_trips)],
+    )
+    out.counter(
+        "llm_proxy_rate_limit_redis_batched_admissions_total",
+        "Admissions decided by those round trips (divided by them: admissions per round trip).",
+        [((), limiter.batched_admissions)],
+    )
+    out.gauge(
+        "llm_proxy_rate_limit_redis_largest_batch",
+        "The most admissions one round trip to Redis has carried, since start.",
+        [((), limiter.largest_batch)],
+    )
+    out.counter(
+        "llm_proxy_rate_limit_decided_locally_total",
+        "Calls decided by this process's own limits because Redis was down (on_redis_down local).",
+        [((), limiter.decided_locally)],
+    )
+    out.counter(
+        "llm_proxy_rate_limit_refused_store_down_total",
+        "Calls refused with 503 because Redis was down (on_redis_down refuse).",
+        [((), limiter.refused_store_down)],
+    )
     write_fleet_metrics(out, parts)
     return out.text()
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from actors.admission import Admission
 from actors.client_directory import ClientDirectory
 from actors.fleet_feed import FleetFeed
 from actors.fleet_presence import FleetPresence
 from actors.provider import ProviderActor
-from actors.rate_limiter import RateLimiter
 from actors.redis_link import RedisLink
 from actors.request_logger import RequestLogger
 from actors.retention import Retention
@@ -32,7 +32,7 @@ class ObservedParts:
     connections: Connections
     writer: StorageWriter
     logger: RequestLogger
-    limiter: RateLimiter
+    limiter: Admission
     directory: ClientDirectory
     sessions: Sessions
     events: EventHub

@@ -156,8 +156,8 @@ class V1Call(abc.ABC, Generic[RequestT]):
         # at admission, and that needs its max_tokens.
         self.request = request = self._decode(self.body)
         tokens = self._tokens_to_reserve(request, caller)
-        # Synchronous: reading the body was this call's checkpoint, and a denial never waits.
-        decision = deps.limiter.reserve_nowait(caller.bucket, caller.limits, tokens)
+        # A denial never waits; fleet-wide limits cost one batched round trip to Redis.
+        decision = await deps.limiter.reserve(caller.bucket, caller.limits, tokens)
         self.rate_headers = rate_limit_headers(decision)
         if not decision.allowed:
             raise rate_limited(decision, caller.bucket, tokens)

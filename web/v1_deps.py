@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from actors.admission import Admission
 from actors.provider import ProviderActor
-from actors.rate_limiter import RateLimiter
 from actors.request_logger import RequestLogger
 from proxy.config import Config
 from proxy.routing import Router
@@ -22,7 +22,7 @@ class V1Deps:
 
     config: Config
     auth: Authenticator
-    limiter: RateLimiter
+    limiter: Admission
     router: Router
     providers: Mapping[str, ProviderActor]
     hangups: HangupWatcher

@@ -62,7 +62,7 @@ async def small_answer(
             raise MethodNotAllowed(f"Use {' or '.join(methods)} for {scope['path']}.")
         caller = authenticate(deps, scope)
         # Spends no request budget, but still says where the budget stands.
-        headers += rate_limit_headers(deps.limiter.peek(caller.bucket, caller.limits))
+        headers += rate_limit_headers(await deps.limiter.peek(caller.bucket, caller.limits))
         answered = await answer(caller, body)
         await send_body(send, 200, answered, [JSON_TYPE, *headers])
     except ClientGone:

@@ -11,6 +11,7 @@ from tests.bench import (
     bench_analytics,
     bench_cancellation,
     bench_embeddings,
+    bench_fleet_limiter,
     bench_resources,
     bench_responses,
     bench_streaming,
@@ -31,6 +32,7 @@ def main() -> None:
         figures += bench_responses.measure(load)  # beside chat, in this same run
         figures += bench_embeddings.measure(load)
         figures += bench_workers.measure(load)  # workers = 2 against 1, in this same run
+        figures += bench_fleet_limiter.measure(load)
     finally:
         load.close()
     figures += bench_streaming.measure()

@@ -85,10 +85,11 @@ def write_gateway_config(
     record_requests: bool = True,
     name: str = "bench",
     extra: str = "",
+    requests_per_minute: int = 0,
 ) -> Path:
     """The gateway's bench config: openai at ``upstream`` (room for 1,024 calls at once), a
-    static key, no rate limits; ``record_requests`` is the request log's switch, ``extra`` more
-    TOML tables (other providers)."""
+    static key, no rate limits (or ``requests_per_minute`` for the client); ``record_requests``
+    is the request log's switch, ``extra`` more TOML tables (other providers)."""
     config = directory / f"{name}.toml"
     config.write_text(
         "[server]\n"
@@ -96,7 +97,7 @@ def write_gateway_config(
         "[auth]\n"
         f'tokens = ["{CLIENT_KEY}"]\n'
         "[limits]\n"
-        "default_client_requests_per_minute = 0\n"
+        f"default_client_requests_per_minute = {requests_per_minute}\n"
         "[logging]\n"
         f"record_requests = {'true' if record_requests else 'false'}\n"
         "[providers.openai]\n"
@@ -111,13 +112,23 @@ def write_gateway_config(
 
 @contextmanager
 def gateway_process(
-    upstream: str, directory: Path, *, record_requests: bool = True, extra: str = ""
+    upstream: str,
+    directory: Path,
+    *,
+    record_requests: bool = True,
+    extra: str = "",
+    requests_per_minute: int = 0,
 ) -> Iterator[str]:
     """Run ``llm-proxy serve`` on port 0 against ``upstream`` (``extra``: more config tables);
     yield its base URL."""
     name = "bench" if record_requests else "bench-unlogged"
     config = write_gateway_config(
-        upstream, directory, record_requests=record_requests, name=name, extra=extra
+        upstream,
+        directory,
+        record_requests=record_requests,
+        name=name,
+        extra=extra,
+        requests_per_minute=requests_per_minute,
     )
     log_path = directory / f"{name}.log"
     command = [
