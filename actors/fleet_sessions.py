@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from typing import Final
@@ -39,6 +38,7 @@ from actors.session_store import (
     SessionStatistics,
     SessionStore,
     UsersLoader,
+    new_session,
     password_digest,
     token_key,
     usable_token,
@@ -132,16 +132,13 @@ class FleetSessionStore:
         self, username: str, role: str, *, must_change_password: bool, password_hash: str
     ) -> tuple[str, Session]:
         """A new session, valid on every process: (token, session)."""
-        token = secrets.token_urlsafe(32)
-        now = self._clock()
-        session = Session(
-            username=username,
-            role=role,
+        token, session = new_session(
+            username,
+            role,
             must_change_password=must_change_password,
-            created_at=now,
-            expires_at=now + self._ttl,
-            key=token_key(token),
-            password_digest=password_digest(password_hash),
+            password_hash=password_hash,
+            now=self._clock(),
+            ttl_s=self._ttl,
         )
         try:
             made_room = await self._store(session)

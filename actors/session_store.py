@@ -122,6 +122,29 @@ class Sessions(Protocol):
         ...
 
 
+def new_session(
+    username: str,
+    role: str,
+    *,
+    must_change_password: bool,
+    password_hash: str,
+    now: float,
+    ttl_s: float,
+) -> tuple[str, Session]:
+    """A new random token and its session, valid from ``now`` for ``ttl_s``."""
+    token = secrets.token_urlsafe(32)
+    session = Session(
+        username=username,
+        role=role,
+        must_change_password=must_change_password,
+        created_at=now,
+        expires_at=now + ttl_s,
+        key=token_key(token),
+        password_digest=password_digest(password_hash),
+    )
+    return token, session
+
+
 def token_key(token: str) -> str:
     """The SHA-256 of a session token: what identifies the session wherever it is kept."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -187,16 +210,13 @@ class SessionStore:
         """A new session for a user who just proved their password: (token, session)."""
         await trio.lowlevel.checkpoint()
         self._make_room(username)
-        token = secrets.token_urlsafe(32)
-        now = self._clock()
-        session = Session(
-            username=username,
-            role=role,
+        token, session = new_session(
+            username,
+            role,
             must_change_password=must_change_password,
-            created_at=now,
-            expires_at=now + self._ttl,
-            key=token_key(token),
-            password_digest=password_digest(password_hash),
+            password_hash=password_hash,
+            now=self._clock(),
+            ttl_s=self._ttl,
         )
         self._sessions[session.key] = session
         self._created += 1

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from tests.process import CLI, CLIENT_KEY, ServerProcess, clean_env, serve
+from tests.process import CLI, ServerProcess, clean_env, serve, write_config
 
 ADMIN_PASSWORD = "a-long-enough-admin-password"
 CHAT = {"model": "fast", "messages": [{"role": "user", "content": "hello fleet"}]}
@@ -33,35 +33,15 @@ def write_fleet_config(
 ) -> Path:
     """One config for every process of the fleet: the openai provider at ``upstream_url``, one
     static key without limits, the Redis, and the policy when it is down."""
-    path.write_text(
-        f"""\
-[server]
-graceful_timeout_s = 10
-log_level = "info"
-workers = {workers}
-
-[auth]
-tokens = ["{CLIENT_KEY}"]
-
-[limits]
-global_requests_per_minute = 0
-default_client_requests_per_minute = 0
-
-[cluster]
-redis_url = "{redis_url}"
-on_redis_down = "{on_redis_down}"
-
-[providers.openai]
-base_url = "{upstream_url}"
-api_key = "{upstream_key}"
-timeout_s = 30
-
-[models.fast]
-provider = "openai"
-model = "gpt-4o-mini"
-"""
+    return write_config(
+        path,
+        upstream_url=upstream_url,
+        upstream_key=upstream_key,
+        graceful_timeout_s=10,
+        workers=workers,
+        redis_url=redis_url,
+        on_redis_down=on_redis_down,
     )
-    return path
 
 
 @asynccontextmanager

@@ -37,10 +37,15 @@ def write_config(
     graceful_timeout_s: float,
     workers: int = 1,
     redis_url: str = "",
+    on_redis_down: str = "local",
 ) -> Path:
     """A TOML config: the openai provider at ``upstream_url``, one static key, no rate limits;
-    ``workers`` processes sharing ``redis_url``."""
-    cluster = f'[cluster]\nredis_url = "{redis_url}"\n' if redis_url else ""
+    ``workers`` processes sharing ``redis_url`` (``on_redis_down`` while it is away)."""
+    cluster = (
+        f'[cluster]\nredis_url = "{redis_url}"\non_redis_down = "{on_redis_down}"\n'
+        if redis_url
+        else ""
+    )
     path.write_text(
         f"""\
 [server]
