@@ -30,6 +30,7 @@ __all__ = [
     "FleetPresence",
     "FleetPresenceStatistics",
     "InstanceInfo",
+    "LiveFigures",
     "instance_key",
 ]
 
@@ -59,6 +60,20 @@ class InstanceInfo(msgspec.Struct, frozen=True):
     redis_outages: int  # outages this instance has seen since it started
     in_flight: int  # requests being answered at the heartbeat
     seen_ms: int  # wall clock of the heartbeat
+    # The dashboard's live tiles, summed over the fleet: calls and errors in the last minute,
+    # model calls in flight (defaults: a record of an instance that does not send them).
+    requests_per_min: int = 0
+    errors_per_min: int = 0
+    calls_in_flight: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LiveFigures:
+    """What this instance adds to the fleet's live tiles."""
+
+    requests_per_min: int
+    errors_per_min: int
+    calls_in_flight: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -84,6 +99,7 @@ class FleetPresence:
         started_ms: int,
         version: str,
         in_flight: Callable[[], int],
+        live_figures: Callable[[], LiveFigures] | None = None,
         heartbeat_s: float = HEARTBEAT_S,
         ttl_s: int = TTL_S,
         host: str | None = None,
@@ -92,6 +108,7 @@ class FleetPresence:
         self._started_ms = started_ms
         self._version = version
         self._in_flight = in_flight
+        self._live_figures = live_figures
         self._heartbeat_s = heartbeat_s
         self._ttl_s = ttl_s
         self._host = host or socket.gethostname()
@@ -118,6 +135,7 @@ class FleetPresence:
     def describe(self) -> InstanceInfo:
         """This instance, now."""
         stats = self._link.statistics()
+        live = self._live_figures() if self._live_figures is not None else LiveFigures(0, 0, 0)
         return InstanceInfo(
             name=self._link.instance,
             host=self._host,
@@ -128,6 +146,9 @@ class FleetPresence:
             redis_outages=stats.outages,
             in_flight=self._in_flight(),
             seen_ms=int(time.time() * 1000),
+            requests_per_min=live.requests_per_min,
+            errors_per_min=live.errors_per_min,
+            calls_in_flight=live.calls_in_flight,
         )
 
     def instances(self) -> tuple[InstanceInfo, ...]:
@@ -136,6 +157,11 @@ class FleetPresence:
         if self._link.up and self._known:
             return self._known
         return (self.describe(),)
+
+    def others(self) -> tuple[InstanceInfo, ...]:
+        """The other live instances, as of the last heartbeat (none while Redis is down)."""
+        me = self._link.instance
+        return tuple(info for info in self.instances() if info.name != me)
 
     def statistics(self) -> FleetPresenceStatistics:
         """Live instances and heartbeats so far."""

@@ -32,7 +32,7 @@ from actors.fleet_bus import ChangeBus, Follower
 from actors.fleet_feed import FleetFeed
 from actors.fleet_limiter import FleetLimiter
 from actors.fleet_login_throttle import FleetLoginThrottle
-from actors.fleet_presence import FleetPresence
+from actors.fleet_presence import FleetPresence, LiveFigures
 from actors.fleet_sessions import FleetSessionStore
 from actors.provider import ProviderActor
 from actors.rate_limiter import ClientLimits, RateLimiter
@@ -364,6 +364,10 @@ async def _run_bound(
             started_ms=int(time.time() * 1000),
             version=__version__,
             in_flight=lambda: in_flight.count,
+            live_figures=lambda: LiveFigures(
+                *logger.recent_calls(),
+                sum(actor.statistics().in_flight for actor in providers.values()),
+            ),
         )
         if redis is not None
         else None

@@ -166,6 +166,7 @@ def _api_deps(parts: ServiceParts, observed: ObservedParts) -> ApiDeps:
             router=parts.router,
             providers=parts.providers,
             started_at=parts.started_at,
+            presence=parts.presence,
         ),
         providers=ProvidersApi(
             files=parts.config.providers,

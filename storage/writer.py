@@ -409,6 +409,11 @@ class StorageWriter:
         conn = self._connection()
         try:
             await self._in_thread(functools.partial(conn.wal_checkpoint, mode=mode))
+        except apsw.BusyError:
+            # Another process sharing the file (a worker of the fleet) is checkpointing or
+            # reading: it will copy the WAL back; nothing is wrong here.
+            logger.debug("WAL checkpoint skipped: another process holds the database")
+            return
         except apsw.Error as exc:
             logger.warning("WAL checkpoint failed: %r", exc)
             return

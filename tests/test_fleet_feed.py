@@ -18,7 +18,7 @@ from proxy.records import LiveCall, RequestRecord
 from proxy.service import RunningService
 from tests.conftest import StartGateway, sdk, signed_in
 from tests.redis_server import RedisServer
-from tests.test_api_live import bearer, feed, next_event
+from tests.test_api_live import bearer, feed, live, next_event
 
 
 def fleet_config(redis: RedisServer, name: str) -> dict[str, Any]:
@@ -177,3 +177,20 @@ async def test_a_burst_past_the_buffer_is_dropped_and_counted(
     assert (stats.calls_published, stats.batches_published, stats.calls_dropped) == (10, 3, 15)
     fleet.close()
     link.close()
+
+
+async def test_the_live_tiles_count_the_whole_fleet(
+    fleet: list[RunningService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = fleet
+    monkeypatch.setattr(live, "METRICS_EVERY_S", 0.1)
+    for _ in range(3):
+        await ask(b)
+    await ask(a)
+    presence = a.gateway.presence
+    assert presence is not None
+    # A's view of B is as of B's last heartbeat.
+    await until(lambda: [o.requests_per_min for o in presence.others()] == [3])
+    async with signed_in(a) as admin, feed(a, bearer(admin)) as socket:
+        tiles = await next_event(socket, "metrics")
+    assert tiles["requests_per_min"] == 4  # A's one and B's three

@@ -26,6 +26,7 @@ import msgspec
 import trio
 from quart import Blueprint, Response, websocket
 
+from actors.fleet_presence import FleetPresence
 from actors.provider import ProviderActor
 from actors.request_logger import RequestLogger
 from actors.session_store import Session, Sessions
@@ -63,6 +64,8 @@ class LiveApi:
     router: Router  # which model names are aliases
     providers: Mapping[str, ProviderActor]  # their statistics
     started_at: float  # time.monotonic() at start
+    # In a fleet: the other instances' live figures, added to this one's tiles.
+    presence: FleetPresence | None = None
 
 
 # Module constants rather than config: tests shorten them with monkeypatch.
@@ -326,6 +329,13 @@ class LiveFeed:
                 "in_flight": provider.in_flight,
                 "waiting": provider.waiting,
             }
+        if gw.presence is not None:
+            # The tiles describe the fleet, as the feed does: the others' figures are as of
+            # their last heartbeat (2 s).
+            for other in gw.presence.others():
+                per_min += other.requests_per_min
+                errors_per_min += other.errors_per_min
+                in_flight += other.calls_in_flight
         return {
             "type": "metrics",
             "ts_ms": now_ms(),
