@@ -20,6 +20,7 @@ from typing import Final, final
 
 import trio
 
+from proxy.errors import StartupError
 from web.prometheus_text import Exposition
 
 log = logging.getLogger("llm_proxy.metrics")
@@ -78,6 +79,11 @@ class MetricsSocket:
             await trio.to_thread.run_sync(_bind_private, raw, self._path)
             raw.listen(BACKLOG)
             listener = trio.SocketListener(trio.socket.from_stdlib_socket(raw))
+        except OSError as exc:
+            raw.close()
+            raise StartupError(
+                f"cannot serve this worker's metrics to the others on {self._path}: {exc}"
+            ) from exc
         except BaseException:
             raw.close()
             raise
@@ -109,6 +115,11 @@ class MetricsSocket:
                 self._answered += 1
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._failed += 1  # the sibling gave up first (its own deadline)
+        except Exception:
+            # A bug in a part's statistics: the HTTP /metrics would fail alike. This worker
+            # keeps serving; the sibling reports it missing.
+            self._failed += 1
+            log.exception("metrics socket: could not render this worker's metrics")
         finally:
             self._slots.release()
             await trio.aclose_forcefully(stream)

@@ -39,8 +39,8 @@ class SiblingMetricsStatistics:
     missing: Mapping[int, int]
 
 
-async def read_exposition(path: str) -> Exposition:
-    """One sibling's exposition from its socket (``OSError``, ``ValueError`` or a trio
+async def read_answer(path: str) -> bytes:
+    """One sibling's encoded exposition from its socket (``OSError``, ``ValueError`` or a trio
     resource error when it is not there, not answering properly, or too big)."""
     stream = await trio.open_unix_socket(path)
     async with stream:
@@ -49,7 +49,34 @@ async def read_exposition(path: str) -> Exposition:
             data += chunk
             if len(data) > MAX_ANSWER_BYTES:
                 raise ValueError(f"answer over {MAX_ANSWER_BYTES} bytes")
-    return Exposition.decode(bytes(data))
+    return bytes(data)
+
+
+def decode_answers(answers: Mapping[int, bytes]) -> dict[int, Exposition]:
+    """The siblings' answers decoded; one that does not decode is left out (and logged)."""
+    found: dict[int, Exposition] = {}
+    for number, data in answers.items():
+        try:
+            found[number] = Exposition.decode(data)
+        except ValueError as exc:
+            log.error("metrics: worker %d sent a bad answer: %s", number, exc)
+    return found
+
+
+def merged_text(by_worker: Mapping[int, Exposition], count: int) -> str:
+    """Every worker's families as one page, with how many workers there are and reported."""
+    merged = merge_workers(by_worker)
+    merged.gauge(
+        "llm_proxy_workers",
+        "Worker processes configured ([server] workers) on this host's port.",
+        [((), count)],
+    )
+    merged.gauge(
+        "llm_proxy_workers_reporting",
+        "Workers whose metrics this scrape includes (the one answering included).",
+        [((), len(by_worker))],
+    )
+    return merged.text()
 
 
 @final
@@ -62,6 +89,8 @@ class SiblingMetrics:
         self._scrapes = 0
         self._missing = dict.fromkeys(place.siblings, 0)
         self._absent: set[int] = set()  # missing at the last scrape (to log changes only)
+        # Decoding and merging N pages costs milliseconds per worker: in a thread, one at a time.
+        self._thread = trio.CapacityLimiter(1)
 
     def statistics(self) -> SiblingMetricsStatistics:
         """Scrapes answered and siblings missing from them."""
@@ -71,29 +100,22 @@ class SiblingMetrics:
         """The whole fleet's ``/metrics`` text: the siblings asked concurrently (each within the
         deadline), then our own exposition rendered and everything merged."""
         found = await self.gather()
-        own = render_own()
+        own = render_own()  # on the trio thread: it reads the actors' statistics
         self._write_missing(own)
-        merged = merge_workers({**found, self._place.number: own})
-        merged.gauge(
-            "llm_proxy_workers",
-            "Worker processes configured ([server] workers) on this host's port.",
-            [((), self._place.count)],
+        by_worker = {**found, self._place.number: own}
+        return await trio.to_thread.run_sync(
+            merged_text, by_worker, self._place.count, limiter=self._thread
         )
-        merged.gauge(
-            "llm_proxy_workers_reporting",
-            "Workers whose metrics this scrape includes (the one answering included).",
-            [((), len(found) + 1)],
-        )
-        return merged.text()
 
     async def gather(self) -> dict[int, Exposition]:
-        """Each sibling's exposition, asked at once; those that did not answer in time are
-        left out and counted."""
+        """Each sibling's exposition, asked at once; those that did not answer in time (or
+        answered garbage) are left out and counted."""
         self._scrapes += 1
-        found: dict[int, Exposition] = {}
+        answers: dict[int, bytes] = {}
         async with trio.open_nursery() as nursery:
             for number in self._place.siblings:
-                nursery.start_soon(self._ask, number, found)
+                nursery.start_soon(self._ask, number, answers)
+        found = await trio.to_thread.run_sync(decode_answers, answers, limiter=self._thread)
         absent = set(self._place.siblings) - set(found)
         for number in absent:
             self._missing[number] += 1
@@ -104,10 +126,10 @@ class SiblingMetrics:
         self._absent = absent
         return found
 
-    async def _ask(self, number: int, found: dict[int, Exposition]) -> None:
+    async def _ask(self, number: int, answers: dict[int, bytes]) -> None:
         with trio.move_on_after(self._deadline_s):
             try:
-                found[number] = await read_exposition(self._place.socket_path(number))
+                answers[number] = await read_answer(self._place.socket_path(number))
             except (OSError, ValueError, trio.BrokenResourceError) as exc:
                 # Restarting (no socket, or nobody listening on it yet) or a bad answer.
                 log.debug("metrics: worker %d: %s", number, exc)
