@@ -144,3 +144,45 @@ async def test_a_frozen_worker_is_skipped_and_counted_and_back_once_it_runs(
         server.send_signal(signal.SIGTERM)
         with trio.fail_after(30):
             assert await server.wait() == 0, server.stderr
+
+
+async def counted_when(url: str, calls: int) -> dict[str, float]:
+    """Calls counted by worker once both workers report and ``calls`` have been accounted (the
+    loggers account on their own tasks)."""
+    with trio.fail_after(30):
+        while True:
+            _, samples = await scrape(url)
+            counted = calls_by_worker(samples)
+            if (
+                value(samples, "llm_proxy_workers_reporting") == 2
+                and sum(counted.values()) >= calls
+            ):
+                return counted
+            await trio.sleep(0.1)
+
+
+async def test_a_restarted_worker_continues_its_series_under_the_same_number(
+    fake_openai: FakeOpenAI,
+    tmp_path: Path,
+    redis_url: str,  # noqa: F811
+) -> None:
+    config = config_for(tmp_path, fake_openai, redis_url, grace_s=10)
+    async with serve(config, tmp_path / "gateway.db", tmp_path) as server:
+        await wait_all_listening(server)
+        await call_on_new_connections(server.url, 10)
+        before = await counted_when(server.url, 10)
+        (victim,) = worker_pids(server)[2]
+        os.kill(victim, signal.SIGKILL)  # its socket file stays behind, nobody listening
+        with trio.fail_after(30):
+            await server.wait_for_line("is serving again")
+        await call_on_new_connections(server.url, CALLS)
+        # Worker 1 keeps what it had; worker 2's series starts again from its successor's.
+        after = await counted_when(server.url, before.get("1", 0) + CALLS)
+        server.send_signal(signal.SIGTERM)
+        with trio.fail_after(30):
+            assert await server.wait() == 0, server.stderr
+            await server.stderr_closed.wait()
+    assert worker_pids(server)[2][1] != victim
+    assert sum(after.values()) == before.get("1", 0) + CALLS
+    logged = {w: int(n) for w, n in _LOGGED.findall(server.stderr)}
+    assert after == logged, (after, logged)  # worker 2's count: its successor's calls
