@@ -120,7 +120,12 @@ class SiblingMetrics:
         for number in absent:
             self._missing[number] += 1
         for number in sorted(absent - self._absent):
-            log.warning("metrics: worker %d did not answer within %.1f s", number, self._deadline_s)
+            log.warning(
+                "metrics: worker %d left out of the scrape (no answer within %.1f s: "
+                "restarting or hung)",
+                number,
+                self._deadline_s,
+            )
         for number in sorted(self._absent - absent):
             log.info("metrics: worker %d answers again", number)
         self._absent = absent
