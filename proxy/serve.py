@@ -17,6 +17,7 @@ import trio
 from proxy.config import Config
 from proxy.errors import StartupError
 from proxy.log_format import LogFormat, stderr_handler
+from proxy.worker_place import WorkerPlace
 
 
 def serve(config: Config) -> int:
@@ -59,11 +60,13 @@ def raise_open_files_limit() -> None:
             logging.getLogger("llm_proxy").warning("could not raise the open files limit: %s", exc)
 
 
-def run_service(config: Config, *, shared_port: bool = False) -> int:
+def run_service(
+    config: Config, *, shared_port: bool = False, worker: WorkerPlace | None = None
+) -> int:
     """Run the gateway; a known start-up failure is one log line and exit status 1.
 
     ``shared_port``: a worker of several, whose listening socket shares the port with the
-    others' (SO_REUSEPORT).
+    others' (SO_REUSEPORT); ``worker``: which of them (its ``/metrics`` answers for all).
 
     The service runs in nested nurseries, so whatever ends it arrives wrapped in exception
     groups: this is the one place they are unwrapped. Anything but a :class:`StartupError` (or
@@ -73,7 +76,7 @@ def run_service(config: Config, *, shared_port: bool = False) -> int:
 
     log = logging.getLogger("llm_proxy")
     try:
-        return trio.run(partial(service.run, config, shared_port=shared_port))
+        return trio.run(partial(service.run, config, shared_port=shared_port, worker=worker))
     except* StartupError as group:
         for failure in leaves(group):
             log.error("cannot start: %s", failure)

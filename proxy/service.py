@@ -57,6 +57,7 @@ from proxy.sd_notify import Notifier
 from proxy.secret_scrubber import MIN_SECRET_LENGTH, SecretScrubber, configured_secrets
 from proxy.stop_signals import StopSignals
 from proxy.wiring import ServiceParts, app_deps
+from proxy.worker_place import WorkerPlace
 from storage.reads import ReadPool
 from storage.response_store import ResponseStore
 from storage.users import list_users
@@ -69,7 +70,9 @@ from web.first_admin import ensure_first_admin
 from web.host_check import policy_for as host_policy_for
 from web.http_server import serve
 from web.in_flight import InFlight
-from web.metrics import Metrics
+from web.metrics import Metrics, own_exposition
+from web.metrics_socket import MetricsSocket
+from web.sibling_metrics import SiblingMetrics
 
 log = logging.getLogger("llm_proxy.service")
 
@@ -289,6 +292,7 @@ async def run(
     handle_signals: bool = True,
     passwords: Passwords | None = None,
     shared_port: bool = False,
+    worker: WorkerPlace | None = None,
     task_status: trio.TaskStatus[RunningService] = trio.TASK_STATUS_IGNORED,
 ) -> int:
     """Run the gateway until SIGTERM/SIGINT (or ``RunningService.stop``), then shut down cleanly.
@@ -296,14 +300,20 @@ async def run(
     Returns the exit status: 0, or 128 + N when a second signal N cut the shutdown short
     (:mod:`proxy.stop_signals`). A known reason not to start (the port is taken, the database
     cannot be used) raises :class:`StartupError` before anything listens. ``shared_port``: one
-    of several workers on the same port (:mod:`proxy.workers`).
+    of several workers on the same port (:mod:`proxy.workers`); ``worker``: which one, so that
+    its ``/metrics`` answers for every worker (:mod:`web.sibling_metrics`).
     """
     hc = hypercorn_config(config, shared_port=shared_port)
     # First, so that a port in use is the only thing said and nothing else is touched.
     hc.bind_now()
     try:
         return await _run_bound(
-            config, hc, handle_signals=handle_signals, passwords=passwords, task_status=task_status
+            config,
+            hc,
+            handle_signals=handle_signals,
+            passwords=passwords,
+            worker=worker,
+            task_status=task_status,
         )
     finally:
         hc.close_unused()
@@ -315,6 +325,7 @@ async def _run_bound(
     *,
     handle_signals: bool,
     passwords: Passwords | None,
+    worker: WorkerPlace | None = None,
     task_status: trio.TaskStatus[RunningService],
 ) -> int:
     """:func:`run` once the listening sockets are bound."""
@@ -447,6 +458,8 @@ async def _run_bound(
         connections=connections_for(config.server.max_connections),
         images=images,
         changes=changes,
+        worker=worker,
+        sibling_metrics=SiblingMetrics(worker) if worker is not None else None,
     )
     readiness = parts.readiness
     shutdown = trio.Event()
@@ -543,11 +556,18 @@ async def _serve(
 ) -> None:
     """Serve until ``shutdown``, then until the requests being answered are done (or the grace
     period ends); idle keep-alive connections are not waited for."""
+    deps = app_deps(parts)
     async with trio.open_nursery() as nursery:
+        if parts.worker is not None:
+            # Before READY: a sibling's scrape finds this worker's metrics once it serves.
+            own = MetricsSocket(
+                parts.worker.own_socket, partial(own_exposition, deps.metrics, deps.observed)
+            )
+            await nursery.start(own.run)
         binds = await nursery.start(
             partial(
                 serve,
-                create_app(app_deps(parts)),
+                create_app(deps),
                 hc,
                 parts.connections,
                 header_timeout_s=parts.config.server.header_timeout_s,

@@ -26,6 +26,7 @@ from proxy.images import ImageFetcher
 from proxy.login_throttle import LoginThrottle, SignInThrottle
 from proxy.passwords import Passwords
 from proxy.routing import Router
+from proxy.worker_place import WorkerPlace
 from storage.reads import ReadPool
 from storage.response_store import ResponseStore
 from storage.writer import StorageWriter
@@ -48,6 +49,7 @@ from web.log_buffer import LogBuffer
 from web.metrics import Metrics
 from web.observed import ObservedParts
 from web.readiness import Readiness
+from web.sibling_metrics import SiblingMetrics
 from web.v1_deps import V1Deps
 
 
@@ -86,6 +88,8 @@ class ServiceParts:
     changes: ChangeBus | None = None  # tells the fleet's other processes what changed here
     fleet_feed: FleetFeed | None = None  # with Redis: the fleet's calls on this live feed
     presence: FleetPresence | None = None  # with Redis: heartbeats, the live instances
+    worker: WorkerPlace | None = None  # a worker of [server] workers: its number and siblings
+    sibling_metrics: SiblingMetrics | None = None  # a worker's /metrics of every worker
 
 
 def app_deps(parts: ServiceParts) -> AppDeps:
@@ -132,6 +136,7 @@ def app_deps(parts: ServiceParts) -> AppDeps:
         metrics=parts.metrics,
         observed=observed,
         api=_api_deps(parts, observed) if config.dashboard.enabled else None,
+        siblings=parts.sibling_metrics,
     )
 
 

@@ -2,7 +2,8 @@
 
 The supervisor (:mod:`proxy.workers`) starts ``python -m proxy.worker_process`` and writes its
 order on the child's stdin: the config (with the port the supervisor reserved, so ``--port 0``
-means the same port for every worker), the worker's number, the supervisor's pid. The config goes
+means the same port for every worker), the worker's number, the supervisor's pid, and the
+private directory where the workers serve each other their metrics. The config goes
 through a pipe, never the command line or the environment, because it holds the provider keys.
 Everything else is the single-process service: its own signals, its own notify socket (the
 supervisor's private one in ``$NOTIFY_SOCKET``), its own exit status.
@@ -22,6 +23,7 @@ import types
 from typing import Any, Final
 
 from proxy.config import Config
+from proxy.worker_place import WorkerPlace
 
 PR_SET_PDEATHSIG: Final = 1
 
@@ -34,6 +36,17 @@ class WorkerOrder:
     number: int
     """1 … N, fixed for the slot: a restarted worker keeps its number."""
     supervisor_pid: int
+    metrics_dir: str | None = None
+    """The supervisor's private directory where each worker serves its metrics to the others
+    (None: a worker alone, whose ``/metrics`` is its own)."""
+    workers: int = 1
+    """How many workers share the port (``[server] workers``)."""
+
+    def place(self) -> WorkerPlace | None:
+        """Where this worker stands among its siblings, for its ``/metrics``."""
+        if self.metrics_dir is None:
+            return None
+        return WorkerPlace(self.number, self.workers, self.metrics_dir)
 
 
 def _mapping_proxy(items: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
@@ -101,7 +114,7 @@ def main() -> int:
     config = order.config
     setup_logging(config.server.log_level, config.logging.format, worker=str(order.number))
     raise_open_files_limit()
-    return run_service(config, shared_port=True)
+    return run_service(config, shared_port=True, worker=order.place())
 
 
 if __name__ == "__main__":

@@ -186,7 +186,12 @@ class Supervisor:
                     number,
                     encode_order(
                         WorkerOrder(
-                            worker_config(config, number, config.server.port), number, os.getpid()
+                            worker_config(config, number, config.server.port),
+                            number,
+                            os.getpid(),
+                            # Each worker's metrics socket, for the one a scrape reaches.
+                            metrics_dir=directory,
+                            workers=config.server.workers,
                         )
                     ),
                     notify_path=os.path.join(directory, f"worker-{number}.sock"),

@@ -14,6 +14,7 @@ import trio
 
 from proxy.config import Config, load_config, with_overrides
 from proxy.sd_notify import Notifier
+from proxy.worker_place import WorkerPlace
 from proxy.worker_process import WorkerOrder, decode_order, encode_order, worker_config
 from proxy.worker_slot import describe_status, worker_environment
 from proxy.workers import Supervisor
@@ -93,3 +94,15 @@ def test_a_workers_environment_names_its_notify_socket_not_systemds() -> None:
     }
     assert describe_status(-9) == "signal SIGKILL"
     assert describe_status(3) == "status 3"
+
+
+def test_the_order_says_where_the_worker_stands_for_its_metrics(tmp_path: Path) -> None:
+    config = worker_config(fleet_config(tmp_path), 2, 41234)
+    order = decode_order(
+        encode_order(WorkerOrder(config, 2, 4242, metrics_dir=str(tmp_path), workers=3))
+    )
+    place = order.place()
+    assert place == WorkerPlace(2, 3, str(tmp_path))
+    assert place.own_socket == str(tmp_path / "metrics-2.sock")
+    assert place.siblings == [1, 3]
+    assert WorkerOrder(config, 1, 4242).place() is None  # no directory: a worker alone

@@ -22,6 +22,7 @@ from web.in_flight import InFlight
 from web.metrics import Metrics, register_metrics
 from web.observed import ObservedParts
 from web.readiness import Readiness
+from web.sibling_metrics import SiblingMetrics
 from web.ui import ui
 from web.v1 import v1_app
 from web.v1_deps import V1Deps
@@ -40,6 +41,7 @@ class AppDeps:
     metrics: Metrics  # the call counters /metrics reports beside ``observed``
     observed: ObservedParts
     api: ApiDeps | None  # None: the dashboard is off
+    siblings: SiblingMetrics | None = None  # a worker of several: /metrics answers for all
 
 
 def create_quart_app(deps: AppDeps) -> QuartTrio:
@@ -76,7 +78,7 @@ def create_quart_app(deps: AppDeps) -> QuartTrio:
         body = {"status": "unavailable" if problems else "ready", "problems": problems}
         return cast(Response, await app.make_response((body, status)))
 
-    register_metrics(app, deps.metrics, deps.observed)
+    register_metrics(app, deps.metrics, deps.observed, deps.siblings)
 
     if deps.api is not None:
         register_api(app, deps.api)

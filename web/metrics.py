@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -36,6 +37,7 @@ from proxy.records import ENDPOINTS, RequestRecord
 from storage.writer import WriterStatistics
 from web.fleet_report import write_fleet_metrics
 from web.prometheus_text import Exposition, Histogram, Labels
+from web.sibling_metrics import SiblingMetrics
 
 if TYPE_CHECKING:
     from web.observed import ObservedParts
@@ -209,6 +211,17 @@ def rss_bytes() -> int | None:
 
 def exposition(calls: Metrics, parts: ObservedParts, rss: int | None) -> str:
     """The whole ``/metrics`` page: call counters, then the actors' state now."""
+    return build_exposition(calls, parts, rss).text()
+
+
+async def own_exposition(calls: Metrics, parts: ObservedParts) -> Exposition:
+    """This process's exposition now (what a worker's metrics socket serves its siblings)."""
+    rss = await trio.to_thread.run_sync(rss_bytes)
+    return build_exposition(calls, parts, rss)
+
+
+def build_exposition(calls: Metrics, parts: ObservedParts, rss: int | None) -> Exposition:
+    """The families of :func:`exposition`, before they are text."""
     out = Exposition()
     calls.write(out)
     uptime_s = time.monotonic() - parts.started_at
@@ -315,7 +328,7 @@ def exposition(calls: Metrics, parts: ObservedParts, rss: int | None) -> str:
         [((), limiter.refused_store_down)],
     )
     write_fleet_metrics(out, parts)
-    return out.text()
+    return out
 
 
 def _connections(out: Exposition, parts: ObservedParts) -> None:
@@ -460,11 +473,22 @@ def _writer(out: Exposition, writer: WriterStatistics) -> None:
     )
 
 
-def register_metrics(app: QuartTrio, calls: Metrics, parts: ObservedParts) -> None:
-    """Add ``GET /metrics`` to the Quart app (no sign-in: it holds no secret)."""
+def register_metrics(
+    app: QuartTrio,
+    calls: Metrics,
+    parts: ObservedParts,
+    siblings: SiblingMetrics | None = None,
+) -> None:
+    """Add ``GET /metrics`` to the Quart app (no sign-in: it holds no secret).
+
+    ``siblings``: a worker of ``[server] workers``, which answers for every worker of the port.
+    """
 
     @app.get("/metrics")
     async def metrics() -> Response:
         # /proc is no disk, but it is file I/O all the same: off the trio thread.
         rss = await trio.to_thread.run_sync(rss_bytes)
+        if siblings is not None:
+            page = await siblings.page(partial(build_exposition, calls, parts, rss))
+            return Response(page, status=200, content_type=CONTENT_TYPE)
         return Response(exposition(calls, parts, rss), status=200, content_type=CONTENT_TYPE)
