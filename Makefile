@@ -8,7 +8,7 @@ DEPS := $(shell cksum pyproject.toml | cut -d' ' -f1)
 RUN_STAMP := $(VENV)/.installed-run-$(DEPS)
 DEV_STAMP := $(VENV)/.installed-dev-$(DEPS)
 
-.PHONY: run test lint types pytest chromium systemd redis bench setup clean
+.PHONY: run test lint types pytest chromium systemd redis postgres bench setup clean
 
 run: $(RUN_STAMP)
 	$(BIN)/llm-proxy serve
@@ -22,7 +22,7 @@ lint: $(DEV_STAMP)
 types: $(DEV_STAMP)
 	$(BIN)/mypy
 
-pytest: $(DEV_STAMP) chromium systemd redis
+pytest: $(DEV_STAMP) chromium systemd redis postgres
 	$(BIN)/pytest -q
 
 # Debian packages the tests need, installed with apt-get when missing: directly as root, through
@@ -49,6 +49,12 @@ systemd:
 # The fleet tests start real Redis servers on loopback ports (Debian's redis-server package).
 redis:
 	$(call apt_install,redis-server,redis-server)
+
+# The storage tests start real PostgreSQL clusters in temporary directories (Debian's postgresql
+# package; its server programs live in /usr/lib/postgresql/VERSION/bin, off the PATH, and
+# pg_ctlcluster comes with them).
+postgres:
+	$(call apt_install,pg_ctlcluster,postgresql)
 
 # Benchmarks print their figures against a baseline measured in the same run.
 bench: $(DEV_STAMP)
