@@ -16,6 +16,9 @@ from typing import Any
 import psycopg
 import pytest
 
+import storage.migrations
+from storage import migrate as migrate_sqlite
+from storage import open_connection
 from storage.migrations import MIGRATIONS, SchemaTooNewError
 from storage.postgres_migrations import (
     MIGRATION_LOCK_KEY,
@@ -215,3 +218,49 @@ def test_an_older_database_is_brought_up_to_date(url: str) -> None:
         assert migrate(conn, POSTGRES_MIGRATIONS[:3]) == 3
         assert migrate(conn) == len(MIGRATIONS)
         assert schema_version(conn) == len(MIGRATIONS)
+
+
+# Calls logged before version 4, and their rollup rows: the first two rows hold every call of
+# their bucket (backfilled); the third's log was pruned (1 call of 5: left at zero counts).
+CALLS_BEFORE_THE_HISTOGRAM = [
+    "INSERT INTO llm_requests (request_id, ts_ms, client_id, provider, model, stream, status,"
+    " http_status, latency_ms) VALUES"
+    " ('r1', 10, 'c', 'p', 'm', 0, 'ok', 200, 10),"
+    " ('r2', 20, 'c', 'p', 'm', 1, 'ok', 200, 60.5),"
+    " ('r3', 30, 'c', 'p', 'm', 0, 'error', 502, 99.99),"
+    " ('r4', 40, 'c', 'p', 'm', 0, 'ok', 200, 30000),"
+    " ('r5', 50, NULL, NULL, 'm', 0, 'ok', 200, 120),"
+    " ('r6', 3600001, 'c', 'p', 'm', 0, 'ok', 200, 70000)",
+    "INSERT INTO usage_hourly (hour_ms, client_id, provider, model, requests, latency_ms_sum)"
+    " VALUES (0, 'c', 'p', 'm', 4, 30170.49), (0, '', '', 'm', 1, 120),"
+    " (3600000, 'c', 'p', 'm', 5, 70000)",
+]
+
+
+def test_version_4_backfills_the_histogram_as_sqlite_does(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lite = open_connection(str(tmp_path / "before.db"))
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(storage.migrations, "MIGRATIONS", MIGRATIONS[:3])
+            assert migrate_sqlite(lite) == 3
+        with connect(url) as conn:
+            assert migrate(conn, POSTGRES_MIGRATIONS[:3]) == 3
+            for statement in CALLS_BEFORE_THE_HISTOGRAM:
+                lite.execute(statement)
+                conn.execute(statement.encode())
+            migrate_sqlite(lite)
+            migrate(conn)
+            rollup = "SELECT * FROM usage_hourly ORDER BY hour_ms, client_id"
+            in_postgres = [tuple(row) for row in conn.execute(rollup)]
+        in_sqlite = lite.execute(rollup).fetchall()
+    finally:
+        lite.close()
+    assert in_postgres == in_sqlite
+    histograms = [row[12:] for row in in_sqlite]
+    assert histograms == [
+        (0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+        (1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0),
+        (0,) * 11,
+    ]
