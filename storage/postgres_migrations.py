@@ -23,6 +23,7 @@ __all__ = [
     "MIGRATION_LOCK_KEY",
     "POSTGRES_MIGRATIONS",
     "SchemaTooNewError",
+    "advance_identities",
     "migrate",
     "schema_version",
 ]
@@ -94,6 +95,32 @@ def _migrate_locked(conn: psycopg.Connection[Any], migrations: tuple[str, ...]) 
             conn.execute("UPDATE schema_version SET version = %s", (current,))
         logger.info("database migrated to schema version %d", current)
     return current
+
+
+def advance_identities(conn: psycopg.Connection[Any]) -> None:
+    """After rows were copied in with their ids, number new rows after the largest one.
+
+    SQLite gives a new ``INTEGER PRIMARY KEY`` row the largest id plus one; an identity column
+    takes its sequence's next value, which rows inserted with explicit ids do not move. Without
+    this, the first insert after a copy would collide with a copied id. Blocking: call it from a
+    worker thread.
+    """
+    columns = conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND is_identity = 'YES'"
+    ).fetchall()
+    for table, column in columns:
+        # setval(..., false): the next value is the one given, 1 on an empty table.
+        query = (
+            f"SELECT setval(pg_get_serial_sequence(%s, %s), coalesce(max({_quoted(column)}), 0)"
+            f" + 1, false) FROM {_quoted(table)}"
+        )
+        conn.execute(query.encode(), (_quoted(table), column))
+
+
+def _quoted(identifier: str) -> str:
+    """``identifier`` as a quoted SQL identifier."""
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _one(conn: psycopg.Connection[Any], query: str) -> tuple[Any, ...]:

@@ -23,6 +23,7 @@ from storage.migrations import MIGRATIONS, SchemaTooNewError
 from storage.postgres_migrations import (
     MIGRATION_LOCK_KEY,
     POSTGRES_MIGRATIONS,
+    advance_identities,
     migrate,
     schema_version,
 )
@@ -264,3 +265,20 @@ def test_version_4_backfills_the_histogram_as_sqlite_does(
         (1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0),
         (0,) * 11,
     ]
+
+
+def test_after_a_copy_new_ids_continue_after_the_copied_ones(url: str) -> None:
+    with connect(url) as conn:
+        migrate(conn)
+        conn.execute(
+            "INSERT INTO audit_log (id, ts_ms, username, action) VALUES (41, 0, 'u', 'a'),"
+            " (7, 0, 'u', 'a')"
+        )
+        advance_identities(conn)
+        added = "INSERT INTO audit_log (ts_ms, username, action) VALUES (0, 'u', 'b') RETURNING id"
+        assert conn.execute(added).fetchone() == (42,)  # as SQLite numbers it: after the largest
+        user = (
+            "INSERT INTO users (username, password_hash, created_at, updated_at)"
+            " VALUES ('ann', 'h', 0, 0) RETURNING id"
+        )
+        assert conn.execute(user).fetchone() == (1,)  # an empty table starts at 1
