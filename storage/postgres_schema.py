@@ -171,12 +171,15 @@ CREATE INDEX audit_log_ts_ms ON audit_log (ts_ms);
 
 # Version 2: the change counter for API keys (see storage.migrations). Row triggers, as SQLite's:
 # the generation moves by the same steps on both backends. The upsert takes the settings row's
-# lock, so concurrent writers bump it one after the other, never to the same value.
+# lock, so concurrent writers bump it one after the other, never to the same value. The time is
+# the statement's, as SQLite's 'now' is; the search path is pinned at creation, so a session with
+# another search path still bumps this schema's settings row.
 _V2_AUTH_GENERATION: Final = """
-CREATE FUNCTION bump_auth_generation() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION bump_auth_generation() RETURNS trigger
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO settings (key, value_json, updated_at)
-    VALUES ('auth_generation', '1', floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+    VALUES ('auth_generation', '1', floor(extract(epoch FROM statement_timestamp()) * 1000)::bigint)
     ON CONFLICT (key) DO UPDATE SET
         value_json = (settings.value_json::bigint + 1)::text,
         updated_at = excluded.updated_at;

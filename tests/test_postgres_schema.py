@@ -492,3 +492,20 @@ def test_keys_cascade_and_the_auth_generation_moves_alike(
         lite.close()
     assert seen_pg == seen_lite
     assert seen_lite[-1] == [("8",)]  # the last delete counts twice: the client, its token
+
+
+def test_the_auth_generation_is_bumped_in_its_own_schema_whatever_the_search_path(
+    postgres: PostgresServer,
+) -> None:
+    with psycopg.connect(fresh_database(postgres), autocommit=True) as pg:
+        migrate_postgres(pg)
+        pg.execute("CREATE SCHEMA elsewhere")
+        pg.execute("CREATE TABLE elsewhere.settings (LIKE public.settings INCLUDING ALL)")
+        pg.execute("SET search_path TO elsewhere, public")
+        pg.execute(
+            "INSERT INTO public.clients (id, name, created_at, updated_at) VALUES ('a', 'a', 0, 0)"
+        )
+        assert pg.execute(
+            "SELECT value_json FROM public.settings WHERE key = 'auth_generation'"
+        ).fetchone() == ("1",)
+        assert pg.execute("SELECT count(*) FROM elsewhere.settings").fetchone() == (0,)
