@@ -65,7 +65,7 @@ def migrate(
     saved_autocommit = conn.autocommit
     # Autocommit, so each `conn.transaction()` below is a real BEGIN/COMMIT and the session lock
     # is held across them (an implicit outer transaction would make them savepoints).
-    conn.autocommit = True
+    conn.set_autocommit(True)
     try:
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
@@ -76,7 +76,7 @@ def migrate(
                 conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
     finally:
         if not conn.closed:
-            conn.autocommit = saved_autocommit
+            conn.set_autocommit(saved_autocommit)
 
 
 def _migrate_locked(conn: psycopg.Connection[Any], migrations: tuple[str, ...]) -> int:
