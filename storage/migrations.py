@@ -6,7 +6,7 @@ import logging
 
 import apsw
 
-__all__ = ["MIGRATIONS", "SchemaTooNewError", "migrate", "schema_version"]
+__all__ = ["MIGRATIONS", "SchemaTooNewError", "check_version", "migrate", "schema_version"]
 
 logger = logging.getLogger("llm_proxy.storage")
 
@@ -316,7 +316,7 @@ def schema_version(conn: apsw.Connection) -> int:
     return int(conn.pragma("user_version"))
 
 
-def _check_version(current: int, target: int) -> int:
+def check_version(current: int, target: int) -> int:
     """Return ``current``, or refuse a database from a newer llm-proxy."""
     if current > target:
         raise SchemaTooNewError(
@@ -344,7 +344,7 @@ def migrate(conn: apsw.Connection) -> int:
     """
     migrations = MIGRATIONS
     target = len(migrations)
-    current = _check_version(schema_version(conn), target)
+    current = check_version(schema_version(conn), target)
     if current == 0:
         _enable_incremental_vacuum(conn)
     saved_mode = conn.transaction_mode
@@ -354,7 +354,7 @@ def migrate(conn: apsw.Connection) -> int:
     try:
         while current < target:
             with conn:
-                current = _check_version(schema_version(conn), target)
+                current = check_version(schema_version(conn), target)
                 if current == target:
                     break
                 conn.execute(migrations[current])
