@@ -13,12 +13,10 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
-from typing import Any
 
 import httpx
 import hypercorn.config
@@ -34,27 +32,23 @@ from actors.fleet_limiter import FleetLimiter
 from actors.fleet_login_throttle import FleetLoginThrottle
 from actors.fleet_presence import FleetPresence, LiveFigures
 from actors.fleet_sessions import FleetSessionStore
-from actors.provider import ProviderActor
-from actors.rate_limiter import ClientLimits, RateLimiter
+from actors.rate_limiter import RateLimiter
 from actors.redis_link import RedisLink, default_instance_name
 from actors.request_logger import RequestLogger
 from actors.retention import Retention
 from actors.runtime_settings import RuntimeSettings, credit_ledger
 from actors.session_store import Sessions, SessionStore, UserState
 from proxy import __version__
-from proxy.config import KEYED_PROVIDERS, Config
-from proxy.errors import StartupError
-from proxy.hosts import is_loopback_bind
+from proxy.builders import build_authenticator, build_pricer, build_providers
+from proxy.config import Config
 from proxy.images import ImageFetcher, ImagePolicy
+from proxy.listener import hypercorn_config
 from proxy.login_throttle import LoginThrottle, SignInThrottle
 from proxy.passwords import Passwords
-from proxy.pricing import FREE_PROVIDERS, PriceOverride, Pricer
 from proxy.private_files import make_gateway_files_private
-from proxy.providers.registry import adapter_for
 from proxy.records import LiveCall
 from proxy.routing import AliasTarget, Router
 from proxy.sd_notify import Notifier
-from proxy.secret_scrubber import MIN_SECRET_LENGTH, SecretScrubber, configured_secrets
 from proxy.stop_signals import StopSignals
 from proxy.wiring import ServiceParts, app_deps
 from proxy.worker_place import WorkerPlace
@@ -63,11 +57,9 @@ from storage.response_store import ResponseStore
 from storage.users import list_users
 from storage.writer import StorageWriter
 from web.app import create_app
-from web.auth import Authenticator
 from web.connections import connections_for
 from web.events import EventHub
 from web.first_admin import ensure_first_admin
-from web.host_check import policy_for as host_policy_for
 from web.http_server import serve
 from web.in_flight import InFlight
 from web.metrics import Metrics, own_exposition
@@ -86,166 +78,6 @@ class RunningService:
     gateway: ServiceParts
     stop: Callable[[], None]
     stopped: trio.Event  # set once every actor has exited (records flushed, WAL checkpointed)
-
-
-def build_pricer(config: Config) -> Pricer:
-    """The price table with the config's per-alias overrides."""
-    overrides = {
-        name: PriceOverride(
-            alias.input_per_mtok, alias.output_per_mtok, alias.cached_input_per_mtok
-        )
-        for name, alias in config.models.items()
-        if alias.input_per_mtok is not None or alias.output_per_mtok is not None
-    }
-    return Pricer(overrides)
-
-
-def build_providers(
-    config: Config, images: ImageFetcher, events: EventHub | None = None
-) -> dict[str, ProviderActor]:
-    """One actor per enabled provider; breaker changes are published on ``events``."""
-
-    def breaker_changed(name: str, state: str) -> None:
-        if events is not None:
-            events.publish({"type": "provider", "name": name, "state": state})
-
-    # Upstream errors are scrubbed of every secret of the config, not only the called
-    # provider's key: an upstream may echo anything the gateway was ever given.
-    scrubber = SecretScrubber.from_config(config)
-    short = [
-        where
-        for where, secret in configured_secrets(config).items()
-        if len(secret) < MIN_SECRET_LENGTH
-    ]
-    if short:
-        log.warning(
-            "secrets shorter than %d characters are not scrubbed from upstream error text: %s; "
-            "use long random keys",
-            MIN_SECRET_LENGTH,
-            ", ".join(short),
-        )
-    actors: dict[str, ProviderActor] = {}
-    for provider in config.enabled_providers():
-        actors[provider.name] = ProviderActor(
-            provider,
-            adapter_for(provider),
-            images=images,
-            on_breaker_change=breaker_changed,
-            scrubber=scrubber,
-        )
-    if "mock" in actors and not any(config.providers[name].api_key for name in KEYED_PROVIDERS):
-        log.info(
-            "no upstream API key is configured: the mock provider is on (model 'mock' answers "
-            "with an echo); set OPENAI_API_KEY or another provider key to use a real upstream"
-        )
-    return actors
-
-
-def build_authenticator(
-    config: Config, providers: dict[str, ProviderActor], directory: ClientDirectory
-) -> Authenticator:
-    """Static keys from the config, client keys from the database, anonymous calls if allowed."""
-    # Demo mode: no API key configured and only free, local providers (the in-process mock, a
-    # local Ollama) enabled, on a loopback address. Letting a first `curl` through without a key
-    # then costs nothing and exposes nothing that was not already open on this machine. It ends
-    # when the first client key is created. Only while the Host check runs: without it a web page
-    # whose name was rebound to 127.0.0.1 would be a caller from this machine too.
-    demo = (
-        not config.auth.allow_anonymous
-        and not config.auth.tokens
-        and set(providers) <= FREE_PROVIDERS
-        and is_loopback_bind(config.server.host)
-        and host_policy_for(config.server) is not None
-    )
-    if demo:
-        log.warning(
-            "demo mode: no API key is configured and only free local providers are enabled, so "
-            "calls without a key are accepted on %s until a client key is created",
-            config.server.host,
-        )
-    return Authenticator(
-        config.auth.tokens,
-        allow_anonymous=config.auth.allow_anonymous,
-        default_limits=ClientLimits(config.limits.default_client_requests_per_minute),
-        directory=directory,
-        demo_mode=demo,
-    )
-
-
-class _HypercornConfig(hypercorn.config.Config):
-    """hypercorn's settings, with a send deadline on every accepted connection.
-
-    hypercorn writes to a client inside a shielded scope, so a peer that stopped reading (full
-    kernel buffers) holds that write, and with it a graceful shutdown, until TCP gives up — which
-    can take many minutes. TCP_USER_TIMEOUT on the listening socket (accepted sockets inherit it)
-    makes the kernel drop such a connection after ``stalled_client_timeout_s``.
-    """
-
-    stalled_client_timeout_s: float = 20.0
-    _bound: Any = None
-
-    def bind_now(self) -> None:
-        """Bind the listening sockets now, so that a port in use fails the start at once."""
-        try:
-            self._bound = self._tuned_sockets()
-        except OSError as exc:  # socket.gaierror too: a host name that does not resolve
-            raise StartupError(f"cannot listen on {' '.join(self.bind)}: {exc}") from exc
-
-    def bound_port(self) -> int:
-        """The port :meth:`bind_now` bound (the one the kernel chose for port 0)."""
-        if self._bound is None:
-            raise RuntimeError("nothing is bound")
-        sockets = (*self._bound.secure_sockets, *self._bound.insecure_sockets)
-        return int(sockets[0].getsockname()[1])
-
-    def close_unused(self) -> None:
-        """Close the sockets :meth:`bind_now` bound if hypercorn never took them."""
-        sockets, self._bound = self._bound, None
-        if sockets is not None:
-            for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
-                sock.close()
-
-    def create_sockets(self) -> Any:
-        if self._bound is not None:
-            sockets, self._bound = self._bound, None
-            return sockets
-        return self._tuned_sockets()
-
-    def _tuned_sockets(self) -> Any:
-        sockets = super().create_sockets()
-        timeout_ms = int(self.stalled_client_timeout_s * 1000)
-        if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux only
-            for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
-                if sock.family in (socket.AF_INET, socket.AF_INET6):
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
-        return sockets
-
-
-def hypercorn_config(config: Config, *, shared_port: bool = False) -> _HypercornConfig:
-    """Hypercorn settings from ours: bind, grace period, no access log (we log every call).
-
-    ``shared_port``: the listening socket gets SO_REUSEPORT before it is bound, so that the
-    workers of ``[server] workers`` each listen on the same port and the kernel spreads the
-    connections among them (hypercorn sets it when told of more than one worker).
-    """
-    hc = _HypercornConfig()
-    if shared_port:
-        hc.workers = max(2, config.server.workers)
-    hc.stalled_client_timeout_s = config.server.stalled_client_timeout_s
-    host = config.server.host
-    # An IPv6 address in brackets, so that log lines and errors read "[::1]:8080".
-    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    hc.bind = [f"{host}:{config.server.port}"]
-    hc.graceful_timeout = config.server.graceful_timeout_s
-    hc.accesslog = None
-    # hypercorn's own lines (bind, errors) go through our logging, in our format.
-    hc.errorlog = logging.getLogger("hypercorn.error")
-    hc.keep_alive_timeout = config.server.keep_alive_timeout_s
-    hc.include_server_header = False
-    # hypercorn's default of 100 drops connections when a burst of clients connects at once
-    # (their SYN is retried a second later); the kernel caps this at net.core.somaxconn.
-    hc.backlog = 2048
-    return hc
 
 
 @asynccontextmanager

@@ -36,11 +36,11 @@ import trio
 
 from proxy.config import Config
 from proxy.errors import StartupError
+from proxy.listener import ListenerConfig, hypercorn_config
 from proxy.passwords import Passwords
 from proxy.private_files import make_gateway_files_private
 from proxy.sd_notify import WATCHDOG, Notifier, status
 from proxy.serve import leaves
-from proxy.service import _HypercornConfig, hypercorn_config
 from proxy.stop_signals import HARD_STOP_AFTER_S, StopSignals
 from proxy.worker_process import WorkerOrder, encode_order, worker_config
 from proxy.worker_slot import WORKER_COMMAND, WorkerSlot, describe_status
@@ -72,7 +72,7 @@ def supervise(config: Config) -> int:
     return exit_status
 
 
-def reserve_port(config: Config) -> tuple[Config, _HypercornConfig]:
+def reserve_port(config: Config) -> tuple[Config, ListenerConfig]:
     """Check the port is free and keep it; the config with the port bound, and the reservation.
 
     The first bind is without SO_REUSEPORT: another fleet of ours on the port (whose sockets do

@@ -9,8 +9,8 @@ import pytest
 
 from actors.client_directory import ClientDirectory
 from actors.provider import ProviderActor
+from proxy.builders import build_authenticator
 from proxy.providers.registry import adapter_for
-from proxy.service import build_authenticator
 from storage.reads import ReadPool
 from storage.writer import StorageWriter
 from tests.conftest import make_config

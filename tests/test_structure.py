@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "web/api/usage.py": {"response"},  # a quart Response being built (its timeout)
     "web/hangups.py": {"entry"},  # the module's own private _Watch record
     "web/http_server.py": {"connections_nursery"},  # a trio cancel scope's deadline
-    "proxy/service.py": {"hc"},  # the hypercorn Config being built
+    "proxy/listener.py": {"hc"},  # the hypercorn Config being built
     # The standard library's and other libraries' objects, configured by their fields.
     "proxy/log_format.py": {"record"},  # a logging.LogRecord being formatted
     "proxy/stop_signals.py": {"timer"},  # a trio cancel scope's deadline
