@@ -126,12 +126,16 @@ class ServerProcess:
             if text in line:
                 event.set()
 
-    async def wait_for_line(self, text: str) -> None:
-        """Return once a stderr line containing ``text`` has been seen."""
+    async def wait_for_line(self, text: str, *, timeout_s: float = 60) -> None:
+        """Return once a stderr line containing ``text`` has been seen; fail, showing stderr, if
+        none is within ``timeout_s`` (a line that never comes must fail the test, not hang it)."""
         if any(text in line for line in self.lines):
             return
         event = self._line_seen.setdefault(text, trio.Event())
-        await event.wait()
+        with trio.move_on_after(timeout_s):
+            await event.wait()
+            return
+        raise AssertionError(f"no line with {text!r} within {timeout_s} s:\n{self.stderr}")
 
     def send_signal(self, signum: signal.Signals) -> None:
         self.process.send_signal(signum)
