@@ -17,7 +17,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Final, Protocol, TypeVar
 
-import apsw
 import trio
 
 from storage.responses import delete_expired_responses
@@ -28,6 +27,7 @@ from storage.retention import (
     freelist_pages,
     incremental_vacuum,
 )
+from storage.sql import Connection
 
 log = logging.getLogger("llm_proxy.retention")
 
@@ -47,7 +47,7 @@ JOB_TIMEOUT_S: Final = 60.0
 class Executor(Protocol):
     """Where the jobs run: the StorageWriter."""
 
-    async def execute(self, fn: Callable[[apsw.Connection], T], *, timeout_s: float = ...) -> T:
+    async def execute(self, fn: Callable[[Connection], T], *, timeout_s: float = ...) -> T:
         """Run ``fn(conn)`` in its own write transaction and return its value."""
         ...
 
@@ -196,7 +196,7 @@ class Retention:
         self._responses_deleted += count
 
     async def _in_batches(
-        self, delete: Callable[[apsw.Connection], int], counted: Callable[[int], None]
+        self, delete: Callable[[Connection], int], counted: Callable[[int], None]
     ) -> int:
         """Run a bounded delete job until one deletes less than a batch, counting each as it
         commits; return the total."""

@@ -39,7 +39,7 @@ from actors.retention import Retention
 from actors.runtime_settings import RuntimeSettings, credit_ledger
 from actors.session_store import Sessions, SessionStore, UserState
 from proxy import __version__
-from proxy.builders import build_authenticator, build_pricer, build_providers
+from proxy.builders import build_authenticator, build_database, build_pricer, build_providers
 from proxy.config import Config
 from proxy.images import ImageFetcher, ImagePolicy
 from proxy.listener import hypercorn_config
@@ -161,9 +161,16 @@ async def _run_bound(
     task_status: trio.TaskStatus[RunningService],
 ) -> int:
     """:func:`run` once the listening sockets are bound."""
+    # The files the gateway keeps beside it (the first admin's password, backups) live by
+    # server.database whichever backend stores the data.
     database = config.server.database
-    writer = StorageWriter(database, record_requests=config.logging.record_requests)
-    reads = ReadPool(database)
+    store = build_database(config)
+    writer = StorageWriter(
+        store,
+        record_requests=config.logging.record_requests,
+        outage_buffer_records=config.storage.outage_buffer_records,
+    )
+    reads = ReadPool(store)
     policy = ImagePolicy.from_config(config.images)
     # One client for every image the gateway fetches on behalf of Gemini and Ollama; redirects
     # are followed by the fetcher itself so that each hop is checked.
@@ -354,7 +361,7 @@ async def _run_bound(
             log.info(
                 "started: instance=%s database=%s providers=%s",
                 instance,
-                database,
+                store.describe(),
                 ",".join(providers) or "none",
             )
             with hurry:

@@ -34,6 +34,7 @@ from typing import Final, final
 
 import trio
 
+from proxy.builders import build_database
 from proxy.config import Config
 from proxy.errors import StartupError
 from proxy.listener import ListenerConfig, hypercorn_config
@@ -93,7 +94,7 @@ def reserve_port(config: Config) -> tuple[Config, ListenerConfig]:
 async def prepare_database(config: Config) -> None:
     """Migrate the database and create the first admin, once, before any worker starts."""
     database = config.server.database
-    writer = StorageWriter(database, record_requests=config.logging.record_requests)
+    writer = StorageWriter(build_database(config), record_requests=config.logging.record_requests)
     async with trio.open_nursery() as nursery:
         await nursery.start(writer.run)
         try:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import apsw
 
+from storage.sql import Connection
+
 __all__ = ["MAX_AUDIT_PAGE", "SECRET_NAMES", "AuditRow", "list_audit", "record_audit"]
 
 SECRET_NAMES: frozenset[str] = frozenset(
@@ -123,7 +125,7 @@ def _encode_detail(detail: Mapping[str, object] | None) -> str:
 
 
 def record_audit(
-    conn: apsw.Connection,
+    conn: Connection,
     *,
     username: str,
     action: str,
@@ -144,7 +146,7 @@ def record_audit(
 
 
 def list_audit(
-    conn: apsw.Connection, *, limit: int = 100, before_id: int | None = None
+    conn: Connection, *, limit: int = 100, before_id: int | None = None
 ) -> list[AuditRow]:
     """Up to ``limit`` entries, newest first; ``before_id`` pages on from the last one seen."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_AUDIT_PAGE:

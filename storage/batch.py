@@ -2,33 +2,68 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import apsw
 import msgspec
 
 from proxy.records import RequestRecord
 from storage.rollup import UPSERT_USAGE_HOURLY, UsageRollup
+from storage.sql import DATABASE_ERRORS, Connection, RowRejected, is_postgres
 from storage.transaction import in_immediate_transaction
 
-__all__ = ["INSERT_REQUEST", "is_row_error", "request_row", "write_batch", "write_rows_one_by_one"]
+__all__ = [
+    "INSERT_REQUEST",
+    "REQUEST_COLUMNS",
+    "is_row_error",
+    "request_row",
+    "write_batch",
+    "write_rows_one_by_one",
+]
 
-INSERT_REQUEST = """
-INSERT INTO llm_requests (
-    request_id, ts_ms, client_id, provider, model, upstream_model, stream, status, http_status,
-    error_type, error_message, prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens,
-    total_tokens, cost_usd, has_images, latency_ms, ttft_ms, overhead_ms, request_body,
-    response_body, attempts, failed_attempts, endpoint, cache_write_tokens
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
+REQUEST_COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "ts_ms",
+    "client_id",
+    "provider",
+    "model",
+    "upstream_model",
+    "stream",
+    "status",
+    "http_status",
+    "error_type",
+    "error_message",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cached_tokens",
+    "total_tokens",
+    "cost_usd",
+    "has_images",
+    "latency_ms",
+    "ttft_ms",
+    "overhead_ms",
+    "request_body",
+    "response_body",
+    "attempts",
+    "failed_attempts",
+    "endpoint",
+    "cache_write_tokens",
+)
+"""The ``llm_requests`` columns a record fills, in the order of :func:`request_row`."""
 
-_COLUMNS = 27
+_COLUMNS = len(REQUEST_COLUMNS)
+INSERT_REQUEST = (
+    f"INSERT INTO llm_requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({', '.join('?' * _COLUMNS)})"
+)
+
 # The whole batch in one statement: its rows travel as one JSON array that SQLite unpacks itself.
 # Binding rows one by one would cost a GIL release and re-acquire per value (APSW lets go of the
 # GIL around every SQLite call), each a stall for the event loop thread, which wants it back at
 # once: at full load that was ~100 us of the loop's CPU per logged call.
 INSERT_REQUESTS_JSON = (
-    INSERT_REQUEST.split("VALUES", 1)[0]
+    INSERT_REQUEST.split(" VALUES", 1)[0]
+    + " "
     + "SELECT "
     + ", ".join(f"value ->> {i}" for i in range(_COLUMNS))
     + " FROM json_each(?)"
@@ -37,15 +72,21 @@ _encode_rows = msgspec.json.Encoder().encode
 
 # Errors that say "this row can never be stored", as opposed to "the database is unhappy right
 # now" (busy, I/O, disk full), which is worth retrying.
-_ROW_APSW_ERRORS = (apsw.ConstraintError, apsw.MismatchError, apsw.TooBigError, apsw.RangeError)
+_ROW_ERRORS = (
+    apsw.ConstraintError,
+    apsw.MismatchError,
+    apsw.TooBigError,
+    apsw.RangeError,
+    RowRejected,
+)
 
 
 def is_row_error(exc: BaseException) -> bool:
     """Whether ``exc`` comes from a bad record rather than from the database."""
-    if isinstance(exc, _ROW_APSW_ERRORS):
+    if isinstance(exc, _ROW_ERRORS):
         return True
     # TypeError, ValueError, OverflowError...: a field that cannot be bound or summed.
-    return isinstance(exc, Exception) and not isinstance(exc, apsw.Error)
+    return isinstance(exc, Exception) and not isinstance(exc, DATABASE_ERRORS)
 
 
 def request_row(record: RequestRecord) -> tuple[object, ...]:
@@ -81,28 +122,29 @@ def request_row(record: RequestRecord) -> tuple[object, ...]:
     )
 
 
-def _insert_all(
-    conn: apsw.Connection, records: Sequence[RequestRecord], *, rows: bool = True
-) -> None:
+def _insert_all(conn: Connection, records: Sequence[RequestRecord], *, rows: bool = True) -> None:
     """Insert the rows and upsert their rollup (inside the caller's transaction)."""
     rollup = UsageRollup(records)
-    if rows:
+    if rows and is_postgres(conn):
+        # COPY: one stream of rows, the cheapest insert PostgreSQL has.
+        copy_rows: Callable[[str, Sequence[str], Iterable[Sequence[object]]], None]
+        copy_rows = conn.copy_rows  # type: ignore[attr-defined]
+        copy_rows("llm_requests", REQUEST_COLUMNS, (request_row(record) for record in records))
+    elif rows:
         # Bound as text: SQLite would read a BLOB as its binary JSONB format.
         text = _encode_rows([request_row(record) for record in records]).decode()
         conn.execute(INSERT_REQUESTS_JSON, (text,))
     conn.executemany(UPSERT_USAGE_HOURLY, rollup.rows())
 
 
-def write_batch(
-    conn: apsw.Connection, records: Sequence[RequestRecord], *, rows: bool = True
-) -> None:
+def write_batch(conn: Connection, records: Sequence[RequestRecord], *, rows: bool = True) -> None:
     """Store ``records`` (only their usage_hourly rollup when not ``rows``) atomically.
     Blocking."""
     in_immediate_transaction(conn, lambda c: _insert_all(c, records, rows=rows))
 
 
 def _insert_each(
-    conn: apsw.Connection, records: Sequence[RequestRecord], *, rows: bool = True
+    conn: Connection, records: Sequence[RequestRecord], *, rows: bool = True
 ) -> list[tuple[RequestRecord, Exception]]:
     """Insert rows under one savepoint each, skipping the ones that cannot be stored."""
     rollup = UsageRollup()
@@ -122,7 +164,7 @@ def _insert_each(
 
 
 def write_rows_one_by_one(
-    conn: apsw.Connection, records: Sequence[RequestRecord], *, rows: bool = True
+    conn: Connection, records: Sequence[RequestRecord], *, rows: bool = True
 ) -> list[tuple[RequestRecord, Exception]]:
     """Store every storable record in one transaction; return the rejected ones with their error.
 

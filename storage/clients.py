@@ -19,6 +19,7 @@ from typing import Final
 import apsw
 
 from proxy.keys import generate_key, mask_key
+from storage.sql import Connection
 from storage.values import as_int, as_opt_int
 
 __all__ = [
@@ -201,7 +202,7 @@ def _token_row(row: apsw.SQLiteValues) -> TokenRow:
     )
 
 
-def _client_exists(conn: apsw.Connection, client_id: str) -> bool:
+def _client_exists(conn: Connection, client_id: str) -> bool:
     rows = conn.execute("SELECT 1 FROM clients WHERE id = ?", (client_id,)).fetchall()
     return bool(rows)
 
@@ -210,25 +211,23 @@ def _unknown_client(client_id: str) -> LookupError:
     return LookupError(f"unknown client: {client_id}")
 
 
-def _get_token(conn: apsw.Connection, token_id: int) -> TokenRow:
+def _get_token(conn: Connection, token_id: int) -> TokenRow:
     rows = conn.execute(_TOKEN_SELECT + " WHERE id = ?", (token_id,)).fetchall()
     if not rows:
         raise LookupError(f"unknown key: {token_id}")
     return _token_row(rows[0])
 
 
-def _insert_key(
-    conn: apsw.Connection, client_id: str, name: str, now_ms: int
-) -> tuple[TokenRow, str]:
+def _insert_key(conn: Connection, client_id: str, name: str, now_ms: int) -> tuple[TokenRow, str]:
     """Store a new key's digest for ``client_id``; return its row and the plain key."""
     key = generate_key()
-    conn.execute(
+    (token_id,) = conn.execute(
         "INSERT INTO client_tokens (client_id, token_sha256, prefix, last4, name, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         (client_id, key.sha256, key.prefix, key.last4, name, now_ms),
-    )
+    ).fetchall()[0]
     token = TokenRow(
-        id=conn.last_insert_rowid(),
+        id=token_id,
         client_id=client_id,
         prefix=key.prefix,
         last4=key.last4,
@@ -244,7 +243,7 @@ def _insert_key(
 
 
 def create_client(
-    conn: apsw.Connection,
+    conn: Connection,
     *,
     name: str,
     description: str = "",
@@ -282,7 +281,7 @@ def create_client(
 
 
 def add_key(
-    conn: apsw.Connection, client_id: str, *, name: str = "", now_ms: int
+    conn: Connection, client_id: str, *, name: str = "", now_ms: int
 ) -> tuple[TokenRow, str]:
     """Add a key to a client; return its row and the plain key (shown once)."""
     name = _check_name(name, "key name", required=False)
@@ -291,7 +290,7 @@ def add_key(
     return _insert_key(conn, client_id, name, now_ms)
 
 
-def revoke_key(conn: apsw.Connection, token_id: int, *, now_ms: int) -> TokenRow:
+def revoke_key(conn: Connection, token_id: int, *, now_ms: int) -> TokenRow:
     """Revoke one key; revoking it again keeps the first ``revoked_at``."""
     conn.execute(
         "UPDATE client_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
@@ -300,7 +299,7 @@ def revoke_key(conn: apsw.Connection, token_id: int, *, now_ms: int) -> TokenRow
     return _get_token(conn, token_id)
 
 
-def revoke_client(conn: apsw.Connection, client_id: str, *, now_ms: int) -> int:
+def revoke_client(conn: Connection, client_id: str, *, now_ms: int) -> int:
     """Deactivate a client and revoke all its keys; return how many keys were revoked now."""
     if not _client_exists(conn, client_id):
         raise _unknown_client(client_id)
@@ -316,7 +315,7 @@ def revoke_client(conn: apsw.Connection, client_id: str, *, now_ms: int) -> int:
 
 
 def update_client(
-    conn: apsw.Connection,
+    conn: Connection,
     client_id: str,
     *,
     now_ms: int,
@@ -354,7 +353,7 @@ def update_client(
     return get_client(conn, client_id)
 
 
-def delete_client(conn: apsw.Connection, client_id: str) -> None:
+def delete_client(conn: Connection, client_id: str) -> None:
     """Delete a client, its keys (by cascade) and its stored responses; its request log stays.
     LookupError if unknown."""
     conn.execute("DELETE FROM clients WHERE id = ?", (client_id,))
@@ -364,7 +363,7 @@ def delete_client(conn: apsw.Connection, client_id: str) -> None:
     conn.execute("DELETE FROM stored_responses WHERE client_id = ?", (client_id,))
 
 
-def record_key_use(conn: apsw.Connection, last_used: Mapping[int, int]) -> None:
+def record_key_use(conn: Connection, last_used: Mapping[int, int]) -> None:
     """Store when keys were last used (token id -> ms), never moving a time backwards."""
     if not last_used:
         return
@@ -378,7 +377,7 @@ def record_key_use(conn: apsw.Connection, last_used: Mapping[int, int]) -> None:
 # --- reads --------------------------------------------------------------------------------------
 
 
-def get_client(conn: apsw.Connection, client_id: str) -> ClientRow:
+def get_client(conn: Connection, client_id: str) -> ClientRow:
     """One client; LookupError if unknown."""
     rows = conn.execute(_CLIENT_SELECT + " WHERE c.id = ?", (client_id,)).fetchall()
     if not rows:
@@ -386,14 +385,14 @@ def get_client(conn: apsw.Connection, client_id: str) -> ClientRow:
     return _client_row(rows[0])
 
 
-def list_clients(conn: apsw.Connection) -> list[ClientRow]:
+def list_clients(conn: Connection) -> list[ClientRow]:
     """Every client, oldest first."""
     # rowid breaks ties between clients created in the same millisecond by insertion order.
     rows = conn.execute(_CLIENT_SELECT + " ORDER BY c.created_at, c.rowid").fetchall()
     return [_client_row(row) for row in rows]
 
 
-def list_keys(conn: apsw.Connection, client_id: str) -> list[TokenRow]:
+def list_keys(conn: Connection, client_id: str) -> list[TokenRow]:
     """A client's keys, revoked ones too, oldest first; LookupError if the client is unknown."""
     if not _client_exists(conn, client_id):
         raise _unknown_client(client_id)
@@ -403,7 +402,7 @@ def list_keys(conn: apsw.Connection, client_id: str) -> list[TokenRow]:
     return [_token_row(row) for row in rows]
 
 
-def active_keys(conn: apsw.Connection) -> list[ActiveKey]:
+def active_keys(conn: Connection) -> list[ActiveKey]:
     """Every key that authenticates now: not revoked, of an active client."""
     rows = conn.execute(
         """
@@ -425,7 +424,7 @@ def active_keys(conn: apsw.Connection) -> list[ActiveKey]:
     ]
 
 
-def auth_generation(conn: apsw.Connection) -> int:
+def auth_generation(conn: Connection) -> int:
     """The key change counter, bumped by triggers on every change to clients or keys."""
     rows = conn.execute(
         "SELECT value_json FROM settings WHERE key = ?", (AUTH_GENERATION_KEY,)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import apsw
 
 from storage.clients import UNCHANGED, Unchanged
+from storage.sql import Connection
 from storage.values import as_opt_float
 
 __all__ = [
@@ -101,13 +102,13 @@ def _row(row: apsw.SQLiteValues) -> ModelSettingsRow:
 # --- reads --------------------------------------------------------------------------------------
 
 
-def get_model_settings(conn: apsw.Connection, model: str) -> ModelSettingsRow | None:
+def get_model_settings(conn: Connection, model: str) -> ModelSettingsRow | None:
     """A model's overrides, or None when it has none."""
     rows = conn.execute(_SELECT + " WHERE model = ?", (model,)).fetchall()
     return _row(rows[0]) if rows else None
 
 
-def list_model_settings(conn: apsw.Connection) -> list[ModelSettingsRow]:
+def list_model_settings(conn: Connection) -> list[ModelSettingsRow]:
     """Every model with overrides, by name."""
     return [_row(row) for row in conn.execute(_SELECT + " ORDER BY model").fetchall()]
 
@@ -116,7 +117,7 @@ def list_model_settings(conn: apsw.Connection) -> list[ModelSettingsRow]:
 
 
 def put_model_settings(
-    conn: apsw.Connection,
+    conn: Connection,
     model: str,
     *,
     provider: str | Unchanged | None = UNCHANGED,
@@ -173,7 +174,7 @@ def put_model_settings(
     return row
 
 
-def delete_model_settings(conn: apsw.Connection, model: str) -> None:
+def delete_model_settings(conn: Connection, model: str) -> None:
     """Drop a model's overrides (back to the file config); LookupError if it has none."""
     conn.execute("DELETE FROM model_settings WHERE model = ?", (model,))
     if conn.changes() == 0:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import apsw
 
 from storage.clients import UNCHANGED, Unchanged
+from storage.sql import Connection
 from storage.values import as_int, as_opt_float
 
 __all__ = [
@@ -142,13 +143,13 @@ def _row(row: apsw.SQLiteValues) -> ProviderSettingsRow:
 # --- reads --------------------------------------------------------------------------------------
 
 
-def get_provider_settings(conn: apsw.Connection, provider: str) -> ProviderSettingsRow | None:
+def get_provider_settings(conn: Connection, provider: str) -> ProviderSettingsRow | None:
     """A provider's overrides, or None when it has none."""
     rows = conn.execute(_SELECT + " WHERE provider = ?", (provider,)).fetchall()
     return _row(rows[0]) if rows else None
 
 
-def list_provider_settings(conn: apsw.Connection) -> list[ProviderSettingsRow]:
+def list_provider_settings(conn: Connection) -> list[ProviderSettingsRow]:
     """Every provider with overrides, by name."""
     return [_row(row) for row in conn.execute(_SELECT + " ORDER BY provider").fetchall()]
 
@@ -157,7 +158,7 @@ def list_provider_settings(conn: apsw.Connection) -> list[ProviderSettingsRow]:
 
 
 def put_provider_settings(
-    conn: apsw.Connection,
+    conn: Connection,
     provider: str,
     *,
     enabled: bool | Unchanged | None = UNCHANGED,
@@ -223,7 +224,7 @@ def put_provider_settings(
 
 
 def debit_credit(
-    conn: apsw.Connection, charges: Mapping[str, float], *, now_ms: int
+    conn: Connection, charges: Mapping[str, float], *, now_ms: int
 ) -> list[tuple[str, float, float | None]]:
     """Subtract each provider's cost from its balance, where a balance is set.
 

@@ -4,31 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import apsw
-
 from storage.rollup import HOUR_MS
+from storage.sql import Connection, column_names
 
 __all__ = ["ClientUsage", "client_usage", "count_requests", "recent_requests", "usage_totals"]
 
 _BOOLEAN_COLUMNS = frozenset({"stream", "has_images"})
 
 
-def count_requests(conn: apsw.Connection) -> int:
+def count_requests(conn: Connection) -> int:
     """Number of rows in the request log."""
     (count,) = conn.execute("SELECT count(*) FROM llm_requests").fetchall()[0]
     assert isinstance(count, int)
     return count
 
 
-def recent_requests(conn: apsw.Connection, limit: int = 50) -> list[dict[str, object]]:
+def recent_requests(conn: Connection, limit: int = 50) -> list[dict[str, object]]:
     """The newest ``limit`` logged requests, newest first, every column (booleans as bool)."""
     cursor = conn.execute(
         "SELECT * FROM llm_requests ORDER BY ts_ms DESC, id DESC LIMIT ?", (limit,)
     )
-    try:
-        # Only available while the statement is live, i.e. before the last row is fetched.
-        names = [column[0] for column in cursor.get_description()]
-    except apsw.ExecutionCompleteError:
+    names = column_names(cursor)
+    if names is None:
         return []  # no rows
     rows = cursor.fetchall()
     result: list[dict[str, object]] = []
@@ -40,7 +37,7 @@ def recent_requests(conn: apsw.Connection, limit: int = 50) -> list[dict[str, ob
     return result
 
 
-def usage_totals(conn: apsw.Connection, since_ms: int, until_ms: int) -> dict[str, object]:
+def usage_totals(conn: Connection, since_ms: int, until_ms: int) -> dict[str, object]:
     """Totals from ``usage_hourly`` over every hour that overlaps ``[since_ms, until_ms)``.
 
     ``cost_usd`` is None when no call in the range was priced; ``avg_latency_ms`` is None when
@@ -92,7 +89,7 @@ class ClientUsage:
     the request log no longer holds one (retention)."""
 
 
-def client_usage(conn: apsw.Connection, since_ms: int, until_ms: int) -> list[ClientUsage]:
+def client_usage(conn: Connection, since_ms: int, until_ms: int) -> list[ClientUsage]:
     """Usage per client from ``usage_hourly`` over every hour that overlaps ``[since_ms,
     until_ms)``, busiest first."""
     # The buckets counted cover calls up to the end of the hour holding until_ms, so last_call_ms

@@ -1,15 +1,15 @@
-"""A pool of read-only connections that run queries on worker threads."""
+"""A pool of read-only connections that run queries on worker threads, on either backend."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar, final
 
-import apsw
 import outcome
 import trio
 
-from storage.connection import open_connection
+from storage.database import Database, database_at
+from storage.sql import Connection
 from storage.transaction import rollback_quietly
 
 __all__ = ["ReadPool"]
@@ -19,18 +19,22 @@ T = TypeVar("T")
 
 @final
 class ReadPool:
-    """Up to ``size`` concurrent reads, each on a read-only connection reused between calls."""
+    """Up to ``size`` concurrent reads, each on a read-only connection reused between calls.
 
-    def __init__(self, path: str, *, size: int = 4, busy_timeout_ms: int = 5000) -> None:
+    ``database`` is a :class:`Database`, or a SQLite path or PostgreSQL URL (:func:`database_at`).
+    """
+
+    def __init__(
+        self, database: str | Database, *, size: int = 4, busy_timeout_ms: int = 5000
+    ) -> None:
         if size < 1:
             raise ValueError("size must be at least 1")
-        self._path = path
-        self._busy_timeout_ms = busy_timeout_ms
+        self._database = database_at(database, busy_timeout_ms=busy_timeout_ms)
         self._limiter = trio.CapacityLimiter(size)
-        self._idle: list[apsw.Connection] = []
+        self._idle: list[Connection] = []
         self._closed = False
 
-    async def run(self, fn: Callable[[apsw.Connection], T]) -> T:
+    async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(conn)`` on a pooled read-only connection in a worker thread; return its result.
 
         ``fn`` must finish its cursors (``fetchall()``) and must not return one: an unfinished
@@ -45,7 +49,7 @@ class ReadPool:
             self._release(conn)
         return result.unwrap()
 
-    def _release(self, conn: apsw.Connection) -> None:
+    def _release(self, conn: Connection) -> None:
         """Return a connection to the pool, or close it if the pool closed meanwhile."""
         if self._closed:
             conn.close()
@@ -61,13 +65,13 @@ class ReadPool:
             conn.close()
 
     def _call(
-        self, conn: apsw.Connection | None, fn: Callable[[apsw.Connection], T]
-    ) -> tuple[apsw.Connection, outcome.Outcome[T]]:
+        self, conn: Connection | None, fn: Callable[[Connection], T]
+    ) -> tuple[Connection, outcome.Outcome[T]]:
         """Worker thread: open the connection if needed, run ``fn``, leave no transaction open."""
         if conn is None:
-            conn = open_connection(self._path, readonly=True, busy_timeout_ms=self._busy_timeout_ms)
+            conn = self._database.open_reader()
         result = outcome.capture(fn, conn)
-        if isinstance(result, outcome.Value) and isinstance(result.value, apsw.Cursor):
+        if isinstance(result, outcome.Value) and hasattr(result.value, "fetchall"):
             result = outcome.Error(TypeError("a read must return data, not a live cursor"))
         # An explicit BEGIN left open by fn would pin an old snapshot and starve checkpoints.
         rollback_quietly(conn)

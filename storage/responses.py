@@ -13,10 +13,10 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, Final
 
-import apsw
 import msgspec
 
 from proxy.errors import InvalidRequest
+from storage.sql import Connection
 
 __all__ = [
     "ANONYMOUS",
@@ -119,7 +119,7 @@ ON CONFLICT (id) DO NOTHING
 
 
 def insert_response(
-    conn: apsw.Connection, response: ResponseToStore, *, created_at_ms: int, expires_at_ms: int
+    conn: Connection, response: ResponseToStore, *, created_at_ms: int, expires_at_ms: int
 ) -> None:
     """Store ``response`` (encoding its input items here, on the writer's thread);
     ``ValueError`` when its id is taken, ``UnicodeDecodeError`` when its JSON is not UTF-8.
@@ -152,7 +152,7 @@ def _visible_params(client_id: str | None, now_ms: int, cutoff_ms: int) -> dict[
 
 
 def get_response(
-    conn: apsw.Connection, response_id: str, client_id: str | None, *, now_ms: int, cutoff_ms: int
+    conn: Connection, response_id: str, client_id: str | None, *, now_ms: int, cutoff_ms: int
 ) -> StoredResponse | None:
     """The client's response ``response_id``; None when absent, expired or another client's."""
     rows = conn.execute(
@@ -186,7 +186,7 @@ def _chain_error(message: str, code: str) -> InvalidRequest:
 
 
 def conversation_items(
-    conn: apsw.Connection,
+    conn: Connection,
     response_id: str,
     client_id: str | None,
     *,
@@ -247,7 +247,7 @@ def conversation_items(
 
 
 def delete_response(
-    conn: apsw.Connection, response_id: str, client_id: str | None, *, now_ms: int, cutoff_ms: int
+    conn: Connection, response_id: str, client_id: str | None, *, now_ms: int, cutoff_ms: int
 ) -> bool:
     """Delete the client's response ``response_id``; whether there was one to delete (an expired
     one counts as gone: retention removes it). Blocking."""
@@ -266,9 +266,7 @@ DELETE FROM stored_responses WHERE id IN (
 """
 
 
-def delete_expired_responses(
-    conn: apsw.Connection, *, now_ms: int, cutoff_ms: int, limit: int
-) -> int:
+def delete_expired_responses(conn: Connection, *, now_ms: int, cutoff_ms: int, limit: int) -> int:
     """Delete at most ``limit`` responses past their expiry or created at or before
     ``cutoff_ms``; return how many (fewer than ``limit``: none are left). Blocking."""
     if limit <= 0:

@@ -14,7 +14,7 @@ the end and truncates it.
 
 from __future__ import annotations
 
-import apsw
+from storage.sql import Connection, is_postgres
 
 __all__ = [
     "DAY_MS",
@@ -44,7 +44,7 @@ def cutoff_ms(now_ms: int, retention_days: int) -> int | None:
     return now_ms - retention_days * DAY_MS
 
 
-def delete_requests_before(conn: apsw.Connection, *, before_ms: int, limit: int) -> int:
+def delete_requests_before(conn: Connection, *, before_ms: int, limit: int) -> int:
     """Delete at most ``limit`` of the oldest request rows with ``ts_ms < before_ms``; return how
     many were deleted (fewer than ``limit``: none are left)."""
     if limit <= 0:
@@ -53,18 +53,22 @@ def delete_requests_before(conn: apsw.Connection, *, before_ms: int, limit: int)
     return conn.changes()
 
 
-def freelist_pages(conn: apsw.Connection) -> int:
+def freelist_pages(conn: Connection) -> int:
     """How many pages of the file are free (left by deleted rows, not yet given back)."""
-    return int(conn.pragma("freelist_count"))
+    if is_postgres(conn):
+        return 0  # the server reuses the space of deleted rows itself (autovacuum)
+    return int(conn.execute("PRAGMA freelist_count").fetchall()[0][0])
 
 
-def incremental_vacuum(conn: apsw.Connection, *, pages: int) -> int:
+def incremental_vacuum(conn: Connection, *, pages: int) -> int:
     """Give back at most ``pages`` free pages (truncating the file); return how many were freed.
 
     Does nothing (returns 0) unless the database has ``auto_vacuum = INCREMENTAL``.
     """
     if pages <= 0:
         raise ValueError(f"pages must be positive, got {pages}")
+    if is_postgres(conn):
+        return 0
     # The pragma returns one row per page it frees, and only frees the next page when the
     # statement is stepped again: it must be read to the end.
     return len(conn.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall())

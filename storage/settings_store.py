@@ -11,9 +11,8 @@ import json
 import re
 from collections.abc import Mapping
 
-import apsw
-
 from storage.clients import AUTH_GENERATION_KEY
+from storage.sql import Connection
 
 __all__ = ["INTERNAL_KEYS", "MAX_KEY_LENGTH", "get_settings", "put_settings"]
 
@@ -47,7 +46,7 @@ def _encode(key: str, value: object) -> str:
         raise ValueError(f"settings value for {key!r} is not JSON-serialisable: {exc}") from None
 
 
-def get_settings(conn: apsw.Connection) -> dict[str, object]:
+def get_settings(conn: Connection) -> dict[str, object]:
     """Every user-visible setting, by key, its value decoded from JSON."""
     rows = conn.execute("SELECT key, value_json FROM settings ORDER BY key").fetchall()
     return {
@@ -56,7 +55,7 @@ def get_settings(conn: apsw.Connection) -> dict[str, object]:
 
 
 def put_settings(
-    conn: apsw.Connection, values: Mapping[str, object], *, now_ms: int
+    conn: Connection, values: Mapping[str, object], *, now_ms: int
 ) -> dict[str, object]:
     """Create or replace each setting given; return every user-visible setting after.
 

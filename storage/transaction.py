@@ -6,38 +6,50 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import apsw
 import outcome
 
-__all__ = ["in_immediate_transaction", "in_one_transaction_each_in_savepoint", "rollback_quietly"]
+from storage.sql import DATABASE_ERRORS, Connection, is_postgres
+
+__all__ = [
+    "begin_statement",
+    "in_immediate_transaction",
+    "in_one_transaction_each_in_savepoint",
+    "rollback_quietly",
+]
 
 T = TypeVar("T")
 
 logger = logging.getLogger("llm_proxy.storage")
 
 
-def rollback_quietly(conn: apsw.Connection) -> None:
+def rollback_quietly(conn: Connection) -> None:
     """Roll back the open transaction, if any, without masking the error that got us here."""
     if not conn.in_transaction:
         # SQLite already rolled back on its own (e.g. after SQLITE_FULL).
         return
     try:
         conn.execute("ROLLBACK")
-    except apsw.Error:
+    except DATABASE_ERRORS:
         logger.exception("rollback failed")
 
 
+def begin_statement(conn: Connection) -> str:
+    """``BEGIN IMMEDIATE`` on SQLite, plain ``BEGIN`` on PostgreSQL (whose writers do not queue
+    for one lock)."""
+    # IMMEDIATE takes the write lock at BEGIN, where the busy timeout applies, instead of failing
+    # with SQLITE_BUSY halfway through when a read lock cannot be upgraded.
+    return "BEGIN" if is_postgres(conn) else "BEGIN IMMEDIATE"
+
+
 def in_immediate_transaction(
-    conn: apsw.Connection, fn: Callable[[apsw.Connection], T], *, commit: bool = True
+    conn: Connection, fn: Callable[[Connection], T], *, commit: bool = True
 ) -> T:
     """Run ``fn(conn)`` in its own IMMEDIATE transaction; commit (or roll back when ``commit`` is
     false) on success, roll back on any exception.
 
     Blocking: call it from the writer's thread.
     """
-    # IMMEDIATE takes the write lock at BEGIN, where the busy timeout applies, instead of failing
-    # with SQLITE_BUSY halfway through when a read lock cannot be upgraded.
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(begin_statement(conn))
     try:
         result = fn(conn)
         if conn.in_transaction:
@@ -52,7 +64,7 @@ class TransactionLost(Exception):
     """SQLite rolled the whole transaction back while a job ran (e.g. ``SQLITE_FULL``)."""
 
 
-def _in_savepoint(conn: apsw.Connection, fn: Callable[[apsw.Connection], T]) -> T:
+def _in_savepoint(conn: Connection, fn: Callable[[Connection], T]) -> T:
     conn.execute("SAVEPOINT job")
     try:
         result = fn(conn)
@@ -63,7 +75,7 @@ def _in_savepoint(conn: apsw.Connection, fn: Callable[[apsw.Connection], T]) -> 
         try:
             conn.execute("ROLLBACK TO job")
             conn.execute("RELEASE job")
-        except apsw.Error as undo_error:
+        except DATABASE_ERRORS as undo_error:
             raise TransactionLost(repr(undo_error)) from exc
         raise
     conn.execute("RELEASE job")
@@ -71,7 +83,7 @@ def _in_savepoint(conn: apsw.Connection, fn: Callable[[apsw.Connection], T]) -> 
 
 
 def in_one_transaction_each_in_savepoint(
-    conn: apsw.Connection, fns: list[Callable[[apsw.Connection], Any]]
+    conn: Connection, fns: list[Callable[[Connection], Any]]
 ) -> list[outcome.Outcome[Any]]:
     """Run each of ``fns`` in its own savepoint of one IMMEDIATE transaction, then commit once:
     a job's exception undoes that job alone and becomes its outcome.
@@ -81,7 +93,7 @@ def in_one_transaction_each_in_savepoint(
     ``COMMIT``, or SQLite rolling it back under a job) every job's outcome is that error, as
     nothing of the group was kept. Blocking: call it from the writer's thread.
     """
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(begin_statement(conn))
     try:
         results: list[outcome.Outcome[Any]] = []
         for fn in fns:

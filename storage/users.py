@@ -23,6 +23,7 @@ import apsw
 
 from proxy.usernames import fold_username
 from storage.clients import UNCHANGED, Unchanged
+from storage.sql import Connection
 from storage.values import as_int
 
 __all__ = [
@@ -146,7 +147,7 @@ def _user_row(row: apsw.SQLiteValues) -> UserRow:
     )
 
 
-def _find(conn: apsw.Connection, username: str) -> UserRow | None:
+def _find(conn: Connection, username: str) -> UserRow | None:
     """The user named ``username`` ignoring case; an exact match wins over a case-folded one."""
     wanted = fold_username(username)
     matches = [
@@ -163,14 +164,14 @@ def _find(conn: apsw.Connection, username: str) -> UserRow | None:
     return matches[0] if matches else None
 
 
-def _require(conn: apsw.Connection, username: str) -> UserRow:
+def _require(conn: Connection, username: str) -> UserRow:
     user = _find(conn, username)
     if user is None:
         raise LookupError(f"unknown user: {username}")
     return user
 
 
-def _get_by_id(conn: apsw.Connection, user_id: int) -> UserRow:
+def _get_by_id(conn: Connection, user_id: int) -> UserRow:
     rows = conn.execute(_USER_SELECT + " WHERE id = ?", (user_id,)).fetchall()
     return _user_row(rows[0])
 
@@ -178,23 +179,23 @@ def _get_by_id(conn: apsw.Connection, user_id: int) -> UserRow:
 # --- reads --------------------------------------------------------------------------------------
 
 
-def get_user(conn: apsw.Connection, username: str) -> UserRow | None:
+def get_user(conn: Connection, username: str) -> UserRow | None:
     """The user named ``username`` (ignoring case), or None."""
     return _find(conn, username)
 
 
-def list_users(conn: apsw.Connection) -> list[UserRow]:
+def list_users(conn: Connection) -> list[UserRow]:
     """Every user, ordered by username (ignoring case)."""
     users = [_user_row(row) for row in conn.execute(_USER_SELECT).fetchall()]
     return sorted(users, key=lambda user: (fold_username(user.username), user.username))
 
 
-def count_users(conn: apsw.Connection) -> int:
+def count_users(conn: Connection) -> int:
     """How many users there are (0 on first start: the server then creates ``admin``)."""
     return as_int(conn.execute("SELECT count(*) FROM users").fetchall()[0][0])
 
 
-def count_admins(conn: apsw.Connection) -> int:
+def count_admins(conn: Connection) -> int:
     """How many users have the role ``admin``."""
     return as_int(conn.execute("SELECT count(*) FROM users WHERE role = 'admin'").fetchall()[0][0])
 
@@ -203,7 +204,7 @@ def count_admins(conn: apsw.Connection) -> int:
 
 
 def create_user(
-    conn: apsw.Connection,
+    conn: Connection,
     *,
     username: str,
     password_hash: str,
@@ -221,16 +222,16 @@ def create_user(
     existing = _find(conn, username)
     if existing is not None:
         raise UserExists(f"username {username!r} is taken (by {existing.username!r})")
-    conn.execute(
+    (user_id,) = conn.execute(
         "INSERT INTO users (username, password_hash, role, display_name, must_change_password,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (username, password_hash, role, display_name, int(must_change_password), now_ms, now_ms),
-    )
-    return _get_by_id(conn, conn.last_insert_rowid())
+    ).fetchall()[0]
+    return _get_by_id(conn, user_id)
 
 
 def update_user(
-    conn: apsw.Connection,
+    conn: Connection,
     username: str,
     *,
     role: Role | Unchanged = UNCHANGED,
@@ -258,7 +259,7 @@ def update_user(
 
 
 def set_password(
-    conn: apsw.Connection,
+    conn: Connection,
     username: str,
     password_hash: str,
     *,
@@ -276,7 +277,7 @@ def set_password(
     return _get_by_id(conn, user.id)
 
 
-def delete_user(conn: apsw.Connection, username: str) -> None:
+def delete_user(conn: Connection, username: str) -> None:
     """Delete a user; refuses to delete the last admin. LookupError if unknown."""
     user = _require(conn, username)
     if user.role == "admin" and count_admins(conn) <= 1:
@@ -284,7 +285,7 @@ def delete_user(conn: apsw.Connection, username: str) -> None:
     conn.execute("DELETE FROM users WHERE id = ?", (user.id,))
 
 
-def record_login(conn: apsw.Connection, username: str, *, now_ms: int) -> None:
+def record_login(conn: Connection, username: str, *, now_ms: int) -> None:
     """Store a successful sign-in time, never moving it backwards.
 
     A user deleted since the password check is ignored, as a key deleted before its use is

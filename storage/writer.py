@@ -1,4 +1,5 @@
-"""The StorageWriter actor: the only task that writes to SQLite, in batches, on its own thread."""
+"""The StorageWriter actor: the only task of a process that writes to the database, in batches, on
+its own thread."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, final
 
-import apsw
 import outcome
 import trio
 
 from proxy.errors import StartupError
 from proxy.records import RequestRecord
 from storage.batch import is_row_error, write_batch, write_rows_one_by_one
-from storage.connection import BusyWaits, open_connection
-from storage.migrations import SchemaTooNewError, migrate
+from storage.connection import BusyWaits
+from storage.database import Database, database_at
+from storage.migrations import SchemaTooNewError
+from storage.sql import DATABASE_ERRORS, Connection
 from storage.transaction import in_immediate_transaction, in_one_transaction_each_in_savepoint
 from storage.writer_inbox import Job, Records, WriterMessage, WriterStatistics
 
@@ -32,17 +34,20 @@ _BACKOFF_FIRST_S = 0.1
 _BACKOFF_MAX_S = 5.0
 
 
-def _nothing(conn: apsw.Connection) -> None:
+def _nothing(conn: Connection) -> None:
     """A job that only proves the write lock can be taken."""
 
 
 @final
 class StorageWriter:
-    """The single SQLite writer: batches request records, runs dashboard writes in order."""
+    """The single writer: batches request records, runs dashboard writes in order.
+
+    ``database`` is a :class:`Database`, or a SQLite path or PostgreSQL URL (:func:`database_at`).
+    """
 
     def __init__(
         self,
-        path: str,
+        database: str | Database,
         *,
         max_batch: int = 500,
         max_delay_s: float = 0.05,
@@ -51,20 +56,21 @@ class StorageWriter:
         busy_timeout_ms: int = 5000,
         shutdown_timeout_s: float = 10.0,
         record_requests: bool = True,
+        outage_buffer_records: int = 100_000,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
-        self._path = path
+        self._database = database_at(database, busy_timeout_ms=busy_timeout_ms)
         self._max_batch = max_batch
         self._max_delay_s = max_delay_s
         self._idle_checkpoint_s = idle_checkpoint_s
-        self._busy_timeout_ms = busy_timeout_ms
         self._shutdown_timeout_s = shutdown_timeout_s
         self._rows = record_requests  # False: only the usage_hourly totals are written
+        self._outage_buffer_records = outage_buffer_records
         # Bounded in messages; a message carries a sequence of records or one job.
         self._send, self._receive = trio.open_memory_channel[WriterMessage](inbox_size)
         self._limiter = trio.CapacityLimiter(1)
-        self._conn: apsw.Connection | None = None
+        self._conn: Connection | None = None
         self._started = False
         self._closed = False
         self._pending: list[RequestRecord] = []
@@ -110,7 +116,7 @@ class StorageWriter:
 
     async def execute(
         self,
-        fn: Callable[[apsw.Connection], T],
+        fn: Callable[[Connection], T],
         *,
         timeout_s: float = 10.0,
         shares_commit: bool = False,
@@ -164,7 +170,7 @@ class StorageWriter:
 
     async def _call(
         self,
-        fn: Callable[[apsw.Connection], T],
+        fn: Callable[[Connection], T],
         *,
         commit: bool,
         timeout_s: float,
@@ -192,9 +198,10 @@ class StorageWriter:
             if self._pending:
                 logger.error("%d records not stored: database unavailable", len(self._pending))
             self._receive.close()
-            if isinstance(exc, apsw.Error | SchemaTooNewError):
+            if isinstance(exc, (*DATABASE_ERRORS, SchemaTooNewError)):
                 # Where it lives, what it is and who may write it: the operator's to fix.
-                raise StartupError(f"cannot open database {self._path}: {exc}") from exc
+                where = self._database.describe()
+                raise StartupError(f"cannot open database {where}: {exc}") from exc
             raise
         try:
             task_status.started()
@@ -270,7 +277,7 @@ class StorageWriter:
         if self._dirty:
             with trio.move_on_after(self._idle_checkpoint_s):
                 return await self._receive_or_none()
-            await self._checkpoint(apsw.SQLITE_CHECKPOINT_PASSIVE)
+            await self._checkpoint(final=False)
         return await self._receive_or_none()
 
     async def _flush_pending(self) -> None:
@@ -317,7 +324,7 @@ class StorageWriter:
                     len(batch),
                     exc,
                     delay,
-                    exc_info=not isinstance(exc, apsw.Error),
+                    exc_info=not isinstance(exc, DATABASE_ERRORS),
                 )
                 await trio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX_S)
@@ -404,28 +411,22 @@ class StorageWriter:
             with contextlib.suppress(trio.BrokenResourceError):
                 job.reply.send_nowait(result)
 
-    async def _checkpoint(self, mode: int) -> None:
-        """Copy the WAL back into the database file; a failure only costs WAL size."""
+    async def _checkpoint(self, *, final: bool) -> None:
+        """The database's upkeep once writes pause (SQLite: copy the WAL back into the file); a
+        failure only costs WAL size."""
         conn = self._connection()
-        try:
-            await self._in_thread(functools.partial(conn.wal_checkpoint, mode=mode))
-        except apsw.BusyError:
-            # Another process sharing the file (a worker of the fleet) is checkpointing or
-            # reading: it will copy the WAL back; nothing is wrong here.
-            logger.debug("WAL checkpoint skipped: another process holds the database")
-            return
-        except apsw.Error as exc:
-            logger.warning("WAL checkpoint failed: %r", exc)
-            return
-        self._checkpoints += 1
+        done = await self._in_thread(
+            functools.partial(self._database.checkpoint, conn, final=final)
+        )
+        if done:
+            self._checkpoints += 1
         self._dirty = False
 
     async def _final_flush(self) -> None:
         """Store everything accepted, refresh planner statistics, then truncate the WAL."""
         self._take_queued()
         await self._flush_pending()
-        await self._in_thread(self._optimize_sync)
-        await self._checkpoint(apsw.SQLITE_CHECKPOINT_TRUNCATE)
+        await self._checkpoint(final=True)
 
     def _take_queued(self) -> None:
         """Move the records left in the inbox to the pending batch; refuse the jobs left."""
@@ -449,32 +450,17 @@ class StorageWriter:
         """Run blocking SQLite work on a worker thread, one call at a time."""
         return await trio.to_thread.run_sync(fn, limiter=self._limiter)
 
-    def _connection(self) -> apsw.Connection:
+    def _connection(self) -> Connection:
         """The open write connection."""
         if self._conn is None:
             raise RuntimeError("the storage writer is not running")
         return self._conn
 
-    def _open_sync(self) -> apsw.Connection:
+    def _open_sync(self) -> Connection:
         """Open the write connection and bring the schema up to date."""
-        conn = open_connection(
-            self._path, busy_timeout_ms=self._busy_timeout_ms, busy_waits=self._busy
-        )
-        try:
-            version = migrate(conn)
-            conn.transaction_mode = "IMMEDIATE"
-        except BaseException:
-            conn.close()
-            raise
-        logger.info("storage writer opened %s (schema version %d)", self._path, version)
+        conn = self._database.open_writer(self._busy)
+        logger.info("storage writer opened %s", self._database.describe())
         return conn
-
-    def _optimize_sync(self) -> None:
-        """Run ``pragma optimize``, SQLite's advice before closing a long-lived connection."""
-        try:
-            self._connection().pragma("optimize")
-        except apsw.Error as exc:
-            logger.warning("pragma optimize failed: %r", exc)
 
     def _close_sync(self) -> None:
         """Close the write connection."""

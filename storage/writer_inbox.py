@@ -6,11 +6,11 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-import apsw
 import outcome
 import trio
 
 from proxy.records import RequestRecord
+from storage.sql import Connection
 
 __all__ = ["Job", "Records", "WriterMessage", "WriterStatistics"]
 
@@ -54,7 +54,7 @@ class Records:
 class Job:
     """A function to run in its own transaction, answered on a one-shot channel."""
 
-    fn: Callable[[apsw.Connection], Any]
+    fn: Callable[[Connection], Any]
     reply: trio.MemorySendChannel[outcome.Outcome[Any]]
     commit: bool
     shares_commit: bool = False

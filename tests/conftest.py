@@ -23,6 +23,8 @@ from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.image_server import FakeImageServer
 from tests.fakes.ollama_upstream import FakeOllama
 from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI
+from tests.postgres_databases import fresh_database
+from tests.postgres_server import PostgresServer, postgres_server
 from tests.redis_server import RedisServer, redis_server
 
 CLIENT_KEY = "sk-client-test-key-0123456789abcdef"
@@ -37,6 +39,30 @@ def redis() -> Iterator[RedisServer]:
     share it and the database file under ``tmp_path``."""
     with redis_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL (Debian's, tests/postgres_server.py) for the whole run, started when
+    a test first needs it; each test takes a fresh database on it (``postgres_url``)."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """The URL (with its password) of an empty database of this test's own."""
+    return fresh_database(postgres)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each backend in turn: a SQLite path under ``tmp_path``, then a fresh PostgreSQL database's
+    URL; either is what ``StorageWriter``, ``ReadPool`` and ``tests.storage_backends.connect``
+    take."""
+    if request.param == "sqlite":
+        return str(tmp_path / "gateway.db")
+    return fresh_database(request.getfixturevalue("postgres"))
 
 
 @pytest.fixture

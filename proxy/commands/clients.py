@@ -17,9 +17,10 @@ from proxy.commands.database import current_ms, database_options, on_database, w
 from proxy.commands.errors import UsageError
 from proxy.commands.fleet_notice import announce_change
 from proxy.config import Config
+from storage.sql import Connection
 
 if TYPE_CHECKING:
-    import apsw
+    pass
 
 __all__ = ["add_parser", "run"]
 
@@ -100,7 +101,7 @@ def _limits_text(rpm: int | None, tpm: int | None) -> str:
     return f"rpm={'default' if rpm is None else rpm} tpm={'none' if tpm is None else tpm}"
 
 
-def _clients_create(conn: apsw.Connection, args: argparse.Namespace) -> int:
+def _clients_create(conn: Connection, args: argparse.Namespace) -> int:
     from storage import clients
 
     rpm = _limit(args.rpm, "--rpm")
@@ -128,7 +129,7 @@ def _clients_create(conn: apsw.Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-def _clients_list(conn: apsw.Connection, args: argparse.Namespace) -> int:
+def _clients_list(conn: Connection, args: argparse.Namespace) -> int:
     from storage import clients
 
     rows = clients.list_clients(conn)
@@ -144,7 +145,7 @@ def _clients_list(conn: apsw.Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-def _clients_keys(conn: apsw.Connection, args: argparse.Namespace) -> int:
+def _clients_keys(conn: Connection, args: argparse.Namespace) -> int:
     from storage import clients
 
     rows = clients.list_keys(conn, args.client_id)
@@ -160,10 +161,10 @@ def _clients_keys(conn: apsw.Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-def _clients_add_key(conn: apsw.Connection, args: argparse.Namespace) -> int:
+def _clients_add_key(conn: Connection, args: argparse.Namespace) -> int:
     from storage import clients
 
-    def add(c: apsw.Connection) -> tuple[clients.ClientRow, clients.TokenRow, str]:
+    def add(c: Connection) -> tuple[clients.ClientRow, clients.TokenRow, str]:
         token, plain = clients.add_key(c, args.client_id, name=args.name, now_ms=current_ms())
         return clients.get_client(c, args.client_id), token, plain
 
@@ -180,7 +181,7 @@ def _clients_add_key(conn: apsw.Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-def _clients_revoke(conn: apsw.Connection, args: argparse.Namespace) -> int:
+def _clients_revoke(conn: Connection, args: argparse.Namespace) -> int:
     from storage import clients
 
     target: str = args.target
@@ -201,7 +202,7 @@ def _clients_revoke(conn: apsw.Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-_CLIENT_ACTIONS: dict[str, Callable[[apsw.Connection, argparse.Namespace], int]] = {
+_CLIENT_ACTIONS: dict[str, Callable[[Connection, argparse.Namespace], int]] = {
     "create": _clients_create,
     "list": _clients_list,
     "keys": _clients_keys,

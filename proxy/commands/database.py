@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, TypeVar
 
 from proxy.commands.errors import UsageError, fail
 from proxy.config import Config
+from storage.sql import Connection
 
 if TYPE_CHECKING:
-    import apsw
+    pass
 
 __all__ = ["current_ms", "database_options", "on_database", "write"]
 
@@ -37,7 +38,7 @@ def database_options() -> argparse.ArgumentParser:
     return common
 
 
-def on_database(config: Config, action: Callable[[apsw.Connection], int]) -> int:
+def on_database(config: Config, action: Callable[[Connection], int]) -> int:
     """Open the configured database (migrated), run ``action``, print its failure in one line."""
     import apsw  # only the commands that touch the database pay for it
 
@@ -67,7 +68,7 @@ def on_database(config: Config, action: Callable[[apsw.Connection], int]) -> int
         conn.close()
 
 
-def write(conn: apsw.Connection, fn: Callable[[apsw.Connection], T]) -> T:
+def write(conn: Connection, fn: Callable[[Connection], T]) -> T:
     """Run ``fn`` in its own ``BEGIN IMMEDIATE`` transaction, so lock waits happen at BEGIN."""
     from storage.transaction import in_immediate_transaction
 

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 from proxy.commands.database import current_ms, database_options, on_database, write
 from proxy.commands.fleet_notice import announce_change
 from proxy.config import Config
+from storage.sql import Connection
 
 if TYPE_CHECKING:
-    import apsw
+    pass
 
 __all__ = ["add_parser", "run"]
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     return status
 
 
-def _users_reset_password(conn: apsw.Connection, args: argparse.Namespace) -> int:
+def _users_reset_password(conn: Connection, args: argparse.Namespace) -> int:
     from proxy.passwords import Passwords, generate_password
     from storage import users
 
@@ -74,7 +75,7 @@ def _users_reset_password(conn: apsw.Connection, args: argparse.Namespace) -> in
     return 0
 
 
-def _users_list(conn: apsw.Connection, args: argparse.Namespace) -> int:
+def _users_list(conn: Connection, args: argparse.Namespace) -> int:
     from storage import users
 
     for user in users.list_users(conn):
@@ -83,7 +84,7 @@ def _users_list(conn: apsw.Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-_USER_ACTIONS: dict[str, Callable[[apsw.Connection, argparse.Namespace], int]] = {
+_USER_ACTIONS: dict[str, Callable[[Connection, argparse.Namespace], int]] = {
     "reset-password": _users_reset_password,
     "list": _users_list,
 }

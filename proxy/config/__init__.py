@@ -25,6 +25,7 @@ from proxy.config.schema import (
     ProviderConfig,
     ResponsesConfig,
     ServerConfig,
+    StorageConfig,
 )
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "ProviderConfig",
     "ResponsesConfig",
     "ServerConfig",
+    "StorageConfig",
     "load_config",
     "mask_secret",
     "mask_url",

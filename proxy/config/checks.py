@@ -27,6 +27,7 @@ __all__ = [
     "one_of",
     "positive",
     "redis_url",
+    "storage_url",
 ]
 
 Check = Callable[[Any], str | None]
@@ -101,6 +102,21 @@ def api_version(v: str) -> str | None:
     if _API_VERSION.fullmatch(v):
         return None
     return f'must be a date like "2023-06-01", got {json.dumps(v)}'
+
+
+def storage_url(v: str) -> str | None:
+    """Empty (the SQLite file at ``server.database``), or a PostgreSQL URL as libpq reads it."""
+    if not v:
+        return None
+    parts = urlsplit(v)
+    if parts.scheme in ("postgresql", "postgres"):
+        try:
+            parts.port  # noqa: B018 - raises on a port out of range
+        except ValueError:
+            return "has an invalid port"
+        return None
+    # The value may hold a password: only its scheme is echoed.
+    return f"must be a postgresql:// URL, got one starting {parts.scheme!r}"
 
 
 def redis_url(v: str) -> str | None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from proxy.config.checks import redis_url
+from proxy.config.checks import redis_url, storage_url
 from proxy.config.provider_keys import key_variables, read_credential, resolve_key
 from proxy.config.schema import (
     KEYED_PROVIDERS,
@@ -27,6 +27,7 @@ from proxy.config.schema import (
     ModelAlias,
     ProviderConfig,
     ServerConfig,
+    StorageConfig,
     config_error,
 )
 from proxy.config.tables import (
@@ -124,6 +125,7 @@ def parse_config(data: Mapping[str, Any], *, source: str, environ: Mapping[str, 
         sections[name] = cls(**values)
     _check_images(sections["images"], source)
     sections["cluster"] = _resolve_redis_url(sections["cluster"], environ, source)
+    sections["storage"] = _resolve_storage_url(sections["storage"], environ, source)
     if sections["server"].workers > 1 and not sections["cluster"].redis_url:
         raise config_error(
             source,
@@ -164,6 +166,24 @@ def _resolve_redis_url(
                 raise config_error(source, f"{origin} {problem}")
             return dataclasses.replace(cluster, redis_url=url, redis_url_source=origin)
     return cluster
+
+
+def _resolve_storage_url(
+    storage: StorageConfig, environ: Mapping[str, str], source: str
+) -> StorageConfig:
+    """``storage.url`` from the file, else $LLM_PROXY_STORAGE_URL, else the credential."""
+    if storage.url:
+        return dataclasses.replace(storage, url_source="config file")
+    for url, origin in (
+        (environ.get("LLM_PROXY_STORAGE_URL", ""), "$LLM_PROXY_STORAGE_URL"),
+        (read_credential("storage_url", environ, source) or "", "credential storage_url"),
+    ):
+        if url:
+            problem = storage_url(url)
+            if problem:
+                raise config_error(source, f"{origin} {problem}")
+            return dataclasses.replace(storage, url=url, url_source=origin)
+    return storage
 
 
 def _check_images(images: ImagesConfig, source: str) -> None:

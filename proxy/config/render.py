@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from proxy.config.schema import KEYED_PROVIDERS, AuthConfig, ClusterConfig, Config
+from proxy.config.schema import KEYED_PROVIDERS, AuthConfig, ClusterConfig, Config, StorageConfig
 from proxy.config.tables import MODEL_SCHEMA, SCHEMAS, SECTIONS, provider_schema
 from proxy.config.toml_text import toml_key, toml_str, toml_value
 
@@ -23,13 +23,18 @@ def mask_secret(secret: str) -> str:
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password (if any) masked: redis://user:…@host:6379/0."""
+    """``url`` with its password (if any, in the user info or as a ``password`` parameter)
+    masked: redis://user:…@host:6379/0, postgresql://app@db/llm?password=…."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:…@{host}"))
+    if parts.password is not None:
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{user}:…@{host}")
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        masked = [(k, "…" if k.lower() == "password" else v) for k, v in pairs]
+        parts = parts._replace(query=urlencode(masked, safe="…"))
+    return urlunsplit(parts)
 
 
 def _one_line(text: str) -> str:
@@ -53,6 +58,8 @@ def render_config(config: Config) -> str:
             section = dataclasses.replace(section, tokens=tuple(map(mask_secret, section.tokens)))
         if cls is ClusterConfig and section.redis_url:
             section = dataclasses.replace(section, redis_url=mask_url(section.redis_url))
+        if cls is StorageConfig and section.url:
+            section = dataclasses.replace(section, url=mask_url(section.url))
         table(f"[{name}]", section, SCHEMAS[name])
     for name, provider in config.providers.items():
         schema = provider_schema(name)

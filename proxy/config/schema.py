@@ -22,6 +22,7 @@ from proxy.config.checks import (
     one_of,
     positive,
     redis_url,
+    storage_url,
 )
 
 __all__ = [
@@ -134,6 +135,23 @@ class ClusterConfig:
     on_redis_down: Literal["local", "refuse"] = "local"
     # Where redis_url came from ("config file", "$LLM_PROXY_REDIS_URL", "credential redis_url").
     redis_url_source: str | None = field(default=None, metadata={"derived": True})
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """``[storage]``: where clients, users, settings and the request log live."""
+
+    # Empty: the SQLite file at server.database. "postgresql://user@host:5432/llm_proxy": one
+    # database several gateways share; else $LLM_PROXY_STORAGE_URL, else the systemd credential
+    # storage_url. The password comes from the URL, $PGPASSWORD or ~/.pgpass; sslmode and the
+    # other libpq parameters are honoured. Never shown unmasked.
+    url: str = _opt("", storage_url, repr=False)
+    # Request records held in memory while the database cannot be written; past this, newer ones
+    # are dropped and counted (a log line, /metrics, the health page) instead of growing memory
+    # or making callers wait.
+    outage_buffer_records: int = _opt(100_000, between(1_000, 10_000_000))
+    # Where url came from ("config file", "$LLM_PROXY_STORAGE_URL", "credential storage_url").
+    url_source: str | None = field(default=None, metadata={"derived": True})
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +270,7 @@ class Config:
     images: ImagesConfig
     responses: ResponsesConfig
     cluster: ClusterConfig
+    storage: StorageConfig
     providers: Mapping[str, ProviderConfig]
     models: Mapping[str, ModelAlias]
     fallbacks: Mapping[str, tuple[str, ...]]

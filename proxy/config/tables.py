@@ -25,6 +25,7 @@ from proxy.config.schema import (
     ProviderConfig,
     ResponsesConfig,
     ServerConfig,
+    StorageConfig,
     config_error,
 )
 from proxy.config.toml_text import toml_key
@@ -103,6 +104,7 @@ SECTIONS: dict[str, type[Any]] = {
     "images": ImagesConfig,
     "responses": ResponsesConfig,
     "cluster": ClusterConfig,
+    "storage": StorageConfig,
 }
 SCHEMAS = {name: _schema(cls) for name, cls in SECTIONS.items()}
 TOP_LEVEL = (*SECTIONS, "providers", "models", "fallbacks")

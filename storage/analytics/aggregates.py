@@ -13,12 +13,11 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Final, Literal
 
-import apsw
-
 from storage.analytics.latency_percentile import estimate_percentile
 from storage.analytics.results import Result
 from storage.analytics.usage_filter import NO_FILTER, UsageFilter, check_range
 from storage.rollup import HOUR_MS, LATENCY_BUCKET_COLUMNS
+from storage.sql import Connection
 from storage.values import as_int, as_opt_float
 
 __all__ = [
@@ -145,7 +144,7 @@ def _buckets(values: Sequence[object]) -> list[int]:
 
 
 def summary(
-    conn: apsw.Connection, since_ms: int, until_ms: int, flt: UsageFilter = NO_FILTER
+    conn: Connection, since_ms: int, until_ms: int, flt: UsageFilter = NO_FILTER
 ) -> Summary:
     """Totals over the whole hours overlapping ``[since_ms, until_ms)``, from ``usage_hourly``."""
     where, params = _rollup_where(since_ms, until_ms, flt)
@@ -181,7 +180,7 @@ def summary(
 
 
 def timeseries(
-    conn: apsw.Connection,
+    conn: Connection,
     since_ms: int,
     until_ms: int,
     bucket: Bucket = "hour",
@@ -231,7 +230,7 @@ def _dimension_column(dimension: str) -> str:
 
 
 def breakdown(
-    conn: apsw.Connection,
+    conn: Connection,
     dimension: Dimension,
     since_ms: int,
     until_ms: int,

@@ -12,7 +12,6 @@ import io
 from collections.abc import Iterable, Iterator
 from typing import Final
 
-import apsw
 import msgspec
 
 from proxy.records import Endpoint
@@ -26,12 +25,13 @@ from storage.analytics.request_rows import (
     request_row,
 )
 from storage.analytics.usage_filter import NO_FILTER, UsageFilter
+from storage.sql import Connection
 
 __all__ = ["csv_header", "csv_lines", "export_batches", "export_page", "json_lines"]
 
 
 def export_page(
-    conn: apsw.Connection,
+    conn: Connection,
     since_ms: int,
     until_ms: int,
     flt: UsageFilter = NO_FILTER,
@@ -67,7 +67,7 @@ def export_page(
 
 
 def export_batches(
-    conn: apsw.Connection,
+    conn: Connection,
     since_ms: int,
     until_ms: int,
     flt: UsageFilter = NO_FILTER,

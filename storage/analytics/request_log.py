@@ -10,8 +10,6 @@ import dataclasses
 import json
 from typing import Any, Final
 
-import apsw
-
 from proxy.records import Endpoint
 from storage.analytics.request_rows import (
     REQUEST_COLUMNS,
@@ -25,6 +23,7 @@ from storage.analytics.request_rows import (
 )
 from storage.analytics.results import Result
 from storage.analytics.usage_filter import NO_FILTER, UsageFilter
+from storage.sql import Connection
 
 __all__ = ["MAX_PAGE", "RequestDetail", "request_detail", "request_log"]
 
@@ -53,7 +52,7 @@ class RequestDetail(Result):
 
 
 def request_log(
-    conn: apsw.Connection,
+    conn: Connection,
     since_ms: int,
     until_ms: int,
     flt: UsageFilter = NO_FILTER,
@@ -92,7 +91,7 @@ def request_log(
     return page, encode_cursor(last.ts_ms, last.id)
 
 
-def request_detail(conn: apsw.Connection, row_id: int) -> RequestDetail | None:
+def request_detail(conn: Connection, row_id: int) -> RequestDetail | None:
     """One logged call by its row ``id`` (``RequestRow.id``), with its bodies; None if absent.
 
     By row id rather than ``request_id``: that column has no index and need not be unique.

@@ -7,7 +7,6 @@ import logging
 from functools import partial
 from typing import Annotated
 
-import apsw
 import msgspec
 from msgspec import UNSET, UnsetType
 from quart import Blueprint, Response
@@ -31,6 +30,7 @@ from storage.clients import (
 )
 from storage.queries import ClientUsage, client_usage
 from storage.reads import ReadPool
+from storage.sql import Connection
 from storage.writer import StorageWriter
 from web.api.common import (
     DAY_MS,
@@ -167,16 +167,14 @@ async def _refresh_keys() -> None:
 
 
 def _list_with_usage(
-    conn: apsw.Connection, *, since_ms: int, until_ms: int
+    conn: Connection, *, since_ms: int, until_ms: int
 ) -> tuple[list[ClientRow], dict[str, ClientUsage]]:
     rows = list_clients(conn)
     usage = client_usage(conn, since_ms, until_ms)
     return rows, {entry.client_id: entry for entry in usage if entry.client_id is not None}
 
 
-def _revoke_client_key(
-    conn: apsw.Connection, client_id: str, token_id: int, *, now_ms: int
-) -> TokenRow:
+def _revoke_client_key(conn: Connection, client_id: str, token_id: int, *, now_ms: int) -> TokenRow:
     """Revoke ``token_id`` if it belongs to ``client_id``; LookupError otherwise."""
     if not any(token.id == token_id for token in list_keys(conn, client_id)):
         raise _NotThisClientsKey(token_id)
@@ -184,7 +182,7 @@ def _revoke_client_key(
 
 
 def _client_usage(
-    conn: apsw.Connection, client_id: str, *, since_ms: int, until_ms: int
+    conn: Connection, client_id: str, *, since_ms: int, until_ms: int
 ) -> dict[str, object]:
     get_client(conn, client_id)  # LookupError when unknown
     only = UsageFilter(client_id=client_id)

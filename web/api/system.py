@@ -227,6 +227,12 @@ def config_json(config: Config) -> dict[str, object]:
         **_fields(cluster, "redis_url"),
         "redis_url": _mask_url(cluster.redis_url) if cluster.redis_url else "",
     }
+    storage = config.storage
+    answer["storage"] = {
+        **_fields(storage, "url"),
+        "url": _mask_url(storage.url) if storage.url else "",
+        "backend": "postgresql" if storage.url else "sqlite",
+    }
     return answer
 
 
