@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import psycopg_pool
 import pytest
 import trio
 
+from storage.postgres_connection import PgConnection
+from storage.sql import DatabaseUnavailable
 from tests.postgres_server import PostgresServer, postgres_server
 
 
@@ -61,20 +62,16 @@ def test_the_password_comes_from_the_url_the_environment_or_a_password_file(
     assert _one(bare, "SELECT 1") == 1
 
 
-def test_a_pool_outlives_a_restart_of_the_server(postgres: PostgresServer) -> None:
-    with psycopg_pool.ConnectionPool(
-        postgres.url, min_size=1, max_size=2, open=True, timeout=10, check=_check
-    ) as pool:
-        with pool.connection() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS kept (n integer)")
-            conn.execute("INSERT INTO kept VALUES (1)")
+def test_a_connection_outlives_a_restart_of_the_server(postgres: PostgresServer) -> None:
+    conn = PgConnection(postgres.url)
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS kept (n integer)")
+        conn.execute("INSERT INTO kept VALUES (?)", (1,))
         postgres.stop()
+        with pytest.raises(DatabaseUnavailable):
+            conn.execute("SELECT count(*) FROM kept")  # the session died with the server
         assert postgres.start()
-        # The pooled connection died with the server: the check replaces it.
-        with pool.connection() as conn:
-            row = conn.execute("SELECT count(*) FROM kept").fetchone()
-        assert row == (1,)
-
-
-def _check(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    psycopg_pool.ConnectionPool.check_connection(conn)
+        # Outside a transaction the next statement opens a new session.
+        assert conn.execute("SELECT count(*) FROM kept").fetchall() == [(1,)]
+    finally:
+        conn.close()
