@@ -95,8 +95,9 @@ install_config() {
 	install -d -m 0700 "$ETC_DIR/credentials"
 	chmod 0700 "$ETC_DIR/credentials"
 	local name file
-	# redis_url: the fleet's Redis URL when it holds a password ([cluster] redis_url).
-	for name in "${PROVIDERS[@]/%/_api_key}" redis_url; do
+	# redis_url: the fleet's Redis URL when it holds a password ([cluster] redis_url);
+	# storage_url: likewise the PostgreSQL URL ([storage] url).
+	for name in "${PROVIDERS[@]/%/_api_key}" redis_url storage_url; do
 		file=$ETC_DIR/credentials/$name
 		[[ -e $file ]] || install -m 0600 /dev/null "$file"
 	done
@@ -141,6 +142,7 @@ llm-proxy: installed.
   API keys     write a provider's key into $ETC_DIR/credentials/<provider>_api_key
                (openai, gemini, deepseek, grok, anthropic), then: systemctl restart llm-proxy
   redis        a fleet's Redis URL with its password: $ETC_DIR/credentials/redis_url
+  postgresql   a shared database's URL with its password: $ETC_DIR/credentials/storage_url
   database     $STATE_DIR/llm-proxy.db; the first admin password is in
                $STATE_DIR/llm-proxy-initial-admin-password after the first start
   client keys  $VENV/bin/llm-proxy clients create NAME --config $ETC_DIR/config.toml --database $STATE_DIR/llm-proxy.db

@@ -118,8 +118,8 @@ def test_unit_settings() -> None:
     assert d["ConfigurationDirectory"] == ["llm-proxy"]
     assert d["ExecStart"] == [f"{EXEC_START} serve --config /etc/llm-proxy/config.toml"]
     assert int(d["WatchdogSec"][0]) > 0
-    # A credential per keyed provider, named as proxy/config/provider_keys.py reads it, and the
-    # fleet's Redis URL.
+    # A credential per keyed provider, named as proxy/config/provider_keys.py reads it, the
+    # fleet's Redis URL and the PostgreSQL URL.
     assert sorted(d["LoadCredential"]) == sorted(
         [
             *(
@@ -127,6 +127,7 @@ def test_unit_settings() -> None:
                 for name in KEYED_PROVIDERS
             ),
             "redis_url:/etc/llm-proxy/credentials/redis_url",
+            "storage_url:/etc/llm-proxy/credentials/storage_url",
         ]
     )
     # systemd must wait out the grace period (and the actors' drain) before SIGKILL.
@@ -191,7 +192,10 @@ def test_install_twice_then_uninstall(tmp_path: Path) -> None:
     assert (etc / "config.toml").read_text() == EXAMPLE.read_text()
     assert mode(credentials) == 0o700
     # LoadCredential= fails the unit on a missing file
-    for name in [f"{provider}_api_key" for provider in KEYED_PROVIDERS] + ["redis_url"]:
+    for name in [f"{provider}_api_key" for provider in KEYED_PROVIDERS] + [
+        "redis_url",
+        "storage_url",
+    ]:
         assert (credentials / name).read_text() == ""
         assert mode(credentials / name) == 0o600
     installed_unit = unit.read_text()
