@@ -37,7 +37,7 @@ ALLOWED: dict[str, set[str]] = {
     "actors/provider_mock.py": {"timing"},  # the call's out-record of time spent upstream
     "actors/provider.py": {"call"},  # the admission record of the call it runs
     "storage/migrations.py": {"conn"},  # an APSW connection's settings
-    "storage/writer.py": {"conn"},  # an APSW connection's settings
+    "storage/database.py": {"conn"},  # an APSW connection's settings
     # A module's own private records.
     "proxy/monitor/watch.py": {"view"},
     "proxy/providers/openai_compat.py": {"usage"},  # a translated answer's Usage, normalised
