@@ -309,3 +309,40 @@ def test_a_column_on_one_side_only_stops_the_copy(tmp_path: Path, postgres_url: 
     finally:
         target.close()
         sqlite.close()
+
+
+async def test_a_copy_beside_a_writing_gateway_is_one_snapshot(
+    populated: Path, postgres_url: str
+) -> None:
+    # A gateway's writer keeps logging calls into the source while the copy runs: the copy holds
+    # the rows and rollups of one moment, so every copied call is in the copied rollups once.
+    source = str(populated)
+    writer = StorageWriter(source, max_batch=50, max_delay_s=0.001)
+    written = 0
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+
+        async def keep_logging() -> None:
+            nonlocal written
+            more = spread_records(100_000, start_ms=T0 + SPAN_MS, span_ms=SPAN_MS, seed=3)
+            while True:
+                await writer.write_requests([next(more) for _ in range(20)])
+                written += 20
+                await trio.sleep(0.002)
+
+        nursery.start_soon(keep_logging)
+        result = await trio.to_thread.run_sync(migrate_cli, "--from", source, "--to", postgres_url)
+        copied_while = written
+        nursery.cancel_scope.cancel()
+        writer.close()
+    assert result.returncode == 0, result.stderr
+    assert copied_while > 0
+
+    def rollup_matches_rows(conn: Connection) -> tuple[int, int]:
+        (rows,) = conn.execute("SELECT count(*) FROM llm_requests").fetchone()
+        (rolled,) = conn.execute("SELECT sum(requests) FROM usage_hourly").fetchone()
+        return int(rows), int(rolled)
+
+    rows, rolled = read(postgres_url, rollup_matches_rows)
+    assert rows == rolled
+    assert RECORDS <= rows <= RECORDS + written
