@@ -24,12 +24,12 @@ __all__ = ["build_authenticator", "build_pricer", "build_providers"]
 log = logging.getLogger("llm_proxy.service")
 
 
-def build_database(config: Config) -> Database:
+def build_database(config: Config, *, busy_timeout_ms: int = 5000) -> Database:
     """Where the storage layer keeps everything: ``[storage] url``'s PostgreSQL when set, else the
-    SQLite file at ``server.database``."""
+    SQLite file at ``server.database`` (whose lock waits last up to ``busy_timeout_ms``)."""
     if config.storage.url:
         return PostgresDatabase(config.storage.url)
-    return SqliteDatabase(config.server.database)
+    return SqliteDatabase(config.server.database, busy_timeout_ms=busy_timeout_ms)
 
 
 def build_pricer(config: Config) -> Pricer:

@@ -1,7 +1,8 @@
 """The ``llm-proxy`` command line (design §9): its options, the config, and the dispatch.
 
 ``serve``, ``check-config`` and ``version`` are here; the subcommands that work on the data
-(``clients``, ``users``, ``backup``) and ``monitor`` are in :mod:`proxy.commands`, one module each.
+(``clients``, ``users``, ``backup``, ``storage migrate``) and ``monitor`` are in
+:mod:`proxy.commands`, one module each.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import sys
 from collections.abc import Sequence
 
 from proxy import __version__
-from proxy.commands import backup, clients, monitor, users
+from proxy.commands import backup, clients, migrate_storage, monitor, users
 from proxy.config import Config, ConfigError, load_config, render_config, with_overrides
 
 # The commands that create files (the database and its -wal/-shm, backups, the first admin's
 # password): what they create is their user's only, whatever umask they were started with.
 _PRIVATE_UMASK = 0o077
-_WRITING_COMMANDS = frozenset({"serve", "clients", "users", "backup"})
+_WRITING_COMMANDS = frozenset({"serve", "clients", "users", "backup", "storage"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     clients.add_parser(commands)
     users.add_parser(commands)
     backup.add_parser(commands)
+    migrate_storage.add_parser(commands)
     monitor.add_parser(commands)
 
     commands.add_parser("version", help="print the version")
@@ -80,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return users.run(args, config)
     if args.command == "backup":
         return backup.run(args, config)
+    if args.command == "storage":
+        return migrate_storage.run(args, config)
     if args.command == "monitor":
         return monitor.run(args, config)
     from proxy.serve import serve

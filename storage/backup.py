@@ -37,13 +37,17 @@ __all__ = [
     "BackupResult",
     "backup_database",
     "backup_directory",
+    "ensure_directory",
+    "fsync_path",
     "list_backups",
+    "reserve_name",
 ]
 
 logger = logging.getLogger("llm_proxy.storage")
 
 BACKUP_DIRECTORY_NAME = "backups"
-_NAME = re.compile(r"llm-proxy-(\d{8})-(\d{6})(?:-(\d+))?\.db")
+# ".db": a SQLite copy; ".dump": pg_dump's custom format (storage/postgres_backup.py).
+_NAME = re.compile(r"llm-proxy-(\d{8})-(\d{6})(?:-(\d+))?\.(?:db|dump)")
 _MAX_SAME_SECOND = 10_000
 
 
@@ -89,7 +93,7 @@ def backup_database(
     named: Path | None = None
     if target is None:
         directory = backup_directory(database_path)
-        _ensure_directory(directory)
+        ensure_directory(directory)
     elif Path(target).is_dir():
         directory = Path(target).absolute()
     else:
@@ -108,8 +112,8 @@ def backup_database(
     try:
         conn.execute("VACUUM INTO ?", (str(temp),))
         _verify(temp, _user_version(conn))
-        _fsync(temp)
-        final = _reserve_name(directory, stamp) if named is None else create_private_file(named)
+        fsync_path(temp)
+        final = reserve_name(directory, stamp) if named is None else create_private_file(named)
         os.replace(temp, final)
     except BaseException:
         _remove_quietly(temp)
@@ -118,7 +122,7 @@ def backup_database(
         raise
     # The new name is durable once the directory is synced; some file systems cannot do that.
     with contextlib.suppress(OSError):
-        _fsync(directory)
+        fsync_path(directory)
     size = final.stat().st_size
     logger.info("database backed up to %s (%d bytes)", final, size)
     return BackupResult(path=str(final), size_bytes=size, created_at_ms=now_ms)
@@ -154,7 +158,7 @@ def list_backups(database_path: str) -> list[BackupResult]:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _ensure_directory(directory: Path) -> None:
+def ensure_directory(directory: Path) -> None:
     """Create ``directory`` private to its owner, unless it exists."""
     try:
         directory.mkdir(mode=0o700)
@@ -165,12 +169,12 @@ def _ensure_directory(directory: Path) -> None:
     os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
 
 
-def _reserve_name(directory: Path, stamp: str) -> Path:
-    """Claim the first free ``llm-proxy-<stamp>[-N].db`` by creating it empty."""
+def reserve_name(directory: Path, stamp: str, extension: str = ".db") -> Path:
+    """Claim the first free ``llm-proxy-<stamp>[-N]<extension>`` by creating it empty."""
     for number in range(_MAX_SAME_SECOND):
         suffix = f"-{number}" if number else ""
         try:
-            return create_private_file(directory / f"llm-proxy-{stamp}{suffix}.db")
+            return create_private_file(directory / f"llm-proxy-{stamp}{suffix}{extension}")
         except FileExistsError:
             continue
     raise FileExistsError(f"{directory}: {_MAX_SAME_SECOND} backups named for {stamp} already")
@@ -198,7 +202,7 @@ def _verify(path: Path, user_version: int) -> None:
         )
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     """Flush a file's (or a directory's entries') data to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -10,7 +10,8 @@ import apsw
 import pytest
 
 from proxy.keys import key_digest
-from storage import active_keys, migrate, open_connection
+from storage import active_keys
+from tests.storage_backends import connect
 from tests.test_cli import clean_env, run_cli
 
 KEY = re.compile(r"sk-[A-Za-z0-9_-]{43}")
@@ -18,14 +19,19 @@ ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
 
 class Cli:
-    """Runs ``llm-proxy clients ...`` on one database and checks that no key leaks."""
+    """Runs ``llm-proxy clients ...`` on one database (a SQLite file, or a PostgreSQL URL given
+    as ``$LLM_PROXY_STORAGE_URL``) and checks that no key leaks."""
 
-    def __init__(self, database: Path) -> None:
+    def __init__(self, database: Path | str) -> None:
         self.database = database
         self.keys: list[str] = []
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        result = run_cli("clients", *args, "--database", str(self.database), env=clean_env())
+        where = str(self.database)
+        if where.startswith("postgresql://"):
+            result = run_cli("clients", *args, env=clean_env(LLM_PROXY_STORAGE_URL=where))
+        else:
+            result = run_cli("clients", *args, "--database", where, env=clean_env())
         # Only `create` and `add-key` may print a key, and only on stdout.
         assert not KEY.search(result.stderr), result.stderr
         for key in self.keys:
@@ -63,7 +69,12 @@ class Cli:
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
+def cli(database_url: str) -> Cli:
+    return Cli(database_url)
+
+
+@pytest.fixture
+def sqlite_cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path / "cli.db")
 
 
@@ -73,8 +84,8 @@ def client_id_from(stderr: str) -> str:
     return match.group(0)
 
 
-def stored_digests(database: Path) -> dict[str, str]:
-    conn = open_connection(str(database), readonly=True)
+def stored_digests(database: Path | str) -> dict[str, str]:
+    conn = connect(str(database))
     try:
         return {key.token_sha256: key.client_id for key in active_keys(conn)}
     finally:
@@ -120,7 +131,7 @@ def test_list_and_keys(cli: Cli) -> None:
 def test_last_use_recorded_by_the_server_is_listed(cli: Cli) -> None:
     _, stderr = cli.new_key("create", "used")
     client_id = client_id_from(stderr)
-    conn = open_connection(str(cli.database))
+    conn = connect(str(cli.database))
     try:
         conn.execute("UPDATE client_tokens SET last_used_at = 1700000000000")
     finally:
@@ -207,9 +218,8 @@ def test_database_comes_from_the_config(tmp_path: Path) -> None:
 def test_cli_writes_beside_an_open_connection(cli: Cli) -> None:
     # A server keeps its own connections open: the CLI must work beside them, and its changes
     # must be visible to them without reopening.
-    conn = open_connection(str(cli.database))
+    conn = connect(str(cli.database))
     try:
-        migrate(conn)
         key, _ = cli.new_key("create", "beside")
         assert key_digest(key) in {k.token_sha256 for k in active_keys(conn)}
         cli.ok("revoke", "1")
@@ -218,7 +228,9 @@ def test_cli_writes_beside_an_open_connection(cli: Cli) -> None:
         conn.close()
 
 
-def test_plain_key_is_not_in_the_database(cli: Cli) -> None:
+def test_plain_key_is_not_in_the_database(sqlite_cli: Cli) -> None:
+    cli = sqlite_cli
+    assert isinstance(cli.database, Path)
     key, _ = cli.new_key("create", "secret")
     conn = apsw.Connection(str(cli.database))
     try:
@@ -230,3 +242,15 @@ def test_plain_key_is_not_in_the_database(cli: Cli) -> None:
     assert key_digest(key).encode() in content
     assert key.encode() not in content
     assert key[7:-4].encode() not in content
+
+
+def test_an_unreachable_postgresql_is_one_line_without_the_password(postgres_url: str) -> None:
+    # Port 1: nothing listens there, the connection is refused.
+    dead = Cli(re.sub(r":\d+/", ":1/", postgres_url))
+    message = dead.fails("list")
+    assert "postgresql://" in message
+    password = re.search(r"://[^:]+:([^@]+)@", postgres_url)
+    assert password
+    assert password.group(1) not in message
+    assert "llm_proxy:…@" in message  # the URL masked as proxy.config.mask_url does
+    assert "Connection refused" in message

@@ -18,9 +18,15 @@ from proxy.config import Config
 __all__ = ["add_parser", "run"]
 
 _RESTORE_HELP = """\
-The copy is taken online, consistent while the server keeps writing (VACUUM INTO from a read-only
-connection), checked (PRAGMA quick_check) and private (mode 0600). Without PATH it goes to
-backups/llm-proxy-YYYYmmdd-HHMMSS.db beside the database.
+With [storage] url (PostgreSQL) the backup is pg_dump's custom format, taken online, checked
+(pg_restore --list) and private, as backups/llm-proxy-YYYYmmdd-HHMMSS.dump beside server.database;
+restore it with pg_restore --clean --dbname=URL FILE while the gateways are stopped. Without
+pg_dump, backups of a PostgreSQL database are the database's job (its own tooling, or your
+provider's snapshots).
+
+On SQLite the copy is taken online, consistent while the server keeps writing (VACUUM INTO from a
+read-only connection), checked (PRAGMA quick_check) and private (mode 0600). Without PATH it goes
+to backups/llm-proxy-YYYYmmdd-HHMMSS.db beside the database.
 
 To restore: stop the service (systemctl stop llm-proxy); copy the backup over the database file
 with cp (writing into the existing file keeps its owner and mode, which the service needs);
@@ -47,7 +53,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    """Copy the configured database with VACUUM INTO from a read-only connection."""
+    """Copy the configured database: pg_dump for PostgreSQL, else VACUUM INTO from a read-only
+    connection."""
+    if config.storage.url:
+        return _dump(args, config)
     import apsw
 
     from storage import open_connection
@@ -74,5 +83,33 @@ def run(args: argparse.Namespace, config: Config) -> int:
     finally:
         conn.close()
     print(f"backed up {path}: {result.size_bytes:,} bytes", file=sys.stderr)
+    print(result.path)  # stdout carries the path alone, for scripts
+    return 0
+
+
+def _dump(args: argparse.Namespace, config: Config) -> int:
+    """``pg_dump --format=custom`` of ``[storage] url`` into the backups beside server.database;
+    exit 1 when there is no pg_dump (the database's own backups are the way then)."""
+    from proxy.config import mask_url
+    from storage.backup import BackupError
+    from storage.postgres_backup import BackupUnavailable, dump_database
+
+    where = mask_url(config.storage.url)
+    try:
+        result = dump_database(
+            config.storage.url,
+            config.server.database,
+            now_ms=current_ms(),
+            target=args.path,
+            pg_dump=config.storage.pg_dump,
+        )
+    except BackupUnavailable as exc:
+        print(f"llm-proxy: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        return fail(f"backup failed: {exc}")
+    except BackupError as exc:
+        return fail(f"backup of {where} failed: {exc}")
+    print(f"backed up {where}: {result.size_bytes:,} bytes", file=sys.stderr)
     print(result.path)  # stdout carries the path alone, for scripts
     return 0

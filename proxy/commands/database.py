@@ -1,8 +1,10 @@
 """Running a subcommand against the configured database, even beside a running server.
 
-WAL lets another process write beside the server, and a long busy timeout waits out the server's
-write batches instead of failing; each change runs in its own ``BEGIN IMMEDIATE`` transaction, so
-lock waits happen at BEGIN. Every failure is printed in one line.
+The database is ``[storage] url``'s PostgreSQL when one is configured, else the SQLite file. On
+SQLite, WAL lets another process write beside the server, and a long busy timeout waits out the
+server's write batches instead of failing; each change runs in its own ``BEGIN IMMEDIATE``
+transaction (``BEGIN`` on PostgreSQL), so lock waits happen at BEGIN. Every failure is printed in
+one line, a URL without its password.
 """
 
 from __future__ import annotations
@@ -12,14 +14,11 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from proxy.commands.errors import UsageError, fail
 from proxy.config import Config
 from storage.sql import Connection
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["current_ms", "database_options", "on_database", "write"]
 
@@ -39,33 +38,45 @@ def database_options() -> argparse.ArgumentParser:
 
 
 def on_database(config: Config, action: Callable[[Connection], int]) -> int:
-    """Open the configured database (migrated), run ``action``, print its failure in one line."""
-    import apsw  # only the commands that touch the database pay for it
+    """Open the configured database (PostgreSQL at ``[storage] url``, else the SQLite file),
+    migrated; run ``action``; print its failure in one line (the URL without its password)."""
+    import apsw  # only the commands that touch the database pay for these
+    import psycopg
 
-    from storage import SchemaTooNewError, migrate, open_connection
+    from proxy.builders import build_database
+    from storage import SchemaTooNewError
+    from storage.connection import BusyWaits
+    from storage.sql import DatabaseError
 
     # Every failure surfaces as an exception printed in one line below; SQLite's own log (routed
     # to Python logging by apsw's best practice) would only repeat it in several.
     logging.basicConfig(level=logging.CRITICAL, stream=sys.stderr, force=True)
-    path = config.server.database
-    if path == ":memory:":
+    if not config.storage.url and config.server.database == ":memory:":
         return fail("server.database is ':memory:': there is nothing stored to manage")
+    # On SQLite, WAL lets this process write beside a running server; the long busy timeout
+    # waits out the server's write batches instead of failing.
+    database = build_database(config, busy_timeout_ms=10_000)
+    where = database.describe()
     try:
-        # WAL lets this process write beside a running server; the long busy timeout waits out
-        # the server's write batches instead of failing.
-        conn = open_connection(path, busy_timeout_ms=10_000)
-    except apsw.Error as exc:
-        return fail(f"cannot open database {path}: {exc}")
+        # Migrated: a fresh install may create its first client before the first `serve`.
+        conn = database.open_writer(BusyWaits())
+    except (apsw.Error, DatabaseError, psycopg.Error) as exc:
+        return fail(f"cannot open database {where}: {_one_line(exc)}")
+    except SchemaTooNewError as exc:
+        return fail(f"database {where}: {exc}")
     try:
-        # A fresh install may create its first client before the first `serve`.
-        migrate(conn)
         return action(conn)
     except (UsageError, LookupError, ValueError) as exc:
         return fail(str(exc))
-    except (apsw.Error, SchemaTooNewError) as exc:
-        return fail(f"database {path}: {exc}")
+    except (apsw.Error, DatabaseError, psycopg.Error, SchemaTooNewError) as exc:
+        return fail(f"database {where}: {_one_line(exc)}")
     finally:
         conn.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    # psycopg's messages span lines (a DETAIL, a HINT); fail() joins them into one.
+    return str(exc).strip() or type(exc).__name__
 
 
 def write(conn: Connection, fn: Callable[[Connection], T]) -> T:

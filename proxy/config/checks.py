@@ -17,6 +17,7 @@ from proxy.origins import origin_of
 
 __all__ = [
     "Check",
+    "absolute_path",
     "api_version",
     "base_urls",
     "between",
@@ -117,6 +118,13 @@ def storage_url(v: str) -> str | None:
         return None
     # The value may hold a password: only its scheme is echoed.
     return f"must be a postgresql:// URL, got one starting {parts.scheme!r}"
+
+
+def absolute_path(v: str) -> str | None:
+    """Empty (the default applies), or an absolute path: no guess about the working directory."""
+    if not v or v.startswith("/"):
+        return None
+    return f"must be an absolute path, got {json.dumps(v)}"
 
 
 def redis_url(v: str) -> str | None:

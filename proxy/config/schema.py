@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from proxy.config.checks import (
     Check,
+    absolute_path,
     api_version,
     base_urls,
     between,
@@ -150,6 +151,9 @@ class StorageConfig:
     # are dropped and counted (a log line, /metrics, the health page) instead of growing memory
     # or making callers wait.
     outage_buffer_records: int = _opt(100_000, between(1_000, 10_000_000))
+    # The pg_dump that backs up a PostgreSQL database (llm-proxy backup, the dashboard). Empty:
+    # pg_dump on the PATH, else the newest /usr/lib/postgresql/*/bin/pg_dump.
+    pg_dump: str = _opt("", absolute_path)
     # Where url came from ("config file", "$LLM_PROXY_STORAGE_URL", "credential storage_url").
     url_source: str | None = field(default=None, metadata={"derived": True})
 

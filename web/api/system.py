@@ -15,10 +15,11 @@ import trio
 from quart import Blueprint, Response, request
 
 from proxy import __version__
-from proxy.config import AuthConfig, Config, mask_secret
+from proxy.config import AuthConfig, Config, StorageConfig, mask_secret
 from proxy.errors import Conflict, InternalError, InvalidRequest
 from storage.audit import SECRET_NAMES
 from storage.backup import BackupError, BackupResult, backup_database, list_backups
+from storage.postgres_backup import BackupUnavailable, dump_database
 from storage.reads import ReadPool
 from storage.settings_store import get_settings, put_settings
 from storage.writer import StorageWriter
@@ -152,15 +153,34 @@ def _database_to_back_up() -> str:
     return database
 
 
+async def _dump_postgres(storage: StorageConfig, database: str) -> BackupResult:
+    """pg_dump of the PostgreSQL database into the backups beside ``database``; 409 without
+    pg_dump (its backups are the database's own job then)."""
+    try:
+        # A subprocess, waited for on a worker thread; the read pool's connections stay free.
+        return await trio.to_thread.run_sync(
+            partial(dump_database, storage.url, database, now_ms=now_ms(), pg_dump=storage.pg_dump)
+        )
+    except BackupUnavailable as exc:
+        raise Conflict(
+            f"{str(exc)[:1].upper()}{str(exc)[1:]}.", code="backup_unavailable"
+        ) from None
+
+
 @system.post("/system/backup")
 async def backup() -> Response:
     database = _database_to_back_up()
+    storage = _deps().config.storage
     try:
-        # VACUUM INTO must run outside a transaction, which rules out the writer; it only reads,
-        # and in WAL mode a read connection copies a consistent snapshot while writes go on.
-        result = await _deps().reads.run(
-            partial(backup_database, database_path=database, now_ms=now_ms())
-        )
+        if storage.url:
+            result = await _dump_postgres(storage, database)
+        else:
+            # VACUUM INTO must run outside a transaction, which rules out the writer; it only
+            # reads, and in WAL mode a read connection copies a consistent snapshot while writes
+            # go on.
+            result = await _deps().reads.run(
+                partial(backup_database, database_path=database, now_ms=now_ms())
+            )
     except (BackupError, OSError) as exc:
         raise InternalError(f"The backup failed: {exc}", code="backup_failed") from None
     await _deps().audit.record("system.backup", result.path, {"size_bytes": result.size_bytes})
