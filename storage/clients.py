@@ -19,7 +19,7 @@ from typing import Final
 import apsw
 
 from proxy.keys import generate_key, mask_key
-from storage.sql import Connection
+from storage.sql import Connection, is_postgres
 from storage.values import as_int, as_opt_int
 
 __all__ = [
@@ -122,6 +122,15 @@ SELECT c.id, c.name, c.description, c.is_active, c.rate_limit_per_minute, c.toke
        (SELECT max(t.last_used_at) FROM client_tokens AS t WHERE t.client_id = c.id)
 FROM clients AS c
 """
+
+# Ties between clients created in the same millisecond go by insertion order: SQLite's rowid;
+# PostgreSQL has none, so its first key's id (a client is created with one, in the same
+# transaction, and ids only grow), then the id for a client whose keys are all gone.
+_CLIENT_ORDER: Final = {
+    False: " ORDER BY c.created_at, c.rowid",
+    True: " ORDER BY c.created_at,"
+    " (SELECT min(t.id) FROM client_tokens AS t WHERE t.client_id = c.id) NULLS FIRST, c.id",
+}
 
 _TOKEN_SELECT = """
 SELECT id, client_id, prefix, last4, name, created_at, last_used_at, revoked_at
@@ -387,8 +396,7 @@ def get_client(conn: Connection, client_id: str) -> ClientRow:
 
 def list_clients(conn: Connection) -> list[ClientRow]:
     """Every client, oldest first."""
-    # rowid breaks ties between clients created in the same millisecond by insertion order.
-    rows = conn.execute(_CLIENT_SELECT + " ORDER BY c.created_at, c.rowid").fetchall()
+    rows = conn.execute(_CLIENT_SELECT + _CLIENT_ORDER[is_postgres(conn)]).fetchall()
     return [_client_row(row) for row in rows]
 
 
