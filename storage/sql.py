@@ -22,6 +22,7 @@ __all__ = [
     "Dialect",
     "RowRejected",
     "Rows",
+    "bytewise",
     "column_names",
     "is_postgres",
 ]
@@ -80,6 +81,12 @@ def is_postgres(conn: object) -> bool:
     """Whether ``conn`` is a PostgreSQL connection (APSW's has no ``dialect``)."""
     dialect: Dialect = getattr(conn, "dialect", "sqlite")
     return dialect == "postgresql"
+
+
+def bytewise(conn: object, expression: str) -> str:
+    """``expression`` to sort by its bytes, as SQLite's BINARY collation does: a PostgreSQL
+    database sorts text by its own collation (a language's, on most servers) unless told "C"."""
+    return f'{expression} COLLATE "C"' if is_postgres(conn) else expression
 
 
 class DatabaseError(Exception):
