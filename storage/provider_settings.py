@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import apsw
 
 from storage.clients import UNCHANGED, Unchanged
-from storage.sql import Connection, bytewise
+from storage.sql import Connection, bytewise, for_update
 from storage.values import as_int, as_opt_float
 
 __all__ = [
@@ -245,7 +245,7 @@ def debit_credit(
             continue
         rows = conn.execute(
             "SELECT credit_balance_usd, low_credit_threshold_usd FROM provider_settings"
-            " WHERE provider = ? AND credit_balance_usd IS NOT NULL",
+            " WHERE provider = ? AND credit_balance_usd IS NOT NULL" + for_update(conn),
             (provider,),
         ).fetchall()
         if not rows:
