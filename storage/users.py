@@ -23,7 +23,7 @@ import apsw
 
 from proxy.usernames import fold_username
 from storage.clients import UNCHANGED, Unchanged
-from storage.sql import Connection
+from storage.sql import Connection, is_postgres
 from storage.values import as_int
 
 __all__ = [
@@ -203,6 +203,15 @@ def count_admins(conn: Connection) -> int:
 # --- writes -------------------------------------------------------------------------------------
 
 
+def _count_admins_locked(conn: Connection) -> int:
+    """``count_admins``, the admins' rows locked until the transaction ends: two gateways on one
+    PostgreSQL could otherwise each remove one of the last two admins (SQLite's write lock
+    already serialises them)."""
+    if not is_postgres(conn):
+        return count_admins(conn)
+    return len(conn.execute("SELECT id FROM users WHERE role = 'admin' FOR UPDATE").fetchall())
+
+
 def create_user(
     conn: Connection,
     *,
@@ -247,7 +256,8 @@ def update_user(
     user = _require(conn, username)
     if not changes:
         return user
-    if user.role == "admin" and changes.get("role", "admin") != "admin" and count_admins(conn) <= 1:
+    demoted = user.role == "admin" and changes.get("role", "admin") != "admin"
+    if demoted and _count_admins_locked(conn) <= 1:
         raise ValueError(f"role: {user.username!r} is the last admin and cannot be demoted")
     # Column names come from the fixed set above, never from the caller.
     assignments = ", ".join(f"{column} = ?" for column in changes)
@@ -280,7 +290,7 @@ def set_password(
 def delete_user(conn: Connection, username: str) -> None:
     """Delete a user; refuses to delete the last admin. LookupError if unknown."""
     user = _require(conn, username)
-    if user.role == "admin" and count_admins(conn) <= 1:
+    if user.role == "admin" and _count_admins_locked(conn) <= 1:
         raise ValueError(f"username: {user.username!r} is the last admin and cannot be deleted")
     conn.execute("DELETE FROM users WHERE id = ?", (user.id,))
 

@@ -14,19 +14,22 @@ from collections.abc import Callable
 from functools import partial
 
 import psycopg
+import pytest
 
 from storage.provider_settings import debit_credit, get_provider_settings, put_provider_settings
 from storage.sql import Connection
 from storage.transaction import in_immediate_transaction
+from storage.users import count_admins, create_user, delete_user, update_user
 from tests.factories import T0
 from tests.storage_backends import connect
 
 
-def _wait_until_blocked(url: str, deadline_s: float = 10.0) -> None:
-    """Return once some session of the database waits for a row lock."""
+def _wait_until_blocked(url: str, second: threading.Thread, deadline_s: float = 10.0) -> None:
+    """Return once some session of the database waits for a row lock (or ``second`` is done:
+    nothing made it wait)."""
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as watcher:
         until = time.monotonic() + deadline_s
-        while time.monotonic() < until:
+        while time.monotonic() < until and second.is_alive():
             waiting = watcher.execute(
                 b"SELECT count(*) FROM pg_stat_activity"
                 b" WHERE datname = current_database() AND wait_event_type = 'Lock'"
@@ -34,14 +37,15 @@ def _wait_until_blocked(url: str, deadline_s: float = 10.0) -> None:
             if waiting is not None and waiting[0] > 0:
                 return
             time.sleep(0.01)
-    raise AssertionError("the second writer never waited for the first")
+    if second.is_alive():
+        raise AssertionError("the second writer neither waited nor finished")
 
 
 def _concurrently(
     url: str, first: Callable[[Connection], object], second: Callable[[Connection], object]
 ) -> None:
     """``first`` runs in an open transaction; ``second`` starts on another connection and runs
-    into it; then ``first`` commits and ``second`` finishes."""
+    into it; then ``first`` commits and ``second`` finishes. What ``second`` raised."""
     a, b = connect(url), connect(url)
     try:
         a.execute("BEGIN")
@@ -56,14 +60,14 @@ def _concurrently(
 
         thread = threading.Thread(target=run_second)
         thread.start()
-        _wait_until_blocked(url)
+        _wait_until_blocked(url, thread)
         a.execute("COMMIT")
         thread.join(timeout=10)
         assert not thread.is_alive()
-        assert not errors, errors
     finally:
         a.close()
         b.close()
+    return errors
 
 
 def test_two_gateways_debiting_one_provider_lose_no_debit(postgres_url: str) -> None:
@@ -86,7 +90,7 @@ def test_two_gateways_debiting_one_provider_lose_no_debit(postgres_url: str) -> 
     def debit(cost: float, c: Connection) -> None:
         crossings.extend(debit_credit(c, {"openai": cost}, now_ms=T0))
 
-    _concurrently(postgres_url, partial(debit, 1.0), partial(debit, 2.0))
+    assert _concurrently(postgres_url, partial(debit, 1.0), partial(debit, 2.0)) == []
     conn = connect(postgres_url)
     try:
         row = get_provider_settings(conn, "openai")
@@ -95,3 +99,37 @@ def test_two_gateways_debiting_one_provider_lose_no_debit(postgres_url: str) -> 
     assert row is not None
     assert row.credit_balance_usd == 7.0
     assert crossings == [("openai", 7.0, 7.5)]  # the second debit crossed the line, once
+
+
+HASH = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g"
+
+
+@pytest.mark.parametrize("change", ["delete", "demote"])
+def test_two_gateways_cannot_remove_the_last_two_admins_at_once(
+    postgres_url: str, change: str
+) -> None:
+    conn = connect(postgres_url)
+    try:
+        for name in ("ann", "bob"):
+            in_immediate_transaction(
+                conn,
+                partial(create_user, username=name, password_hash=HASH, role="admin", now_ms=T0),
+            )
+    finally:
+        conn.close()
+
+    def remove(name: str, c: Connection) -> None:
+        if change == "delete":
+            delete_user(c, name)
+        else:
+            update_user(c, name, role="viewer", now_ms=T0)
+
+    errors = _concurrently(postgres_url, partial(remove, "ann"), partial(remove, "bob"))
+    assert len(errors) == 1
+    assert isinstance(errors[0], ValueError)
+    assert "last admin" in str(errors[0])
+    conn = connect(postgres_url)
+    try:
+        assert count_admins(conn) == 1
+    finally:
+        conn.close()
