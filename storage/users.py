@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Final, Literal, get_args
 
 import apsw
 
@@ -64,6 +64,10 @@ class UserRow:
     created_at: int
     updated_at: int
     last_login_at: int | None
+
+
+USER_NAMES_LOCK_KEY: Final = int.from_bytes(b"llm-user", "big")
+"""The PostgreSQL advisory lock that a user's creation holds until its transaction ends."""
 
 
 class UserExists(ValueError):
@@ -228,6 +232,10 @@ def create_user(
     role = _check_role(role)
     display_name = _check_display_name(display_name)
     must_change_password = _check_bool(must_change_password, "must_change_password")
+    if is_postgres(conn):
+        # Names that fold alike are not a constraint the database knows: one gateway of a fleet
+        # at a time looks and inserts, as SQLite's write lock makes it on one host.
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (USER_NAMES_LOCK_KEY,))
     existing = _find(conn, username)
     if existing is not None:
         raise UserExists(f"username {username!r} is taken (by {existing.username!r})")

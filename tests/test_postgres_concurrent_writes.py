@@ -19,7 +19,14 @@ import pytest
 from storage.provider_settings import debit_credit, get_provider_settings, put_provider_settings
 from storage.sql import Connection
 from storage.transaction import in_immediate_transaction
-from storage.users import count_admins, create_user, delete_user, update_user
+from storage.users import (
+    UserExists,
+    count_admins,
+    create_user,
+    delete_user,
+    list_users,
+    update_user,
+)
 from tests.factories import T0
 from tests.storage_backends import connect
 
@@ -131,5 +138,20 @@ def test_two_gateways_cannot_remove_the_last_two_admins_at_once(
     conn = connect(postgres_url)
     try:
         assert count_admins(conn) == 1
+    finally:
+        conn.close()
+
+
+def test_two_gateways_creating_names_that_fold_alike_make_one_user(postgres_url: str) -> None:
+    def create(name: str, c: Connection) -> None:
+        create_user(c, username=name, password_hash=HASH, role="viewer", now_ms=T0)
+
+    errors = _concurrently(postgres_url, partial(create, "Alice"), partial(create, "alice"))
+    assert len(errors) == 1
+    assert isinstance(errors[0], UserExists)  # the API's 409, not a constraint error's 500
+    assert "'Alice'" in str(errors[0])
+    conn = connect(postgres_url)
+    try:
+        assert [user.username for user in list_users(conn)] == ["Alice"]
     finally:
         conn.close()
