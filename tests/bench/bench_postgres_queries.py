@@ -158,7 +158,7 @@ def measure(show_plans: bool = False) -> list[Figure]:
             figures = [
                 Figure(
                     SECTION,
-                    f"fill through write_batch ({BATCH:,}/batch, COPY)",
+                    f"fill, write_batch ({BATCH:,}/batch)",
                     f"{ROWS / fill_s:,.0f} rows/s",
                     compare=f"{fill_s:.0f} s",
                 )
