@@ -123,6 +123,15 @@ SELECT c.id, c.name, c.description, c.is_active, c.rate_limit_per_minute, c.toke
 FROM clients AS c
 """
 
+# Ties between clients created in the same millisecond go by insertion order: SQLite's rowid;
+# PostgreSQL has none, so its first key's id (a client is created with one, in the same
+# transaction, and ids only grow), then the id for a client whose keys are all gone.
+_CLIENT_ORDER: Final = {
+    False: " ORDER BY c.created_at, c.rowid",
+    True: " ORDER BY c.created_at,"
+    " (SELECT min(t.id) FROM client_tokens AS t WHERE t.client_id = c.id) NULLS FIRST, c.id",
+}
+
 _TOKEN_SELECT = """
 SELECT id, client_id, prefix, last4, name, created_at, last_used_at, revoked_at
 FROM client_tokens
@@ -387,10 +396,7 @@ def get_client(conn: Connection, client_id: str) -> ClientRow:
 
 def list_clients(conn: Connection) -> list[ClientRow]:
     """Every client, oldest first."""
-    # rowid breaks ties between clients created in the same millisecond by insertion order;
-    # PostgreSQL has no rowid, and the id is the stable tie-break there.
-    tie_break = "c.id" if is_postgres(conn) else "c.rowid"
-    rows = conn.execute(_CLIENT_SELECT + f" ORDER BY c.created_at, {tie_break}").fetchall()
+    rows = conn.execute(_CLIENT_SELECT + _CLIENT_ORDER[is_postgres(conn)]).fetchall()
     return [_client_row(row) for row in rows]
 
 

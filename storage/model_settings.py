@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import apsw
 
 from storage.clients import UNCHANGED, Unchanged
-from storage.sql import Connection
+from storage.sql import Connection, bytewise
 from storage.values import as_opt_float
 
 __all__ = [
@@ -110,7 +110,10 @@ def get_model_settings(conn: Connection, model: str) -> ModelSettingsRow | None:
 
 def list_model_settings(conn: Connection) -> list[ModelSettingsRow]:
     """Every model with overrides, by name."""
-    return [_row(row) for row in conn.execute(_SELECT + " ORDER BY model").fetchall()]
+    return [
+        _row(row)
+        for row in conn.execute(_SELECT + " ORDER BY " + bytewise(conn, "model")).fetchall()
+    ]
 
 
 # --- writes -------------------------------------------------------------------------------------

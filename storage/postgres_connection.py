@@ -20,6 +20,7 @@ from typing import Any, Final, final
 import psycopg
 import psycopg.pq
 from psycopg.adapt import Loader
+from psycopg.types.string import StrDumperUnknown
 
 from storage.sql import DatabaseError, DatabaseUnavailable, Dialect, RowRejected
 
@@ -104,6 +105,14 @@ class _NumericLoader(Loader):
         return int(text)
 
 
+class _NulSafeStrDumper(StrDumperUnknown):
+    """``str`` with each NUL as U+FFFD: PostgreSQL's text cannot hold NUL (SQLite's can), and a
+    NUL in an upstream's error message must not make its log record unstorable."""
+
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
+
+
 @final
 class PgConnection:
     """One PostgreSQL session, used by one thread at a time (the writer's, or a read's)."""
@@ -133,6 +142,7 @@ class PgConnection:
         except psycopg.Error as exc:
             raise translate_error(exc) from exc
         raw.adapters.register_loader("numeric", _NumericLoader)
+        raw.adapters.register_dumper(str, _NulSafeStrDumper)
         return raw
 
     @property

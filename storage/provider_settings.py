@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import apsw
 
 from storage.clients import UNCHANGED, Unchanged
-from storage.sql import Connection
+from storage.sql import Connection, bytewise, for_update
 from storage.values import as_int, as_opt_float
 
 __all__ = [
@@ -151,7 +151,10 @@ def get_provider_settings(conn: Connection, provider: str) -> ProviderSettingsRo
 
 def list_provider_settings(conn: Connection) -> list[ProviderSettingsRow]:
     """Every provider with overrides, by name."""
-    return [_row(row) for row in conn.execute(_SELECT + " ORDER BY provider").fetchall()]
+    return [
+        _row(row)
+        for row in conn.execute(_SELECT + " ORDER BY " + bytewise(conn, "provider")).fetchall()
+    ]
 
 
 # --- writes -------------------------------------------------------------------------------------
@@ -242,7 +245,7 @@ def debit_credit(
             continue
         rows = conn.execute(
             "SELECT credit_balance_usd, low_credit_threshold_usd FROM provider_settings"
-            " WHERE provider = ? AND credit_balance_usd IS NOT NULL",
+            " WHERE provider = ? AND credit_balance_usd IS NOT NULL" + for_update(conn),
             (provider,),
         ).fetchall()
         if not rows:

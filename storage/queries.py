@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from storage.rollup import HOUR_MS
-from storage.sql import Connection, column_names
+from storage.sql import Connection, bytewise, column_names
 
 __all__ = ["ClientUsage", "client_usage", "count_requests", "recent_requests", "usage_totals"]
 
@@ -97,7 +97,7 @@ def client_usage(conn: Connection, since_ms: int, until_ms: int) -> list[ClientU
     # the (client_id, ts_ms) index; anonymous calls are '' in the rollup but NULL in the log.
     until_hour_end = -(-until_ms // HOUR_MS) * HOUR_MS
     rows = conn.execute(
-        """
+        f"""
         SELECT u.client_id,
                sum(u.requests) AS requests,
                sum(u.errors),
@@ -113,7 +113,7 @@ def client_usage(conn: Connection, since_ms: int, until_ms: int) -> list[ClientU
         FROM usage_hourly AS u
         WHERE u.hour_ms >= :since AND u.hour_ms < :until
         GROUP BY u.client_id
-        ORDER BY requests DESC, u.client_id
+        ORDER BY requests DESC, {bytewise(conn, "u.client_id")}
         """,
         {"since": since_ms // HOUR_MS * HOUR_MS, "until": until_ms, "end": until_hour_end},
     ).fetchall()

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 
 from storage.clients import AUTH_GENERATION_KEY
-from storage.sql import Connection
+from storage.sql import Connection, bytewise
 
 __all__ = ["INTERNAL_KEYS", "MAX_KEY_LENGTH", "get_settings", "put_settings"]
 
@@ -48,7 +48,8 @@ def _encode(key: str, value: object) -> str:
 
 def get_settings(conn: Connection) -> dict[str, object]:
     """Every user-visible setting, by key, its value decoded from JSON."""
-    rows = conn.execute("SELECT key, value_json FROM settings ORDER BY key").fetchall()
+    order = bytewise(conn, "key")
+    rows = conn.execute(f"SELECT key, value_json FROM settings ORDER BY {order}").fetchall()
     return {
         str(key): json.loads(str(value)) for key, value in rows if str(key) not in INTERNAL_KEYS
     }

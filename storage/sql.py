@@ -22,7 +22,9 @@ __all__ = [
     "Dialect",
     "RowRejected",
     "Rows",
+    "bytewise",
     "column_names",
+    "for_update",
     "is_postgres",
 ]
 
@@ -80,6 +82,19 @@ def is_postgres(conn: object) -> bool:
     """Whether ``conn`` is a PostgreSQL connection (APSW's has no ``dialect``)."""
     dialect: Dialect = getattr(conn, "dialect", "sqlite")
     return dialect == "postgresql"
+
+
+def bytewise(conn: object, expression: str) -> str:
+    """``expression`` to sort by its bytes, as SQLite's BINARY collation does: a PostgreSQL
+    database sorts text by its own collation (a language's, on most servers) unless told "C"."""
+    return f'{expression} COLLATE "C"' if is_postgres(conn) else expression
+
+
+def for_update(conn: object) -> str:
+    """What ends a SELECT whose rows the transaction will write back: `` FOR UPDATE`` on
+    PostgreSQL, where another gateway's transaction could change them in between (READ COMMITTED);
+    nothing on SQLite, whose write transaction already holds the database's only write lock."""
+    return " FOR UPDATE" if is_postgres(conn) else ""
 
 
 class DatabaseError(Exception):

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Final, Literal, get_args
 
 import apsw
 
 from proxy.usernames import fold_username
 from storage.clients import UNCHANGED, Unchanged
-from storage.sql import Connection
+from storage.sql import Connection, is_postgres
 from storage.values import as_int
 
 __all__ = [
@@ -64,6 +64,10 @@ class UserRow:
     created_at: int
     updated_at: int
     last_login_at: int | None
+
+
+USER_NAMES_LOCK_KEY: Final = int.from_bytes(b"llm-user", "big")
+"""The PostgreSQL advisory lock that a user's creation holds until its transaction ends."""
 
 
 class UserExists(ValueError):
@@ -203,6 +207,15 @@ def count_admins(conn: Connection) -> int:
 # --- writes -------------------------------------------------------------------------------------
 
 
+def _count_admins_locked(conn: Connection) -> int:
+    """``count_admins``, the admins' rows locked until the transaction ends: two gateways on one
+    PostgreSQL could otherwise each remove one of the last two admins (SQLite's write lock
+    already serialises them)."""
+    if not is_postgres(conn):
+        return count_admins(conn)
+    return len(conn.execute("SELECT id FROM users WHERE role = 'admin' FOR UPDATE").fetchall())
+
+
 def create_user(
     conn: Connection,
     *,
@@ -219,6 +232,10 @@ def create_user(
     role = _check_role(role)
     display_name = _check_display_name(display_name)
     must_change_password = _check_bool(must_change_password, "must_change_password")
+    if is_postgres(conn):
+        # Names that fold alike are not a constraint the database knows: one gateway of a fleet
+        # at a time looks and inserts, as SQLite's write lock makes it on one host.
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (USER_NAMES_LOCK_KEY,))
     existing = _find(conn, username)
     if existing is not None:
         raise UserExists(f"username {username!r} is taken (by {existing.username!r})")
@@ -247,7 +264,8 @@ def update_user(
     user = _require(conn, username)
     if not changes:
         return user
-    if user.role == "admin" and changes.get("role", "admin") != "admin" and count_admins(conn) <= 1:
+    demoted = user.role == "admin" and changes.get("role", "admin") != "admin"
+    if demoted and _count_admins_locked(conn) <= 1:
         raise ValueError(f"role: {user.username!r} is the last admin and cannot be demoted")
     # Column names come from the fixed set above, never from the caller.
     assignments = ", ".join(f"{column} = ?" for column in changes)
@@ -280,7 +298,7 @@ def set_password(
 def delete_user(conn: Connection, username: str) -> None:
     """Delete a user; refuses to delete the last admin. LookupError if unknown."""
     user = _require(conn, username)
-    if user.role == "admin" and count_admins(conn) <= 1:
+    if user.role == "admin" and _count_admins_locked(conn) <= 1:
         raise ValueError(f"username: {user.username!r} is the last admin and cannot be deleted")
     conn.execute("DELETE FROM users WHERE id = ?", (user.id,))
 

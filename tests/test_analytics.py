@@ -39,7 +39,10 @@ from storage.rollup import (
     UsageRollup,
     latency_bucket,
 )
+from storage.sql import Connection
 from tests.factories import T0, make_record, spread_records
+from tests.storage_backends import connect, is_postgres
+from tests.storage_backends import reader as open_reader
 
 DAY_MS = 24 * HOUR_MS
 D = (T0 // DAY_MS + 1) * DAY_MS  # a UTC midnight: the small dataset straddles it
@@ -130,8 +133,8 @@ SMALL = [
 ALL = (D - 2 * H, D + 2 * H)
 
 
-async def _write_with_writer(path: Path, records: list[RequestRecord]) -> None:
-    writer = StorageWriter(str(path))
+async def _write_with_writer(where: str, records: list[RequestRecord]) -> None:
+    writer = StorageWriter(where)
     async with trio.open_nursery() as nursery:
         await nursery.start(writer.run)
         await writer.write_requests(records)
@@ -139,11 +142,10 @@ async def _write_with_writer(path: Path, records: list[RequestRecord]) -> None:
 
 
 @pytest.fixture
-def small(tmp_path: Path) -> Iterator[apsw.Connection]:
+def small(database_url: str) -> Iterator[Connection]:
     """A read-only connection to the small dataset, written by the real StorageWriter."""
-    path = tmp_path / "small.db"
-    trio.run(_write_with_writer, path, SMALL)
-    conn = open_connection(str(path), readonly=True)
+    trio.run(_write_with_writer, database_url, SMALL)
+    conn = open_reader(database_url)
     try:
         yield conn
     finally:
@@ -151,17 +153,16 @@ def small(tmp_path: Path) -> Iterator[apsw.Connection]:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[apsw.Connection]:
+def db(database_url: str) -> Iterator[Connection]:
     """An empty migrated read-write database."""
-    conn = open_connection(str(tmp_path / "db.db"))
-    migrate(conn)
+    conn = connect(database_url)
     try:
         yield conn
     finally:
         conn.close()
 
 
-def write(conn: apsw.Connection, records: list[RequestRecord]) -> None:
+def write(conn: Connection, records: list[RequestRecord]) -> None:
     for start in range(0, len(records), 500):
         write_batch(conn, records[start : start + 500])
 
@@ -169,7 +170,7 @@ def write(conn: apsw.Connection, records: list[RequestRecord]) -> None:
 # --- summary --------------------------------------------------------------------------------------
 
 
-def test_summary_of_everything(small: apsw.Connection) -> None:
+def test_summary_of_everything(small: Connection) -> None:
     got = summary(small, *ALL)
     assert (got.since_ms, got.until_ms) == ALL
     assert (got.requests, got.errors) == (6, 2)
@@ -184,7 +185,7 @@ def test_summary_of_everything(small: apsw.Connection) -> None:
     json.dumps(got.to_json())
 
 
-def test_summary_widens_to_whole_hours(small: apsw.Connection) -> None:
+def test_summary_widens_to_whole_hours(small: Connection) -> None:
     got = summary(small, D - 2 * H + 15_000, D - H + 5_500)  # cuts r1/r2's hour and r3/r4's
     assert (got.since_ms, got.until_ms) == (D - 2 * H, D)
     assert (got.requests, got.errors, got.prompt_tokens, got.completion_tokens) == (4, 1, 310, 75)
@@ -194,7 +195,7 @@ def test_summary_widens_to_whole_hours(small: apsw.Connection) -> None:
     assert got.p95_latency_ms == pytest.approx(900.0)
 
 
-def test_summary_filters(small: apsw.Connection) -> None:
+def test_summary_filters(small: Connection) -> None:
     a = summary(small, *ALL, UsageFilter(client_id="client-a"))
     assert (a.requests, a.errors, a.prompt_tokens) == (3, 1, 130)
     assert a.cost_usd == pytest.approx(0.01)
@@ -206,7 +207,7 @@ def test_summary_filters(small: apsw.Connection) -> None:
     assert both.requests == 2
 
 
-def test_summary_of_unpriced_model_has_no_cost(small: apsw.Connection) -> None:
+def test_summary_of_unpriced_model_has_no_cost(small: Connection) -> None:
     got = summary(small, *ALL, UsageFilter(model="llama3"))
     assert got.requests == 1
     assert (got.prompt_tokens, got.completion_tokens) == (30, 30)
@@ -214,7 +215,7 @@ def test_summary_of_unpriced_model_has_no_cost(small: apsw.Connection) -> None:
     assert got.cached_token_share == 0.0
 
 
-def test_summary_of_nothing(small: apsw.Connection) -> None:
+def test_summary_of_nothing(small: Connection) -> None:
     got = summary(small, D + 5 * H, D + 6 * H)
     assert (got.requests, got.errors, got.total_tokens) == (0, 0, 0)
     assert got.cost_usd is None
@@ -227,7 +228,7 @@ def test_summary_of_nothing(small: apsw.Connection) -> None:
 # --- time series and breakdowns -------------------------------------------------------------------
 
 
-def test_timeseries_by_hour(small: apsw.Connection) -> None:
+def test_timeseries_by_hour(small: Connection) -> None:
     points = timeseries(small, *ALL, "hour")
     assert [(p.t_ms, p.group, p.requests, p.errors, p.tokens) for p in points] == [
         (D - 2 * H, None, 2, 1, 120),
@@ -243,7 +244,7 @@ def test_timeseries_by_hour(small: apsw.Connection) -> None:
     ]
 
 
-def test_timeseries_by_utc_day_across_midnight(small: apsw.Connection) -> None:
+def test_timeseries_by_utc_day_across_midnight(small: Connection) -> None:
     points = timeseries(small, *ALL, "day")
     assert [(p.t_ms, p.requests, p.errors, p.tokens) for p in points] == [
         (D - DAY_MS, 4, 1, 385),
@@ -253,7 +254,7 @@ def test_timeseries_by_utc_day_across_midnight(small: apsw.Connection) -> None:
     assert points[1].cost_usd is None
 
 
-def test_timeseries_grouped(small: apsw.Connection) -> None:
+def test_timeseries_grouped(small: Connection) -> None:
     by_provider = timeseries(small, *ALL, "day", "provider")
     assert [(p.t_ms, p.group, p.requests, p.tokens) for p in by_provider] == [
         (D - DAY_MS, "gemini", 1, 250),
@@ -274,7 +275,7 @@ def test_timeseries_grouped(small: apsw.Connection) -> None:
     ]
 
 
-def test_breakdown_by_client(small: apsw.Connection) -> None:
+def test_breakdown_by_client(small: Connection) -> None:
     rows = breakdown(small, "client", *ALL)
     assert [(r.key, r.requests, r.errors, r.prompt_tokens, r.completion_tokens) for r in rows] == [
         ("client-a", 3, 1, 130, 50),
@@ -293,7 +294,7 @@ def test_breakdown_by_client(small: apsw.Connection) -> None:
     json.dumps([row.to_json() for row in rows])
 
 
-def test_breakdown_by_model_and_provider_with_filter(small: apsw.Connection) -> None:
+def test_breakdown_by_model_and_provider_with_filter(small: Connection) -> None:
     models = breakdown(small, "model", *ALL, UsageFilter(client_id="client-a"))
     assert [(r.key, r.requests, r.cost_usd) for r in models] == [
         ("gpt-4o-mini", 2, pytest.approx(0.01)),
@@ -308,7 +309,7 @@ def test_breakdown_by_model_and_provider_with_filter(small: apsw.Connection) -> 
     assert all(isinstance(r, BreakdownRow) for r in providers)
 
 
-def test_aggregates_agree_with_each_other(db: apsw.Connection) -> None:
+def test_aggregates_agree_with_each_other(db: Connection) -> None:
     write(db, list(spread_records(3000, start_ms=D - 30 * H, span_ms=50 * H, seed=3)))
     since, until = D - 20 * H + 123, D + 7 * H - 456
     total = summary(db, since, until)
@@ -334,7 +335,7 @@ def _bucket_width(latency_ms: float) -> float:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_p95_estimate_within_bound_of_exact(db: apsw.Connection, seed: int) -> None:
+def test_p95_estimate_within_bound_of_exact(db: Connection, seed: int) -> None:
     records = list(spread_records(4000, start_ms=D, span_ms=6 * H, seed=seed))
     write(db, records)
 
@@ -366,18 +367,18 @@ def test_estimate_percentile_edges() -> None:
         estimate_percentile([1, 2])
 
 
-def test_rollup_histogram_matches_the_log(db: apsw.Connection) -> None:
+def test_rollup_histogram_matches_the_log(db: Connection) -> None:
     records = list(spread_records(3000, start_ms=D, span_ms=3 * H, seed=7))
     edges = (0, *LATENCY_BUCKET_EDGES_MS)
     records += [make_record(9000 + i, ts_ms=D, latency_ms=float(e)) for i, e in enumerate(edges)]
     write(db, records)
     # Independent of the Python bisect: each bucket as SQL bounds (no call is under 0 ms).
-    uppers = [f"latency_ms < {edge}" for edge in LATENCY_BUCKET_EDGES_MS] + ["1"]
-    lowers = ["1"] + [f"latency_ms >= {edge}" for edge in LATENCY_BUCKET_EDGES_MS]
+    uppers = [f"latency_ms < {edge}" for edge in LATENCY_BUCKET_EDGES_MS] + ["TRUE"]
+    lowers = ["TRUE"] + [f"latency_ms >= {edge}" for edge in LATENCY_BUCKET_EDGES_MS]
     conditions = [f"{lo} AND {up}" for lo, up in zip(lowers, uppers, strict=True)]
     expected = db.execute(
         "SELECT ts_ms / 3600000 * 3600000, coalesce(client_id, ''), provider, model, "
-        + ", ".join(f"sum({c})" for c in conditions)
+        + ", ".join(f"sum(CASE WHEN {c} THEN 1 ELSE 0 END)" for c in conditions)
         + " FROM llm_requests GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
     ).fetchall()
     got = db.execute(
@@ -404,7 +405,7 @@ def test_a_bad_record_changes_no_rollup() -> None:
 # --- request log ----------------------------------------------------------------------------------
 
 
-def test_request_log_newest_first_with_filters(small: apsw.Connection) -> None:
+def test_request_log_newest_first_with_filters(small: Connection) -> None:
     rows, cursor = request_log(small, *ALL)
     assert [r.request_id for r in rows] == [f"req-{i}" for i in (6, 5, 4, 3, 2, 1)]
     assert cursor is None
@@ -428,7 +429,7 @@ def test_request_log_newest_first_with_filters(small: apsw.Connection) -> None:
     assert [r.request_id for r in found] == ["req-3"]
 
 
-def test_request_detail_has_bodies_and_parsed_attempts(small: apsw.Connection) -> None:
+def test_request_detail_has_bodies_and_parsed_attempts(small: Connection) -> None:
     rows, _ = request_log(small, *ALL, flt=UsageFilter(provider="gemini"), status="ok")
     detail = request_detail(small, rows[0].id)
     assert detail is not None
@@ -459,7 +460,7 @@ def _tied_records(count: int) -> list[RequestRecord]:
 
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 7, 10, 500])
-def test_cursor_walks_every_row_once_despite_ties(db: apsw.Connection, limit: int) -> None:
+def test_cursor_walks_every_row_once_despite_ties(db: Connection, limit: int) -> None:
     write(db, _tied_records(60))
     for flt in (UsageFilter(), UsageFilter(client_id="client-a")):
         seen: list[RequestRow] = []
@@ -473,7 +474,7 @@ def test_cursor_walks_every_row_once_despite_ties(db: apsw.Connection, limit: in
             if cursor is None:
                 break
         expected = db.execute(
-            "SELECT id FROM llm_requests WHERE (? IS NULL OR client_id = ?)"
+            "SELECT id FROM llm_requests WHERE (CAST(? AS text) IS NULL OR client_id = ?)"
             " ORDER BY ts_ms DESC, id DESC",
             (flt.client_id, flt.client_id),
         ).fetchall()
@@ -481,7 +482,7 @@ def test_cursor_walks_every_row_once_despite_ties(db: apsw.Connection, limit: in
         assert pages == math.ceil(len(expected) / limit)
 
 
-def test_cursor_is_stable_while_rows_are_added(db: apsw.Connection) -> None:
+def test_cursor_is_stable_while_rows_are_added(db: Connection) -> None:
     write(db, _tied_records(20))
     first, cursor = request_log(db, D, D + 7000, limit=5)
     write(db, [make_record(100 + i, ts_ms=D + 6000) for i in range(5)])  # newer than page 1
@@ -505,14 +506,14 @@ def test_cursor_is_stable_while_rows_are_added(db: apsw.Connection) -> None:
         "A" * 200,
     ],
 )
-def test_malformed_cursor_is_a_value_error(small: apsw.Connection, cursor: str) -> None:
+def test_malformed_cursor_is_a_value_error(small: Connection, cursor: str) -> None:
     with pytest.raises(ValueError, match="malformed cursor"):
         request_log(small, *ALL, cursor=cursor)
     with pytest.raises(ValueError, match="malformed cursor"):
         export_page(small, *ALL, after=cursor)
 
 
-def test_bad_arguments_are_value_errors(small: apsw.Connection) -> None:
+def test_bad_arguments_are_value_errors(small: Connection) -> None:
     with pytest.raises(ValueError, match="range"):
         summary(small, D, D)
     with pytest.raises(ValueError, match="range"):
@@ -532,8 +533,12 @@ def test_bad_arguments_are_value_errors(small: apsw.Connection) -> None:
         request_log(small, *ALL, status="ko")  # type: ignore[arg-type]
 
 
-def _plans(conn: apsw.Connection, call: partial[object]) -> list[str]:
-    """The query plan lines of every statement ``call`` runs on ``conn``."""
+def _plans(conn: Connection, call: partial[object]) -> list[str]:
+    """The query plan lines of every statement ``call`` runs on ``conn`` (SQLite's planner;
+    PostgreSQL's plans are checked at scale in tests/test_postgres_plans.py)."""
+    if is_postgres(conn):
+        pytest.skip("SQLite's query plan")
+    assert isinstance(conn, apsw.Connection)
     statements: list[tuple[str, object]] = []
 
     def trace(cursor: apsw.Cursor, sql: str, bindings: object) -> bool:
@@ -563,7 +568,7 @@ def _plans(conn: apsw.Connection, call: partial[object]) -> list[str]:
     ],
 )
 def test_request_log_and_export_search_an_index(
-    db: apsw.Connection, flt: UsageFilter, index: str
+    db: Connection, flt: UsageFilter, index: str
 ) -> None:
     write(db, _tied_records(30))
     _, cursor = request_log(db, D, D + 7000, limit=2)
@@ -581,7 +586,7 @@ def test_request_log_and_export_search_an_index(
         assert "ts_ms<?" in plan  # bounded on both sides: never a scan to the end of the log
 
 
-def test_rollup_queries_search_the_primary_key(small: apsw.Connection) -> None:
+def test_rollup_queries_search_the_primary_key(small: Connection) -> None:
     for call in (
         partial(summary, since_ms=ALL[0], until_ms=ALL[1]),
         partial(timeseries, since_ms=ALL[0], until_ms=ALL[1], bucket="day", group_by="model"),
@@ -594,10 +599,9 @@ def test_rollup_queries_search_the_primary_key(small: apsw.Connection) -> None:
         assert all(p.startswith(by_hour) for p in searches), searches
 
 
-async def test_runs_on_the_read_pool(tmp_path: Path) -> None:
-    path = tmp_path / "pool.db"
-    await _write_with_writer(path, SMALL)
-    pool = ReadPool(str(path), size=2)
+async def test_runs_on_the_read_pool(database_url: str) -> None:
+    await _write_with_writer(database_url, SMALL)
+    pool = ReadPool(database_url, size=2)
     try:
         got = await pool.run(partial(summary, since_ms=ALL[0], until_ms=ALL[1]))
         rows, _ = await pool.run(partial(request_log, since_ms=ALL[0], until_ms=ALL[1], limit=2))
@@ -610,7 +614,7 @@ async def test_runs_on_the_read_pool(tmp_path: Path) -> None:
 # --- export ---------------------------------------------------------------------------------------
 
 
-def test_export_covers_the_range_once_in_order(db: apsw.Connection) -> None:
+def test_export_covers_the_range_once_in_order(db: Connection) -> None:
     write(db, _tied_records(50))
     write(db, [make_record(500, ts_ms=D - 1), make_record(501, ts_ms=D + 6000 + 1)])
     since, until = D, D + 6001  # includes ts == since, excludes ts == until
@@ -650,7 +654,7 @@ def test_export_holds_no_read_transaction_between_batches(tmp_path: Path) -> Non
         writer.close()
 
 
-def test_csv_quotes_and_defuses_formulas(db: apsw.Connection) -> None:
+def test_csv_quotes_and_defuses_formulas(db: Connection) -> None:
     nasty = {
         "=1+1": "'=1+1",
         "+cmd": "'+cmd",
@@ -666,6 +670,8 @@ def test_csv_quotes_and_defuses_formulas(db: apsw.Connection) -> None:
         for i, text in enumerate(nasty)
     ]
     write(db, records)
+    if is_postgres(db):  # PostgreSQL's text cannot hold NUL: it is stored as U+FFFD
+        nasty["nul\x00byte"] = "nul\ufffdbyte"
     (batch,) = export_batches(db, D, D + 100)
     text = csv_header() + csv_lines(batch)
     assert csv_header() == ",".join(REQUEST_COLUMNS) + "\r\n"
@@ -682,7 +688,30 @@ def test_csv_quotes_and_defuses_formulas(db: apsw.Connection) -> None:
     assert '"say ""hi"", then\r\nleave"' in text  # RFC 4180: quoted, quotes doubled
 
 
-def test_json_lines_match_to_json(small: apsw.Connection) -> None:
+async def test_a_nul_in_a_logged_text_is_stored_not_retried_forever(database_url: str) -> None:
+    record = make_record(
+        1,
+        ts_ms=D,
+        error_message="up\x00stream",
+        request_body='{"a": "b\x00"}',
+        response_body="\x00",
+    )
+    with trio.fail_after(20):
+        await _write_with_writer(database_url, [record])
+    conn = open_reader(database_url)
+    try:
+        (row,), _ = request_log(conn, D, D + 1)
+        detail = request_detail(conn, row.id)
+    finally:
+        conn.close()
+    # SQLite keeps the character; PostgreSQL's text cannot hold it and keeps U+FFFD instead.
+    nul = "\ufffd" if is_postgres(conn) else "\x00"
+    assert row.error_message == f"up{nul}stream"
+    assert detail is not None
+    assert (detail.request_body, detail.response_body) == ('{"a": "b' + nul + '"}', nul)
+
+
+def test_json_lines_match_to_json(small: Connection) -> None:
     rows, _ = request_log(small, *ALL)
     text = json_lines(rows)
     lines = text.split("\n")
@@ -741,11 +770,23 @@ def test_version_3_database_upgrades_with_backfill(
         conn.close()
 
 
-def test_rollup_constants_match_the_schema(db: apsw.Connection) -> None:
+def test_rollup_constants_match_the_schema(db: Connection) -> None:
     assert len(LATENCY_BUCKET_COLUMNS) == len(LATENCY_BUCKET_EDGES_MS) + 1
     assert list(LATENCY_BUCKET_EDGES_MS) == sorted(LATENCY_BUCKET_EDGES_MS)
-    columns = [row[1] for row in db.execute("PRAGMA table_info(usage_hourly)").fetchall()]
+    columns = _columns(db, "usage_hourly")
     assert columns[-len(LATENCY_BUCKET_COLUMNS) :] == list(LATENCY_BUCKET_COLUMNS)
     assert [f.name for f in dataclasses.fields(RequestRow)] == list(REQUEST_COLUMNS)
-    log_columns = [row[1] for row in db.execute("PRAGMA table_info(llm_requests)").fetchall()]
+    log_columns = _columns(db, "llm_requests")
     assert set(log_columns) - set(REQUEST_COLUMNS) == {"request_body", "response_body"}
+
+
+def _columns(conn: Connection, table: str) -> list[str]:
+    """The columns of ``table`` in their order, in either backend's catalogue."""
+    if is_postgres(conn):
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
+            (table,),
+        ).fetchall()
+        return [str(row[0]) for row in rows]
+    return [str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})").fetchall()]

@@ -24,17 +24,17 @@ from storage import (
     get_client,
     list_clients,
     list_keys,
-    migrate,
-    open_connection,
     record_key_use,
     revoke_client,
     revoke_key,
     update_client,
 )
 from storage.responses import ResponseToStore, insert_response
+from storage.sql import Connection
 from storage.transaction import in_immediate_transaction
 from tests.factories import make_record
-from tests.test_writer import running_writer
+from tests.storage_backends import connect, is_postgres, writer_on
+from tests.storage_backends import reader as open_reader
 
 T = TypeVar("T")
 
@@ -43,28 +43,26 @@ NOW = 1_700_000_000_000
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "clients.db"
+def db(database_url: str) -> str:
+    """The database of one test: a SQLite file or a fresh PostgreSQL database."""
+    return database_url
 
 
 @pytest.fixture
-def conn(db: Path) -> Iterator[apsw.Connection]:
-    connection = open_connection(str(db))
+def conn(db: str) -> Iterator[Connection]:
+    connection = connect(db)
     try:
-        migrate(connection)
         yield connection
     finally:
         connection.close()
 
 
-def write(conn: apsw.Connection, fn: Callable[[apsw.Connection], T]) -> T:
+def write(conn: Connection, fn: Callable[[Connection], T]) -> T:
     """Run ``fn`` the way the CLI and the writer do: in its own IMMEDIATE transaction."""
     return in_immediate_transaction(conn, fn)
 
 
-def new_client(
-    conn: apsw.Connection, name: str = "demo", now_ms: int = NOW, **kwargs: object
-) -> str:
+def new_client(conn: Connection, name: str = "demo", now_ms: int = NOW, **kwargs: object) -> str:
     client, _token, _plain = write(
         conn,
         partial(create_client, name=name, now_ms=now_ms, **kwargs),  # type: ignore[arg-type]
@@ -75,7 +73,7 @@ def new_client(
 # --- create / get / list --------------------------------------------------------------------------
 
 
-def test_create_client_returns_rows_and_the_key_once(conn: apsw.Connection) -> None:
+def test_create_client_returns_rows_and_the_key_once(conn: Connection) -> None:
     client, token, plain = write(
         conn,
         partial(
@@ -113,7 +111,7 @@ def test_create_client_returns_rows_and_the_key_once(conn: apsw.Connection) -> N
     assert plain not in repr((client, token, active))
 
 
-def test_defaults_are_null_limits(conn: apsw.Connection) -> None:
+def test_defaults_are_null_limits(conn: Connection) -> None:
     client = get_client(conn, new_client(conn))
     assert client.rate_limit_per_minute is None
     assert client.tokens_per_minute is None
@@ -134,21 +132,19 @@ def test_defaults_are_null_limits(conn: apsw.Connection) -> None:
         ({"name": "ok", "key_name": "a\x1b[31m"}, "control characters"),
     ],
 )
-def test_create_client_validates(
-    conn: apsw.Connection, kwargs: dict[str, object], message: str
-) -> None:
+def test_create_client_validates(conn: Connection, kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         write(conn, partial(create_client, now_ms=NOW, **kwargs))  # type: ignore[arg-type]
     assert list_clients(conn) == []
     assert auth_generation(conn) == 0
 
 
-def test_zero_limits_are_allowed(conn: apsw.Connection) -> None:
+def test_zero_limits_are_allowed(conn: Connection) -> None:
     client = get_client(conn, new_client(conn, rate_limit_per_minute=0, tokens_per_minute=0))
     assert (client.rate_limit_per_minute, client.tokens_per_minute) == (0, 0)
 
 
-def test_list_clients_oldest_first_with_key_summary(conn: apsw.Connection) -> None:
+def test_list_clients_oldest_first_with_key_summary(conn: Connection) -> None:
     later = new_client(conn, "later", now_ms=NOW + 10)
     first = new_client(conn, "first", now_ms=NOW)
     same_ms = new_client(conn, "same-ms", now_ms=NOW + 10)
@@ -165,7 +161,7 @@ def test_list_clients_oldest_first_with_key_summary(conn: apsw.Connection) -> No
     assert summary.last_used_at == NOW + 500
 
 
-def test_unknown_ids_raise_lookup_error(conn: apsw.Connection) -> None:
+def test_unknown_ids_raise_lookup_error(conn: Connection) -> None:
     with pytest.raises(LookupError, match="unknown client: cl_nope"):
         get_client(conn, "cl_nope")
     with pytest.raises(LookupError, match="unknown client"):
@@ -186,7 +182,7 @@ def test_unknown_ids_raise_lookup_error(conn: apsw.Connection) -> None:
 # --- keys -----------------------------------------------------------------------------------------
 
 
-def test_several_keys_per_client(conn: apsw.Connection) -> None:
+def test_several_keys_per_client(conn: Connection) -> None:
     client_id = new_client(conn)
     second, plain2 = write(conn, partial(add_key, client_id=client_id, name="ci", now_ms=NOW + 1))
     third, plain3 = write(conn, partial(add_key, client_id=client_id, now_ms=NOW + 2))
@@ -198,7 +194,7 @@ def test_several_keys_per_client(conn: apsw.Connection) -> None:
     assert get_client(conn, client_id).key_count == 3
 
 
-def test_revoke_key_is_idempotent(conn: apsw.Connection) -> None:
+def test_revoke_key_is_idempotent(conn: Connection) -> None:
     client_id = new_client(conn)
     token, plain = write(conn, partial(add_key, client_id=client_id, now_ms=NOW))
     revoked = write(conn, partial(revoke_key, token_id=token.id, now_ms=NOW + 100))
@@ -211,7 +207,7 @@ def test_revoke_key_is_idempotent(conn: apsw.Connection) -> None:
     assert get_client(conn, client_id).is_active
 
 
-def test_revoke_client_deactivates_and_revokes_every_key(conn: apsw.Connection) -> None:
+def test_revoke_client_deactivates_and_revokes_every_key(conn: Connection) -> None:
     client_id = new_client(conn)
     other = new_client(conn, "other")
     write(conn, partial(add_key, client_id=client_id, now_ms=NOW))
@@ -230,7 +226,7 @@ def test_revoke_client_deactivates_and_revokes_every_key(conn: apsw.Connection) 
     assert get_client(conn, client_id).updated_at == NOW + 50
 
 
-def test_inactive_client_keys_come_back_when_reactivated(conn: apsw.Connection) -> None:
+def test_inactive_client_keys_come_back_when_reactivated(conn: Connection) -> None:
     client_id = new_client(conn)
     write(conn, partial(update_client, client_id=client_id, now_ms=NOW, is_active=False))
     assert active_keys(conn) == []
@@ -241,7 +237,7 @@ def test_inactive_client_keys_come_back_when_reactivated(conn: apsw.Connection) 
 # --- update / delete ------------------------------------------------------------------------------
 
 
-def test_update_changes_only_the_fields_given(conn: apsw.Connection) -> None:
+def test_update_changes_only_the_fields_given(conn: Connection) -> None:
     client_id = new_client(conn, description="d", rate_limit_per_minute=10, tokens_per_minute=20)
     updated = write(conn, partial(update_client, client_id=client_id, now_ms=NOW + 5, name="new"))
     assert updated.name == "new"
@@ -274,7 +270,7 @@ def test_update_changes_only_the_fields_given(conn: apsw.Connection) -> None:
     assert same == updated
 
 
-def test_update_validates(conn: apsw.Connection) -> None:
+def test_update_validates(conn: Connection) -> None:
     client_id = new_client(conn)
     with pytest.raises(ValueError, match="name must not be empty"):
         write(conn, partial(update_client, client_id=client_id, now_ms=NOW, name=" "))
@@ -286,7 +282,7 @@ def test_update_validates(conn: apsw.Connection) -> None:
     assert get_client(conn, client_id).name == "demo"
 
 
-def test_delete_client_removes_its_keys(conn: apsw.Connection) -> None:
+def test_delete_client_removes_its_keys(conn: Connection) -> None:
     client_id = new_client(conn)
     kept = new_client(conn, "kept")
     write(conn, partial(add_key, client_id=client_id, now_ms=NOW))
@@ -298,7 +294,7 @@ def test_delete_client_removes_its_keys(conn: apsw.Connection) -> None:
     assert {k.client_id for k in active_keys(conn)} == {kept}
 
 
-def test_delete_client_removes_its_stored_responses(conn: apsw.Connection) -> None:
+def test_delete_client_removes_its_stored_responses(conn: Connection) -> None:
     client_id = new_client(conn)
     kept = new_client(conn, "kept")
     for owner, response_id in ((client_id, "resp_gone"), (kept, "resp_kept")):
@@ -327,7 +323,7 @@ def test_delete_client_removes_its_stored_responses(conn: apsw.Connection) -> No
 # --- the change counter ---------------------------------------------------------------------------
 
 
-def test_auth_generation_bumps_on_every_relevant_change(db: Path, conn: apsw.Connection) -> None:
+def test_auth_generation_bumps_on_every_relevant_change(db: str, conn: Connection) -> None:
     seen = [auth_generation(conn)]
     assert seen == [0]
 
@@ -368,7 +364,7 @@ def test_auth_generation_bumps_on_every_relevant_change(db: Path, conn: apsw.Con
     conn.execute("UPDATE client_tokens SET revoked_at = 1 WHERE client_id = ?", (other,))
     assert bumped()
     # Another connection, as a server beside the CLI, reads the same counter.
-    reader = open_connection(str(db), readonly=True)
+    reader = open_reader(db)
     try:
         assert auth_generation(reader) == seen[-1]
     finally:
@@ -381,7 +377,7 @@ def test_auth_generation_bumps_on_every_relevant_change(db: Path, conn: apsw.Con
     assert updated_at > 1_600_000_000_000  # milliseconds, not seconds
 
 
-def test_record_key_use_does_not_bump_and_never_goes_backwards(conn: apsw.Connection) -> None:
+def test_record_key_use_does_not_bump_and_never_goes_backwards(conn: Connection) -> None:
     client_id = new_client(conn)
     second, _ = write(conn, partial(add_key, client_id=client_id, now_ms=NOW))
     first_id = list_keys(conn, client_id)[0].id
@@ -399,8 +395,8 @@ def test_record_key_use_does_not_bump_and_never_goes_backwards(conn: apsw.Connec
 # --- through the writer, as the server does -------------------------------------------------------
 
 
-async def test_writes_through_the_storage_writer(db: Path) -> None:
-    async with running_writer(db) as writer:
+async def test_writes_through_the_storage_writer(db: str) -> None:
+    async with writer_on(db) as writer:
         client, token, plain = await writer.execute(
             partial(create_client, name="via-writer", now_ms=NOW)
         )
@@ -411,14 +407,14 @@ async def test_writes_through_the_storage_writer(db: Path) -> None:
         keys = await writer.execute(active_keys)
     assert generation == 1 + 1  # the client row and its key
     assert [k.token_sha256 for k in keys] == [key_digest(plain)]
-    reader = open_connection(str(db), readonly=True)
+    reader = open_reader(db)
     try:
         assert get_client(reader, client.id).last_used_at == NOW + 5
     finally:
         reader.close()
 
 
-async def test_client_usage(db: Path) -> None:
+async def test_client_usage(db: str) -> None:
     t0 = NOW // HOUR_MS * HOUR_MS
     records = [
         make_record(1, client_id="cl_a", ts_ms=t0 + 1_000),
@@ -438,7 +434,7 @@ async def test_client_usage(db: Path) -> None:
         make_record(6, client_id=None, ts_ms=t0 + 5_000),
         make_record(7, client_id=None, ts_ms=t0 + 6_000),
     ]
-    async with running_writer(db) as writer:
+    async with writer_on(db) as writer:
         await writer.write_requests(records)
         first_hour = await writer.execute(
             partial(client_usage, since_ms=t0 + 1_500, until_ms=t0 + 60_000)
@@ -473,11 +469,15 @@ async def test_client_usage(db: Path) -> None:
     assert a_all.last_call_ms == t0 + 2 * HOUR_MS + 7
 
 
-def test_client_usage_reads_last_call_from_the_client_index(conn: apsw.Connection) -> None:
-    plan = conn.execute(
-        "EXPLAIN QUERY PLAN SELECT max(ts_ms) FROM llm_requests WHERE client_id = ? AND ts_ms < ?",
-        ("cl_a", NOW),
-    ).fetchall()
+def test_client_usage_reads_last_call_from_the_client_index(conn: Connection) -> None:
+    statement = "SELECT max(ts_ms) FROM llm_requests WHERE client_id = ? AND ts_ms < ?"
+    if is_postgres(conn):
+        # An empty table is cheapest to scan: forbid that to see which index the query can use.
+        conn.execute("SET enable_seqscan = off")
+        plan = conn.execute("EXPLAIN " + statement, ("cl_a", NOW)).fetchall()
+        conn.execute("RESET enable_seqscan")
+    else:
+        plan = conn.execute("EXPLAIN QUERY PLAN " + statement, ("cl_a", NOW)).fetchall()
     assert any("llm_requests_client_ts_ms" in str(row[-1]) for row in plan)
     assert client_usage(conn, 0, NOW) == []
 
@@ -485,7 +485,7 @@ def test_client_usage_reads_last_call_from_the_client_index(conn: apsw.Connectio
 # --- no plain key in the database -----------------------------------------------------------------
 
 
-def test_plain_keys_never_reach_the_database_file(db: Path, conn: apsw.Connection) -> None:
+def test_plain_keys_never_reach_the_database(db: str, conn: Connection) -> None:
     plains: list[str] = []
     for i in range(5):
         client, token, plain = write(
@@ -498,12 +498,24 @@ def test_plain_keys_never_reach_the_database_file(db: Path, conn: apsw.Connectio
         write(conn, partial(revoke_key, token_id=extra_token.id, now_ms=NOW + 20))
 
     def files() -> bytes:
+        if is_postgres(conn):
+            # The server's files are not ours to read: every row of every table, as text.
+            tables = conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            ).fetchall()
+            rows = [
+                str(row[0])
+                for (table,) in tables
+                for row in conn.execute(f"SELECT t::text FROM {table} AS t").fetchall()
+            ]
+            return "\n".join(rows).encode()
         wal = Path(f"{db}-wal")
-        return db.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+        return Path(db).read_bytes() + (wal.read_bytes() if wal.exists() else b"")
 
     before = files()
-    # PASSIVE copies the WAL into the database file and leaves the WAL's pages in place.
-    conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+    if not is_postgres(conn):
+        # PASSIVE copies the WAL into the database file and leaves the WAL's pages in place.
+        conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)  # type: ignore[attr-defined]
     after = files()
     for content in (before, after):
         for plain in plains:

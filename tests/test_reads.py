@@ -73,7 +73,7 @@ RECORDS = [
 ]
 
 
-async def write_all(path: Path, records: list[RequestRecord]) -> None:
+async def write_all(path: Path | str, records: list[RequestRecord]) -> None:
     writer = StorageWriter(str(path))
     async with trio.open_nursery() as nursery:
         await nursery.start(writer.run)
@@ -98,10 +98,9 @@ async def test_pool_sees_rows_committed_by_a_running_writer(tmp_path: Path) -> N
         pool.close()
 
 
-async def test_recent_requests_shape(tmp_path: Path) -> None:
-    db = tmp_path / "r.db"
-    await write_all(db, RECORDS)
-    pool = ReadPool(str(db))
+async def test_recent_requests_shape(database_url: str) -> None:
+    await write_all(database_url, RECORDS)
+    pool = ReadPool(database_url)
     try:
         rows = await pool.run(recent_requests)
         assert [row["request_id"] for row in rows] == ["c", "b", "a"]
@@ -120,10 +119,9 @@ async def test_recent_requests_shape(tmp_path: Path) -> None:
         pool.close()
 
 
-async def test_usage_totals_shape_and_values(tmp_path: Path) -> None:
-    db = tmp_path / "r.db"
-    await write_all(db, RECORDS)
-    pool = ReadPool(str(db))
+async def test_usage_totals_shape_and_values(database_url: str, tmp_path: Path) -> None:
+    await write_all(database_url, RECORDS)
+    pool = ReadPool(database_url)
     try:
         first_hour = await pool.run(lambda c: usage_totals(c, T0, T0 + HOUR_MS))
         assert first_hour == {

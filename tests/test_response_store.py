@@ -27,7 +27,8 @@ from storage.retention import DAY_MS
 from storage.writer import StorageWriter
 from tests.conftest import StartGateway
 from tests.factories import T0
-from tests.test_writer import query, running_writer
+from tests.storage_backends import query_rows, writer_on
+from tests.test_writer import query
 
 BEFORE_RESPONSES = 5  # the schema version before the stored responses table
 
@@ -44,10 +45,10 @@ class Clock:
 
 @asynccontextmanager
 async def opened(
-    db: Path, clock: Clock, retention_days: int = 30
+    db: str, clock: Clock, retention_days: int = 30
 ) -> AsyncIterator[tuple[ResponseStore, StorageWriter]]:
-    async with running_writer(db) as writer:
-        reads = ReadPool(str(db))
+    async with writer_on(db) as writer:
+        reads = ReadPool(db)
         try:
             yield (
                 ResponseStore(writer, reads, retention_days=retention_days, clock_ms=clock),
@@ -84,9 +85,9 @@ def answer(
     )
 
 
-async def test_a_stored_response_reads_back_whole(tmp_path: Path) -> None:
+async def test_a_stored_response_reads_back_whole(database_url: str) -> None:
     clock = Clock()
-    async with opened(tmp_path / "s.db", clock) as (store, _):
+    async with opened(database_url, clock) as (store, _):
         stored = answer("resp_1", "hi there", said="h\u00e9llo \U0001f600")
         await store.store(stored)
         got = await store.get("resp_1", "client-a")
@@ -111,15 +112,15 @@ async def test_a_stored_response_reads_back_whole(tmp_path: Path) -> None:
         assert held is not None
         assert held.upstream_held is True
     # One row each, the items as JSON text.
-    assert query(tmp_path / "s.db", "SELECT count(*) FROM stored_responses") == [(2,)]
-    ((input_items,),) = query(
-        tmp_path / "s.db", "SELECT input_items FROM stored_responses WHERE id = 'resp_1'"
+    assert query_rows(database_url, "SELECT count(*) FROM stored_responses") == [(2,)]
+    ((input_items,),) = query_rows(
+        database_url, "SELECT input_items FROM stored_responses WHERE id = 'resp_1'"
     )
     assert "h\u00e9llo" in str(input_items)
 
 
-async def test_bad_responses_are_refused_before_the_writer(tmp_path: Path) -> None:
-    async with opened(tmp_path / "s.db", Clock()) as (store, _):
+async def test_bad_responses_are_refused_before_the_writer(database_url: str) -> None:
+    async with opened(database_url, Clock()) as (store, _):
         for bad, words in (
             (answer("msg_1", "x"), "must start with 'resp_'"),
             (answer("resp_" + "x" * 200, "x"), "at most 128"),
@@ -137,8 +138,8 @@ async def test_bad_responses_are_refused_before_the_writer(tmp_path: Path) -> No
         assert await store.get("resp_2", "client-a") is None
 
 
-async def test_a_response_is_visible_only_to_its_client(tmp_path: Path) -> None:
-    async with opened(tmp_path / "s.db", Clock()) as (store, _):
+async def test_a_response_is_visible_only_to_its_client(database_url: str) -> None:
+    async with opened(database_url, Clock()) as (store, _):
         await store.store(answer("resp_a", "for a", client_id="client-a"))
         await store.store(answer("resp_anon", "for nobody", client_id=None))
         assert await store.get("resp_a", "client-b") is None
@@ -157,9 +158,9 @@ async def test_a_response_is_visible_only_to_its_client(tmp_path: Path) -> None:
         assert await store.get("resp_a", "client-a") is None
 
 
-async def test_an_expired_response_is_gone_for_every_purpose(tmp_path: Path) -> None:
+async def test_an_expired_response_is_gone_for_every_purpose(database_url: str) -> None:
     clock = Clock()
-    async with opened(tmp_path / "s.db", clock, retention_days=2) as (store, _):
+    async with opened(database_url, clock, retention_days=2) as (store, _):
         await store.store(answer("resp_old", "old"))
         clock.now_ms += 2 * DAY_MS - 1
         assert await store.get("resp_old", "client-a") is not None
@@ -170,19 +171,19 @@ async def test_an_expired_response_is_gone_for_every_purpose(tmp_path: Path) -> 
         assert await store.delete("resp_old", "client-a") is False
 
 
-async def test_a_shorter_retention_hides_older_responses_at_once(tmp_path: Path) -> None:
+async def test_a_shorter_retention_hides_older_responses_at_once(database_url: str) -> None:
     # Stored while 30 days were configured; the operator then lowered it to 1.
     clock = Clock()
-    async with opened(tmp_path / "s.db", clock, retention_days=30) as (store, _):
+    async with opened(database_url, clock, retention_days=30) as (store, _):
         await store.store(answer("resp_1", "one"))
     clock.now_ms += DAY_MS
-    async with opened(tmp_path / "s.db", clock, retention_days=1) as (store, _):
+    async with opened(database_url, clock, retention_days=1) as (store, _):
         assert await store.get("resp_1", "client-a") is None
 
 
-async def test_the_conversation_is_every_item_oldest_first(tmp_path: Path) -> None:
+async def test_the_conversation_is_every_item_oldest_first(database_url: str) -> None:
     clock = Clock()
-    async with opened(tmp_path / "s.db", clock) as (store, _):
+    async with opened(database_url, clock) as (store, _):
         await store.store(answer("resp_1", "one", said="first"))
         clock.now_ms += 1000
         await store.store(answer("resp_2", "two", previous="resp_1", said="second"))
@@ -205,8 +206,8 @@ async def test_the_conversation_is_every_item_oldest_first(tmp_path: Path) -> No
         assert [item["content"][0]["text"] for item in branch] == ["first", "one", "other", "two-b"]
 
 
-async def test_a_missing_link_or_a_loop_is_a_clear_400(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
+async def test_a_missing_link_or_a_loop_is_a_clear_400(database_url: str) -> None:
+    db = database_url
     async with opened(db, Clock()) as (store, writer):
         await store.store(answer("resp_1", "one"))
         await store.store(answer("resp_2", "two", previous="resp_1"))
@@ -237,11 +238,11 @@ async def test_a_missing_link_or_a_loop_is_a_clear_400(tmp_path: Path) -> None:
 
 
 async def test_a_conversation_past_the_depth_limit_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("storage.response_store.MAX_CONVERSATION_DEPTH", 5)
     assert MAX_CONVERSATION_DEPTH == 1000
-    async with opened(tmp_path / "s.db", Clock()) as (store, _):
+    async with opened(database_url, Clock()) as (store, _):
         previous = None
         for i in range(6):
             await store.store(answer(f"resp_{i}", str(i), previous=previous))
@@ -253,8 +254,8 @@ async def test_a_conversation_past_the_depth_limit_is_refused(
         assert "more than 5 responses" in deep.value.message
 
 
-async def test_retention_deletes_expired_responses_in_batches(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
+async def test_retention_deletes_expired_responses_in_batches(database_url: str) -> None:
+    db = database_url
     clock = Clock()
     async with opened(db, clock, retention_days=10) as (store, writer):
         for i in range(25):
@@ -275,12 +276,12 @@ async def test_retention_deletes_expired_responses_in_batches(tmp_path: Path) ->
         assert await retention.prune_once() == 0
         stats = retention.statistics()
         assert (stats.responses_deleted, stats.last_responses_deleted) == (15, 15)
-        assert query(db, "SELECT id FROM stored_responses") == [("resp_new",)]
+        assert query_rows(db, "SELECT id FROM stored_responses") == [("resp_new",)]
         assert await store.get("resp_new", "client-a") is not None
 
 
-async def test_the_retention_actor_runs_for_responses_alone(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
+async def test_the_retention_actor_runs_for_responses_alone(database_url: str) -> None:
+    db = database_url
     clock = Clock()
     async with opened(db, clock, retention_days=1) as (store, writer):
         await store.store(answer("resp_1", "one"))
@@ -296,7 +297,7 @@ async def test_the_retention_actor_runs_for_responses_alone(tmp_path: Path) -> N
         async with trio.open_nursery() as nursery:
             await nursery.start(retention.run)
             with trio.fail_after(10):
-                while query(db, "SELECT count(*) FROM stored_responses") != [(0,)]:
+                while query_rows(db, "SELECT count(*) FROM stored_responses") != [(0,)]:
                     await trio.sleep(0.01)
             retention.close()
         assert retention.statistics().responses_deleted == 1
@@ -304,7 +305,7 @@ async def test_the_retention_actor_runs_for_responses_alone(tmp_path: Path) -> N
 
 async def test_a_backup_holds_the_stored_responses(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
-    async with opened(db, Clock()) as (store, _):
+    async with opened(str(db), Clock()) as (store, _):
         await store.store(answer("resp_1", "kept"))
     conn = open_connection(str(db))
     try:
@@ -354,10 +355,10 @@ def test_a_version_5_database_gains_the_table_and_keeps_its_data(
         conn.close()
 
 
-async def test_many_stores_while_reading(tmp_path: Path) -> None:
+async def test_many_stores_while_reading(database_url: str) -> None:
     clock = Clock()
     stores, readers = 200, 4
-    async with opened(tmp_path / "s.db", clock) as (store, writer):
+    async with opened(database_url, clock) as (store, writer):
         seen: list[int] = []
 
         async def keep_reading(done: Callable[[], bool]) -> None:
@@ -392,7 +393,7 @@ async def test_the_service_stores_responses_and_prunes_them_at_start(
     # A response stored two days ago, already in the database the gateway opens.
     db = tmp_path / "gateway.db"
     clock = Clock(_now_ms() - 2 * DAY_MS)
-    async with opened(db, clock, retention_days=30) as (store, _):
+    async with opened(str(db), clock, retention_days=30) as (store, _):
         await store.store(answer("resp_old", "old"))
     monkeypatch.setattr(retention_module, "FIRST_RUN_AFTER_S", 0.05)
     gateway = await start_gateway(

@@ -6,13 +6,11 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from functools import partial
-from pathlib import Path
 from typing import TypeVar
 
-import apsw
 import pytest
 
-from storage import UNCHANGED, auth_generation, create_client, migrate, open_connection
+from storage import UNCHANGED, auth_generation, create_client
 from storage.audit import AuditRow, list_audit, record_audit
 from storage.model_settings import (
     ModelSettingsRow,
@@ -29,8 +27,10 @@ from storage.provider_settings import (
     put_provider_settings,
 )
 from storage.settings_store import INTERNAL_KEYS, get_settings, put_settings
+from storage.sql import Connection
 from storage.transaction import in_immediate_transaction
-from tests.test_writer import running_writer
+from tests.storage_backends import connect, writer_on
+from tests.storage_backends import reader as open_reader
 
 T = TypeVar("T")
 
@@ -38,31 +38,31 @@ NOW = 1_700_000_000_000
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "settings.db"
+def db(database_url: str) -> str:
+    """The database of one test: a SQLite file or a fresh PostgreSQL database."""
+    return database_url
 
 
 @pytest.fixture
-def conn(db: Path) -> Iterator[apsw.Connection]:
-    connection = open_connection(str(db))
+def conn(db: str) -> Iterator[Connection]:
+    connection = connect(db)
     try:
-        migrate(connection)
         yield connection
     finally:
         connection.close()
 
 
-def write(conn: apsw.Connection, fn: Callable[[apsw.Connection], T]) -> T:
+def write(conn: Connection, fn: Callable[[Connection], T]) -> T:
     """Run ``fn`` the way the CLI and the writer do: in its own IMMEDIATE transaction."""
     return in_immediate_transaction(conn, fn)
 
 
-def put_provider(conn: apsw.Connection, provider: str, **kwargs: object) -> ProviderSettingsRow:
+def put_provider(conn: Connection, provider: str, **kwargs: object) -> ProviderSettingsRow:
     kwargs.setdefault("now_ms", NOW)
     return write(conn, partial(put_provider_settings, provider=provider, **kwargs))  # type: ignore[arg-type]
 
 
-def put_model(conn: apsw.Connection, model: str, **kwargs: object) -> ModelSettingsRow:
+def put_model(conn: Connection, model: str, **kwargs: object) -> ModelSettingsRow:
     kwargs.setdefault("now_ms", NOW)
     return write(conn, partial(put_model_settings, model=model, **kwargs))  # type: ignore[arg-type]
 
@@ -70,7 +70,7 @@ def put_model(conn: apsw.Connection, model: str, **kwargs: object) -> ModelSetti
 # --- provider settings ----------------------------------------------------------------------------
 
 
-def test_provider_settings_upsert_only_the_fields_given(conn: apsw.Connection) -> None:
+def test_provider_settings_upsert_only_the_fields_given(conn: Connection) -> None:
     assert get_provider_settings(conn, "openai") is None
     assert list_provider_settings(conn) == []
     row = put_provider(conn, "openai", enabled=False, max_concurrency=8)
@@ -142,7 +142,7 @@ def test_provider_settings_upsert_only_the_fields_given(conn: apsw.Connection) -
     ],
 )
 def test_provider_settings_validate(
-    conn: apsw.Connection, kwargs: dict[str, object], message: str
+    conn: Connection, kwargs: dict[str, object], message: str
 ) -> None:
     put_provider(conn, "openai", max_concurrency=4)
     before = get_provider_settings(conn, "openai")
@@ -151,13 +151,13 @@ def test_provider_settings_validate(
     assert get_provider_settings(conn, "openai") == before
 
 
-def test_provider_name_is_validated(conn: apsw.Connection) -> None:
+def test_provider_name_is_validated(conn: Connection) -> None:
     with pytest.raises(ValueError, match="provider must be 1 to 200"):
         put_provider(conn, "")
     assert list_provider_settings(conn) == []
 
 
-def test_provider_settings_accept_edge_values(conn: apsw.Connection) -> None:
+def test_provider_settings_accept_edge_values(conn: Connection) -> None:
     row = put_provider(
         conn,
         "ollama",
@@ -172,7 +172,7 @@ def test_provider_settings_accept_edge_values(conn: apsw.Connection) -> None:
     assert put_provider(conn, "ollama", max_concurrency=1).max_concurrency == 1
 
 
-def test_debit_credit_warns_once_when_crossing_the_threshold(conn: apsw.Connection) -> None:
+def test_debit_credit_warns_once_when_crossing_the_threshold(conn: Connection) -> None:
     put_provider(conn, "openai", credit_balance_usd=10.0, low_credit_threshold_usd=5.0)
     put_provider(conn, "gemini", credit_balance_usd=1.0)  # no threshold: warn when running out
     put_provider(conn, "deepseek", enabled=True)  # no balance tracked
@@ -211,7 +211,7 @@ def test_debit_credit_warns_once_when_crossing_the_threshold(conn: apsw.Connecti
 
 
 def test_debit_credit_ignores_charges_that_are_not_positive_numbers(
-    conn: apsw.Connection,
+    conn: Connection,
 ) -> None:
     put_provider(conn, "openai", credit_balance_usd=1.0, low_credit_threshold_usd=0.5)
     for cost in (0.0, -2.0, math.nan, math.inf, True):
@@ -225,7 +225,7 @@ def test_debit_credit_ignores_charges_that_are_not_positive_numbers(
 # --- model settings -------------------------------------------------------------------------------
 
 
-def test_model_settings_upsert_and_delete(conn: apsw.Connection) -> None:
+def test_model_settings_upsert_and_delete(conn: Connection) -> None:
     assert get_model_settings(conn, "fast") is None
     row = put_model(conn, "fast", provider="openai", upstream_model="gpt-4o-mini")
     assert row == ModelSettingsRow(
@@ -283,7 +283,7 @@ def test_model_settings_upsert_and_delete(conn: apsw.Connection) -> None:
     ],
 )
 def test_model_settings_validate(
-    conn: apsw.Connection, model: str, kwargs: dict[str, object], message: str
+    conn: Connection, model: str, kwargs: dict[str, object], message: str
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         put_model(conn, model, **kwargs)
@@ -293,7 +293,7 @@ def test_model_settings_validate(
 # --- settings -------------------------------------------------------------------------------------
 
 
-def test_settings_round_trip_json(conn: apsw.Connection) -> None:
+def test_settings_round_trip_json(conn: Connection) -> None:
     assert get_settings(conn) == {}
     values = {
         "logging.retention_days": 30,
@@ -313,7 +313,7 @@ def test_settings_round_trip_json(conn: apsw.Connection) -> None:
     assert updated_at == NOW
 
 
-def test_internal_keys_are_neither_listed_nor_writable(conn: apsw.Connection) -> None:
+def test_internal_keys_are_neither_listed_nor_writable(conn: Connection) -> None:
     assert "auth_generation" in INTERNAL_KEYS
     write(conn, partial(create_client, name="bumps the counter", now_ms=NOW))
     generation = auth_generation(conn)
@@ -341,15 +341,13 @@ def test_internal_keys_are_neither_listed_nor_writable(conn: apsw.Connection) ->
         ({"fine": 1, "bad": {"x": math.inf}}, "settings value for 'bad'"),
     ],
 )
-def test_put_settings_validates(
-    conn: apsw.Connection, values: dict[str, object], message: str
-) -> None:
+def test_put_settings_validates(conn: Connection, values: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         write(conn, partial(put_settings, values=values, now_ms=NOW))
     assert get_settings(conn) == {}
 
 
-def test_put_settings_refuses_a_cycle(conn: apsw.Connection) -> None:
+def test_put_settings_refuses_a_cycle(conn: Connection) -> None:
     cyclic: list[object] = []
     cyclic.append(cyclic)
     with pytest.raises(ValueError, match="not JSON-serialisable"):
@@ -359,7 +357,7 @@ def test_put_settings_refuses_a_cycle(conn: apsw.Connection) -> None:
 # --- audit log ------------------------------------------------------------------------------------
 
 
-def test_record_and_list_audit_newest_first(conn: apsw.Connection) -> None:
+def test_record_and_list_audit_newest_first(conn: Connection) -> None:
     assert list_audit(conn) == []
     write(
         conn,
@@ -431,7 +429,7 @@ def test_record_and_list_audit_newest_first(conn: apsw.Connection) -> None:
     ],
 )
 def test_record_audit_refuses_secrets_at_any_depth(
-    conn: apsw.Connection, detail: dict[str, object]
+    conn: Connection, detail: dict[str, object]
 ) -> None:
     with pytest.raises(ValueError, match="must not contain secrets"):
         write(
@@ -456,13 +454,13 @@ def test_record_audit_refuses_secrets_at_any_depth(
     ],
 )
 def test_record_audit_allows_names_that_only_sound_like_secrets(
-    conn: apsw.Connection, detail: dict[str, object]
+    conn: Connection, detail: dict[str, object]
 ) -> None:
     write(conn, partial(record_audit, username="root", action="x.y", detail=detail, now_ms=NOW))
     assert list_audit(conn)[0].detail == detail
 
 
-def test_record_audit_validates(conn: apsw.Connection) -> None:
+def test_record_audit_validates(conn: Connection) -> None:
     record = partial(record_audit, username="root", now_ms=NOW)
     with pytest.raises(ValueError, match="action must not be empty"):
         write(conn, partial(record, action=""))
@@ -486,8 +484,8 @@ def test_record_audit_validates(conn: apsw.Connection) -> None:
 # --- through the writer, as the server does -------------------------------------------------------
 
 
-async def test_settings_through_the_storage_writer(db: Path) -> None:
-    async with running_writer(db) as writer:
+async def test_settings_through_the_storage_writer(db: str) -> None:
+    async with writer_on(db) as writer:
         await writer.execute(
             partial(
                 put_provider_settings,
@@ -508,7 +506,7 @@ async def test_settings_through_the_storage_writer(db: Path) -> None:
             )
         await writer.execute(partial(record_audit, username="u", action="a", now_ms=NOW))
     assert crossed == [("openai", 0.25, 0.5)]
-    reader = open_connection(str(db), readonly=True)
+    reader = open_reader(db)
     try:
         model = get_model_settings(reader, "m")
         assert model is not None

@@ -6,13 +6,12 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from functools import partial
-from pathlib import Path
 from typing import TypeVar
 
-import apsw
 import pytest
 
-from storage import UNCHANGED, migrate, open_connection
+from storage import UNCHANGED
+from storage.sql import Connection
 from storage.transaction import in_immediate_transaction
 from storage.users import (
     Role,
@@ -28,7 +27,8 @@ from storage.users import (
     set_password,
     update_user,
 )
-from tests.test_writer import running_writer
+from tests.storage_backends import connect, writer_on
+from tests.storage_backends import reader as open_reader
 
 T = TypeVar("T")
 
@@ -37,28 +37,26 @@ HASH = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g"
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "users.db"
+def db(database_url: str) -> str:
+    """The database of one test: a SQLite file or a fresh PostgreSQL database."""
+    return database_url
 
 
 @pytest.fixture
-def conn(db: Path) -> Iterator[apsw.Connection]:
-    connection = open_connection(str(db))
+def conn(db: str) -> Iterator[Connection]:
+    connection = connect(db)
     try:
-        migrate(connection)
         yield connection
     finally:
         connection.close()
 
 
-def write(conn: apsw.Connection, fn: Callable[[apsw.Connection], T]) -> T:
+def write(conn: Connection, fn: Callable[[Connection], T]) -> T:
     """Run ``fn`` the way the CLI and the writer do: in its own IMMEDIATE transaction."""
     return in_immediate_transaction(conn, fn)
 
 
-def new_user(
-    conn: apsw.Connection, username: str, role: Role = "viewer", **kwargs: object
-) -> UserRow:
+def new_user(conn: Connection, username: str, role: Role = "viewer", **kwargs: object) -> UserRow:
     return write(
         conn,
         partial(
@@ -75,7 +73,7 @@ def new_user(
 # --- create / get / list --------------------------------------------------------------------------
 
 
-def test_create_and_get(conn: apsw.Connection) -> None:
+def test_create_and_get(conn: Connection) -> None:
     assert count_users(conn) == 0
     user = new_user(conn, "Alice", "admin", display_name="  Alice A.  ", must_change_password=True)
     assert user.username == "Alice"  # stored as given
@@ -91,7 +89,7 @@ def test_create_and_get(conn: apsw.Connection) -> None:
     assert (count_users(conn), count_admins(conn)) == (1, 1)
 
 
-def test_defaults(conn: apsw.Connection) -> None:
+def test_defaults(conn: Connection) -> None:
     user = new_user(conn, "viewer1")
     assert user.role == "viewer"
     assert user.display_name == ""
@@ -99,7 +97,7 @@ def test_defaults(conn: apsw.Connection) -> None:
     assert count_admins(conn) == 0
 
 
-def test_list_users_by_username_ignoring_case(conn: apsw.Connection) -> None:
+def test_list_users_by_username_ignoring_case(conn: Connection) -> None:
     for name in ("carol", "Bob", "alice", "dave.x"):
         new_user(conn, name)
     assert [u.username for u in list_users(conn)] == ["alice", "Bob", "carol", "dave.x"]
@@ -107,14 +105,14 @@ def test_list_users_by_username_ignoring_case(conn: apsw.Connection) -> None:
 
 
 @pytest.mark.parametrize("taken", ["alice", "ALICE", "Alice", "aLiCe"])
-def test_usernames_are_unique_ignoring_case(conn: apsw.Connection, taken: str) -> None:
+def test_usernames_are_unique_ignoring_case(conn: Connection, taken: str) -> None:
     new_user(conn, "Alice")
     with pytest.raises(UserExists, match="is taken"):
         new_user(conn, taken)
     assert count_users(conn) == 1
 
 
-def test_unicode_usernames_fold_beyond_ascii(conn: apsw.Connection) -> None:
+def test_unicode_usernames_fold_beyond_ascii(conn: Connection) -> None:
     # SQLite's lower() folds ASCII only: "Ärger" and "ärger" would both pass a SQL check.
     new_user(conn, "Ärger")
     with pytest.raises(UserExists):
@@ -150,7 +148,7 @@ def test_user_exists_is_a_value_error() -> None:
         ({"must_change_password": 1}, "must_change_password must be true or false"),
     ],
 )
-def test_create_validates(conn: apsw.Connection, kwargs: dict[str, object], message: str) -> None:
+def test_create_validates(conn: Connection, kwargs: dict[str, object], message: str) -> None:
     args: dict[str, object] = {"username": "ok", "password_hash": HASH, "role": "viewer"}
     args.update(kwargs)
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -158,7 +156,7 @@ def test_create_validates(conn: apsw.Connection, kwargs: dict[str, object], mess
     assert count_users(conn) == 0
 
 
-def test_accepted_usernames(conn: apsw.Connection) -> None:
+def test_accepted_usernames(conn: Connection) -> None:
     for name in ("a", "x" * 64, "first.last", "under_score", "da-sh", "me@example.org", "José9"):
         assert new_user(conn, name).username == name
 
@@ -166,7 +164,7 @@ def test_accepted_usernames(conn: apsw.Connection) -> None:
 # --- update -------------------------------------------------------------------------------------
 
 
-def test_update_only_the_fields_given(conn: apsw.Connection) -> None:
+def test_update_only_the_fields_given(conn: Connection) -> None:
     new_user(conn, "root", "admin")
     user = new_user(conn, "Bob", display_name="Bob")
     updated = write(conn, partial(update_user, username="BOB", role="admin", now_ms=NOW + 5))
@@ -184,7 +182,7 @@ def test_update_only_the_fields_given(conn: apsw.Connection) -> None:
     assert same.id == user.id
 
 
-def test_update_validates(conn: apsw.Connection) -> None:
+def test_update_validates(conn: Connection) -> None:
     new_user(conn, "bob")
     with pytest.raises(ValueError, match="role must be one of"):
         write(conn, partial(update_user, username="bob", role="owner", now_ms=NOW))  # type: ignore[arg-type]
@@ -195,7 +193,7 @@ def test_update_validates(conn: apsw.Connection) -> None:
     assert (user.role, user.updated_at) == ("viewer", NOW)
 
 
-def test_last_admin_cannot_be_demoted(conn: apsw.Connection) -> None:
+def test_last_admin_cannot_be_demoted(conn: Connection) -> None:
     new_user(conn, "root", "admin")
     new_user(conn, "viewer1")
     with pytest.raises(ValueError, match="last admin"):
@@ -212,7 +210,7 @@ def test_last_admin_cannot_be_demoted(conn: apsw.Connection) -> None:
     write(conn, partial(update_user, username="viewer1", role="viewer", now_ms=NOW + 4))
 
 
-def test_set_password(conn: apsw.Connection) -> None:
+def test_set_password(conn: Connection) -> None:
     new_user(conn, "Bob", must_change_password=True)
     user = write(
         conn,
@@ -240,7 +238,7 @@ def test_set_password(conn: apsw.Connection) -> None:
 # --- delete ---------------------------------------------------------------------------------------
 
 
-def test_delete_user(conn: apsw.Connection) -> None:
+def test_delete_user(conn: Connection) -> None:
     new_user(conn, "root", "admin")
     new_user(conn, "Gone")
     write(conn, partial(delete_user, username="gONE"))
@@ -248,7 +246,7 @@ def test_delete_user(conn: apsw.Connection) -> None:
     assert [u.username for u in list_users(conn)] == ["root"]
 
 
-def test_last_admin_cannot_be_deleted(conn: apsw.Connection) -> None:
+def test_last_admin_cannot_be_deleted(conn: Connection) -> None:
     new_user(conn, "root", "admin")
     with pytest.raises(ValueError, match="last admin"):
         write(conn, partial(delete_user, username="Root"))
@@ -259,7 +257,7 @@ def test_last_admin_cannot_be_deleted(conn: apsw.Connection) -> None:
         write(conn, partial(delete_user, username="other"))
 
 
-def test_unknown_users_raise_lookup_error(conn: apsw.Connection) -> None:
+def test_unknown_users_raise_lookup_error(conn: Connection) -> None:
     with pytest.raises(LookupError, match="unknown user: nobody"):
         write(conn, partial(update_user, username="nobody", role="admin", now_ms=NOW))
     with pytest.raises(LookupError, match="unknown user"):
@@ -282,7 +280,7 @@ def test_unknown_users_raise_lookup_error(conn: apsw.Connection) -> None:
 # --- logins ---------------------------------------------------------------------------------------
 
 
-def test_record_login(conn: apsw.Connection) -> None:
+def test_record_login(conn: Connection) -> None:
     new_user(conn, "Bob")
     write(conn, partial(record_login, username="bob", now_ms=NOW + 100))
     user = get_user(conn, "bob")
@@ -302,8 +300,8 @@ def test_record_login(conn: apsw.Connection) -> None:
 # --- through the writer, as the server does -------------------------------------------------------
 
 
-async def test_users_through_the_storage_writer(db: Path) -> None:
-    async with running_writer(db) as writer:
+async def test_users_through_the_storage_writer(db: str) -> None:
+    async with writer_on(db) as writer:
         created = await writer.execute(
             partial(create_user, username="Admin", password_hash=HASH, role="admin", now_ms=NOW)
         )
@@ -315,14 +313,14 @@ async def test_users_through_the_storage_writer(db: Path) -> None:
             await writer.execute(partial(delete_user, username="admin"))
         admins = await writer.execute(count_admins)
     assert admins == 1
-    reader = open_connection(str(db), readonly=True)
+    reader = open_reader(db)
     try:
         assert get_user(reader, "ADMIN") == created
     finally:
         reader.close()
 
 
-def test_names_equal_under_unicode_case_folding_are_one_user(conn: apsw.Connection) -> None:
+def test_names_equal_under_unicode_case_folding_are_one_user(conn: Connection) -> None:
     # str.lower() keeps "ß" and the final sigma "ς": full case folding is what makes these equal.
     user = new_user(conn, "Straße")
     for other in ("STRASSE", "strasse", unicodedata.normalize("NFD", "STRAẞE")):

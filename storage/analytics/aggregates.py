@@ -17,7 +17,7 @@ from storage.analytics.latency_percentile import estimate_percentile
 from storage.analytics.results import Result
 from storage.analytics.usage_filter import NO_FILTER, UsageFilter, check_range
 from storage.rollup import HOUR_MS, LATENCY_BUCKET_COLUMNS
-from storage.sql import Connection
+from storage.sql import Connection, bytewise
 from storage.values import as_int, as_opt_float
 
 __all__ = [
@@ -204,7 +204,7 @@ def timeseries(
         SELECT hour_ms / :width * :width AS t, {group} AS g, sum(requests), sum(errors),
                sum(prompt_tokens) + sum(completion_tokens), sum(cost_usd)
         FROM usage_hourly WHERE {where}
-        GROUP BY t, g ORDER BY t, g
+        GROUP BY t, g ORDER BY t, {"g" if group_by is None else bytewise(conn, group)}
         """,
         params,
     ).fetchall()
@@ -253,7 +253,7 @@ def breakdown(
                sum(completion_tokens), sum(cost_usd), sum(latency_ms_sum),
                sum(sum(requests)) OVER (), {_SUM_BUCKETS}
         FROM usage_hourly WHERE {where}
-        GROUP BY k ORDER BY n DESC, k LIMIT :limit
+        GROUP BY k ORDER BY n DESC, {bytewise(conn, column)} LIMIT :limit
         """,
         params,
     ).fetchall()

@@ -339,7 +339,8 @@ async def new_token(client_id: str) -> Response:
 
 @clients.delete("/clients/<client_id>/tokens/<token_id>")
 async def revoke_token(client_id: str, token_id: str) -> Response:
-    # Ids are SQLite rowids: anything else (or too long for 64 bits) names no key.
+    # Ids are 64-bit integers (SQLite rowids, PostgreSQL bigint identities): anything else names
+    # no key.
     if not (token_id.isascii() and token_id.isdigit() and len(token_id) <= 18):
         raise NotFound(f"No key with id {token_id!r}.", code="token_not_found")
     try:
