@@ -19,7 +19,7 @@ from typing import Final
 import apsw
 
 from proxy.keys import generate_key, mask_key
-from storage.sql import Connection
+from storage.sql import Connection, is_postgres
 from storage.values import as_int, as_opt_int
 
 __all__ = [
@@ -387,8 +387,10 @@ def get_client(conn: Connection, client_id: str) -> ClientRow:
 
 def list_clients(conn: Connection) -> list[ClientRow]:
     """Every client, oldest first."""
-    # rowid breaks ties between clients created in the same millisecond by insertion order.
-    rows = conn.execute(_CLIENT_SELECT + " ORDER BY c.created_at, c.rowid").fetchall()
+    # rowid breaks ties between clients created in the same millisecond by insertion order;
+    # PostgreSQL has no rowid, so there the id (random) makes the order at least stable.
+    tie = "c.id" if is_postgres(conn) else "c.rowid"
+    rows = conn.execute(_CLIENT_SELECT + f" ORDER BY c.created_at, {tie}").fetchall()
     return [_client_row(row) for row in rows]
 
 
