@@ -1,0 +1,188 @@
+"""Issue 19's fleet: two real ``llm-proxy serve`` processes on one PostgreSQL and one Redis.
+
+Clients, keys and users made through one process's dashboard work on the other at once; the
+calls served by both are in the one request log and usage summary, read through either; a key
+revoked on one is refused by the other; nothing is kept in the SQLite file beside them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import trio
+
+from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI
+from tests.fleet import admin_token, chat, running_fleet, write_fleet_config
+from tests.process import CLIENT_KEY, ServerProcess
+from tests.redis_server import RedisServer
+
+SEEN_WITHIN_S = 1.0
+
+
+@pytest.fixture
+def fleet_config(
+    fake_openai: FakeOpenAI, redis: RedisServer, postgres_url: str, tmp_path: Path
+) -> Path:
+    """One config for both processes: the fake upstream, the Redis, the PostgreSQL database."""
+    return write_fleet_config(
+        tmp_path / "config.toml",
+        upstream_url=fake_openai.base_url,
+        upstream_key=DEFAULT_API_KEY,
+        redis_url=redis.url,
+        storage_url=postgres_url,
+    )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def until_status(
+    client: httpx.AsyncClient, server: ServerProcess, key: str, status: int
+) -> None:
+    """Call ``server`` with ``key`` until the answer is ``status``; fail past a second."""
+    with trio.fail_after(SEEN_WITHIN_S):
+        while (await chat(client, server, key)).status_code != status:
+            await trio.sleep(0.02)
+
+
+async def test_a_client_made_on_one_gateway_works_on_the_other_until_revoked_there(
+    fleet_config: Path, tmp_path: Path
+) -> None:
+    database = tmp_path / "gateway.db"
+    async with running_fleet(fleet_config, database, tmp_path, 2) as (one, two):
+        admin_one, admin_two = await admin_token(one, database), await admin_token(two, database)
+        async with (
+            httpx.AsyncClient(base_url=one.url, timeout=10, headers=bearer(admin_one)) as on_one,
+            httpx.AsyncClient(base_url=two.url, timeout=10, headers=bearer(admin_two)) as on_two,
+            httpx.AsyncClient(timeout=10) as caller,
+        ):
+            made = await on_one.post("/api/clients", json={"name": "shared", "key_name": "k1"})
+            assert made.status_code == 201, made.text
+            client_id, key = made.json()["id"], made.json()["token"]
+            await until_status(caller, two, key, 200)
+            # The other process reads the same row, and a second key made there works on the first.
+            shown = await on_two.get(f"/api/clients/{client_id}")
+            assert shown.status_code == 200, shown.text
+            assert shown.json()["name"] == "shared"
+            second = await on_two.post(f"/api/clients/{client_id}/tokens", json={"name": "k2"})
+            assert second.status_code == 201, second.text
+            await until_status(caller, one, second.json()["token"], 200)
+            keys = (await on_one.get(f"/api/clients/{client_id}/tokens")).json()["data"]
+            assert sorted(k["name"] for k in keys) == ["k1", "k2"]
+            # Revoked through the second, refused by the first; the other key still works there.
+            first_key = next(k for k in keys if k["name"] == "k1")
+            revoked = await on_two.delete(f"/api/clients/{client_id}/tokens/{first_key['id']}")
+            assert revoked.status_code == 200, revoked.text
+            await until_status(caller, one, key, 401)
+            assert (await chat(caller, one, second.json()["token"])).status_code == 200
+    # Everything went to PostgreSQL: the SQLite path holds no database.
+    assert not database.exists()
+
+
+async def test_a_user_made_on_one_gateway_signs_in_on_the_other(
+    fleet_config: Path, tmp_path: Path
+) -> None:
+    database = tmp_path / "gateway.db"
+    async with running_fleet(fleet_config, database, tmp_path, 2) as (one, two):
+        admin = bearer(await admin_token(one, database))
+        async with httpx.AsyncClient(timeout=10) as client:
+            made = await client.post(
+                f"{one.url}/api/users", json={"username": "vera", "role": "viewer"}, headers=admin
+            )
+            assert made.status_code == 201, made.text
+            one_time = made.json()["password"]
+            login = await client.post(
+                f"{two.url}/api/auth/login", json={"username": "vera", "password": one_time}
+            )
+            assert login.status_code == 200, login.text
+            new_password = "vera-chose-a-long-password"
+            changed = await client.post(
+                f"{two.url}/api/auth/change-password",
+                json={"current_password": one_time, "new_password": new_password},
+                headers=bearer(login.json()["token"]),
+            )
+            assert changed.status_code == 200, changed.text
+            # The password changed on the second process is the one the first checks.
+            refused = await client.post(
+                f"{one.url}/api/auth/login", json={"username": "vera", "password": one_time}
+            )
+            assert refused.status_code == 401
+            again = await client.post(
+                f"{one.url}/api/auth/login", json={"username": "vera", "password": new_password}
+            )
+            assert again.status_code == 200, again.text
+            users = await client.get(f"{two.url}/api/users", headers=bearer(again.json()["token"]))
+            assert users.status_code == 403  # a viewer, wherever she signs in
+            listed = await client.get(f"{two.url}/api/users", headers=admin)
+            assert {user["username"] for user in listed.json()["data"]} == {"admin", "vera"}
+
+
+async def test_calls_through_both_gateways_are_in_one_log_read_through_either(
+    fleet_config: Path, postgres_url: str, tmp_path: Path
+) -> None:
+    database = tmp_path / "gateway.db"
+    through_one, through_two = 7, 5
+    async with running_fleet(fleet_config, database, tmp_path, 2) as (one, two):
+        admin = bearer(await admin_token(one, database))
+        request_ids: set[str] = set()
+        async with httpx.AsyncClient(timeout=10) as client:
+
+            async def call(server: ServerProcess) -> None:
+                answer = await chat(client, server, CLIENT_KEY)
+                assert answer.status_code == 200, answer.text
+                request_ids.add(answer.headers["x-request-id"])
+
+            async with trio.open_nursery() as nursery:
+                for n in range(through_one + through_two):
+                    nursery.start_soon(call, one if n < through_one else two)
+            total = through_one + through_two
+            for server in (one, two):
+                # Each writer batches: wait until both have written, then the counts are exact.
+                with trio.fail_after(10):
+                    while (await summary(client, server, admin))["requests"] != total:
+                        await trio.sleep(0.05)
+            for server in (one, two):
+                totals = await summary(client, server, admin)
+                assert (totals["requests"], totals["errors"]) == (total, 0)
+                assert await logged_request_ids(client, server, admin) == request_ids
+    assert len(request_ids) == through_one + through_two
+    with psycopg.connect(postgres_url) as conn:
+        row = conn.execute("SELECT count(*), count(DISTINCT request_id) FROM llm_requests")
+        assert row.fetchone() == (len(request_ids), len(request_ids))
+
+
+async def summary(
+    client: httpx.AsyncClient, server: ServerProcess, headers: dict[str, str]
+) -> dict[str, int]:
+    """``/api/usage/summary`` as ``server`` answers it."""
+    answer = await client.get(f"{server.url}/api/usage/summary", headers=headers)
+    assert answer.status_code == 200, answer.text
+    totals: dict[str, int] = answer.json()
+    return totals
+
+
+async def logged_request_ids(
+    client: httpx.AsyncClient, server: ServerProcess, headers: dict[str, str]
+) -> set[str]:
+    """Every request id of ``/api/usage/requests`` as ``server`` pages it (each seen once)."""
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, str | int] = {"limit": 5}
+        if cursor:
+            params["cursor"] = cursor
+        answer = await client.get(
+            f"{server.url}/api/usage/requests", params=params, headers=headers
+        )
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        seen += [row["request_id"] for row in page["data"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen))
+    return set(seen)
