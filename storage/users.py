@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Final, Literal, get_args
 
 import apsw
 
 from proxy.usernames import fold_username
 from storage.clients import UNCHANGED, Unchanged
-from storage.sql import Connection
+from storage.sql import Connection, RowRejected
 from storage.values import as_int
 
 __all__ = [
@@ -42,6 +42,8 @@ __all__ = [
     "set_password",
     "update_user",
 ]
+
+_UNIQUE_VIOLATION: Final = "23505"  # PostgreSQL's SQLSTATE for a duplicate key
 
 Role = Literal["admin", "viewer"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -222,11 +224,26 @@ def create_user(
     existing = _find(conn, username)
     if existing is not None:
         raise UserExists(f"username {username!r} is taken (by {existing.username!r})")
-    (user_id,) = conn.execute(
-        "INSERT INTO users (username, password_hash, role, display_name, must_change_password,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        (username, password_hash, role, display_name, int(must_change_password), now_ms, now_ms),
-    ).fetchall()[0]
+    try:
+        (user_id,) = conn.execute(
+            "INSERT INTO users (username, password_hash, role, display_name, must_change_password,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                username,
+                password_hash,
+                role,
+                display_name,
+                int(must_change_password),
+                now_ms,
+                now_ms,
+            ),
+        ).fetchall()[0]
+    except RowRejected as exc:
+        # PostgreSQL: another gateway's transaction made the name after the check above (its
+        # BEGIN does not serialise writers as SQLite's BEGIN IMMEDIATE does).
+        if exc.sqlstate == _UNIQUE_VIOLATION:
+            raise UserExists(f"username {username!r} is taken") from exc
+        raise
     return _get_by_id(conn, user_id)
 
 
