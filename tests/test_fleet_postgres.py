@@ -7,6 +7,8 @@ revoked on one is refused by the other; nothing is kept in the SQLite file besid
 
 from __future__ import annotations
 
+import signal
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -14,12 +16,16 @@ import psycopg
 import pytest
 import trio
 
+from storage.transaction import begin_statement, rollback_quietly
+from storage.users import UserExists, create_user, list_users
 from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI
 from tests.fleet import admin_token, chat, running_fleet, write_fleet_config
-from tests.process import CLIENT_KEY, ServerProcess
+from tests.process import CLIENT_KEY, ServerProcess, serve
 from tests.redis_server import RedisServer
+from tests.storage_backends import connect
 
 SEEN_WITHIN_S = 1.0
+HASH = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 
 
 @pytest.fixture
@@ -186,3 +192,79 @@ async def logged_request_ids(
             break
     assert len(seen) == len(set(seen))
     return set(seen)
+
+
+async def test_two_gateways_started_at_once_on_an_empty_database_both_serve_with_one_admin(
+    fleet_config: Path, postgres_url: str, tmp_path: Path
+) -> None:
+    # Two hosts booting together: both migrate (one waits on the other's advisory lock), both
+    # find no user, both try to create the first admin; the second must give way, not fail.
+    servers: list[ServerProcess] = []
+    exits: list[int] = []
+    all_listening, done = trio.Event(), trio.Event()
+
+    async def host(n: int) -> None:
+        """One host's process for the test's whole length (its nursery stays in this task)."""
+        directory = tmp_path / f"host{n}"
+        directory.mkdir()
+        async with serve(fleet_config, directory / "gateway.db", directory) as server:
+            servers.append(server)
+            if len(servers) == 2:
+                all_listening.set()
+            await done.wait()
+            server.send_signal(signal.SIGTERM)
+            exits.append(await server.wait())
+
+    async with trio.open_nursery() as nursery:
+        for n in range(2):
+            nursery.start_soon(host, n)
+        with trio.fail_after(60):
+            await all_listening.wait()
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                for server in servers:
+                    assert (await chat(client, server, CLIENT_KEY)).status_code == 200
+        finally:
+            done.set()
+    assert exits == [0, 0], [server.stderr for server in servers]
+    # One admin, one password file: the host whose process created it.
+    files = list(tmp_path.glob("host*/llm-proxy-initial-admin-password"))
+    assert len(files) == 1, [server.stderr for server in servers]
+    with psycopg.connect(postgres_url) as conn:
+        users = conn.execute("SELECT username FROM users").fetchall()
+    assert users == [("admin",)]
+
+
+async def test_the_same_username_made_at_once_on_two_gateways_is_taken_not_a_database_error(
+    postgres_url: str,
+) -> None:
+    # Each gateway's writer checks for the name, then inserts, in its own transaction: on
+    # PostgreSQL the two checks can both pass (SQLite's BEGIN IMMEDIATE would serialise them),
+    # and the unique index then refuses the second insert. That is "taken" (409), not a 500.
+    one, two = connect(postgres_url), connect(postgres_url)
+    try:
+        user = partial(
+            create_user, username="vera", password_hash=HASH, role="viewer", now_ms=1_000
+        )
+        one.execute(begin_statement(one))
+        user(one)  # not committed yet: invisible to the other's check
+        two.execute(begin_statement(two))
+        async with trio.open_nursery() as nursery:
+            second: list[BaseException] = []
+
+            def create_on_two() -> None:
+                try:
+                    user(two)  # waits on the index for the first transaction's outcome
+                except BaseException as exc:
+                    second.append(exc)
+                    rollback_quietly(two)
+
+            nursery.start_soon(trio.to_thread.run_sync, create_on_two)
+            await trio.sleep(0.2)
+            one.execute("COMMIT")
+        assert len(second) == 1
+        assert isinstance(second[0], UserExists), repr(second[0])
+        assert [u.username for u in list_users(two)] == ["vera"]
+    finally:
+        one.close()
+        two.close()
