@@ -16,8 +16,11 @@ import psycopg
 import pytest
 import trio
 
+from storage.batch import write_batch
+from storage.rollup import UPSERT_USAGE_HOURLY, UsageRollup
 from storage.transaction import begin_statement, rollback_quietly
 from storage.users import UserExists, create_user, list_users
+from tests.factories import make_record
 from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI
 from tests.fleet import admin_token, chat, running_fleet, write_fleet_config
 from tests.process import CLIENT_KEY, ServerProcess, serve
@@ -265,6 +268,45 @@ async def test_the_same_username_made_at_once_on_two_gateways_is_taken_not_a_dat
         assert len(second) == 1
         assert isinstance(second[0], UserExists), repr(second[0])
         assert [u.username for u in list_users(two)] == ["vera"]
+    finally:
+        one.close()
+        two.close()
+
+
+async def test_two_gateways_writing_the_same_hours_rollup_rows_never_deadlock(
+    postgres_url: str,
+) -> None:
+    # Every writer updates the rollup rows a batch touches inside its transaction. Two writers
+    # that lock the same rows in different orders deadlock: PostgreSQL aborts one batch after
+    # deadlock_timeout, an error and a retry. Taken in key order, one simply waits its turn.
+    first_key = make_record(1, model="a-model")
+    second_key = make_record(2, model="b-model")
+    one, two = connect(postgres_url), connect(postgres_url)
+    try:
+        write_batch(two, [make_record(0, model="a-model"), make_record(0, model="b-model")])
+        # The first writer, mid-batch: its transaction holds the first key's row.
+        one.execute(begin_statement(one))
+        one.executemany(UPSERT_USAGE_HOURLY, UsageRollup([first_key]).rows())
+        errors: list[BaseException] = []
+
+        def second_writer() -> None:
+            try:  # this batch met its keys the other way round
+                write_batch(two, [make_record(3, model="b-model"), make_record(4, model="a-model")])
+            except BaseException as exc:
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, second_writer)
+            await trio.sleep(0.3)  # the second writer is waiting for a row the first holds
+            try:
+                one.executemany(UPSERT_USAGE_HOURLY, UsageRollup([second_key]).rows())
+                one.execute("COMMIT")
+            except BaseException as exc:
+                errors.append(exc)
+                rollback_quietly(one)
+        assert errors == []
+        totals = one.execute("SELECT model, requests FROM usage_hourly ORDER BY model").fetchall()
+        assert [tuple(row) for row in totals] == [("a-model", 3), ("b-model", 3)]
     finally:
         one.close()
         two.close()
