@@ -17,8 +17,9 @@ import pytest
 import trio
 
 from storage.batch import write_batch
+from storage.clients import add_key, create_client, list_keys, record_key_use
 from storage.rollup import UPSERT_USAGE_HOURLY, UsageRollup
-from storage.transaction import begin_statement, rollback_quietly
+from storage.transaction import begin_statement, in_immediate_transaction, rollback_quietly
 from storage.users import UserExists, create_user, list_users
 from tests.factories import make_record
 from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI
@@ -307,6 +308,41 @@ async def test_two_gateways_writing_the_same_hours_rollup_rows_never_deadlock(
         assert errors == []
         totals = one.execute("SELECT model, requests FROM usage_hourly ORDER BY model").fetchall()
         assert [tuple(row) for row in totals] == [("a-model", 3), ("b-model", 3)]
+    finally:
+        one.close()
+        two.close()
+
+
+async def test_two_gateways_recording_key_use_never_deadlock(postgres_url: str) -> None:
+    # Each gateway writes when its keys were last used, several keys in one transaction; two
+    # that update the same keys in different orders deadlocked as the rollup did.
+    one, two = connect(postgres_url), connect(postgres_url)
+    try:
+        client, first, _ = create_client(one, name="shared", now_ms=1_000)
+        second, _ = add_key(one, client.id, now_ms=1_000)
+        one.execute(begin_statement(one))
+        record_key_use(one, {first.id: 2_000})
+        errors: list[BaseException] = []
+
+        def second_gateway() -> None:
+            try:  # it saw the keys the other way round
+                in_immediate_transaction(
+                    two, lambda conn: record_key_use(conn, {second.id: 3_000, first.id: 3_000})
+                )
+            except BaseException as exc:
+                errors.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, second_gateway)
+            await trio.sleep(0.3)  # the second is waiting for a row the first holds
+            try:
+                record_key_use(one, {second.id: 2_000})
+                one.execute("COMMIT")
+            except BaseException as exc:
+                errors.append(exc)
+                rollback_quietly(one)
+        assert errors == []
+        assert [key.last_used_at for key in list_keys(one, client.id)] == [3_000, 3_000]
     finally:
         one.close()
         two.close()
