@@ -23,7 +23,7 @@ import apsw
 
 from proxy.usernames import fold_username
 from storage.clients import UNCHANGED, Unchanged
-from storage.sql import Connection, RowRejected
+from storage.sql import Connection, RowRejected, is_postgres
 from storage.values import as_int
 
 __all__ = [
@@ -202,6 +202,17 @@ def count_admins(conn: Connection) -> int:
     return as_int(conn.execute("SELECT count(*) FROM users WHERE role = 'admin'").fetchall()[0][0])
 
 
+def _admins_now(conn: Connection) -> int:
+    """How many admins there are, for the last-admin rule inside a write transaction.
+
+    On PostgreSQL the admin rows are locked first: two gateways' transactions would otherwise
+    each count the other's admin and each remove one (SQLite's BEGIN IMMEDIATE serialises them
+    already). The second waits, then counts what the first left."""
+    if is_postgres(conn):
+        conn.execute("SELECT id FROM users WHERE role = 'admin' ORDER BY id FOR UPDATE").fetchall()
+    return count_admins(conn)
+
+
 # --- writes -------------------------------------------------------------------------------------
 
 
@@ -264,7 +275,7 @@ def update_user(
     user = _require(conn, username)
     if not changes:
         return user
-    if user.role == "admin" and changes.get("role", "admin") != "admin" and count_admins(conn) <= 1:
+    if user.role == "admin" and changes.get("role", "admin") != "admin" and _admins_now(conn) <= 1:
         raise ValueError(f"role: {user.username!r} is the last admin and cannot be demoted")
     # Column names come from the fixed set above, never from the caller.
     assignments = ", ".join(f"{column} = ?" for column in changes)
@@ -297,7 +308,7 @@ def set_password(
 def delete_user(conn: Connection, username: str) -> None:
     """Delete a user; refuses to delete the last admin. LookupError if unknown."""
     user = _require(conn, username)
-    if user.role == "admin" and count_admins(conn) <= 1:
+    if user.role == "admin" and _admins_now(conn) <= 1:
         raise ValueError(f"username: {user.username!r} is the last admin and cannot be deleted")
     conn.execute("DELETE FROM users WHERE id = ?", (user.id,))
 
