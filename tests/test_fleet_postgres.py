@@ -20,7 +20,7 @@ from storage.batch import write_batch
 from storage.clients import add_key, create_client, list_keys, record_key_use
 from storage.rollup import UPSERT_USAGE_HOURLY, UsageRollup
 from storage.transaction import begin_statement, in_immediate_transaction, rollback_quietly
-from storage.users import UserExists, create_user, list_users
+from storage.users import UserExists, create_user, delete_user, list_users
 from tests.factories import make_record
 from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI
 from tests.fleet import admin_token, chat, running_fleet, write_fleet_config
@@ -343,6 +343,39 @@ async def test_two_gateways_recording_key_use_never_deadlock(postgres_url: str) 
                 rollback_quietly(one)
         assert errors == []
         assert [key.last_used_at for key in list_keys(one, client.id)] == [3_000, 3_000]
+    finally:
+        one.close()
+        two.close()
+
+
+async def test_two_admins_removed_at_once_on_two_gateways_leave_one_admin(
+    postgres_url: str,
+) -> None:
+    # The last-admin rule counts admins, then deletes: on PostgreSQL two gateways' transactions
+    # could each count two admins and each delete one, leaving none (nobody could sign in to
+    # fix it). The second must see the first's deletion and be refused.
+    one, two = connect(postgres_url), connect(postgres_url)
+    try:
+        for name in ("alice", "bob"):
+            create_user(one, username=name, password_hash=HASH, role="admin", now_ms=1_000)
+        one.execute(begin_statement(one))
+        delete_user(one, "bob")
+        refused: list[BaseException] = []
+
+        def second_gateway() -> None:
+            try:
+                in_immediate_transaction(two, lambda conn: delete_user(conn, "alice"))
+            except ValueError as exc:
+                refused.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, second_gateway)
+            await trio.sleep(0.3)
+            one.execute("COMMIT")
+        assert [str(exc) for exc in refused] == [
+            "username: 'alice' is the last admin and cannot be deleted"
+        ]
+        assert [user.username for user in list_users(one)] == ["alice"]
     finally:
         one.close()
         two.close()
