@@ -135,20 +135,30 @@ async def test_calls_through_both_gateways_are_in_one_log_read_through_either(
     fleet_config: Path, postgres_url: str, tmp_path: Path
 ) -> None:
     database = tmp_path / "gateway.db"
-    through_one, through_two = 7, 5
+    through_one, through_two = 24, 16
     async with running_fleet(fleet_config, database, tmp_path, 2) as (one, two):
         admin = bearer(await admin_token(one, database))
         request_ids: set[str] = set()
         async with httpx.AsyncClient(timeout=10) as client:
+            made = await client.post(f"{one.url}/api/clients", json={"name": "team"}, headers=admin)
+            assert made.status_code == 201, made.text
+            team_id, team_key = made.json()["id"], made.json()["token"]
+            # Known to the second (asked where no call is logged, so the counts stay exact).
+            with trio.fail_after(SEEN_WITHIN_S):
+                while (await models(client, two, team_key)).status_code != 200:
+                    await trio.sleep(0.02)
 
-            async def call(server: ServerProcess) -> None:
-                answer = await chat(client, server, CLIENT_KEY)
+            async def call(server: ServerProcess, key: str) -> None:
+                answer = await chat(client, server, key)
                 assert answer.status_code == 200, answer.text
                 request_ids.add(answer.headers["x-request-id"])
 
+            # Both clients through both processes at once: both writers update the same
+            # hour's rollup rows concurrently.
             async with trio.open_nursery() as nursery:
                 for n in range(through_one + through_two):
-                    nursery.start_soon(call, one if n < through_one else two)
+                    server = one if n < through_one else two
+                    nursery.start_soon(call, server, team_key if n % 2 else CLIENT_KEY)
             total = through_one + through_two
             for server in (one, two):
                 # Each writer batches: wait until both have written, then the counts are exact.
@@ -158,11 +168,20 @@ async def test_calls_through_both_gateways_are_in_one_log_read_through_either(
             for server in (one, two):
                 totals = await summary(client, server, admin)
                 assert (totals["requests"], totals["errors"]) == (total, 0)
+                per_client = await client.get(f"{server.url}/api/usage/clients", headers=admin)
+                requests = {row["key"]: row["requests"] for row in per_client.json()["data"]}
+                assert requests == {"static": total // 2, team_id: total // 2}
                 assert await logged_request_ids(client, server, admin) == request_ids
-    assert len(request_ids) == through_one + through_two
+        for server in (one, two):
+            assert "records failed" not in server.stderr, server.stderr
     with psycopg.connect(postgres_url) as conn:
         row = conn.execute("SELECT count(*), count(DISTINCT request_id) FROM llm_requests")
-        assert row.fetchone() == (len(request_ids), len(request_ids))
+        assert row.fetchone() == (total, total)
+
+
+async def models(client: httpx.AsyncClient, server: ServerProcess, key: str) -> httpx.Response:
+    """``GET /v1/models`` with ``key``: whether ``server`` knows it, without a logged call."""
+    return await client.get(f"{server.url}/v1/models", headers=bearer(key))
 
 
 async def summary(
