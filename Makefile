@@ -56,8 +56,9 @@ redis:
 postgres:
 	$(call apt_install,pg_ctlcluster,postgresql)
 
-# Benchmarks print their figures against a baseline measured in the same run.
-bench: $(DEV_STAMP)
+# Benchmarks print their figures against a baseline measured in the same run; the storage ones
+# start a PostgreSQL of their own as the tests do (Debian's package).
+bench: $(DEV_STAMP) postgres
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1 \
 		|| { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
 		|| echo "wrk could not be installed: bench_throughput falls back to a Python load generator"

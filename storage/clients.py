@@ -379,7 +379,9 @@ def record_key_use(conn: Connection, last_used: Mapping[int, int]) -> None:
     conn.executemany(
         "UPDATE client_tokens SET last_used_at = ?"
         " WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
-        [(ms, token_id, ms) for token_id, ms in last_used.items()],
+        # In id order: gateways sharing a PostgreSQL then lock the rows they both update in the
+        # same order, and one waits for the other instead of deadlocking.
+        [(ms, token_id, ms) for token_id, ms in sorted(last_used.items())],
     )
 
 

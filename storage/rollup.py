@@ -164,8 +164,10 @@ class UsageRollup:
         self._sums[key] = self._sums.get(key, _EMPTY).plus(record)
 
     def rows(self) -> list[tuple[object, ...]]:
-        """Parameters for ``UPSERT_USAGE_HOURLY``, one tuple per key."""
-        return [(*key, *sums.row()) for key, sums in self._sums.items()]
+        """Parameters for ``UPSERT_USAGE_HOURLY``, one tuple per key, in key order: writers that
+        share a database (PostgreSQL's fleet) then lock the rows they both touch in the same
+        order, and one waits for the other instead of deadlocking."""
+        return [(*key, *self._sums[key].row()) for key in sorted(self._sums)]
 
 
 _EMPTY = _Sums()

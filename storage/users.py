@@ -43,6 +43,7 @@ __all__ = [
     "update_user",
 ]
 
+
 Role = Literal["admin", "viewer"]
 ROLES: tuple[Role, ...] = get_args(Role)
 
@@ -213,7 +214,9 @@ def _count_admins_locked(conn: Connection) -> int:
     already serialises them)."""
     if not is_postgres(conn):
         return count_admins(conn)
-    return len(conn.execute("SELECT id FROM users WHERE role = 'admin' FOR UPDATE").fetchall())
+    # In id order, so two such transactions queue rather than deadlock.
+    query = "SELECT id FROM users WHERE role = 'admin' ORDER BY id FOR UPDATE"
+    return len(conn.execute(query).fetchall())
 
 
 def create_user(

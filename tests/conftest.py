@@ -65,6 +65,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return fresh_database(request.getfixturevalue("postgres"))
 
 
+BACKENDS = ["sqlite", "postgresql"]
+
+on_each_backend = pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+"""Run a test whose gateway (``start_gateway``, ``gateway``) stores on SQLite, then PostgreSQL."""
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The config that picks the gateway's storage: ``{}`` (the SQLite file at server.database)
+    unless a test is marked :data:`on_each_backend`, whose PostgreSQL run adds ``[storage] url``
+    of a fresh database (the first admin's password still lands beside server.database)."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return {}
+    return {"storage": {"url": fresh_database(request.getfixturevalue("postgres"))}}
+
+
 @pytest.fixture
 async def fake_openai(nursery: trio.Nursery) -> FakeOpenAI:
     """A fake OpenAI (or DeepSeek, or xAI) upstream listening on 127.0.0.1."""
@@ -120,14 +136,17 @@ def make_config(tmp_path: Path, data: Mapping[str, Any] | None = None) -> Config
 
 
 @pytest.fixture
-async def start_gateway(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[StartGateway]:
-    """Start the whole service in-process; stopped gracefully when the test ends."""
+async def start_gateway(
+    nursery: trio.Nursery, tmp_path: Path, backend: dict[str, Any]
+) -> AsyncIterator[StartGateway]:
+    """Start the whole service in-process (on the test's ``backend``); stopped gracefully when
+    the test ends."""
     running: list[RunningService] = []
 
     async def start(
         data: Mapping[str, Any] | None = None, *, passwords: Passwords | None = None
     ) -> RunningService:
-        config = make_config(tmp_path, data)
+        config = make_config(tmp_path, {**backend, **(data or {})})
         gateway: RunningService = await nursery.start(
             # argon2 with weak parameters: the server's real ones cost ~50 ms and 64 MiB a hash.
             partial(

@@ -30,9 +30,11 @@ def write_fleet_config(
     redis_url: str,
     on_redis_down: str = "local",
     workers: int = 1,
+    storage_url: str = "",
 ) -> Path:
     """One config for every process of the fleet: the openai provider at ``upstream_url``, one
-    static key without limits, the Redis, and the policy when it is down."""
+    static key without limits, the Redis, the policy when it is down, and the PostgreSQL they
+    share (empty: the SQLite file)."""
     return write_config(
         path,
         upstream_url=upstream_url,
@@ -41,6 +43,7 @@ def write_fleet_config(
         workers=workers,
         redis_url=redis_url,
         on_redis_down=on_redis_down,
+        storage_url=storage_url,
     )
 
 

@@ -5,7 +5,7 @@ deleted when the test ends.
 Debian keeps the server's programs in ``/usr/lib/postgresql/<version>/bin``, off the PATH; the
 newest version there is used (or the PATH's, elsewhere). ``initdb`` refuses to run as root, so
 under root the cluster runs as the ``postgres`` user the package creates. Durability is switched
-off (``fsync``, ``synchronous_commit``): these clusters live for one test.
+off (``fsync``, ``synchronous_commit``): these clusters live for one test; benchmarks keep it on.
 """
 
 from __future__ import annotations
@@ -56,8 +56,11 @@ class PostgresServer:
     """A PostgreSQL cluster of a test's own: ``url`` (with the password), ``password``,
     ``stop(kill=True)`` for a crash, and ``start()`` again on the same port with its data."""
 
-    def __init__(self, bindir: Path, directory: Path, password: str) -> None:
+    def __init__(
+        self, bindir: Path, directory: Path, password: str, *, durable: bool = False
+    ) -> None:
         self._bin = bindir
+        self._durable = durable
         self._directory = directory
         self._data = directory / "data"
         self.password = password
@@ -111,12 +114,7 @@ class PostgresServer:
                 str(self.port),
                 "-k",
                 str(self._directory),
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
+                *self._durability(),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -129,6 +127,11 @@ class PostgresServer:
             time.sleep(0.05)
         self.stop()
         return False
+
+    def _durability(self) -> list[str]:
+        if self._durable:
+            return []  # the server's defaults, as an operator runs it: every commit on disk
+        return ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
 
     def create_database(self) -> None:
         """The ``llm_proxy`` database, owned by the role."""
@@ -183,11 +186,16 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    """A fresh PostgreSQL cluster with the ``llm_proxy`` role and database; deleted after."""
+def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer]:
+    """A fresh PostgreSQL cluster with the ``llm_proxy`` role and database; deleted after.
+
+    ``durable``: the server's own fsync and commit settings (the benchmarks), instead of the
+    tests' cheaper ones."""
     bindir = postgres_bin()
     with tempfile.TemporaryDirectory(prefix="postgres-") as directory:
-        server = PostgresServer(bindir, Path(directory), password=os.urandom(12).hex())
+        server = PostgresServer(
+            bindir, Path(directory), password=os.urandom(12).hex(), durable=durable
+        )
         server.init()
         for _ in range(ATTEMPTS):
             if server.start():

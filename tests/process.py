@@ -38,14 +38,17 @@ def write_config(
     workers: int = 1,
     redis_url: str = "",
     on_redis_down: str = "local",
+    storage_url: str = "",
 ) -> Path:
     """A TOML config: the openai provider at ``upstream_url``, one static key, no rate limits;
-    ``workers`` processes sharing ``redis_url`` (``on_redis_down`` while it is away)."""
+    ``workers`` processes sharing ``redis_url`` (``on_redis_down`` while it is away), storing in
+    ``storage_url``'s PostgreSQL (empty: the SQLite file given with ``--database``)."""
     cluster = (
         f'[cluster]\nredis_url = "{redis_url}"\non_redis_down = "{on_redis_down}"\n'
         if redis_url
         else ""
     )
+    storage = f'[storage]\nurl = "{storage_url}"\n' if storage_url else ""
     path.write_text(
         f"""\
 [server]
@@ -54,6 +57,7 @@ log_level = "info"
 workers = {workers}
 
 {cluster}
+{storage}
 [auth]
 tokens = ["{CLIENT_KEY}"]
 

@@ -12,7 +12,13 @@ import httpx
 import pytest
 
 from proxy.service import RunningService
-from tests.conftest import ADMIN_PASSWORD, StartGateway, initial_admin_password, signed_in
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    StartGateway,
+    initial_admin_password,
+    on_each_backend,
+    signed_in,
+)
 
 VIEWER_PASSWORD = "a-long-enough-viewer-password"
 
@@ -30,6 +36,7 @@ async def add_viewer(admin: httpx.AsyncClient, name: str = "vera") -> None:
     assert "password" not in made.json()
 
 
+@on_each_backend
 async def test_first_start_creates_an_admin_with_a_private_one_time_password(
     dashboard: RunningService,
 ) -> None:
@@ -177,6 +184,7 @@ async def test_the_cookie_is_strict_and_cookie_mutations_need_our_origin(
         assert ours.status_code == 200
 
 
+@on_each_backend
 async def test_changing_a_password_ends_the_users_other_sessions(
     dashboard: RunningService,
 ) -> None:
@@ -201,6 +209,7 @@ async def test_logout_ends_the_session(dashboard: RunningService) -> None:
         assert (await admin.get("/api/auth/status")).status_code == 401
 
 
+@on_each_backend
 async def test_users_are_managed_by_admins(dashboard: RunningService) -> None:
     async with signed_in(dashboard) as admin:
         made = await admin.post("/api/users", json={"username": "newbie", "role": "viewer"})
@@ -276,6 +285,7 @@ async def test_forwarded_headers_are_ignored_unless_trusted(dashboard: RunningSe
         assert spoofed.json()["error"]["code"] == "bad_origin"
 
 
+@on_each_backend
 async def test_a_lock_holds_for_every_spelling_of_the_name(dashboard: RunningService) -> None:
     # "René" typed on one keyboard is NFC (é), on another NFD (e + combining acute): one user,
     # one lock, whichever way the guesses and the next try spell it.

@@ -10,7 +10,7 @@ import pytest
 
 from proxy.service import RunningService
 from storage.audit import AuditRow, list_audit
-from tests.conftest import StartGateway, logged, sdk, signed_in
+from tests.conftest import StartGateway, logged, on_each_backend, sdk, signed_in
 
 VIEWER_PASSWORD = "a-long-enough-viewer-password"
 HELLO = [{"role": "user", "content": "hello there gateway"}]
@@ -38,6 +38,7 @@ async def new_client(admin: httpx.AsyncClient, **fields: object) -> dict[str, ob
     return body
 
 
+@on_each_backend
 async def test_a_new_key_works_at_once_and_a_revoked_one_is_refused_at_once(
     dashboard: RunningService,
 ) -> None:
@@ -84,6 +85,7 @@ async def test_a_new_key_works_at_once_and_a_revoked_one_is_refused_at_once(
         assert again.json()["revoked_at"] == revoked.json()["revoked_at"]
 
 
+@on_each_backend
 async def test_list_show_update_and_delete(dashboard: RunningService) -> None:
     async with signed_in(dashboard) as admin:
         client = await new_client(admin, rate_limit_per_minute=100, tokens_per_minute=5000)
@@ -146,6 +148,7 @@ async def test_a_changed_limit_applies_at_once(dashboard: RunningService) -> Non
             await call(dashboard, token)
 
 
+@on_each_backend
 async def test_usage_of_one_client(dashboard: RunningService) -> None:
     async with signed_in(dashboard) as admin:
         mine = await new_client(admin)
@@ -282,6 +285,7 @@ async def test_viewers_read_clients_but_cannot_change_them(dashboard: RunningSer
         await call(dashboard, str(client["token"]))
 
 
+@on_each_backend
 async def test_every_change_is_audited_without_the_key(dashboard: RunningService) -> None:
     async with signed_in(dashboard) as admin:
         before = len(await audit_rows(dashboard))

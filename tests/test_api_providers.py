@@ -17,7 +17,7 @@ from proxy.pricing import PriceOverride, Pricer, TokenCounts
 from proxy.routing import AliasTarget, Route, Router
 from proxy.service import RunningService
 from storage.audit import list_audit
-from tests.conftest import StartGateway, logged, sdk, signed_in
+from tests.conftest import StartGateway, logged, on_each_backend, sdk, signed_in
 from tests.fakes.openai_upstream import DEFAULT_API_KEY, Echo, ErrorReply, FakeOpenAI
 
 VIEWER_PASSWORD = "a-long-enough-viewer-password"
@@ -327,6 +327,7 @@ async def test_disabling_a_model_answers_404_for_every_name_of_it(
     ]
 
 
+@on_each_backend
 async def test_an_alias_made_in_the_dashboard_routes_at_once_and_at_the_next_start(
     running: RunningService, start_gateway: StartGateway, fake_openai: FakeOpenAI
 ) -> None:
@@ -360,6 +361,7 @@ async def test_an_alias_made_in_the_dashboard_routes_at_once_and_at_the_next_sta
     assert await ask(restarted, "team-model") == "echo: hello there gateway"
 
 
+@on_each_backend
 async def test_a_price_override_prices_the_next_call(running: RunningService) -> None:
     await ask(running)
     [before] = await logged(running, 1)
@@ -388,6 +390,7 @@ async def test_a_price_override_prices_the_next_call(running: RunningService) ->
 # -- credit ----------------------------------------------------------------------------------------
 
 
+@on_each_backend
 async def test_credit_is_debited_and_crossing_the_threshold_warns_once(
     running: RunningService,
 ) -> None:
@@ -443,6 +446,7 @@ async def test_credit_is_debited_and_crossing_the_threshold_warns_once(
 # -- restart ---------------------------------------------------------------------------------------
 
 
+@on_each_backend
 async def test_stored_overrides_are_applied_at_start(
     start_gateway: StartGateway, fake_openai: FakeOpenAI, nursery: trio.Nursery
 ) -> None:

@@ -19,6 +19,7 @@ from tests.conftest import (
     CLIENT_KEY,
     StartGateway,
     logged,
+    on_each_backend,
     sdk,
     signed_in,
 )
@@ -231,6 +232,7 @@ async def test_a_password_in_a_base_url_is_masked(start_gateway: StartGateway) -
     assert shown.startswith("http://…@127.0.0.1:9/x?api_key=")
 
 
+@on_each_backend
 async def test_settings_are_stored_and_audited(dashboard: RunningService) -> None:
     async with signed_in(dashboard) as admin:
         assert (await admin.get("/api/settings")).json()["settings"] == {}

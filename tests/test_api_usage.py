@@ -11,11 +11,13 @@ import httpx
 import pytest
 
 from proxy.service import RunningService
-from tests.conftest import StartGateway, logged, sdk, signed_in
+from tests.conftest import StartGateway, logged, on_each_backend, sdk, signed_in
 from tests.factories import make_record
 
 HELLO = [{"role": "user", "content": "hello there gateway"}]
 CALLS = 7
+
+pytestmark = on_each_backend
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import trio
 
 from proxy.pricing import Pricer, TokenCounts
 from proxy.service import RunningService
-from tests.conftest import StartGateway, logged, sdk
+from tests.conftest import StartGateway, logged, on_each_backend, sdk
 from tests.fakes.anthropic_answers import (
     Answer,
     CutMidStream,
@@ -111,6 +111,7 @@ async def test_plain_call_is_a_messages_request_and_an_openai_answer(
     assert row["cost_usd"] is not None
 
 
+@on_each_backend
 async def test_streamed_call_with_usage(
     gateway: RunningService, fake_anthropic: FakeAnthropic
 ) -> None:
@@ -317,6 +318,7 @@ async def test_images_go_inline_or_as_url_sources(
     assert row["has_images"] is True
 
 
+@on_each_backend
 async def test_cache_usage_is_reported_logged_and_priced_with_write_and_read_rates(
     gateway: RunningService, fake_anthropic: FakeAnthropic
 ) -> None:

@@ -14,7 +14,7 @@ import trio
 
 from proxy.service import RunningService
 from storage import queries
-from tests.conftest import CLIENT_KEY, StartGateway, http, logged, sdk
+from tests.conftest import CLIENT_KEY, StartGateway, http, logged, on_each_backend, sdk
 from tests.fakes.openai_upstream import (
     DEFAULT_API_KEY,
     CutStream,
@@ -49,6 +49,7 @@ async def raw_stream(gateway: RunningService) -> tuple[httpx.Response, str]:
         return response, (await response.aread()).decode()
 
 
+@on_each_backend
 async def test_non_streaming_call_is_answered_priced_and_logged(
     gateway: RunningService, fake_openai: FakeOpenAI
 ) -> None:
@@ -88,6 +89,7 @@ async def test_non_streaming_call_is_answered_priced_and_logged(
     assert row["request_body"] is None
 
 
+@on_each_backend
 async def test_stream_without_usage_hides_the_usage_chunk_but_logs_it(
     gateway: RunningService, fake_openai: FakeOpenAI
 ) -> None:
@@ -429,6 +431,7 @@ async def test_static_key_required_when_configured(start_gateway: StartGateway) 
         )
 
 
+@on_each_backend
 async def test_store_bodies_keeps_request_and_response(start_gateway: StartGateway) -> None:
     gateway = await start_gateway({"logging": {"store_bodies": True}})
     await sdk(gateway).chat.completions.create(model="mock", messages=HELLO)
@@ -437,6 +440,7 @@ async def test_store_bodies_keeps_request_and_response(start_gateway: StartGatew
     assert "echo: hello there gateway" in str(row["response_body"])
 
 
+@on_each_backend
 async def test_record_requests_off_keeps_only_hourly_totals(start_gateway: StartGateway) -> None:
     gateway = await start_gateway({"logging": {"record_requests": False}})
     for _ in range(3):
@@ -461,6 +465,7 @@ async def test_health_and_readiness(gateway: RunningService) -> None:
     assert ready.json()["status"] == "ready"
 
 
+@on_each_backend
 async def test_graceful_stop_flushes_every_record(start_gateway: StartGateway) -> None:
     gateway = await start_gateway()
     client = sdk(gateway)
@@ -477,6 +482,7 @@ async def test_graceful_stop_flushes_every_record(start_gateway: StartGateway) -
     assert gateway.gateway.writer.statistics().rows_written == 20
 
 
+@on_each_backend
 async def test_client_gone_mid_stream_cancels_upstream_and_logs_cancelled(
     gateway: RunningService, fake_openai: FakeOpenAI
 ) -> None:

@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from proxy.service import RunningService
-from tests.conftest import CLIENT_KEY, StartGateway, http, logged, sdk
+from tests.conftest import CLIENT_KEY, StartGateway, http, logged, on_each_backend, sdk
 from tests.fakes.gemini_upstream import DEFAULT_API_KEY as GEMINI_KEY
 from tests.fakes.gemini_upstream import CutStream as GeminiCut
 from tests.fakes.gemini_upstream import Echo as GeminiEcho
@@ -214,6 +214,7 @@ async def test_a_built_in_tool_on_a_translated_provider_is_refused_by_name(
     assert caught.value.param == "tools[1].type"
 
 
+@on_each_backend
 async def test_previous_response_id_continues_on_a_translated_provider(
     gateway: RunningService, fake_gemini: FakeGemini
 ) -> None:
@@ -236,6 +237,7 @@ async def test_previous_response_id_continues_on_a_translated_provider(
     assert stored.output_text == "About two million."
 
 
+@on_each_backend
 async def test_store_false_keeps_nothing(gateway: RunningService, fake_gemini: FakeGemini) -> None:
     client = sdk(gateway)
     fake_gemini.enqueue(GeminiEcho(text="not kept"))
@@ -341,6 +343,7 @@ async def test_a_failing_upstream_falls_back_to_a_translated_one(
 # -- one conversation, several providers ---------------------------------------------------------
 
 
+@on_each_backend
 async def test_a_conversation_moves_from_openai_to_gemini_and_back(
     gateway: RunningService, fake_openai: FakeOpenAI, fake_gemini: FakeGemini
 ) -> None:
@@ -367,6 +370,7 @@ async def test_a_conversation_moves_from_openai_to_gemini_and_back(
     assert len(sent["input"]) == 5  # two turns of two items, then this one
 
 
+@on_each_backend
 async def test_a_response_is_only_its_own_clients(
     gateway: RunningService, fake_gemini: FakeGemini
 ) -> None:
@@ -385,6 +389,7 @@ async def test_a_response_is_only_its_own_clients(
         assert gone.status_code == 404
 
 
+@on_each_backend
 async def test_a_passed_through_response_reads_back_as_the_upstreams_bytes(
     gateway: RunningService, fake_openai: FakeOpenAI
 ) -> None:
@@ -400,6 +405,7 @@ async def test_a_passed_through_response_reads_back_as_the_upstreams_bytes(
     assert fetched.content == created.content
 
 
+@on_each_backend
 async def test_deleting_a_passed_through_response_deletes_it_upstream_too(
     gateway: RunningService, fake_openai: FakeOpenAI
 ) -> None:

@@ -14,6 +14,7 @@ from tests.bench import (
     bench_fleet_limiter,
     bench_resources,
     bench_responses,
+    bench_storage_writer,
     bench_streaming,
     bench_throughput,
     bench_workers,
@@ -38,7 +39,8 @@ def main() -> None:
     figures += bench_streaming.measure()
     figures += bench_cancellation.measure()
     figures += bench_resources.measure()
-    figures += bench_analytics.measure()
+    figures += bench_storage_writer.measure()  # PostgreSQL beside SQLite, in this same run
+    figures += bench_analytics.measure()  # SQLite, then PostgreSQL beside it
     missed = [figure for figure in figures if figure.met is False]
     print(f"llm-proxy benchmarks on {machine()}; load: {load.name}")
     print("everything shares the machine's cores: read the ratios to the baselines, not the")
