@@ -74,8 +74,9 @@ _COLUMNS = (
     "latency_ms_sum",
     *LATENCY_BUCKET_COLUMNS,
 )
+# Qualified: PostgreSQL finds a bare column name ambiguous between the table and ``excluded``.
 _SET_SUMS = ",\n    ".join(
-    f"{name} = {name} + excluded.{name}" for name in _COLUMNS[4:] if name != "cost_usd"
+    f"{name} = usage_hourly.{name} + excluded.{name}" for name in _COLUMNS[4:] if name != "cost_usd"
 )
 
 UPSERT_USAGE_HOURLY = f"""
@@ -84,7 +85,9 @@ VALUES ({", ".join("?" * len(_COLUMNS))})
 ON CONFLICT (hour_ms, client_id, provider, model) DO UPDATE SET
     {_SET_SUMS},
     -- NULL + x is NULL: fall back to whichever side was priced, NULL only when neither was
-    cost_usd = coalesce(cost_usd + excluded.cost_usd, cost_usd, excluded.cost_usd)
+    cost_usd = coalesce(
+        usage_hourly.cost_usd + excluded.cost_usd, usage_hourly.cost_usd, excluded.cost_usd
+    )
 """
 
 _Key = tuple[int, str, str, str]
