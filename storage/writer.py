@@ -20,7 +20,8 @@ from storage.batch import is_row_error, write_batch, write_rows_one_by_one
 from storage.connection import BusyWaits
 from storage.database import Database, database_at
 from storage.migrations import SchemaTooNewError
-from storage.sql import DATABASE_ERRORS, Connection
+from storage.outage import Outage
+from storage.sql import DATABASE_ERRORS, Connection, DatabaseUnavailable
 from storage.transaction import in_immediate_transaction, in_one_transaction_each_in_savepoint
 from storage.writer_inbox import Job, Records, WriterMessage, WriterStatistics
 
@@ -66,7 +67,9 @@ class StorageWriter:
         self._idle_checkpoint_s = idle_checkpoint_s
         self._shutdown_timeout_s = shutdown_timeout_s
         self._rows = record_requests  # False: only the usage_hourly totals are written
-        self._outage_buffer_records = outage_buffer_records
+        # While the database is down, records wait in memory up to this many, then are dropped.
+        self._outage = Outage(outage_buffer_records, self._database.describe())
+        self._recovering = False
         # Bounded in messages; a message carries a sequence of records or one job.
         self._send, self._receive = trio.open_memory_channel[WriterMessage](inbox_size)
         self._limiter = trio.CapacityLimiter(1)
@@ -166,6 +169,11 @@ class StorageWriter:
             busy_waits=busy.waits,
             busy_timeouts=busy.timeouts,
             busy_wait_s=busy.waited_s,
+            up=not self._outage.down,
+            down_since=self._outage.down_since,
+            buffered=len(self._pending) if self._outage.down else 0,
+            buffer_bound=self._outage.bound,
+            records_dropped=self._outage.dropped_total,
         )
 
     async def _call(
@@ -214,9 +222,11 @@ class StorageWriter:
                 await self._final_flush()
             if self._pending:
                 logger.error(
-                    "%d records not stored: shutdown deadline of %.0f s passed",
+                    "%d records not stored: shutdown deadline of %.0f s passed "
+                    "(%d dropped earlier past the outage buffer)",
                     len(self._pending),
                     self._shutdown_timeout_s,
+                    self._outage.dropped_total,
                 )
             self._receive.close()
             with trio.move_on_after(self._shutdown_timeout_s, shield=True):
@@ -286,13 +296,23 @@ class StorageWriter:
             await self._flush_one_batch()
 
     async def _flush_one_batch(self) -> None:
-        """Store the oldest ``max_batch`` pending records, retrying until they land."""
+        """Store the oldest ``max_batch`` pending records, retrying until they land; after an
+        outage, store the whole buffer before anything else."""
         batch = self._pending[: self._max_batch]
+        written_before = self._rows_written
         await self._store(batch)
         # Only now: a cancelled or failed store leaves the records pending for the final flush.
         del self._pending[: len(batch)]
         self._queued -= len(batch)
         self._dirty = True
+        if self._outage.down and not self._recovering:
+            # The database is back: the records buffered meanwhile go first, in their order.
+            self._recovering = True
+            try:
+                await self._flush_pending()
+            finally:
+                self._recovering = False
+            self._outage.end(stored=self._rows_written - written_before)
 
     async def _store(self, batch: list[RequestRecord]) -> None:
         """Write one batch in one transaction; back off and retry on database errors."""
@@ -319,14 +339,10 @@ class StorageWriter:
                     )
                     one_by_one = True
                     continue
-                logger.error(
-                    "writing %d records failed (%r); retrying in %.1f s",
-                    len(batch),
-                    exc,
-                    delay,
-                    exc_info=not isinstance(exc, DATABASE_ERRORS),
-                )
-                await trio.sleep(delay)
+                if not isinstance(exc, DATABASE_ERRORS):
+                    logger.error("writing %d records failed", len(batch), exc_info=True)
+                self._outage.begin(exc)
+                await self._buffer_until(trio.current_time() + delay)
                 delay = min(delay * 2, _BACKOFF_MAX_S)
                 continue
             break
@@ -340,6 +356,38 @@ class StorageWriter:
         self._last_flush_ms = elapsed_ms
         self._max_flush_ms = max(self._max_flush_ms, elapsed_ms)
         self._flush_ms_total += elapsed_ms
+
+    async def _buffer_until(self, deadline: float) -> None:
+        """While the database is down: take arriving records into the bounded buffer and refuse
+        jobs at once, until ``deadline`` (the next attempt to write)."""
+        while True:
+            message = await self._receive_until(deadline)
+            match message:
+                case None:
+                    # The deadline, or the inbox closed (shutdown): wait out the back-off.
+                    await trio.sleep_until(deadline)
+                    return
+                case Records():
+                    room = self._outage.room(len(self._pending))
+                    self._pending.extend(message.records[:room])
+                    dropped = max(len(message.records) - room, 0)
+                    self._queued -= dropped
+                    self._outage.drop(dropped)
+                case Job():
+                    self._refuse(message, DatabaseUnavailable(self._unavailable_message()))
+
+    def _unavailable_message(self) -> str:
+        """What a job met during an outage is told."""
+        return (
+            f"database unavailable ({self._database.describe()}): request records are "
+            "buffered until it is back; retry this later"
+        )
+
+    @staticmethod
+    def _refuse(job: Job, error: Exception) -> None:
+        """Answer ``job`` with ``error`` without running it."""
+        with job.reply, contextlib.suppress(trio.BrokenResourceError):
+            job.reply.send_nowait(outcome.Error(error))
 
     async def _run_commit_group(self, first: Job) -> None:
         """Run ``first`` and the commit-sharing jobs queued right behind it in one transaction.
@@ -439,10 +487,7 @@ class StorageWriter:
                 case Records():
                     self._pending.extend(message.records)
                 case Job():
-                    with message.reply:
-                        error = trio.ClosedResourceError("storage writer stopped")
-                        with contextlib.suppress(trio.BrokenResourceError):
-                            message.reply.send_nowait(outcome.Error(error))
+                    self._refuse(message, trio.ClosedResourceError("storage writer stopped"))
 
     # --- on the writer thread --------------------------------------------------------------------
 
