@@ -70,6 +70,7 @@ class StorageWriter:
         # While the database is down, records wait in memory up to this many, then are dropped.
         self._outage = Outage(outage_buffer_records, self._database.describe())
         self._recovering = False
+        self._held: list[Job] = []  # jobs met during an outage, answered by the next attempt
         # Bounded in messages; a message carries a sequence of records or one job.
         self._send, self._receive = trio.open_memory_channel[WriterMessage](inbox_size)
         self._limiter = trio.CapacityLimiter(1)
@@ -228,6 +229,7 @@ class StorageWriter:
                     self._shutdown_timeout_s,
                     self._outage.dropped_total,
                 )
+            self._refuse_held()
             self._receive.close()
             with trio.move_on_after(self._shutdown_timeout_s, shield=True):
                 await self._in_thread(self._close_sync)
@@ -313,6 +315,9 @@ class StorageWriter:
             finally:
                 self._recovering = False
             self._outage.end(stored=self._rows_written - written_before)
+            held, self._held = self._held, []
+            for job in held:
+                await self._run_job(job)
 
     async def _store(self, batch: list[RequestRecord]) -> None:
         """Write one batch in one transaction; back off and retry on database errors."""
@@ -342,6 +347,7 @@ class StorageWriter:
                 if not isinstance(exc, DATABASE_ERRORS):
                     logger.error("writing %d records failed", len(batch), exc_info=True)
                 self._outage.begin(exc)
+                self._refuse_held()
                 await self._buffer_until(trio.current_time() + delay)
                 delay = min(delay * 2, _BACKOFF_MAX_S)
                 continue
@@ -358,8 +364,9 @@ class StorageWriter:
         self._flush_ms_total += elapsed_ms
 
     async def _buffer_until(self, deadline: float) -> None:
-        """While the database is down: take arriving records into the bounded buffer and refuse
-        jobs at once, until ``deadline`` (the next attempt to write)."""
+        """While the database is down: take arriving records into the bounded buffer until
+        ``deadline`` (the next attempt to write); a job cuts the wait short, so it learns at once
+        whether the database is back (it then runs after the buffer) or not (it is refused)."""
         while True:
             message = await self._receive_until(deadline)
             match message:
@@ -374,7 +381,8 @@ class StorageWriter:
                     self._queued -= dropped
                     self._outage.drop(dropped)
                 case Job():
-                    self._refuse(message, DatabaseUnavailable(self._unavailable_message()))
+                    self._held.append(message)
+                    return
 
     def _unavailable_message(self) -> str:
         """What a job met during an outage is told."""
@@ -382,6 +390,12 @@ class StorageWriter:
             f"database unavailable ({self._database.describe()}): request records are "
             "buffered until it is back; retry this later"
         )
+
+    def _refuse_held(self) -> None:
+        """Refuse the jobs held for the last attempt: the database is still down."""
+        held, self._held = self._held, []
+        for job in held:
+            self._refuse(job, DatabaseUnavailable(self._unavailable_message()))
 
     @staticmethod
     def _refuse(job: Job, error: Exception) -> None:
