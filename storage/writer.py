@@ -147,6 +147,11 @@ class StorageWriter:
             return False
         return True
 
+    @property
+    def database(self) -> Database:
+        """The database this writer stores into."""
+        return self._database
+
     def close(self) -> None:
         """Stop accepting work; ``run()`` then stores everything already queued and returns."""
         self._closed = True
