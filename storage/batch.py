@@ -122,6 +122,20 @@ def request_row(record: RequestRecord) -> tuple[object, ...]:
     )
 
 
+def without_nul(row: Sequence[object]) -> tuple[object, ...]:
+    """``row`` with each NUL of its text as U+FFFD: PostgreSQL's text cannot hold NUL, and a call
+    whose error message carried one must still be logged."""
+    return tuple(
+        value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
+        for value in row
+    )
+
+
+def _rows_for(conn: Connection, rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """Parameters as ``conn``'s backend can store them."""
+    return [without_nul(row) for row in rows] if is_postgres(conn) else rows
+
+
 def _insert_all(conn: Connection, records: Sequence[RequestRecord], *, rows: bool = True) -> None:
     """Insert the rows and upsert their rollup (inside the caller's transaction)."""
     rollup = UsageRollup(records)
@@ -129,12 +143,16 @@ def _insert_all(conn: Connection, records: Sequence[RequestRecord], *, rows: boo
         # COPY: one stream of rows, the cheapest insert PostgreSQL has.
         copy_rows: Callable[[str, Sequence[str], Iterable[Sequence[object]]], None]
         copy_rows = conn.copy_rows  # type: ignore[attr-defined]
-        copy_rows("llm_requests", REQUEST_COLUMNS, (request_row(record) for record in records))
+        copy_rows(
+            "llm_requests",
+            REQUEST_COLUMNS,
+            (without_nul(request_row(record)) for record in records),
+        )
     elif rows:
         # Bound as text: SQLite would read a BLOB as its binary JSONB format.
         text = _encode_rows([request_row(record) for record in records]).decode()
         conn.execute(INSERT_REQUESTS_JSON, (text,))
-    conn.executemany(UPSERT_USAGE_HOURLY, rollup.rows())
+    conn.executemany(UPSERT_USAGE_HOURLY, _rows_for(conn, rollup.rows()))
 
 
 def write_batch(conn: Connection, records: Sequence[RequestRecord], *, rows: bool = True) -> None:
@@ -153,13 +171,13 @@ def _insert_each(
         try:
             with conn:  # a savepoint: undoes this row only
                 if rows:
-                    conn.execute(INSERT_REQUEST, request_row(record))
+                    conn.execute(INSERT_REQUEST, _rows_for(conn, [request_row(record)])[0])
                 rollup.add(record)
         except Exception as exc:
             if not is_row_error(exc):
                 raise
             rejected.append((record, exc))
-    conn.executemany(UPSERT_USAGE_HOURLY, rollup.rows())
+    conn.executemany(UPSERT_USAGE_HOURLY, _rows_for(conn, rollup.rows()))
     return rejected
 
 
