@@ -4,15 +4,17 @@ counted, jobs refused at once, the buffer stored in order when the database is b
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 import trio
 
-from storage import StorageWriter
+from storage import StorageWriter, open_connection
 from storage.sql import DatabaseUnavailable
 from tests.factories import make_record
 from tests.postgres_server import PostgresServer
 from tests.storage_backends import connect
+from tests.test_writer import query
 
 
 def request_ids(url: str) -> list[str]:
@@ -75,3 +77,29 @@ async def test_an_outage_buffers_up_to_the_bound_drops_the_rest_and_drains_when_
         )
         == 1
     )
+
+
+async def test_a_locked_sqlite_file_is_an_outage_too(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    writer = StorageWriter(str(db), max_batch=10, outage_buffer_records=20, busy_timeout_ms=20)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        blocker = open_connection(str(db))
+        try:
+            await trio.to_thread.run_sync(blocker.execute, "BEGIN IMMEDIATE")
+            with trio.fail_after(5):
+                for i in range(30):
+                    await writer.write_requests([make_record(i)])
+            await wait_for(lambda: writer.statistics().records_dropped == 10)
+            stats = writer.statistics()
+            assert (stats.up, stats.buffered) == (False, 20)
+            with trio.fail_after(3), pytest.raises(DatabaseUnavailable):
+                await writer.execute(lambda conn: None)
+            await trio.to_thread.run_sync(blocker.execute, "ROLLBACK")
+        finally:
+            blocker.close()
+        await wait_for(lambda: writer.statistics().up)
+        writer.close()
+    assert [row[0] for row in query(db, "SELECT request_id FROM llm_requests ORDER BY id")] == [
+        f"req-{i}" for i in range(20)
+    ]
