@@ -95,7 +95,8 @@ class StorageWriter:
     # --- facade -------------------------------------------------------------------------------
 
     async def write_requests(self, records: Sequence[RequestRecord]) -> None:
-        """Queue records for storage, waiting while the inbox is full; never drops one.
+        """Queue records for storage, waiting while the inbox is full (never on a database outage:
+        the writer then buffers up to ``outage_buffer_records`` and drops, counted, past that).
 
         Raises ``trio.ClosedResourceError`` after ``close()``.
         """
