@@ -35,6 +35,10 @@ _BACKOFF_FIRST_S = 0.1
 _BACKOFF_MAX_S = 5.0
 
 
+class _PastShutdownDeadline(Exception):
+    """Closed during an outage, and the shutdown deadline passed: stop retrying."""
+
+
 def _nothing(conn: Connection) -> None:
     """A job that only proves the write lock can be taken."""
 
@@ -77,6 +81,7 @@ class StorageWriter:
         self._conn: Connection | None = None
         self._started = False
         self._closed = False
+        self._stop_by = math.inf  # once closed: when to stop trying to store what is left
         self._pending: list[RequestRecord] = []
         self._pending_deadline = math.inf
         self._dirty = False
@@ -154,7 +159,11 @@ class StorageWriter:
         return self._database
 
     def close(self) -> None:
-        """Stop accepting work; ``run()`` then stores everything already queued and returns."""
+        """Stop accepting work; ``run()`` then stores everything already queued, within
+        ``shutdown_timeout_s`` from now, and returns."""
+        if not self._closed:
+            with contextlib.suppress(RuntimeError):  # RuntimeError: outside trio, no deadline
+                self._stop_by = trio.current_time() + self._shutdown_timeout_s
         self._closed = True
         self._send.close()
 
@@ -220,12 +229,16 @@ class StorageWriter:
             raise
         try:
             task_status.started()
-            await self._serve()
+            with contextlib.suppress(_PastShutdownDeadline):
+                await self._serve()
         finally:
             # Closing the send side first means nothing can slip into the inbox after the last
             # drain; callers still sending get ClosedResourceError instead of silent loss.
             self.close()
-            with trio.move_on_after(self._shutdown_timeout_s, shield=True):
+            with (
+                trio.move_on_at(self._stop_by, shield=True),
+                contextlib.suppress(_PastShutdownDeadline),
+            ):
                 await self._final_flush()
             if self._pending:
                 logger.error(
@@ -354,7 +367,9 @@ class StorageWriter:
                     logger.error("writing %d records failed", len(batch), exc_info=True)
                 self._outage.begin(exc)
                 self._refuse_held()
-                await self._buffer_until(trio.current_time() + delay)
+                if self._closed and trio.current_time() >= self._stop_by:
+                    raise _PastShutdownDeadline from exc
+                await self._buffer_until(min(trio.current_time() + delay, self._stop_by))
                 delay = min(delay * 2, _BACKOFF_MAX_S)
                 continue
             break

@@ -103,3 +103,26 @@ async def test_a_locked_sqlite_file_is_an_outage_too(tmp_path: Path) -> None:
     assert [row[0] for row in query(db, "SELECT request_id FROM llm_requests ORDER BY id")] == [
         f"req-{i}" for i in range(20)
     ]
+
+
+async def test_closing_during_an_outage_gives_up_at_the_shutdown_deadline_and_says_how_many(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "w.db"
+    writer = StorageWriter(str(db), max_batch=10, busy_timeout_ms=20, shutdown_timeout_s=1.0)
+    blocker = open_connection(str(db))
+    try:
+        with trio.fail_after(10):  # the writer returns, though the database never came back
+            async with trio.open_nursery() as nursery:
+                await nursery.start(writer.run)
+                await trio.to_thread.run_sync(blocker.execute, "BEGIN IMMEDIATE")
+                await writer.write_requests([make_record(i) for i in range(25)])
+                await wait_for(lambda: not writer.statistics().up)
+                writer.close()
+    finally:
+        blocker.close()
+    assert writer.statistics().rows_written == 0
+    assert any(
+        "25 records not stored: shutdown deadline of 1 s passed" in record.getMessage()
+        for record in caplog.records
+    )
