@@ -74,6 +74,13 @@ class Outage:
             self.bound,
         )
 
+    def error(self) -> DatabaseUnavailable:
+        """What a job met during the outage is told."""
+        return DatabaseUnavailable(
+            f"database unavailable ({self._where}): request records are buffered until it is "
+            "back; retry this later"
+        )
+
     def room(self, buffered: int) -> int:
         """How many more records fit beside the ``buffered`` ones."""
         return max(self.bound - buffered, 0)

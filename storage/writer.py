@@ -4,6 +4,7 @@ its own thread."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -21,8 +22,9 @@ from storage.connection import BusyWaits
 from storage.database import Database, database_at
 from storage.migrations import SchemaTooNewError
 from storage.outage import Outage
-from storage.sql import DATABASE_ERRORS, Connection, DatabaseUnavailable
+from storage.sql import DATABASE_ERRORS, Connection
 from storage.transaction import in_immediate_transaction, in_one_transaction_each_in_savepoint
+from storage.writer_counters import WriterCounters
 from storage.writer_inbox import Job, Records, WriterMessage, WriterStatistics
 
 __all__ = ["StorageWriter", "WriterStatistics"]
@@ -86,15 +88,7 @@ class StorageWriter:
         self._pending_deadline = math.inf
         self._dirty = False
         self._queued = 0
-        self._rows_written = 0
-        self._rows_rejected = 0
-        self._batches = 0
-        self._last_batch_rows = 0
-        self._last_flush_ms = 0.0
-        self._max_flush_ms = 0.0
-        self._flush_ms_total = 0.0
-        self._write_errors = 0
-        self._checkpoints = 0
+        self._counts = WriterCounters()
         self._busy = BusyWaits()
 
     # --- facade -------------------------------------------------------------------------------
@@ -172,15 +166,7 @@ class StorageWriter:
         busy = self._busy.statistics()
         return WriterStatistics(
             queued=self._queued,
-            rows_written=self._rows_written,
-            rows_rejected=self._rows_rejected,
-            batches=self._batches,
-            last_batch_rows=self._last_batch_rows,
-            last_flush_ms=self._last_flush_ms,
-            max_flush_ms=self._max_flush_ms,
-            flush_ms_total=self._flush_ms_total,
-            write_errors=self._write_errors,
-            checkpoints=self._checkpoints,
+            **dataclasses.asdict(self._counts),
             closed=self._closed,
             busy_waits=busy.waits,
             busy_timeouts=busy.timeouts,
@@ -320,7 +306,7 @@ class StorageWriter:
         """Store the oldest ``max_batch`` pending records, retrying until they land; after an
         outage, store the whole buffer before anything else."""
         batch = self._pending[: self._max_batch]
-        written_before = self._rows_written
+        written_before = self._counts.rows_written
         await self._store(batch)
         # Only now: a cancelled or failed store leaves the records pending for the final flush.
         del self._pending[: len(batch)]
@@ -333,7 +319,7 @@ class StorageWriter:
                 await self._flush_pending()
             finally:
                 self._recovering = False
-            self._outage.end(stored=self._rows_written - written_before)
+            self._outage.end(stored=self._counts.rows_written - written_before)
             held, self._held = self._held, []
             for job in held:
                 await self._run_job(job)
@@ -356,7 +342,7 @@ class StorageWriter:
                     )
                     rejected = []
             except Exception as exc:
-                self._write_errors += 1
+                self._counts.write_errors += 1
                 if not one_by_one and is_row_error(exc):
                     logger.warning(
                         "batch of %d records failed (%r); retrying row by row", len(batch), exc
@@ -376,13 +362,7 @@ class StorageWriter:
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         for record, error in rejected:
             logger.error("request %s rejected, not stored: %r", record.request_id, error)
-        self._rows_rejected += len(rejected)
-        self._rows_written += len(batch) - len(rejected)
-        self._batches += 1
-        self._last_batch_rows = len(batch)
-        self._last_flush_ms = elapsed_ms
-        self._max_flush_ms = max(self._max_flush_ms, elapsed_ms)
-        self._flush_ms_total += elapsed_ms
+        self._counts.batch_stored(len(batch), len(rejected), elapsed_ms)
 
     async def _buffer_until(self, deadline: float) -> None:
         """While the database is down: take arriving records into the bounded buffer until
@@ -405,24 +385,11 @@ class StorageWriter:
                     self._held.append(message)
                     return
 
-    def _unavailable_message(self) -> str:
-        """What a job met during an outage is told."""
-        return (
-            f"database unavailable ({self._database.describe()}): request records are "
-            "buffered until it is back; retry this later"
-        )
-
     def _refuse_held(self) -> None:
         """Refuse the jobs held for the last attempt: the database is still down."""
         held, self._held = self._held, []
         for job in held:
-            self._refuse(job, DatabaseUnavailable(self._unavailable_message()))
-
-    @staticmethod
-    def _refuse(job: Job, error: Exception) -> None:
-        """Answer ``job`` with ``error`` without running it."""
-        with job.reply, contextlib.suppress(trio.BrokenResourceError):
-            job.reply.send_nowait(outcome.Error(error))
+            job.refuse(self._outage.error())
 
     async def _run_commit_group(self, first: Job) -> None:
         """Run ``first`` and the commit-sharing jobs queued right behind it in one transaction.
@@ -502,7 +469,7 @@ class StorageWriter:
             functools.partial(self._database.checkpoint, conn, final=final)
         )
         if done:
-            self._checkpoints += 1
+            self._counts.checkpoints += 1
         self._dirty = False
 
     async def _final_flush(self) -> None:
@@ -522,7 +489,7 @@ class StorageWriter:
                 case Records():
                     self._pending.extend(message.records)
                 case Job():
-                    self._refuse(message, trio.ClosedResourceError("storage writer stopped"))
+                    message.refuse(trio.ClosedResourceError("storage writer stopped"))
 
     # --- on the writer thread --------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -69,6 +70,11 @@ class Job:
     commit: bool
     shares_commit: bool = False
     """May run in a savepoint of one transaction with the other such jobs queued with it."""
+
+    def refuse(self, error: Exception) -> None:
+        """Answer with ``error`` without running the job."""
+        with self.reply, contextlib.suppress(trio.BrokenResourceError):
+            self.reply.send_nowait(outcome.Error(error))
 
     def abandoned(self) -> bool:
         """Whether the caller timed out or was cancelled before the job's turn."""
