@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from proxy.service import RunningService
-from tests.conftest import StartGateway, sdk, signed_in
+from tests.conftest import StartGateway, http, sdk, signed_in
 from tests.postgres_server import PostgresServer
 from tests.storage_backends import connect
 
@@ -26,10 +26,10 @@ def count_requests(url: str) -> int:
         conn.close()
 
 
-async def calls(gateway: RunningService, count: int) -> None:
-    """``count`` calls, four at a time, each answered."""
+async def calls(gateway: RunningService, count: int, at_once: int = 4) -> None:
+    """``count`` calls, ``at_once`` at a time, each answered."""
     client = sdk(gateway)
-    limiter = trio.CapacityLimiter(4)
+    limiter = trio.CapacityLimiter(at_once)
 
     async def one() -> None:
         async with limiter:
@@ -101,3 +101,41 @@ async def test_killing_postgresql_under_load_loses_nothing_and_the_buffer_drains
     messages = [record.getMessage() for record in caplog.records]
     assert any("database unavailable" in m and "buffering up to" in m for m in messages)
     assert any("database back after" in m and "dropped 0" in m for m in messages)
+
+
+async def test_past_the_bound_records_are_dropped_counted_and_logged(
+    start_gateway: StartGateway,
+    postgres: PostgresServer,
+    postgres_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="llm_proxy.storage")
+    gateway = await start_gateway(
+        {
+            "storage": {"url": postgres_url, "outage_buffer_records": 1000},
+            "limits": {"default_client_requests_per_minute": 0},  # unlimited: a load test
+        }
+    )
+    await calls(gateway, 1)
+    await wait_for_rows(postgres_url, 1)
+    await trio.sleep(1.0)  # the cluster's asynchronous commit reaches its WAL
+    await trio.to_thread.run_sync(lambda: postgres.stop(kill=True))
+    try:
+        with trio.fail_after(120):
+            await calls(gateway, 1030, at_once=16)
+        writer = gateway.gateway.writer
+        with trio.fail_after(10):
+            while writer.statistics().records_dropped < 30:
+                await trio.sleep(0.02)
+        stats = writer.statistics()
+        assert (stats.buffered, stats.records_dropped) == (1000, 30)
+        async with http(gateway) as client:
+            page = (await client.get("/metrics")).text
+        assert "llm_proxy_db_records_dropped_total 30" in page
+        assert "llm_proxy_db_up 0" in page
+    finally:
+        await trio.to_thread.run_sync(postgres.start)
+    await wait_for_rows(postgres_url, 1001)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("dropping new request records" in m for m in messages)
+    assert any("stored 1000 buffered records, dropped 30" in m for m in messages)
