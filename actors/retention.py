@@ -85,7 +85,10 @@ class Retention:
         max_vacuum_steps: int = MAX_VACUUM_STEPS,
         pause_s: float = PAUSE_S,
         clock_ms: Callable[[], int] | None = None,
+        vacuum: bool = True,
     ) -> None:
+        """``vacuum``: give freed pages back after deleting (SQLite's incremental vacuum); false
+        on PostgreSQL, whose autovacuum reuses the space itself."""
         if retention_days < 0:
             raise ValueError(f"retention_days must not be negative, got {retention_days}")
         if response_retention_days is not None and response_retention_days < 1:
@@ -102,7 +105,7 @@ class Retention:
         self._run_every_s = RUN_EVERY_S if run_every_s is None else run_every_s
         self._batch_rows = batch_rows
         self._vacuum_pages = vacuum_pages
-        self._max_vacuum_steps = max_vacuum_steps
+        self._max_vacuum_steps = max_vacuum_steps if vacuum else 0
         self._pause_s = pause_s
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self._closed = trio.Event()
@@ -210,7 +213,9 @@ class Retention:
             await trio.sleep(self._pause_s)
 
     async def _vacuum(self) -> None:
-        """Give back free pages a bounded step at a time."""
+        """Give back free pages a bounded step at a time (none when vacuum is off)."""
+        if self._max_vacuum_steps == 0:
+            return
         for _ in range(self._max_vacuum_steps):
             freed = await self._writer.execute(
                 partial(incremental_vacuum, pages=self._vacuum_pages), timeout_s=JOB_TIMEOUT_S

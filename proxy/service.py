@@ -253,6 +253,7 @@ async def _run_bound(
         writer,
         config.logging.retention_days,
         response_retention_days=config.responses.retention_days,
+        vacuum=store.dialect == "sqlite",
     )
     session_ttl_s = config.dashboard.session_ttl_hours * 3600
     # With the fleet's Redis: sessions and sign-in failures shared by every process.

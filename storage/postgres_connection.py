@@ -85,7 +85,10 @@ def translate_error(exc: psycopg.Error) -> DatabaseError:
     message = str(exc).strip() or type(exc).__name__
     if isinstance(exc, psycopg.OperationalError) and state is None:
         return DatabaseUnavailable(message, state)  # no answer at all: connection refused, lost
-    if state is not None and state[:2] in _ROW_CLASSES:
+    if (state is not None and state[:2] in _ROW_CLASSES) or (
+        # psycopg's own refusal of a value it cannot send (no SQLSTATE: the server never saw it).
+        state is None and isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
+    ):
         return RowRejected(message, state)
     if state is not None and state[:2] in _SERVER_CLASSES:
         return DatabaseUnavailable(message, state)

@@ -4,6 +4,7 @@ its own thread."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -20,8 +21,10 @@ from storage.batch import is_row_error, write_batch, write_rows_one_by_one
 from storage.connection import BusyWaits
 from storage.database import Database, database_at
 from storage.migrations import SchemaTooNewError
+from storage.outage import Outage
 from storage.sql import DATABASE_ERRORS, Connection
 from storage.transaction import in_immediate_transaction, in_one_transaction_each_in_savepoint
+from storage.writer_counters import WriterCounters
 from storage.writer_inbox import Job, Records, WriterMessage, WriterStatistics
 
 __all__ = ["StorageWriter", "WriterStatistics"]
@@ -32,6 +35,10 @@ logger = logging.getLogger("llm_proxy.storage")
 
 _BACKOFF_FIRST_S = 0.1
 _BACKOFF_MAX_S = 5.0
+
+
+class _PastShutdownDeadline(Exception):
+    """Closed during an outage, and the shutdown deadline passed: stop retrying."""
 
 
 def _nothing(conn: Connection) -> None:
@@ -66,32 +73,29 @@ class StorageWriter:
         self._idle_checkpoint_s = idle_checkpoint_s
         self._shutdown_timeout_s = shutdown_timeout_s
         self._rows = record_requests  # False: only the usage_hourly totals are written
-        self._outage_buffer_records = outage_buffer_records
+        # While the database is down, records wait in memory up to this many, then are dropped.
+        self._outage = Outage(outage_buffer_records, self._database.describe())
+        self._recovering = False
+        self._held: list[Job] = []  # jobs met during an outage, answered by the next attempt
         # Bounded in messages; a message carries a sequence of records or one job.
         self._send, self._receive = trio.open_memory_channel[WriterMessage](inbox_size)
         self._limiter = trio.CapacityLimiter(1)
         self._conn: Connection | None = None
         self._started = False
         self._closed = False
+        self._stop_by = math.inf  # once closed: when to stop trying to store what is left
         self._pending: list[RequestRecord] = []
         self._pending_deadline = math.inf
         self._dirty = False
         self._queued = 0
-        self._rows_written = 0
-        self._rows_rejected = 0
-        self._batches = 0
-        self._last_batch_rows = 0
-        self._last_flush_ms = 0.0
-        self._max_flush_ms = 0.0
-        self._flush_ms_total = 0.0
-        self._write_errors = 0
-        self._checkpoints = 0
+        self._counts = WriterCounters()
         self._busy = BusyWaits()
 
     # --- facade -------------------------------------------------------------------------------
 
     async def write_requests(self, records: Sequence[RequestRecord]) -> None:
-        """Queue records for storage, waiting while the inbox is full; never drops one.
+        """Queue records for storage, waiting while the inbox is full (never on a database outage:
+        the writer then buffers up to ``outage_buffer_records`` and drops, counted, past that).
 
         Raises ``trio.ClosedResourceError`` after ``close()``.
         """
@@ -143,8 +147,17 @@ class StorageWriter:
             return False
         return True
 
+    @property
+    def database(self) -> Database:
+        """The database this writer stores into."""
+        return self._database
+
     def close(self) -> None:
-        """Stop accepting work; ``run()`` then stores everything already queued and returns."""
+        """Stop accepting work; ``run()`` then stores everything already queued, within
+        ``shutdown_timeout_s`` from now, and returns."""
+        if not self._closed:
+            with contextlib.suppress(RuntimeError):  # RuntimeError: outside trio, no deadline
+                self._stop_by = trio.current_time() + self._shutdown_timeout_s
         self._closed = True
         self._send.close()
 
@@ -153,19 +166,16 @@ class StorageWriter:
         busy = self._busy.statistics()
         return WriterStatistics(
             queued=self._queued,
-            rows_written=self._rows_written,
-            rows_rejected=self._rows_rejected,
-            batches=self._batches,
-            last_batch_rows=self._last_batch_rows,
-            last_flush_ms=self._last_flush_ms,
-            max_flush_ms=self._max_flush_ms,
-            flush_ms_total=self._flush_ms_total,
-            write_errors=self._write_errors,
-            checkpoints=self._checkpoints,
+            **dataclasses.asdict(self._counts),
             closed=self._closed,
             busy_waits=busy.waits,
             busy_timeouts=busy.timeouts,
             busy_wait_s=busy.waited_s,
+            up=not self._outage.down,
+            down_since=self._outage.down_since,
+            buffered=len(self._pending) if self._outage.down else 0,
+            buffer_bound=self._outage.bound,
+            records_dropped=self._outage.dropped_total,
         )
 
     async def _call(
@@ -205,19 +215,26 @@ class StorageWriter:
             raise
         try:
             task_status.started()
-            await self._serve()
+            with contextlib.suppress(_PastShutdownDeadline):
+                await self._serve()
         finally:
             # Closing the send side first means nothing can slip into the inbox after the last
             # drain; callers still sending get ClosedResourceError instead of silent loss.
             self.close()
-            with trio.move_on_after(self._shutdown_timeout_s, shield=True):
+            with (
+                trio.move_on_at(self._stop_by, shield=True),
+                contextlib.suppress(_PastShutdownDeadline),
+            ):
                 await self._final_flush()
             if self._pending:
                 logger.error(
-                    "%d records not stored: shutdown deadline of %.0f s passed",
+                    "%d records not stored: shutdown deadline of %.0f s passed "
+                    "(%d dropped earlier past the outage buffer)",
                     len(self._pending),
                     self._shutdown_timeout_s,
+                    self._outage.dropped_total,
                 )
+            self._refuse_held()
             self._receive.close()
             with trio.move_on_after(self._shutdown_timeout_s, shield=True):
                 await self._in_thread(self._close_sync)
@@ -286,13 +303,26 @@ class StorageWriter:
             await self._flush_one_batch()
 
     async def _flush_one_batch(self) -> None:
-        """Store the oldest ``max_batch`` pending records, retrying until they land."""
+        """Store the oldest ``max_batch`` pending records, retrying until they land; after an
+        outage, store the whole buffer before anything else."""
         batch = self._pending[: self._max_batch]
+        written_before = self._counts.rows_written
         await self._store(batch)
         # Only now: a cancelled or failed store leaves the records pending for the final flush.
         del self._pending[: len(batch)]
         self._queued -= len(batch)
         self._dirty = True
+        if self._outage.down and not self._recovering:
+            # The database is back: the records buffered meanwhile go first, in their order.
+            self._recovering = True
+            try:
+                await self._flush_pending()
+            finally:
+                self._recovering = False
+            self._outage.end(stored=self._counts.rows_written - written_before)
+            held, self._held = self._held, []
+            for job in held:
+                await self._run_job(job)
 
     async def _store(self, batch: list[RequestRecord]) -> None:
         """Write one batch in one transaction; back off and retry on database errors."""
@@ -312,34 +342,54 @@ class StorageWriter:
                     )
                     rejected = []
             except Exception as exc:
-                self._write_errors += 1
+                self._counts.write_errors += 1
                 if not one_by_one and is_row_error(exc):
                     logger.warning(
                         "batch of %d records failed (%r); retrying row by row", len(batch), exc
                     )
                     one_by_one = True
                     continue
-                logger.error(
-                    "writing %d records failed (%r); retrying in %.1f s",
-                    len(batch),
-                    exc,
-                    delay,
-                    exc_info=not isinstance(exc, DATABASE_ERRORS),
-                )
-                await trio.sleep(delay)
+                if not isinstance(exc, DATABASE_ERRORS):
+                    logger.error("writing %d records failed", len(batch), exc_info=True)
+                self._outage.begin(exc)
+                self._refuse_held()
+                if self._closed and trio.current_time() >= self._stop_by:
+                    raise _PastShutdownDeadline from exc
+                await self._buffer_until(min(trio.current_time() + delay, self._stop_by))
                 delay = min(delay * 2, _BACKOFF_MAX_S)
                 continue
             break
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         for record, error in rejected:
             logger.error("request %s rejected, not stored: %r", record.request_id, error)
-        self._rows_rejected += len(rejected)
-        self._rows_written += len(batch) - len(rejected)
-        self._batches += 1
-        self._last_batch_rows = len(batch)
-        self._last_flush_ms = elapsed_ms
-        self._max_flush_ms = max(self._max_flush_ms, elapsed_ms)
-        self._flush_ms_total += elapsed_ms
+        self._counts.batch_stored(len(batch), len(rejected), elapsed_ms)
+
+    async def _buffer_until(self, deadline: float) -> None:
+        """While the database is down: take arriving records into the bounded buffer until
+        ``deadline`` (the next attempt to write); a job cuts the wait short, so it learns at once
+        whether the database is back (it then runs after the buffer) or not (it is refused)."""
+        while True:
+            message = await self._receive_until(deadline)
+            match message:
+                case None:
+                    # The deadline, or the inbox closed (shutdown): wait out the back-off.
+                    await trio.sleep_until(deadline)
+                    return
+                case Records():
+                    room = self._outage.room(len(self._pending))
+                    self._pending.extend(message.records[:room])
+                    dropped = max(len(message.records) - room, 0)
+                    self._queued -= dropped
+                    self._outage.drop(dropped)
+                case Job():
+                    self._held.append(message)
+                    return
+
+    def _refuse_held(self) -> None:
+        """Refuse the jobs held for the last attempt: the database is still down."""
+        held, self._held = self._held, []
+        for job in held:
+            job.refuse(self._outage.error())
 
     async def _run_commit_group(self, first: Job) -> None:
         """Run ``first`` and the commit-sharing jobs queued right behind it in one transaction.
@@ -419,7 +469,7 @@ class StorageWriter:
             functools.partial(self._database.checkpoint, conn, final=final)
         )
         if done:
-            self._checkpoints += 1
+            self._counts.checkpoints += 1
         self._dirty = False
 
     async def _final_flush(self) -> None:
@@ -439,10 +489,7 @@ class StorageWriter:
                 case Records():
                     self._pending.extend(message.records)
                 case Job():
-                    with message.reply:
-                        error = trio.ClosedResourceError("storage writer stopped")
-                        with contextlib.suppress(trio.BrokenResourceError):
-                            message.reply.send_nowait(outcome.Error(error))
+                    message.refuse(trio.ClosedResourceError("storage writer stopped"))
 
     # --- on the writer thread --------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,16 @@ class WriterStatistics:
     """Of those, the ones that reached the busy timeout (the write was retried)."""
     busy_wait_s: float = 0.0
     """Time spent in those waits."""
+    up: bool = True
+    """Whether the last write reached the database (False during an outage)."""
+    down_since: float | None = None
+    """Wall-clock time (``time.time()``) the current outage began; None while up."""
+    buffered: int = 0
+    """Records held in memory during the outage, waiting for the database."""
+    buffer_bound: int = 0
+    """The most records an outage may buffer (``[storage] outage_buffer_records``)."""
+    records_dropped: int = 0
+    """Records dropped past that bound, since start (never stored)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,6 +70,11 @@ class Job:
     commit: bool
     shares_commit: bool = False
     """May run in a savepoint of one transaction with the other such jobs queued with it."""
+
+    def refuse(self, error: Exception) -> None:
+        """Answer with ``error`` without running the job."""
+        with self.reply, contextlib.suppress(trio.BrokenResourceError):
+            self.reply.send_nowait(outcome.Error(error))
 
     def abandoned(self) -> bool:
         """Whether the caller timed out or was cancelled before the job's turn."""

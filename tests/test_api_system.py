@@ -75,6 +75,9 @@ async def test_health_reports_the_process_the_database_and_every_actor(
     assert database["size_bytes"] > 0
     assert database["size_bytes"] == os.stat(database["path"]).st_size
     assert database["wal_bytes"] >= 0  # 0 right after the writer's idle checkpoint
+    assert database["backend"] == "sqlite"
+    assert (database["up"], database["down_since_ms"]) == (True, None)
+    assert (database["buffered"], database["records_dropped"]) == (0, 0)
     assert health["in_flight"] >= 0
     actors = health["actors"]
     assert actors["retention"]["retention_days"] == 90

@@ -263,6 +263,9 @@ async def test_calls_are_counted_and_every_line_is_valid(
     assert value(samples, "llm_proxy_db_busy_waits_total") == 0  # one process: no contention
     assert value(samples, "llm_proxy_db_busy_timeouts_total") == 0
     assert value(samples, "llm_proxy_db_busy_wait_seconds_total") == 0
+    assert value(samples, "llm_proxy_db_up") == 1
+    assert value(samples, "llm_proxy_db_buffered_records") == 0
+    assert value(samples, "llm_proxy_db_records_dropped_total") == 0
     assert value(samples, "llm_proxy_connections_open") >= 1  # this scrape's
     assert value(samples, "llm_proxy_connections_shed_total", reason="refused") == 0
     # No client id or key ever labels a series.

@@ -14,10 +14,12 @@ from storage import (
     ReadPool,
     StorageWriter,
     count_requests,
-    open_connection,
     recent_requests,
     usage_totals,
 )
+from storage.sql import Connection, DatabaseError
+from tests.postgres_databases import fresh_database
+from tests.test_writer import query
 
 HOUR_MS = 3_600_000
 T0 = 1_700_000_000_000 // HOUR_MS * HOUR_MS
@@ -73,6 +75,11 @@ RECORDS = [
 ]
 
 
+def begin(conn: Connection) -> None:
+    """Open a transaction and leave it open (a statement without rows: nothing to fetch)."""
+    conn.execute("BEGIN")
+
+
 async def write_all(path: Path | str, records: list[RequestRecord]) -> None:
     writer = StorageWriter(str(path))
     async with trio.open_nursery() as nursery:
@@ -81,8 +88,8 @@ async def write_all(path: Path | str, records: list[RequestRecord]) -> None:
         writer.close()
 
 
-async def test_pool_sees_rows_committed_by_a_running_writer(tmp_path: Path) -> None:
-    db = tmp_path / "r.db"
+async def test_pool_sees_rows_committed_by_a_running_writer(database_url: str) -> None:
+    db = database_url
     writer = StorageWriter(str(db))
     pool = ReadPool(str(db), size=2)
     try:
@@ -119,9 +126,12 @@ async def test_recent_requests_shape(database_url: str) -> None:
         pool.close()
 
 
-async def test_usage_totals_shape_and_values(database_url: str, tmp_path: Path) -> None:
-    await write_all(database_url, RECORDS)
-    pool = ReadPool(database_url)
+async def test_usage_totals_shape_and_values(
+    database_url: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    db = database_url
+    await write_all(db, RECORDS)
+    pool = ReadPool(str(db))
     try:
         first_hour = await pool.run(lambda c: usage_totals(c, T0, T0 + HOUR_MS))
         assert first_hour == {
@@ -137,7 +147,12 @@ async def test_usage_totals_shape_and_values(database_url: str, tmp_path: Path) 
         both = await pool.run(lambda c: usage_totals(c, T0 + 10, T0 + 2 * HOUR_MS))
         assert both["requests"] == 3
         assert both["cost_usd"] == pytest.approx(0.75)
-        unpriced = await write_and_total_unpriced(tmp_path)
+        other = (
+            fresh_database(request.getfixturevalue("postgres"))
+            if db.startswith("postgresql://")
+            else str(tmp_path / "unpriced.db")
+        )
+        unpriced = await write_and_total_unpriced(other)
         assert unpriced["cost_usd"] is None
         empty = await pool.run(lambda c: usage_totals(c, T0 - 10 * HOUR_MS, T0 - 5 * HOUR_MS))
         assert empty == {
@@ -154,8 +169,7 @@ async def test_usage_totals_shape_and_values(database_url: str, tmp_path: Path) 
         pool.close()
 
 
-async def write_and_total_unpriced(tmp_path: Path) -> dict[str, object]:
-    db = tmp_path / "unpriced.db"
+async def write_and_total_unpriced(db: str) -> dict[str, object]:
     await write_all(db, [RECORDS[1]])
     pool = ReadPool(str(db))
     try:
@@ -164,8 +178,8 @@ async def write_and_total_unpriced(tmp_path: Path) -> dict[str, object]:
         pool.close()
 
 
-async def test_pool_reuses_at_most_size_connections(tmp_path: Path) -> None:
-    db = tmp_path / "r.db"
+async def test_pool_reuses_at_most_size_connections(database_url: str) -> None:
+    db = database_url
     await write_all(db, RECORDS)
     pool = ReadPool(str(db), size=2)
     seen: list[int] = []
@@ -189,23 +203,19 @@ async def test_pool_reuses_at_most_size_connections(tmp_path: Path) -> None:
         await pool.run(count_requests)
 
 
-async def test_pool_is_read_only_and_reports_errors(tmp_path: Path) -> None:
-    db = tmp_path / "r.db"
+async def test_pool_is_read_only_and_reports_errors(database_url: str) -> None:
+    db = database_url
     await write_all(db, RECORDS)
     pool = ReadPool(str(db), size=1)
     try:
-        with pytest.raises(apsw.ReadOnlyError):
+        with pytest.raises((apsw.ReadOnlyError, DatabaseError)):
             await pool.run(lambda c: c.execute("DELETE FROM llm_requests"))
         with pytest.raises(TypeError, match="cursor"):
             await pool.run(lambda c: c.execute("SELECT * FROM llm_requests"))
         # A transaction left open by a read is rolled back, so the connection stays usable.
-        await pool.run(lambda c: c.execute("BEGIN").fetchall())
+        await pool.run(begin)
         assert await pool.run(lambda c: c.in_transaction) is False
         assert await pool.run(count_requests) == len(RECORDS)
     finally:
         pool.close()
-    writer_conn = open_connection(str(db))
-    try:
-        assert writer_conn.execute("SELECT count(*) FROM llm_requests").fetchall() == [(3,)]
-    finally:
-        writer_conn.close()
+    assert query(db, "SELECT count(*) FROM llm_requests") == [(3,)]

@@ -18,13 +18,15 @@ import trio.testing
 
 from proxy.records import RequestRecord
 from storage import StorageWriter, open_connection
+from storage.sql import RowRejected
 from tests.factories import T0, make_record
+from tests.storage_backends import connect
 
 HOUR_MS = 3_600_000
 
 
 @asynccontextmanager
-async def running_writer(path: Path, **options: object) -> AsyncIterator[StorageWriter]:
+async def running_writer(path: Path | str, **options: object) -> AsyncIterator[StorageWriter]:
     writer = StorageWriter(str(path), **options)  # type: ignore[arg-type]
     async with trio.open_nursery() as nursery:
         await nursery.start(writer.run)
@@ -34,16 +36,17 @@ async def running_writer(path: Path, **options: object) -> AsyncIterator[Storage
             writer.close()
 
 
-def query(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    conn = open_connection(str(path), readonly=True)
+def query(path: Path | str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """The rows of ``sql`` on the database at ``path`` (a SQLite path or a PostgreSQL URL)."""
+    conn = connect(str(path))
     try:
         return [tuple(row) for row in conn.execute(sql, params).fetchall()]
     finally:
         conn.close()
 
 
-async def test_records_appear_with_all_columns(tmp_path: Path) -> None:
-    db = tmp_path / "w.db"
+async def test_records_appear_with_all_columns(database_url: str) -> None:
+    db = database_url
     full = make_record(
         1,
         stream=True,
@@ -109,8 +112,8 @@ def burst() -> list[RequestRecord]:
     return records
 
 
-async def test_burst_is_written_in_few_batches_with_exact_rollups(tmp_path: Path) -> None:
-    db = tmp_path / "w.db"
+async def test_burst_is_written_in_few_batches_with_exact_rollups(database_url: str) -> None:
+    db = database_url
     records = burst()
     async with running_writer(db) as writer:
         for record in records:
@@ -123,7 +126,8 @@ async def test_burst_is_written_in_few_batches_with_exact_rollups(tmp_path: Path
         db,
         """
         SELECT ts_ms / 3600000 * 3600000, coalesce(client_id, ''), coalesce(provider, ''), model,
-               count(*), sum(status != 'ok'), sum(coalesce(prompt_tokens, 0)),
+               count(*), sum(CASE WHEN status != 'ok' THEN 1 ELSE 0 END),
+               sum(coalesce(prompt_tokens, 0)),
                sum(coalesce(completion_tokens, 0)), sum(coalesce(reasoning_tokens, 0)),
                sum(coalesce(cached_tokens, 0)), sum(cost_usd), sum(latency_ms)
         FROM llm_requests GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
@@ -150,8 +154,8 @@ async def test_burst_is_written_in_few_batches_with_exact_rollups(tmp_path: Path
     assert query(db, "SELECT sum(requests) FROM usage_hourly") == [(2000,)]
 
 
-async def test_execute_returns_a_value_and_rolls_back_on_error(tmp_path: Path) -> None:
-    db = tmp_path / "w.db"
+async def test_execute_returns_a_value_and_rolls_back_on_error(database_url: str) -> None:
+    db = database_url
 
     def insert(conn: apsw.Connection, key: str) -> int:
         conn.execute(
@@ -167,7 +171,7 @@ async def test_execute_returns_a_value_and_rolls_back_on_error(tmp_path: Path) -
         assert await writer.execute(lambda conn: insert(conn, "kept")) == 1
         with pytest.raises(ValueError, match="nope"):
             await writer.execute(insert_then_fail)
-        with pytest.raises(apsw.ConstraintError):
+        with pytest.raises((apsw.ConstraintError, RowRejected)):
             await writer.execute(lambda conn: insert(conn, "kept"))
         keys = await writer.execute(
             lambda conn: conn.execute("SELECT key FROM settings").fetchall()
@@ -299,8 +303,8 @@ async def test_close_with_records_queued_loses_nothing_and_truncates_wal(tmp_pat
         reader.close()
 
 
-async def test_cancelled_run_still_stores_what_was_accepted(tmp_path: Path) -> None:
-    db = tmp_path / "w.db"
+async def test_cancelled_run_still_stores_what_was_accepted(database_url: str) -> None:
+    db = database_url
     writer = StorageWriter(str(db))
     async with trio.open_nursery() as nursery:
         await nursery.start(writer.run)
@@ -311,14 +315,14 @@ async def test_cancelled_run_still_stores_what_was_accepted(tmp_path: Path) -> N
     assert query(db, "SELECT count(*) FROM llm_requests") == [(1000,)]
 
 
-async def test_check_writable(tmp_path: Path) -> None:
-    async with running_writer(tmp_path / "w.db") as writer:
+async def test_check_writable(database_url: str) -> None:
+    async with running_writer(database_url) as writer:
         assert await writer.check_writable()
     assert not await writer.check_writable()
 
 
-async def test_statistics_count_the_work(tmp_path: Path) -> None:
-    async with running_writer(tmp_path / "w.db", max_batch=50) as writer:
+async def test_statistics_count_the_work(database_url: str) -> None:
+    async with running_writer(database_url, max_batch=50) as writer:
         initial = writer.statistics()
         assert (initial.queued, initial.rows_written, initial.batches) == (0, 0, 0)
         await writer.write_requests([make_record(i) for i in range(120)])
@@ -334,8 +338,8 @@ async def test_statistics_count_the_work(tmp_path: Path) -> None:
         assert not stats.closed
 
 
-async def test_partial_batch_waits_at_most_max_delay(tmp_path: Path) -> None:
-    async with running_writer(tmp_path / "w.db", max_delay_s=0.05) as writer:
+async def test_partial_batch_waits_at_most_max_delay(database_url: str) -> None:
+    async with running_writer(database_url, max_delay_s=0.05) as writer:
         await writer.write_requests([make_record(1)])
         with trio.fail_after(2):
             while writer.statistics().rows_written < 1:
@@ -351,8 +355,8 @@ async def test_idle_inbox_triggers_a_checkpoint(tmp_path: Path) -> None:
         assert writer.statistics().rows_written == 1
 
 
-async def test_nowait_raises_would_block_when_inbox_full(tmp_path: Path) -> None:
-    writer = StorageWriter(str(tmp_path / "w.db"), inbox_size=1)
+async def test_nowait_raises_would_block_when_inbox_full(database_url: str) -> None:
+    writer = StorageWriter(database_url, inbox_size=1)
     writer.write_requests_nowait([make_record(1)])
     with pytest.raises(trio.WouldBlock):
         writer.write_requests_nowait([make_record(2)])
@@ -378,8 +382,8 @@ async def test_batch_on_locked_database_is_retried_until_it_lands(tmp_path: Path
     assert query(db, "SELECT sum(requests) FROM usage_hourly") == [(10,)]
 
 
-async def test_bad_row_is_rejected_without_blocking_the_rest(tmp_path: Path) -> None:
-    db = tmp_path / "w.db"
+async def test_bad_row_is_rejected_without_blocking_the_rest(database_url: str) -> None:
+    db = database_url
     records = [make_record(i) for i in range(5)]
     records[2] = make_record(2, status="bogus")
     async with running_writer(db) as writer:
@@ -397,8 +401,10 @@ async def test_bad_row_is_rejected_without_blocking_the_rest(tmp_path: Path) -> 
     assert query(db, "SELECT sum(requests) FROM usage_hourly") == [(4,)]
 
 
-async def test_without_request_rows_only_the_hourly_totals_are_written(tmp_path: Path) -> None:
-    path = tmp_path / "totals.db"
+async def test_without_request_rows_only_the_hourly_totals_are_written(
+    database_url: str,
+) -> None:
+    path = database_url
     writer = StorageWriter(str(path), record_requests=False)
     async with trio.open_nursery() as nursery:
         await nursery.start(writer.run)
@@ -406,3 +412,19 @@ async def test_without_request_rows_only_the_hourly_totals_are_written(tmp_path:
         writer.close()
     assert query(path, "SELECT count(*) FROM llm_requests") == [(0,)]
     assert query(path, "SELECT sum(requests), sum(prompt_tokens) FROM usage_hourly") == [(10, 100)]
+
+
+async def test_a_value_out_of_range_rejects_only_its_row(database_url: str) -> None:
+    records = [make_record(i) for i in range(4)]
+    records[1] = make_record(1, prompt_tokens=2**63)  # past a 64-bit integer on either backend
+    async with running_writer(database_url) as writer:
+        await writer.write_requests(records)
+        await writer.execute(lambda conn: None)
+        stats = writer.statistics()
+    assert (stats.rows_written, stats.rows_rejected) == (3, 1)
+    assert query(database_url, "SELECT request_id FROM llm_requests ORDER BY id") == [
+        ("req-0",),
+        ("req-2",),
+        ("req-3",),
+    ]
+    assert query(database_url, "SELECT sum(requests) FROM usage_hourly") == [(3,)]

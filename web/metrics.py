@@ -471,6 +471,21 @@ def _writer(out: Exposition, writer: WriterStatistics) -> None:
         "Time spent waiting for the SQLite write lock.",
         [((), writer.busy_wait_s)],
     )
+    out.gauge(
+        "llm_proxy_db_up",
+        "1 while the database takes writes, 0 during an outage (records are buffered).",
+        [((), 1 if writer.up else 0)],
+    )
+    out.gauge(
+        "llm_proxy_db_buffered_records",
+        "Records held in memory during a database outage, waiting to be stored.",
+        [((), writer.buffered)],
+    )
+    out.counter(
+        "llm_proxy_db_records_dropped_total",
+        "Records dropped, never stored, because an outage outlasted the outage buffer.",
+        [((), writer.records_dropped)],
+    )
 
 
 def register_metrics(

@@ -10,7 +10,8 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from actors.session_store import Sessions
-from proxy.errors import GatewayError, InternalError
+from proxy.errors import GatewayError, InternalError, ServiceUnavailable
+from storage.outage import is_unavailable
 from web.api.auth import AuthApi, auth
 from web.api.clients import ClientsApi, clients
 from web.api.common import error_for_status, error_response, provide
@@ -65,6 +66,17 @@ def register_api(app: QuartTrio, deps: ApiDeps) -> None:
         # Outside /api Quart answers as usual (its handler re-raises into its own 500 page).
         if not has_request_context() or not request.path.startswith("/api"):
             raise error
+        if is_unavailable(error):
+            # The database's outage, not a bug: the caller may retry once it is back.
+            log.warning("%s %s: database unavailable: %s", request.method, request.path, error)
+            return error_response(
+                ServiceUnavailable(
+                    "Database unavailable: the gateway cannot reach its database right now; "
+                    "retry in a moment.",
+                    code="database_unavailable",
+                    headers={"retry-after": "5"},
+                )
+            )
         log.exception("%s %s failed", request.method, request.path)
         return error_response(InternalError("The gateway hit an internal error; see its log."))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -22,6 +23,7 @@ from storage.backup import BackupError, BackupResult, backup_database, list_back
 from storage.postgres_backup import BackupUnavailable, dump_database
 from storage.reads import ReadPool
 from storage.settings_store import get_settings, put_settings
+from storage.sql import DATABASE_ERRORS, Connection
 from storage.writer import StorageWriter
 from web.api.common import AuditLog, deps_of, json_response, now_ms, read_body
 from web.fleet_report import cluster_json, instances_json, redis_json
@@ -76,11 +78,42 @@ def _process_and_files(database: str) -> dict[str, Any]:
     }
 
 
+def _database_size(conn: Connection) -> int:
+    """Read pool: the PostgreSQL database's size on the server's disk."""
+    return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+
+
+async def _database_json(deps: SystemApi) -> dict[str, Any]:
+    """The database section of health: where, how big, and whether it takes writes."""
+    database = deps.writer.database
+    answer: dict[str, Any]
+    if database.dialect == "postgresql":
+        size: int | None = None
+        with contextlib.suppress(*DATABASE_ERRORS):  # down: the writer's figures say so
+            size = await deps.reads.run(_database_size)
+        answer = {"url": database.describe(), "size_bytes": size}
+    else:
+        files = await trio.to_thread.run_sync(_process_and_files, deps.config.server.database)
+        answer = files["database"]
+    writer = deps.writer.statistics()
+    down_since = writer.down_since
+    return {
+        "backend": database.dialect,
+        **answer,
+        "up": writer.up,
+        "down_since_ms": None if down_since is None else int(down_since * 1000),
+        "buffered": writer.buffered,
+        "buffer_bound": writer.buffer_bound,
+        "records_dropped": writer.records_dropped,
+    }
+
+
 @system.get("/system/health")
 async def health() -> Response:
     deps = _deps()
     parts = deps.observed
-    files = await trio.to_thread.run_sync(_process_and_files, deps.config.server.database)
+    files: dict[str, Any] = {"rss_bytes": await trio.to_thread.run_sync(rss_bytes)}
+    files["database"] = await _database_json(deps)
     uptime_s = time.monotonic() - parts.started_at
     readiness = parts.readiness
     answer = {
