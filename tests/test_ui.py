@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -26,6 +27,7 @@ from tests.conftest import (
     StartGateway,
     initial_admin_password,
     logged,
+    on_each_backend,
     sdk,
     signed_in,
 )
@@ -445,17 +447,26 @@ async def test_the_request_log_shows_and_filters_by_endpoint(
     await browser.run(scenario)
 
 
+@on_each_backend
 async def test_a_backup_from_the_system_page(
-    browser: BrowserThread, dashboard: RunningService, tabs: OpenTab
+    browser: BrowserThread, dashboard: RunningService, tabs: OpenTab, backend: dict[str, Any]
 ) -> None:
     await ready_admin(dashboard)
     await some_traffic(dashboard, 1)
     tab = await tabs()
+    url = backend.get("storage", {}).get("url")
 
     def scenario() -> str:
         page = tab.page
         tab.sign_in("admin", ADMIN_PASSWORD)
         tab.open("system", "System")
+        # Where the data lives: the SQLite file, or the PostgreSQL server without its password.
+        where = page.locator("p.hint").filter(has_text=re.compile("^Database"))
+        if url is None:
+            expect(where).to_contain_text("Database file: ")
+        else:
+            expect(where).to_contain_text("Database: postgresql://")
+            assert urlsplit(url).password not in page.content()
         page.get_by_role("button", name="Back up now").click()
         result = page.locator(".backup-result")
         expect(result).to_be_visible()

@@ -100,6 +100,32 @@ export async function render(root, ctx) {
   await Promise.all([loadHealth(), loadLogs(), loadBackups(), panel(settings, settingsView)]);
 }
 
+// SQLite: the file and its WAL; PostgreSQL: the server (its URL without the password).
+function databaseStat(db) {
+  const note = db.backend === "postgresql" ? "PostgreSQL" : `WAL ${format.bytes(db.wal_bytes)}`;
+  return stat("Database", db.up ? format.bytes(db.size_bytes) : badge("bad", "down"), note);
+}
+
+function databaseWhere(db) {
+  return db.backend === "postgresql"
+    ? h("p", { class: "hint" }, "Database: ", h("code", {}, db.url))
+    : h("p", { class: "hint" }, "Database file: ", h("code", {}, db.path));
+}
+
+// While the database cannot be written, calls go on and their records wait in memory, up to a bound.
+function databaseOutage(db) {
+  if (db.up && !db.records_dropped) return null;
+  const held = `${format.count(db.buffered)} call records held in memory (at most ${format.count(db.buffer_bound)})`;
+  const dropped = `${format.count(db.records_dropped)} dropped past that bound since start`;
+  return h(
+    "p",
+    { class: db.up ? "hint" : "error database-outage" },
+    db.up
+      ? dropped
+      : `The database is unreachable since ${format.dateTime(db.down_since_ms)}: ${held}; ${dropped}.`,
+  );
+}
+
 async function healthView() {
   const x = await get("/api/system/health");
   const statusKind = x.status === "ok" ? "ok" : x.status === "starting" ? "warn" : "bad";
@@ -113,10 +139,11 @@ async function healthView() {
       stat("Status", badge(statusKind, x.status), `version ${x.version} · pid ${x.pid}`),
       stat("Uptime", duration(x.uptime_s), `since ${format.dateTime(x.started_at_ms)}`),
       stat("Memory (RSS)", format.bytes(x.rss_bytes)),
-      stat("Database", format.bytes(x.database.size_bytes), `WAL ${format.bytes(x.database.wal_bytes)}`),
+      databaseStat(x.database),
       stat("In flight", format.count(x.in_flight), "requests being answered"),
     ),
-    h("p", { class: "hint" }, "Database file: ", h("code", {}, x.database.path)),
+    databaseWhere(x.database),
+    databaseOutage(x.database),
     h("h3", {}, "Fleet"),
     fleetView(x),
     h("h3", {}, "Breakers"),
