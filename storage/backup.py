@@ -24,6 +24,7 @@ import secrets
 import stat
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ __all__ = [
     "fsync_path",
     "list_backups",
     "reserve_name",
+    "write_backup",
 ]
 
 logger = logging.getLogger("llm_proxy.storage")
@@ -89,6 +91,34 @@ def backup_database(
     """
     if conn.in_transaction:
         raise RuntimeError("backup_database cannot run inside a transaction (VACUUM INTO)")
+
+    def vacuum_into(temp: Path) -> None:
+        conn.execute("VACUUM INTO ?", (str(temp),))
+        _verify(temp, _user_version(conn))
+
+    # VACUUM INTO accepts an empty file as its target: the private file made for it is 0600 from
+    # the start and has a name no one else is using.
+    return write_backup(
+        database_path, now_ms=now_ms, target=target, extension=".db", write=vacuum_into
+    )
+
+
+def write_backup(
+    database_path: str,
+    *,
+    now_ms: int,
+    target: str | os.PathLike[str] | None,
+    extension: str,
+    write: Callable[[Path], None],
+) -> BackupResult:
+    """Make a backup file whichever the backend: ``write(temp)`` fills and checks a new private
+    file beside its destination, which then takes the backup's name in one rename.
+
+    The destination is the backups directory beside ``database_path`` (a timestamped name ending
+    in ``extension``), or ``target``: an existing directory, or a new file (``FileExistsError``
+    if it exists: a backup never overwrites). On any failure every file written is removed.
+    Blocking.
+    """
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now_ms // 1000))
     named: Path | None = None
     if target is None:
@@ -105,15 +135,17 @@ def backup_database(
         missing = named if str(target).endswith(os.sep) else directory
         if not missing.is_dir():
             raise FileNotFoundError(f"no such directory: {missing}")
-    # VACUUM INTO accepts an empty file as its target: creating it here makes it 0600 from the
-    # start and gives us a name no one else is using.
-    temp = create_private_file(directory / f".llm-proxy-{stamp}-{secrets.token_hex(4)}.db.tmp")
+    token = secrets.token_hex(4)
+    temp = create_private_file(directory / f".llm-proxy-{stamp}-{token}{extension}.tmp")
     final: Path | None = None
     try:
-        conn.execute("VACUUM INTO ?", (str(temp),))
-        _verify(temp, _user_version(conn))
+        write(temp)
         fsync_path(temp)
-        final = reserve_name(directory, stamp) if named is None else create_private_file(named)
+        final = (
+            reserve_name(directory, stamp, extension)
+            if named is None
+            else create_private_file(named)
+        )
         os.replace(temp, final)
     except BaseException:
         _remove_quietly(temp)

@@ -12,26 +12,15 @@ Blocking: run it on a worker thread.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import logging
 import os
-import secrets
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Final
 
-from storage.backup import (
-    BackupError,
-    BackupResult,
-    backup_directory,
-    ensure_directory,
-    fsync_path,
-    reserve_name,
-)
-from storage.connection import create_private_file
+from storage.backup import BackupError, BackupResult, write_backup
 
 __all__ = ["DATABASES_JOB", "BackupUnavailable", "dump_database", "find_pg_dump"]
 
@@ -94,24 +83,9 @@ def dump_database(
         )
     if not (os.path.isfile(program) and os.access(program, os.X_OK)):
         raise BackupUnavailable(f"{DATABASES_JOB}: there is no pg_dump at {program}")
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now_ms // 1000))
-    named: Path | None = None
-    if target is None:
-        directory = backup_directory(database_path)
-        ensure_directory(directory)
-    elif Path(target).is_dir():
-        directory = Path(target).absolute()
-    else:
-        named = Path(target).absolute()
-        directory = named.parent
-        if os.path.lexists(named):
-            raise FileExistsError(f"{named} already exists; backups never overwrite a file")
-        if not directory.is_dir():
-            raise FileNotFoundError(f"no such directory: {directory}")
     conninfo, environment = _without_password(url)
-    temp = create_private_file(directory / f".llm-proxy-{stamp}-{secrets.token_hex(4)}.dump.tmp")
-    final: Path | None = None
-    try:
+
+    def dump_into(temp: Path) -> None:
         _run(
             [program, "--format=custom", "--no-password", f"--file={temp}", f"--dbname={conninfo}"],
             environment,
@@ -119,21 +93,10 @@ def dump_database(
             "pg_dump",
         )
         _check(program, temp, environment)
-        fsync_path(temp)
-        final = (
-            reserve_name(directory, stamp, ".dump") if named is None else create_private_file(named)
-        )
-        os.replace(temp, final)
-    except BaseException:
-        _remove_quietly(temp)
-        if final is not None:
-            _remove_quietly(final)
-        raise
-    with contextlib.suppress(OSError):
-        fsync_path(directory)
-    size = final.stat().st_size
-    logger.info("database dumped to %s (%d bytes)", final, size)
-    return BackupResult(path=str(final), size_bytes=size, created_at_ms=now_ms)
+
+    return write_backup(
+        database_path, now_ms=now_ms, target=target, extension=".dump", write=dump_into
+    )
 
 
 def _without_password(url: str) -> tuple[str, dict[str, str]]:
@@ -184,12 +147,3 @@ def _check(pg_dump: str, dump: Path, environment: dict[str, str]) -> None:
     pg_restore = Path(pg_dump).with_name("pg_restore")
     if os.access(pg_restore, os.X_OK):
         _run([str(pg_restore), "--list", str(dump)], environment, _CHECK_TIMEOUT_S, "pg_restore")
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        logger.warning("could not remove %s after a failed backup: %r", path, exc)
