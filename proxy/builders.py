@@ -14,7 +14,6 @@ from proxy.images import ImageFetcher
 from proxy.pricing import FREE_PROVIDERS, PriceOverride, Pricer
 from proxy.providers.registry import adapter_for
 from proxy.secret_scrubber import MIN_SECRET_LENGTH, SecretScrubber, configured_secrets
-from storage.database import Database, PostgresDatabase, SqliteDatabase
 from web.auth import Authenticator
 from web.events import EventHub
 from web.host_check import policy_for as host_policy_for
@@ -22,14 +21,6 @@ from web.host_check import policy_for as host_policy_for
 __all__ = ["build_authenticator", "build_pricer", "build_providers"]
 
 log = logging.getLogger("llm_proxy.service")
-
-
-def build_database(config: Config, *, busy_timeout_ms: int = 5000) -> Database:
-    """Where the storage layer keeps everything: ``[storage] url``'s PostgreSQL when set, else the
-    SQLite file at ``server.database`` (whose lock waits last up to ``busy_timeout_ms``)."""
-    if config.storage.url:
-        return PostgresDatabase(config.storage.url)
-    return SqliteDatabase(config.server.database, busy_timeout_ms=busy_timeout_ms)
 
 
 def build_pricer(config: Config) -> Pricer:

@@ -39,7 +39,7 @@ from actors.retention import Retention
 from actors.runtime_settings import RuntimeSettings, credit_ledger
 from actors.session_store import Sessions, SessionStore, UserState
 from proxy import __version__
-from proxy.builders import build_authenticator, build_database, build_pricer, build_providers
+from proxy.builders import build_authenticator, build_pricer, build_providers
 from proxy.config import Config
 from proxy.images import ImageFetcher, ImagePolicy
 from proxy.listener import hypercorn_config
@@ -52,6 +52,7 @@ from proxy.sd_notify import Notifier
 from proxy.stop_signals import StopSignals
 from proxy.wiring import ServiceParts, app_deps
 from proxy.worker_place import WorkerPlace
+from storage.database import configured_database
 from storage.reads import ReadPool
 from storage.response_store import ResponseStore
 from storage.users import list_users
@@ -164,7 +165,7 @@ async def _run_bound(
     # The files the gateway keeps beside it (the first admin's password, backups) live by
     # server.database whichever backend stores the data.
     database = config.server.database
-    store = build_database(config)
+    store = configured_database(config)
     writer = StorageWriter(
         store,
         record_requests=config.logging.record_requests,

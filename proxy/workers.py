@@ -34,7 +34,6 @@ from typing import Final, final
 
 import trio
 
-from proxy.builders import build_database
 from proxy.config import Config
 from proxy.errors import StartupError
 from proxy.listener import ListenerConfig, hypercorn_config
@@ -45,6 +44,7 @@ from proxy.serve import leaves
 from proxy.stop_signals import HARD_STOP_AFTER_S, StopSignals
 from proxy.worker_process import WorkerOrder, encode_order, worker_config
 from proxy.worker_slot import WORKER_COMMAND, WorkerSlot, describe_status
+from storage.database import configured_database
 from storage.writer import StorageWriter
 from web.first_admin import ensure_first_admin
 
@@ -94,7 +94,9 @@ def reserve_port(config: Config) -> tuple[Config, ListenerConfig]:
 async def prepare_database(config: Config) -> None:
     """Migrate the database and create the first admin, once, before any worker starts."""
     database = config.server.database
-    writer = StorageWriter(build_database(config), record_requests=config.logging.record_requests)
+    writer = StorageWriter(
+        configured_database(config), record_requests=config.logging.record_requests
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(writer.run)
         try:

@@ -8,14 +8,23 @@ method that touches the database blocks: call them from a worker thread.
 from __future__ import annotations
 
 import logging
-from typing import Final, Protocol, final
+from typing import TYPE_CHECKING, Final, Protocol, final
 
 import apsw
 
 from storage.connection import BusyWaits, open_connection
 from storage.sql import Connection, Dialect
 
-__all__ = ["Database", "PostgresDatabase", "SqliteDatabase", "database_at"]
+if TYPE_CHECKING:
+    from proxy.config import Config
+
+__all__ = [
+    "Database",
+    "PostgresDatabase",
+    "SqliteDatabase",
+    "configured_database",
+    "database_at",
+]
 
 logger = logging.getLogger("llm_proxy.storage")
 
@@ -134,6 +143,14 @@ class PostgresDatabase:
     def checkpoint(self, conn: Connection, *, final: bool) -> bool:
         # The server keeps its own WAL and statistics (autovacuum): nothing for a client to do.
         return False
+
+
+def configured_database(config: Config, *, busy_timeout_ms: int = 5000) -> Database:
+    """Where the configuration keeps everything: ``[storage] url``'s PostgreSQL when set, else the
+    SQLite file at ``server.database`` (whose lock waits last up to ``busy_timeout_ms``)."""
+    if config.storage.url:
+        return PostgresDatabase(config.storage.url)
+    return SqliteDatabase(config.server.database, busy_timeout_ms=busy_timeout_ms)
 
 
 def database_at(where: str | Database, *, busy_timeout_ms: int = 5000) -> Database:

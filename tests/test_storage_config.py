@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.builders import build_database
 from proxy.config import ConfigError, load_config, parse_config, render_config
-from storage.database import PostgresDatabase, SqliteDatabase
+from storage.database import PostgresDatabase, SqliteDatabase, configured_database
 from web.api.system import config_json
 
 URL = "postgresql://llm_proxy:s3cret-pw@db.internal:5432/llm_proxy?sslmode=require"
@@ -18,7 +17,7 @@ def test_by_default_the_database_is_the_sqlite_file() -> None:
     config = load_config(environ={})
     assert config.storage.url == ""
     assert config.storage.url_source is None
-    database = build_database(config)
+    database = configured_database(config)
     assert isinstance(database, SqliteDatabase)
     assert database.path == config.server.database
 
@@ -26,7 +25,7 @@ def test_by_default_the_database_is_the_sqlite_file() -> None:
 def test_a_url_in_the_file_selects_postgresql() -> None:
     config = parse_config({"storage": {"url": URL}}, source="test.toml", environ={})
     assert config.storage.url_source == "config file"
-    database = build_database(config)
+    database = configured_database(config)
     assert isinstance(database, PostgresDatabase)
     assert database.url == URL
     # Where it is, for log lines: never the password.

@@ -43,9 +43,9 @@ def on_database(config: Config, action: Callable[[Connection], int]) -> int:
     import apsw  # only the commands that touch the database pay for these
     import psycopg
 
-    from proxy.builders import build_database
     from storage import SchemaTooNewError
     from storage.connection import BusyWaits
+    from storage.database import configured_database
     from storage.sql import DatabaseError
 
     # Every failure surfaces as an exception printed in one line below; SQLite's own log (routed
@@ -55,7 +55,7 @@ def on_database(config: Config, action: Callable[[Connection], int]) -> int:
         return fail("server.database is ':memory:': there is nothing stored to manage")
     # On SQLite, WAL lets this process write beside a running server; the long busy timeout
     # waits out the server's write batches instead of failing.
-    database = build_database(config, busy_timeout_ms=10_000)
+    database = configured_database(config, busy_timeout_ms=10_000)
     where = database.describe()
     try:
         # Migrated: a fresh install may create its first client before the first `serve`.
