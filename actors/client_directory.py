@@ -19,6 +19,7 @@ import trio
 
 from actors.rate_limiter import ClientLimits
 from storage.clients import ActiveKey, active_keys, auth_generation, record_key_use
+from storage.outage import is_unavailable
 from storage.reads import ReadPool
 from storage.writer import StorageWriter
 
@@ -114,14 +115,30 @@ class ClientDirectory:
         )
 
     async def _every(self, period_s: float, step: Callable[[], Awaitable[None]]) -> None:
+        name = getattr(step, "__name__", step)
+        unreachable = False
         while True:
             await trio.sleep(period_s)
             try:
                 await step()
-            except Exception:
-                # A locked or briefly unreadable database must not stop authentication; the
-                # table in memory stays valid until the next successful poll.
-                log.exception("client directory: %s failed", getattr(step, "__name__", step))
+            except Exception as exc:
+                # A locked or unreachable database must not stop authentication; the table in
+                # memory stays valid until the next successful poll. An outage is said once (the
+                # writer's log line says the rest), not at every poll while it lasts.
+                if not is_unavailable(exc):
+                    log.exception("client directory: %s failed", name)
+                elif not unreachable:
+                    unreachable = True
+                    log.warning(
+                        "client directory: database unavailable (%s); %d keys served from "
+                        "memory until it answers",
+                        exc,
+                        len(self._keys),
+                    )
+                continue
+            if unreachable:
+                unreachable = False
+                log.info("client directory: database answers again")
 
     async def _reload_if_changed(self, *, force: bool = False) -> None:
         generation = await self._reads.run(auth_generation)

@@ -61,6 +61,7 @@ async def test_killing_postgresql_under_load_loses_nothing_and_the_buffer_drains
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="llm_proxy.storage")
+    caplog.set_level(logging.INFO, logger="llm_proxy.clients")
     gateway = await start_gateway({"storage": {"url": postgres_url}})
     async with signed_in(gateway) as admin:
         await calls(gateway, 3)
@@ -80,6 +81,8 @@ async def test_killing_postgresql_under_load_loses_nothing_and_the_buffer_drains
             with trio.fail_after(10):
                 while writer.statistics().up:
                     await trio.sleep(0.02)
+            # Long enough for the key directory to poll the database a few times (every 0.5 s).
+            await trio.sleep(1.6)
             down = await database_health(admin)
             assert down["up"] is False
             assert isinstance(down["down_since_ms"], int)
@@ -101,6 +104,16 @@ async def test_killing_postgresql_under_load_loses_nothing_and_the_buffer_drains
     messages = [record.getMessage() for record in caplog.records]
     assert any("database unavailable" in m and "buffering up to" in m for m in messages)
     assert any("database back after" in m and "dropped 0" in m for m in messages)
+    # The key directory says the outage once, not at every poll, and keeps serving the keys.
+    directory = [record for record in caplog.records if record.name == "llm_proxy.clients"]
+    assert [r.levelno for r in directory if r.levelno >= logging.ERROR] == []
+    said = [r.getMessage() for r in directory if "database unavailable" in r.getMessage()]
+    assert len(said) == 1, said
+    with trio.fail_after(10):
+        while "client directory: database answers again" not in [
+            r.getMessage() for r in caplog.records
+        ]:
+            await trio.sleep(0.05)
 
 
 async def test_past_the_bound_records_are_dropped_counted_and_logged(
