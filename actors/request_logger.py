@@ -24,6 +24,7 @@ from actors.recent_calls import RecentCalls
 from actors.redis_link import default_instance_name
 from proxy.pricing import Pricer, TokenCounts
 from proxy.records import LiveCall, RequestRecord
+from storage.outage import is_unavailable
 
 log = logging.getLogger("llm_proxy.logger")
 
@@ -114,6 +115,7 @@ class RequestLogger:
         self._credit = credit
         self._charges: dict[str, float] = {}
         self._charged = trio.Event()
+        self._credit_waiting = False  # the last debit met a database outage
         self._draining = False
         self._observer = observer
 
@@ -241,16 +243,22 @@ class RequestLogger:
     async def _settle(self, credit: CreditLedger, charges: dict[str, float]) -> None:
         try:
             crossed = await credit.debit(charges)
-        except Exception:
+        except Exception as exc:
             if self._draining:
                 log.exception("debiting provider credit failed at shutdown; lost: %s", charges)
                 return
-            log.exception("debiting provider credit failed; retrying in %g s", CREDIT_RETRY_S)
+            if not is_unavailable(exc):
+                log.exception("debiting provider credit failed; retrying in %g s", CREDIT_RETRY_S)
+            elif not self._credit_waiting:
+                # The writer's own line says the database is down; the charges add up meanwhile.
+                log.warning("provider credit: database unavailable; debited once it answers")
+            self._credit_waiting = is_unavailable(exc)
             for provider, cost in charges.items():
                 self._charges[provider] = self._charges.get(provider, 0.0) + cost
             await trio.sleep(CREDIT_RETRY_S)
             self._charged.set()
             return
+        self._credit_waiting = False
         for provider, balance, threshold in crossed:
             log.warning(
                 "provider=%s prepaid credit is low: balance %.4f USD fell below %.4f USD",

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 
+import pytest
 import trio
 import trio.testing
 
 from actors.recent_calls import RecentCalls
-from actors.request_logger import RequestLogger
+from actors.request_logger import CreditCrossing, CreditLedger, RequestLogger
 from proxy.pricing import PriceOverride, Pricer
 from proxy.records import RequestRecord
+from storage.sql import DatabaseUnavailable
 from tests.factories import make_record
 
 
@@ -154,3 +157,46 @@ async def test_cache_writes_are_priced_at_the_cache_write_rate(nursery: trio.Nur
     assert plain == 1000 * 1.0 / 1e6
     assert written == 1000 * 1.25 / 1e6
     assert sink.records[1].cache_write_tokens == 1000
+
+
+class ListSink:
+    """A writer that takes every batch at once."""
+
+    def __init__(self) -> None:
+        self.records: list[RequestRecord] = []
+
+    async def write_requests(self, records: Sequence[RequestRecord]) -> None:
+        self.records.extend(records)
+
+
+async def test_credit_waits_out_a_database_outage_saying_so_once(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="llm_proxy.logger")
+    failures = 5
+    debited: list[float] = []
+
+    async def debit(charges: Mapping[str, float]) -> Sequence[CreditCrossing]:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise DatabaseUnavailable("connection refused")
+        debited.append(charges["openai"])
+        return []
+
+    credit = CreditLedger(tracks=lambda name: True, debit=debit, on_low_credit=lambda *_: None)
+    logger = RequestLogger(ListSink(), Pricer(), credit=credit)
+    await nursery.start(logger.run)
+    for n in range(3):
+        await logger.record(record(n, provider="openai", cost_usd=0.5))
+    with trio.fail_after(60):
+        while not debited:
+            await trio.sleep(0.1)
+    # Nothing lost: the three charges, summed over the retries, debited once it answered.
+    assert debited == [pytest.approx(1.5)]
+    said = [r for r in caplog.records if r.name == "llm_proxy.logger"]
+    assert [r.levelno for r in said if r.levelno >= logging.ERROR] == []
+    assert [r.getMessage() for r in said] == [
+        "provider credit: database unavailable; debited once it answers"
+    ]
+    logger.close()
