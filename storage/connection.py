@@ -230,6 +230,26 @@ def open_connection(
         flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
         if path != ":memory:" and not path.startswith("file:"):
             _prepare_file(path)
+    deadline = time.monotonic() + OPENING_BUSY_TIMEOUT_MS / 1000
+    delay = _BUSY_DELAYS_S[0]
+    while True:
+        try:
+            return _open_configured(path, flags, readonly, busy_timeout_ms, busy_waits)
+        except apsw.BusyError:
+            # SQLite answers BUSY at once, without its busy handler, where waiting could deadlock
+            # (several processes opening a new file: one switching it to WAL, another reading
+            # it); its advice is to let go of every lock and start over, which this does.
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, _BUSY_DELAY_MAX_S)
+
+
+def _open_configured(
+    path: str, flags: int, readonly: bool, busy_timeout_ms: int, busy_waits: BusyWaits | None
+) -> apsw.Connection:
+    """One attempt of :func:`open_connection`: the connection, configured, or an exception (the
+    half-open connection closed)."""
     conn = apsw.Connection(path, flags=flags)
     try:
         # The best-practice hook sets 100 ms, too short for a writer that holds locks for a batch.
