@@ -342,7 +342,7 @@ class StorageWriter:
                     )
                     rejected = []
             except Exception as exc:
-                self._counts.write_errors += 1
+                self._counts.write_failed()
                 if not one_by_one and is_row_error(exc):
                     logger.warning(
                         "batch of %d records failed (%r); retrying row by row", len(batch), exc
@@ -469,7 +469,7 @@ class StorageWriter:
             functools.partial(self._database.checkpoint, conn, final=final)
         )
         if done:
-            self._counts.checkpoints += 1
+            self._counts.checkpointed()
         self._dirty = False
 
     async def _final_flush(self) -> None:

@@ -21,6 +21,14 @@ class WriterCounters:
     write_errors: int = 0
     checkpoints: int = 0
 
+    def write_failed(self) -> None:
+        """Count a failed attempt at a transaction (it is retried)."""
+        self.write_errors += 1
+
+    def checkpointed(self) -> None:
+        """Count a WAL checkpoint done."""
+        self.checkpoints += 1
+
     def batch_stored(self, rows: int, rejected: int, elapsed_ms: float) -> None:
         """Count a batch of ``rows`` records stored in ``elapsed_ms``, ``rejected`` of them
         refused by the database."""
