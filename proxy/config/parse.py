@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -150,40 +150,60 @@ def parse_config(data: Mapping[str, Any], *, source: str, environ: Mapping[str, 
     )
 
 
+def _secret_url(
+    in_file: str,
+    *,
+    variable: str,
+    credential: str,
+    check: Callable[[str], str | None],
+    environ: Mapping[str, str],
+    source: str,
+) -> tuple[str, str | None]:
+    """A URL that may hold a password, and where it came from: the file's value, else
+    ``$variable``, else the systemd credential ``credential``; ("", None) when none is set. A
+    value from outside the file is checked here (the file's was checked with its section)."""
+    if in_file:
+        return in_file, "config file"
+    for url, origin in (
+        (environ.get(variable, ""), f"${variable}"),
+        (read_credential(credential, environ, source) or "", f"credential {credential}"),
+    ):
+        if url:
+            problem = check(url)
+            if problem:
+                raise config_error(source, f"{origin} {problem}")
+            return url, origin
+    return "", None
+
+
 def _resolve_redis_url(
     cluster: ClusterConfig, environ: Mapping[str, str], source: str
 ) -> ClusterConfig:
     """``cluster.redis_url`` from the file, else $LLM_PROXY_REDIS_URL, else the credential."""
-    if cluster.redis_url:
-        return dataclasses.replace(cluster, redis_url_source="config file")
-    for url, origin in (
-        (environ.get("LLM_PROXY_REDIS_URL", ""), "$LLM_PROXY_REDIS_URL"),
-        (read_credential("redis_url", environ, source) or "", "credential redis_url"),
-    ):
-        if url:
-            problem = redis_url(url)
-            if problem:
-                raise config_error(source, f"{origin} {problem}")
-            return dataclasses.replace(cluster, redis_url=url, redis_url_source=origin)
-    return cluster
+    url, origin = _secret_url(
+        cluster.redis_url,
+        variable="LLM_PROXY_REDIS_URL",
+        credential="redis_url",
+        check=redis_url,
+        environ=environ,
+        source=source,
+    )
+    return dataclasses.replace(cluster, redis_url=url, redis_url_source=origin)
 
 
 def _resolve_storage_url(
     storage: StorageConfig, environ: Mapping[str, str], source: str
 ) -> StorageConfig:
     """``storage.url`` from the file, else $LLM_PROXY_STORAGE_URL, else the credential."""
-    if storage.url:
-        return dataclasses.replace(storage, url_source="config file")
-    for url, origin in (
-        (environ.get("LLM_PROXY_STORAGE_URL", ""), "$LLM_PROXY_STORAGE_URL"),
-        (read_credential("storage_url", environ, source) or "", "credential storage_url"),
-    ):
-        if url:
-            problem = storage_url(url)
-            if problem:
-                raise config_error(source, f"{origin} {problem}")
-            return dataclasses.replace(storage, url=url, url_source=origin)
-    return storage
+    url, origin = _secret_url(
+        storage.url,
+        variable="LLM_PROXY_STORAGE_URL",
+        credential="storage_url",
+        check=storage_url,
+        environ=environ,
+        source=source,
+    )
+    return dataclasses.replace(storage, url=url, url_source=origin)
 
 
 def _check_images(images: ImagesConfig, source: str) -> None:
