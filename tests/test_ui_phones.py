@@ -60,8 +60,17 @@ CARD_PROBLEMS = """() => {
     if (outside(table)) say(table, `the table reaches ${right(table)} px`);
     const head = table.querySelector("thead");
     if (head && head.getBoundingClientRect().height > 1) say(table, "shows its header row");
+    const headings = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
     for (const row of table.querySelectorAll("tbody tr")) {
       if (!shown(row)) continue; // hidden (a folded edit row)
+      if (row.children.length === headings.length) {
+        [...row.children].forEach((cell, i) => {
+          const label = cell.getAttribute("data-label");
+          if (label !== null && label !== headings[i]) {
+            say(cell, `the card says "${label}" where the table's heading says "${headings[i]}"`);
+          }
+        });
+      }
       if (outside(row)) say(row, `a row reaches ${right(row)} px`);
       for (const cell of row.children) {
         if (!shown(cell)) continue;
@@ -173,6 +182,11 @@ async def test_every_table_is_a_column_of_cards_on_a_phone(
             tab.open(path, title)
             # The providers page is cards already (one per provider), with no table.
             check_cards(tab, title, problems, tables=title != "Providers")
+            if title == "Request log":
+                # The value keeps its spaces beside its label (badge, space, HTTP status).
+                status = page.locator('#requests-rows td[data-label="Status"]').first
+                if status.inner_text().strip() != "ok 200":
+                    problems.append(f"Request log: the status reads {status.inner_text()!r}")
 
         # A model's price form opens inside its card and fits too.
         tab.open("models", "Models")
