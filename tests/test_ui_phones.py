@@ -151,7 +151,20 @@ def check_cards(tab: Tab, name: str, problems: list[str], *, tables: bool = True
     if tables and page.locator("#main table").count() == 0:
         problems.append(f"{name}: no table to check (the seed data did not reach it)")
     problems.extend(f"{name}: {p}" for p in page.evaluate(CARD_PROBLEMS))
+    # Cards keep the table's meaning for screen readers: a table of rows of labelled cells.
+    shown = page.locator("#main table").count()
+    if page.get_by_role("table").count() != shown:
+        problems.append(f"{name}: {page.get_by_role('table').count()} of {shown} tables are tables")
+    cells = page.evaluate(
+        """() => [...document.querySelectorAll("#main tbody td[data-label]")]
+            .filter((cell) => cell.getClientRects().length).length"""
+    )
+    if page.locator("#main").get_by_role("cell").count() < cells:
+        problems.append(f"{name}: the cards' cells are not table cells to a screen reader")
     tab.screenshot(f"phone-{slug(name)}-390")
+    page.emulate_media(color_scheme="dark")
+    tab.screenshot(f"phone-dark-{slug(name)}-390")
+    page.emulate_media(color_scheme="light")
     tab.check_errors()
 
 
