@@ -113,6 +113,12 @@ async def test_small_costs_read_with_significant_digits_and_exactly_on_hover(
         )
         expect(total).to_have_text("$1,235.74")
         expect(total).to_have_attribute("title", re.compile(r"^\$1,235\.7431123456"))
+        # The logger's running total on the System page, in the same money.
+        tab.open("system", "System")
+        logger = page.locator('.actor[data-actor="logger"] div').filter(
+            has=page.locator("dt", has_text=re.compile(r"^cost$"))
+        )
+        expect(logger.locator(".money")).to_have_text("$1,235.74")
         tab.screenshot("look-money-requests-1440")
         tab.check_errors()
 
@@ -205,6 +211,7 @@ async def test_the_theme_choice_persists_across_reloads_and_applies_to_every_pag
     browser: BrowserThread, dashboard: RunningService, tabs: OpenTab
 ) -> None:
     await ready_admin(dashboard)
+    await record_calls(dashboard, {"charted": 0.002})  # so Analytics draws its charts
     tab = await tabs(WIDE, color_scheme="light")
     dark_bg, light_bg = "rgb(15, 20, 26)", "rgb(246, 247, 249)"
 
@@ -234,6 +241,15 @@ async def test_the_theme_choice_persists_across_reloads_and_applies_to_every_pag
         ):
             tab.open(path, title)
             assert background(tab) == dark_bg, path
+            if path == "analytics":
+                # Charts follow a switch too (their colours are read from the variables).
+                ticks = "() => Chart.getChart(document.getElementById('chart-cost'))"
+                ticks += ".options.scales.y.ticks.color"
+                page.wait_for_function("() => window.Chart && Chart.getChart('chart-cost')")
+                assert page.evaluate(ticks) == "#9aa6b5"
+                page.get_by_label("Theme").select_option("light")
+                assert page.evaluate(ticks) == "#5b6675"
+                page.get_by_label("Theme").select_option("dark")
             card = page.locator("#main .card").first
             assert card.evaluate("el => getComputedStyle(el).backgroundColor") == (
                 "rgb(23, 30, 39)"

@@ -36,8 +36,12 @@ function isMoment(key, value) {
   return value === null || value === undefined ? key.startsWith("last_") : typeof value === "number" && value >= MOMENT_MS;
 }
 
-/** An actor's statistic as [label, value]: moments as date, time and age ("1.8T" was ms read as a count). */
+/**
+ * An actor's statistic as [label, value]: moments as date, time and age ("1.8T" was ms read as
+ * a count), dollars as money.
+ */
 function actorFigure(key, value) {
+  if (key.endsWith("_usd") && (typeof value === "number" || value === null)) return [key.slice(0, -4).replaceAll("_", " "), format.money(value)];
   if (!isMoment(key, value)) return [key.replaceAll("_", " "), scalar(value)];
   const label = key.slice(0, -3).replaceAll("_", " ");
   if (value === null || value === undefined) return [label, "never"];
