@@ -81,7 +81,7 @@ function styled(config, colours) {
       interaction: { mode: "index", intersect: false },
       scales: {
         x: axis({ grid: { display: false }, border: { color: colours.border } }),
-        y: axis({ beginAtZero: true, ticks: { color: colours.muted, callback: tick, maxTicksLimit: 6 } }),
+        y: axis({ beginAtZero: true, ticks: { color: colours.muted, callback: tick, maxTicksLimit: 6, precision: config.integers ? 0 : undefined } }),
       },
       plugins: {
         legend: {
@@ -102,7 +102,8 @@ function styled(config, colours) {
 /**
  * A chart on `canvas` (inside a sized .chart-box): config = {type: "line"|"bar", labels,
  * datasets: [{label, data}], format: value → text, tickFormat: (value, ticks) → axis label
- * (optional), stacked}. Call destroy() when done.
+ * (optional), integers: whole-number ticks only (counts: no "0, 0, 1, 1" from steps of 0.2),
+ * stacked}. Call destroy() when done.
  */
 export async function makeChart(canvas, config) {
   const Chart = await loadChart();

@@ -265,7 +265,7 @@ export async function render(root, ctx) {
       const starts = bucketStarts(state.from, state.to, bucket);
       const labels = starts.map((t) => bucketLabel(t, bucket));
       const grouped = Boolean(state.group);
-      const chartCard = (id, title, type, metric, format, tickFormat) => {
+      const chartCard = (id, title, type, metric, format, axis = {}) => {
         const canvas = h("canvas", { id: `chart-${id}`, role: "img", "aria-label": `${title} per ${bucket}` });
         const card = h(
           "section",
@@ -273,12 +273,12 @@ export async function render(root, ctx) {
           h("h2", { id: `chart-${id}-title` }, title, h("small", { class: "hint" }, ` per ${bucket}`)),
           h("div", { class: "chart-box" }, canvas),
         );
-        return { card, canvas, config: { type, labels, datasets: series(ts.data, starts, grouped, metric), format, tickFormat, stacked: grouped && type === "bar" } };
+        return { card, canvas, config: { type, labels, datasets: series(ts.data, starts, grouped, metric), format, ...axis, stacked: grouped && type === "bar" } };
       };
       const specs = [
-        chartCard("requests", "Requests", "bar", "requests", (v) => fmt.count(v)),
-        chartCard("tokens", "Tokens", "line", "tokens", (v) => fmt.tokens(v)),
-        chartCard("cost", "Cost", "line", "cost_usd", (v) => fmt.usd(v), fmt.usdTick),
+        chartCard("requests", "Requests", "bar", "requests", (v) => fmt.count(v), { integers: true }),
+        chartCard("tokens", "Tokens", "line", "tokens", (v) => fmt.tokens(v), { integers: true }),
+        chartCard("cost", "Cost", "line", "cost_usd", (v) => fmt.usd(v), { tickFormat: fmt.usdTick }),
       ];
       const view = h(
         "div",
