@@ -25,7 +25,7 @@ export function usd(value) {
 
 /** The exact amount, for a title: every digit a float of dollars carries that matters. */
 export function usdExact(value) {
-  if (value === null || value === undefined) return "No price is known for this call's model";
+  if (value === null || value === undefined) return "Unpriced: no price is known for the model called";
   return `${dollars(2, EXACT_DIGITS).format(value)} USD`;
 }
 

@@ -12,7 +12,7 @@
   function stored() {
     try {
       var value = localStorage.getItem(KEY);
-      return CHOICES.indexOf(value) > 0 ? value : "system";
+      return value === "light" || value === "dark" ? value : "system";
     } catch (error) {
       return "system"; // storage refused (privacy settings): the system's theme
     }
