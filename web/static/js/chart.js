@@ -69,6 +69,8 @@ function styled(config, colours) {
     ...extra,
   });
   const format = config.format || ((v) => String(v));
+  // An axis's labels may need the step between ticks (money: enough decimals to tell them apart).
+  const tick = config.tickFormat ? (v, _, ticks) => config.tickFormat(v, ticks) : (v) => format(v);
   return {
     type: config.type || "line",
     data: { labels: config.labels, datasets },
@@ -79,7 +81,7 @@ function styled(config, colours) {
       interaction: { mode: "index", intersect: false },
       scales: {
         x: axis({ grid: { display: false }, border: { color: colours.border } }),
-        y: axis({ beginAtZero: true, ticks: { color: colours.muted, callback: (v) => format(v), maxTicksLimit: 6 } }),
+        y: axis({ beginAtZero: true, ticks: { color: colours.muted, callback: tick, maxTicksLimit: 6, precision: config.integers ? 0 : undefined } }),
       },
       plugins: {
         legend: {
@@ -99,7 +101,9 @@ function styled(config, colours) {
 
 /**
  * A chart on `canvas` (inside a sized .chart-box): config = {type: "line"|"bar", labels,
- * datasets: [{label, data}], format: value → text, stacked}. Call destroy() when done.
+ * datasets: [{label, data}], format: value → text, tickFormat: (value, ticks) → axis label
+ * (optional), integers: whole-number ticks only (counts: no "0, 0, 1, 1" from steps of 0.2),
+ * stacked}. Call destroy() when done.
  */
 export async function makeChart(canvas, config) {
   const Chart = await loadChart();
@@ -128,3 +132,5 @@ function retheme() {
 }
 
 window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", retheme);
+// The header's theme switch (js/theme.js) changed the variables without the system changing.
+document.addEventListener("themechange", retheme);

@@ -12,15 +12,80 @@ export function tokens(n) {
   return n === null || n === undefined ? "—" : count(n);
 }
 
+/**
+ * Dollars for people: two decimals from a dollar up ($1.24, $1,234.50), two significant digits
+ * below ($0.15, $0.0031, $0.000012), so a priced call never reads as "$0.0000". null: "unpriced".
+ */
 export function usd(value) {
   if (value === null || value === undefined) return "unpriced";
-  const digits = Math.abs(value) < 0.01 && value !== 0 ? 4 : 2;
-  return new Intl.NumberFormat(undefined, {
-    style: "currency",
-    currency: "USD",
-    minimumFractionDigits: digits,
-    maximumFractionDigits: digits,
-  }).format(value);
+  // Below what twelve decimals show, still not "$0.00": a priced call is never free.
+  if (value !== 0 && Math.abs(value) < 10 ** -EXACT_DIGITS) return `< ${dollars(EXACT_DIGITS).format(10 ** -EXACT_DIGITS)}`;
+  return dollars(2, fractionDigits(value)).format(value);
+}
+
+/** The exact amount, for a title: every digit a float of dollars carries that matters. */
+export function usdExact(value) {
+  if (value === null || value === undefined) return "Unpriced: no price is known for the model called";
+  return `${dollars(2, EXACT_DIGITS).format(value)} USD`;
+}
+
+/**
+ * An amount as an element: the short form shown, the exact one on hover; "unpriced" (no price
+ * known) styled apart from $0.00 (a free model), so neither passes for the other.
+ */
+export function money(value) {
+  const el = document.createElement("span");
+  const unpriced = value === null || value === undefined;
+  el.className = unpriced ? "money unpriced" : "money";
+  el.textContent = usd(value);
+  el.title = usdExact(value);
+  return el;
+}
+
+/**
+ * Tick labels for a money axis (a Chart.js ticks callback's value and ticks): as many decimals
+ * as the step between ticks needs, the same for every tick, so no two labels read alike.
+ */
+export function usdTick(value, ticks) {
+  let step = Infinity;
+  for (let i = 1; i < (ticks || []).length; i += 1) {
+    const gap = Math.abs(ticks[i].value - ticks[i - 1].value);
+    if (gap > 0) step = Math.min(step, gap);
+  }
+  if (!Number.isFinite(step)) return usd(value);
+  // Decimals that tell the step apart, ignoring float noise (0.00005000000000000001 → 5);
+  // whole dollars when the step is (axes of $100s read "$500", not "$500.00").
+  let digits = Math.abs(step - Math.round(step)) < 1e-9 ? 0 : 2;
+  const exact = (d) => Math.abs(Math.round(step * 10 ** d) - step * 10 ** d) <= 1e-6 * step * 10 ** d;
+  while (digits < EXACT_DIGITS && !exact(digits)) digits += 1;
+  return dollars(digits, digits).format(value);
+}
+
+// Twelve decimals: a millionth of a cent and below, past anything a price table holds.
+const EXACT_DIGITS = 12;
+const dollarFormats = new Map();
+
+function dollars(minimum, maximum = minimum) {
+  const key = `${minimum}:${maximum}`;
+  if (!dollarFormats.has(key)) {
+    dollarFormats.set(
+      key,
+      new Intl.NumberFormat(undefined, {
+        style: "currency",
+        currency: "USD",
+        minimumFractionDigits: minimum,
+        maximumFractionDigits: maximum,
+      }),
+    );
+  }
+  return dollarFormats.get(key);
+}
+
+/** Decimals that show two significant digits of an amount under a dollar, else two. */
+function fractionDigits(value) {
+  const size = Math.abs(value);
+  if (size === 0 || size >= 1) return 2;
+  return Math.min(EXACT_DIGITS, Math.max(2, Math.ceil(-Math.log10(size)) + 1));
 }
 
 export function ms(value) {

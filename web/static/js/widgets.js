@@ -134,3 +134,24 @@ export function keyValues(pairs, className = "kv") {
 export function badge(kind, text) {
   return h("span", { class: `badge ${kind}` }, text);
 }
+
+/**
+ * A URL as code that wraps after each "/" and keeps "host:port" whole ([ui-look]: a port cut in
+ * two reads as two numbers). A host wider than the column breaks before a dot, its port never.
+ * Text that is no absolute URL is shown as it is.
+ */
+export function urlCode(url) {
+  const text = String(url);
+  const parts = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*?)(:\d+)?([/?#].*)?$/i.exec(text);
+  if (!parts) return h("code", { class: "url" }, text);
+  const [, scheme, host, port, rest] = parts;
+  const labels = host.split(/(?=\.)/).flatMap((label, i) => [i ? h("wbr") : null, label]);
+  const path = (rest || "").split(/(?<=\/)/).flatMap((piece) => [h("wbr"), piece]);
+  return h(
+    "code",
+    { class: "url" },
+    scheme,
+    h("span", { class: "url-host" }, labels, port ? h("span", { class: "url-port" }, port) : null),
+    path,
+  );
+}

@@ -265,7 +265,7 @@ export async function render(root, ctx) {
       const starts = bucketStarts(state.from, state.to, bucket);
       const labels = starts.map((t) => bucketLabel(t, bucket));
       const grouped = Boolean(state.group);
-      const chartCard = (id, title, type, metric, format) => {
+      const chartCard = (id, title, type, metric, format, axis = {}) => {
         const canvas = h("canvas", { id: `chart-${id}`, role: "img", "aria-label": `${title} per ${bucket}` });
         const card = h(
           "section",
@@ -273,12 +273,12 @@ export async function render(root, ctx) {
           h("h2", { id: `chart-${id}-title` }, title, h("small", { class: "hint" }, ` per ${bucket}`)),
           h("div", { class: "chart-box" }, canvas),
         );
-        return { card, canvas, config: { type, labels, datasets: series(ts.data, starts, grouped, metric), format, stacked: grouped && type === "bar" } };
+        return { card, canvas, config: { type, labels, datasets: series(ts.data, starts, grouped, metric), format, ...axis, stacked: grouped && type === "bar" } };
       };
       const specs = [
-        chartCard("requests", "Requests", "bar", "requests", (v) => fmt.count(v)),
-        chartCard("tokens", "Tokens", "line", "tokens", (v) => fmt.tokens(v)),
-        chartCard("cost", "Cost", "line", "cost_usd", (v) => fmt.usd(v)),
+        chartCard("requests", "Requests", "bar", "requests", (v) => fmt.count(v), { integers: true }),
+        chartCard("tokens", "Tokens", "line", "tokens", (v) => fmt.tokens(v), { integers: true }),
+        chartCard("cost", "Cost", "line", "cost_usd", (v) => fmt.usd(v), { tickFormat: fmt.usdTick }),
       ];
       const view = h(
         "div",
@@ -289,7 +289,7 @@ export async function render(root, ctx) {
           stat("Requests", fmt.count(summary.requests), `${fmt.count(summary.errors)} failed`),
           stat("Error rate", fmt.percent(summary.errors / summary.requests)),
           stat("Tokens", fmt.tokens(summary.total_tokens), `${fmt.tokens(summary.prompt_tokens)} in · ${fmt.tokens(summary.completion_tokens)} out`),
-          stat("Cost", fmt.usd(summary.cost_usd)),
+          stat("Cost", fmt.money(summary.cost_usd)),
           stat("p95 latency", fmt.ms(summary.p95_latency_ms)),
         ),
         h("div", { class: "chart-grid" }, specs.map((s) => s.card)),
@@ -326,7 +326,7 @@ function topTable(id, title, keyLabel, rows, noKey) {
     { label: "Requests", value: (r) => fmt.count(r.requests), class: "num" },
     { label: "Share", value: (r) => fmt.percent(r.share), class: "num" },
     { label: "Tokens", value: (r) => fmt.tokens(r.tokens), class: "num" },
-    { label: "Cost", value: (r) => fmt.usd(r.cost_usd), class: "num" },
+    { label: "Cost", value: (r) => fmt.money(r.cost_usd), class: "num" },
     { label: "Errors", value: (r) => fmt.count(r.errors), class: "num" },
     { label: "p95", value: (r) => fmt.ms(r.p95_latency_ms), class: "num" },
   ];

@@ -67,7 +67,7 @@ export async function render(root, ctx) {
       stat("Requests today", fmt.count(s.requests)),
       stat("Error rate", s.requests ? fmt.percent(s.errors / s.requests) : "—", `${fmt.count(s.errors)} failed`),
       stat("Tokens today", fmt.tokens(s.total_tokens), `${fmt.tokens(s.prompt_tokens)} in · ${fmt.tokens(s.completion_tokens)} out`),
-      stat("Cost today", s.requests ? fmt.usd(s.cost_usd) : fmt.usd(0)),
+      stat("Cost today", fmt.money(s.requests ? s.cost_usd : 0)),
       stat("Cached tokens", fmt.percent(s.cached_token_share), "of prompt tokens"),
       stat("p95 latency", fmt.ms(s.p95_latency_ms), s.avg_latency_ms == null ? null : `avg ${fmt.ms(s.avg_latency_ms)}`),
       rpmStat,
@@ -147,7 +147,7 @@ class ProviderCards {
     }
     replace(
       parts.credit,
-      h("span", { class: "mono" }, fmt.usd(balance)),
+      h("span", { class: "mono" }, fmt.money(balance)),
       low ? [" ", h("span", { class: "badge bad", "data-low-credit": "" }, "low credit")] : null,
     );
   }
@@ -189,7 +189,7 @@ function callRow(call) {
     cell("Instance", call.instance || "—", "col-instance"),
     cell("Status", [statusBadge(call.status, call.http_status), call.status === "ok" ? null : h("small", { class: "hint" }, ` ${call.http_status}`)]),
     cell("Tokens", fmt.tokens(tokens), "num"),
-    cell("Cost", fmt.usd(call.cost_usd), "num"),
+    cell("Cost", fmt.money(call.cost_usd), "num"),
     cell("Latency", fmt.ms(call.latency_ms), "num"),
   );
 }

@@ -4,7 +4,7 @@
 import { get, post, put } from "../api.js";
 import { empty, field, h, panel, replace } from "../dom.js";
 import * as format from "../format.js";
-import { badge, failed, flash, keyValues, numberInput, numberOrNull } from "../widgets.js";
+import { badge, failed, flash, keyValues, numberInput, numberOrNull, urlCode } from "../widgets.js";
 
 const BREAKER = { closed: "ok", half_open: "warn", open: "bad" };
 
@@ -34,7 +34,7 @@ function card(p, ctx, reload) {
   const credit =
     p.credit_balance_usd === null
       ? "not tracked"
-      : `${format.usd(p.credit_balance_usd)}${p.low_credit_threshold_usd !== null ? ` (alert below ${format.usd(p.low_credit_threshold_usd)})` : ""}`;
+      : [format.money(p.credit_balance_usd), p.low_credit_threshold_usd !== null ? [" (alert below ", format.money(p.low_credit_threshold_usd), ")"] : null];
   const section = h(
     "section",
     { class: "card provider-card", dataset: { provider: p.name }, "aria-labelledby": `provider-${p.name}` },
@@ -51,13 +51,13 @@ function card(p, ctx, reload) {
       ),
     ),
     keyValues([
-      ["Base URL", h("code", {}, p.base_url)],
+      ["Base URL", urlCode(p.base_url)],
       ["Default model", p.default_model || "—"],
       ["Max concurrency", format.count(p.max_concurrency)],
       ["In flight", stats ? `${format.count(stats.in_flight)}${stats.waiting ? ` (+${format.count(stats.waiting)} waiting)` : ""}` : "—"],
       ["Calls / errors", stats ? `${format.count(stats.calls)} / ${format.count(stats.errors)}` : "—"],
       ["API key", p.api_key_configured ? "configured" : "not configured"],
-      ["Key sent only to", p.key_origins ? p.key_origins.join(", ") : "—"],
+      ["Key sent only to", p.key_origins ? p.key_origins.flatMap((origin, i) => [i ? ", " : null, urlCode(origin)]) : "—"],
       ["Credit balance", credit],
     ]),
     // A stored base URL the key may not follow (stored before keys were bound to origins).

@@ -184,7 +184,7 @@ function logRow(row, link, ctx) {
     td("Endpoint", h("span", { class: "mono" }, row.endpoint)),
     td("Status", statusCell(row)),
     td("Tokens in / out", `${fmt.tokens(row.prompt_tokens)} / ${fmt.tokens(row.completion_tokens)}`, "num"),
-    td("Cost", fmt.usd(row.cost_usd), "num"),
+    td("Cost", fmt.money(row.cost_usd), "num"),
     td("Latency", fmt.ms(row.latency_ms), "num"),
     td("TTFT", fmt.ms(row.ttft_ms), "num"),
   );
@@ -261,7 +261,7 @@ function facts(call) {
     ["Reasoning tokens", fmt.tokens(call.reasoning_tokens)],
     ["Cached tokens", fmt.tokens(call.cached_tokens)],
     ["Total tokens", fmt.tokens(call.total_tokens)],
-    ["Cost", fmt.usd(call.cost_usd)],
+    ["Cost", fmt.money(call.cost_usd)],
     ["Images", yesNo(call.has_images)],
     ["Latency", fmt.ms(call.latency_ms)],
     ["Time to first token", fmt.ms(call.ttft_ms)],

@@ -27,6 +27,28 @@ function scalar(value) {
   return String(value);
 }
 
+// A statistic named *_ms is a duration unless it is a moment: no duration is 3 years long
+// (1e11 ms), every wall-clock time since 1973 is longer; "last_*" is a moment not yet reached.
+const MOMENT_MS = 1e11;
+
+function isMoment(key, value) {
+  if (!key.endsWith("_ms")) return false;
+  return value === null || value === undefined ? key.startsWith("last_") : typeof value === "number" && value >= MOMENT_MS;
+}
+
+/**
+ * An actor's statistic as [label, value]: moments as date, time and age ("1.8T" was ms read as
+ * a count), dollars as money.
+ */
+function actorFigure(key, value) {
+  if (key.endsWith("_usd") && (typeof value === "number" || value === null)) return [key.slice(0, -4).replaceAll("_", " "), format.money(value)];
+  if (!isMoment(key, value)) return [key.replaceAll("_", " "), scalar(value)];
+  const label = key.slice(0, -3).replaceAll("_", " ");
+  if (value === null || value === undefined) return [label, "never"];
+  const at = new Date(value);
+  return [label, h("time", { datetime: at.toISOString(), title: at.toISOString() }, `${format.dateTime(value)} (${format.ago(value)})`)];
+}
+
 /** A JSON value as nested key/value lists (the settings tree). */
 function tree(value) {
   if (value === null || value === undefined) return h("span", { class: "hint" }, "—");
@@ -170,7 +192,7 @@ async function healthView() {
           "div",
           { class: "actor", dataset: { actor: name } },
           h("h4", {}, name),
-          keyValues(Object.entries(values || {}).map(([k, v]) => [k.replaceAll("_", " "), scalar(v)]), "kv compact"),
+          keyValues(Object.entries(values || {}).map(([k, v]) => actorFigure(k, v)), "kv compact"),
         ),
       ),
     ),
