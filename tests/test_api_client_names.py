@@ -4,6 +4,8 @@ details name each call's client (its id beside it); a rename shows everywhere at
 from __future__ import annotations
 
 import json
+import time
+from functools import partial
 from typing import Any
 
 import httpx
@@ -12,9 +14,14 @@ import trio
 from trio_websocket import open_websocket_url
 
 from proxy.service import RunningService
+from storage.clients import update_client
 from tests.conftest import StartGateway, logged, on_each_backend, sdk, signed_in
 
 HELLO = [{"role": "user", "content": "hello"}]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @pytest.fixture
@@ -109,3 +116,21 @@ async def test_static_and_deleted_clients_have_no_name(gateway: RunningService) 
         assert detail["client_name"] is None
         tops = (await api(admin, "/api/usage/clients"))["data"]
         assert {(t["key"], t["name"]) for t in tops} == {(client_id, None), ("static", None)}
+
+
+async def test_a_rename_made_elsewhere_reaches_the_live_feed(gateway: RunningService) -> None:
+    """As by ``llm-proxy clients update`` in another process: no refresh is asked for, the
+    directory's poll of the change counter notices it."""
+    async with signed_in(gateway) as admin, feed(gateway, admin) as socket:
+        client_id, key = await create_client(admin, "Before")
+        await gateway.gateway.writer.execute(
+            partial(update_client, client_id=client_id, now_ms=now_ms(), name="After")
+        )
+        with trio.fail_after(10):
+            while True:
+                await sdk(gateway, key).chat.completions.create(model="mock", messages=HELLO)
+                event = await next_request(socket)
+                if event["client_name"] == "After":
+                    break
+                assert event["client_name"] == "Before"  # until the next poll (0.5 s)
+                await trio.sleep(0.2)
