@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import pty
 import re
 import signal
 import subprocess
@@ -169,3 +170,48 @@ async def test_the_command_takes_the_http_url_and_names_clients(gateway: Running
     assert made.json()["id"] not in text
     assert "\x1b" not in text
     assert os.environ.get("LLM_PROXY_TOKEN") != token
+
+
+async def run_monitor_on_a_terminal(gateway: RunningService, env: dict[str, str]) -> str:
+    """Run ``llm-proxy monitor`` with stdout on a pseudo-terminal through one call; its output."""
+    main, terminal = pty.openpty()
+    try:
+        process = await trio.lowlevel.open_process(
+            [*CLI, "monitor", "--url", gateway.base_url],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+        )
+    finally:
+        os.close(terminal)
+    output = b""
+    stream = trio.lowlevel.FdStream(main)
+    try:
+        with trio.fail_after(30):
+            while b"connected as admin" not in output:
+                output += await stream.receive_some()
+            async with sdk(gateway) as client:
+                await client.chat.completions.create(
+                    model="mock", messages=[{"role": "user", "content": "hi"}]
+                )
+            while b" mock " not in output:
+                output += await stream.receive_some()
+    finally:
+        process.kill()
+        await process.wait()
+        await stream.aclose()
+    return output.decode()
+
+
+async def test_colour_on_a_terminal_unless_no_color(gateway: RunningService) -> None:
+    async with signed_in(gateway) as admin:
+        token = admin.headers["authorization"].removeprefix("Bearer ")
+        env = {**clean_env(), "LLM_PROXY_TOKEN": token, "COLUMNS": "100", "TERM": "xterm"}
+        env.pop("NO_COLOR", None)
+        coloured = await run_monitor_on_a_terminal(gateway, env)
+        plain = await run_monitor_on_a_terminal(gateway, {**env, "NO_COLOR": "1"})
+    (line,) = [line for line in coloured.splitlines() if " mock " in line]
+    assert "\x1b[32mok\x1b[0m" in line
+    assert "\x1b" not in plain
