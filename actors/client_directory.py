@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import trio
 
 from actors.rate_limiter import ClientLimits
+from storage.client_names import every_client_name
 from storage.clients import ActiveKey, active_keys, auth_generation, record_key_use
 from storage.outage import is_unavailable
 from storage.reads import ReadPool
@@ -63,6 +64,7 @@ class ClientDirectory:
         self._poll_s = poll_s
         self._flush_s = flush_s
         self._keys: Mapping[str, KnownKey] = {}
+        self._names: Mapping[str, str] = {}
         self._generation = -1
         self._reloads = 0
         self._used: dict[int, int] = {}
@@ -99,6 +101,13 @@ class ClientDirectory:
     def lookup(self, digest: str) -> KnownKey | None:
         """The key with this SHA-256, if it is valid now (not revoked, client active)."""
         return self._keys.get(digest)
+
+    def client_name(self, client_id: str | None) -> str | None:
+        """The name of the client ``client_id`` as of the last reload; None for an anonymous
+        call, a static key's client or a deleted client."""
+        if client_id is None:
+            return None
+        return self._names.get(client_id)
 
     def key_used(self, token_id: int) -> None:
         """Remember that a key was used now; written with the next batch."""
@@ -145,7 +154,11 @@ class ClientDirectory:
         if generation == self._generation and not force:
             return
         keys = await self._reads.run(active_keys)
+        # Every client's, not only those with a valid key: the feed names the calls of a client
+        # deactivated a moment ago too. A rename moves the generation (storage.clients).
+        names = await self._reads.run(every_client_name)
         self._keys = {key.token_sha256: self._known(key) for key in keys}
+        self._names = names
         self._generation = generation
         self._reloads += 1
         log.debug("client directory: %d keys (generation %d)", len(keys), generation)

@@ -352,6 +352,7 @@ def update_client(
         changes["tokens_per_minute"] = _check_limit(tokens_per_minute, "tokens_per_minute")
     if not _client_exists(conn, client_id):
         raise _unknown_client(client_id)
+    renamed = "name" in changes and _current_name(conn, client_id) != changes["name"]
     if changes:
         # Column names come from the fixed set above, never from the caller.
         assignments = ", ".join(f"{column} = ?" for column in changes)
@@ -359,7 +360,28 @@ def update_client(
             f"UPDATE clients SET {assignments}, updated_at = ? WHERE id = ?",
             (*changes.values(), now_ms, client_id),
         )
+    if renamed:
+        # The triggers count only what authentication reads; the key table in memory also names
+        # the live feed's calls, so a rename must reload it too. Counted here rather than by a
+        # trigger (no migration), so a rename made by hand in SQL waits for the next reload.
+        _bump_auth_generation(conn, now_ms)
     return get_client(conn, client_id)
+
+
+def _current_name(conn: Connection, client_id: str) -> str:
+    (row,) = conn.execute("SELECT name FROM clients WHERE id = ?", (client_id,)).fetchall()
+    return str(row[0])
+
+
+def _bump_auth_generation(conn: Connection, now_ms: int) -> None:
+    """Move the change counter as the triggers do (the same SQL on both backends)."""
+    conn.execute(
+        "INSERT INTO settings (key, value_json, updated_at) VALUES (?, '1', ?)"
+        " ON CONFLICT (key) DO UPDATE SET"
+        " value_json = CAST(CAST(settings.value_json AS BIGINT) + 1 AS TEXT),"
+        " updated_at = excluded.updated_at",
+        (AUTH_GENERATION_KEY, now_ms),
+    )
 
 
 def delete_client(conn: Connection, client_id: str) -> None:

@@ -265,7 +265,8 @@ async def test_every_logged_call_arrives_without_bodies_or_keys(dashboard: Runni
     assert event["alias"] is None
     assert event["endpoint"] == "chat"
     assert event["request_id"]
-    assert event.keys() == {"type", *live.SHOWN_FIELDS, "failed_attempts", "alias"}
+    assert event.keys() == {"type", *live.SHOWN_FIELDS, "failed_attempts", "alias", "client_name"}
+    assert event["client_name"] is None  # the static key's client has no row, so no name
     assert event["failed_attempts"] is None
     # The stored row has the bodies (store_bodies is on); the feed has none of their text.
     (row,) = await logged(dashboard)

@@ -254,3 +254,38 @@ def test_an_unreachable_postgresql_is_one_line_without_the_password(postgres_url
     assert password.group(1) not in message
     assert "llm_proxy:…@" in message  # the URL masked as proxy.config.mask_url does
     assert "Connection refused" in message
+
+
+def test_update_renames_and_changes_only_what_is_given(cli: Cli) -> None:
+    _, stderr = cli.new_key("create", "old name", "--rpm", "30", "--description", "kept")
+    client_id = client_id_from(stderr)
+    [line] = cli.ok("update", client_id, "--name", "Team Alpha")
+    assert line == f"updated client {client_id} (Team Alpha) rpm=30 tpm=none"
+    [listed] = cli.ok("list")
+    assert listed.startswith(f"{client_id} Team Alpha active rpm=30 tpm=none ")
+    conn = connect(str(cli.database))
+    try:
+        (description,) = conn.execute(
+            "SELECT description FROM clients WHERE id = ?", (client_id,)
+        ).fetchall()[0]
+    finally:
+        conn.close()
+    assert description == "kept"
+    [line] = cli.ok("update", client_id, "--rpm", "default", "--tpm", "900")
+    assert line == f"updated client {client_id} (Team Alpha) rpm=default tpm=900"
+    [line] = cli.ok("update", client_id, "--description", "new words")
+    assert line.startswith(f"updated client {client_id} (Team Alpha)")
+
+
+def test_update_errors_exit_2_with_one_line(cli: Cli) -> None:
+    _, stderr = cli.new_key("create", "demo")
+    client_id = client_id_from(stderr)
+    assert "unknown client: cl_nope" in cli.fails("update", "cl_nope", "--name", "x")
+    assert "name must not be empty" in cli.fails("update", client_id, "--name", " ")
+    assert "control characters" in cli.fails("update", client_id, "--name", "a\x1b[2Jb")
+    assert "--rpm must be a whole number or 'default'" in cli.fails(
+        "update", client_id, "--rpm", "lots"
+    )
+    assert "nothing to change" in cli.fails("update", client_id)
+    [listed] = cli.ok("list")
+    assert listed.startswith(f"{client_id} demo active ")  # nothing changed by the failures

@@ -353,7 +353,9 @@ def test_auth_generation_bumps_on_every_relevant_change(db: str, conn: Connectio
     write(conn, partial(update_client, client_id=client_id, now_ms=NOW, is_active=True))
     assert not bumped()  # same value
     write(conn, partial(update_client, client_id=client_id, now_ms=NOW, name="renamed"))
-    assert not bumped()  # names do not affect authentication
+    assert bumped()  # the key table also names the live feed's calls: a rename reloads it
+    write(conn, partial(update_client, client_id=client_id, now_ms=NOW, name="renamed"))
+    assert not bumped()  # same name
     write(conn, partial(revoke_client, client_id=client_id, now_ms=NOW))
     assert bumped()
     write(conn, partial(delete_client, client_id=client_id))

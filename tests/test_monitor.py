@@ -152,7 +152,7 @@ def test_numbers() -> None:
     assert compact_int(None) == "-"
     assert [format_cost(c) for c in (None, 0, 0.00123, 0.5, 12.345)] == [
         "-",
-        "$0",
+        "$0.00",
         "$0.0012",
         "$0.50",
         "$12.35",
@@ -174,10 +174,10 @@ def test_totals_every_n_calls_and_on_metrics() -> None:
     for n in range(4):
         printed += view.on_frame({**REQUEST, "status": "error" if n == 0 else "ok"})
     totals = [line for line in printed if line.startswith("-- totals")]
-    assert totals == ["-- totals: 3 calls, 1 error, 3,870 tokens, $0.0007"]
+    assert totals == ["-- totals: 3 calls, 1 error, 3,870 tokens, $0.00066"]
     # A metrics frame sums up the call since then; the next one has nothing new to say.
     assert view.on_frame({"type": "metrics", "dropped": 0}) == [
-        "-- totals: 4 calls, 1 error, 5,160 tokens, $0.0009"
+        "-- totals: 4 calls, 1 error, 5,160 tokens, $0.00088"
     ]
     assert view.on_frame({"type": "metrics", "dropped": 0}) == []
     assert view.on_frame({"type": "metrics", "dropped": 7}) == [
@@ -195,8 +195,7 @@ def test_totals_every_n_calls_and_on_metrics() -> None:
 def test_totals_line() -> None:
     totals = Totals(calls=1, errors=0, tokens=15, cost_usd=0.0, unpriced=1)
     assert (
-        format_totals(totals, 100)
-        == "-- totals: 1 call, 0 errors, 15 tokens, $0.0000 (+1 unpriced)"
+        format_totals(totals, 100) == "-- totals: 1 call, 0 errors, 15 tokens, $0.00 (+1 unpriced)"
     )
     assert len(format_totals(totals, 30)) == 30
 
@@ -210,7 +209,7 @@ def test_urls() -> None:
     with pytest.raises(MonitorError, match="header"):
         check_url("ws://127.0.0.1:8080/api/ws?token=secret")
     with pytest.raises(MonitorError, match="ws://"):
-        check_url("http://127.0.0.1:8080/api/ws")
+        check_url("ftp://127.0.0.1:8080/api/ws")
     assert is_plaintext_remote("ws://10.0.0.5:8080/api/ws")
     assert not is_plaintext_remote("ws://127.0.0.1:8080/api/ws")
     assert not is_plaintext_remote("wss://example.com/api/ws")

@@ -26,7 +26,8 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The ``clients`` subcommand and its actions (create, list, keys, add-key, revoke)."""
+    """The ``clients`` subcommand and its actions (create, update, list, keys, add-key,
+    revoke)."""
     common = database_options()
 
     clients = commands.add_parser(
@@ -45,6 +46,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     create.add_argument("--tpm", metavar="N", help="tokens per minute (default and 0: no limit)")
     create.add_argument("--description", default="", metavar="TEXT")
+
+    update = actions.add_parser(
+        "update", parents=[common], help="rename a client or change its description or limits"
+    )
+    update.add_argument("client_id", metavar="CLIENT_ID")
+    update.add_argument("--name", metavar="NAME", help="its new name")
+    update.add_argument("--description", metavar="TEXT")
+    update.add_argument(
+        "--rpm",
+        metavar="N",
+        help="requests per minute ('default': the configured default; 0: none)",
+    )
+    update.add_argument("--tpm", metavar="N", help="tokens per minute (0: no limit)")
 
     actions.add_parser("list", parents=[common], help="one line per client")
 
@@ -74,7 +88,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     return status
 
 
-_CHANGING = frozenset({"create", "add-key", "revoke"})
+_CHANGING = frozenset({"create", "update", "add-key", "revoke"})
 
 
 def _iso(ms: int | None) -> str:
@@ -126,6 +140,42 @@ def _clients_create(conn: Connection, args: argparse.Namespace) -> int:
     )
     # stdout carries the key alone, so `KEY=$(llm-proxy clients create NAME)` captures it.
     print(plain)
+    return 0
+
+
+def _clients_update(conn: Connection, args: argparse.Namespace) -> int:
+    from storage import clients
+
+    rpm: int | clients.Unchanged | None = clients.UNCHANGED
+    if args.rpm == "default":
+        rpm = None
+    elif args.rpm is not None:
+        try:
+            rpm = _limit(args.rpm, "--rpm")
+        except UsageError:
+            raise UsageError(
+                f"--rpm must be a whole number or 'default', got {args.rpm!r}"
+            ) from None
+    tpm = clients.UNCHANGED if args.tpm is None else _limit(args.tpm, "--tpm")
+    given = (args.name, args.description, args.rpm, args.tpm)
+    if all(value is None for value in given):
+        raise UsageError("nothing to change: give --name, --description, --rpm or --tpm")
+    client = write(
+        conn,
+        lambda c: clients.update_client(
+            c,
+            args.client_id,
+            now_ms=current_ms(),
+            name=args.name,
+            description=args.description,
+            rate_limit_per_minute=rpm,
+            tokens_per_minute=tpm,
+        ),
+    )
+    print(
+        f"updated client {client.id} ({client.name})"
+        f" {_limits_text(client.rate_limit_per_minute, client.tokens_per_minute)}"
+    )
     return 0
 
 
@@ -204,6 +254,7 @@ def _clients_revoke(conn: Connection, args: argparse.Namespace) -> int:
 
 _CLIENT_ACTIONS: dict[str, Callable[[Connection, argparse.Namespace], int]] = {
     "create": _clients_create,
+    "update": _clients_update,
     "list": _clients_list,
     "keys": _clients_keys,
     "add-key": _clients_add_key,

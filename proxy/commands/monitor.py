@@ -29,8 +29,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     monitor.add_argument(
         "--url",
-        help="the feed (default: ws://HOST:PORT/api/ws from the config, else "
-        "ws://127.0.0.1:8080/api/ws)",
+        help="the gateway (http://HOST:PORT or https://…) or its feed (ws://HOST:PORT/api/ws); "
+        "default: the config's server address, else ws://127.0.0.1:8080/api/ws",
     )
     monitor.add_argument("--config", help="TOML config file (default: $LLM_PROXY_CONFIG)")
     who = monitor.add_mutually_exclusive_group()
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
     url = args.url or monitor.url_from_config(config.server.host, config.server.port)
     try:
-        monitor.check_url(url)
+        url = monitor.check_url(url)  # an http(s):// address becomes the feed's ws(s):// URL
         credentials = monitor.credentials_from(
             url=url,
             token=args.token,

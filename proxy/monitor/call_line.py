@@ -8,11 +8,12 @@ to the model name first, so a call line never wraps.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Mapping
 from typing import Final
 
+from proxy.monitor.colour import DIM, RED, paint, status_colour
+from proxy.monitor.money import usd
 from proxy.monitor.text import clip, printable
 
 Frame = Mapping[str, object]
@@ -33,16 +34,8 @@ def compact_int(value: object) -> str:
 
 
 def format_cost(cost: object) -> str:
-    """USD with the precision a single call needs; ``-`` for an unpriced call."""
-    if not isinstance(cost, int | float) or isinstance(cost, bool) or not math.isfinite(cost):
-        return "-"
-    if cost == 0:
-        return "$0"
-    if cost < 0.01:
-        return f"${cost:.4f}"
-    if cost < 1000:
-        return f"${cost:.2f}"
-    return f"${cost:.0f}"
+    """USD as the dashboard shows it (``proxy.monitor.money``); ``-`` for an unpriced call."""
+    return usd(cost)
 
 
 def format_latency(latency_ms: object) -> str:
@@ -90,7 +83,7 @@ class Column:
 
 COLUMNS: Final = (
     Column("time", "time", 8, 8),
-    Column("client", "client", 6, 12),
+    Column("client", "client", 6, 14),
     Column("model", "model", 12, 30),
     Column("provider", "provider", 6, 8),
     # Shown only once calls of a second instance (a fleet sharing Redis) have been seen.
@@ -98,7 +91,7 @@ COLUMNS: Final = (
     Column("endpoint", "api", 4, 4),
     Column("status", "status", 7, 7),
     Column("tokens", "in/out", 9, 11, right=True),
-    Column("cost", "cost", 8, 8, right=True),
+    Column("cost", "cost", 9, 9, right=True),
     Column("latency", "latency", 7, 7, right=True),
 )
 # Narrow terminals lose these first, in this order (the model names the provider well enough);
@@ -144,7 +137,9 @@ def _cells(frame: Frame) -> dict[str, str]:
     model = frame.get("alias") or frame.get("model") or "?"
     return {
         "time": format_clock(frame.get("ts_ms")),
-        "client": printable(frame.get("client_id") or "-"),
+        # The name, as the dashboard shows it; the id when the client has none (deleted, or a
+        # gateway from before names), "static" for the configured keys.
+        "client": printable(frame.get("client_name") or frame.get("client_id") or "-"),
         "model": printable(model),
         "provider": printable(frame.get("provider") or "-"),
         "instance": printable(frame.get("instance") or "-"),
@@ -157,26 +152,39 @@ def _cells(frame: Frame) -> dict[str, str]:
     }
 
 
-def _row(cells: Mapping[str, str], width: int, instances: bool) -> str:
+def _row(cells: Mapping[str, str], width: int, instances: bool, colours: Mapping[str, str]) -> str:
+    """The cells laid out; a cell named in ``colours`` is painted after it is padded, so colour
+    never changes what fits."""
     parts = []
     for column, column_width in layout(width, instances=instances):
         text = clip(cells[column.name], column_width)
-        parts.append(text.rjust(column_width) if column.right else text.ljust(column_width))
-    return " ".join(parts)
+        text = text.rjust(column_width) if column.right else text.ljust(column_width)
+        colour = colours.get(column.name)
+        parts.append(text if colour is None else paint(text, colour))
+    return " ".join(parts).rstrip()
 
 
-def format_header(width: int, *, instances: bool = False) -> str:
-    """The column titles, laid out as the call lines are."""
-    return _row({column.name: column.title for column in COLUMNS}, width, instances).rstrip()
+def format_header(width: int, *, instances: bool = False, colour: bool = False) -> str:
+    """The column titles, laid out as the call lines are (dim when ``colour``)."""
+    titles = {column.name: column.title for column in COLUMNS}
+    line = _row(titles, width, instances, {})
+    return paint(line, DIM) if colour else line
 
 
-def format_request(frame: Frame, width: int, *, instances: bool = False) -> str:
+def format_request(
+    frame: Frame, width: int, *, instances: bool = False, colour: bool = False
+) -> str:
     """One call as one line of at most ``width`` characters (with the instance that served it
-    when ``instances``); a failed call's reason follows when there is room."""
-    line = _row(_cells(frame), width, instances).rstrip()
-    if frame.get("status") == "error":
-        reason = frame.get("error_type") or frame.get("error_message")
-        room = width - len(line) - 1
-        if reason and room >= 8:
-            line += " " + clip(printable(reason), room)
-    return clip(line, width)
+    when ``instances``); a failed call's reason follows when there is room. With ``colour`` the
+    status (and a failure's reason) are coloured with ANSI codes that take no columns."""
+    status = frame.get("status")
+    cells = _cells(frame)
+    plain = _row(cells, width, instances, {})
+    reason = frame.get("error_type") or frame.get("error_message") if status == "error" else None
+    room = width - len(plain) - 1
+    said = clip(printable(reason), room) if reason and room >= 8 else ""
+    if len(plain) > width or not colour:
+        # (Only a width below the narrowest layout cuts the line itself: uncoloured then.)
+        return clip(plain + (" " + said if said else ""), width)
+    line = _row(cells, width, instances, {"status": status_colour(status)})
+    return line + (" " + paint(said, RED) if said else "")

@@ -6,12 +6,14 @@ terminal's width is read again for every frame, so a resized window still gets l
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Sequence
 
 import trio
 
+from proxy.monitor.colour import use_colour
 from proxy.monitor.credentials import Credentials
 from proxy.monitor.errors import MonitorError
 from proxy.monitor.feed_view import DEFAULT_WIDTH, FeedView
@@ -49,8 +51,10 @@ async def run(
 
     Raises MonitorError when the monitor cannot go on.
     """
+    # Colour only when the lines go to a terminal of ours (not a file, a pipe or a test's sink).
+    colour = emit is None and use_colour(sys.stdout, os.environ)
+    view = FeedView(terminal_width(), colour=colour)
     emit = emit or stdout_emitter()
-    view = FeedView(terminal_width())
     failure: MonitorError | None = None
     with trio.open_signal_receiver(*signals) as received:
         async with trio.open_nursery() as nursery:

@@ -10,6 +10,7 @@ import dataclasses
 from typing import Final
 
 from proxy.monitor.call_line import Frame, format_cost, format_header, format_request
+from proxy.monitor.money import usd
 from proxy.monitor.text import clip, printable
 
 DEFAULT_WIDTH: Final = 120
@@ -57,7 +58,7 @@ def format_totals(totals: Totals, width: int) -> str:
     if totals.cancelled:
         parts.append(f"{totals.cancelled} cancelled")
     parts.append(f"{totals.tokens:,} tokens")
-    cost = f"${totals.cost_usd:.4f}" if totals.cost_usd < 100 else f"${totals.cost_usd:,.2f}"
+    cost = usd(totals.cost_usd)
     if totals.unpriced:
         cost += f" (+{totals.unpriced} unpriced)"
     parts.append(cost)
@@ -71,8 +72,11 @@ class FeedView:
     seconds) when calls arrived since they were last shown, so a short burst is summed up too.
     """
 
-    def __init__(self, width: int = DEFAULT_WIDTH, *, totals_every: int = TOTALS_EVERY) -> None:
+    def __init__(
+        self, width: int = DEFAULT_WIDTH, *, totals_every: int = TOTALS_EVERY, colour: bool = False
+    ) -> None:
         self.width = width
+        self._colour = colour  # ANSI colours: only for a terminal (``colour.use_colour``)
         self.totals = Totals()
         self._totals_every = totals_every
         self._since_totals = 0
@@ -91,13 +95,15 @@ class FeedView:
                 self._dropped = 0  # the server counts per socket
                 if not self._header_shown:
                     self._header_shown = True
-                    lines.append(format_header(width))
+                    lines.append(format_header(width, colour=self._colour))
                 return [clip(line, width) for line in lines]
             case "request":
                 self.totals.add(frame)
                 self._since_totals += 1
                 lines = self._new_instance(frame, width)
-                lines.append(format_request(frame, width, instances=self.fleet))
+                lines.append(
+                    format_request(frame, width, instances=self.fleet, colour=self._colour)
+                )
                 if self._since_totals >= self._totals_every:
                     lines.append(self.totals_line())
                 return lines
@@ -141,7 +147,7 @@ class FeedView:
             return []
         return [
             clip("-- calls from more than one instance: each line names its instance", width),
-            format_header(width, instances=True),
+            format_header(width, instances=True, colour=self._colour),
         ]
 
     def totals_line(self) -> str:

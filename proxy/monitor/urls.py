@@ -2,7 +2,9 @@
 
 The session token travels only in the ``Authorization`` header (the feed refuses one in the URL),
 so a URL carrying credentials or a query is refused, and a URL is printed without them. A plain
-``ws://`` URL to another machine is flagged: the session would cross the network in clear.
+``ws://`` URL to another machine is flagged: the session would cross the network in clear. The
+dashboard's address is accepted too: ``http://host:8080`` is the feed ``ws://host:8080/api/ws``,
+``https://host/prefix`` is ``wss://host/prefix/api/ws``.
 """
 
 from __future__ import annotations
@@ -28,17 +30,35 @@ def url_from_config(host: str, port: int) -> str:
     return f"ws://{host}:{port}/api/ws"
 
 
+FEED_PATH: Final = "/api/ws"
+_FEED_SCHEMES: Final = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+
+
 def check_url(url: str) -> str:
-    """``url`` if it is a ws:// or wss:// URL without secrets in it; MonitorError otherwise."""
+    """The feed's ws:// or wss:// URL for ``url``: the feed's own, or the gateway's http(s)://
+    address (``/api/ws`` added to a URL that names no other path); MonitorError for any other
+    scheme, or a URL with secrets in it."""
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise MonitorError(f"--url must be ws://HOST:PORT/api/ws or wss://…, got {shown_url(url)}")
+    scheme = _FEED_SCHEMES.get(parts.scheme)
+    try:
+        host = parts.hostname
+        parts.port  # noqa: B018 (a port that is no number raises here, not when connecting)
+    except ValueError:
+        host = None
+    if scheme is None or not host:
+        raise MonitorError(
+            "--url must be the gateway's address (http://HOST:PORT, https://…) or its feed"
+            f" (ws://HOST:PORT/api/ws, wss://…), got {shown_url(url)}"
+        )
     if parts.query or parts.username or parts.password:
         raise MonitorError(
             "--url must not carry credentials or a query: the token goes in a header"
             " (--token, $LLM_PROXY_TOKEN or --user)"
         )
-    return url
+    path = parts.path.rstrip("/")
+    if not path.endswith(FEED_PATH) and (parts.scheme in ("http", "https") or not path):
+        path += FEED_PATH
+    return urllib.parse.urlunsplit((scheme, parts.netloc, path, "", ""))
 
 
 def shown_url(url: str) -> str:

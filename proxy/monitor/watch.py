@@ -55,7 +55,7 @@ async def watch(
 ) -> None:
     """Print the feed at ``url`` until cancelled, reconnecting with backoff whenever the
     connection is lost; MonitorError when it cannot go on (credentials refused, bad URL)."""
-    check_url(url)
+    url = check_url(url)
     shown = shown_url(url)
     if is_plaintext_remote(url):
         await emit(

@@ -26,6 +26,7 @@ import msgspec
 import trio
 from quart import Blueprint, Response, websocket
 
+from actors.client_directory import ClientDirectory
 from actors.fleet_presence import FleetPresence
 from actors.provider import ProviderActor
 from actors.request_logger import RequestLogger
@@ -64,6 +65,7 @@ class LiveApi:
     router: Router  # which model names are aliases
     providers: Mapping[str, ProviderActor]  # their statistics
     started_at: float  # time.monotonic() at start
+    clients: ClientDirectory  # the clients' names, in memory: no database read per call
     # In a fleet: the other instances' live figures, added to this one's tiles.
     presence: FleetPresence | None = None
 
@@ -276,8 +278,10 @@ class LiveFeed:
 
     async def _pump_records(self, records: trio.MemoryReceiveChannel[LiveCall]) -> None:
         aliases = self._deps.router.aliases
+        name_of = self._deps.clients.client_name
         async for record in records:
-            self._post(request_event(record, record.model if record.model in aliases else None))
+            alias = record.model if record.model in aliases else None
+            self._post(request_event(record, alias, name_of(record.client_id)))
 
     async def _pump_events(self, events: trio.MemoryReceiveChannel[Message]) -> None:
         async for event in events:
@@ -355,15 +359,16 @@ class LiveFeed:
         }
 
 
-def request_event(record: LiveCall, alias: str | None) -> Message:
+def request_event(record: LiveCall, alias: str | None, client_name: str | None) -> Message:
     """A logged call as the feed shows it: no bodies, the fallbacks' failures parsed, the
-    instance that served it, and the alias the client asked by (None when it named a model
-    directly)."""
+    instance that served it, the alias the client asked by (None when it named a model
+    directly) and its client's name (None for anonymous, static-key and deleted clients)."""
     event: dict[str, object] = {"type": "request"}
     for name in SHOWN_FIELDS:
         event[name] = getattr(record, name)
     event["failed_attempts"] = _parsed(record.failed_attempts)
     event["alias"] = alias
+    event["client_name"] = client_name
     return event
 
 

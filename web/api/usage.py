@@ -18,12 +18,22 @@ from quart import Blueprint, Response, request
 
 from proxy.errors import InvalidRequest, NotFound
 from proxy.records import ENDPOINTS, Endpoint
-from storage.analytics.aggregates import Bucket, Dimension, breakdown, summary, timeseries
+from storage.analytics.aggregates import (
+    BreakdownRow,
+    Bucket,
+    Dimension,
+    TimeseriesPoint,
+    breakdown,
+    summary,
+    timeseries,
+)
 from storage.analytics.export import csv_header, csv_lines, export_page, json_lines
-from storage.analytics.request_log import MAX_PAGE, request_detail, request_log
-from storage.analytics.request_rows import StatusFilter
+from storage.analytics.request_log import MAX_PAGE, RequestDetail, request_detail, request_log
+from storage.analytics.request_rows import RequestRow, StatusFilter
 from storage.analytics.usage_filter import UsageFilter
+from storage.client_names import client_names
 from storage.reads import ReadPool
+from storage.sql import Connection
 from web.api.common import deps_of, json_response, query_range
 
 usage = Blueprint("api_usage", __name__, url_prefix="/api")
@@ -101,6 +111,67 @@ async def _read(fn: Callable[..., T]) -> T:
         raise InvalidRequest(str(exc)) from None
 
 
+# Names are read with the rows they name, in the same read: a page shows one moment's names.
+# Calls keep their client's id, so a renamed client's calls show its new name, and a deleted
+# client's calls have none (the dashboard shows the id).
+
+
+def _named_series(
+    conn: Connection,
+    *,
+    since_ms: int,
+    until_ms: int,
+    bucket: Bucket,
+    group_by: Dimension | None,
+    flt: UsageFilter,
+) -> tuple[list[TimeseriesPoint], dict[str, str] | None]:
+    points = timeseries(conn, since_ms, until_ms, bucket, group_by, flt)
+    if group_by != "client":
+        return points, None
+    return points, client_names(conn, (point.group for point in points))
+
+
+def _named_breakdown(
+    conn: Connection,
+    *,
+    dimension: Dimension,
+    since_ms: int,
+    until_ms: int,
+    flt: UsageFilter,
+    limit: int,
+) -> tuple[list[BreakdownRow], dict[str, str] | None]:
+    rows = breakdown(conn, dimension, since_ms, until_ms, flt, limit)
+    if dimension != "client":
+        return rows, None
+    return rows, client_names(conn, (row.key for row in rows))
+
+
+def _named_log(
+    conn: Connection,
+    *,
+    since_ms: int,
+    until_ms: int,
+    flt: UsageFilter,
+    status: StatusFilter | None,
+    endpoint: Endpoint | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[RequestRow], str | None, dict[str, str]]:
+    rows, next_cursor = request_log(
+        conn, since_ms, until_ms, flt, status=status, limit=limit, cursor=cursor, endpoint=endpoint
+    )
+    return rows, next_cursor, client_names(conn, (row.client_id for row in rows))
+
+
+def _named_detail(conn: Connection, row_id: int) -> tuple[RequestDetail | None, str | None]:
+    detail = request_detail(conn, row_id)
+    if detail is None:
+        return None, None
+    return detail, client_names(conn, [detail.request.client_id]).get(
+        detail.request.client_id or ""
+    )
+
+
 def _totals_filter() -> UsageFilter:
     """The filter of a route that reads the hourly totals, which are not kept by endpoint."""
     if request.args.get("endpoint"):
@@ -123,9 +194,9 @@ async def usage_timeseries() -> Response:
     since, until = query_range()
     bucket = _choice("bucket", _BUCKETS) or "hour"
     group_by = _choice("group_by", _GROUPS)
-    points = await _read(
+    points, names = await _read(
         partial(
-            timeseries,
+            _named_series,
             since_ms=since,
             until_ms=until,
             bucket=bucket,
@@ -133,23 +204,24 @@ async def usage_timeseries() -> Response:
             flt=_totals_filter(),
         )
     )
-    return json_response(
-        {
-            "from": since,
-            "to": until,
-            "bucket": bucket,
-            "group_by": group_by,
-            "data": [point.to_json() for point in points],
-        }
-    )
+    body: dict[str, object] = {
+        "from": since,
+        "to": until,
+        "bucket": bucket,
+        "group_by": group_by,
+        "data": [point.to_json() for point in points],
+    }
+    if names is not None:
+        body["names"] = names  # client id -> name, for the clients that have one
+    return json_response(body)
 
 
 @usage.get("/usage/<any(clients, providers, models):dimension>")
 async def usage_breakdown(dimension: str) -> Response:
     since, until = query_range()
-    rows = await _read(
+    rows, names = await _read(
         partial(
-            breakdown,
+            _named_breakdown,
             dimension=_DIMENSIONS[dimension],
             since_ms=since,
             until_ms=until,
@@ -157,7 +229,10 @@ async def usage_breakdown(dimension: str) -> Response:
             limit=_limit(),
         )
     )
-    return json_response({"from": since, "to": until, "data": [row.to_json() for row in rows]})
+    data = [row.to_json() for row in rows]
+    if names is not None:
+        data = [{**row, "name": names.get(str(row["key"]))} for row in data]
+    return json_response({"from": since, "to": until, "data": data})
 
 
 @usage.get("/usage/requests")
@@ -165,9 +240,9 @@ async def usage_requests() -> Response:
     since, until = query_range()
     status = _choice("status", _STATUSES)
     endpoint = _choice("endpoint", _ENDPOINTS)
-    rows, next_cursor = await _read(
+    rows, next_cursor, names = await _read(
         partial(
-            request_log,
+            _named_log,
             since_ms=since,
             until_ms=until,
             flt=_filter(),
@@ -177,19 +252,19 @@ async def usage_requests() -> Response:
             cursor=request.args.get("cursor") or None,
         )
     )
-    return json_response({"data": [row.to_json() for row in rows], "next_cursor": next_cursor})
+    data = [{**row.to_json(), "client_name": names.get(row.client_id or "")} for row in rows]
+    return json_response({"data": data, "next_cursor": next_cursor})
 
 
 @usage.get("/usage/requests/<int:row_id>")
 async def usage_request(row_id: int) -> Response:
     # The route takes any run of digits; SQLite cannot even bind one past 64 bits.
-    if row_id > MAX_ROW_ID:
-        detail = None
-    else:
-        detail = await _read(partial(request_detail, row_id=row_id))
+    detail, name = (
+        (None, None) if row_id > MAX_ROW_ID else await _read(partial(_named_detail, row_id=row_id))
+    )
     if detail is None:
         raise NotFound(f"No logged call with id {row_id}.", code="request_not_found")
-    return json_response(detail.to_json())
+    return json_response({**detail.to_json(), "client_name": name})
 
 
 @usage.get("/usage/export")

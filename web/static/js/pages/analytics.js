@@ -5,6 +5,7 @@ import { get, query } from "../api.js";
 import { makeChart } from "../chart.js";
 import { empty, failure, field, h, loading, panel, replace, stat, table } from "../dom.js";
 import * as fmt from "../format.js";
+import { clientLabel, clientText } from "../client_label.js";
 
 const HOUR = 3600000;
 const DAY = 24 * HOUR;
@@ -68,7 +69,8 @@ export async function dimensionOptions(from, to) {
     try {
       const { data } = await get(`/api/usage/${name}${query({ from, to, limit: 500 })}`);
       // A call without a client or provider has key null: it cannot be chosen as a filter.
-      return data.filter((row) => row.key !== null).map((row) => [row.key, row.key]);
+      // Clients are listed by name (their id when they have none); the value stays the id.
+      return data.filter((row) => row.key !== null).map((row) => [row.key, row.name ? clientText(row.key, row.name) : row.key]);
     } catch (error) {
       if (error && error.redirected) throw error;
       return []; // the filter still works with the current value only
@@ -141,7 +143,7 @@ function bucketLabel(t, bucket) {
 }
 
 /** Chart datasets from timeseries points: one per group (the biggest few, the rest as "other"). */
-function series(points, starts, grouped, metric) {
+function series(points, starts, grouped, metric, names = {}) {
   const index = new Map(starts.map((t, i) => [t, i]));
   const groups = new Map();
   const totals = new Map();
@@ -159,7 +161,8 @@ function series(points, starts, grouped, metric) {
     if (i !== undefined) groups.get(key)[i] += p[metric] || 0;
   }
   const order = [...top.filter((k) => kept.has(k)), ...(groups.has("other") ? ["other"] : [])];
-  return order.filter((k) => groups.has(k)).map((key) => ({ label: grouped ? key : metricLabel[metric], data: groups.get(key) }));
+  // Grouped by client, a group is named by its client's name (the series carries them).
+  return order.filter((k) => groups.has(k)).map((key) => ({ label: grouped ? names[key] || key : metricLabel[metric], data: groups.get(key) }));
 }
 
 const metricLabel = { requests: "Requests", tokens: "Tokens", cost_usd: "Cost" };
@@ -273,7 +276,7 @@ export async function render(root, ctx) {
           h("h2", { id: `chart-${id}-title` }, title, h("small", { class: "hint" }, ` per ${bucket}`)),
           h("div", { class: "chart-box" }, canvas),
         );
-        return { card, canvas, config: { type, labels, datasets: series(ts.data, starts, grouped, metric), format, ...axis, stacked: grouped && type === "bar" } };
+        return { card, canvas, config: { type, labels, datasets: series(ts.data, starts, grouped, metric, ts.names), format, ...axis, stacked: grouped && type === "bar" } };
       };
       const specs = [
         chartCard("requests", "Requests", "bar", "requests", (v) => fmt.count(v), { integers: true }),
@@ -296,7 +299,7 @@ export async function render(root, ctx) {
         h(
           "div",
           { class: "grid two" },
-          topTable("top-clients", "Top clients", "Client", clients.data, "anonymous"),
+          topTable("top-clients", "Top clients", "Client", clients.data, "anonymous", (r) => clientLabel(r.key, r.name)),
           topTable("top-models", "Top models", "Model", models.data, "—"),
         ),
       );
@@ -320,9 +323,10 @@ export async function render(root, ctx) {
   await Promise.all([panel(filtersEl, buildFilters), loadContent()]);
 }
 
-function topTable(id, title, keyLabel, rows, noKey) {
+function topTable(id, title, keyLabel, rows, noKey, label = null) {
+  const keyCell = (r) => (r.key === null ? h("span", { class: "hint" }, noKey) : h("span", { class: "mono" }, r.key));
   const columns = [
-    { label: keyLabel, value: (r) => (r.key === null ? h("span", { class: "hint" }, noKey) : h("span", { class: "mono" }, r.key)) },
+    { label: keyLabel, value: label || keyCell },
     { label: "Requests", value: (r) => fmt.count(r.requests), class: "num" },
     { label: "Share", value: (r) => fmt.percent(r.share), class: "num" },
     { label: "Tokens", value: (r) => fmt.tokens(r.tokens), class: "num" },

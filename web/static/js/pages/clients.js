@@ -186,6 +186,7 @@ async function renderDetail(root, ctx, id) {
   };
 
   const editForm = () => {
+    const name = h("input", { name: "name", required: true, maxlength: 200, value: client.name, autocomplete: "off" });
     const description = h("input", { name: "description", maxlength: 1000, value: client.description, autocomplete: "off" });
     const rpm = numberInput("rate_limit_per_minute", client.rate_limit_per_minute, { placeholder: "default" });
     const tpm = numberInput("tokens_per_minute", client.tokens_per_minute, { placeholder: "default" });
@@ -196,6 +197,7 @@ async function renderDetail(root, ctx, id) {
       { class: "card edit-client", novalidate: true },
       h("h2", {}, "Edit"),
       formMessage,
+      field("Name", name, "Shown for its calls everywhere; its id stays the same."),
       field("Description", description),
       h(
         "div",
@@ -207,9 +209,15 @@ async function renderDetail(root, ctx, id) {
     );
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
+      if (!name.value.trim()) {
+        flash(formMessage, "error", "Give the client a name.");
+        name.focus();
+        return;
+      }
       submit.disabled = true;
       try {
         await put(base, {
+          name: name.value.trim(),
           description: description.value.trim(),
           rate_limit_per_minute: numberOrNull(rpm),
           tokens_per_minute: numberOrNull(tpm),

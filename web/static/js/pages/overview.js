@@ -3,6 +3,7 @@
 import { get, query } from "../api.js";
 import { empty, failure, h, loading, panel, replace, stat } from "../dom.js";
 import * as fmt from "../format.js";
+import { clientLabel } from "../client_label.js";
 
 const MAX_ROWS = 50;
 const SUMMARY_EVERY_MS = 60000;
@@ -183,7 +184,7 @@ function callRow(call) {
     "tr",
     { "data-request-id": call.request_id },
     cell("Time", h("time", { datetime: new Date(call.ts_ms).toISOString(), title: fmt.dateTime(call.ts_ms) }, new Date(call.ts_ms).toLocaleTimeString())),
-    cell("Client", call.client_id || h("span", { class: "hint" }, "anonymous")),
+    cell("Client", clientLabel(call.client_id, call.client_name)),
     cell("Model", h("span", { class: "mono" }, call.model)),
     cell("Provider", call.provider || "—"),
     cell("Instance", call.instance || "—", "col-instance"),

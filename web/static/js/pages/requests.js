@@ -4,6 +4,7 @@
 import { get, query } from "../api.js";
 import { empty, failure, field, h, loading, panel, replace } from "../dom.js";
 import * as fmt from "../format.js";
+import { clientLabel } from "../client_label.js";
 import { dimensionOptions, filterControls, keepInHash, resolveRange, select } from "./analytics.js";
 import { statusBadge } from "./overview.js";
 
@@ -178,7 +179,7 @@ function logRow(row, link, ctx) {
     "tr",
     { class: "clickable", "data-id": row.id, "data-request-id": row.request_id },
     td("Time", h("a", { href, title: fmt.dateTime(row.ts_ms) }, shortTime(row.ts_ms))),
-    td("Client", row.client_id || h("span", { class: "hint" }, "anonymous")),
+    td("Client", clientLabel(row.client_id, row.client_name)),
     td("Model → upstream", modelCell(row)),
     td("Provider", row.provider || "—"),
     td("Endpoint", h("span", { class: "mono" }, row.endpoint)),
@@ -247,7 +248,7 @@ function facts(call) {
     ["Time", `${fmt.dateTime(call.ts_ms)} (${fmt.ago(call.ts_ms)})`],
     ["Request id", h("span", { class: "mono" }, call.request_id)],
     ["Log row", String(call.id)],
-    ["Client", call.client_id || "anonymous"],
+    ["Client", call.client_name ? [clientLabel(call.client_id, call.client_name), " ", h("code", { class: "client-id" }, call.client_id)] : clientLabel(call.client_id, null)],
     ["Model", h("span", { class: "mono" }, call.model)],
     ["Upstream model", call.upstream_model ? h("span", { class: "mono" }, call.upstream_model) : "—"],
     ["Provider", call.provider || "—"],
