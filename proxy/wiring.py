@@ -171,6 +171,7 @@ def _api_deps(parts: ServiceParts, observed: ObservedParts) -> ApiDeps:
             router=parts.router,
             providers=parts.providers,
             started_at=parts.started_at,
+            in_flight=parts.in_flight,
             presence=parts.presence,
         ),
         providers=ProvidersApi(
