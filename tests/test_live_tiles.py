@@ -16,12 +16,14 @@ import trio.testing
 
 from actors.recent_calls import RecentCalls
 from actors.request_logger import RequestLogger
+from proxy.monitor.feed_view import FeedView
 from proxy.pricing import Pricer
 from proxy.records import RequestRecord
 from proxy.service import RunningService
 from tests.conftest import StartGateway, sdk, signed_in
 from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI, Stall
 from tests.test_api_live import HELLO, bearer, feed, next_event
+from tests.test_monitor import REQUEST as MONITOR_REQUEST
 from tests.test_request_logger import record
 
 live = importlib.import_module("web.api.live")
@@ -214,3 +216,22 @@ async def test_a_call_waiting_for_its_body_is_in_flight(dashboard: RunningServic
         with trio.fail_after(5):
             while (await admin.get("/api/system/health")).json()["in_flight"]:
                 await trio.sleep(0.01)
+
+
+# -- the terminal monitor, now that metrics frames follow the calls -----------------------------
+
+
+def test_the_monitor_sums_up_on_metrics_at_most_every_few_seconds() -> None:
+    """Metrics frames now follow each burst: the monitor still prints its totals every N calls,
+    and on a metrics frame only when a few seconds have passed since it last did."""
+    view = FeedView(100, totals_every=10)
+    call = {**MONITOR_REQUEST, "status": "ok"}
+    view.on_frame(call)
+    assert view.on_frame({"type": "metrics", "dropped": 0, "ts_ms": 1_000}) == [
+        "-- totals: 1 call, 0 errors, 1,290 tokens, $0.0002"
+    ]
+    view.on_frame(call)
+    # 0.1 s later (the frame after the next call): nothing new printed.
+    assert view.on_frame({"type": "metrics", "dropped": 0, "ts_ms": 1_100}) == []
+    # The periodic frame, 5 s on: the call since is summed up.
+    assert view.on_frame({"type": "metrics", "dropped": 0, "ts_ms": 6_000}) == [view.totals_line()]
