@@ -26,26 +26,29 @@ class RecentCalls:
 
     def __init__(self, window_s: float = WINDOW_S) -> None:
         self._window_ms = round(window_s * 1000)
-        # [millisecond, calls, errors], oldest first; at most one entry per millisecond.
-        self._buckets: collections.deque[list[int]] = collections.deque()
+        # The milliseconds with calls, oldest first, and their calls and errors: three deques of
+        # ints rather than one of lists, half the memory at the bound (~3 MB at 60,000 entries).
+        self._ms: collections.deque[int] = collections.deque()
+        self._calls_at: collections.deque[int] = collections.deque()
+        self._errors_at: collections.deque[int] = collections.deque()
         self._calls = self._errors = 0
 
     @property
     def entries(self) -> int:
         """Milliseconds with calls held (at most one per millisecond of the window)."""
-        return len(self._buckets)
+        return len(self._ms)
 
     def add(self, now: float, *, error: bool) -> None:
         """Count one call logged at ``now`` (seconds, any monotonic clock)."""
         ms = math.floor(now * 1000)
         self._forget(ms)
-        if self._buckets and self._buckets[-1][0] == ms:
-            bucket = self._buckets[-1]
+        if self._ms and self._ms[-1] == ms:
+            self._calls_at[-1] += 1
+            self._errors_at[-1] += error
         else:
-            bucket = [ms, 0, 0]
-            self._buckets.append(bucket)
-        bucket[1] += 1
-        bucket[2] += int(error)
+            self._ms.append(ms)
+            self._calls_at.append(1)
+            self._errors_at.append(int(error))
         self._calls += 1
         self._errors += int(error)
 
@@ -57,12 +60,13 @@ class RecentCalls:
     def next_drop(self, now: float) -> float | None:
         """When the oldest call counted at ``now`` leaves the window (None: nothing counted)."""
         self._forget(math.floor(now * 1000))
-        if not self._buckets:
+        if not self._ms:
             return None
-        return (self._buckets[0][0] + self._window_ms) / 1000
+        return (self._ms[0] + self._window_ms) / 1000
 
     def _forget(self, ms: int) -> None:
-        while self._buckets and self._buckets[0][0] <= ms - self._window_ms:
-            _, calls, errors = self._buckets.popleft()
-            self._calls -= calls
-            self._errors -= errors
+        oldest = ms - self._window_ms
+        while self._ms and self._ms[0] <= oldest:
+            self._ms.popleft()
+            self._calls -= self._calls_at.popleft()
+            self._errors -= self._errors_at.popleft()
