@@ -22,7 +22,9 @@ from proxy.records import RequestRecord
 from proxy.service import RunningService
 from tests.conftest import StartGateway, sdk, signed_in
 from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI, Stall
+from tests.redis_server import RedisServer
 from tests.test_api_live import HELLO, bearer, feed, next_event
+from tests.test_fleet_feed import fleet_config, until
 from tests.test_monitor import REQUEST as MONITOR_REQUEST
 from tests.test_request_logger import record
 
@@ -235,3 +237,44 @@ def test_the_monitor_sums_up_on_metrics_at_most_every_few_seconds() -> None:
     assert view.on_frame({"type": "metrics", "dropped": 0, "ts_ms": 1_100}) == []
     # The periodic frame, 5 s on: the call since is summed up.
     assert view.on_frame({"type": "metrics", "dropped": 0, "ts_ms": 6_000}) == [view.totals_line()]
+
+
+# -- a fleet: the others' model calls in flight, through their heartbeats -----------------------
+
+
+async def test_the_fleets_tile_counts_model_calls_in_flight_on_another_instance(
+    start_gateway: StartGateway, redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live, "METRICS_EVERY_S", 0.1)
+    a = await start_gateway(fleet_config(redis, "a"))
+    b = await start_gateway(fleet_config(redis, "b"))
+    presence = a.gateway.presence
+    assert presence is not None
+    async with signed_in(a) as admin, signed_in(b) as admin_b, trio.open_nursery() as nursery:
+        # B's dashboard is busy too: none of that is in flight.
+        for _ in range(3):
+            assert (await admin_b.get("/api/system/health")).json()["in_flight"] == 0
+        send, receive = trio.open_memory_channel[bytes](0)
+
+        async def body():  # type: ignore[no-untyped-def]
+            async for piece in receive:
+                yield piece
+
+        async def call() -> None:
+            async with httpx.AsyncClient(base_url=b.base_url, timeout=10) as client:
+                await client.post(
+                    "/v1/chat/completions",
+                    content=body(),
+                    headers={"authorization": "Bearer sk-none", "content-type": "application/json"},
+                )
+
+        nursery.start_soon(call)
+        await send.send(b'{"model": "mock", ')
+        await until(lambda: [o.calls_in_flight for o in presence.others()] == [1])
+        async with feed(a, bearer(admin)) as socket:
+            assert (await next_event(socket, "metrics"))["in_flight"] == 1
+        await send.send(json.dumps({"messages": HELLO})[1:].encode())
+        await send.aclose()
+        await until(lambda: [o.calls_in_flight for o in presence.others()] == [0])
+        async with feed(a, bearer(admin)) as socket:
+            assert (await next_event(socket, "metrics"))["in_flight"] == 0
