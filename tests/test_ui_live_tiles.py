@@ -3,11 +3,14 @@ model calls only (never the dashboard's own requests)."""
 
 from __future__ import annotations
 
+import time
+
 import trio
 
 from actors.recent_calls import RecentCalls
 from proxy.service import RunningService
 from tests.conftest import ADMIN_PASSWORD, logged, signed_in
+from tests.factories import make_record
 from tests.test_ui import (
     OpenTab,
     browser,  # noqa: F401 - the fixture, shared with test_ui
@@ -99,3 +102,38 @@ async def test_the_tiles_equal_the_live_count_after_a_burst(
         tab.check_errors()
 
     await browser.run(the_minute_empties)
+
+
+async def test_a_call_the_feed_never_brought_is_counted_at_the_next_quiet_reread(
+    browser: BrowserThread,  # noqa: F811
+    dashboard: RunningService,  # noqa: F811
+    tabs: OpenTab,  # noqa: F811
+) -> None:
+    await ready_admin(dashboard)
+    await some_traffic(dashboard, 2)
+    tab = await tabs()
+
+    def open_overview() -> None:
+        # The page's timers run on a clock the test moves; the feed and the API stay real.
+        tab.page.clock.install()
+        tab.sign_in("admin", ADMIN_PASSWORD)
+        expect(tab.page.locator("#live-status")).to_have_attribute("data-state", "live")
+        expect(tile(tab.page, "Requests today")).to_have_text("2")
+
+    await browser.run(open_overview)
+    # Stored by another process without Redis (or during the page load): no frame for it.
+    now_ms = int(time.time() * 1000)
+    await dashboard.gateway.writer.write_requests(
+        [make_record(0, request_id="unseen", ts_ms=now_ms)]
+    )
+    await logged(dashboard, 3)
+
+    def reread() -> None:
+        page = tab.page
+        page.wait_for_timeout(300)
+        expect(tile(page, "Requests today")).to_have_text("2")
+        page.clock.run_for(61_000)  # the minute's re-read, with no call near it
+        expect(tile(page, "Requests today")).to_have_text("3", timeout=LIVE_S)
+        tab.check_errors()
+
+    await browser.run(reread)

@@ -9,6 +9,9 @@ const MAX_ROWS = 50;
 const SUMMARY_EVERY_MS = 60000;
 // How long the day's figures wait for the live feed before they are read without it.
 const HELLO_WAIT_MS = 3000;
+// No call for this long before a re-read and none during it: the rollup holds every call there is
+// (the writer stores a call within milliseconds), so it replaces the running count.
+const QUIET_MS = 5000;
 const BACKOFF_MS = [1000, 2000, 5000, 10000, 30000];
 
 function midnight() {
@@ -76,10 +79,13 @@ export async function render(root, ctx) {
     const s = await get(`/api/usage/summary${query({ from: dayStart, to: Date.now() })}`);
     return h("div", { class: "stats" }, today.tiles(s), rpmStat, flightStat);
   };
-  // The p95 cannot be added up from calls: it alone is re-read, quietly (a failed read keeps it).
+  // The p95 cannot be added up from calls: it is re-read, quietly (a failed read keeps it); when
+  // no call came meanwhile the whole rollup is taken, so a call the feed missed (another process
+  // without Redis, a call during page load) is counted within a minute.
   const timer = setInterval(async () => {
     try {
-      today.latency(await get(`/api/usage/summary${query({ from: today.dayStart, to: Date.now() })}`));
+      const asked = Date.now();
+      today.reread(await get(`/api/usage/summary${query({ from: today.dayStart, to: asked })}`), asked);
     } catch {
       // shown again at the next tick
     }
@@ -115,6 +121,7 @@ class TodayTiles {
     this.pending = [];
     this.day = null;
     this.els = null;
+    this.lastCallAt = 0;
   }
 
   /** Count the calls of the day starting at `dayStart` from now on (until the rollup arrives, held). */
@@ -127,6 +134,7 @@ class TodayTiles {
 
   /** One call from the live feed (never a request log row: those are in the rollup already). */
   add(call) {
+    this.lastCallAt = Date.now();
     if (!this.counting || call.ts_ms < this.dayStart) return;
     if (this.day === null) {
       this.pending.push(call);
@@ -149,16 +157,7 @@ class TodayTiles {
 
   /** The day's tiles from the summary `s`, with the calls held meanwhile added. */
   tiles(s) {
-    this.day = {
-      requests: s.requests,
-      errors: s.errors,
-      prompt: s.prompt_tokens,
-      completion: s.completion_tokens,
-      cached: s.cached_tokens,
-      cost: s.cost_usd,
-      latencySum: s.avg_latency_ms == null ? 0 : s.avg_latency_ms * s.requests,
-      p95: s.p95_latency_ms,
-    };
+    this.day = this.fromSummary(s);
     const tile = (id, label) => {
       const el = stat(label, "—", " ");
       el.id = id;
@@ -179,11 +178,25 @@ class TodayTiles {
     return [e.requests, e.errors, e.tokens, e.cost, e.cached, e.latency];
   }
 
-  /** A fresh p95 (the one figure the calls cannot update). */
-  latency(s) {
+  /** A re-read summary `s` asked at `asked`: all of it when no call came near it, else its p95. */
+  reread(s, asked) {
     if (!this.day) return;
-    this.day.p95 = s.p95_latency_ms;
+    if (this.lastCallAt < asked - QUIET_MS) this.day = this.fromSummary(s);
+    else this.day.p95 = s.p95_latency_ms;
     this.show();
+  }
+
+  fromSummary(s) {
+    return {
+      requests: s.requests,
+      errors: s.errors,
+      prompt: s.prompt_tokens,
+      completion: s.completion_tokens,
+      cached: s.cached_tokens,
+      cost: s.cost_usd,
+      latencySum: s.avg_latency_ms == null ? 0 : s.avg_latency_ms * s.requests,
+      p95: s.p95_latency_ms,
+    };
   }
 
   show() {
