@@ -278,3 +278,34 @@ async def test_the_fleets_tile_counts_model_calls_in_flight_on_another_instance(
         await until(lambda: [o.calls_in_flight for o in presence.others()] == [0])
         async with feed(a, bearer(admin)) as socket:
             assert (await next_event(socket, "metrics"))["in_flight"] == 0
+
+
+@pytest.mark.usefixtures("slow_ticks")
+async def test_a_busy_minute_sends_a_bounded_number_of_frames(
+    dashboard: RunningService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a busy second ends, a call leaves the minute every few milliseconds: the frames are
+    still at most one per ``METRICS_COALESCE_S``."""
+    monkeypatch.setattr(dashboard.gateway.logger, "_recent", RecentCalls(window_s=1.0))
+    logger = dashboard.gateway.logger
+    async with signed_in(dashboard) as admin, feed(dashboard, bearer(admin)) as socket:
+        start_ms = (await next_event(socket, "metrics"))["ts_ms"]
+        sent: list[int] = []  # when each metrics frame was made
+        async with trio.open_nursery() as nursery:
+
+            async def traffic() -> None:
+                with trio.move_on_after(1.0):
+                    for n in range(100_000):
+                        await logger.record(record(n))
+                        await trio.sleep(0.002)
+
+            nursery.start_soon(traffic)
+            with trio.move_on_after(2.5):
+                while True:
+                    frame = json.loads(await socket.get_message())
+                    if frame["type"] == "metrics":
+                        sent.append(frame["ts_ms"])
+            nursery.cancel_scope.cancel()
+    # The second second: no call logged, and the busy one leaving the window all the time.
+    frames = sum(start_ms + 1200 <= ts < start_ms + 2200 for ts in sent)
+    assert 1 <= frames <= 1.0 / live.METRICS_COALESCE_S + 2

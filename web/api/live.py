@@ -296,6 +296,9 @@ class LiveFeed:
         self._post(self._metrics())
         tick = trio.current_time() + METRICS_EVERY_S
         while True:
+            # Never sooner than a coalescing interval after the last frame: once a busy minute
+            # ends, a call leaves it every few milliseconds.
+            posted = trio.current_time()
             wake = tick
             drop = self._deps.logger.next_drop()
             if drop is not None:
@@ -304,8 +307,9 @@ class LiveFeed:
             with trio.move_on_at(wake):
                 await self._logged.wait()
             if self._logged.is_set():
-                await trio.sleep(METRICS_COALESCE_S)
-                self._logged = trio.Event()
+                await trio.sleep(METRICS_COALESCE_S)  # the rest of the burst
+            await trio.sleep_until(posted + METRICS_COALESCE_S)
+            self._logged = trio.Event()
             if trio.current_time() >= tick:
                 tick = trio.current_time() + METRICS_EVERY_S
                 self._close_with = await self._session_ended()
