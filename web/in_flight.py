@@ -11,8 +11,7 @@ an idle gateway show the dashboard's own API calls and the scrape asking.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from typing import Final
 
 import trio
 
@@ -38,6 +37,9 @@ class InFlight:
         self._model_calls = 0
         self._idle = trio.Event()
         self._idle.set()
+        # Plain objects with __enter__/__exit__: this runs for every request on the hot path.
+        self.model_call: Final = _Counted(self, model_call=True)
+        self.other_request: Final = _Counted(self, model_call=False)
 
     @property
     def count(self) -> int:
@@ -49,21 +51,38 @@ class InFlight:
         """HTTP requests of any kind being answered now."""
         return self._requests
 
-    @contextlib.contextmanager
-    def request(self, *, model_call: bool) -> Iterator[None]:
-        """Count one request (and one model call if it is one) for as long as the block runs."""
-        self._requests += 1
-        self._model_calls += model_call
-        if self._idle.is_set():
-            self._idle = trio.Event()
-        try:
-            yield
-        finally:
-            self._requests -= 1
-            self._model_calls -= model_call
-            if self._requests == 0:
-                self._idle.set()
+    def request(self, *, model_call: bool) -> _Counted:
+        """A context manager counting one request (and one model call if it is one)."""
+        return self.model_call if model_call else self.other_request
 
     async def wait_idle(self) -> None:
         """Return once no request is in progress."""
         await self._idle.wait()
+
+    def _enter(self, model_call: bool) -> None:
+        self._requests += 1
+        self._model_calls += model_call
+        if self._idle.is_set():
+            self._idle = trio.Event()
+
+    def _exit(self, model_call: bool) -> None:
+        self._requests -= 1
+        self._model_calls -= model_call
+        if self._requests == 0:
+            self._idle.set()
+
+
+class _Counted:
+    """``with`` one request of a kind: counted while the block runs (reentrant, shared)."""
+
+    __slots__ = ("_counter", "_model_call")
+
+    def __init__(self, counter: InFlight, *, model_call: bool) -> None:
+        self._counter = counter
+        self._model_call = model_call
+
+    def __enter__(self) -> None:
+        self._counter._enter(self._model_call)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._counter._exit(self._model_call)
