@@ -58,7 +58,7 @@ class InstanceInfo(msgspec.Struct, frozen=True):
     version: str
     on_redis_down: str  # "local" | "refuse"
     redis_outages: int  # outages this instance has seen since it started
-    in_flight: int  # requests being answered at the heartbeat
+    in_flight: int  # model calls being answered at the heartbeat (web/in_flight.py)
     seen_ms: int  # wall clock of the heartbeat
     # The dashboard's live tiles, summed over the fleet: calls and errors in the last minute,
     # model calls in flight (defaults: a record of an instance that does not send them).

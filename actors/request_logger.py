@@ -174,6 +174,10 @@ class RequestLogger:
         """(calls, errors) logged in the last minute, counted with the totals."""
         return self._recent.totals(trio.current_time())
 
+    def next_drop(self) -> float | None:
+        """When (``trio.current_time()``) the last minute's count next falls; None when empty."""
+        return self._recent.next_drop(trio.current_time())
+
     def _account(self, call: LoggedCall) -> RequestRecord:
         record = self._priced(call)
         self._records += 1

@@ -215,10 +215,7 @@ async def _run_bound(
             started_ms=int(time.time() * 1000),
             version=__version__,
             in_flight=lambda: in_flight.count,
-            live_figures=lambda: LiveFigures(
-                *logger.recent_calls(),
-                sum(actor.statistics().in_flight for actor in providers.values()),
-            ),
+            live_figures=lambda: LiveFigures(*logger.recent_calls(), in_flight.count),
         )
         if redis is not None
         else None
@@ -421,6 +418,6 @@ async def _serve(
             # Let hypercorn close its listeners first, so nothing new starts meanwhile.
             await trio.lowlevel.checkpoint()
             await parts.in_flight.wait_idle()
-        if parts.in_flight.count:
-            log.warning("grace period over: cutting %d requests", parts.in_flight.count)
+        if parts.in_flight.requests:
+            log.warning("grace period over: cutting %d requests", parts.in_flight.requests)
         nursery.cancel_scope.cancel()

@@ -172,6 +172,7 @@ def _api_deps(parts: ServiceParts, observed: ObservedParts) -> ApiDeps:
             providers=parts.providers,
             started_at=parts.started_at,
             clients=parts.directory,
+            in_flight=parts.in_flight,
             presence=parts.presence,
         ),
         providers=ProvidersApi(

@@ -107,7 +107,7 @@ async def test_slow_subscriber_loses_events_not_the_logger(nursery: trio.Nursery
     logger.close()
 
 
-def test_recent_calls_cover_the_last_minute_to_the_second() -> None:
+def test_recent_calls_cover_the_last_minute_to_the_millisecond() -> None:
     recent = RecentCalls(window_s=60)
     assert recent.totals(1000.0) == (0, 0)
     recent.add(1000.2, error=False)
@@ -115,7 +115,9 @@ def test_recent_calls_cover_the_last_minute_to_the_second() -> None:
     recent.add(1030.0, error=False)
     assert recent.totals(1030.5) == (3, 1)
     assert recent.totals(1059.9) == (3, 1)
-    assert recent.totals(1060.0) == (1, 0)  # second 1000 has left the window
+    assert recent.totals(1060.0) == (3, 1)  # 1000.2 is 59.8 s old: still in the minute
+    assert recent.totals(1060.5) == (2, 1)
+    assert recent.totals(1060.9) == (1, 0)  # both calls of second 1000 have left
     assert recent.totals(1090.0) == (0, 0)
 
 

@@ -18,7 +18,7 @@ from web.asgi import ASGIApp, Receive, Scope, Send
 from web.early_answers import finish_body_first
 from web.fleet_report import refuses_while_down
 from web.host_check import guard_hosts
-from web.in_flight import InFlight
+from web.in_flight import InFlight, is_model_call
 from web.metrics import Metrics, register_metrics
 from web.observed import ObservedParts
 from web.readiness import Readiness
@@ -107,7 +107,7 @@ def create_app(deps: AppDeps) -> ASGIApp:
         if scope["type"] != "http":
             await quart_app(scope, receive, send)  # the lifespan, and WebSockets
             return
-        with in_flight:
+        with in_flight.request(model_call=is_model_call(scope["method"], scope["path"])):
             if (scope["path"] + "/").startswith("/v1/"):
                 await v1_app(v1, scope, receive, send)
             else:

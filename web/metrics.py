@@ -236,7 +236,7 @@ def build_exposition(calls: Metrics, parts: ObservedParts, rss: int | None) -> E
         out.gauge("process_resident_memory_bytes", "Resident memory (VmRSS).", [((), rss)])
     out.gauge(
         "llm_proxy_requests_in_flight",
-        "HTTP requests being answered now (this scrape included).",
+        "Model calls (/v1 chat, responses, messages, embeddings) being answered now.",
         [((), parts.in_flight.count)],
     )
     _connections(out, parts)

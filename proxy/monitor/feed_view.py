@@ -15,6 +15,9 @@ from proxy.monitor.text import clip, printable
 
 DEFAULT_WIDTH: Final = 120
 TOTALS_EVERY: Final = 10
+# The feed sends metrics right after calls as well as every 5 s: totals printed on a metrics
+# frame at most this often, or a slow trickle of calls would print a totals line after each.
+TOTALS_ON_METRICS_MS: Final = 4_500
 
 
 @dataclasses.dataclass(slots=True)
@@ -68,8 +71,9 @@ def format_totals(totals: Totals, width: int) -> str:
 class FeedView:
     """Turns feed frames into terminal lines, keeping the running totals.
 
-    Totals are shown after every ``totals_every`` calls, and on a ``metrics`` frame (every few
-    seconds) when calls arrived since they were last shown, so a short burst is summed up too.
+    Totals are shown after every ``totals_every`` calls, and on a ``metrics`` frame when calls
+    arrived since they were last shown and a few seconds have passed since a metrics frame last
+    showed them, so a short burst is summed up too.
     """
 
     def __init__(
@@ -80,6 +84,9 @@ class FeedView:
         self.totals = Totals()
         self._totals_every = totals_every
         self._since_totals = 0
+        self._metrics_totals_ms: int | None = (
+            None  # ts_ms of the metrics frame that last showed them
+        )
         self._dropped = 0
         self._header_shown = False
         # The instances whose calls arrived; from the second one on, lines name the instance.
@@ -118,7 +125,7 @@ class FeedView:
                         )
                     )
                     self._dropped = dropped
-                if self._since_totals:
+                if self._since_totals and self._totals_due(frame.get("ts_ms")):
                     lines.append(self.totals_line())
                 return lines
             case "provider":
@@ -149,6 +156,15 @@ class FeedView:
             clip("-- calls from more than one instance: each line names its instance", width),
             format_header(width, instances=True, colour=self._colour),
         ]
+
+    def _totals_due(self, ts_ms: object) -> bool:
+        if not isinstance(ts_ms, int):
+            return True
+        last = self._metrics_totals_ms
+        if last is not None and ts_ms - last < TOTALS_ON_METRICS_MS:
+            return False
+        self._metrics_totals_ms = ts_ms
+        return True
 
     def totals_line(self) -> str:
         """The totals now (and restart the every-N count)."""

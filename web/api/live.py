@@ -44,6 +44,7 @@ from proxy.routing import Router
 from web.api.common import deps_of, error_response, now_ms
 from web.api.guard import SESSION_COOKIE, authenticate, request_token, same_origin
 from web.events import EventHub
+from web.in_flight import InFlight
 from web.live_feeds import LiveFeeds, LiveFeedsFull
 from web.readiness import Readiness
 
@@ -66,12 +67,16 @@ class LiveApi:
     providers: Mapping[str, ProviderActor]  # their statistics
     started_at: float  # time.monotonic() at start
     clients: ClientDirectory  # the clients' names, in memory: no database read per call
+    in_flight: InFlight  # the model calls being answered (the tile)
     # In a fleet: the other instances' live figures, added to this one's tiles.
     presence: FleetPresence | None = None
 
 
 # Module constants rather than config: tests shorten them with monkeypatch.
 METRICS_EVERY_S: float = 5.0
+# Calls logged within this long of each other share one metrics frame: a burst of a thousand calls
+# is a few frames, and the tiles are never more than this behind the table.
+METRICS_COALESCE_S: float = 0.1
 PING_EVERY_S: float = 30.0
 OUTBOX_SIZE: int = 256
 # How long a close frame may take to leave before the socket is abandoned to the server.
@@ -211,6 +216,7 @@ class LiveFeed:
         self._session = session
         self._send, self._outbox = trio.open_memory_channel[str](OUTBOX_SIZE)
         self._close_with: tuple[int, str] | None = None
+        self._logged = trio.Event()  # a call was logged since the last metrics frame
         self._closed = False
         self.dropped = 0
 
@@ -282,19 +288,38 @@ class LiveFeed:
         async for record in records:
             alias = record.model if record.model in aliases else None
             self._post(request_event(record, alias, name_of(record.client_id)))
+            self._logged.set()
 
     async def _pump_events(self, events: trio.MemoryReceiveChannel[Message]) -> None:
         async for event in events:
             self._post(event)
 
     async def _tick_metrics(self, feed: trio.CancelScope) -> None:
+        """Metrics every period, and also as soon as calls are logged or one leaves the last
+        minute, so the tiles agree with the table beside them instead of lagging a period."""
         self._post(self._metrics())
+        tick = trio.current_time() + METRICS_EVERY_S
         while True:
-            await trio.sleep(METRICS_EVERY_S)
-            self._close_with = await self._session_ended()
-            if self._close_with is not None:
-                feed.cancel()
-                return
+            # Never sooner than a coalescing interval after the last frame: once a busy minute
+            # ends, a call leaves it every few milliseconds.
+            posted = trio.current_time()
+            wake = tick
+            drop = self._deps.logger.next_drop()
+            if drop is not None:
+                # A millisecond late: the count has surely fallen by then.
+                wake = min(wake, drop + 0.001)
+            with trio.move_on_at(wake):
+                await self._logged.wait()
+            if self._logged.is_set():
+                await trio.sleep(METRICS_COALESCE_S)  # the rest of the burst
+            await trio.sleep_until(posted + METRICS_COALESCE_S)
+            self._logged = trio.Event()
+            if trio.current_time() >= tick:
+                tick = trio.current_time() + METRICS_EVERY_S
+                self._close_with = await self._session_ended()
+                if self._close_with is not None:
+                    feed.cancel()
+                    return
             self._post(self._metrics())
 
     async def _tick_pings(self) -> None:
@@ -324,10 +349,9 @@ class LiveFeed:
         hub = gw.events.statistics()
         per_min, errors_per_min = gw.logger.recent_calls()
         providers: dict[str, Message] = {}
-        in_flight = 0
+        in_flight = gw.in_flight.count
         for name, actor in gw.providers.items():
             provider = actor.statistics()
-            in_flight += provider.in_flight
             providers[name] = {
                 "state": provider.breaker_state,
                 "in_flight": provider.in_flight,

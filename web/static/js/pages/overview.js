@@ -6,7 +6,13 @@ import * as fmt from "../format.js";
 import { clientLabel } from "../client_label.js";
 
 const MAX_ROWS = 50;
+// Only the p95 is re-read: every other figure of the day follows the live feed.
 const SUMMARY_EVERY_MS = 60000;
+// How long the day's figures wait for the live feed before they are read without it.
+const HELLO_WAIT_MS = 3000;
+// No call for this long before a re-read and none during it: the rollup holds every call there is
+// (the writer stores a call within milliseconds), so it replaces the running count.
+const QUIET_MS = 5000;
 const BACKOFF_MS = [1000, 2000, 5000, 10000, 30000];
 
 function midnight() {
@@ -60,30 +66,42 @@ export async function render(root, ctx) {
     live.element,
   );
 
+  // The day's figures: the rollup once, then every call the live feed brings (live-tiles).
+  const today = new TodayTiles();
+  live.onCall = (call) => today.add(call);
+  // Calls logged while the feed was away came as no frame: the rollup is read again.
+  live.onReconnect = () => panel(statsEl, summaryContent);
   const summaryContent = async () => {
-    const s = await get(`/api/usage/summary${query({ from: midnight(), to: Date.now() })}`);
-    return h(
-      "div",
-      { class: "stats" },
-      stat("Requests today", fmt.count(s.requests)),
-      stat("Error rate", s.requests ? fmt.percent(s.errors / s.requests) : "—", `${fmt.count(s.errors)} failed`),
-      stat("Tokens today", fmt.tokens(s.total_tokens), `${fmt.tokens(s.prompt_tokens)} in · ${fmt.tokens(s.completion_tokens)} out`),
-      stat("Cost today", fmt.money(s.requests ? s.cost_usd : 0)),
-      stat("Cached tokens", fmt.percent(s.cached_token_share), "of prompt tokens"),
-      stat("p95 latency", fmt.ms(s.p95_latency_ms), s.avg_latency_ms == null ? null : `avg ${fmt.ms(s.avg_latency_ms)}`),
-      rpmStat,
-      flightStat,
-    );
+    // Calls logged from the moment the feed is subscribed arrive as frames: read the rollup only
+    // after that, so that no call falls between the two.
+    await Promise.race([live.hello, new Promise((resolve) => setTimeout(resolve, HELLO_WAIT_MS))]);
+    const dayStart = midnight();
+    today.begin(dayStart);
+    const s = await get(`/api/usage/summary${query({ from: dayStart, to: Date.now() })}`);
+    return h("div", { class: "stats" }, today.tiles(s), rpmStat, flightStat);
   };
-  // Refreshed quietly: a failed refresh keeps the figures on screen rather than an error.
+  // The p95 cannot be added up from calls: it is re-read, quietly (a failed read keeps it); when
+  // no call came meanwhile the whole rollup is taken, so a call the feed missed (another process
+  // without Redis, a call during page load) is counted within a minute.
   const timer = setInterval(async () => {
     try {
-      replace(statsEl, await summaryContent());
+      const asked = Date.now();
+      today.reread(await get(`/api/usage/summary${query({ from: today.dayStart, to: asked })}`), asked);
     } catch {
       // shown again at the next tick
     }
   }, SUMMARY_EVERY_MS);
   cleanups.push(() => clearInterval(timer));
+  // A new day starts from its own rollup (empty at midnight, but another instance may have begun).
+  let dayTimer = null;
+  const nextDay = () => {
+    dayTimer = setTimeout(() => {
+      panel(statsEl, summaryContent);
+      nextDay();
+    }, midnight() + 86400000 - Date.now() + 1000);
+  };
+  nextDay();
+  cleanups.push(() => clearTimeout(dayTimer));
 
   const providers = new ProviderCards();
   live.onMetrics = (m) => {
@@ -94,6 +112,108 @@ export async function render(root, ctx) {
   live.onEvent = (event) => providers.event(event);
 
   await Promise.all([panel(statsEl, summaryContent), panel(providersEl, () => providers.load()), live.start()]);
+}
+
+/** Today's figures (live-tiles): the rollup read once, plus every call the live feed brings. */
+class TodayTiles {
+  constructor() {
+    this.dayStart = midnight();
+    this.counting = false;
+    this.pending = [];
+    this.day = null;
+    this.els = null;
+    this.lastCallAt = 0;
+  }
+
+  /** Count the calls of the day starting at `dayStart` from now on (until the rollup arrives, held). */
+  begin(dayStart) {
+    this.dayStart = dayStart;
+    this.counting = true;
+    this.pending = [];
+    this.day = null;
+  }
+
+  /** One call from the live feed (never a request log row: those are in the rollup already). */
+  add(call) {
+    this.lastCallAt = Date.now();
+    if (!this.counting || call.ts_ms < this.dayStart) return;
+    if (this.day === null) {
+      this.pending.push(call);
+      return;
+    }
+    this.count(call);
+    this.show();
+  }
+
+  count(call) {
+    const d = this.day;
+    d.requests += 1;
+    if (call.status !== "ok") d.errors += 1;
+    d.prompt += call.prompt_tokens || 0;
+    d.completion += call.completion_tokens || 0;
+    d.cached += call.cached_tokens || 0;
+    if (call.cost_usd != null) d.cost = (d.cost || 0) + call.cost_usd;
+    if (call.latency_ms != null) d.latencySum += call.latency_ms;
+  }
+
+  /** The day's tiles from the summary `s`, with the calls held meanwhile added. */
+  tiles(s) {
+    this.day = this.fromSummary(s);
+    const tile = (id, label) => {
+      const el = stat(label, "—", " ");
+      el.id = id;
+      return el;
+    };
+    this.els = {
+      requests: tile("stat-requests-today", "Requests today"),
+      errors: tile("stat-error-rate", "Error rate"),
+      tokens: tile("stat-tokens-today", "Tokens today"),
+      cost: tile("stat-cost-today", "Cost today"),
+      cached: tile("stat-cached-tokens", "Cached tokens"),
+      latency: tile("stat-p95-latency", "p95 latency"),
+    };
+    for (const call of this.pending) this.count(call);
+    this.pending = [];
+    this.show();
+    const e = this.els;
+    return [e.requests, e.errors, e.tokens, e.cost, e.cached, e.latency];
+  }
+
+  /** A re-read summary `s` asked at `asked`: all of it when no call came near it, else its p95. */
+  reread(s, asked) {
+    if (!this.day) return;
+    if (this.lastCallAt < asked - QUIET_MS) this.day = this.fromSummary(s);
+    else this.day.p95 = s.p95_latency_ms;
+    this.show();
+  }
+
+  fromSummary(s) {
+    return {
+      requests: s.requests,
+      errors: s.errors,
+      prompt: s.prompt_tokens,
+      completion: s.completion_tokens,
+      cached: s.cached_tokens,
+      cost: s.cost_usd,
+      latencySum: s.avg_latency_ms == null ? 0 : s.avg_latency_ms * s.requests,
+      p95: s.p95_latency_ms,
+    };
+  }
+
+  show() {
+    const d = this.day;
+    const set = (el, value, note) => {
+      replace(el.querySelector(".stat-value"), value);
+      replace(el.querySelector(".stat-note"), note == null ? "" : note);
+    };
+    const e = this.els;
+    set(e.requests, fmt.count(d.requests), "live");
+    set(e.errors, d.requests ? fmt.percent(d.errors / d.requests) : "—", `${fmt.count(d.errors)} failed`);
+    set(e.tokens, fmt.tokens(d.prompt + d.completion), `${fmt.tokens(d.prompt)} in · ${fmt.tokens(d.completion)} out`);
+    set(e.cost, fmt.money(d.requests ? d.cost : 0));
+    set(e.cached, fmt.percent(d.prompt ? d.cached / d.prompt : null), "of prompt tokens");
+    set(e.latency, fmt.ms(d.p95), d.requests ? `avg ${fmt.ms(d.latencySum / d.requests)}` : null);
+  }
 }
 
 /** The provider cards, kept so that the live feed can update them in place. */
@@ -234,7 +354,13 @@ function liveSection(ctx, cleanups) {
 
   const seen = new Set();
   const instances = new Set();
-  const section = { element, onMetrics: () => {}, onEvent: () => {}, start };
+  let greet = null;
+  // Resolved by the feed's first hello: calls logged from then on arrive as frames (live-tiles).
+  const hello = new Promise((resolve) => {
+    greet = resolve;
+  });
+  const section = { element, onMetrics: () => {}, onEvent: () => {}, onCall: () => {}, onReconnect: () => {}, hello, start };
+  let everGreeted = false;
   let socket = null;
   let retryTimer = null;
   let attempt = 0;
@@ -312,11 +438,15 @@ function liveSection(ctx, cleanups) {
         return;
       }
       if (frame.type === "hello") {
+        greet();
+        if (everGreeted) section.onReconnect();
+        everGreeted = true;
         greeted = true;
         attempt = 0;
         setState("live", "live");
       } else if (frame.type === "request") {
         add(frame, { top: true });
+        section.onCall(frame);
       } else if (frame.type === "metrics") {
         section.onMetrics(frame);
       } else if (frame.type === "provider" || frame.type === "credit") {

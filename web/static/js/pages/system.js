@@ -162,7 +162,7 @@ async function healthView() {
       stat("Uptime", duration(x.uptime_s), `since ${format.dateTime(x.started_at_ms)}`),
       stat("Memory (RSS)", format.bytes(x.rss_bytes)),
       databaseStat(x.database),
-      stat("In flight", format.count(x.in_flight), "requests being answered"),
+      stat("In flight", format.count(x.in_flight), "model calls being answered"),
     ),
     databaseWhere(x.database),
     databaseOutage(x.database),
