@@ -230,7 +230,7 @@ def test_the_monitor_sums_up_on_metrics_at_most_every_few_seconds() -> None:
     call = {**MONITOR_REQUEST, "status": "ok"}
     view.on_frame(call)
     assert view.on_frame({"type": "metrics", "dropped": 0, "ts_ms": 1_000}) == [
-        "-- totals: 1 call, 0 errors, 1,290 tokens, $0.0002"
+        "-- totals: 1 call, 0 errors, 1,290 tokens, $0.00022"
     ]
     view.on_frame(call)
     # 0.1 s later (the frame after the next call): nothing new printed.
