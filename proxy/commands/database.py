@@ -40,13 +40,11 @@ def database_options() -> argparse.ArgumentParser:
 def on_database(config: Config, action: Callable[[Connection], int]) -> int:
     """Open the configured database (PostgreSQL at ``[storage] url``, else the SQLite file),
     migrated; run ``action``; print its failure in one line (the URL without its password)."""
-    import apsw  # only the commands that touch the database pay for these
-    import psycopg
-
+    # Imported here: only the commands that touch the database pay for these.
     from storage import SchemaTooNewError
     from storage.connection import BusyWaits
     from storage.database import configured_database
-    from storage.sql import DatabaseError
+    from storage.sql import DATABASE_ERRORS
 
     # Every failure surfaces as an exception printed in one line below; SQLite's own log (routed
     # to Python logging by apsw's best practice) would only repeat it in several.
@@ -60,7 +58,7 @@ def on_database(config: Config, action: Callable[[Connection], int]) -> int:
     try:
         # Migrated: a fresh install may create its first client before the first `serve`.
         conn = database.open_writer(BusyWaits())
-    except (apsw.Error, DatabaseError, psycopg.Error) as exc:
+    except DATABASE_ERRORS as exc:
         return fail(f"cannot open database {where}: {_one_line(exc)}")
     except SchemaTooNewError as exc:
         return fail(f"database {where}: {exc}")
@@ -68,8 +66,10 @@ def on_database(config: Config, action: Callable[[Connection], int]) -> int:
         return action(conn)
     except (UsageError, LookupError, ValueError) as exc:
         return fail(str(exc))
-    except (apsw.Error, DatabaseError, psycopg.Error, SchemaTooNewError) as exc:
+    except DATABASE_ERRORS as exc:
         return fail(f"database {where}: {_one_line(exc)}")
+    except SchemaTooNewError as exc:
+        return fail(f"database {where}: {exc}")
     finally:
         conn.close()
 
