@@ -16,8 +16,9 @@ The supervisor is the process systemd (or a terminal) started. It serves nothing
    worker that stops pinging is killed and restarted; a worker that crashes is restarted with a
    backoff; a worker that cannot start (a StartupError: its message is already logged) stops the
    whole service with its exit status.
-5. Signals: the first SIGTERM/SIGINT stops every worker gracefully (each lets its calls finish
-   within the grace period); a second one cuts them short and the exit status is 128 + N.
+5. Signals: the first SIGTERM/SIGINT stops every worker gracefully (SIGTERM: each lets its calls
+   finish within the grace period); a second one cuts them short (SIGINT, their second signal)
+   and the exit status is 128 + N.
 """
 
 from __future__ import annotations
@@ -142,8 +143,11 @@ class Supervisor:
     def stop_now(self) -> None:
         """Cut the workers' grace period short (a second signal)."""
         self._stopping.set()
-        # The workers had their first SIGTERM from stop(): this is their second.
-        self._signal_workers(signal.SIGTERM)
+        # The workers had SIGTERM from stop(); this is their second signal. Not SIGTERM again:
+        # trio keeps one pending entry per signal number, so a worker busy when both arrive
+        # would see one SIGTERM and go on finishing its calls. SIGINT is a distinct entry,
+        # delivered after the SIGTERM it follows.
+        self._signal_workers(signal.SIGINT)
 
     def _signal_workers(self, signum: int) -> None:
         for slot in self._slots:

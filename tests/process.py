@@ -223,11 +223,10 @@ def read_rows(database: Path) -> dict[str, dict[str, object]]:
     """
     conn = apsw.Connection(str(database), flags=apsw.SQLITE_OPEN_READONLY)
     try:
-        cursor = conn.execute(
-            "select request_id, status, stream, http_status, prompt_tokens, completion_tokens,"
-            " total_tokens, error_type from llm_requests"
-        )
-        columns = [name for name, _ in cursor.getdescription()]
+        columns = ["request_id", "status", "stream", "http_status", "prompt_tokens"]
+        columns += ["completion_tokens", "total_tokens", "error_type"]
+        # Named here, not read from the cursor: an empty table leaves it without a description.
+        cursor = conn.execute(f"select {', '.join(columns)} from llm_requests")
         rows = [dict(zip(columns, row, strict=True)) for row in cursor]
     finally:
         conn.close()

@@ -55,6 +55,15 @@ def config_for(tmp_path: Path, fake: FakeOpenAI, redis_url: str, *, grace_s: flo
     )
 
 
+async def stopped(pid: int) -> None:
+    """Until ``pid`` is stopped: SIGSTOP takes effect on its way back to user space, and a signal
+    sent before that would be taken then, not left pending."""
+    stat = Path(f"/proc/{pid}/stat")
+    # The state follows the parenthesised command name, which may itself hold spaces.
+    while stat.read_text().rpartition(")")[2].split()[0] != "T":
+        await trio.sleep(0.01)
+
+
 def worker_pids(server: ServerProcess) -> dict[int, list[int]]:
     """Each worker number's pids, in the order the supervisor started them."""
     pids: dict[int, list[int]] = {}
@@ -139,9 +148,12 @@ async def test_a_second_sigterm_cuts_the_workers_short(
 ) -> None:
     config = config_for(tmp_path, fake_openai, redis_url, grace_s=60)
     database = tmp_path / "gateway.db"
-    fake_openai.enqueue(Echo(chunks=300, chunk_interval_s=0.1))  # ≈ 30 s
+    # 300 one-character chunks a tenth of a second apart: 30 s, longer than the supervisor's own
+    # hard stop (10 s), so only the workers cutting the call themselves gets it logged.
+    fake_openai.enqueue(Echo(text="x" * 300, chunks=300, chunk_interval_s=0.1))
     async with serve(config, database, tmp_path) as server:
         await wait_all_listening(server)
+        workers = [pid for pids in worker_pids(server).values() for pid in pids]
         first = trio.Event()
         streamed = []
         async with (
@@ -155,17 +167,29 @@ async def test_a_second_sigterm_cuts_the_workers_short(
             nursery.start_soon(one_stream)
             with trio.fail_after(10):
                 await first.wait()
+            # Both of the supervisor's signals reach the workers before either runs (as when a
+            # loaded worker is slow to handle the first): the second must still count as one.
+            for pid in workers:
+                os.kill(pid, signal.SIGSTOP)
+            with trio.fail_after(10):
+                for pid in workers:
+                    await stopped(pid)
             server.send_signal(signal.SIGTERM)
             with trio.fail_after(10):
                 await server.wait_for_line("stopping 2 workers")
             server.send_signal(signal.SIGTERM)
+            with trio.fail_after(10):
+                await server.wait_for_line("second signal (SIGTERM)")
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
             with trio.fail_after(20):
                 status = await server.wait()
     assert status == 128 + signal.SIGTERM, server.stderr
     (seen,) = streamed
     assert not seen.done, seen  # cut, not finished
     rows = read_rows(database)
-    assert seen.request_id in rows  # cut, and still logged
+    assert seen.request_id in rows  # cut by its worker, and still logged
+    assert "exiting without waiting any longer" not in server.stderr, server.stderr
     assert "Traceback" not in server.stderr, server.stderr
 
 
