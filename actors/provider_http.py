@@ -276,8 +276,11 @@ class HttpBackend(Backend):
         return models
 
     async def probe(self) -> None:
-        # Every upstream lists its models without billing, with the same key as a chat call.
-        await self._small_call(self._adapter.models_call(), MAX_MODELS_BYTES)
+        # Every upstream lists its models without billing, with the same key as a chat call;
+        # read as a listing, so a 200 from something else (a captive portal) is no answer.
+        self._adapter.parse_models(
+            await self._small_call(self._adapter.models_call(), MAX_MODELS_BYTES)
+        )
 
     async def forget_response(self, response_id: str) -> None:
         passthrough = self._adapter.passthrough_for(ResponsesRequest.PROTOCOL)

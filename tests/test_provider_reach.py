@@ -16,6 +16,7 @@ import trio
 from proxy.service import RunningService
 from tests.conftest import StartGateway, sdk, signed_in
 from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.compat_upstreams import DEEPSEEK_LISTED, XAI_LISTED
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.ollama_upstream import FakeOllama
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -214,6 +215,10 @@ async def test_each_upstream_is_probed_at_its_model_list(
         fake = FakeOllama()
     elif provider == "anthropic":
         fake = FakeAnthropic()
+    elif provider == "deepseek":
+        fake = FakeOpenAI(listed=DEEPSEEK_LISTED)
+    elif provider == "grok":
+        fake = FakeOpenAI(listed=XAI_LISTED)
     else:
         fake = FakeOpenAI()
     await nursery.start(fake.run)
@@ -233,3 +238,26 @@ async def test_the_mock_is_always_reachable(start_gateway: StartGateway) -> None
     gateway = await start_gateway(only("mock", {}))
     shown, _ = await wait_for_state(gateway, "mock", "reachable", within=INTERVAL_S * 4)
     assert (shown["via"], shown["status"]) == ("probe", 200)
+
+
+async def _html_page(stream: trio.SocketStream) -> None:
+    await stream.receive_some(65536)
+    page = b"<html>Sign in to the hotel Wi-Fi</html>"
+    await stream.send_all(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n%s" % (len(page), page)
+    )
+    await stream.aclose()
+
+
+async def test_a_200_that_is_no_model_list_is_not_reachable(
+    start_gateway: StartGateway, nursery: trio.Nursery
+) -> None:
+    listeners = await nursery.start(partial(trio.serve_tcp, _html_page, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    gateway = await start_gateway(
+        only("openai", {"base_url": f"http://127.0.0.1:{port}/v1", "api_key": "sk-test-key-abc"})
+    )
+    shown, seen = await wait_for_state(gateway, "openai", "unreachable", within=INTERVAL_S * 4)
+    assert "reachable" not in seen
+    assert (shown["via"], shown["reason"]) == ("probe", "bad answer")
