@@ -252,8 +252,8 @@ class ProviderCards {
         { class: "facts" },
         h("dt", {}, "Breaker"),
         h("dd", {}, breaker),
-        h("dt", {}, "Reachability"),
-        h("dd", {}, reachBadge(p.statistics && p.statistics.reachability)),
+        // Only a running provider has been called or probed.
+        p.statistics ? [h("dt", {}, "Reachability"), h("dd", { class: "reach-fact" }, reachBadge(p.statistics.reachability))] : null,
         h("dt", {}, "In flight"),
         h("dd", {}, inFlight),
         h("dt", {}, "Credit"),
