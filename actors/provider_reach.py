@@ -58,7 +58,12 @@ class Reachability:
 
     def answered(self, now: float, via: Via = "call") -> None:
         """The upstream answered with success (a 200)."""
-        self.at, self.reachable, self.status, self.reason, self.via = now, True, 200, None, via
+        # One statement each: a five-name unpacking would build a tuple on every call.
+        self.at = now
+        self.reachable = True
+        self.status = 200
+        self.reason = None
+        self.via = via
 
     def refused(self, now: float, error: GatewayError, via: Via = "call") -> None:
         """The upstream answered with an error about the request (a 4xx): it is reachable."""

@@ -10,6 +10,7 @@ import socket
 from functools import partial
 from typing import Any
 
+import openai
 import pytest
 import trio
 
@@ -19,7 +20,7 @@ from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.compat_upstreams import DEEPSEEK_LISTED, XAI_LISTED
 from tests.fakes.gemini_upstream import FakeGemini
 from tests.fakes.ollama_upstream import FakeOllama
-from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.openai_upstream import ErrorReply, FakeOpenAI
 from tests.test_metrics import scrape, value
 
 PING = [{"role": "user", "content": "hello there gateway"}]
@@ -261,3 +262,26 @@ async def test_a_200_that_is_no_model_list_is_not_reachable(
     shown, seen = await wait_for_state(gateway, "openai", "unreachable", within=INTERVAL_S * 4)
     assert "reachable" not in seen
     assert (shown["via"], shown["reason"]) == ("probe", "bad answer")
+
+
+@pytest.mark.parametrize(
+    ("status", "state", "reason"),
+    [(503, "unreachable", "server error"), (429, "reachable", "rate limited")],
+)
+async def test_an_upstream_error_says_what_the_upstream_answered(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, status: int, state: str, reason: str
+) -> None:
+    # A 5xx is the upstream failing; a 429 is an upstream that answers, only busy.
+    gateway = await start_gateway(
+        only("openai", {"base_url": fake_openai.base_url, "api_key": fake_openai.api_key}, 3600)
+    )
+    fake_openai.enqueue(ErrorReply(status, message="not now"))
+    with pytest.raises(openai.APIStatusError):
+        await sdk(gateway).chat.completions.create(model="gpt-4o-mini", messages=PING)
+    shown = await reachability(gateway, "openai")
+    assert (shown["state"], shown["via"], shown["status"], shown["reason"]) == (
+        state,
+        "call",
+        status,
+        reason,
+    )
