@@ -279,6 +279,8 @@ class ProviderActor:
         backend = self._ready_backend()
         # Never longer than the interval: one probe at a time, each telling something fresh.
         limit = min(PROBE_TIMEOUT_S, self.config.timeout_s, self._probe_interval_s or math.inf)
+        reach = self._gate.reach
+        was = reach.reachable if reach.at is not None else None
         backend.acquire()
         try:
             with trio.fail_after(limit):
@@ -291,7 +293,17 @@ class ProviderActor:
             self._note_listing(None)
         finally:
             backend.release()
-        return self._gate.reach.snapshot()
+        if reach.reachable != was:
+            # Said on a change only, not every interval.
+            if reach.reachable:
+                log.info("provider=%s reachable (model list %s)", self.name, reach.status)
+            else:
+                log.warning(
+                    "provider=%s unreachable: %s (found by the idle probe of its model list)",
+                    self.name,
+                    reach.reason,
+                )
+        return reach.snapshot()
 
     def _note_listing(self, error: GatewayError | trio.TooSlowError | None) -> None:
         """What a request for the model list (a probe, or a refresh) said about reaching it."""

@@ -72,7 +72,7 @@ async def wait_for_state(
 
 
 async def test_nothing_listening_is_unreachable_within_one_interval(
-    start_gateway: StartGateway,
+    start_gateway: StartGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     port = closed_port()
     gateway = await start_gateway(
@@ -85,6 +85,10 @@ async def test_nothing_listening_is_unreachable_within_one_interval(
     assert shown["reason"] == "connection refused"
     assert shown["status"] is None
     assert 0 <= shown["age_s"] < INTERVAL_S * 4
+    # Said once, when it was found out, not at every probe.
+    await trio.sleep(INTERVAL_S * 3)
+    said = "provider=openai unreachable: connection refused"
+    assert caplog.text.count(said) == 1
 
     async with signed_in(gateway) as client:
         health = (await client.get("/api/system/health")).json()
@@ -285,3 +289,11 @@ async def test_an_upstream_error_says_what_the_upstream_answered(
         status,
         reason,
     )
+
+
+async def test_the_settings_show_the_probe_interval(start_gateway: StartGateway) -> None:
+    gateway = await start_gateway(only("mock", {}, 42))
+    async with signed_in(gateway) as client:
+        shown = (await client.get("/api/settings")).json()["config"]["providers"]
+    assert shown["reachability_probe_interval_s"] == 42
+    assert shown["mock"]["enabled"] is True
