@@ -171,7 +171,11 @@ class CallGate:
         if call.outcome is Outcome.SUCCESS:
             now = trio.current_time()
             self.breaker.record_success(now)
-            self.reach.answered(now)
+            reach = self.reach
+            if reach.call_ok:
+                reach.at = now  # as the last call said: only its time moves
+            else:
+                reach.answered(now)
         elif call.outcome is Outcome.FAILURE:
             now = trio.current_time()
             self.breaker.record_failure(now)

@@ -47,7 +47,7 @@ UNKNOWN = ReachSnapshot("unknown", None, None, None, None, None)
 class Reachability:
     """The last contact with one upstream; written on every call's end, read on demand."""
 
-    __slots__ = ("at", "reachable", "reason", "status", "via")
+    __slots__ = ("at", "call_ok", "reachable", "reason", "status", "via")
 
     def __init__(self) -> None:
         self.at: float | None = None  # trio time of the last contact
@@ -55,24 +55,27 @@ class Reachability:
         self.status: int | None = None
         self.reason: str | None = None
         self.via: Via = "call"
+        # The last contact was a successful call: the next one only moves ``at`` (the hot path).
+        self.call_ok = False
 
     def answered(self, now: float, via: Via = "call") -> None:
         """The upstream answered with success (a 200)."""
-        # One statement each: a five-name unpacking would build a tuple on every call.
+        # One statement each: a five-name unpacking would build a tuple.
         self.at = now
         self.reachable = True
         self.status = 200
         self.reason = None
         self.via = via
+        self.call_ok = via == "call"
 
     def refused(self, now: float, error: GatewayError, via: Via = "call") -> None:
         """The upstream answered with an error about the request (a 4xx): it is reachable."""
-        self.at, self.reachable, self.via = now, True, via
+        self.at, self.reachable, self.via, self.call_ok = now, True, via, False
         self.status, self.reason = error.upstream_status, _answer_reason(error)
 
     def failed(self, now: float, error: BaseException | None, via: Via = "call") -> None:
         """The upstream could not be reached or used (``error``: why, when known)."""
-        self.at, self.reachable, self.via = now, False, via
+        self.at, self.reachable, self.via, self.call_ok = now, False, via, False
         if isinstance(error, GatewayError):
             self.status, self.reason = error.upstream_status, failure_reason(error)
         else:
