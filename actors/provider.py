@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 
@@ -33,6 +34,7 @@ from actors.provider_admission import CallGate, JudgedStream, Outcome
 from actors.provider_backend import Backend, CallTiming, ChunkStream
 from actors.provider_http import HttpBackend
 from actors.provider_mock import MockBackend
+from actors.provider_reach import UNKNOWN, ReachSnapshot
 from actors.stall_watch import StallWatch
 from proxy.chat import chat_request
 from proxy.client_request import ClientRequest
@@ -50,6 +52,7 @@ log = logging.getLogger("llm_proxy.provider")
 MODELS_TTL_S = 600.0  # how long an upstream's model list is served from cache
 MODELS_RETRY_S = 30.0  # how soon a failed listing is tried again
 LOCAL_MODELS_REFRESH_S = 30.0  # polling period for lists whose names route (Ollama's)
+PROBE_TIMEOUT_S = 10.0  # the reachability probe's deadline at most
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class ProviderStatistics:
     max_concurrency: int
     breaker_state: str
     breaker_trips: int
+    reachability: ReachSnapshot = UNKNOWN
 
 
 _NO_LEASE: AbstractContextManager[None] = nullcontext()  # a call without images to fetch
@@ -80,6 +84,7 @@ class ProviderActor:
         images: ImageFetcher | None = None,
         on_breaker_change: Callable[[str, str], None] | None = None,
         scrubber: SecretScrubber | None = None,
+        probe_interval_s: float = 0.0,
     ) -> None:
         self.name = config.name
         self.config = config
@@ -101,6 +106,10 @@ class ProviderActor:
         self._created: dict[str, int] = {}
         self._models_expire = 0.0
         self._listing_failed = False
+        # Idle longer than this (no call, no probe): one probe of the model list (0 = never).
+        self._probe_interval_s = probe_interval_s
+        self._probing = True  # off while the dashboard has the provider switched off
+        self._started_at = 0.0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Open the upstream client, report started, serve until :meth:`close`."""
@@ -111,6 +120,9 @@ class ProviderActor:
                 nursery.start_soon(self._stalls.run)
                 if self._adapter is not None and self._adapter.routes_listed_models:
                     nursery.start_soon(self._keep_models_fresh)
+                self._started_at = trio.current_time()
+                if self._probe_interval_s > 0:
+                    nursery.start_soon(self._probe_when_idle, self._probe_interval_s)
                 task_status.started()
                 await self._closed.wait()
                 nursery.cancel_scope.cancel()
@@ -236,7 +248,75 @@ class ProviderActor:
             int(self._limiter.total_tokens),
             breaker.state,
             breaker.trips,
+            self._gate.reach.snapshot(),
         )
+
+    def reachability(self) -> ReachSnapshot:
+        """What the last call or probe said about reaching the upstream, and how long ago."""
+        return self._gate.reach.snapshot()
+
+    def set_probing(self, on: bool) -> None:
+        """Probe the idle upstream, or not (a provider switched off is never probed)."""
+        self._probing = on
+
+    async def _probe_when_idle(self, interval: float) -> None:
+        # Real calls keep the state fresh, and calls still running (a long stream) will say how
+        # they ended: only an idle provider costs a request.
+        reach = self._gate.reach
+        while True:
+            now = trio.current_time()
+            idle = reach.idle_for(now, self._started_at)
+            if idle < interval:
+                await trio.sleep(interval - idle)
+                continue
+            if self._probing and not self._limiter.borrowed_tokens:
+                await self.probe()
+            await trio.sleep(interval)
+
+    async def probe(self) -> ReachSnapshot:
+        """Ask the upstream for its model list (one cheap, unbilled request, within a short
+        deadline) and record whether it answered."""
+        backend = self._ready_backend()
+        # Never longer than the interval: one probe at a time, each telling something fresh.
+        limit = min(PROBE_TIMEOUT_S, self.config.timeout_s, self._probe_interval_s or math.inf)
+        reach = self._gate.reach
+        was = reach.reachable if reach.at is not None else None
+        backend.acquire()
+        try:
+            with trio.fail_after(limit):
+                await backend.probe()
+        except (GatewayError, trio.TooSlowError) as exc:
+            if isinstance(exc, GatewayError):
+                self.scrubber.scrub_error(exc)
+            self._note_listing(exc)
+        else:
+            self._note_listing(None)
+        finally:
+            backend.release()
+        if reach.reachable != was:
+            # Said on a change only, not every interval.
+            if reach.reachable:
+                log.info("provider=%s reachable (model list %s)", self.name, reach.status)
+            else:
+                log.warning(
+                    "provider=%s unreachable: %s (found by the idle probe of its model list)",
+                    self.name,
+                    reach.reason,
+                )
+        return reach.snapshot()
+
+    def _note_listing(self, error: GatewayError | trio.TooSlowError | None) -> None:
+        """What a request for the model list (a probe, or a refresh) said about reaching it."""
+        reach, now = self._gate.reach, trio.current_time()
+        if error is None:
+            reach.answered(now, via="probe")
+        elif isinstance(error, trio.TooSlowError):
+            reach.failed(now, None, via="probe")
+            reach.reason = "timeout"
+        elif error.status >= 500:
+            reach.failed(now, error, via="probe")
+        else:
+            reach.refused(now, error, via="probe")
 
     def _ready_backend(self) -> Backend:
         if self._backend is None:
@@ -371,6 +451,7 @@ class ProviderActor:
         except (GatewayError, trio.TooSlowError) as exc:
             if isinstance(exc, GatewayError):
                 self.scrubber.scrub_error(exc)
+            self._note_listing(exc)
             # Said once, not every poll: an enabled-by-default Ollama may simply not be running.
             level = logging.DEBUG if self._listing_failed else logging.WARNING
             log.log(
@@ -388,6 +469,7 @@ class ProviderActor:
             return self._models
         finally:
             backend.release()
+        self._note_listing(None)
         if self._listing_failed:
             log.info("provider=%s listing models works again", self.name)
         self._listing_failed = False

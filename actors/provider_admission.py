@@ -24,6 +24,7 @@ from collections.abc import Callable
 import trio
 
 from actors.provider_backend import Backend, ChunkStream
+from actors.provider_reach import Reachability
 from proxy.breaker import BreakerState, CircuitBreaker
 from proxy.config import ProviderConfig
 from proxy.errors import GatewayError, UpstreamUnavailable
@@ -44,15 +45,17 @@ class Outcome(enum.Enum):
 class Call:
     """One admitted call: whether it is the breaker's probe, and what it found out."""
 
-    __slots__ = ("outcome", "probe")
+    __slots__ = ("error", "outcome", "probe")
 
     def __init__(self, probe: bool) -> None:
         self.probe = probe
         self.outcome = Outcome.NEUTRAL
+        self.error: GatewayError | None = None  # the upstream's, kept for its reachability
 
     def judge(self, error: GatewayError) -> None:
         """Set the outcome from an error the upstream caused: 5xx class fails, 4xx says nothing."""
         self.outcome = Outcome.FAILURE if error.status >= 500 else Outcome.NEUTRAL
+        self.error = error
 
 
 class Admission:
@@ -113,6 +116,7 @@ class CallGate:
             on_change=self._breaker_changed,
         )
         self._on_breaker_change = on_breaker_change
+        self.reach = Reachability()
         self.calls = 0
         self.errors = 0
 
@@ -165,8 +169,21 @@ class CallGate:
             if error.status >= 500:
                 self.errors += 1
         if call.outcome is Outcome.SUCCESS:
-            self.breaker.record_success(trio.current_time())
+            now = trio.current_time()
+            self.breaker.record_success(now)
+            reach = self.reach
+            if reach.call_ok:
+                reach.at = now  # as the last call said: only its time moves
+            else:
+                reach.answered(now)
         elif call.outcome is Outcome.FAILURE:
-            self.breaker.record_failure(trio.current_time())
-        elif call.probe:
-            self.breaker.record_neutral()
+            now = trio.current_time()
+            self.breaker.record_failure(now)
+            self.reach.failed(now, call.error or error)
+        else:
+            if call.probe:
+                self.breaker.record_neutral()
+            answer = call.error
+            if answer is not None and answer.upstream_status is not None:
+                # A 4xx the upstream gave (400, 429): it answers, whatever it thought of the call.
+                self.reach.refused(trio.current_time(), answer)

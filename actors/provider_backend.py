@@ -78,6 +78,11 @@ class Backend(abc.ABC):
         """The upstream's models."""
 
     @abc.abstractmethod
+    async def probe(self) -> None:
+        """One cheap, unbilled request that shows the upstream answers (its model list's first
+        page); a GatewayError when it does not."""
+
+    @abc.abstractmethod
     async def forget_response(self, response_id: str) -> None:
         """Have the upstream delete a response it stores (one passed through to it); nothing
         when it stores none or has it no longer."""

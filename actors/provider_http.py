@@ -24,13 +24,20 @@ import trio
 
 from actors.provider_backend import Backend, CallTiming, ChunkStream
 from actors.provider_http_stream import HttpChunkStream, first_chunk_deadline
+from actors.provider_reach import unreached_because
 from actors.stall_watch import StallWatch
 from proxy import __version__
 from proxy.chat import ChatChunk, ChatRequest, chat_request
 from proxy.client_request import ClientRequest
 from proxy.config import ProviderConfig
 from proxy.embeddings import EmbeddingsRequest
-from proxy.errors import ModelNotFound, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from proxy.errors import (
+    GatewayError,
+    ModelNotFound,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from proxy.messages import MessagesRequest
 from proxy.origins import KeyBinding
 from proxy.providers.base import (
@@ -268,6 +275,13 @@ class HttpBackend(Backend):
             call = self._adapter.next_models_call(body)
         return models
 
+    async def probe(self) -> None:
+        # Every upstream lists its models without billing, with the same key as a chat call;
+        # read as a listing, so a 200 from something else (a captive portal) is no answer.
+        self._adapter.parse_models(
+            await self._small_call(self._adapter.models_call(), MAX_MODELS_BYTES)
+        )
+
     async def forget_response(self, response_id: str) -> None:
         passthrough = self._adapter.passthrough_for(ResponsesRequest.PROTOCOL)
         if not isinstance(passthrough, ResponsesPassthrough):
@@ -317,17 +331,24 @@ class _TransportErrors:
         if not isinstance(exc, httpx.HTTPError):
             return
         provider = self.provider
+        error: GatewayError
         if isinstance(exc, httpx.TimeoutException):
             phase = type(exc).__name__.removesuffix("Timeout").lower() or "call"
-            raise UpstreamTimeout(f"Upstream {provider} timed out ({phase}).") from None
+            error = UpstreamTimeout(f"Upstream {provider} timed out ({phase}).")
+            error.unreached_because = f"{phase} timeout" if phase != "call" else "timeout"
+            raise error from None
         if isinstance(exc, httpx.RemoteProtocolError):
-            raise UpstreamError(
+            error = UpstreamError(
                 f"Upstream {provider} broke the connection: {exc}", code="upstream_stream_cut"
-            ) from None
-        raise UpstreamError(
+            )
+            error.unreached_because = "connection cut"
+            raise error from None
+        error = UpstreamError(
             f"Upstream {provider} could not be reached: {type(exc).__name__}: {exc}",
             code="upstream_connection_error",
-        ) from None
+        )
+        error.unreached_because = unreached_because(exc)
+        raise error from None
 
 
 async def _read_capped(response: httpx.Response, limit: int, provider: str) -> bytes:

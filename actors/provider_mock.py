@@ -62,6 +62,9 @@ class MockBackend(Backend):
     async def list_models(self) -> list[ListedModel]:
         return [ListedModel(name) for name in MOCK_MODELS]
 
+    async def probe(self) -> None:
+        await trio.lowlevel.checkpoint()  # in-process: always reachable
+
     async def forget_response(self, response_id: str) -> None:
         return  # answered here: nothing is stored anywhere else
 

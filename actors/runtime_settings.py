@@ -132,7 +132,9 @@ class RuntimeSettings:
                 )
             return
         file = self._files[name]
-        self._router.set_provider_enabled(name, row is None or row.enabled is not False)
+        enabled = row is None or row.enabled is not False
+        self._router.set_provider_enabled(name, enabled)
+        actor.set_probing(enabled)
         base_url = applicable_base_url(file, row)
         concurrency = row.max_concurrency if row is not None else None
         try:

@@ -67,6 +67,7 @@ def build_providers(
             images=images,
             on_breaker_change=breaker_changed,
             scrubber=scrubber,
+            probe_interval_s=config.provider_wide.reachability_probe_interval_s,
         )
     if "mock" in actors and not any(config.providers[name].api_key for name in KEYED_PROVIDERS):
         log.info(

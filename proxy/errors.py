@@ -41,6 +41,11 @@ class GatewayError(Exception):
     #: the answer says ``x-should-retry: false``: the OpenAI and Anthropic SDKs obey it over
     #: their own rule, which retries 408, 409, 429 and every 5xx twice, for nothing here.
     retryable: ClassVar[bool] = True
+    #: The HTTP status the upstream answered with, when this error is its answer mapped
+    #: (:func:`proxy.providers.upstream_errors.map_status`); None for everything else.
+    upstream_status: int | None = None
+    #: Why the upstream could not be reached at all ("connection refused"), when known.
+    unreached_because: str | None = None
 
     def __init__(
         self,

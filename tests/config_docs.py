@@ -15,6 +15,8 @@ from proxy.config import Config, ModelAlias, ProviderConfig
 
 MOCK_ONLY = frozenset({"latency_ms", "chunk_count"})
 ANTHROPIC_ONLY = frozenset({"api_version"})
+# Config fields whose TOML table has another name ([providers]' own keys, beside its NAME tables)
+TABLE_OF_FIELD = {"provider_wide": "providers"}
 
 
 def toml_sections(text: str) -> dict[str, str]:
@@ -52,7 +54,8 @@ def undocumented_keys(sections: dict[str, str], providers: Iterable[str]) -> lis
             f"{name}.{f.name}"
             for f in dataclasses.fields(cls)
             # a derived field (where a value came from) is not a key of the file
-            if not f.metadata.get("derived") and not documented(sections.get(name, ""), f.name)
+            if not f.metadata.get("derived")
+            and not documented(sections.get(TABLE_OF_FIELD.get(name, name), ""), f.name)
         ]
     provider_keys = {f.name for f in dataclasses.fields(ProviderConfig)} - {
         "name",

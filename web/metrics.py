@@ -36,7 +36,8 @@ from proxy.image_budget import ImageBudgetStatistics
 from proxy.records import ENDPOINTS, RequestRecord
 from storage.writer import WriterStatistics
 from web.fleet_report import write_fleet_metrics
-from web.prometheus_text import Exposition, Histogram, Labels
+from web.prometheus_text import Exposition, Histogram
+from web.provider_metrics import write_provider_metrics
 from web.sibling_metrics import SiblingMetrics
 
 if TYPE_CHECKING:
@@ -48,7 +49,6 @@ MAX_LABEL_CHARS: Final = 128
 OTHER: Final = "other"
 NONE: Final = "none"
 TOKEN_KINDS: Final = ("prompt", "completion", "reasoning", "cached", "cache_write")
-BREAKER_STATES: Final = ("closed", "open", "half_open")
 _ERROR_TYPE = re.compile(r"[a-z_]{1,64}")
 
 
@@ -247,7 +247,7 @@ def build_exposition(calls: Metrics, parts: ObservedParts, rss: int | None) -> E
         "writer but not stored yet (writer).",
         [((("queue", "logger"),), logger.queued), ((("queue", "writer"),), writer.queued)],
     )
-    _providers(out, parts)
+    write_provider_metrics(out, parts)
     _writer(out, writer)
     events = parts.events.statistics()
     out.gauge(
@@ -376,47 +376,6 @@ def _images(out: Exposition, images: ImageBudgetStatistics) -> None:
             ((("kind", "gateway"),), images.refused_budget),
             ((("kind", "client"),), images.refused_client_share),
         ],
-    )
-
-
-def _providers(out: Exposition, parts: ObservedParts) -> None:
-    stats = [actor.statistics() for _, actor in sorted(parts.providers.items())]
-
-    def each(field: str) -> list[tuple[Labels, float]]:
-        return [((("provider", s.name),), getattr(s, field)) for s in stats]
-
-    out.gauge("llm_proxy_provider_in_flight", "Upstream calls in flight.", each("in_flight"))
-    out.gauge(
-        "llm_proxy_provider_waiting",
-        "Calls waiting for one of the provider's concurrency slots.",
-        each("waiting"),
-    )
-    out.gauge(
-        "llm_proxy_provider_max_concurrency",
-        "The provider's concurrency limit.",
-        each("max_concurrency"),
-    )
-    out.counter(
-        "llm_proxy_upstream_calls_total",
-        "Upstream calls made, fallback attempts included.",
-        each("calls"),
-    )
-    out.counter(
-        "llm_proxy_upstream_errors_total",
-        "Upstream calls that failed with a 5xx-class error (timeouts, refusals, garbage).",
-        each("errors"),
-    )
-    out.gauge(
-        "llm_proxy_breaker_state",
-        "Circuit breaker state: 1 for the current one of closed, open, half_open; 0 otherwise.",
-        [
-            ((("provider", s.name), ("state", state)), int(s.breaker_state == state))
-            for s in stats
-            for state in BREAKER_STATES
-        ],
-    )
-    out.counter(
-        "llm_proxy_breaker_trips_total", "Times the circuit breaker opened.", each("breaker_trips")
     )
 
 

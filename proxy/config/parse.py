@@ -26,6 +26,7 @@ from proxy.config.schema import (
     ImagesConfig,
     ModelAlias,
     ProviderConfig,
+    ProvidersWideConfig,
     ServerConfig,
     StorageConfig,
     config_error,
@@ -33,6 +34,7 @@ from proxy.config.schema import (
 from proxy.config.tables import (
     FALLBACK_LIST,
     MODEL_SCHEMA,
+    PROVIDERS_WIDE_SCHEMA,
     SCHEMAS,
     SECTIONS,
     TOP_LEVEL,
@@ -59,7 +61,7 @@ def _parse_providers(
     data: Mapping[str, Any], environ: Mapping[str, str], source: str
 ) -> dict[str, ProviderConfig]:
     for name in data:
-        if name not in PROVIDER_NAMES:
+        if name not in PROVIDER_NAMES and name not in PROVIDERS_WIDE_SCHEMA:
             known = ", ".join(PROVIDER_NAMES)
             raise config_error(source, f"unknown provider '{name}' (known: {known})")
     raws: dict[str, dict[str, Any]] = {}
@@ -102,6 +104,12 @@ def _parse_providers(
     return providers
 
 
+def _parse_provider_wide(data: Mapping[str, Any], source: str) -> ProvidersWideConfig:
+    """``[providers]``' own keys (its NAME tables are :func:`_parse_providers`')."""
+    own = {key: value for key, value in data.items() if key in PROVIDERS_WIDE_SCHEMA}
+    return ProvidersWideConfig(**fields(own, PROVIDERS_WIDE_SCHEMA, "providers", source))
+
+
 def _parse_models(data: Mapping[str, Any], source: str) -> dict[str, ModelAlias]:
     models: dict[str, ModelAlias] = {}
     for name, value in data.items():
@@ -137,9 +145,9 @@ def parse_config(data: Mapping[str, Any], *, source: str, environ: Mapping[str, 
         name: FALLBACK_LIST.convert(value, f"fallbacks.{toml_key(name)}", source)
         for name, value in as_table(data.get("fallbacks", {}), "fallbacks", source).items()
     }
-    providers = _parse_providers(
-        as_table(data.get("providers", {}), "providers", source), environ, source
-    )
+    providers_table = as_table(data.get("providers", {}), "providers", source)
+    providers = _parse_providers(providers_table, environ, source)
+    provider_wide = _parse_provider_wide(providers_table, source)
     models = _parse_models(as_table(data.get("models", {}), "models", source), source)
     return Config(
         **sections,
@@ -147,6 +155,7 @@ def parse_config(data: Mapping[str, Any], *, source: str, environ: Mapping[str, 
         models=MappingProxyType(models),
         fallbacks=MappingProxyType(fallbacks),
         source=source,
+        provider_wide=provider_wide,
     )
 
 

@@ -11,7 +11,13 @@ from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from proxy.config.schema import KEYED_PROVIDERS, AuthConfig, ClusterConfig, Config, StorageConfig
-from proxy.config.tables import MODEL_SCHEMA, SCHEMAS, SECTIONS, provider_schema
+from proxy.config.tables import (
+    MODEL_SCHEMA,
+    PROVIDERS_WIDE_SCHEMA,
+    SCHEMAS,
+    SECTIONS,
+    provider_schema,
+)
 from proxy.config.toml_text import toml_key, toml_str, toml_value
 
 __all__ = ["mask_secret", "mask_url", "render_config"]
@@ -61,6 +67,7 @@ def render_config(config: Config) -> str:
         if cls is StorageConfig and section.url:
             section = dataclasses.replace(section, url=mask_url(section.url))
         table(f"[{name}]", section, SCHEMAS[name])
+    table("[providers]", config.provider_wide, PROVIDERS_WIDE_SCHEMA)
     for name, provider in config.providers.items():
         schema = provider_schema(name)
         table(f"[providers.{name}]", provider, (k for k in schema if not k.startswith("api_key")))

@@ -250,6 +250,15 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ProvidersWideConfig:
+    """``[providers]``' own keys: what applies to every provider (beside the NAME tables)."""
+
+    # A provider idle longer than this (no call, no probe) gets one cheap, unbilled request to
+    # its model list, so its reachability is known before a client finds out; 0 = never probe.
+    reachability_probe_interval_s: float = _opt(60.0, non_negative)
+
+
+@dataclass(frozen=True, slots=True)
 class ModelAlias:
     """``[models.NAME]``: a client-visible model name mapped to a provider's model."""
 
@@ -279,6 +288,7 @@ class Config:
     models: Mapping[str, ModelAlias]
     fallbacks: Mapping[str, tuple[str, ...]]
     source: str
+    provider_wide: ProvidersWideConfig = ProvidersWideConfig()
 
     def enabled_providers(self) -> tuple[ProviderConfig, ...]:
         """The enabled providers, in :data:`PROVIDER_NAMES` order."""

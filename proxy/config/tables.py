@@ -23,6 +23,7 @@ from proxy.config.schema import (
     LoggingConfig,
     ModelAlias,
     ProviderConfig,
+    ProvidersWideConfig,
     ResponsesConfig,
     ServerConfig,
     StorageConfig,
@@ -131,6 +132,8 @@ _MOCK_SCHEMA = {
     "base_url": Field("base_url", "a string", non_empty),
 }
 MODEL_SCHEMA = _schema(ModelAlias, "name")
+# [providers]' own keys, beside its NAME tables
+PROVIDERS_WIDE_SCHEMA = _schema(ProvidersWideConfig)
 FALLBACK_LIST = Field("", "a list of strings", non_empty)
 
 

@@ -42,6 +42,20 @@ def map_status(
     param: str | None = None,
 ) -> GatewayError:
     """The gateway error for upstream ``status`` with the upstream's own ``message``."""
+    error = _mapped(provider, status, message, headers=headers, code=code, param=param)
+    error.upstream_status = status  # what the provider's reachability reports
+    return error
+
+
+def _mapped(
+    provider: str,
+    status: int,
+    message: str,
+    *,
+    headers: Mapping[str, str],
+    code: str | None,
+    param: str | None,
+) -> GatewayError:
     text = f"Upstream {provider} error ({status}): {message}"
     kept = retry_headers(headers)
     if status in (400, 409, 422):

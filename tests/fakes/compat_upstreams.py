@@ -16,6 +16,18 @@ from tests.fakes.openai_upstream import ErrorReply, Raw
 CREATED = 1760000000
 
 
+# GET /models as each answers it (protocol reference §3.1, §4.1): DeepSeek gives no creation
+# time; xAI's entries are OpenAI's shape with its own owner.
+DEEPSEEK_LISTED: list[dict[str, Any]] = [
+    {"id": "deepseek-v4-flash", "object": "model", "owned_by": "deepseek"},
+    {"id": "deepseek-v4-pro", "object": "model", "owned_by": "deepseek"},
+]
+XAI_LISTED: list[dict[str, Any]] = [
+    {"id": "grok-4.3", "created": 1761955200, "object": "model", "owned_by": "xai"},
+    {"id": "grok-code-fast-1", "created": 1756166400, "object": "model", "owned_by": "xai"},
+]
+
+
 def _chunk(model: str, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
     body = {
         "id": "d1",

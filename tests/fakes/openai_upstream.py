@@ -275,9 +275,14 @@ class FakeOpenAI(ScriptedUpstream[Behaviour]):
 
     url_suffix = "/v1"  # base_url is "http://127.0.0.1:PORT/v1" once running
 
-    def __init__(self, *, api_key: str = DEFAULT_API_KEY) -> None:
+    def __init__(
+        self, *, api_key: str = DEFAULT_API_KEY, listed: list[dict[str, Any]] | None = None
+    ) -> None:
         super().__init__()
         self.api_key = api_key
+        # GET /v1/models' entries as another OpenAI-compatible upstream lists them (DeepSeek's,
+        # xAI's: tests.fakes.compat_upstreams); None: OpenAI's own list.
+        self.listed = listed
         self.sent: list[Sent] = []  # every answer, recorded as it leaves (the bytes on the wire)
         self.responses = FakeResponses()  # the Responses API, with its own behaviour queue
 
@@ -314,7 +319,7 @@ class FakeOpenAI(ScriptedUpstream[Behaviour]):
             watched = partial(self._answer_watched, reply, receive)
             await self.responses.handle(request, reply, watched)
         elif method == "GET" and path == "/v1/models":
-            data = [_model_object(name, created) for name, created in _LISTED]
+            data = self.listed or [_model_object(name, created) for name, created in _LISTED]
             await reply.full(200, _json_headers(), _encode({"object": "list", "data": data}))
         elif method == "GET" and path.startswith("/v1/models/"):
             wanted = path.removeprefix("/v1/models/")

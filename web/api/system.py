@@ -265,7 +265,8 @@ def config_json(config: Config) -> dict[str, object]:
         if isinstance(section, AuthConfig):
             section = dataclasses.replace(section, tokens=tuple(map(mask_secret, section.tokens)))
         answer[name] = _fields(section)
-    providers: dict[str, object] = {}
+    # [providers]' own keys beside its NAME tables, as in the file.
+    providers: dict[str, object] = _fields(config.provider_wide)
     for name, provider in config.providers.items():
         shown = _fields(provider, "api_key")
         shown["base_url"] = _mask_url(provider.base_url)

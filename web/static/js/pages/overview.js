@@ -4,6 +4,7 @@ import { get, query } from "../api.js";
 import { empty, failure, h, loading, panel, replace, stat } from "../dom.js";
 import * as fmt from "../format.js";
 import { clientLabel } from "../client_label.js";
+import { reachBadge } from "../reach.js";
 
 const MAX_ROWS = 50;
 // Only the p95 is re-read: every other figure of the day follows the live feed.
@@ -251,6 +252,8 @@ class ProviderCards {
         { class: "facts" },
         h("dt", {}, "Breaker"),
         h("dd", {}, breaker),
+        // Only a running provider has been called or probed.
+        p.statistics ? [h("dt", {}, "Reachability"), h("dd", { class: "reach-fact" }, reachBadge(p.statistics.reachability))] : null,
         h("dt", {}, "In flight"),
         h("dd", {}, inFlight),
         h("dt", {}, "Credit"),

@@ -4,6 +4,7 @@
 import { get, post, put } from "../api.js";
 import { empty, field, h, panel, replace } from "../dom.js";
 import * as format from "../format.js";
+import { reachBadge } from "../reach.js";
 import { badge, failed, flash, keyValues, numberInput, numberOrNull, urlCode } from "../widgets.js";
 
 const BREAKER = { closed: "ok", half_open: "warn", open: "bad" };
@@ -47,6 +48,7 @@ function card(p, ctx, reload) {
         { class: "badges" },
         p.enabled ? badge("ok", "enabled") : badge("bad", p.running ? "disabled" : "off in config"),
         p.running ? breakerBadge(p.breaker.state) : null,
+        p.running && stats ? reachBadge(stats.reachability) : null,
         p.low_credit ? badge("warn", "low credit") : null,
       ),
     ),

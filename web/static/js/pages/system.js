@@ -5,6 +5,7 @@ import { empty, h, panel, replace, stat, table } from "../dom.js";
 import * as format from "../format.js";
 import { badge, failed, keyValues } from "../widgets.js";
 import { breakerBadge } from "./providers.js";
+import { reachBadge } from "../reach.js";
 
 /** "3 d 4 h", "2 h 5 min", "45 s". */
 function duration(seconds) {
@@ -174,6 +175,7 @@ async function healthView() {
           [
             { label: "Provider", value: (p) => p.name },
             { label: "Breaker", value: (p) => breakerBadge(p.breaker_state) },
+            { label: "Reachability", value: (p) => reachBadge(p.reachability) },
             { label: "In flight", value: (p) => format.count(p.in_flight), class: "num" },
             { label: "Waiting", value: (p) => format.count(p.waiting), class: "num" },
             { label: "Calls", value: (p) => format.count(p.calls), class: "num" },
