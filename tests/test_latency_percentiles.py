@@ -295,6 +295,10 @@ def test_a_populated_version_7_database_upgrades_and_backfills(
         assert within_a_bucket(whole.p95_latency_ms, 75.0)
         # Only coarse rows in the range: the version-4 estimate, as before the upgrade.
         assert summary(conn, D + 2 * H, D + 3 * H).p95_latency_ms == pytest.approx(47.5)
+        (coarse_row,) = breakdown(conn, "model", D + 2 * H, D + 3 * H)
+        assert coarse_row.p95_latency_ms == pytest.approx(47.5)
+        mixed = {row.key: row.p95_latency_ms for row in breakdown(conn, "client", D, D + 3 * H)}
+        assert mixed == {"c": whole.p95_latency_ms}
         # New calls count into an unrefined row's log histogram, and set its bounds.
         new = make_record(
             90, ts_ms=D + H, client_id="c", provider="openai", model="m", latency_ms=30.0

@@ -125,15 +125,13 @@ class BreakdownRow(Result):
     """Its fraction of the calls matched by the filter in the range, limit or not (0..1)."""
 
 
-# The latency columns of a group: the fastest and slowest call, the log-spaced histogram (schema
-# version 8), then the coarse one of version 4 (rows the log could not refine).
+# The latency columns of a group: the fastest and slowest call and the log-spaced histogram
+# (schema version 8). The coarse histogram of version 4 (rows the log could not refine) is read
+# only for groups without a finer one: every sum costs time on each rollup row of the range.
 _LATENCY_SUMS: Final = ", ".join(
-    [
-        "min(latency_ms_min)",
-        "max(latency_ms_max)",
-        *(f"sum({name})" for name in (*LOG_BUCKET_COLUMNS, *LATENCY_BUCKET_COLUMNS)),
-    ]
+    ["min(latency_ms_min)", "max(latency_ms_max)", *(f"sum({c})" for c in LOG_BUCKET_COLUMNS)]
 )
+_COARSE_SUMS: Final = ", ".join(f"sum({name})" for name in LATENCY_BUCKET_COLUMNS)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -155,22 +153,28 @@ class LatencyPercentiles:
     @classmethod
     def of(
         cls, latency_columns: Sequence[object], log: Sequence[float] | None
-    ) -> LatencyPercentiles:
-        """From a group's ``_LATENCY_SUMS`` values and, when complete, its sorted log latencies."""
+    ) -> LatencyPercentiles | None:
+        """From a group's ``_LATENCY_SUMS`` values and, when complete, its sorted log latencies;
+        None when the group has neither (its coarse histogram is the caller's to read)."""
         if log:
             return cls(exact_percentile(log, 50), exact_percentile(log, 95), len(log), True)
         fastest, slowest = as_opt_float(latency_columns[0]), as_opt_float(latency_columns[1])
-        counts = _buckets(latency_columns[2:])
-        fine, coarse = counts[: len(LOG_BUCKET_COLUMNS)], counts[len(LOG_BUCKET_COLUMNS) :]
-        if sum(fine):
-            return cls(
-                estimate_log_percentile(fine, 50, fastest, slowest),
-                estimate_log_percentile(fine, 95, fastest, slowest),
-                sum(fine),
-                False,
-            )
+        fine = _buckets(latency_columns[2:])
+        if not sum(fine):
+            return None
         return cls(
-            estimate_percentile(coarse, 50), estimate_percentile(coarse, 95), sum(coarse), False
+            estimate_log_percentile(fine, 50, fastest, slowest),
+            estimate_log_percentile(fine, 95, fastest, slowest),
+            sum(fine),
+            False,
+        )
+
+    @classmethod
+    def coarse(cls, coarse_columns: Sequence[object] | None) -> LatencyPercentiles:
+        """From a group's ``_COARSE_SUMS`` values (None: it has no rows)."""
+        counts = _buckets(coarse_columns or [0] * len(LATENCY_BUCKET_COLUMNS))
+        return cls(
+            estimate_percentile(counts, 50), estimate_percentile(counts, 95), sum(counts), False
         )
 
 
@@ -221,6 +225,11 @@ def summary(
     cost, latency_sum = as_opt_float(row[6]), as_opt_float(row[7])
     start, end = as_int(params["start"]), as_int(params["end"])
     latency = LatencyPercentiles.of(row[8:], log_latencies(conn, start, end, flt, requests))
+    if latency is None:
+        (coarse,) = conn.execute(
+            f"SELECT {_COARSE_SUMS} FROM usage_hourly WHERE {where}", params
+        ).fetchall()
+        latency = LatencyPercentiles.coarse(coarse)
     return Summary(
         since_ms=start,
         until_ms=end,
@@ -319,15 +328,29 @@ def breakdown(
         """,
         params,
     ).fetchall()
-    result: list[BreakdownRow] = []
     total = as_int(rows[0][7]) if rows else 0
     start, end = as_int(params["start"]), as_int(params["end"])
     logs = grouped_log_latencies(conn, column, start, end, flt, total) or {}
+    latencies: list[LatencyPercentiles | None] = []
     for row in rows:
+        log = logs.get(str(row[0]))
+        complete = log if log and len(log) == as_int(row[1]) else None
+        latencies.append(LatencyPercentiles.of(row[8:], complete))
+    coarse: dict[str, Sequence[object]] = {}
+    if None in latencies:
+        del params["limit"]
+        coarse = {
+            str(key): sums
+            for key, *sums in conn.execute(
+                f"SELECT {column} AS k, {_COARSE_SUMS} FROM usage_hourly WHERE {where} GROUP BY k",
+                params,
+            ).fetchall()
+        }
+    result: list[BreakdownRow] = []
+    for row, found in zip(rows, latencies, strict=True):
         key, requests, errors, prompt, completion = row[0], *(as_int(v) for v in row[1:5])
         latency_sum = as_opt_float(row[6]) or 0.0
-        log = logs.get("" if key is None else str(key))
-        latency = LatencyPercentiles.of(row[8:], log if log and len(log) == requests else None)
+        latency = found or LatencyPercentiles.coarse(coarse.get(str(key)))
         result.append(
             BreakdownRow(
                 key=None if key is None or key == "" else str(key),
