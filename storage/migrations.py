@@ -6,6 +6,8 @@ import logging
 
 import apsw
 
+from storage.latency_histogram import log_histogram_migration
+
 __all__ = ["MIGRATIONS", "SchemaTooNewError", "check_version", "migrate", "schema_version"]
 
 logger = logging.getLogger("llm_proxy.storage")
@@ -295,6 +297,16 @@ ALTER TABLE llm_requests ADD COLUMN cache_write_tokens INTEGER
     CHECK (cache_write_tokens IS NULL OR cache_write_tokens >= 0);
 """
 
+
+# Version 8: a log-spaced latency histogram (storage.latency_histogram: 43 buckets, 0.1 ms to
+# 680 s) and the fastest and slowest call of each usage_hourly row, so percentiles are right for
+# sub-millisecond calls and never above the slowest call. Separate integer columns, not one JSON
+# array: the upsert adds them as plain sums and the dashboard sums them, on both backends alike.
+# Rows are backfilled from the request log where it still holds every call of the row (as in
+# version 4); the others keep zero counts and NULL bounds, and only their coarse version-4
+# histogram (see storage.analytics.latency_percentile for how percentiles use it).
+_V8_LOG_LATENCY_HISTOGRAM = log_histogram_migration("INTEGER", "REAL", "sum({})")
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SCHEMA,
     _V2_AUTH_GENERATION,
@@ -303,6 +315,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V5_ENDPOINT,
     _V6_STORED_RESPONSES,
     _V7_CACHE_WRITE_TOKENS,
+    _V8_LOG_LATENCY_HISTOGRAM,
 )
 """SQL scripts in order; never edit a released one, append a new one."""
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from storage.latency_histogram import log_histogram_migration
+
 __all__ = ["POSTGRES_MIGRATIONS"]
 
 # Whether a text is JSON, as SQLite's json_valid(): the json type's parser validates without
@@ -307,6 +309,12 @@ ALTER TABLE llm_requests ADD COLUMN cache_write_tokens bigint
     CHECK (cache_write_tokens IS NULL OR cache_write_tokens >= 0);
 """
 
+# Version 8: the log-spaced latency histogram and each row's fastest and slowest call (see
+# storage.migrations). PostgreSQL cannot sum booleans: each bucket is a filtered count.
+_V8_LOG_LATENCY_HISTOGRAM: Final = log_histogram_migration(
+    "bigint", "double precision", "count(*) FILTER (WHERE {})"
+)
+
 POSTGRES_MIGRATIONS: Final[tuple[str, ...]] = (
     _V1_SCHEMA,
     _V2_AUTH_GENERATION,
@@ -315,5 +323,6 @@ POSTGRES_MIGRATIONS: Final[tuple[str, ...]] = (
     _V5_ENDPOINT,
     _V6_STORED_RESPONSES,
     _V7_CACHE_WRITE_TOKENS,
+    _V8_LOG_LATENCY_HISTOGRAM,
 )
 """SQL scripts in order, one per SQLite migration of the same number; append, never edit."""
