@@ -6,7 +6,7 @@ import logging
 
 import apsw
 
-from storage.latency_histogram import log_histogram_migration
+from storage.rollup_migration import Dialect, rollup_migration
 
 __all__ = ["MIGRATIONS", "SchemaTooNewError", "check_version", "migrate", "schema_version"]
 
@@ -298,14 +298,22 @@ ALTER TABLE llm_requests ADD COLUMN cache_write_tokens INTEGER
 """
 
 
-# Version 8: a log-spaced latency histogram (storage.latency_histogram: 43 buckets, 0.1 ms to
-# 680 s) and the fastest and slowest call of each usage_hourly row, so percentiles are right for
-# sub-millisecond calls and never above the slowest call. Separate integer columns, not one JSON
-# array: the upsert adds them as plain sums and the dashboard sums them, on both backends alike.
-# Rows are backfilled from the request log where it still holds every call of the row (as in
-# version 4); the others keep zero counts and NULL bounds, and only their coarse version-4
-# histogram (see storage.analytics.latency_percentile for how percentiles use it).
-_V8_LOG_LATENCY_HISTOGRAM = log_histogram_migration("INTEGER", "REAL", "sum({})")
+# Version 8: the instance that served each call (llm_requests.instance), and usage_hourly keyed
+# by endpoint and instance too, with a log-spaced latency histogram (storage.latency_histogram:
+# 22 buckets, 0.1 ms to 470 s) and the fastest and slowest call of each row, so percentiles are
+# right for sub-millisecond calls and never above the slowest call. Separate integer columns, not
+# one JSON array: the upsert adds them as plain sums and the dashboard sums them, on both
+# backends alike. See storage.rollup_migration for the rebuild and what is backfilled.
+_V8_ENDPOINT_INSTANCE_ROLLUP = rollup_migration(
+    Dialect(
+        integer="INTEGER",
+        text="TEXT",
+        real="REAL",
+        count_where="sum({})",
+        table_suffix=" STRICT, WITHOUT ROWID",
+        after_rename="",
+    )
+)
 
 MIGRATIONS: tuple[str, ...] = (
     _V1_SCHEMA,
@@ -315,7 +323,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V5_ENDPOINT,
     _V6_STORED_RESPONSES,
     _V7_CACHE_WRITE_TOKENS,
-    _V8_LOG_LATENCY_HISTOGRAM,
+    _V8_ENDPOINT_INSTANCE_ROLLUP,
 )
 """SQL scripts in order; never edit a released one, append a new one."""
 

@@ -1,4 +1,5 @@
-"""Aggregate request records into ``usage_hourly`` rows, one per (hour, client, provider, model)."""
+"""Aggregate request records into ``usage_hourly`` rows, one per (hour, client, provider, model,
+endpoint, instance)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,8 @@ _COLUMNS = (
     "client_id",
     "provider",
     "model",
+    "endpoint",
+    "instance",
     "requests",
     "errors",
     "prompt_tokens",
@@ -84,14 +87,14 @@ _COLUMNS = (
 # excluded's (SQLite accepts either).
 _SET_SUMS = ",\n    ".join(
     f"{name} = usage_hourly.{name} + excluded.{name}"
-    for name in _COLUMNS[4:]
+    for name in _COLUMNS[6:]
     if name not in ("cost_usd", "latency_ms_min", "latency_ms_max")
 )
 
 UPSERT_USAGE_HOURLY = f"""
 INSERT INTO usage_hourly ({", ".join(_COLUMNS)})
 VALUES ({", ".join("?" * len(_COLUMNS))})
-ON CONFLICT (hour_ms, client_id, provider, model) DO UPDATE SET
+ON CONFLICT (hour_ms, client_id, provider, model, endpoint, instance) DO UPDATE SET
     {_SET_SUMS},
     -- NULL + x is NULL: fall back to whichever side was priced, NULL only when neither was
     cost_usd = coalesce(
@@ -105,7 +108,7 @@ ON CONFLICT (hour_ms, client_id, provider, model) DO UPDATE SET
         THEN usage_hourly.latency_ms_max ELSE excluded.latency_ms_max END
 """
 
-_Key = tuple[int, str, str, str]
+_Key = tuple[int, str, str, str, str, str]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -181,6 +184,8 @@ class UsageRollup:
             record.client_id or "",
             record.provider or "",
             record.model,
+            record.endpoint,
+            record.instance or "",
         )
         self._sums[key] = self._sums.get(key, _EMPTY).plus(record)
 

@@ -41,13 +41,16 @@ __all__ = [
 DAY_MS: Final = 24 * HOUR_MS
 
 Bucket = Literal["hour", "day"]
-Dimension = Literal["client", "provider", "model"]
+Dimension = Literal["client", "provider", "model", "endpoint", "instance"]
 
-# Both tables name these columns alike; the rollup stores a missing client or provider as ''.
+# Both tables name these columns alike; the rollup stores a missing client, provider or instance
+# as ''.
 _DIMENSION_COLUMNS: Final[dict[str, str]] = {
     "client": "client_id",
     "provider": "provider",
     "model": "model",
+    "endpoint": "endpoint",
+    "instance": "instance",
 }
 
 
@@ -104,10 +107,11 @@ class TimeseriesPoint(Result):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class BreakdownRow(Result):
-    """Usage of one client, provider or model over a range."""
+    """Usage of one client, provider, model, endpoint or instance over a range."""
 
     key: str | None
-    """The client id, provider or model; None for calls without a client or provider."""
+    """The client id, provider, model, endpoint or instance; None for calls without a client or
+    provider, and for calls whose instance is unknown (logged before schema version 8)."""
     requests: int
     errors: int
     prompt_tokens: int
@@ -194,6 +198,8 @@ def _rollup_where(since_ms: int, until_ms: int, flt: UsageFilter) -> tuple[str, 
         ("client_id", flt.client_id),
         ("provider", flt.provider),
         ("model", flt.model),
+        ("endpoint", flt.endpoint),
+        ("instance", flt.instance),
     ):
         if value is not None:
             clauses.append(f"{name} = :{name}")
@@ -297,7 +303,9 @@ def _dimension_column(dimension: str) -> str:
     try:
         return _DIMENSION_COLUMNS[dimension]
     except KeyError:
-        raise ValueError("dimension must be 'client', 'provider' or 'model'") from None
+        raise ValueError(
+            "dimension must be 'client', 'provider', 'model', 'endpoint' or 'instance'"
+        ) from None
 
 
 def breakdown(
@@ -308,7 +316,8 @@ def breakdown(
     flt: UsageFilter = NO_FILTER,
     limit: int = 50,
 ) -> list[BreakdownRow]:
-    """Usage per client, provider or model over the whole hours of the range, busiest first.
+    """Usage per client, provider, model, endpoint or instance over the whole hours of the range,
+    busiest first.
 
     At most ``limit`` rows, ordered by requests (descending), then key; ``share`` is relative to
     every call the filter matches, including those of keys beyond the limit.
