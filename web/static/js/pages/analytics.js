@@ -222,7 +222,14 @@ export async function render(root, ctx) {
     const options = await dimensionOptions(state.from, state.to);
     const group = select(
       "an-group",
-      [["", "Not grouped"], ["provider", "Provider"], ["model", "Model"], ["client", "Client"]],
+      [
+        ["", "Not grouped"],
+        ["provider", "Provider"],
+        ["model", "Model"],
+        ["client", "Client"],
+        ["endpoint", "Endpoint"],
+        ["instance", "Instance"],
+      ],
       state.group,
     );
     const controls = filterControls("an", state, options, { extra: [field("Group by", group)] });
