@@ -110,10 +110,7 @@ def backfill_seconds(path: str, version: int) -> float:
     4's UPDATE, or 8's rebuild of the rollup from the log (all of its script but the first
     statement, the log's new column, which this database already has)."""
     script = MIGRATIONS[version - 1]
-    if version == 8:
-        backfill = script.split(";", 1)[1]
-    else:
-        backfill = "UPDATE" + script.split("UPDATE", 1)[1]
+    backfill = script.split(";", 1)[1] if version == 8 else "UPDATE" + script.split("UPDATE", 1)[1]
     conn = open_connection(path)
     try:
         began = time.perf_counter()
