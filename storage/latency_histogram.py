@@ -3,10 +3,10 @@
 Three buckets per decade on the E3 series (1, 2.2, 4.7), from 0.1 ms to 470 s: neighbouring
 edges differ by a factor of 2.2 at most, so a percentile interpolated inside its bucket (on a log
 scale, within the group's fastest and slowest call) is within that factor of the exact value,
-whether calls take 0.4 ms or 4 minutes. Three a decade, not six: every bucket is a column each
-dashboard query sums over every rollup row of its range, and each one the writer upserts; 22
-columns kept the breakdown and summary under 50 ms at 1M calls on both backends where 43 did not
-(tests/bench/RESULTS.md). The coarse buckets of version 4
+whether calls take 0.4 ms or 4 minutes. Three a decade, not six: every bucket is a column that
+each dashboard query sums over every rollup row of its range and that the writer upserts, and the
+time of those queries grows with the columns they sum (tests/bench/RESULTS.md, "Latency
+percentiles and the endpoint and instance dimensions"). The coarse buckets of version 4
 (``storage.rollup.LATENCY_BUCKET_COLUMNS``, first one 0-50 ms) stay for the rows written before
 version 8 that the log could not refine.
 """
