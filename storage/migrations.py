@@ -300,7 +300,7 @@ ALTER TABLE llm_requests ADD COLUMN cache_write_tokens INTEGER
 
 # Version 8: the instance that served each call (llm_requests.instance), and usage_hourly keyed
 # by endpoint and instance too, with a log-spaced latency histogram (storage.latency_histogram:
-# 22 buckets, 0.1 ms to 470 s) and the fastest and slowest call of each row, so percentiles are
+# 15 buckets, 0.1 ms to 320 s) and the fastest and slowest call of each row, so percentiles are
 # right for sub-millisecond calls and never above the slowest call. Separate integer columns, not
 # one JSON array: the upsert adds them as plain sums and the dashboard sums them, on both
 # backends alike. See storage.rollup_migration for the rebuild and what is backfilled.

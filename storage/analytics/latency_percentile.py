@@ -4,7 +4,7 @@ from the rollup's latency histograms.
 ``usage_hourly`` keeps a count of calls per latency bucket (``storage.rollup``), not every
 latency, so the p95 of millions of calls is a few column sums; the price is an estimate. Rows
 written since schema version 8 carry a log-spaced histogram (``storage.latency_histogram``) and
-their fastest and slowest call: ``estimate_log_percentile`` is within one bucket's ratio (2.2) of
+their fastest and slowest call: ``estimate_log_percentile`` is within one bucket's ratio (3.2) of
 the exact value and never outside [fastest, slowest]. Older rows the log could not refine only
 have the coarse version-4 histogram (``estimate_percentile``), used when nothing finer exists.
 """
@@ -50,7 +50,7 @@ def estimate_log_percentile(
     log scale, as if its calls were spread evenly over the logarithm of latency; the bucket's
     bounds are narrowed to [fastest, slowest] first, so the open top bucket ends at the slowest
     call and a bucket holding every call spans just those calls. The result is in the bucket of
-    the exact (nearest-rank) value or touches its edge, so within a factor 2.2 of it, and never
+    the exact (nearest-rank) value or touches its edge, so within a factor 3.2 of it, and never
     below the fastest or above the slowest call. None when all counts are 0.
     """
     if len(counts) != len(LOG_BUCKET_COLUMNS):
