@@ -180,6 +180,9 @@ class RequestLogger:
 
     def _account(self, call: LoggedCall) -> RequestRecord:
         record = self._priced(call)
+        if record.instance is None:
+            # The log's instance column and the rollup's instance dimension: who served it.
+            record = dataclasses.replace(record, instance=self._instance)
         self._records += 1
         self._recent.add(trio.current_time(), error=record.status == "error")
         if record.status == "error":

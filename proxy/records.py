@@ -43,6 +43,9 @@ class RequestRecord:
     attempts: int = 1
     failed_attempts: str | None = None  # JSON: the fallbacks' failures before the answer
     endpoint: Endpoint = "chat"
+    # The gateway process that served the call ([cluster] instance_name, per worker name/N, else
+    # host:pid); the request logger stamps it, so whoever builds a record need not know it.
+    instance: str | None = None
 
     @property
     def has_usage(self) -> bool:
@@ -52,8 +55,7 @@ class RequestRecord:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class LiveCall(RequestRecord):
-    """A logged call as live feeds carry it: the record and the instance that served it (the
-    stored record has no instance: each process knows its own)."""
+    """A logged call as live feeds carry it: the record and the instance that served it."""
 
     instance: str = ""
 

@@ -49,6 +49,7 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "failed_attempts",
     "endpoint",
     "cache_write_tokens",
+    "instance",
 )
 """The ``llm_requests`` columns a record fills, in the order of :func:`request_row`."""
 
@@ -119,6 +120,7 @@ def request_row(record: RequestRecord) -> tuple[object, ...]:
         record.failed_attempts,
         record.endpoint,
         record.cache_write_tokens,
+        record.instance,
     )
 
 

@@ -6,6 +6,8 @@ import logging
 
 import apsw
 
+from storage.rollup_migration import Dialect, rollup_migration
+
 __all__ = ["MIGRATIONS", "SchemaTooNewError", "check_version", "migrate", "schema_version"]
 
 logger = logging.getLogger("llm_proxy.storage")
@@ -295,6 +297,24 @@ ALTER TABLE llm_requests ADD COLUMN cache_write_tokens INTEGER
     CHECK (cache_write_tokens IS NULL OR cache_write_tokens >= 0);
 """
 
+
+# Version 8: the instance that served each call (llm_requests.instance), and usage_hourly keyed
+# by endpoint and instance too, with a log-spaced latency histogram (storage.latency_histogram:
+# 15 buckets, 0.1 ms to 320 s) and the fastest and slowest call of each row, so percentiles are
+# right for sub-millisecond calls and never above the slowest call. Separate integer columns, not
+# one JSON array: the upsert adds them as plain sums and the dashboard sums them, on both
+# backends alike. See storage.rollup_migration for the rebuild and what is backfilled.
+_V8_ENDPOINT_INSTANCE_ROLLUP = rollup_migration(
+    Dialect(
+        integer="INTEGER",
+        text="TEXT",
+        real="REAL",
+        count_where="sum({})",
+        table_suffix=" STRICT, WITHOUT ROWID",
+        after_rename="",
+    )
+)
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SCHEMA,
     _V2_AUTH_GENERATION,
@@ -303,6 +323,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V5_ENDPOINT,
     _V6_STORED_RESPONSES,
     _V7_CACHE_WRITE_TOKENS,
+    _V8_ENDPOINT_INSTANCE_ROLLUP,
 )
 """SQL scripts in order; never edit a released one, append a new one."""
 

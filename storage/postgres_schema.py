@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from storage.rollup_migration import Dialect, rollup_migration
+
 __all__ = ["POSTGRES_MIGRATIONS"]
 
 # Whether a text is JSON, as SQLite's json_valid(): the json type's parser validates without
@@ -307,6 +309,20 @@ ALTER TABLE llm_requests ADD COLUMN cache_write_tokens bigint
     CHECK (cache_write_tokens IS NULL OR cache_write_tokens >= 0);
 """
 
+# Version 8: each call's instance, usage_hourly keyed by endpoint and instance with its
+# log-spaced latency histogram (see storage.migrations). PostgreSQL cannot sum booleans: each
+# bucket is a filtered count; the rebuilt table's key index is renamed to the original's name.
+_V8_ENDPOINT_INSTANCE_ROLLUP: Final = rollup_migration(
+    Dialect(
+        integer="bigint",
+        text="text",
+        real="double precision",
+        count_where="count(*) FILTER (WHERE {})",
+        table_suffix="",
+        after_rename="ALTER INDEX usage_hourly_v8_pkey RENAME TO usage_hourly_pkey;\n",
+    )
+)
+
 POSTGRES_MIGRATIONS: Final[tuple[str, ...]] = (
     _V1_SCHEMA,
     _V2_AUTH_GENERATION,
@@ -315,5 +331,6 @@ POSTGRES_MIGRATIONS: Final[tuple[str, ...]] = (
     _V5_ENDPOINT,
     _V6_STORED_RESPONSES,
     _V7_CACHE_WRITE_TOKENS,
+    _V8_ENDPOINT_INSTANCE_ROLLUP,
 )
 """SQL scripts in order, one per SQLite migration of the same number; append, never edit."""

@@ -1,4 +1,5 @@
-"""Aggregate request records into ``usage_hourly`` rows, one per (hour, client, provider, model)."""
+"""Aggregate request records into ``usage_hourly`` rows, one per (hour, client, provider, model,
+endpoint, instance)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import dataclasses
 from collections.abc import Iterable
 
 from proxy.records import RequestRecord
+from storage.latency_histogram import LOG_BUCKET_COLUMNS, log_bucket
 
 __all__ = [
     "HOUR_MS",
@@ -50,7 +52,10 @@ LATENCY_BUCKET_COLUMNS: tuple[str, ...] = (
     "latency_30000_to_60000ms",
     "latency_60000ms_or_more",
 )
-"""The ``usage_hourly`` columns of the buckets, in order (one more than there are edges)."""
+"""The ``usage_hourly`` columns of the buckets, in order (one more than there are edges).
+
+Since schema version 8 new calls count into the log-spaced buckets of
+``storage.latency_histogram`` instead; these keep what rows written before it held."""
 
 
 def latency_bucket(latency_ms: float) -> int:
@@ -58,12 +63,14 @@ def latency_bucket(latency_ms: float) -> int:
     return bisect.bisect_right(LATENCY_BUCKET_EDGES_MS, latency_ms)
 
 
-_BUCKETS = len(LATENCY_BUCKET_COLUMNS)
+_BUCKETS = len(LOG_BUCKET_COLUMNS)
 _COLUMNS = (
     "hour_ms",
     "client_id",
     "provider",
     "model",
+    "endpoint",
+    "instance",
     "requests",
     "errors",
     "prompt_tokens",
@@ -72,26 +79,36 @@ _COLUMNS = (
     "cached_tokens",
     "cost_usd",
     "latency_ms_sum",
-    *LATENCY_BUCKET_COLUMNS,
+    "latency_ms_min",
+    "latency_ms_max",
+    *LOG_BUCKET_COLUMNS,
 )
 # The target's columns are named with its table: PostgreSQL finds a bare name ambiguous beside
 # excluded's (SQLite accepts either).
 _SET_SUMS = ",\n    ".join(
-    f"{name} = usage_hourly.{name} + excluded.{name}" for name in _COLUMNS[4:] if name != "cost_usd"
+    f"{name} = usage_hourly.{name} + excluded.{name}"
+    for name in _COLUMNS[6:]
+    if name not in ("cost_usd", "latency_ms_min", "latency_ms_max")
 )
 
 UPSERT_USAGE_HOURLY = f"""
 INSERT INTO usage_hourly ({", ".join(_COLUMNS)})
 VALUES ({", ".join("?" * len(_COLUMNS))})
-ON CONFLICT (hour_ms, client_id, provider, model) DO UPDATE SET
+ON CONFLICT (hour_ms, client_id, provider, model, endpoint, instance) DO UPDATE SET
     {_SET_SUMS},
     -- NULL + x is NULL: fall back to whichever side was priced, NULL only when neither was
     cost_usd = coalesce(
         usage_hourly.cost_usd + excluded.cost_usd, usage_hourly.cost_usd, excluded.cost_usd
-    )
+    ),
+    -- a CASE, as min/max of two values is spelled differently on the two backends; a NULL bound
+    -- (a row from before version 8 the log could not refine) gives way to the new calls' bound
+    latency_ms_min = CASE WHEN usage_hourly.latency_ms_min <= excluded.latency_ms_min
+        THEN usage_hourly.latency_ms_min ELSE excluded.latency_ms_min END,
+    latency_ms_max = CASE WHEN usage_hourly.latency_ms_max >= excluded.latency_ms_max
+        THEN usage_hourly.latency_ms_max ELSE excluded.latency_ms_max END
 """
 
-_Key = tuple[int, str, str, str]
+_Key = tuple[int, str, str, str, str, str]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -106,6 +123,8 @@ class _Sums:
     cached_tokens: int = 0
     cost_usd: float | None = None
     latency_ms_sum: float = 0.0
+    latency_ms_min: float | None = None
+    latency_ms_max: float | None = None
     latency_buckets: tuple[int, ...] = (0,) * _BUCKETS
 
     def plus(self, record: RequestRecord) -> _Sums:
@@ -113,7 +132,8 @@ class _Sums:
         cost = self.cost_usd
         if record.cost_usd is not None:
             cost = (cost or 0.0) + record.cost_usd
-        bucket = latency_bucket(record.latency_ms)
+        latency = record.latency_ms
+        bucket = log_bucket(latency)
         buckets = list(self.latency_buckets)
         buckets[bucket] += 1
         return _Sums(
@@ -124,7 +144,9 @@ class _Sums:
             self.reasoning_tokens + (record.reasoning_tokens or 0),
             self.cached_tokens + (record.cached_tokens or 0),
             cost,
-            self.latency_ms_sum + record.latency_ms,
+            self.latency_ms_sum + latency,
+            latency if self.latency_ms_min is None else min(self.latency_ms_min, latency),
+            latency if self.latency_ms_max is None else max(self.latency_ms_max, latency),
             tuple(buckets),
         )
 
@@ -139,6 +161,8 @@ class _Sums:
             self.cached_tokens,
             self.cost_usd,
             self.latency_ms_sum,
+            self.latency_ms_min,
+            self.latency_ms_max,
             *self.latency_buckets,
         )
 
@@ -160,6 +184,8 @@ class UsageRollup:
             record.client_id or "",
             record.provider or "",
             record.model,
+            record.endpoint,
+            record.instance or "",
         )
         self._sums[key] = self._sums.get(key, _EMPTY).plus(record)
 

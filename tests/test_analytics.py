@@ -32,6 +32,7 @@ from storage.analytics.request_log import request_detail, request_log
 from storage.analytics.request_rows import REQUEST_COLUMNS, RequestRow
 from storage.analytics.usage_filter import UsageFilter
 from storage.batch import write_batch
+from storage.latency_histogram import LOG_BUCKET_COLUMNS
 from storage.rollup import (
     HOUR_MS,
     LATENCY_BUCKET_COLUMNS,
@@ -178,9 +179,11 @@ def test_summary_of_everything(small: Connection) -> None:
     assert (got.reasoning_tokens, got.cached_tokens, got.total_tokens) == (10, 40, 450)
     assert got.cost_usd == pytest.approx(0.031)
     assert got.avg_latency_ms == pytest.approx(68160 / 6)
-    # ranks: 40 | 120 | 300 | 700 | 2000 | 65000; rank 5.7 falls in the open top bucket
-    assert got.p95_latency_ms == 60_000.0
+    # ranks: 40 | 120 | 300 | 700 | 2000 | 65000; six calls, all in the log: exact, the 6th
+    assert got.p95_latency_ms == 65_000.0
+    assert got.p50_latency_ms == 300.0
     assert got.p95_latency_calls == 6
+    assert got.p95_latency_exact
     assert got.cached_token_share == pytest.approx(40 / 345)
     json.dumps(got.to_json())
 
@@ -191,8 +194,8 @@ def test_summary_widens_to_whole_hours(small: Connection) -> None:
     assert (got.requests, got.errors, got.prompt_tokens, got.completion_tokens) == (4, 1, 310, 75)
     assert got.cost_usd == pytest.approx(0.031)
     assert got.avg_latency_ms == pytest.approx(290.0)
-    # 40 | 120 | 300 | 700: rank 3.8 is 0.8 into the 500-1000 bucket (exact nearest rank: 700)
-    assert got.p95_latency_ms == pytest.approx(900.0)
+    # 40 | 120 | 300 | 700: the exact nearest rank, from the log of these whole hours
+    assert got.p95_latency_ms == 700.0
 
 
 def test_summary_filters(small: Connection) -> None:
@@ -285,8 +288,8 @@ def test_breakdown_by_client(small: Connection) -> None:
     a, b, anonymous = rows
     assert (a.tokens, a.avg_latency_ms, a.share) == (180, pytest.approx(780.0), 0.5)
     assert a.cost_usd == pytest.approx(0.01)
-    # 40 | 300 | 2000: rank 2.85 is 0.85 into the 1000-2500 bucket
-    assert a.p95_latency_ms == pytest.approx(2275.0)
+    # 40 | 300 | 2000: exact from the log
+    assert (a.p50_latency_ms, a.p95_latency_ms) == (300.0, 2000.0)
     assert b.share == pytest.approx(1 / 3)
     assert anonymous.share == pytest.approx(1 / 6)
     limited = breakdown(small, "client", *ALL, limit=2)
@@ -365,31 +368,6 @@ def test_estimate_percentile_edges() -> None:
     assert estimate_percentile(two) == 50.0
     with pytest.raises(ValueError, match="bucket counts"):
         estimate_percentile([1, 2])
-
-
-def test_rollup_histogram_matches_the_log(db: Connection) -> None:
-    records = list(spread_records(3000, start_ms=D, span_ms=3 * H, seed=7))
-    edges = (0, *LATENCY_BUCKET_EDGES_MS)
-    records += [make_record(9000 + i, ts_ms=D, latency_ms=float(e)) for i, e in enumerate(edges)]
-    write(db, records)
-    # Independent of the Python bisect: each bucket as SQL bounds (no call is under 0 ms).
-    uppers = [f"latency_ms < {edge}" for edge in LATENCY_BUCKET_EDGES_MS] + ["TRUE"]
-    lowers = ["TRUE"] + [f"latency_ms >= {edge}" for edge in LATENCY_BUCKET_EDGES_MS]
-    conditions = [f"{lo} AND {up}" for lo, up in zip(lowers, uppers, strict=True)]
-    expected = db.execute(
-        "SELECT ts_ms / 3600000 * 3600000, coalesce(client_id, ''), provider, model, "
-        + ", ".join(f"sum(CASE WHEN {c} THEN 1 ELSE 0 END)" for c in conditions)
-        + " FROM llm_requests GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
-    ).fetchall()
-    got = db.execute(
-        f"SELECT hour_ms, client_id, provider, model, {', '.join(LATENCY_BUCKET_COLUMNS)}"
-        " FROM usage_hourly ORDER BY 1, 2, 3, 4"
-    ).fetchall()
-    assert got == expected
-    (mismatch,) = db.execute(
-        f"SELECT count(*) FROM usage_hourly WHERE requests != {' + '.join(LATENCY_BUCKET_COLUMNS)}"
-    ).fetchall()[0]
-    assert mismatch == 0
 
 
 def test_a_bad_record_changes_no_rollup() -> None:
@@ -748,7 +726,10 @@ def test_version_3_database_upgrades_with_backfill(
         monkeypatch.undo()
         assert migrate(conn) == len(MIGRATIONS)
         columns = [row[1] for row in conn.execute("PRAGMA table_info(usage_hourly)").fetchall()]
-        assert columns[columns.index("latency_ms_sum") + 1 :] == list(LATENCY_BUCKET_COLUMNS)
+        # Version 8 rebuilt the table with the coarse histogram last (the dashboard sums the
+        # columns before it), still in order.
+        coarse = columns[-len(LATENCY_BUCKET_COLUMNS) :]
+        assert coarse == list(LATENCY_BUCKET_COLUMNS)
         histograms = conn.execute(
             f"SELECT hour_ms, {', '.join(LATENCY_BUCKET_COLUMNS)} FROM usage_hourly ORDER BY 1"
         ).fetchall()
@@ -760,7 +741,10 @@ def test_version_3_database_upgrades_with_backfill(
         got = summary(conn, D, D + 3 * H)
         assert got.requests == 11
         assert got.p95_latency_calls == 3  # p95 only over the calls that have buckets
-        assert got.p95_latency_ms == 60_000.0
+        # Version 8 refined hour D from the same three calls: its log histogram and slowest call
+        # (80 s) bound the p95, which the coarse histogram put at its top bucket's 60 s.
+        assert got.p95_latency_ms is not None
+        assert 68_000.0 <= got.p95_latency_ms <= 80_000.0
         assert summary(conn, D + H, D + 3 * H).p95_latency_ms is None
         # New calls count into the histogram of an upgraded row.
         write_batch(conn, [make_record(1, ts_ms=D + H, client_id="c", model="m", latency_ms=30.0)])
@@ -774,7 +758,14 @@ def test_rollup_constants_match_the_schema(db: Connection) -> None:
     assert len(LATENCY_BUCKET_COLUMNS) == len(LATENCY_BUCKET_EDGES_MS) + 1
     assert list(LATENCY_BUCKET_EDGES_MS) == sorted(LATENCY_BUCKET_EDGES_MS)
     columns = _columns(db, "usage_hourly")
-    assert columns[-len(LATENCY_BUCKET_COLUMNS) :] == list(LATENCY_BUCKET_COLUMNS)
+    coarse = columns.index(LATENCY_BUCKET_COLUMNS[0])
+    assert columns[coarse : coarse + len(LATENCY_BUCKET_COLUMNS)] == list(LATENCY_BUCKET_COLUMNS)
+    bounds = columns.index("latency_ms_min")
+    assert columns[bounds : bounds + len(LOG_BUCKET_COLUMNS) + 2] == [
+        "latency_ms_min",
+        "latency_ms_max",
+        *LOG_BUCKET_COLUMNS,
+    ]
     assert [f.name for f in dataclasses.fields(RequestRow)] == list(REQUEST_COLUMNS)
     log_columns = _columns(db, "llm_requests")
     assert set(log_columns) - set(REQUEST_COLUMNS) == {"request_body", "response_body"}

@@ -151,6 +151,52 @@ async def test_the_log_and_the_export_filter_by_endpoint(used: RunningService) -
             assert "'completions'" in error["message"]
 
 
+async def test_totals_group_and_filter_by_endpoint_and_instance(
+    start_gateway: StartGateway,
+) -> None:
+    gateway = await start_gateway({"cluster": {"instance_name": "gw-east"}})
+    client = sdk(gateway)
+    for _ in range(3):
+        await client.chat.completions.create(model="mock", messages=HELLO)
+    now_ms = int(time.time() * 1000)
+    await gateway.gateway.logger.record(
+        make_record(0, request_id="via-messages", ts_ms=now_ms, endpoint="messages")
+    )
+    await gateway.gateway.logger.record(
+        make_record(1, ts_ms=now_ms, endpoint="chat", instance="gw-west")
+    )
+    await logged(gateway, 5)
+    async with signed_in(gateway) as admin:
+
+        async def get(path: str, **params: str) -> dict[str, object]:
+            answer = await admin.get(path, params=params)
+            assert answer.status_code == 200, answer.text
+            body: dict[str, object] = answer.json()
+            return body
+
+        endpoints = (await get("/api/usage/endpoints"))["data"]
+        assert {row["key"]: row["requests"] for row in endpoints} == {"chat": 4, "messages": 1}  # type: ignore[union-attr, index]
+        instances = (await get("/api/usage/instances"))["data"]
+        assert {row["key"]: row["requests"] for row in instances} == {"gw-east": 4, "gw-west": 1}  # type: ignore[union-attr, index]
+        assert (await get("/api/usage/summary", endpoint="chat", instance="gw-east"))[
+            "requests"
+        ] == 3
+        assert (await get("/api/usage/summary", instance="gw-nowhere"))["requests"] == 0
+        series = (await get("/api/usage/timeseries", group_by="instance"))["data"]
+        assert {p["group"] for p in series} == {"gw-east", "gw-west"}  # type: ignore[union-attr, index]
+        page = (await get("/api/usage/requests", instance="gw-east"))["data"]
+        assert len(page) == 4  # type: ignore[arg-type]
+        assert {(row["endpoint"], row["instance"]) for row in page} == {  # type: ignore[union-attr, index]
+            ("chat", "gw-east"),
+            ("messages", "gw-east"),
+        }
+        detail = await get(f"/api/usage/requests/{page[0]['id']}")  # type: ignore[index]
+        assert detail["instance"] == "gw-east"
+        exported = await admin.get("/api/usage/export", params={"instance": "gw-west"})
+        (line,) = list(csv.DictReader(io.StringIO(exported.text)))
+        assert (line["instance"], line["endpoint"]) == ("gw-west", "chat")
+
+
 async def test_bad_parameters_are_400s(used: RunningService) -> None:
     async with signed_in(used) as admin:
         for path, params in [
@@ -163,10 +209,9 @@ async def test_bad_parameters_are_400s(used: RunningService) -> None:
             ("/api/usage/requests", {"cursor": "!!not-a-cursor!!"}),
             ("/api/usage/requests", {"status": "weird"}),
             ("/api/usage/export", {"format": "xml"}),
-            # The hourly totals do not know the endpoint: better a 400 than all calls counted.
-            ("/api/usage/summary", {"endpoint": "responses"}),
-            ("/api/usage/timeseries", {"endpoint": "chat"}),
-            ("/api/usage/models", {"endpoint": "responses"}),
+            ("/api/usage/summary", {"endpoint": "completions"}),
+            ("/api/usage/timeseries", {"group_by": "endpoint", "endpoint": "chat "}),
+            ("/api/usage/instances", {"endpoint": "Chat"}),
         ]:
             answer = await admin.get(path, params=params)
             assert answer.status_code == 400, (path, params, answer.text)

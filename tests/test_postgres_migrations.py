@@ -259,7 +259,7 @@ def test_version_4_backfills_the_histogram_as_sqlite_does(
     finally:
         lite.close()
     assert in_postgres == in_sqlite
-    histograms = [row[12:] for row in in_sqlite]
+    histograms = [row[-11:] for row in in_sqlite]  # version 4's coarse buckets, last since 8
     assert histograms == [
         (0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0),
         (1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0),

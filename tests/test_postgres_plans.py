@@ -129,7 +129,21 @@ def test_the_rollup_queries_read_only_the_rollup(conn: Connection) -> None:
         ),
         partial(breakdown, dimension="client", since_ms=START, until_ms=START + DAY_MS),
     ):
-        (plan,) = _plans(conn, call)
+        plan, *exact = _plans(conn, call)
         assert "llm_requests" not in plan, plan
         # A day of ten: the primary key's range, not the whole rollup.
         assert "usage_hourly_pkey" in plan, plan
+        # A day holds 2,000 calls, few enough for exact percentiles from the log (summary and
+        # breakdown): that read searches the time index, bounded on both sides.
+        for log_plan in exact:
+            assert "Seq Scan" not in log_plan, log_plan
+            assert "llm_requests_ts_ms" in log_plan, log_plan
+            assert "ts_ms >=" in log_plan, log_plan
+            assert "ts_ms <" in log_plan, log_plan
+
+
+def test_exact_percentiles_of_a_rare_client_search_its_index(conn: Connection) -> None:
+    rare = UsageFilter(client_id=RARE["client_id"])
+    _, log_plan = _plans(conn, partial(summary, since_ms=START, until_ms=END, flt=rare))
+    assert "Seq Scan" not in log_plan, log_plan
+    assert "llm_requests_client_ts_ms" in log_plan, log_plan

@@ -91,6 +91,23 @@ async def test_records_are_priced_with_alias_overrides(nursery: trio.Nursery) ->
     assert logger.statistics().records == 3
 
 
+async def test_each_record_is_stamped_with_the_instance_that_served_it(
+    nursery: trio.Nursery,
+) -> None:
+    sink = SlowSink()
+    logger = RequestLogger(sink, Pricer(), instance="gw-east/2")
+    await nursery.start(logger.run)
+    await logger.record(record(1))
+    await logger.record(record(2, instance="gw-west"))  # relayed with its own: kept
+    for _ in range(2):
+        sink.gate.release()
+    logger.close()
+    with trio.fail_after(5):
+        while len(sink.records) < 2:
+            await trio.sleep(0.01)
+    assert [r.instance for r in sink.records] == ["gw-east/2", "gw-west"]
+
+
 async def test_slow_subscriber_loses_events_not_the_logger(nursery: trio.Nursery) -> None:
     sink = SlowSink()
     logger = RequestLogger(sink, Pricer(), subscriber_queue=2)

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 import trio
 
+from proxy.records import ENDPOINTS
 from storage import ReadPool, StorageWriter, create_client, open_connection
 from storage.analytics.aggregates import breakdown, summary, timeseries
 from storage.analytics.request_log import request_log
@@ -99,7 +100,17 @@ async def populate(path: Path) -> None:
                     now_ms=T0,
                 )
             )
-            await writer.write_requests(list(spread_records(RECORDS, span_ms=SPAN_MS, seed=7)))
+            # Two instances and every endpoint: the copy keeps both dimensions.
+            await writer.write_requests(
+                [
+                    dataclasses.replace(
+                        record,
+                        instance=("gw-a", "gw-b", None)[n % 3],
+                        endpoint=ENDPOINTS[n % len(ENDPOINTS)],
+                    )
+                    for n, record in enumerate(spread_records(RECORDS, span_ms=SPAN_MS, seed=7))
+                ]
+            )
             store = ResponseStore(writer, reads, retention_days=30)
             for n in range(5):
                 response_id = f"resp_{n:04d}"
@@ -155,6 +166,9 @@ def answers(conn: Connection) -> Any:
             "daily_by_model": timeseries(conn, since, until, "day", group_by="model"),
             "by_provider": breakdown(conn, "provider", since, until),
             "by_client": breakdown(conn, "client", since, until),
+            "by_endpoint": breakdown(conn, "endpoint", since, until),
+            "by_instance": breakdown(conn, "instance", since, until),
+            "instance_b": summary(conn, since, until, UsageFilter(instance="gw-b")),
             "log_pages": pages,
             "clients": list_clients(conn),
             "keys": [list_keys(conn, client.id) for client in list_clients(conn)],

@@ -70,6 +70,9 @@ class RequestRow(Result):
     cache_write_tokens: int | None
     """Prompt tokens written to the provider's cache (Anthropic's); after ``endpoint`` for the
     same reason."""
+    instance: str | None
+    """The gateway process that served the call; None for calls logged before schema version 8.
+    Last, for the same reason."""
 
 
 REQUEST_COLUMNS: Final = tuple(field.name for field in dataclasses.fields(RequestRow))
@@ -127,11 +130,14 @@ def log_where(
     clauses = ["ts_ms >= :since", "ts_ms < :until"]
     params: dict[str, object] = {"since": since_ms, "until": until_ms}
     # Each equality lets SQLite use that column's (column, ts_ms) index; the log stores a missing
-    # client or provider as NULL where the rollup and the filter say ''.
+    # client, provider or instance as NULL where the rollup and the filter say ''. The instance has
+    # no index of its own (one more to update per logged call): a fleet has few instances, each
+    # holding a good share of the calls, so walking the time index finds a page of one soon.
     for name, value in (
         ("client_id", flt.client_id),
         ("provider", flt.provider),
         ("model", flt.model),
+        ("instance", flt.instance),
     ):
         if value == "" and name != "model":
             clauses.append(f"{name} IS NULL")
@@ -143,10 +149,11 @@ def log_where(
             raise ValueError("status must be 'ok', 'error' or 'cancelled'")
         clauses.append("status = :status")
         params["status"] = status
-    if endpoint is not None:
-        if endpoint not in ENDPOINTS:
-            raise ValueError(f"'endpoint' must be one of {', '.join(ENDPOINTS)}; got {endpoint!r}.")
+    chosen: str | None = endpoint if endpoint is not None else flt.endpoint
+    if chosen is not None:
+        if chosen not in ENDPOINTS:
+            raise ValueError(f"'endpoint' must be one of {', '.join(ENDPOINTS)}; got {chosen!r}.")
         # Uses the (endpoint, ts_ms) index: the rarer endpoints are found without a scan.
         clauses.append("endpoint = :endpoint")
-        params["endpoint"] = endpoint
+        params["endpoint"] = chosen
     return clauses, params

@@ -58,6 +58,8 @@ _GROUPS: Final[Mapping[str, Dimension]] = {
     "provider": "provider",
     "model": "model",
     "client": "client",
+    "endpoint": "endpoint",
+    "instance": "instance",
 }
 _STATUSES: Final[Mapping[str, StatusFilter]] = {
     "ok": "ok",
@@ -69,15 +71,21 @@ _DIMENSIONS: Final[Mapping[str, Dimension]] = {
     "clients": "client",
     "providers": "provider",
     "models": "model",
+    "endpoints": "endpoint",
+    "instances": "instance",
 }
 _FORMATS: Final = {"csv": "csv", "json": "json"}
 
 
 def _filter() -> UsageFilter:
+    """The calls a route counts: every route takes the same filter (the hourly totals are kept
+    by endpoint and instance too since schema version 8)."""
     return UsageFilter(
         client_id=request.args.get("client") or None,
         provider=request.args.get("provider") or None,
         model=request.args.get("model") or None,
+        endpoint=_choice("endpoint", _ENDPOINTS),
+        instance=request.args.get("instance") or None,
     )
 
 
@@ -153,12 +161,11 @@ def _named_log(
     until_ms: int,
     flt: UsageFilter,
     status: StatusFilter | None,
-    endpoint: Endpoint | None,
     limit: int,
     cursor: str | None,
 ) -> tuple[list[RequestRow], str | None, dict[str, str]]:
     rows, next_cursor = request_log(
-        conn, since_ms, until_ms, flt, status=status, limit=limit, cursor=cursor, endpoint=endpoint
+        conn, since_ms, until_ms, flt, status=status, limit=limit, cursor=cursor
     )
     return rows, next_cursor, client_names(conn, (row.client_id for row in rows))
 
@@ -172,20 +179,10 @@ def _named_detail(conn: Connection, row_id: int) -> tuple[RequestDetail | None, 
     )
 
 
-def _totals_filter() -> UsageFilter:
-    """The filter of a route that reads the hourly totals, which are not kept by endpoint."""
-    if request.args.get("endpoint"):
-        raise InvalidRequest(
-            "'endpoint' filters only the request log and its export: usage totals are kept by"
-            " client, provider and model."
-        )
-    return _filter()
-
-
 @usage.get("/usage/summary")
 async def usage_summary() -> Response:
     since, until = query_range()
-    result = await _read(partial(summary, since_ms=since, until_ms=until, flt=_totals_filter()))
+    result = await _read(partial(summary, since_ms=since, until_ms=until, flt=_filter()))
     return json_response(result.to_json())
 
 
@@ -201,7 +198,7 @@ async def usage_timeseries() -> Response:
             until_ms=until,
             bucket=bucket,
             group_by=group_by,
-            flt=_totals_filter(),
+            flt=_filter(),
         )
     )
     body: dict[str, object] = {
@@ -216,7 +213,7 @@ async def usage_timeseries() -> Response:
     return json_response(body)
 
 
-@usage.get("/usage/<any(clients, providers, models):dimension>")
+@usage.get("/usage/<any(clients, providers, models, endpoints, instances):dimension>")
 async def usage_breakdown(dimension: str) -> Response:
     since, until = query_range()
     rows, names = await _read(
@@ -225,7 +222,7 @@ async def usage_breakdown(dimension: str) -> Response:
             dimension=_DIMENSIONS[dimension],
             since_ms=since,
             until_ms=until,
-            flt=_totals_filter(),
+            flt=_filter(),
             limit=_limit(),
         )
     )
@@ -239,7 +236,6 @@ async def usage_breakdown(dimension: str) -> Response:
 async def usage_requests() -> Response:
     since, until = query_range()
     status = _choice("status", _STATUSES)
-    endpoint = _choice("endpoint", _ENDPOINTS)
     rows, next_cursor, names = await _read(
         partial(
             _named_log,
@@ -247,7 +243,6 @@ async def usage_requests() -> Response:
             until_ms=until,
             flt=_filter(),
             status=status,
-            endpoint=endpoint,
             limit=_limit(),
             cursor=request.args.get("cursor") or None,
         )
@@ -271,7 +266,6 @@ async def usage_request(row_id: int) -> Response:
 async def usage_export() -> Response:
     since, until = query_range()
     kind = _choice("format", _FORMATS) or "csv"
-    endpoint = _choice("endpoint", _ENDPOINTS)
     flt = _filter()
     reads = _reads()
 
@@ -290,7 +284,6 @@ async def usage_export() -> Response:
                     flt=flt,
                     batch=EXPORT_BATCH,
                     after=after,
-                    endpoint=endpoint,
                 )
             )
             if page:

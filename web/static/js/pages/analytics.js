@@ -222,7 +222,14 @@ export async function render(root, ctx) {
     const options = await dimensionOptions(state.from, state.to);
     const group = select(
       "an-group",
-      [["", "Not grouped"], ["provider", "Provider"], ["model", "Model"], ["client", "Client"]],
+      [
+        ["", "Not grouped"],
+        ["provider", "Provider"],
+        ["model", "Model"],
+        ["client", "Client"],
+        ["endpoint", "Endpoint"],
+        ["instance", "Instance"],
+      ],
       state.group,
     );
     const controls = filterControls("an", state, options, { extra: [field("Group by", group)] });
@@ -293,7 +300,7 @@ export async function render(root, ctx) {
           stat("Error rate", fmt.percent(summary.errors / summary.requests)),
           stat("Tokens", fmt.tokens(summary.total_tokens), `${fmt.tokens(summary.prompt_tokens)} in · ${fmt.tokens(summary.completion_tokens)} out`),
           stat("Cost", fmt.money(summary.cost_usd)),
-          stat("p95 latency", fmt.ms(summary.p95_latency_ms)),
+          stat("p95 latency", fmt.ms(summary.p95_latency_ms), latencyNote(summary)),
         ),
         h("div", { class: "chart-grid" }, specs.map((s) => s.card)),
         h(
@@ -337,4 +344,12 @@ function topTable(id, title, keyLabel, rows, noKey, label = null) {
   const body = rows.length ? table(columns, rows) : empty("No calls.");
   body.id = id;
   return h("section", { class: "card", "aria-labelledby": `${id}-title` }, h("h2", { id: `${id}-title` }, title), body);
+}
+
+// [percentiles] Under the p95: the median, and whether both are exact (every call of the range,
+// read from the log) or estimated from the rollup's histogram (then how many calls it holds).
+function latencyNote(summary) {
+  if (summary.p95_latency_ms === null || summary.p95_latency_ms === undefined) return null;
+  const basis = summary.p95_latency_exact ? "exact" : `estimated from ${fmt.count(summary.p95_latency_calls)} calls`;
+  return `p50 ${fmt.ms(summary.p50_latency_ms)} · ${basis}`;
 }

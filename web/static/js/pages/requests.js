@@ -9,7 +9,7 @@ import { dimensionOptions, filterControls, keepInHash, resolveRange, select } fr
 import { statusBadge } from "./overview.js";
 
 const PAGE = 50;
-const FILTER_KEYS = ["range", "from", "to", "status", "endpoint", "client", "provider", "model"];
+const FILTER_KEYS = ["range", "from", "to", "status", "endpoint", "instance", "client", "provider", "model"];
 // The client APIs a call may come through (the server refuses any other filter value).
 const ENDPOINTS = [
   ["chat", "Chat completions"],
@@ -23,6 +23,7 @@ function readState(params) {
     ...resolveRange(params),
     status: params.get("status") || "",
     endpoint: params.get("endpoint") || "",
+    instance: params.get("instance") || "",
     client: params.get("client") || "",
     provider: params.get("provider") || "",
     model: params.get("model") || "",
@@ -45,8 +46,24 @@ export async function render(root, ctx) {
 
 // --- the list --------------------------------------------------------------------------------
 
+// [rollup] The gateway instances that served calls in a range (from the hourly totals), busiest
+// first; calls logged before instances were recorded have none and are not listed.
+async function instanceKeys(from, to) {
+  try {
+    const { data } = await get(`/api/usage/instances${query({ from, to, limit: 500 })}`);
+    return data.filter((row) => row.key !== null).map((row) => row.key);
+  } catch (error) {
+    if (error && error.redirected) throw error;
+    return [];
+  }
+}
+
 async function renderList(root, ctx) {
   let state = readState(ctx.params);
+  // [rollup] The Instance filter and column only when the range saw more than one instance (or
+  // a filter on one is set): a single gateway's log would repeat its one name on every row.
+  let instances = await instanceKeys(state.from, state.to);
+  const multiInstance = () => instances.length > 1 || Boolean(state.instance);
   const filtersEl = h("form", { class: "card filters", id: "requests-filters", "aria-label": "Filters" }, loading());
   const listEl = h("div", { id: "requests-list" });
   replace(root, h("h1", { id: "page-title" }, "Request log"), filtersEl, listEl);
@@ -56,6 +73,7 @@ async function renderList(root, ctx) {
     to: state.to,
     status: state.status,
     endpoint: state.endpoint,
+    instance: state.instance,
     client: state.client,
     provider: state.provider,
     model: state.model,
@@ -70,12 +88,20 @@ async function renderList(root, ctx) {
       state.status,
     );
     const endpoint = select("rq-endpoint", [["", "Any endpoint"], ...ENDPOINTS], state.endpoint);
+    const instance = multiInstance()
+      ? select("rq-instance", [["", "Any instance"], ...instances.map((key) => [key, key])], state.instance)
+      : null;
     const controls = filterControls("rq", state, options, {
       presets: ["1h", "24h", "7d", "30d"],
-      extra: [field("Status", status), field("Endpoint", endpoint)],
+      extra: [field("Status", status), field("Endpoint", endpoint), instance ? field("Instance", instance) : null],
     });
     const apply = async () => {
-      const values = { ...controls.read(), status: status.value, endpoint: endpoint.value };
+      const values = {
+        ...controls.read(),
+        status: status.value,
+        endpoint: endpoint.value,
+        instance: instance ? instance.value : "",
+      };
       const rangeChanged =
         values.range !== state.range ||
         (values.range === "custom" && (values.from !== state.fromDate || values.to !== state.toDate));
@@ -84,12 +110,15 @@ async function renderList(root, ctx) {
       state = readState(new URLSearchParams(query(values)));
       if (rangeChanged) {
         const focused = document.activeElement && document.activeElement.id;
+        instances = await instanceKeys(state.from, state.to);
         await panel(filtersEl, buildFilters);
         if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
       }
       await loadList();
     };
-    for (const input of [...controls.inputs, status, endpoint]) input.addEventListener("change", apply);
+    for (const input of [...controls.inputs, status, endpoint, ...(instance ? [instance] : [])]) {
+      input.addEventListener("change", apply);
+    }
     filtersEl.addEventListener("submit", (event) => event.preventDefault());
     return h("div", { class: "row" }, controls.fields);
   };
@@ -99,7 +128,9 @@ async function renderList(root, ctx) {
       const first = await get(`/api/usage/requests${query({ ...apiFilters(), limit: PAGE })}`);
       if (!first.data.length) return empty("No calls match these filters in this range.");
       const link = (row) => `#/requests${query({ ...hashValues, id: row.id })}`;
-      const body = h("tbody", { id: "requests-rows" }, first.data.map((row) => logRow(row, link, ctx)));
+      const withInstance = multiInstance();
+      const columns = LIST_COLUMNS.filter(([label]) => withInstance || label !== "Instance");
+      const body = h("tbody", { id: "requests-rows" }, first.data.map((row) => logRow(row, link, ctx, withInstance)));
       const more = h("div", { class: "more" });
       const moreButton = (cursor) => {
         const button = h("button", { type: "button", class: "btn", id: "rq-more" }, "Load more");
@@ -108,7 +139,7 @@ async function renderList(root, ctx) {
           replace(button, "Loading…");
           try {
             const page = await get(`/api/usage/requests${query({ ...apiFilters(), limit: PAGE, cursor })}`);
-            body.append(...page.data.map((row) => logRow(row, link, ctx)));
+            body.append(...page.data.map((row) => logRow(row, link, ctx, withInstance)));
             replace(more, page.next_cursor ? moreButton(page.next_cursor) : h("p", { class: "hint" }, "That is all."));
           } catch (error) {
             if (error && error.redirected) return;
@@ -133,7 +164,7 @@ async function renderList(root, ctx) {
               h(
                 "tr",
                 {},
-                LIST_COLUMNS.map(([label, cls]) => h("th", { scope: "col", class: cls }, label)),
+                columns.map(([label, cls]) => h("th", { scope: "col", class: cls }, label)),
               ),
             ),
             body,
@@ -152,6 +183,7 @@ const LIST_COLUMNS = [
   ["Model → upstream"],
   ["Provider"],
   ["Endpoint"],
+  ["Instance"],
   ["Status"],
   ["Tokens in / out", "num"],
   ["Cost", "num"],
@@ -173,7 +205,7 @@ function statusCell(row) {
 }
 
 /** A row of the log. The time is a link to the details (keyboard); the whole row is clickable. */
-function logRow(row, link, ctx) {
+function logRow(row, link, ctx, withInstance = false) {
   const href = link(row);
   const tr = h(
     "tr",
@@ -183,6 +215,7 @@ function logRow(row, link, ctx) {
     td("Model → upstream", modelCell(row)),
     td("Provider", row.provider || "—"),
     td("Endpoint", h("span", { class: "mono" }, row.endpoint)),
+    withInstance ? td("Instance", instanceCell(row.instance)) : null,
     td("Status", statusCell(row)),
     td("Tokens in / out", `${fmt.tokens(row.prompt_tokens)} / ${fmt.tokens(row.completion_tokens)}`, "num"),
     td("Cost", fmt.money(row.cost_usd), "num"),
@@ -195,6 +228,11 @@ function logRow(row, link, ctx) {
     ctx.navigate(href.slice(2));
   });
   return tr;
+}
+
+// [rollup] A call's instance; calls logged before instances were recorded have none.
+function instanceCell(instance) {
+  return instance ? h("span", { class: "mono" }, instance) : h("span", { class: "hint" }, "unknown");
 }
 
 function shortTime(msSinceEpoch) {
@@ -253,6 +291,7 @@ function facts(call) {
     ["Upstream model", call.upstream_model ? h("span", { class: "mono" }, call.upstream_model) : "—"],
     ["Provider", call.provider || "—"],
     ["Endpoint", h("span", { class: "mono" }, call.endpoint)],
+    ["Instance", instanceCell(call.instance)],
     ["Stream", yesNo(call.stream)],
     ["Status", [statusBadge(call.status, call.http_status), ` HTTP ${call.http_status}`]],
     ["Error type", call.error_type || "—"],
