@@ -79,7 +79,7 @@ def test_a_bad_client_budget_is_refused_naming_the_field(
     with pytest.raises(ValueError, match=says):
         in_immediate_transaction(
             conn,
-            partial(set_client_budget, client_id=client_id, now_ms=NOW, **{field: value}),
+            partial(set_client_budget, client_id=client_id, now_ms=NOW, **{field: value}),  # type: ignore[arg-type]
         )
     assert get_client_budget(conn, client_id).day_usd is None
 
@@ -131,7 +131,8 @@ def test_spend_since_reads_priced_cost_and_unpriced_calls(conn: Connection) -> N
     rows = {
         (r.client_id, r.provider): (r.cost_usd, r.unpriced_calls) for r in spend_since(conn, hour)
     }
-    assert rows[("a", "openai")] == (pytest.approx(0.75), 0)
+    cost, unpriced = rows[("a", "openai")]
+    assert (round(cost, 9), unpriced) == (0.75, 0)
     assert rows[("a", "ollama")] == (0.0, 1)
     assert rows.get(("b", "openai"), (0.0, 0)) == (0.0, 0)
     assert spend_since(conn, hour + 100 * 3_600_000) == []
