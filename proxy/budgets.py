@@ -122,9 +122,10 @@ def period_bounds(period: Period, now_ms: int) -> tuple[int, int]:
 
 def state_of(budget: Budget, spent_usd: float) -> BudgetState:
     """The state of ``budget`` at ``spent_usd``."""
-    if spent_usd >= budget.limit_usd:
+    # A nano-dollar of slack: float sums of cents fall a hair short (0.1 * 10 < 1.0).
+    if spent_usd >= budget.limit_usd - 1e-9:
         return BudgetState.EXCEEDED
-    if spent_usd >= budget.warn_usd:
+    if spent_usd >= budget.warn_usd - 1e-9:
         return BudgetState.WARNING
     return BudgetState.OK
 
