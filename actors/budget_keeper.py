@@ -341,6 +341,16 @@ class BudgetKeeper:
         """The global and provider budgets as last loaded."""
         return list(self._scopes)
 
+    def fleet_budgets(self) -> list[tuple[Budget, float]]:
+        """The global and provider budgets (not the clients': too many for metrics) with what
+        each spent this period."""
+        now = self.now_ms()
+        return [
+            (budget, self._tallies.get(key, now).spent_usd)
+            for key, budget in sorted(self._limits.items(), key=lambda item: repr(item[0]))
+            if key.scope != "client"
+        ]
+
     def alerts(self) -> list[dict[str, object]]:
         """Every budget at or past its warning threshold now, the worst first."""
         now = self.now_ms()
