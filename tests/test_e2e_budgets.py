@@ -168,10 +168,13 @@ async def test_a_provider_over_its_budget_falls_back_to_the_next_route(
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as raw:
         metrics = (await raw.get("/metrics")).text
     assert 'llm_proxy_budget_refusals_total{scope="provider"} 1' in metrics
-    assert 'llm_proxy_budget_limit_usd{scope="provider",name="openai",period="month"} 1e-06' in (
-        metrics
+    assert (
+        'llm_proxy_budget_limit_usd{scope="provider",provider="openai",period="month"} 1e-06'
+        in (metrics)
     )
-    assert 'llm_proxy_budget_spent_usd{scope="provider",name="openai",period="month"}' in metrics
+    assert (
+        'llm_proxy_budget_spent_usd{scope="provider",provider="openai",period="month"}' in metrics
+    )
 
 
 async def test_unpriced_calls_are_counted_and_shown(

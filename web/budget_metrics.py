@@ -4,7 +4,8 @@ global and provider budgets (clients' are left out: one series each would be unb
 from __future__ import annotations
 
 from actors.budget_keeper import BudgetKeeper
-from web.prometheus_text import Exposition
+from proxy.budgets import Budget
+from web.prometheus_text import Exposition, Labels
 
 __all__ = ["write_budget_metrics"]
 
@@ -22,19 +23,18 @@ def write_budget_metrics(out: Exposition, keeper: BudgetKeeper) -> None:
     out.gauge(
         "llm_proxy_budget_spent_usd",
         "What the global and each provider's budget spent this period, as this process counts.",
-        [
-            (
-                (("scope", b.key.scope), ("name", b.name), ("period", b.key.period)),
-                spent,
-            )
-            for b, spent in figures
-        ],
+        [(_labels(b), spent) for b, spent in figures],
     )
     out.gauge(
         "llm_proxy_budget_limit_usd",
         "The global and each provider's budget limit.",
-        [
-            ((("scope", b.key.scope), ("name", b.name), ("period", b.key.period)), b.limit_usd)
-            for b, _spent in figures
-        ],
+        [(_labels(b), b.limit_usd) for b, _spent in figures],
     )
+
+
+def _labels(budget: Budget) -> Labels:
+    """``scope`` and ``period``, and ``provider`` for a provider's budget."""
+    key = budget.key
+    if key.scope == "provider":
+        return (("scope", key.scope), ("provider", key.id), ("period", key.period))
+    return (("scope", key.scope), ("period", key.period))
