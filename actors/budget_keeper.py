@@ -345,41 +345,53 @@ class BudgetKeeper:
         if state.rank <= tally.announced.rank:
             return
         tally.announced = state
-        self._announced += 1
-        alert = _alert(budget, tally, state)
-        log.warning(
-            "budget %s: %s of %s USD spent (%.0f%%, %s); resets %s",
-            describe(budget),
-            f"{tally.spent_usd:.6g}",
-            f"{budget.limit_usd:.6g}",
-            alert["percent"],
-            state.value,
-            iso_utc(tally.end_ms),
-        )
-        self._publish({"type": "budget", **{k: v for k, v in alert.items() if k != "percent"}})
+        alert = {**_alert(budget, tally, state), "label": describe(budget)}
         try:
+            # Announced by the actor's task: with Redis, only the fleet's first process to see
+            # the crossing announces it.
             self._audit_send.send_nowait(alert)
         except (trio.WouldBlock, trio.ClosedResourceError):
             self._audit_dropped += 1
 
     async def _write_audits(self) -> None:
         async for alert in self._audit_receive:
-            action = f"budget.{alert['state']}"
-            target = f"{alert['scope']}:{alert['id']}" if alert["id"] else str(alert["scope"])
             try:
-                with trio.move_on_after(_AUDIT_WAIT_S):
-                    await self._writer.execute(
-                        partial(
-                            record_audit,
-                            username="gateway",
-                            action=action,
-                            target=target,
-                            detail=alert,
-                            now_ms=self.now_ms(),
-                        )
-                    )
+                await self._announce(alert)
             except Exception:
-                log.warning("the audit row of a budget warning was not written", exc_info=True)
+                log.warning("a budget warning was not announced in full", exc_info=True)
+
+    async def _announce(self, alert: dict[str, object]) -> None:
+        """One log line, one live-feed event and one audit row for a crossing."""
+        scope, id_, state = alert["scope"], alert["id"], alert["state"]
+        resets = int(alert["resets_at_ms"])  # type: ignore[call-overload]
+        if self._fleet is not None:
+            name = f"{scope}:{id_}:{alert['period']}:{resets}:{state}"
+            if not await self._fleet.claim(name, resets):
+                return
+        self._announced += 1
+        log.warning(
+            "budget %s: %s of %s USD spent (%.0f%%, %s); resets %s",
+            alert["label"],
+            f"{alert['spent_usd']:.6g}",
+            f"{alert['limit_usd']:.6g}",
+            alert["percent"],
+            state,
+            iso_utc(resets),
+        )
+        shown = {k: v for k, v in alert.items() if k not in ("percent", "label")}
+        self._publish({"type": "budget", **shown})
+        target = f"{scope}:{id_}" if id_ else str(scope)
+        with trio.move_on_after(_AUDIT_WAIT_S):
+            await self._writer.execute(
+                partial(
+                    record_audit,
+                    username="gateway",
+                    action=f"budget.{state}",
+                    target=target,
+                    detail=shown,
+                    now_ms=self.now_ms(),
+                )
+            )
 
     # -- what the dashboard shows ----------------------------------------------------------------
 

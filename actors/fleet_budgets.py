@@ -17,6 +17,7 @@ from typing import Final
 
 import coredis.exceptions
 import trio
+from coredis.tokens import PureToken
 
 from actors.fleet_budget_script import FLEET_BUDGET_SCRIPT
 from actors.redis_link import KEY_PREFIX, Client, RedisDown, RedisLink
@@ -128,6 +129,23 @@ class FleetBudgetLedger:
             pending.gone = True
             raise
         return pending.answer
+
+    async def claim(self, name: str, expire_at_ms: int) -> bool:
+        """Whether this process is the fleet's first to claim ``name`` (a warning to announce
+        once); True too when Redis does not answer (announced here rather than not at all)."""
+        if not self.up:
+            await trio.lowlevel.checkpoint()
+            return True
+        key = f"{KEY_PREFIX}budget-announced:{name}"
+        try:
+            won = await self._link.call(
+                lambda client: client.set(
+                    key, "1", condition=PureToken.NX, pxat=expire_at_ms + _EXPIRY_MARGIN_MS
+                )
+            )
+        except (RedisDown, coredis.exceptions.RedisError):
+            return True
+        return bool(won)
 
     def settle_nowait(
         self,

@@ -11,6 +11,7 @@ import trio
 
 from proxy.service import RunningService
 from storage import queries
+from storage.audit import list_audit
 from tests.conftest import StartGateway, signed_in
 from tests.fakes.openai_upstream import DEFAULT_API_KEY, FakeOpenAI
 from tests.redis_server import RedisServer
@@ -74,14 +75,31 @@ async def test_two_gateways_share_one_client_budget(
             if len(rows) >= len(outcomes):
                 break
             await trio.sleep(0.05)
-    costs = [float(row["cost_usd"]) for row in rows if row["status"] == "ok"]
+    costs = [float(str(row["cost_usd"])) for row in rows if row["status"] == "ok"]
     assert len(costs) == outcomes.count("ok")
     # Each gateway alone would have let a whole budget through: together they stop at one.
     assert sum(costs) <= budget + max(costs)
     if "503" not in outcomes:
         # (a reservation whose answer a slow Redis lost is given back, but may hold a moment)
         assert sum(costs) >= budget
+        await _announced_once(a)
     for gateway in (a, b):
         parts = gateway.gateway
         assert parts.budgets is not None
         assert parts.budgets.statistics().refusals["client"] >= 1
+
+
+async def _announced_once(gateway: RunningService) -> None:
+    """Each crossing was announced once across the fleet (the first gateway to see it claims
+    it in Redis): one audit row each in the shared database."""
+    with trio.fail_after(10):
+        while True:
+            audits = await gateway.gateway.reads.run(partial(list_audit, limit=1000))
+            actions = sorted(row.action for row in audits if row.action.startswith("budget."))
+            if "budget.exceeded" in actions:
+                break
+            await trio.sleep(0.05)
+    await trio.sleep(0.5)  # a second announcement, if there were one, would be written by now
+    audits = await gateway.gateway.reads.run(partial(list_audit, limit=1000))
+    actions = sorted(row.action for row in audits if row.action.startswith("budget."))
+    assert actions == ["budget.exceeded", "budget.warning"]
