@@ -24,8 +24,10 @@ import trio
 import trio.lowlevel
 
 from actors import Actor
+from actors.budget_keeper import BudgetKeeper
 from actors.client_directory import ClientDirectory
 from actors.fanout import Fanout
+from actors.fleet_budgets import FleetBudgetLedger
 from actors.fleet_bus import ChangeBus, Follower
 from actors.fleet_feed import FleetFeed
 from actors.fleet_limiter import FleetLimiter
@@ -253,6 +255,9 @@ async def _run_bound(
         response_retention_days=config.responses.retention_days,
         vacuum=store.dialect == "sqlite",
     )
+    # With Redis the spend is counted fleet-wide; this process's tallies decide while it is down.
+    budget_ledger = FleetBudgetLedger(redis) if redis is not None else None
+    budgets = BudgetKeeper(reads, writer, events.publish, fleet=budget_ledger)
     session_ttl_s = config.dashboard.session_ttl_hours * 3600
     # With the fleet's Redis: sessions and sign-in failures shared by every process.
     sessions: SessionStore | FleetSessionStore = (
@@ -298,6 +303,8 @@ async def _run_bound(
         changes=changes,
         worker=worker,
         sibling_metrics=SiblingMetrics(worker) if worker is not None else None,
+        budgets=budgets,
+        pricer=pricer,
     )
     readiness = parts.readiness
     shutdown = trio.Event()
@@ -339,6 +346,9 @@ async def _run_bound(
             await actors.enter_async_context(_running(logger))
             await actors.enter_async_context(_running(directory))
             await actors.enter_async_context(_running(limiter))
+            if budget_ledger is not None:
+                await actors.enter_async_context(_running(budget_ledger))
+            await actors.enter_async_context(_running(budgets))
             await actors.enter_async_context(_running(retention))
             for actor in providers.values():
                 await actors.enter_async_context(_running(actor))

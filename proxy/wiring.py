@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from actors.admission import Admission
+from actors.budget_keeper import BudgetKeeper
 from actors.client_directory import ClientDirectory
 from actors.fleet_bus import ChangeBus
 from actors.fleet_feed import FleetFeed
@@ -25,6 +26,7 @@ from proxy.config import Config
 from proxy.images import ImageFetcher
 from proxy.login_throttle import LoginThrottle, SignInThrottle
 from proxy.passwords import Passwords
+from proxy.pricing import Pricer
 from proxy.routing import Router
 from proxy.worker_place import WorkerPlace
 from storage.reads import ReadPool
@@ -32,6 +34,7 @@ from storage.response_store import ResponseStore
 from storage.writer import StorageWriter
 from web.api import ApiDeps
 from web.api.auth import AuthApi
+from web.api.budgets import BudgetsApi
 from web.api.clients import ClientsApi
 from web.api.common import AuditLog
 from web.api.live import LiveApi
@@ -90,6 +93,8 @@ class ServiceParts:
     presence: FleetPresence | None = None  # with Redis: heartbeats, the live instances
     worker: WorkerPlace | None = None  # a worker of [server] workers: its number and siblings
     sibling_metrics: SiblingMetrics | None = None  # a worker's /metrics of every worker
+    budgets: BudgetKeeper | None = None  # spend budgets: admission, settlement, warnings
+    pricer: Pricer | None = None  # the prices every call is billed at
 
 
 def app_deps(parts: ServiceParts) -> AppDeps:
@@ -113,6 +118,7 @@ def app_deps(parts: ServiceParts) -> AppDeps:
         redis=parts.redis,
         fleet_feed=parts.fleet_feed,
         presence=parts.presence,
+        budgets=parts.budgets,
     )
     v1 = V1Deps(
         config=config,
@@ -125,6 +131,8 @@ def app_deps(parts: ServiceParts) -> AppDeps:
         readiness=parts.readiness,
         started_unix=parts.started_unix,
         responses=parts.responses,
+        budgets=parts.budgets,
+        pricer=parts.pricer,
     )
     return AppDeps(
         server=config.server,
@@ -160,7 +168,16 @@ def _api_deps(parts: ServiceParts, observed: ObservedParts) -> ApiDeps:
             directory=parts.directory,
             audit=audit,
             default_requests_per_minute=parts.config.limits.default_client_requests_per_minute,
+            budgets=parts.budgets,
         ),
+        budgets=BudgetsApi(
+            writer=parts.writer,
+            keeper=parts.budgets,
+            audit=audit,
+            providers=tuple(parts.config.providers),
+        )
+        if parts.budgets is not None
+        else None,
         live=LiveApi(
             caps=parts.config.dashboard,
             live_feeds=parts.live_feeds,
