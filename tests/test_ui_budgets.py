@@ -304,3 +304,60 @@ async def test_the_budget_fields_of_the_forms_at_both_widths(
             await browser.run(scenario)
         finally:
             await browser.run(tab.close)
+
+
+# The banner's sentences and the reset moments, computed by the dashboard's own module in the page.
+ALERT_TEXTS = """async () => {
+  const { alertText, resetText, budgetState } = await import("/static/js/budgets.js");
+  const midnight = Date.UTC(2026, 11, 4);
+  const first = Date.UTC(2027, 0, 1);
+  return {
+    warning: alertText({ scope: "client", id: "c1", name: "acme", period: "day", limit_usd: 5,
+      spent_usd: 4.25, percent: 85, state: "warning", resets_at_ms: midnight }),
+    exceeded: alertText({ scope: "client", id: "c1", name: "acme", period: "day", limit_usd: 5,
+      spent_usd: 5.01, percent: 100.2, state: "exceeded", resets_at_ms: midnight }),
+    global: alertText({ scope: "global", id: null, name: null, period: "month", limit_usd: 1000,
+      spent_usd: 950, percent: 95, state: "warning", resets_at_ms: first }),
+    provider: alertText({ scope: "provider", id: "openai", name: "openai", period: "month",
+      limit_usd: 300, spent_usd: 301, percent: 100.3, state: "exceeded", resets_at_ms: first }),
+    month: resetText(first, "month"),
+    states: [budgetState(1, 5, 80), budgetState(4, 5, 80), budgetState(5, 5, 80),
+      budgetState(3, null, 80)],
+  };
+}"""
+
+
+async def test_the_banners_sentences_name_the_budget_its_figures_and_the_reset(
+    browser: BrowserThread,  # noqa: F811 - the fixture
+    start_gateway: StartGateway,
+) -> None:
+    gateway = await start_gateway()
+    tab = await browser.tab(gateway.base_url, WIDE)
+
+    def scenario() -> dict[str, Any]:
+        tab.page.goto("/")
+        expect(tab.page.get_by_role("heading", name="Sign in")).to_be_visible()
+        texts: dict[str, Any] = tab.page.evaluate(ALERT_TEXTS)
+        tab.check_errors()
+        return texts
+
+    try:
+        texts = await browser.run(scenario)
+    finally:
+        await browser.run(tab.close)
+    assert texts["warning"] == (
+        "Client 'acme' has used 85% of its daily budget ($4.25 of $5.00), resets 00:00 UTC"
+    )
+    assert texts["exceeded"] == (
+        "Client 'acme' has reached its daily budget ($5.01 of $5.00): "
+        "calls are refused until 00:00 UTC"
+    )
+    assert texts["global"] == (
+        "The gateway has used 95% of its global monthly budget ($950.00 of $1,000.00), "
+        "resets 00:00 UTC on 1 Jan"
+    )
+    assert texts["provider"] == (
+        "Provider 'openai' has reached its monthly budget ($301.00 of $300.00): "
+        "calls to it are refused until 00:00 UTC on 1 Jan"
+    )
+    assert texts["states"] == ["ok", "warning", "exceeded", "ok"]
