@@ -155,6 +155,11 @@ function stop() {
   draw();
 }
 
+/** Read the alerts again now: after a budget was changed here, which no frame may announce. */
+export function refreshBudgetAlerts() {
+  return refresh();
+}
+
 /** Follow the shell's session: the banner runs while someone is signed in, else it is hidden. */
 export function followSession(session) {
   const signedIn = Boolean(session && !session.must_change_password);

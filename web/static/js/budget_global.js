@@ -2,6 +2,7 @@
 // every client together against its limits; admins change it (PUT /api/budgets/global).
 
 import { get, put } from "./api.js";
+import { refreshBudgetAlerts } from "./budget_banner.js";
 import { budgetFields, periodSpend } from "./budgets.js";
 import { h, panel, replace } from "./dom.js";
 import { failed, flash } from "./widgets.js";
@@ -48,6 +49,7 @@ export function globalBudgetCard(ctx) {
       submit.disabled = true;
       try {
         await put("/api/budgets/global", read());
+        refreshBudgetAlerts();
         await load();
         flash(message, "ok", "Global budget saved.");
       } catch (error) {

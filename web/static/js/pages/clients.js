@@ -1,6 +1,7 @@
 // Clients: the API callers of the gateway, their keys (shown once) and their usage.
 
 import { del, get, post, put } from "../api.js";
+import { refreshBudgetAlerts } from "../budget_banner.js";
 import { budgetFields, clientSpend, periodSpend } from "../budgets.js";
 import { empty, field, h, panel, replace, stat, table } from "../dom.js";
 import * as format from "../format.js";
@@ -256,6 +257,7 @@ async function renderDetail(root, ctx, id) {
           tokens_per_minute: numberOrNull(tpm),
           ...readBudgets(),
         });
+        refreshBudgetAlerts();
         flash(message, "ok", "Changes saved.");
         await loadClient();
       } catch (error) {

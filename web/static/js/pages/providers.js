@@ -2,6 +2,7 @@
 // their connection settings live and run a test call.
 
 import { get, post, put } from "../api.js";
+import { refreshBudgetAlerts } from "../budget_banner.js";
 import { budgetFields, periodSpend } from "../budgets.js";
 import { empty, field, h, panel, replace } from "../dom.js";
 import * as format from "../format.js";
@@ -127,6 +128,7 @@ function budgetForm(p, budget, reload) {
     submit.disabled = true;
     try {
       await put(`/api/budgets/providers/${encodeURIComponent(p.name)}`, read());
+      refreshBudgetAlerts();
       await reload();
     } catch (error) {
       failed(message, error);
