@@ -211,27 +211,7 @@ class RequestLogger:
         return record
 
     def _priced(self, call: LoggedCall) -> RequestRecord:
-        record = call.record
-        if record.cost_usd is not None or not record.has_usage or record.provider is None:
-            return record
-        tokens = TokenCounts(
-            prompt=record.prompt_tokens or 0,
-            completion=record.completion_tokens or 0,
-            cached=record.cached_tokens or 0,
-            cache_write=record.cache_write_tokens or 0,
-        )
-        try:
-            cost = self._pricer.cost(
-                provider=record.provider,
-                upstream_model=record.upstream_model or record.model,
-                alias=call.alias,
-                tokens=tokens,
-            )
-        except Exception:
-            # A pricing-table surprise must not lose the record; it is stored unpriced.
-            log.exception("pricing failed for model %r", record.upstream_model)
-            cost = None
-        return dataclasses.replace(record, cost_usd=cost) if cost is not None else record
+        return priced_record(self._pricer, call.record, call.alias)
 
     async def _debit_credit(self) -> None:
         """Debit what was charged, one writer job at a time, until the logger has drained."""
@@ -275,3 +255,28 @@ class RequestLogger:
                 credit.on_low_credit(provider, balance, threshold)
             except Exception:
                 log.exception("provider=%s low-credit subscriber failed", provider)
+
+
+def priced_record(pricer: Pricer, record: RequestRecord, alias: str | None) -> RequestRecord:
+    """``record`` with its cost, when it has usage and no cost yet (one already priced, e.g. by
+    the call for its budget, is not priced twice); unpriced when the model has no price."""
+    if record.cost_usd is not None or not record.has_usage or record.provider is None:
+        return record
+    tokens = TokenCounts(
+        prompt=record.prompt_tokens or 0,
+        completion=record.completion_tokens or 0,
+        cached=record.cached_tokens or 0,
+        cache_write=record.cache_write_tokens or 0,
+    )
+    try:
+        cost = pricer.cost(
+            provider=record.provider,
+            upstream_model=record.upstream_model or record.model,
+            alias=alias,
+            tokens=tokens,
+        )
+    except Exception:
+        # A pricing-table surprise must not lose the record; it is stored unpriced.
+        log.exception("pricing failed for model %r", record.upstream_model)
+        cost = None
+    return dataclasses.replace(record, cost_usd=cost) if cost is not None else record

@@ -158,6 +158,15 @@ class RateLimited(GatewayError):
     default_code = "rate_limit_exceeded"
 
 
+class BudgetExceeded(RateLimited):
+    """429: a spend budget (a client's, the gateway's, a provider's) is used up until its period
+    resets; ``retry-after`` is the wait to the reset. Not worth an SDK's quick retries."""
+
+    error_type = "insufficient_quota"
+    default_code = "budget_exceeded"
+    retryable = False
+
+
 class UpstreamError(GatewayError):
     """502: the upstream failed or answered something that is not its protocol."""
 

@@ -24,6 +24,7 @@ import trio
 import trio.lowlevel
 
 from actors import Actor
+from actors.budget_keeper import BudgetKeeper
 from actors.client_directory import ClientDirectory
 from actors.fanout import Fanout
 from actors.fleet_bus import ChangeBus, Follower
@@ -253,6 +254,7 @@ async def _run_bound(
         response_retention_days=config.responses.retention_days,
         vacuum=store.dialect == "sqlite",
     )
+    budgets = BudgetKeeper(reads, writer, events.publish)
     session_ttl_s = config.dashboard.session_ttl_hours * 3600
     # With the fleet's Redis: sessions and sign-in failures shared by every process.
     sessions: SessionStore | FleetSessionStore = (
@@ -298,6 +300,8 @@ async def _run_bound(
         changes=changes,
         worker=worker,
         sibling_metrics=SiblingMetrics(worker) if worker is not None else None,
+        budgets=budgets,
+        pricer=pricer,
     )
     readiness = parts.readiness
     shutdown = trio.Event()
@@ -339,6 +343,7 @@ async def _run_bound(
             await actors.enter_async_context(_running(logger))
             await actors.enter_async_context(_running(directory))
             await actors.enter_async_context(_running(limiter))
+            await actors.enter_async_context(_running(budgets))
             await actors.enter_async_context(_running(retention))
             for actor in providers.values():
                 await actors.enter_async_context(_running(actor))

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from actors.admission import Admission
+from actors.budget_keeper import BudgetKeeper
 from actors.client_directory import ClientDirectory
 from actors.fleet_bus import ChangeBus
 from actors.fleet_feed import FleetFeed
@@ -25,6 +26,7 @@ from proxy.config import Config
 from proxy.images import ImageFetcher
 from proxy.login_throttle import LoginThrottle, SignInThrottle
 from proxy.passwords import Passwords
+from proxy.pricing import Pricer
 from proxy.routing import Router
 from proxy.worker_place import WorkerPlace
 from storage.reads import ReadPool
@@ -90,6 +92,8 @@ class ServiceParts:
     presence: FleetPresence | None = None  # with Redis: heartbeats, the live instances
     worker: WorkerPlace | None = None  # a worker of [server] workers: its number and siblings
     sibling_metrics: SiblingMetrics | None = None  # a worker's /metrics of every worker
+    budgets: BudgetKeeper | None = None  # spend budgets: admission, settlement, warnings
+    pricer: Pricer | None = None  # the prices every call is billed at
 
 
 def app_deps(parts: ServiceParts) -> AppDeps:
@@ -125,6 +129,8 @@ def app_deps(parts: ServiceParts) -> AppDeps:
         readiness=parts.readiness,
         started_unix=parts.started_unix,
         responses=parts.responses,
+        budgets=parts.budgets,
+        pricer=parts.pricer,
     )
     return AppDeps(
         server=config.server,

@@ -295,6 +295,28 @@ ALTER TABLE llm_requests ADD COLUMN cache_write_tokens INTEGER
     CHECK (cache_write_tokens IS NULL OR cache_write_tokens >= 0);
 """
 
+# Spend control: a client's daily and monthly USD budgets (NULL: none) and the percent of either at
+# which it warns; the gateway-wide budget and each provider's monthly one (the operator's bill per
+# upstream) in a table of their own rather than in ``settings`` (whose rows the dashboard's
+# settings API may write as free JSON) or ``provider_settings`` (overrides of the file config,
+# keyed by providers that exist now): a budget keeps its CHECKs and outlives a provider's removal.
+# scope 'global' has the one row named ''; a provider's budget is monthly only.
+_V8_BUDGETS = """
+ALTER TABLE clients ADD COLUMN budget_day_usd REAL CHECK (budget_day_usd > 0);
+ALTER TABLE clients ADD COLUMN budget_month_usd REAL CHECK (budget_month_usd > 0);
+ALTER TABLE clients ADD COLUMN budget_warn_percent INTEGER NOT NULL DEFAULT 80
+    CHECK (budget_warn_percent BETWEEN 1 AND 100);
+CREATE TABLE budgets (
+    scope        TEXT    NOT NULL CHECK (scope IN ('global', 'provider')),
+    name         TEXT    NOT NULL CHECK ((scope = 'global') = (name = '')),
+    day_usd      REAL    CHECK (day_usd IS NULL OR (day_usd > 0 AND scope = 'global')),
+    month_usd    REAL    CHECK (month_usd > 0),
+    warn_percent INTEGER NOT NULL DEFAULT 80 CHECK (warn_percent BETWEEN 1 AND 100),
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (scope, name)
+) STRICT;
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _V1_SCHEMA,
     _V2_AUTH_GENERATION,
@@ -303,6 +325,7 @@ MIGRATIONS: tuple[str, ...] = (
     _V5_ENDPOINT,
     _V6_STORED_RESPONSES,
     _V7_CACHE_WRITE_TOKENS,
+    _V8_BUDGETS,
 )
 """SQL scripts in order; never edit a released one, append a new one."""
 

@@ -307,6 +307,23 @@ ALTER TABLE llm_requests ADD COLUMN cache_write_tokens bigint
     CHECK (cache_write_tokens IS NULL OR cache_write_tokens >= 0);
 """
 
+# Spend control: client, global and provider budgets (see storage.migrations).
+_V8_BUDGETS: Final = """
+ALTER TABLE clients ADD COLUMN budget_day_usd double precision CHECK (budget_day_usd > 0);
+ALTER TABLE clients ADD COLUMN budget_month_usd double precision CHECK (budget_month_usd > 0);
+ALTER TABLE clients ADD COLUMN budget_warn_percent bigint NOT NULL DEFAULT 80
+    CHECK (budget_warn_percent BETWEEN 1 AND 100);
+CREATE TABLE budgets (
+    scope        text             NOT NULL CHECK (scope IN ('global', 'provider')),
+    name         text             NOT NULL CHECK ((scope = 'global') = (name = '')),
+    day_usd      double precision CHECK (day_usd IS NULL OR (day_usd > 0 AND scope = 'global')),
+    month_usd    double precision CHECK (month_usd > 0),
+    warn_percent bigint           NOT NULL DEFAULT 80 CHECK (warn_percent BETWEEN 1 AND 100),
+    updated_at   bigint           NOT NULL,
+    PRIMARY KEY (scope, name)
+);
+"""
+
 POSTGRES_MIGRATIONS: Final[tuple[str, ...]] = (
     _V1_SCHEMA,
     _V2_AUTH_GENERATION,
@@ -315,5 +332,6 @@ POSTGRES_MIGRATIONS: Final[tuple[str, ...]] = (
     _V5_ENDPOINT,
     _V6_STORED_RESPONSES,
     _V7_CACHE_WRITE_TOKENS,
+    _V8_BUDGETS,
 )
 """SQL scripts in order, one per SQLite migration of the same number; append, never edit."""

@@ -22,6 +22,7 @@ TABLES = {
     "settings",
     "audit_log",
     "stored_responses",
+    "budgets",
 }
 INDEXES = {
     "llm_requests_ts_ms": ("llm_requests", ["ts_ms"]),
@@ -87,7 +88,7 @@ def test_failing_migration_rolls_back_entirely(
     with pytest.raises(apsw.SQLError):
         migrate(conn)
     assert schema_version(conn) == 1
-    assert names(conn, "table") == TABLES - {"stored_responses"}  # version 1's tables
+    assert names(conn, "table") == TABLES - {"stored_responses", "budgets"}  # version 1's tables
     assert not conn.in_transaction
 
 

@@ -42,6 +42,7 @@ TABLES = {
     "settings",
     "audit_log",
     "stored_responses",
+    "budgets",
     "schema_version",
 }
 MIGRATED = "database migrated to schema version"

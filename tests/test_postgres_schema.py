@@ -301,6 +301,7 @@ VALID: Mapping[str, Mapping[str, object]] = {
         "input_items": "[]",
         "response": "{}",
     },
+    "budgets": {"scope": "provider", "name": "p", "updated_at": 0},
 }
 
 # (table, column, value, accepted): every CHECK of the schema, on both sides of its edge.
@@ -364,6 +365,20 @@ CHECKS = [
     ("stored_responses", "id", "msg_1", False),
     ("stored_responses", "expires_at", 0, False),
     ("stored_responses", "upstream_held", 2, False),
+    ("clients", "budget_day_usd", 0.01, True),
+    ("clients", "budget_day_usd", 0, False),
+    ("clients", "budget_month_usd", 0.01, True),
+    ("clients", "budget_month_usd", -1, False),
+    ("clients", "budget_warn_percent", 1, True),
+    ("clients", "budget_warn_percent", 101, False),
+    ("budgets", "scope", "global", False),  # the global row is named ''
+    ("budgets", "scope", "team", False),
+    ("budgets", "name", "", False),  # a provider has a name
+    ("budgets", "day_usd", 5, False),  # a provider's budget is monthly
+    ("budgets", "month_usd", 0.5, True),
+    ("budgets", "month_usd", 0, False),
+    ("budgets", "warn_percent", 100, True),
+    ("budgets", "warn_percent", 0, False),
 ]
 
 

@@ -22,8 +22,10 @@ from typing import ClassVar, Generic, TypeVar
 import msgspec
 import trio
 
+from actors.budget_tally import Hold
 from actors.provider import ProviderActor
 from actors.provider_backend import CallTiming, ChunkStream
+from actors.request_logger import priced_record
 from proxy.chat import Usage
 from proxy.client_request import ClientRequest
 from proxy.errors import (
@@ -39,7 +41,7 @@ from proxy.providers.base import StreamItem
 from proxy.rate_limit import TokenReservation
 from proxy.records import Endpoint, RequestRecord, Status
 from proxy.routing import Route
-from proxy.token_estimate import tokens_to_reserve
+from proxy.token_estimate import estimate_prompt_tokens, tokens_to_reserve
 from web.asgi import (
     JSON_TYPE,
     ClientGone,
@@ -107,6 +109,7 @@ class V1Call(abc.ABC, Generic[RequestT]):
         self.reservation: TokenReservation | None = None
         self.rate_headers: Headers = []
         self.failed_attempts: list[dict[str, object]] = []
+        self.budget_hold: Hold | None = None
 
     # -- entry point -------------------------------------------------------------------------
 
@@ -165,6 +168,9 @@ class V1Call(abc.ABC, Generic[RequestT]):
         self.reservation = decision.reservation
         chain = deps.router.resolve_chain(request.model)
         self.route = chain[0]
+        if deps.budgets is not None:
+            # After the rate limit: a call refused there reserves nothing here.
+            self.budget_hold = deps.budgets.admit(caller.bucket, self._estimated_cost(chain[0]))
         # A client that hangs up cancels the call, so an abandoned request stops costing
         # upstream tokens at once.
         with (
@@ -185,6 +191,9 @@ class V1Call(abc.ABC, Generic[RequestT]):
             self.route = route
             actor = self.deps.providers[route.provider]
             try:
+                if self.budget_hold is not None and self.deps.budgets is not None:
+                    # A provider past its monthly budget refuses with a 429: the next route tries.
+                    self.deps.budgets.admit_provider(self.budget_hold, route.provider)
                 await self._call_route(actor, request, route)
                 return
             except GatewayError as exc:
@@ -361,10 +370,47 @@ class V1Call(abc.ABC, Generic[RequestT]):
         if self.reservation is not None:
             self.deps.limiter.settle(self.reservation, self._tokens_used())
 
+    def _estimated_cost(self, route: Route) -> float:
+        """What the call may cost at ``route``'s prices: its prompt estimate and the most it may
+        answer (or ``default_reserved_completion_tokens``); 0 when the model has no price."""
+        pricer, request = self.deps.pricer, self.request
+        if pricer is None or request is None:
+            return 0.0
+        rates = pricer.rates(
+            provider=route.provider, upstream_model=route.upstream_model, alias=route.alias
+        )
+        if rates is None:
+            return 0.0
+        prompt = estimate_prompt_tokens(request, len(self.body))
+        answer = request.max_answer_tokens
+        if answer is None:
+            answer = self.deps.config.limits.default_reserved_completion_tokens
+        return (
+            prompt * (rates.input_per_mtok or 0.0) + answer * (rates.output_per_mtok or 0.0)
+        ) / 1e6
+
+    def _settle_budget(self, record: RequestRecord) -> None:
+        """Release the call's estimate and count its real cost (or that it had none)."""
+        hold, budgets = self.budget_hold, self.deps.budgets
+        if hold is None or budgets is None or self.caller is None:
+            return
+        self.budget_hold = None
+        budgets.settle(
+            hold,
+            client_id=self.caller.bucket,
+            provider=record.provider,
+            cost_usd=record.cost_usd,
+            unpriced=record.cost_usd is None and record.has_usage,
+        )
+
     async def _log(self) -> None:
         self._settle_tokens()
         record = self.record()
         alias = self.route.alias if self.route else None
+        if self.deps.pricer is not None:
+            # Priced here, once: the budget settles with the cost the logger then stores.
+            record = priced_record(self.deps.pricer, record, alias)
+        self._settle_budget(record)
         logger = self.deps.logger
         try:
             logger.record_nowait(record, alias=alias)

@@ -6,9 +6,11 @@ import dataclasses
 from collections.abc import Mapping
 
 from actors.admission import Admission
+from actors.budget_keeper import BudgetKeeper
 from actors.provider import ProviderActor
 from actors.request_logger import RequestLogger
 from proxy.config import Config
+from proxy.pricing import Pricer
 from proxy.routing import Router
 from storage.response_store import ResponseStore
 from web.auth import Authenticator
@@ -32,3 +34,7 @@ class V1Deps:
     started_unix: int
     #: The responses ``/v1/responses`` keeps for ``previous_response_id`` and ``GET``.
     responses: ResponseStore
+    #: Spend budgets: a call reserves its estimated cost at admission and settles its real one.
+    budgets: BudgetKeeper | None = None
+    #: Prices a call's estimate and its real cost (then handed to the logger priced).
+    pricer: Pricer | None = None
