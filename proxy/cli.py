@@ -13,13 +13,13 @@ import sys
 from collections.abc import Sequence
 
 from proxy import __version__
-from proxy.commands import backup, clients, migrate_storage, monitor, users
+from proxy.commands import backup, budgets, clients, migrate_storage, monitor, users
 from proxy.config import Config, ConfigError, load_config, render_config, with_overrides
 
 # The commands that create files (the database and its -wal/-shm, backups, the first admin's
 # password): what they create is their user's only, whatever umask they were started with.
 _PRIVATE_UMASK = 0o077
-_WRITING_COMMANDS = frozenset({"serve", "clients", "users", "backup", "storage"})
+_WRITING_COMMANDS = frozenset({"serve", "clients", "users", "backup", "storage", "budgets"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", help="TOML config file (default: $LLM_PROXY_CONFIG)")
 
     clients.add_parser(commands)
+    budgets.add_parser(commands)
     users.add_parser(commands)
     backup.add_parser(commands)
     migrate_storage.add_parser(commands)
@@ -53,7 +54,7 @@ def _load(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
     if args.command == "serve":
         config = with_overrides(config, host=args.host, port=args.port, database=args.database)
-    elif args.command in ("clients", "users", "backup"):
+    elif args.command in ("clients", "users", "backup", "budgets"):
         config = with_overrides(config, database=args.database)
     return config
 
@@ -78,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "clients":
         return clients.run(args, config)
+    if args.command == "budgets":
+        return budgets.run(args, config)
     if args.command == "users":
         return users.run(args, config)
     if args.command == "backup":

@@ -34,6 +34,7 @@ from storage.response_store import ResponseStore
 from storage.writer import StorageWriter
 from web.api import ApiDeps
 from web.api.auth import AuthApi
+from web.api.budgets import BudgetsApi
 from web.api.clients import ClientsApi
 from web.api.common import AuditLog
 from web.api.live import LiveApi
@@ -166,7 +167,16 @@ def _api_deps(parts: ServiceParts, observed: ObservedParts) -> ApiDeps:
             directory=parts.directory,
             audit=audit,
             default_requests_per_minute=parts.config.limits.default_client_requests_per_minute,
+            budgets=parts.budgets,
         ),
+        budgets=BudgetsApi(
+            writer=parts.writer,
+            keeper=parts.budgets,
+            audit=audit,
+            providers=tuple(parts.config.providers),
+        )
+        if parts.budgets is not None
+        else None,
         live=LiveApi(
             caps=parts.config.dashboard,
             live_feeds=parts.live_feeds,

@@ -20,7 +20,7 @@ import apsw
 
 from proxy.keys import generate_key, mask_key
 from storage.sql import Connection, is_postgres
-from storage.values import as_int, as_opt_int
+from storage.values import as_int, as_opt_float, as_opt_int
 
 __all__ = [
     "AUTH_GENERATION_KEY",
@@ -78,6 +78,12 @@ class ClientRow:
     """Keys not revoked."""
     last_used_at: int | None
     """The latest use of any of its keys."""
+    budget_day_usd: float | None = None
+    """USD per UTC day; None: no daily budget."""
+    budget_month_usd: float | None = None
+    """USD per UTC calendar month; None: no monthly budget."""
+    budget_warn_percent: int = 80
+    """The percent of a budget at which it warns."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +125,8 @@ _CLIENT_SELECT = """
 SELECT c.id, c.name, c.description, c.is_active, c.rate_limit_per_minute, c.tokens_per_minute,
        c.created_at, c.updated_at,
        (SELECT count(*) FROM client_tokens AS t WHERE t.client_id = c.id AND t.revoked_at IS NULL),
-       (SELECT max(t.last_used_at) FROM client_tokens AS t WHERE t.client_id = c.id)
+       (SELECT max(t.last_used_at) FROM client_tokens AS t WHERE t.client_id = c.id),
+       c.budget_day_usd, c.budget_month_usd, c.budget_warn_percent
 FROM clients AS c
 """
 
@@ -182,7 +189,8 @@ def _check_limit(value: int | None, what: str) -> int | None:
 
 
 def _client_row(row: apsw.SQLiteValues) -> ClientRow:
-    (id_, name, description, active, rpm, tpm, created, updated, keys, last_used) = row
+    (id_, name, description, active, rpm, tpm, created, updated, keys, last_used, *budget) = row
+    day, month, warn = budget
     return ClientRow(
         id=str(id_),
         name=str(name),
@@ -194,6 +202,9 @@ def _client_row(row: apsw.SQLiteValues) -> ClientRow:
         updated_at=as_int(updated),
         key_count=as_int(keys),
         last_used_at=as_opt_int(last_used),
+        budget_day_usd=as_opt_float(day),
+        budget_month_usd=as_opt_float(month),
+        budget_warn_percent=as_int(warn),
     )
 
 

@@ -20,7 +20,7 @@ from proxy.config import Config
 from storage.sql import Connection
 
 if TYPE_CHECKING:
-    pass
+    from storage.clients import ClientRow
 
 __all__ = ["add_parser", "run"]
 
@@ -46,6 +46,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     create.add_argument("--tpm", metavar="N", help="tokens per minute (default and 0: no limit)")
     create.add_argument("--description", default="", metavar="TEXT")
+    create.add_argument("--budget-day", metavar="USD", help="USD per UTC day (0: no daily budget)")
+    create.add_argument(
+        "--budget-month", metavar="USD", help="USD per UTC calendar month (0: no monthly budget)"
+    )
+    create.add_argument(
+        "--budget-warn", metavar="PCT", help="warn at this percent of a budget (1-100; default 80)"
+    )
 
     update = actions.add_parser(
         "update", parents=[common], help="rename a client or change its description or limits"
@@ -59,6 +66,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="requests per minute ('default': the configured default; 0: none)",
     )
     update.add_argument("--tpm", metavar="N", help="tokens per minute (0: no limit)")
+    update.add_argument("--budget-day", metavar="USD", help="USD per UTC day (0: no daily budget)")
+    update.add_argument(
+        "--budget-month", metavar="USD", help="USD per UTC calendar month (0: no monthly budget)"
+    )
+    update.add_argument(
+        "--budget-warn", metavar="PCT", help="warn at this percent of a budget (1-100; default 80)"
+    )
 
     actions.add_parser("list", parents=[common], help="one line per client")
 
@@ -115,25 +129,90 @@ def _limits_text(rpm: int | None, tpm: int | None) -> str:
     return f"rpm={'default' if rpm is None else rpm} tpm={'none' if tpm is None else tpm}"
 
 
+def _usd(value: float | None) -> str:
+    return "none" if value is None else f"{value:g}"
+
+
+def _budget_text(client: ClientRow) -> str:
+    return (
+        f"budget_day={_usd(client.budget_day_usd)} budget_month={_usd(client.budget_month_usd)}"
+        f" budget_warn={client.budget_warn_percent}%"
+    )
+
+
+def _budget_changes(args: argparse.Namespace) -> dict[str, object]:
+    """The ``--budget-*`` values given, checked, by ``set_client_budget``'s names."""
+    from proxy.budgets import check_amount, check_warn_percent
+
+    changes: dict[str, object] = {}
+    try:
+        if args.budget_day is not None:
+            changes["day_usd"] = check_amount(
+                _number(args.budget_day, "--budget-day"), "--budget-day"
+            )
+        if args.budget_month is not None:
+            changes["month_usd"] = check_amount(
+                _number(args.budget_month, "--budget-month"), "--budget-month"
+            )
+        if args.budget_warn is not None:
+            changes["warn_percent"] = check_warn_percent(
+                _whole(args.budget_warn, "--budget-warn"), "--budget-warn"
+            )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return changes
+
+
+def _number(value: str, flag: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise UsageError(f"{flag} must be a number of USD, got {value!r}") from None
+
+
+def _whole(value: str, flag: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"{flag} must be a whole number from 1 to 100, got {value!r}") from None
+
+
+def _audit(conn: Connection, action: str, target: str, detail: dict[str, object]) -> None:
+    """Record a CLI change in the audit log, as the dashboard's are (by user "cli")."""
+    from storage.audit import record_audit
+
+    record_audit(
+        conn, username="cli", action=action, target=target, detail=detail, now_ms=current_ms()
+    )
+
+
 def _clients_create(conn: Connection, args: argparse.Namespace) -> int:
     from storage import clients
+    from storage.budgets import set_client_budget
 
     rpm = _limit(args.rpm, "--rpm")
     tpm = _limit(args.tpm, "--tpm")
-    client, token, plain = write(
-        conn,
-        lambda c: clients.create_client(
+    budget = _budget_changes(args)
+
+    def create(c: Connection) -> tuple[clients.ClientRow, clients.TokenRow, str]:
+        client, token, plain = clients.create_client(
             c,
             name=args.name,
             description=args.description,
             rate_limit_per_minute=rpm,
             tokens_per_minute=tpm,
             now_ms=current_ms(),
-        ),
-    )
+        )
+        if budget:
+            set_client_budget(c, client.id, now_ms=current_ms(), **budget)
+            _audit(c, "client.budget", client.id, budget)
+        return clients.get_client(c, client.id), token, plain
+
+    client, token, plain = write(conn, create)
     print(
         f"created client {client.id} ({client.name})"
-        f" {_limits_text(client.rate_limit_per_minute, client.tokens_per_minute)}\n"
+        f" {_limits_text(client.rate_limit_per_minute, client.tokens_per_minute)}"
+        f" {_budget_text(client)}\n"
         f"key {token.id}: {token.masked}\n"
         "store the key now: it is not shown again",
         file=sys.stderr,
@@ -157,12 +236,17 @@ def _clients_update(conn: Connection, args: argparse.Namespace) -> int:
                 f"--rpm must be a whole number or 'default', got {args.rpm!r}"
             ) from None
     tpm = clients.UNCHANGED if args.tpm is None else _limit(args.tpm, "--tpm")
+    from storage.budgets import set_client_budget
+
+    budget = _budget_changes(args)
     given = (args.name, args.description, args.rpm, args.tpm)
-    if all(value is None for value in given):
-        raise UsageError("nothing to change: give --name, --description, --rpm or --tpm")
-    client = write(
-        conn,
-        lambda c: clients.update_client(
+    if all(value is None for value in given) and not budget:
+        raise UsageError(
+            "nothing to change: give --name, --description, --rpm, --tpm or a --budget-* option"
+        )
+
+    def update(c: Connection) -> clients.ClientRow:
+        client = clients.update_client(
             c,
             args.client_id,
             now_ms=current_ms(),
@@ -170,11 +254,18 @@ def _clients_update(conn: Connection, args: argparse.Namespace) -> int:
             description=args.description,
             rate_limit_per_minute=rpm,
             tokens_per_minute=tpm,
-        ),
-    )
+        )
+        if budget:
+            set_client_budget(c, client.id, now_ms=current_ms(), **budget)
+            _audit(c, "client.budget", client.id, budget)
+            client = clients.get_client(c, client.id)
+        return client
+
+    client = write(conn, update)
     print(
         f"updated client {client.id} ({client.name})"
         f" {_limits_text(client.rate_limit_per_minute, client.tokens_per_minute)}"
+        f" {_budget_text(client)}"
     )
     return 0
 
@@ -190,6 +281,7 @@ def _clients_list(conn: Connection, args: argparse.Namespace) -> int:
         print(
             f"{client.id} {client.name} {state}"
             f" {_limits_text(client.rate_limit_per_minute, client.tokens_per_minute)}"
+            f" {_budget_text(client)}"
             f" keys={client.key_count} last_used={_iso(client.last_used_at)}"
         )
     return 0

@@ -13,6 +13,7 @@ from actors.session_store import Sessions
 from proxy.errors import GatewayError, InternalError, ServiceUnavailable
 from storage.outage import is_unavailable
 from web.api.auth import AuthApi, auth
+from web.api.budgets import BudgetsApi, budgets
 from web.api.clients import ClientsApi, clients
 from web.api.common import error_for_status, error_response, provide
 from web.api.guard import install_guard
@@ -35,12 +36,16 @@ class ApiDeps:
     providers: ProvidersApi
     system: SystemApi
     usage: UsageApi
+    budgets: BudgetsApi | None = None  # /api/budgets, when the service keeps budgets
 
 
 def register_api(app: QuartTrio, deps: ApiDeps) -> None:
     """Install the guard, the JSON error answers and every ``/api`` blueprint on ``app``."""
     for area in (deps.auth, deps.clients, deps.live, deps.providers, deps.system, deps.usage):
         provide(app, area)
+    if deps.budgets is not None:
+        provide(app, deps.budgets)
+        app.register_blueprint(budgets)
     install_guard(app, deps.sessions)
 
     @app.errorhandler(GatewayError)

@@ -11,10 +11,12 @@ import msgspec
 from msgspec import UNSET, UnsetType
 from quart import Blueprint, Response
 
+from actors.budget_keeper import BudgetKeeper
 from actors.client_directory import ClientDirectory
 from proxy.errors import GatewayError, InvalidRequest, NotFound
 from storage.analytics.aggregates import breakdown, summary
 from storage.analytics.usage_filter import UsageFilter
+from storage.budgets import set_client_budget
 from storage.clients import (
     UNCHANGED,
     ClientRow,
@@ -56,6 +58,7 @@ class ClientsApi:
     directory: ClientDirectory  # refreshed after a key change, so /v1 sees it at once
     audit: AuditLog
     default_requests_per_minute: int  # [limits] default_client_requests_per_minute
+    budgets: BudgetKeeper | None = None  # each client's spend against its budgets
 
 
 def _deps() -> ClientsApi:
@@ -78,6 +81,11 @@ class NewClientBody(msgspec.Struct, forbid_unknown_fields=True):
     tokens_per_minute: Limit | None = None
     key_name: str = ""
     """A label for the first key."""
+    budget_day_usd: float | None = None
+    """USD per UTC day; null or 0: none."""
+    budget_month_usd: float | None = None
+    """USD per UTC calendar month; null or 0: none."""
+    budget_warn_percent: int = 80
 
 
 class ClientChangesBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -88,6 +96,9 @@ class ClientChangesBody(msgspec.Struct, forbid_unknown_fields=True):
     is_active: bool | UnsetType = UNSET
     rate_limit_per_minute: Limit | UnsetType | None = UNSET
     tokens_per_minute: Limit | UnsetType | None = UNSET
+    budget_day_usd: float | UnsetType | None = UNSET
+    budget_month_usd: float | UnsetType | None = UNSET
+    budget_warn_percent: int | UnsetType = UNSET
 
 
 class NewKeyBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -133,7 +144,49 @@ def client_json(client: ClientRow) -> dict[str, object]:
         "updated_at": client.updated_at,
         "key_count": client.key_count,
         "last_used_at": client.last_used_at,
+        "budget_day_usd": client.budget_day_usd,
+        "budget_month_usd": client.budget_month_usd,
+        "budget_warn_percent": client.budget_warn_percent,
+        "spend": _spend_json(client.id),
     }
+
+
+_NO_SPEND: dict[str, object] = {
+    "day_usd": 0.0,
+    "month_usd": 0.0,
+    "day_unpriced_calls": 0,
+    "month_unpriced_calls": 0,
+    "day_resets_at_ms": 0,
+    "month_resets_at_ms": 0,
+    "state": "ok",
+}
+
+
+def _spend_json(client_id: str) -> dict[str, object]:
+    """What the client spent this UTC day and month, as the budget keeper counts it."""
+    keeper = _deps().budgets
+    return keeper.spend("client", client_id) if keeper is not None else dict(_NO_SPEND)
+
+
+def _budget_changes(body: NewClientBody | ClientChangesBody) -> dict[str, object]:
+    """The budget fields the body sets (``...``-free), by ``set_client_budget``'s names."""
+    fields = {
+        "day_usd": body.budget_day_usd,
+        "month_usd": body.budget_month_usd,
+        "warn_percent": body.budget_warn_percent,
+    }
+    return {name: value for name, value in fields.items() if value is not UNSET}
+
+
+def _with_budget(
+    conn: Connection, job: partial[ClientRow], budget: dict[str, object], now: int
+) -> ClientRow:
+    """Run ``job`` (a client write), then set the client's budgets in the same transaction."""
+    client = job(conn)
+    if budget:
+        set_client_budget(conn, client.id, now_ms=now, **budget)
+        return get_client(conn, client.id)
+    return client
 
 
 def token_json(token: TokenRow) -> dict[str, object]:
@@ -153,14 +206,24 @@ def token_json(token: TokenRow) -> dict[str, object]:
 # -- helpers ---------------------------------------------------------------------------------------
 
 
+def _field_of(exc: ValueError) -> str | None:
+    """The field a validation message starts with (``budget_day_usd must …``), if any."""
+    first = str(exc).split(" ", 1)[0]
+    return first if first.startswith("budget_") else None
+
+
 def _not_found(client_id: str) -> GatewayError:
     return NotFound(f"No client with id {client_id!r}.", code="client_not_found")
 
 
 async def _refresh_keys() -> None:
-    """Make a key change effective for ``/v1`` now rather than at the directory's next poll."""
+    """Make a key change effective for ``/v1`` now rather than at the directory's next poll
+    (and a budget change, rather than at the budget keeper's)."""
+    deps = _deps()
     try:
-        await _deps().directory.refresh()
+        await deps.directory.refresh()
+        if deps.budgets is not None:
+            await deps.budgets.refresh()
     except Exception:
         # The change is stored; the directory's own poll picks it up within a second.
         log.warning("client directory refresh failed after a change", exc_info=True)
@@ -211,20 +274,26 @@ async def list_all() -> Response:
 @clients.post("/clients")
 async def create() -> Response:
     body = await read_body(NewClientBody)
-    try:
-        client, token, plain = await _deps().writer.execute(
-            partial(
-                create_client,
-                name=body.name,
-                description=body.description,
-                rate_limit_per_minute=body.rate_limit_per_minute,
-                tokens_per_minute=body.tokens_per_minute,
-                key_name=body.key_name,
-                now_ms=now_ms(),
-            )
+    budget = _budget_changes(body)
+    now = now_ms()
+
+    def create_with_budget(conn: Connection) -> tuple[ClientRow, TokenRow, str]:
+        client, token, plain = create_client(
+            conn,
+            name=body.name,
+            description=body.description,
+            rate_limit_per_minute=body.rate_limit_per_minute,
+            tokens_per_minute=body.tokens_per_minute,
+            key_name=body.key_name,
+            now_ms=now,
         )
+        set_client_budget(conn, client.id, now_ms=now, **budget)
+        return get_client(conn, client.id), token, plain
+
+    try:
+        client, token, plain = await _deps().writer.execute(create_with_budget)
     except ValueError as exc:
-        raise InvalidRequest(f"Invalid client: {exc}.") from None
+        raise InvalidRequest(f"Invalid client: {exc}.", param=_field_of(exc)) from None
     await _refresh_keys()
     await _deps().audit.record(
         "client.create",
@@ -233,6 +302,9 @@ async def create() -> Response:
             "name": client.name,
             "rate_limit_per_minute": client.rate_limit_per_minute,
             "tokens_per_minute": client.tokens_per_minute,
+            "budget_day_usd": client.budget_day_usd,
+            "budget_month_usd": client.budget_month_usd,
+            "budget_warn_percent": client.budget_warn_percent,
             "token_id": token.id,
             "masked": token.masked,
         },
@@ -251,30 +323,38 @@ async def show(client_id: str) -> Response:
 
 
 @clients.put("/clients/<client_id>")
+@clients.patch("/clients/<client_id>")
 async def change(client_id: str) -> Response:
     body = await read_body(ClientChangesBody)
     sent = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not UNSET}
     try:
         client = await _deps().writer.execute(
             partial(
-                update_client,
-                client_id=client_id,
-                now_ms=now_ms(),
-                name=None if body.name is UNSET else body.name,
-                description=None if body.description is UNSET else body.description,
-                is_active=None if body.is_active is UNSET else body.is_active,
-                rate_limit_per_minute=(
-                    UNCHANGED if body.rate_limit_per_minute is UNSET else body.rate_limit_per_minute
-                ),
-                tokens_per_minute=(
-                    UNCHANGED if body.tokens_per_minute is UNSET else body.tokens_per_minute
+                _with_budget,
+                budget=_budget_changes(body),
+                now=now_ms(),
+                job=partial(
+                    update_client,
+                    client_id=client_id,
+                    now_ms=now_ms(),
+                    name=None if body.name is UNSET else body.name,
+                    description=None if body.description is UNSET else body.description,
+                    is_active=None if body.is_active is UNSET else body.is_active,
+                    rate_limit_per_minute=(
+                        UNCHANGED
+                        if body.rate_limit_per_minute is UNSET
+                        else body.rate_limit_per_minute
+                    ),
+                    tokens_per_minute=(
+                        UNCHANGED if body.tokens_per_minute is UNSET else body.tokens_per_minute
+                    ),
                 ),
             )
         )
     except LookupError:
         raise _not_found(client_id) from None
     except ValueError as exc:
-        raise InvalidRequest(f"Invalid change: {exc}.") from None
+        raise InvalidRequest(f"Invalid change: {exc}.", param=_field_of(exc)) from None
     if sent:
         await _refresh_keys()
         await _deps().audit.record("client.update", client.id, sent)

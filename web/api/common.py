@@ -190,6 +190,7 @@ CHANGED_BY: Final[Mapping[str, str]] = {
     "user.change_password": "users",
     "provider.update": "providers",
     "model.update": "models",
+    "budget.update": "budgets",
 }
 
 
