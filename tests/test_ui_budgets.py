@@ -237,7 +237,8 @@ async def test_a_viewer_sees_the_banner_and_the_spend_but_no_budget_controls(
                 assert page.locator("#main form").count() == 0, f"{path}: a form for a viewer"
                 assert page.get_by_label("Daily budget (USD)").count() == 0, path
                 no_overflow(tab, f"{path} at {width} px")
-                tab.screenshot(f"budget-viewer-{path.split('?')[0]}-{width}-{theme}")
+                page_name = "client" if "?" in path else path
+                tab.screenshot(f"budget-viewer-{page_name}-{width}-{theme}")
             tab.open("clients", "Clients")
             expect(page.locator("td.budget").first).to_contain_text("exceeded")
             tab.open("system", "System")
