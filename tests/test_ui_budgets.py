@@ -38,7 +38,8 @@ MAX_CALLS = 8
 
 
 async def priced_gateway(start_gateway: StartGateway, fake_openai: FakeOpenAI) -> RunningService:
-    """The gateway with one priced model, ``fast``, on the fake OpenAI upstream."""
+    """The gateway with a priced model, ``fast``, and an unpriced one, ``house``, on the fake
+    OpenAI upstream."""
     return await start_gateway(
         {
             "providers": {
@@ -54,7 +55,9 @@ async def priced_gateway(start_gateway: StartGateway, fake_openai: FakeOpenAI) -
                     "model": "gpt-4o-mini",
                     "input_per_mtok": PER_MTOK,
                     "output_per_mtok": PER_MTOK,
-                }
+                },
+                # A model no price list knows: its calls are unpriced.
+                "house": {"provider": "openai", "model": "house-model-7"},
             },
         }
     )
@@ -322,6 +325,11 @@ ALERT_TEXTS = """async () => {
     provider: alertText({ scope: "provider", id: "openai", name: "openai", period: "month",
       limit_usd: 300, spent_usd: 301, percent: 100.3, state: "exceeded", resets_at_ms: first }),
     month: resetText(first, "month"),
+    // A live frame carries no percent: the banner's figure must be the API's (69.0 for 68.97).
+    rounded: alertText({ scope: "client", id: "c1", name: "acme", period: "day", limit_usd: 2.03,
+      spent_usd: 1.4, state: "warning", resets_at_ms: midnight }),
+    almost: alertText({ scope: "client", id: "c1", name: "acme", period: "day", limit_usd: 1,
+      spent_usd: 0.999, percent: 99.9, state: "warning", resets_at_ms: midnight }),
     states: [budgetState(1, 5, 80), budgetState(4, 5, 80), budgetState(5, 5, 80),
       budgetState(3, null, 80)],
   };
@@ -361,4 +369,73 @@ async def test_the_banners_sentences_name_the_budget_its_figures_and_the_reset(
         "Provider 'openai' has reached its monthly budget ($301.00 of $300.00): "
         "calls to it are refused until 00:00 UTC on 1 Jan"
     )
+    assert texts["rounded"].startswith("Client 'acme' has used 69% of its daily budget ($1.40 of")
+    assert texts["almost"].startswith("Client 'acme' has used 99% of its daily budget"), (
+        "a budget not spent yet never reads 100%"
+    )
     assert texts["states"] == ["ok", "warning", "exceeded", "ok"]
+
+
+async def test_a_dismissed_warning_comes_back_when_the_budget_is_spent_and_unpriced_calls_show(
+    browser: BrowserThread,  # noqa: F811 - the fixture
+    start_gateway: StartGateway,
+    fake_openai: FakeOpenAI,
+) -> None:
+    gateway = await priced_gateway(start_gateway, fake_openai)
+    await ready_admin(gateway)
+    client_id, key = await new_client(gateway, "acme")
+    assert await call(gateway, key) is None
+    (row,) = await logged(gateway, 1)
+    cost = float(row["cost_usd"])  # type: ignore[arg-type]
+    # Warned after the second call (69%), spent by the third: room for any estimate under a call.
+    async with signed_in(gateway) as admin:
+        changed = await admin.put(
+            f"/api/clients/{client_id}",
+            json={"budget_day_usd": round(2.9 * cost, 2), "budget_warn_percent": 50},
+        )
+        assert changed.status_code == 200, changed.text
+    # Two calls the price list does not know: counted and shown, never free in silence.
+    for _ in range(2):
+        async with sdk(gateway, key) as client:
+            await client.chat.completions.create(
+                model="house", messages=[{"role": "user", "content": "hello"}]
+            )
+    await logged(gateway, 3)
+    tab = await browser.tab(gateway.base_url, PHONE, color_scheme="dark")
+
+    def open_clients() -> None:
+        page = tab.page
+        tab.sign_in("admin", ADMIN_PASSWORD)
+        tab.open("clients", "Clients")
+        expect(page.locator("td.budget").first).to_contain_text("+ 2 unpriced calls")
+        expect(page.locator("#budget-alerts")).to_be_hidden()
+
+    def warned_then_dismissed() -> None:
+        page = tab.page
+        alert = page.locator("#budget-alerts .budget-alert")
+        expect(alert).to_have_attribute("data-state", "warning")
+        expect(alert).to_contain_text("Client 'acme' has used 69% of its daily budget")
+        expect(alert).to_contain_text("resets 00:00 UTC")
+        no_overflow(tab, "the banner at 390 px")
+        tab.screenshot("budget-banner-warning-390-dark")
+        alert.get_by_role("button", name="Dismiss").click()
+        expect(page.locator("#budget-alerts")).to_be_hidden()
+        page.reload()
+        tab.settled("Clients")
+        expect(page.locator("#budget-alerts")).to_be_hidden()
+
+    def back_when_spent() -> None:
+        page = tab.page
+        alert = page.locator("#budget-alerts .budget-alert")
+        expect(alert).to_have_attribute("data-state", "exceeded")
+        expect(alert).to_contain_text("Client 'acme' has reached its daily budget")
+        tab.check_errors()
+
+    try:
+        await browser.run(open_clients)
+        assert await call(gateway, key) is None
+        await browser.run(warned_then_dismissed)
+        assert await call(gateway, key) is None
+        await browser.run(back_when_spent)
+    finally:
+        await browser.run(tab.close)

@@ -19,10 +19,16 @@ export function budgetState(spent, limit, warnPercent) {
   return (spent || 0) * 100 >= limit * warn ? "warning" : "ok";
 }
 
-/** The share of a limit spent, in whole percent (a zero limit spent is 100%). */
+/**
+ * The share of a limit spent, in whole percent, rounded as the gateway's log line and the API's
+ * alerts round it (68.97% is "69%" everywhere: the live banner, the reloaded one, the bars); a
+ * budget not yet spent never reads "100%".
+ */
 export function spentPercent(spent, limit) {
-  if (!limit) return (spent || 0) > 0 || limit === 0 ? 100 : 0;
-  return Math.floor(((spent || 0) / limit) * 100);
+  const used = spent || 0;
+  if (!limit) return used > 0 || limit === 0 ? 100 : 0;
+  const percent = Math.round((used / limit) * 100);
+  return used < limit ? Math.min(99, percent) : Math.max(100, percent);
 }
 
 /** A budget's reset moment in UTC: "00:00 UTC" for a day, "00:00 UTC on 1 Feb" for a month. */
@@ -148,6 +154,6 @@ export function alertText(alert) {
     const refused = alert.scope === "provider" ? "calls to it are refused" : "calls are refused";
     return `${subject(alert)} has reached ${budget} ${figures}: ${refused} until ${reset}`;
   }
-  const percent = alert.percent ?? spentPercent(alert.spent_usd, alert.limit_usd);
-  return `${subject(alert)} has used ${Math.floor(percent)}% of ${budget} ${figures}, resets ${reset}`;
+  const percent = alert.limit_usd ? spentPercent(alert.spent_usd, alert.limit_usd) : Math.round(alert.percent);
+  return `${subject(alert)} has used ${percent}% of ${budget} ${figures}, resets ${reset}`;
 }
