@@ -24,6 +24,7 @@ from functools import partial
 import trio
 
 from actors.budget_tally import Hold, Tallies, Tally
+from actors.fleet_budgets import FleetBudgetLedger, FleetKey, fleet_key
 from proxy.budgets import (
     Budget,
     BudgetKey,
@@ -35,7 +36,7 @@ from proxy.budgets import (
     period_bounds,
     state_of,
 )
-from proxy.errors import BudgetExceeded
+from proxy.errors import BudgetExceeded, ServiceUnavailable
 from storage.audit import record_audit
 from storage.budgets import ClientBudget, ScopeBudget, client_budgets, scope_budgets, spend_since
 from storage.reads import ReadPool
@@ -124,12 +125,14 @@ class BudgetKeeper:
         *,
         clock_ms: Callable[[], int] | None = None,
         poll_s: float = 1.0,
+        fleet: FleetBudgetLedger | None = None,
     ) -> None:
         self._reads = reads
         self._writer = writer
         self._publish = publish
         self._clock = clock_ms
         self._poll_s = poll_s
+        self._fleet = fleet
         self._limits: dict[BudgetKey, Budget] = {}
         self._scopes: list[ScopeBudget] = []
         self._tallies = Tallies()
@@ -214,25 +217,70 @@ class BudgetKeeper:
 
     # -- admission and settlement ----------------------------------------------------------------
 
-    def admit(self, client_id: str, estimate_usd: float) -> Hold:
+    async def admit(self, client_id: str, estimate_usd: float) -> Hold:
         """Reserve ``estimate_usd`` on the client's and the gateway's budgets; BudgetExceeded
-        (429) when one of them is spent or reserved to its limit."""
-        now = self.now_ms()
-        keys = _call_keys(client_id)
-        self._check(keys, now)
-        hold = Hold(max(0.0, estimate_usd))
-        for key in keys:
-            self._tallies.reserve(hold, key, now)
-        return hold
+        (429) when one of them is spent or reserved to its limit (fleet-wide with Redis)."""
+        return await self._admit(_call_keys(client_id), Hold(max(0.0, estimate_usd)))
 
-    def admit_provider(self, hold: Hold, provider: str) -> None:
+    async def admit_provider(self, hold: Hold, provider: str) -> None:
         """Reserve ``hold``'s estimate on ``provider``'s budget too; BudgetExceeded (a 429, worth
         a fallback) when it is spent or reserved to its limit."""
+        await self._admit(_provider_keys(provider), hold)
+
+    async def _admit(self, keys: tuple[BudgetKey, ...], hold: Hold) -> Hold:
+        fleet = self._fleet
+        limited = tuple(key for key in keys if key in self._limits)
+        if fleet is not None and limited:
+            sent = self._fleet_keys(limited, self.now_ms())
+            answer = await fleet.admit(sent, hold.amount_usd)
+            if answer is not None:
+                now = self.now_ms()
+                for key, (spent, _reserved) in zip(limited, answer.figures, strict=True):
+                    # The fleet's count is the truth; this process's follows it.
+                    self._tallies.get(key, now).spent_usd = max(
+                        spent, self._tallies.get(key, now).spent_usd
+                    )
+                if answer.refused:
+                    key = limited[answer.refused - 1]
+                    tally = self._tallies.get(key, now)
+                    tally.reserved_usd = answer.figures[answer.refused - 1][1]
+                    self._refusals[key.scope] += 1
+                    raise _refusal(self._limits[key], tally, now)
+                hold.fleet_places += [(key.name, key.end_ms) for key in sent]
+                for key in keys:
+                    self._tallies.reserve(hold, key, now)
+                return hold
+            if fleet.refuses:
+                raise ServiceUnavailable(
+                    "The fleet's shared store (Redis) is unreachable and [cluster] on_redis_down"
+                    " is 'refuse': spend budgets cannot be checked.",
+                    code="budget_store_unavailable",
+                    headers={"retry-after": "1"},
+                )
         now = self.now_ms()
-        keys = _provider_keys(provider)
         self._check(keys, now)
         for key in keys:
             self._tallies.reserve(hold, key, now)
+        # A checkpoint that never raises: nothing between the check and the reservation, and a
+        # reservation made is always handed back to the caller to settle.
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return hold
+
+    def _fleet_keys(self, keys: Iterable[BudgetKey], now: int) -> list[FleetKey]:
+        found = []
+        for key in keys:
+            tally = self._tallies.get(key, now)
+            budget = self._limits.get(key)
+            found.append(
+                FleetKey(
+                    fleet_key(key, tally.start_ms),
+                    tally.end_ms,
+                    tally.spent_usd,
+                    tally.unpriced_calls,
+                    budget.limit_usd if budget is not None else None,
+                )
+            )
+        return found
 
     def settle(
         self,
@@ -246,10 +294,12 @@ class BudgetKeeper:
         """Release ``hold`` and count what the call cost (``unpriced``: it had usage but no
         price) in every scope it touched; announce the budgets it pushed past a threshold."""
         now = self.now_ms()
+        keys = _call_keys(client_id) + (_provider_keys(provider) if provider else ())
+        if hold.fleet_places and self._fleet is not None:
+            self._settle_fleet(hold, keys, now, cost_usd, unpriced)
         self._tallies.release(hold, now)
         if cost_usd is None and not unpriced:
             return
-        keys = _call_keys(client_id) + (_provider_keys(provider) if provider else ())
         for key in keys:
             tally = self._tallies.get(key, now)
             if cost_usd is not None:
@@ -259,6 +309,23 @@ class BudgetKeeper:
             budget = self._limits.get(key)
             if budget is not None:
                 self._announce_if_crossed(budget, tally)
+
+    def _settle_fleet(
+        self,
+        hold: Hold,
+        keys: tuple[BudgetKey, ...],
+        now: int,
+        cost_usd: float | None,
+        unpriced: bool,
+    ) -> None:
+        """Hand the fleet its settle: the estimate back where it was reserved, the cost added
+        to this period's keys (only those of budgets: spend without a limit stays local)."""
+        assert self._fleet is not None
+        back = [FleetKey(name, end, 0.0, 0) for name, end in hold.fleet_places]
+        hold.fleet_places.clear()
+        limited = [key for key in keys if key in self._limits]
+        add = self._fleet_keys(limited, now)
+        self._fleet.settle_nowait(back, hold.amount_usd, add, cost_usd or 0.0, int(unpriced))
 
     def _check(self, keys: Iterable[BudgetKey], now: int) -> None:
         for key in keys:
@@ -340,6 +407,16 @@ class BudgetKeeper:
     def scope_budgets(self) -> list[ScopeBudget]:
         """The global and provider budgets as last loaded."""
         return list(self._scopes)
+
+    def fleet_budgets(self) -> list[tuple[Budget, float]]:
+        """The global and provider budgets (not the clients': too many for metrics) with what
+        each spent this period."""
+        now = self.now_ms()
+        return [
+            (budget, self._tallies.get(key, now).spent_usd)
+            for key, budget in sorted(self._limits.items(), key=lambda item: repr(item[0]))
+            if key.scope != "client"
+        ]
 
     def alerts(self) -> list[dict[str, object]]:
         """Every budget at or past its warning threshold now, the worst first."""

@@ -33,6 +33,8 @@ class Hold:
 
     amount_usd: float
     places: list[tuple[BudgetKey, int]] = field(default_factory=list)
+    fleet_places: list[tuple[str, int]] = field(default_factory=list)
+    """The Redis keys (with their period's end) it is reserved in too, settled there."""
 
 
 class Tallies:

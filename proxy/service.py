@@ -27,6 +27,7 @@ from actors import Actor
 from actors.budget_keeper import BudgetKeeper
 from actors.client_directory import ClientDirectory
 from actors.fanout import Fanout
+from actors.fleet_budgets import FleetBudgetLedger
 from actors.fleet_bus import ChangeBus, Follower
 from actors.fleet_feed import FleetFeed
 from actors.fleet_limiter import FleetLimiter
@@ -254,7 +255,9 @@ async def _run_bound(
         response_retention_days=config.responses.retention_days,
         vacuum=store.dialect == "sqlite",
     )
-    budgets = BudgetKeeper(reads, writer, events.publish)
+    # With Redis the spend is counted fleet-wide; this process's tallies decide while it is down.
+    budget_ledger = FleetBudgetLedger(redis) if redis is not None else None
+    budgets = BudgetKeeper(reads, writer, events.publish, fleet=budget_ledger)
     session_ttl_s = config.dashboard.session_ttl_hours * 3600
     # With the fleet's Redis: sessions and sign-in failures shared by every process.
     sessions: SessionStore | FleetSessionStore = (
@@ -343,6 +346,8 @@ async def _run_bound(
             await actors.enter_async_context(_running(logger))
             await actors.enter_async_context(_running(directory))
             await actors.enter_async_context(_running(limiter))
+            if budget_ledger is not None:
+                await actors.enter_async_context(_running(budget_ledger))
             await actors.enter_async_context(_running(budgets))
             await actors.enter_async_context(_running(retention))
             for actor in providers.values():

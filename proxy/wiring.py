@@ -118,6 +118,7 @@ def app_deps(parts: ServiceParts) -> AppDeps:
         redis=parts.redis,
         fleet_feed=parts.fleet_feed,
         presence=parts.presence,
+        budgets=parts.budgets,
     )
     v1 = V1Deps(
         config=config,

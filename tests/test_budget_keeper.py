@@ -89,7 +89,7 @@ async def test_calls_are_refused_once_spent_plus_reserved_reaches_the_budget(
         refused = 0
         for _ in range(40):
             try:
-                holds.append(keeper.admit(client, 0.1))
+                holds.append(await keeper.admit(client, 0.1))
             except BudgetExceeded:
                 refused += 1
         assert (len(holds), refused) == (10, 30)
@@ -99,14 +99,14 @@ async def test_calls_are_refused_once_spent_plus_reserved_reaches_the_budget(
         assert keeper.spend("client", client)["day_usd"] == pytest.approx(0.5)
         for _ in range(5):
             keeper.settle(
-                keeper.admit(client, 0.1),
+                await keeper.admit(client, 0.1),
                 client_id=client,
                 provider="openai",
                 cost_usd=0.1,
                 unpriced=False,
             )
         with pytest.raises(BudgetExceeded) as refusal:
-            keeper.admit(client, 0.1)
+            await keeper.admit(client, 0.1)
     error = refusal.value
     assert (error.status, error.error_type, error.code) == (
         429,
@@ -123,20 +123,20 @@ async def test_a_day_boundary_resets_the_day_and_the_month_keeps_counting(tmp_pa
     client = _setup(path, day_usd=1.0, month_usd=1.5)
     clock = Clock("2026-01-31T23:59:00")
     async with running_keeper(path, clock, []) as keeper:
-        late = keeper.admit(client, 0.05)  # admitted in January, settled in February
-        hold = keeper.admit(client, 0.9)
+        late = await keeper.admit(client, 0.05)  # admitted in January, settled in February
+        hold = await keeper.admit(client, 0.9)
         keeper.settle(hold, client_id=client, provider="openai", cost_usd=1.0, unpriced=False)
         with pytest.raises(BudgetExceeded, match="daily"):
-            keeper.admit(client, 0.2)
+            await keeper.admit(client, 0.2)
         clock.set("2026-01-31T23:59:59")
         with pytest.raises(BudgetExceeded, match="daily"):
-            keeper.admit(client, 0.2)
+            await keeper.admit(client, 0.2)
         clock.set("2026-02-01T00:00:01")
         # a new month: both periods start again
         keeper.settle(late, client_id=client, provider="openai", cost_usd=0.05, unpriced=False)
         assert keeper.spend("client", client)["day_usd"] == pytest.approx(0.05)
         assert keeper.spend("client", client)["month_usd"] == pytest.approx(0.05)
-        hold = keeper.admit(client, 0.9)
+        hold = await keeper.admit(client, 0.9)
         keeper.settle(hold, client_id=client, provider="openai", cost_usd=0.9, unpriced=False)
         clock.set("2026-02-02T08:00:00")
         # spent yesterday does not count today; the month does
@@ -145,10 +145,10 @@ async def test_a_day_boundary_resets_the_day_and_the_month_keeps_counting(tmp_pa
         assert spend["month_usd"] == pytest.approx(0.95)
         assert spend["day_resets_at_ms"] == ms("2026-02-03T00:00:00")
         assert spend["month_resets_at_ms"] == ms("2026-03-01T00:00:00")
-        hold = keeper.admit(client, 0.5)
+        hold = await keeper.admit(client, 0.5)
         keeper.settle(hold, client_id=client, provider="openai", cost_usd=0.6, unpriced=False)
         with pytest.raises(BudgetExceeded, match=r"monthly budget of 1\.5 USD") as refusal:
-            keeper.admit(client, 0.01)
+            await keeper.admit(client, 0.01)
     assert "It resets at 2026-03-01T00:00:00Z" in refusal.value.message
 
 
@@ -180,8 +180,8 @@ async def test_an_unpriced_call_is_counted_in_every_scope_it_touched(tmp_path: P
     path = str(tmp_path / "b.db")
     client = _setup(path)
     async with running_keeper(path, Clock("2026-03-10T12:00:00"), []) as keeper:
-        hold = keeper.admit(client, 0.0)
-        keeper.admit_provider(hold, "ollama")
+        hold = await keeper.admit(client, 0.0)
+        await keeper.admit_provider(hold, "ollama")
         keeper.settle(hold, client_id=client, provider="ollama", cost_usd=None, unpriced=True)
         for scope, id_ in (("client", client), ("global", ""), ("provider", "ollama")):
             spend = keeper.spend(scope, id_)  # type: ignore[arg-type]
@@ -196,13 +196,13 @@ async def test_a_provider_over_its_budget_refuses_its_routes_only(tmp_path: Path
         partial(set_provider_budget, provider="openai", month_usd=1.0, warn_percent=80, now_ms=0),
     )
     async with running_keeper(path, Clock("2026-03-10T12:00:00"), []) as keeper:
-        hold = keeper.admit(client, 0.5)
-        keeper.admit_provider(hold, "openai")
+        hold = await keeper.admit(client, 0.5)
+        await keeper.admit_provider(hold, "openai")
         keeper.settle(hold, client_id=client, provider="openai", cost_usd=1.0, unpriced=False)
-        hold = keeper.admit(client, 0.5)
+        hold = await keeper.admit(client, 0.5)
         with pytest.raises(BudgetExceeded, match="provider 'openai' monthly") as refusal:
-            keeper.admit_provider(hold, "openai")
-        keeper.admit_provider(hold, "gemini")
+            await keeper.admit_provider(hold, "openai")
+        await keeper.admit_provider(hold, "gemini")
         assert refusal.value.status == 429
 
 

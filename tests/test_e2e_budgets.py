@@ -165,6 +165,37 @@ async def test_a_provider_over_its_budget_falls_back_to_the_next_route(
     (row, _) = await _rows(gateway, 2)
     assert row["provider"] == "mock"
     assert row["attempts"] == 2
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as raw:
+        metrics = (await raw.get("/metrics")).text
+    assert 'llm_proxy_budget_refusals_total{scope="provider"} 1' in metrics
+    assert (
+        'llm_proxy_budget_limit_usd{scope="provider",provider="openai",period="month"} 1e-06'
+        in (metrics)
+    )
+    assert (
+        'llm_proxy_budget_spent_usd{scope="provider",provider="openai",period="month"}' in metrics
+    )
+
+
+async def test_unpriced_calls_are_counted_and_shown(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI
+) -> None:
+    gateway = await _gateway(start_gateway, fake_openai)
+    async with signed_in(gateway) as admin:
+        client_id, key = await _client(admin, budget_month_usd=5)
+        # a model no price table knows: its calls are unpriced, never free
+        await _sdk(gateway, key).chat.completions.create(
+            model="openai/house-model-7", messages=HELLO
+        )
+        (row,) = await _rows(gateway, 1)
+        assert row["cost_usd"] is None
+        assert row["prompt_tokens"]
+        shown = (await admin.get(f"/api/clients/{client_id}")).json()["spend"]
+        budgets = (await admin.get("/api/budgets")).json()
+    assert (shown["day_unpriced_calls"], shown["month_unpriced_calls"]) == (1, 1)
+    assert shown["month_usd"] == 0
+    assert budgets["global"]["spend"]["month_unpriced_calls"] == 1
+    assert budgets["providers"]["openai"]["spend"]["month_unpriced_calls"] == 1
 
 
 @on_each_backend

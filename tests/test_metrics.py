@@ -283,6 +283,8 @@ async def test_calls_are_counted_and_every_line_is_valid(
         "reason",
         "version",
         "endpoint",
+        "scope",  # a budget's: client, global or provider (never a client's id)
+        "period",
     }
 
 

@@ -35,6 +35,7 @@ from proxy import __version__
 from proxy.image_budget import ImageBudgetStatistics
 from proxy.records import ENDPOINTS, RequestRecord
 from storage.writer import WriterStatistics
+from web.budget_metrics import write_budget_metrics
 from web.fleet_report import write_fleet_metrics
 from web.prometheus_text import Exposition, Histogram, Labels
 from web.sibling_metrics import SiblingMetrics
@@ -249,6 +250,8 @@ def build_exposition(calls: Metrics, parts: ObservedParts, rss: int | None) -> E
     )
     _providers(out, parts)
     _writer(out, writer)
+    if parts.budgets is not None:
+        write_budget_metrics(out, parts.budgets)
     events = parts.events.statistics()
     out.gauge(
         "llm_proxy_live_subscribers",

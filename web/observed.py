@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 
 from actors.admission import Admission
+from actors.budget_keeper import BudgetKeeper
 from actors.client_directory import ClientDirectory
 from actors.fleet_feed import FleetFeed
 from actors.fleet_presence import FleetPresence
@@ -43,3 +44,4 @@ class ObservedParts:
     redis: RedisLink | None = None  # the fleet's Redis: up or down (the degraded state)
     fleet_feed: FleetFeed | None = None
     presence: FleetPresence | None = None  # the live instances
+    budgets: BudgetKeeper | None = None  # spend budgets: refusals, global and provider spend

@@ -170,7 +170,9 @@ class V1Call(abc.ABC, Generic[RequestT]):
         self.route = chain[0]
         if deps.budgets is not None:
             # After the rate limit: a call refused there reserves nothing here.
-            self.budget_hold = deps.budgets.admit(caller.bucket, self._estimated_cost(chain[0]))
+            self.budget_hold = await deps.budgets.admit(
+                caller.bucket, self._estimated_cost(chain[0])
+            )
         # A client that hangs up cancels the call, so an abandoned request stops costing
         # upstream tokens at once.
         with (
@@ -193,7 +195,7 @@ class V1Call(abc.ABC, Generic[RequestT]):
             try:
                 if self.budget_hold is not None and self.deps.budgets is not None:
                     # A provider past its monthly budget refuses with a 429: the next route tries.
-                    self.deps.budgets.admit_provider(self.budget_hold, route.provider)
+                    await self.deps.budgets.admit_provider(self.budget_hold, route.provider)
                 await self._call_route(actor, request, route)
                 return
             except GatewayError as exc:

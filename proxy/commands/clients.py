@@ -134,8 +134,12 @@ def _usd(value: float | None) -> str:
 
 
 def _budget_text(client: ClientRow) -> str:
+    """`` budget_day=… budget_month=… budget_warn=…%``, or nothing for a client without one."""
+    if client.budget_day_usd is None and client.budget_month_usd is None:
+        return ""
     return (
-        f"budget_day={_usd(client.budget_day_usd)} budget_month={_usd(client.budget_month_usd)}"
+        f" budget_day={_usd(client.budget_day_usd)}"
+        f" budget_month={_usd(client.budget_month_usd)}"
         f" budget_warn={client.budget_warn_percent}%"
     )
 
@@ -212,7 +216,7 @@ def _clients_create(conn: Connection, args: argparse.Namespace) -> int:
     print(
         f"created client {client.id} ({client.name})"
         f" {_limits_text(client.rate_limit_per_minute, client.tokens_per_minute)}"
-        f" {_budget_text(client)}\n"
+        f"{_budget_text(client)}\n"
         f"key {token.id}: {token.masked}\n"
         "store the key now: it is not shown again",
         file=sys.stderr,
@@ -265,7 +269,7 @@ def _clients_update(conn: Connection, args: argparse.Namespace) -> int:
     print(
         f"updated client {client.id} ({client.name})"
         f" {_limits_text(client.rate_limit_per_minute, client.tokens_per_minute)}"
-        f" {_budget_text(client)}"
+        f"{_budget_text(client)}"
     )
     return 0
 
@@ -281,7 +285,7 @@ def _clients_list(conn: Connection, args: argparse.Namespace) -> int:
         print(
             f"{client.id} {client.name} {state}"
             f" {_limits_text(client.rate_limit_per_minute, client.tokens_per_minute)}"
-            f" {_budget_text(client)}"
+            f"{_budget_text(client)}"
             f" keys={client.key_count} last_used={_iso(client.last_used_at)}"
         )
     return 0
