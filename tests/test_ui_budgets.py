@@ -269,6 +269,7 @@ async def test_the_budget_fields_of_the_forms_at_both_widths(
     await ready_admin(gateway)
     for width in (WIDE, PHONE):
         tab = await browser.tab(gateway.base_url, width, color_scheme=theme)
+        tab.allowed.append(("/api/budgets/global", 400))  # the bad value refused, by design
 
         def scenario(tab: Tab = tab, width: int = width) -> None:
             page = tab.page
@@ -285,6 +286,11 @@ async def test_the_budget_fields_of_the_forms_at_both_widths(
             tab.screenshot(f"budget-clients-form-{width}-{theme}")
             tab.open("system", "System")
             card = page.locator("section.budget-card", has_text="Global budget")
+            # A bad value is refused with the API's sentence naming the field, nothing saved.
+            card.get_by_label("Warn at (%)").fill("150")
+            card.get_by_role("button", name="Save global budget").click()
+            expect(card.locator(".notice.error")).to_contain_text("warn_percent")
+            card.get_by_label("Warn at (%)").fill("80")
             card.get_by_label("Daily budget (USD)").fill("40")
             card.get_by_role("button", name="Save global budget").click()
             expect(card.locator('.period-spend[data-period="day"]')).to_contain_text(
@@ -416,6 +422,10 @@ async def test_a_dismissed_warning_comes_back_when_the_budget_is_spent_and_unpri
         expect(alert).to_have_attribute("data-state", "warning")
         expect(alert).to_contain_text("Client 'acme' has used 69% of its daily budget")
         expect(alert).to_contain_text("resets 00:00 UTC")
+        # The spend column follows the banner, without a reload.
+        cell = page.locator("td.budget").first
+        expect(cell).to_contain_text("69%")
+        expect(cell).to_contain_text("warning")
         no_overflow(tab, "the banner at 390 px")
         tab.screenshot("budget-banner-warning-390-dark")
         alert.get_by_role("button", name="Dismiss").click()

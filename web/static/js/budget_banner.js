@@ -95,8 +95,13 @@ async function refresh() {
   }
 }
 
+/** The event a page listens to for the budgets whose state just changed (its `detail`: the frame). */
+export const BUDGET_EVENT = "llm-proxy:budget";
+
 /** A live `budget` frame: the alert it describes set, or removed when back to "ok". */
 function onFrame(frame) {
+  // The page's own figures (a spend column, a budget card) follow the banner.
+  window.dispatchEvent(new CustomEvent(BUDGET_EVENT, { detail: frame }));
   const key = keyOf(frame);
   if (frame.state !== "warning" && frame.state !== "exceeded") {
     state.alerts.delete(key);

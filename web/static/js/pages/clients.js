@@ -1,7 +1,7 @@
 // Clients: the API callers of the gateway, their keys (shown once) and their usage.
 
 import { del, get, post, put } from "../api.js";
-import { refreshBudgetAlerts } from "../budget_banner.js";
+import { BUDGET_EVENT, refreshBudgetAlerts } from "../budget_banner.js";
 import { budgetFields, clientSpend, periodSpend } from "../budgets.js";
 import { empty, field, h, panel, replace, stat, table } from "../dom.js";
 import * as format from "../format.js";
@@ -82,7 +82,17 @@ async function renderList(root, ctx) {
         { caption: `${data.length} client${data.length === 1 ? "" : "s"}; usage over the last 24 hours` },
       );
     });
+  followBudgets(ctx, (frame) => frame.scope === "client", load);
   await load();
+}
+
+/** [budget-ui] Read a page's figures again when a budget it shows changes state (a feed frame). */
+function followBudgets(ctx, concerns, reload) {
+  const listener = (event) => {
+    if (concerns(event.detail)) reload();
+  };
+  window.addEventListener(BUDGET_EVENT, listener);
+  ctx.onLeave(() => window.removeEventListener(BUDGET_EVENT, listener));
 }
 
 function newClientForm(reveal, reload) {
@@ -393,5 +403,14 @@ async function renderDetail(root, ctx, id) {
       );
     });
 
+  // Only the budget card: reloading the details would also redraw an edit form being filled in.
+  followBudgets(
+    ctx,
+    (frame) => frame.scope === "client" && frame.id === id,
+    () =>
+      get(base)
+        .then((fresh) => replace(budget, budgetView(fresh)))
+        .catch(() => {}), // the next frame or a reload tries again
+  );
   await Promise.all([loadClient(), loadKeys(), loadUsage()]);
 }
