@@ -449,3 +449,65 @@ async def test_a_dismissed_warning_comes_back_when_the_budget_is_spent_and_unpri
         await browser.run(back_when_spent)
     finally:
         await browser.run(tab.close)
+
+
+# Per scope: the API path that sets a budget of a call and a half, the page that shows it, the
+# banner's sentence and the spend line on that page.
+SCOPES = {
+    "global": (
+        "/api/budgets/global",
+        "day_usd",
+        ("system", "System"),
+        "The gateway has reached its global daily budget",
+        'section.budget-card .period-spend[data-period="day"]',
+    ),
+    "provider": (
+        "/api/budgets/providers/openai",
+        "month_usd",
+        ("providers", "Providers"),
+        "Provider 'openai' has reached its monthly budget",
+        '[data-provider-budget="openai"] .period-spend[data-period="month"]',
+    ),
+}
+
+
+@pytest.mark.parametrize("scope", list(SCOPES))
+async def test_the_global_and_a_providers_budget_follow_the_feed_on_their_pages(
+    browser: BrowserThread,  # noqa: F811 - the fixture
+    start_gateway: StartGateway,
+    fake_openai: FakeOpenAI,
+    scope: str,
+) -> None:
+    path, member, (page_path, title), sentence, line = SCOPES[scope]
+    gateway = await priced_gateway(start_gateway, fake_openai)
+    await ready_admin(gateway)
+    _, key = await new_client(gateway, "acme")
+    assert await call(gateway, key) is None
+    (row,) = await logged(gateway, 1)
+    cost = float(row["cost_usd"])  # type: ignore[arg-type]
+    async with signed_in(gateway) as admin:
+        changed = await admin.put(path, json={member: round(2.5 * cost, 2), "warn_percent": 50})
+        assert changed.status_code == 200, changed.text
+    tab = await browser.tab(gateway.base_url, WIDE, color_scheme="light")
+
+    def open_page() -> None:
+        tab.sign_in("admin", ADMIN_PASSWORD)
+        tab.open(page_path, title)
+        expect(tab.page.locator(line)).not_to_contain_text("exceeded")
+
+    def followed() -> None:
+        page = tab.page
+        expect(page.locator("#budget-alerts .budget-alert.exceeded")).to_contain_text(sentence)
+        # The page's own figure says it too, without a reload.
+        expect(page.locator(line)).to_contain_text("exceeded")
+        tab.screenshot(f"budget-{scope}-exceeded-1400-light")
+        tab.check_errors()
+
+    try:
+        await browser.run(open_page)
+        _, refused = await spend_until_refused(gateway, key)
+        assert refused.status_code == 429
+        assert refused.response.json()["error"]["code"] == "budget_exceeded"
+        await browser.run(followed)
+    finally:
+        await browser.run(tab.close)

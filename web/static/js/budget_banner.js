@@ -160,6 +160,18 @@ function stop() {
   draw();
 }
 
+/**
+ * Read a page's budget figures again when a budget it shows changes state (a feed frame):
+ * `concerns(frame)` says which, `reload()` reads them; stopped when the page is left.
+ */
+export function followBudgets(ctx, concerns, reload) {
+  const listener = (event) => {
+    if (concerns(event.detail)) reload();
+  };
+  window.addEventListener(BUDGET_EVENT, listener);
+  ctx.onLeave(() => window.removeEventListener(BUDGET_EVENT, listener));
+}
+
 /** Read the alerts again now: after a budget was changed here, which no frame may announce. */
 export function refreshBudgetAlerts() {
   return refresh();

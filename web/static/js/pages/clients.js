@@ -1,7 +1,7 @@
 // Clients: the API callers of the gateway, their keys (shown once) and their usage.
 
 import { del, get, post, put } from "../api.js";
-import { BUDGET_EVENT, refreshBudgetAlerts } from "../budget_banner.js";
+import { followBudgets, refreshBudgetAlerts } from "../budget_banner.js";
 import { budgetFields, clientSpend, periodSpend } from "../budgets.js";
 import { empty, field, h, panel, replace, stat, table } from "../dom.js";
 import * as format from "../format.js";
@@ -86,14 +86,6 @@ async function renderList(root, ctx) {
   await load();
 }
 
-/** [budget-ui] Read a page's figures again when a budget it shows changes state (a feed frame). */
-function followBudgets(ctx, concerns, reload) {
-  const listener = (event) => {
-    if (concerns(event.detail)) reload();
-  };
-  window.addEventListener(BUDGET_EVENT, listener);
-  ctx.onLeave(() => window.removeEventListener(BUDGET_EVENT, listener));
-}
 
 function newClientForm(reveal, reload) {
   const name = h("input", { name: "name", required: true, maxlength: 200, autocomplete: "off" });

@@ -2,7 +2,7 @@
 // their connection settings live and run a test call.
 
 import { get, post, put } from "../api.js";
-import { refreshBudgetAlerts } from "../budget_banner.js";
+import { followBudgets, refreshBudgetAlerts } from "../budget_banner.js";
 import { budgetFields, periodSpend } from "../budgets.js";
 import { empty, field, h, panel, replace } from "../dom.js";
 import * as format from "../format.js";
@@ -27,6 +27,18 @@ export async function render(root, ctx) {
       return h("div", { class: "grid provider-grid" }, data.map((p) => card(p, ctx, load, budgetOf(p.name))));
     });
   refresh.addEventListener("click", load);
+  // [budget-ui] A provider's budget changing state redraws its spend line alone (not the forms).
+  followBudgets(ctx, (frame) => frame.scope === "provider", async () => {
+    try {
+      const budgets = await get("/api/budgets");
+      for (const [name, budget] of Object.entries(budgets.providers || {})) {
+        const slot = list.querySelector(`[data-provider-budget="${CSS.escape(name)}"]`);
+        if (slot) replace(slot, providerSpend(budget));
+      }
+    } catch {
+      // The next frame, Refresh or a reload reads them again.
+    }
+  });
   await load();
 }
 
@@ -62,7 +74,7 @@ function card(p, ctx, reload, budget) {
       ["API key", p.api_key_configured ? "configured" : "not configured"],
       ["Key sent only to", p.key_origins ? p.key_origins.flatMap((origin, i) => [i ? ", " : null, urlCode(origin)]) : "—"],
       ["Credit balance", credit],
-      ["Monthly budget", providerSpend(budget)],
+      ["Monthly budget", h("div", { dataset: { providerBudget: p.name } }, providerSpend(budget))],
     ]),
     // A stored base URL the key may not follow (stored before keys were bound to origins).
     p.base_url_refused ? h("p", { class: "notice warn-notice", role: "status" }, `Base URL override not applied: ${p.base_url_refused}`) : null,
