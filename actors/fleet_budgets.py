@@ -166,6 +166,19 @@ class FleetBudgetLedger:
             ]
         return entry
 
+    def _keep(self, settles: dict[str, list[float]]) -> None:
+        """Put settles that did not reach Redis back, for the next round trip: spend counted
+        twice (if a timed-out one ran after all) errs on the safe side, spend lost would not."""
+        for name, entry in settles.items():
+            now = self._settles.get(name)
+            if now is None:
+                self._settles[name] = entry
+                continue
+            now[1] = max(now[1], entry[1])
+            now[2] = max(now[2], entry[2])
+            for field in (3, 4, 5):
+                now[field] += entry[field]
+
     async def _round_trip(self, live: list[_Pending]) -> None:
         settles, self._settles, self._woken = self._settles, {}, False
         if not live and not settles:
@@ -196,7 +209,11 @@ class FleetBudgetLedger:
         except (RedisDown, coredis.exceptions.RedisError) as exc:
             if not isinstance(exc, RedisDown):
                 log.exception("fleet budgets: the round trip failed; deciding in this process")
+            self._keep(settles)
             for pending in live:
+                # A timed-out script may have reserved for it: given back with the settles, or
+                # the budget would stay reserved until its period ends.
+                self.settle_nowait(pending.keys, pending.amount, [], 0.0, 0)
                 pending.done.set()  # answer None: decided locally
             return
         self.round_trips += 1

@@ -24,7 +24,9 @@ def _fleet_config(fake: FakeOpenAI, redis_url: str, name: str) -> dict[str, Any]
             "openai": {"base_url": fake.base_url, "api_key": DEFAULT_API_KEY, "timeout_s": 5}
         },
         "models": {"fast": {"provider": "openai", "model": "gpt-4o-mini"}},
-        "cluster": {"redis_url": redis_url, "instance_name": name},
+        # "refuse": a Redis slow to answer on a loaded machine must not let either gateway
+        # decide alone (the "local" policy's documented per-process budgets).
+        "cluster": {"redis_url": redis_url, "instance_name": name, "on_redis_down": "refuse"},
     }
 
 
@@ -55,15 +57,17 @@ async def test_two_gateways_share_one_client_budget(
             outcomes.append("ok")
         except openai.RateLimitError as exc:
             outcomes.append(str(exc.code))
+        except openai.InternalServerError as exc:  # 503 while Redis did not answer
+            outcomes.append(str(exc.status_code))
 
     for _wave in range(30):
-        before = outcomes.count("ok")
+        before = len(outcomes)
         async with trio.open_nursery() as nursery:
             for n in range(40):
                 nursery.start_soon(one, a if n % 2 else b)
-        if outcomes.count("ok") == before:
+        if set(outcomes[before:]) == {"budget_exceeded"}:
             break
-    assert set(outcomes) == {"ok", "budget_exceeded"}
+    assert {"ok", "budget_exceeded"} <= set(outcomes) <= {"ok", "budget_exceeded", "503"}
     with trio.fail_after(10):
         while True:
             rows = await a.gateway.reads.run(partial(queries.recent_requests, limit=5000))
@@ -73,7 +77,10 @@ async def test_two_gateways_share_one_client_budget(
     costs = [float(row["cost_usd"]) for row in rows if row["status"] == "ok"]
     assert len(costs) == outcomes.count("ok")
     # Each gateway alone would have let a whole budget through: together they stop at one.
-    assert budget <= sum(costs) <= budget + max(costs)
+    assert sum(costs) <= budget + max(costs)
+    if "503" not in outcomes:
+        # (a reservation whose answer a slow Redis lost is given back, but may hold a moment)
+        assert sum(costs) >= budget
     for gateway in (a, b):
         parts = gateway.gateway
         assert parts.budgets is not None
