@@ -6,8 +6,10 @@ import { get } from "./api.js";
 import { alertText } from "./budgets.js";
 import { h, replace } from "./dom.js";
 
-// A fallback read, for what no frame says: a budget raised or removed, a period that reset.
-const REFRESH_EVERY_MS = 60_000;
+// A fallback read, for what no frame says: a budget raised or removed elsewhere, a period that
+// reset, and a budget crossed in another process of a fleet (its frame reaches that process's
+// feeds only). The answer is the keeper's memory: cheap to ask this often.
+const REFRESH_EVERY_MS = 15_000;
 const BACKOFF_MS = [1000, 2000, 5000, 10000, 30000];
 const DISMISSED_KEY = "llm-proxy.budget-alerts-dismissed";
 
