@@ -2,7 +2,7 @@
 
 import { del, get, post, put } from "../api.js";
 import { followBudgets, refreshBudgetAlerts } from "../budget_banner.js";
-import { budgetFields, clientSpend, periodSpend } from "../budgets.js";
+import { DEFAULT_WARN_PERCENT, budgetFields, clientSpend, periodSpend } from "../budgets.js";
 import { empty, field, h, panel, replace, stat, table } from "../dom.js";
 import * as format from "../format.js";
 import { badge, confirmButton, failed, flash, keyValues, numberInput, numberOrNull, revealSecret } from "../widgets.js";
@@ -36,7 +36,7 @@ function budgetView(client) {
     none ? h("p", { class: "hint" }, "No budget: its calls are not stopped for spend.") : null,
     periodSpend({ period: "day", spent: spend.day_usd, limit: client.budget_day_usd, warnPercent: warn, unpriced: spend.day_unpriced_calls, resetsAtMs: spend.day_resets_at_ms }),
     periodSpend({ period: "month", spent: spend.month_usd, limit: client.budget_month_usd, warnPercent: warn, unpriced: spend.month_unpriced_calls, resetsAtMs: spend.month_resets_at_ms }),
-    none ? null : h("p", { class: "hint" }, `Warns at ${warn ?? 80}% of a budget; past a budget its calls get 429 until the period resets (UTC).`),
+    none ? null : h("p", { class: "hint" }, `Warns at ${warn ?? DEFAULT_WARN_PERCENT}% of a budget; past a budget its calls get 429 until the period resets (UTC).`),
   );
 }
 
@@ -85,7 +85,6 @@ async function renderList(root, ctx) {
   followBudgets(ctx, (frame) => frame.scope === "client", load);
   await load();
 }
-
 
 function newClientForm(reveal, reload) {
   const name = h("input", { name: "name", required: true, maxlength: 200, autocomplete: "off" });
