@@ -2,6 +2,7 @@
 // Pages are modules under pages/ exporting `render(root, ctx)`.
 
 import { get, post, setHandlers } from "./api.js";
+import { followSession } from "./budget_banner.js";
 import { failure, h, loading, replace } from "./dom.js";
 
 const PAGES = [
@@ -60,6 +61,7 @@ function renderChrome(active) {
   const nav = document.getElementById("nav");
   const who = document.getElementById("who");
   const session = state.session;
+  followSession(session); // [budget-ui] the budget banner runs while someone is signed in
   if (!session || session.must_change_password) {
     replace(nav);
     replace(who);

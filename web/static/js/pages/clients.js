@@ -1,6 +1,8 @@
 // Clients: the API callers of the gateway, their keys (shown once) and their usage.
 
 import { del, get, post, put } from "../api.js";
+import { followBudgets, refreshBudgetAlerts } from "../budget_banner.js";
+import { DEFAULT_WARN_PERCENT, budgetFields, clientSpend, periodSpend } from "../budgets.js";
 import { empty, field, h, panel, replace, stat, table } from "../dom.js";
 import * as format from "../format.js";
 import { badge, confirmButton, failed, flash, keyValues, numberInput, numberOrNull, revealSecret } from "../widgets.js";
@@ -17,6 +19,25 @@ function limits(client) {
   const tpm = client.tokens_per_minute;
   if (rpm === null && tpm === null) return `default (${format.count(client.effective_rate_limit_per_minute)} rpm)`;
   return `${limitText(rpm, client.effective_rate_limit_per_minute, "rpm")} · ${limitText(tpm, null, "tpm")}`;
+}
+
+// [budget-ui] The budget members of a client's create and change bodies.
+const CLIENT_BUDGET_NAMES = { day: "budget_day_usd", month: "budget_month_usd", warn: "budget_warn_percent" };
+
+/** [budget-ui] A client's budgets on its page: each period against its limit, the warn share. */
+function budgetView(client) {
+  const spend = client.spend || {};
+  const warn = client.budget_warn_percent;
+  const none = client.budget_day_usd == null && client.budget_month_usd == null;
+  return h(
+    "div",
+    {},
+    h("h2", {}, "Budget"),
+    none ? h("p", { class: "hint" }, "No budget: its calls are not stopped for spend.") : null,
+    periodSpend({ period: "day", spent: spend.day_usd, limit: client.budget_day_usd, warnPercent: warn, unpriced: spend.day_unpriced_calls, resetsAtMs: spend.day_resets_at_ms }),
+    periodSpend({ period: "month", spent: spend.month_usd, limit: client.budget_month_usd, warnPercent: warn, unpriced: spend.month_unpriced_calls, resetsAtMs: spend.month_resets_at_ms }),
+    none ? null : h("p", { class: "hint" }, `Warns at ${warn ?? DEFAULT_WARN_PERCENT}% of a budget; past a budget its calls get 429 until the period resets (UTC).`),
+  );
 }
 
 function activeBadge(client) {
@@ -54,12 +75,14 @@ async function renderList(root, ctx) {
           { label: "Keys", value: (c) => format.count(c.key_count), class: "num" },
           { label: "Requests 24 h", value: (c) => format.count(c.usage_24h.requests), class: "num" },
           { label: "Cost 24 h", value: (c) => (c.usage_24h.requests ? format.money(c.usage_24h.cost_usd) : "—"), class: "num" },
+          { label: "Budget", value: clientSpend, class: "budget" },
           { label: "Last used", value: (c) => format.ago(c.last_used_at) },
         ],
         data,
         { caption: `${data.length} client${data.length === 1 ? "" : "s"}; usage over the last 24 hours` },
       );
     });
+  followBudgets(ctx, (frame) => frame.scope === "client", load);
   await load();
 }
 
@@ -68,6 +91,7 @@ function newClientForm(reveal, reload) {
   const description = h("input", { name: "description", maxlength: 1000, autocomplete: "off" });
   const rpm = numberInput("rate_limit_per_minute");
   const tpm = numberInput("tokens_per_minute");
+  const [budgets, readBudgets] = budgetFields(CLIENT_BUDGET_NAMES);
   const message = h("div", { "aria-live": "polite" });
   const submit = h("button", { type: "submit", class: "btn primary" }, "Create client");
   const form = h(
@@ -83,6 +107,7 @@ function newClientForm(reveal, reload) {
       field("Requests per minute", rpm, "Empty: the default. 0: unlimited."),
       field("Tokens per minute", tpm, "Empty: the default. 0: unlimited."),
     ),
+    budgets,
     submit,
   );
   form.addEventListener("submit", async (event) => {
@@ -99,6 +124,7 @@ function newClientForm(reveal, reload) {
         description: description.value.trim(),
         rate_limit_per_minute: numberOrNull(rpm),
         tokens_per_minute: numberOrNull(tpm),
+        ...readBudgets(),
       });
       form.reset();
       flash(message, "ok", `Client “${client.name}” created.`);
@@ -131,6 +157,7 @@ async function renderDetail(root, ctx, id) {
   const overview = h("div", { class: "card" });
   const keys = h("div", { class: "card" });
   const usage = h("div", { class: "card" });
+  const budget = h("div", { class: "card budget-card" });
   const admin = h("div", { class: "manage-stack" });
   replace(
     root,
@@ -138,6 +165,7 @@ async function renderDetail(root, ctx, id) {
     message,
     reveal,
     h("div", { class: "grid detail-grid" }, overview, usage),
+    budget,
     keys,
     admin,
   );
@@ -147,6 +175,7 @@ async function renderDetail(root, ctx, id) {
     panel(overview, async () => {
       client = await get(base);
       replace(title, client.name);
+      replace(budget, budgetView(client));
       if (ctx.isAdmin) replace(admin, editForm(), dangerZone());
       return h(
         "div",
@@ -190,6 +219,11 @@ async function renderDetail(root, ctx, id) {
     const description = h("input", { name: "description", maxlength: 1000, value: client.description, autocomplete: "off" });
     const rpm = numberInput("rate_limit_per_minute", client.rate_limit_per_minute, { placeholder: "default" });
     const tpm = numberInput("tokens_per_minute", client.tokens_per_minute, { placeholder: "default" });
+    const [budgets, readBudgets] = budgetFields(CLIENT_BUDGET_NAMES, {
+      day: client.budget_day_usd,
+      month: client.budget_month_usd,
+      warn: client.budget_warn_percent,
+    });
     const formMessage = h("div", { "aria-live": "polite" });
     const submit = h("button", { type: "submit", class: "btn primary" }, "Save changes");
     const form = h(
@@ -205,6 +239,7 @@ async function renderDetail(root, ctx, id) {
         field("Requests per minute", rpm, "Empty: the default. 0: unlimited."),
         field("Tokens per minute", tpm, "Empty: the default. 0: unlimited."),
       ),
+      budgets,
       submit,
     );
     form.addEventListener("submit", async (event) => {
@@ -221,7 +256,9 @@ async function renderDetail(root, ctx, id) {
           description: description.value.trim(),
           rate_limit_per_minute: numberOrNull(rpm),
           tokens_per_minute: numberOrNull(tpm),
+          ...readBudgets(),
         });
+        refreshBudgetAlerts();
         flash(message, "ok", "Changes saved.");
         await loadClient();
       } catch (error) {
@@ -357,5 +394,14 @@ async function renderDetail(root, ctx, id) {
       );
     });
 
+  // Only the budget card: reloading the details would also redraw an edit form being filled in.
+  followBudgets(
+    ctx,
+    (frame) => frame.scope === "client" && frame.id === id,
+    () =>
+      get(base)
+        .then((fresh) => replace(budget, budgetView(fresh)))
+        .catch(() => {}), // the next frame or a reload tries again
+  );
   await Promise.all([loadClient(), loadKeys(), loadUsage()]);
 }

@@ -2,6 +2,8 @@
 // their connection settings live and run a test call.
 
 import { get, post, put } from "../api.js";
+import { followBudgets, refreshBudgetAlerts } from "../budget_banner.js";
+import { budgetFields, periodSpend } from "../budgets.js";
 import { empty, field, h, panel, replace } from "../dom.js";
 import * as format from "../format.js";
 import { reachBadge } from "../reach.js";
@@ -20,15 +22,28 @@ export async function render(root, ctx) {
   replace(root, h("div", { class: "page-head" }, h("h1", { id: "page-title" }, "Providers"), refresh), list);
   const load = () =>
     panel(list, async () => {
-      const { data } = await get("/api/providers");
+      const [{ data }, budgets] = await Promise.all([get("/api/providers"), get("/api/budgets")]);
       if (!data.length) return empty("No providers are configured.");
-      return h("div", { class: "grid provider-grid" }, data.map((p) => card(p, ctx, load)));
+      const budgetOf = (name) => (budgets.providers || {})[name] || { month_usd: null, warn_percent: null, spend: {} };
+      return h("div", { class: "grid provider-grid" }, data.map((p) => card(p, ctx, load, budgetOf(p.name))));
     });
   refresh.addEventListener("click", load);
+  // [budget-ui] A provider's budget changing state redraws its spend line alone (not the forms).
+  followBudgets(ctx, (frame) => frame.scope === "provider", async () => {
+    try {
+      const budgets = await get("/api/budgets");
+      for (const [name, budget] of Object.entries(budgets.providers || {})) {
+        const slot = list.querySelector(`[data-provider-budget="${CSS.escape(name)}"]`);
+        if (slot) replace(slot, providerSpend(budget));
+      }
+    } catch {
+      // The next frame, Refresh or a reload reads them again.
+    }
+  });
   await load();
 }
 
-function card(p, ctx, reload) {
+function card(p, ctx, reload, budget) {
   const path = `/api/providers/${encodeURIComponent(p.name)}`;
   const message = h("div", { "aria-live": "polite" });
   const stats = p.statistics;
@@ -61,6 +76,7 @@ function card(p, ctx, reload) {
       ["API key", p.api_key_configured ? "configured" : "not configured"],
       ["Key sent only to", p.key_origins ? p.key_origins.flatMap((origin, i) => [i ? ", " : null, urlCode(origin)]) : "—"],
       ["Credit balance", credit],
+      ["Monthly budget", h("div", { dataset: { providerBudget: p.name } }, providerSpend(budget))],
     ]),
     // A stored base URL the key may not follow (stored before keys were bound to origins).
     p.base_url_refused ? h("p", { class: "notice warn-notice", role: "status" }, `Base URL override not applied: ${p.base_url_refused}`) : null,
@@ -93,8 +109,50 @@ function card(p, ctx, reload) {
   } else {
     actions.append(h("p", { class: "hint" }, "Disabled in the config file: enable it there (with its API key) and restart."));
   }
-  section.append(actions, settingsForm(p, act), creditForm(p, act));
+  section.append(actions, settingsForm(p, act), creditForm(p, act), budgetForm(p, budget, reload));
   return section;
+}
+
+/** [budget-ui] The operator's monthly bill for this provider against its budget, if it has one. */
+function providerSpend(budget) {
+  const spend = budget.spend || {};
+  return h(
+    "div",
+    { class: "budget-cell" },
+    budget.month_usd == null ? h("span", { class: "hint" }, "No budget") : null,
+    periodSpend({ period: "month", spent: spend.month_usd, limit: budget.month_usd, warnPercent: budget.warn_percent, unpriced: spend.month_unpriced_calls, resetsAtMs: spend.month_resets_at_ms }),
+  );
+}
+
+/** [budget-ui] The provider's monthly budget, beside its credit (PUT /api/budgets/providers/…). */
+function budgetForm(p, budget, reload) {
+  const message = h("div", { "aria-live": "polite" });
+  const [fields, read] = budgetFields({ month: "month_usd", warn: "warn_percent" }, { month: budget.month_usd, warn: budget.warn_percent, withDay: false });
+  const submit = h("button", { type: "submit", class: "btn primary" }, "Save budget");
+  const form = h(
+    "form",
+    { class: "budget-form", novalidate: true },
+    message,
+    h("p", { class: "hint" }, "Past it, calls routed to this provider are refused until the month ends (UTC)."),
+    fields,
+    submit,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    submit.disabled = true;
+    try {
+      await put(`/api/budgets/providers/${encodeURIComponent(p.name)}`, read());
+      refreshBudgetAlerts();
+      await reload();
+    } catch (error) {
+      failed(message, error);
+      submit.disabled = false;
+      return;
+    }
+    const fresh = document.querySelector(`.provider-card[data-provider="${CSS.escape(p.name)}"] [aria-live]`);
+    if (fresh) flash(fresh, "ok", "Budget saved.");
+  });
+  return h("details", { class: "disclosure" }, h("summary", {}, "Monthly budget"), form);
 }
 
 function testButton(p, path) {

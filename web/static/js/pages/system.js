@@ -1,6 +1,7 @@
 // System: the gateway's health, its recent log lines, backups and the effective configuration.
 
 import { get, post } from "../api.js";
+import { globalBudgetCard } from "../budget_global.js";
 import { empty, h, panel, replace, stat, table } from "../dom.js";
 import * as format from "../format.js";
 import { badge, failed, keyValues } from "../widgets.js";
@@ -78,6 +79,7 @@ export async function render(root, ctx) {
   const refreshHealth = h("button", { type: "button", class: "btn" }, "Refresh");
   const refreshLogs = h("button", { type: "button", class: "btn" }, "Refresh");
   const backupMessage = h("div", { "aria-live": "polite" });
+  const globalBudget = globalBudgetCard(ctx); // [budget-ui]
 
   const loadHealth = () => panel(health, healthView);
   const loadLogs = () => panel(logs, logsView);
@@ -115,12 +117,13 @@ export async function render(root, ctx) {
     root,
     h("div", { class: "page-head" }, h("h1", { id: "page-title" }, "System")),
     section("Health", health, refreshHealth),
+    globalBudget.card,
     section("Recent log lines", logs, refreshLogs),
     section("Backups", h("div", {}, backupMessage, backupControls, backups)),
     section("Settings", settings),
   );
 
-  await Promise.all([loadHealth(), loadLogs(), loadBackups(), panel(settings, settingsView)]);
+  await Promise.all([loadHealth(), globalBudget.load(), loadLogs(), loadBackups(), panel(settings, settingsView)]);
 }
 
 // SQLite: the file and its WAL; PostgreSQL: the server (its URL without the password).
