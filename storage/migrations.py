@@ -316,10 +316,11 @@ _V8_ENDPOINT_INSTANCE_ROLLUP = rollup_migration(
 )
 
 # Version 9, spend control: a client's daily and monthly USD budgets (NULL: none) and the percent
-# of either at which it warns; the gateway-wide budget and each provider's monthly one (the operator's bill per
-# upstream) in a table of their own rather than in ``settings`` (whose rows the dashboard's
-# settings API may write as free JSON) or ``provider_settings`` (overrides of the file config,
-# keyed by providers that exist now): a budget keeps its CHECKs and outlives a provider's removal.
+# of either at which it warns; the gateway-wide budget and each provider's monthly one (the
+# operator's bill per upstream) in a table of their own rather than in ``settings`` (whose rows
+# the dashboard's settings API may write as free JSON) or ``provider_settings`` (overrides of the
+# file config, keyed by providers that exist now): a budget keeps its CHECKs and outlives a
+# provider's removal.
 # scope 'global' has the one row named ''; a provider's budget is monthly only.
 _V9_BUDGETS = """
 ALTER TABLE clients ADD COLUMN budget_day_usd REAL CHECK (budget_day_usd > 0);
