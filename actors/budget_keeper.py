@@ -38,7 +38,14 @@ from proxy.budgets import (
 )
 from proxy.errors import BudgetExceeded, ServiceUnavailable
 from storage.audit import record_audit
-from storage.budgets import ClientBudget, ScopeBudget, client_budgets, scope_budgets, spend_since
+from storage.budgets import (
+    ClientBudget,
+    ScopeBudget,
+    SpendRow,
+    client_budgets,
+    scope_budgets,
+    spend_since,
+)
 from storage.reads import ReadPool
 from storage.sql import Connection
 from storage.writer import StorageWriter
@@ -143,6 +150,7 @@ class BudgetKeeper:
             _AUDIT_QUEUE
         )
         self._closed = trio.Event()
+        self._seeded = False  # the tallies hold the database's spend as of the start
 
     # -- the actor -------------------------------------------------------------------------------
 
@@ -184,32 +192,54 @@ class BudgetKeeper:
     async def refresh(self) -> None:
         """Read the budgets from the database now (after a change made here or elsewhere)."""
         loaded = await self._reads.run(_load)
-        self._limits = _limits(loaded)
+        limits = _limits(loaded)
+        added = [key for key in limits if key not in self._limits]
+        self._limits = limits
         self._scopes = loaded.scopes
+        if added and self._seeded:
+            await self._catch_up(added)
+
+    async def _catch_up(self, keys: list[BudgetKey]) -> None:
+        """Bring the tallies of budgets just set up to what the database holds: this process
+        counted only its own calls since it started, and a fleet's Redis is seeded from this
+        count, so the other processes' and hosts' spend would otherwise be missed."""
+        now = self.now_ms()
+        spend = await self._spend_in_database(now, {key.period for key in keys})
+        for key in keys:
+            cost, unpriced = spend.get(key, (0.0, 0))
+            tally = self._tallies.get(key, now)
+            # The larger: calls of this process may not have reached the database yet.
+            tally.spent_usd = max(tally.spent_usd, cost)
+            tally.unpriced_calls = max(tally.unpriced_calls, unpriced)
 
     def now_ms(self) -> int:
         """The budgets' clock."""
         return self._clock() if self._clock is not None else wall_ms()
 
-    async def _seed(self) -> None:
-        now = self.now_ms()
-        day_start, _ = period_bounds("day", now)
-        month_start, _ = period_bounds("month", now)
-        days = await self._reads.run(partial(spend_since, since_ms=day_start))
-        months = await self._reads.run(partial(spend_since, since_ms=month_start))
-        for period, rows in (("day", days), ("month", months)):
-            sums: dict[BudgetKey, list[float]] = {}
+    async def _spend_in_database(
+        self, now: int, periods: set[Period]
+    ) -> dict[BudgetKey, tuple[float, int]]:
+        """Every scope's spend and unpriced calls in the current ``periods``, as logged."""
+        sums: dict[BudgetKey, tuple[float, int]] = {}
+        for period in sorted(periods):
+            start, _ = period_bounds(period, now)
+            rows: list[SpendRow] = await self._reads.run(partial(spend_since, since_ms=start))
             for row in rows:
                 for key in (
-                    BudgetKey("client", row.client_id, period),  # type: ignore[arg-type]
-                    BudgetKey("global", "", period),  # type: ignore[arg-type]
-                    BudgetKey("provider", row.provider, period),  # type: ignore[arg-type]
+                    BudgetKey("client", row.client_id, period),
+                    BudgetKey("global", "", period),
+                    BudgetKey("provider", row.provider, period),
                 ):
-                    total = sums.setdefault(key, [0.0, 0])
-                    total[0] += row.cost_usd
-                    total[1] += row.unpriced_calls
-            for key, (cost, unpriced) in sums.items():
-                self._tallies.seed(key, now, cost, int(unpriced))
+                    cost, unpriced = sums.get(key, (0.0, 0))
+                    sums[key] = (cost + row.cost_usd, unpriced + row.unpriced_calls)
+        return sums
+
+    async def _seed(self) -> None:
+        now = self.now_ms()
+        spend = await self._spend_in_database(now, {"day", "month"})
+        for key, (cost, unpriced) in spend.items():
+            self._tallies.seed(key, now, cost, unpriced)
+        self._seeded = True
         # What stood before the start was announced by whoever saw it cross: not again.
         for key, budget in self._limits.items():
             tally = self._tallies.get(key, now)

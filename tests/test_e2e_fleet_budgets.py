@@ -103,3 +103,54 @@ async def _announced_once(gateway: RunningService) -> None:
     audits = await gateway.gateway.reads.run(partial(list_audit, limit=1000))
     actions = sorted(row.action for row in audits if row.action.startswith("budget."))
     assert actions == ["budget.exceeded", "budget.warning"]
+
+
+async def test_a_budget_set_mid_period_counts_what_the_other_gateway_already_spent(
+    start_gateway: StartGateway, fake_openai: FakeOpenAI, redis: RedisServer
+) -> None:
+    a = await start_gateway(_fleet_config(fake_openai, redis.url, "a"))
+    b = await start_gateway(_fleet_config(fake_openai, redis.url, "b"))
+    async with signed_in(a) as admin:
+        made = await admin.post("/api/clients", json={"name": "acme", "rate_limit_per_minute": 0})
+        assert made.status_code == 201, made.text
+        client_id, key = made.json()["id"], made.json()["token"]
+
+        async def call(gateway: RunningService) -> str:
+            client = openai.AsyncOpenAI(
+                base_url=gateway.base_url + "/v1", api_key=key, max_retries=0
+            )
+            try:
+                await client.chat.completions.create(model="fast", messages=HELLO, max_tokens=10)
+            except openai.RateLimitError as exc:
+                return str(exc.code)
+            return "ok"
+
+        # Spent through b before any budget exists: only b counted it, and the database has it.
+        assert [await call(b) for _ in range(20)] == ["ok"] * 20
+        with trio.fail_after(10):
+            while len(rows := await _answered(a)) < 20:
+                await trio.sleep(0.05)
+        per_call = max(rows)
+        budget = 25 * per_call
+        changed = await admin.put(f"/api/clients/{client_id}", json={"budget_day_usd": budget})
+        assert changed.status_code == 200, changed.text
+    outcomes: list[str] = []
+
+    async def through_a() -> None:
+        outcomes.append(await call(a))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(40):
+            nursery.start_soon(through_a)
+    with trio.fail_after(10):
+        while len(rows := await _answered(a)) < 20 + outcomes.count("ok"):
+            await trio.sleep(0.05)
+    # About five more fit; a gateway that knew only its own spend would have let 25 through.
+    assert outcomes.count("ok") >= 1
+    assert sum(rows) <= budget + per_call
+
+
+async def _answered(gateway: RunningService) -> list[float]:
+    """The cost of every answered call in the shared database."""
+    rows = await gateway.gateway.reads.run(partial(queries.recent_requests, limit=5000))
+    return [float(str(row["cost_usd"])) for row in rows if row["status"] == "ok"]
