@@ -207,10 +207,8 @@ class BudgetKeeper:
         spend = await self._spend_in_database(now, {key.period for key in keys})
         for key in keys:
             cost, unpriced = spend.get(key, (0.0, 0))
-            tally = self._tallies.get(key, now)
-            # The larger: calls of this process may not have reached the database yet.
-            tally.spent_usd = max(tally.spent_usd, cost)
-            tally.unpriced_calls = max(tally.unpriced_calls, unpriced)
+            # Never lower: calls of this process may not have reached the database yet.
+            self._tallies.get(key, now).follow(cost, unpriced)
 
     def now_ms(self) -> int:
         """The budgets' clock."""
@@ -243,7 +241,7 @@ class BudgetKeeper:
         # What stood before the start was announced by whoever saw it cross: not again.
         for key, budget in self._limits.items():
             tally = self._tallies.get(key, now)
-            tally.announced = state_of(budget, tally.spent_usd)
+            tally.announce(state_of(budget, tally.spent_usd))
 
     # -- admission and settlement ----------------------------------------------------------------
 
@@ -267,16 +265,14 @@ class BudgetKeeper:
                 now = self.now_ms()
                 for key, (spent, _reserved) in zip(limited, answer.figures, strict=True):
                     # The fleet's count is the truth; this process's follows it.
-                    self._tallies.get(key, now).spent_usd = max(
-                        spent, self._tallies.get(key, now).spent_usd
-                    )
+                    self._tallies.get(key, now).follow(spent)
                 if answer.refused:
                     key = limited[answer.refused - 1]
-                    tally = self._tallies.get(key, now)
-                    tally.reserved_usd = answer.figures[answer.refused - 1][1]
+                    spent, reserved = answer.figures[answer.refused - 1]
                     self._refusals[key.scope] += 1
-                    raise _refusal(self._limits[key], tally, now)
-                hold.fleet_places += [(key.name, key.end_ms) for key in sent]
+                    end_ms = self._tallies.get(key, now).end_ms
+                    raise _refusal(self._limits[key], spent, reserved, end_ms, now)
+                hold.reserved_in_fleet([(key.name, key.end_ms) for key in sent])
                 for key in keys:
                     self._tallies.reserve(hold, key, now)
                 return hold
@@ -332,10 +328,7 @@ class BudgetKeeper:
             return
         for key in keys:
             tally = self._tallies.get(key, now)
-            if cost_usd is not None:
-                tally.spent_usd += cost_usd
-            if unpriced:
-                tally.unpriced_calls += 1
+            tally.count(cost_usd, unpriced=unpriced)
             budget = self._limits.get(key)
             if budget is not None:
                 self._announce_if_crossed(budget, tally)
@@ -366,7 +359,7 @@ class BudgetKeeper:
             # A nano-dollar of slack: ten reservations of 0.1 sum to 0.9999999999999999.
             if tally.spent_usd + tally.reserved_usd >= budget.limit_usd - _SLACK_USD:
                 self._refusals[key.scope] += 1
-                raise _refusal(budget, tally, now)
+                raise _refusal(budget, tally.spent_usd, tally.reserved_usd, tally.end_ms, now)
 
     # -- warnings --------------------------------------------------------------------------------
 
@@ -374,7 +367,7 @@ class BudgetKeeper:
         state = state_of(budget, tally.spent_usd)
         if state.rank <= tally.announced.rank:
             return
-        tally.announced = state
+        tally.announce(state)
         alert = {**_alert(budget, tally, state), "label": describe(budget)}
         try:
             # Announced by the actor's task: with Redis, only the fleet's first process to see
@@ -488,15 +481,16 @@ def _alert(budget: Budget, tally: Tally, state: BudgetState) -> dict[str, object
     }
 
 
-def _refusal(budget: Budget, tally: Tally, now: int) -> BudgetExceeded:
-    wait_s = max(1, -(-(tally.end_ms - now) // 1000))
+def _refusal(
+    budget: Budget, spent_usd: float, reserved_usd: float, end_ms: int, now: int
+) -> BudgetExceeded:
+    """The 429 of a call past ``budget``: what is spent and reserved, and when it resets."""
+    wait_s = max(1, -(-(end_ms - now) // 1000))
     reserved = (
-        f" (with {tally.reserved_usd:.6g} USD reserved by calls under way)"
-        if tally.reserved_usd > 0
-        else ""
+        f" (with {reserved_usd:.6g} USD reserved by calls under way)" if reserved_usd > 0 else ""
     )
     return BudgetExceeded(
         f"The {describe(budget)} budget of {budget.limit_usd:.6g} USD is used up:"
-        f" {tally.spent_usd:.6g} USD spent{reserved}. It resets at {iso_utc(tally.end_ms)}.",
+        f" {spent_usd:.6g} USD spent{reserved}. It resets at {iso_utc(end_ms)}.",
         headers={"retry-after": str(wait_s)},
     )

@@ -26,6 +26,23 @@ class Tally:
     announced: BudgetState = BudgetState.OK
     """The worst state already announced this period (each is announced once)."""
 
+    def follow(self, spent_usd: float, unpriced_calls: int = 0) -> None:
+        """Raise the spend to what a fuller count says (the database's, the fleet's): never
+        lower, as this process's own calls may not be in that count yet."""
+        self.spent_usd = max(self.spent_usd, spent_usd)
+        self.unpriced_calls = max(self.unpriced_calls, unpriced_calls)
+
+    def count(self, cost_usd: float | None, *, unpriced: bool) -> None:
+        """Add one call's cost (None: nothing billed), or one unpriced call."""
+        if cost_usd is not None:
+            self.spent_usd += cost_usd
+        if unpriced:
+            self.unpriced_calls += 1
+
+    def announce(self, state: BudgetState) -> None:
+        """Record ``state`` as announced for this period."""
+        self.announced = state
+
 
 @dataclass(slots=True)
 class Hold:
@@ -35,6 +52,10 @@ class Hold:
     places: list[tuple[BudgetKey, int]] = field(default_factory=list)
     fleet_places: list[tuple[str, int]] = field(default_factory=list)
     """The Redis keys (with their period's end) it is reserved in too, settled there."""
+
+    def reserved_in_fleet(self, places: list[tuple[str, int]]) -> None:
+        """Note the Redis keys (with their period's end) the fleet reserved it in."""
+        self.fleet_places += places
 
 
 class Tallies:

@@ -311,8 +311,7 @@ class ProviderActor:
         if error is None:
             reach.answered(now, via="probe")
         elif isinstance(error, trio.TooSlowError):
-            reach.failed(now, None, via="probe")
-            reach.reason = "timeout"
+            reach.failed(now, None, via="probe", reason="timeout")
         elif error.status >= 500:
             reach.failed(now, error, via="probe")
         else:

@@ -173,7 +173,7 @@ class CallGate:
             self.breaker.record_success(now)
             reach = self.reach
             if reach.call_ok:
-                reach.at = now  # as the last call said: only its time moves
+                reach.answered_again(now)
             else:
                 reach.answered(now)
         elif call.outcome is Outcome.FAILURE:

@@ -335,20 +335,19 @@ class _TransportErrors:
         if isinstance(exc, httpx.TimeoutException):
             phase = type(exc).__name__.removesuffix("Timeout").lower() or "call"
             error = UpstreamTimeout(f"Upstream {provider} timed out ({phase}).")
-            error.unreached_because = f"{phase} timeout" if phase != "call" else "timeout"
-            raise error from None
+            raise error.upstream_unreached(
+                f"{phase} timeout" if phase != "call" else "timeout"
+            ) from None
         if isinstance(exc, httpx.RemoteProtocolError):
             error = UpstreamError(
                 f"Upstream {provider} broke the connection: {exc}", code="upstream_stream_cut"
             )
-            error.unreached_because = "connection cut"
-            raise error from None
+            raise error.upstream_unreached("connection cut") from None
         error = UpstreamError(
             f"Upstream {provider} could not be reached: {type(exc).__name__}: {exc}",
             code="upstream_connection_error",
         )
-        error.unreached_because = unreached_because(exc)
-        raise error from None
+        raise error.upstream_unreached(unreached_because(exc)) from None
 
 
 async def _read_capped(response: httpx.Response, limit: int, provider: str) -> bytes:

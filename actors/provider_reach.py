@@ -73,13 +73,20 @@ class Reachability:
         self.at, self.reachable, self.via, self.call_ok = now, True, via, False
         self.status, self.reason = error.upstream_status, _answer_reason(error)
 
-    def failed(self, now: float, error: BaseException | None, via: Via = "call") -> None:
-        """The upstream could not be reached or used (``error``: why, when known)."""
+    def failed(
+        self, now: float, error: BaseException | None, via: Via = "call", reason: str = "failed"
+    ) -> None:
+        """The upstream could not be reached or used (``error``: why, when known; else
+        ``reason``)."""
         self.at, self.reachable, self.via, self.call_ok = now, False, via, False
         if isinstance(error, GatewayError):
             self.status, self.reason = error.upstream_status, failure_reason(error)
         else:
-            self.status, self.reason = None, "failed"
+            self.status, self.reason = None, reason
+
+    def answered_again(self, now: float) -> None:
+        """Another successful call after a successful call: only its time moves (hot path)."""
+        self.at = now
 
     def idle_for(self, now: float, since: float) -> float:
         """Seconds since the last contact, or since ``since`` (the actor's start) if none."""

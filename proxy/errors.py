@@ -8,7 +8,7 @@ whether a retry of the same request can help (:attr:`GatewayError.retryable`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import msgspec
 
@@ -62,6 +62,16 @@ class GatewayError(Exception):
         self.headers: dict[str, str] = dict(headers or {})
         if not self.retryable:
             self.headers["x-should-retry"] = "false"
+
+    def upstream_answered(self, status: int) -> Self:
+        """Note the HTTP status the upstream answered with (this error is its answer mapped)."""
+        self.upstream_status = status
+        return self
+
+    def upstream_unreached(self, because: str) -> Self:
+        """Note why the upstream could not be reached at all ("connection refused")."""
+        self.unreached_because = because
+        return self
 
     def detail(self) -> ErrorDetail:
         """The error as the inner object of the wire shape."""

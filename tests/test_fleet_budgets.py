@@ -51,24 +51,26 @@ async def test_a_client_budget_holds_under_waves_of_40_calls_over_two_processes(
     key = await create_client(
         config, database, "spender", "--rpm", "0", "--budget-day", str(BUDGET_USD)
     )
-    async with running_fleet(config, database, tmp_path, 2) as servers:
-        async with httpx.AsyncClient(timeout=30) as client:
+    async with (
+        running_fleet(config, database, tmp_path, 2) as servers,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
 
-            async def one(n: int) -> None:
-                answer = await chat(client, servers[n % 2], key)
-                statuses.append(answer.status_code)
-                if answer.status_code == 429:
-                    codes.append(answer.json()["error"]["code"])
-                    assert int(answer.headers["retry-after"]) >= 1
+        async def one(n: int) -> None:
+            answer = await chat(client, servers[n % 2], key)
+            statuses.append(answer.status_code)
+            if answer.status_code == 429:
+                codes.append(answer.json()["error"]["code"])
+                assert int(answer.headers["retry-after"]) >= 1
 
-            # Waves of 40 concurrent calls until a whole wave is refused: the budget is spent.
-            for _wave in range(40):
-                before = len(statuses)
-                async with trio.open_nursery() as nursery:
-                    for n in range(WAVE):
-                        nursery.start_soon(one, n)
-                if set(statuses[before:]) == {429}:
-                    break
+        # Waves of 40 concurrent calls until a whole wave is refused: the budget is spent.
+        for _wave in range(40):
+            before = len(statuses)
+            async with trio.open_nursery() as nursery:
+                for n in range(WAVE):
+                    nursery.start_soon(one, n)
+            if set(statuses[before:]) == {429}:
+                break
     assert set(codes) == {"budget_exceeded"}
     assert set(statuses) <= {200, 429, 503}
     assert set(statuses[-WAVE:]) == {429}, "the budget was never reached"

@@ -44,6 +44,8 @@ ALLOWED: dict[str, set[str]] = {
     "proxy/rate_limit.py": {"resized"},
     "actors/rate_limiter.py": {"reservation"},
     "actors/fleet_limiter.py": {"reservation", "pending"},  # and an admission waiting its batch
+    "actors/budget_tally.py": {"tally"},  # the Tally records its Tallies own
+    "actors/fleet_budgets.py": {"pending"},  # an admission waiting its batch
     "actors/session_store.py": {"session"},
 }
 

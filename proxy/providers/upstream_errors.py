@@ -42,9 +42,10 @@ def map_status(
     param: str | None = None,
 ) -> GatewayError:
     """The gateway error for upstream ``status`` with the upstream's own ``message``."""
-    error = _mapped(provider, status, message, headers=headers, code=code, param=param)
-    error.upstream_status = status  # what the provider's reachability reports
-    return error
+    # The upstream's own status, for the provider's reachability.
+    return _mapped(
+        provider, status, message, headers=headers, code=code, param=param
+    ).upstream_answered(status)
 
 
 def _mapped(
