@@ -67,6 +67,20 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class SqlitePlanNoticeFilter(logging.Filter):
+    """Drops SQLite's automatic-index notices unless the log level is DEBUG.
+
+    APSW forwards SQLite's log as warnings, and SQLite remarks on every query it gives a
+    temporary index (migration 8's rebuild joins the log's aggregate so, on every first start):
+    a query-plan detail for developers, not an event an operator can act on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "sqlite_code_name", None) != "SQLITE_WARNING_AUTOINDEX":
+            return True
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 def request_id_of(record: logging.LogRecord) -> str | None:
     """The request id a record was logged under (set by :class:`RequestIdFilter`)."""
     value = getattr(record, "request_id", None)
@@ -161,4 +175,5 @@ def stderr_handler(
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(formatter_for(fmt, worker=worker))
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(SqlitePlanNoticeFilter())
     return handler

@@ -295,3 +295,39 @@ async def test_serve_writes_json_lines_when_configured(
     assert any(line.get("request_id") == request_id for line in lines)
     assert lines[-1]["message"] == "shutdown complete"
     assert DEFAULT_API_KEY not in server.stderr
+
+
+async def test_a_first_start_warns_of_nothing_sqlite_remarks_on_its_query_plans(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """Migrating a new database gives SQLite's log an automatic-index notice (migration 8 joins
+    the log's aggregate): a plan detail, not a warning for whoever starts the gateway."""
+    config = write_config(
+        tmp_path / "llm-proxy.toml",
+        upstream_url=fake_openai.base_url,
+        upstream_key=DEFAULT_API_KEY,
+        graceful_timeout_s=5,
+    )
+    async with serve(config, tmp_path / "gateway.db", tmp_path) as server:
+        server.send_signal(signal.SIGTERM)
+        with trio.fail_after(20):
+            assert await server.wait() == 0
+            await server.stderr_closed.wait()
+    assert "database migrated to schema version" in server.stderr
+    assert "SQLITE_LOG" not in server.stderr, server.stderr
+
+
+def test_sqlite_plan_notices_are_kept_at_debug_level() -> None:
+    stream = io.StringIO()
+    handler = stderr_handler("text", stream)
+    notice = logging.LogRecord("root", logging.WARNING, __file__, 1, "SQLITE_LOG: x", None, None)
+    notice.sqlite_code_name = "SQLITE_WARNING_AUTOINDEX"
+    root = logging.getLogger()
+    level = root.level
+    try:
+        root.setLevel(logging.INFO)
+        assert not handler.filter(notice)
+        root.setLevel(logging.DEBUG)
+        assert handler.filter(notice)
+    finally:
+        root.setLevel(level)
