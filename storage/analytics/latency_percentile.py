@@ -59,25 +59,19 @@ def estimate_log_percentile(
     total = sum(counts)
     if total == 0:
         return None
-    rank_x100 = percent * total
-    below = 0
-    for index, count in enumerate(counts):
-        if count and (below + count) * 100 >= rank_x100:
-            lower = 0.0 if index == 0 else LOG_BUCKET_EDGES_MS[index - 1]
-            upper = LOG_BUCKET_EDGES_MS[index] if index < len(LOG_BUCKET_EDGES_MS) else math.inf
-            if fastest_ms is not None:
-                lower = max(lower, fastest_ms)
-            if slowest_ms is not None:
-                upper = min(upper, slowest_ms)
-            if math.isinf(upper):
-                return lower  # the open top bucket without a known slowest call: a lower bound
-            upper = max(upper, lower)
-            share = (rank_x100 - below * 100) / (count * 100)
-            if lower > 0:
-                return float(lower * (upper / lower) ** share)
-            return float(lower + (upper - lower) * share)
-        below += count
-    raise AssertionError("unreachable: the last non-empty bucket reaches the rank")
+    index, share = _bucket_of_rank(counts, percent * total)
+    lower = 0.0 if index == 0 else LOG_BUCKET_EDGES_MS[index - 1]
+    upper = LOG_BUCKET_EDGES_MS[index] if index < len(LOG_BUCKET_EDGES_MS) else math.inf
+    if fastest_ms is not None:
+        lower = max(lower, fastest_ms)
+    if slowest_ms is not None:
+        upper = min(upper, slowest_ms)
+    if math.isinf(upper):
+        return lower  # the open top bucket without a known slowest call: a lower bound
+    upper = max(upper, lower)
+    if lower > 0:
+        return float(lower * (upper / lower) ** share)
+    return float(lower + (upper - lower) * share)
 
 
 def estimate_percentile(counts: Sequence[int], percent: int = 95) -> float | None:
@@ -101,15 +95,19 @@ def estimate_percentile(counts: Sequence[int], percent: int = 95) -> float | Non
     total = sum(counts)
     if total == 0:
         return None
-    # Integer arithmetic: rank = percent * total / 100 exactly, no rounding at bucket boundaries.
-    rank_x100 = percent * total
+    index, share = _bucket_of_rank(counts, percent * total)
+    lower = 0 if index == 0 else LATENCY_BUCKET_EDGES_MS[index - 1]
+    if index == len(LATENCY_BUCKET_EDGES_MS):
+        return float(lower)
+    return lower + (LATENCY_BUCKET_EDGES_MS[index] - lower) * share
+
+
+def _bucket_of_rank(counts: Sequence[int], rank_x100: int) -> tuple[int, float]:
+    """The bucket holding the call of rank ``rank_x100 / 100`` (counts not all 0), and how far
+    into its calls that rank lies (0–1). Integer arithmetic: no rounding at bucket boundaries."""
     below = 0
     for index, count in enumerate(counts):
         if count and (below + count) * 100 >= rank_x100:
-            lower = 0 if index == 0 else LATENCY_BUCKET_EDGES_MS[index - 1]
-            if index == len(LATENCY_BUCKET_EDGES_MS):
-                return float(lower)
-            width = LATENCY_BUCKET_EDGES_MS[index] - lower
-            return lower + width * (rank_x100 - below * 100) / (count * 100)
+            return index, (rank_x100 - below * 100) / (count * 100)
         below += count
     raise AssertionError("unreachable: the last non-empty bucket reaches the rank")

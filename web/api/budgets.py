@@ -4,7 +4,7 @@ warning threshold (what the dashboard's banner shows)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from functools import partial
 
 import msgspec
@@ -14,6 +14,7 @@ from actors.budget_keeper import BudgetKeeper
 from proxy.budgets import DEFAULT_WARN_PERCENT
 from proxy.errors import InvalidRequest, NotFound
 from storage.budgets import ScopeBudget, set_global_budget, set_provider_budget
+from storage.sql import Connection
 from storage.writer import StorageWriter
 from web.api.common import AuditLog, deps_of, json_response, now_ms, read_body
 
@@ -93,21 +94,16 @@ async def show() -> Response:
 @budgets.put("/budgets/global")
 async def put_global() -> Response:
     body = await read_body(GlobalBudgetBody)
-    try:
-        stored = await _deps().writer.execute(
-            partial(
-                set_global_budget,
-                day_usd=body.day_usd,
-                month_usd=body.month_usd,
-                warn_percent=body.warn_percent,
-                now_ms=now_ms(),
-            )
-        )
-    except ValueError as exc:
-        raise InvalidRequest(f"Invalid budget: {exc}.", param=_field_of(exc)) from None
-    await _deps().keeper.refresh()
-    await _deps().audit.record("budget.update", "global", dataclasses.asdict(stored))
-    return json_response(_view())
+    return await _store(
+        partial(
+            set_global_budget,
+            day_usd=body.day_usd,
+            month_usd=body.month_usd,
+            warn_percent=body.warn_percent,
+            now_ms=now_ms(),
+        ),
+        "global",
+    )
 
 
 @budgets.put("/budgets/providers/<name>")
@@ -115,18 +111,24 @@ async def put_provider(name: str) -> Response:
     if name not in _deps().providers:
         raise NotFound(f"No provider named {name!r}.", code="provider_not_found")
     body = await read_body(ProviderBudgetBody)
+    return await _store(
+        partial(
+            set_provider_budget,
+            provider=name,
+            month_usd=body.month_usd,
+            warn_percent=body.warn_percent,
+            now_ms=now_ms(),
+        ),
+        f"provider:{name}",
+    )
+
+
+async def _store(write: Callable[[Connection], ScopeBudget], target: str) -> Response:
+    """Store a budget (400 naming a bad field), tell the keeper at once, audit it; the view."""
     try:
-        stored = await _deps().writer.execute(
-            partial(
-                set_provider_budget,
-                provider=name,
-                month_usd=body.month_usd,
-                warn_percent=body.warn_percent,
-                now_ms=now_ms(),
-            )
-        )
+        stored = await _deps().writer.execute(write)
     except ValueError as exc:
         raise InvalidRequest(f"Invalid budget: {exc}.", param=_field_of(exc)) from None
     await _deps().keeper.refresh()
-    await _deps().audit.record("budget.update", f"provider:{name}", dataclasses.asdict(stored))
+    await _deps().audit.record("budget.update", target, dataclasses.asdict(stored))
     return json_response(_view())
