@@ -60,6 +60,53 @@ def cost_cell(tab: Tab, request_id: str) -> Any:
 # -- money -----------------------------------------------------------------------------------------
 
 
+async def test_a_call_that_reported_no_tokens_costs_a_dash_not_unpriced(
+    browser: BrowserThread, dashboard: RunningService, tabs: OpenTab
+) -> None:
+    """A call refused before the upstream (a 404 for an unknown model) has no price because
+    nothing was billed: "unpriced" would send an operator looking for a missing price."""
+    await ready_admin(dashboard)
+    now_ms = int(time.time() * 1000)
+    refused = make_record(
+        0,
+        request_id="refused",
+        ts_ms=now_ms,
+        client_id=None,
+        status="error",
+        http_status=404,
+        model="no-such-model",
+        provider=None,
+        upstream_model=None,
+        prompt_tokens=None,
+        completion_tokens=None,
+        total_tokens=None,
+        cost_usd=None,
+    )
+    billed = make_record(
+        1,
+        request_id="billed",
+        ts_ms=now_ms - 60_000,
+        client_id=None,
+        cost_usd=None,
+        model="in-house-model",
+        upstream_model="in-house-model",
+    )
+    for record in (refused, billed):
+        await dashboard.gateway.logger.record(record)
+    await logged(dashboard, 2)
+    tab = await tabs(WIDE, locale="en-US")
+
+    def scenario() -> None:
+        tab.sign_in("admin", ADMIN_PASSWORD)
+        tab.open("requests", "Request log")
+        expect(cost_cell(tab, "refused")).to_have_text("—")
+        expect(cost_cell(tab, "billed").locator(".money")).to_have_text("unpriced")
+        cost_cell(tab, "refused").click()
+        expect(tab.page.locator(".detail-list dd .money").first).to_have_text("—")
+
+    await browser.run(scenario)
+
+
 async def test_small_costs_read_with_significant_digits_and_exactly_on_hover(
     browser: BrowserThread, dashboard: RunningService, tabs: OpenTab
 ) -> None:

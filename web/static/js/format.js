@@ -43,6 +43,21 @@ export function money(value) {
 }
 
 /**
+ * A logged call's cost: as `money`, but "—" for a call that reported no tokens (refused before
+ * the upstream, or failed without usage): nothing was billed, so nothing is unpriced. The same
+ * rule the budgets count unpriced calls by.
+ */
+export function callCost(call) {
+  const known = call.cost_usd !== null && call.cost_usd !== undefined;
+  if (known || call.prompt_tokens || call.completion_tokens) return money(call.cost_usd);
+  const el = document.createElement("span");
+  el.className = "money none";
+  el.textContent = "—";
+  el.title = "No tokens reported: nothing to price";
+  return el;
+}
+
+/**
  * Tick labels for a money axis (a Chart.js ticks callback's value and ticks): as many decimals
  * as the step between ticks needs, the same for every tick, so no two labels read alike.
  */

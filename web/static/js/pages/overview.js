@@ -313,7 +313,7 @@ function callRow(call) {
     cell("Instance", call.instance || "—", "col-instance"),
     cell("Status", [statusBadge(call.status, call.http_status), call.status === "ok" ? null : h("small", { class: "hint" }, ` ${call.http_status}`)]),
     cell("Tokens", fmt.tokens(tokens), "num"),
-    cell("Cost", fmt.money(call.cost_usd), "num"),
+    cell("Cost", fmt.callCost(call), "num"),
     cell("Latency", fmt.ms(call.latency_ms), "num"),
   );
 }

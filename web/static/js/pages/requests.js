@@ -218,7 +218,7 @@ function logRow(row, link, ctx, withInstance = false) {
     withInstance ? td("Instance", instanceCell(row.instance)) : null,
     td("Status", statusCell(row)),
     td("Tokens in / out", `${fmt.tokens(row.prompt_tokens)} / ${fmt.tokens(row.completion_tokens)}`, "num"),
-    td("Cost", fmt.money(row.cost_usd), "num"),
+    td("Cost", fmt.callCost(row), "num"),
     td("Latency", fmt.ms(row.latency_ms), "num"),
     td("TTFT", fmt.ms(row.ttft_ms), "num"),
   );
@@ -301,7 +301,7 @@ function facts(call) {
     ["Reasoning tokens", fmt.tokens(call.reasoning_tokens)],
     ["Cached tokens", fmt.tokens(call.cached_tokens)],
     ["Total tokens", fmt.tokens(call.total_tokens)],
-    ["Cost", fmt.money(call.cost_usd)],
+    ["Cost", fmt.callCost(call)],
     ["Images", yesNo(call.has_images)],
     ["Latency", fmt.ms(call.latency_ms)],
     ["Time to first token", fmt.ms(call.ttft_ms)],
