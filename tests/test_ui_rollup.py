@@ -123,6 +123,19 @@ async def test_analytics_groups_by_endpoint_and_instance(
                 arg=expected[value],
             )
             tab.screenshot(f"analytics-by-{value}-1400")
+        # Filtered to one endpoint: its call alone, kept in the address for a reload.
+        requests = page.locator("#analytics-content .stat", has_text="Requests").locator(
+            ".stat-value"
+        )
+        expect(requests).to_have_text("2")
+        page.get_by_label("Endpoint", exact=True).select_option("embeddings")
+        expect(page).to_have_url(re.compile(r"endpoint=embeddings"))
+        expect(requests).to_have_text("1")
+        page.reload()
+        expect(page.get_by_label("Endpoint", exact=True)).to_have_value("embeddings")
+        expect(
+            page.locator("#analytics-content .stat", has_text="Requests").locator(".stat-value")
+        ).to_have_text("1")
         tab.check_errors()
 
     await browser.run(scenario)

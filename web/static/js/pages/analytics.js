@@ -16,6 +16,13 @@ export const PRESETS = {
   "30d": { label: "Last 30 days", ms: 30 * DAY },
 };
 const MAX_GROUPS = 8;
+/** The client APIs a call can come through, as the log names them (and as people do). */
+export const ENDPOINTS = [
+  ["chat", "Chat completions"],
+  ["responses", "Responses"],
+  ["messages", "Messages"],
+  ["embeddings", "Embeddings"],
+];
 
 /** "2026-11-27" for a date input, in local time. */
 function dateValue(msSinceEpoch) {
@@ -174,6 +181,7 @@ function readState(params) {
     client: params.get("client") || "",
     provider: params.get("provider") || "",
     model: params.get("model") || "",
+    endpoint: params.get("endpoint") || "",
     group: params.get("group") || "",
   };
 }
@@ -201,6 +209,7 @@ export async function render(root, ctx) {
     client: state.client,
     provider: state.provider,
     model: state.model,
+    endpoint: state.endpoint,
   });
 
   const updateExports = () => {
@@ -232,9 +241,12 @@ export async function render(root, ctx) {
       ],
       state.group,
     );
-    const controls = filterControls("an", state, options, { extra: [field("Group by", group)] });
+    const endpoint = select("an-endpoint", [["", "Any endpoint"], ...ENDPOINTS], state.endpoint);
+    const controls = filterControls("an", state, options, {
+      extra: [field("Endpoint", endpoint), field("Group by", group)],
+    });
     const apply = async () => {
-      const values = { ...controls.read(), group: group.value };
+      const values = { ...controls.read(), endpoint: endpoint.value, group: group.value };
       keepInHash("analytics", values);
       const rangeChanged =
         values.range !== state.range ||
@@ -249,7 +261,7 @@ export async function render(root, ctx) {
       }
       await loadContent();
     };
-    for (const input of [...controls.inputs, group]) input.addEventListener("change", apply);
+    for (const input of [...controls.inputs, endpoint, group]) input.addEventListener("change", apply);
     filtersEl.addEventListener("submit", (event) => event.preventDefault());
     return h("div", { class: "row" }, controls.fields);
   };

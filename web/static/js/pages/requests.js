@@ -5,19 +5,12 @@ import { get, query } from "../api.js";
 import { empty, failure, field, h, loading, panel, replace } from "../dom.js";
 import * as fmt from "../format.js";
 import { clientLabel } from "../client_label.js";
-import { dimensionOptions, filterControls, keepInHash, resolveRange, select } from "./analytics.js";
+import { ENDPOINTS, dimensionOptions, filterControls, keepInHash, resolveRange, select } from "./analytics.js";
 import { statusBadge } from "./overview.js";
 
 const PAGE = 50;
 const FILTER_KEYS = ["range", "from", "to", "status", "endpoint", "instance", "client", "provider", "model"];
 // The client APIs a call may come through (the server refuses any other filter value).
-const ENDPOINTS = [
-  ["chat", "Chat completions"],
-  ["responses", "Responses"],
-  ["messages", "Messages"],
-  ["embeddings", "Embeddings"],
-];
-
 function readState(params) {
   return {
     ...resolveRange(params),
