@@ -210,6 +210,11 @@ class BudgetKeeper:
             # Never lower: calls of this process may not have reached the database yet.
             self._tallies.get(key, now).follow(cost, unpriced)
 
+    @property
+    def enforcing(self) -> bool:
+        """Whether any budget is set (else no call can be refused, and none needs an estimate)."""
+        return bool(self._limits)
+
     def now_ms(self) -> int:
         """The budgets' clock."""
         return self._clock() if self._clock is not None else wall_ms()

@@ -24,7 +24,13 @@ from proxy.client_request import ClientRequest
 from proxy.messages import MessagesRequest, content_blocks
 from proxy.responses import ResponsesRequest, input_parts
 
-__all__ = ["IMAGE_TOKENS", "LOW_DETAIL_IMAGE_TOKENS", "estimate_prompt_tokens", "tokens_to_reserve"]
+__all__ = [
+    "IMAGE_TOKENS",
+    "LOW_DETAIL_IMAGE_TOKENS",
+    "answer_tokens_asked",
+    "estimate_prompt_tokens",
+    "tokens_to_reserve",
+]
 
 # OpenAI's count for a 1024 x 1024 image at high detail (85 + 4 tiles x 170), and for low detail.
 IMAGE_TOKENS = 765
@@ -42,12 +48,20 @@ def tokens_to_reserve(
 ) -> int:
     """The tokens a call reserves from a tokens-per-minute budget of ``tokens_per_minute``."""
     prompt = estimate_prompt_tokens(request, body_bytes)
-    asked = request.max_answer_tokens
+    asked = answer_tokens_asked(request)
     if asked is not None:
-        choices = request.view.n or 1 if isinstance(request, ChatRequest) else 1
-        return prompt + asked * choices
+        return prompt + asked
     # Our guess, not the client's word: never so large that the call could not fit at all.
     return prompt + min(default_completion, max(0, tokens_per_minute - prompt))
+
+
+def answer_tokens_asked(request: ClientRequest) -> int | None:
+    """The most the call may answer, by the client's own bound (times ``n`` choices for chat);
+    None when it sets none."""
+    asked = request.max_answer_tokens
+    if asked is None:
+        return None
+    return asked * (request.view.n or 1 if isinstance(request, ChatRequest) else 1)
 
 
 def _inline_parts(request: ClientRequest) -> tuple[int, int]:

@@ -41,7 +41,7 @@ from proxy.providers.base import StreamItem
 from proxy.rate_limit import TokenReservation
 from proxy.records import Endpoint, RequestRecord, Status
 from proxy.routing import Route
-from proxy.token_estimate import estimate_prompt_tokens, tokens_to_reserve
+from proxy.token_estimate import answer_tokens_asked, estimate_prompt_tokens, tokens_to_reserve
 from web.asgi import (
     JSON_TYPE,
     ClientGone,
@@ -170,9 +170,9 @@ class V1Call(abc.ABC, Generic[RequestT]):
         self.route = chain[0]
         if deps.budgets is not None:
             # After the rate limit: a call refused there reserves nothing here.
-            self.budget_hold = await deps.budgets.admit(
-                caller.bucket, self._estimated_cost(chain[0])
-            )
+            # With no budget set anywhere the estimate is skipped: it walks the request's parts.
+            estimate = self._estimated_cost(chain[0]) if deps.budgets.enforcing else 0.0
+            self.budget_hold = await deps.budgets.admit(caller.bucket, estimate)
         # A client that hangs up cancels the call, so an abandoned request stops costing
         # upstream tokens at once.
         with (
@@ -384,7 +384,7 @@ class V1Call(abc.ABC, Generic[RequestT]):
         if rates is None:
             return 0.0
         prompt = estimate_prompt_tokens(request, len(self.body))
-        answer = request.max_answer_tokens
+        answer = answer_tokens_asked(request)
         if answer is None:
             answer = self.deps.config.limits.default_reserved_completion_tokens
         return (
